@@ -1,0 +1,318 @@
+//! farthing's durable store: the ledger on SQLite.
+//!
+//! A [`Store`] owns one writer thread. Callers submit [`Group`]s into a bounded queue; the
+//! writer drains whatever is waiting (up to a batch limit), applies every group with the
+//! domain's rules inside **one** SQLite transaction, commits it with `synchronous=FULL`, and
+//! only then answers each caller (group commit). A caller that got `Ok` therefore holds a
+//! durable result.
+//!
+//! Architecture invariant: the ledger's rules live in `farthing_core::ledger`; this crate only
+//! loads, persists and schedules. SQLite specifics (WAL, pragmas, the single writer) stay here;
+//! a PostgreSQL store will implement the same operations with row locks taken in sorted order.
+//!
+//! API boundary: [`Store`], [`StoreOptions`], [`WriteError`], [`audit`], [`DatabaseUrl`].
+
+pub mod audit;
+mod codec;
+mod schema;
+mod url;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use farthing_core::ledger::{AccountState, Group, GroupError, GroupOutcome, StoredTransfer};
+use farthing_core::{AccountId, TransferId};
+use rusqlite::Connection;
+
+pub use url::{DatabaseUrl, UrlError};
+
+/// A source of ledger time: nanoseconds since the Unix epoch.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The wall clock, as ledger time.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+            })
+    })
+}
+
+/// What the writer reports after each transaction, for metrics and benchmarks.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchStats {
+    /// Groups in the transaction.
+    pub groups: usize,
+    /// Transfers in those groups.
+    pub transfers: usize,
+    /// Holds expired in the transaction.
+    pub expired: usize,
+    /// Time from the start of the batch to the end of its commit.
+    pub batch_time: Duration,
+    /// Time of the `COMMIT` alone (the durable write).
+    pub commit_time: Duration,
+    /// Whether the transaction failed (every caller got an error).
+    pub failed: bool,
+}
+
+/// Called by the writer after each transaction; must be quick.
+pub type Observer = Arc<dyn Fn(&BatchStats) + Send + Sync>;
+
+/// How a store runs.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// Most transfers in one transaction (the group-commit batch limit).
+    pub max_batch_transfers: usize,
+    /// Most requests waiting in the queue; submitters block (or `try_submit` fails) beyond.
+    pub queue_capacity: usize,
+    /// Ledger time.
+    pub clock: Clock,
+    /// Told about every transaction.
+    pub observer: Option<Observer>,
+    /// How often the background checkpointer copies the WAL into the database.
+    pub checkpoint_interval: Duration,
+    /// Longest the writer sleeps without checking for expired holds.
+    pub expiry_poll_interval: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_batch_transfers: 8_192,
+            queue_capacity: 16_384,
+            clock: system_clock(),
+            observer: None,
+            checkpoint_interval: Duration::from_millis(200),
+            expiry_poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a store could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database holds data this build cannot read.
+    #[error("database is corrupt or from another version: {0}")]
+    Corrupt(String),
+    /// The schema is newer than this build.
+    #[error("database schema version {found} is newer than this farthing ({supported}); upgrade farthing")]
+    SchemaTooNew {
+        /// Found in the file.
+        found: i64,
+        /// Known to this build.
+        supported: i64,
+    },
+    /// No database where one was expected.
+    #[error("no database at {0}: run `farthing serve` (or `farthing bench ledger`) to create one")]
+    Missing(PathBuf),
+    /// A thread could not be started.
+    #[error("could not start the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Why a write did not happen. In every case nothing of the group was written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The ledger refused the group (bad input, insufficient funds, id reuse…).
+    #[error(transparent)]
+    Rejected(#[from] GroupError),
+    /// The database failed to write the batch; the transaction was rolled back. Safe to retry
+    /// with the same ids.
+    #[error("the database failed to commit: {0}; nothing was written, retry with the same ids")]
+    Failed(String),
+    /// The queue is full (only from `try_submit`).
+    #[error("the ledger is busy: too many writes are waiting, retry shortly")]
+    Busy,
+    /// The store is shut down.
+    #[error("the ledger is shut down")]
+    Closed,
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<GroupOutcome, WriteError>>;
+
+enum Request {
+    Write { group: Group, reply: Reply },
+    Shutdown { done: std::sync::mpsc::Sender<()> },
+}
+
+/// A pending write: wait for it, blocking or async.
+#[must_use = "a write is only known durable once its ticket says so"]
+pub struct Ticket(tokio::sync::oneshot::Receiver<Result<GroupOutcome, WriteError>>);
+
+impl Ticket {
+    /// Blocks until the write is committed or refused. Not for async code: use `.await`.
+    pub fn wait(self) -> Result<GroupOutcome, WriteError> {
+        self.0.blocking_recv().unwrap_or(Err(WriteError::Closed))
+    }
+}
+
+impl std::future::Future for Ticket {
+    type Output = Result<GroupOutcome, WriteError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|result| result.unwrap_or(Err(WriteError::Closed)))
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    sender: SyncSender<Request>,
+    reader: Mutex<Connection>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<writer::Checkpointer>>,
+}
+
+/// The ledger store. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens (creating if needed, and migrating) the SQLite database at `path`.
+    pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut connection = schema::open_writer(&path)?;
+        schema::migrate(&mut connection)?;
+        let reader = schema::open_reader(&path)?;
+        let checkpointer = writer::Checkpointer::start(&path, options.checkpoint_interval)?;
+        let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));
+        let mut state = writer::Writer::new(connection, options)?;
+        let handle = std::thread::Builder::new()
+            .name("farthing-ledger-writer".to_owned())
+            .spawn(move || state.run(receiver))
+            .map_err(StoreError::Thread)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                sender,
+                reader: Mutex::new(reader),
+                writer: Mutex::new(Some(handle)),
+                checkpointer: Mutex::new(Some(checkpointer)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Queues a group; blocks while the queue is full (back-pressure).
+    pub fn submit(&self, group: Group) -> Result<Ticket, WriteError> {
+        let (reply, receiver) = tokio::sync::oneshot::channel();
+        self.inner
+            .sender
+            .send(Request::Write { group, reply })
+            .map_err(|_| WriteError::Closed)?;
+        Ok(Ticket(receiver))
+    }
+
+    /// Queues a group, or fails with [`WriteError::Busy`] at once when the queue is full.
+    pub fn try_submit(&self, group: Group) -> Result<Ticket, WriteError> {
+        let (reply, receiver) = tokio::sync::oneshot::channel();
+        match self.inner.sender.try_send(Request::Write { group, reply }) {
+            Ok(()) => Ok(Ticket(receiver)),
+            Err(TrySendError::Full(_)) => Err(WriteError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(WriteError::Closed),
+        }
+    }
+
+    /// Submits a group and waits until it is durable or refused.
+    pub fn write(&self, group: Group) -> Result<GroupOutcome, WriteError> {
+        self.submit(group)?.wait()
+    }
+
+    /// An account with its committed totals.
+    pub fn account(&self, id: AccountId) -> Result<Option<AccountState>, StoreError> {
+        let connection = self.reader();
+        codec::load_account(&connection, id)
+    }
+
+    /// A committed transfer.
+    pub fn transfer(&self, id: TransferId) -> Result<Option<StoredTransfer>, StoreError> {
+        let connection = self.reader();
+        codec::load_transfer(&connection, id)
+    }
+
+    /// Checks every ledger invariant on the committed data (see [`audit::audit_connection`]).
+    pub fn audit(&self) -> Result<audit::AuditReport, StoreError> {
+        let connection = self.reader();
+        audit::audit_connection(&connection)
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the reader cannot leave the connection inconsistent (reads
+        // only), so a poisoned lock is still usable.
+        self.inner
+            .reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Finishes every queued write, commits, and stops the writer and checkpointer. Writes
+    /// submitted afterwards fail with [`WriteError::Closed`]. Idempotent.
+    pub fn shutdown(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        if self.inner.sender.send(Request::Shutdown { done }).is_ok() {
+            let _ = wait.recv();
+        }
+        let handle = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        let checkpointer = self
+            .inner
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.stop();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        if self.sender.send(Request::Shutdown { done }).is_ok() {
+            let _ = wait.recv();
+        }
+        if let Some(handle) = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        {
+            let _ = handle.join();
+        }
+        if let Some(checkpointer) = self
+            .checkpointer
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        {
+            checkpointer.stop();
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! `farthing bench ledger`: durable transfers per second through the real store.
+//!
+//! Client threads keep a window of writes in flight against a fresh SQLite database on disk;
+//! the writer commits them in batches of at most `--batch` transfers, each batch one durable
+//! (`synchronous=FULL`) commit. Every transfer moves 1–100 Stars between two random accounts
+//! out of `--accounts`, so few accounts means heavy contention on the same balances.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use farthing_core::ledger::{code, Account, AccountKind, Group, Transfer, TransferAction};
+use farthing_core::{Currency, CustomerId, MerchantId, Rail, TransferId};
+use farthing_store::{BatchStats, Store, StoreOptions};
+
+/// Arguments of `farthing bench ledger`.
+#[derive(clap::Args, Debug)]
+pub struct LedgerArgs {
+    /// How long to drive load, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Customer accounts the transfers move between (2 or more; few = contention).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(2..=10_000_000))]
+    accounts: u64,
+    /// Most transfers per durable commit (group-commit batch limit).
+    #[arg(long, default_value_t = 8_192, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    batch: u64,
+    /// Client threads submitting transfers.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=256))]
+    clients: u64,
+    /// Writes each client keeps in flight (default: enough to fill two batches).
+    #[arg(long)]
+    window: Option<u64>,
+    /// Directory for the fresh database (default: the system temp directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the database afterwards instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    // Index arithmetic on a measurement, not on money: floats are fine here.
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
+}
+
+pub fn run_ledger(args: &LedgerArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!(
+        "farthing-bench-{}-{}.db",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let commits: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
+    let recorder = commits.clone();
+    let options = StoreOptions {
+        max_batch_transfers: usize::try_from(args.batch)?,
+        observer: Some(Arc::new(move |stats: &BatchStats| {
+            if let Ok(mut all) = recorder.lock() {
+                all.push(*stats);
+            }
+        })),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&path, options).context("opening the bench database")?;
+    println!(
+        "ledger bench: {} s, {} accounts, batch {}, {} clients, database {}",
+        args.seconds,
+        args.accounts,
+        args.batch,
+        args.clients,
+        path.display()
+    );
+
+    // Set up: one external Stars account funds every customer with far more than the run spends.
+    let merchant = MerchantId(1);
+    let external = Account::new(AccountKind::External { rail: Rail::Stars }, Currency::XTR);
+    let customers: Vec<Account> = (0..args.accounts)
+        .map(|n| {
+            Account::new(
+                AccountKind::CustomerBalance {
+                    merchant,
+                    customer: CustomerId(u128::from(n) + 1),
+                },
+                Currency::XTR,
+            )
+        })
+        .collect();
+    let setup_started = Instant::now();
+    let mut next_id: u128 = 1;
+    let mut tickets = Vec::new();
+    for chunk in customers.chunks(63) {
+        let mut group = Group {
+            accounts: chunk.to_vec(),
+            transfers: Vec::new(),
+        };
+        group.accounts.push(external);
+        for account in chunk {
+            group.transfers.push(Transfer {
+                id: TransferId(next_id),
+                action: TransferAction::Single {
+                    debit: external.id,
+                    credit: account.id,
+                    currency: Currency::XTR,
+                    amount_minor: 1_000_000_000_000,
+                },
+                code: code::TOP_UP,
+                reference: 0,
+            });
+            next_id += 1;
+        }
+        tickets.push(store.submit(group)?);
+    }
+    for ticket in tickets {
+        ticket.wait().context("funding the bench accounts")?;
+    }
+    println!(
+        "setup: {} accounts funded in {}",
+        args.accounts,
+        ms(setup_started.elapsed())
+    );
+    commits
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clear();
+
+    let window = args
+        .window
+        .unwrap_or_else(|| (args.batch * 2).div_ceil(args.clients))
+        .max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let customers = Arc::new(customers);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for client in 0..args.clients {
+        let store = store.clone();
+        let stop = stop.clone();
+        let customers = customers.clone();
+        // Disjoint id ranges per client: ids are never reused, so every write is new.
+        let mut id = (u128::from(client) + 1) << 64;
+        handles.push(std::thread::spawn(
+            move || -> anyhow::Result<(u64, u64, Vec<Duration>)> {
+                let mut rng = fastrand::Rng::with_seed(client);
+                let mut in_flight = std::collections::VecDeque::new();
+                let mut latencies = Vec::new();
+                let (mut ok, mut refused) = (0u64, 0u64);
+                let mut finish = |ticket: farthing_store::Ticket, sent: Instant| {
+                    match ticket.wait() {
+                        Ok(_) => ok += 1,
+                        Err(farthing_store::WriteError::Rejected(_)) => refused += 1,
+                        Err(error) => return Err(anyhow::anyhow!(error)),
+                    }
+                    latencies.push(sent.elapsed());
+                    Ok(())
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let debit = rng.usize(..customers.len());
+                    let mut credit = rng.usize(..customers.len() - 1);
+                    if credit >= debit {
+                        credit += 1;
+                    }
+                    id += 1;
+                    let transfer = Transfer {
+                        id: TransferId(id),
+                        action: TransferAction::Single {
+                            debit: customers[debit].id,
+                            credit: customers[credit].id,
+                            currency: Currency::XTR,
+                            amount_minor: rng.u64(1..=100),
+                        },
+                        code: code::BENCH,
+                        reference: 0,
+                    };
+                    in_flight.push_back((store.submit(Group::transfer(transfer))?, Instant::now()));
+                    if in_flight.len() as u64 >= window {
+                        if let Some((ticket, sent)) = in_flight.pop_front() {
+                            finish(ticket, sent)?;
+                        }
+                    }
+                }
+                while let Some((ticket, sent)) = in_flight.pop_front() {
+                    finish(ticket, sent)?;
+                }
+                Ok((ok, refused, latencies))
+            },
+        ));
+    }
+    std::thread::sleep(Duration::from_secs(args.seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut committed = 0u64;
+    let mut refused = 0u64;
+    let mut latencies = Vec::new();
+    for handle in handles {
+        let (ok, no, mut lat) = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+        committed += ok;
+        refused += no;
+        latencies.append(&mut lat);
+    }
+    let elapsed = started.elapsed();
+    store.shutdown();
+
+    let commits = std::mem::take(&mut *commits.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    let mut commit_times: Vec<Duration> = commits.iter().map(|s| s.commit_time).collect();
+    commit_times.sort_unstable();
+    latencies.sort_unstable();
+    let batches = commits.len().max(1);
+    let mean_batch = commits.iter().map(|s| s.transfers).sum::<usize>() as f64 / batches as f64;
+    let failed = commits.iter().filter(|s| s.failed).count();
+    println!(
+        "transfers: {committed} committed, {refused} refused, in {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "commits: {} durable transactions, {:.1} transfers each on average, {failed} failed",
+        commits.len(),
+        mean_batch
+    );
+    println!(
+        "commit latency (COMMIT incl. fsync): p50 {}, p99 {}, max {}",
+        ms(percentile(&commit_times, 0.50)),
+        ms(percentile(&commit_times, 0.99)),
+        ms(commit_times.last().copied().unwrap_or_default())
+    );
+    println!(
+        "request latency (submit to durable answer): p50 {}, p99 {}",
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99))
+    );
+    let audit_started = Instant::now();
+    let report = farthing_store::audit::audit_path(&path)?;
+    println!(
+        "audit: {} ({} transfers checked in {})",
+        if report.is_ok() { "ok" } else { "FAILED" },
+        report.transfers,
+        ms(audit_started.elapsed())
+    );
+    if !args.keep {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    let per_second = committed as f64 / elapsed.as_secs_f64();
+    println!("ledger: {per_second:.0} transfers/s durable");
+    Ok(if report.is_ok() && failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        println!("{report}");
+        ExitCode::from(1)
+    })
+}
