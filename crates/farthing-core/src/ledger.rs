@@ -757,7 +757,8 @@ pub trait LedgerState {
     fn update_balances(&mut self, id: AccountId, balances: Balances);
     /// Stores a new transfer (holds with [`PendingState::Pending`]).
     fn insert_transfer(&mut self, record: TransferRecord);
-    /// Moves a hold out of [`PendingState::Pending`].
+    /// Moves a hold out of [`PendingState::Pending`]; `at_ns` is the ledger time of the post,
+    /// void or expiry that resolved it.
     fn resolve_pending(&mut self, id: TransferId, state: PendingState, at_ns: u64);
     /// Records the largest timestamp handed out.
     fn set_last_timestamp_ns(&mut self, timestamp_ns: u64);
@@ -768,7 +769,8 @@ struct Overlay<'s, S: ?Sized> {
     base: &'s S,
     accounts: Vec<(AccountState, bool)>,
     transfers: Vec<TransferRecord>,
-    resolved: Vec<(TransferId, PendingState)>,
+    /// Holds resolved by the group: id, new state, timestamp of the post or void.
+    resolved: Vec<(TransferId, PendingState, u64)>,
     last_timestamp_ns: u64,
 }
 
@@ -804,8 +806,8 @@ impl<'s, S: LedgerState + ?Sized> Overlay<'s, S> {
         let resolved = self
             .resolved
             .iter()
-            .find(|(pending_id, _)| *pending_id == id)
-            .map(|(_, state)| *state);
+            .find(|(pending_id, _, _)| *pending_id == id)
+            .map(|(_, state, _)| *state);
         Some(StoredTransfer {
             pending_state: resolved.or(stored.pending_state),
             ..stored
@@ -831,7 +833,8 @@ impl<'s, S: LedgerState + ?Sized> Overlay<'s, S> {
 struct Changes {
     accounts: Vec<(AccountState, bool)>,
     transfers: Vec<TransferRecord>,
-    resolved: Vec<(TransferId, PendingState)>,
+    /// Holds resolved by the group: id, new state, timestamp of the post or void.
+    resolved: Vec<(TransferId, PendingState, u64)>,
     last_timestamp_ns: u64,
 }
 
@@ -848,8 +851,8 @@ impl Changes {
         for record in self.transfers {
             state.insert_transfer(record);
         }
-        for (id, pending_state) in self.resolved {
-            state.resolve_pending(id, pending_state, self.last_timestamp_ns);
+        for (id, pending_state, at_ns) in self.resolved {
+            state.resolve_pending(id, pending_state, at_ns);
         }
         state.set_last_timestamp_ns(self.last_timestamp_ns);
     }
@@ -1299,6 +1302,7 @@ fn resolve_hold<S: LedgerState + ?Sized>(
         } else {
             PendingState::Voided
         },
+        timestamp_ns,
     ));
     Ok(TransferRecord {
         id: transfer.id,
