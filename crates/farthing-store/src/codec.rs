@@ -266,6 +266,13 @@ pub(crate) fn resolve_pending(
     Ok(())
 }
 
+/// Removes every expiry entry of hold `id`.
+pub(crate) fn drop_expiry(connection: &Connection, id: TransferId) -> Result<(), StoreError> {
+    let mut statement = connection.prepare_cached("DELETE FROM hold_expiries WHERE id = ?1")?;
+    statement.execute([id.to_be_bytes()])?;
+    Ok(())
+}
+
 /// The ledger clock as persisted.
 pub(crate) fn load_last_timestamp(connection: &Connection) -> Result<u64, StoreError> {
     let value: i64 = connection.query_row(

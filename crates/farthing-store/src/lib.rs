@@ -111,6 +111,9 @@ pub enum StoreError {
         /// Known to this build.
         supported: i64,
     },
+    /// Another process (or another `Store` in this one) is writing this database.
+    #[error("{0} is in use by another farthing process (lock file {0}.lock); stop it first")]
+    Locked(PathBuf),
     /// No database where one was expected.
     #[error("no database at {0}: run `farthing serve` (or `farthing bench ledger`) to create one")]
     Missing(PathBuf),
@@ -170,6 +173,9 @@ impl std::future::Future for Ticket {
 
 struct Inner {
     path: PathBuf,
+    /// An exclusive lock on `<database>.lock`, held while the writer runs: a second writer on
+    /// the same file would trust its own in-memory balances and break the ledger.
+    lock: Mutex<Option<std::fs::File>>,
     sender: SyncSender<Request>,
     reader: Mutex<Connection>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -186,6 +192,7 @@ impl Store {
     /// Opens (creating if needed, and migrating) the SQLite database at `path`.
     pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
+        let lock = lock_database(&path)?;
         let mut connection = schema::open_writer(&path)?;
         schema::migrate(&mut connection)?;
         let reader = schema::open_reader(&path)?;
@@ -199,6 +206,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
+                lock: Mutex::new(Some(lock)),
                 sender,
                 reader: Mutex::new(reader),
                 writer: Mutex::new(Some(handle)),
@@ -289,6 +297,38 @@ impl Store {
         if let Some(checkpointer) = checkpointer {
             checkpointer.stop();
         }
+        // Release the lock only once the writer is gone.
+        self.inner
+            .lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+    }
+}
+
+/// Takes the exclusive lock of the database at `path` (the OS releases it if the process dies).
+fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|error| {
+            StoreError::Corrupt(format!("cannot create {}: {error}", parent.display()))
+        })?;
+    }
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|error| {
+            StoreError::Corrupt(format!("cannot open {}: {error}", lock_path.display()))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(path.to_path_buf())),
+        Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Corrupt(format!(
+            "cannot lock {}: {error}",
+            lock_path.display()
+        ))),
     }
 }
 

@@ -22,6 +22,8 @@ use crate::{codec, schema, BatchStats, Reply, Request, StoreError, StoreOptions,
 
 /// Most holds expired in one transaction; the rest wait for the next one.
 const MAX_EXPIRED_PER_BATCH: usize = 4_096;
+/// Pause after a failed transaction before the writer takes more work.
+const FAILURE_BACKOFF: Duration = Duration::from_millis(50);
 
 pub(crate) struct Writer {
     connection: Connection,
@@ -183,23 +185,23 @@ impl Writer {
             let mut writes: Vec<(Group, Reply)> = Vec::new();
             let mut transfers = 0usize;
             let mut next = first;
-            // Group commit: take whatever else is already waiting, up to the batch limit. After
-            // a shutdown request, take everything still queued, a batch at a time.
+            // Group commit: take whatever else is already waiting, up to the batch limit. A
+            // shutdown request ends the taking: what was queued before it is committed, what
+            // comes after it is refused with `Closed` when the receiver is dropped.
             loop {
                 match next.take() {
                     Some(Request::Write { group, reply }) => {
                         transfers += group.transfers.len().max(1);
                         writes.push((group, reply));
                     }
-                    Some(Request::Shutdown { done }) => shutdown = Some(done),
+                    Some(Request::Shutdown { done }) => {
+                        shutdown = Some(done);
+                        break;
+                    }
                     None => {}
                 }
                 if transfers >= self.options.max_batch_transfers {
-                    if shutdown.is_none() {
-                        break;
-                    }
-                    self.process(std::mem::take(&mut writes));
-                    transfers = 0;
+                    break;
                 }
                 match receiver.try_recv() {
                     Ok(request) => next = Some(request),
@@ -262,6 +264,8 @@ impl Writer {
                 for (_, reply) in writes {
                     let _ = reply.send(Err(WriteError::Failed(message.clone())));
                 }
+                // Do not spin on a failure that repeats (a full disk, say).
+                std::thread::sleep(FAILURE_BACKOFF);
                 BatchStats {
                     groups,
                     transfers,
@@ -316,6 +320,12 @@ impl Writer {
                 }
                 if expire_pending(&mut state, id, now_ns) {
                     expired += 1;
+                } else {
+                    // The schedule names a hold that is not open (the audit reports this as
+                    // "expiry schedule out of step"). The entry is derived data: drop it, or
+                    // the writer would find it due again at once, forever.
+                    tracing::warn!(hold = %id, "dropping a stale hold expiry entry");
+                    codec::drop_expiry(&transaction, id)?;
                 }
             }
             recheck_expiry = true;

@@ -249,7 +249,7 @@ pub fn run_ledger(args: &LedgerArgs) -> anyhow::Result<ExitCode> {
         ms(audit_started.elapsed())
     );
     if !args.keep {
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", ".lock"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
