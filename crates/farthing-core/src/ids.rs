@@ -75,3 +75,194 @@ mod tests {
         assert_eq!(format!("{small}"), "00000000000000000000000000000005");
     }
 }
+
+/// Crockford base32 (lower case), as in ULIDs: 26 characters hold 128 bits.
+const BASE32: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+fn encode_base32(value: u128) -> String {
+    let mut out = [0u8; 26];
+    for (index, slot) in out.iter_mut().enumerate() {
+        let shift = 5 * (25 - index);
+        *slot = BASE32[((value >> shift) & 0x1f) as usize];
+    }
+    out.iter().map(|&byte| char::from(byte)).collect()
+}
+
+fn decode_base32(text: &str) -> Option<u128> {
+    if text.len() != 26 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for (index, byte) in text.bytes().enumerate() {
+        let lower = byte.to_ascii_lowercase();
+        let digit = BASE32.iter().position(|&c| c == lower)? as u128;
+        // The first character carries only 3 bits (26 * 5 = 130).
+        if index == 0 && digit > 7 {
+            return None;
+        }
+        value = (value << 5) | digit;
+    }
+    Some(value)
+}
+
+/// An id that the Merchant API shows with a type prefix (`inv_…`, `cus_…`), like Stripe's:
+/// the prefix says what the id names, so passing a charge id where an invoice id belongs is
+/// caught at parse time.
+pub trait PublicId: Sized + Copy {
+    /// The prefix without the underscore, e.g. `"inv"`.
+    const PREFIX: &'static str;
+    /// What the id names, for error messages ("invoice").
+    const NOUN: &'static str;
+    /// The raw value.
+    fn raw(self) -> u128;
+    /// From a raw value.
+    fn from_raw(raw: u128) -> Self;
+
+    /// The public form, e.g. `inv_01jd6w9c4yq5v0d2s3m1k7x8ze`.
+    fn encode(self) -> String {
+        format!("{}_{}", Self::PREFIX, encode_base32(self.raw()))
+    }
+
+    /// Parses the public form; the error says what was expected.
+    fn parse(text: &str) -> Result<Self, IdError> {
+        let wrong = || IdError {
+            text: text.chars().take(64).collect(),
+            expected: Self::PREFIX,
+            noun: Self::NOUN,
+        };
+        let (prefix, body) = text.split_once('_').ok_or_else(wrong)?;
+        if prefix != Self::PREFIX {
+            return Err(wrong());
+        }
+        match decode_base32(body) {
+            Some(raw) if raw != 0 => Ok(Self::from_raw(raw)),
+            _ => Err(wrong()),
+        }
+    }
+}
+
+/// A string that is not a valid id of the expected kind.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a valid {noun} id: expected {expected}_ followed by 26 base32 characters")]
+pub struct IdError {
+    /// What was given (cut to 64 characters).
+    pub text: String,
+    /// The expected prefix.
+    pub expected: &'static str,
+    /// What the id names.
+    pub noun: &'static str,
+}
+
+/// Time-ordered raw id from a millisecond timestamp and 80 random bits (the ULID layout), so
+/// that ids sort by creation time and new rows append to their table's index. The caller
+/// supplies both parts: the domain reads no clock and draws no randomness.
+pub fn time_ordered_raw(unix_ms: u64, random: u128) -> u128 {
+    (u128::from(unix_ms & 0xffff_ffff_ffff) << 80) | (random & ((1u128 << 80) - 1)) | 1
+}
+
+macro_rules! public_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $noun:literal) => {
+        id_type!($(#[$doc])* $name);
+
+        impl PublicId for $name {
+            const PREFIX: &'static str = $prefix;
+            const NOUN: &'static str = $noun;
+            fn raw(self) -> u128 {
+                self.0
+            }
+            fn from_raw(raw: u128) -> Self {
+                Self(raw)
+            }
+        }
+    };
+}
+
+public_id!(
+    /// Identifies an invoice.
+    InvoiceId, "inv", "invoice"
+);
+public_id!(
+    /// Identifies a charge against a customer balance.
+    ChargeId, "chg", "charge"
+);
+public_id!(
+    /// Identifies a refund.
+    RefundId, "ref", "refund"
+);
+public_id!(
+    /// Identifies an event.
+    EventId, "evt", "event"
+);
+public_id!(
+    /// Identifies a webhook endpoint.
+    WebhookEndpointId, "we", "webhook endpoint"
+);
+
+impl PublicId for MerchantId {
+    const PREFIX: &'static str = "mer";
+    const NOUN: &'static str = "merchant";
+    fn raw(self) -> u128 {
+        self.0
+    }
+    fn from_raw(raw: u128) -> Self {
+        Self(raw)
+    }
+}
+
+impl PublicId for CustomerId {
+    const PREFIX: &'static str = "cus";
+    const NOUN: &'static str = "customer";
+    fn raw(self) -> u128 {
+        self.0
+    }
+    fn from_raw(raw: u128) -> Self {
+        Self(raw)
+    }
+}
+
+#[cfg(test)]
+mod public_id_tests {
+    use super::*;
+
+    #[test]
+    fn public_ids_round_trip_and_check_their_prefix() {
+        let id = InvoiceId(time_ordered_raw(1_763_700_000_000, 0xdead_beef));
+        let text = id.encode();
+        assert!(text.starts_with("inv_"));
+        assert_eq!(text.len(), 4 + 26);
+        assert_eq!(InvoiceId::parse(&text), Ok(id));
+        assert_eq!(
+            InvoiceId::parse(&text.to_uppercase().replacen("INV", "inv", 1)),
+            Ok(id)
+        );
+        let as_charge = text.replacen("inv_", "chg_", 1);
+        let error = InvoiceId::parse(&as_charge).unwrap_err();
+        assert!(error.to_string().contains("not a valid invoice id"));
+        assert!(ChargeId::parse(&as_charge).is_ok());
+        assert!(InvoiceId::parse("inv_").is_err());
+        assert!(
+            InvoiceId::parse("inv_8zzzzzzzzzzzzzzzzzzzzzzzzz").is_err(),
+            "over 128 bits"
+        );
+        assert!(
+            InvoiceId::parse("inv_0000000000000000000000000u").is_err(),
+            "u is not base32"
+        );
+        assert!(
+            InvoiceId::parse("inv_00000000000000000000000000").is_err(),
+            "zero is reserved"
+        );
+        assert_eq!(
+            CustomerId(u128::MAX).encode(),
+            "cus_7zzzzzzzzzzzzzzzzzzzzzzzzz"
+        );
+    }
+
+    #[test]
+    fn time_ordered_ids_sort_by_time() {
+        let early = time_ordered_raw(1_000, u128::MAX);
+        let late = time_ordered_raw(1_001, 0);
+        assert!(early < late);
+        assert!(InvoiceId(early).encode() < InvoiceId(late).encode());
+    }
+}

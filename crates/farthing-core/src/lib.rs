@@ -6,10 +6,14 @@
 //! deterministic and can be tested by simulation.
 
 pub mod ids;
+pub mod invoice;
 pub mod ledger;
 pub mod money;
 pub mod rail;
 
-pub use ids::{AccountId, CustomerId, MerchantId, TransferId};
+pub use ids::{
+    AccountId, ChargeId, CustomerId, EventId, InvoiceId, MerchantId, PublicId, RefundId,
+    TransferId, WebhookEndpointId,
+};
 pub use money::{Currency, Money, MoneyError};
 pub use rail::Rail;
