@@ -13,7 +13,9 @@
 //! API boundary: [`Store`], [`StoreOptions`], [`WriteError`], [`audit`], [`DatabaseUrl`].
 
 pub mod audit;
+mod business;
 mod codec;
+mod job;
 mod schema;
 mod url;
 mod writer;
@@ -28,6 +30,11 @@ use farthing_core::ledger::{AccountState, Group, GroupError, GroupOutcome, Store
 use farthing_core::{AccountId, TransferId};
 use rusqlite::Connection;
 
+pub use business::{
+    ApiKeyRecord, Charge, Customer, Delivery, EventRecord, Merchant, Page, PageRequest, Refund,
+    WebhookEndpoint,
+};
+pub use job::{JobTicket, Tx};
 pub use url::{DatabaseUrl, UrlError};
 
 /// A source of ledger time: nanoseconds since the Unix epoch.
@@ -144,7 +151,63 @@ type Reply = tokio::sync::oneshot::Sender<Result<GroupOutcome, WriteError>>;
 
 enum Request {
     Write { group: Group, reply: Reply },
+    Job(Box<dyn job::ErasedJob>),
     Shutdown { done: std::sync::mpsc::Sender<()> },
+}
+
+fn job_request<T, E, F>(work: F) -> (Request, JobTicket<T, E>)
+where
+    F: FnOnce(&mut Tx<'_, '_>) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let (reply, receiver) = tokio::sync::oneshot::channel();
+    let job = job::Job {
+        work: Some(work),
+        result: None,
+        reply,
+    };
+    (Request::Job(Box::new(job)), JobTicket(receiver))
+}
+
+/// Most idle read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 16;
+
+/// A read connection borrowed from the pool; returned when dropped.
+struct PooledReader<'a> {
+    connection: Option<Result<Connection, StoreError>>,
+    pool: &'a Mutex<Vec<Connection>>,
+}
+
+impl PooledReader<'_> {
+    fn connection(&self) -> Result<&Connection, StoreError> {
+        match &self.connection {
+            Some(Ok(connection)) => Ok(connection),
+            Some(Err(error)) => Err(StoreError::Corrupt(format!(
+                "cannot open a read connection: {error}"
+            ))),
+            None => Err(StoreError::Corrupt("read connection gone".to_owned())),
+        }
+    }
+}
+
+impl Drop for PooledReader<'_> {
+    fn drop(&mut self) {
+        if let Some(Ok(connection)) = self.connection.take() {
+            let mut idle = self
+                .pool
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(connection);
+            }
+        }
+    }
+}
+
+/// Read access to committed data, outside the writer.
+pub struct Reader<'a> {
+    pub(crate) connection: &'a Connection,
 }
 
 /// A pending write: wait for it, blocking or async.
@@ -177,7 +240,8 @@ struct Inner {
     /// the same file would trust its own in-memory balances and break the ledger.
     lock: Mutex<Option<std::fs::File>>,
     sender: SyncSender<Request>,
-    reader: Mutex<Connection>,
+    /// Idle read connections; a reader takes one or opens a new one.
+    readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<writer::Checkpointer>>,
 }
@@ -208,7 +272,7 @@ impl Store {
                 path,
                 lock: Mutex::new(Some(lock)),
                 sender,
-                reader: Mutex::new(reader),
+                readers: Mutex::new(vec![reader]),
                 writer: Mutex::new(Some(handle)),
                 checkpointer: Mutex::new(Some(checkpointer)),
             }),
@@ -240,6 +304,57 @@ impl Store {
         }
     }
 
+    /// Queues a job (see [`Tx`]); blocks while the queue is full.
+    pub fn execute<T, E, F>(&self, work: F) -> Result<JobTicket<T, E>, WriteError>
+    where
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (request, ticket) = job_request(work);
+        self.inner
+            .sender
+            .send(request)
+            .map_err(|_| WriteError::Closed)?;
+        Ok(ticket)
+    }
+
+    /// Runs a job from async code: waits (without blocking the runtime) while the queue is
+    /// full, then until the job committed or failed.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<Result<T, E>, WriteError>
+    where
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (mut request, ticket) = job_request(work);
+        let mut pause = std::time::Duration::from_micros(50);
+        loop {
+            match self.inner.sender.try_send(request) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    // Back-pressure: the writer is behind. Yield to the runtime and retry.
+                    request = back;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(20));
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(WriteError::Closed),
+            }
+        }
+        ticket.await
+    }
+
+    /// Reads committed data with a pooled read connection (see [`Reader`]).
+    pub fn read<T>(
+        &self,
+        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader();
+        work(&Reader {
+            connection: reader.connection()?,
+        })
+    }
+
     /// Submits a group and waits until it is durable or refused.
     pub fn write(&self, group: Group) -> Result<GroupOutcome, WriteError> {
         self.submit(group)?.wait()
@@ -247,29 +362,38 @@ impl Store {
 
     /// An account with its committed totals.
     pub fn account(&self, id: AccountId) -> Result<Option<AccountState>, StoreError> {
-        let connection = self.reader();
-        codec::load_account(&connection, id)
+        let reader = self.reader();
+        codec::load_account(reader.connection()?, id)
     }
 
     /// A committed transfer.
     pub fn transfer(&self, id: TransferId) -> Result<Option<StoredTransfer>, StoreError> {
-        let connection = self.reader();
-        codec::load_transfer(&connection, id)
+        let reader = self.reader();
+        codec::load_transfer(reader.connection()?, id)
     }
 
     /// Checks every ledger invariant on the committed data (see [`audit::audit_connection`]).
     pub fn audit(&self) -> Result<audit::AuditReport, StoreError> {
-        let connection = self.reader();
-        audit::audit_connection(&connection)
+        let reader = self.reader();
+        audit::audit_connection(reader.connection()?)
     }
 
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the reader cannot leave the connection inconsistent (reads
-        // only), so a poisoned lock is still usable.
-        self.inner
-            .reader
+    fn reader(&self) -> PooledReader<'_> {
+        // A panic while holding the pool lock cannot leave it inconsistent (a Vec of idle
+        // connections), so a poisoned lock is still usable.
+        let idle = self
+            .inner
+            .readers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let connection = idle
+            .map(Ok)
+            .unwrap_or_else(|| schema::open_reader(&self.inner.path));
+        PooledReader {
+            connection: Some(connection),
+            pool: &self.inner.readers,
+        }
     }
 
     /// Finishes every queued write, commits, and stops the writer and checkpointer. Writes

@@ -12,10 +12,11 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::StoreError;
 
 /// `(version, name, SQL)`, in order. Never edit a released entry: add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "ledger",
-    r#"
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "ledger",
+        r#"
     -- Ids are 16-byte big-endian blobs (u128); amounts are minor units in INTEGER (i64).
     CREATE TABLE accounts (
         id              BLOB PRIMARY KEY,
@@ -74,7 +75,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     );
     INSERT INTO ledger_meta (singleton, last_timestamp_ns) VALUES (1, 0);
     "#,
-)];
+    ),
+    (2, "business", crate::business::SCHEMA),
+];
 
 /// The newest schema this build knows.
 pub(crate) fn latest_version() -> i64 {

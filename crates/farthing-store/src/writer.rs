@@ -18,7 +18,16 @@ use farthing_core::ledger::{
 use farthing_core::{AccountId, TransferId};
 use rusqlite::{Connection, TransactionBehavior};
 
+use crate::job::{ErasedJob, Tx};
 use crate::{codec, schema, BatchStats, Reply, Request, StoreError, StoreOptions, WriteError};
+
+/// One item of a batch, in arrival order.
+enum Work {
+    /// A ledger group (the fast path: no savepoint).
+    Write(Group, Reply),
+    /// A job: business writes and ledger groups, all or nothing.
+    Job(Box<dyn ErasedJob>),
+}
 
 /// Most holds expired in one transaction; the rest wait for the next one.
 const MAX_EXPIRED_PER_BATCH: usize = 4_096;
@@ -34,13 +43,27 @@ pub(crate) struct Writer {
 }
 
 /// What one batch reads and changes: the domain's view of the store.
-struct BatchState<'a> {
+pub(crate) struct BatchState<'a> {
     accounts: &'a mut HashMap<AccountId, AccountState>,
     transfers: HashMap<TransferId, StoredTransfer>,
     new_accounts: Vec<AccountId>,
     dirty_accounts: Vec<AccountId>,
     new_transfers: Vec<TransferRecord>,
     resolved: Vec<(TransferId, PendingState, u64)>,
+    last_timestamp_ns: u64,
+    /// While a job runs: how to undo its ledger changes if it fails.
+    journal: Option<Journal>,
+}
+
+/// Undo information for the ledger changes of one job (SQL changes are undone by its
+/// savepoint).
+struct Journal {
+    accounts: Vec<(AccountId, Option<AccountState>)>,
+    transfers: Vec<(TransferId, Option<StoredTransfer>)>,
+    new_accounts: usize,
+    dirty_accounts: usize,
+    new_transfers: usize,
+    resolved: usize,
     last_timestamp_ns: u64,
 }
 
@@ -58,11 +81,13 @@ impl LedgerState for BatchState<'_> {
     }
 
     fn insert_account(&mut self, state: AccountState) {
+        self.remember_account(state.account.id);
         self.new_accounts.push(state.account.id);
         self.accounts.insert(state.account.id, state);
     }
 
     fn update_balances(&mut self, id: AccountId, balances: Balances) {
+        self.remember_account(id);
         if let Some(state) = self.accounts.get_mut(&id) {
             state.balances = balances;
             self.dirty_accounts.push(id);
@@ -70,6 +95,7 @@ impl LedgerState for BatchState<'_> {
     }
 
     fn insert_transfer(&mut self, record: TransferRecord) {
+        self.remember_transfer(record.id);
         let pending_state = (record.kind == TransferKind::Pending).then_some(PendingState::Pending);
         self.transfers.insert(
             record.id,
@@ -82,6 +108,7 @@ impl LedgerState for BatchState<'_> {
     }
 
     fn resolve_pending(&mut self, id: TransferId, state: PendingState, at_ns: u64) {
+        self.remember_transfer(id);
         if let Some(stored) = self.transfers.get_mut(&id) {
             stored.pending_state = Some(state);
         }
@@ -94,6 +121,87 @@ impl LedgerState for BatchState<'_> {
 }
 
 impl BatchState<'_> {
+    fn remember_account(&mut self, id: AccountId) {
+        if let Some(journal) = &mut self.journal {
+            if !journal.accounts.iter().any(|(seen, _)| *seen == id) {
+                journal.accounts.push((id, self.accounts.get(&id).copied()));
+            }
+        }
+    }
+
+    fn remember_transfer(&mut self, id: TransferId) {
+        if let Some(journal) = &mut self.journal {
+            if !journal.transfers.iter().any(|(seen, _)| *seen == id) {
+                journal
+                    .transfers
+                    .push((id, self.transfers.get(&id).copied()));
+            }
+        }
+    }
+
+    /// Starts recording a job's ledger changes.
+    fn begin_job(&mut self) {
+        self.journal = Some(Journal {
+            accounts: Vec::new(),
+            transfers: Vec::new(),
+            new_accounts: self.new_accounts.len(),
+            dirty_accounts: self.dirty_accounts.len(),
+            new_transfers: self.new_transfers.len(),
+            resolved: self.resolved.len(),
+            last_timestamp_ns: self.last_timestamp_ns,
+        });
+    }
+
+    /// Keeps a job's ledger changes.
+    fn end_job(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes a failed job's ledger changes.
+    fn undo_job(&mut self) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for (id, before) in journal.accounts.into_iter().rev() {
+            match before {
+                Some(state) => self.accounts.insert(id, state),
+                None => self.accounts.remove(&id),
+            };
+        }
+        for (id, before) in journal.transfers.into_iter().rev() {
+            match before {
+                Some(stored) => self.transfers.insert(id, stored),
+                None => self.transfers.remove(&id),
+            };
+        }
+        self.new_accounts.truncate(journal.new_accounts);
+        self.dirty_accounts.truncate(journal.dirty_accounts);
+        self.new_transfers.truncate(journal.new_transfers);
+        self.resolved.truncate(journal.resolved);
+        self.last_timestamp_ns = journal.last_timestamp_ns;
+    }
+
+    /// An account, loaded into memory if needed.
+    pub(crate) fn load_account(
+        &mut self,
+        connection: &Connection,
+        id: AccountId,
+    ) -> Result<Option<AccountState>, StoreError> {
+        self.load_accounts(connection, [id])?;
+        Ok(self.accounts.get(&id).copied())
+    }
+
+    /// Preloads and applies a group (all or nothing).
+    pub(crate) fn apply(
+        &mut self,
+        connection: &Connection,
+        group: &Group,
+        now_ns: u64,
+    ) -> Result<Result<GroupOutcome, GroupError>, StoreError> {
+        self.preload(connection, group)?;
+        Ok(apply_group(self, group, now_ns))
+    }
+
     /// Loads what `group` refers to and is not in memory yet.
     fn preload(&mut self, connection: &Connection, group: &Group) -> Result<(), StoreError> {
         for id in group.transfer_ids() {
@@ -182,8 +290,8 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut writes: Vec<(Group, Reply)> = Vec::new();
-            let mut transfers = 0usize;
+            let mut work: Vec<Work> = Vec::new();
+            let mut weight = 0usize;
             let mut next = first;
             // Group commit: take whatever else is already waiting, up to the batch limit. A
             // shutdown request ends the taking: what was queued before it is committed, what
@@ -191,8 +299,12 @@ impl Writer {
             loop {
                 match next.take() {
                     Some(Request::Write { group, reply }) => {
-                        transfers += group.transfers.len().max(1);
-                        writes.push((group, reply));
+                        weight += group.transfers.len().max(1);
+                        work.push(Work::Write(group, reply));
+                    }
+                    Some(Request::Job(job)) => {
+                        weight += 1;
+                        work.push(Work::Job(job));
                     }
                     Some(Request::Shutdown { done }) => {
                         shutdown = Some(done);
@@ -200,7 +312,7 @@ impl Writer {
                     }
                     None => {}
                 }
-                if transfers >= self.options.max_batch_transfers {
+                if weight >= self.options.max_batch_transfers {
                     break;
                 }
                 match receiver.try_recv() {
@@ -210,8 +322,8 @@ impl Writer {
             }
             let now_ns = (self.options.clock)();
             let expiry_due = self.next_expiry_ns.is_some_and(|at| at <= now_ns);
-            if !writes.is_empty() || expiry_due {
-                self.process(writes);
+            if !work.is_empty() || expiry_due {
+                self.process(work);
             }
             if let Some(done) = shutdown.take() {
                 let _ = done.send(());
@@ -231,26 +343,47 @@ impl Writer {
         }
     }
 
-    fn process(&mut self, writes: Vec<(Group, Reply)>) {
+    fn process(&mut self, mut work: Vec<Work>) {
         let started = Instant::now();
         let now_ns = (self.options.clock)();
-        let outcome = self.apply_batch(&writes, now_ns);
-        let transfers = writes.iter().map(|(group, _)| group.transfers.len()).sum();
-        let groups = writes.len();
-        let stats = match outcome {
+        let outcome = self.apply_batch(&mut work, now_ns);
+        let transfers = work
+            .iter()
+            .map(|item| match item {
+                Work::Write(group, _) => group.transfers.len(),
+                Work::Job(_) => 0,
+            })
+            .sum();
+        let groups = work.len();
+        let stats = BatchStats {
+            groups,
+            transfers,
+            expired: outcome.as_ref().map_or(0, |batch| batch.expired),
+            batch_time: started.elapsed(),
+            commit_time: outcome
+                .as_ref()
+                .map_or(Duration::ZERO, |batch| batch.commit_time),
+            failed: outcome.is_err(),
+        };
+        // Observers hear of a batch before its callers do, so metrics never lag answers.
+        if let Some(observer) = &self.options.observer {
+            observer(&stats);
+        }
+        match outcome {
             Ok(batch) => {
-                let stats = BatchStats {
-                    groups,
-                    transfers,
-                    expired: batch.expired,
-                    batch_time: started.elapsed(),
-                    commit_time: batch.commit_time,
-                    failed: false,
-                };
-                for ((_, reply), result) in writes.into_iter().zip(batch.results) {
-                    let _ = reply.send(result.map_err(WriteError::Rejected));
+                let mut results = batch.results.into_iter();
+                for item in work {
+                    match item {
+                        Work::Write(_, reply) => {
+                            let result = results
+                                .next()
+                                .unwrap_or(Err(GroupError::Empty))
+                                .map_err(WriteError::Rejected);
+                            let _ = reply.send(result);
+                        }
+                        Work::Job(job) => job.finish(None),
+                    }
                 }
-                stats
             }
             Err(error) => {
                 tracing::error!(%error, groups, "ledger batch failed; rolled back");
@@ -261,31 +394,22 @@ impl Writer {
                 }
                 self.next_expiry_ns = codec::next_expiry(&self.connection).unwrap_or(None);
                 let message = error.to_string();
-                for (_, reply) in writes {
-                    let _ = reply.send(Err(WriteError::Failed(message.clone())));
+                for item in work {
+                    let failure = WriteError::Failed(message.clone());
+                    match item {
+                        Work::Write(_, reply) => {
+                            let _ = reply.send(Err(failure));
+                        }
+                        Work::Job(job) => job.finish(Some(failure)),
+                    }
                 }
                 // Do not spin on a failure that repeats (a full disk, say).
                 std::thread::sleep(FAILURE_BACKOFF);
-                BatchStats {
-                    groups,
-                    transfers,
-                    expired: 0,
-                    batch_time: started.elapsed(),
-                    commit_time: Duration::ZERO,
-                    failed: true,
-                }
             }
-        };
-        if let Some(observer) = &self.options.observer {
-            observer(&stats);
         }
     }
 
-    fn apply_batch(
-        &mut self,
-        writes: &[(Group, Reply)],
-        now_ns: u64,
-    ) -> Result<BatchResult, StoreError> {
+    fn apply_batch(&mut self, work: &mut [Work], now_ns: u64) -> Result<BatchResult, StoreError> {
         let Writer {
             connection,
             accounts,
@@ -302,6 +426,7 @@ impl Writer {
             new_transfers: Vec::new(),
             resolved: Vec::new(),
             last_timestamp_ns: *last_timestamp_ns,
+            journal: None,
         };
         let mut expired = 0;
         let mut recheck_expiry = false;
@@ -330,10 +455,31 @@ impl Writer {
             }
             recheck_expiry = true;
         }
-        let mut results = Vec::with_capacity(writes.len());
-        for (group, _) in writes {
-            state.preload(&transaction, group)?;
-            results.push(apply_group(&mut state, group, now_ns));
+        let mut results = Vec::with_capacity(work.len());
+        for item in work.iter_mut() {
+            match item {
+                Work::Write(group, _) => {
+                    results.push(state.apply(&transaction, group, now_ns)?);
+                }
+                Work::Job(job) => {
+                    // A savepoint undoes the job's SQL, the journal its ledger changes, so a
+                    // failing job leaves nothing behind and does not disturb the others.
+                    transaction.execute_batch("SAVEPOINT job")?;
+                    state.begin_job();
+                    let mut tx = Tx {
+                        connection: &transaction,
+                        state: &mut state,
+                        now_ns,
+                    };
+                    if job.run(&mut tx) {
+                        state.end_job();
+                        transaction.execute_batch("RELEASE job")?;
+                    } else {
+                        state.undo_job();
+                        transaction.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                    }
+                }
+            }
         }
         state.persist(&transaction)?;
         let earliest_new = state

@@ -1,0 +1,1372 @@
+//! Business rows beside the ledger: merchants, API keys, customers, invoices, charges,
+//! refunds, the event outbox, webhook endpoints and deliveries, idempotency keys.
+//!
+//! Writes are methods on [`Tx`] (inside the writer's transaction, so an invoice's status, its
+//! ledger transfer and its event commit together); reads are methods on [`Reader`]. Ids are
+//! 16-byte big-endian blobs and time-ordered, so `ORDER BY id DESC` is newest first and list
+//! cursors (`starting_after`) are plain id comparisons.
+
+use farthing_core::invoice::{Invoice, InvoiceAmount, InvoicePayment, InvoiceStatus};
+use farthing_core::{
+    ChargeId, Currency, CustomerId, EventId, InvoiceId, MerchantId, Rail, RefundId, TransferId,
+    WebhookEndpointId,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::codec::sql_amount;
+use crate::{Reader, StoreError, Tx};
+
+/// The business tables (migration 2).
+pub(crate) const SCHEMA: &str = r#"
+    CREATE TABLE merchants (
+        id            BLOB PRIMARY KEY,
+        name          TEXT NOT NULL,
+        created_at_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Only a SHA-256 of each key is kept; the key itself is shown once.
+    CREATE TABLE api_keys (
+        key_hash      BLOB PRIMARY KEY,
+        merchant_id   BLOB NOT NULL,
+        scopes        TEXT NOT NULL,
+        hint          TEXT NOT NULL,
+        created_at_ns INTEGER NOT NULL,
+        revoked_at_ns INTEGER
+    ) WITHOUT ROWID;
+
+    CREATE TABLE customers (
+        id            BLOB PRIMARY KEY,
+        merchant_id   BLOB NOT NULL,
+        external_id   TEXT,
+        metadata      TEXT NOT NULL,
+        created_at_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX customers_by_merchant ON customers (merchant_id, id);
+    CREATE UNIQUE INDEX customers_by_external_id ON customers (merchant_id, external_id);
+
+    CREATE TABLE invoices (
+        id              BLOB PRIMARY KEY,
+        merchant_id     BLOB NOT NULL,
+        customer_id     BLOB,
+        status          TEXT NOT NULL,
+        currency        TEXT NOT NULL,
+        amount_minor    INTEGER,
+        amount_min      INTEGER,
+        amount_max      INTEGER,
+        presets         TEXT,
+        description     TEXT NOT NULL,
+        payload         TEXT,
+        rails           TEXT NOT NULL,
+        metadata        TEXT NOT NULL,
+        paid_amount     INTEGER,
+        paid_rail       TEXT,
+        paid_customer   BLOB,
+        paid_transfer   BLOB,
+        paid_at_ns      INTEGER,
+        refunded_minor  INTEGER NOT NULL,
+        created_at_ns   INTEGER NOT NULL,
+        expires_at_ns   INTEGER NOT NULL,
+        closed_at_ns    INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX invoices_by_merchant ON invoices (merchant_id, id);
+    -- Exactly the open invoices, in expiry order (the scheduler reads what expires).
+    CREATE TABLE invoice_expiries (
+        expires_at_ns INTEGER NOT NULL,
+        id            BLOB NOT NULL,
+        PRIMARY KEY (expires_at_ns, id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE charges (
+        id             BLOB PRIMARY KEY,
+        merchant_id    BLOB NOT NULL,
+        customer_id    BLOB NOT NULL,
+        currency       TEXT NOT NULL,
+        amount_minor   INTEGER NOT NULL,
+        refunded_minor INTEGER NOT NULL,
+        description    TEXT NOT NULL,
+        created_at_ns  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX charges_by_merchant ON charges (merchant_id, id);
+
+    CREATE TABLE refunds (
+        id            BLOB PRIMARY KEY,
+        merchant_id   BLOB NOT NULL,
+        invoice_id    BLOB,
+        charge_id     BLOB,
+        customer_id   BLOB NOT NULL,
+        currency      TEXT NOT NULL,
+        amount_minor  INTEGER NOT NULL,
+        reason        TEXT,
+        created_at_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX refunds_by_merchant ON refunds (merchant_id, id);
+
+    -- The outbox: written in the same transaction as the change it describes.
+    CREATE TABLE events (
+        id            BLOB PRIMARY KEY,
+        merchant_id   BLOB NOT NULL,
+        type          TEXT NOT NULL,
+        data          TEXT NOT NULL,
+        created_at_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX events_by_merchant ON events (merchant_id, id);
+
+    CREATE TABLE webhook_endpoints (
+        id              BLOB PRIMARY KEY,
+        merchant_id     BLOB NOT NULL,
+        url             TEXT NOT NULL,
+        secret          TEXT NOT NULL,
+        events          TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        disabled_reason TEXT,
+        created_at_ns   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX webhook_endpoints_by_merchant ON webhook_endpoints (merchant_id, id);
+
+    CREATE TABLE webhook_deliveries (
+        event_id           BLOB NOT NULL,
+        endpoint_id        BLOB NOT NULL,
+        status             TEXT NOT NULL,
+        attempts           INTEGER NOT NULL,
+        next_attempt_at_ns INTEGER,
+        last_status_code   INTEGER,
+        last_error         TEXT,
+        updated_at_ns      INTEGER NOT NULL,
+        PRIMARY KEY (event_id, endpoint_id)
+    ) WITHOUT ROWID;
+    -- Exactly the deliveries still to attempt, in time order.
+    CREATE TABLE delivery_queue (
+        next_attempt_at_ns INTEGER NOT NULL,
+        event_id           BLOB NOT NULL,
+        endpoint_id        BLOB NOT NULL,
+        PRIMARY KEY (next_attempt_at_ns, event_id, endpoint_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE idempotency_keys (
+        merchant_id   BLOB NOT NULL,
+        key           TEXT NOT NULL,
+        fingerprint   BLOB NOT NULL,
+        status        INTEGER NOT NULL,
+        body          TEXT NOT NULL,
+        created_at_ns INTEGER NOT NULL,
+        PRIMARY KEY (merchant_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ns);
+"#;
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn id_from<T>(bytes: Vec<u8>, make: fn(u128) -> T) -> Result<T, StoreError> {
+    let array: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| corrupt("an id is not 16 bytes"))?;
+    Ok(make(u128::from_be_bytes(array)))
+}
+
+fn opt_id<T>(bytes: Option<Vec<u8>>, make: fn(u128) -> T) -> Result<Option<T>, StoreError> {
+    bytes.map(|bytes| id_from(bytes, make)).transpose()
+}
+
+fn u64_from(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(format!("negative {what}")))
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|error| corrupt(error.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|error| corrupt(format!("bad JSON column: {error}")))
+}
+
+/// A page of a list: newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub data: Vec<T>,
+    /// Whether older items follow.
+    pub has_more: bool,
+}
+
+/// Where a list starts: at most `limit` items older than `starting_after`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Most items (1..=100).
+    pub limit: usize,
+    /// Start after this raw id (exclusive); `None` for the newest.
+    pub starting_after: Option<u128>,
+}
+
+fn page<T>(
+    connection: &Connection,
+    table: &str,
+    columns: &str,
+    merchant: MerchantId,
+    request: PageRequest,
+    parse: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let limit = request.limit.clamp(1, 100);
+    let after = request.starting_after.unwrap_or(u128::MAX).to_be_bytes();
+    let sql = format!(
+        "SELECT {columns} FROM {table} WHERE merchant_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+    );
+    let mut statement = connection.prepare_cached(&sql)?;
+    let fetch = i64::try_from(limit + 1).unwrap_or(101);
+    let mut rows = statement.query(params![merchant.to_be_bytes(), after, fetch])?;
+    let mut data = Vec::new();
+    while let Some(row) = rows.next()? {
+        data.push(parse(row)?);
+    }
+    let has_more = data.len() > limit;
+    data.truncate(limit);
+    Ok(Page { data, has_more })
+}
+
+// ---------------------------------------------------------------------------------------
+// Merchants and API keys
+
+/// A merchant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merchant {
+    /// Its id.
+    pub id: MerchantId,
+    /// Shown on checkout pages and receipts.
+    pub name: String,
+    /// Creation time.
+    pub created_at_ns: u64,
+}
+
+/// A stored API key (its hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// SHA-256 of the key.
+    pub key_hash: [u8; 32],
+    /// Whose key.
+    pub merchant: MerchantId,
+    /// What it may do (`*` for everything).
+    pub scopes: Vec<String>,
+    /// The key's first characters, to recognise it in lists.
+    pub hint: String,
+    /// When it was revoked, if it was.
+    pub revoked_at_ns: Option<u64>,
+}
+
+impl Tx<'_, '_> {
+    /// Creates a merchant; an existing one with the same id is left as it is.
+    pub fn insert_merchant(&mut self, merchant: &Merchant) -> Result<(), StoreError> {
+        self.sql().execute(
+            "INSERT INTO merchants (id, name, created_at_ns) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (id) DO NOTHING",
+            params![
+                merchant.id.to_be_bytes(),
+                merchant.name,
+                sql_amount(merchant.created_at_ns)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Stores an API key's hash.
+    pub fn insert_api_key(&mut self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.sql().execute(
+            "INSERT INTO api_keys (key_hash, merchant_id, scopes, hint, created_at_ns) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                key.key_hash,
+                key.merchant.to_be_bytes(),
+                json(&key.scopes)?,
+                key.hint,
+                sql_amount(self.now_ns())?
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// A merchant.
+    pub fn merchant(&self, id: MerchantId) -> Result<Option<Merchant>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id, name, created_at_ns FROM merchants WHERE id = ?1")?;
+        let mut rows = statement.query([id.to_be_bytes()])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        Ok(Some(Merchant {
+            id: id_from(row.get(0)?, MerchantId)?,
+            name: row.get(1)?,
+            created_at_ns: u64_from(row.get(2)?, "time")?,
+        }))
+    }
+
+    /// An API key by the hash of the key.
+    pub fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT merchant_id, scopes, hint, revoked_at_ns FROM api_keys WHERE key_hash = ?1",
+        )?;
+        let mut rows = statement.query([key_hash])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let scopes: String = row.get(1)?;
+        let revoked: Option<i64> = row.get(3)?;
+        Ok(Some(ApiKeyRecord {
+            key_hash: *key_hash,
+            merchant: id_from(row.get(0)?, MerchantId)?,
+            scopes: from_json(&scopes)?,
+            hint: row.get(2)?,
+            revoked_at_ns: revoked.map(|t| u64_from(t, "time")).transpose()?,
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Customers
+
+/// A customer of one merchant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Customer {
+    /// Its id.
+    pub id: CustomerId,
+    /// Whose customer.
+    pub merchant: MerchantId,
+    /// The merchant's reference, e.g. a Telegram user id; unique per merchant.
+    pub external_id: Option<String>,
+    /// Merchant key/value data.
+    pub metadata: Vec<(String, String)>,
+    /// Creation time.
+    pub created_at_ns: u64,
+}
+
+const CUSTOMER_COLUMNS: &str = "id, merchant_id, external_id, metadata, created_at_ns";
+
+fn customer_from_row(row: &Row<'_>) -> Result<Customer, StoreError> {
+    let metadata: String = row.get(3)?;
+    Ok(Customer {
+        id: id_from(row.get(0)?, CustomerId)?,
+        merchant: id_from(row.get(1)?, MerchantId)?,
+        external_id: row.get(2)?,
+        metadata: from_json(&metadata)?,
+        created_at_ns: u64_from(row.get(4)?, "time")?,
+    })
+}
+
+fn load_customer(connection: &Connection, id: CustomerId) -> Result<Option<Customer>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = ?1"
+    ))?;
+    let mut rows = statement.query([id.to_be_bytes()])?;
+    rows.next()?.map(customer_from_row).transpose()
+}
+
+fn customer_by_external(
+    connection: &Connection,
+    merchant: MerchantId,
+    external_id: &str,
+) -> Result<Option<Customer>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE merchant_id = ?1 AND external_id = ?2"
+    ))?;
+    let mut rows = statement.query(params![merchant.to_be_bytes(), external_id])?;
+    rows.next()?.map(customer_from_row).transpose()
+}
+
+impl Tx<'_, '_> {
+    /// Stores a new customer.
+    pub fn insert_customer(&mut self, customer: &Customer) -> Result<(), StoreError> {
+        let mut statement = self.sql().prepare_cached(&format!(
+            "INSERT INTO customers ({CUSTOMER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+        ))?;
+        statement.execute(params![
+            customer.id.to_be_bytes(),
+            customer.merchant.to_be_bytes(),
+            customer.external_id,
+            json(&customer.metadata)?,
+            sql_amount(customer.created_at_ns)?
+        ])?;
+        Ok(())
+    }
+
+    /// A customer, as of this point of the batch.
+    pub fn customer(&mut self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
+        load_customer(self.sql(), id)
+    }
+
+    /// The merchant's customer with this external id.
+    pub fn customer_by_external_id(
+        &mut self,
+        merchant: MerchantId,
+        external_id: &str,
+    ) -> Result<Option<Customer>, StoreError> {
+        customer_by_external(self.sql(), merchant, external_id)
+    }
+}
+
+impl Reader<'_> {
+    /// A customer.
+    pub fn customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
+        load_customer(self.connection, id)
+    }
+
+    /// A page of a merchant's customers, newest first.
+    pub fn customers(
+        &self,
+        merchant: MerchantId,
+        request: PageRequest,
+    ) -> Result<Page<Customer>, StoreError> {
+        page(
+            self.connection,
+            "customers",
+            CUSTOMER_COLUMNS,
+            merchant,
+            request,
+            customer_from_row,
+        )
+    }
+
+    /// The ledger balances of a customer's accounts: currency and posted balance and
+    /// available balance, in minor units.
+    pub fn customer_balances(
+        &self,
+        merchant: MerchantId,
+        customer: CustomerId,
+    ) -> Result<Vec<(Currency, i128, i128)>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT currency, debits_pending, debits_posted, credits_posted FROM accounts \
+             WHERE merchant_id = ?1 AND customer_id = ?2 ORDER BY currency",
+        )?;
+        let mut rows = statement.query(params![merchant.to_be_bytes(), customer.to_be_bytes()])?;
+        let mut balances = Vec::new();
+        while let Some(row) = rows.next()? {
+            let code: String = row.get(0)?;
+            let currency =
+                Currency::parse(&code).map_err(|_| corrupt(format!("currency {code:?}")))?;
+            let debits_pending = i128::from(row.get::<_, i64>(1)?);
+            let debits_posted = i128::from(row.get::<_, i64>(2)?);
+            let credits_posted = i128::from(row.get::<_, i64>(3)?);
+            balances.push((
+                currency,
+                credits_posted - debits_posted,
+                credits_posted - debits_posted - debits_pending,
+            ));
+        }
+        Ok(balances)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Invoices
+
+const INVOICE_COLUMNS: &str = "id, merchant_id, customer_id, status, currency, amount_minor, \
+     amount_min, amount_max, presets, description, payload, rails, metadata, paid_amount, \
+     paid_rail, paid_customer, paid_transfer, paid_at_ns, refunded_minor, created_at_ns, \
+     expires_at_ns, closed_at_ns";
+
+fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
+    let status: String = row.get(3)?;
+    let currency: String = row.get(4)?;
+    let amount: Option<i64> = row.get(5)?;
+    let amount = match amount {
+        Some(amount) => InvoiceAmount::Fixed(u64_from(amount, "amount")?),
+        None => {
+            let presets: Option<String> = row.get(8)?;
+            InvoiceAmount::Open {
+                presets: presets
+                    .map(|p| from_json(&p))
+                    .transpose()?
+                    .unwrap_or_default(),
+                min_minor: u64_from(row.get(6)?, "amount")?,
+                max_minor: u64_from(row.get(7)?, "amount")?,
+            }
+        }
+    };
+    let rails: Vec<String> = from_json(&row.get::<_, String>(11)?)?;
+    let rails = rails
+        .iter()
+        .map(|name| name.parse::<Rail>().map_err(|_| corrupt("unknown rail")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let paid_amount: Option<i64> = row.get(13)?;
+    let payment = match paid_amount {
+        None => None,
+        Some(amount) => {
+            let rail: String = row.get(14)?;
+            Some(InvoicePayment {
+                amount_minor: u64_from(amount, "amount")?,
+                rail: rail.parse().map_err(|_| corrupt("unknown rail"))?,
+                customer: opt_id(row.get(15)?, CustomerId)?,
+                transfer_id: id_from(row.get(16)?, TransferId)?,
+                paid_at_ns: u64_from(row.get(17)?, "time")?,
+            })
+        }
+    };
+    let closed: Option<i64> = row.get(21)?;
+    Ok(Invoice {
+        id: id_from(row.get(0)?, InvoiceId)?,
+        merchant: id_from(row.get(1)?, MerchantId)?,
+        customer: opt_id(row.get(2)?, CustomerId)?,
+        status: InvoiceStatus::parse(&status).ok_or_else(|| corrupt("invoice status"))?,
+        currency: Currency::parse(&currency).map_err(|_| corrupt("invoice currency"))?,
+        amount,
+        description: row.get(9)?,
+        payload: row.get(10)?,
+        rails,
+        metadata: from_json(&row.get::<_, String>(12)?)?,
+        payment,
+        amount_refunded_minor: u64_from(row.get(18)?, "amount")?,
+        created_at_ns: u64_from(row.get(19)?, "time")?,
+        expires_at_ns: u64_from(row.get(20)?, "time")?,
+        closed_at_ns: closed.map(|t| u64_from(t, "time")).transpose()?,
+    })
+}
+
+fn load_invoice(connection: &Connection, id: InvoiceId) -> Result<Option<Invoice>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = ?1"
+    ))?;
+    let mut rows = statement.query([id.to_be_bytes()])?;
+    rows.next()?.map(invoice_from_row).transpose()
+}
+
+impl Tx<'_, '_> {
+    /// Stores a new invoice (and schedules its expiry while open).
+    pub fn insert_invoice(&mut self, invoice: &Invoice) -> Result<(), StoreError> {
+        let (amount, min, max, presets) = match &invoice.amount {
+            InvoiceAmount::Fixed(amount) => (Some(sql_amount(*amount)?), None, None, None),
+            InvoiceAmount::Open {
+                presets,
+                min_minor,
+                max_minor,
+            } => (
+                None,
+                Some(sql_amount(*min_minor)?),
+                Some(sql_amount(*max_minor)?),
+                Some(json(presets)?),
+            ),
+        };
+        let rails: Vec<&str> = invoice.rails.iter().map(|rail| rail.as_str()).collect();
+        let mut statement = self.sql().prepare_cached(&format!(
+            "INSERT INTO invoices ({INVOICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+             ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL)"
+        ))?;
+        statement.execute(params![
+            invoice.id.to_be_bytes(),
+            invoice.merchant.to_be_bytes(),
+            invoice.customer.map(CustomerId::to_be_bytes),
+            invoice.status.as_str(),
+            invoice.currency.code(),
+            amount,
+            min,
+            max,
+            presets,
+            invoice.description,
+            invoice.payload,
+            json(&rails)?,
+            json(&invoice.metadata)?,
+            sql_amount(invoice.created_at_ns)?,
+            sql_amount(invoice.expires_at_ns)?,
+        ])?;
+        if invoice.status == InvoiceStatus::Open {
+            self.sql()
+                .prepare_cached("INSERT INTO invoice_expiries (expires_at_ns, id) VALUES (?1, ?2)")?
+                .execute(params![
+                    sql_amount(invoice.expires_at_ns)?,
+                    invoice.id.to_be_bytes()
+                ])?;
+        }
+        Ok(())
+    }
+
+    /// An invoice, as of this point of the batch.
+    pub fn invoice(&mut self, id: InvoiceId) -> Result<Option<Invoice>, StoreError> {
+        load_invoice(self.sql(), id)
+    }
+
+    /// Writes an invoice's changed state (status, payment, refunds, closing time); an invoice
+    /// that is no longer open leaves the expiry schedule.
+    pub fn update_invoice(&mut self, invoice: &Invoice) -> Result<(), StoreError> {
+        let payment = invoice.payment;
+        let changed = self
+            .sql()
+            .prepare_cached(
+                "UPDATE invoices SET status = ?2, paid_amount = ?3, paid_rail = ?4, \
+                 paid_customer = ?5, paid_transfer = ?6, paid_at_ns = ?7, refunded_minor = ?8, \
+                 closed_at_ns = ?9 WHERE id = ?1",
+            )?
+            .execute(params![
+                invoice.id.to_be_bytes(),
+                invoice.status.as_str(),
+                payment.map(|p| sql_amount(p.amount_minor)).transpose()?,
+                payment.map(|p| p.rail.as_str()),
+                payment
+                    .and_then(|p| p.customer)
+                    .map(CustomerId::to_be_bytes),
+                payment.map(|p| p.transfer_id.to_be_bytes()),
+                payment.map(|p| sql_amount(p.paid_at_ns)).transpose()?,
+                sql_amount(invoice.amount_refunded_minor)?,
+                invoice.closed_at_ns.map(sql_amount).transpose()?,
+            ])?;
+        if changed != 1 {
+            return Err(corrupt(format!("invoice {} vanished", invoice.id)));
+        }
+        if invoice.status != InvoiceStatus::Open {
+            self.sql()
+                .prepare_cached(
+                    "DELETE FROM invoice_expiries WHERE expires_at_ns = ?1 AND id = ?2",
+                )?
+                .execute(params![
+                    sql_amount(invoice.expires_at_ns)?,
+                    invoice.id.to_be_bytes()
+                ])?;
+        }
+        Ok(())
+    }
+
+    /// Open invoices whose expiry is at or before now, oldest first, at most `limit`.
+    pub fn due_invoices(&mut self, limit: usize) -> Result<Vec<InvoiceId>, StoreError> {
+        let mut statement = self.sql().prepare_cached(
+            "SELECT id FROM invoice_expiries WHERE expires_at_ns <= ?1 \
+             ORDER BY expires_at_ns LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![sql_amount(self.now_ns())?, limit], |row| {
+            row.get::<_, Vec<u8>>(0)
+        })?;
+        let mut ids = Vec::new();
+        for bytes in rows {
+            ids.push(id_from(bytes?, InvoiceId)?);
+        }
+        Ok(ids)
+    }
+
+    /// Removes an invoice from the expiry schedule (used for stale entries).
+    pub fn unschedule_invoice(&mut self, id: InvoiceId) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached("DELETE FROM invoice_expiries WHERE id = ?1")?
+            .execute([id.to_be_bytes()])?;
+        Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// An invoice.
+    pub fn invoice(&self, id: InvoiceId) -> Result<Option<Invoice>, StoreError> {
+        load_invoice(self.connection, id)
+    }
+
+    /// A page of a merchant's invoices, newest first.
+    pub fn invoices(
+        &self,
+        merchant: MerchantId,
+        request: PageRequest,
+    ) -> Result<Page<Invoice>, StoreError> {
+        page(
+            self.connection,
+            "invoices",
+            INVOICE_COLUMNS,
+            merchant,
+            request,
+            invoice_from_row,
+        )
+    }
+
+    /// When the next open invoice expires.
+    pub fn next_invoice_expiry(&self) -> Result<Option<u64>, StoreError> {
+        let value: Option<i64> = self
+            .connection
+            .prepare_cached("SELECT MIN(expires_at_ns) FROM invoice_expiries")?
+            .query_row([], |row| row.get(0))
+            .optional()?
+            .flatten();
+        Ok(value.and_then(|value| u64::try_from(value).ok()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Charges and refunds
+
+/// A pay-per-use charge against a customer balance (SPEC PR2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Charge {
+    /// Its id.
+    pub id: ChargeId,
+    /// Who is paid.
+    pub merchant: MerchantId,
+    /// Whose balance paid.
+    pub customer: CustomerId,
+    /// Currency.
+    pub currency: Currency,
+    /// Amount in minor units.
+    pub amount_minor: u64,
+    /// Refunded so far.
+    pub refunded_minor: u64,
+    /// Shown in statements.
+    pub description: String,
+    /// Creation time.
+    pub created_at_ns: u64,
+}
+
+const CHARGE_COLUMNS: &str =
+    "id, merchant_id, customer_id, currency, amount_minor, refunded_minor, description, created_at_ns";
+
+fn charge_from_row(row: &Row<'_>) -> Result<Charge, StoreError> {
+    let currency: String = row.get(3)?;
+    Ok(Charge {
+        id: id_from(row.get(0)?, ChargeId)?,
+        merchant: id_from(row.get(1)?, MerchantId)?,
+        customer: id_from(row.get(2)?, CustomerId)?,
+        currency: Currency::parse(&currency).map_err(|_| corrupt("charge currency"))?,
+        amount_minor: u64_from(row.get(4)?, "amount")?,
+        refunded_minor: u64_from(row.get(5)?, "amount")?,
+        description: row.get(6)?,
+        created_at_ns: u64_from(row.get(7)?, "time")?,
+    })
+}
+
+fn load_charge(connection: &Connection, id: ChargeId) -> Result<Option<Charge>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {CHARGE_COLUMNS} FROM charges WHERE id = ?1"
+    ))?;
+    let mut rows = statement.query([id.to_be_bytes()])?;
+    rows.next()?.map(charge_from_row).transpose()
+}
+
+/// A refund of an invoice or a charge, back to the customer's balance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refund {
+    /// Its id.
+    pub id: RefundId,
+    /// Whose money goes back.
+    pub merchant: MerchantId,
+    /// The refunded invoice, if it is one.
+    pub invoice: Option<InvoiceId>,
+    /// The refunded charge, if it is one.
+    pub charge: Option<ChargeId>,
+    /// Who gets the money.
+    pub customer: CustomerId,
+    /// Currency.
+    pub currency: Currency,
+    /// Amount in minor units.
+    pub amount_minor: u64,
+    /// Why, as the merchant said.
+    pub reason: Option<String>,
+    /// Creation time.
+    pub created_at_ns: u64,
+}
+
+const REFUND_COLUMNS: &str = "id, merchant_id, invoice_id, charge_id, customer_id, currency, \
+     amount_minor, reason, created_at_ns";
+
+fn refund_from_row(row: &Row<'_>) -> Result<Refund, StoreError> {
+    let currency: String = row.get(5)?;
+    Ok(Refund {
+        id: id_from(row.get(0)?, RefundId)?,
+        merchant: id_from(row.get(1)?, MerchantId)?,
+        invoice: opt_id(row.get(2)?, InvoiceId)?,
+        charge: opt_id(row.get(3)?, ChargeId)?,
+        customer: id_from(row.get(4)?, CustomerId)?,
+        currency: Currency::parse(&currency).map_err(|_| corrupt("refund currency"))?,
+        amount_minor: u64_from(row.get(6)?, "amount")?,
+        reason: row.get(7)?,
+        created_at_ns: u64_from(row.get(8)?, "time")?,
+    })
+}
+
+impl Tx<'_, '_> {
+    /// Stores a new charge.
+    pub fn insert_charge(&mut self, charge: &Charge) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached(&format!(
+                "INSERT INTO charges ({CHARGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                charge.id.to_be_bytes(),
+                charge.merchant.to_be_bytes(),
+                charge.customer.to_be_bytes(),
+                charge.currency.code(),
+                sql_amount(charge.amount_minor)?,
+                sql_amount(charge.refunded_minor)?,
+                charge.description,
+                sql_amount(charge.created_at_ns)?,
+            ])?;
+        Ok(())
+    }
+
+    /// A charge, as of this point of the batch.
+    pub fn charge(&mut self, id: ChargeId) -> Result<Option<Charge>, StoreError> {
+        load_charge(self.sql(), id)
+    }
+
+    /// Records a further refunded amount on a charge.
+    pub fn set_charge_refunded(
+        &mut self,
+        id: ChargeId,
+        refunded_minor: u64,
+    ) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached("UPDATE charges SET refunded_minor = ?2 WHERE id = ?1")?
+            .execute(params![id.to_be_bytes(), sql_amount(refunded_minor)?])?;
+        Ok(())
+    }
+
+    /// Stores a new refund.
+    pub fn insert_refund(&mut self, refund: &Refund) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached(&format!(
+                "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))?
+            .execute(params![
+                refund.id.to_be_bytes(),
+                refund.merchant.to_be_bytes(),
+                refund.invoice.map(InvoiceId::to_be_bytes),
+                refund.charge.map(ChargeId::to_be_bytes),
+                refund.customer.to_be_bytes(),
+                refund.currency.code(),
+                sql_amount(refund.amount_minor)?,
+                refund.reason,
+                sql_amount(refund.created_at_ns)?,
+            ])?;
+        Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// A charge.
+    pub fn charge(&self, id: ChargeId) -> Result<Option<Charge>, StoreError> {
+        load_charge(self.connection, id)
+    }
+
+    /// A page of a merchant's charges, newest first.
+    pub fn charges(
+        &self,
+        merchant: MerchantId,
+        request: PageRequest,
+    ) -> Result<Page<Charge>, StoreError> {
+        page(
+            self.connection,
+            "charges",
+            CHARGE_COLUMNS,
+            merchant,
+            request,
+            charge_from_row,
+        )
+    }
+
+    /// A refund.
+    pub fn refund(&self, id: RefundId) -> Result<Option<Refund>, StoreError> {
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ?1"
+        ))?;
+        let mut rows = statement.query([id.to_be_bytes()])?;
+        rows.next()?.map(refund_from_row).transpose()
+    }
+
+    /// A page of a merchant's refunds, newest first.
+    pub fn refunds(
+        &self,
+        merchant: MerchantId,
+        request: PageRequest,
+    ) -> Result<Page<Refund>, StoreError> {
+        page(
+            self.connection,
+            "refunds",
+            REFUND_COLUMNS,
+            merchant,
+            request,
+            refund_from_row,
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Events, webhook endpoints, deliveries
+
+/// An event in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Its id (also the webhook message id).
+    pub id: EventId,
+    /// Whose event.
+    pub merchant: MerchantId,
+    /// E.g. `invoice.paid`.
+    pub event_type: String,
+    /// The JSON body delivered to webhooks.
+    pub data: String,
+    /// Creation time.
+    pub created_at_ns: u64,
+}
+
+const EVENT_COLUMNS: &str = "id, merchant_id, type, data, created_at_ns";
+
+fn event_from_row(row: &Row<'_>) -> Result<EventRecord, StoreError> {
+    Ok(EventRecord {
+        id: id_from(row.get(0)?, EventId)?,
+        merchant: id_from(row.get(1)?, MerchantId)?,
+        event_type: row.get(2)?,
+        data: row.get(3)?,
+        created_at_ns: u64_from(row.get(4)?, "time")?,
+    })
+}
+
+/// A webhook endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookEndpoint {
+    /// Its id.
+    pub id: WebhookEndpointId,
+    /// Whose endpoint.
+    pub merchant: MerchantId,
+    /// Where deliveries go.
+    pub url: String,
+    /// The signing secret, `whsec_…`.
+    pub secret: String,
+    /// Event types delivered; `["*"]` for all.
+    pub events: Vec<String>,
+    /// `enabled` or `disabled`.
+    pub status: String,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// Creation time.
+    pub created_at_ns: u64,
+}
+
+const ENDPOINT_COLUMNS: &str =
+    "id, merchant_id, url, secret, events, status, disabled_reason, created_at_ns";
+
+fn endpoint_from_row(row: &Row<'_>) -> Result<WebhookEndpoint, StoreError> {
+    Ok(WebhookEndpoint {
+        id: id_from(row.get(0)?, WebhookEndpointId)?,
+        merchant: id_from(row.get(1)?, MerchantId)?,
+        url: row.get(2)?,
+        secret: row.get(3)?,
+        events: from_json(&row.get::<_, String>(4)?)?,
+        status: row.get(5)?,
+        disabled_reason: row.get(6)?,
+        created_at_ns: u64_from(row.get(7)?, "time")?,
+    })
+}
+
+fn load_endpoint(
+    connection: &Connection,
+    id: WebhookEndpointId,
+) -> Result<Option<WebhookEndpoint>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?1"
+    ))?;
+    let mut rows = statement.query([id.to_be_bytes()])?;
+    rows.next()?.map(endpoint_from_row).transpose()
+}
+
+/// A delivery of one event to one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The event.
+    pub event: EventId,
+    /// The endpoint.
+    pub endpoint: WebhookEndpointId,
+    /// `pending`, `delivered`, `failed` (retries exhausted) or `canceled` (endpoint gone).
+    pub status: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due, while pending.
+    pub next_attempt_at_ns: Option<u64>,
+    /// HTTP status of the last attempt.
+    pub last_status_code: Option<u16>,
+    /// Error of the last attempt.
+    pub last_error: Option<String>,
+}
+
+fn delivery_from_row(row: &Row<'_>) -> Result<Delivery, StoreError> {
+    let next: Option<i64> = row.get(4)?;
+    let code: Option<i64> = row.get(5)?;
+    Ok(Delivery {
+        event: id_from(row.get(0)?, EventId)?,
+        endpoint: id_from(row.get(1)?, WebhookEndpointId)?,
+        status: row.get(2)?,
+        attempts: u32::try_from(row.get::<_, i64>(3)?).map_err(|_| corrupt("attempts"))?,
+        next_attempt_at_ns: next.map(|t| u64_from(t, "time")).transpose()?,
+        last_status_code: code.and_then(|c| u16::try_from(c).ok()),
+        last_error: row.get(6)?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str =
+    "event_id, endpoint_id, status, attempts, next_attempt_at_ns, last_status_code, last_error";
+
+impl Tx<'_, '_> {
+    /// Writes an event to the outbox and queues a delivery to every enabled endpoint of the
+    /// merchant that wants its type, all in this transaction.
+    pub fn insert_event(&mut self, event: &EventRecord) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached(&format!(
+                "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))?
+            .execute(params![
+                event.id.to_be_bytes(),
+                event.merchant.to_be_bytes(),
+                event.event_type,
+                event.data,
+                sql_amount(event.created_at_ns)?,
+            ])?;
+        let endpoints: Vec<(Vec<u8>, String)> = {
+            let mut statement = self.sql().prepare_cached(
+                "SELECT id, events FROM webhook_endpoints WHERE merchant_id = ?1 AND status = 'enabled'",
+            )?;
+            let rows = statement.query_map([event.merchant.to_be_bytes()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (endpoint, wanted) in endpoints {
+            let wanted: Vec<String> = from_json(&wanted)?;
+            if wanted
+                .iter()
+                .any(|kind| kind == "*" || *kind == event.event_type)
+            {
+                let endpoint = id_from(endpoint, WebhookEndpointId)?;
+                self.queue_delivery(event.id, endpoint, event.created_at_ns)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues (or re-queues, for a redelivery) an attempt of `event` to `endpoint` at `at_ns`.
+    pub fn queue_delivery(
+        &mut self,
+        event: EventId,
+        endpoint: WebhookEndpointId,
+        at_ns: u64,
+    ) -> Result<(), StoreError> {
+        let at = sql_amount(at_ns)?;
+        let now = sql_amount(self.now_ns())?;
+        // Leave any earlier queue entry of this pair; the worker skips stale ones.
+        self.sql()
+            .prepare_cached(
+                "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, \
+                 next_attempt_at_ns, updated_at_ns) VALUES (?1, ?2, 'pending', 0, ?3, ?4) \
+                 ON CONFLICT (event_id, endpoint_id) DO UPDATE SET status = 'pending', \
+                 next_attempt_at_ns = ?3, updated_at_ns = ?4",
+            )?
+            .execute(params![
+                event.to_be_bytes(),
+                endpoint.to_be_bytes(),
+                at,
+                now
+            ])?;
+        self.sql()
+            .prepare_cached(
+                "INSERT OR IGNORE INTO delivery_queue (next_attempt_at_ns, event_id, endpoint_id) \
+                 VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![at, event.to_be_bytes(), endpoint.to_be_bytes()])?;
+        Ok(())
+    }
+
+    /// Records an attempt: `next_attempt_at_ns` = `Some` to retry, `None` when the delivery is
+    /// finished with `status` (`delivered`, `failed`, `canceled`).
+    pub fn record_attempt(
+        &mut self,
+        event: EventId,
+        endpoint: WebhookEndpointId,
+        status: &str,
+        status_code: Option<u16>,
+        error: Option<&str>,
+        next_attempt_at_ns: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let now = sql_amount(self.now_ns())?;
+        let next = next_attempt_at_ns.map(sql_amount).transpose()?;
+        self.sql()
+            .prepare_cached(
+                "UPDATE webhook_deliveries SET status = ?3, attempts = attempts + 1, \
+                 next_attempt_at_ns = ?4, last_status_code = ?5, last_error = ?6, \
+                 updated_at_ns = ?7 WHERE event_id = ?1 AND endpoint_id = ?2",
+            )?
+            .execute(params![
+                event.to_be_bytes(),
+                endpoint.to_be_bytes(),
+                status,
+                next,
+                status_code,
+                error,
+                now
+            ])?;
+        self.sql()
+            .prepare_cached("DELETE FROM delivery_queue WHERE event_id = ?1 AND endpoint_id = ?2")?
+            .execute(params![event.to_be_bytes(), endpoint.to_be_bytes()])?;
+        if let Some(next) = next {
+            self.sql()
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO delivery_queue (next_attempt_at_ns, event_id, \
+                     endpoint_id) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![next, event.to_be_bytes(), endpoint.to_be_bytes()])?;
+        }
+        Ok(())
+    }
+
+    /// Stores a new webhook endpoint.
+    pub fn insert_endpoint(&mut self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached(&format!(
+                "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                endpoint.id.to_be_bytes(),
+                endpoint.merchant.to_be_bytes(),
+                endpoint.url,
+                endpoint.secret,
+                json(&endpoint.events)?,
+                endpoint.status,
+                endpoint.disabled_reason,
+                sql_amount(endpoint.created_at_ns)?,
+            ])?;
+        Ok(())
+    }
+
+    /// A webhook endpoint, as of this point of the batch.
+    pub fn endpoint(
+        &mut self,
+        id: WebhookEndpointId,
+    ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        load_endpoint(self.sql(), id)
+    }
+
+    /// Disables an endpoint and cancels its pending deliveries.
+    pub fn disable_endpoint(
+        &mut self,
+        id: WebhookEndpointId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached(
+                "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id.to_be_bytes(), reason])?;
+        self.cancel_deliveries(id)
+    }
+
+    /// Deletes an endpoint and cancels its pending deliveries.
+    pub fn delete_endpoint(&mut self, id: WebhookEndpointId) -> Result<(), StoreError> {
+        self.cancel_deliveries(id)?;
+        self.sql()
+            .prepare_cached("DELETE FROM webhook_endpoints WHERE id = ?1")?
+            .execute([id.to_be_bytes()])?;
+        Ok(())
+    }
+
+    fn cancel_deliveries(&mut self, id: WebhookEndpointId) -> Result<(), StoreError> {
+        let now = sql_amount(self.now_ns())?;
+        self.sql()
+            .prepare_cached(
+                "UPDATE webhook_deliveries SET status = 'canceled', next_attempt_at_ns = NULL, \
+                 updated_at_ns = ?2 WHERE endpoint_id = ?1 AND status = 'pending'",
+            )?
+            .execute(params![id.to_be_bytes(), now])?;
+        self.sql()
+            .prepare_cached("DELETE FROM delivery_queue WHERE endpoint_id = ?1")?
+            .execute([id.to_be_bytes()])?;
+        Ok(())
+    }
+
+    /// An event, as of this point of the batch.
+    pub fn event(&mut self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+        load_event(self.sql(), id)
+    }
+
+    /// Looks up a stored idempotency key: `(fingerprint, status, body)`.
+    pub fn idempotency_key(
+        &mut self,
+        merchant: MerchantId,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, u16, String)>, StoreError> {
+        load_idempotency(self.sql(), merchant, key)
+    }
+
+    /// Stores the response of a request made with an idempotency key.
+    pub fn insert_idempotency_key(
+        &mut self,
+        merchant: MerchantId,
+        key: &str,
+        fingerprint: &[u8],
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached(
+                "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, status, body, \
+                 created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                merchant.to_be_bytes(),
+                key,
+                fingerprint,
+                status,
+                body,
+                sql_amount(self.now_ns())?
+            ])?;
+        Ok(())
+    }
+
+    /// Forgets idempotency keys created before `before_ns`; returns how many.
+    pub fn expire_idempotency_keys(&mut self, before_ns: u64) -> Result<usize, StoreError> {
+        Ok(self
+            .sql()
+            .prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ns < ?1")?
+            .execute([sql_amount(before_ns)?])?)
+    }
+}
+
+fn load_event(connection: &Connection, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+    let mut statement =
+        connection.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?;
+    let mut rows = statement.query([id.to_be_bytes()])?;
+    rows.next()?.map(event_from_row).transpose()
+}
+
+fn load_idempotency(
+    connection: &Connection,
+    merchant: MerchantId,
+    key: &str,
+) -> Result<Option<(Vec<u8>, u16, String)>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT fingerprint, status, body FROM idempotency_keys WHERE merchant_id = ?1 AND key = ?2",
+    )?;
+    let mut rows = statement.query(params![merchant.to_be_bytes(), key])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let status: i64 = row.get(1)?;
+    Ok(Some((
+        row.get(0)?,
+        u16::try_from(status).map_err(|_| corrupt("status"))?,
+        row.get(2)?,
+    )))
+}
+
+impl Reader<'_> {
+    /// An event.
+    pub fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+        load_event(self.connection, id)
+    }
+
+    /// A page of a merchant's events, newest first.
+    pub fn events(
+        &self,
+        merchant: MerchantId,
+        request: PageRequest,
+    ) -> Result<Page<EventRecord>, StoreError> {
+        page(
+            self.connection,
+            "events",
+            EVENT_COLUMNS,
+            merchant,
+            request,
+            event_from_row,
+        )
+    }
+
+    /// A webhook endpoint.
+    pub fn endpoint(&self, id: WebhookEndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
+        load_endpoint(self.connection, id)
+    }
+
+    /// A page of a merchant's webhook endpoints, newest first.
+    pub fn endpoints(
+        &self,
+        merchant: MerchantId,
+        request: PageRequest,
+    ) -> Result<Page<WebhookEndpoint>, StoreError> {
+        page(
+            self.connection,
+            "webhook_endpoints",
+            ENDPOINT_COLUMNS,
+            merchant,
+            request,
+            endpoint_from_row,
+        )
+    }
+
+    /// Deliveries due at `now_ns`, oldest first, at most `limit`, with their event and
+    /// endpoint.
+    pub fn due_deliveries(
+        &self,
+        now_ns: u64,
+        limit: usize,
+    ) -> Result<Vec<(Delivery, EventRecord, WebhookEndpoint)>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT q.event_id, q.endpoint_id FROM delivery_queue q \
+             WHERE q.next_attempt_at_ns <= ?1 ORDER BY q.next_attempt_at_ns LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = statement
+            .query_map(params![sql_amount(now_ns)?, limit], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut due = Vec::new();
+        for (event, endpoint) in pairs {
+            let delivery = self.delivery(
+                id_from(event, EventId)?,
+                id_from(endpoint, WebhookEndpointId)?,
+            )?;
+            let Some(delivery) = delivery.filter(|d| d.status == "pending") else {
+                continue;
+            };
+            let (Some(event), Some(endpoint)) = (
+                load_event(self.connection, delivery.event)?,
+                load_endpoint(self.connection, delivery.endpoint)?,
+            ) else {
+                continue;
+            };
+            due.push((delivery, event, endpoint));
+        }
+        Ok(due)
+    }
+
+    /// One delivery.
+    pub fn delivery(
+        &self,
+        event: EventId,
+        endpoint: WebhookEndpointId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = ?1 AND endpoint_id = ?2"
+        ))?;
+        let mut rows = statement.query(params![event.to_be_bytes(), endpoint.to_be_bytes()])?;
+        rows.next()?.map(delivery_from_row).transpose()
+    }
+
+    /// Every delivery of an event.
+    pub fn deliveries_of(&self, event: EventId) -> Result<Vec<Delivery>, StoreError> {
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = ?1"
+        ))?;
+        let mut rows = statement.query([event.to_be_bytes()])?;
+        let mut deliveries = Vec::new();
+        while let Some(row) = rows.next()? {
+            deliveries.push(delivery_from_row(row)?);
+        }
+        Ok(deliveries)
+    }
+
+    /// When the next delivery is due.
+    pub fn next_delivery_at(&self) -> Result<Option<u64>, StoreError> {
+        let value: Option<i64> = self
+            .connection
+            .prepare_cached("SELECT MIN(next_attempt_at_ns) FROM delivery_queue")?
+            .query_row([], |row| row.get(0))
+            .optional()?
+            .flatten();
+        Ok(value.and_then(|value| u64::try_from(value).ok()))
+    }
+
+    /// A stored idempotent response: `(fingerprint, status, body)`.
+    pub fn idempotency_key(
+        &self,
+        merchant: MerchantId,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, u16, String)>, StoreError> {
+        load_idempotency(self.connection, merchant, key)
+    }
+}

@@ -1,0 +1,113 @@
+//! Jobs: business writes that commit together with the ledger.
+//!
+//! A job is a closure run by the writer inside the batch's transaction, with a [`Tx`] that
+//! reads and writes business rows and applies ledger groups. Each job runs inside its own
+//! savepoint: if it returns `Err`, its SQL is rolled back and its ledger changes are undone,
+//! and the rest of the batch is unaffected. Its caller is answered after the batch commits.
+//!
+//! Rules for job code: keep it short (it runs on the writer thread, between other callers'
+//! writes), do no I/O other than through `Tx`, and read ledger balances through `Tx` (the
+//! batch's in-memory state), never with SQL: ledger rows are written at the end of the batch.
+
+use farthing_core::ledger::{AccountState, Group, GroupError, GroupOutcome};
+use farthing_core::AccountId;
+use rusqlite::Connection;
+
+use crate::writer::BatchState;
+use crate::{StoreError, WriteError};
+
+/// A job's view of the store inside the writer's transaction.
+pub struct Tx<'a, 'b> {
+    pub(crate) connection: &'a Connection,
+    pub(crate) state: &'a mut BatchState<'b>,
+    pub(crate) now_ns: u64,
+}
+
+impl Tx<'_, '_> {
+    /// Ledger time of this batch (the same for every job in it).
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Applies a ledger group: all of it, or (on `Ok(Err(_))`) nothing.
+    pub fn apply(&mut self, group: &Group) -> Result<Result<GroupOutcome, GroupError>, StoreError> {
+        self.state.apply(self.connection, group, self.now_ns)
+    }
+
+    /// An account with its totals as of this point of the batch.
+    pub fn account(&mut self, id: AccountId) -> Result<Option<AccountState>, StoreError> {
+        self.state.load_account(self.connection, id)
+    }
+
+    pub(crate) fn sql(&self) -> &Connection {
+        self.connection
+    }
+}
+
+/// The type-erased job the writer runs.
+pub(crate) trait ErasedJob: Send {
+    /// Runs the job; `true` keeps its changes, `false` undoes them.
+    fn run(&mut self, tx: &mut Tx<'_, '_>) -> bool;
+    /// Answers the caller once the batch committed (`None`) or failed.
+    fn finish(self: Box<Self>, failure: Option<WriteError>);
+}
+
+pub(crate) type JobReply<T, E> = tokio::sync::oneshot::Sender<Result<Result<T, E>, WriteError>>;
+
+pub(crate) struct Job<F, T, E> {
+    pub(crate) work: Option<F>,
+    pub(crate) result: Option<Result<T, E>>,
+    pub(crate) reply: JobReply<T, E>,
+}
+
+impl<F, T, E> ErasedJob for Job<F, T, E>
+where
+    F: FnOnce(&mut Tx<'_, '_>) -> Result<T, E> + Send,
+    T: Send,
+    E: Send,
+{
+    fn run(&mut self, tx: &mut Tx<'_, '_>) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let result = work(tx);
+        let keep = result.is_ok();
+        self.result = Some(result);
+        keep
+    }
+
+    fn finish(self: Box<Self>, failure: Option<WriteError>) {
+        let answer = match (failure, self.result) {
+            (Some(failure), _) => Err(failure),
+            (None, Some(result)) => Ok(result),
+            (None, None) => Err(WriteError::Failed("the job did not run".to_owned())),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The answer to a job: `Err(WriteError)` when the batch did not commit; otherwise the job's
+/// own result (an `Err` of the job wrote nothing).
+pub struct JobTicket<T, E>(
+    pub(crate) tokio::sync::oneshot::Receiver<Result<Result<T, E>, WriteError>>,
+);
+
+impl<T, E> JobTicket<T, E> {
+    /// Blocks until the job committed or failed. Not for async code: `.await` it there.
+    pub fn wait(self) -> Result<Result<T, E>, WriteError> {
+        self.0.blocking_recv().unwrap_or(Err(WriteError::Closed))
+    }
+}
+
+impl<T, E> std::future::Future for JobTicket<T, E> {
+    type Output = Result<Result<T, E>, WriteError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|result| result.unwrap_or(Err(WriteError::Closed)))
+    }
+}
