@@ -12,7 +12,7 @@ use crate::{CustomerId, InvoiceId, MerchantId, Rail, TransferId};
 /// Default life of an invoice: 15 minutes (SPEC I1).
 pub const DEFAULT_EXPIRES_IN_S: u64 = 15 * 60;
 /// Shortest life of an invoice.
-pub const MIN_EXPIRES_IN_S: u64 = 30;
+pub const MIN_EXPIRES_IN_S: u64 = 5;
 /// Longest life of an invoice: 30 days.
 pub const MAX_EXPIRES_IN_S: u64 = 30 * 24 * 3600;
 /// Longest description, in characters.

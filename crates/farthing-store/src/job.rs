@@ -39,6 +39,26 @@ impl Tx<'_, '_> {
         self.state.load_account(self.connection, id)
     }
 
+    /// Runs `work` inside a nested savepoint: if it returns `Err`, everything it wrote (SQL
+    /// and ledger) is undone and the job goes on; if `Ok`, its writes stay part of the job.
+    pub fn nested<T, E>(
+        &mut self,
+        work: impl FnOnce(&mut Tx<'_, '_>) -> Result<T, E>,
+    ) -> Result<Result<T, E>, StoreError> {
+        self.connection.execute_batch("SAVEPOINT nested")?;
+        self.state.begin_job();
+        let result = work(self);
+        if result.is_ok() {
+            self.state.end_job();
+            self.connection.execute_batch("RELEASE nested")?;
+        } else {
+            self.state.undo_job();
+            self.connection
+                .execute_batch("ROLLBACK TO nested; RELEASE nested")?;
+        }
+        Ok(result)
+    }
+
     pub(crate) fn sql(&self) -> &Connection {
         self.connection
     }

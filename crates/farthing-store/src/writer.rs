@@ -51,8 +51,9 @@ pub(crate) struct BatchState<'a> {
     new_transfers: Vec<TransferRecord>,
     resolved: Vec<(TransferId, PendingState, u64)>,
     last_timestamp_ns: u64,
-    /// While a job runs: how to undo its ledger changes if it fails.
-    journal: Option<Journal>,
+    /// While a job runs: how to undo its ledger changes if it fails; one entry per open
+    /// (nested) savepoint, innermost last.
+    journal: Vec<Journal>,
 }
 
 /// Undo information for the ledger changes of one job (SQL changes are undone by its
@@ -122,7 +123,7 @@ impl LedgerState for BatchState<'_> {
 
 impl BatchState<'_> {
     fn remember_account(&mut self, id: AccountId) {
-        if let Some(journal) = &mut self.journal {
+        if let Some(journal) = self.journal.last_mut() {
             if !journal.accounts.iter().any(|(seen, _)| *seen == id) {
                 journal.accounts.push((id, self.accounts.get(&id).copied()));
             }
@@ -130,7 +131,7 @@ impl BatchState<'_> {
     }
 
     fn remember_transfer(&mut self, id: TransferId) {
-        if let Some(journal) = &mut self.journal {
+        if let Some(journal) = self.journal.last_mut() {
             if !journal.transfers.iter().any(|(seen, _)| *seen == id) {
                 journal
                     .transfers
@@ -139,9 +140,9 @@ impl BatchState<'_> {
         }
     }
 
-    /// Starts recording a job's ledger changes.
-    fn begin_job(&mut self) {
-        self.journal = Some(Journal {
+    /// Starts recording a job's (or a nested savepoint's) ledger changes.
+    pub(crate) fn begin_job(&mut self) {
+        self.journal.push(Journal {
             accounts: Vec::new(),
             transfers: Vec::new(),
             new_accounts: self.new_accounts.len(),
@@ -152,14 +153,29 @@ impl BatchState<'_> {
         });
     }
 
-    /// Keeps a job's ledger changes.
-    fn end_job(&mut self) {
-        self.journal = None;
+    /// Keeps the innermost recording's changes; an enclosing recording takes over what it
+    /// must undo if it fails later.
+    pub(crate) fn end_job(&mut self) {
+        let Some(inner) = self.journal.pop() else {
+            return;
+        };
+        if let Some(outer) = self.journal.last_mut() {
+            for (id, before) in inner.accounts {
+                if !outer.accounts.iter().any(|(seen, _)| *seen == id) {
+                    outer.accounts.push((id, before));
+                }
+            }
+            for (id, before) in inner.transfers {
+                if !outer.transfers.iter().any(|(seen, _)| *seen == id) {
+                    outer.transfers.push((id, before));
+                }
+            }
+        }
     }
 
-    /// Undoes a failed job's ledger changes.
-    fn undo_job(&mut self) {
-        let Some(journal) = self.journal.take() else {
+    /// Undoes the innermost recording's ledger changes.
+    pub(crate) fn undo_job(&mut self) {
+        let Some(journal) = self.journal.pop() else {
             return;
         };
         for (id, before) in journal.accounts.into_iter().rev() {
@@ -426,7 +442,7 @@ impl Writer {
             new_transfers: Vec::new(),
             resolved: Vec::new(),
             last_timestamp_ns: *last_timestamp_ns,
-            journal: None,
+            journal: Vec::new(),
         };
         let mut expired = 0;
         let mut recheck_expiry = false;

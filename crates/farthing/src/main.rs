@@ -4,7 +4,9 @@
 //! No ledger rule lives here.
 
 mod bench;
+mod demo;
 mod internal;
+mod server_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +24,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server: the Merchant API, the checkout page, webhooks.
+    Serve(server_cli::ServeArgs),
+    /// Run a ready-to-try shop in test mode and print how to use it.
+    Demo(server_cli::ServeArgs),
+    /// Manage merchants.
+    #[command(subcommand)]
+    Merchant(MerchantCommand),
     /// Check the ledger invariants (SPEC L5) of a database; exits 1 when any is broken.
     Audit {
         /// Database URL or path, e.g. sqlite:///var/lib/farthing/farthing.db.
@@ -37,6 +46,12 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum MerchantCommand {
+    /// Create a merchant and print its id and its live and test secret keys (shown once).
+    Create(server_cli::MerchantCreateArgs),
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
     /// Drive the ledger through the real store in a fresh database on disk and report durable
     /// transfers per second and commit latency.
@@ -46,6 +61,9 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => server_cli::serve(&args),
+        Command::Demo(args) => server_cli::demo(&args),
+        Command::Merchant(MerchantCommand::Create(args)) => server_cli::merchant_create(&args),
         Command::Audit { database } => run_audit(&database),
         Command::Bench(BenchCommand::Ledger(args)) => bench::run_ledger(&args),
         Command::Internal(command) => internal::run(command),

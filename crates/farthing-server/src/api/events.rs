@@ -1,0 +1,303 @@
+//! `/v1/events` (the outbox, with redelivery) and `/v1/webhook_endpoints` (SPEC A4).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use farthing_core::{EventId, PublicId, WebhookEndpointId};
+use farthing_store::{PageRequest, WebhookEndpoint};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{body_bytes, list_answer, write};
+use crate::error::ApiError;
+use crate::extract;
+use crate::ids::new_id;
+use crate::render;
+use crate::state::{AppState, Principal};
+use crate::webhooks;
+
+/// Event types a webhook endpoint can subscribe to.
+pub const EVENT_TYPES: &[&str] = &[
+    "invoice.created",
+    "invoice.paid",
+    "invoice.expired",
+    "invoice.canceled",
+    "invoice.partially_refunded",
+    "invoice.refunded",
+    "charge.succeeded",
+    "refund.succeeded",
+    "customer.created",
+    "customer.balance_changed",
+];
+
+/// `GET /v1/events`
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    principal.require("events:read")?;
+    let request = extract::list_query(query.as_deref())?.page::<EventId>()?;
+    let page = state
+        .store(principal.mode)
+        .read(|reader| reader.events(principal.merchant, request))?;
+    let data = page.data.iter().map(render::event).collect();
+    Ok(list_answer(data, page.has_more, "/v1/events"))
+}
+
+/// `GET /v1/events/{id}`: the event with its deliveries.
+pub async fn retrieve(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require("events:read")?;
+    let event_id: EventId = extract::id_path(&id)?;
+    let (event, deliveries) = state.store(principal.mode).read(|reader| {
+        let event = reader
+            .event(event_id)?
+            .filter(|e| e.merchant == principal.merchant);
+        let deliveries = match event {
+            Some(_) => reader.deliveries_of(event_id)?,
+            None => Vec::new(),
+        };
+        Ok((event, deliveries))
+    })?;
+    let event = event.ok_or_else(|| ApiError::not_found("event", &id))?;
+    let mut body = render::event(&event);
+    body["deliveries"] = deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "webhook_endpoint": d.endpoint.encode(),
+                "status": d.status,
+                "attempts": d.attempts,
+                "next_attempt_at": d.next_attempt_at_ns.map(render::unix_s),
+                "last_status_code": d.last_status_code,
+                "last_error": d.last_error,
+            })
+        })
+        .collect();
+    Ok(axum::Json(body).into_response())
+}
+
+/// `POST /v1/events/{id}/redeliver` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redeliver {
+    /// Only to this endpoint (default: every enabled endpoint that wants the event's type).
+    pub webhook_endpoint: Option<String>,
+}
+
+/// `POST /v1/events/{id}/redeliver`: queues the event again, now.
+pub async fn redeliver(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.require("webhooks:write")?;
+    let body = body_bytes(body, state.config().max_body_bytes)?;
+    let request: Redeliver = extract::json_body(&headers, &body)?;
+    let event_id: EventId = extract::id_path(&id)?;
+    let only = request
+        .webhook_endpoint
+        .as_deref()
+        .map(|text| extract::id_param::<WebhookEndpointId>(text, "webhook_endpoint"))
+        .transpose()?;
+    let merchant = principal.merchant;
+    // Which endpoints: read before the job (endpoints change rarely; the job re-checks each).
+    let endpoints: Vec<WebhookEndpoint> = state.store(principal.mode).read(|reader| {
+        let mut all = Vec::new();
+        let mut request = PageRequest {
+            limit: 100,
+            starting_after: None,
+        };
+        loop {
+            let page = reader.endpoints(merchant, request)?;
+            let last = page.data.last().map(|e| e.id.raw());
+            all.extend(page.data);
+            match (page.has_more, last) {
+                (true, Some(last)) => request.starting_after = Some(last),
+                _ => break,
+            }
+        }
+        Ok(all)
+    })?;
+    let route = format!("POST /v1/events/{id}/redeliver");
+    write(&state, &principal, &headers, &route, &body, move |tx| {
+        let event = tx
+            .event(event_id)?
+            .filter(|e| e.merchant == merchant)
+            .ok_or_else(|| ApiError::not_found("event", &event_id.encode()))?;
+        let mut queued = Vec::new();
+        for endpoint in endpoints {
+            if only.is_some_and(|only| only != endpoint.id) {
+                continue;
+            }
+            let wanted = endpoint
+                .events
+                .iter()
+                .any(|kind| kind == "*" || *kind == event.event_type);
+            if endpoint.status != "enabled" || (only.is_none() && !wanted) {
+                if only.is_some() {
+                    return Err(ApiError::conflict(
+                        "endpoint_disabled",
+                        format!("webhook endpoint {} is disabled", endpoint.id.encode()),
+                    ));
+                }
+                continue;
+            }
+            tx.queue_delivery(event.id, endpoint.id, tx.now_ns())?;
+            queued.push(endpoint.id.encode());
+        }
+        if let Some(only) = only {
+            if queued.is_empty() {
+                return Err(ApiError::invalid(
+                    "endpoint_not_found",
+                    format!("no such webhook endpoint: {:?}", only.encode()),
+                )
+                .param("webhook_endpoint"));
+            }
+        }
+        Ok((
+            StatusCode::OK,
+            json!({"object": "redelivery", "event": event.id.encode(), "webhook_endpoints": queued}),
+        ))
+    })
+    .await
+}
+
+/// `POST /v1/webhook_endpoints` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    /// Where to deliver: `https://…` (or `http://…`).
+    pub url: String,
+    /// Event types to deliver (default `["*"]`, every type).
+    pub enabled_events: Option<Vec<String>>,
+}
+
+/// `POST /v1/webhook_endpoints`: the answer carries the signing secret, once.
+pub async fn create_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.require("webhooks:write")?;
+    let body = body_bytes(body, state.config().max_body_bytes)?;
+    let request: CreateEndpoint = extract::json_body(&headers, &body)?;
+    webhooks::check_url(&request.url, state.config().allow_private_webhooks)
+        .await
+        .map_err(|message| ApiError::invalid("invalid_url", message).param("url"))?;
+    let events = request
+        .enabled_events
+        .unwrap_or_else(|| vec!["*".to_owned()]);
+    if events.is_empty() {
+        return Err(ApiError::invalid(
+            "invalid_events",
+            "enabled_events must name at least one event type, or \"*\"",
+        )
+        .param("enabled_events"));
+    }
+    for (i, kind) in events.iter().enumerate() {
+        if kind != "*" && !EVENT_TYPES.contains(&kind.as_str()) {
+            return Err(ApiError::invalid(
+                "invalid_events",
+                format!(
+                    "unknown event type {kind:?}; known: {}",
+                    EVENT_TYPES.join(", ")
+                ),
+            )
+            .param(format!("enabled_events[{i}]")));
+        }
+    }
+    let secret = webhooks::generate_secret().map_err(ApiError::internal)?;
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    let url = request.url;
+    write(
+        &state,
+        &principal,
+        &headers,
+        "POST /v1/webhook_endpoints",
+        &body,
+        move |tx| {
+            let endpoint = WebhookEndpoint {
+                id: new_id(),
+                merchant,
+                url,
+                secret,
+                events,
+                status: "enabled".to_owned(),
+                disabled_reason: None,
+                created_at_ns: tx.now_ns(),
+            };
+            tx.insert_endpoint(&endpoint)?;
+            Ok((StatusCode::CREATED, render::endpoint(&endpoint, mode, true)))
+        },
+    )
+    .await
+}
+
+/// `GET /v1/webhook_endpoints`
+pub async fn list_endpoints(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    principal.require("webhooks:read")?;
+    let request = extract::list_query(query.as_deref())?.page::<WebhookEndpointId>()?;
+    let page = state
+        .store(principal.mode)
+        .read(|reader| reader.endpoints(principal.merchant, request))?;
+    let data = page
+        .data
+        .iter()
+        .map(|e| render::endpoint(e, principal.mode, false))
+        .collect();
+    Ok(list_answer(data, page.has_more, "/v1/webhook_endpoints"))
+}
+
+/// `GET /v1/webhook_endpoints/{id}`
+pub async fn retrieve_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require("webhooks:read")?;
+    let endpoint_id: WebhookEndpointId = extract::id_path(&id)?;
+    let endpoint = state
+        .store(principal.mode)
+        .read(|reader| reader.endpoint(endpoint_id))?
+        .filter(|e| e.merchant == principal.merchant)
+        .ok_or_else(|| ApiError::not_found("webhook endpoint", &id))?;
+    Ok(axum::Json(render::endpoint(&endpoint, principal.mode, false)).into_response())
+}
+
+/// `DELETE /v1/webhook_endpoints/{id}`: stops deliveries to it at once.
+pub async fn delete_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    principal.require("webhooks:write")?;
+    let endpoint_id: WebhookEndpointId = extract::id_path(&id)?;
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    let route = format!("DELETE /v1/webhook_endpoints/{id}");
+    write(&state, &principal, &headers, &route, b"", move |tx| {
+        let endpoint = tx
+            .endpoint(endpoint_id)?
+            .filter(|e| e.merchant == merchant)
+            .ok_or_else(|| ApiError::not_found("webhook endpoint", &endpoint_id.encode()))?;
+        tx.delete_endpoint(endpoint_id)?;
+        let mut object = render::endpoint(&endpoint, mode, false);
+        object["deleted"] = json!(true);
+        Ok((StatusCode::OK, object))
+    })
+    .await
+}

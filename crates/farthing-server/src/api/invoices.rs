@@ -1,0 +1,396 @@
+//! `/v1/invoices`: create, retrieve, list, cancel, and pay from a customer balance (SPEC I1–I4,
+//! RL1).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use farthing_core::invoice::{
+    InvoiceAmount, InvoiceError, InvoicePayment, NewInvoice, DEFAULT_EXPIRES_IN_S,
+};
+use farthing_core::{CustomerId, InvoiceId, PublicId, Rail, TransferId};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{body_bytes, book, emit, ledger_error, list_answer, write};
+use crate::error::ApiError;
+use crate::extract;
+use crate::ids::new_id;
+use crate::render;
+use crate::state::{AppState, Mode, Principal};
+
+/// `POST /v1/invoices` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvoice {
+    /// Fixed amount in minor units; omit for an amountless invoice.
+    pub amount: Option<Value>,
+    /// Currency or asset code.
+    pub currency: String,
+    /// Shown to the payer.
+    pub description: Option<String>,
+    /// Opaque merchant data.
+    pub payload: Option<String>,
+    /// Seconds until expiry (default 900).
+    pub expires_in: Option<Value>,
+    /// Accepted rails (default: every rail the merchant has configured).
+    pub rails: Option<Vec<String>>,
+    /// Expected payer, `cus_…`.
+    pub customer: Option<String>,
+    /// Amountless: suggested amounts.
+    pub amount_presets: Option<Vec<Value>>,
+    /// Amountless: smallest amount (default 1).
+    pub amount_min: Option<Value>,
+    /// Amountless: largest amount (default the maximum).
+    pub amount_max: Option<Value>,
+    /// Merchant key/value data.
+    pub metadata: Option<serde_json::Map<String, Value>>,
+}
+
+/// The rails a merchant can take in `mode` (until rails are configured per merchant:
+/// `balance`, plus `sandbox` in test mode).
+pub fn configured_rails(mode: Mode) -> Vec<Rail> {
+    match mode {
+        Mode::Live => vec![Rail::Balance],
+        Mode::Test => vec![Rail::Balance, Rail::Sandbox],
+    }
+}
+
+fn invoice_error(error: InvoiceError) -> ApiError {
+    let param = match &error {
+        InvoiceError::AmountOutOfRange | InvoiceError::AmountMismatch { .. } => Some("amount"),
+        InvoiceError::AmountRequired { .. } => Some("amount"),
+        InvoiceError::BadBounds => Some("amount_min"),
+        InvoiceError::BadPresets => Some("amount_presets"),
+        InvoiceError::BadExpiry => Some("expires_in"),
+        InvoiceError::DescriptionTooLong => Some("description"),
+        InvoiceError::PayloadTooLong => Some("payload"),
+        InvoiceError::NoRails => Some("rails"),
+        _ => None,
+    };
+    let api = match &error {
+        InvoiceError::NotOpen(_) => ApiError::conflict("invoice_not_open", error.to_string()),
+        InvoiceError::Expired => ApiError::conflict("invoice_expired", error.to_string()),
+        InvoiceError::NotPaid(_) => ApiError::conflict("invoice_not_paid", error.to_string()),
+        InvoiceError::RefundTooLarge { .. } => {
+            ApiError::invalid("refund_too_large", error.to_string())
+        }
+        InvoiceError::RailNotAccepted(_) => {
+            ApiError::invalid("rail_not_accepted", error.to_string())
+        }
+        _ => ApiError::invalid("invalid_invoice", error.to_string()),
+    };
+    match param {
+        Some(param) => api.param(param),
+        None => api,
+    }
+}
+
+/// Maps invoice rule refusals to API errors (shared with refunds).
+pub fn map_invoice_error(error: InvoiceError) -> ApiError {
+    invoice_error(error)
+}
+
+fn parse_new(request: CreateInvoice, mode: Mode) -> Result<NewInvoice, ApiError> {
+    let currency = extract::currency(&request.currency, "currency")?;
+    let amount = match extract::optional_amount(&request.amount, "amount")? {
+        Some(amount) => {
+            if request.amount_presets.is_some()
+                || request.amount_min.is_some()
+                || request.amount_max.is_some()
+            {
+                return Err(ApiError::invalid(
+                    "invalid_invoice",
+                    "give either amount, or amount_presets/amount_min/amount_max for an amountless invoice, not both",
+                )
+                .param("amount"));
+            }
+            InvoiceAmount::Fixed(amount)
+        }
+        None => {
+            let presets = request
+                .amount_presets
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(i, v)| extract::amount(v, &format!("amount_presets[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            InvoiceAmount::Open {
+                presets,
+                min_minor: extract::optional_amount(&request.amount_min, "amount_min")?
+                    .unwrap_or(1),
+                max_minor: extract::optional_amount(&request.amount_max, "amount_max")?
+                    .unwrap_or(farthing_core::money::MAX_AMOUNT_MINOR),
+            }
+        }
+    };
+    let expires_in_s = match &request.expires_in {
+        None | Some(Value::Null) => DEFAULT_EXPIRES_IN_S,
+        Some(value) => value.as_u64().ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_expires_in",
+                "expires_in must be a whole number of seconds",
+            )
+            .param("expires_in")
+        })?,
+    };
+    let accepted = configured_rails(mode);
+    let rails = match request.rails {
+        None => accepted,
+        Some(names) => {
+            let mut rails = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                let rail: Rail =
+                    name.parse()
+                        .map_err(|error: farthing_core::rail::UnknownRail| {
+                            ApiError::invalid("invalid_rail", error.to_string())
+                                .param(format!("rails[{i}]"))
+                        })?;
+                if !accepted.contains(&rail) {
+                    return Err(ApiError::invalid(
+                        "rail_not_configured",
+                        format!(
+                            "the {rail} rail is not configured for this merchant{}; see GET /v1/rails",
+                            if mode.is_live() { "" } else { " in test mode" }
+                        ),
+                    )
+                    .param(format!("rails[{i}]")));
+                }
+                if !rails.contains(&rail) {
+                    rails.push(rail);
+                }
+            }
+            rails
+        }
+    };
+    let customer = request
+        .customer
+        .as_deref()
+        .map(|id| extract::id_param::<CustomerId>(id, "customer"))
+        .transpose()?;
+    Ok(NewInvoice {
+        currency,
+        amount,
+        description: request.description.unwrap_or_default(),
+        payload: request.payload,
+        rails,
+        customer,
+        expires_in_s,
+        metadata: extract::metadata(request.metadata)?,
+    })
+}
+
+/// `POST /v1/invoices`
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.require("invoices:write")?;
+    let body = body_bytes(body, state.config().max_body_bytes)?;
+    let request: CreateInvoice = extract::json_body(&headers, &body)?;
+    let new = parse_new(request, principal.mode)?;
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    let checkout_base = state.checkout_url("");
+    write(
+        &state,
+        &principal,
+        &headers,
+        "POST /v1/invoices",
+        &body,
+        move |tx| {
+            if let Some(customer) = new.customer {
+                let found = tx.customer(customer)?.filter(|c| c.merchant == merchant);
+                if found.is_none() {
+                    return Err(ApiError::invalid(
+                        "customer_not_found",
+                        format!("no such customer: {:?}", customer.encode()),
+                    )
+                    .param("customer"));
+                }
+            }
+            let id: InvoiceId = new_id();
+            let invoice = new
+                .into_invoice(id, merchant, tx.now_ns())
+                .map_err(invoice_error)?;
+            tx.insert_invoice(&invoice)?;
+            let object =
+                render::invoice(&invoice, mode, &format!("{checkout_base}{}", id.encode()));
+            emit(tx, merchant, mode, "invoice.created", object.clone())?;
+            Ok((StatusCode::CREATED, object))
+        },
+    )
+    .await
+}
+
+/// Loads an invoice of the principal's merchant, or 404.
+pub fn load(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<farthing_core::invoice::Invoice, ApiError> {
+    let invoice_id: InvoiceId = extract::id_path(id)?;
+    state
+        .store(principal.mode)
+        .read(|reader| reader.invoice(invoice_id))?
+        .filter(|invoice| invoice.merchant == principal.merchant)
+        .ok_or_else(|| ApiError::not_found("invoice", id))
+}
+
+/// `GET /v1/invoices/{id}`
+pub async fn retrieve(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require("invoices:read")?;
+    let invoice = load(&state, &principal, &id)?;
+    let url = state.checkout_url(&invoice.id.encode());
+    Ok(axum::Json(render::invoice(&invoice, principal.mode, &url)).into_response())
+}
+
+/// `GET /v1/invoices`
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    principal.require("invoices:read")?;
+    let request = extract::list_query(query.as_deref())?.page::<InvoiceId>()?;
+    let page = state
+        .store(principal.mode)
+        .read(|reader| reader.invoices(principal.merchant, request))?;
+    let data = page
+        .data
+        .iter()
+        .map(|invoice| {
+            render::invoice(
+                invoice,
+                principal.mode,
+                &state.checkout_url(&invoice.id.encode()),
+            )
+        })
+        .collect();
+    Ok(list_answer(data, page.has_more, "/v1/invoices"))
+}
+
+/// `POST /v1/invoices/{id}/cancel`
+pub async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.require("invoices:write")?;
+    let body = body_bytes(body, state.config().max_body_bytes)?;
+    let _: EmptyBody = extract::json_body(&headers, &body)?;
+    let invoice_id: InvoiceId = extract::id_path(&id)?;
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    let url = state.checkout_url(&id);
+    let route = format!("POST /v1/invoices/{id}/cancel");
+    write(&state, &principal, &headers, &route, &body, move |tx| {
+        let mut invoice = tx
+            .invoice(invoice_id)?
+            .filter(|invoice| invoice.merchant == merchant)
+            .ok_or_else(|| ApiError::not_found("invoice", &invoice_id.encode()))?;
+        invoice.cancel(tx.now_ns()).map_err(invoice_error)?;
+        tx.update_invoice(&invoice)?;
+        let object = render::invoice(&invoice, mode, &url);
+        emit(tx, merchant, mode, "invoice.canceled", object.clone())?;
+        Ok((StatusCode::OK, object))
+    })
+    .await
+}
+
+/// A body that must be empty or `{}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyBody {}
+
+/// `POST /v1/invoices/{id}/pay` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayInvoice {
+    /// The paying customer, `cus_…`.
+    pub customer: String,
+    /// For amountless invoices: the amount chosen.
+    pub amount: Option<Value>,
+}
+
+/// `POST /v1/invoices/{id}/pay`: pays from the customer's balance (rail `balance`).
+pub async fn pay(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.require("invoices:write")?;
+    let body = body_bytes(body, state.config().max_body_bytes)?;
+    let request: PayInvoice = extract::json_body(&headers, &body)?;
+    let invoice_id: InvoiceId = extract::id_path(&id)?;
+    let customer: CustomerId = extract::id_param(&request.customer, "customer")?;
+    let amount = extract::optional_amount(&request.amount, "amount")?;
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    let url = state.checkout_url(&id);
+    let route = format!("POST /v1/invoices/{id}/pay");
+    write(&state, &principal, &headers, &route, &body, move |tx| {
+        let mut invoice = tx
+            .invoice(invoice_id)?
+            .filter(|invoice| invoice.merchant == merchant)
+            .ok_or_else(|| ApiError::not_found("invoice", &invoice_id.encode()))?;
+        tx.customer(customer)?
+            .filter(|c| c.merchant == merchant)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "customer_not_found",
+                    format!("no such customer: {:?}", customer.encode()),
+                )
+                .param("customer")
+            })?;
+        if invoice
+            .customer
+            .is_some_and(|expected| expected != customer)
+        {
+            return Err(ApiError::invalid(
+                "customer_mismatch",
+                "this invoice is for another customer",
+            )
+            .param("customer"));
+        }
+        let amount_minor = invoice
+            .payable_amount(Rail::Balance, amount, tx.now_ns())
+            .map_err(invoice_error)?;
+        let currency = invoice.currency;
+        // The payment's transfer id is the invoice's: the ledger itself refuses a second one.
+        let transfer_id = TransferId(invoice_id.raw());
+        let group = book::transfer(
+            transfer_id,
+            book::customer(merchant, customer, currency),
+            book::merchant(merchant, currency),
+            amount_minor,
+            book::PAYMENT,
+            invoice_id.raw(),
+        );
+        tx.apply(&group)?
+            .map_err(|error| ledger_error(error, "the customer", currency))?;
+        invoice
+            .mark_paid(InvoicePayment {
+                amount_minor,
+                rail: Rail::Balance,
+                customer: Some(customer),
+                transfer_id,
+                paid_at_ns: tx.now_ns(),
+            })
+            .map_err(invoice_error)?;
+        tx.update_invoice(&invoice)?;
+        let object = render::invoice(&invoice, mode, &url);
+        emit(tx, merchant, mode, "invoice.paid", object.clone())?;
+        super::customers::emit_balance_changed(tx, merchant, mode, customer, currency)?;
+        Ok((StatusCode::OK, object))
+    })
+    .await
+}

@@ -1,0 +1,234 @@
+//! The Merchant API under `/v1` (SPEC section 9).
+//!
+//! Every write goes through [`write`]: it honours `Idempotency-Key` (same key and body → the
+//! stored answer; same key, other body → 422), runs the operation as one store job (its rows,
+//! ledger transfers and events commit together or not at all) and answers after the commit.
+
+pub mod charges;
+pub mod customers;
+pub mod events;
+pub mod invoices;
+pub mod rails;
+pub mod test_mode;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use farthing_core::{EventId, MerchantId, PublicId};
+use farthing_store::{EventRecord, Tx};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::extract;
+use crate::ids::new_sequential_id;
+use crate::state::{AppState, Mode, Principal};
+
+/// What an operation answers: status and body.
+pub type Answer = (StatusCode, Value);
+
+/// Runs a write operation for `principal` with idempotency, inside one store job.
+///
+/// `op` must refuse (return `Err`) before writing anything it cannot keep; as a safety net it
+/// runs in a nested savepoint, so an `Err` undoes whatever it wrote anyway. A 4xx answer is
+/// stored under the idempotency key like a success (as Stripe does); a 5xx is not.
+pub async fn write<F>(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+    op: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(&mut Tx<'_, '_>) -> Result<Answer, ApiError> + Send + 'static,
+{
+    let key = extract::idempotency_key(headers)?;
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body);
+    let fingerprint: Vec<u8> = hasher.finalize().to_vec();
+    let merchant = principal.merchant;
+    let outcome = state
+        .store(principal.mode)
+        .run(move |tx| -> Result<(Answer, bool), ApiError> {
+            if let Some(key) = &key {
+                if let Some((stored, status, body)) = tx.idempotency_key(merchant, key)? {
+                    if stored != fingerprint {
+                        return Err(ApiError::idempotency(format!(
+                            "Idempotency-Key {key:?} was already used with a different request; use a new key for a new request"
+                        )));
+                    }
+                    let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
+                    let body = serde_json::from_str(&body).map_err(ApiError::internal)?;
+                    return Ok(((status, body), true));
+                }
+            }
+            let answer = match tx.nested(op)? {
+                Ok(answer) => answer,
+                Err(error) if error.status.is_client_error() => (error.status, error.body()),
+                Err(error) => return Err(error),
+            };
+            if let Some(key) = &key {
+                tx.insert_idempotency_key(
+                    merchant,
+                    key,
+                    &fingerprint,
+                    answer.0.as_u16(),
+                    &answer.1.to_string(),
+                )?;
+            }
+            Ok((answer, false))
+        })
+        .await?;
+    let ((status, body), replayed) = outcome?;
+    if status.is_success() && !replayed {
+        state.deliveries().notify_one();
+    }
+    let mut response = (status, axum::Json(body)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Writes an event (and its deliveries) to the outbox in the current job.
+pub fn emit(
+    tx: &mut Tx<'_, '_>,
+    merchant: MerchantId,
+    mode: Mode,
+    event_type: &str,
+    object: Value,
+) -> Result<EventId, ApiError> {
+    let id: EventId = new_sequential_id();
+    let created_at_ns = tx.now_ns();
+    let body = json!({
+        "id": id.encode(),
+        "object": "event",
+        "type": event_type,
+        "livemode": mode.is_live(),
+        "created": crate::render::unix_s(created_at_ns),
+        "data": {"object": object},
+    });
+    tx.insert_event(&EventRecord {
+        id,
+        merchant,
+        event_type: event_type.to_owned(),
+        data: body.to_string(),
+        created_at_ns,
+    })?;
+    Ok(id)
+}
+
+/// Turns a list page into the API's list object.
+pub fn list_answer(data: Vec<Value>, has_more: bool, url: &str) -> Response {
+    axum::Json(crate::render::list(data, has_more, url)).into_response()
+}
+
+/// The ledger accounts the API books on.
+pub mod book {
+    use farthing_core::ledger::{code, Account, AccountKind, Group, Transfer, TransferAction};
+    use farthing_core::{Currency, CustomerId, MerchantId, Rail, TransferId};
+
+    /// A customer's balance with a merchant.
+    pub fn customer(merchant: MerchantId, customer: CustomerId, currency: Currency) -> Account {
+        Account::new(
+            AccountKind::CustomerBalance { merchant, customer },
+            currency,
+        )
+    }
+
+    /// A merchant's balance.
+    pub fn merchant(merchant: MerchantId, currency: Currency) -> Account {
+        Account::new(AccountKind::MerchantBalance { merchant }, currency)
+    }
+
+    /// Where sandbox money comes from.
+    pub fn sandbox(currency: Currency) -> Account {
+        Account::new(
+            AccountKind::External {
+                rail: Rail::Sandbox,
+            },
+            currency,
+        )
+    }
+
+    /// One transfer `from` → `to`, creating both accounts if needed.
+    pub fn transfer(
+        id: TransferId,
+        from: Account,
+        to: Account,
+        amount_minor: u64,
+        code: u16,
+        reference: u128,
+    ) -> Group {
+        Group {
+            accounts: vec![from, to],
+            transfers: vec![Transfer {
+                id,
+                action: TransferAction::Single {
+                    debit: from.id,
+                    credit: to.id,
+                    currency: from.currency,
+                    amount_minor,
+                },
+                code,
+                reference,
+            }],
+        }
+    }
+
+    /// The transfer codes the API uses.
+    pub use code::{CHARGE, PAYMENT, REFUND, TOP_UP};
+}
+
+/// Maps a ledger refusal to the API's answer.
+pub fn ledger_error(
+    error: farthing_core::ledger::GroupError,
+    who: &str,
+    currency: farthing_core::Currency,
+) -> ApiError {
+    use farthing_core::ledger::{GroupError, TransferError};
+    match error {
+        GroupError::Transfer {
+            error: TransferError::ExceedsCredits { available_minor },
+            ..
+        } => ApiError::payment(
+            "insufficient_funds",
+            format!(
+                "insufficient funds: {who} has {available_minor} {currency} minor units available"
+            ),
+        ),
+        GroupError::Transfer {
+            error: TransferError::DebitAccountNotFound(_),
+            ..
+        } => ApiError::payment(
+            "insufficient_funds",
+            format!("insufficient funds: {who} has no {currency} balance"),
+        ),
+        GroupError::Transfer {
+            error: TransferError::OverflowsBalance,
+            ..
+        } => ApiError::invalid(
+            "amount_too_large",
+            "the amount would take a balance beyond the largest amount farthing stores",
+        ),
+        other => ApiError::internal(format!("ledger refused a write: {other}")),
+    }
+}
+
+/// The body of a request, or the API's error for a bad one (too large, unreadable).
+pub fn body_bytes(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::invalid("unreadable_body", rejection.body_text())
+        }
+    })
+}

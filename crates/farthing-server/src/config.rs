@@ -1,0 +1,261 @@
+//! Configuration: a TOML file, then `FARTHING_*` environment variables, then command-line
+//! flags, each overriding the one before. Every field has a default that works on a laptop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Server configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The live database (SQLite path or `sqlite://` URL); test-mode data lives beside it in
+    /// `<name>-test.<ext>`.
+    pub database: String,
+    /// The URL customers reach farthing at, for checkout links.
+    pub public_url: String,
+    /// Whether webhook endpoints may resolve to loopback or private addresses.
+    pub allow_private_webhooks: bool,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long idempotency keys are kept, in seconds (at least 24 h).
+    pub idempotency_ttl_s: u64,
+    /// Webhook delivery.
+    pub webhooks: WebhookConfig,
+    /// Exchange rates: `"USD/TON" = "0.2"` (1 USD = 0.2 TON).
+    pub rates: std::collections::BTreeMap<String, String>,
+}
+
+/// Webhook delivery settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Delays before each retry, in seconds. The default spreads 9 retries over about 3 days.
+    pub retry_schedule_s: Vec<f64>,
+    /// Random spread added to each delay, as a fraction of it (0.2 = up to +20 %).
+    pub jitter: f64,
+    /// Timeout of one delivery attempt, in seconds.
+    pub timeout_s: f64,
+    /// How many deliveries run at once.
+    pub concurrency: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            // 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, 12 h, 24 h: about 2.7 days in all.
+            retry_schedule_s: vec![
+                5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0, 43200.0, 86400.0,
+            ],
+            jitter: 0.2,
+            timeout_s: 10.0,
+            concurrency: 16,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database: "data/farthing.db".to_owned(),
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            allow_private_webhooks: false,
+            max_body_bytes: 64 * 1024,
+            idempotency_ttl_s: 24 * 3600,
+            webhooks: WebhookConfig::default(),
+            rates: Default::default(),
+        }
+    }
+}
+
+/// A configuration that can't be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file can't be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The file is not valid TOML for farthing.
+    #[error("invalid configuration in {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// An environment variable has a bad value.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn env_flag(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(ConfigError::Env {
+            name,
+            message: format!("{other:?} is not a boolean: use 1 or 0"),
+        }),
+    }
+}
+
+impl Config {
+    /// Reads the file (if given), then applies `FARTHING_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    error,
+                })?;
+                toml::from_str(&text).map_err(|error| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: error.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        if let Some(value) = env("FARTHING_LISTEN") {
+            config.listen = value.parse().map_err(|_| ConfigError::Env {
+                name: "FARTHING_LISTEN",
+                message: format!("{value:?} is not an address such as 127.0.0.1:8080"),
+            })?;
+        }
+        if let Some(value) = env("FARTHING_DATABASE") {
+            config.database = value;
+        }
+        if let Some(value) = env("FARTHING_PUBLIC_URL") {
+            config.public_url = value;
+        }
+        if let Some(value) = env("FARTHING_ALLOW_PRIVATE_WEBHOOKS") {
+            config.allow_private_webhooks = env_flag("FARTHING_ALLOW_PRIVATE_WEBHOOKS", &value)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.idempotency_ttl_s < 24 * 3600 {
+            return Err(ConfigError::Invalid(
+                "idempotency_ttl_s must be at least 86400 (24 h)".to_owned(),
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".to_owned(),
+            ));
+        }
+        let hooks = &self.webhooks;
+        if hooks.retry_schedule_s.is_empty()
+            || hooks
+                .retry_schedule_s
+                .iter()
+                .any(|s| !s.is_finite() || *s < 0.0)
+            || !(0.0..=1.0).contains(&hooks.jitter)
+            || !(hooks.timeout_s > 0.0 && hooks.timeout_s <= 120.0)
+            || hooks.concurrency == 0
+        {
+            return Err(ConfigError::Invalid(
+                "webhooks: retry_schedule_s must be non-empty and non-negative, jitter within 0..=1, timeout_s within (0, 120], concurrency at least 1".to_owned(),
+            ));
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "public_url {:?} must start with http:// or https://",
+                self.public_url
+            )));
+        }
+        Ok(())
+    }
+
+    /// The retry delays as durations.
+    pub fn retry_schedule(&self) -> Vec<Duration> {
+        self.webhooks
+            .retry_schedule_s
+            .iter()
+            .map(|s| Duration::from_secs_f64(*s))
+            .collect()
+    }
+
+    /// The public URL without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+}
+
+/// The path of the test-mode database beside the live one: `data/farthing.db` →
+/// `data/farthing-test.db`.
+pub fn test_database_path(live: &Path) -> PathBuf {
+    let stem = live
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "farthing".to_owned());
+    let name = match live.extension() {
+        Some(ext) => format!("{stem}-test.{}", ext.to_string_lossy()),
+        None => format!("{stem}-test"),
+    };
+    live.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("farthing.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[webhooks]\nretry_schedule_s = [0.1, 0.2]\n",
+        )
+        .unwrap();
+        let env = |name: &str| (name == "FARTHING_ALLOW_PRIVATE_WEBHOOKS").then(|| "1".to_owned());
+        let config = Config::load(Some(&path), env).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert!(config.allow_private_webhooks);
+        assert_eq!(config.retry_schedule().len(), 2);
+
+        std::fs::write(&path, "listen = 5\n").unwrap();
+        let error = Config::load(Some(&path), |_| None).unwrap_err().to_string();
+        assert!(error.contains("invalid configuration"), "{error}");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let error = Config::load(Some(&path), |_| None).unwrap_err().to_string();
+        assert!(error.contains("unknown field"), "{error}");
+        let bad_env = |name: &str| (name == "FARTHING_LISTEN").then(|| "nope".to_owned());
+        assert!(Config::load(None, bad_env).is_err());
+    }
+
+    #[test]
+    fn test_database_sits_beside_the_live_one() {
+        assert_eq!(
+            test_database_path(Path::new("data/farthing.db")),
+            PathBuf::from("data/farthing-test.db")
+        );
+        assert_eq!(
+            test_database_path(Path::new("/x/ledger")),
+            PathBuf::from("/x/ledger-test")
+        );
+    }
+}

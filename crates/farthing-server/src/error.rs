@@ -1,0 +1,189 @@
+//! The one error shape of the API (SPEC A2): `{"error": {"type", "code", "message", "param"}}`,
+//! and the one place where failures become HTTP statuses.
+//!
+//! Internal causes (database errors, bugs) are logged with their detail and answered with a
+//! generic message: a client learns what to fix, never how farthing is built inside.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use farthing_store::{StoreError, WriteError};
+use serde_json::json;
+
+/// An error answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Broad class: `invalid_request_error`, `authentication_error`, `permission_error`,
+    /// `idempotency_error`, `payment_error`, `api_error`.
+    pub kind: &'static str,
+    /// Machine-readable code, e.g. `insufficient_funds`.
+    pub code: &'static str,
+    /// What happened and what to do, for a person.
+    pub message: String,
+    /// The request parameter at fault, if one is.
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: String) -> Self {
+        ApiError {
+            status,
+            kind,
+            code,
+            message,
+            param: None,
+        }
+    }
+
+    /// Names the parameter at fault.
+    pub fn param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// 400: the request is malformed or a value is invalid.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            code,
+            message.into(),
+        )
+    }
+
+    /// 404: no such object for this merchant and mode.
+    pub fn not_found(noun: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "resource_missing",
+            format!("no such {noun}: {id:?}"),
+        )
+    }
+
+    /// 404 for an unknown route.
+    pub fn no_route(path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "unknown_route",
+            format!("no such endpoint: {path}; see /openapi.json"),
+        )
+    }
+
+    /// 401: no usable API key.
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            code,
+            message.into(),
+        )
+    }
+
+    /// 403: the key may not do this.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            code,
+            message.into(),
+        )
+    }
+
+    /// 402: the payment could not be made (e.g. insufficient funds).
+    pub fn payment(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "payment_error",
+            code,
+            message.into(),
+        )
+    }
+
+    /// 409: the object is not in a state that allows this.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            code,
+            message.into(),
+        )
+    }
+
+    /// 422: an idempotency key reused with a different request.
+    pub fn idempotency(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_error",
+            "idempotency_key_reused",
+            message.into(),
+        )
+    }
+
+    /// 413: the body is larger than allowed.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "body_too_large",
+            format!("request body too large: at most {limit} bytes"),
+        )
+    }
+
+    /// 503: the ledger is overloaded or shutting down; safe to retry.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "service_unavailable",
+            message.into(),
+        )
+    }
+
+    /// 500: something broke inside; the detail goes to the log, not to the client.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "internal_error",
+            "farthing hit an internal error; nothing was changed, retry with the same Idempotency-Key"
+                .to_owned(),
+        )
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        json!({
+            "error": {
+                "type": self.kind,
+                "code": self.code,
+                "message": self.message,
+                "param": self.param,
+            }
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::internal(error)
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Busy | WriteError::Closed => ApiError::unavailable(error.to_string()),
+            WriteError::Failed(_) | WriteError::Rejected(_) => ApiError::internal(error),
+        }
+    }
+}

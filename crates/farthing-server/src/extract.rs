@@ -1,0 +1,202 @@
+//! Turning request parts into checked values, with errors in the API's shape: bodies,
+//! amounts, ids, list parameters, idempotency keys.
+
+use axum::http::HeaderMap;
+use farthing_core::money::MAX_AMOUNT_MINOR;
+use farthing_core::{Currency, PublicId};
+use farthing_store::PageRequest;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Parses a JSON body; the error names the field and says what is wrong.
+pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !body.is_empty() && !content_type.starts_with("application/json") {
+        return Err(ApiError::invalid(
+            "unsupported_content_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ));
+    }
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|error| {
+        let message = error.to_string();
+        let param = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.starts_with("unknown field"))
+            .map(str::to_owned);
+        let mut api = ApiError::invalid("invalid_body", format!("invalid JSON body: {message}"));
+        api.param = param;
+        api
+    })
+}
+
+/// An amount in minor units: a JSON integer from 1 to the maximum.
+pub fn amount(value: &Value, param: &str) -> Result<u64, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "invalid_amount",
+            format!(
+                "{param} must be a positive integer number of minor units (e.g. 500 for 5.00 USD), at most {MAX_AMOUNT_MINOR}"
+            ),
+        )
+        .param(param)
+    };
+    match value {
+        Value::Number(number) => number
+            .as_u64()
+            .filter(|a| *a >= 1 && *a <= MAX_AMOUNT_MINOR)
+            .ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+/// An optional amount.
+pub fn optional_amount(value: &Option<Value>, param: &str) -> Result<Option<u64>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => amount(value, param).map(Some),
+    }
+}
+
+/// A currency code.
+pub fn currency(code: &str, param: &str) -> Result<Currency, ApiError> {
+    Currency::parse(code)
+        .map_err(|error| ApiError::invalid("invalid_currency", error.to_string()).param(param))
+}
+
+/// An id of type `T` in a body parameter.
+pub fn id_param<T: PublicId>(text: &str, param: &str) -> Result<T, ApiError> {
+    T::parse(text).map_err(|error| ApiError::invalid("invalid_id", error.to_string()).param(param))
+}
+
+/// An id of type `T` in the path: a malformed one is simply not found.
+pub fn id_path<T: PublicId>(text: &str) -> Result<T, ApiError> {
+    T::parse(text).map_err(|_| ApiError::not_found(T::NOUN, text))
+}
+
+/// Checks merchant metadata: at most 50 keys of at most 40 characters, values of at most
+/// 500 characters.
+pub fn metadata(
+    map: Option<serde_json::Map<String, Value>>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(map) = map else {
+        return Ok(Vec::new());
+    };
+    if map.len() > 50 {
+        return Err(
+            ApiError::invalid("invalid_metadata", "metadata may hold at most 50 keys")
+                .param("metadata"),
+        );
+    }
+    map.into_iter()
+        .map(|(key, value)| {
+            let Value::String(value) = value else {
+                return Err(ApiError::invalid(
+                    "invalid_metadata",
+                    format!("metadata[{key}] must be a string"),
+                )
+                .param(format!("metadata[{key}]")));
+            };
+            if key.is_empty() || key.chars().count() > 40 || value.chars().count() > 500 {
+                return Err(ApiError::invalid(
+                    "invalid_metadata",
+                    "metadata keys must be 1-40 characters and values at most 500",
+                )
+                .param(format!("metadata[{key}]")));
+            }
+            Ok((key, value))
+        })
+        .collect()
+}
+
+/// List parameters `limit` (1..=100, default 10) and `starting_after` (an id of the list's
+/// type).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Most items.
+    pub limit: Option<String>,
+    /// Cursor: the last id of the previous page.
+    pub starting_after: Option<String>,
+}
+
+impl ListQuery {
+    /// The page request for ids of type `T`.
+    pub fn page<T: PublicId>(&self) -> Result<PageRequest, ApiError> {
+        let limit = match &self.limit {
+            None => 10,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid("invalid_limit", "limit must be an integer from 1 to 100")
+                        .param("limit")
+                })?,
+        };
+        let starting_after = self
+            .starting_after
+            .as_deref()
+            .map(|id| id_param::<T>(id, "starting_after").map(PublicId::raw))
+            .transpose()?;
+        Ok(PageRequest {
+            limit,
+            starting_after,
+        })
+    }
+}
+
+/// Parses the query string into a list query, with errors in the API's shape.
+pub fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
+    serde_urlencoded_like(query.unwrap_or(""))
+}
+
+fn serde_urlencoded_like(query: &str) -> Result<ListQuery, ApiError> {
+    let mut list = ListQuery {
+        limit: None,
+        starting_after: None,
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "limit" => list.limit = Some(value.to_owned()),
+            "starting_after" => list.starting_after = Some(value.to_owned()),
+            other => {
+                return Err(ApiError::invalid(
+                    "unknown_parameter",
+                    format!(
+                        "unknown query parameter {other:?}: lists take limit and starting_after"
+                    ),
+                )
+                .param(other.to_owned()))
+            }
+        }
+    }
+    Ok(list)
+}
+
+/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let text = value.to_str().ok().map(str::trim).unwrap_or("");
+    if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)",
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}

@@ -1,0 +1,368 @@
+//! farthing's HTTP surface: the Merchant API (`/v1`), the checkout page (`/pay`), health and
+//! metrics, and the background workers (invoice expiry, webhook delivery).
+//!
+//! Architecture invariant: handlers parse and check input, then hand one job to the store;
+//! the rules live in `farthing_core` (ledger, invoices) and the SQL in `farthing_store`.
+//! Nothing here decides that money moved except through a ledger group inside a job.
+
+pub mod api;
+pub mod auth;
+pub mod checkout;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod ids;
+pub mod metrics;
+pub mod render;
+pub mod scheduler;
+pub mod state;
+pub mod webhooks;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use farthing_core::{MerchantId, PublicId};
+use farthing_store::{ApiKeyRecord, DatabaseUrl, Merchant, Store, StoreOptions};
+
+use crate::config::{test_database_path, Config};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::state::{AppState, Mode};
+
+/// Every route of the server, with its method: the OpenAPI test checks each is documented.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("POST", "/v1/invoices"),
+    ("GET", "/v1/invoices"),
+    ("GET", "/v1/invoices/{id}"),
+    ("POST", "/v1/invoices/{id}/cancel"),
+    ("POST", "/v1/invoices/{id}/pay"),
+    ("POST", "/v1/customers"),
+    ("GET", "/v1/customers"),
+    ("GET", "/v1/customers/{id}"),
+    ("POST", "/v1/charges"),
+    ("GET", "/v1/charges"),
+    ("GET", "/v1/charges/{id}"),
+    ("POST", "/v1/refunds"),
+    ("GET", "/v1/refunds"),
+    ("GET", "/v1/refunds/{id}"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/events/{id}"),
+    ("POST", "/v1/events/{id}/redeliver"),
+    ("POST", "/v1/webhook_endpoints"),
+    ("GET", "/v1/webhook_endpoints"),
+    ("GET", "/v1/webhook_endpoints/{id}"),
+    ("DELETE", "/v1/webhook_endpoints/{id}"),
+    ("GET", "/v1/rails"),
+    ("POST", "/v1/test/invoices/{id}/pay"),
+    ("POST", "/v1/test/customers/{id}/top_up"),
+    ("GET", "/pay/{id}"),
+    ("GET", "/pay/{id}/status"),
+    ("POST", "/pay/{id}/sandbox"),
+];
+
+/// The router over `state`.
+pub fn router(state: AppState) -> Router {
+    use api::{charges, customers, events, invoices, rails, test_mode};
+    let limit = state.config().max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/invoices", post(invoices::create).get(invoices::list))
+        .route("/v1/invoices/{id}", get(invoices::retrieve))
+        .route("/v1/invoices/{id}/cancel", post(invoices::cancel))
+        .route("/v1/invoices/{id}/pay", post(invoices::pay))
+        .route(
+            "/v1/customers",
+            post(customers::create).get(customers::list),
+        )
+        .route("/v1/customers/{id}", get(customers::retrieve))
+        .route("/v1/charges", post(charges::create).get(charges::list))
+        .route("/v1/charges/{id}", get(charges::retrieve))
+        .route(
+            "/v1/refunds",
+            post(charges::create_refund).get(charges::list_refunds),
+        )
+        .route("/v1/refunds/{id}", get(charges::retrieve_refund))
+        .route("/v1/events", get(events::list))
+        .route("/v1/events/{id}", get(events::retrieve))
+        .route("/v1/events/{id}/redeliver", post(events::redeliver))
+        .route(
+            "/v1/webhook_endpoints",
+            post(events::create_endpoint).get(events::list_endpoints),
+        )
+        .route(
+            "/v1/webhook_endpoints/{id}",
+            get(events::retrieve_endpoint).delete(events::delete_endpoint),
+        )
+        .route("/v1/rails", get(rails::list))
+        .route("/v1/test/invoices/{id}/pay", post(test_mode::pay_invoice))
+        .route("/v1/test/customers/{id}/top_up", post(test_mode::top_up))
+        .route("/pay/{id}", get(checkout::page))
+        .route("/pay/{id}/status", get(checkout::status))
+        .route("/pay/{id}/sandbox", post(checkout::sandbox))
+        .fallback(|uri: axum::http::Uri| async move { ApiError::no_route(uri.path()) })
+        .method_not_allowed_fallback(|| async {
+            let mut error = ApiError::invalid(
+                "method_not_allowed",
+                "this endpoint does not take that method; see /openapi.json",
+            );
+            error.status = StatusCode::METHOD_NOT_ALLOWED;
+            error
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Records every request in the metrics, by matched route (never the raw path).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    state.metrics().observe_request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    for (_, store) in state.stores() {
+        if let Err(error) = store.read(|reader| reader.next_invoice_expiry()) {
+            tracing::warn!(%error, "not ready");
+            return ApiError::unavailable("the database is not readable").into_response();
+        }
+    }
+    axum::Json(serde_json::json!({"status": "ready"})).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    axum::Json(serde_json::json!({
+        "openapi": "3.1.0",
+        "info": {"title": "farthing", "version": env!("CARGO_PKG_VERSION")},
+        "paths": {}
+    }))
+    .into_response()
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad `--database`.
+    #[error(transparent)]
+    Url(#[from] farthing_store::UrlError),
+    /// A database could not be opened.
+    #[error("{path}: {error}")]
+    Store {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        error: farthing_store::StoreError,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// The live and test database paths of a `--database` value.
+pub fn database_paths(database: &str) -> Result<(PathBuf, PathBuf), StartError> {
+    let DatabaseUrl::Sqlite(live) = DatabaseUrl::parse(database)?;
+    let test = test_database_path(&live);
+    Ok((live, test))
+}
+
+/// Opens the live and test stores, reporting ledger batches to `metrics`.
+pub fn open_stores(database: &str, metrics: &Metrics) -> Result<(Store, Store), StartError> {
+    let (live_path, test_path) = database_paths(database)?;
+    let open = |path: &PathBuf, mode: &'static str| {
+        let metrics = metrics.clone();
+        let options = StoreOptions {
+            observer: Some(Arc::new(move |stats: &farthing_store::BatchStats| {
+                metrics.observe_batch(mode, stats)
+            })),
+            ..StoreOptions::default()
+        };
+        Store::open(path, options).map_err(|error| StartError::Store {
+            path: path.clone(),
+            error,
+        })
+    };
+    Ok((open(&live_path, "live")?, open(&test_path, "test")?))
+}
+
+/// A running server.
+pub struct Running {
+    addr: SocketAddr,
+    state: AppState,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its state (for tests and the demo).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Resolves when the server was asked to stop.
+    pub async fn stopped(&self) {
+        let mut receiver = self.shutdown.subscribe();
+        let _ = receiver.wait_for(|stop| *stop).await;
+    }
+
+    /// Stops accepting, lets in-flight requests finish, stops the workers, and commits what
+    /// the stores still hold.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        for (_, store) in self.state.stores() {
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+        }
+    }
+
+    /// A handle that asks the server to stop (e.g. on a signal).
+    pub fn stopper(&self) -> tokio::sync::watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens the stores, binds `config.listen` and starts serving and the workers.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let metrics = Metrics::default();
+    let (live, test) = open_stores(&config.database, &metrics)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| StartError::Bind {
+            addr: config.listen,
+            error,
+        })?;
+    let addr = listener.local_addr().map_err(|error| StartError::Bind {
+        addr: config.listen,
+        error,
+    })?;
+    let mut config = config;
+    if config.listen.port() == 0 && config.public_url.contains(":0") {
+        config.public_url = format!("http://{addr}");
+    }
+    let state = AppState::new(live, test, config, metrics);
+    let (shutdown, _) = tokio::sync::watch::channel(false);
+    let app = router(state.clone());
+    let mut stop = shutdown.subscribe();
+    let server = tokio::spawn(async move {
+        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        });
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "server error");
+        }
+    });
+    let scheduler = tokio::spawn(scheduler::run(state.clone(), shutdown.subscribe()));
+    let worker = tokio::spawn(webhooks::run_worker(state.clone(), shutdown.subscribe()));
+    Ok(Running {
+        addr,
+        state,
+        shutdown,
+        tasks: vec![server, scheduler, worker],
+    })
+}
+
+/// A new merchant with its two secret keys.
+#[derive(Clone, Debug)]
+pub struct NewMerchant {
+    /// `mer_…`
+    pub id: String,
+    /// `fk_live_…`, shown once.
+    pub live_key: String,
+    /// `fk_test_…`, shown once.
+    pub test_key: String,
+}
+
+/// Creates a merchant in both stores, with a live and a test key holding every scope.
+pub fn create_merchant(live: &Store, test: &Store, name: &str) -> Result<NewMerchant, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err("the merchant name must be 1 to 100 characters".to_owned());
+    }
+    let id: MerchantId = ids::new_id();
+    let mut keys = Vec::new();
+    for (mode, store) in [(Mode::Live, live), (Mode::Test, test)] {
+        let key = auth::generate_key(mode).map_err(|e| e.to_string())?;
+        let record = ApiKeyRecord {
+            key_hash: auth::hash_key(&key),
+            merchant: id,
+            scopes: vec!["*".to_owned()],
+            hint: auth::key_hint(&key),
+            revoked_at_ns: None,
+        };
+        let name = name.to_owned();
+        store
+            .execute(move |tx| -> Result<(), farthing_store::StoreError> {
+                tx.insert_merchant(&Merchant {
+                    id,
+                    name,
+                    created_at_ns: tx.now_ns(),
+                })?;
+                tx.insert_api_key(&record)
+            })
+            .map_err(|e| e.to_string())?
+            .wait()
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        keys.push(key);
+    }
+    let test_key = keys.pop().unwrap_or_default();
+    let live_key = keys.pop().unwrap_or_default();
+    Ok(NewMerchant {
+        id: id.encode(),
+        live_key,
+        test_key,
+    })
+}

@@ -1,0 +1,176 @@
+//! Prometheus metrics (SPEC O3) in the text exposition format: HTTP requests and latencies,
+//! ledger batch sizes and commit times, webhook deliveries.
+//!
+//! Counters and histograms live behind one mutex each; they are touched once per request,
+//! batch or delivery, which is cheap next to the work they measure.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use farthing_store::BatchStats;
+
+/// Upper bounds of latency buckets, in seconds.
+const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+/// Upper bounds of batch-size buckets.
+const SIZE_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0, 1024.0, 8192.0];
+
+#[derive(Clone, Debug, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], value: f64) {
+        if self.counts.len() != bounds.len() {
+            self.counts = vec![0; bounds.len()];
+        }
+        for (bound, count) in bounds.iter().zip(self.counts.iter_mut()) {
+            if value <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64]) {
+        let join = if labels.is_empty() { "" } else { "," };
+        for (bound, count) in bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{join}le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{join}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    requests: BTreeMap<(String, String, u16), u64>,
+    request_seconds: BTreeMap<String, Histogram>,
+    batches: BTreeMap<(&'static str, bool), u64>,
+    batch_groups: BTreeMap<&'static str, Histogram>,
+    commit_seconds: BTreeMap<&'static str, Histogram>,
+    deliveries: BTreeMap<(&'static str, String), u64>,
+}
+
+/// The metrics of one server.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl Metrics {
+    fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        let mut registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut registry)
+    }
+
+    /// One HTTP request on `route` (the matched pattern, never the raw path).
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.with(|r| {
+            *r.requests
+                .entry((method.to_owned(), route.to_owned(), status))
+                .or_default() += 1;
+            r.request_seconds
+                .entry(format!("method=\"{method}\",route=\"{route}\""))
+                .or_default()
+                .observe(&LATENCY_BUCKETS_S, elapsed.as_secs_f64());
+        });
+    }
+
+    /// One ledger transaction of the `mode` ("live"/"test") store.
+    pub fn observe_batch(&self, mode: &'static str, stats: &BatchStats) {
+        self.with(|r| {
+            *r.batches.entry((mode, stats.failed)).or_default() += 1;
+            r.batch_groups
+                .entry(mode)
+                .or_default()
+                .observe(&SIZE_BUCKETS, stats.groups as f64);
+            r.commit_seconds
+                .entry(mode)
+                .or_default()
+                .observe(&LATENCY_BUCKETS_S, stats.commit_time.as_secs_f64());
+        });
+    }
+
+    /// One webhook delivery attempt and how it ended (`delivered`, `retry`, `failed`,
+    /// `disabled`).
+    pub fn observe_delivery(&self, mode: &'static str, result: &str) {
+        self.with(|r| *r.deliveries.entry((mode, result.to_owned())).or_default() += 1);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        self.with(|r| {
+            let mut out = String::new();
+            out.push_str("# HELP farthing_http_requests_total HTTP requests by route and status.\n# TYPE farthing_http_requests_total counter\n");
+            for ((method, route, status), count) in &r.requests {
+                let _ = writeln!(
+                    out,
+                    "farthing_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
+                );
+            }
+            out.push_str("# HELP farthing_http_request_duration_seconds HTTP request latency.\n# TYPE farthing_http_request_duration_seconds histogram\n");
+            for (labels, histogram) in &r.request_seconds {
+                histogram.render(
+                    &mut out,
+                    "farthing_http_request_duration_seconds",
+                    labels,
+                    &LATENCY_BUCKETS_S,
+                );
+            }
+            out.push_str("# HELP farthing_ledger_batches_total Ledger transactions committed or failed.\n# TYPE farthing_ledger_batches_total counter\n");
+            for ((mode, failed), count) in &r.batches {
+                let _ = writeln!(
+                    out,
+                    "farthing_ledger_batches_total{{mode=\"{mode}\",failed=\"{failed}\"}} {count}"
+                );
+            }
+            out.push_str("# HELP farthing_ledger_batch_size Writes per ledger transaction (group commit).\n# TYPE farthing_ledger_batch_size histogram\n");
+            for (mode, histogram) in &r.batch_groups {
+                histogram.render(
+                    &mut out,
+                    "farthing_ledger_batch_size",
+                    &format!("mode=\"{mode}\""),
+                    &SIZE_BUCKETS,
+                );
+            }
+            out.push_str("# HELP farthing_ledger_commit_duration_seconds Time of COMMIT with fsync.\n# TYPE farthing_ledger_commit_duration_seconds histogram\n");
+            for (mode, histogram) in &r.commit_seconds {
+                histogram.render(
+                    &mut out,
+                    "farthing_ledger_commit_duration_seconds",
+                    &format!("mode=\"{mode}\""),
+                    &LATENCY_BUCKETS_S,
+                );
+            }
+            out.push_str("# HELP farthing_webhook_deliveries_total Webhook delivery attempts by result.\n# TYPE farthing_webhook_deliveries_total counter\n");
+            for ((mode, result), count) in &r.deliveries {
+                let _ = writeln!(
+                    out,
+                    "farthing_webhook_deliveries_total{{mode=\"{mode}\",result=\"{result}\"}} {count}"
+                );
+            }
+            out
+        })
+    }
+}

@@ -1,0 +1,416 @@
+//! Webhooks (SPEC A4): Standard Webhooks signing, the endpoint URL check against
+//! server-side request forgery, and the delivery worker.
+//!
+//! Events reach the outbox in the transaction of the change they describe; this worker only
+//! reads what is due, sends it, and records the attempt. It never touches the payment path:
+//! a slow or dead endpoint delays its own deliveries, nothing else.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::state::{AppState, Mode};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// A new signing secret: `whsec_` + base64 of 32 random bytes.
+pub fn generate_secret() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!("whsec_{}", B64.encode(bytes)))
+}
+
+/// The `webhook-signature` value of a message: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`
+/// keyed with the base64-decoded part of the secret after `whsec_`.
+pub fn sign(
+    secret: &str,
+    message_id: &str,
+    timestamp_s: u64,
+    body: &str,
+) -> Result<String, String> {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let key = B64
+        .decode(encoded)
+        .map_err(|error| format!("webhook secret is not valid base64: {error}"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|error| error.to_string())?;
+    mac.update(message_id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp_s.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    Ok(format!("v1,{}", B64.encode(mac.finalize().into_bytes())))
+}
+
+/// Whether an address is one a webhook must not reach unless the operator allows it:
+/// loopback, private, link-local, carrier-grade NAT, unspecified, multicast, documentation,
+/// IPv6 unique-local, and IPv4 addresses wrapped in IPv6.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || (a == 100 && (64..128).contains(&b))
+                || a == 0
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Checks a webhook URL: http(s), a host, and (unless `allow_private`) every address it
+/// resolves to is public. The error says what to fix.
+pub async fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|error| format!("{url:?} is not a URL: {error}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("webhook URLs must start with https:// (or http://)".to_owned());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("webhook URLs must not carry credentials".to_owned());
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| "the webhook URL has no host".to_owned())?;
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|error| format!("cannot resolve {host}: {error}"))?
+        .collect();
+    if addresses.is_empty() {
+        return Err(format!("{host} resolves to no address"));
+    }
+    if !allow_private {
+        if let Some(internal) = addresses.iter().find(|a| is_internal(a.ip())) {
+            return Err(format!(
+                "{host} resolves to {}, a loopback or private address; webhooks may only reach public addresses unless the operator sets FARTHING_ALLOW_PRIVATE_WEBHOOKS=1",
+                internal.ip()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A resolver that refuses internal addresses, so that a host which resolved to a public
+/// address when the endpoint was created cannot be re-pointed inside the network later.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !is_internal(a.ip()))
+                .collect();
+            if addresses.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
+/// The HTTP client of the worker.
+pub fn client(state: &AppState) -> Result<reqwest::Client, reqwest::Error> {
+    let timeout = Duration::from_secs_f64(state.config().webhooks.timeout_s);
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("farthing-webhooks/", env!("CARGO_PKG_VERSION")));
+    if !state.config().allow_private_webhooks {
+        builder = builder.dns_resolver(Arc::new(PublicOnly));
+    }
+    builder.build()
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn jitter_fraction() -> f64 {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    f64::from(u32::from_be_bytes(bytes)) / f64::from(u32::MAX)
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// 2xx.
+    Delivered(u16),
+    /// 410 Gone: the endpoint is disabled.
+    Gone,
+    /// Any other status, or no answer.
+    Failed(Option<u16>, String),
+}
+
+/// Sends one signed event.
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    message_id: &str,
+    body: &str,
+    allow_private: bool,
+) -> AttemptResult {
+    // IP literals bypass the resolver; check them here.
+    if !allow_private {
+        if let Some(host) = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+        {
+            if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+                if is_internal(ip) {
+                    return AttemptResult::Failed(None, format!("{ip} is not a public address"));
+                }
+            }
+        }
+    }
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let signature = match sign(secret, message_id, timestamp, body) {
+        Ok(signature) => signature,
+        Err(error) => return AttemptResult::Failed(None, error),
+    };
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", message_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body.to_owned())
+        .send()
+        .await;
+    match response {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            if response.status().is_success() {
+                AttemptResult::Delivered(status)
+            } else if status == 410 {
+                AttemptResult::Gone
+            } else {
+                AttemptResult::Failed(Some(status), format!("endpoint answered HTTP {status}"))
+            }
+        }
+        Err(error) => {
+            // reqwest's message can carry the URL; the URL is the merchant's own, not a
+            // secret, but keep the message short.
+            let kind = if error.is_timeout() {
+                "timed out".to_owned()
+            } else if error.is_connect() {
+                "could not connect".to_owned()
+            } else {
+                error.to_string()
+            };
+            AttemptResult::Failed(None, kind)
+        }
+    }
+}
+
+/// Delivers due events of both modes until `shutdown` fires.
+pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let client = match client(&state) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "cannot build the webhook HTTP client; webhooks are off");
+            return;
+        }
+    };
+    let schedule = state.config().retry_schedule();
+    let jitter = state.config().webhooks.jitter;
+    let concurrency = state.config().webhooks.concurrency;
+    let allow_private = state.config().allow_private_webhooks;
+    loop {
+        let mut next_due: Option<u64> = None;
+        for (mode, store) in state.stores() {
+            let due = match store.read(|reader| reader.due_deliveries(now_ns(), concurrency)) {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read due webhook deliveries");
+                    continue;
+                }
+            };
+            let mut attempts = tokio::task::JoinSet::new();
+            for (delivery, event, endpoint) in due {
+                let client = client.clone();
+                attempts.spawn(async move {
+                    let result = send(
+                        &client,
+                        &endpoint.url,
+                        &endpoint.secret,
+                        &farthing_core::PublicId::encode(event.id),
+                        &event.data,
+                        allow_private,
+                    )
+                    .await;
+                    (delivery, result)
+                });
+            }
+            let mut results = Vec::new();
+            while let Some(joined) = attempts.join_next().await {
+                if let Ok(result) = joined {
+                    results.push(result);
+                }
+            }
+            if results.is_empty() {
+                if let Ok(Some(at)) = store.read(|reader| reader.next_delivery_at()) {
+                    next_due = Some(next_due.map_or(at, |n| n.min(at)));
+                }
+                continue;
+            }
+            let mode_name = if mode == Mode::Live { "live" } else { "test" };
+            for (_, result) in &results {
+                let label = match result {
+                    AttemptResult::Delivered(_) => "delivered",
+                    AttemptResult::Gone => "disabled",
+                    AttemptResult::Failed(..) => "retry",
+                };
+                state.metrics().observe_delivery(mode_name, label);
+            }
+            let schedule = schedule.clone();
+            let recorded = store
+                .run(move |tx| -> Result<(), farthing_store::StoreError> {
+                    let now = tx.now_ns();
+                    for (delivery, result) in results {
+                        let attempts_done = delivery.attempts as usize + 1;
+                        match result {
+                            AttemptResult::Delivered(code) => tx.record_attempt(
+                                delivery.event,
+                                delivery.endpoint,
+                                "delivered",
+                                Some(code),
+                                None,
+                                None,
+                            )?,
+                            AttemptResult::Gone => {
+                                tx.record_attempt(
+                                    delivery.event,
+                                    delivery.endpoint,
+                                    "failed",
+                                    Some(410),
+                                    Some("endpoint answered 410 Gone; endpoint disabled"),
+                                    None,
+                                )?;
+                                tx.disable_endpoint(delivery.endpoint, "answered 410 Gone")?;
+                            }
+                            AttemptResult::Failed(code, error) => {
+                                let next = schedule.get(attempts_done - 1).map(|delay| {
+                                    let spread = delay.as_secs_f64() * jitter * jitter_fraction();
+                                    let wait = delay.as_secs_f64() + spread;
+                                    now.saturating_add((wait * 1e9) as u64)
+                                });
+                                let status = if next.is_some() { "pending" } else { "failed" };
+                                tx.record_attempt(
+                                    delivery.event,
+                                    delivery.endpoint,
+                                    status,
+                                    code,
+                                    Some(&error),
+                                    next,
+                                )?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            match recorded {
+                Ok(Ok(())) => next_due = Some(now_ns()),
+                Ok(Err(error)) => tracing::error!(%error, "cannot record webhook attempts"),
+                Err(error) => tracing::error!(%error, "cannot record webhook attempts"),
+            }
+        }
+        let sleep = match next_due {
+            Some(at) => {
+                Duration::from_nanos(at.saturating_sub(now_ns())).min(Duration::from_secs(1))
+            }
+            None => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = state.deliveries().notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_the_standard_webhooks_reference_vector() {
+        // The example from the Standard Webhooks specification.
+        let signature = sign(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            r#"{"test": 2432232314}"#,
+        )
+        .unwrap();
+        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_internal(internal.parse().unwrap()), "{internal}");
+        }
+        for public in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111"] {
+            assert!(!is_internal(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[tokio::test]
+    async fn urls_are_checked_before_they_are_stored() {
+        assert!(check_url("ftp://example.com/x", true).await.is_err());
+        assert!(check_url("not a url", true).await.is_err());
+        assert!(check_url("http://user:pw@127.0.0.1/", true).await.is_err());
+        let refused = check_url("http://127.0.0.1:9/hook", false)
+            .await
+            .unwrap_err();
+        assert!(
+            refused.contains("FARTHING_ALLOW_PRIVATE_WEBHOOKS"),
+            "{refused}"
+        );
+        assert!(check_url("http://127.0.0.1:9/hook", true).await.is_ok());
+        assert!(check_url("http://[::1]:9/hook", false).await.is_err());
+    }
+}

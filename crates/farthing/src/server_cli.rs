@@ -1,0 +1,171 @@
+//! `farthing serve`, `farthing demo` and `farthing merchant create`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use farthing_server::config::Config;
+use farthing_server::{create_merchant, open_stores, start};
+
+/// Flags shared by `serve` and `demo`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// TOML configuration file (also `$FARTHING_CONFIG`).
+    #[arg(long, env = "FARTHING_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 (overrides the file and `$FARTHING_LISTEN`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Database URL or path (overrides the file and `$FARTHING_DATABASE`).
+    #[arg(long)]
+    database: Option<String>,
+}
+
+fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(args.config.as_deref(), |name| std::env::var(name).ok())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+        if std::env::var("FARTHING_PUBLIC_URL").is_err() {
+            config.public_url = format!("http://{listen}");
+        }
+    }
+    if let Some(database) = &args.database {
+        config.database = database.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Logs to stderr; `RUST_LOG` chooses the level (default `info`). Never logs request bodies
+/// or headers, so keys and secrets can't reach the log.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// `farthing serve`
+pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config = load(args)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let running = start(config).await?;
+        tracing::info!(addr = %running.addr(), "farthing is serving");
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and commits");
+        running.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `farthing merchant create` arguments.
+#[derive(clap::Args, Debug)]
+pub struct MerchantCreateArgs {
+    /// The merchant's name, shown on checkout pages and receipts.
+    #[arg(long)]
+    name: String,
+    /// Database URL or path.
+    #[arg(long, env = "FARTHING_DATABASE", default_value = "data/farthing.db")]
+    database: String,
+    /// Print `{"id", "live_key", "test_key"}` as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `farthing merchant create`
+pub fn merchant_create(args: &MerchantCreateArgs) -> anyhow::Result<ExitCode> {
+    let metrics = farthing_server::metrics::Metrics::default();
+    let (live, test) = open_stores(&args.database, &metrics)
+        .context("opening the database (stop `farthing serve` on it first)")?;
+    let created = create_merchant(&live, &test, &args.name).map_err(anyhow::Error::msg);
+    live.shutdown();
+    test.shutdown();
+    let created = created?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"id": created.id, "live_key": created.live_key, "test_key": created.test_key})
+        );
+    } else {
+        println!("merchant: {}", created.id);
+        println!("live key: {}", created.live_key);
+        println!("test key: {}", created.test_key);
+        println!("These keys are shown once; farthing keeps only their hashes.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `farthing demo`: a ready-to-try shop in test mode.
+pub fn demo(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let mut config = load(args)?;
+    if args.database.is_none() && std::env::var("FARTHING_DATABASE").is_err() {
+        config.database = "data/demo.db".to_owned();
+    }
+    config.allow_private_webhooks = true;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let running = start(config).await?;
+        let seeded = crate::demo::seed(running.state()).await?;
+        let base = running.state().config().base_url().to_owned();
+        println!();
+        println!("farthing demo — test mode, nothing here moves real money");
+        println!();
+        println!("  merchant:     {} ({})", seeded.merchant_name, seeded.merchant_id);
+        println!("  test API key: {}", seeded.test_key);
+        println!("  customer:     {} with {} Stars of test balance", seeded.customer, seeded.balance);
+        println!("  products:     {}", seeded.products.join(", "));
+        println!("  checkout:     {}", seeded.checkout_url);
+        println!();
+        println!("Try it (copy and paste):");
+        println!();
+        println!(
+            "  curl -s {base}/v1/invoices -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"amount\": 50, \"currency\": \"XTR\", \"description\": \"One AI generation\"}}'",
+            key = seeded.test_key
+        );
+        println!(
+            "  curl -s -X POST {base}/v1/test/invoices/{invoice}/pay -H 'Authorization: Bearer {key}'",
+            invoice = seeded.invoice,
+            key = seeded.test_key
+        );
+        println!(
+            "  curl -s {base}/v1/events -H 'Authorization: Bearer {key}'",
+            key = seeded.test_key
+        );
+        println!();
+        println!("Press Ctrl-C to stop.");
+        wait_for_signal().await;
+        running.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
