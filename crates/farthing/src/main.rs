@@ -4,6 +4,7 @@
 //! No ledger rule lives here.
 
 mod bench;
+mod bench_http;
 mod demo;
 mod internal;
 mod server_cli;
@@ -56,6 +57,9 @@ enum BenchCommand {
     /// Drive the ledger through the real store in a fresh database on disk and report durable
     /// transfers per second and commit latency.
     Ledger(bench::LedgerArgs),
+    /// Start `farthing serve` on a fresh database and measure invoice creations and balance
+    /// charges per second over HTTP with keep-alive clients.
+    Http(bench_http::HttpArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Merchant(MerchantCommand::Create(args)) => server_cli::merchant_create(&args),
         Command::Audit { database } => run_audit(&database),
         Command::Bench(BenchCommand::Ledger(args)) => bench::run_ledger(&args),
+        Command::Bench(BenchCommand::Http(args)) => bench_http::run(&args),
         Command::Internal(command) => internal::run(command),
     };
     match result {
@@ -85,10 +90,21 @@ fn database_path(url: &str) -> anyhow::Result<PathBuf> {
 
 fn run_audit(database: &str) -> anyhow::Result<ExitCode> {
     let path = database_path(database)?;
+    let mut ok = true;
     let report = audit::audit_path(&path)?;
     println!("audit of {}", path.display());
     println!("{report}");
-    Ok(if report.is_ok() {
+    ok &= report.is_ok();
+    // Test-mode data lives beside the live database; audit it too when it is there.
+    let test = farthing_server::config::test_database_path(&path);
+    if test.exists() {
+        let report = audit::audit_path(&test)?;
+        println!();
+        println!("audit of {} (test mode)", test.display());
+        println!("{report}");
+        ok &= report.is_ok();
+    }
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -1,0 +1,264 @@
+//! `farthing bench http`: invoice creations and balance charges per second over HTTP.
+//!
+//! Starts `farthing serve` (this same binary) as a child process on a fresh SQLite database
+//! with durable commits, creates a merchant and a customer with a large test balance, then
+//! drives `--clients` keep-alive connections against it: first `POST /v1/invoices`, then
+//! `POST /v1/charges`, each phase for `--seconds`. The load generator runs on the same machine
+//! (and shares its cores), as the target in BENCHMARKS.md assumes.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+/// Arguments of `farthing bench http`.
+#[derive(clap::Args, Debug)]
+pub struct HttpArgs {
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent keep-alive clients.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    clients: u64,
+    /// Directory for the fresh database (default: the system temp directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Port for the server (default: a free one).
+    #[arg(long)]
+    port: Option<u16>,
+}
+
+struct ServerGuard(Child);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        // SIGTERM-like graceful stop is not needed for a throwaway bench database.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
+}
+
+async fn phase(
+    name: &str,
+    clients: u64,
+    seconds: u64,
+    make: Arc<dyn Fn(u64) -> (String, Value) + Send + Sync>,
+    key: &str,
+) -> anyhow::Result<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client_index in 0..clients {
+        let stop = stop.clone();
+        let make = make.clone();
+        let key = key.to_owned();
+        // One client (one keep-alive connection) per task.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()?;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let (url, body) = make(client_index * 1_000_000_000 + n);
+                n += 1;
+                let sent = Instant::now();
+                let response = client.post(&url).bearer_auth(&key).json(&body).send().await;
+                match response {
+                    Ok(response) if response.status().is_success() => {
+                        let _ = response.bytes().await;
+                        latencies.push(sent.elapsed());
+                    }
+                    Ok(response) => {
+                        errors += 1;
+                        let _ = response.bytes().await;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (mut lat, err) = task.await?;
+        latencies.append(&mut lat);
+        errors += err;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
+    println!(
+        "{name}: {} ok, {errors} errors in {:.2} s: {rate:.0}/s, latency p50 {}, p99 {}, max {}",
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies.last().copied().unwrap_or_default())
+    );
+    if errors > 0 {
+        bail!("{name}: {errors} requests failed");
+    }
+    Ok(rate)
+}
+
+pub fn run(args: &HttpArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = dir.join(format!("farthing-bench-http-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let database = work.join("farthing.db");
+    let exe = std::env::current_exe()?;
+    let created = Command::new(&exe)
+        .args([
+            "merchant",
+            "create",
+            "--name",
+            "Bench shop",
+            "--json",
+            "--database",
+        ])
+        .arg(&database)
+        .output()?;
+    if !created.status.success() {
+        bail!(
+            "merchant create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+    }
+    let merchant: Value = serde_json::from_slice(&created.stdout)?;
+    let key = merchant["test_key"]
+        .as_str()
+        .context("test key")?
+        .to_owned();
+    let port = match args.port {
+        Some(port) => port,
+        None => free_port()?,
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let child = Command::new(&exe)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database",
+        ])
+        .arg(&database)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let _guard = ServerGuard(child);
+    println!(
+        "http bench: {} clients, {} s per phase, server {base}, database {}",
+        args.clients,
+        args.seconds,
+        database.display()
+    );
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let ready_by = Instant::now() + Duration::from_secs(30);
+        loop {
+            if client.get(format!("{base}/readyz")).send().await.is_ok() {
+                break;
+            }
+            if Instant::now() > ready_by {
+                bail!("the server did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let customer: Value = client
+            .post(format!("{base}/v1/customers"))
+            .bearer_auth(&key)
+            .json(&json!({}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let customer = customer["id"].as_str().context("customer id")?.to_owned();
+        let funded = client
+            .post(format!("{base}/v1/test/customers/{customer}/top_up"))
+            .bearer_auth(&key)
+            .json(&json!({"amount": 1_000_000_000_000u64, "currency": "XTR"}))
+            .send()
+            .await?;
+        if !funded.status().is_success() {
+            bail!("top-up failed: {}", funded.text().await?);
+        }
+        let invoices_url = format!("{base}/v1/invoices");
+        let invoices = phase(
+            "invoice creations",
+            args.clients,
+            args.seconds,
+            Arc::new(move |_| {
+                (
+                    invoices_url.clone(),
+                    json!({"amount": 50, "currency": "XTR", "description": "bench"}),
+                )
+            }),
+            &key,
+        )
+        .await?;
+        let charges_url = format!("{base}/v1/charges");
+        let charges = phase(
+            "balance charges",
+            args.clients,
+            args.seconds,
+            Arc::new(move |_| {
+                (
+                    charges_url.clone(),
+                    json!({"customer": customer, "amount": 1, "currency": "XTR"}),
+                )
+            }),
+            &key,
+        )
+        .await?;
+        Ok((invoices, charges))
+    });
+    drop(_guard);
+    let (invoices, charges) = result?;
+    let audit = Command::new(&exe)
+        .args(["audit", "--database"])
+        .arg(&database)
+        .output()?;
+    println!(
+        "audit: {}",
+        if audit.status.success() {
+            "ok"
+        } else {
+            "FAILED"
+        }
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    println!("http: {invoices:.0} invoice creations/s, {charges:.0} charges/s durable");
+    Ok(if audit.status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
