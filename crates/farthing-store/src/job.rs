@@ -13,6 +13,7 @@ use farthing_core::ledger::{AccountState, Group, GroupError, GroupOutcome};
 use farthing_core::AccountId;
 use rusqlite::Connection;
 
+use crate::codec;
 use crate::writer::BatchState;
 use crate::{StoreError, WriteError};
 
@@ -45,16 +46,16 @@ impl Tx<'_, '_> {
         &mut self,
         work: impl FnOnce(&mut Tx<'_, '_>) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
-        self.connection.execute_batch("SAVEPOINT nested")?;
+        codec::run_cached(self.connection, "SAVEPOINT nested")?;
         self.state.begin_job();
         let result = work(self);
         if result.is_ok() {
             self.state.end_job();
-            self.connection.execute_batch("RELEASE nested")?;
+            codec::run_cached(self.connection, "RELEASE nested")?;
         } else {
             self.state.undo_job();
-            self.connection
-                .execute_batch("ROLLBACK TO nested; RELEASE nested")?;
+            codec::run_cached(self.connection, "ROLLBACK TO nested")?;
+            codec::run_cached(self.connection, "RELEASE nested")?;
         }
         Ok(result)
     }

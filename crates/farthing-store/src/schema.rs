@@ -112,7 +112,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let connection = Connection::open(path)?;
     apply_pragmas(&connection)?;
     connection.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
-    connection.set_prepared_statement_cache_capacity(64);
+    connection.set_prepared_statement_cache_capacity(256);
     Ok(connection)
 }
 

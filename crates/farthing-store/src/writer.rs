@@ -480,7 +480,7 @@ impl Writer {
                 Work::Job(job) => {
                     // A savepoint undoes the job's SQL, the journal its ledger changes, so a
                     // failing job leaves nothing behind and does not disturb the others.
-                    transaction.execute_batch("SAVEPOINT job")?;
+                    codec::run_cached(&transaction, "SAVEPOINT job")?;
                     state.begin_job();
                     let mut tx = Tx {
                         connection: &transaction,
@@ -489,10 +489,11 @@ impl Writer {
                     };
                     if job.run(&mut tx) {
                         state.end_job();
-                        transaction.execute_batch("RELEASE job")?;
+                        codec::run_cached(&transaction, "RELEASE job")?;
                     } else {
                         state.undo_job();
-                        transaction.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                        codec::run_cached(&transaction, "ROLLBACK TO job")?;
+                        codec::run_cached(&transaction, "RELEASE job")?;
                     }
                 }
             }

@@ -810,13 +810,28 @@ fn run_model(ops: &[Op], pipelined: bool) -> Result<(), TestCaseError> {
 }
 
 fn model_runner() -> TestRunner {
-    TestRunner::new(ProptestConfig {
-        cases: 24,
-        // One file only: a failure prints the minimal op list instead of writing a regression
-        // file next to this one.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })
+    // A fixed seed (override with FARTHING_PROPTEST_SEED) keeps the coverage checks below
+    // deterministic: with a fresh random seed, a run of 24 cases occasionally generated no
+    // expiry at all and failed `assert_reached` for no fault of the store.
+    let seed: u64 = std::env::var("FARTHING_PROPTEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_f00d);
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    TestRunner::new_with_rng(
+        ProptestConfig {
+            cases: 24,
+            // One file only: a failure prints the minimal op list instead of writing a
+            // regression file next to this one.
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        },
+        proptest::test_runner::TestRng::from_seed(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+            &bytes,
+        ),
+    )
 }
 
 /// One write at a time: every outcome is compared as soon as it is known.
