@@ -232,7 +232,71 @@ pub async fn send(
     }
 }
 
+/// A delivery being attempted: `(mode, event, endpoint)`.
+type InFlight = std::collections::HashSet<(Mode, u128, u128)>;
+
+/// Records one attempt's result: delivered, disabled on 410, or scheduled for a retry (with
+/// jitter) until the schedule is used up.
+async fn record(
+    store: &farthing_store::Store,
+    delivery: farthing_store::Delivery,
+    result: AttemptResult,
+    schedule: Vec<Duration>,
+    jitter: f64,
+) -> Result<(), String> {
+    let recorded = store
+        .run(move |tx| -> Result<(), farthing_store::StoreError> {
+            let now = tx.now_ns();
+            let attempts_done = delivery.attempts as usize + 1;
+            match result {
+                AttemptResult::Delivered(code) => tx.record_attempt(
+                    delivery.event,
+                    delivery.endpoint,
+                    "delivered",
+                    Some(code),
+                    None,
+                    None,
+                ),
+                AttemptResult::Gone => {
+                    tx.record_attempt(
+                        delivery.event,
+                        delivery.endpoint,
+                        "failed",
+                        Some(410),
+                        Some("endpoint answered 410 Gone; endpoint disabled"),
+                        None,
+                    )?;
+                    tx.disable_endpoint(delivery.endpoint, "answered 410 Gone")
+                }
+                AttemptResult::Failed(code, error) => {
+                    let next = schedule.get(attempts_done - 1).map(|delay| {
+                        let wait = delay.as_secs_f64() * (1.0 + jitter * jitter_fraction());
+                        now.saturating_add((wait * 1e9) as u64)
+                    });
+                    let status = if next.is_some() { "pending" } else { "failed" };
+                    tx.record_attempt(
+                        delivery.event,
+                        delivery.endpoint,
+                        status,
+                        code,
+                        Some(&error),
+                        next,
+                    )
+                }
+            }
+        })
+        .await;
+    match recorded {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 /// Delivers due events of both modes until `shutdown` fires.
+///
+/// Each attempt is its own task (at most `webhooks.concurrency` at once), so a slow or dead
+/// endpoint holds only its own deliveries; the loop keeps dispatching what else is due.
 pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let client = match client(&state) {
         Ok(client) => client,
@@ -245,20 +309,39 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
     let jitter = state.config().webhooks.jitter;
     let concurrency = state.config().webhooks.concurrency;
     let allow_private = state.config().allow_private_webhooks;
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let in_flight: Arc<std::sync::Mutex<InFlight>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
         let mut next_due: Option<u64> = None;
+        let mut dispatched = false;
         for (mode, store) in state.stores() {
-            let due = match store.read(|reader| reader.due_deliveries(now_ns(), concurrency)) {
+            // Ask for more than the free permits: some due rows may already be in flight.
+            let want = permits.available_permits() + in_flight.lock().map_or(0, |f| f.len());
+            let due = match store.read(|reader| reader.due_deliveries(now_ns(), want.max(1))) {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::error!(%error, "cannot read due webhook deliveries");
                     continue;
                 }
             };
-            let mut attempts = tokio::task::JoinSet::new();
             for (delivery, event, endpoint) in due {
-                let client = client.clone();
-                attempts.spawn(async move {
+                let key = (mode, delivery.event.0, delivery.endpoint.0);
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    break;
+                };
+                {
+                    let Ok(mut flying) = in_flight.lock() else {
+                        break;
+                    };
+                    if !flying.insert(key) {
+                        continue;
+                    }
+                }
+                dispatched = true;
+                let (client, store, state) = (client.clone(), store.clone(), state.clone());
+                let (schedule, in_flight) = (schedule.clone(), in_flight.clone());
+                tasks.spawn(async move {
                     let result = send(
                         &client,
                         &endpoint.url,
@@ -268,93 +351,45 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
                         allow_private,
                     )
                     .await;
-                    (delivery, result)
+                    let label = match &result {
+                        AttemptResult::Delivered(_) => "delivered",
+                        AttemptResult::Gone => "disabled",
+                        AttemptResult::Failed(..) => "retry",
+                    };
+                    let mode_name = if mode == Mode::Live { "live" } else { "test" };
+                    state.metrics().observe_delivery(mode_name, label);
+                    if let Err(error) = record(&store, delivery, result, schedule, jitter).await {
+                        tracing::error!(%error, "cannot record a webhook attempt");
+                    }
+                    if let Ok(mut flying) = in_flight.lock() {
+                        flying.remove(&key);
+                    }
+                    drop(permit);
+                    // Something may have become due while this attempt ran.
+                    state.deliveries().notify_one();
                 });
             }
-            let mut results = Vec::new();
-            while let Some(joined) = attempts.join_next().await {
-                if let Ok(result) = joined {
-                    results.push(result);
-                }
-            }
-            if results.is_empty() {
-                if let Ok(Some(at)) = store.read(|reader| reader.next_delivery_at()) {
-                    next_due = Some(next_due.map_or(at, |n| n.min(at)));
-                }
-                continue;
-            }
-            let mode_name = if mode == Mode::Live { "live" } else { "test" };
-            for (_, result) in &results {
-                let label = match result {
-                    AttemptResult::Delivered(_) => "delivered",
-                    AttemptResult::Gone => "disabled",
-                    AttemptResult::Failed(..) => "retry",
-                };
-                state.metrics().observe_delivery(mode_name, label);
-            }
-            let schedule = schedule.clone();
-            let recorded = store
-                .run(move |tx| -> Result<(), farthing_store::StoreError> {
-                    let now = tx.now_ns();
-                    for (delivery, result) in results {
-                        let attempts_done = delivery.attempts as usize + 1;
-                        match result {
-                            AttemptResult::Delivered(code) => tx.record_attempt(
-                                delivery.event,
-                                delivery.endpoint,
-                                "delivered",
-                                Some(code),
-                                None,
-                                None,
-                            )?,
-                            AttemptResult::Gone => {
-                                tx.record_attempt(
-                                    delivery.event,
-                                    delivery.endpoint,
-                                    "failed",
-                                    Some(410),
-                                    Some("endpoint answered 410 Gone; endpoint disabled"),
-                                    None,
-                                )?;
-                                tx.disable_endpoint(delivery.endpoint, "answered 410 Gone")?;
-                            }
-                            AttemptResult::Failed(code, error) => {
-                                let next = schedule.get(attempts_done - 1).map(|delay| {
-                                    let spread = delay.as_secs_f64() * jitter * jitter_fraction();
-                                    let wait = delay.as_secs_f64() + spread;
-                                    now.saturating_add((wait * 1e9) as u64)
-                                });
-                                let status = if next.is_some() { "pending" } else { "failed" };
-                                tx.record_attempt(
-                                    delivery.event,
-                                    delivery.endpoint,
-                                    status,
-                                    code,
-                                    Some(&error),
-                                    next,
-                                )?;
-                            }
-                        }
-                    }
-                    Ok(())
-                })
-                .await;
-            match recorded {
-                Ok(Ok(())) => next_due = Some(now_ns()),
-                Ok(Err(error)) => tracing::error!(%error, "cannot record webhook attempts"),
-                Err(error) => tracing::error!(%error, "cannot record webhook attempts"),
+            if let Ok(Some(at)) = store.read(|reader| reader.next_delivery_at()) {
+                next_due = Some(next_due.map_or(at, |n| n.min(at)));
             }
         }
+        while tasks.try_join_next().is_some() {}
+        // What is due but not dispatched is in flight (or waits for a permit): its task's
+        // completion wakes the loop, so don't poll for it.
         let sleep = match next_due {
-            Some(at) => {
+            Some(at) if at > now_ns() || dispatched => {
                 Duration::from_nanos(at.saturating_sub(now_ns())).min(Duration::from_secs(1))
             }
-            None => Duration::from_secs(1),
+            _ => Duration::from_secs(1),
         };
         tokio::select! {
             _ = state.deliveries().notified() => {}
             _ = tokio::time::sleep(sleep) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                // Let attempts under way finish and be recorded, within their timeout.
+                while tasks.join_next().await.is_some() {}
+                return;
+            }
         }
     }
 }

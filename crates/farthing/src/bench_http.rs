@@ -30,6 +30,13 @@ pub struct HttpArgs {
     /// Port for the server (default: a free one).
     #[arg(long)]
     port: Option<u16>,
+    /// Drive an already running server at this base URL instead of starting one (its
+    /// database is not audited afterwards).
+    #[arg(long, requires = "key")]
+    url: Option<String>,
+    /// Test-mode API key for `--url`.
+    #[arg(long)]
+    key: Option<String>,
 }
 
 struct ServerGuard(Child);
@@ -127,7 +134,70 @@ async fn phase(
     Ok(rate)
 }
 
+/// Creates a funded customer, then runs both phases against `base`.
+async fn drive(base: &str, key: &str, clients: u64, seconds: u64) -> anyhow::Result<(f64, f64)> {
+    let client = reqwest::Client::new();
+    let customer: Value = client
+        .post(format!("{base}/v1/customers"))
+        .bearer_auth(key)
+        .json(&json!({}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let customer = customer["id"].as_str().context("customer id")?.to_owned();
+    let funded = client
+        .post(format!("{base}/v1/test/customers/{customer}/top_up"))
+        .bearer_auth(key)
+        .json(&json!({"amount": 1_000_000_000_000u64, "currency": "XTR"}))
+        .send()
+        .await?;
+    if !funded.status().is_success() {
+        bail!("top-up failed: {}", funded.text().await?);
+    }
+    let invoices_url = format!("{base}/v1/invoices");
+    let invoices = phase(
+        "invoice creations",
+        clients,
+        seconds,
+        Arc::new(move |_| {
+            (
+                invoices_url.clone(),
+                json!({"amount": 50, "currency": "XTR", "description": "bench"}),
+            )
+        }),
+        key,
+    )
+    .await?;
+    let charges_url = format!("{base}/v1/charges");
+    let charges = phase(
+        "balance charges",
+        clients,
+        seconds,
+        Arc::new(move |_| {
+            (
+                charges_url.clone(),
+                json!({"customer": customer, "amount": 1, "currency": "XTR"}),
+            )
+        }),
+        key,
+    )
+    .await?;
+    Ok((invoices, charges))
+}
+
 pub fn run(args: &HttpArgs) -> anyhow::Result<ExitCode> {
+    if let (Some(url), Some(key)) = (&args.url, &args.key) {
+        let runtime = tokio::runtime::Runtime::new()?;
+        let (invoices, charges) = runtime.block_on(drive(
+            url.trim_end_matches('/'),
+            key,
+            args.clients,
+            args.seconds,
+        ))?;
+        println!("http: {invoices:.0} invoice creations/s, {charges:.0} charges/s durable");
+        return Ok(ExitCode::SUCCESS);
+    }
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = dir.join(format!("farthing-bench-http-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
@@ -192,53 +262,7 @@ pub fn run(args: &HttpArgs) -> anyhow::Result<ExitCode> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let customer: Value = client
-            .post(format!("{base}/v1/customers"))
-            .bearer_auth(&key)
-            .json(&json!({}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let customer = customer["id"].as_str().context("customer id")?.to_owned();
-        let funded = client
-            .post(format!("{base}/v1/test/customers/{customer}/top_up"))
-            .bearer_auth(&key)
-            .json(&json!({"amount": 1_000_000_000_000u64, "currency": "XTR"}))
-            .send()
-            .await?;
-        if !funded.status().is_success() {
-            bail!("top-up failed: {}", funded.text().await?);
-        }
-        let invoices_url = format!("{base}/v1/invoices");
-        let invoices = phase(
-            "invoice creations",
-            args.clients,
-            args.seconds,
-            Arc::new(move |_| {
-                (
-                    invoices_url.clone(),
-                    json!({"amount": 50, "currency": "XTR", "description": "bench"}),
-                )
-            }),
-            &key,
-        )
-        .await?;
-        let charges_url = format!("{base}/v1/charges");
-        let charges = phase(
-            "balance charges",
-            args.clients,
-            args.seconds,
-            Arc::new(move |_| {
-                (
-                    charges_url.clone(),
-                    json!({"customer": customer, "amount": 1, "currency": "XTR"}),
-                )
-            }),
-            &key,
-        )
-        .await?;
-        Ok((invoices, charges))
+        drive(&base, &key, args.clients, args.seconds).await
     });
     drop(_guard);
     let (invoices, charges) = result?;
