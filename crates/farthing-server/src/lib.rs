@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod ids;
 pub mod metrics;
+pub mod openapi;
 pub mod render;
 pub mod scheduler;
 pub mod state;
@@ -80,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi_json))
         .route("/v1/invoices", post(invoices::create).get(invoices::list))
         .route("/v1/invoices/{id}", get(invoices::retrieve))
         .route("/v1/invoices/{id}/cancel", post(invoices::cancel))
@@ -146,10 +147,33 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
+/// Liveness
+///
+/// Answers as long as the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = crate::openapi::HealthStatus))
+)]
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Readiness
+///
+/// Ready when both databases (live and test) can be read.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`.", body = crate::openapi::HealthStatus),
+        (status = 503, description = "A database is not readable (`service_unavailable`).", body = crate::openapi::Error),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     for (_, store) in state.stores() {
         if let Err(error) = store.read(|reader| reader.next_invoice_expiry()) {
@@ -160,6 +184,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
     axum::Json(serde_json::json!({"status": "ready"})).into_response()
 }
 
+/// Prometheus metrics
+///
+/// Request counts and latencies by route, ledger batch sizes and commit times, webhook
+/// deliveries.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses((status = 200, description = "The Prometheus text exposition format, version 0.0.4.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"))
+)]
 async fn metrics_text(State(state): State<AppState>) -> Response {
     (
         [(
@@ -171,13 +206,22 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn openapi() -> Response {
-    axum::Json(serde_json::json!({
-        "openapi": "3.1.0",
-        "info": {"title": "farthing", "version": env!("CARGO_PKG_VERSION")},
-        "paths": {}
-    }))
-    .into_response()
+/// This document
+///
+/// The OpenAPI 3.1 description of every route, generated from the code.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", body = serde_json::Value, content_type = "application/json"))
+)]
+async fn openapi_json() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi::json(),
+    )
+        .into_response()
 }
 
 /// Why the server could not start.

@@ -16,24 +16,49 @@ use super::{body_bytes, book, emit, ledger_error, list_answer, write};
 use crate::error::ApiError;
 use crate::extract;
 use crate::ids::new_id;
+use crate::openapi as spec;
 use crate::render;
 use crate::state::{AppState, Principal};
 
 /// `POST /v1/charges` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCharge {
     /// Whose balance pays, `cus_…`.
     pub customer: String,
     /// Amount in minor units.
+    #[schema(value_type = u64, minimum = 1, example = 100)]
     pub amount: Value,
     /// Currency of the balance.
+    #[schema(example = "USD")]
     pub currency: String,
     /// Shown in statements (e.g. "1 AI generation").
+    #[schema(max_length = 500)]
     pub description: Option<String>,
 }
 
 /// `POST /v1/charges`: debits the balance at once; 402 `insufficient_funds` writes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/charges",
+    tag = "charges",
+    operation_id = "create_charge",
+    summary = "Charge a customer's balance",
+    security(("bearer" = [])),
+    params(spec::IdempotencyKey),
+    request_body(content = CreateCharge, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The charge; `charge.succeeded` and `customer.balance_changed` events are written with it.", body = spec::Charge, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown customer (`invalid_id`, `customer_not_found`), a bad amount (`invalid_amount`), an unknown currency (`invalid_currency`), a description over 500 characters (`invalid_description`), or a charge that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 402, description = "The customer's balance is too small (`insufficient_funds`); nothing was written.", body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -103,6 +128,22 @@ pub async fn create(
 }
 
 /// `GET /v1/charges/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/charges/{id}",
+    tag = "charges",
+    operation_id = "retrieve_charge",
+    summary = "Retrieve a charge",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The charge, `chg_…` (a malformed id is not found: 404).")),
+    responses(
+        (status = 200, description = "The charge.", body = spec::Charge),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such charge for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
@@ -119,6 +160,22 @@ pub async fn retrieve(
 }
 
 /// `GET /v1/charges`
+#[utoipa::path(
+    get,
+    path = "/v1/charges",
+    tag = "charges",
+    operation_id = "list_charges",
+    summary = "List charges",
+    security(("bearer" = [])),
+    params(spec::ListParams),
+    responses(
+        (status = 200, description = "A page of the list, newest first.", body = spec::ChargeList),
+        (status = 400, description = spec::E400_LIST, body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -138,7 +195,7 @@ pub async fn list(
 }
 
 /// `POST /v1/refunds` body: exactly one of `invoice` and `charge`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRefund {
     /// The paid invoice to refund, `inv_…`.
@@ -146,12 +203,36 @@ pub struct CreateRefund {
     /// The charge to refund, `chg_…`.
     pub charge: Option<String>,
     /// Amount in minor units (default: everything not yet refunded).
+    #[schema(value_type = Option<u64>, minimum = 1)]
     pub amount: Option<Value>,
     /// Why, for the merchant's records.
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
 /// `POST /v1/refunds`: back to the customer's balance.
+#[utoipa::path(
+    post,
+    path = "/v1/refunds",
+    tag = "refunds",
+    operation_id = "create_refund",
+    summary = "Refund an invoice or a charge",
+    security(("bearer" = [])),
+    params(spec::IdempotencyKey),
+    request_body(content = CreateRefund, content_type = "application/json", description = "Exactly one of `invoice` and `charge`; `amount` defaults to everything not yet refunded."),
+    responses(
+        (status = 201, description = "The refund; `refund.succeeded` and `customer.balance_changed` events are written with it (and `invoice.refunded` or `invoice.partially_refunded` for an invoice).", body = spec::Refund, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), not exactly one of `invoice` and `charge` (`invalid_refund`), an unknown invoice or charge (`invalid_id`, `invoice_not_found`, `charge_not_found`), a bad amount (`invalid_amount`), more than is left to refund (`refund_too_large`), an invoice paid without a customer (`no_customer`), a reason over 500 characters (`invalid_reason`), or a refund that would take the customer's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 402, description = "The merchant's balance is too small to refund from (`insufficient_funds`); nothing was written.", body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 409, description = "The invoice is not paid (`invoice_not_paid`).", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
 pub async fn create_refund(
     State(state): State<AppState>,
     principal: Principal,
@@ -281,6 +362,22 @@ pub async fn create_refund(
 }
 
 /// `GET /v1/refunds/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/refunds/{id}",
+    tag = "refunds",
+    operation_id = "retrieve_refund",
+    summary = "Retrieve a refund",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The refund, `ref_…` (a malformed id is not found: 404).")),
+    responses(
+        (status = 200, description = "The refund.", body = spec::Refund),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such refund for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn retrieve_refund(
     State(state): State<AppState>,
     principal: Principal,
@@ -297,6 +394,22 @@ pub async fn retrieve_refund(
 }
 
 /// `GET /v1/refunds`
+#[utoipa::path(
+    get,
+    path = "/v1/refunds",
+    tag = "refunds",
+    operation_id = "list_refunds",
+    summary = "List refunds",
+    security(("bearer" = [])),
+    params(spec::ListParams),
+    responses(
+        (status = 200, description = "A page of the list, newest first.", body = spec::RefundList),
+        (status = 400, description = spec::E400_LIST, body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn list_refunds(
     State(state): State<AppState>,
     principal: Principal,

@@ -14,20 +14,44 @@ use super::{body_bytes, book, emit, list_answer, write};
 use crate::error::ApiError;
 use crate::extract;
 use crate::ids::new_id;
+use crate::openapi as spec;
 use crate::render;
 use crate::state::{AppState, Mode, Principal};
 
 /// `POST /v1/customers` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomer {
     /// The merchant's reference (e.g. a Telegram user id); unique per merchant.
+    #[schema(min_length = 1, max_length = 200, example = "tg:123456789")]
     pub external_id: Option<String>,
     /// Merchant key/value data.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub metadata: Option<serde_json::Map<String, Value>>,
 }
 
 /// `POST /v1/customers`
+#[utoipa::path(
+    post,
+    path = "/v1/customers",
+    tag = "customers",
+    operation_id = "create_customer",
+    summary = "Create a customer",
+    security(("bearer" = [])),
+    params(spec::IdempotencyKey),
+    request_body(content = Option<CreateCustomer>, content_type = "application/json", description = "Both fields are optional; an empty body creates a customer without them."),
+    responses(
+        (status = 201, description = "The new customer (no balances yet); a `customer.created` event is written with it.", body = spec::Customer, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), a bad `external_id` (`invalid_external_id`) or bad metadata (`invalid_metadata`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 409, description = "Another customer of this merchant has this `external_id` (`external_id_taken`).", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -85,6 +109,22 @@ pub async fn create(
 }
 
 /// `GET /v1/customers/{id}`: with balances per currency.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{id}",
+    tag = "customers",
+    operation_id = "retrieve_customer",
+    summary = "Retrieve a customer, with balances",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The customer, `cus_…` (a malformed id is not found: 404).")),
+    responses(
+        (status = 200, description = "The customer, with its balances per currency.", body = spec::Customer),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such customer for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
@@ -107,6 +147,22 @@ pub async fn retrieve(
 }
 
 /// `GET /v1/customers`
+#[utoipa::path(
+    get,
+    path = "/v1/customers",
+    tag = "customers",
+    operation_id = "list_customers",
+    summary = "List customers",
+    security(("bearer" = [])),
+    params(spec::ListParams),
+    responses(
+        (status = 200, description = "A page of the list, newest first.", body = spec::CustomerList),
+        (status = 400, description = spec::E400_LIST, body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,

@@ -14,6 +14,7 @@ use super::{body_bytes, list_answer, write};
 use crate::error::ApiError;
 use crate::extract;
 use crate::ids::new_id;
+use crate::openapi as spec;
 use crate::render;
 use crate::state::{AppState, Principal};
 use crate::webhooks;
@@ -33,6 +34,22 @@ pub const EVENT_TYPES: &[&str] = &[
 ];
 
 /// `GET /v1/events`
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    operation_id = "list_events",
+    summary = "List events",
+    security(("bearer" = [])),
+    params(spec::ListParams),
+    responses(
+        (status = 200, description = "A page of the list, newest first.", body = spec::EventList),
+        (status = 400, description = spec::E400_LIST, body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -48,6 +65,22 @@ pub async fn list(
 }
 
 /// `GET /v1/events/{id}`: the event with its deliveries.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    tag = "events",
+    operation_id = "retrieve_event",
+    summary = "Retrieve an event, with its deliveries",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The event, `evt_…` (a malformed id is not found: 404).")),
+    responses(
+        (status = 200, description = "The event, with its deliveries.", body = spec::Event),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such event for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
@@ -84,7 +117,7 @@ pub async fn retrieve(
 }
 
 /// `POST /v1/events/{id}/redeliver` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Redeliver {
     /// Only to this endpoint (default: every enabled endpoint that wants the event's type).
@@ -92,6 +125,28 @@ pub struct Redeliver {
 }
 
 /// `POST /v1/events/{id}/redeliver`: queues the event again, now.
+#[utoipa::path(
+    post,
+    path = "/v1/events/{id}/redeliver",
+    tag = "events",
+    operation_id = "redeliver_event",
+    summary = "Redeliver an event",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The event, `evt_…` (a malformed id is not found: 404)."), spec::IdempotencyKey),
+    request_body(content = Option<Redeliver>, content_type = "application/json", description = "Empty for every enabled endpoint that wants the event's type, or one endpoint."),
+    responses(
+        (status = 200, description = "The endpoints the event was queued for.", body = spec::Redelivery, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), or an unknown webhook endpoint (`invalid_id`, `endpoint_not_found`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such event for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 409, description = "The named webhook endpoint is disabled (`endpoint_disabled`).", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
 pub async fn redeliver(
     State(state): State<AppState>,
     principal: Principal,
@@ -172,16 +227,38 @@ pub async fn redeliver(
 }
 
 /// `POST /v1/webhook_endpoints` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
     /// Where to deliver: `https://…` (or `http://…`).
+    #[schema(example = "https://example.com/farthing/webhooks")]
     pub url: String,
     /// Event types to deliver (default `["*"]`, every type).
+    #[schema(schema_with = spec::enabled_events_schema)]
     pub enabled_events: Option<Vec<String>>,
 }
 
 /// `POST /v1/webhook_endpoints`: the answer carries the signing secret, once.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook_endpoints",
+    tag = "webhook_endpoints",
+    operation_id = "create_webhook_endpoint",
+    summary = "Create a webhook endpoint",
+    security(("bearer" = [])),
+    params(spec::IdempotencyKey),
+    request_body(content = CreateEndpoint, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new endpoint, with its signing secret `secret` (shown this once).", body = spec::WebhookEndpoint, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), a URL that is not http(s) or resolves to a loopback or private address the operator does not allow (`invalid_url`), or unknown event types (`invalid_events`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
 pub async fn create_endpoint(
     State(state): State<AppState>,
     principal: Principal,
@@ -244,6 +321,22 @@ pub async fn create_endpoint(
 }
 
 /// `GET /v1/webhook_endpoints`
+#[utoipa::path(
+    get,
+    path = "/v1/webhook_endpoints",
+    tag = "webhook_endpoints",
+    operation_id = "list_webhook_endpoints",
+    summary = "List webhook endpoints",
+    security(("bearer" = [])),
+    params(spec::ListParams),
+    responses(
+        (status = 200, description = "A page of the list, newest first.", body = spec::WebhookEndpointList),
+        (status = 400, description = spec::E400_LIST, body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn list_endpoints(
     State(state): State<AppState>,
     principal: Principal,
@@ -263,6 +356,22 @@ pub async fn list_endpoints(
 }
 
 /// `GET /v1/webhook_endpoints/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/webhook_endpoints/{id}",
+    tag = "webhook_endpoints",
+    operation_id = "retrieve_webhook_endpoint",
+    summary = "Retrieve a webhook endpoint",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The webhook endpoint, `we_…` (a malformed id is not found: 404).")),
+    responses(
+        (status = 200, description = "The endpoint (without its secret).", body = spec::WebhookEndpoint),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such webhook endpoint for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn retrieve_endpoint(
     State(state): State<AppState>,
     principal: Principal,
@@ -279,6 +388,25 @@ pub async fn retrieve_endpoint(
 }
 
 /// `DELETE /v1/webhook_endpoints/{id}`: stops deliveries to it at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhook_endpoints/{id}",
+    tag = "webhook_endpoints",
+    operation_id = "delete_webhook_endpoint",
+    summary = "Delete a webhook endpoint",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The webhook endpoint, `we_…` (a malformed id is not found: 404)."), spec::IdempotencyKey),
+    responses(
+        (status = 200, description = "The deleted endpoint, with `deleted: true`; its pending deliveries are canceled.", body = spec::WebhookEndpoint, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "A bad Idempotency-Key (`invalid_idempotency_key`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such webhook endpoint for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
 pub async fn delete_endpoint(
     State(state): State<AppState>,
     principal: Principal,

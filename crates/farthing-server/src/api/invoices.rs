@@ -17,34 +17,44 @@ use super::{body_bytes, book, emit, ledger_error, list_answer, write};
 use crate::error::ApiError;
 use crate::extract;
 use crate::ids::new_id;
+use crate::openapi as spec;
 use crate::render;
 use crate::state::{AppState, Mode, Principal};
 
 /// `POST /v1/invoices` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvoice {
     /// Fixed amount in minor units; omit for an amountless invoice.
+    #[schema(value_type = Option<u64>, minimum = 1, example = 500)]
     pub amount: Option<Value>,
     /// Currency or asset code.
+    #[schema(example = "USD")]
     pub currency: String,
     /// Shown to the payer.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// Opaque merchant data.
     pub payload: Option<String>,
     /// Seconds until expiry (default 900).
+    #[schema(value_type = Option<u64>, minimum = 5, maximum = 2592000, default = 900)]
     pub expires_in: Option<Value>,
     /// Accepted rails (default: every rail the merchant has configured).
+    #[schema(value_type = Option<Vec<spec::RailName>>)]
     pub rails: Option<Vec<String>>,
     /// Expected payer, `cus_…`.
     pub customer: Option<String>,
     /// Amountless: suggested amounts.
+    #[schema(value_type = Option<Vec<u64>>, max_items = 12)]
     pub amount_presets: Option<Vec<Value>>,
     /// Amountless: smallest amount (default 1).
+    #[schema(value_type = Option<u64>, minimum = 1)]
     pub amount_min: Option<Value>,
     /// Amountless: largest amount (default the maximum).
+    #[schema(value_type = Option<u64>, minimum = 1)]
     pub amount_max: Option<Value>,
     /// Merchant key/value data.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub metadata: Option<serde_json::Map<String, Value>>,
 }
 
@@ -182,6 +192,26 @@ fn parse_new(request: CreateInvoice, mode: Mode) -> Result<NewInvoice, ApiError>
 }
 
 /// `POST /v1/invoices`
+#[utoipa::path(
+    post,
+    path = "/v1/invoices",
+    tag = "invoices",
+    operation_id = "create_invoice",
+    summary = "Create an invoice",
+    security(("bearer" = [])),
+    params(spec::IdempotencyKey),
+    request_body(content = CreateInvoice, content_type = "application/json", description = "A fixed `amount`, or none for an amountless invoice (then `amount_presets`, `amount_min`, `amount_max`)."),
+    responses(
+        (status = 201, description = "The new open invoice; an `invoice.created` event is written with it.", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown currency (`invalid_currency`), a bad amount (`invalid_amount`), a bad amountless setup, expiry, description or payload (`invalid_invoice`, `invalid_expires_in`), an unknown or unconfigured rail (`invalid_rail`, `rail_not_configured`), an unknown customer (`invalid_id`, `customer_not_found`), or bad metadata (`invalid_metadata`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -240,6 +270,22 @@ pub fn load(
 }
 
 /// `GET /v1/invoices/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/invoices/{id}",
+    tag = "invoices",
+    operation_id = "retrieve_invoice",
+    summary = "Retrieve an invoice",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The invoice, `inv_…` (a malformed id is not found: 404).")),
+    responses(
+        (status = 200, description = "The invoice.", body = spec::Invoice),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such invoice for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
@@ -252,6 +298,22 @@ pub async fn retrieve(
 }
 
 /// `GET /v1/invoices`
+#[utoipa::path(
+    get,
+    path = "/v1/invoices",
+    tag = "invoices",
+    operation_id = "list_invoices",
+    summary = "List invoices",
+    security(("bearer" = [])),
+    params(spec::ListParams),
+    responses(
+        (status = 200, description = "A page of the list, newest first.", body = spec::InvoiceList),
+        (status = 400, description = spec::E400_LIST, body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -277,6 +339,28 @@ pub async fn list(
 }
 
 /// `POST /v1/invoices/{id}/cancel`
+#[utoipa::path(
+    post,
+    path = "/v1/invoices/{id}/cancel",
+    tag = "invoices",
+    operation_id = "cancel_invoice",
+    summary = "Cancel an invoice",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The invoice, `inv_…` (a malformed id is not found: 404)."), spec::IdempotencyKey),
+    request_body(content = Option<EmptyBody>, content_type = "application/json", description = "Empty, or `{}`."),
+    responses(
+        (status = 200, description = "The canceled invoice; an `invoice.canceled` event is written with it.", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such invoice for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 409, description = "The invoice is not open (`invoice_not_open`).", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     principal: Principal,
@@ -306,21 +390,45 @@ pub async fn cancel(
 }
 
 /// A body that must be empty or `{}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmptyBody {}
 
 /// `POST /v1/invoices/{id}/pay` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayInvoice {
     /// The paying customer, `cus_…`.
     pub customer: String,
     /// For amountless invoices: the amount chosen.
+    #[schema(value_type = Option<u64>, minimum = 1)]
     pub amount: Option<Value>,
 }
 
 /// `POST /v1/invoices/{id}/pay`: pays from the customer's balance (rail `balance`).
+#[utoipa::path(
+    post,
+    path = "/v1/invoices/{id}/pay",
+    tag = "invoices",
+    operation_id = "pay_invoice",
+    summary = "Pay an invoice from a customer's balance",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The invoice, `inv_…` (a malformed id is not found: 404)."), spec::IdempotencyKey),
+    request_body(content = PayInvoice, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The paid invoice; `invoice.paid` and `customer.balance_changed` events are written with it.", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown customer (`invalid_id`, `customer_not_found`), another customer than the invoice expects (`customer_mismatch`), a bad amount (`invalid_amount`, `invalid_invoice`: an amount that differs from a fixed one, or outside an amountless invoice's range), an invoice that does not accept the `balance` rail (`rail_not_accepted`), or a payment that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 402, description = "The customer's balance is too small (`insufficient_funds`); nothing was written.", body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such invoice for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
 pub async fn pay(
     State(state): State<AppState>,
     principal: Principal,

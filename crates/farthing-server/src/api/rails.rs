@@ -7,9 +7,24 @@ use serde_json::json;
 
 use super::invoices::configured_rails;
 use crate::error::ApiError;
+use crate::openapi as spec;
 use crate::state::{AppState, Principal};
 
 /// `GET /v1/rails`
+#[utoipa::path(
+    get,
+    path = "/v1/rails",
+    tag = "rails",
+    operation_id = "list_rails",
+    summary = "List the rails, with their health",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every rail the merchant can take in this mode, with its health (one page).", body = spec::RailList),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
 pub async fn list(
     State(_state): State<AppState>,
     principal: Principal,

@@ -17,6 +17,7 @@ use super::{body_bytes, book, emit, ledger_error, write};
 use crate::error::ApiError;
 use crate::extract;
 use crate::ids::new_id;
+use crate::openapi as spec;
 use crate::render;
 use crate::state::{AppState, Mode, Principal};
 
@@ -32,12 +33,14 @@ fn test_only(principal: &Principal) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/test/invoices/{id}/pay` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxPay {
     /// The rail to simulate (default: the invoice's first rail).
+    #[schema(value_type = Option<spec::RailName>)]
     pub rail: Option<String>,
     /// For amountless invoices: the amount chosen.
+    #[schema(value_type = Option<u64>, minimum = 1)]
     pub amount: Option<Value>,
     /// The paying customer, if the simulated payer is one.
     pub customer: Option<String>,
@@ -108,6 +111,28 @@ pub fn sandbox_pay(
 }
 
 /// `POST /v1/test/invoices/{id}/pay`
+#[utoipa::path(
+    post,
+    path = "/v1/test/invoices/{id}/pay",
+    tag = "sandbox",
+    operation_id = "sandbox_pay_invoice",
+    summary = "Pay an invoice as a simulated payer (test mode)",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The invoice, `inv_…` (a malformed id is not found: 404)."), spec::IdempotencyKey),
+    request_body(content = Option<SandboxPay>, content_type = "application/json", description = "All fields are optional."),
+    responses(
+        (status = 200, description = "The paid invoice; an `invoice.paid` event is written with it.", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown rail or one the invoice does not accept (`invalid_rail`, `rail_not_accepted`), a bad amount (`invalid_amount`, `invalid_invoice`), an unknown customer (`invalid_id`, `customer_not_found`), or a payment that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = "A live-mode key (`test_mode_only`), or a key without the `invoices:write` scope (`missing_scope`).", body = spec::Error),
+        (status = 404, description = "No such invoice for this merchant in test mode (`resource_missing`).", body = spec::Error),
+        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
 pub async fn pay_invoice(
     State(state): State<AppState>,
     principal: Principal,
@@ -145,16 +170,39 @@ pub async fn pay_invoice(
 }
 
 /// `POST /v1/test/customers/{id}/top_up` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopUp {
     /// Amount in minor units.
+    #[schema(value_type = u64, minimum = 1, example = 10000)]
     pub amount: Value,
     /// Currency of the balance.
+    #[schema(example = "USD")]
     pub currency: String,
 }
 
 /// `POST /v1/test/customers/{id}/top_up`: funds a test balance.
+#[utoipa::path(
+    post,
+    path = "/v1/test/customers/{id}/top_up",
+    tag = "sandbox",
+    operation_id = "sandbox_top_up",
+    summary = "Fund a customer's test balance (test mode)",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The customer, `cus_…` (a malformed id is not found: 404)."), spec::IdempotencyKey),
+    request_body(content = TopUp, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The customer's balance in that currency after the top-up; a `customer.balance_changed` event is written.", body = spec::CustomerBalance, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), a bad amount (`invalid_amount`), an unknown currency (`invalid_currency`), or a top-up that would take the balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = "A live-mode key (`test_mode_only`), or a key without the `customers:write` scope (`missing_scope`).", body = spec::Error),
+        (status = 404, description = "No such customer for this merchant in test mode (`resource_missing`).", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
 pub async fn top_up(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,0 +1,850 @@
+//! The OpenAPI 3.1 document served at `/openapi.json` (SPEC A3).
+//!
+//! It is generated from the code: every handler carries a `#[utoipa::path]` annotation (its
+//! method, path, parameters, request body and every status it can answer), the request bodies
+//! derive `ToSchema` where they are defined, and the enumerations (rails, event types) are
+//! read from the constants the server itself uses. The response objects are written by
+//! `render.rs` as JSON values, so their schemas are described here, one struct per object;
+//! `tests/openapi.rs` checks them against `render`'s real output and against the answers of a
+//! running server, and checks that every route of [`crate::ROUTES`] is documented.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use farthing_core::Rail;
+use utoipa::openapi::schema::{
+    ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Ref, Schema, SchemaType, Type,
+};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Required};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
+
+use crate::api::events::EVENT_TYPES;
+
+/// The document, built once.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    serde_json::to_string(&document()).unwrap_or_else(|error| {
+        tracing::error!(%error, "cannot serialize the OpenAPI document");
+        String::from("{}")
+    })
+});
+
+/// The OpenAPI document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The OpenAPI document as JSON text (what `/openapi.json` serves).
+pub fn json() -> &'static str {
+    DOCUMENT.as_str()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "farthing",
+        description = "farthing's Merchant API: invoices, customer balances, charges, refunds, \
+            signed webhooks and the sandbox rail.\n\n\
+            Conventions (SPEC A2): every object has a prefixed id (`inv_`, `cus_`, `chg_`, \
+            `ref_`, `evt_`, `we_`); amounts are integers in minor units of their currency \
+            (500 = 5.00 USD); times are Unix seconds; lists take `limit` and `starting_after` \
+            and answer `{\"object\": \"list\", \"data\": [...], \"has_more\": bool}`, newest \
+            first; every error is `{\"error\": {\"type\", \"code\", \"message\", \"param\"}}`; \
+            every write honours an `Idempotency-Key` header (same key and body: the stored \
+            answer, with `Idempotent-Replayed: true`; same key, another body: 422). A test-mode \
+            key (`fk_test_…`) sees only test data, a live key (`fk_live_…`) only live data."
+    ),
+    paths(
+        crate::healthz,
+        crate::readyz,
+        crate::metrics_text,
+        crate::openapi_json,
+        crate::api::invoices::create,
+        crate::api::invoices::list,
+        crate::api::invoices::retrieve,
+        crate::api::invoices::cancel,
+        crate::api::invoices::pay,
+        crate::api::customers::create,
+        crate::api::customers::list,
+        crate::api::customers::retrieve,
+        crate::api::charges::create,
+        crate::api::charges::list,
+        crate::api::charges::retrieve,
+        crate::api::charges::create_refund,
+        crate::api::charges::list_refunds,
+        crate::api::charges::retrieve_refund,
+        crate::api::events::list,
+        crate::api::events::retrieve,
+        crate::api::events::redeliver,
+        crate::api::events::create_endpoint,
+        crate::api::events::list_endpoints,
+        crate::api::events::retrieve_endpoint,
+        crate::api::events::delete_endpoint,
+        crate::api::rails::list,
+        crate::api::test_mode::pay_invoice,
+        crate::api::test_mode::top_up,
+        checkout_page,
+        checkout_status,
+        checkout_sandbox,
+    ),
+    components(schemas(
+        Error,
+        ErrorDetail,
+        ErrorType,
+        Invoice,
+        InvoiceStatus,
+        RailName,
+        EventType,
+        Customer,
+        Balance,
+        CustomerBalance,
+        Charge,
+        Refund,
+        Event,
+        EventData,
+        Delivery,
+        DeliveryStatus,
+        WebhookEndpoint,
+        WebhookEndpointStatus,
+        Redelivery,
+        RailState,
+        InvoiceList,
+        CustomerList,
+        ChargeList,
+        RefundList,
+        EventList,
+        WebhookEndpointList,
+        RailList,
+        HealthStatus,
+        CheckoutStatus,
+    )),
+    modifiers(&BearerAuth, &OptionalBodies),
+    tags(
+        (name = "invoices", description = "Requests for payment, paid on one of their rails (SPEC I1–I4)."),
+        (name = "customers", description = "Customers and their prepaid balances per currency."),
+        (name = "charges", description = "Pay-per-use debits of a customer balance (SPEC PR2)."),
+        (name = "refunds", description = "Refunds of paid invoices and charges, back to the customer's balance."),
+        (name = "events", description = "The event outbox, and redelivery of events to webhook endpoints (SPEC A4)."),
+        (name = "webhook_endpoints", description = "Where events are delivered, signed per the Standard Webhooks spec (SPEC A4)."),
+        (name = "rails", description = "The payment rails a merchant can take."),
+        (name = "sandbox", description = "Test mode only (`fk_test_` keys): simulate payers and fund balances (SPEC RL5)."),
+        (name = "checkout", description = "The hosted checkout page; the invoice id is the capability, no API key."),
+        (name = "operations", description = "Health, readiness, metrics and this document."),
+    )
+)]
+struct ApiDoc;
+
+/// Adds the `bearer` security scheme: the merchant's secret API key.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("fk_live_… or fk_test_…")
+                    .description(Some(
+                        "`Authorization: Bearer <key>` with a secret API key printed once by \
+                         `farthing merchant create`: `fk_live_…` for live mode, `fk_test_…` for \
+                         test mode. Keys carry scopes (e.g. `invoices:write`); a key without the \
+                         scope an operation needs gets 403 `missing_scope`.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Request bodies declared `Option<Body>` may be left out (an empty body reads as `{}`), but
+/// `null` is not a body: they become an optional body of schema `Body`, not "`Body` or null".
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let Some(RefOr::T(body)) = operation.request_body.as_mut() else {
+                    continue;
+                };
+                let mut optional = false;
+                for content in body.content.values_mut() {
+                    let RefOr::T(content) = content else {
+                        continue;
+                    };
+                    let Some(RefOr::T(Schema::OneOf(one_of))) = content.schema.as_ref() else {
+                        continue;
+                    };
+                    let is_null = |item: &RefOr<Schema>| {
+                        matches!(item, RefOr::T(Schema::Object(object))
+                            if object.schema_type == SchemaType::Type(Type::Null))
+                    };
+                    let mut rest = one_of.items.iter().filter(|item| !is_null(item));
+                    if let (Some(only), None) = (rest.next(), rest.next()) {
+                        if one_of.items.len() == 2 {
+                            content.schema = Some(only.clone());
+                            optional = true;
+                        }
+                    }
+                }
+                if optional {
+                    body.required = Some(Required::False);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared descriptions of the errors most operations can answer.
+
+/// 401 on every `/v1` operation.
+pub const E401: &str = "No API key (`missing_api_key`), or an unknown or revoked one \
+    (`invalid_api_key`).";
+/// 403 on every `/v1` operation.
+pub const E403: &str = "The API key lacks the scope this operation needs (`missing_scope`).";
+/// 413 on every write that reads a body.
+pub const E413: &str = "The body is larger than the server's limit (`body_too_large`).";
+/// 422 on every write.
+pub const E422: &str = "This Idempotency-Key was already used with a different request \
+    (`idempotency_key_reused`): use a new key for a new request.";
+/// 500 everywhere.
+pub const E500: &str = "farthing hit an internal error (`internal_error`); nothing was changed. \
+    Retry (with the same Idempotency-Key for a write).";
+/// 503 on every write.
+pub const E503: &str = "The ledger is overloaded or shutting down (`service_unavailable`); \
+    nothing was written. Retry with the same Idempotency-Key.";
+/// 400 on every list.
+pub const E400_LIST: &str = "A bad `limit` (`invalid_limit`), a `starting_after` that is not \
+    an id of this list's type (`invalid_id`), or an unknown query parameter \
+    (`unknown_parameter`).";
+
+// ---------------------------------------------------------------------------------------------
+// Parameters.
+
+/// The list parameters (SPEC A2).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// How many objects to return, from 1 to 100 (default 10).
+    #[param(required = false, minimum = 1, maximum = 100, default = 10)]
+    pub limit: u32,
+    /// Cursor: the id of the last object of the previous page; this page starts after it.
+    #[param(required = false)]
+    pub starting_after: String,
+}
+
+/// The idempotency header of every write (SPEC A2).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// 1 to 255 visible ASCII characters (a UUID is a good choice). The same key with the
+    /// same request answers the stored response (with `Idempotent-Replayed: true`), without
+    /// doing the work again; the same key with another request answers 422. Keys are kept at
+    /// least 24 hours.
+    #[param(
+        rename = "Idempotency-Key",
+        required = false,
+        min_length = 1,
+        max_length = 255
+    )]
+    pub idempotency_key: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enumerations read from the server's own constants.
+
+fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .build()
+}
+
+/// A rail name (`farthing_core::Rail::ALL`).
+pub struct RailName;
+
+impl PartialSchema for RailName {
+    fn schema() -> RefOr<Schema> {
+        string_enum(Rail::ALL.iter().map(|rail| rail.as_str())).into()
+    }
+}
+
+impl ToSchema for RailName {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("RailName")
+    }
+}
+
+/// An event type (`crate::api::events::EVENT_TYPES`).
+pub struct EventType;
+
+impl PartialSchema for EventType {
+    fn schema() -> RefOr<Schema> {
+        string_enum(EVENT_TYPES.iter().copied()).into()
+    }
+}
+
+impl ToSchema for EventType {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("EventType")
+    }
+}
+
+/// `enabled_events` of a webhook endpoint: event types, or `"*"` for every type.
+pub fn enabled_events_schema() -> Schema {
+    Schema::Array(
+        ArrayBuilder::new()
+            .items(string_enum(
+                std::iter::once("*").chain(EVENT_TYPES.iter().copied()),
+            ))
+            .min_items(Some(1))
+            .build(),
+    )
+}
+
+/// The `object` of an event: the object the event is about.
+fn event_object_schema() -> Schema {
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name("Invoice"))
+            .item(Ref::from_schema_name("Customer"))
+            .item(Ref::from_schema_name("CustomerBalance"))
+            .item(Ref::from_schema_name("Charge"))
+            .item(Ref::from_schema_name("Refund"))
+            .build(),
+    )
+}
+
+macro_rules! constants {
+    ($($name:ident => [$($value:literal),+]),+ $(,)?) => {
+        $(
+            fn $name() -> Object {
+                string_enum([$($value),+])
+            }
+        )+
+    };
+}
+
+constants! {
+    object_invoice => ["invoice"],
+    object_customer => ["customer"],
+    object_customer_balance => ["customer_balance"],
+    object_charge => ["charge"],
+    object_refund => ["refund"],
+    object_event => ["event"],
+    object_webhook_endpoint => ["webhook_endpoint"],
+    object_redelivery => ["redelivery"],
+    object_rail => ["rail"],
+    object_list => ["list"],
+    status_succeeded => ["succeeded"],
+    destination_balance => ["balance"],
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// The one error shape of the API (SPEC A2).
+#[derive(ToSchema)]
+pub struct Error {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The body of an error.
+#[derive(ToSchema)]
+pub struct ErrorDetail {
+    /// The broad class of the error.
+    #[schema(rename = "type")]
+    pub kind: ErrorType,
+    /// Machine-readable, e.g. `insufficient_funds`, `resource_missing`, `invalid_amount`.
+    #[schema(example = "insufficient_funds")]
+    pub code: String,
+    /// What happened and what to do, for a person.
+    pub message: String,
+    /// The request parameter at fault, if one is (e.g. `amount`, `rails[1]`,
+    /// `metadata[plan]`).
+    #[schema(required = true)]
+    pub param: Option<String>,
+}
+
+/// The broad class of an error.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// 400, 404, 409, 413: the request is wrong, or the object is not in a state that
+    /// allows it.
+    InvalidRequestError,
+    /// 401: no usable API key.
+    AuthenticationError,
+    /// 403: the key may not do this.
+    PermissionError,
+    /// 422: an Idempotency-Key reused with a different request.
+    IdempotencyError,
+    /// 402: the payment could not be made (e.g. insufficient funds).
+    PaymentError,
+    /// 500, 503: farthing's side.
+    ApiError,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects (mirroring `render.rs`).
+
+/// Where an invoice stands.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum InvoiceStatus {
+    /// Waiting for payment.
+    Open,
+    /// Paid.
+    Paid,
+    /// Not paid in time.
+    Expired,
+    /// Canceled by the merchant.
+    Canceled,
+    /// Paid, then refunded in part.
+    PartiallyRefunded,
+    /// Paid, then refunded in full.
+    Refunded,
+}
+
+/// An invoice: a request for payment, paid once on one of its rails (SPEC I1–I4).
+#[derive(ToSchema)]
+pub struct Invoice {
+    /// `inv_…`
+    pub id: String,
+    /// Always `invoice`.
+    #[schema(schema_with = object_invoice)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Where it stands.
+    pub status: InvoiceStatus,
+    /// The fixed amount in minor units; `null` for an amountless invoice.
+    #[schema(required = true)]
+    pub amount: Option<u64>,
+    /// Amountless invoices: the smallest amount the payer may choose; otherwise `null`.
+    #[schema(required = true)]
+    pub amount_min: Option<u64>,
+    /// Amountless invoices: the largest amount the payer may choose; otherwise `null`.
+    #[schema(required = true)]
+    pub amount_max: Option<u64>,
+    /// Amountless invoices: the suggested amounts; otherwise `null`.
+    #[schema(required = true)]
+    pub amount_presets: Option<Vec<u64>>,
+    /// The currency or asset code, upper case (e.g. `USD`, `XTR`, `TON`).
+    pub currency: String,
+    /// Shown to the payer (may be empty).
+    pub description: String,
+    /// Opaque merchant data, returned with every event.
+    #[schema(required = true)]
+    pub payload: Option<String>,
+    /// The rails the payer may use.
+    pub rails: Vec<RailName>,
+    /// The expected payer, `cus_…`, if one was given.
+    #[schema(required = true)]
+    pub customer: Option<String>,
+    /// Merchant key/value data.
+    pub metadata: BTreeMap<String, String>,
+    /// The amount paid, in minor units, once paid.
+    #[schema(required = true)]
+    pub amount_paid: Option<u64>,
+    /// Refunded so far, in minor units.
+    pub amount_refunded: u64,
+    /// The rail it was paid on, once paid.
+    #[schema(required = true)]
+    pub paid_rail: Option<RailName>,
+    /// The paying customer, `cus_…`, if the payer was one.
+    #[schema(required = true)]
+    pub paid_by: Option<String>,
+    /// When it was paid (Unix seconds).
+    #[schema(required = true)]
+    pub paid_at: Option<u64>,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+    /// When it expires if not paid (Unix seconds).
+    pub expires_at: u64,
+    /// When it was canceled or expired (Unix seconds).
+    #[schema(required = true)]
+    pub closed_at: Option<u64>,
+    /// The hosted checkout page, `…/pay/inv_…`.
+    pub checkout_url: String,
+}
+
+/// A customer, with balances per currency.
+#[derive(ToSchema)]
+pub struct Customer {
+    /// `cus_…`
+    pub id: String,
+    /// Always `customer`.
+    #[schema(schema_with = object_customer)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// The merchant's reference (e.g. a Telegram user id); unique per merchant.
+    #[schema(required = true)]
+    pub external_id: Option<String>,
+    /// Merchant key/value data.
+    pub metadata: BTreeMap<String, String>,
+    /// One entry per currency the customer has held (empty on creation).
+    pub balances: Vec<Balance>,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+}
+
+/// A customer's balance in one currency.
+#[derive(ToSchema)]
+pub struct Balance {
+    /// The currency or asset code.
+    pub currency: String,
+    /// Posted balance, in minor units.
+    pub balance: i64,
+    /// What can be spent now (the balance less pending debits), in minor units.
+    pub available: i64,
+}
+
+/// A customer's balance in one currency, as a top-up answers it and as the
+/// `customer.balance_changed` event carries it.
+#[derive(ToSchema)]
+pub struct CustomerBalance {
+    /// Always `customer_balance`.
+    #[schema(schema_with = object_customer_balance)]
+    pub object: String,
+    /// `cus_…`
+    pub customer: String,
+    /// The currency or asset code.
+    pub currency: String,
+    /// Posted balance, in minor units.
+    pub balance: i64,
+    /// What can be spent now, in minor units.
+    pub available: i64,
+    /// Live (`true`) or test (`false`) mode; present in the top-up answer only.
+    #[schema(required = false)]
+    pub livemode: bool,
+}
+
+/// A charge: a debit of a customer's balance (SPEC PR2).
+#[derive(ToSchema)]
+pub struct Charge {
+    /// `chg_…`
+    pub id: String,
+    /// Always `charge`.
+    #[schema(schema_with = object_charge)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Always `succeeded`: a charge that can't be paid is refused, never stored.
+    #[schema(schema_with = status_succeeded)]
+    pub status: String,
+    /// Whose balance paid, `cus_…`.
+    pub customer: String,
+    /// Amount in minor units.
+    pub amount: u64,
+    /// Refunded so far, in minor units.
+    pub amount_refunded: u64,
+    /// The currency or asset code.
+    pub currency: String,
+    /// Shown in statements (may be empty).
+    pub description: String,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+}
+
+/// A refund, back to the customer's balance.
+#[derive(ToSchema)]
+pub struct Refund {
+    /// `ref_…`
+    pub id: String,
+    /// Always `refund`.
+    #[schema(schema_with = object_refund)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Always `succeeded`.
+    #[schema(schema_with = status_succeeded)]
+    pub status: String,
+    /// The refunded invoice, `inv_…`, or `null`.
+    #[schema(required = true)]
+    pub invoice: Option<String>,
+    /// The refunded charge, `chg_…`, or `null`.
+    #[schema(required = true)]
+    pub charge: Option<String>,
+    /// Who got the money, `cus_…`.
+    pub customer: String,
+    /// Amount in minor units.
+    pub amount: u64,
+    /// The currency or asset code.
+    pub currency: String,
+    /// Why, as the merchant said.
+    #[schema(required = true)]
+    pub reason: Option<String>,
+    /// Where the money went: always `balance` (rail refunds arrive with the rails).
+    #[schema(schema_with = destination_balance)]
+    pub destination: String,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+}
+
+/// An event: what webhooks deliver, kept in the outbox (SPEC A4).
+#[derive(ToSchema)]
+pub struct Event {
+    /// `evt_…`; also the webhook message id (`webhook-id`).
+    pub id: String,
+    /// Always `event`.
+    #[schema(schema_with = object_event)]
+    pub object: String,
+    /// What happened.
+    #[schema(rename = "type")]
+    pub event_type: EventType,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// When it happened (Unix seconds).
+    pub created: u64,
+    /// The object as it was right after the change.
+    pub data: EventData,
+    /// `GET /v1/events/{id}` only: the event's deliveries, one per webhook endpoint.
+    #[schema(required = false)]
+    pub deliveries: Vec<Delivery>,
+}
+
+/// The payload of an event.
+#[derive(ToSchema)]
+pub struct EventData {
+    /// The object the event is about: an invoice for `invoice.*`, a charge for
+    /// `charge.succeeded`, a refund for `refund.succeeded`, a customer for
+    /// `customer.created`, a customer balance for `customer.balance_changed`.
+    #[schema(schema_with = event_object_schema)]
+    pub object: serde_json::Value,
+}
+
+/// Where a delivery stands.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Retries exhausted, or the endpoint answered 410 Gone.
+    Failed,
+    /// The endpoint was deleted or disabled.
+    Canceled,
+}
+
+/// One event's delivery to one webhook endpoint.
+#[derive(ToSchema)]
+pub struct Delivery {
+    /// `we_…`
+    pub webhook_endpoint: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (Unix seconds), while pending.
+    #[schema(required = true)]
+    pub next_attempt_at: Option<u64>,
+    /// HTTP status of the last attempt.
+    #[schema(required = true)]
+    pub last_status_code: Option<u16>,
+    /// Why the last attempt failed.
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+}
+
+/// Whether a webhook endpoint receives deliveries.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum WebhookEndpointStatus {
+    /// Receives deliveries.
+    Enabled,
+    /// Receives nothing (it answered 410 Gone); see `disabled_reason`.
+    Disabled,
+}
+
+/// A webhook endpoint: where events are delivered, signed per the Standard Webhooks spec.
+#[derive(ToSchema)]
+pub struct WebhookEndpoint {
+    /// `we_…`
+    pub id: String,
+    /// Always `webhook_endpoint`.
+    #[schema(schema_with = object_webhook_endpoint)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Where deliveries go.
+    pub url: String,
+    /// The event types delivered; `["*"]` for every type.
+    #[schema(schema_with = enabled_events_schema)]
+    pub enabled_events: Vec<String>,
+    /// Whether it receives deliveries.
+    pub status: WebhookEndpointStatus,
+    /// Why it was disabled.
+    #[schema(required = true)]
+    pub disabled_reason: Option<String>,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+    /// The signing secret, `whsec_…`: in the answer of `POST /v1/webhook_endpoints` only, once.
+    #[schema(required = false)]
+    pub secret: String,
+    /// `true`: in the answer of `DELETE /v1/webhook_endpoints/{id}` only.
+    #[schema(required = false, value_type = bool)]
+    pub deleted: bool,
+}
+
+/// The answer of a redelivery: which endpoints the event was queued for.
+#[derive(ToSchema)]
+pub struct Redelivery {
+    /// Always `redelivery`.
+    #[schema(schema_with = object_redelivery)]
+    pub object: String,
+    /// `evt_…`
+    pub event: String,
+    /// The endpoints (`we_…`) the event was queued for, now.
+    pub webhook_endpoints: Vec<String>,
+}
+
+/// A rail the merchant can take.
+#[derive(ToSchema)]
+pub struct RailState {
+    /// Always `rail`.
+    #[schema(schema_with = object_rail)]
+    pub object: String,
+    /// Its name.
+    pub rail: RailName,
+    /// Whether the merchant has configured it.
+    pub configured: bool,
+    /// `healthy` when the rail can take payments now.
+    #[schema(example = "healthy")]
+    pub health: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+}
+
+macro_rules! list_schema {
+    ($($name:ident of $item:ident at $url:literal),+ $(,)?) => {
+        $(
+            #[doc = concat!("A page of ", stringify!($item), " objects (`GET ", $url, "`), newest first.")]
+            #[derive(ToSchema)]
+            #[schema(description = concat!("A page of ", stringify!($item), " objects (`GET ", $url, "`), newest first."))]
+            pub struct $name {
+                /// Always `list`.
+                #[schema(schema_with = object_list)]
+                pub object: String,
+                /// The list's path.
+                #[schema(example = $url)]
+                pub url: String,
+                /// The objects of this page.
+                pub data: Vec<$item>,
+                /// Whether more objects follow: pass the last id of `data` as
+                /// `starting_after` for the next page.
+                pub has_more: bool,
+            }
+        )+
+    };
+}
+
+list_schema! {
+    InvoiceList of Invoice at "/v1/invoices",
+    CustomerList of Customer at "/v1/customers",
+    ChargeList of Charge at "/v1/charges",
+    RefundList of Refund at "/v1/refunds",
+    EventList of Event at "/v1/events",
+    WebhookEndpointList of WebhookEndpoint at "/v1/webhook_endpoints",
+    RailList of RailState at "/v1/rails",
+}
+
+/// Health and readiness.
+#[derive(ToSchema)]
+pub struct HealthStatus {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// What the checkout page polls.
+#[derive(ToSchema)]
+pub struct CheckoutStatus {
+    /// `inv_…`
+    pub id: String,
+    /// Where the invoice stands.
+    pub status: InvoiceStatus,
+    /// When it expires if not paid (Unix seconds).
+    pub expires_at: u64,
+    /// The amount paid, in minor units, once paid.
+    #[schema(required = true)]
+    pub amount_paid: Option<u64>,
+    /// The rail it was paid on, once paid.
+    #[schema(required = true)]
+    pub paid_rail: Option<RailName>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checkout routes (handlers in `checkout.rs`), documented here.
+
+/// The checkout page
+///
+/// Server-rendered HTML: merchant name, amount, status, a live countdown, the accepted rails,
+/// and in test mode a "Pay (sandbox)" button. It follows the invoice's status without a
+/// reload.
+#[utoipa::path(
+    get,
+    path = "/pay/{id}",
+    tag = "checkout",
+    operation_id = "checkout_page",
+    params(("id" = String, Path, description = "The invoice, `inv_…`.")),
+    responses(
+        (status = 200, description = "The page.", body = String, content_type = "text/html"),
+        (status = 404, description = "No such invoice: an HTML page saying so.", body = String, content_type = "text/html"),
+        (status = 500, description = E500, body = String, content_type = "text/html"),
+    )
+)]
+#[allow(dead_code)]
+fn checkout_page() {}
+
+/// The checkout page's status poll
+#[utoipa::path(
+    get,
+    path = "/pay/{id}/status",
+    tag = "checkout",
+    operation_id = "checkout_status",
+    params(("id" = String, Path, description = "The invoice, `inv_…`.")),
+    responses(
+        (status = 200, description = "The invoice's status (`Cache-Control: no-store`).", body = CheckoutStatus),
+        (status = 404, description = "No such invoice (`resource_missing`).", body = Error),
+        (status = 500, description = E500, body = Error),
+    )
+)]
+#[allow(dead_code)]
+fn checkout_status() {}
+
+/// The checkout page's "Pay (sandbox)" button
+///
+/// Pays a test-mode invoice as a simulated payer. Refused for live invoices.
+#[utoipa::path(
+    post,
+    path = "/pay/{id}/sandbox",
+    tag = "checkout",
+    operation_id = "checkout_sandbox",
+    params(("id" = String, Path, description = "The invoice, `inv_…`.")),
+    responses(
+        (status = 200, description = "The paid invoice.", body = Invoice),
+        (status = 400, description = "The payment would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = Error),
+        (status = 403, description = "The invoice is a live-mode invoice (`test_mode_only`).", body = Error),
+        (status = 404, description = "No such invoice (`resource_missing`).", body = Error),
+        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = Error),
+        (status = 500, description = E500, body = Error),
+        (status = 503, description = E503, body = Error),
+    )
+)]
+#[allow(dead_code)]
+fn checkout_sandbox() {}

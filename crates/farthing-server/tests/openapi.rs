@@ -1,0 +1,1402 @@
+//! The OpenAPI document (SPEC A3) against the implementation.
+//!
+//! - Every route of [`farthing_server::ROUTES`] is in the document with its method, and the
+//!   document has no other route.
+//! - Every write documents `Idempotency-Key`; every operation documents its errors, in the one
+//!   error shape; list, path and security parameters are where they belong.
+//! - The response schemas match what `render` really writes: same property names both ways,
+//!   and each value of the right type.
+//! - A running server, driven through every route, answers only statuses the document lists
+//!   for that operation, with bodies that validate (strictly: no undocumented property)
+//!   against the documented schema; our request bodies validate against the documented
+//!   request schemas; and every property of every response schema shows up in some answer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use farthing_core::invoice::{
+    InvoiceAmount, InvoicePayment, InvoiceStatus, NewInvoice, MAX_DESCRIPTION_CHARS,
+    MAX_EXPIRES_IN_S, MAX_PRESETS, MIN_EXPIRES_IN_S,
+};
+use farthing_core::{
+    ChargeId, Currency, CustomerId, InvoiceId, MerchantId, PublicId, Rail, RefundId, TransferId,
+    WebhookEndpointId,
+};
+use farthing_server::config::Config;
+use farthing_server::error::ApiError;
+use farthing_server::ids::new_id;
+use farthing_server::state::Mode;
+use farthing_server::{create_merchant, openapi, render, start, ROUTES};
+use farthing_store::{Charge, Customer, Refund, WebhookEndpoint};
+use serde_json::{json, Map, Value};
+
+// ---------------------------------------------------------------------------------------------
+// The document
+// ---------------------------------------------------------------------------------------------
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+fn document() -> Value {
+    serde_json::from_str(openapi::json()).expect("the document is JSON")
+}
+
+/// Every operation of the document: `(METHOD, path, operation)`.
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let paths = doc["paths"].as_object().expect("paths is an object");
+    let mut all = Vec::new();
+    for (path, item) in paths {
+        let item = item.as_object().expect("a path item is an object");
+        for (key, operation) in item {
+            assert!(
+                METHODS.contains(&key.as_str()),
+                "{path}: unexpected key {key:?} in the path item"
+            );
+            all.push((key.to_uppercase(), path.clone(), operation.clone()));
+        }
+    }
+    all
+}
+
+fn schemas(doc: &Value) -> &Map<String, Value> {
+    doc["components"]["schemas"]
+        .as_object()
+        .expect("components.schemas is an object")
+}
+
+fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    schemas(doc)
+        .get(name)
+        .unwrap_or_else(|| panic!("no schema {name:?} in the document"))
+}
+
+fn properties(schema: &Value) -> BTreeSet<String> {
+    schema["properties"]
+        .as_object()
+        .expect("an object schema with properties")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// The media type without its parameters: `text/html; charset=utf-8` → `text/html`.
+fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn is_error_ref(response: &Value) -> bool {
+    response["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
+}
+
+/// Operations that can't answer a 4xx at all, so document none: the probes, the document
+/// itself, and the checkout page, whose "not found" is an HTML page for a person.
+const NO_JSON_CLIENT_ERRORS: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/pay/{id}"),
+];
+
+/// Writes outside the Merchant API: the checkout page's sandbox button does not take an
+/// Idempotency-Key (paying twice is refused as `invoice_not_open` instead).
+const WRITES_WITHOUT_IDEMPOTENCY: &[(&str, &str)] = &[("POST", "/pay/{id}/sandbox")];
+
+// ---------------------------------------------------------------------------------------------
+// A small JSON Schema checker for what utoipa writes: $ref, oneOf, type (one or a list), enum,
+// minimum, properties / required / additionalProperties, items. Objects with `properties`
+// are closed: an undocumented property is an error.
+// ---------------------------------------------------------------------------------------------
+
+struct Checker<'a> {
+    schemas: &'a Map<String, Value>,
+    /// For each component schema: the property names seen in values that matched it.
+    seen: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(doc: &'a Value) -> Self {
+        Checker {
+            schemas: schemas(doc),
+            seen: BTreeMap::new(),
+        }
+    }
+
+    fn merge(&mut self, seen: BTreeMap<String, BTreeSet<String>>) {
+        for (name, keys) in seen {
+            self.seen.entry(name).or_default().extend(keys);
+        }
+    }
+
+    fn check(&mut self, value: &Value, schema: &Value, at: &str) -> Result<(), String> {
+        if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+            let name = reference
+                .strip_prefix("#/components/schemas/")
+                .ok_or_else(|| format!("{at}: unsupported $ref {reference}"))?;
+            let target = self
+                .schemas
+                .get(name)
+                .ok_or_else(|| format!("{at}: $ref to a missing schema {name}"))?;
+            self.check(value, target, &format!("{at}<{name}>"))?;
+            if let (Value::Object(map), Some(_)) = (value, target.get("properties")) {
+                self.seen
+                    .entry(name.to_owned())
+                    .or_default()
+                    .extend(map.keys().cloned());
+            }
+            return Ok(());
+        }
+        if let Some(branches) = schema.get("oneOf").and_then(Value::as_array) {
+            let mut matched = Vec::new();
+            let mut failures = Vec::new();
+            for branch in branches {
+                let mut fork = Checker {
+                    schemas: self.schemas,
+                    seen: BTreeMap::new(),
+                };
+                match fork.check(value, branch, at) {
+                    Ok(()) => matched.push(fork.seen),
+                    Err(error) => failures.push(error),
+                }
+            }
+            if matched.len() != 1 {
+                return Err(format!(
+                    "{at}: {value} matches {} of the oneOf branches (exactly one must): {failures:?}",
+                    matched.len()
+                ));
+            }
+            let seen = matched.pop().unwrap_or_default();
+            self.merge(seen);
+        }
+        if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+            if !allowed.contains(value) {
+                return Err(format!("{at}: {value} is not one of {allowed:?}"));
+            }
+        }
+        if let Some(types) = schema.get("type") {
+            let types: Vec<&str> = match types {
+                Value::String(one) => vec![one.as_str()],
+                Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+                other => return Err(format!("{at}: bad type {other}")),
+            };
+            let fits = |kind: &str| match kind {
+                "null" => value.is_null(),
+                "boolean" => value.is_boolean(),
+                "integer" => value.is_i64() || value.is_u64(),
+                "number" => value.is_number(),
+                "string" => value.is_string(),
+                "array" => value.is_array(),
+                "object" => value.is_object(),
+                _ => false,
+            };
+            if !types.iter().any(|kind| fits(kind)) {
+                return Err(format!("{at}: {value} is not of type {types:?}"));
+            }
+        }
+        if let (Some(minimum), Some(number)) = (
+            schema.get("minimum").and_then(Value::as_f64),
+            value.as_f64(),
+        ) {
+            if number < minimum {
+                return Err(format!("{at}: {value} is below the minimum {minimum}"));
+            }
+        }
+        match value {
+            Value::Object(map) => {
+                if let Some(required) = schema.get("required").and_then(Value::as_array) {
+                    for name in required.iter().filter_map(Value::as_str) {
+                        if !map.contains_key(name) {
+                            return Err(format!("{at}: required property {name:?} is missing"));
+                        }
+                    }
+                }
+                let documented = schema.get("properties").and_then(Value::as_object);
+                for (key, item) in map {
+                    let path = format!("{at}.{key}");
+                    match (
+                        documented.and_then(|p| p.get(key)),
+                        schema.get("additionalProperties"),
+                    ) {
+                        (Some(sub), _) => self.check(item, sub, &path)?,
+                        (None, Some(extra @ Value::Object(_))) => self.check(item, extra, &path)?,
+                        (None, Some(Value::Bool(true))) => {}
+                        (None, _) if documented.is_some() => {
+                            return Err(format!("{at}: undocumented property {key:?}"))
+                        }
+                        (None, _) => {}
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if let Some(item_schema) = schema.get("items") {
+                    for (i, item) in items.iter().enumerate() {
+                        self.check(item, item_schema, &format!("{at}[{i}]"))?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    #[track_caller]
+    fn assert_valid(&mut self, value: &Value, schema_name: &str) {
+        let reference = json!({"$ref": format!("#/components/schemas/{schema_name}")});
+        if let Err(error) = self.check(value, &reference, schema_name) {
+            panic!("{value:#}\ndoes not match the documented schema: {error}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The document's structure
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_route_is_documented_and_every_documented_route_exists() {
+    let doc = document();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let documented: BTreeSet<(String, String)> = operations(&doc)
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    let routes: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+        .collect();
+    assert_eq!(routes.len(), ROUTES.len(), "ROUTES lists a route twice");
+    let undocumented: Vec<_> = routes.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from /openapi.json: {undocumented:?}"
+    );
+    let unserved: Vec<_> = documented.difference(&routes).collect();
+    assert!(
+        unserved.is_empty(),
+        "/openapi.json documents routes the server does not have: {unserved:?}"
+    );
+}
+
+#[test]
+fn every_write_documents_the_idempotency_key() {
+    let doc = document();
+    let mut writes = 0;
+    for (method, path, operation) in operations(&doc) {
+        if method == "GET" || WRITES_WITHOUT_IDEMPOTENCY.contains(&(method.as_str(), path.as_str()))
+        {
+            continue;
+        }
+        writes += 1;
+        let parameters = operation["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let header = parameters
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key")
+            .unwrap_or_else(|| panic!("{method} {path} does not document Idempotency-Key"));
+        assert_eq!(header["in"], "header", "{method} {path}");
+        assert_eq!(header["required"], false, "{method} {path}");
+        assert!(
+            operation["responses"]["422"].is_object(),
+            "{method} {path} does not document 422 for a reused Idempotency-Key"
+        );
+    }
+    // Every POST of the Merchant API, and DELETE.
+    assert_eq!(
+        writes,
+        ROUTES
+            .iter()
+            .filter(|(m, p)| *m != "GET" && !WRITES_WITHOUT_IDEMPOTENCY.contains(&(*m, *p)))
+            .count()
+    );
+    for (method, path) in ROUTES {
+        if *method == "POST" && !path.starts_with("/v1/") {
+            assert!(
+                WRITES_WITHOUT_IDEMPOTENCY.contains(&(*method, *path)),
+                "{method} {path}: a new POST outside /v1 must take Idempotency-Key or be listed"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_operation_documents_its_errors_in_the_one_error_shape() {
+    let doc = document();
+    for (method, path, operation) in operations(&doc) {
+        let responses = operation["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} has no responses"));
+        let success: Vec<_> = responses.keys().filter(|s| s.starts_with('2')).collect();
+        assert!(!success.is_empty(), "{method} {path}: no success response");
+        let exempt = NO_JSON_CLIENT_ERRORS.contains(&(method.as_str(), path.as_str()));
+        let client_errors: Vec<&String> = responses
+            .iter()
+            .filter(|(status, response)| status.starts_with('4') && is_error_ref(response))
+            .map(|(status, _)| status)
+            .collect();
+        if !exempt {
+            assert!(
+                !client_errors.is_empty(),
+                "{method} {path} documents no 4xx answer referencing the Error schema"
+            );
+        }
+        for (status, response) in responses {
+            let description = response["description"].as_str().unwrap_or("");
+            assert!(
+                !description.is_empty(),
+                "{method} {path} {status}: no description"
+            );
+            let json_error = (status.starts_with('4') || status.starts_with('5'))
+                && response["content"]
+                    .as_object()
+                    .is_some_and(|c| c.contains_key("application/json"));
+            if json_error {
+                assert!(
+                    is_error_ref(response),
+                    "{method} {path} {status}: a JSON error must reference the Error schema"
+                );
+            }
+        }
+        if path.starts_with("/v1/") {
+            for status in ["401", "403", "500"] {
+                assert!(
+                    is_error_ref(&responses[status]),
+                    "{method} {path}: every /v1 operation can answer {status}"
+                );
+            }
+            if method != "GET" {
+                for status in ["422", "503"] {
+                    assert!(
+                        is_error_ref(&responses[status]),
+                        "{method} {path}: every /v1 write can answer {status}"
+                    );
+                }
+            }
+            if method == "POST" {
+                assert!(
+                    is_error_ref(&responses["413"]),
+                    "{method} {path}: every /v1 POST reads a body, so can answer 413"
+                );
+            }
+            if path.contains("{id}") {
+                assert!(
+                    is_error_ref(&responses["404"]),
+                    "{method} {path}: an operation on an id can answer 404"
+                );
+            }
+        }
+    }
+    // The Error schema is the SPEC A2 shape, and nothing else.
+    let error = schema(&doc, "Error");
+    assert_eq!(properties(error), BTreeSet::from(["error".to_owned()]));
+    let detail = schema(&doc, "ErrorDetail");
+    let expected: BTreeSet<String> = ["type", "code", "message", "param"]
+        .map(str::to_owned)
+        .into();
+    assert_eq!(properties(detail), expected);
+}
+
+#[test]
+fn operations_are_well_formed() {
+    let doc = document();
+    let text = openapi::json();
+    let mut ids = BTreeSet::new();
+    for (method, path, operation) in operations(&doc) {
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+        assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
+        assert!(
+            operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
+            "{method} {path}: no summary"
+        );
+        assert!(
+            operation["tags"].as_array().is_some_and(|t| !t.is_empty()),
+            "{method} {path}: no tag"
+        );
+        let parameters = operation["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let named = |name: &str, place: &str| {
+            parameters
+                .iter()
+                .any(|p| p["name"] == name && p["in"] == place)
+        };
+        // Path parameters: exactly those in the template, required.
+        let in_template: BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        let in_path: BTreeSet<&str> = parameters
+            .iter()
+            .filter(|p| p["in"] == "path")
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(in_template, in_path, "{method} {path}: path parameters");
+        for p in parameters.iter().filter(|p| p["in"] == "path") {
+            assert_eq!(p["required"], true, "{method} {path}");
+            let description = p["description"].as_str().unwrap_or("");
+            assert!(
+                description.contains("_…`"),
+                "{method} {path}: the id parameter names its prefix: {description:?}"
+            );
+        }
+        // Lists take limit and starting_after.
+        let is_list = method == "GET"
+            && path.starts_with("/v1/")
+            && !path.contains('{')
+            && path != "/v1/rails";
+        if is_list {
+            assert!(named("limit", "query"), "{method} {path}: no limit");
+            assert!(
+                named("starting_after", "query"),
+                "{method} {path}: no starting_after"
+            );
+            assert!(
+                is_error_ref(&operation["responses"]["400"]),
+                "{method} {path}: a bad limit is a 400"
+            );
+        }
+        // The Merchant API needs the bearer key; the rest needs nothing.
+        if path.starts_with("/v1/") {
+            assert_eq!(
+                operation["security"],
+                json!([{"bearer": []}]),
+                "{method} {path}"
+            );
+        } else {
+            assert!(operation.get("security").is_none(), "{method} {path}");
+        }
+    }
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http");
+    assert_eq!(scheme["scheme"], "bearer");
+    let described = scheme["description"].as_str().unwrap_or("");
+    assert!(described.contains("fk_live_") && described.contains("fk_test_"));
+    // Every $ref resolves.
+    for piece in text.split("\"$ref\":\"").skip(1) {
+        let reference = piece.split('"').next().unwrap_or("");
+        let name = reference
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected $ref {reference}"));
+        assert!(
+            schemas(&doc).contains_key(name),
+            "dangling $ref {reference}"
+        );
+    }
+}
+
+#[test]
+fn schema_limits_and_enumerations_match_the_code() {
+    let doc = document();
+    let create = &schema(&doc, "CreateInvoice")["properties"];
+    assert_eq!(create["expires_in"]["minimum"], json!(MIN_EXPIRES_IN_S));
+    assert_eq!(create["expires_in"]["maximum"], json!(MAX_EXPIRES_IN_S));
+    assert_eq!(
+        create["expires_in"]["default"],
+        json!(farthing_core::invoice::DEFAULT_EXPIRES_IN_S)
+    );
+    assert_eq!(
+        create["description"]["maxLength"],
+        json!(MAX_DESCRIPTION_CHARS)
+    );
+    assert_eq!(create["amount_presets"]["maxItems"], json!(MAX_PRESETS));
+    // Amounts are integers in minor units wherever a request takes one.
+    for (body, field) in [
+        ("CreateInvoice", "amount"),
+        ("CreateInvoice", "amount_min"),
+        ("CreateInvoice", "amount_max"),
+        ("PayInvoice", "amount"),
+        ("CreateCharge", "amount"),
+        ("CreateRefund", "amount"),
+        ("SandboxPay", "amount"),
+        ("TopUp", "amount"),
+    ] {
+        let property = &schema(&doc, body)["properties"][field];
+        let kind = &property["type"];
+        assert!(
+            kind == "integer" || kind == &json!(["integer", "null"]),
+            "{body}.{field} is documented as {kind}"
+        );
+        assert_eq!(property["minimum"], 1, "{body}.{field}");
+    }
+    // Every invoice status the document names is one the core knows, and all of them are named.
+    let statuses = schema(&doc, "InvoiceStatus")["enum"]
+        .as_array()
+        .expect("InvoiceStatus is an enum")
+        .clone();
+    assert_eq!(statuses.len(), 6);
+    for status in &statuses {
+        let name = status.as_str().expect("a string");
+        let parsed = InvoiceStatus::parse(name).unwrap_or_else(|| panic!("unknown {name}"));
+        assert_eq!(parsed.as_str(), name);
+    }
+    let rails: Vec<Value> = Rail::ALL.iter().map(|r| json!(r.as_str())).collect();
+    assert_eq!(schema(&doc, "RailName")["enum"], json!(rails));
+    let events: Vec<Value> = farthing_server::api::events::EVENT_TYPES
+        .iter()
+        .map(|e| json!(e))
+        .collect();
+    assert_eq!(schema(&doc, "EventType")["enum"], json!(events));
+    // Every kind of error the server makes is a documented `type`.
+    let mut checker = Checker::new(&doc);
+    for error in [
+        ApiError::invalid("invalid_amount", "bad").param("amount"),
+        ApiError::not_found("invoice", "inv_x"),
+        ApiError::no_route("/nowhere"),
+        ApiError::unauthorized("missing_api_key", "no key"),
+        ApiError::forbidden("missing_scope", "no scope"),
+        ApiError::payment("insufficient_funds", "poor"),
+        ApiError::conflict("invoice_not_open", "paid"),
+        ApiError::idempotency("reused"),
+        ApiError::too_large(10),
+        ApiError::unavailable("busy"),
+        ApiError::internal("test"),
+    ] {
+        checker.assert_valid(&error.body(), "Error");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// render.rs against the schemas
+// ---------------------------------------------------------------------------------------------
+
+fn now_ns() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970");
+    u64::try_from(since.as_nanos()).expect("fits")
+}
+
+#[track_caller]
+fn assert_same_properties(doc: &Value, name: &str, value: &Value, absent: &[&str]) {
+    let mut documented = properties(schema(doc, name));
+    for name in absent {
+        assert!(documented.remove(*name), "{name} is not documented");
+    }
+    assert_eq!(
+        keys(value),
+        documented,
+        "the {name} schema and the rendered JSON name different properties"
+    );
+}
+
+#[test]
+fn rendered_objects_match_their_schemas() {
+    let doc = document();
+    let mut checker = Checker::new(&doc);
+    let now = now_ns();
+    let merchant: MerchantId = new_id();
+    let customer_id: CustomerId = new_id();
+    let url = "http://127.0.0.1:8080/pay/inv_x";
+
+    // Invoices: fixed and open, amountless and canceled, paid by a customer.
+    let fixed = NewInvoice {
+        currency: Currency::USD,
+        amount: InvoiceAmount::Fixed(500),
+        description: "Coffee".to_owned(),
+        payload: Some("order-1".to_owned()),
+        rails: vec![Rail::Balance, Rail::Sandbox],
+        customer: Some(customer_id),
+        expires_in_s: 900,
+        metadata: vec![("plan".to_owned(), "pro".to_owned())],
+    };
+    let invoice_id: InvoiceId = new_id();
+    let mut invoice = fixed
+        .into_invoice(invoice_id, merchant, now)
+        .expect("a valid invoice");
+    let open = render::invoice(&invoice, Mode::Test, url);
+    assert_same_properties(&doc, "Invoice", &open, &[]);
+    checker.assert_valid(&open, "Invoice");
+    invoice
+        .mark_paid(InvoicePayment {
+            amount_minor: 500,
+            rail: Rail::Balance,
+            customer: Some(customer_id),
+            transfer_id: TransferId(invoice_id.raw()),
+            paid_at_ns: now,
+        })
+        .expect("pays");
+    let paid = render::invoice(&invoice, Mode::Live, url);
+    assert_same_properties(&doc, "Invoice", &paid, &[]);
+    checker.assert_valid(&paid, "Invoice");
+    let amountless = NewInvoice {
+        currency: Currency::XTR,
+        amount: InvoiceAmount::Open {
+            presets: vec![10, 50],
+            min_minor: 1,
+            max_minor: 1000,
+        },
+        description: String::new(),
+        payload: None,
+        rails: vec![Rail::Balance],
+        customer: None,
+        expires_in_s: 60,
+        metadata: Vec::new(),
+    };
+    let mut amountless = amountless
+        .into_invoice(new_id(), merchant, now)
+        .expect("a valid invoice");
+    amountless.cancel(now).expect("cancels");
+    let canceled = render::invoice(&amountless, Mode::Test, url);
+    assert_same_properties(&doc, "Invoice", &canceled, &[]);
+    checker.assert_valid(&canceled, "Invoice");
+    let list = render::list(vec![open, paid, canceled], true, "/v1/invoices");
+    assert_same_properties(&doc, "InvoiceList", &list, &[]);
+    checker.assert_valid(&list, "InvoiceList");
+
+    // A customer with a balance, and without.
+    let customer = Customer {
+        id: customer_id,
+        merchant,
+        external_id: Some("tg:42".to_owned()),
+        metadata: vec![("k".to_owned(), "v".to_owned())],
+        created_at_ns: now,
+    };
+    let rendered = render::customer(&customer, Mode::Test, &[(Currency::USD, 1000, 900)]);
+    assert_same_properties(&doc, "Customer", &rendered, &[]);
+    assert_same_properties(&doc, "Balance", &rendered["balances"][0], &[]);
+    checker.assert_valid(&rendered, "Customer");
+    let bare = Customer {
+        external_id: None,
+        metadata: Vec::new(),
+        ..customer
+    };
+    checker.assert_valid(&render::customer(&bare, Mode::Live, &[]), "Customer");
+
+    // A charge and refunds of it and of an invoice.
+    let charge_id: ChargeId = new_id();
+    let charge = Charge {
+        id: charge_id,
+        merchant,
+        customer: customer_id,
+        currency: Currency::USD,
+        amount_minor: 100,
+        refunded_minor: 40,
+        description: "1 AI generation".to_owned(),
+        created_at_ns: now,
+    };
+    let rendered = render::charge(&charge, Mode::Test);
+    assert_same_properties(&doc, "Charge", &rendered, &[]);
+    checker.assert_valid(&rendered, "Charge");
+    let refund_id: RefundId = new_id();
+    let refund = Refund {
+        id: refund_id,
+        merchant,
+        invoice: None,
+        charge: Some(charge_id),
+        customer: customer_id,
+        currency: Currency::USD,
+        amount_minor: 40,
+        reason: Some("duplicate".to_owned()),
+        created_at_ns: now,
+    };
+    let rendered = render::refund(&refund, Mode::Test);
+    assert_same_properties(&doc, "Refund", &rendered, &[]);
+    checker.assert_valid(&rendered, "Refund");
+    let of_invoice = Refund {
+        invoice: Some(invoice_id),
+        charge: None,
+        reason: None,
+        ..refund
+    };
+    checker.assert_valid(&render::refund(&of_invoice, Mode::Live), "Refund");
+
+    // A webhook endpoint: the secret only when created; `deleted` only in DELETE's answer.
+    let endpoint_id: WebhookEndpointId = new_id();
+    let endpoint = WebhookEndpoint {
+        id: endpoint_id,
+        merchant,
+        url: "https://example.com/hook".to_owned(),
+        secret: "whsec_c2VjcmV0".to_owned(),
+        events: vec!["invoice.paid".to_owned(), "charge.succeeded".to_owned()],
+        status: "enabled".to_owned(),
+        disabled_reason: None,
+        created_at_ns: now,
+    };
+    let created = render::endpoint(&endpoint, Mode::Test, true);
+    assert_same_properties(&doc, "WebhookEndpoint", &created, &["deleted"]);
+    checker.assert_valid(&created, "WebhookEndpoint");
+    let disabled = WebhookEndpoint {
+        status: "disabled".to_owned(),
+        disabled_reason: Some("the endpoint answered 410 Gone".to_owned()),
+        events: vec!["*".to_owned()],
+        ..endpoint
+    };
+    let listed = render::endpoint(&disabled, Mode::Test, false);
+    assert_same_properties(&doc, "WebhookEndpoint", &listed, &["deleted", "secret"]);
+    checker.assert_valid(&listed, "WebhookEndpoint");
+
+    // The error shape.
+    let error = ApiError::invalid("invalid_amount", "bad amount").param("amount");
+    assert_same_properties(&doc, "Error", &error.body(), &[]);
+    assert_same_properties(&doc, "ErrorDetail", &error.body()["error"], &[]);
+    checker.assert_valid(&error.body(), "Error");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A running server against the document
+// ---------------------------------------------------------------------------------------------
+
+struct Client<'a> {
+    base: String,
+    http: reqwest::Client,
+    doc: &'a Value,
+    checker: Checker<'a>,
+    /// Routes that answered 2xx at least once.
+    succeeded: BTreeSet<(String, String)>,
+}
+
+struct Call<'k> {
+    method: &'static str,
+    /// The documented route, e.g. `/v1/invoices/{id}`.
+    route: &'static str,
+    /// The concrete path and query.
+    path: String,
+    key: Option<&'k str>,
+    body: Option<Value>,
+    idempotency_key: Option<&'k str>,
+}
+
+fn call<'k>(method: &'static str, route: &'static str, path: impl Into<String>) -> Call<'k> {
+    Call {
+        method,
+        route,
+        path: path.into(),
+        key: None,
+        body: None,
+        idempotency_key: None,
+    }
+}
+
+impl<'k> Call<'k> {
+    fn key(mut self, key: &'k str) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    fn body(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    fn idempotency_key(mut self, key: &'k str) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+}
+
+impl Client<'_> {
+    fn operation(&self, method: &str, route: &str) -> &Value {
+        let operation = &self.doc["paths"][route][method.to_ascii_lowercase()];
+        assert!(operation.is_object(), "{method} {route} is not documented");
+        operation
+    }
+
+    /// Sends `call` (a JSON body as it is, or `raw` bytes) and checks the answer against the
+    /// document; returns the status and the body (JSON, or the text as a JSON string).
+    async fn send_with(&mut self, call: Call<'_>, raw: Option<Vec<u8>>) -> (u16, Value) {
+        let (method, route) = (call.method, call.route);
+        let operation = self.operation(method, route).clone();
+        if let Some(body) = &call.body {
+            let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            assert!(
+                schema.is_object(),
+                "{method} {route} documents no JSON request body"
+            );
+            if let Err(error) = self.checker.check(body, schema, "request") {
+                panic!("{method} {route}: our request body {body} does not match the documented request schema: {error}");
+            }
+        }
+        let mut request = self.http.request(
+            method.parse().expect("a method"),
+            format!("{}{}", self.base, call.path),
+        );
+        if let Some(key) = call.key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(idempotency_key) = call.idempotency_key {
+            request = request.header("Idempotency-Key", idempotency_key);
+        }
+        if let Some(body) = &call.body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        } else if let Some(raw) = raw {
+            request = request.header("Content-Type", "application/json").body(raw);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let text = response.text().await.expect("a body");
+        let documented = &operation["responses"][status.to_string()];
+        assert!(
+            documented.is_object(),
+            "{method} {} answered {status}, which the document does not list for {method} {route}: {text}",
+            call.path
+        );
+        let contents = documented["content"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let media = contents
+            .iter()
+            .find(|(documented, _)| essence(documented) == essence(&content_type))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{method} {route} {status}: answered {content_type:?}, documented {:?}",
+                    contents.keys().collect::<Vec<_>>()
+                )
+            })
+            .1
+            .clone();
+        if essence(&content_type) == "application/json" {
+            let body: Value = serde_json::from_str(&text).expect("a JSON body");
+            if let Err(error) = self.checker.check(&body, &media["schema"], route) {
+                panic!("{method} {} answered {status} with\n{body:#}\nwhich does not match the documented schema: {error}", call.path);
+            }
+            if (200..300).contains(&status) {
+                self.succeeded.insert((method.to_owned(), route.to_owned()));
+            }
+            (status, body)
+        } else {
+            assert_eq!(media["schema"]["type"], "string", "{method} {route}");
+            if (200..300).contains(&status) {
+                self.succeeded.insert((method.to_owned(), route.to_owned()));
+            }
+            (status, Value::String(text))
+        }
+    }
+
+    async fn send(&mut self, call: Call<'_>) -> (u16, Value) {
+        self.send_with(call, None).await
+    }
+
+    /// Sends and asserts the status; returns the body.
+    async fn expect(&mut self, status: u16, call: Call<'_>) -> Value {
+        let what = format!("{} {}", call.method, call.path);
+        let (got, body) = self.send(call).await;
+        assert_eq!(got, status, "{what}: {body}");
+        body
+    }
+}
+
+fn id(body: &Value) -> String {
+    body["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {body}"))
+        .to_owned()
+}
+
+/// Every schema reachable from a documented response.
+fn response_schemas(doc: &Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut todo: Vec<Value> = Vec::new();
+    for (_, _, operation) in operations(doc) {
+        for response in operation["responses"]
+            .as_object()
+            .into_iter()
+            .flat_map(|r| r.values())
+        {
+            todo.push(response["content"].clone());
+        }
+    }
+    while let Some(value) = todo.pop() {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(reference)) = map.get("$ref") {
+                    let name = reference.trim_start_matches("#/components/schemas/");
+                    if names.insert(name.to_owned()) {
+                        todo.push(schema(doc, name).clone());
+                    }
+                }
+                todo.extend(map.into_iter().map(|(_, v)| v));
+            }
+            Value::Array(items) => todo.extend(items),
+            _ => {}
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_answers_as_documented() {
+    let doc = document();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        database: dir
+            .path()
+            .join("farthing.db")
+            .to_string_lossy()
+            .into_owned(),
+        public_url: "http://127.0.0.1:0".to_owned(),
+        allow_private_webhooks: true,
+        max_body_bytes: 4096,
+        ..Config::default()
+    };
+    let running = start(config).await.expect("server starts");
+    let (live, test) = (
+        running.state().store(Mode::Live).clone(),
+        running.state().store(Mode::Test).clone(),
+    );
+    let merchant = tokio::task::spawn_blocking(move || create_merchant(&live, &test, "Shop"))
+        .await
+        .expect("join")
+        .expect("a merchant");
+    let (key, live_key) = (merchant.test_key.as_str(), merchant.live_key.as_str());
+    let mut client = Client {
+        base: format!("http://{}", running.addr()),
+        http: reqwest::Client::new(),
+        doc: &doc,
+        checker: Checker::new(&doc),
+        succeeded: BTreeSet::new(),
+    };
+    let c = &mut client;
+
+    // Operations.
+    c.expect(200, call("GET", "/healthz", "/healthz")).await;
+    c.expect(200, call("GET", "/readyz", "/readyz")).await;
+    c.expect(200, call("GET", "/metrics", "/metrics")).await;
+    let served = c
+        .expect(200, call("GET", "/openapi.json", "/openapi.json"))
+        .await;
+    assert_eq!(served, doc, "/openapi.json serves the document");
+
+    // A webhook endpoint first, so later events get deliveries (to a closed port: they stay
+    // pending with an error).
+    let endpoint = c
+        .expect(
+            201,
+            call("POST", "/v1/webhook_endpoints", "/v1/webhook_endpoints")
+                .key(key)
+                .body(json!({"url": "http://127.0.0.1:9/hook"})),
+        )
+        .await;
+    assert!(endpoint["secret"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("whsec_")));
+    let we = id(&endpoint);
+    c.expect(
+        201,
+        call("POST", "/v1/webhook_endpoints", "/v1/webhook_endpoints")
+            .key(key)
+            .body(json!({"url": "http://127.0.0.1:9/other", "enabled_events": ["invoice.paid"]})),
+    )
+    .await;
+    c.expect(
+        200,
+        call("GET", "/v1/webhook_endpoints", "/v1/webhook_endpoints").key(key),
+    )
+    .await;
+    c.expect(
+        200,
+        call(
+            "GET",
+            "/v1/webhook_endpoints/{id}",
+            format!("/v1/webhook_endpoints/{we}"),
+        )
+        .key(key),
+    )
+    .await;
+
+    // Customers and balances.
+    let customer = c
+        .expect(
+            201,
+            call("POST", "/v1/customers", "/v1/customers")
+                .key(key)
+                .body(json!({"external_id": "tg:1", "metadata": {"plan": "pro"}})),
+        )
+        .await;
+    let cus = id(&customer);
+    c.expect(201, call("POST", "/v1/customers", "/v1/customers").key(key))
+        .await;
+    c.expect(
+        409,
+        call("POST", "/v1/customers", "/v1/customers")
+            .key(key)
+            .body(json!({"external_id": "tg:1"})),
+    )
+    .await;
+    let top_up = format!("/v1/test/customers/{cus}/top_up");
+    c.expect(
+        200,
+        call("POST", "/v1/test/customers/{id}/top_up", top_up.clone())
+            .key(key)
+            .body(json!({"amount": 10_000, "currency": "USD"})),
+    )
+    .await;
+    c.expect(
+        403,
+        call("POST", "/v1/test/customers/{id}/top_up", top_up)
+            .key(live_key)
+            .body(json!({"amount": 10_000, "currency": "USD"})),
+    )
+    .await;
+    let fetched = c
+        .expect(
+            200,
+            call("GET", "/v1/customers/{id}", format!("/v1/customers/{cus}")).key(key),
+        )
+        .await;
+    assert_eq!(fetched["balances"][0]["balance"], 10_000);
+    c.expect(
+        200,
+        call("GET", "/v1/customers", "/v1/customers?limit=1").key(key),
+    )
+    .await;
+
+    // Invoices: create (with replay and mismatch), amountless, pay, cancel, sandbox.
+    let body = json!({"amount": 500, "currency": "USD", "description": "Coffee", "payload": "order-1", "metadata": {"table": "4"}});
+    let invoice = c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(key)
+                .body(body.clone())
+                .idempotency_key("k-1"),
+        )
+        .await;
+    let replay = c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(key)
+                .body(body)
+                .idempotency_key("k-1"),
+        )
+        .await;
+    assert_eq!(invoice, replay);
+    c.expect(
+        422,
+        call("POST", "/v1/invoices", "/v1/invoices")
+            .key(key)
+            .body(json!({"amount": 501, "currency": "USD"}))
+            .idempotency_key("k-1"),
+    )
+    .await;
+    let inv = id(&invoice);
+    let amountless = c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(key)
+                .body(json!({
+                    "currency": "USD",
+                    "amount_presets": [100, 200],
+                    "amount_min": 50,
+                    "amount_max": 1000,
+                    "customer": cus,
+                    "rails": ["balance"],
+                    "expires_in": 600,
+                })),
+        )
+        .await;
+    let open = id(&amountless);
+    c.expect(
+        200,
+        call("GET", "/v1/invoices/{id}", format!("/v1/invoices/{inv}")).key(key),
+    )
+    .await;
+    c.expect(200, call("GET", "/v1/invoices", "/v1/invoices").key(key))
+        .await;
+    let pay = format!("/v1/invoices/{inv}/pay");
+    let paid = c
+        .expect(
+            200,
+            call("POST", "/v1/invoices/{id}/pay", pay.clone())
+                .key(key)
+                .body(json!({"customer": cus})),
+        )
+        .await;
+    assert_eq!(paid["status"], "paid");
+    c.expect(
+        409,
+        call("POST", "/v1/invoices/{id}/pay", pay)
+            .key(key)
+            .body(json!({"customer": cus})),
+    )
+    .await;
+    c.expect(
+        200,
+        call(
+            "POST",
+            "/v1/invoices/{id}/cancel",
+            format!("/v1/invoices/{open}/cancel"),
+        )
+        .key(key),
+    )
+    .await;
+    let sandboxed = id(&c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(key)
+                .body(json!({"amount": 700, "currency": "USD"})),
+        )
+        .await);
+    c.expect(
+        200,
+        call(
+            "POST",
+            "/v1/test/invoices/{id}/pay",
+            format!("/v1/test/invoices/{sandboxed}/pay"),
+        )
+        .key(key)
+        .body(json!({"rail": "sandbox"})),
+    )
+    .await;
+
+    // Charges and refunds.
+    let charge = c
+        .expect(
+            201,
+            call("POST", "/v1/charges", "/v1/charges").key(key).body(
+                json!({"customer": cus, "amount": 100, "currency": "USD", "description": "1 AI generation"}),
+            ),
+        )
+        .await;
+    let chg = id(&charge);
+    c.expect(
+        402,
+        call("POST", "/v1/charges", "/v1/charges")
+            .key(key)
+            .body(json!({"customer": cus, "amount": 1_000_000, "currency": "USD"})),
+    )
+    .await;
+    c.expect(
+        200,
+        call("GET", "/v1/charges/{id}", format!("/v1/charges/{chg}")).key(key),
+    )
+    .await;
+    c.expect(200, call("GET", "/v1/charges", "/v1/charges").key(key))
+        .await;
+    let refund = c
+        .expect(
+            201,
+            call("POST", "/v1/refunds", "/v1/refunds")
+                .key(key)
+                .body(json!({"charge": chg, "amount": 40, "reason": "duplicate"})),
+        )
+        .await;
+    c.expect(
+        201,
+        call("POST", "/v1/refunds", "/v1/refunds")
+            .key(key)
+            .body(json!({"invoice": inv})),
+    )
+    .await;
+    c.expect(
+        409,
+        call("POST", "/v1/refunds", "/v1/refunds")
+            .key(key)
+            .body(json!({"invoice": open})),
+    )
+    .await;
+    c.expect(
+        200,
+        call(
+            "GET",
+            "/v1/refunds/{id}",
+            format!("/v1/refunds/{}", id(&refund)),
+        )
+        .key(key),
+    )
+    .await;
+    c.expect(200, call("GET", "/v1/refunds", "/v1/refunds").key(key))
+        .await;
+
+    // Events, deliveries, redelivery; then the endpoint goes.
+    let events = c
+        .expect(
+            200,
+            call("GET", "/v1/events", "/v1/events?limit=100").key(key),
+        )
+        .await;
+    let types: BTreeSet<&str> = events["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for expected in [
+        "invoice.created",
+        "invoice.paid",
+        "invoice.canceled",
+        "invoice.refunded",
+        "charge.succeeded",
+        "refund.succeeded",
+        "customer.created",
+        "customer.balance_changed",
+    ] {
+        assert!(types.contains(expected), "no {expected} event in {types:?}");
+    }
+    let evt = id(&events["data"][0]);
+    let event = c
+        .expect(
+            200,
+            call("GET", "/v1/events/{id}", format!("/v1/events/{evt}")).key(key),
+        )
+        .await;
+    assert!(
+        event["deliveries"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty()),
+        "the newest event has deliveries: {event}"
+    );
+    let redeliver = format!("/v1/events/{evt}/redeliver");
+    c.expect(
+        200,
+        call("POST", "/v1/events/{id}/redeliver", redeliver.clone()).key(key),
+    )
+    .await;
+    c.expect(
+        200,
+        call("POST", "/v1/events/{id}/redeliver", redeliver)
+            .key(key)
+            .body(json!({"webhook_endpoint": we})),
+    )
+    .await;
+    let deleted = c
+        .expect(
+            200,
+            call(
+                "DELETE",
+                "/v1/webhook_endpoints/{id}",
+                format!("/v1/webhook_endpoints/{we}"),
+            )
+            .key(key),
+        )
+        .await;
+    assert_eq!(deleted["deleted"], true);
+    c.expect(200, call("GET", "/v1/rails", "/v1/rails").key(key))
+        .await;
+
+    // Errors, each in the documented shape and status.
+    c.expect(401, call("GET", "/v1/invoices", "/v1/invoices"))
+        .await;
+    c.expect(
+        401,
+        call("GET", "/v1/invoices", "/v1/invoices").key("fk_test_nope"),
+    )
+    .await;
+    c.expect(
+        400,
+        call("GET", "/v1/invoices", "/v1/invoices?limit=0").key(key),
+    )
+    .await;
+    c.expect(
+        404,
+        call("GET", "/v1/invoices/{id}", "/v1/invoices/inv_nope").key(key),
+    )
+    .await;
+    c.expect(
+        400,
+        call("POST", "/v1/invoices", "/v1/invoices")
+            .key(key)
+            .body(json!({"amount": 5, "currency": "NOPE"})),
+    )
+    .await;
+    let oversized = format!(
+        "{{\"currency\": \"USD\", \"description\": \"{}\"}}",
+        "x".repeat(8192)
+    );
+    let (status, _) = c
+        .send_with(
+            call("POST", "/v1/invoices", "/v1/invoices").key(key),
+            Some(oversized.into_bytes()),
+        )
+        .await;
+    assert_eq!(status, 413);
+
+    // The checkout page.
+    let checkout = id(&c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(key)
+                .body(json!({"amount": 300, "currency": "USD"})),
+        )
+        .await);
+    c.expect(200, call("GET", "/pay/{id}", format!("/pay/{checkout}")))
+        .await;
+    c.expect(
+        200,
+        call("GET", "/pay/{id}/status", format!("/pay/{checkout}/status")),
+    )
+    .await;
+    c.expect(
+        200,
+        call(
+            "POST",
+            "/pay/{id}/sandbox",
+            format!("/pay/{checkout}/sandbox"),
+        ),
+    )
+    .await;
+    let status = c
+        .expect(
+            200,
+            call("GET", "/pay/{id}/status", format!("/pay/{checkout}/status")),
+        )
+        .await;
+    assert_eq!(status["status"], "paid");
+    c.expect(
+        409,
+        call(
+            "POST",
+            "/pay/{id}/sandbox",
+            format!("/pay/{checkout}/sandbox"),
+        ),
+    )
+    .await;
+    c.expect(404, call("GET", "/pay/{id}", "/pay/inv_nope"))
+        .await;
+    c.expect(404, call("GET", "/pay/{id}/status", "/pay/inv_nope/status"))
+        .await;
+
+    // Every route answered successfully at least once...
+    let routes: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    let missed: Vec<_> = routes.difference(&client.succeeded).collect();
+    assert!(missed.is_empty(), "routes never exercised: {missed:?}");
+    // ...and every property of every response schema showed up in some answer: the
+    // document describes nothing the server does not send.
+    for name in response_schemas(&doc) {
+        let Some(documented) = schema(&doc, &name)["properties"].as_object() else {
+            continue;
+        };
+        let seen = client.checker.seen.get(&name).cloned().unwrap_or_default();
+        let never: Vec<_> = documented.keys().filter(|k| !seen.contains(*k)).collect();
+        assert!(
+            never.is_empty(),
+            "{name}: documented properties no answer carried: {never:?}"
+        );
+    }
+    running.shutdown().await;
+}
