@@ -167,11 +167,10 @@ fn serde_urlencoded_like(query: &str) -> Result<ListQuery, ApiError> {
         limit: None,
         starting_after: None,
     };
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "limit" => list.limit = Some(value.to_owned()),
-            "starting_after" => list.starting_after = Some(value.to_owned()),
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "limit" => list.limit = Some(value.into_owned()),
+            "starting_after" => list.starting_after = Some(value.into_owned()),
             other => {
                 return Err(ApiError::invalid(
                     "unknown_parameter",

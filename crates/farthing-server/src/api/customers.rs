@@ -200,6 +200,7 @@ pub fn emit_balance_changed(
         .unwrap_or_default();
     let object = json!({
         "object": "customer_balance",
+        "livemode": mode.is_live(),
         "customer": customer.encode(),
         "currency": currency.code(),
         "balance": i64::try_from(balances.posted()).unwrap_or(i64::MAX),

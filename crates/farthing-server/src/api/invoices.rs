@@ -89,6 +89,7 @@ fn invoice_error(error: InvoiceError) -> ApiError {
         InvoiceError::RailNotAccepted(_) => {
             ApiError::invalid("rail_not_accepted", error.to_string())
         }
+        InvoiceError::BadExpiry => ApiError::invalid("invalid_expires_in", error.to_string()),
         _ => ApiError::invalid("invalid_invoice", error.to_string()),
     };
     match param {

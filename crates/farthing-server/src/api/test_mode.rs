@@ -73,6 +73,15 @@ pub fn sandbox_pay(
                 .param("customer")
             })?;
     }
+    if let (Some(expected), Some(given)) = (invoice.customer, customer) {
+        if expected != given {
+            return Err(ApiError::invalid(
+                "customer_mismatch",
+                "this invoice is for another customer",
+            )
+            .param("customer"));
+        }
+    }
     let rail = rail.unwrap_or(Rail::Sandbox);
     if rail != Rail::Sandbox && !invoice.rails.contains(&rail) {
         return Err(
