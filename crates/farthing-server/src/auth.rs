@@ -89,10 +89,12 @@ impl FromRequestParts<AppState> for Principal {
                 )
             })?;
         let value = header.to_str().unwrap_or_default();
+        // The scheme name is case-insensitive (RFC 9110 11.1).
         let key = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
+            .trim()
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
             .filter(|key| !key.is_empty())
             .ok_or_else(|| {
                 ApiError::unauthorized(

@@ -17,7 +17,10 @@ pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resul
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !body.is_empty() && !content_type.starts_with("application/json") {
+    // Media types compare case-insensitively (RFC 9110 8.3.1); parameters such as charset
+    // may follow a semicolon.
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !body.is_empty() && !media_type.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::invalid(
             "unsupported_content_type",
             "send the body as JSON with `Content-Type: application/json`",

@@ -282,6 +282,17 @@ pub async fn create_refund(
                         )
                         .param("invoice")
                     })?;
+                // Status first: an unpaid invoice has no payer to refund, whatever its customer.
+                if !matches!(
+                    invoice.status,
+                    farthing_core::invoice::InvoiceStatus::Paid
+                        | farthing_core::invoice::InvoiceStatus::PartiallyRefunded
+                ) {
+                    return Err(map_invoice_error(
+                        farthing_core::invoice::InvoiceError::NotPaid(invoice.status),
+                    )
+                    .param("invoice"));
+                }
                 let amount_minor = amount.unwrap_or_else(|| invoice.refundable_minor());
                 let customer = invoice
                     .payment
