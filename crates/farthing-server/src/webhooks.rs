@@ -232,6 +232,9 @@ pub async fn send(
     }
 }
 
+/// Shortest pause between two passes of the worker after a notification.
+const NOTIFY_DEBOUNCE: Duration = Duration::from_millis(5);
+
 /// A delivery being attempted: `(mode, event, endpoint)`.
 type InFlight = std::collections::HashSet<(Mode, u128, u128)>;
 
@@ -383,7 +386,12 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
             _ => Duration::from_secs(1),
         };
         tokio::select! {
-            _ = state.deliveries().notified() => {}
+            _ = state.deliveries().notified() => {
+                // Every committed write notifies; under load that is thousands of wake-ups a
+                // second. Gather them: a few milliseconds of webhook latency, not a DB read
+                // per payment.
+                tokio::time::sleep(NOTIFY_DEBOUNCE).await;
+            }
             _ = tokio::time::sleep(sleep) => {}
             _ = shutdown.changed() => {
                 // Let attempts under way finish and be recorded, within their timeout.

@@ -209,14 +209,16 @@ fn page<T>(
 ) -> Result<Page<T>, StoreError> {
     let limit = request.limit.clamp(1, 100);
     let after = request.starting_after.unwrap_or(u128::MAX).to_be_bytes();
+    // No `LIMIT ?`: a bound LIMIT makes SQLite re-prepare the statement at every execution.
+    // The index walk is lazy, so stopping after `limit + 1` rows costs the same.
     let sql = format!(
-        "SELECT {columns} FROM {table} WHERE merchant_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+        "SELECT {columns} FROM {table} WHERE merchant_id = ?1 AND id < ?2 ORDER BY id DESC"
     );
     let mut statement = connection.prepare_cached(&sql)?;
-    let fetch = i64::try_from(limit + 1).unwrap_or(101);
-    let mut rows = statement.query(params![merchant.to_be_bytes(), after, fetch])?;
+    let mut rows = statement.query(params![merchant.to_be_bytes(), after])?;
     let mut data = Vec::new();
-    while let Some(row) = rows.next()? {
+    while data.len() <= limit {
+        let Some(row) = rows.next()? else { break };
         data.push(parse(row)?);
     }
     let has_more = data.len() > limit;
@@ -627,15 +629,13 @@ impl Tx<'_, '_> {
     /// Open invoices whose expiry is at or before now, oldest first, at most `limit`.
     pub fn due_invoices(&mut self, limit: usize) -> Result<Vec<InvoiceId>, StoreError> {
         let mut statement = self.sql().prepare_cached(
-            "SELECT id FROM invoice_expiries WHERE expires_at_ns <= ?1 \
-             ORDER BY expires_at_ns LIMIT ?2",
+            "SELECT id FROM invoice_expiries WHERE expires_at_ns <= ?1 ORDER BY expires_at_ns",
         )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = statement.query_map(params![sql_amount(self.now_ns())?, limit], |row| {
+        let rows = statement.query_map(params![sql_amount(self.now_ns())?], |row| {
             row.get::<_, Vec<u8>>(0)
         })?;
         let mut ids = Vec::new();
-        for bytes in rows {
+        for bytes in rows.take(limit) {
             ids.push(id_from(bytes?, InvoiceId)?);
         }
         Ok(ids)
@@ -1296,13 +1296,13 @@ impl Reader<'_> {
     ) -> Result<Vec<(Delivery, EventRecord, WebhookEndpoint)>, StoreError> {
         let mut statement = self.connection.prepare_cached(
             "SELECT q.event_id, q.endpoint_id FROM delivery_queue q \
-             WHERE q.next_attempt_at_ns <= ?1 ORDER BY q.next_attempt_at_ns LIMIT ?2",
+             WHERE q.next_attempt_at_ns <= ?1 ORDER BY q.next_attempt_at_ns",
         )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let pairs: Vec<(Vec<u8>, Vec<u8>)> = statement
-            .query_map(params![sql_amount(now_ns)?, limit], |row| {
+            .query_map(params![sql_amount(now_ns)?], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })?
+            .take(limit)
             .collect::<Result<_, _>>()?;
         let mut due = Vec::new();
         for (event, endpoint) in pairs {

@@ -291,21 +291,19 @@ pub(crate) fn store_last_timestamp(connection: &Connection, value: u64) -> Resul
 }
 
 /// Open holds whose timeout has passed at `now_ns`, oldest first, at most `limit`: read
-/// through the partial index, so the cost follows what expires.
+/// through the expiry schedule, so the cost follows what expires.
 pub(crate) fn due_holds(
     connection: &Connection,
     now_ns: u64,
     limit: usize,
 ) -> Result<Vec<TransferId>, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT id FROM hold_expiries WHERE expires_at_ns <= ?1 ORDER BY expires_at_ns LIMIT ?2",
+        "SELECT id FROM hold_expiries WHERE expires_at_ns <= ?1 ORDER BY expires_at_ns",
     )?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = statement.query_map(params![sql_amount(now_ns)?, limit], |row| {
-        row.get::<_, Vec<u8>>(0)
-    })?;
+    // No `LIMIT ?` (it would re-prepare the statement each time); the walk is lazy.
+    let rows = statement.query_map(params![sql_amount(now_ns)?], |row| row.get::<_, Vec<u8>>(0))?;
     let mut ids = Vec::new();
-    for bytes in rows {
+    for bytes in rows.take(limit) {
         ids.push(TransferId::from_be_slice(&bytes?).ok_or_else(|| corrupt("id size"))?);
     }
     Ok(ids)
