@@ -64,20 +64,24 @@ where
                     return Ok(((status, body), true));
                 }
             }
+            let Some(key) = &key else {
+                // Without a key nothing is stored, so an error can simply undo the job
+                // (its savepoint) without the nested savepoint below: every savepoint level
+                // copies each page it first touches.
+                return op(tx).map(|answer| (answer, false));
+            };
             let answer = match tx.nested(op)? {
                 Ok(answer) => answer,
                 Err(error) if error.status.is_client_error() => (error.status, error.body()),
                 Err(error) => return Err(error),
             };
-            if let Some(key) = &key {
-                tx.insert_idempotency_key(
-                    merchant,
-                    key,
-                    &fingerprint,
-                    answer.0.as_u16(),
-                    &answer.1.to_string(),
-                )?;
-            }
+            tx.insert_idempotency_key(
+                merchant,
+                key,
+                &fingerprint,
+                answer.0.as_u16(),
+                &answer.1.to_string(),
+            )?;
             Ok((answer, false))
         })
         .await?;
