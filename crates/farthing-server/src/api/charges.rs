@@ -87,15 +87,7 @@ pub async fn create(
         "POST /v1/charges",
         &body,
         move |tx| {
-            tx.customer(customer)?
-                .filter(|c| c.merchant == merchant)
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "customer_not_found",
-                        format!("no such customer: {:?}", customer.encode()),
-                    )
-                    .param("customer")
-                })?;
+            super::require_customer(tx, merchant, customer)?;
             let id: ChargeId = new_id();
             let group = book::transfer(
                 TransferId(id.raw()),

@@ -233,14 +233,7 @@ pub async fn create(
         &body,
         move |tx| {
             if let Some(customer) = new.customer {
-                let found = tx.customer(customer)?.filter(|c| c.merchant == merchant);
-                if found.is_none() {
-                    return Err(ApiError::invalid(
-                        "customer_not_found",
-                        format!("no such customer: {:?}", customer.encode()),
-                    )
-                    .param("customer"));
-                }
+                super::require_customer(tx, merchant, customer)?;
             }
             let id: InvoiceId = new_id();
             let invoice = new
@@ -377,10 +370,7 @@ pub async fn cancel(
     let url = state.checkout_url(&id);
     let route = format!("POST /v1/invoices/{id}/cancel");
     write(&state, &principal, &headers, &route, &body, move |tx| {
-        let mut invoice = tx
-            .invoice(invoice_id)?
-            .filter(|invoice| invoice.merchant == merchant)
-            .ok_or_else(|| ApiError::not_found("invoice", &invoice_id.encode()))?;
+        let mut invoice = super::require_invoice(tx, merchant, invoice_id)?;
         invoice.cancel(tx.now_ns()).map_err(invoice_error)?;
         tx.update_invoice(&invoice)?;
         let object = render::invoice(&invoice, mode, &url);
@@ -447,19 +437,8 @@ pub async fn pay(
     let url = state.checkout_url(&id);
     let route = format!("POST /v1/invoices/{id}/pay");
     write(&state, &principal, &headers, &route, &body, move |tx| {
-        let mut invoice = tx
-            .invoice(invoice_id)?
-            .filter(|invoice| invoice.merchant == merchant)
-            .ok_or_else(|| ApiError::not_found("invoice", &invoice_id.encode()))?;
-        tx.customer(customer)?
-            .filter(|c| c.merchant == merchant)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "customer_not_found",
-                    format!("no such customer: {:?}", customer.encode()),
-                )
-                .param("customer")
-            })?;
+        let mut invoice = super::require_invoice(tx, merchant, invoice_id)?;
+        super::require_customer(tx, merchant, customer)?;
         if invoice
             .customer
             .is_some_and(|expected| expected != customer)

@@ -126,6 +126,35 @@ pub fn emit(
     Ok(id)
 }
 
+/// The merchant's customer named in a body parameter, or 400 `customer_not_found` (another
+/// merchant's customer is not found either: ids don't leak across merchants).
+pub fn require_customer(
+    tx: &mut Tx<'_, '_>,
+    merchant: MerchantId,
+    customer: farthing_core::CustomerId,
+) -> Result<farthing_store::Customer, ApiError> {
+    tx.customer(customer)?
+        .filter(|c| c.merchant == merchant)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "customer_not_found",
+                format!("no such customer: {:?}", customer.encode()),
+            )
+            .param("customer")
+        })
+}
+
+/// The merchant's invoice named in the path, or 404.
+pub fn require_invoice(
+    tx: &mut Tx<'_, '_>,
+    merchant: MerchantId,
+    invoice: farthing_core::InvoiceId,
+) -> Result<farthing_core::invoice::Invoice, ApiError> {
+    tx.invoice(invoice)?
+        .filter(|found| found.merchant == merchant)
+        .ok_or_else(|| ApiError::not_found("invoice", &invoice.encode()))
+}
+
 /// Turns a list page into the API's list object.
 pub fn list_answer(data: Vec<Value>, has_more: bool, url: &str) -> Response {
     axum::Json(crate::render::list(data, has_more, url)).into_response()

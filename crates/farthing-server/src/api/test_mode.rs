@@ -58,20 +58,9 @@ pub fn sandbox_pay(
     checkout_url: &str,
 ) -> Result<Value, ApiError> {
     let mode = Mode::Test;
-    let mut invoice = tx
-        .invoice(invoice_id)?
-        .filter(|i| i.merchant == merchant)
-        .ok_or_else(|| ApiError::not_found("invoice", &invoice_id.encode()))?;
+    let mut invoice = super::require_invoice(tx, merchant, invoice_id)?;
     if let Some(customer) = customer {
-        tx.customer(customer)?
-            .filter(|c| c.merchant == merchant)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "customer_not_found",
-                    format!("no such customer: {:?}", customer.encode()),
-                )
-                .param("customer")
-            })?;
+        super::require_customer(tx, merchant, customer)?;
     }
     if let (Some(expected), Some(given)) = (invoice.customer, customer) {
         if expected != given {
