@@ -37,15 +37,20 @@ fn load(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Logs to stderr; `RUST_LOG` chooses the level (default `info`). Never logs request bodies
-/// or headers, so keys and secrets can't reach the log.
+/// Logs to stderr; `RUST_LOG` chooses the level (default `info`) and
+/// `FARTHING_LOG_FORMAT=json` gives one JSON object per line for log collectors. Never logs
+/// request bodies or headers, so keys and secrets can't reach the log.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if std::env::var("FARTHING_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 async fn wait_for_signal() {
