@@ -397,6 +397,98 @@ impl Invoice {
     }
 }
 
+/// Why a rail payment (or part of it) goes to the payer's balance instead of paying the
+/// invoice (SPEC I3: late, short and long payments are never lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreditReason {
+    /// The invoice had expired or was canceled when the payment arrived.
+    Late,
+    /// The invoice was already paid (e.g. an old Telegram invoice paid a second time).
+    AlreadyPaid,
+    /// Less than the invoice asks: all of it is credited, the invoice stays open.
+    Underpaid,
+    /// More than the invoice asks: the invoice is paid, the excess is credited.
+    Overpaid,
+    /// In another currency than the invoice's.
+    OtherCurrency,
+}
+
+impl CreditReason {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreditReason::Late => "late",
+            CreditReason::AlreadyPaid => "already_paid",
+            CreditReason::Underpaid => "underpaid",
+            CreditReason::Overpaid => "overpaid",
+            CreditReason::OtherCurrency => "other_currency",
+        }
+    }
+}
+
+/// What to do with a payment that a rail reports for an invoice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    /// The part that pays the invoice (0 when nothing does).
+    pub pays_minor: u64,
+    /// The part credited to the payer's balance, and why (`None` when nothing is).
+    pub credit: Option<(u64, CreditReason)>,
+}
+
+impl Invoice {
+    /// Splits a payment of `amount_minor` in `currency` that arrived on `rail` at `now_ns`
+    /// between paying this invoice and crediting the payer's balance, so that no part of it
+    /// is lost (SPEC I3). Pure: the caller books both parts in one transaction.
+    pub fn settle(
+        &self,
+        rail: Rail,
+        currency: Currency,
+        amount_minor: u64,
+        now_ns: u64,
+    ) -> Settlement {
+        let credit_all = |reason| Settlement {
+            pays_minor: 0,
+            credit: (amount_minor > 0).then_some((amount_minor, reason)),
+        };
+        if currency != self.currency {
+            return credit_all(CreditReason::OtherCurrency);
+        }
+        match self.status {
+            InvoiceStatus::Open if !self.is_past_expiry(now_ns) => {}
+            InvoiceStatus::Open | InvoiceStatus::Expired | InvoiceStatus::Canceled => {
+                return credit_all(CreditReason::Late)
+            }
+            InvoiceStatus::Paid | InvoiceStatus::PartiallyRefunded | InvoiceStatus::Refunded => {
+                return credit_all(CreditReason::AlreadyPaid)
+            }
+        }
+        // A rail the invoice does not accept still brought real money: pay with it anyway
+        // rather than refuse money that has already moved.
+        let _ = rail;
+        let (min_minor, max_minor) = match &self.amount {
+            InvoiceAmount::Fixed(expected) => (*expected, *expected),
+            InvoiceAmount::Open {
+                min_minor,
+                max_minor,
+                ..
+            } => (*min_minor, *max_minor),
+        };
+        if amount_minor < min_minor {
+            credit_all(CreditReason::Underpaid)
+        } else if amount_minor > max_minor {
+            Settlement {
+                pays_minor: max_minor,
+                credit: Some((amount_minor - max_minor, CreditReason::Overpaid)),
+            }
+        } else {
+            Settlement {
+                pays_minor: amount_minor,
+                credit: None,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,5 +646,86 @@ mod tests {
         assert_eq!(invoice.status, InvoiceStatus::Refunded);
         assert_eq!(invoice.refundable_minor(), 0);
         assert!(!invoice.expire(u64::MAX));
+    }
+
+    #[test]
+    fn rail_payments_are_split_so_nothing_is_lost() {
+        let invoice = open(InvoiceAmount::Fixed(10));
+        let now = 1_000;
+        let pay = |amount| invoice.settle(Rail::Stars, Currency::XTR, amount, now);
+        assert_eq!(
+            pay(10),
+            Settlement {
+                pays_minor: 10,
+                credit: None
+            }
+        );
+        assert_eq!(
+            pay(15),
+            Settlement {
+                pays_minor: 10,
+                credit: Some((5, CreditReason::Overpaid))
+            }
+        );
+        assert_eq!(
+            pay(7),
+            Settlement {
+                pays_minor: 0,
+                credit: Some((7, CreditReason::Underpaid))
+            }
+        );
+        assert_eq!(
+            invoice.settle(Rail::Stars, Currency::USD, 10, now),
+            Settlement {
+                pays_minor: 0,
+                credit: Some((10, CreditReason::OtherCurrency))
+            }
+        );
+        assert_eq!(
+            invoice.settle(Rail::Stars, Currency::XTR, 10, invoice.expires_at_ns),
+            Settlement {
+                pays_minor: 0,
+                credit: Some((10, CreditReason::Late))
+            }
+        );
+        let mut paid = invoice.clone();
+        paid.mark_paid(payment(10)).expect("paid");
+        assert_eq!(
+            paid.settle(Rail::Stars, Currency::XTR, 10, now),
+            Settlement {
+                pays_minor: 0,
+                credit: Some((10, CreditReason::AlreadyPaid))
+            }
+        );
+        let mut canceled = invoice.clone();
+        canceled.cancel(now).expect("cancel");
+        assert_eq!(
+            canceled
+                .settle(Rail::Stars, Currency::XTR, 10, now)
+                .credit
+                .map(|c| c.1),
+            Some(CreditReason::Late)
+        );
+        let tip = open(InvoiceAmount::Open {
+            presets: vec![5],
+            min_minor: 5,
+            max_minor: 50,
+        });
+        assert_eq!(
+            tip.settle(Rail::Stars, Currency::XTR, 30, now).pays_minor,
+            30
+        );
+        assert_eq!(
+            tip.settle(Rail::Stars, Currency::XTR, 80, now),
+            Settlement {
+                pays_minor: 50,
+                credit: Some((30, CreditReason::Overpaid))
+            }
+        );
+        // Every split adds up to what arrived.
+        for amount in [0, 1, 9, 10, 11, 1_000] {
+            let s = pay(amount);
+            assert_eq!(s.pays_minor + s.credit.map_or(0, |c| c.0), amount);
+        }
     }
 }
