@@ -224,7 +224,22 @@ pub async fn create(
     let request: CreateInvoice = extract::json_body(&headers, &body)?;
     let new = parse_new(request, principal.mode)?;
     let (merchant, mode) = (principal.merchant, principal.mode);
-    let checkout_base = state.checkout_url("");
+    // Everything that does not depend on the database is built here, on the async workers,
+    // so that the single writer thread only checks and inserts (it is the bottleneck under
+    // load, see BENCHMARKS.md).
+    let customer = new.customer;
+    let id: InvoiceId = new_id();
+    let invoice = new
+        .into_invoice(id, merchant, super::wall_clock_ns())
+        .map_err(invoice_error)?;
+    let object = render::invoice(&invoice, mode, &state.checkout_url(&id.encode()));
+    let event = super::event_record(
+        merchant,
+        mode,
+        "invoice.created",
+        &object,
+        invoice.created_at_ns,
+    );
     write(
         &state,
         &principal,
@@ -232,17 +247,11 @@ pub async fn create(
         "POST /v1/invoices",
         &body,
         move |tx| {
-            if let Some(customer) = new.customer {
+            if let Some(customer) = customer {
                 super::require_customer(tx, merchant, customer)?;
             }
-            let id: InvoiceId = new_id();
-            let invoice = new
-                .into_invoice(id, merchant, tx.now_ns())
-                .map_err(invoice_error)?;
             tx.insert_invoice(&invoice)?;
-            let object =
-                render::invoice(&invoice, mode, &format!("{checkout_base}{}", id.encode()));
-            emit(tx, merchant, mode, "invoice.created", object.clone())?;
+            tx.insert_event(&event)?;
             Ok((StatusCode::CREATED, object))
         },
     )

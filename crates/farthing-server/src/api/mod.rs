@@ -106,8 +106,21 @@ pub fn emit(
     event_type: &str,
     object: Value,
 ) -> Result<EventId, ApiError> {
+    let event = event_record(merchant, mode, event_type, &object, tx.now_ns());
+    tx.insert_event(&event)?;
+    Ok(event.id)
+}
+
+/// An outbox event with its delivered body, built where it is cheapest: outside the writer's
+/// job when the object is known before the job runs (creations), inside it otherwise.
+pub fn event_record(
+    merchant: MerchantId,
+    mode: Mode,
+    event_type: &str,
+    object: &Value,
+    created_at_ns: u64,
+) -> EventRecord {
     let id: EventId = new_sequential_id();
-    let created_at_ns = tx.now_ns();
     let body = json!({
         "id": id.encode(),
         "object": "event",
@@ -116,14 +129,20 @@ pub fn emit(
         "created": crate::render::unix_s(created_at_ns),
         "data": {"object": object},
     });
-    tx.insert_event(&EventRecord {
+    EventRecord {
         id,
         merchant,
         event_type: event_type.to_owned(),
         data: body.to_string(),
         created_at_ns,
-    })?;
-    Ok(id)
+    }
+}
+
+/// Wall-clock nanoseconds, for objects built before their job runs.
+pub fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The merchant's customer named in a body parameter, or 400 `customer_not_found` (another
