@@ -411,6 +411,9 @@ pub enum CreditReason {
     Overpaid,
     /// In another currency than the invoice's.
     OtherCurrency,
+    /// The rail named no invoice, or one the merchant does not have: nothing to pay, so all
+    /// of it is credited.
+    UnknownInvoice,
 }
 
 impl CreditReason {
@@ -422,7 +425,31 @@ impl CreditReason {
             CreditReason::Underpaid => "underpaid",
             CreditReason::Overpaid => "overpaid",
             CreditReason::OtherCurrency => "other_currency",
+            CreditReason::UnknownInvoice => "unknown_invoice",
         }
+    }
+
+    /// Every reason, in a stable order.
+    pub const ALL: [CreditReason; 6] = [
+        CreditReason::Late,
+        CreditReason::AlreadyPaid,
+        CreditReason::Underpaid,
+        CreditReason::Overpaid,
+        CreditReason::OtherCurrency,
+        CreditReason::UnknownInvoice,
+    ];
+
+    /// Reads the wire name back; `None` for a name farthing does not know.
+    pub fn parse(text: &str) -> Option<CreditReason> {
+        CreditReason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == text)
+    }
+}
+
+impl fmt::Display for CreditReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -727,5 +754,19 @@ mod tests {
             let s = pay(amount);
             assert_eq!(s.pays_minor + s.credit.map_or(0, |c| c.0), amount);
         }
+    }
+
+    #[test]
+    fn credit_reasons_round_trip_their_wire_names() {
+        for reason in CreditReason::ALL {
+            assert_eq!(CreditReason::parse(reason.as_str()), Some(reason));
+            assert_eq!(reason.to_string(), reason.as_str());
+        }
+        assert_eq!(
+            CreditReason::parse("unknown_invoice"),
+            Some(CreditReason::UnknownInvoice)
+        );
+        assert_eq!(CreditReason::parse("Late"), None);
+        assert_eq!(CreditReason::parse(""), None);
     }
 }

@@ -16,7 +16,9 @@ pub mod metrics;
 pub mod openapi;
 pub mod render;
 pub mod scheduler;
+pub mod settlement;
 pub mod state;
+pub mod telegram;
 pub mod webhooks;
 
 use std::net::SocketAddr;

@@ -101,6 +101,7 @@ pub fn json() -> &'static str {
         CustomerBalance,
         Charge,
         Refund,
+        RailPayment,
         Event,
         EventData,
         Delivery,
@@ -322,6 +323,7 @@ fn event_object_schema() -> Schema {
             .item(Ref::from_schema_name("CustomerBalance"))
             .item(Ref::from_schema_name("Charge"))
             .item(Ref::from_schema_name("Refund"))
+            .item(Ref::from_schema_name("RailPayment"))
             .build(),
     )
 }
@@ -342,6 +344,7 @@ constants! {
     object_customer_balance => ["customer_balance"],
     object_charge => ["charge"],
     object_refund => ["refund"],
+    object_rail_payment => ["rail_payment"],
     object_event => ["event"],
     object_webhook_endpoint => ["webhook_endpoint"],
     object_redelivery => ["redelivery"],
@@ -595,6 +598,43 @@ pub struct Refund {
     pub created: u64,
 }
 
+/// A payment a rail reported (Telegram Stars, Lightning, TON) and how it was settled: the part
+/// that paid the invoice and the part credited to the payer's balance (SPEC I3). The
+/// `invoice.payment_credited` event carries it.
+#[derive(ToSchema)]
+pub struct RailPayment {
+    /// Always `rail_payment`.
+    #[schema(schema_with = object_rail_payment)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// The rail that brought the money.
+    pub rail: RailName,
+    /// The rail's own payment id: Telegram charge id, Lightning payment hash, TON transaction
+    /// hash.
+    pub external_id: String,
+    /// The invoice the payment named, `inv_…`, or `null`.
+    #[schema(required = true)]
+    pub invoice: Option<String>,
+    /// The paying customer, `cus_…`, or `null` when unknown and nothing was credited.
+    #[schema(required = true)]
+    pub customer: Option<String>,
+    /// The currency or asset code.
+    pub currency: String,
+    /// What arrived, in minor units.
+    pub amount: u64,
+    /// The part that paid the invoice, in minor units.
+    pub amount_paid: u64,
+    /// The part credited to the customer's balance, in minor units.
+    pub amount_credited: u64,
+    /// Why something was credited: `late`, `already_paid`, `underpaid`, `overpaid`,
+    /// `other_currency` or `unknown_invoice`; `null` when nothing was.
+    #[schema(required = true)]
+    pub credit_reason: Option<String>,
+    /// When it was settled (Unix seconds).
+    pub created: u64,
+}
+
 /// An event: what webhooks deliver, kept in the outbox (SPEC A4).
 #[derive(ToSchema)]
 pub struct Event {
@@ -620,7 +660,8 @@ pub struct Event {
 /// The payload of an event.
 #[derive(ToSchema)]
 pub struct EventData {
-    /// The object the event is about: an invoice for `invoice.*`, a charge for
+    /// The object the event is about: an invoice for `invoice.*` (a rail payment for
+    /// `invoice.payment_credited`), a charge for
     /// `charge.succeeded`, a refund for `refund.succeeded`, a customer for
     /// `customer.created`, a customer balance for `customer.balance_changed`.
     #[schema(schema_with = event_object_schema)]

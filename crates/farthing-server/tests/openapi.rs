@@ -25,6 +25,7 @@ use farthing_core::{
 use farthing_server::config::Config;
 use farthing_server::error::ApiError;
 use farthing_server::ids::new_id;
+use farthing_server::settlement::{settle_payment, IncomingPayment};
 use farthing_server::state::Mode;
 use farthing_server::{create_merchant, openapi, render, start, ROUTES};
 use farthing_store::{Charge, Customer, Refund, WebhookEndpoint};
@@ -1229,6 +1230,30 @@ async fn a_running_server_answers_as_documented() {
     c.expect(200, call("GET", "/v1/refunds", "/v1/refunds").key(key))
         .await;
 
+    // A rail payment credited to its payer (as a rail adapter settles it), so that an
+    // `invoice.payment_credited` event with a rail payment object is among the events.
+    let settled = {
+        let store = running.state().store(Mode::Test).clone();
+        let base = running.state().config().base_url().to_owned();
+        let payment = IncomingPayment {
+            merchant: MerchantId::parse(&merchant.id).expect("merchant id"),
+            rail: Rail::Stars,
+            external_id: "openapi-charge".to_owned(),
+            invoice: Some(InvoiceId(42)),
+            payer: None,
+            payer_external_id: Some("tg:openapi".to_owned()),
+            currency: Currency::XTR,
+            amount_minor: 5,
+            payload: None,
+        };
+        store
+            .run(move |tx| settle_payment(tx, Mode::Test, payment, &base))
+            .await
+            .expect("committed")
+            .expect("settled")
+    };
+    assert_eq!(settled.payment.credited_minor, 5);
+
     // Events, deliveries, redelivery; then the endpoint goes.
     let events = c
         .expect(
@@ -1251,6 +1276,7 @@ async fn a_running_server_answers_as_documented() {
         "refund.succeeded",
         "customer.created",
         "customer.balance_changed",
+        "invoice.payment_credited",
     ] {
         assert!(types.contains(expected), "no {expected} event in {types:?}");
     }

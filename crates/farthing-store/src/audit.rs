@@ -171,5 +171,6 @@ pub fn audit_connection(connection: &Connection) -> Result<AuditReport, StoreErr
             "ledger clock {clock} is behind its newest transfer {max_timestamp_ns}"
         ));
     }
+    crate::rails::audit(&snapshot, &mut report.problems)?;
     Ok(report)
 }

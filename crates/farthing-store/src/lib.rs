@@ -16,6 +16,7 @@ pub mod audit;
 mod business;
 mod codec;
 mod job;
+mod rails;
 mod schema;
 mod url;
 mod writer;
@@ -35,6 +36,7 @@ pub use business::{
     WebhookEndpoint,
 };
 pub use job::{JobTicket, Tx};
+pub use rails::RailPayment;
 pub use url::{DatabaseUrl, UrlError};
 
 /// A source of ledger time: nanoseconds since the Unix epoch.

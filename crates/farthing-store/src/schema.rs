@@ -77,6 +77,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     "#,
     ),
     (2, "business", crate::business::SCHEMA),
+    (3, "rail_payments", crate::rails::SCHEMA),
 ];
 
 /// The newest schema this build knows.

@@ -27,6 +27,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "invoice.canceled",
     "invoice.partially_refunded",
     "invoice.refunded",
+    "invoice.payment_credited",
     "charge.succeeded",
     "refund.succeeded",
     "customer.created",

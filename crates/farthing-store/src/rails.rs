@@ -1,0 +1,342 @@
+//! Rail payments: one row per payment a rail reported (a Telegram `successful_payment`, a
+//! settled Lightning invoice, a confirmed TON transaction), keyed by the rail's own payment id
+//! (SPEC P3: Telegram charge id, Lightning payment hash, TON transaction hash).
+//!
+//! The row records how the payment was settled: the part that paid an invoice and the part
+//! credited to the payer's balance, and why (SPEC I3). It is written in the same job as the
+//! ledger transfers that book the money, so "a row exists" means "the money is booked", and a
+//! second report of the same payment finds the row and books nothing.
+//!
+//! The settlement rule itself lives in `farthing_core::invoice::Invoice::settle`; the server's
+//! `settlement` module books it. This module only stores and reads the rows.
+
+use farthing_core::invoice::CreditReason;
+use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, Rail};
+use rusqlite::{params, Connection, Row};
+
+use crate::codec::sql_amount;
+use crate::{Reader, StoreError, Tx};
+
+/// The rail payments table (migration 3).
+pub(crate) const SCHEMA: &str = r#"
+    -- One row per payment a rail reported, keyed by the rail's own id; insert-only.
+    CREATE TABLE rail_payments (
+        rail           TEXT NOT NULL,
+        external_id    TEXT NOT NULL,
+        merchant_id    BLOB NOT NULL,
+        invoice_id     BLOB,
+        customer_id    BLOB,
+        currency       TEXT NOT NULL,
+        amount_minor   INTEGER NOT NULL,
+        paid_minor     INTEGER NOT NULL,
+        credited_minor INTEGER NOT NULL,
+        credit_reason  TEXT,
+        payload        TEXT,
+        created_at_ns  INTEGER NOT NULL,
+        PRIMARY KEY (rail, external_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX rail_payments_by_invoice ON rail_payments (invoice_id);
+"#;
+
+/// A payment a rail reported, and how it was settled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RailPayment {
+    /// The rail that brought the money.
+    pub rail: Rail,
+    /// The rail's own payment id (Telegram charge id, Lightning payment hash, TON
+    /// transaction hash); unique per rail.
+    pub external_id: String,
+    /// Whose money it is.
+    pub merchant: MerchantId,
+    /// The invoice the rail named, if any (as reported, even when the merchant has no such
+    /// invoice: then `credit_reason` is `unknown_invoice`).
+    pub invoice: Option<InvoiceId>,
+    /// The customer who paid, when known (always set when something was credited).
+    pub customer: Option<CustomerId>,
+    /// Currency of the amount.
+    pub currency: Currency,
+    /// What the rail reported, minor units.
+    pub amount_minor: u64,
+    /// The part that paid the invoice.
+    pub paid_minor: u64,
+    /// The part credited to the customer's balance.
+    pub credited_minor: u64,
+    /// Why something was credited (`None` when nothing was).
+    pub credit_reason: Option<CreditReason>,
+    /// Rail-specific data as JSON text (e.g. Telegram's charge ids).
+    pub payload: Option<String>,
+    /// When it was settled (ledger time).
+    pub created_at_ns: u64,
+}
+
+const COLUMNS: &str = "rail, external_id, merchant_id, invoice_id, customer_id, currency, \
+     amount_minor, paid_minor, credited_minor, credit_reason, payload, created_at_ns";
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn id_from<T>(bytes: Vec<u8>, make: fn(u128) -> T) -> Result<T, StoreError> {
+    let array: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| corrupt("a rail payment id column is not 16 bytes"))?;
+    Ok(make(u128::from_be_bytes(array)))
+}
+
+fn amount_from(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(format!("negative {what} in rail_payments")))
+}
+
+fn from_row(row: &Row<'_>) -> Result<RailPayment, StoreError> {
+    let rail: String = row.get(0)?;
+    let currency: String = row.get(5)?;
+    let reason: Option<String> = row.get(9)?;
+    let invoice: Option<Vec<u8>> = row.get(3)?;
+    let customer: Option<Vec<u8>> = row.get(4)?;
+    Ok(RailPayment {
+        rail: rail
+            .parse()
+            .map_err(|_| corrupt(format!("unknown rail {rail:?} in rail_payments")))?,
+        external_id: row.get(1)?,
+        merchant: id_from(row.get(2)?, MerchantId)?,
+        invoice: invoice.map(|b| id_from(b, InvoiceId)).transpose()?,
+        customer: customer.map(|b| id_from(b, CustomerId)).transpose()?,
+        currency: Currency::parse(&currency)
+            .map_err(|_| corrupt(format!("unknown currency {currency:?} in rail_payments")))?,
+        amount_minor: amount_from(row.get(6)?, "amount")?,
+        paid_minor: amount_from(row.get(7)?, "paid amount")?,
+        credited_minor: amount_from(row.get(8)?, "credited amount")?,
+        credit_reason: reason
+            .map(|text| {
+                CreditReason::parse(&text)
+                    .ok_or_else(|| corrupt(format!("unknown credit reason {text:?}")))
+            })
+            .transpose()?,
+        payload: row.get(10)?,
+        created_at_ns: amount_from(row.get(11)?, "time")?,
+    })
+}
+
+fn load(
+    connection: &Connection,
+    rail: Rail,
+    external_id: &str,
+) -> Result<Option<RailPayment>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM rail_payments WHERE rail = ?1 AND external_id = ?2"
+    ))?;
+    let mut rows = statement.query(params![rail.as_str(), external_id])?;
+    rows.next()?.map(from_row).transpose()
+}
+
+impl Tx<'_, '_> {
+    /// The rail payment with this rail id, as of this point of the batch.
+    pub fn rail_payment(
+        &mut self,
+        rail: Rail,
+        external_id: &str,
+    ) -> Result<Option<RailPayment>, StoreError> {
+        load(self.sql(), rail, external_id)
+    }
+
+    /// Stores a settled rail payment. A second row with the same `(rail, external_id)` is
+    /// refused (the caller checks [`Tx::rail_payment`] first), as is one whose parts do not
+    /// add up to its amount.
+    pub fn insert_rail_payment(&mut self, payment: &RailPayment) -> Result<(), StoreError> {
+        if payment.paid_minor.checked_add(payment.credited_minor) != Some(payment.amount_minor) {
+            return Err(corrupt(format!(
+                "rail payment {} {}: paid {} + credited {} is not the amount {}",
+                payment.rail,
+                payment.external_id,
+                payment.paid_minor,
+                payment.credited_minor,
+                payment.amount_minor
+            )));
+        }
+        self.sql()
+            .prepare_cached(&format!(
+                "INSERT INTO rail_payments ({COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ))?
+            .execute(params![
+                payment.rail.as_str(),
+                payment.external_id,
+                payment.merchant.to_be_bytes(),
+                payment.invoice.map(InvoiceId::to_be_bytes),
+                payment.customer.map(CustomerId::to_be_bytes),
+                payment.currency.code(),
+                sql_amount(payment.amount_minor)?,
+                sql_amount(payment.paid_minor)?,
+                sql_amount(payment.credited_minor)?,
+                payment.credit_reason.map(CreditReason::as_str),
+                payment.payload,
+                sql_amount(payment.created_at_ns)?,
+            ])?;
+        Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// The rail payment with this rail id.
+    pub fn rail_payment(
+        &self,
+        rail: Rail,
+        external_id: &str,
+    ) -> Result<Option<RailPayment>, StoreError> {
+        load(self.connection, rail, external_id)
+    }
+
+    /// Every rail payment that named `invoice`, oldest first. Rows of other merchants that
+    /// named the same id (an invoice is never theirs) are left out.
+    pub fn rail_payments_of_invoice(
+        &self,
+        merchant: MerchantId,
+        invoice: InvoiceId,
+    ) -> Result<Vec<RailPayment>, StoreError> {
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM rail_payments WHERE invoice_id = ?1 AND merchant_id = ?2 \
+             ORDER BY created_at_ns, rail, external_id"
+        ))?;
+        let mut rows = statement.query(params![invoice.to_be_bytes(), merchant.to_be_bytes()])?;
+        let mut payments = Vec::new();
+        while let Some(row) = rows.next()? {
+            payments.push(from_row(row)?);
+        }
+        Ok(payments)
+    }
+}
+
+/// The audit's check of the rail payments: each one's parts add up to its amount, and a
+/// credit always names a customer and a reason.
+pub(crate) fn audit(connection: &Connection, problems: &mut Vec<String>) -> Result<(), StoreError> {
+    let mut statement = connection.prepare(
+        "SELECT rail, external_id FROM rail_payments \
+         WHERE paid_minor < 0 OR credited_minor < 0 OR paid_minor + credited_minor != amount_minor \
+         OR (credited_minor > 0 AND (customer_id IS NULL OR credit_reason IS NULL))",
+    )?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let rail: String = row.get(0)?;
+        let external_id: String = row.get(1)?;
+        problems.push(format!(
+            "rail payment {rail} {external_id:?}: its paid and credited parts do not add up to \
+             its amount, or a credit names no customer or reason"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Store, StoreOptions};
+
+    fn payment(external_id: &str, invoice: Option<InvoiceId>) -> RailPayment {
+        RailPayment {
+            rail: Rail::Stars,
+            external_id: external_id.to_owned(),
+            merchant: MerchantId(7),
+            invoice,
+            customer: Some(CustomerId(3)),
+            currency: Currency::XTR,
+            amount_minor: 15,
+            paid_minor: 10,
+            credited_minor: 5,
+            credit_reason: Some(CreditReason::Overpaid),
+            payload: Some(r#"{"telegram_payment_charge_id":"abc"}"#.to_owned()),
+            created_at_ns: 42,
+        }
+    }
+
+    #[test]
+    fn rail_payments_are_stored_once_and_read_back() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(dir.path().join("r.db"), StoreOptions::default()).expect("open");
+        let first = payment("charge-1", Some(InvoiceId(9)));
+        let second = RailPayment {
+            external_id: "charge-2".to_owned(),
+            credited_minor: 0,
+            paid_minor: 15,
+            credit_reason: None,
+            customer: None,
+            payload: None,
+            created_at_ns: 43,
+            ..first.clone()
+        };
+        let (a, b) = (first.clone(), second.clone());
+        store
+            .execute(move |tx| -> Result<_, StoreError> {
+                assert_eq!(tx.rail_payment(Rail::Stars, "charge-1")?, None);
+                tx.insert_rail_payment(&a)?;
+                tx.insert_rail_payment(&b)?;
+                assert_eq!(tx.rail_payment(Rail::Stars, "charge-1")?, Some(a));
+                // The same id on another rail is another payment.
+                assert_eq!(tx.rail_payment(Rail::Ton, "charge-1")?, None);
+                Ok(())
+            })
+            .expect("queued")
+            .wait()
+            .expect("committed")
+            .expect("job");
+
+        // A second row with the same rail id is refused, and so is one that loses money.
+        let again = first.clone();
+        let refused = store
+            .execute(move |tx| tx.insert_rail_payment(&again))
+            .expect("queued")
+            .wait()
+            .expect("committed");
+        assert!(refused.is_err(), "a duplicate rail id must be refused");
+        let mut lossy = payment("charge-3", None);
+        lossy.credited_minor = 4;
+        let refused = store
+            .execute(move |tx| tx.insert_rail_payment(&lossy))
+            .expect("queued")
+            .wait()
+            .expect("committed");
+        assert!(
+            matches!(refused, Err(StoreError::Corrupt(ref m)) if m.contains("not the amount")),
+            "{refused:?}"
+        );
+
+        let (one, listed, other_merchant, audit) = store
+            .read(|reader| {
+                Ok((
+                    reader.rail_payment(Rail::Stars, "charge-1")?,
+                    reader.rail_payments_of_invoice(MerchantId(7), InvoiceId(9))?,
+                    reader.rail_payments_of_invoice(MerchantId(8), InvoiceId(9))?,
+                    {
+                        let mut problems = Vec::new();
+                        audit(reader.connection, &mut problems)?;
+                        problems
+                    },
+                ))
+            })
+            .expect("read");
+        assert_eq!(one, Some(first.clone()));
+        assert_eq!(listed, vec![first, second]);
+        assert!(other_merchant.is_empty());
+        assert!(audit.is_empty(), "{audit:?}");
+        assert!(store.audit().expect("audit").is_ok());
+        let path = store.path().to_path_buf();
+        store.shutdown();
+
+        // The audit notices a row whose parts do not add up.
+        let connection = Connection::open(&path).expect("open");
+        connection
+            .execute(
+                &format!(
+                    "INSERT INTO rail_payments ({COLUMNS}) VALUES ('ton', 'tx-9', ?1, NULL, \
+                 NULL, 'TON', 10, 3, 3, 'late', NULL, 1)"
+                ),
+                [MerchantId(7).to_be_bytes()],
+            )
+            .expect("insert a broken row");
+        drop(connection);
+        let report = crate::audit::audit_path(&path).expect("audit");
+        assert!(
+            report.problems.iter().any(|p| p.contains("tx-9")),
+            "{report}"
+        );
+    }
+}
