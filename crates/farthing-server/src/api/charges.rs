@@ -80,6 +80,26 @@ pub async fn create(
         .param("description"));
     }
     let (merchant, mode) = (principal.merchant, principal.mode);
+    // Built on the async workers, not in the writer's job (the writer is the bottleneck).
+    let id: ChargeId = new_id();
+    let charge = Charge {
+        id,
+        merchant,
+        customer,
+        currency,
+        amount_minor,
+        refunded_minor: 0,
+        description,
+        created_at_ns: super::wall_clock_ns(),
+    };
+    let object = render::charge(&charge, mode);
+    let event = super::event_record(
+        merchant,
+        mode,
+        "charge.succeeded",
+        &object,
+        charge.created_at_ns,
+    );
     write(
         &state,
         &principal,
@@ -88,7 +108,6 @@ pub async fn create(
         &body,
         move |tx| {
             super::require_customer(tx, merchant, customer)?;
-            let id: ChargeId = new_id();
             let group = book::transfer(
                 TransferId(id.raw()),
                 book::customer(merchant, customer, currency),
@@ -99,19 +118,8 @@ pub async fn create(
             );
             tx.apply(&group)?
                 .map_err(|error| ledger_error(error, "the customer", currency))?;
-            let charge = Charge {
-                id,
-                merchant,
-                customer,
-                currency,
-                amount_minor,
-                refunded_minor: 0,
-                description,
-                created_at_ns: tx.now_ns(),
-            };
             tx.insert_charge(&charge)?;
-            let object = render::charge(&charge, mode);
-            emit(tx, merchant, mode, "charge.succeeded", object.clone())?;
+            tx.insert_event(&event)?;
             super::customers::emit_balance_changed(tx, merchant, mode, customer, currency)?;
             Ok((StatusCode::CREATED, object))
         },
