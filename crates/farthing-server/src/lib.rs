@@ -30,7 +30,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use farthing_core::{MerchantId, PublicId};
 use farthing_store::{ApiKeyRecord, DatabaseUrl, Merchant, Store, StoreOptions};
@@ -68,16 +68,18 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/webhook_endpoints/{id}"),
     ("DELETE", "/v1/webhook_endpoints/{id}"),
     ("GET", "/v1/rails"),
+    ("PUT", "/v1/rails/stars"),
     ("POST", "/v1/test/invoices/{id}/pay"),
     ("POST", "/v1/test/customers/{id}/top_up"),
     ("GET", "/pay/{id}"),
     ("GET", "/pay/{id}/status"),
     ("POST", "/pay/{id}/sandbox"),
+    ("POST", "/telegram/{bot_id}/webhook"),
 ];
 
 /// The router over `state`.
 pub fn router(state: AppState) -> Router {
-    use api::{charges, customers, events, invoices, rails, test_mode};
+    use api::{charges, customers, events, invoices, rails, stars, test_mode};
     let limit = state.config().max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
@@ -112,11 +114,16 @@ pub fn router(state: AppState) -> Router {
             get(events::retrieve_endpoint).delete(events::delete_endpoint),
         )
         .route("/v1/rails", get(rails::list))
+        .route("/v1/rails/stars", put(stars::connect))
         .route("/v1/test/invoices/{id}/pay", post(test_mode::pay_invoice))
         .route("/v1/test/customers/{id}/top_up", post(test_mode::top_up))
         .route("/pay/{id}", get(checkout::page))
         .route("/pay/{id}/status", get(checkout::status))
         .route("/pay/{id}/sandbox", post(checkout::sandbox))
+        .route(
+            "/telegram/{bot_id}/webhook",
+            post(telegram::webhook::receive),
+        )
         .fallback(|uri: axum::http::Uri| async move { ApiError::no_route(uri.path()) })
         .method_not_allowed_fallback(|| async {
             let mut error = ApiError::invalid(

@@ -82,6 +82,8 @@ pub fn json() -> &'static str {
         crate::api::events::retrieve_endpoint,
         crate::api::events::delete_endpoint,
         crate::api::rails::list,
+        crate::api::stars::connect,
+        crate::telegram::webhook::receive,
         crate::api::test_mode::pay_invoice,
         crate::api::test_mode::top_up,
         checkout_page,
@@ -110,6 +112,7 @@ pub fn json() -> &'static str {
         WebhookEndpointStatus,
         Redelivery,
         RailState,
+        crate::api::stars::ConnectStars,
         InvoiceList,
         CustomerList,
         ChargeList,
@@ -769,6 +772,14 @@ pub struct RailState {
     pub health: String,
     /// Live (`true`) or test (`false`) mode.
     pub livemode: bool,
+    /// Stars: the connected bot's id.
+    pub bot_id: Option<u64>,
+    /// Stars: the bot's username, as `getMe` verified it.
+    pub username: Option<String>,
+    /// Stars: how updates arrive (`webhook` or `polling`).
+    pub mode: Option<String>,
+    /// Stars: the webhook secret, only in the answer that generated it.
+    pub webhook_secret: Option<String>,
 }
 
 macro_rules! list_schema {

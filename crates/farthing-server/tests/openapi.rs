@@ -115,8 +115,12 @@ const NO_JSON_CLIENT_ERRORS: &[(&str, &str)] = &[
 ];
 
 /// Writes outside the Merchant API: the checkout page's sandbox button does not take an
-/// Idempotency-Key (paying twice is refused as `invoice_not_open` instead).
-const WRITES_WITHOUT_IDEMPOTENCY: &[(&str, &str)] = &[("POST", "/pay/{id}/sandbox")];
+/// Idempotency-Key (paying twice is refused as `invoice_not_open` instead), and Telegram's
+/// webhook is deduplicated by Telegram's own ids (`telegram_payment_charge_id`).
+const WRITES_WITHOUT_IDEMPOTENCY: &[(&str, &str)] = &[
+    ("POST", "/pay/{id}/sandbox"),
+    ("POST", "/telegram/{bot_id}/webhook"),
+];
 
 // ---------------------------------------------------------------------------------------------
 // A small JSON Schema checker for what utoipa writes: $ref, oneOf, type (one or a list), enum,
@@ -453,6 +457,10 @@ fn operations_are_well_formed() {
         assert_eq!(in_template, in_path, "{method} {path}: path parameters");
         for p in parameters.iter().filter(|p| p["in"] == "path") {
             assert_eq!(p["required"], true, "{method} {path}");
+            if p["name"] == "bot_id" {
+                // Telegram's own numeric bot id, not a farthing id.
+                continue;
+            }
             let description = p["description"].as_str().unwrap_or("");
             assert!(
                 description.contains("_…`"),
@@ -774,6 +782,7 @@ struct Call<'k> {
     key: Option<&'k str>,
     body: Option<Value>,
     idempotency_key: Option<&'k str>,
+    headers: Vec<(&'static str, String)>,
 }
 
 fn call<'k>(method: &'static str, route: &'static str, path: impl Into<String>) -> Call<'k> {
@@ -784,6 +793,7 @@ fn call<'k>(method: &'static str, route: &'static str, path: impl Into<String>) 
         key: None,
         body: None,
         idempotency_key: None,
+        headers: Vec::new(),
     }
 }
 
@@ -795,6 +805,11 @@ impl<'k> Call<'k> {
 
     fn body(mut self, body: Value) -> Self {
         self.body = Some(body);
+        self
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 
@@ -835,6 +850,9 @@ impl Client<'_> {
         }
         if let Some(idempotency_key) = call.idempotency_key {
             request = request.header("Idempotency-Key", idempotency_key);
+        }
+        for (name, value) in &call.headers {
+            request = request.header(*name, value);
         }
         if let Some(body) = &call.body {
             request = request
@@ -1403,6 +1421,53 @@ async fn a_running_server_answers_as_documented() {
         .await;
     c.expect(404, call("GET", "/pay/{id}/status", "/pay/inv_nope/status"))
         .await;
+
+    // The Stars rail: connect a bot at a Bot API double (the webhook secret generated), list
+    // the rails, and take a webhook from Telegram.
+    let double = telegram_double::TelegramDouble::spawn()
+        .await
+        .expect("the Bot API double starts");
+    let connected = c
+        .expect(
+            200,
+            call("PUT", "/v1/rails/stars", "/v1/rails/stars")
+                .key(key)
+                .body(json!({"bot_token": double.token(), "api_url": double.base_url(), "mode": "webhook"})),
+        )
+        .await;
+    let secret = connected["webhook_secret"]
+        .as_str()
+        .expect("a generated webhook secret")
+        .to_owned();
+    c.expect(
+        400,
+        call("PUT", "/v1/rails/stars", "/v1/rails/stars")
+            .key(key)
+            .body(json!({"bot_token": "nope", "mode": "polling"})),
+    )
+    .await;
+    let rails = c
+        .expect(200, call("GET", "/v1/rails", "/v1/rails").key(key))
+        .await;
+    assert!(rails["data"]
+        .as_array()
+        .is_some_and(|data| data.iter().any(|r| r["rail"] == "stars")));
+    let webhook = format!("/telegram/{}/webhook", connected["bot_id"]);
+    c.expect(
+        200,
+        call("POST", "/telegram/{bot_id}/webhook", webhook.clone())
+            .header("X-Telegram-Bot-Api-Secret-Token", secret)
+            .body(json!({"update_id": 1})),
+    )
+    .await;
+    c.expect(
+        401,
+        call("POST", "/telegram/{bot_id}/webhook", webhook)
+            .header("X-Telegram-Bot-Api-Secret-Token", "wrong")
+            .body(json!({"update_id": 2})),
+    )
+    .await;
+    double.assert_no_violations();
 
     // Every route answered successfully at least once...
     let routes: BTreeSet<(String, String)> = ROUTES

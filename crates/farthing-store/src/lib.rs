@@ -18,6 +18,7 @@ mod codec;
 mod job;
 mod rails;
 mod schema;
+mod telegram;
 mod url;
 mod writer;
 
@@ -37,6 +38,7 @@ pub use business::{
 };
 pub use job::{JobTicket, Tx};
 pub use rails::RailPayment;
+pub use telegram::TelegramBot;
 pub use url::{DatabaseUrl, UrlError};
 
 /// A source of ledger time: nanoseconds since the Unix epoch.

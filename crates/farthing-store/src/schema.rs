@@ -78,6 +78,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (2, "business", crate::business::SCHEMA),
     (3, "rail_payments", crate::rails::SCHEMA),
+    (4, "telegram_bots", crate::telegram::SCHEMA),
 ];
 
 /// The newest schema this build knows.

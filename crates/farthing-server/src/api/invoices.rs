@@ -58,13 +58,20 @@ pub struct CreateInvoice {
     pub metadata: Option<serde_json::Map<String, Value>>,
 }
 
-/// The rails a merchant can take in `mode` (until rails are configured per merchant:
-/// `balance`, plus `sandbox` in test mode).
-pub fn configured_rails(mode: Mode) -> Vec<Rail> {
-    match mode {
+/// The rails a merchant can take in `mode`: `balance`, `sandbox` in test mode, and `stars`
+/// when the merchant connected a bot.
+///
+/// `stars` says whether the merchant has connected a Telegram bot in this mode
+/// (`PUT /v1/rails/stars`, see [`super::stars::connected`]).
+pub fn configured_rails(mode: Mode, stars: bool) -> Vec<Rail> {
+    let mut rails = match mode {
         Mode::Live => vec![Rail::Balance],
         Mode::Test => vec![Rail::Balance, Rail::Sandbox],
+    };
+    if stars {
+        rails.push(Rail::Stars);
     }
+    rails
 }
 
 fn invoice_error(error: InvoiceError) -> ApiError {
@@ -103,7 +110,7 @@ pub fn map_invoice_error(error: InvoiceError) -> ApiError {
     invoice_error(error)
 }
 
-fn parse_new(request: CreateInvoice, mode: Mode) -> Result<NewInvoice, ApiError> {
+fn parse_new(request: CreateInvoice, mode: Mode, stars: bool) -> Result<NewInvoice, ApiError> {
     let currency = extract::currency(&request.currency, "currency")?;
     let amount = match extract::optional_amount(&request.amount, "amount")? {
         Some(amount) => {
@@ -146,7 +153,7 @@ fn parse_new(request: CreateInvoice, mode: Mode) -> Result<NewInvoice, ApiError>
             .param("expires_in")
         })?,
     };
-    let accepted = configured_rails(mode);
+    let accepted = configured_rails(mode, stars);
     let rails = match request.rails {
         None => accepted,
         Some(names) => {
@@ -222,7 +229,8 @@ pub async fn create(
     principal.require("invoices:write")?;
     let body = body_bytes(body, state.config().max_body_bytes)?;
     let request: CreateInvoice = extract::json_body(&headers, &body)?;
-    let new = parse_new(request, principal.mode)?;
+    let stars = super::stars::connected(&state, principal.merchant, principal.mode)?;
+    let new = parse_new(request, principal.mode, stars)?;
     let (merchant, mode) = (principal.merchant, principal.mode);
     // Everything that does not depend on the database is built here, on the async workers,
     // so that the single writer thread only checks and inserts (it is the bottleneck under

@@ -9,6 +9,7 @@ pub mod customers;
 pub mod events;
 pub mod invoices;
 pub mod rails;
+pub mod stars;
 pub mod test_mode;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

@@ -1,5 +1,5 @@
-//! `GET /v1/rails`: the rails a merchant can take, with their health. Rail issues add
-//! `PUT /v1/rails/{rail}` to configure their own.
+//! `GET /v1/rails`: the rails a merchant can take, with their health. Rails that need
+//! configuring have their own `PUT /v1/rails/{rail}` (Stars: [`super::stars`]).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -26,11 +26,15 @@ use crate::state::{AppState, Principal};
     ),
 )]
 pub async fn list(
-    State(_state): State<AppState>,
+    State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Response, ApiError> {
     principal.require("invoices:read")?;
-    let data: Vec<_> = configured_rails(principal.mode)
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    let bot = state
+        .store(mode)
+        .read(move |reader| reader.telegram_bot(merchant))?;
+    let mut data: Vec<_> = configured_rails(mode, false)
         .into_iter()
         .map(|rail| {
             json!({
@@ -39,10 +43,14 @@ pub async fn list(
                 "configured": true,
                 // Internal rails have no remote peer, so they are healthy while the ledger is.
                 "health": "healthy",
-                "livemode": principal.mode.is_live(),
+                "livemode": mode.is_live(),
             })
         })
         .collect();
+    if let Some(bot) = bot {
+        // The bot answered `getMe` when it was connected; live checks come with the poller.
+        data.push(super::stars::rail_object(&bot, mode));
+    }
     Ok(
         axum::Json(json!({"object": "list", "url": "/v1/rails", "data": data, "has_more": false}))
             .into_response(),

@@ -12,6 +12,7 @@
 //! [`SuccessfulPayment`], [`PreCheckoutQuery`], [`StarTransactions`], …) and [`BotApiError`].
 
 pub mod client;
+pub mod webhook;
 
 pub use client::{
     BotApiError, BotClient, CallbackQuery, Chat, Invoice, InvoiceParams, LabeledPrice, Message,

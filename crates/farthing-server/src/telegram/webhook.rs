@@ -1,0 +1,257 @@
+//! `POST /telegram/{bot_id}/webhook`: the updates Telegram pushes to a connected bot (SPEC RL2).
+//!
+//! The request must carry the bot's `X-Telegram-Bot-Api-Secret-Token` (compared in constant
+//! time); anything else is refused with 401 before the body is read as an update.
+//!
+//! - `pre_checkout_query`: answered `ok` only when the invoice named by the payload (`inv_…`)
+//!   is the merchant's, open, not expired, accepts Stars, and the currency and amount match;
+//!   otherwise refused with a human-readable `error_message`.
+//! - `message.successful_payment`: settled through [`crate::settlement::settle_payment`], keyed
+//!   by `telegram_payment_charge_id` (never by payload), so a repeated update settles once and
+//!   a second payment of a paid invoice is credited to the payer's balance.
+//!
+//! Architecture invariant: this module only reads the store to decide the pre-checkout answer;
+//! money moves only inside the settlement's store job.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use farthing_core::invoice::{Invoice, InvoiceAmount, InvoiceStatus};
+use farthing_core::{Currency, InvoiceId, PublicId, Rail};
+use farthing_store::TelegramBot;
+use farthing_telegram::BotToken;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{BotClient, PreCheckoutQuery, SuccessfulPayment, Update, User};
+use crate::error::ApiError;
+use crate::settlement::{settle_payment, IncomingPayment};
+use crate::state::{AppState, Mode};
+
+/// The header Telegram sends the webhook's secret in.
+pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+/// How long a Bot API call made while handling an update may take (Telegram gives a
+/// pre-checkout query 10 s in all).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `POST /telegram/{bot_id}/webhook`
+#[utoipa::path(
+    post,
+    path = "/telegram/{bot_id}/webhook",
+    tag = "rails",
+    operation_id = "telegram_webhook",
+    summary = "Receive a Telegram update (called by Telegram)",
+    params(
+        ("bot_id" = u64, Path, description = "The bot's id (the token's prefix)."),
+        ("X-Telegram-Bot-Api-Secret-Token" = String, Header, description = "The webhook secret given to `PUT /v1/rails/stars`."),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "A Bot API `Update`."),
+    responses(
+        (status = 200, description = "The update was handled (or ignored: kinds the Stars rail does not use). `{\"ok\": true}`.", body = serde_json::Value),
+        (status = 401, description = "The secret token is missing or wrong (`invalid_webhook_secret`).", body = crate::openapi::Error),
+        (status = 413, description = crate::openapi::E413, body = crate::openapi::Error),
+        (status = 500, description = "The update could not be handled now; Telegram sends it again.", body = crate::openapi::Error),
+    ),
+)]
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(bot_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let refused = || {
+        ApiError::unauthorized(
+            "invalid_webhook_secret",
+            "the X-Telegram-Bot-Api-Secret-Token header is missing or wrong",
+        )
+    };
+    let bot_id: u64 = bot_id.parse().map_err(|_| refused())?;
+    let secret = headers
+        .get(SECRET_HEADER)
+        .map(|value| value.as_bytes().to_vec())
+        .ok_or_else(refused)?;
+    let (mode, bot) = find_bot(&state, bot_id, &secret)?.ok_or_else(refused)?;
+    let body = crate::api::body_bytes(body, state.config().max_body_bytes)?;
+    let update: Update = match serde_json::from_slice(&body) {
+        Ok(update) => update,
+        Err(error) => {
+            // Telegram would resend it forever: take it and log.
+            tracing::warn!(bot_id, %error, "a webhook update did not decode");
+            return Ok(ok());
+        }
+    };
+    if let Some(query) = update.pre_checkout_query {
+        pre_checkout(&state, mode, &bot, &query).await?;
+    } else if let Some(message) = update.message {
+        if let Some(payment) = message.successful_payment {
+            successful_payment(&state, mode, &bot, &payment, message.from.as_ref()).await?;
+        }
+    }
+    Ok(ok())
+}
+
+fn ok() -> Response {
+    (StatusCode::OK, axum::Json(json!({"ok": true}))).into_response()
+}
+
+/// The connection of bot `bot_id` whose webhook secret is `secret`, in either mode.
+fn find_bot(
+    state: &AppState,
+    bot_id: u64,
+    secret: &[u8],
+) -> Result<Option<(Mode, TelegramBot)>, ApiError> {
+    // Digests have the same length whatever was sent, so the comparison is constant-time.
+    let sent = Sha256::digest(secret);
+    let mut found = None;
+    for (mode, store) in state.stores() {
+        for bot in store.read(move |reader| reader.telegram_bots_by_id(bot_id))? {
+            let Some(expected) = bot.webhook_secret.as_deref() else {
+                continue;
+            };
+            let expected = Sha256::digest(expected.as_bytes());
+            if bool::from(expected.ct_eq(&sent)) && found.is_none() {
+                found = Some((mode, bot));
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn client(bot: &TelegramBot) -> Result<BotClient, ApiError> {
+    let token = BotToken::parse(&bot.token).map_err(|_| {
+        ApiError::internal(format!(
+            "the stored token of bot {} is unreadable",
+            bot.bot_id
+        ))
+    })?;
+    BotClient::new(&bot.api_url, token, CALL_TIMEOUT).map_err(ApiError::internal)
+}
+
+/// Why the invoice cannot be paid with this pre-checkout query, as the payer will read it.
+pub fn refusal(
+    invoice: Option<&Invoice>,
+    query_currency: &str,
+    total_amount: i64,
+    now_ns: u64,
+) -> Option<&'static str> {
+    let Some(invoice) = invoice else {
+        return Some("This invoice does not exist.");
+    };
+    match invoice.status {
+        InvoiceStatus::Open => {}
+        InvoiceStatus::Expired => return Some("This invoice has expired."),
+        InvoiceStatus::Canceled => return Some("This invoice was canceled."),
+        _ => return Some("This invoice is already paid."),
+    }
+    if invoice.expires_at_ns <= now_ns {
+        return Some("This invoice has expired.");
+    }
+    if !invoice.rails.contains(&Rail::Stars) {
+        return Some("This invoice cannot be paid with Telegram Stars.");
+    }
+    if invoice.currency.code() != query_currency {
+        return Some("The currency does not match the invoice.");
+    }
+    let Ok(amount) = u64::try_from(total_amount) else {
+        return Some("The amount does not match the invoice.");
+    };
+    let matches = match &invoice.amount {
+        InvoiceAmount::Fixed(fixed) => *fixed == amount,
+        InvoiceAmount::Open {
+            min_minor,
+            max_minor,
+            ..
+        } => (*min_minor..=*max_minor).contains(&amount),
+    };
+    (!matches).then_some("The amount does not match the invoice.")
+}
+
+async fn pre_checkout(
+    state: &AppState,
+    mode: Mode,
+    bot: &TelegramBot,
+    query: &PreCheckoutQuery,
+) -> Result<(), ApiError> {
+    let merchant = bot.merchant;
+    let invoice = match InvoiceId::parse(&query.invoice_payload) {
+        Ok(id) => state
+            .store(mode)
+            .read(move |reader| reader.invoice(id))?
+            .filter(|invoice| invoice.merchant == merchant),
+        Err(_) => None,
+    };
+    let refused = refusal(
+        invoice.as_ref(),
+        &query.currency,
+        query.total_amount,
+        crate::api::wall_clock_ns(),
+    );
+    if let Err(error) = client(bot)?
+        .answer_pre_checkout_query(&query.id, refused.is_none(), refused)
+        .await
+    {
+        // Too late to matter for this payer (Telegram gives 10 s); Telegram cancels it.
+        tracing::warn!(bot_id = bot.bot_id, %error, "answerPreCheckoutQuery failed");
+    }
+    Ok(())
+}
+
+async fn successful_payment(
+    state: &AppState,
+    mode: Mode,
+    bot: &TelegramBot,
+    payment: &SuccessfulPayment,
+    from: Option<&User>,
+) -> Result<(), ApiError> {
+    let (Ok(currency), Ok(amount_minor)) = (
+        Currency::parse(&payment.currency),
+        u64::try_from(payment.total_amount),
+    ) else {
+        tracing::warn!(
+            bot_id = bot.bot_id,
+            "a successful_payment with an unusable currency or amount"
+        );
+        return Ok(());
+    };
+    let incoming = IncomingPayment {
+        merchant: bot.merchant,
+        rail: Rail::Stars,
+        external_id: payment.telegram_payment_charge_id.clone(),
+        invoice: InvoiceId::parse(&payment.invoice_payload).ok(),
+        payer: None,
+        payer_external_id: from.map(|user| format!("tg:{}", user.id)),
+        currency,
+        amount_minor,
+        payload: Some(json!({
+            "bot_id": bot.bot_id,
+            "telegram_payment_charge_id": payment.telegram_payment_charge_id,
+            "provider_payment_charge_id": payment.provider_payment_charge_id,
+            "invoice_payload": payment.invoice_payload,
+        })),
+    };
+    let base = state.config().base_url().to_owned();
+    let settled = state
+        .store(mode)
+        .run(move |tx| settle_payment(tx, mode, incoming, &base))
+        .await?;
+    match settled {
+        Ok(settled) => {
+            if !settled.duplicate {
+                state.deliveries().notify_one();
+            }
+            Ok(())
+        }
+        // A refusal (e.g. the same charge id with other money) will not change on a resend.
+        Err(error) if error.status.is_client_error() => {
+            tracing::error!(bot_id = bot.bot_id, code = error.code, message = %error.message, "a successful_payment was refused: money reported by Telegram is NOT booked; investigate");
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}

@@ -1,0 +1,526 @@
+//! The Stars rail over HTTP (SPEC RL2; issue 5 items 1–2), against `telegram-double`, a local
+//! Bot API server that checks every call farthing makes against the Bot API 10.1 spec.
+//!
+//! Covered: connecting a bot with `PUT /v1/rails/stars` (`getMe` called, the token never in an
+//! answer or in `GET /v1/rails`), a refused token writes nothing, the webhook's secret-token
+//! check, pre-checkout answers (accepted for an open invoice; refused with an `error_message`
+//! when expired, paid, or the amount is wrong), `successful_payment` settling an invoice, the
+//! same update twice settling once, and a second payment of a paid invoice credited to the
+//! payer. Every test ends with no spec violation in the double and a clean ledger audit.
+
+use std::time::{Duration, Instant};
+
+use farthing_core::ledger::{Account, AccountKind};
+use farthing_core::{Currency, MerchantId, PublicId};
+use farthing_server::config::Config;
+use farthing_server::state::Mode;
+use farthing_server::{create_merchant, start, NewMerchant, Running};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use telegram_double::{fixtures, Failure, TelegramDouble};
+
+/// `reqwest` is built without its `json` feature here.
+trait JsonBody {
+    fn json_body(self, body: &Value) -> Self;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    fn json_body(self, body: &Value) -> Self {
+        self.header("content-type", "application/json")
+            .body(body.to_string())
+    }
+}
+
+const SECRET: &str = "webhook-secret_123";
+const PAYER: i64 = 777_001;
+
+struct App {
+    base: String,
+    client: Client,
+    merchant: NewMerchant,
+    running: Running,
+    double: TelegramDouble,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    text: String,
+    body: Value,
+}
+
+impl Reply {
+    #[track_caller]
+    fn expect(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        self
+    }
+}
+
+async fn spawn() -> App {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        database: dir
+            .path()
+            .join("farthing.db")
+            .to_string_lossy()
+            .into_owned(),
+        public_url: "http://127.0.0.1:0".to_owned(),
+        ..Config::default()
+    };
+    let running = start(config).await.expect("server starts");
+    let live = running.state().store(Mode::Live).clone();
+    let test = running.state().store(Mode::Test).clone();
+    let merchant = tokio::task::spawn_blocking(move || create_merchant(&live, &test, "Shop"))
+        .await
+        .expect("join")
+        .expect("merchant");
+    let double = TelegramDouble::spawn().await.expect("the double starts");
+    App {
+        base: format!("http://{}", running.addr()),
+        client: Client::new(),
+        merchant,
+        running,
+        double,
+        _dir: dir,
+    }
+}
+
+impl App {
+    fn key(&self) -> &str {
+        &self.merchant.test_key
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, text, body }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.send(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(self.key()),
+        )
+        .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(self.key())
+                .json_body(&body),
+        )
+        .await
+    }
+
+    async fn connect(&self, token: &str) -> Reply {
+        self.send(
+            self.client
+                .put(format!("{}/v1/rails/stars", self.base))
+                .bearer_auth(self.key())
+                .json_body(&json!({
+                    "bot_token": token,
+                    "api_url": self.double.base_url(),
+                    "mode": "webhook",
+                    "webhook_secret": SECRET,
+                })),
+        )
+        .await
+    }
+
+    async fn connected(&self) -> Value {
+        let token = self.double.token().to_owned();
+        let reply = self.connect(&token).await;
+        reply.expect(200);
+        reply.body.clone()
+    }
+
+    fn bot_id(&self) -> u64 {
+        let token = self.double.token();
+        token
+            .split_once(':')
+            .and_then(|(id, _)| id.parse().ok())
+            .expect("bot id")
+    }
+
+    /// Posts `update` (a fixture, checked by the double and given an `update_id`) to the
+    /// webhook with `secret`.
+    async fn webhook(&self, update: Value, secret: Option<&str>) -> Reply {
+        let id = self.double.inject_update(update);
+        let update = self
+            .double
+            .pending_updates()
+            .into_iter()
+            .find(|u| u["update_id"] == id)
+            .expect("the injected update");
+        let mut request = self
+            .client
+            .post(format!("{}/telegram/{}/webhook", self.base, self.bot_id()))
+            .json_body(&update);
+        if let Some(secret) = secret {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+        }
+        self.send(request).await
+    }
+
+    async fn invoice(&self, body: Value) -> String {
+        let reply = self.post("/v1/invoices", body).await;
+        reply.expect(201);
+        reply.body["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn pre_checkout(&self, id: &str, amount: i64, payload: &str) -> (bool, Option<String>) {
+        let from = fixtures::user(PAYER, "Ann", "en");
+        self.webhook(
+            fixtures::pre_checkout_query_update(id, &from, "XTR", amount, payload),
+            Some(SECRET),
+        )
+        .await
+        .expect(200);
+        let call = self
+            .double
+            .calls_to("answerPreCheckoutQuery")
+            .into_iter()
+            .find(|c| c.param_str("pre_checkout_query_id") == Some(id))
+            .expect("answerPreCheckoutQuery was called");
+        (
+            call.param("ok").and_then(Value::as_bool).expect("ok"),
+            call.param_str("error_message").map(str::to_owned),
+        )
+    }
+
+    async fn pay(&self, message_id: i64, amount: i64, payload: &str, charge: &str) -> Reply {
+        let from = fixtures::user(PAYER, "Ann", "en");
+        self.webhook(
+            fixtures::successful_payment_update(
+                message_id,
+                1_760_000_000,
+                &from,
+                "XTR",
+                amount,
+                payload,
+                charge,
+            ),
+            Some(SECRET),
+        )
+        .await
+    }
+
+    fn merchant_id(&self) -> MerchantId {
+        MerchantId::parse(&self.merchant.id).expect("merchant id")
+    }
+
+    fn balance(&self, kind: AccountKind) -> i128 {
+        let account = Account::new(kind, Currency::XTR);
+        self.running
+            .state()
+            .store(Mode::Test)
+            .account(account.id)
+            .expect("read")
+            .map_or(0, |state| state.balances.posted())
+    }
+
+    fn merchant_balance(&self) -> i128 {
+        self.balance(AccountKind::MerchantBalance {
+            merchant: self.merchant_id(),
+        })
+    }
+
+    async fn events(&self, kind: &str) -> Vec<Value> {
+        let reply = self.get("/v1/events?limit=100").await;
+        reply.expect(200);
+        reply.body["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .cloned()
+            .collect()
+    }
+
+    /// The payer's customer, by `tg:<id>`.
+    async fn payer(&self) -> Option<Value> {
+        let reply = self.get("/v1/customers?limit=100").await;
+        reply.expect(200);
+        let found = reply.body["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|c| c["external_id"] == format!("tg:{PAYER}"))
+            .cloned()?;
+        let id = found["id"].as_str()?.to_owned();
+        Some(self.get(&format!("/v1/customers/{id}")).await.body)
+    }
+
+    async fn stop(self) {
+        self.double.assert_no_violations();
+        for mode in [Mode::Live, Mode::Test] {
+            let report = self
+                .running
+                .state()
+                .store(mode)
+                .audit()
+                .expect("audit runs");
+            assert!(report.is_ok(), "{mode:?} ledger audit failed: {report}");
+        }
+        self.running.shutdown().await;
+    }
+}
+
+fn secret_part(token: &str) -> &str {
+    token.split_once(':').map_or(token, |(_, s)| s)
+}
+
+#[tokio::test]
+async fn connecting_a_bot_verifies_it_and_never_shows_the_token() {
+    let app = spawn().await;
+    let token = app.double.token().to_owned();
+
+    // Before: no stars rail, and invoices refuse it.
+    let rails = app.get("/v1/rails").await;
+    rails.expect(200);
+    assert!(!rails.text.contains("stars"), "{}", rails.text);
+    let refused = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 10, "currency": "XTR", "rails": ["stars"]}),
+        )
+        .await;
+    refused.expect(400);
+    assert_eq!(refused.body["error"]["code"], "rail_not_configured");
+
+    let reply = app.connect(&token).await;
+    reply.expect(200);
+    assert_eq!(reply.body["object"], "rail");
+    assert_eq!(reply.body["rail"], "stars");
+    assert_eq!(reply.body["bot_id"], app.bot_id());
+    assert_eq!(reply.body["username"], "farthing_test_bot");
+    assert_eq!(reply.body["mode"], "webhook");
+    assert_eq!(reply.body["health"], "healthy");
+    assert!(!reply.text.contains(secret_part(&token)), "{}", reply.text);
+    assert!(
+        !reply.text.contains(SECRET),
+        "the given secret is not echoed"
+    );
+    let get_me = app.double.calls_to("getMe");
+    assert_eq!(get_me.len(), 1);
+    assert!(get_me[0].token_ok);
+
+    let rails = app.get("/v1/rails").await;
+    rails.expect(200);
+    assert!(!rails.text.contains(secret_part(&token)), "{}", rails.text);
+    let stars = rails.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|r| r["rail"] == "stars")
+        .cloned()
+        .expect("the stars rail is listed");
+    assert_eq!(stars["configured"], true);
+    assert_eq!(stars["username"], "farthing_test_bot");
+    assert_eq!(stars["health"], "healthy");
+
+    // Invoices now take the stars rail; by default too.
+    let id = app
+        .invoice(json!({"amount": 10, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+    let invoice = app.get(&format!("/v1/invoices/{id}")).await;
+    assert_eq!(invoice.body["rails"], json!(["stars"]));
+    let default = app
+        .post("/v1/invoices", json!({"amount": 10, "currency": "XTR"}))
+        .await;
+    default.expect(201);
+    assert!(default.body["rails"]
+        .as_array()
+        .expect("rails")
+        .contains(&json!("stars")));
+
+    // The live mode has no bot.
+    let live = app
+        .send(
+            app.client
+                .get(format!("{}/v1/rails", app.base))
+                .bearer_auth(&app.merchant.live_key),
+        )
+        .await;
+    assert!(!live.text.contains("stars"), "{}", live.text);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_token_is_refused_and_nothing_is_stored() {
+    let app = spawn().await;
+    // Not a token at all: refused before any call.
+    let reply = app.connect("not-a-token").await;
+    reply.expect(400);
+    assert_eq!(reply.body["error"]["code"], "invalid_bot_token");
+    assert!(app.double.calls_to("getMe").is_empty());
+
+    // Well-formed, but Telegram refuses it (401).
+    let wrong = "123456789:AAwrong-token-wrong-token-wrong-tok";
+    let reply = app.connect(wrong).await;
+    reply.expect(400);
+    assert_eq!(reply.body["error"]["code"], "invalid_bot_token");
+    assert!(!reply.text.contains(secret_part(wrong)), "{}", reply.text);
+    assert_eq!(app.double.calls_to("getMe").len(), 1);
+
+    // Telegram failing or unreachable: 502 in the error shape.
+    app.double.fail_next("getMe", Failure::InternalServerError);
+    let reply = app.connect(app.double.token()).await;
+    assert_eq!(reply.status.as_u16(), 502, "{}", reply.text);
+    assert_eq!(reply.body["error"]["code"], "telegram_unavailable");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_url = format!("http://{}", closed.local_addr().expect("address"));
+    drop(closed);
+    let reply = app
+        .send(
+            app.client
+                .put(format!("{}/v1/rails/stars", app.base))
+                .bearer_auth(app.key())
+                .json_body(&json!({
+                    "bot_token": app.double.token(),
+                    "api_url": closed_url,
+                    "mode": "polling",
+                })),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 502, "{}", reply.text);
+    assert_eq!(reply.body["error"]["code"], "telegram_unavailable");
+    assert!(!reply.text.contains(secret_part(app.double.token())));
+
+    let rails = app.get("/v1/rails").await;
+    assert!(!rails.text.contains("stars"), "{}", rails.text);
+    let refused = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 10, "currency": "XTR", "rails": ["stars"]}),
+        )
+        .await;
+    assert_eq!(refused.body["error"]["code"], "rail_not_configured");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_webhook_needs_the_secret_token() {
+    let app = spawn().await;
+    app.connected().await;
+    let id = app
+        .invoice(json!({"amount": 10, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+    let from = fixtures::user(PAYER, "Ann", "en");
+    for secret in [None, Some("wrong"), Some("")] {
+        let update = fixtures::successful_payment_update(
+            1,
+            1_760_000_000,
+            &from,
+            "XTR",
+            10,
+            &id,
+            "charge-secret",
+        );
+        let reply = app.webhook(update, secret).await;
+        reply.expect(401);
+        assert_eq!(reply.body["error"]["code"], "invalid_webhook_secret");
+        let query = fixtures::pre_checkout_query_update("q-secret", &from, "XTR", 10, &id);
+        app.webhook(query, secret).await.expect(401);
+    }
+    // An unknown bot is refused the same way.
+    let reply = app
+        .send(
+            app.client
+                .post(format!("{}/telegram/1/webhook", app.base))
+                .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+                .json_body(&json!({"update_id": 1})),
+        )
+        .await;
+    reply.expect(401);
+    // Nothing was done.
+    assert!(app.double.calls_to("answerPreCheckoutQuery").is_empty());
+    let invoice = app.get(&format!("/v1/invoices/{id}")).await;
+    assert_eq!(invoice.body["status"], "open");
+    assert_eq!(app.merchant_balance(), 0);
+    assert!(app.payer().await.is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pre_checkout_accepts_only_an_open_matching_invoice() {
+    let app = spawn().await;
+    app.connected().await;
+    let started = Instant::now();
+    let short = app
+        .invoice(json!({"amount": 10, "currency": "XTR", "rails": ["stars"], "expires_in": 5}))
+        .await;
+    let open = app
+        .invoice(json!({"amount": 10, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+
+    assert_eq!(app.pre_checkout("q1", 10, &open).await, (true, None));
+
+    let (ok, message) = app.pre_checkout("q2", 11, &open).await;
+    assert!(!ok);
+    assert!(message.expect("error_message").contains("amount"));
+
+    let (ok, message) = app.pre_checkout("q3", 10, "inv_nonexistent").await;
+    assert!(!ok);
+    assert!(message.is_some());
+
+    // Paid: settle it, then ask again.
+    app.pay(5, 10, &open, "charge-pre-1").await.expect(200);
+    let (ok, message) = app.pre_checkout("q4", 10, &open).await;
+    assert!(!ok);
+    assert!(message.expect("error_message").contains("paid"));
+
+    // Expired.
+    let wait = Duration::from_millis(5_300).saturating_sub(started.elapsed());
+    tokio::time::sleep(wait).await;
+    let (ok, message) = app.pre_checkout("q5", 10, &short).await;
+    assert!(!ok);
+    assert!(message.expect("error_message").contains("expired"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn successful_payment_settles_once_and_a_second_payment_is_credited() {
+    let app = spawn().await;
+    app.connected().await;
+    let id = app
+        .invoice(json!({"amount": 25, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+
+    app.pay(10, 25, &id, "charge-1").await.expect(200);
+    let invoice = app.get(&format!("/v1/invoices/{id}")).await;
+    assert_eq!(invoice.body["status"], "paid", "{}", invoice.text);
+    assert_eq!(app.merchant_balance(), 25);
+    assert_eq!(app.events("invoice.paid").await.len(), 1);
+
+    // Telegram resends the same update: settled once.
+    app.pay(10, 25, &id, "charge-1").await.expect(200);
+    assert_eq!(app.merchant_balance(), 25);
+    assert_eq!(app.events("invoice.paid").await.len(), 1);
+    assert!(app.events("invoice.payment_credited").await.is_empty());
+
+    // The old invoice is paid again (another charge id): credited to the payer, not lost.
+    app.pay(11, 25, &id, "charge-2").await.expect(200);
+    assert_eq!(app.merchant_balance(), 25);
+    assert_eq!(app.events("invoice.payment_credited").await.len(), 1);
+    let payer = app.payer().await.expect("the payer became a customer");
+    let balance = payer["balances"]
+        .as_array()
+        .expect("balances")
+        .iter()
+        .find(|b| b["currency"] == "XTR")
+        .cloned()
+        .expect("an XTR balance");
+    assert_eq!(balance["available"], 25, "{payer}");
+    // And that one too is settled once.
+    app.pay(11, 25, &id, "charge-2").await.expect(200);
+    assert_eq!(app.events("invoice.payment_credited").await.len(), 1);
+    app.stop().await;
+}
