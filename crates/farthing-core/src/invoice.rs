@@ -140,6 +140,9 @@ pub struct Invoice {
     pub expires_at_ns: u64,
     /// When it was canceled or expired.
     pub closed_at_ns: Option<u64>,
+    /// The Telegram Stars invoice link (`https://t.me/$…`) made for it, when it accepts the
+    /// `stars` rail and Telegram gave one (SPEC I1 payment instructions).
+    pub stars_invoice_link: Option<String>,
 }
 
 /// Why an invoice operation was refused.
@@ -284,6 +287,7 @@ impl NewInvoice {
             created_at_ns: now_ns,
             expires_at_ns: now_ns.saturating_add(self.expires_in_s.saturating_mul(NS_PER_S)),
             closed_at_ns: None,
+            stars_invoice_link: None,
         })
     }
 }

@@ -96,6 +96,8 @@ pub fn json() -> &'static str {
         ErrorType,
         Invoice,
         InvoiceStatus,
+        PaymentInstructions,
+        StarsInstructions,
         RailName,
         EventType,
         Customer,
@@ -354,7 +356,7 @@ constants! {
     object_rail => ["rail"],
     object_list => ["list"],
     status_succeeded => ["succeeded"],
-    destination_balance => ["balance"],
+    refund_destination => ["balance", "rail"],
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -485,6 +487,22 @@ pub struct Invoice {
     pub closed_at: Option<u64>,
     /// The hosted checkout page, `…/pay/inv_…`.
     pub checkout_url: String,
+    /// How to pay on each rail that has instructions; `{}` when none.
+    pub payment_instructions: PaymentInstructions,
+}
+
+/// Per-rail payment instructions of an invoice (SPEC I1).
+#[derive(ToSchema)]
+pub struct PaymentInstructions {
+    /// Present when the invoice accepts `stars` and Telegram made a Stars invoice link.
+    pub stars: Option<StarsInstructions>,
+}
+
+/// How to pay an invoice with Telegram Stars.
+#[derive(ToSchema)]
+pub struct StarsInstructions {
+    /// The `https://t.me/$…` link from `createInvoiceLink`.
+    pub invoice_link: String,
 }
 
 /// A customer, with balances per currency.
@@ -594,8 +612,9 @@ pub struct Refund {
     /// Why, as the merchant said.
     #[schema(required = true)]
     pub reason: Option<String>,
-    /// Where the money went: always `balance` (rail refunds arrive with the rails).
-    #[schema(schema_with = destination_balance)]
+    /// Where the money went: `balance` (the customer's balance with the merchant) or `rail`
+    /// (back through the rail that paid, e.g. Telegram `refundStarPayment`).
+    #[schema(schema_with = refund_destination)]
     pub destination: String,
     /// When it was created (Unix seconds).
     pub created: u64,

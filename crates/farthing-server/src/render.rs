@@ -23,6 +23,16 @@ pub fn metadata(pairs: &[(String, String)]) -> Value {
     )
 }
 
+/// How to pay an invoice on each rail that has instructions (`{}` when none): today the Stars
+/// invoice link.
+fn payment_instructions(invoice: &Invoice) -> Value {
+    let mut instructions = Map::new();
+    if let Some(link) = &invoice.stars_invoice_link {
+        instructions.insert("stars".to_owned(), json!({ "invoice_link": link }));
+    }
+    Value::Object(instructions)
+}
+
 /// An invoice.
 pub fn invoice(invoice: &Invoice, mode: Mode, checkout_url: &str) -> Value {
     let (amount, min, max, presets) = match &invoice.amount {
@@ -63,6 +73,7 @@ pub fn invoice(invoice: &Invoice, mode: Mode, checkout_url: &str) -> Value {
         "expires_at": unix_s(invoice.expires_at_ns),
         "closed_at": invoice.closed_at_ns.map(unix_s),
         "checkout_url": checkout_url,
+        "payment_instructions": payment_instructions(invoice),
     })
 }
 
@@ -112,7 +123,7 @@ pub fn refund(refund: &Refund, mode: Mode) -> Value {
         "amount": refund.amount_minor,
         "currency": refund.currency.code(),
         "reason": refund.reason,
-        "destination": "balance",
+        "destination": if refund.rail.is_some() { "rail" } else { "balance" },
         "created": unix_s(refund.created_at_ns),
     })
 }

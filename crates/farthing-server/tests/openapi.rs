@@ -716,6 +716,7 @@ fn rendered_objects_match_their_schemas() {
         amount_minor: 40,
         reason: Some("duplicate".to_owned()),
         created_at_ns: now,
+        rail: None,
     };
     let rendered = render::refund(&refund, Mode::Test);
     assert_same_properties(&doc, "Refund", &rendered, &[]);
@@ -727,6 +728,13 @@ fn rendered_objects_match_their_schemas() {
         ..refund
     };
     checker.assert_valid(&render::refund(&of_invoice, Mode::Live), "Refund");
+    let through_rail = Refund {
+        rail: Some(farthing_core::Rail::Stars),
+        ..of_invoice
+    };
+    let rendered = render::refund(&through_rail, Mode::Live);
+    assert_eq!(rendered["destination"], "rail");
+    checker.assert_valid(&rendered, "Refund");
 
     // A webhook endpoint: the secret only when created; `deleted` only in DELETE's answer.
     let endpoint_id: WebhookEndpointId = new_id();
@@ -1467,6 +1475,20 @@ async fn a_running_server_answers_as_documented() {
             .body(json!({"update_id": 2})),
     )
     .await;
+    // A Stars invoice carries its Telegram invoice link.
+    let stars_invoice = c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(key)
+                .body(json!({"amount": 10, "currency": "XTR", "rails": ["stars"]})),
+        )
+        .await;
+    assert!(
+        stars_invoice["payment_instructions"]["stars"]["invoice_link"]
+            .as_str()
+            .is_some_and(|link| link.starts_with("https://t.me/"))
+    );
     double.assert_no_violations();
 
     // Every route answered successfully at least once...

@@ -6,7 +6,11 @@
 //! check, pre-checkout answers (accepted for an open invoice; refused with an `error_message`
 //! when expired, paid, or the amount is wrong), `successful_payment` settling an invoice, the
 //! same update twice settling once, and a second payment of a paid invoice credited to the
-//! payer. Every test ends with no spec violation in the double and a clean ledger audit.
+//! payer; Stars invoice links (`createInvoiceLink` made after creation, stored and returned in
+//! `payment_instructions`; no call without stars; a Telegram failure still creates the
+//! invoice); refunds through `refundStarPayment` (booked to the rail, or nothing booked when
+//! Telegram refuses). Every test ends with no spec violation in the double and a clean ledger
+//! audit.
 
 use std::time::{Duration, Instant};
 
@@ -522,5 +526,249 @@ async fn successful_payment_settles_once_and_a_second_payment_is_credited() {
     // And that one too is settled once.
     app.pay(11, 25, &id, "charge-2").await.expect(200);
     assert_eq!(app.events("invoice.payment_credited").await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stars_invoice_gets_an_invoice_link_stored_and_returned() {
+    let app = spawn().await;
+
+    // Before a bot is connected: no stars, no Telegram call, empty instructions.
+    let plain = app
+        .post("/v1/invoices", json!({"amount": 10, "currency": "XTR"}))
+        .await;
+    plain.expect(201);
+    assert_eq!(plain.body["payment_instructions"], json!({}));
+
+    app.connected().await;
+    let description = "A very long product name that Telegram would refuse as a title";
+    let reply = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 25, "currency": "XTR", "description": description}),
+        )
+        .await;
+    reply.expect(201);
+    let id = reply.body["id"].as_str().expect("id").to_owned();
+    let calls = app.double.calls_to("createInvoiceLink");
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert!(call.token_ok);
+    assert_eq!(call.param_str("currency"), Some("XTR"));
+    assert_eq!(call.param_str("payload"), Some(id.as_str()));
+    let title: String = description.chars().take(32).collect();
+    assert_eq!(call.param_str("title"), Some(title.as_str()));
+    assert_eq!(call.param_str("description"), Some(description));
+    assert!(call.param("provider_token").is_none());
+    let prices = call
+        .param("prices")
+        .and_then(Value::as_array)
+        .expect("prices");
+    assert_eq!(prices.len(), 1);
+    assert_eq!(prices[0]["amount"], 25);
+    let link = call
+        .result()
+        .and_then(Value::as_str)
+        .expect("the double made a link")
+        .to_owned();
+    assert!(link.starts_with("https://t.me/"), "{link}");
+    assert_eq!(
+        reply.body["payment_instructions"],
+        json!({"stars": {"invoice_link": link}})
+    );
+    // Stored: a later read returns it too.
+    let read = app.get(&format!("/v1/invoices/{id}")).await;
+    read.expect(200);
+    assert_eq!(
+        read.body["payment_instructions"]["stars"]["invoice_link"],
+        link
+    );
+
+    // No description: the title is "Payment" and the description the invoice id.
+    let bare = app.invoice(json!({"amount": 3, "currency": "XTR"})).await;
+    let calls = app.double.calls_to("createInvoiceLink");
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].param_str("title"), Some("Payment"));
+    assert_eq!(calls[1].param_str("description"), Some(bare.as_str()));
+
+    // No Telegram call for an invoice that does not accept stars, is not in XTR, or is
+    // amountless.
+    let no_stars = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 10, "currency": "XTR", "rails": ["balance"]}),
+        )
+        .await;
+    no_stars.expect(201);
+    assert_eq!(no_stars.body["payment_instructions"], json!({}));
+    app.invoice(json!({"amount": 10, "currency": "USD"})).await;
+    app.invoice(json!({"currency": "XTR", "amount_presets": [1, 5]}))
+        .await;
+    assert_eq!(app.double.calls_to("createInvoiceLink").len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_telegram_failure_still_creates_the_invoice_without_a_link() {
+    let app = spawn().await;
+    app.connected().await;
+    app.double
+        .fail_next("createInvoiceLink", Failure::InternalServerError);
+    let reply = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 25, "currency": "XTR", "description": "Coffee"}),
+        )
+        .await;
+    reply.expect(201);
+    assert_eq!(reply.body["status"], "open");
+    assert_eq!(reply.body["payment_instructions"], json!({}));
+    let id = reply.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.double.calls_to("createInvoiceLink").len(), 1);
+    let read = app.get(&format!("/v1/invoices/{id}")).await;
+    read.expect(200);
+    assert_eq!(read.body["payment_instructions"], json!({}));
+    assert_eq!(app.events("invoice.created").await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rail_refund_calls_refund_star_payment_and_books_the_refund() {
+    let app = spawn().await;
+    app.connected().await;
+    let id = app
+        .invoice(json!({"amount": 25, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+    app.pay(20, 25, &id, "charge-refund-1").await.expect(200);
+    assert_eq!(app.merchant_balance(), 25);
+
+    // Telegram refunds whole payments only; charges cannot go to a rail.
+    let partial = app
+        .post(
+            "/v1/refunds",
+            json!({"invoice": id, "amount": 10, "destination": "rail"}),
+        )
+        .await;
+    partial.expect(400);
+    assert_eq!(partial.body["error"]["param"], "amount");
+    let unknown = app
+        .post("/v1/refunds", json!({"invoice": id, "destination": "card"}))
+        .await;
+    unknown.expect(400);
+    assert_eq!(unknown.body["error"]["code"], "invalid_destination");
+    assert!(app.double.calls_to("refundStarPayment").is_empty());
+
+    let reply = app
+        .post(
+            "/v1/refunds",
+            json!({"invoice": id, "destination": "rail", "reason": "changed my mind"}),
+        )
+        .await;
+    reply.expect(201);
+    assert_eq!(reply.body["destination"], "rail");
+    assert_eq!(reply.body["amount"], 25);
+    assert_eq!(reply.body["invoice"], id.as_str());
+    let calls = app.double.calls_to("refundStarPayment");
+    assert_eq!(calls.len(), 1);
+    assert!(calls[0].token_ok);
+    assert_eq!(calls[0].param_i64("user_id"), Some(PAYER));
+    assert_eq!(
+        calls[0].param_str("telegram_payment_charge_id"),
+        Some("charge-refund-1")
+    );
+    assert_eq!(app.merchant_balance(), 0);
+    let invoice = app.get(&format!("/v1/invoices/{id}")).await;
+    invoice.expect(200);
+    assert_eq!(invoice.body["status"], "refunded");
+    assert_eq!(invoice.body["amount_refunded"], 25);
+    assert_eq!(app.events("refund.succeeded").await.len(), 1);
+    assert_eq!(app.events("invoice.refunded").await.len(), 1);
+    let refund_id = reply.body["id"].as_str().expect("id").to_owned();
+    let stored = app.get(&format!("/v1/refunds/{refund_id}")).await;
+    stored.expect(200);
+    assert_eq!(stored.body["destination"], "rail");
+    // The payer's balance is untouched: the Stars went back through Telegram.
+    let payer = app.payer().await.expect("the payer is a customer");
+    assert!(
+        payer["balances"]
+            .as_array()
+            .is_none_or(|b| b.iter().all(|b| b["balance"] == 0)),
+        "{payer}"
+    );
+
+    // Refunded already: nothing more goes to Telegram.
+    let again = app
+        .post("/v1/refunds", json!({"invoice": id, "destination": "rail"}))
+        .await;
+    again.expect(409);
+    assert_eq!(app.double.calls_to("refundStarPayment").len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_rail_refund_books_nothing() {
+    let app = spawn().await;
+    app.connected().await;
+    let id = app
+        .invoice(json!({"amount": 25, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+    app.pay(21, 25, &id, "charge-refund-2").await.expect(200);
+    app.double.fail_next(
+        "refundStarPayment",
+        Failure::BadRequest("CHARGE_NOT_FOUND".to_owned()),
+    );
+    let reply = app
+        .post("/v1/refunds", json!({"invoice": id, "destination": "rail"}))
+        .await;
+    reply.expect(502);
+    assert_eq!(reply.body["error"]["code"], "telegram_refund_failed");
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("CHARGE_NOT_FOUND")),
+        "{}",
+        reply.text
+    );
+    assert_eq!(app.double.calls_to("refundStarPayment").len(), 1);
+    assert_eq!(app.merchant_balance(), 25);
+    let invoice = app.get(&format!("/v1/invoices/{id}")).await;
+    assert_eq!(invoice.body["status"], "paid");
+    assert!(app.events("refund.succeeded").await.is_empty());
+    let refunds = app.get("/v1/refunds").await;
+    refunds.expect(200);
+    assert_eq!(refunds.body["data"], json!([]));
+    app.stop().await;
+}
+
+/// Telegram refunded the charge but farthing's booking never committed (a crash right after
+/// the call): a retry gets CHARGE_ALREADY_REFUNDED from Telegram and books the refund once,
+/// instead of leaving the ledger behind Telegram forever.
+#[tokio::test]
+async fn a_refund_telegram_already_made_is_booked_on_retry() {
+    let app = spawn().await;
+    app.connected().await;
+    let id = app
+        .invoice(json!({"amount": 25, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+    app.pay(22, 25, &id, "charge-refund-3").await.expect(200);
+    app.double.fail_next(
+        "refundStarPayment",
+        Failure::BadRequest("CHARGE_ALREADY_REFUNDED".to_owned()),
+    );
+    let reply = app
+        .post("/v1/refunds", json!({"invoice": id, "destination": "rail"}))
+        .await;
+    reply.expect(201);
+    assert_eq!(reply.body["destination"], "rail");
+    assert_eq!(app.merchant_balance(), 0);
+    let invoice = app.get(&format!("/v1/invoices/{id}")).await;
+    assert_eq!(invoice.body["status"], "refunded");
+    assert_eq!(app.events("refund.succeeded").await.len(), 1);
+    // Booked once: a further attempt is refused by the invoice's state, not sent again.
+    let again = app
+        .post("/v1/refunds", json!({"invoice": id, "destination": "rail"}))
+        .await;
+    again.expect(409);
+    assert_eq!(app.double.calls_to("refundStarPayment").len(), 1);
     app.stop().await;
 }

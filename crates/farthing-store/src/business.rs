@@ -465,7 +465,7 @@ impl Reader<'_> {
 const INVOICE_COLUMNS: &str = "id, merchant_id, customer_id, status, currency, amount_minor, \
      amount_min, amount_max, presets, description, payload, rails, metadata, paid_amount, \
      paid_rail, paid_customer, paid_transfer, paid_at_ns, refunded_minor, created_at_ns, \
-     expires_at_ns, closed_at_ns";
+     expires_at_ns, closed_at_ns, stars_invoice_link";
 
 fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
     let status: String = row.get(3)?;
@@ -521,6 +521,7 @@ fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
         created_at_ns: u64_from(row.get(19)?, "time")?,
         expires_at_ns: u64_from(row.get(20)?, "time")?,
         closed_at_ns: closed.map(|t| u64_from(t, "time")).transpose()?,
+        stars_invoice_link: row.get(22)?,
     })
 }
 
@@ -551,7 +552,7 @@ impl Tx<'_, '_> {
         let rails: Vec<&str> = invoice.rails.iter().map(|rail| rail.as_str()).collect();
         let mut statement = self.sql().prepare_cached(&format!(
             "INSERT INTO invoices ({INVOICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-             ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL)"
+             ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, NULL)"
         ))?;
         statement.execute(params![
             invoice.id.to_be_bytes(),
@@ -754,10 +755,12 @@ pub struct Refund {
     pub reason: Option<String>,
     /// Creation time.
     pub created_at_ns: u64,
+    /// The rail the money went back through (`None`: the customer's balance).
+    pub rail: Option<Rail>,
 }
 
 const REFUND_COLUMNS: &str = "id, merchant_id, invoice_id, charge_id, customer_id, currency, \
-     amount_minor, reason, created_at_ns";
+     amount_minor, reason, created_at_ns, rail";
 
 fn refund_from_row(row: &Row<'_>) -> Result<Refund, StoreError> {
     let currency: String = row.get(5)?;
@@ -771,6 +774,10 @@ fn refund_from_row(row: &Row<'_>) -> Result<Refund, StoreError> {
         amount_minor: u64_from(row.get(6)?, "amount")?,
         reason: row.get(7)?,
         created_at_ns: u64_from(row.get(8)?, "time")?,
+        rail: row
+            .get::<_, Option<String>>(9)?
+            .map(|rail| rail.parse().map_err(|_| corrupt("unknown refund rail")))
+            .transpose()?,
     })
 }
 
@@ -815,7 +822,8 @@ impl Tx<'_, '_> {
     pub fn insert_refund(&mut self, refund: &Refund) -> Result<(), StoreError> {
         self.sql()
             .prepare_cached(&format!(
-                "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                "INSERT INTO refunds ({REFUND_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ))?
             .execute(params![
                 refund.id.to_be_bytes(),
@@ -827,6 +835,7 @@ impl Tx<'_, '_> {
                 sql_amount(refund.amount_minor)?,
                 refund.reason,
                 sql_amount(refund.created_at_ns)?,
+                refund.rail.map(Rail::as_str),
             ])?;
         Ok(())
     }

@@ -79,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "business", crate::business::SCHEMA),
     (3, "rail_payments", crate::rails::SCHEMA),
     (4, "telegram_bots", crate::telegram::SCHEMA),
+    (
+        5,
+        "stars_links_and_rail_refunds",
+        crate::telegram::INVOICE_LINK_SCHEMA,
+    ),
 ];
 
 /// The newest schema this build knows.

@@ -27,6 +27,13 @@ pub(crate) const SCHEMA: &str = r#"
     CREATE INDEX telegram_bots_by_bot ON telegram_bots (bot_id);
 "#;
 
+/// Migration 5: the Stars invoice link of an invoice (written after the invoice, once Telegram
+/// made the link), and the rail a refund went back through (`NULL`: the customer's balance).
+pub(crate) const INVOICE_LINK_SCHEMA: &str = r#"
+    ALTER TABLE invoices ADD COLUMN stars_invoice_link TEXT;
+    ALTER TABLE refunds ADD COLUMN rail TEXT;
+"#;
+
 /// A merchant's connected bot.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TelegramBot {
@@ -144,6 +151,21 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
     ) -> Result<Option<TelegramBot>, StoreError> {
         by_merchant(self.sql(), merchant)
+    }
+}
+
+impl Tx<'_, '_> {
+    /// Stores the Stars invoice link of `invoice`; false when there is no such invoice.
+    pub fn set_stars_invoice_link(
+        &mut self,
+        invoice: farthing_core::InvoiceId,
+        link: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .sql()
+            .prepare_cached("UPDATE invoices SET stars_invoice_link = ?2 WHERE id = ?1")?
+            .execute(params![invoice.to_be_bytes(), link])?;
+        Ok(changed == 1)
     }
 }
 

@@ -1,13 +1,15 @@
 //! `/v1/charges` (pay-per-use against a balance, SPEC PR2) and `/v1/refunds` (back to the
-//! customer's balance, never more than was paid).
+//! customer's balance, or through Telegram for a Stars-paid invoice; never more than was paid).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use farthing_core::{ChargeId, CustomerId, InvoiceId, PublicId, RefundId, TransferId};
+use farthing_core::invoice::{InvoiceError, InvoiceStatus};
+use farthing_core::{ChargeId, CustomerId, InvoiceId, PublicId, Rail, RefundId, TransferId};
 use farthing_store::{Charge, Refund};
+use farthing_telegram::TelegramUserId;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -19,6 +21,7 @@ use crate::ids::new_id;
 use crate::openapi as spec;
 use crate::render;
 use crate::state::{AppState, Principal};
+use crate::telegram::BotApiError;
 
 /// `POST /v1/charges` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -208,9 +211,14 @@ pub struct CreateRefund {
     /// Why, for the merchant's records.
     #[schema(max_length = 500)]
     pub reason: Option<String>,
+    /// Where the money goes: `balance` (default: the customer's balance with the merchant) or
+    /// `rail` (back through the rail that paid the invoice: Telegram `refundStarPayment` for
+    /// `stars`, the whole payment only).
+    #[schema(value_type = Option<String>, pattern = "^(balance|rail)$", default = "balance")]
+    pub destination: Option<String>,
 }
 
-/// `POST /v1/refunds`: back to the customer's balance.
+/// `POST /v1/refunds`: back to the customer's balance, or through the rail that paid.
 #[utoipa::path(
     post,
     path = "/v1/refunds",
@@ -219,17 +227,18 @@ pub struct CreateRefund {
     summary = "Refund an invoice or a charge",
     security(("bearer" = [])),
     params(spec::IdempotencyKey),
-    request_body(content = CreateRefund, content_type = "application/json", description = "Exactly one of `invoice` and `charge`; `amount` defaults to everything not yet refunded."),
+    request_body(content = CreateRefund, content_type = "application/json", description = "Exactly one of `invoice` and `charge`; `amount` defaults to everything not yet refunded. `destination: rail` refunds a Stars-paid invoice through Telegram (`refundStarPayment`, the whole payment)."),
     responses(
         (status = 201, description = "The refund; `refund.succeeded` and `customer.balance_changed` events are written with it (and `invoice.refunded` or `invoice.partially_refunded` for an invoice).", body = spec::Refund, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
-        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), not exactly one of `invoice` and `charge` (`invalid_refund`), an unknown invoice or charge (`invalid_id`, `invoice_not_found`, `charge_not_found`), a bad amount (`invalid_amount`), more than is left to refund (`refund_too_large`), an invoice paid without a customer (`no_customer`), a reason over 500 characters (`invalid_reason`), or a refund that would take the customer's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), not exactly one of `invoice` and `charge` (`invalid_refund`), an unknown invoice or charge (`invalid_id`, `invoice_not_found`, `charge_not_found`), a bad amount (`invalid_amount`), more than is left to refund (`refund_too_large`), an invoice paid without a customer (`no_customer`), a reason over 500 characters (`invalid_reason`), a refund that would take the customer's balance beyond the largest amount farthing stores (`amount_too_large`), an unknown `destination` (`invalid_destination`), or, with `destination: rail`, an invoice not paid on the stars rail (`rail_refund_unsupported`), a partial amount (`invalid_amount`; Telegram refunds whole payments) or no connected bot (`rail_not_configured`).", body = spec::Error),
         (status = 401, description = spec::E401, body = spec::Error),
         (status = 402, description = "The merchant's balance is too small to refund from (`insufficient_funds`); nothing was written.", body = spec::Error),
         (status = 403, description = spec::E403, body = spec::Error),
-        (status = 409, description = "The invoice is not paid (`invoice_not_paid`).", body = spec::Error),
+        (status = 409, description = "The invoice is not paid (`invoice_not_paid`), or, with `destination: rail`, the Telegram user who paid it is not known (`payer_unknown`).", body = spec::Error),
         (status = 413, description = spec::E413, body = spec::Error),
         (status = 422, description = spec::E422, body = spec::Error),
         (status = 500, description = spec::E500, body = spec::Error),
+        (status = 502, description = "With `destination: rail`: Telegram refused `refundStarPayment` or could not be reached (`telegram_refund_failed`, with Telegram's description); nothing was booked.", body = spec::Error),
         (status = 503, description = spec::E503, body = spec::Error),
     ),
 )]
@@ -264,6 +273,26 @@ pub async fn create_refund(
             ApiError::invalid("invalid_reason", "reason must be at most 500 characters")
                 .param("reason"),
         );
+    }
+    match request.destination.as_deref() {
+        None | Some("balance") => {}
+        Some("rail") => {
+            let Target::Invoice(invoice) = target else {
+                return Err(ApiError::invalid(
+                    "invalid_refund",
+                    "only an invoice paid on a rail can be refunded to the rail; a charge is refunded to the balance",
+                )
+                .param("destination"));
+            };
+            return rail_refund(&state, &principal, &headers, &body, invoice, amount, reason).await;
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_destination",
+                "destination must be \"balance\" or \"rail\"",
+            )
+            .param("destination"))
+        }
     }
     let (merchant, mode) = (principal.merchant, principal.mode);
     let checkout = state.checkout_url("");
@@ -362,11 +391,276 @@ pub async fn create_refund(
             amount_minor,
             reason,
             created_at_ns: now,
+            rail: None,
         };
         tx.insert_refund(&refund)?;
         let object = render::refund(&refund, mode);
         emit(tx, merchant, mode, "refund.succeeded", object.clone())?;
         super::customers::emit_balance_changed(tx, merchant, mode, customer, currency)?;
+        Ok((StatusCode::CREATED, object))
+    })
+    .await
+}
+
+fn invoice_not_found(invoice: InvoiceId) -> ApiError {
+    ApiError::invalid(
+        "invoice_not_found",
+        format!("no such invoice: {:?}", invoice.encode()),
+    )
+    .param("invoice")
+}
+
+fn telegram_refund_failed(message: String) -> ApiError {
+    let mut api = ApiError::unavailable(message);
+    api.status = StatusCode::BAD_GATEWAY;
+    api.code = "telegram_refund_failed";
+    api
+}
+
+/// What a rail refund of an invoice needs, read before Telegram is called.
+struct RailRefund {
+    bot: farthing_store::TelegramBot,
+    user: TelegramUserId,
+    charge_id: String,
+    amount_minor: u64,
+}
+
+/// Checks that `invoice` can be refunded through its rail (paid on `stars`, not refunded yet,
+/// the whole amount) and finds the payer and Telegram's charge id in its `rail_payments` row.
+fn plan_rail_refund(
+    state: &AppState,
+    principal: &Principal,
+    invoice_id: InvoiceId,
+    amount: Option<u64>,
+) -> Result<RailRefund, ApiError> {
+    let merchant = principal.merchant;
+    let (invoice, payments, bot) = state.store(principal.mode).read(move |reader| {
+        Ok((
+            reader.invoice(invoice_id)?,
+            reader.rail_payments_of_invoice(merchant, invoice_id)?,
+            reader.telegram_bot(merchant)?,
+        ))
+    })?;
+    let invoice = invoice
+        .filter(|i| i.merchant == merchant)
+        .ok_or_else(|| invoice_not_found(invoice_id))?;
+    if invoice.status != InvoiceStatus::Paid {
+        let error = match invoice.status {
+            InvoiceStatus::PartiallyRefunded => ApiError::invalid(
+                "refund_too_large",
+                "this invoice was partly refunded to the balance; Telegram refunds whole payments only",
+            ),
+            status => map_invoice_error(InvoiceError::NotPaid(status)),
+        };
+        return Err(error.param("invoice"));
+    }
+    let payment = invoice
+        .payment
+        .filter(|p| p.rail == Rail::Stars)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "rail_refund_unsupported",
+                "this invoice was not paid on the stars rail; refund it to the balance",
+            )
+            .param("destination")
+        })?;
+    let amount_minor = payment.amount_minor;
+    if amount.is_some_and(|a| a != amount_minor) {
+        return Err(ApiError::invalid(
+            "invalid_amount",
+            format!(
+                "Telegram refunds whole payments: the amount must be {amount_minor} (or left out)"
+            ),
+        )
+        .param("amount"));
+    }
+    let row = payments
+        .into_iter()
+        .find(|p| p.rail == Rail::Stars && p.paid_minor > 0)
+        .ok_or_else(|| {
+            ApiError::internal(format!(
+                "paid invoice {} has no stars rail payment",
+                invoice_id.encode()
+            ))
+        })?;
+    // The payer: recorded with the payment, else the payer's `tg:<id>` customer.
+    let recorded = row
+        .payload
+        .as_deref()
+        .and_then(|payload| serde_json::from_str::<Value>(payload).ok())
+        .and_then(|payload| payload.get("user_id").and_then(Value::as_u64));
+    let from_customer = match row.customer {
+        Some(customer) if recorded.is_none() => state
+            .store(principal.mode)
+            .read(move |reader| reader.customer(customer))?
+            .and_then(|c| c.external_id)
+            .and_then(|e| e.strip_prefix("tg:").and_then(|id| id.parse::<u64>().ok())),
+        _ => None,
+    };
+    let user = recorded
+        .or(from_customer)
+        .and_then(TelegramUserId::new)
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "payer_unknown",
+                "the Telegram user who paid this invoice is not known; refund it to the balance",
+            )
+            .param("invoice")
+        })?;
+    let bot = bot.ok_or_else(|| {
+        ApiError::invalid(
+            "rail_not_configured",
+            "no Telegram bot is connected to refund through; see PUT /v1/rails/stars",
+        )
+        .param("destination")
+    })?;
+    // Telegram cannot take the refund back, so the booking must not fail afterwards for want
+    // of money: check the merchant's balance first.
+    let balance = state
+        .store(principal.mode)
+        .account(book::merchant(merchant, invoice.currency).id)?
+        .map_or(0, |account| account.balances.available());
+    if balance < i128::from(amount_minor) {
+        let mut error = ApiError::invalid(
+            "insufficient_funds",
+            "the merchant's balance is too small to refund from",
+        );
+        error.status = StatusCode::PAYMENT_REQUIRED;
+        return Err(error);
+    }
+    Ok(RailRefund {
+        bot,
+        user,
+        charge_id: row.external_id,
+        amount_minor,
+    })
+}
+
+/// The merchant's customer `tg:<user>`, created now if the Telegram user has none yet.
+fn telegram_customer(
+    tx: &mut farthing_store::Tx<'_, '_>,
+    merchant: farthing_core::MerchantId,
+    mode: crate::state::Mode,
+    user: TelegramUserId,
+) -> Result<CustomerId, ApiError> {
+    let external = format!("tg:{}", user.get());
+    if let Some(customer) = tx.customer_by_external_id(merchant, &external)? {
+        return Ok(customer.id);
+    }
+    let customer = farthing_store::Customer {
+        id: new_id(),
+        merchant,
+        external_id: Some(external),
+        metadata: Vec::new(),
+        created_at_ns: tx.now_ns(),
+    };
+    tx.insert_customer(&customer)?;
+    emit(
+        tx,
+        merchant,
+        mode,
+        "customer.created",
+        render::customer(&customer, mode, &[]),
+    )?;
+    Ok(customer.id)
+}
+
+/// `POST /v1/refunds` with `destination: rail`: Telegram `refundStarPayment` first (network
+/// I/O, outside any store job), then the refund is booked (merchant balance → the rail's
+/// external account), the invoice marked refunded, `refund.succeeded` and `invoice.refunded`
+/// written. If Telegram refuses, nothing is booked.
+async fn rail_refund(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: &[u8],
+    invoice_id: InvoiceId,
+    amount: Option<u64>,
+    reason: Option<String>,
+) -> Result<Response, ApiError> {
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    // A retried request with a stored answer is replayed by `write` without calling Telegram.
+    let key = extract::idempotency_key(headers)?;
+    let replay = match key {
+        Some(key) => state
+            .store(mode)
+            .read(move |reader| reader.idempotency_key(merchant, &key))?
+            .is_some(),
+        None => false,
+    };
+    let charge_id = if replay {
+        None
+    } else {
+        let plan = plan_rail_refund(state, principal, invoice_id, amount)?;
+        let client = crate::telegram::webhook::client(&plan.bot)?;
+        let refunded = client.refund_star_payment(plan.user, &plan.charge_id).await;
+        // Telegram refunded this charge before but the booking did not commit (a crash or a
+        // database failure right after the call): book it now instead of leaving the ledger
+        // behind Telegram. The invoice's own state stops a second booking.
+        let already = matches!(&refunded, Err(BotApiError::Api { description, .. })
+            if description.contains("CHARGE_ALREADY_REFUNDED"));
+        if already {
+            tracing::warn!(invoice = %invoice_id.encode(), "Telegram had already refunded this charge; booking the refund now");
+        } else if let Err(error) = refunded {
+            tracing::warn!(%error, invoice = %invoice_id.encode(), "refundStarPayment failed");
+            let message = match &error {
+                BotApiError::Api { description, .. } => {
+                    format!("Telegram refused the refund: {description}")
+                }
+                _ => "the Telegram Bot API could not be reached; nothing was refunded".to_owned(),
+            };
+            return Err(telegram_refund_failed(message));
+        }
+        Some((plan.charge_id, plan.amount_minor, plan.user))
+    };
+    let checkout = state.checkout_url("");
+    write(state, principal, headers, "POST /v1/refunds", body, move |tx| {
+        let Some((charge_id, amount_minor, user)) = charge_id else {
+            return Err(ApiError::internal("a replayed rail refund has no stored answer"));
+        };
+        let id: RefundId = new_id();
+        let now = tx.now_ns();
+        let mut invoice = tx
+            .invoice(invoice_id)?
+            .filter(|i| i.merchant == merchant)
+            .ok_or_else(|| invoice_not_found(invoice_id))?;
+        let customer = match invoice.payment.and_then(|p| p.customer).or(invoice.customer) {
+            Some(customer) => customer,
+            None => telegram_customer(tx, merchant, mode, user)?,
+        };
+        tracing::info!(invoice = %invoice_id.encode(), charge = %charge_id, "Stars payment refunded through Telegram");
+        invoice
+            .apply_refund(amount_minor)
+            .map_err(|e| map_invoice_error(e).param("invoice"))?;
+        tx.update_invoice(&invoice)?;
+        let currency = invoice.currency;
+        let group = book::transfer(
+            TransferId(id.raw()),
+            book::merchant(merchant, currency),
+            book::rail(Rail::Stars, currency),
+            amount_minor,
+            book::REFUND,
+            id.raw(),
+        );
+        tx.apply(&group)?
+            .map_err(|error| ledger_error(error, "the merchant", currency))?;
+        let url = format!("{checkout}{}", invoice.id.encode());
+        emit(tx, merchant, mode, "invoice.refunded", render::invoice(&invoice, mode, &url))?;
+        let refund = Refund {
+            id,
+            merchant,
+            invoice: Some(invoice_id),
+            charge: None,
+            customer,
+            currency,
+            amount_minor,
+            reason,
+            created_at_ns: now,
+            rail: Some(Rail::Stars),
+        };
+        tx.insert_refund(&refund)?;
+        let object = render::refund(&refund, mode);
+        emit(tx, merchant, mode, "refund.succeeded", object.clone())?;
         Ok((StatusCode::CREATED, object))
     })
     .await

@@ -10,8 +10,9 @@ use farthing_core::invoice::{
     InvoiceAmount, InvoiceError, InvoicePayment, NewInvoice, DEFAULT_EXPIRES_IN_S,
 };
 use farthing_core::{CustomerId, InvoiceId, PublicId, Rail, TransferId};
+use farthing_store::TelegramBot;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{body_bytes, book, emit, ledger_error, list_answer, write};
 use crate::error::ApiError;
@@ -20,6 +21,7 @@ use crate::ids::new_id;
 use crate::openapi as spec;
 use crate::render;
 use crate::state::{AppState, Mode, Principal};
+use crate::telegram::InvoiceParams;
 
 /// `POST /v1/invoices` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -210,7 +212,7 @@ fn parse_new(request: CreateInvoice, mode: Mode, stars: bool) -> Result<NewInvoi
     params(spec::IdempotencyKey),
     request_body(content = CreateInvoice, content_type = "application/json", description = "A fixed `amount`, or none for an amountless invoice (then `amount_presets`, `amount_min`, `amount_max`)."),
     responses(
-        (status = 201, description = "The new open invoice; an `invoice.created` event is written with it.", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 201, description = "The new open invoice; an `invoice.created` event is written with it. A fixed-amount `XTR` invoice that accepts `stars` carries `payment_instructions.stars.invoice_link` (Telegram `createInvoiceLink`, asked after the invoice is stored; when Telegram fails the invoice is created without it).", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown currency (`invalid_currency`), a bad amount (`invalid_amount`), a bad amountless setup, expiry, description or payload (`invalid_invoice`, `invalid_expires_in`), an unknown or unconfigured rail (`invalid_rail`, `rail_not_configured`), an unknown customer (`invalid_id`, `customer_not_found`), or bad metadata (`invalid_metadata`).", body = spec::Error),
         (status = 401, description = spec::E401, body = spec::Error),
         (status = 403, description = spec::E403, body = spec::Error),
@@ -229,9 +231,11 @@ pub async fn create(
     principal.require("invoices:write")?;
     let body = body_bytes(body, state.config().max_body_bytes)?;
     let request: CreateInvoice = extract::json_body(&headers, &body)?;
-    let stars = super::stars::connected(&state, principal.merchant, principal.mode)?;
-    let new = parse_new(request, principal.mode, stars)?;
     let (merchant, mode) = (principal.merchant, principal.mode);
+    let bot = state
+        .store(mode)
+        .read(move |reader| reader.telegram_bot(merchant))?;
+    let new = parse_new(request, principal.mode, bot.is_some())?;
     // Everything that does not depend on the database is built here, on the async workers,
     // so that the single writer thread only checks and inserts (it is the bottleneck under
     // load, see BENCHMARKS.md).
@@ -241,6 +245,11 @@ pub async fn create(
         .into_invoice(id, merchant, super::wall_clock_ns())
         .map_err(invoice_error)?;
     let object = render::invoice(&invoice, mode, &state.checkout_url(&id.encode()));
+    // A Stars invoice link is asked for only once the invoice is committed (network I/O never
+    // runs inside a store job), and only for a fixed-amount XTR invoice that accepts `stars`.
+    let link_request = bot
+        .filter(|_| invoice.rails.contains(&Rail::Stars))
+        .and_then(|bot| stars_link_params(&invoice).map(|params| (bot, params, object.clone())));
     let event = super::event_record(
         merchant,
         mode,
@@ -248,7 +257,7 @@ pub async fn create(
         &object,
         invoice.created_at_ns,
     );
-    write(
+    let response = write(
         &state,
         &principal,
         &headers,
@@ -263,7 +272,87 @@ pub async fn create(
             Ok((StatusCode::CREATED, object))
         },
     )
-    .await
+    .await?;
+    let Some((bot, params, mut object)) = link_request else {
+        return Ok(response);
+    };
+    if response.status() != StatusCode::CREATED
+        || response.headers().contains_key("idempotent-replayed")
+    {
+        return Ok(response);
+    }
+    let Some(link) = create_stars_link(&bot, &params).await else {
+        return Ok(response);
+    };
+    let stored = link.clone();
+    let saved = state
+        .store(mode)
+        .run(move |tx| tx.set_stars_invoice_link(id, &stored))
+        .await;
+    match saved {
+        Ok(Ok(true)) => {
+            object["payment_instructions"] = json!({"stars": {"invoice_link": link}});
+            Ok((StatusCode::CREATED, axum::Json(object)).into_response())
+        }
+        Ok(Ok(false)) => Ok(response),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, invoice = %id.encode(), "could not store the Stars invoice link");
+            Ok(response)
+        }
+        Err(error) => {
+            tracing::warn!(%error, invoice = %id.encode(), "could not store the Stars invoice link");
+            Ok(response)
+        }
+    }
+}
+
+/// Cuts `text` to at most `max` characters.
+fn cut(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// The `createInvoiceLink` parameters of a fixed-amount `XTR` invoice (`None` otherwise): one
+/// price, no provider token, the invoice id as payload.
+fn stars_link_params(invoice: &farthing_core::invoice::Invoice) -> Option<InvoiceParams> {
+    let InvoiceAmount::Fixed(amount) = invoice.amount else {
+        return None;
+    };
+    if invoice.currency.code() != "XTR" {
+        return None;
+    }
+    let amount = i64::try_from(amount).ok()?;
+    let text = invoice.description.trim();
+    let id = invoice.id.encode();
+    let title = if text.is_empty() {
+        "Payment".to_owned()
+    } else {
+        cut(text, 32)
+    };
+    let description = if text.is_empty() {
+        id.clone()
+    } else {
+        cut(text, 255)
+    };
+    Some(InvoiceParams::stars(&title, &description, &id, amount))
+}
+
+/// Asks Telegram for the Stars invoice link; `None` (and a warning) when it fails: the invoice
+/// stays valid without it.
+async fn create_stars_link(bot: &TelegramBot, params: &InvoiceParams) -> Option<String> {
+    let client = match crate::telegram::webhook::client(bot) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(error = %error.message, bot_id = bot.bot_id, "no Bot API client for the Stars invoice link");
+            return None;
+        }
+    };
+    match client.create_invoice_link(params).await {
+        Ok(link) => Some(link),
+        Err(error) => {
+            tracing::warn!(%error, bot_id = bot.bot_id, invoice = %params.payload, "createInvoiceLink failed; the invoice has no Stars link");
+            None
+        }
+    }
 }
 
 /// Loads an invoice of the principal's merchant, or 404.

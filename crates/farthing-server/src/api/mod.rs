@@ -208,6 +208,12 @@ pub mod book {
         )
     }
 
+    /// A rail's external account: where money paid on the rail comes from and where money
+    /// refunded through it goes.
+    pub fn rail(rail: Rail, currency: Currency) -> Account {
+        Account::new(AccountKind::External { rail }, currency)
+    }
+
     /// One transfer `from` → `to`, creating both accounts if needed.
     pub fn transfer(
         id: TransferId,

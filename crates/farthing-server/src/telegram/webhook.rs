@@ -123,7 +123,8 @@ fn find_bot(
     Ok(found)
 }
 
-fn client(bot: &TelegramBot) -> Result<BotClient, ApiError> {
+/// A Bot API client for a stored bot, with the short timeout of calls made while answering.
+pub(crate) fn client(bot: &TelegramBot) -> Result<BotClient, ApiError> {
     let token = BotToken::parse(&bot.token).map_err(|_| {
         ApiError::internal(format!(
             "the stored token of bot {} is unreadable",
@@ -230,6 +231,8 @@ async fn successful_payment(
         amount_minor,
         payload: Some(json!({
             "bot_id": bot.bot_id,
+            // The payer, for refundStarPayment (the customer may not exist yet).
+            "user_id": from.map(|user| user.id),
             "telegram_payment_charge_id": payment.telegram_payment_charge_id,
             "provider_payment_charge_id": payment.provider_payment_charge_id,
             "invoice_payload": payment.invoice_payload,
