@@ -143,6 +143,9 @@ pub struct Invoice {
     /// The Telegram Stars invoice link (`https://t.me/$…`) made for it, when it accepts the
     /// `stars` rail and Telegram gave one (SPEC I1 payment instructions).
     pub stars_invoice_link: Option<String>,
+    /// The BOLT11 made for it on the merchant's Lightning node, when it accepts the
+    /// `lightning` rail and the node gave one (SPEC I1, RL3).
+    pub lightning_bolt11: Option<String>,
 }
 
 /// Why an invoice operation was refused.
@@ -288,6 +291,7 @@ impl NewInvoice {
             expires_at_ns: now_ns.saturating_add(self.expires_in_s.saturating_mul(NS_PER_S)),
             closed_at_ns: None,
             stars_invoice_link: None,
+            lightning_bolt11: None,
         })
     }
 }
@@ -418,6 +422,9 @@ pub enum CreditReason {
     /// The rail named no invoice, or one the merchant does not have: nothing to pay, so all
     /// of it is credited.
     UnknownInvoice,
+    /// A top-up: the payment named no invoice but a customer whose balance it is for (e.g. an
+    /// LNURL-pay link of a customer).
+    TopUp,
 }
 
 impl CreditReason {
@@ -430,17 +437,19 @@ impl CreditReason {
             CreditReason::Overpaid => "overpaid",
             CreditReason::OtherCurrency => "other_currency",
             CreditReason::UnknownInvoice => "unknown_invoice",
+            CreditReason::TopUp => "top_up",
         }
     }
 
     /// Every reason, in a stable order.
-    pub const ALL: [CreditReason; 6] = [
+    pub const ALL: [CreditReason; 7] = [
         CreditReason::Late,
         CreditReason::AlreadyPaid,
         CreditReason::Underpaid,
         CreditReason::Overpaid,
         CreditReason::OtherCurrency,
         CreditReason::UnknownInvoice,
+        CreditReason::TopUp,
     ];
 
     /// Reads the wire name back; `None` for a name farthing does not know.

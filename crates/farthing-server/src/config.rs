@@ -28,6 +28,33 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Exchange rates: `"USD/TON" = "0.2"` (1 USD = 0.2 TON).
     pub rates: std::collections::BTreeMap<String, String>,
+    /// The Lightning rail's watcher.
+    pub lightning: LightningConfig,
+}
+
+/// The Lightning rail's watcher settings (SPEC RL3, I3).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LightningConfig {
+    /// How often every open node invoice is asked about, in milliseconds (the fallback when a
+    /// node's settlement stream is down; the stream itself is immediate).
+    pub poll_interval_ms: u64,
+    /// How long a node invoice stays watched after its BOLT11 expired, in seconds, so that a
+    /// payment the node settled while farthing was not looking is still found and credited.
+    pub late_watch_s: u64,
+    /// Whether `PUT /v1/rails/lightning` may name a node on a loopback or private address (a
+    /// self-hosted node usually is one; turn off on a shared, multi-merchant server).
+    pub allow_private_nodes: bool,
+}
+
+impl Default for LightningConfig {
+    fn default() -> Self {
+        LightningConfig {
+            poll_interval_ms: 2_000,
+            late_watch_s: 24 * 3600,
+            allow_private_nodes: true,
+        }
+    }
 }
 
 /// Webhook delivery settings.
@@ -69,6 +96,7 @@ impl Default for Config {
             idempotency_ttl_s: 24 * 3600,
             webhooks: WebhookConfig::default(),
             rates: Default::default(),
+            lightning: LightningConfig::default(),
         }
     }
 }
@@ -147,6 +175,12 @@ impl Config {
         if let Some(value) = env("FARTHING_PUBLIC_URL") {
             config.public_url = value;
         }
+        if let Some(value) = env("FARTHING_LIGHTNING_POLL_INTERVAL_MS") {
+            config.lightning.poll_interval_ms = value.parse().map_err(|_| ConfigError::Env {
+                name: "FARTHING_LIGHTNING_POLL_INTERVAL_MS",
+                message: format!("{value:?} is not a number of milliseconds"),
+            })?;
+        }
         if let Some(value) = env("FARTHING_ALLOW_PRIVATE_WEBHOOKS") {
             config.allow_private_webhooks = env_flag("FARTHING_ALLOW_PRIVATE_WEBHOOKS", &value)?;
         }
@@ -178,6 +212,11 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "webhooks: retry_schedule_s must be non-empty and non-negative, jitter within 0..=1, timeout_s within (0, 120], concurrency at least 1".to_owned(),
+            ));
+        }
+        if !(50..=600_000).contains(&self.lightning.poll_interval_ms) {
+            return Err(ConfigError::Invalid(
+                "lightning.poll_interval_ms must be within 50..=600000".to_owned(),
             ));
         }
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {

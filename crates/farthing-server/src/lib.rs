@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod ids;
+pub mod lightning;
 pub mod metrics;
 pub mod openapi;
 pub mod render;
@@ -69,6 +70,21 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/webhook_endpoints/{id}"),
     ("GET", "/v1/rails"),
     ("PUT", "/v1/rails/stars"),
+    ("PUT", "/v1/rails/lightning"),
+    ("POST", "/v1/lnurl/withdraws"),
+    ("GET", "/v1/lnurl/withdraws/{id}"),
+    ("POST", "/v1/lnurl/auth"),
+    ("GET", "/v1/lnurl/auth/{id}"),
+    ("GET", "/v1/customers/{id}/lightning"),
+    ("POST", "/v1/payouts"),
+    ("GET", "/.well-known/lnurlp/{name}"),
+    ("GET", "/lnurl/{mode}/pay/{name}"),
+    ("GET", "/lnurl/{mode}/pay/{name}/callback"),
+    ("GET", "/lnurl/{mode}/topup/{customer}"),
+    ("GET", "/lnurl/{mode}/topup/{customer}/callback"),
+    ("GET", "/lnurl/{mode}/withdraw/{k1}"),
+    ("GET", "/lnurl/{mode}/withdraw/{k1}/callback"),
+    ("GET", "/lnurl/{mode}/auth"),
     ("POST", "/v1/test/invoices/{id}/pay"),
     ("POST", "/v1/test/customers/{id}/top_up"),
     ("GET", "/pay/{id}"),
@@ -79,7 +95,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The router over `state`.
 pub fn router(state: AppState) -> Router {
-    use api::{charges, customers, events, invoices, rails, stars, test_mode};
+    use crate::lightning::lnurl;
+    use api::{charges, customers, events, invoices, lightning, rails, stars, test_mode};
     let limit = state.config().max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
@@ -115,6 +132,36 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/rails", get(rails::list))
         .route("/v1/rails/stars", put(stars::connect))
+        .route("/v1/rails/lightning", put(lightning::connect))
+        .route("/v1/lnurl/withdraws", post(lightning::create_withdraw))
+        .route(
+            "/v1/lnurl/withdraws/{id}",
+            get(lightning::retrieve_withdraw),
+        )
+        .route("/v1/lnurl/auth", post(lightning::create_auth))
+        .route("/v1/lnurl/auth/{id}", get(lightning::retrieve_auth))
+        .route(
+            "/v1/customers/{id}/lightning",
+            get(lightning::customer_top_up),
+        )
+        .route("/v1/payouts", post(lightning::create_payout))
+        .route("/.well-known/lnurlp/{name}", get(lnurl::well_known))
+        .route("/lnurl/{mode}/pay/{name}", get(lnurl::pay))
+        .route(
+            "/lnurl/{mode}/pay/{name}/callback",
+            get(lnurl::pay_callback),
+        )
+        .route("/lnurl/{mode}/topup/{customer}", get(lnurl::top_up))
+        .route(
+            "/lnurl/{mode}/topup/{customer}/callback",
+            get(lnurl::top_up_callback),
+        )
+        .route("/lnurl/{mode}/withdraw/{k1}", get(lnurl::withdraw))
+        .route(
+            "/lnurl/{mode}/withdraw/{k1}/callback",
+            get(lnurl::withdraw_callback),
+        )
+        .route("/lnurl/{mode}/auth", get(lnurl::auth))
         .route("/v1/test/invoices/{id}/pay", post(test_mode::pay_invoice))
         .route("/v1/test/customers/{id}/top_up", post(test_mode::top_up))
         .route("/pay/{id}", get(checkout::page))
@@ -359,11 +406,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     let scheduler = tokio::spawn(scheduler::run(state.clone(), shutdown.subscribe()));
     let worker = tokio::spawn(webhooks::run_worker(state.clone(), shutdown.subscribe()));
+    let watcher = tokio::spawn(crate::lightning::run(state.clone(), shutdown.subscribe()));
     Ok(Running {
         addr,
         state,
         shutdown,
-        tasks: vec![server, scheduler, worker],
+        tasks: vec![server, scheduler, worker, watcher],
     })
 }
 

@@ -47,13 +47,17 @@ pub fn json() -> &'static str {
         description = "farthing's Merchant API: invoices, customer balances, charges, refunds, \
             signed webhooks and the sandbox rail.\n\n\
             Conventions (SPEC A2): every object has a prefixed id (`inv_`, `cus_`, `chg_`, \
-            `ref_`, `evt_`, `we_`); amounts are integers in minor units of their currency \
-            (500 = 5.00 USD); times are Unix seconds; lists take `limit` and `starting_after` \
-            and answer `{\"object\": \"list\", \"data\": [...], \"has_more\": bool}`, newest \
-            first; every error is `{\"error\": {\"type\", \"code\", \"message\", \"param\"}}`; \
-            every write honours an `Idempotency-Key` header (same key and body: the stored \
-            answer, with `Idempotent-Replayed: true`; same key, another body: 422). A test-mode \
-            key (`fk_test_…`) sees only test data, a live key (`fk_live_…`) only live data."
+            `ref_`, `evt_`, `we_`), except the Lightning rail's LNURL links, challenges and \
+            payouts, named by 64 hex characters; amounts are integers in minor units of their \
+            currency (500 = 5.00 USD; BTC in satoshis); times are Unix seconds; lists take \
+            `limit` and `starting_after` and answer `{\"object\": \"list\", \"data\": [...], \
+            \"has_more\": bool}`, newest first; every error is `{\"error\": {\"type\", \"code\", \
+            \"message\", \"param\"}}`, except on the public LNURL endpoints wallets call, which \
+            answer LNURL's `{\"status\": \"ERROR\", \"reason\"}`; every write honours an \
+            `Idempotency-Key` header (same key and body: the stored answer, with \
+            `Idempotent-Replayed: true`; same key, another body: 422), except `POST /v1/payouts`, \
+            idempotent by the BOLT11 it pays. A test-mode key (`fk_test_…`) sees only test data, \
+            a live key (`fk_live_…`) only live data."
     ),
     paths(
         crate::healthz,
@@ -83,6 +87,21 @@ pub fn json() -> &'static str {
         crate::api::events::delete_endpoint,
         crate::api::rails::list,
         crate::api::stars::connect,
+        crate::api::lightning::connect,
+        crate::api::lightning::create_withdraw,
+        crate::api::lightning::retrieve_withdraw,
+        crate::api::lightning::create_auth,
+        crate::api::lightning::retrieve_auth,
+        crate::api::lightning::customer_top_up,
+        crate::api::lightning::create_payout,
+        lnurl_well_known,
+        lnurl_pay,
+        lnurl_pay_callback,
+        lnurl_top_up,
+        lnurl_top_up_callback,
+        lnurl_withdraw,
+        lnurl_withdraw_callback,
+        lnurl_auth,
         crate::telegram::webhook::receive,
         crate::api::test_mode::pay_invoice,
         crate::api::test_mode::top_up,
@@ -91,6 +110,7 @@ pub fn json() -> &'static str {
         checkout_sandbox,
     ),
     components(schemas(
+        LnurlStatus,
         Error,
         ErrorDetail,
         ErrorType,
@@ -98,6 +118,7 @@ pub fn json() -> &'static str {
         InvoiceStatus,
         PaymentInstructions,
         StarsInstructions,
+        LightningInstructions,
         RailName,
         EventType,
         Customer,
@@ -115,6 +136,17 @@ pub fn json() -> &'static str {
         Redelivery,
         RailState,
         crate::api::stars::ConnectStars,
+        crate::api::lightning::ConnectLightning,
+        crate::api::lightning::CreateWithdraw,
+        crate::api::lightning::CreateAuth,
+        crate::api::lightning::CreatePayout,
+        LnurlWithdraw,
+        LnurlAuth,
+        CustomerTopUpLink,
+        Payout,
+        LnurlPayRequest,
+        LnurlPayCallback,
+        LnurlWithdrawRequest,
         InvoiceList,
         CustomerList,
         ChargeList,
@@ -135,6 +167,8 @@ pub fn json() -> &'static str {
         (name = "webhook_endpoints", description = "Where events are delivered, signed per the Standard Webhooks spec (SPEC A4)."),
         (name = "rails", description = "The payment rails a merchant can take."),
         (name = "sandbox", description = "Test mode only (`fk_test_` keys): simulate payers and fund balances (SPEC RL5)."),
+        (name = "lightning", description = "LNURL links and payouts of the Lightning rail (SPEC RL3)."),
+        (name = "lnurl", description = "The LNURL endpoints wallets call (LUD-03, LUD-04, LUD-06, LUD-12, LUD-16); no API key. Refusals are LNURL's `{\"status\": \"ERROR\", \"reason\"}`."),
         (name = "checkout", description = "The hosted checkout page; the invoice id is the capability, no API key."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
     )
@@ -230,6 +264,9 @@ pub const E500: &str = "farthing hit an internal error (`internal_error`); nothi
 /// 503 on every write.
 pub const E503: &str = "The ledger is overloaded or shutting down (`service_unavailable`); \
     nothing was written. Retry with the same Idempotency-Key.";
+/// 503 on the LNURL callbacks that write.
+pub const LNURL_503: &str = "The ledger is overloaded or shutting down; nothing was written. \
+    Retry.";
 /// 400 on every list.
 pub const E400_LIST: &str = "A bad `limit` (`invalid_limit`), a `starting_after` that is not \
     an id of this list's type (`invalid_id`), or an unknown query parameter \
@@ -329,6 +366,7 @@ fn event_object_schema() -> Schema {
             .item(Ref::from_schema_name("Charge"))
             .item(Ref::from_schema_name("Refund"))
             .item(Ref::from_schema_name("RailPayment"))
+            .item(Ref::from_schema_name("Payout"))
             .build(),
     )
 }
@@ -357,6 +395,18 @@ constants! {
     object_list => ["list"],
     status_succeeded => ["succeeded"],
     refund_destination => ["balance", "rail"],
+    object_lnurl_withdraw => ["lnurl_withdraw"],
+    object_lnurl_auth => ["lnurl_auth"],
+    object_lnurl_pay => ["lnurl_pay"],
+    object_payout => ["payout"],
+    currency_btc => ["BTC"],
+    lnurl_withdraw_status => ["open", "claimed", "expired"],
+    lnurl_auth_status => ["pending", "verified", "expired"],
+    lnurl_auth_action => ["login", "register", "link", "auth"],
+    payout_status => ["succeeded", "failed", "pending"],
+    lnurl_status => ["OK", "ERROR"],
+    tag_pay_request => ["payRequest"],
+    tag_withdraw_request => ["withdrawRequest"],
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -496,6 +546,9 @@ pub struct Invoice {
 pub struct PaymentInstructions {
     /// Present when the invoice accepts `stars` and Telegram made a Stars invoice link.
     pub stars: Option<StarsInstructions>,
+    /// Present when the invoice accepts `lightning` (BTC, a fixed amount) and the merchant's
+    /// Lightning node made a BOLT11 for it.
+    pub lightning: Option<LightningInstructions>,
 }
 
 /// How to pay an invoice with Telegram Stars.
@@ -503,6 +556,16 @@ pub struct PaymentInstructions {
 pub struct StarsInstructions {
     /// The `https://t.me/$…` link from `createInvoiceLink`.
     pub invoice_link: String,
+}
+
+/// How to pay an invoice over Lightning.
+#[derive(ToSchema)]
+pub struct LightningInstructions {
+    /// The BOLT11 payment request (satoshis of the invoice's amount); it expires no later than
+    /// the invoice.
+    pub bolt11: String,
+    /// `lightning:` and the BOLT11, for a QR code or a wallet link.
+    pub uri: String,
 }
 
 /// A customer, with balances per currency.
@@ -650,7 +713,7 @@ pub struct RailPayment {
     /// The part credited to the customer's balance, in minor units.
     pub amount_credited: u64,
     /// Why something was credited: `late`, `already_paid`, `underpaid`, `overpaid`,
-    /// `other_currency` or `unknown_invoice`; `null` when nothing was.
+    /// `other_currency`, `unknown_invoice` or `top_up` (no invoice named, the payer's balance was meant); `null` when nothing was.
     #[schema(required = true)]
     pub credit_reason: Option<String>,
     /// When it was settled (Unix seconds).
@@ -685,7 +748,8 @@ pub struct EventData {
     /// The object the event is about: an invoice for `invoice.*` (a rail payment for
     /// `invoice.payment_credited`), a charge for
     /// `charge.succeeded`, a refund for `refund.succeeded`, a customer for
-    /// `customer.created`, a customer balance for `customer.balance_changed`.
+    /// `customer.created`, a customer balance for `customer.balance_changed`, a payout for
+    /// `payout.succeeded` and `payout.failed`.
     #[schema(schema_with = event_object_schema)]
     pub object: serde_json::Value,
 }
@@ -799,6 +863,23 @@ pub struct RailState {
     pub mode: Option<String>,
     /// Stars: the webhook secret, only in the answer that generated it.
     pub webhook_secret: Option<String>,
+    /// Lightning: why the last call to the node failed (with `health` `unhealthy`), or `null`.
+    pub health_error: Option<String>,
+    /// Lightning: `connected` while farthing follows the node's settlement stream,
+    /// `disconnected` while it polls the node instead.
+    pub settlement_stream: Option<String>,
+    /// Lightning: the node's kind, `lnbits`, `lnd` or `cln`.
+    pub backend: Option<String>,
+    /// Lightning: the node's base URL.
+    pub url: Option<String>,
+    /// Lightning: the network of the node's invoices (`bitcoin`, `testnet`, `signet`,
+    /// `regtest`).
+    pub network: Option<String>,
+    /// Lightning: whether the node was connected with a key that can pay (refunds over
+    /// Lightning, payouts, LNURL-withdraw).
+    pub can_pay: Option<bool>,
+    /// Lightning: the merchant's Lightning Address, `name@host`, or `null` when none is set.
+    pub lightning_address: Option<String>,
 }
 
 macro_rules! list_schema {
@@ -919,3 +1000,373 @@ fn checkout_status() {}
 )]
 #[allow(dead_code)]
 fn checkout_sandbox() {}
+
+/// An LNURL status answer (LUD-03, LUD-04, LUD-06): `{"status": "OK"}` or
+/// `{"status": "ERROR", "reason": …}`.
+#[derive(ToSchema)]
+pub struct LnurlStatus {
+    /// `OK` or `ERROR`.
+    #[schema(schema_with = lnurl_status, example = "ERROR")]
+    pub status: String,
+    /// What went wrong, for a person (with `ERROR` only).
+    #[schema(required = false, value_type = String)]
+    pub reason: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Lightning rail's objects (written by `api/lightning.rs` and `lightning/lnurl.rs`).
+
+/// A single-use LNURL-withdraw link (LUD-03): a refund a customer claims with their wallet, or
+/// a payout of the merchant's own balance.
+#[derive(ToSchema)]
+pub struct LnurlWithdraw {
+    /// The link's k1, 64 hex characters (LNURL objects have no prefixed id).
+    pub id: String,
+    /// Always `lnurl_withdraw`.
+    #[schema(schema_with = object_lnurl_withdraw)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// `open` (claimable), `claimed` (a wallet sent its BOLT11 and the payment went out) or
+    /// `expired`.
+    #[schema(schema_with = lnurl_withdraw_status)]
+    pub status: String,
+    /// Whose BTC balance pays, `cus_…`; `null`: the merchant's own balance.
+    #[schema(required = true)]
+    pub customer: Option<String>,
+    /// Always `BTC`.
+    #[schema(schema_with = currency_btc)]
+    pub currency: String,
+    /// The least the link pays, in satoshis.
+    pub amount_min: u64,
+    /// The most the link pays, in satoshis.
+    pub amount_max: u64,
+    /// Shown by the wallet.
+    pub description: String,
+    /// The payment hash of the claiming wallet's BOLT11, hex, once claimed.
+    #[schema(required = true)]
+    pub payment_hash: Option<String>,
+    /// The link, `…/lnurl/{mode}/withdraw/{k1}`.
+    pub url: String,
+    /// The link as a bech32 LNURL (`LNURL1…`), for a QR code.
+    pub lnurl: String,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+    /// When it stops working (Unix seconds).
+    pub expires_at: u64,
+}
+
+/// An LNURL-auth challenge (LUD-04): a customer logs in by signing it with their wallet.
+#[derive(ToSchema)]
+pub struct LnurlAuth {
+    /// The challenge's k1, 64 hex characters (LNURL objects have no prefixed id).
+    pub id: String,
+    /// Always `lnurl_auth`.
+    #[schema(schema_with = object_lnurl_auth)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// `pending`, `verified` (a wallet signed it) or `expired`.
+    #[schema(schema_with = lnurl_auth_status)]
+    pub status: String,
+    /// The LUD-04 action shown by the wallet.
+    #[schema(schema_with = lnurl_auth_action)]
+    pub action: String,
+    /// The wallet's linking public key (compressed secp256k1, hex), once verified.
+    #[schema(required = true)]
+    pub linking_key: Option<String>,
+    /// The customer the linking key belongs to, `cus_…` (made on its first login), once
+    /// verified.
+    #[schema(required = true)]
+    pub customer: Option<String>,
+    /// The challenge URL, `…/lnurl/{mode}/auth?tag=login&k1=…&action=…`.
+    pub url: String,
+    /// The URL as a bech32 LNURL (`LNURL1…`), for a QR code.
+    pub lnurl: String,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+    /// When it stops working (Unix seconds).
+    pub expires_at: u64,
+}
+
+/// A customer's LNURL-pay top-up link: whatever is paid to it is credited to the customer's
+/// BTC balance.
+#[derive(ToSchema)]
+pub struct CustomerTopUpLink {
+    /// Always `lnurl_pay`.
+    #[schema(schema_with = object_lnurl_pay)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// `cus_…`
+    pub customer: String,
+    /// The link, `…/lnurl/{mode}/topup/cus_…`.
+    pub url: String,
+    /// The link as a bech32 LNURL (`LNURL1…`), for a QR code.
+    pub lnurl: String,
+}
+
+/// A payment out over Lightning: a merchant's payout to a BOLT11 (`POST /v1/payouts`), or an
+/// LNURL-withdraw link claimed by a wallet (`payout.succeeded`, `payout.failed`).
+#[derive(ToSchema)]
+pub struct Payout {
+    /// 64 hex characters (derived from the link and the payment hash).
+    pub id: String,
+    /// Always `payout`.
+    #[schema(schema_with = object_payout)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Always `BTC`.
+    #[schema(schema_with = currency_btc)]
+    pub currency: String,
+    /// The amount paid out, in satoshis (routing fees are the node's).
+    pub amount: u64,
+    /// `succeeded`, `failed` (the amount went back to the balance) or `pending` (the node has
+    /// not finished; the amount stays held).
+    #[schema(schema_with = payout_status)]
+    pub status: String,
+    /// `{"fee_msat": …}` when it succeeded, `{"failure_reason": …}` when it failed, `null`
+    /// while pending.
+    #[schema(required = true, value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
+    /// The BOLT11's payment hash, hex: in the answer of `POST /v1/payouts` only.
+    #[schema(required = false, value_type = String)]
+    pub payment_hash: Option<String>,
+    /// Whose balance paid, `cus_…`, or `null` for the merchant's own: in `payout.*` events
+    /// only.
+    #[schema(required = false)]
+    pub customer: Option<String>,
+}
+
+/// LNURL-pay's pay request (LUD-06, LUD-12, LUD-16), as wallets read it.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct LnurlPayRequest {
+    /// Always `payRequest`.
+    #[schema(schema_with = tag_pay_request)]
+    pub tag: String,
+    /// Where the wallet asks for a BOLT11 (`<callback>?amount=<msat>&comment=…`).
+    pub callback: String,
+    /// The smallest amount accepted, millisatoshis.
+    pub min_sendable: u64,
+    /// The largest amount accepted, millisatoshis.
+    pub max_sendable: u64,
+    /// The LUD-06 metadata, a JSON array as a string (`text/plain`; a Lightning Address adds
+    /// `text/identifier`); the BOLT11 commits to its SHA-256.
+    pub metadata: String,
+    /// LUD-12: the longest `comment` the callback accepts.
+    pub comment_allowed: u16,
+}
+
+/// LNURL-pay's callback answer (LUD-06): the BOLT11 to pay.
+#[derive(ToSchema)]
+pub struct LnurlPayCallback {
+    /// The BOLT11.
+    pub pr: String,
+    /// Always empty.
+    pub routes: Vec<serde_json::Value>,
+}
+
+/// LNURL-withdraw's withdraw request (LUD-03), as wallets read it.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct LnurlWithdrawRequest {
+    /// Always `withdrawRequest`.
+    #[schema(schema_with = tag_withdraw_request)]
+    pub tag: String,
+    /// Where the wallet sends its BOLT11 (`<callback>?k1=<k1>&pr=<BOLT11>`).
+    pub callback: String,
+    /// The link's k1 (hex).
+    pub k1: String,
+    /// The description the wallet puts in its BOLT11.
+    pub default_description: String,
+    /// The least the link pays, millisatoshis.
+    pub min_withdrawable: u64,
+    /// The most the link pays, millisatoshis.
+    pub max_withdrawable: u64,
+}
+
+/// `GET /.well-known/lnurlp/{name}`
+#[utoipa::path(
+    get,
+    path = "/.well-known/lnurlp/{name}",
+    tag = "lnurl",
+    operation_id = "lnurl_well_known",
+    summary = "A live Lightning Address (LUD-16): its LNURL-pay request",
+    params(("name" = String, Path, description = "The name part of `name@host`.")),
+    responses(
+        (status = 200, description = "The LUD-06 pay request: `callback`, `minSendable`, `maxSendable` (msat), `metadata` (with `text/identifier`), `commentAllowed`, `tag` `payRequest`.", body = LnurlPayRequest),
+        (status = 404, description = "No such address.", body = LnurlStatus),
+        (status = 500, description = E500, body = LnurlStatus),
+    )
+)]
+#[allow(dead_code)]
+fn lnurl_well_known() {}
+
+/// `GET /lnurl/{mode}/pay/{name}`
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/pay/{name}",
+    tag = "lnurl",
+    operation_id = "lnurl_pay",
+    summary = "A Lightning Address's LNURL-pay request, in live or test mode",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("name" = String, Path, description = "The name part of `name@host`."),
+    ),
+    responses(
+        (status = 200, description = "The LUD-06 pay request.", body = LnurlPayRequest),
+        (status = 404, description = "No such address or mode.", body = LnurlStatus),
+        (status = 500, description = E500, body = LnurlStatus),
+    )
+)]
+#[allow(dead_code)]
+fn lnurl_pay() {}
+
+/// `GET /lnurl/{mode}/pay/{name}/callback`
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/pay/{name}/callback",
+    tag = "lnurl",
+    operation_id = "lnurl_pay_callback",
+    summary = "LNURL-pay callback: makes an invoice and its BOLT11",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("name" = String, Path, description = "The name part of `name@host`."),
+        ("amount" = u64, Query, description = "Millisatoshis, whole satoshis, within the pay request's bounds."),
+        ("comment" = Option<String>, Query, description = "LUD-12 comment, at most 255 characters."),
+    ),
+    responses(
+        (status = 200, description = "`{\"pr\": BOLT11, \"routes\": []}`: the BOLT11 commits to SHA-256 of the metadata; a farthing invoice (BTC, `lightning`) is created with it.", body = LnurlPayCallback),
+        (status = 400, description = "A missing or bad amount or comment.", body = LnurlStatus),
+        (status = 404, description = "No such address or mode, or the address's merchant no longer has a Lightning node.", body = LnurlStatus),
+        (status = 409, description = "Too little time left for a BOLT11 (never in practice).", body = LnurlStatus),
+        (status = 500, description = E500, body = LnurlStatus),
+        (status = 502, description = "The merchant's Lightning node failed.", body = LnurlStatus),
+        (status = 503, description = LNURL_503, body = LnurlStatus),
+    )
+)]
+#[allow(dead_code)]
+fn lnurl_pay_callback() {}
+
+/// `GET /lnurl/{mode}/topup/{customer}`
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/topup/{customer}",
+    tag = "lnurl",
+    operation_id = "lnurl_top_up",
+    summary = "A customer's top-up link: its LNURL-pay request",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("customer" = String, Path, description = "The customer, `cus_…`."),
+    ),
+    responses(
+        (status = 200, description = "The LUD-06 pay request.", body = LnurlPayRequest),
+        (status = 404, description = "No such customer, or its merchant takes no Lightning payments.", body = LnurlStatus),
+        (status = 500, description = E500, body = LnurlStatus),
+    )
+)]
+#[allow(dead_code)]
+fn lnurl_top_up() {}
+
+/// `GET /lnurl/{mode}/topup/{customer}/callback`
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/topup/{customer}/callback",
+    tag = "lnurl",
+    operation_id = "lnurl_top_up_callback",
+    summary = "Top-up callback: a BOLT11 whose payment is credited to the customer",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("customer" = String, Path, description = "The customer, `cus_…`."),
+        ("amount" = u64, Query, description = "Millisatoshis, whole satoshis."),
+        ("comment" = Option<String>, Query, description = "LUD-12 comment."),
+    ),
+    responses(
+        (status = 200, description = "`{\"pr\": BOLT11, \"routes\": []}`.", body = LnurlPayCallback),
+        (status = 400, description = "A missing or bad amount or comment.", body = LnurlStatus),
+        (status = 404, description = "No such customer.", body = LnurlStatus),
+        (status = 409, description = "Too little time left for a BOLT11 (never in practice).", body = LnurlStatus),
+        (status = 500, description = E500, body = LnurlStatus),
+        (status = 502, description = "The merchant's Lightning node failed.", body = LnurlStatus),
+        (status = 503, description = LNURL_503, body = LnurlStatus),
+    )
+)]
+#[allow(dead_code)]
+fn lnurl_top_up_callback() {}
+
+/// `GET /lnurl/{mode}/withdraw/{k1}`
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/withdraw/{k1}",
+    tag = "lnurl",
+    operation_id = "lnurl_withdraw",
+    summary = "An LNURL-withdraw link's request (LUD-03)",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("k1" = String, Path, description = "The link's k1 (hex)."),
+    ),
+    responses(
+        (status = 200, description = "`{\"tag\": \"withdrawRequest\", \"callback\", \"k1\", \"defaultDescription\", \"minWithdrawable\", \"maxWithdrawable\"}` (msat).", body = LnurlWithdrawRequest),
+        (status = 404, description = "No such link.", body = LnurlStatus),
+        (status = 409, description = "The link was already used.", body = LnurlStatus),
+        (status = 410, description = "The link has expired.", body = LnurlStatus),
+        (status = 500, description = E500, body = LnurlStatus),
+    )
+)]
+#[allow(dead_code)]
+fn lnurl_withdraw() {}
+
+/// `GET /lnurl/{mode}/withdraw/{k1}/callback`
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/withdraw/{k1}/callback",
+    tag = "lnurl",
+    operation_id = "lnurl_withdraw_callback",
+    summary = "LNURL-withdraw callback: the wallet's BOLT11 to pay",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("k1" = String, Path, description = "The link's k1 (hex)."),
+        ("pr" = String, Query, description = "The BOLT11 to pay: on the node's network, not expired, with an amount within the link's bounds, whole satoshis."),
+    ),
+    responses(
+        (status = 200, description = "`{\"status\": \"OK\"}`: the link is used and the amount held; the payment goes out now (`payout.succeeded` or `payout.failed`; a failure releases the hold and reopens the link).", body = LnurlStatus),
+        (status = 400, description = "A missing or wrong `k1`, a missing or bad BOLT11 (other network, expired, no amount, not whole satoshis), or an amount outside the link's bounds.", body = LnurlStatus),
+        (status = 402, description = "The balance that pays the link is now smaller than the BOLT11's amount.", body = LnurlStatus),
+        (status = 404, description = "No such link, or its merchant no longer has a Lightning node.", body = LnurlStatus),
+        (status = 409, description = "The link was already used.", body = LnurlStatus),
+        (status = 410, description = "The link has expired.", body = LnurlStatus),
+        (status = 500, description = E500, body = LnurlStatus),
+        (status = 503, description = LNURL_503, body = LnurlStatus),
+    )
+)]
+#[allow(dead_code)]
+fn lnurl_withdraw_callback() {}
+
+/// `GET /lnurl/{mode}/auth`
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/auth",
+    tag = "lnurl",
+    operation_id = "lnurl_auth",
+    summary = "LNURL-auth callback (LUD-04): a wallet signs the challenge",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("tag" = Option<String>, Query, description = "`login`."),
+        ("k1" = String, Query, description = "The challenge (hex)."),
+        ("sig" = String, Query, description = "DER-encoded secp256k1 ECDSA signature of k1, hex."),
+        ("key" = String, Query, description = "The linking public key, compressed, hex."),
+    ),
+    responses(
+        (status = 200, description = "`{\"status\": \"OK\"}`: verified; the key is linked to a customer (created on first login).", body = LnurlStatus),
+        (status = 400, description = "A missing or malformed parameter, or a signature that does not verify.", body = LnurlStatus),
+        (status = 404, description = "No such challenge.", body = LnurlStatus),
+        (status = 409, description = "The challenge was already used.", body = LnurlStatus),
+        (status = 410, description = "The challenge has expired.", body = LnurlStatus),
+        (status = 500, description = E500, body = LnurlStatus),
+        (status = 503, description = LNURL_503, body = LnurlStatus),
+    )
+)]
+#[allow(dead_code)]
+fn lnurl_auth() {}

@@ -23,12 +23,18 @@ pub fn metadata(pairs: &[(String, String)]) -> Value {
     )
 }
 
-/// How to pay an invoice on each rail that has instructions (`{}` when none): today the Stars
-/// invoice link.
+/// How to pay an invoice on each rail that has instructions (`{}` when none): the Stars
+/// invoice link, the Lightning BOLT11 (with its `lightning:` URI).
 fn payment_instructions(invoice: &Invoice) -> Value {
     let mut instructions = Map::new();
     if let Some(link) = &invoice.stars_invoice_link {
         instructions.insert("stars".to_owned(), json!({ "invoice_link": link }));
+    }
+    if let Some(bolt11) = &invoice.lightning_bolt11 {
+        instructions.insert(
+            "lightning".to_owned(),
+            json!({ "bolt11": bolt11, "uri": format!("lightning:{bolt11}") }),
+        );
     }
     Value::Object(instructions)
 }

@@ -89,6 +89,7 @@ pub struct SettledPayment {
 ///   (`Invoice::settle`): the paying part goes `external/{rail}` → merchant balance and marks
 ///   the invoice paid (`invoice.paid`); the rest goes `external/{rail}` → the payer's balance
 ///   (`customer.balance_changed` and `invoice.payment_credited`). A payment naming no invoice
+///   but a payer (`payer` or `payer_external_id`) is a top-up (`top_up`); any other payment naming no invoice
 ///   known to the merchant is credited whole (`unknown_invoice`).
 /// - The payer for a credit is `payer`, else the customer with `payer_external_id` (created
 ///   if needed), else the invoice's customer, else a new customer with no external id (the
@@ -248,6 +249,15 @@ fn settle_checked(
     let Settlement { pays_minor, credit } = match &invoice {
         Some(invoice) => {
             invoice.settle(payment.rail, payment.currency, payment.amount_minor, now_ns)
+        }
+        // No invoice named, but a payer: a top-up of the payer's balance.
+        None if payment.invoice.is_none()
+            && (payment.payer.is_some() || payment.payer_external_id.is_some()) =>
+        {
+            Settlement {
+                pays_minor: 0,
+                credit: Some((payment.amount_minor, CreditReason::TopUp)),
+            }
         }
         None => Settlement {
             pays_minor: 0,

@@ -79,6 +79,7 @@ struct Inner {
     keys: RwLock<HashMap<[u8; 32], Principal>>,
     metrics: Metrics,
     deliveries: Notify,
+    lightning: crate::lightning::Nodes,
 }
 
 impl AppState {
@@ -92,6 +93,7 @@ impl AppState {
                 keys: RwLock::new(HashMap::new()),
                 metrics,
                 deliveries: Notify::new(),
+                lightning: crate::lightning::Nodes::default(),
             }),
         }
     }
@@ -120,6 +122,11 @@ impl AppState {
     /// Metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The merchants' Lightning nodes.
+    pub fn lightning(&self) -> &crate::lightning::Nodes {
+        &self.inner.lightning
     }
 
     /// Wakes the webhook worker (after a commit that wrote events).

@@ -1,33 +1,46 @@
 //! The checkout page in a real browser (Debian's headless Chromium driven by playwright-core):
 //! it shows the amount and a countdown, pays a sandbox invoice in one tap, and follows the
-//! invoice's status from the server (paid, expired) without a reload. Screenshots are saved
-//! in `target/test-artifacts/`.
+//! invoice's status from the server (paid, expired) without a reload. A BTC invoice's Lightning
+//! section, against a real LNbits: the QR code (decoded), the BOLT11, Copy and the `lightning:`
+//! link, the switch to paid when another wallet pays, and a (fake) WebLN wallet paying in one
+//! tap. Screenshots are saved in `target/test-artifacts/`.
+
+#[path = "support/lnbits.rs"]
+mod lnbits;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use farthing_server::config::Config;
 use farthing_server::state::Mode;
+use lnbits::Lnbits;
 use serde_json::{json, Value};
 
 struct App {
     running: farthing_server::Running,
     base: String,
     key: String,
+    live_key: String,
     _dir: tempfile::TempDir,
 }
 
 async fn spawn_app() -> App {
+    spawn_app_with(|_| {}).await
+}
+
+async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> App {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database: dir.path().join("farthing.db").display().to_string(),
         public_url: "http://127.0.0.1:0".to_owned(),
         allow_private_webhooks: true,
         ..Config::default()
     };
+    tune(&mut config);
     let running = farthing_server::start(config).await.expect("start");
     let (live, test) = (
         running.state().store(Mode::Live).clone(),
@@ -44,23 +57,37 @@ async fn spawn_app() -> App {
         running,
         base,
         key: merchant.test_key,
+        live_key: merchant.live_key,
         _dir: dir,
     }
 }
 
 impl App {
     async fn post(&self, path: &str, body: Value) -> Value {
-        let response = reqwest::Client::new()
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
+        self.send(reqwest::Method::POST, &self.key, path, Some(body))
             .await
-            .expect("request");
+    }
+
+    /// A call with `key` that must succeed; its JSON answer.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        key: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut request = reqwest::Client::new()
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("request");
         let status = response.status();
         let text = response.text().await.expect("body");
-        assert!(status.is_success(), "POST {path}: {status} {text}");
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
         serde_json::from_str(&text).expect("json")
     }
 
@@ -105,8 +132,12 @@ fn require_browser() {
 }
 
 fn node(args: &[&str]) -> std::process::Child {
+    node_script("checkout.mjs", args)
+}
+
+fn node_script(script: &str, args: &[&str]) -> std::process::Child {
     Command::new("node")
-        .arg("checkout.mjs")
+        .arg(script)
         .args(args)
         .current_dir(browser_dir())
         .stdout(Stdio::piped())
@@ -168,12 +199,17 @@ impl Following {
 /// Starts the driver in `follow` mode and waits until the page is open (READY); the page must
 /// then show `expected` by itself.
 async fn follows(url: &str, expected: &str, shot: &str) -> Following {
-    let mut child = node(&[
+    ready(node(&[
         "follow",
         url,
         expected,
         &artifact(shot).display().to_string(),
-    ]);
+    ]))
+    .await
+}
+
+/// Waits until a driver prints READY (it checked the page and waits for the test to act).
+async fn ready(mut child: std::process::Child) -> Following {
     let stdout = child.stdout.take().expect("stdout");
     let ready = tokio::task::spawn_blocking(move || {
         let mut reader = BufReader::new(stdout);
@@ -212,5 +248,152 @@ async fn page_follows_the_server_to_paid_and_expired_without_reload() {
     let (ok, output) = following.finish().await;
     assert!(ok, "page did not switch to expired: {output}");
     assert_eq!(app.status(&id).await, "expired");
+    app.running.shutdown().await;
+}
+
+/// A stand-in for a WebLN wallet's node: `POST /pay` with a BOLT11 as the body pays it from the
+/// LNbits customer wallet (the page's fake `window.webln` calls it, hence the CORS header) and
+/// records it.
+async fn wallet_endpoint(lnbits: Arc<Lnbits>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let paid = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&paid);
+    let app = axum::Router::new().route(
+        "/pay",
+        axum::routing::post(move |bolt11: String| {
+            let (lnbits, record) = (Arc::clone(&lnbits), Arc::clone(&record));
+            async move {
+                record.lock().expect("lock").push(bolt11.clone());
+                let (status, answer) = lnbits.pay(&bolt11).await;
+                let status = if (200..300).contains(&status) {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::BAD_GATEWAY
+                };
+                let preimage = answer["preimage"].clone();
+                (
+                    status,
+                    [(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+                    axum::Json(json!({"preimage": preimage, "lnbits": answer})),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/pay"), paid)
+}
+
+impl App {
+    /// A live-mode BTC invoice of `sats` with its BOLT11: `(id, checkout url, bolt11)`.
+    async fn lightning_invoice(&self, sats: u64, description: &str) -> (String, String, String) {
+        let invoice = self
+            .send(
+                reqwest::Method::POST,
+                &self.live_key,
+                "/v1/invoices",
+                Some(json!({"currency": "BTC", "amount": sats, "description": description})),
+            )
+            .await;
+        let field = |value: &Value| value.as_str().expect("a string").to_owned();
+        (
+            field(&invoice["id"]),
+            field(&invoice["checkout_url"]),
+            field(&invoice["payment_instructions"]["lightning"]["bolt11"]),
+        )
+    }
+
+    async fn live_status(&self, id: &str) -> String {
+        let invoice = self
+            .send(
+                reqwest::Method::GET,
+                &self.live_key,
+                &format!("/v1/invoices/{id}"),
+                None,
+            )
+            .await;
+        invoice["status"].as_str().expect("status").to_owned()
+    }
+
+    /// Waits until the server says the invoice is paid (the page may be quicker than our look).
+    async fn wait_paid(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.live_status(id).await != "paid" {
+            assert!(Instant::now() < deadline, "invoice {id} never became paid");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lightning_section_shows_the_qr_and_switches_to_paid_after_the_lnbits_payment() {
+    require_browser();
+    assert!(
+        browser_dir().join("node_modules/jsqr").exists(),
+        "jsQR is missing: run ./scripts/test, which installs it"
+    );
+    let lnbits = Arc::new(
+        tokio::task::spawn_blocking(Lnbits::start)
+            .await
+            .expect("join"),
+    );
+    let app = spawn_app_with(|config| config.lightning.poll_interval_ms = 200).await;
+    app.send(
+        reqwest::Method::PUT,
+        &app.live_key,
+        "/v1/rails/lightning",
+        Some(json!({
+            "backend": "lnbits",
+            "url": lnbits.url,
+            "invoice_key": lnbits.merchant.invoice_key,
+            "admin_key": lnbits.merchant.admin_key,
+        })),
+    )
+    .await;
+    let received_before = lnbits.balance_msat(&lnbits.merchant).await;
+
+    // No wallet in the browser: the payer scans the QR code; here the customer wallet pays the
+    // BOLT11 while the page is open.
+    let (id, url, bolt11) = app.lightning_invoice(1_000, "A coffee").await;
+    let shot = artifact("checkout-lightning").display().to_string();
+    let driver = ready(node_script("lightning.mjs", &["qr", &url, &bolt11, &shot])).await;
+    let (status, paid) = lnbits.pay(&bolt11).await;
+    assert!((200..300).contains(&status), "LNbits did not pay: {paid}");
+    let (ok, output) = driver.finish().await;
+    assert!(
+        ok,
+        "the Lightning page did not follow the payment: {output}"
+    );
+    app.wait_paid(&id).await;
+    for name in ["checkout-lightning-open.png", "checkout-lightning-paid.png"] {
+        assert!(artifact(name).metadata().expect("screenshot").len() > 1000);
+    }
+
+    // A WebLN wallet in the browser: "Pay with wallet" pays in one tap.
+    let (endpoint, wallet_paid) = wallet_endpoint(Arc::clone(&lnbits)).await;
+    let (id, url, bolt11) = app.lightning_invoice(1_000, "Another coffee").await;
+    let shot = artifact("checkout-lightning-webln").display().to_string();
+    let child = node_script("lightning.mjs", &["webln", &url, &bolt11, &shot, &endpoint]);
+    let (ok, lines) = finish(child).await;
+    assert!(ok, "the WebLN payment failed: {lines:?}");
+    assert_eq!(*wallet_paid.lock().expect("lock"), vec![bolt11]);
+    app.wait_paid(&id).await;
+    assert!(
+        artifact("checkout-lightning-webln-paid.png")
+            .metadata()
+            .expect("screenshot")
+            .len()
+            > 1000
+    );
+
+    // Both payments reached farthing's wallet.
+    assert_eq!(
+        lnbits.balance_msat(&lnbits.merchant).await - received_before,
+        2 * 1_000_000
+    );
     app.running.shutdown().await;
 }

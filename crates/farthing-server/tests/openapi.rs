@@ -11,8 +11,11 @@
 //!   against the documented schema; our request bodies validate against the documented
 //!   request schemas; and every property of every response schema shows up in some answer.
 
+#[path = "support/lnbits.rs"]
+mod lnbits;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use farthing_core::invoice::{
     InvoiceAmount, InvoicePayment, InvoiceStatus, NewInvoice, MAX_DESCRIPTION_CHARS,
@@ -29,6 +32,7 @@ use farthing_server::settlement::{settle_payment, IncomingPayment};
 use farthing_server::state::Mode;
 use farthing_server::{create_merchant, openapi, render, start, ROUTES};
 use farthing_store::{Charge, Customer, Refund, WebhookEndpoint};
+use lnbits::Lnbits;
 use serde_json::{json, Map, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -114,13 +118,29 @@ const NO_JSON_CLIENT_ERRORS: &[(&str, &str)] = &[
     ("GET", "/pay/{id}"),
 ];
 
-/// Writes outside the Merchant API: the checkout page's sandbox button does not take an
-/// Idempotency-Key (paying twice is refused as `invoice_not_open` instead), and Telegram's
-/// webhook is deduplicated by Telegram's own ids (`telegram_payment_charge_id`).
+/// Writes that take no Idempotency-Key because something else makes them idempotent. Outside
+/// the Merchant API: the checkout page's sandbox button (paying twice is refused as
+/// `invoice_not_open` instead), and Telegram's webhook, deduplicated by Telegram's own ids
+/// (`telegram_payment_charge_id`). In it: a payout is idempotent by the BOLT11's payment hash
+/// (a second payout of the same BOLT11 is refused 409 `payout_exists`, so a retry never pays
+/// twice). Being idempotent by design, these document no 422 either.
 const WRITES_WITHOUT_IDEMPOTENCY: &[(&str, &str)] = &[
     ("POST", "/pay/{id}/sandbox"),
     ("POST", "/telegram/{bot_id}/webhook"),
+    ("POST", "/v1/payouts"),
 ];
+
+/// The public LNURL endpoints wallets call (LUD-03, LUD-04, LUD-06, LUD-16) are exempt from
+/// the one error shape: the LNURL protocol fixes their refusals as `{"status": "ERROR",
+/// "reason": …}` (wallets show `reason` to the payer), so their JSON errors must reference the
+/// `LnurlStatus` schema instead of `Error`, and they must document at least one such 4xx.
+fn is_lnurl_public(path: &str) -> bool {
+    path.starts_with("/lnurl/") || path.starts_with("/.well-known/lnurlp/")
+}
+
+fn is_lnurl_status_ref(response: &Value) -> bool {
+    response["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/LnurlStatus"
+}
 
 // ---------------------------------------------------------------------------------------------
 // A small JSON Schema checker for what utoipa writes: $ref, oneOf, type (one or a list), enum,
@@ -350,15 +370,22 @@ fn every_operation_documents_its_errors_in_the_one_error_shape() {
         let success: Vec<_> = responses.keys().filter(|s| s.starts_with('2')).collect();
         assert!(!success.is_empty(), "{method} {path}: no success response");
         let exempt = NO_JSON_CLIENT_ERRORS.contains(&(method.as_str(), path.as_str()));
+        let lnurl = is_lnurl_public(&path);
+        // The error schema of this operation: LNURL's own for the public LNURL endpoints.
+        let (error_schema, is_error_schema): (&str, fn(&Value) -> bool) = if lnurl {
+            ("LnurlStatus", is_lnurl_status_ref)
+        } else {
+            ("Error", is_error_ref)
+        };
         let client_errors: Vec<&String> = responses
             .iter()
-            .filter(|(status, response)| status.starts_with('4') && is_error_ref(response))
+            .filter(|(status, response)| status.starts_with('4') && is_error_schema(response))
             .map(|(status, _)| status)
             .collect();
         if !exempt {
             assert!(
                 !client_errors.is_empty(),
-                "{method} {path} documents no 4xx answer referencing the Error schema"
+                "{method} {path} documents no 4xx answer referencing the {error_schema} schema"
             );
         }
         for (status, response) in responses {
@@ -373,8 +400,8 @@ fn every_operation_documents_its_errors_in_the_one_error_shape() {
                     .is_some_and(|c| c.contains_key("application/json"));
             if json_error {
                 assert!(
-                    is_error_ref(response),
-                    "{method} {path} {status}: a JSON error must reference the Error schema"
+                    is_error_schema(response),
+                    "{method} {path} {status}: a JSON error must reference the {error_schema} schema"
                 );
             }
         }
@@ -386,10 +413,14 @@ fn every_operation_documents_its_errors_in_the_one_error_shape() {
                 );
             }
             if method != "GET" {
-                for status in ["422", "503"] {
+                assert!(
+                    is_error_ref(&responses["503"]),
+                    "{method} {path}: every /v1 write can answer 503"
+                );
+                if !WRITES_WITHOUT_IDEMPOTENCY.contains(&(method.as_str(), path.as_str())) {
                     assert!(
-                        is_error_ref(&responses[status]),
-                        "{method} {path}: every /v1 write can answer {status}"
+                        is_error_ref(&responses["422"]),
+                        "{method} {path}: every /v1 write that takes an Idempotency-Key can answer 422"
                     );
                 }
             }
@@ -457,14 +488,33 @@ fn operations_are_well_formed() {
         assert_eq!(in_template, in_path, "{method} {path}: path parameters");
         for p in parameters.iter().filter(|p| p["in"] == "path") {
             assert_eq!(p["required"], true, "{method} {path}");
-            if p["name"] == "bot_id" {
-                // Telegram's own numeric bot id, not a farthing id.
-                continue;
-            }
             let description = p["description"].as_str().unwrap_or("");
+            // Path parameters that are not prefixed farthing ids each say what they are.
+            let (says, what) = match p["name"].as_str().unwrap_or("") {
+                // Telegram's own numeric bot id, not a farthing id.
+                "bot_id" => continue,
+                // The LNURL paths' mode segment.
+                "mode" => (
+                    description.contains("`live`") && description.contains("`test`"),
+                    "names the modes",
+                ),
+                // The local part of a Lightning Address.
+                "name" => (
+                    description.contains("`name@host`"),
+                    "says it is the name of `name@host`",
+                ),
+                // LNURL links and challenges are named by their k1 (32 random bytes, hex), not
+                // by a prefixed id, on the LNURL paths and in the Merchant API alike.
+                "k1" => (description.contains("hex"), "says k1 is hex"),
+                "id" if path.starts_with("/v1/lnurl/") => (
+                    description.contains("k1") && description.contains("hex"),
+                    "says the id is the k1, hex",
+                ),
+                _ => (description.contains("_…`"), "names the id's prefix"),
+            };
             assert!(
-                description.contains("_…`"),
-                "{method} {path}: the id parameter names its prefix: {description:?}"
+                says,
+                "{method} {path}: the parameter {what}: {description:?}"
             );
         }
         // Lists take limit and starting_after.
@@ -634,6 +684,28 @@ fn rendered_objects_match_their_schemas() {
     let open = render::invoice(&invoice, Mode::Test, url);
     assert_same_properties(&doc, "Invoice", &open, &[]);
     checker.assert_valid(&open, "Invoice");
+    // With a Stars invoice link and a BOLT11: every rail's payment instructions.
+    let mut instructed = invoice.clone();
+    instructed.stars_invoice_link = Some("https://t.me/$abc".to_owned());
+    instructed.lightning_bolt11 = Some("lnbc5u1pexample".to_owned());
+    let rendered = render::invoice(&instructed, Mode::Live, url);
+    assert_same_properties(
+        &doc,
+        "PaymentInstructions",
+        &rendered["payment_instructions"],
+        &[],
+    );
+    assert_same_properties(
+        &doc,
+        "LightningInstructions",
+        &rendered["payment_instructions"]["lightning"],
+        &[],
+    );
+    assert_eq!(
+        rendered["payment_instructions"]["lightning"]["uri"],
+        "lightning:lnbc5u1pexample"
+    );
+    checker.assert_valid(&rendered, "Invoice");
     invoice
         .mark_paid(InvoicePayment {
             amount_minor: 500,
@@ -937,6 +1009,30 @@ fn id(body: &Value) -> String {
         .to_owned()
 }
 
+/// The path (and query) of an absolute URL the server wrote with its own base URL.
+fn local(url: &Value, base: &str) -> String {
+    url.as_str()
+        .and_then(|url| url.strip_prefix(base))
+        .unwrap_or_else(|| panic!("{url} is not a URL under {base}"))
+        .to_owned()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// LUD-04: the wallet signs the 32 bytes of k1 (DER-encoded ECDSA, hex).
+fn sign_k1(k1: &str, key: &secp256k1::SecretKey) -> String {
+    let mut bytes = [0u8; 32];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&k1[2 * i..2 * i + 2], 16).expect("hex k1");
+    }
+    let secp = secp256k1::Secp256k1::new();
+    hex(&secp
+        .sign_ecdsa(&secp256k1::Message::from_digest(bytes), key)
+        .serialize_der())
+}
+
 /// Every schema reachable from a documented response.
 fn response_schemas(doc: &Value) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -972,7 +1068,7 @@ fn response_schemas(doc: &Value) -> BTreeSet<String> {
 async fn a_running_server_answers_as_documented() {
     let doc = document();
     let dir = tempfile::tempdir().expect("temporary directory");
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         database: dir
             .path()
@@ -984,6 +1080,8 @@ async fn a_running_server_answers_as_documented() {
         max_body_bytes: 4096,
         ..Config::default()
     };
+    // Lightning payments settle within a poll interval at worst.
+    config.lightning.poll_interval_ms = 200;
     let running = start(config).await.expect("server starts");
     let (live, test) = (
         running.state().store(Mode::Live).clone(),
@@ -1490,6 +1588,394 @@ async fn a_running_server_answers_as_documented() {
             .is_some_and(|link| link.starts_with("https://t.me/"))
     );
     double.assert_no_violations();
+
+    // The Lightning rail, in live mode, against a real LNbits (FakeWallet): its node is
+    // farthing's merchant wallet; its funded customer wallet is the payer's wallet.
+    let lnbits = tokio::task::spawn_blocking(Lnbits::start)
+        .await
+        .expect("join");
+    let base = c.base.clone();
+    c.expect(
+        400,
+        call("PUT", "/v1/rails/lightning", "/v1/rails/lightning")
+            .key(live_key)
+            .body(json!({"backend": "lnbits", "url": lnbits.url, "invoice_key": lnbits.merchant.invoice_key, "lightning_address": "Not A Name!"})),
+    )
+    .await;
+    let rail = c
+        .expect(
+            200,
+            call("PUT", "/v1/rails/lightning", "/v1/rails/lightning")
+                .key(live_key)
+                .body(json!({
+                    "backend": "lnbits",
+                    "url": lnbits.url,
+                    "invoice_key": lnbits.merchant.invoice_key,
+                    "admin_key": lnbits.merchant.admin_key,
+                    "lightning_address": "tips",
+                })),
+        )
+        .await;
+    let host = base.trim_start_matches("http://");
+    assert_eq!(rail["lightning_address"], format!("tips@{host}"), "{rail}");
+    assert_eq!(rail["can_pay"], true, "{rail}");
+    let rails = c
+        .expect(200, call("GET", "/v1/rails", "/v1/rails").key(live_key))
+        .await;
+    assert!(
+        rails["data"]
+            .as_array()
+            .is_some_and(|data| data.iter().any(|r| r["rail"] == "lightning")),
+        "{rails}"
+    );
+
+    // A BTC invoice carries its BOLT11; the payer's wallet pays it (the merchant's sats pay
+    // the payout below).
+    let btc = c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(live_key)
+                .body(json!({"amount": 250, "currency": "BTC", "rails": ["lightning"]})),
+        )
+        .await;
+    let lightning = &btc["payment_instructions"]["lightning"];
+    let bolt11 = lightning["bolt11"].as_str().expect("a BOLT11").to_owned();
+    assert_eq!(lightning["uri"], format!("lightning:{bolt11}"));
+    let (status, paid) = lnbits.pay(&bolt11).await;
+    assert!(status < 300, "{status} {paid}");
+    let btc_path = format!("/v1/invoices/{}", id(&btc));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let invoice = c
+            .expect(
+                200,
+                call("GET", "/v1/invoices/{id}", btc_path.clone()).key(live_key),
+            )
+            .await;
+        if invoice["status"] == "paid" {
+            assert_eq!(invoice["paid_rail"], "lightning");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never paid: {invoice}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A customer's top-up link: its pay request and callback, as a wallet calls them; the
+    // payer's wallet pays the BOLT11 and the customer's BTC balance is credited.
+    let payer = id(&c
+        .expect(
+            201,
+            call("POST", "/v1/customers", "/v1/customers")
+                .key(live_key)
+                .body(json!({"external_id": "ln:1"})),
+        )
+        .await);
+    let link = c
+        .expect(
+            200,
+            call(
+                "GET",
+                "/v1/customers/{id}/lightning",
+                format!("/v1/customers/{payer}/lightning"),
+            )
+            .key(live_key),
+        )
+        .await;
+    assert!(link["lnurl"]
+        .as_str()
+        .is_some_and(|l| l.starts_with("LNURL1") || l.starts_with("lnurl1")));
+    let request = c
+        .expect(
+            200,
+            call(
+                "GET",
+                "/lnurl/{mode}/topup/{customer}",
+                local(&link["url"], &base),
+            ),
+        )
+        .await;
+    let callback = local(&request["callback"], &base);
+    let answer = c
+        .expect(
+            200,
+            call(
+                "GET",
+                "/lnurl/{mode}/topup/{customer}/callback",
+                format!("{callback}?amount=800000"),
+            ),
+        )
+        .await;
+    let (status, paid) = lnbits.pay(answer["pr"].as_str().expect("pr")).await;
+    assert!(status < 300, "{status} {paid}");
+    let payer_path = format!("/v1/customers/{payer}");
+    let customer_btc = |customer: &Value| {
+        customer["balances"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["currency"] == "BTC"))
+            .map(|b| b["balance"].clone())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let customer = c
+            .expect(
+                200,
+                call("GET", "/v1/customers/{id}", payer_path.clone()).key(live_key),
+            )
+            .await;
+        if customer_btc(&customer) == Some(json!(800)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never credited: {customer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // LNURL-withdraw: a link paying the customer back 300 sat, claimed by the payer's wallet
+    // (its request, then its callback with a BOLT11 of that wallet), once.
+    c.expect(
+        402,
+        call("POST", "/v1/lnurl/withdraws", "/v1/lnurl/withdraws")
+            .key(live_key)
+            .body(json!({"customer": payer, "amount": 900})),
+    )
+    .await;
+    let withdraw = c
+        .expect(
+            201,
+            call("POST", "/v1/lnurl/withdraws", "/v1/lnurl/withdraws")
+                .key(live_key)
+                .body(json!({"customer": payer, "amount": 300, "amount_min": 100, "description": "Refund", "expires_in": 600})),
+        )
+        .await;
+    assert_eq!(withdraw["status"], "open");
+    let withdraw_path = format!("/v1/lnurl/withdraws/{}", id(&withdraw));
+    let request = c
+        .expect(
+            200,
+            call(
+                "GET",
+                "/lnurl/{mode}/withdraw/{k1}",
+                local(&withdraw["url"], &base),
+            ),
+        )
+        .await;
+    assert_eq!(request["maxWithdrawable"], 300_000, "{request}");
+    let (claim, claim_hash) = lnbits.customer_invoice(300, "Refund").await;
+    let claim_path = format!(
+        "{}?k1={}&pr={claim}",
+        local(&request["callback"], &base),
+        request["k1"].as_str().expect("k1")
+    );
+    let ok = c
+        .expect(
+            200,
+            call(
+                "GET",
+                "/lnurl/{mode}/withdraw/{k1}/callback",
+                claim_path.clone(),
+            ),
+        )
+        .await;
+    assert_eq!(ok, json!({"status": "OK"}));
+    // Single use: the second claim is refused, in LNURL's error shape.
+    let refused = c
+        .expect(
+            409,
+            call("GET", "/lnurl/{mode}/withdraw/{k1}/callback", claim_path),
+        )
+        .await;
+    assert_eq!(refused["status"], "ERROR", "{refused}");
+    assert!(refused["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    c.checker.assert_valid(&refused, "LnurlStatus");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let customer = c
+            .expect(
+                200,
+                call("GET", "/v1/customers/{id}", payer_path.clone()).key(live_key),
+            )
+            .await;
+        if customer_btc(&customer) == Some(json!(500)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the payout never posted: {customer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        lnbits.customer_paid(&claim_hash).await,
+        "the wallet got paid"
+    );
+    let claimed = c
+        .expect(
+            200,
+            call("GET", "/v1/lnurl/withdraws/{id}", withdraw_path).key(live_key),
+        )
+        .await;
+    assert_eq!(claimed["status"], "claimed", "{claimed}");
+    assert_eq!(claimed["payment_hash"], claim_hash.as_str());
+
+    // A payout of the merchant's own sats to a BOLT11 it submits: paid once.
+    let (payout_bolt11, payout_hash) = lnbits.customer_invoice(100, "payout").await;
+    let payout = c
+        .expect(
+            200,
+            call("POST", "/v1/payouts", "/v1/payouts")
+                .key(live_key)
+                .body(json!({"bolt11": payout_bolt11})),
+        )
+        .await;
+    assert_eq!(payout["status"], "succeeded", "{payout}");
+    assert_eq!(payout["payment_hash"], payout_hash.as_str());
+    c.expect(
+        409,
+        call("POST", "/v1/payouts", "/v1/payouts")
+            .key(live_key)
+            .body(json!({"bolt11": payout_bolt11})),
+    )
+    .await;
+
+    // The Lightning Address: LUD-16's well-known URL, the same pay request under /lnurl, and
+    // its callback (an invoice with its BOLT11; a bad amount refused in LNURL's shape).
+    let address = c
+        .expect(
+            200,
+            call(
+                "GET",
+                "/.well-known/lnurlp/{name}",
+                "/.well-known/lnurlp/tips",
+            ),
+        )
+        .await;
+    assert!(address["metadata"]
+        .as_str()
+        .is_some_and(|m| m.contains(&format!("tips@{host}"))));
+    let missing = c
+        .expect(
+            404,
+            call(
+                "GET",
+                "/.well-known/lnurlp/{name}",
+                "/.well-known/lnurlp/nobody",
+            ),
+        )
+        .await;
+    assert_eq!(missing["status"], "ERROR", "{missing}");
+    let request = c
+        .expect(
+            200,
+            call("GET", "/lnurl/{mode}/pay/{name}", "/lnurl/live/pay/tips"),
+        )
+        .await;
+    assert_eq!(request, address, "the same pay request");
+    let callback = local(&request["callback"], &base);
+    c.expect(
+        400,
+        call(
+            "GET",
+            "/lnurl/{mode}/pay/{name}/callback",
+            format!("{callback}?amount=1500"),
+        ),
+    )
+    .await;
+    let answer = c
+        .expect(
+            200,
+            call(
+                "GET",
+                "/lnurl/{mode}/pay/{name}/callback",
+                format!("{callback}?amount=21000&comment=thanks"),
+            ),
+        )
+        .await;
+    let (status, paid) = lnbits.pay(answer["pr"].as_str().expect("pr")).await;
+    assert!(status < 300, "{status} {paid}");
+
+    // LNURL-auth: a challenge, a wrong signature refused, the right one logs in.
+    let auth = c
+        .expect(
+            201,
+            call("POST", "/v1/lnurl/auth", "/v1/lnurl/auth")
+                .key(live_key)
+                .body(json!({"action": "login", "expires_in": 300})),
+        )
+        .await;
+    let k1 = id(&auth);
+    let auth_path = format!("/v1/lnurl/auth/{k1}");
+    let pending = c
+        .expect(
+            200,
+            call("GET", "/v1/lnurl/auth/{id}", auth_path.clone()).key(live_key),
+        )
+        .await;
+    assert_eq!(pending["status"], "pending", "{pending}");
+    let wallet = secp256k1::SecretKey::from_slice(&[7u8; 32]).expect("key");
+    let other = secp256k1::SecretKey::from_slice(&[9u8; 32]).expect("key");
+    let linking_key = hex(&wallet.public_key(&secp256k1::Secp256k1::new()).serialize());
+    let challenge = local(&auth["url"], &base);
+    c.expect(
+        400,
+        call(
+            "GET",
+            "/lnurl/{mode}/auth",
+            format!("{challenge}&sig={}&key={linking_key}", sign_k1(&k1, &other)),
+        ),
+    )
+    .await;
+    let ok = c
+        .expect(
+            200,
+            call(
+                "GET",
+                "/lnurl/{mode}/auth",
+                format!(
+                    "{challenge}&sig={}&key={linking_key}",
+                    sign_k1(&k1, &wallet)
+                ),
+            ),
+        )
+        .await;
+    assert_eq!(ok, json!({"status": "OK"}));
+    let verified = c
+        .expect(
+            200,
+            call("GET", "/v1/lnurl/auth/{id}", auth_path).key(live_key),
+        )
+        .await;
+    assert_eq!(verified["status"], "verified", "{verified}");
+    assert_eq!(verified["linking_key"], linking_key.as_str());
+    assert!(verified["customer"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("cus_")));
+
+    // The live events: the Lightning payments, the top-up credit and both payouts, each
+    // object in its documented schema.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = c
+            .expect(
+                200,
+                call("GET", "/v1/events", "/v1/events?limit=100").key(live_key),
+            )
+            .await;
+        let data = events["data"].as_array().cloned().unwrap_or_default();
+        let payouts = data
+            .iter()
+            .filter(|e| e["type"] == "payout.succeeded")
+            .count();
+        let paid = data.iter().filter(|e| e["type"] == "invoice.paid").count();
+        let credited = data.iter().any(|e| e["type"] == "invoice.payment_credited");
+        if payouts == 2 && paid == 2 && credited {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "missing live events: {payouts} payouts, {paid} paid, credited {credited}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Every route answered successfully at least once...
     let routes: BTreeSet<(String, String)> = ROUTES

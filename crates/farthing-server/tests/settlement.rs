@@ -689,6 +689,13 @@ async fn payments_for_unknown_invoices_are_credited_to_someone() {
     assert_ne!(anonymous, payer);
     assert_eq!(h.customer_balance(anonymous, XTR), 6);
 
+    // No invoice named but a known payer: a top-up of the payer's balance.
+    let mut top_up = stars("top-up", None, 4);
+    top_up.payer_external_id = Some("tg:9".to_owned());
+    let settled = h.settle(top_up).await;
+    assert_split(&settled, 0, 4, Some(CreditReason::TopUp));
+    assert_eq!(settled.payment.customer, Some(payer));
+
     // The invoice's own customer takes a credit when the rail names no payer.
     let owner = h.customer(None).await;
     let owned = h
@@ -698,7 +705,11 @@ async fn payments_for_unknown_invoices_are_credited_to_someone() {
     assert_split(&settled, 0, 3, Some(CreditReason::Underpaid));
     assert_eq!(settled.payment.customer, Some(owner));
     assert_eq!(h.customer_balance(owner, XTR), 3);
-    assert_eq!(h.customer_balance(payer, XTR), 10);
+    assert_eq!(
+        h.customer_balance(payer, XTR),
+        14,
+        "5 + 5 unknown + 4 top-up"
+    );
     h.stop().await;
 }
 

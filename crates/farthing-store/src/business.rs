@@ -465,7 +465,7 @@ impl Reader<'_> {
 const INVOICE_COLUMNS: &str = "id, merchant_id, customer_id, status, currency, amount_minor, \
      amount_min, amount_max, presets, description, payload, rails, metadata, paid_amount, \
      paid_rail, paid_customer, paid_transfer, paid_at_ns, refunded_minor, created_at_ns, \
-     expires_at_ns, closed_at_ns, stars_invoice_link";
+     expires_at_ns, closed_at_ns, stars_invoice_link, lightning_bolt11";
 
 fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
     let status: String = row.get(3)?;
@@ -522,6 +522,7 @@ fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
         expires_at_ns: u64_from(row.get(20)?, "time")?,
         closed_at_ns: closed.map(|t| u64_from(t, "time")).transpose()?,
         stars_invoice_link: row.get(22)?,
+        lightning_bolt11: row.get(23)?,
     })
 }
 
@@ -552,7 +553,7 @@ impl Tx<'_, '_> {
         let rails: Vec<&str> = invoice.rails.iter().map(|rail| rail.as_str()).collect();
         let mut statement = self.sql().prepare_cached(&format!(
             "INSERT INTO invoices ({INVOICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-             ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, NULL)"
+             ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, NULL, NULL)"
         ))?;
         statement.execute(params![
             invoice.id.to_be_bytes(),

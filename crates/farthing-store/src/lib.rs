@@ -16,6 +16,7 @@ pub mod audit;
 mod business;
 mod codec;
 mod job;
+mod lightning;
 mod rails;
 mod schema;
 mod telegram;
@@ -37,6 +38,7 @@ pub use business::{
     WebhookEndpoint,
 };
 pub use job::{JobTicket, Tx};
+pub use lightning::{LightningInvoice, LightningNode, LnurlSecret, WatchState};
 pub use rails::RailPayment;
 pub use telegram::TelegramBot;
 pub use url::{DatabaseUrl, UrlError};

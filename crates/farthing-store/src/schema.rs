@@ -84,6 +84,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "stars_links_and_rail_refunds",
         crate::telegram::INVOICE_LINK_SCHEMA,
     ),
+    (6, "lightning", crate::lightning::SCHEMA),
 ];
 
 /// The newest schema this build knows.

@@ -211,10 +211,13 @@ pub struct CreateRefund {
     /// Why, for the merchant's records.
     #[schema(max_length = 500)]
     pub reason: Option<String>,
-    /// Where the money goes: `balance` (default: the customer's balance with the merchant) or
+    /// Where the money goes: `balance` (default: the customer's balance with the merchant),
     /// `rail` (back through the rail that paid the invoice: Telegram `refundStarPayment` for
-    /// `stars`, the whole payment only).
-    #[schema(value_type = Option<String>, pattern = "^(balance|rail)$", default = "balance")]
+    /// `stars`, the whole payment only), or `lnurl_withdraw` (a BTC invoice: the refund is
+    /// credited to the payer's balance — a new customer when the invoice had none — and an
+    /// LNURL-withdraw link for that amount is returned in `lnurl_withdraw`, for the payer to
+    /// claim with any Lightning wallet).
+    #[schema(value_type = Option<String>, pattern = "^(balance|rail|lnurl_withdraw)$", default = "balance")]
     pub destination: Option<String>,
 }
 
@@ -274,8 +277,20 @@ pub async fn create_refund(
                 .param("reason"),
         );
     }
+    let mut withdraw = false;
     match request.destination.as_deref() {
         None | Some("balance") => {}
+        Some("lnurl_withdraw") => {
+            if !matches!(target, Target::Invoice(_)) {
+                return Err(ApiError::invalid(
+                    "invalid_refund",
+                    "only an invoice can be refunded as an LNURL-withdraw link",
+                )
+                .param("destination"));
+            }
+            super::lightning::require_paying_node(&state, &principal)?;
+            withdraw = true;
+        }
         Some("rail") => {
             let Target::Invoice(invoice) = target else {
                 return Err(ApiError::invalid(
@@ -289,13 +304,14 @@ pub async fn create_refund(
         Some(_) => {
             return Err(ApiError::invalid(
                 "invalid_destination",
-                "destination must be \"balance\" or \"rail\"",
+                "destination must be \"balance\", \"rail\" or \"lnurl_withdraw\"",
             )
             .param("destination"))
         }
     }
     let (merchant, mode) = (principal.merchant, principal.mode);
     let checkout = state.checkout_url("");
+    let links = state.clone();
     write(&state, &principal, &headers, "POST /v1/refunds", &body, move |tx| {
         let id: RefundId = new_id();
         let now = tx.now_ns();
@@ -323,17 +339,41 @@ pub async fn create_refund(
                     .param("invoice"));
                 }
                 let amount_minor = amount.unwrap_or_else(|| invoice.refundable_minor());
-                let customer = invoice
-                    .payment
-                    .and_then(|p| p.customer)
-                    .or(invoice.customer)
-                    .ok_or_else(|| {
-                        ApiError::invalid(
+                if withdraw && invoice.currency != farthing_core::Currency::BTC {
+                    return Err(ApiError::invalid(
+                        "invalid_refund",
+                        "an LNURL-withdraw refund pays BTC: this invoice is not in BTC",
+                    )
+                    .param("destination"));
+                }
+                let known = invoice.payment.and_then(|p| p.customer).or(invoice.customer);
+                let customer = match known {
+                    Some(customer) => customer,
+                    // The payer is known only by the withdraw link they will claim: a customer
+                    // holds the refund until then.
+                    None if withdraw => {
+                        let customer = farthing_store::Customer {
+                            id: new_id(),
+                            merchant,
+                            external_id: None,
+                            metadata: vec![
+                                ("created_for".to_owned(), "lnurl_withdraw_refund".to_owned()),
+                                ("invoice".to_owned(), invoice.id.encode()),
+                            ],
+                            created_at_ns: now,
+                        };
+                        tx.insert_customer(&customer)?;
+                        emit(tx, merchant, mode, "customer.created", render::customer(&customer, mode, &[]))?;
+                        customer.id
+                    }
+                    None => {
+                        return Err(ApiError::invalid(
                             "no_customer",
-                            "this invoice was paid without a customer, so there is no balance to refund to; rail refunds arrive with the rails",
+                            "this invoice was paid without a customer, so there is no balance to refund to; refund a BTC invoice with destination lnurl_withdraw, or through the rail",
                         )
-                        .param("invoice")
-                    })?;
+                        .param("invoice"))
+                    }
+                };
                 invoice
                     .apply_refund(amount_minor)
                     .map_err(|e| map_invoice_error(e).param("amount"))?;
@@ -394,9 +434,21 @@ pub async fn create_refund(
             rail: None,
         };
         tx.insert_refund(&refund)?;
-        let object = render::refund(&refund, mode);
+        let mut object = render::refund(&refund, mode);
         emit(tx, merchant, mode, "refund.succeeded", object.clone())?;
         super::customers::emit_balance_changed(tx, merchant, mode, customer, currency)?;
+        if withdraw {
+            let secret = crate::lightning::lnurl::new_withdraw_secret(
+                merchant,
+                Some(customer),
+                amount_minor,
+                amount_minor,
+                format!("Refund {}", id.encode()),
+                30 * 24 * 3600,
+            )?;
+            tx.insert_lnurl_secret(&secret)?;
+            object["lnurl_withdraw"] = super::lightning::render_withdraw(&links, mode, &secret);
+        }
         Ok((StatusCode::CREATED, object))
     })
     .await

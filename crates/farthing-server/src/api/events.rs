@@ -32,6 +32,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "refund.succeeded",
     "customer.created",
     "customer.balance_changed",
+    "payout.succeeded",
+    "payout.failed",
 ];
 
 /// `GET /v1/events`

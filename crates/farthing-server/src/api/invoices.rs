@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use farthing_core::invoice::{
     InvoiceAmount, InvoiceError, InvoicePayment, NewInvoice, DEFAULT_EXPIRES_IN_S,
 };
-use farthing_core::{CustomerId, InvoiceId, PublicId, Rail, TransferId};
+use farthing_core::{Currency, CustomerId, InvoiceId, PublicId, Rail, TransferId};
 use farthing_store::TelegramBot;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -60,18 +60,22 @@ pub struct CreateInvoice {
     pub metadata: Option<serde_json::Map<String, Value>>,
 }
 
-/// The rails a merchant can take in `mode`: `balance`, `sandbox` in test mode, and `stars`
-/// when the merchant connected a bot.
+/// The rails a merchant can take in `mode`: `balance`, `sandbox` in test mode, `stars` when
+/// the merchant connected a bot and `lightning` when it connected a Lightning node.
 ///
 /// `stars` says whether the merchant has connected a Telegram bot in this mode
-/// (`PUT /v1/rails/stars`, see [`super::stars::connected`]).
-pub fn configured_rails(mode: Mode, stars: bool) -> Vec<Rail> {
+/// (`PUT /v1/rails/stars`, see [`super::stars::connected`]); `lightning` whether it has a
+/// Lightning node (`PUT /v1/rails/lightning`).
+pub fn configured_rails(mode: Mode, stars: bool, lightning: bool) -> Vec<Rail> {
     let mut rails = match mode {
         Mode::Live => vec![Rail::Balance],
         Mode::Test => vec![Rail::Balance, Rail::Sandbox],
     };
     if stars {
         rails.push(Rail::Stars);
+    }
+    if lightning {
+        rails.push(Rail::Lightning);
     }
     rails
 }
@@ -112,7 +116,12 @@ pub fn map_invoice_error(error: InvoiceError) -> ApiError {
     invoice_error(error)
 }
 
-fn parse_new(request: CreateInvoice, mode: Mode, stars: bool) -> Result<NewInvoice, ApiError> {
+fn parse_new(
+    request: CreateInvoice,
+    mode: Mode,
+    stars: bool,
+    lightning: bool,
+) -> Result<NewInvoice, ApiError> {
     let currency = extract::currency(&request.currency, "currency")?;
     let amount = match extract::optional_amount(&request.amount, "amount")? {
         Some(amount) => {
@@ -155,9 +164,14 @@ fn parse_new(request: CreateInvoice, mode: Mode, stars: bool) -> Result<NewInvoi
             .param("expires_in")
         })?,
     };
-    let accepted = configured_rails(mode, stars);
+    let accepted = configured_rails(mode, stars, lightning);
     let rails = match request.rails {
-        None => accepted,
+        // By default every configured rail that can carry the currency: Lightning carries
+        // BTC only (amounts in satoshis).
+        None => accepted
+            .into_iter()
+            .filter(|rail| *rail != Rail::Lightning || currency == Currency::BTC)
+            .collect(),
         Some(names) => {
             let mut rails = Vec::new();
             for (i, name) in names.iter().enumerate() {
@@ -173,6 +187,15 @@ fn parse_new(request: CreateInvoice, mode: Mode, stars: bool) -> Result<NewInvoi
                         format!(
                             "the {rail} rail is not configured for this merchant{}; see GET /v1/rails",
                             if mode.is_live() { "" } else { " in test mode" }
+                        ),
+                    )
+                    .param(format!("rails[{i}]")));
+                }
+                if rail == Rail::Lightning && currency != Currency::BTC {
+                    return Err(ApiError::invalid(
+                        "rail_currency_mismatch",
+                        format!(
+                            "the lightning rail takes BTC invoices (amounts in satoshis), not {currency}"
                         ),
                     )
                     .param(format!("rails[{i}]")));
@@ -232,10 +255,13 @@ pub async fn create(
     let body = body_bytes(body, state.config().max_body_bytes)?;
     let request: CreateInvoice = extract::json_body(&headers, &body)?;
     let (merchant, mode) = (principal.merchant, principal.mode);
-    let bot = state
-        .store(mode)
-        .read(move |reader| reader.telegram_bot(merchant))?;
-    let new = parse_new(request, principal.mode, bot.is_some())?;
+    let (bot, node) = state.store(mode).read(move |reader| {
+        Ok((
+            reader.telegram_bot(merchant)?,
+            reader.lightning_node(merchant)?,
+        ))
+    })?;
+    let new = parse_new(request, principal.mode, bot.is_some(), node.is_some())?;
     // Everything that does not depend on the database is built here, on the async workers,
     // so that the single writer thread only checks and inserts (it is the bottleneck under
     // load, see BENCHMARKS.md).
@@ -250,6 +276,7 @@ pub async fn create(
     let link_request = bot
         .filter(|_| invoice.rails.contains(&Rail::Stars))
         .and_then(|bot| stars_link_params(&invoice).map(|params| (bot, params, object.clone())));
+    let lightning_invoice = crate::lightning::wants_bolt11(&invoice).then(|| invoice.clone());
     let event = super::event_record(
         merchant,
         mode,
@@ -273,14 +300,31 @@ pub async fn create(
         },
     )
     .await?;
-    let Some((bot, params, mut object)) = link_request else {
-        return Ok(response);
-    };
     if response.status() != StatusCode::CREATED
         || response.headers().contains_key("idempotent-replayed")
     {
         return Ok(response);
     }
+    if let Some(invoice) = lightning_invoice {
+        // The BOLT11 is made once the invoice is committed; when the node fails, the invoice
+        // stands without it and the checkout page asks the node again when it is opened.
+        return match crate::lightning::attach_bolt11(&state, mode, &invoice).await {
+            Ok(Some(bolt11)) => {
+                let mut invoice = invoice;
+                invoice.lightning_bolt11 = Some(bolt11);
+                let object = render::invoice(&invoice, mode, &state.checkout_url(&id.encode()));
+                Ok((StatusCode::CREATED, axum::Json(object)).into_response())
+            }
+            Ok(None) => Ok(response),
+            Err(error) => {
+                tracing::warn!(invoice = %id.encode(), code = error.code, message = %error.message, "the invoice has no BOLT11 yet");
+                Ok(response)
+            }
+        };
+    }
+    let Some((bot, params, mut object)) = link_request else {
+        return Ok(response);
+    };
     let Some(link) = create_stars_link(&bot, &params).await else {
         return Ok(response);
     };

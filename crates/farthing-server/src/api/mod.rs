@@ -8,6 +8,7 @@ pub mod charges;
 pub mod customers;
 pub mod events;
 pub mod invoices;
+pub mod lightning;
 pub mod rails;
 pub mod stars;
 pub mod test_mode;
@@ -240,7 +241,7 @@ pub mod book {
     }
 
     /// The transfer codes the API uses.
-    pub use code::{CHARGE, PAYMENT, REFUND, TOP_UP};
+    pub use code::{CHARGE, PAYMENT, PAYOUT, REFUND, TOP_UP};
 }
 
 /// Maps a ledger refusal to the API's answer.

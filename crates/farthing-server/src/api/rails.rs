@@ -31,10 +31,13 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     principal.require("invoices:read")?;
     let (merchant, mode) = (principal.merchant, principal.mode);
-    let bot = state
-        .store(mode)
-        .read(move |reader| reader.telegram_bot(merchant))?;
-    let mut data: Vec<_> = configured_rails(mode, false)
+    let (bot, node) = state.store(mode).read(move |reader| {
+        Ok((
+            reader.telegram_bot(merchant)?,
+            reader.lightning_node(merchant)?,
+        ))
+    })?;
+    let mut data: Vec<_> = configured_rails(mode, false, false)
         .into_iter()
         .map(|rail| {
             json!({
@@ -50,6 +53,16 @@ pub async fn list(
     if let Some(bot) = bot {
         // The bot answered `getMe` when it was connected; live checks come with the poller.
         data.push(super::stars::rail_object(&bot, mode));
+    }
+    if let Some(row) = node {
+        // The health the watcher saw last (it asks the node every poll interval).
+        let client = state.lightning().get(&state, mode, merchant).ok().flatten();
+        data.push(super::lightning::rail_object(
+            &state,
+            &row,
+            client.as_deref(),
+            mode,
+        ));
     }
     Ok(
         axum::Json(json!({"object": "list", "url": "/v1/rails", "data": data, "has_more": false}))

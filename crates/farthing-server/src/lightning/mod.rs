@@ -1,0 +1,609 @@
+//! The Lightning rail in the server (SPEC RL3): the merchants' nodes, the BOLT11 of invoices,
+//! and the watcher that settles them.
+//!
+//! - [`Nodes`] holds one client per merchant and mode ([`farthing_lightning::Backend`]), built
+//!   from the stored configuration, with its health.
+//! - [`attach_bolt11`] makes the BOLT11 of an invoice on the merchant's node, after the invoice
+//!   is committed (network I/O never runs inside a store job). Its expiry ends no later than the
+//!   invoice's (SPEC I3): the node is asked for one second less than what is left, and the
+//!   BOLT11 it returns is parsed and checked (amount, network, expiry) before it is stored.
+//! - [`run`] watches every node: the node's settlement stream (LNbits websocket, LND
+//!   subscription, CLN `waitanyinvoice`) says *which* invoice to look at, and a polling round
+//!   over every watched invoice makes settlement certain when the stream is down and after a
+//!   restart (the watched invoices are rows, not memory). An invoice stays watched for
+//!   `lightning.late_watch_s` after its BOLT11 expired, so a payment the node settled while
+//!   farthing was not looking is still found and, when farthing's invoice has expired or was
+//!   canceled meanwhile, credited to the payer's balance instead of lost.
+//! - Settling goes through [`crate::settlement::settle_payment`], keyed by the payment hash:
+//!   the stream and the poller may both see one payment; it is booked once.
+
+pub mod lnurl;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use farthing_core::invoice::{Invoice, InvoiceAmount, InvoiceStatus};
+use farthing_core::{Currency, MerchantId, PublicId, Rail};
+use farthing_lightning::backend::{BackendConfig, Description};
+use farthing_lightning::bolt11::{self, Network};
+use farthing_lightning::{Backend, CreateInvoice, InvoiceState, LightningBackend, PaymentHash};
+use farthing_store::{LightningInvoice, LightningNode, WatchState};
+use serde_json::json;
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::api::wall_clock_ns;
+use crate::error::ApiError;
+use crate::settlement::{settle_payment, IncomingPayment};
+use crate::state::{AppState, Mode};
+
+/// A BOLT11 is made only when at least this much of the invoice's life is left.
+const MIN_BOLT11_EXPIRY_S: u64 = 3;
+
+/// How long after its BOLT11 expired a node invoice is still asked about every round.
+const JUST_EXPIRED_NS: u64 = 10_000_000_000;
+
+/// Millisatoshis per satoshi (farthing's BTC minor unit is the satoshi).
+const MSAT_PER_SAT: u64 = 1_000;
+
+/// One merchant's node in one mode.
+pub struct Node {
+    /// The client.
+    pub backend: Backend,
+    /// The network its invoices must be on.
+    pub network: Network,
+    /// The stored configuration it was built from (to notice a reconfiguration).
+    config: String,
+    health: Mutex<Health>,
+    /// Wakes the node's watcher (a new invoice to watch).
+    pub wake: Notify,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Health {
+    last_ok_ns: Option<u64>,
+    last_error: Option<(u64, String)>,
+    stream_up: bool,
+}
+
+impl Node {
+    fn note_ok(&self) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.last_ok_ns = Some(wall_clock_ns());
+        health.last_error = None;
+    }
+
+    fn note_error(&self, error: &farthing_lightning::BackendError) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.last_error = Some((wall_clock_ns(), error.to_string()));
+    }
+
+    fn note_stream(&self, up: bool) {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stream_up = up;
+    }
+
+    /// `healthy` when the last call to the node succeeded, `unhealthy` with the error when it
+    /// failed, `unknown` before any call; and whether the settlement stream is connected.
+    pub fn health(&self) -> (&'static str, Option<String>, bool) {
+        let health = self
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match (health.last_error, health.last_ok_ns) {
+            (Some((_, error)), _) => ("unhealthy", Some(error), health.stream_up),
+            (None, Some(_)) => ("healthy", None, health.stream_up),
+            (None, None) => ("unknown", None, health.stream_up),
+        }
+    }
+}
+
+/// The merchants' node clients, by mode and merchant.
+#[derive(Default)]
+pub struct Nodes {
+    nodes: Mutex<HashMap<(Mode, MerchantId), Arc<Node>>>,
+    /// Wakes the watcher supervisor (a node was configured).
+    pub changed: Notify,
+}
+
+/// Builds a node client from its stored row.
+pub fn build_node(row: &LightningNode) -> Result<Node, ApiError> {
+    let config: BackendConfig = serde_json::from_str(&row.config)
+        .map_err(|error| ApiError::internal(format!("stored Lightning config: {error}")))?;
+    let backend = Backend::new(&config)
+        .map_err(|error| ApiError::internal(format!("stored Lightning config: {error}")))?;
+    let network: Network = row
+        .network
+        .parse()
+        .map_err(|_| ApiError::internal(format!("stored network {:?}", row.network)))?;
+    Ok(Node {
+        backend,
+        network,
+        config: row.config.clone(),
+        health: Mutex::new(Health::default()),
+        wake: Notify::new(),
+    })
+}
+
+impl Nodes {
+    /// The merchant's node client in `mode`, built from the store on first use; `None` when the
+    /// merchant has not configured Lightning in this mode.
+    pub fn get(
+        &self,
+        state: &AppState,
+        mode: Mode,
+        merchant: MerchantId,
+    ) -> Result<Option<Arc<Node>>, ApiError> {
+        let row = state
+            .store(mode)
+            .read(move |reader| reader.lightning_node(merchant))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(node) = nodes.get(&(mode, merchant)) {
+            if node.config == row.config && node.network.as_str() == row.network {
+                return Ok(Some(node.clone()));
+            }
+        }
+        let node = Arc::new(build_node(&row)?);
+        nodes.insert((mode, merchant), node.clone());
+        Ok(Some(node))
+    }
+
+    /// Forgets the cached client (after a reconfiguration) and wakes the watchers.
+    pub fn invalidate(&self, mode: Mode, merchant: MerchantId) {
+        self.nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(mode, merchant));
+        self.changed.notify_one();
+    }
+}
+
+/// Whether an invoice can carry a BOLT11 now: open, in BTC, with a fixed amount, accepting
+/// `lightning`.
+pub fn wants_bolt11(invoice: &Invoice) -> bool {
+    invoice.status == InvoiceStatus::Open
+        && invoice.currency == Currency::BTC
+        && invoice.rails.contains(&Rail::Lightning)
+        && matches!(invoice.amount, InvoiceAmount::Fixed(_))
+}
+
+/// What the watcher's rows and the node's expiry should be for a BOLT11 made now for an
+/// invoice expiring at `invoice_expires_at_ns`: `(expiry_s, limit_s)`, or `None` when too
+/// little time is left.
+fn bolt11_expiry(invoice_expires_at_ns: u64, now_ns: u64) -> Option<(u32, u64)> {
+    let limit_s = invoice_expires_at_ns / 1_000_000_000;
+    let now_s = now_ns.div_ceil(1_000_000_000);
+    // One second of margin for the node's clock and the call's latency; the BOLT11 is checked
+    // against `limit_s` afterwards anyway.
+    let left = limit_s.checked_sub(now_s)?.checked_sub(1)?;
+    if left < MIN_BOLT11_EXPIRY_S {
+        return None;
+    }
+    Some((u32::try_from(left).unwrap_or(u32::MAX), limit_s))
+}
+
+/// A node invoice made and checked, ready to be recorded.
+pub struct MadeBolt11 {
+    /// The row to store.
+    pub row: LightningInvoice,
+}
+
+/// Asks the merchant's node for a BOLT11 of `amount_msat` ending no later than
+/// `limit_expires_at_ns`, and checks what the node returns (SPEC I3).
+pub async fn make_bolt11(
+    state: &AppState,
+    node: &Node,
+    merchant: MerchantId,
+    amount_msat: u64,
+    description: Description,
+    label: String,
+    limit_expires_at_ns: u64,
+) -> Result<MadeBolt11, ApiError> {
+    let now_ns = wall_clock_ns();
+    let Some((expiry_s, limit_s)) = bolt11_expiry(limit_expires_at_ns, now_ns) else {
+        return Err(ApiError::conflict(
+            "invoice_expiring",
+            "too little of the invoice's life is left for a Lightning invoice",
+        ));
+    };
+    let expected_hash = match &description {
+        Description::Hashed(text) => Some(farthing_lightning::lnurl::description_hash(text)),
+        Description::Memo(_) => None,
+    };
+    let request = CreateInvoice {
+        amount_msat,
+        description,
+        expiry_s,
+        label,
+    };
+    let created = match node.backend.create_invoice(&request).await {
+        Ok(created) => {
+            node.note_ok();
+            created
+        }
+        Err(error) => {
+            node.note_error(&error);
+            tracing::warn!(%error, merchant = %merchant.encode(), "the Lightning node did not make an invoice");
+            return Err(node_error(&error));
+        }
+    };
+    let checked = bolt11::check(
+        &created.bolt11,
+        &bolt11::Expect {
+            amount_msat: Some(amount_msat),
+            payment_hash: Some(created.payment_hash),
+            network: Some(node.network),
+            expires_no_later_than_s: Some(limit_s),
+            description_hash: expected_hash,
+            now_s: None,
+        },
+    )
+    .map_err(|error| {
+        tracing::error!(%error, merchant = %merchant.encode(), "the Lightning node made an invoice farthing cannot use");
+        let mut api = ApiError::unavailable(format!(
+            "the Lightning node made an invoice farthing cannot use: {error}"
+        ));
+        api.status = axum::http::StatusCode::BAD_GATEWAY;
+        api.code = "lightning_node_error";
+        api
+    })?;
+    let expires_at_ns = checked.expires_at_s.saturating_mul(1_000_000_000);
+    let late_watch_ns = state
+        .config()
+        .lightning
+        .late_watch_s
+        .saturating_mul(1_000_000_000);
+    Ok(MadeBolt11 {
+        row: LightningInvoice {
+            payment_hash: created.payment_hash.0,
+            merchant,
+            invoice: None,
+            customer: None,
+            top_up: false,
+            bolt11: created.bolt11,
+            amount_msat,
+            expires_at_ns,
+            watch_until_ns: expires_at_ns.saturating_add(late_watch_ns),
+            state: WatchState::Open,
+            comment: None,
+            created_at_ns: now_ns,
+            closed_at_ns: None,
+        },
+    })
+}
+
+/// The API error of a node that failed.
+pub fn node_error(error: &farthing_lightning::BackendError) -> ApiError {
+    let mut api = ApiError::unavailable(format!("the Lightning node failed: {error}"));
+    api.status = axum::http::StatusCode::BAD_GATEWAY;
+    api.code = if error.is_transient() {
+        "lightning_unavailable"
+    } else {
+        "lightning_node_error"
+    };
+    api
+}
+
+/// Makes and stores the BOLT11 of a committed invoice, or returns the one it has. Returns the
+/// BOLT11, or `None` when the invoice cannot take one (not open, not BTC, amountless, no node).
+pub async fn attach_bolt11(
+    state: &AppState,
+    mode: Mode,
+    invoice: &Invoice,
+) -> Result<Option<String>, ApiError> {
+    if let Some(bolt11) = &invoice.lightning_bolt11 {
+        return Ok(Some(bolt11.clone()));
+    }
+    if !wants_bolt11(invoice) {
+        return Ok(None);
+    }
+    let InvoiceAmount::Fixed(amount) = invoice.amount else {
+        return Ok(None);
+    };
+    let Some(node) = state.lightning().get(state, mode, invoice.merchant)? else {
+        return Ok(None);
+    };
+    let amount_msat = amount.checked_mul(MSAT_PER_SAT).ok_or_else(|| {
+        ApiError::invalid("invalid_amount", "the amount is too large for Lightning")
+    })?;
+    let memo = if invoice.description.trim().is_empty() {
+        invoice.id.encode()
+    } else {
+        invoice.description.chars().take(200).collect()
+    };
+    let mut made = make_bolt11(
+        state,
+        &node,
+        invoice.merchant,
+        amount_msat,
+        Description::Memo(memo),
+        format!("farthing:{}:{}", invoice.id.encode(), wall_clock_ns()),
+        invoice.expires_at_ns,
+    )
+    .await?;
+    made.row.invoice = Some(invoice.id);
+    made.row.customer = invoice.customer;
+    let id = invoice.id;
+    let row = made.row;
+    let bolt11 = row.bolt11.clone();
+    // Stored unless the invoice got a BOLT11 meanwhile (two concurrent requests): then the
+    // first one stands, and this node invoice is still watched (a payment of it is credited).
+    let stored = state
+        .store(mode)
+        .run(move |tx| -> Result<String, ApiError> {
+            tx.insert_lightning_invoice(&row)?;
+            let current = tx.invoice(id)?;
+            if let Some(existing) = current.as_ref().and_then(|i| i.lightning_bolt11.clone()) {
+                return Ok(existing);
+            }
+            tx.set_lightning_bolt11(id, &row.bolt11)?;
+            Ok(row.bolt11.clone())
+        })
+        .await??;
+    node.wake.notify_one();
+    if stored != bolt11 {
+        tracing::info!(invoice = %id.encode(), "two BOLT11 were made for one invoice; the first is shown, both are watched");
+    }
+    Ok(Some(stored))
+}
+
+/// Watches every configured node until `shutdown`: one task per node (see the module docs).
+pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut running: HashMap<(Mode, MerchantId), (Arc<Node>, tokio::task::JoinHandle<()>)> =
+        HashMap::new();
+    loop {
+        for (mode, store) in state.stores() {
+            let rows = match store.read(|reader| reader.lightning_nodes()) {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the Lightning nodes");
+                    continue;
+                }
+            };
+            for row in rows {
+                let key = (mode, row.merchant);
+                let node = match state.lightning().get(&state, mode, row.merchant) {
+                    Ok(Some(node)) => node,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        tracing::error!(message = %error.message, merchant = %row.merchant.encode(), "cannot build the Lightning node client");
+                        continue;
+                    }
+                };
+                if let Some((current, handle)) = running.get(&key) {
+                    if Arc::ptr_eq(current, &node) && !handle.is_finished() {
+                        continue;
+                    }
+                    handle.abort();
+                }
+                let task =
+                    tokio::spawn(watch_node(state.clone(), mode, row.merchant, node.clone()));
+                running.insert(key, (node, task));
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = state.lightning().changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+    for (_, (_, task)) in running {
+        task.abort();
+    }
+}
+
+/// Aborts a task when dropped (the stream follower dies with its watcher).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn watch_node(state: AppState, mode: Mode, merchant: MerchantId, node: Arc<Node>) {
+    let config = state.config().lightning.clone();
+    let (hints, mut hinted) = mpsc::channel::<PaymentHash>(1024);
+    let follower = node.clone();
+    let _stream = AbortOnDrop(tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let started = tokio::time::Instant::now();
+            follower.note_stream(true);
+            let result = follower.backend.follow_settlements(hints.clone()).await;
+            follower.note_stream(false);
+            if let Err(error) = result {
+                tracing::debug!(%error, "the Lightning settlement stream stopped");
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff = Duration::from_millis(500);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }));
+    let poll = Duration::from_millis(config.poll_interval_ms.max(50));
+    let mut ticker = tokio::time::interval(poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round: u64 = 0;
+    loop {
+        tokio::select! {
+            Some(hash) = hinted.recv() => {
+                check(&state, mode, merchant, &node, hash).await;
+            }
+            _ = ticker.tick() => {
+                round = round.wrapping_add(1);
+                poll_round(&state, mode, merchant, &node, round).await;
+            }
+            _ = node.wake.notified() => {}
+        }
+    }
+}
+
+/// Asks the node about every watched invoice of the merchant: those still payable, and those
+/// whose BOLT11 expired less than [`JUST_EXPIRED_NS`] ago, every round (asking right after
+/// the expiry also makes LNbits mark its invoice failed, so it can no longer be paid even
+/// internally); the rest of the late watch every tenth round.
+async fn poll_round(state: &AppState, mode: Mode, merchant: MerchantId, node: &Node, round: u64) {
+    let rows = match state
+        .store(mode)
+        .read(move |reader| reader.watched_lightning_invoices(merchant))
+    {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the watched Lightning invoices");
+            return;
+        }
+    };
+    let now_ns = wall_clock_ns();
+    for row in rows {
+        let late = now_ns > row.expires_at_ns.saturating_add(JUST_EXPIRED_NS);
+        if late && !round.is_multiple_of(10) && now_ns <= row.watch_until_ns {
+            continue;
+        }
+        check(state, mode, merchant, node, PaymentHash(row.payment_hash)).await;
+    }
+}
+
+/// Looks at one node invoice: settles it when the node says it is paid, stops watching it
+/// when the node canceled it or its watch ended.
+pub async fn check(
+    state: &AppState,
+    mode: Mode,
+    merchant: MerchantId,
+    node: &Node,
+    hash: PaymentHash,
+) {
+    let row = match state
+        .store(mode)
+        .read(move |reader| reader.lightning_invoice(&hash.0))
+    {
+        Ok(Some(row)) if row.merchant == merchant && row.state == WatchState::Open => row,
+        Ok(_) => return,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read a Lightning invoice");
+            return;
+        }
+    };
+    let answer = node.backend.invoice_state(&hash).await;
+    match answer {
+        Ok(InvoiceState::Settled {
+            amount_received_msat,
+            preimage,
+            ..
+        }) => {
+            node.note_ok();
+            if let Err(error) = settle(state, mode, row, amount_received_msat, preimage).await {
+                tracing::error!(payment_hash = %hash, code = error.code, message = %error.message, "a settled Lightning payment could not be booked; it stays watched");
+            }
+        }
+        Ok(InvoiceState::Canceled) => {
+            node.note_ok();
+            close_unpaid(state, mode, hash).await;
+        }
+        Ok(InvoiceState::Open) => {
+            node.note_ok();
+            if wall_clock_ns() > row.watch_until_ns {
+                close_unpaid(state, mode, hash).await;
+            }
+        }
+        Err(error) => {
+            node.note_error(&error);
+            tracing::debug!(%error, payment_hash = %hash, "cannot ask the Lightning node");
+        }
+    }
+}
+
+async fn close_unpaid(state: &AppState, mode: Mode, hash: PaymentHash) {
+    let now = wall_clock_ns();
+    let closed = state
+        .store(mode)
+        .run(move |tx| tx.close_lightning_invoice(&hash.0, WatchState::Unpaid, now))
+        .await;
+    if let Err(error) = closed {
+        tracing::warn!(%error, "cannot close a Lightning invoice's watch");
+    }
+}
+
+/// Books a settled node invoice (idempotent by payment hash) and closes its watch, in one job.
+async fn settle(
+    state: &AppState,
+    mode: Mode,
+    row: LightningInvoice,
+    amount_received_msat: u64,
+    preimage: Option<String>,
+) -> Result<(), ApiError> {
+    let sats = amount_received_msat / MSAT_PER_SAT;
+    let hash = PaymentHash(row.payment_hash);
+    let base = state.config().base_url().to_owned();
+    let incoming = IncomingPayment {
+        merchant: row.merchant,
+        rail: Rail::Lightning,
+        external_id: hash.to_hex(),
+        invoice: row.invoice,
+        payer: row.customer,
+        payer_external_id: None,
+        currency: Currency::BTC,
+        amount_minor: sats,
+        payload: Some(json!({
+            "amount_msat": amount_received_msat,
+            "preimage": preimage,
+            "comment": row.comment,
+        })),
+    };
+    let settled = state
+        .store(mode)
+        .run(move |tx| -> Result<bool, ApiError> {
+            let Some(current) = tx.lightning_invoice(&hash.0)? else {
+                return Ok(false);
+            };
+            if current.state != WatchState::Open {
+                return Ok(false);
+            }
+            let now = tx.now_ns();
+            if sats == 0 {
+                // Cannot happen on Lightning (a payer never pays less than asked, and farthing
+                // asks whole satoshis); kept visible rather than booked as zero.
+                tracing::error!(payment_hash = %hash, amount_received_msat, "a Lightning payment below one satoshi");
+                tx.close_lightning_invoice(&hash.0, WatchState::Settled, now)?;
+                return Ok(false);
+            }
+            let settled = settle_payment(tx, mode, incoming, &base)?;
+            tx.close_lightning_invoice(&hash.0, WatchState::Settled, now)?;
+            Ok(!settled.duplicate)
+        })
+        .await??;
+    if settled {
+        state.deliveries().notify_one();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bolt11_never_outlives_the_invoice() {
+        let s = 1_000_000_000u64;
+        // 15 minutes left: ask for 15 min - 1 s (now rounded up, limit rounded down).
+        assert_eq!(
+            bolt11_expiry(1_000 * s + 900 * s, 1_000 * s),
+            Some((899, 1_900))
+        );
+        assert_eq!(
+            bolt11_expiry(1_000 * s + 900 * s + 500_000_000, 1_000 * s + 1),
+            Some((898, 1_900))
+        );
+        // Too little left, or already past.
+        assert_eq!(bolt11_expiry(1_003 * s, 1_000 * s), None);
+        assert_eq!(bolt11_expiry(999 * s, 1_000 * s), None);
+        assert_eq!(bolt11_expiry(1_004 * s, 1_000 * s), Some((3, 1_004)));
+    }
+}
