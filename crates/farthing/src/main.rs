@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_http;
+mod bench_lightning;
 mod demo;
 mod internal;
 mod server_cli;
@@ -60,6 +61,9 @@ enum BenchCommand {
     /// Start `farthing serve` on a fresh database and measure invoice creations and balance
     /// charges per second over HTTP with keep-alive clients.
     Http(bench_http::HttpArgs),
+    /// Start a throwaway LNbits and farthing, pay farthing's BOLT11 invoices from an LNbits
+    /// wallet and measure the time from each payment to farthing's `invoice.paid` webhook.
+    Lightning(bench_lightning::LightningArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Audit { database } => run_audit(&database),
         Command::Bench(BenchCommand::Ledger(args)) => bench::run_ledger(&args),
         Command::Bench(BenchCommand::Http(args)) => bench_http::run(&args),
+        Command::Bench(BenchCommand::Lightning(args)) => bench_lightning::run(&args),
         Command::Internal(command) => internal::run(command),
     };
     match result {

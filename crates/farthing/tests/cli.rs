@@ -241,3 +241,37 @@ fn bench_ledger_reports_durable_transfers_per_second() {
     // The fresh database is removed afterwards unless --keep is given.
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
 }
+
+/// `farthing bench lightning` runs end to end against a real LNbits (installed by the README's
+/// test command through `scripts/lnbits install`): every payment gets its `invoice.paid`
+/// webhook, the JSON line counts them, and LNbits and the databases are gone afterwards.
+/// (Its figures are not asserted.)
+#[test]
+fn bench_lightning_pays_and_reports_each_webhook() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = farthing()
+        .args(["bench", "lightning", "--payments", "3", "--json", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run bench");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = text.lines().last().unwrap_or_default();
+    let report: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|_| panic!("no JSON last line in {text}"));
+    assert_eq!(report["payments"], 3, "{report}");
+    assert_eq!(report["ok"], 3, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["failures"], serde_json::json!([]), "{report}");
+    assert_eq!(report["audit"], "ok", "{report}");
+    let p50 = report["payment_to_webhook_ms"]["p50"]
+        .as_f64()
+        .expect("p50");
+    assert!(p50 > 0.0, "{report}");
+    // LNbits was stopped and the work directory (its data, farthing's databases) removed.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
