@@ -194,6 +194,10 @@ public_id!(
     EventId, "evt", "event"
 );
 public_id!(
+    /// Identifies a subscription (a Telegram Stars subscription, SPEC PR4).
+    SubscriptionId, "sub", "subscription"
+);
+public_id!(
     /// Identifies a webhook endpoint.
     WebhookEndpointId, "we", "webhook endpoint"
 );

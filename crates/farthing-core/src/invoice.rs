@@ -146,6 +146,9 @@ pub struct Invoice {
     /// The BOLT11 made for it on the merchant's Lightning node, when it accepts the
     /// `lightning` rail and the node gave one (SPEC I1, RL3).
     pub lightning_bolt11: Option<String>,
+    /// For a Telegram Stars subscription invoice: the period, seconds (Telegram allows
+    /// 2 592 000, 30 days); each renewal is paid as an invoice of its own (SPEC PR4).
+    pub subscription_period_s: Option<u32>,
 }
 
 /// Why an invoice operation was refused.
@@ -292,6 +295,7 @@ impl NewInvoice {
             closed_at_ns: None,
             stars_invoice_link: None,
             lightning_bolt11: None,
+            subscription_period_s: None,
         })
     }
 }

@@ -10,6 +10,18 @@
 //! when it was created), loading the page asks the node again; if that fails too the section
 //! says so and offers a reload, and the rest of the page works as usual.
 //!
+//! When the merchant has connected a bot, the page also works as that bot's Telegram Mini App
+//! (SPEC T4): when `window.Telegram.WebApp.initData` is present (or a session is kept in
+//! `sessionStorage` from before a reload) its script exchanges the init data for a session at
+//! `POST /webapp/session` (see `webapp.rs`) and shows one screen: amount (presets when
+//! amountless), method (Stars through `Telegram.WebApp.openInvoice`, or the balance when it
+//! covers the amount: one tap), Pay; with Telegram's theme, and the texts of a small table in
+//! en/fr/de/fa/ru chosen from the user's `language_code` (`dir=rtl` for `fa`). The page has no
+//! `<script src>` of Telegram's: the script loads `telegram.web_app_script_url` itself only
+//! when the URL says it was opened as a Mini App (`tgWebAppData` in the fragment, or a
+//! `tgWebApp`/`tgWebAppData` query parameter) and the host gave no `Telegram.WebApp`. In a
+//! normal browser nothing of this shows.
+//!
 //! The invoice id is the capability: ids carry 80 random bits, so a page can't be guessed.
 //! The page never decides that anything is paid; it only shows what the server says (P1).
 
@@ -94,7 +106,7 @@ fn amount_text(invoice: &Invoice) -> String {
     }
 }
 
-fn status_json(invoice: &Invoice) -> serde_json::Value {
+pub(crate) fn status_json(invoice: &Invoice) -> serde_json::Value {
     json!({
         "id": invoice.id.encode(),
         "status": invoice.status.as_str(),
@@ -266,16 +278,111 @@ pub async fn page(
         }
     };
     let lightning = lightning_offer(&state, mode, &invoice).await;
-    let body = render_page(&invoice, mode, &merchant, &lightning);
+    let merchant_id = invoice.merchant;
+    // The Mini App part needs the merchant's bot (its id goes with the init data); without one
+    // the page is the plain checkout page.
+    let bot_id = match state
+        .store(mode)
+        .read(move |reader| reader.telegram_bot(merchant_id))
+    {
+        Ok(bot) => bot.map(|bot| bot.bot_id),
+        Err(error) => {
+            tracing::warn!(%error, "checkout: cannot read the merchant's bot");
+            None
+        }
+    };
+    let mini_app = bot_id.map(|bot_id| MiniApp {
+        bot_id,
+        script_url: state.config().telegram.web_app_script_url.clone(),
+    });
+    let body = render_page_with(&invoice, mode, &merchant, &lightning, mini_app.as_ref());
     ([(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
 }
 
-/// The page's HTML (everything in it escaped).
+/// What the page needs to work as a Telegram Mini App.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MiniApp {
+    /// The merchant's bot, sent with the init data to `POST /webapp/session`.
+    bot_id: u64,
+    /// `telegram-web-app.js`, loaded only when the page was opened as a Mini App and the host
+    /// did not provide `window.Telegram.WebApp` itself; empty: never loaded.
+    script_url: String,
+}
+
+/// The Mini App screen's settings, as the page's script reads them.
+fn mini_app_json(invoice: &Invoice, mode: Mode, mini_app: &MiniApp) -> serde_json::Value {
+    // BTC shows in satoshis (its minor unit) as elsewhere on the page; others in their decimal
+    // form.
+    let (unit, exponent) = if invoice.currency == Currency::BTC {
+        ("sats".to_owned(), 0)
+    } else {
+        (
+            invoice.currency.code().to_owned(),
+            invoice.currency.exponent(),
+        )
+    };
+    let label = |minor: u64| {
+        if exponent == 0 {
+            format!("{minor} {unit}")
+        } else {
+            farthing_core::Money::new(minor, invoice.currency)
+                .map(|m| format!("{} {unit}", m.to_decimal_string()))
+                .unwrap_or_else(|_| minor.to_string())
+        }
+    };
+    let (fixed, presets, min, max) = match &invoice.amount {
+        InvoiceAmount::Fixed(minor) => (Some(*minor), Vec::new(), *minor, *minor),
+        InvoiceAmount::Open {
+            presets,
+            min_minor,
+            max_minor,
+        } => {
+            let mut shown = presets.clone();
+            if shown.is_empty() {
+                shown.push(*min_minor);
+            }
+            (None, shown, *min_minor, *max_minor)
+        }
+    };
+    let stars_link = invoice
+        .stars_invoice_link
+        .as_deref()
+        .filter(|_| invoice.rails.contains(&Rail::Stars) && fixed.is_some());
+    json!({
+        "bot_id": mini_app.bot_id,
+        "script_url": mini_app.script_url,
+        "currency": invoice.currency.code(),
+        "unit": unit,
+        "exponent": exponent,
+        "amount": fixed,
+        "amount_label": fixed.map(label),
+        "presets": presets.iter().map(|minor| json!({"minor": minor, "label": label(*minor)})).collect::<Vec<_>>(),
+        "min": min,
+        "max": max,
+        "stars_link": stars_link,
+        "balance": invoice.rails.contains(&Rail::Balance),
+        "livemode": mode.is_live(),
+    })
+}
+
+/// The page's HTML without the Mini App part.
+#[cfg(test)]
 fn render_page(
     invoice: &Invoice,
     mode: Mode,
     merchant: &str,
     lightning: &LightningOffer,
+) -> String {
+    render_page_with(invoice, mode, merchant, lightning, None)
+}
+
+/// The page's HTML (everything in it escaped).
+fn render_page_with(
+    invoice: &Invoice,
+    mode: Mode,
+    merchant: &str,
+    lightning: &LightningOffer,
+    mini_app: Option<&MiniApp>,
 ) -> String {
     let rails: Vec<&str> = invoice.rails.iter().map(|r| r.as_str()).collect();
     let sandbox_button = if mode == Mode::Test {
@@ -325,7 +432,8 @@ button:disabled{{opacity:.4}}
 <div class=description>{description}</div>
 <div class=amount id=amount>{amount}</div>
 <div><span class="status {status_class}" id=status>{status_text}</span> <span id=countdown></span></div>
-<div class=rails>Pay with: <span id=rails>{rails}</span></div>
+<div class=rails id=rails-line>Pay with: <span id=rails>{rails}</span></div>
+{mini_app_section}
 {lightning}
 {sandbox_button}
 </div>
@@ -337,8 +445,9 @@ const countdownEl = document.getElementById('countdown');
 const sandboxEl = document.getElementById('sandbox');
 const lightningEl = document.getElementById('lightning');
 function show(s) {{
-  statusEl.textContent = s.status === 'paid' ? 'Paid ✓' : s.status;
+  statusEl.textContent = window.statusLabel ? window.statusLabel(s.status) : (s.status === 'paid' ? 'Paid ✓' : s.status);
   statusEl.className = 'status ' + s.status;
+  if (window.onInvoiceStatus) window.onInvoiceStatus(s);
   if (s.status !== 'open') {{
     countdownEl.textContent = ''; if (sandboxEl) sandboxEl.disabled = true;
     if (lightningEl) lightningEl.hidden = true;
@@ -405,7 +514,7 @@ if (weblnEl) {{
 }}
 show(invoice); tick(); setInterval(tick, 1000); poll();
 </script>
-</body>
+{mini_app_script}</body>
 </html>"#,
         merchant_title = escape(merchant),
         merchant = escape(merchant),
@@ -422,8 +531,220 @@ show(invoice); tick(); setInterval(tick, 1000); poll();
         sandbox_button = sandbox_button,
         status_json = status.to_string().replace('<', "\\u003c"),
         lightning = lightning_html(invoice, lightning),
+        mini_app_section = if mini_app.is_some() {
+            MINI_APP_SECTION
+        } else {
+            ""
+        },
+        mini_app_script = match mini_app {
+            Some(mini_app) => format!(
+                "<script>const miniApp = {};</script>\n<script>{MINI_APP_JS}</script>\n",
+                mini_app_json(invoice, mode, mini_app)
+                    .to_string()
+                    .replace('<', "\\u003c")
+            ),
+            None => String::new(),
+        },
     )
 }
+
+/// The Mini App screen (hidden until the page finds `Telegram.WebApp` and has a session).
+const MINI_APP_SECTION: &str = r#"<style>
+.webapp{margin-top:1.25rem}
+.webapp .label{color:var(--tg-hint,#777);font-size:.85rem;margin:.75rem 0 .4rem}
+.presets{display:flex;flex-wrap:wrap;gap:.5rem}
+.presets button,.methods button{width:auto;margin:0;padding:.6rem .9rem;font-size:1rem;background:transparent;color:inherit;border:1px solid var(--tg-hint,#ccc)}
+.methods{display:flex;flex-direction:column;gap:.5rem}
+.methods button{width:100%;text-align:start}
+.presets button[aria-pressed=true],.methods button[aria-checked=true]{border:2px solid var(--tg-button,#1b1b1b);font-weight:600}
+.mini-app body,body.mini-app{background:var(--tg-bg,#f6f6f4);color:var(--tg-text,#1b1b1b)}
+.mini-app .card{background:var(--tg-card,#fff)}
+.mini-app #webapp-pay{background:var(--tg-button,#1b1b1b);color:var(--tg-button-text,#fff)}
+.mini-app .status.open{color:#1b1b1b}
+</style>
+<section class=webapp id=webapp hidden>
+<div class=label id=webapp-amount-label></div>
+<div class=presets id=webapp-presets></div>
+<div class=label id=webapp-method-label></div>
+<div class=methods id=webapp-methods role=radiogroup></div>
+<button id=webapp-pay type=button disabled></button>
+<p class=error id=webapp-error role=alert hidden></p>
+</section>"#;
+
+/// The Mini App script: finds `Telegram.WebApp` (provided by the host or loaded from
+/// `miniApp.script_url` when the URL says the page is a Mini App), exchanges the init data for a
+/// session (kept in `sessionStorage`, so a reload works without init data), and shows one
+/// screen: amount (presets when amountless), method (Stars through `openInvoice`, or the
+/// balance when it covers the amount), Pay. The status still comes from the server only.
+const MINI_APP_JS: &str = r#"(() => {
+const cfg = miniApp;
+const TEXT = {
+  en: {amount: 'Amount', method: 'Pay with', stars: 'Telegram Stars', balance: 'Balance', available: '{n} available', pay: 'Pay', paying: 'Paying…', confirming: 'Confirming…', paid: 'Paid ✓', open: 'Awaiting payment', expired: 'Expired', canceled: 'Canceled', insufficient: 'Not enough balance', failed: 'Payment failed, please try again', none: 'This invoice can’t be paid in Telegram.'},
+  fr: {amount: 'Montant', method: 'Payer avec', stars: 'Telegram Stars', balance: 'Solde', available: '{n} disponible', pay: 'Payer', paying: 'Paiement…', confirming: 'Confirmation…', paid: 'Payé ✓', open: 'En attente de paiement', expired: 'Expirée', canceled: 'Annulée', insufficient: 'Solde insuffisant', failed: 'Le paiement a échoué, réessayez', none: 'Cette facture ne peut pas être payée dans Telegram.'},
+  de: {amount: 'Betrag', method: 'Bezahlen mit', stars: 'Telegram Stars', balance: 'Guthaben', available: '{n} verfügbar', pay: 'Bezahlen', paying: 'Zahlung läuft…', confirming: 'Wird bestätigt…', paid: 'Bezahlt ✓', open: 'Zahlung ausstehend', expired: 'Abgelaufen', canceled: 'Storniert', insufficient: 'Guthaben reicht nicht', failed: 'Zahlung fehlgeschlagen, bitte erneut versuchen', none: 'Diese Rechnung kann nicht in Telegram bezahlt werden.'},
+  fa: {amount: 'مبلغ', method: 'پرداخت با', stars: 'استارز تلگرام', balance: 'موجودی', available: '{n} در دسترس', pay: 'پرداخت', paying: 'در حال پرداخت…', confirming: 'در حال تأیید…', paid: 'پرداخت شد ✓', open: 'در انتظار پرداخت', expired: 'منقضی شده', canceled: 'لغو شده', insufficient: 'موجودی کافی نیست', failed: 'پرداخت ناموفق بود، دوباره تلاش کنید', none: 'این صورتحساب در تلگرام قابل پرداخت نیست.'},
+  ru: {amount: 'Сумма', method: 'Оплатить через', stars: 'Telegram Stars', balance: 'Баланс', available: 'доступно {n}', pay: 'Оплатить', paying: 'Оплата…', confirming: 'Подтверждение…', paid: 'Оплачено ✓', open: 'Ожидает оплаты', expired: 'Истёк', canceled: 'Отменён', insufficient: 'Недостаточно средств', failed: 'Оплата не прошла, попробуйте ещё раз', none: 'Этот счёт нельзя оплатить в Telegram.'},
+};
+const RTL = ['fa'];
+let t = TEXT.en;
+function setLanguage(code) {
+  const lang = String(code || 'en').slice(0, 2).toLowerCase();
+  const chosen = TEXT[lang] ? lang : 'en';
+  t = TEXT[chosen];
+  document.documentElement.lang = chosen;
+  document.documentElement.dir = RTL.includes(chosen) ? 'rtl' : 'ltr';
+}
+const $ = (id) => document.getElementById(id);
+// One session per bot and mode: a test-mode session can't pay a live invoice.
+const storageKey = 'farthing.webapp.' + cfg.bot_id + (cfg.livemode ? '.live' : '.test');
+function storedSession() {
+  try {
+    const s = JSON.parse(sessionStorage.getItem(storageKey) || 'null');
+    if (s && s.session && s.expires_at > Date.now() / 1000 + 30) return s;
+  } catch (e) {}
+  return null;
+}
+function fmt(minor) {
+  // Minor units to the decimal text, on strings (no floats with money).
+  let digits = String(minor);
+  if (cfg.exponent > 0) {
+    digits = digits.padStart(cfg.exponent + 1, '0');
+    digits = digits.slice(0, -cfg.exponent) + '.' + digits.slice(-cfg.exponent);
+  }
+  return digits + ' ' + cfg.unit;
+}
+let session = null, amount = cfg.amount, method = null, busy = false, asked = false, confirming = false, chosen = false, state = invoice.status;
+function available() {
+  const b = (session && session.balances || []).find((b) => b.currency === cfg.currency);
+  return b ? b.available : 0;
+}
+function fail(text) { const el = $('webapp-error'); el.textContent = text || ''; el.hidden = !text; }
+function render() {
+  $('webapp-amount-label').textContent = t.amount;
+  $('webapp-method-label').textContent = t.method;
+  $('webapp-amount-label').hidden = cfg.amount !== null || state !== 'open';
+  $('webapp-method-label').hidden = state !== 'open';
+  const presets = $('webapp-presets');
+  presets.replaceChildren();
+  if (cfg.amount === null) {
+    for (const p of cfg.presets) {
+      const b = document.createElement('button');
+      b.type = 'button'; b.className = 'preset'; b.textContent = p.label; b.dataset.minor = p.minor;
+      b.setAttribute('aria-pressed', String(p.minor === amount));
+      b.addEventListener('click', () => { if (busy) return; amount = p.minor; render(); });
+      presets.append(b);
+    }
+  }
+  const options = [];
+  if (cfg.stars_link && window.Telegram && window.Telegram.WebApp && window.Telegram.WebApp.openInvoice) options.push(['stars', t.stars]);
+  if (cfg.balance && session && amount !== null && available() >= amount) options.push(['balance', t.balance + ' · ' + t.available.replace('{n}', fmt(available()))]);
+  // Until the payer picks one: the balance when it covers the amount (one tap), else Stars.
+  if (!chosen || !options.some(([m]) => m === method)) method = options.length ? (options.find(([m]) => m === 'balance') || options[0])[0] : null;
+  const methods = $('webapp-methods');
+  methods.replaceChildren();
+  for (const [m, label] of options) {
+    const b = document.createElement('button');
+    b.type = 'button'; b.id = 'webapp-method-' + m; b.setAttribute('role', 'radio');
+    b.setAttribute('aria-checked', String(m === method)); b.textContent = label;
+    b.addEventListener('click', () => { if (!busy) { method = m; chosen = true; render(); } });
+    methods.append(b);
+  }
+  const pay = $('webapp-pay');
+  pay.textContent = busy ? t.paying : (confirming && state === 'open') ? t.confirming : t.pay + (amount !== null ? ' ' + fmt(amount) : '');
+  pay.disabled = busy || confirming || state !== 'open' || !method || amount === null;
+  if (asked && state === 'open' && !options.length && amount !== null) fail(t.none);
+  else if ($('webapp-error').textContent === t.none) fail('');
+  statusLabelRefresh();
+}
+function statusLabelRefresh() {
+  const el = $('status');
+  const s = el.className.replace('status', '').trim();
+  if (s) el.textContent = window.statusLabel(s);
+}
+async function payBalance() {
+  const response = await fetch('/webapp/pay/' + invoice.id, {
+    method: 'POST',
+    headers: {'content-type': 'application/json', 'authorization': 'Bearer ' + session.session},
+    body: JSON.stringify(cfg.amount === null ? {amount} : {}),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (response.ok) { show(body); return; }
+  if (response.status === 401) { sessionStorage.removeItem(storageKey); }
+  const code = body.error && body.error.code;
+  fail(code === 'insufficient_funds' ? t.insufficient : (body.error && body.error.message) || t.failed);
+  poll();
+}
+function payStars() {
+  return new Promise((resolve) => {
+    window.Telegram.WebApp.openInvoice(cfg.stars_link, (status) => {
+      // Telegram says paid; the page still shows paid only when the server says so.
+      if (status === 'paid') { confirming = true; poll(); }
+      else if (status === 'failed') fail(t.failed);
+      resolve();
+    });
+  });
+}
+async function onPay() {
+  if (busy || !method) return;
+  busy = true; fail(''); render();
+  try { if (method === 'balance') await payBalance(); else await payStars(); }
+  catch (e) { fail(t.failed); }
+  busy = false; render();
+}
+async function start(tg) {
+  if (tg) {
+    try { tg.ready(); tg.expand(); } catch (e) {}
+    const p = tg.themeParams || {};
+    const root = document.documentElement.style;
+    for (const [name, key] of [['--tg-bg', 'bg_color'], ['--tg-text', 'text_color'], ['--tg-card', 'secondary_bg_color'], ['--tg-button', 'button_color'], ['--tg-button-text', 'button_text_color'], ['--tg-hint', 'hint_color']]) {
+      if (p[key]) root.setProperty(name, p[key]);
+    }
+    const unsafe = tg.initDataUnsafe && tg.initDataUnsafe.user;
+    setLanguage(unsafe && unsafe.language_code);
+  }
+  document.documentElement.classList.add('mini-app');
+  document.body.classList.add('mini-app');
+  window.statusLabel = (s) => t[s] || s;
+  window.onInvoiceStatus = (s) => {
+    state = s.status;
+    if (state !== 'open') { $('webapp-methods').hidden = true; $('webapp-presets').hidden = true; }
+    if (s.amount_paid) $('amount').textContent = fmt(s.amount_paid);
+    render();
+  };
+  $('rails-line').hidden = true;
+  const lightning = $('lightning'); if (lightning) lightning.hidden = true;
+  $('webapp').hidden = false;
+  $('webapp-pay').addEventListener('click', onPay);
+  render();
+  if (tg && tg.initData) {
+    try {
+      const response = await fetch('/webapp/session', {
+        method: 'POST', headers: {'content-type': 'application/json'},
+        body: JSON.stringify({bot_id: cfg.bot_id, init_data: tg.initData, invoice: invoice.id}),
+      });
+      const body = await response.json();
+      if (response.ok) { session = body; sessionStorage.setItem(storageKey, JSON.stringify(body)); }
+      else { session = storedSession(); if (!session) fail(body.error && body.error.message || t.failed); }
+    } catch (e) { session = storedSession(); if (!session) fail(t.failed); }
+  } else {
+    session = storedSession();
+  }
+  asked = true;
+  if (session) setLanguage(session.user && session.user.language_code);
+  show(invoice);
+  poll();
+}
+const tg = window.Telegram && window.Telegram.WebApp;
+const opened = /[#&?]tgWebAppData=/.test(location.hash) || /[?&]tgWebApp(Data)?=/.test(location.search);
+if (tg && tg.initData) start(tg);
+else if (storedSession()) start(tg && tg.openInvoice ? tg : null);
+else if (opened && cfg.script_url) {
+  const script = document.createElement('script');
+  script.src = cfg.script_url;
+  script.onload = () => { const w = window.Telegram && window.Telegram.WebApp; if (w && w.initData) start(w); };
+  document.head.append(script);
+}
+})();"#;
 
 #[cfg(test)]
 mod tests {
@@ -453,6 +774,7 @@ mod tests {
             expires_at_ns: 1_700_000_900_000_000_000,
             closed_at_ns: None,
             stars_invoice_link: None,
+            subscription_period_s: None,
             lightning_bolt11: Some(BOLT11.to_owned()),
         }
     }
@@ -583,6 +905,56 @@ mod tests {
         assert!(html
             .contains("id=lightning-error role=alert>This invoice can't be paid with Lightning."));
         assert!(!html.contains("id=lightning-qr"));
+    }
+
+    #[test]
+    fn with_a_bot_the_page_carries_the_mini_app_without_loading_telegram_scripts() {
+        let mut invoice = invoice(Currency::XTR, vec![Rail::Stars, Rail::Balance]);
+        invoice.stars_invoice_link = Some("https://t.me/$abc</script>".to_owned());
+        let mini_app = MiniApp {
+            bot_id: 123_456,
+            script_url: "https://telegram.org/js/telegram-web-app.js".to_owned(),
+        };
+        let html = render_page_with(
+            &invoice,
+            Mode::Test,
+            "Shop",
+            &LightningOffer::Hidden,
+            Some(&mini_app),
+        );
+        assert!(html.contains("<section class=webapp id=webapp hidden>"));
+        assert!(html.contains("const miniApp = {"));
+        assert!(html.contains("\"bot_id\":123456"));
+        assert!(html.contains("\"amount\":1000"));
+        // The link is escaped for the script element; the Telegram script is only a URL the
+        // page's code may load when opened as a Mini App, never a tag of its own.
+        assert!(html.contains("https://t.me/$abc\\u003c/script>"));
+        assert!(!html.contains("<script src"));
+        let config = mini_app_json(&invoice, Mode::Test, &mini_app);
+        assert_eq!(config["stars_link"], "https://t.me/$abc</script>");
+        assert_eq!(config["balance"], true);
+        assert_eq!(config["amount_label"], "1000 XTR");
+
+        // Amountless: presets with labels, no Stars link (its price is fixed).
+        invoice.amount = InvoiceAmount::Open {
+            presets: vec![100, 250],
+            min_minor: 100,
+            max_minor: 1_000,
+        };
+        invoice.currency = Currency::USD;
+        let config = mini_app_json(&invoice, Mode::Live, &mini_app);
+        assert_eq!(config["amount"], serde_json::Value::Null);
+        assert_eq!(config["stars_link"], serde_json::Value::Null);
+        assert_eq!(
+            config["presets"][1],
+            json!({"minor": 250, "label": "2.50 USD"})
+        );
+        assert_eq!(config["exponent"], 2);
+
+        // Without a bot, no Mini App at all.
+        let html = render_page(&invoice, Mode::Test, "Shop", &LightningOffer::Hidden);
+        assert!(!html.contains("id=webapp"));
+        assert!(!html.contains("miniApp"));
     }
 
     #[test]

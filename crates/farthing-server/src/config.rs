@@ -30,6 +30,45 @@ pub struct Config {
     pub rates: std::collections::BTreeMap<String, String>,
     /// The Lightning rail's watcher.
     pub lightning: LightningConfig,
+    /// The Telegram bots (Stars rail).
+    pub telegram: TelegramConfig,
+}
+
+/// Telegram settings (SPEC RL2).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    /// How long one `getUpdates` long poll waits for an update, in seconds (bots connected in
+    /// `polling` mode). Tests use 1 so that shutdown is quick.
+    pub poll_timeout_s: u32,
+    /// The oldest Mini App `initData` `POST /webapp/session` accepts, by its `auth_date`, in
+    /// seconds (SPEC T4: one hour).
+    pub init_data_max_age_s: u64,
+    /// Whose Ed25519 key checks the third-party `signature` of Mini App `initData` when the
+    /// bot-token hash does not: `production` (Telegram's key), `test` (Telegram's test
+    /// environment key) or a key as 64 hex digits (tests).
+    pub init_data_public_key: String,
+    /// How long a Mini App session (`POST /webapp/session`) lasts, in seconds.
+    pub webapp_session_ttl_s: u64,
+    /// The script the checkout page loads when it is opened as a Mini App (`tgWebAppData` in
+    /// its URL) and the host has not already provided `window.Telegram.WebApp`; empty: never.
+    pub web_app_script_url: String,
+    /// How often every connected bot's `getStarTransactions` is read to settle payments the
+    /// updates missed and record Fragment withdrawals, in seconds (also once at start).
+    pub reconcile_interval_s: u64,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        TelegramConfig {
+            poll_timeout_s: 25,
+            init_data_max_age_s: 3600,
+            init_data_public_key: "production".to_owned(),
+            webapp_session_ttl_s: 3600,
+            web_app_script_url: "https://telegram.org/js/telegram-web-app.js".to_owned(),
+            reconcile_interval_s: 300,
+        }
+    }
 }
 
 /// The Lightning rail's watcher settings (SPEC RL3, I3).
@@ -97,6 +136,7 @@ impl Default for Config {
             webhooks: WebhookConfig::default(),
             rates: Default::default(),
             lightning: LightningConfig::default(),
+            telegram: TelegramConfig::default(),
         }
     }
 }
@@ -217,6 +257,29 @@ impl Config {
         if !(50..=600_000).contains(&self.lightning.poll_interval_ms) {
             return Err(ConfigError::Invalid(
                 "lightning.poll_interval_ms must be within 50..=600000".to_owned(),
+            ));
+        }
+        if !(1..=50).contains(&self.telegram.poll_timeout_s) {
+            return Err(ConfigError::Invalid(
+                "telegram.poll_timeout_s must be within 1..=50".to_owned(),
+            ));
+        }
+        if self.telegram.init_data_max_age_s == 0
+            || !(1..=86_400).contains(&self.telegram.webapp_session_ttl_s)
+        {
+            return Err(ConfigError::Invalid(
+                "telegram.init_data_max_age_s must be at least 1, telegram.webapp_session_ttl_s within 1..=86400".to_owned(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.telegram.reconcile_interval_s) {
+            return Err(ConfigError::Invalid(
+                "telegram.reconcile_interval_s must be within 1..=86400".to_owned(),
+            ));
+        }
+        if crate::webapp::public_key(&self.telegram.init_data_public_key).is_none() {
+            return Err(ConfigError::Invalid(
+                "telegram.init_data_public_key must be production, test or 64 hex digits"
+                    .to_owned(),
             ));
         }
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {

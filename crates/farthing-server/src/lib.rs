@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod settlement;
 pub mod state;
 pub mod telegram;
+pub mod webapp;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -52,6 +53,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/invoices/{id}"),
     ("POST", "/v1/invoices/{id}/cancel"),
     ("POST", "/v1/invoices/{id}/pay"),
+    ("POST", "/v1/invoices/{id}/send"),
     ("POST", "/v1/customers"),
     ("GET", "/v1/customers"),
     ("GET", "/v1/customers/{id}"),
@@ -71,6 +73,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/rails"),
     ("PUT", "/v1/rails/stars"),
     ("PUT", "/v1/rails/lightning"),
+    ("GET", "/v1/subscriptions"),
+    ("GET", "/v1/subscriptions/{id}"),
+    ("POST", "/v1/subscriptions/{id}/cancel"),
+    ("POST", "/v1/subscriptions/{id}/resume"),
     ("POST", "/v1/lnurl/withdraws"),
     ("GET", "/v1/lnurl/withdraws/{id}"),
     ("POST", "/v1/lnurl/auth"),
@@ -90,13 +96,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/pay/{id}"),
     ("GET", "/pay/{id}/status"),
     ("POST", "/pay/{id}/sandbox"),
+    ("POST", "/webapp/session"),
+    ("POST", "/webapp/pay/{invoice}"),
     ("POST", "/telegram/{bot_id}/webhook"),
 ];
 
 /// The router over `state`.
 pub fn router(state: AppState) -> Router {
     use crate::lightning::lnurl;
-    use api::{charges, customers, events, invoices, lightning, rails, stars, test_mode};
+    use api::{
+        charges, customers, events, invoices, lightning, rails, stars, subscriptions, test_mode,
+    };
     let limit = state.config().max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
@@ -107,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/invoices/{id}", get(invoices::retrieve))
         .route("/v1/invoices/{id}/cancel", post(invoices::cancel))
         .route("/v1/invoices/{id}/pay", post(invoices::pay))
+        .route("/v1/invoices/{id}/send", post(stars::send_invoice))
         .route(
             "/v1/customers",
             post(customers::create).get(customers::list),
@@ -133,6 +144,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rails", get(rails::list))
         .route("/v1/rails/stars", put(stars::connect))
         .route("/v1/rails/lightning", put(lightning::connect))
+        .route("/v1/subscriptions", get(subscriptions::list))
+        .route("/v1/subscriptions/{id}", get(subscriptions::retrieve))
+        .route("/v1/subscriptions/{id}/cancel", post(subscriptions::cancel))
+        .route("/v1/subscriptions/{id}/resume", post(subscriptions::resume))
         .route("/v1/lnurl/withdraws", post(lightning::create_withdraw))
         .route(
             "/v1/lnurl/withdraws/{id}",
@@ -167,6 +182,8 @@ pub fn router(state: AppState) -> Router {
         .route("/pay/{id}", get(checkout::page))
         .route("/pay/{id}/status", get(checkout::status))
         .route("/pay/{id}/sandbox", post(checkout::sandbox))
+        .route("/webapp/session", post(webapp::create_session))
+        .route("/webapp/pay/{invoice}", post(webapp::pay))
         .route(
             "/telegram/{bot_id}/webhook",
             post(telegram::webhook::receive),
@@ -407,11 +424,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let scheduler = tokio::spawn(scheduler::run(state.clone(), shutdown.subscribe()));
     let worker = tokio::spawn(webhooks::run_worker(state.clone(), shutdown.subscribe()));
     let watcher = tokio::spawn(crate::lightning::run(state.clone(), shutdown.subscribe()));
+    let poller = tokio::spawn(telegram::poller::run(state.clone(), shutdown.subscribe()));
+    let reconciler = tokio::spawn(telegram::reconcile::run(
+        state.clone(),
+        shutdown.subscribe(),
+    ));
     Ok(Running {
         addr,
         state,
         shutdown,
-        tasks: vec![server, scheduler, worker, watcher],
+        tasks: vec![server, scheduler, worker, watcher, poller, reconciler],
     })
 }
 

@@ -69,6 +69,7 @@ pub fn json() -> &'static str {
         crate::api::invoices::retrieve,
         crate::api::invoices::cancel,
         crate::api::invoices::pay,
+        crate::api::stars::send_invoice,
         crate::api::customers::create,
         crate::api::customers::list,
         crate::api::customers::retrieve,
@@ -88,6 +89,10 @@ pub fn json() -> &'static str {
         crate::api::rails::list,
         crate::api::stars::connect,
         crate::api::lightning::connect,
+        crate::api::subscriptions::list,
+        crate::api::subscriptions::retrieve,
+        crate::api::subscriptions::cancel,
+        crate::api::subscriptions::resume,
         crate::api::lightning::create_withdraw,
         crate::api::lightning::retrieve_withdraw,
         crate::api::lightning::create_auth,
@@ -108,6 +113,8 @@ pub fn json() -> &'static str {
         checkout_page,
         checkout_status,
         checkout_sandbox,
+        crate::webapp::create_session,
+        crate::webapp::pay,
     ),
     components(schemas(
         LnurlStatus,
@@ -135,7 +142,11 @@ pub fn json() -> &'static str {
         WebhookEndpointStatus,
         Redelivery,
         RailState,
+        StarsWithdrawal,
         crate::api::stars::ConnectStars,
+        crate::api::stars::SendInvoice,
+        crate::api::stars::SentInvoice,
+        crate::api::stars::TelegramMessage,
         crate::api::lightning::ConnectLightning,
         crate::api::lightning::CreateWithdraw,
         crate::api::lightning::CreateAuth,
@@ -149,6 +160,8 @@ pub fn json() -> &'static str {
         LnurlWithdrawRequest,
         InvoiceList,
         CustomerList,
+        SubscriptionObject,
+        SubscriptionList,
         ChargeList,
         RefundList,
         EventList,
@@ -156,6 +169,10 @@ pub fn json() -> &'static str {
         RailList,
         HealthStatus,
         CheckoutStatus,
+        WebappSession,
+        WebappUser,
+        crate::webapp::CreateWebappSession,
+        crate::webapp::WebappPay,
     )),
     modifiers(&BearerAuth, &OptionalBodies),
     tags(
@@ -167,6 +184,7 @@ pub fn json() -> &'static str {
         (name = "webhook_endpoints", description = "Where events are delivered, signed per the Standard Webhooks spec (SPEC A4)."),
         (name = "rails", description = "The payment rails a merchant can take."),
         (name = "sandbox", description = "Test mode only (`fk_test_` keys): simulate payers and fund balances (SPEC RL5)."),
+        (name = "subscriptions", description = "Telegram Stars subscriptions: started by paying a subscription invoice, renewed by Telegram every 30 days, each renewal paid as an invoice of its own (SPEC RL2, PR4)."),
         (name = "lightning", description = "LNURL links and payouts of the Lightning rail (SPEC RL3)."),
         (name = "lnurl", description = "The LNURL endpoints wallets call (LUD-03, LUD-04, LUD-06, LUD-12, LUD-16); no API key. Refusals are LNURL's `{\"status\": \"ERROR\", \"reason\"}`."),
         (name = "checkout", description = "The hosted checkout page; the invoice id is the capability, no API key."),
@@ -192,6 +210,21 @@ impl Modify for BearerAuth {
                          `farthing merchant create`: `fk_live_…` for live mode, `fk_test_…` for \
                          test mode. Keys carry scopes (e.g. `invoices:write`); a key without the \
                          scope an operation needs gets 403 `missing_scope`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "webapp_session",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("wss_…")
+                    .description(Some(
+                        "`Authorization: Bearer <session>` with the session `POST \
+                         /webapp/session` answered for a Telegram Mini App's init data. It \
+                         names one customer of one merchant, lasts `telegram.webapp_session_ttl_s` \
+                         and ends when the server restarts.",
                     ))
                     .build(),
             ),
@@ -367,6 +400,8 @@ fn event_object_schema() -> Schema {
             .item(Ref::from_schema_name("Refund"))
             .item(Ref::from_schema_name("RailPayment"))
             .item(Ref::from_schema_name("Payout"))
+            .item(Ref::from_schema_name("StarsWithdrawal"))
+            .item(Ref::from_schema_name("SubscriptionObject"))
             .build(),
     )
 }
@@ -385,9 +420,11 @@ constants! {
     object_invoice => ["invoice"],
     object_customer => ["customer"],
     object_customer_balance => ["customer_balance"],
+    object_webapp_session => ["webapp_session"],
     object_charge => ["charge"],
     object_refund => ["refund"],
     object_rail_payment => ["rail_payment"],
+    object_stars_withdrawal => ["stars_withdrawal"],
     object_event => ["event"],
     object_webhook_endpoint => ["webhook_endpoint"],
     object_redelivery => ["redelivery"],
@@ -539,6 +576,10 @@ pub struct Invoice {
     pub checkout_url: String,
     /// How to pay on each rail that has instructions; `{}` when none.
     pub payment_instructions: PaymentInstructions,
+    /// A Telegram Stars subscription invoice: the period in seconds (2592000, 30 days);
+    /// `null` for a one-off invoice.
+    #[schema(required = true)]
+    pub subscription_period: Option<u64>,
 }
 
 /// Per-rail payment instructions of an invoice (SPEC I1).
@@ -749,7 +790,8 @@ pub struct EventData {
     /// `invoice.payment_credited`), a charge for
     /// `charge.succeeded`, a refund for `refund.succeeded`, a customer for
     /// `customer.created`, a customer balance for `customer.balance_changed`, a payout for
-    /// `payout.succeeded` and `payout.failed`.
+    /// `payout.succeeded` and `payout.failed`, a Stars withdrawal for `stars.withdrawal`, a
+    /// subscription for `subscription.*`.
     #[schema(schema_with = event_object_schema)]
     pub object: serde_json::Value,
 }
@@ -863,6 +905,11 @@ pub struct RailState {
     pub mode: Option<String>,
     /// Stars: the webhook secret, only in the answer that generated it.
     pub webhook_secret: Option<String>,
+    /// Stars (`GET /v1/rails`): when `getStarTransactions` was last reconciled (Unix seconds),
+    /// or `null` before the first reconciliation.
+    pub reconciled_at: Option<u64>,
+    /// Stars (`GET /v1/rails`): why the last reconciliation failed, or `null`.
+    pub reconcile_error: Option<String>,
     /// Lightning: why the last call to the node failed (with `health` `unhealthy`), or `null`.
     pub health_error: Option<String>,
     /// Lightning: `connected` while farthing follows the node's settlement stream,
@@ -913,6 +960,41 @@ list_schema! {
     EventList of Event at "/v1/events",
     WebhookEndpointList of WebhookEndpoint at "/v1/webhook_endpoints",
     RailList of RailState at "/v1/rails",
+    SubscriptionList of SubscriptionObject at "/v1/subscriptions",
+}
+
+/// A withdrawal of the bot's Stars to Fragment, found by the Stars reconciliation
+/// (`getStarTransactions`): the object of `stars.withdrawal`, written when farthing first sees
+/// it and whenever its state changes. A `succeeded` withdrawal is booked as a payout from the
+/// merchant's XTR balance to the Stars rail's outside world, as far as the available balance
+/// allows; the rest is `shortfall` (Stars the ledger never held for the merchant).
+#[derive(ToSchema)]
+pub struct StarsWithdrawal {
+    /// Always `stars_withdrawal`.
+    #[schema(schema_with = object_stars_withdrawal)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Telegram's transaction id.
+    pub id: String,
+    /// The bot the Stars left.
+    pub bot_id: u64,
+    /// Always `XTR`.
+    pub currency: String,
+    /// Whole Stars withdrawn.
+    pub amount: u64,
+    /// `pending`, `succeeded`, `failed` or `unknown` (a state this server does not know).
+    pub state: String,
+    /// A succeeded withdrawal: the transaction on Fragment; otherwise `null`.
+    pub url: Option<String>,
+    /// When Telegram made the withdrawal (Unix seconds).
+    pub date: i64,
+    /// What was booked as a payout, in Stars (0 until it succeeded).
+    pub amount_booked: u64,
+    /// What the merchant's available XTR balance could not cover, in Stars.
+    pub shortfall: u64,
+    /// When farthing first saw it (Unix seconds).
+    pub created: u64,
 }
 
 /// Health and readiness.
@@ -1000,6 +1082,42 @@ fn checkout_status() {}
 )]
 #[allow(dead_code)]
 fn checkout_sandbox() {}
+
+/// The Telegram user of a Mini App session.
+#[derive(ToSchema)]
+pub struct WebappUser {
+    /// The Telegram user id.
+    pub id: u64,
+    /// The user's first name.
+    pub first_name: String,
+    /// The user's username, when they have one.
+    #[schema(required = false)]
+    pub username: String,
+    /// The IETF language tag of the user's Telegram client (`en`, `fa`…), when Telegram sent it.
+    #[schema(required = false)]
+    pub language_code: String,
+}
+
+/// A Mini App session (`POST /webapp/session`).
+#[derive(ToSchema)]
+pub struct WebappSession {
+    /// Always `webapp_session`.
+    #[schema(schema_with = object_webapp_session)]
+    pub object: String,
+    /// The token for `Authorization: Bearer` on `POST /webapp/pay/{invoice}` (`wss_…`): signed
+    /// by the server, carrying no secret.
+    pub session: String,
+    /// When the session ends (Unix seconds).
+    pub expires_at: u64,
+    /// The customer `tg:<user id>` of the merchant, `cus_…` (created on first contact).
+    pub customer: String,
+    /// Who opened the Mini App.
+    pub user: WebappUser,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// The customer's balances per currency.
+    pub balances: Vec<Balance>,
+}
 
 /// An LNURL status answer (LUD-03, LUD-04, LUD-06): `{"status": "OK"}` or
 /// `{"status": "ERROR", "reason": …}`.
@@ -1370,3 +1488,41 @@ fn lnurl_withdraw_callback() {}
 )]
 #[allow(dead_code)]
 fn lnurl_auth() {}
+
+/// A Telegram Stars subscription (SPEC RL2, PR4).
+#[derive(ToSchema)]
+pub struct SubscriptionObject {
+    /// Always `subscription`.
+    #[schema(example = "subscription")]
+    pub object: String,
+    /// `sub_…`
+    pub id: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// `active` (paid, renewing), `canceled` (paid until `current_period_end`, not renewing)
+    /// or `expired` (the paid period is over).
+    #[schema(example = "active")]
+    pub status: String,
+    /// The subscriber, `cus_…` (`tg:<user id>`).
+    pub customer: String,
+    /// The subscription invoice the subscriber first paid, `inv_…`.
+    pub invoice: String,
+    /// The invoice of the latest paid period (the first invoice or a renewal invoice).
+    pub latest_invoice: String,
+    /// The subscriber's Telegram user id.
+    pub telegram_user_id: i64,
+    /// `XTR`.
+    pub currency: String,
+    /// Price per period, minor units.
+    pub amount: u64,
+    /// Period length, seconds.
+    pub period: u64,
+    /// When the paid period ends (Unix seconds).
+    pub current_period_end: u64,
+    /// Renewals paid so far.
+    pub renewals: u64,
+    /// Canceled: it does not renew.
+    pub cancel_at_period_end: bool,
+    /// When it started (Unix seconds).
+    pub created: u64,
+}

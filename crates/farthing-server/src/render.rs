@@ -80,6 +80,7 @@ pub fn invoice(invoice: &Invoice, mode: Mode, checkout_url: &str) -> Value {
         "closed_at": invoice.closed_at_ns.map(unix_s),
         "checkout_url": checkout_url,
         "payment_instructions": payment_instructions(invoice),
+        "subscription_period": invoice.subscription_period_s,
     })
 }
 

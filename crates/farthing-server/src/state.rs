@@ -79,7 +79,11 @@ struct Inner {
     keys: RwLock<HashMap<[u8; 32], Principal>>,
     metrics: Metrics,
     deliveries: Notify,
+    /// Wakes the Telegram poller when a bot is connected or reconfigured.
+    telegram_bots: Notify,
     lightning: crate::lightning::Nodes,
+    /// Signs Mini App sessions; random per process, so sessions end on restart.
+    webapp_key: crate::webapp::SessionKey,
 }
 
 impl AppState {
@@ -93,7 +97,9 @@ impl AppState {
                 keys: RwLock::new(HashMap::new()),
                 metrics,
                 deliveries: Notify::new(),
+                telegram_bots: Notify::new(),
                 lightning: crate::lightning::Nodes::default(),
+                webapp_key: crate::webapp::SessionKey::random(),
             }),
         }
     }
@@ -129,9 +135,19 @@ impl AppState {
         &self.inner.lightning
     }
 
+    /// The key that signs Mini App sessions.
+    pub fn webapp_key(&self) -> &crate::webapp::SessionKey {
+        &self.inner.webapp_key
+    }
+
     /// Wakes the webhook worker (after a commit that wrote events).
     pub fn deliveries(&self) -> &Notify {
         &self.inner.deliveries
+    }
+
+    /// Wakes the Telegram poller (after a bot was connected or reconfigured).
+    pub fn telegram_bots_changed(&self) -> &Notify {
+        &self.inner.telegram_bots
     }
 
     pub(crate) fn cached_key(&self, hash: &[u8; 32]) -> Option<Principal> {

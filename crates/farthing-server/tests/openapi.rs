@@ -11,6 +11,8 @@
 //!   against the documented schema; our request bodies validate against the documented
 //!   request schemas; and every property of every response schema shows up in some answer.
 
+#[path = "support/init_data.rs"]
+mod init_data;
 #[path = "support/lnbits.rs"]
 mod lnbits;
 
@@ -128,6 +130,10 @@ const WRITES_WITHOUT_IDEMPOTENCY: &[(&str, &str)] = &[
     ("POST", "/pay/{id}/sandbox"),
     ("POST", "/telegram/{bot_id}/webhook"),
     ("POST", "/v1/payouts"),
+    // A Mini App session writes only the customer `tg:<id>`, found again on the next call; a
+    // Mini App payment is the invoice's own transfer (a repeat answers the paid invoice).
+    ("POST", "/webapp/session"),
+    ("POST", "/webapp/pay/{invoice}"),
 ];
 
 /// The public LNURL endpoints wallets call (LUD-03, LUD-04, LUD-06, LUD-16) are exempt from
@@ -533,11 +539,18 @@ fn operations_are_well_formed() {
                 "{method} {path}: a bad limit is a 400"
             );
         }
-        // The Merchant API needs the bearer key; the rest needs nothing.
+        // The Merchant API needs the bearer key; a Mini App payment its session; the rest
+        // needs nothing.
         if path.starts_with("/v1/") {
             assert_eq!(
                 operation["security"],
                 json!([{"bearer": []}]),
+                "{method} {path}"
+            );
+        } else if path == "/webapp/pay/{invoice}" {
+            assert_eq!(
+                operation["security"],
+                json!([{"webapp_session": []}]),
                 "{method} {path}"
             );
         } else {
@@ -1587,7 +1600,231 @@ async fn a_running_server_answers_as_documented() {
             .as_str()
             .is_some_and(|link| link.starts_with("https://t.me/"))
     );
+    // It can be posted into a chat (`sendInvoice`), once; a canceled one cannot.
+    let send = format!("/v1/invoices/{}/send", id(&stars_invoice));
+    let sent = c
+        .expect(
+            200,
+            call("POST", "/v1/invoices/{id}/send", send.clone())
+                .key(key)
+                .body(json!({"chat_id": 777001})),
+        )
+        .await;
+    assert_eq!(sent["telegram_message"]["chat_id"], 777001);
+    c.expect(
+        400,
+        call("POST", "/v1/invoices/{id}/send", send.clone())
+            .key(key)
+            .body(json!({"chat_id": 0})),
+    )
+    .await;
+    c.expect(
+        200,
+        call(
+            "POST",
+            "/v1/invoices/{id}/cancel",
+            format!("/v1/invoices/{}/cancel", id(&stars_invoice)),
+        )
+        .key(key),
+    )
+    .await;
+    c.expect(
+        409,
+        call("POST", "/v1/invoices/{id}/send", send)
+            .key(key)
+            .body(json!({"chat_id": 777001})),
+    )
+    .await;
+    // A Stars subscription: its invoice, the first payment (a webhook), then the
+    // subscription listed, retrieved, canceled and resumed (editUserStarSubscription).
+    let subscription_invoice = c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices").key(key).body(
+                json!({"amount": 30, "currency": "XTR", "rails": ["stars"], "subscription_period": 2592000}),
+            ),
+        )
+        .await;
+    assert_eq!(subscription_invoice["subscription_period"], 2592000);
+    let subscriber = telegram_double::fixtures::user(777002, "Sub", "en");
+    let mut first = telegram_double::fixtures::successful_payment_update(
+        90,
+        1_760_000_000,
+        &subscriber,
+        "XTR",
+        30,
+        &id(&subscription_invoice),
+        "sub-charge-1",
+    );
+    first["update_id"] = json!(90);
+    first["message"]["successful_payment"]["is_recurring"] = json!(true);
+    first["message"]["successful_payment"]["is_first_recurring"] = json!(true);
+    first["message"]["successful_payment"]["subscription_expiration_date"] =
+        json!(4_000_000_000u64);
+    c.expect(
+        200,
+        call(
+            "POST",
+            "/telegram/{bot_id}/webhook",
+            format!("/telegram/{}/webhook", connected["bot_id"]),
+        )
+        .header(
+            "X-Telegram-Bot-Api-Secret-Token",
+            connected["webhook_secret"]
+                .as_str()
+                .expect("secret")
+                .to_owned(),
+        )
+        .body(first),
+    )
+    .await;
+    let subscriptions = c
+        .expect(
+            200,
+            call("GET", "/v1/subscriptions", "/v1/subscriptions").key(key),
+        )
+        .await;
+    let subscription = id(&subscriptions["data"][0]);
+    assert!(subscription.starts_with("sub_"), "{subscriptions}");
+    let path = format!("/v1/subscriptions/{subscription}");
+    c.expect(
+        200,
+        call("GET", "/v1/subscriptions/{id}", path.clone()).key(key),
+    )
+    .await;
+    c.expect(
+        404,
+        call(
+            "GET",
+            "/v1/subscriptions/{id}",
+            "/v1/subscriptions/sub_nope",
+        )
+        .key(key),
+    )
+    .await;
+    let canceled = c
+        .expect(
+            200,
+            call(
+                "POST",
+                "/v1/subscriptions/{id}/cancel",
+                format!("{path}/cancel"),
+            )
+            .key(key),
+        )
+        .await;
+    assert_eq!(canceled["status"], "canceled");
+    c.expect(
+        200,
+        call(
+            "POST",
+            "/v1/subscriptions/{id}/resume",
+            format!("{path}/resume"),
+        )
+        .key(key),
+    )
+    .await;
     double.assert_no_violations();
+
+    // The reconciliation over getStarTransactions records a Fragment withdrawal
+    // (`stars.withdrawal`), shown in the events.
+    double.set_star_transactions(vec![telegram_double::fixtures::fragment_withdrawal(
+        "wd-1",
+        5,
+        i64::try_from(now_ns() / 1_000_000_000).expect("now"),
+        "https://fragment.com/tx/wd-1",
+    )]);
+    let connected_bot = bot_id_of_double(&connected);
+    let bot = running
+        .state()
+        .store(Mode::Test)
+        .read(move |reader| reader.telegram_bots_by_id(connected_bot))
+        .expect("read")
+        .pop()
+        .expect("the connected bot");
+    farthing_server::telegram::reconcile::reconcile_bot(running.state(), Mode::Test, &bot)
+        .await
+        .expect("reconciled");
+    let events = c
+        .expect(
+            200,
+            call("GET", "/v1/events", "/v1/events?limit=100").key(key),
+        )
+        .await;
+    assert!(
+        events["data"]
+            .as_array()
+            .is_some_and(|data| data.iter().any(|e| e["type"] == "stars.withdrawal")),
+        "{events}"
+    );
+    double.assert_no_violations();
+
+    // The Mini App: a session from init data signed with that bot's token (refused when
+    // tampered), then a balance payment with it.
+    let bot_id = connected["bot_id"].as_u64().expect("a bot id");
+    let init = init_data::signed(
+        &init_data::fields(&init_data::user(4242, "Ada", "fa"), init_data::now_s()),
+        double.token(),
+    );
+    let webapp_invoice = c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(key)
+                .body(json!({"amount": 10, "currency": "XTR"})),
+        )
+        .await;
+    let webapp_invoice = id(&webapp_invoice);
+    c.expect(
+        401,
+        call("POST", "/webapp/session", "/webapp/session").body(
+            json!({"bot_id": bot_id, "init_data": init.replace("4242", "4243"), "invoice": webapp_invoice}),
+        ),
+    )
+    .await;
+    let session = c
+        .expect(
+            200,
+            call("POST", "/webapp/session", "/webapp/session")
+                .body(json!({"bot_id": bot_id, "init_data": init, "invoice": webapp_invoice})),
+        )
+        .await;
+    let token = session["session"].as_str().expect("a session").to_owned();
+    let pay_path = format!("/webapp/pay/{webapp_invoice}");
+    c.expect(401, call("POST", "/webapp/pay/{invoice}", pay_path.clone()))
+        .await;
+    c.expect(
+        402,
+        call("POST", "/webapp/pay/{invoice}", pay_path.clone())
+            .header("Authorization", format!("Bearer {token}")),
+    )
+    .await;
+    let tg_customer = session["customer"].as_str().expect("a customer");
+    c.expect(
+        200,
+        call(
+            "POST",
+            "/v1/test/customers/{id}/top_up",
+            format!("/v1/test/customers/{tg_customer}/top_up"),
+        )
+        .key(key)
+        .body(json!({"amount": 10, "currency": "XTR"})),
+    )
+    .await;
+    let paid = c
+        .expect(
+            200,
+            call("POST", "/webapp/pay/{invoice}", pay_path.clone())
+                .header("Authorization", format!("Bearer {token}")),
+        )
+        .await;
+    assert_eq!(paid["status"], "paid");
+    c.expect(
+        404,
+        call("POST", "/webapp/pay/{invoice}", "/webapp/pay/inv_nope")
+            .header("Authorization", format!("Bearer {token}")),
+    )
+    .await;
 
     // The Lightning rail, in live mode, against a real LNbits (FakeWallet): its node is
     // farthing's merchant wallet; its funded customer wallet is the payer's wallet.
@@ -1998,4 +2235,9 @@ async fn a_running_server_answers_as_documented() {
         );
     }
     running.shutdown().await;
+}
+
+/// The bot id in a `PUT /v1/rails/stars` answer.
+fn bot_id_of_double(connected: &Value) -> u64 {
+    connected["bot_id"].as_u64().expect("a bot id")
 }

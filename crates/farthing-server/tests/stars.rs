@@ -9,8 +9,12 @@
 //! payer; Stars invoice links (`createInvoiceLink` made after creation, stored and returned in
 //! `payment_instructions`; no call without stars; a Telegram failure still creates the
 //! invoice); refunds through `refundStarPayment` (booked to the rail, or nothing booked when
-//! Telegram refuses). Every test ends with no spec violation in the double and a clean ledger
-//! audit.
+//! Telegram refuses). Long polling: a bot connected in `polling` mode gets `deleteWebhook`,
+//! its updates arrive through `getUpdates` and are handled like webhooks, and the stored offset
+//! keeps a restarted farthing from handling them again. `setWebhook` in webhook mode (url,
+//! secret, allowed updates; a refusal stores nothing); `POST /v1/invoices/{id}/send`
+//! (`sendInvoice`, idempotent, and its refusals); first contact makes exactly one customer.
+//! Every test ends with no spec violation in the double and a clean ledger audit.
 
 use std::time::{Duration, Instant};
 
@@ -61,9 +65,8 @@ impl Reply {
     }
 }
 
-async fn spawn() -> App {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let config = Config {
+fn config(dir: &tempfile::TempDir) -> Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         database: dir
             .path()
@@ -73,7 +76,14 @@ async fn spawn() -> App {
         public_url: "http://127.0.0.1:0".to_owned(),
         ..Config::default()
     };
-    let running = start(config).await.expect("server starts");
+    // Short long polls, so that a test's updates and shutdown are quick.
+    config.telegram.poll_timeout_s = 1;
+    config
+}
+
+async fn spawn() -> App {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let running = start(config(&dir)).await.expect("server starts");
     let live = running.state().store(Mode::Live).clone();
     let test = running.state().store(Mode::Test).clone();
     let merchant = tokio::task::spawn_blocking(move || create_merchant(&live, &test, "Shop"))
@@ -260,6 +270,77 @@ impl App {
             .cloned()?;
         let id = found["id"].as_str()?.to_owned();
         Some(self.get(&format!("/v1/customers/{id}")).await.body)
+    }
+
+    /// Stops farthing and starts it again on the same databases (the double stays).
+    async fn restart(self) -> App {
+        let App {
+            client,
+            merchant,
+            running,
+            double,
+            _dir,
+            ..
+        } = self;
+        running.shutdown().await;
+        let running = start(config(&_dir)).await.expect("server restarts");
+        App {
+            base: format!("http://{}", running.addr()),
+            client,
+            merchant,
+            running,
+            double,
+            _dir,
+        }
+    }
+
+    async fn connect_with(&self, body: Value) -> Reply {
+        self.send(
+            self.client
+                .put(format!("{}/v1/rails/stars", self.base))
+                .bearer_auth(self.key())
+                .json_body(&body),
+        )
+        .await
+    }
+
+    /// Waits until the invoice has `status`.
+    async fn wait_for_status(&self, id: &str, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let invoice = self.get(&format!("/v1/invoices/{id}")).await;
+            if invoice.body["status"] == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the invoice never became {status}: {}",
+                invoice.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The merchant's customers whose external id is `tg:<user>`.
+    async fn telegram_customers(&self, user: i64) -> Vec<Value> {
+        let reply = self.get("/v1/customers?limit=100").await;
+        reply.expect(200);
+        reply.body["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter(|c| c["external_id"] == format!("tg:{user}"))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until the merchant has a customer `tg:<user>`.
+    async fn wait_for_customer(&self, user: i64) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.telegram_customers(user).await.is_empty() {
+            assert!(Instant::now() < deadline, "no customer tg:{user} was made");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn stop(self) {
@@ -770,5 +851,553 @@ async fn a_refund_telegram_already_made_is_booked_on_retry() {
         .await;
     again.expect(409);
     assert_eq!(app.double.calls_to("refundStarPayment").len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn polling_mode_handles_updates_from_get_updates_once_even_after_a_restart() {
+    let app = spawn().await;
+    let reply = app
+        .connect_with(json!({
+            "bot_token": app.double.token(),
+            "api_url": app.double.base_url(),
+            "mode": "polling",
+        }))
+        .await;
+    reply.expect(200);
+    assert_eq!(reply.body["mode"], "polling");
+    assert!(reply.body.get("webhook_secret").is_none(), "{}", reply.text);
+    assert_eq!(app.double.calls_to("deleteWebhook").len(), 1);
+    assert!(app.double.calls_to("setWebhook").is_empty());
+    let id = app
+        .invoice(json!({"amount": 15, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+
+    // The payer confirms: farthing takes the query from getUpdates and answers it.
+    let from = fixtures::user(PAYER, "Ann", "en");
+    let query = fixtures::pre_checkout_query_update("poll-q1", &from, "XTR", 15, &id);
+    let query_id = app.double.inject_update(query.clone());
+    let answer = app
+        .double
+        .wait_for_call("answerPreCheckoutQuery", Duration::from_secs(15))
+        .await
+        .expect("the pre-checkout query is answered");
+    assert_eq!(answer.param_str("pre_checkout_query_id"), Some("poll-q1"));
+    assert_eq!(answer.param("ok"), Some(&json!(true)));
+    let polls = app.double.calls_to("getUpdates");
+    assert!(polls.iter().all(|c| c.token_ok));
+    assert_eq!(polls[0].param("timeout"), Some(&json!(1)));
+    assert_eq!(
+        polls[0].param("allowed_updates"),
+        Some(&json!(["message", "pre_checkout_query", "callback_query"]))
+    );
+
+    // Telegram reports the payment: settled through the ledger.
+    let payment =
+        fixtures::successful_payment_update(40, 1_760_000_000, &from, "XTR", 15, &id, "poll-c1");
+    let payment_id = app.double.inject_update(payment.clone());
+    app.wait_for_status(&id, "paid").await;
+    assert_eq!(app.merchant_balance(), 15);
+    assert_eq!(app.telegram_customers(PAYER).await.len(), 1);
+
+    // The offset moves past both updates: Telegram forgets them.
+    app.double
+        .wait_until(
+            "getUpdates past the payment",
+            Duration::from_secs(15),
+            |calls| {
+                calls
+                    .iter()
+                    .any(|c| {
+                        c.method == "getUpdates" && c.param_i64("offset") == Some(payment_id + 1)
+                    })
+                    .then_some(())
+            },
+        )
+        .await
+        .expect("the offset advances");
+    assert!(app.double.pending_updates().is_empty());
+    assert_eq!(app.double.calls_to("answerPreCheckoutQuery").len(), 1);
+
+    // Restart farthing. As if Telegram had missed the confirmation, both updates are queued
+    // again with their ids: the stored offset confirms them before anything is handled.
+    let polled_before = app.double.calls_to("getUpdates").len();
+    let app = app.restart().await;
+    let mut again = query;
+    again["update_id"] = json!(query_id);
+    app.double.inject_update(again);
+    let mut again = payment;
+    again["update_id"] = json!(payment_id);
+    app.double.inject_update(again);
+    // A new message after them shows when the restarted poller has got that far.
+    let newcomer = fixtures::user(PAYER + 1, "Bea", "de");
+    app.double.inject_update(fixtures::text_message_update(
+        41,
+        1_760_000_100,
+        &newcomer,
+        "hi",
+    ));
+    app.wait_for_customer(PAYER + 1).await;
+    let first = app.double.calls_to("getUpdates")[polled_before].clone();
+    assert_eq!(
+        first.param_i64("offset"),
+        Some(payment_id + 1),
+        "the restarted poller starts at the stored offset"
+    );
+    assert_eq!(app.double.calls_to("answerPreCheckoutQuery").len(), 1);
+    assert_eq!(app.merchant_balance(), 15);
+    assert_eq!(app.events("invoice.paid").await.len(), 1);
+    assert!(app.events("invoice.payment_credited").await.is_empty());
+    assert_eq!(app.telegram_customers(PAYER).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn polling_retries_after_telegram_fails_and_deletes_a_webhook_set_meanwhile() {
+    let app = spawn().await;
+    app.double
+        .fail_next("getUpdates", Failure::InternalServerError);
+    app.double
+        .fail_next("getUpdates", Failure::TooManyRequests { retry_after_s: 1 });
+    app.connect_with(json!({
+        "bot_token": app.double.token(),
+        "api_url": app.double.base_url(),
+        "mode": "polling",
+    }))
+    .await
+    .expect(200);
+    // Someone sets a webhook behind farthing's back: getUpdates answers 409, farthing
+    // deletes the webhook (the bot is still in polling mode) and goes on.
+    app.double
+        .wait_for_calls("getUpdates", 2, Duration::from_secs(15))
+        .await
+        .expect("getUpdates is retried");
+    let client = Client::new();
+    let set = client
+        .post(format!(
+            "{}/bot{}/setWebhook",
+            app.double.base_url(),
+            app.double.token()
+        ))
+        .json_body(&json!({"url": "https://example.com/hook"}))
+        .send()
+        .await
+        .expect("setWebhook");
+    assert!(set.status().is_success());
+    app.double
+        .wait_for_calls("deleteWebhook", 2, Duration::from_secs(20))
+        .await
+        .expect("the poller deletes the webhook");
+    let from = fixtures::user(PAYER, "Ann", "en");
+    app.double.inject_update(fixtures::text_message_update(
+        1,
+        1_760_000_000,
+        &from,
+        "/start",
+    ));
+    app.wait_for_customer(PAYER).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_mode_sets_the_webhook_with_the_secret() {
+    let app = spawn().await;
+    let bot_id = app.bot_id();
+    // farthing's public URL here is plain http on 127.0.0.1, which Telegram cannot reach: no
+    // setWebhook unless asked.
+    app.connected().await;
+    assert!(app.double.calls_to("setWebhook").is_empty());
+    assert!(app.double.calls_to("deleteWebhook").is_empty());
+
+    // `set_webhook: true` in polling mode makes no sense.
+    let reply = app
+        .connect_with(json!({
+            "bot_token": app.double.token(),
+            "api_url": app.double.base_url(),
+            "mode": "polling",
+            "set_webhook": true,
+        }))
+        .await;
+    reply.expect(400);
+    assert_eq!(reply.body["error"]["code"], "invalid_set_webhook");
+
+    // Telegram refuses the webhook: 502, and the earlier connection stands unchanged.
+    app.double.fail_next(
+        "setWebhook",
+        Failure::BadRequest("bad webhook: Failed to resolve host".to_owned()),
+    );
+    let body = json!({
+        "bot_token": app.double.token(),
+        "api_url": app.double.base_url(),
+        "mode": "webhook",
+        "webhook_secret": "another-secret",
+        "set_webhook": true,
+    });
+    let reply = app.connect_with(body.clone()).await;
+    assert_eq!(reply.status.as_u16(), 502, "{}", reply.text);
+    assert_eq!(reply.body["error"]["code"], "telegram_error");
+    assert!(!reply.text.contains(secret_part(app.double.token())));
+    assert!(app.double.webhook().is_none());
+    let id = app
+        .invoice(json!({"amount": 10, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+    assert_eq!(app.pre_checkout("wq1", 10, &id).await, (true, None));
+
+    let reply = app.connect_with(body).await;
+    reply.expect(200);
+    let calls = app.double.calls_to("setWebhook");
+    assert_eq!(calls.len(), 2);
+    let call = &calls[1];
+    assert!(call.token_ok);
+    let url = format!("{}/telegram/{bot_id}/webhook", app.base);
+    assert_eq!(call.param_str("url"), Some(url.as_str()));
+    assert_eq!(call.param_str("secret_token"), Some("another-secret"));
+    assert_eq!(
+        call.param("allowed_updates"),
+        Some(&json!(["message", "pre_checkout_query", "callback_query"]))
+    );
+    let webhook = app.double.webhook().expect("a webhook is set");
+    assert_eq!(webhook.url, url);
+    // The new secret is the one the webhook now takes.
+    let from = fixtures::user(PAYER, "Ann", "en");
+    let query = fixtures::pre_checkout_query_update("wq2", &from, "XTR", 10, &id);
+    app.webhook(query.clone(), Some(SECRET)).await.expect(401);
+    app.webhook(query, Some("another-secret")).await.expect(200);
+
+    // Switching to polling deletes the webhook.
+    app.connect_with(json!({
+        "bot_token": app.double.token(),
+        "api_url": app.double.base_url(),
+        "mode": "polling",
+    }))
+    .await
+    .expect(200);
+    assert_eq!(app.double.calls_to("deleteWebhook").len(), 1);
+    assert!(app.double.webhook().is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_invoice_is_sent_into_a_chat_with_send_invoice() {
+    let app = spawn().await;
+    let plain = app
+        .invoice(json!({"amount": 25, "currency": "XTR", "rails": ["balance"]}))
+        .await;
+    let send = |id: &str| format!("/v1/invoices/{id}/send");
+    // No bot yet.
+    let reply = app.post(&send(&plain), json!({"chat_id": PAYER})).await;
+    reply.expect(400);
+    assert_eq!(reply.body["error"]["code"], "rail_not_configured");
+
+    app.connected().await;
+    let id = app
+        .invoice(json!({"amount": 25, "currency": "XTR", "description": "Coffee"}))
+        .await;
+    let request = || {
+        app.client
+            .post(format!("{}{}", app.base, send(&id)))
+            .bearer_auth(app.key())
+            .header("Idempotency-Key", "send-1")
+            .json_body(&json!({"chat_id": PAYER}))
+    };
+    let reply = app.send(request()).await;
+    reply.expect(200);
+    assert_eq!(reply.body["invoice"]["id"], id.as_str());
+    assert_eq!(reply.body["invoice"]["status"], "open");
+    assert_eq!(reply.body["telegram_message"]["chat_id"], PAYER);
+    let message_id = reply.body["telegram_message"]["message_id"]
+        .as_i64()
+        .expect("message_id");
+    let calls = app.double.calls_to("sendInvoice");
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert!(call.token_ok);
+    assert_eq!(call.param_i64("chat_id"), Some(PAYER));
+    assert_eq!(call.param_str("payload"), Some(id.as_str()));
+    assert_eq!(call.param_str("currency"), Some("XTR"));
+    assert_eq!(call.param_str("title"), Some("Coffee"));
+    assert_eq!(call.param_str("description"), Some("Coffee"));
+    assert!(call.param("provider_token").is_none());
+    assert_eq!(
+        call.param("prices"),
+        Some(&json!([{"label": "Coffee", "amount": 25}]))
+    );
+    let posted = app.double.message(PAYER, message_id).expect("the message");
+    assert_eq!(posted["invoice"]["total_amount"], 25);
+
+    // The same request again is answered from the store, without a second message.
+    let again = app.send(request()).await;
+    again.expect(200);
+    assert_eq!(again.body, reply.body);
+    assert_eq!(app.double.calls_to("sendInvoice").len(), 1);
+
+    // Refusals.
+    let reply = app.post(&send(&id), json!({"chat_id": "me"})).await;
+    reply.expect(400);
+    assert_eq!(reply.body["error"]["code"], "invalid_chat_id");
+    let reply = app.post(&send(&plain), json!({"chat_id": PAYER})).await;
+    reply.expect(400);
+    assert_eq!(reply.body["error"]["code"], "rail_not_accepted");
+    let amountless = app
+        .invoice(json!({"currency": "XTR", "amount_presets": [1, 5]}))
+        .await;
+    let reply = app
+        .post(&send(&amountless), json!({"chat_id": PAYER}))
+        .await;
+    reply.expect(400);
+    assert_eq!(reply.body["error"]["code"], "invoice_not_sendable");
+    app.double.fail_next(
+        "sendInvoice",
+        Failure::Forbidden("bot was blocked by the user".to_owned()),
+    );
+    let reply = app.post(&send(&id), json!({"chat_id": PAYER})).await;
+    assert_eq!(reply.status.as_u16(), 502, "{}", reply.text);
+    assert_eq!(reply.body["error"]["code"], "telegram_error");
+    assert!(reply.text.contains("blocked"), "{}", reply.text);
+    app.post(&format!("/v1/invoices/{id}/cancel"), json!({}))
+        .await
+        .expect(200);
+    let reply = app.post(&send(&id), json!({"chat_id": PAYER})).await;
+    reply.expect(409);
+    assert_eq!(reply.body["error"]["code"], "invoice_not_open");
+    let reply = app.post(&send("inv_nope"), json!({"chat_id": PAYER})).await;
+    reply.expect(404);
+    assert_eq!(app.double.calls_to("sendInvoice").len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_telegram_user_becomes_exactly_one_customer() {
+    let app = spawn().await;
+    app.connected().await;
+    const NEW: i64 = 555_123;
+    let from = fixtures::user(NEW, "Cy", "fr");
+    assert!(app.telegram_customers(NEW).await.is_empty());
+    app.webhook(
+        fixtures::text_message_update(1, 1_760_000_000, &from, "hello"),
+        Some(SECRET),
+    )
+    .await
+    .expect(200);
+    let customers = app.telegram_customers(NEW).await;
+    assert_eq!(customers.len(), 1, "{customers:?}");
+    let created = app.events("customer.created").await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        created[0]["data"]["object"]["external_id"],
+        format!("tg:{NEW}")
+    );
+
+    // More contact from the same user: still one customer.
+    app.webhook(
+        fixtures::text_message_update(2, 1_760_000_001, &from, "/start"),
+        Some(SECRET),
+    )
+    .await
+    .expect(200);
+    let message =
+        json!({"message_id": 3, "date": 1_760_000_002, "chat": {"id": NEW, "type": "private"}});
+    app.webhook(
+        fixtures::callback_query_update("cb-1", &from, &message, "tip:3"),
+        Some(SECRET),
+    )
+    .await
+    .expect(200);
+    let id = app
+        .invoice(json!({"amount": 10, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+    app.webhook(
+        fixtures::pre_checkout_query_update("q-new", &from, "XTR", 10, &id),
+        Some(SECRET),
+    )
+    .await
+    .expect(200);
+    app.webhook(
+        fixtures::successful_payment_update(4, 1_760_000_003, &from, "XTR", 10, &id, "c-new"),
+        Some(SECRET),
+    )
+    .await
+    .expect(200);
+    assert_eq!(app.telegram_customers(NEW).await.len(), 1);
+    assert_eq!(app.events("customer.created").await.len(), 1);
+    let invoice = app.get(&format!("/v1/invoices/{id}")).await;
+    assert_eq!(invoice.body["status"], "paid");
+
+    // A bot is not a customer.
+    let mut robot = fixtures::user(NEW + 1, "Robo", "en");
+    robot["is_bot"] = json!(true);
+    app.webhook(
+        fixtures::text_message_update(5, 1_760_000_004, &robot, "beep"),
+        Some(SECRET),
+    )
+    .await
+    .expect(200);
+    assert!(app.telegram_customers(NEW + 1).await.is_empty());
+    assert_eq!(app.events("customer.created").await.len(), 1);
+    app.stop().await;
+}
+
+/// A `successful_payment` of a Stars subscription (the first one or a renewal).
+async fn pay_subscription(
+    app: &App,
+    message_id: i64,
+    amount: i64,
+    payload: &str,
+    charge: &str,
+    first: bool,
+    expires_at_s: i64,
+) -> Reply {
+    let from = fixtures::user(PAYER, "Ann", "en");
+    let mut update = fixtures::successful_payment_update(
+        message_id,
+        1_760_000_000,
+        &from,
+        "XTR",
+        amount,
+        payload,
+        charge,
+    );
+    let payment = &mut update["message"]["successful_payment"];
+    payment["is_recurring"] = json!(true);
+    payment["is_first_recurring"] = json!(first);
+    payment["subscription_expiration_date"] = json!(expires_at_s);
+    app.webhook(update, Some(SECRET)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscription_starts_renews_once_per_charge_and_is_canceled_and_resumed() {
+    let app = spawn().await;
+    app.connected().await;
+    // Only Telegram's 30 days, on a fixed XTR invoice.
+    let bad = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 50, "currency": "XTR", "subscription_period": 86400}),
+        )
+        .await;
+    bad.expect(400);
+    assert_eq!(bad.body["error"]["code"], "invalid_subscription");
+    let bad = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 50, "currency": "USD", "subscription_period": 2592000}),
+        )
+        .await;
+    bad.expect(400);
+
+    let created = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 50, "currency": "XTR", "description": "Premium", "subscription_period": 2592000}),
+        )
+        .await;
+    created.expect(201);
+    assert_eq!(created.body["subscription_period"], 2592000);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    // The invoice link is a subscription link.
+    let link = app
+        .double
+        .calls_to("createInvoiceLink")
+        .into_iter()
+        .find(|c| c.param_str("payload") == Some(id.as_str()))
+        .expect("createInvoiceLink was called");
+    assert_eq!(
+        link.param("subscription_period").and_then(Value::as_i64),
+        Some(2_592_000)
+    );
+
+    // The first payment pays the invoice and starts the subscription.
+    let (ok, _) = app.pre_checkout("q-sub-1", 50, &id).await;
+    assert!(ok);
+    let period_end = 1_900_000_000;
+    pay_subscription(&app, 10, 50, &id, "charge-1", true, period_end)
+        .await
+        .expect(200);
+    let paid = app.get(&format!("/v1/invoices/{id}")).await;
+    assert_eq!(paid.body["status"], "paid", "{}", paid.text);
+    let list = app.get("/v1/subscriptions").await;
+    list.expect(200);
+    let subscription = list.body["data"][0].clone();
+    assert_eq!(subscription["status"], "active", "{subscription}");
+    assert_eq!(subscription["invoice"], id.as_str());
+    assert_eq!(subscription["current_period_end"], period_end);
+    assert_eq!(subscription["renewals"], 0);
+    let sub_id = subscription["id"].as_str().expect("id").to_owned();
+    assert!(sub_id.starts_with("sub_"));
+    assert_eq!(app.events("subscription.created").await.len(), 1);
+    assert_eq!(app.merchant_balance(), 50);
+
+    // A renewal: a new charge id, the same payload. It pays a renewal invoice of its own.
+    let renewed_end = period_end + 2_592_000;
+    for _ in 0..2 {
+        // The second time is Telegram resending the same update: nothing changes.
+        pay_subscription(&app, 11, 50, &id, "charge-2", false, renewed_end)
+            .await
+            .expect(200);
+    }
+    let renewed = app.get(&format!("/v1/subscriptions/{sub_id}")).await;
+    renewed.expect(200);
+    assert_eq!(renewed.body["renewals"], 1, "{}", renewed.text);
+    assert_eq!(renewed.body["current_period_end"], renewed_end);
+    let latest = renewed.body["latest_invoice"]
+        .as_str()
+        .expect("latest")
+        .to_owned();
+    assert_ne!(latest, id);
+    let renewal = app.get(&format!("/v1/invoices/{latest}")).await;
+    assert_eq!(renewal.body["status"], "paid", "{}", renewal.text);
+    assert_eq!(renewal.body["metadata"]["renewal_of"], id.as_str());
+    assert_eq!(renewal.body["paid_by"], subscription["customer"]);
+    assert_eq!(app.merchant_balance(), 100, "each charge is booked once");
+    assert_eq!(app.events("subscription.renewed").await.len(), 1);
+    let payer = app.payer().await.expect("the subscriber is a customer");
+    assert_eq!(payer["id"], subscription["customer"]);
+
+    // Cancel: Telegram is told (the first charge id is the subscription's handle); the
+    // subscription stays paid until its period ends. Resume turns renewals back on.
+    let canceled = app
+        .post(&format!("/v1/subscriptions/{sub_id}/cancel"), json!({}))
+        .await;
+    canceled.expect(200);
+    assert_eq!(canceled.body["status"], "canceled", "{}", canceled.text);
+    assert_eq!(canceled.body["cancel_at_period_end"], true);
+    let edits = app.double.calls_to("editUserStarSubscription");
+    assert_eq!(edits.len(), 1);
+    assert_eq!(edits[0].param_i64("user_id"), Some(PAYER));
+    assert_eq!(
+        edits[0].param_str("telegram_payment_charge_id"),
+        Some("charge-1")
+    );
+    assert_eq!(
+        edits[0].param("is_canceled").and_then(Value::as_bool),
+        Some(true)
+    );
+    let resumed = app
+        .post(&format!("/v1/subscriptions/{sub_id}/resume"), json!({}))
+        .await;
+    resumed.expect(200);
+    assert_eq!(resumed.body["status"], "active", "{}", resumed.text);
+    let edits = app.double.calls_to("editUserStarSubscription");
+    assert_eq!(edits.len(), 2);
+    assert_eq!(
+        edits[1].param("is_canceled").and_then(Value::as_bool),
+        Some(false)
+    );
+    assert_eq!(app.events("subscription.canceled").await.len(), 1);
+    assert_eq!(app.events("subscription.resumed").await.len(), 1);
+
+    // Telegram refusing the edit changes nothing.
+    app.double.fail_next(
+        "editUserStarSubscription",
+        Failure::BadRequest("SUBSCRIPTION_NOT_FOUND".to_owned()),
+    );
+    let refused = app
+        .post(&format!("/v1/subscriptions/{sub_id}/cancel"), json!({}))
+        .await;
+    refused.expect(502);
+    let after = app.get(&format!("/v1/subscriptions/{sub_id}")).await;
+    assert_eq!(after.body["status"], "active");
+    let missing = app.get("/v1/subscriptions/sub_nope").await;
+    missing.expect(404);
     app.stop().await;
 }

@@ -199,7 +199,7 @@ pub struct PageRequest {
     pub starting_after: Option<u128>,
 }
 
-fn page<T>(
+pub(crate) fn page<T>(
     connection: &Connection,
     table: &str,
     columns: &str,
@@ -413,6 +413,15 @@ impl Reader<'_> {
         load_customer(self.connection, id)
     }
 
+    /// The merchant's customer with this external id.
+    pub fn customer_by_external_id(
+        &self,
+        merchant: MerchantId,
+        external_id: &str,
+    ) -> Result<Option<Customer>, StoreError> {
+        customer_by_external(self.connection, merchant, external_id)
+    }
+
     /// A page of a merchant's customers, newest first.
     pub fn customers(
         &self,
@@ -465,7 +474,7 @@ impl Reader<'_> {
 const INVOICE_COLUMNS: &str = "id, merchant_id, customer_id, status, currency, amount_minor, \
      amount_min, amount_max, presets, description, payload, rails, metadata, paid_amount, \
      paid_rail, paid_customer, paid_transfer, paid_at_ns, refunded_minor, created_at_ns, \
-     expires_at_ns, closed_at_ns, stars_invoice_link, lightning_bolt11";
+     expires_at_ns, closed_at_ns, stars_invoice_link, lightning_bolt11, subscription_period_s";
 
 fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
     let status: String = row.get(3)?;
@@ -523,6 +532,10 @@ fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
         closed_at_ns: closed.map(|t| u64_from(t, "time")).transpose()?,
         stars_invoice_link: row.get(22)?,
         lightning_bolt11: row.get(23)?,
+        subscription_period_s: row
+            .get::<_, Option<i64>>(24)?
+            .map(|p| u32::try_from(p).map_err(|_| corrupt("invoice subscription period")))
+            .transpose()?,
     })
 }
 
@@ -553,7 +566,8 @@ impl Tx<'_, '_> {
         let rails: Vec<&str> = invoice.rails.iter().map(|rail| rail.as_str()).collect();
         let mut statement = self.sql().prepare_cached(&format!(
             "INSERT INTO invoices ({INVOICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-             ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, NULL, NULL)"
+             ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, NULL, NULL, \
+             ?16)"
         ))?;
         statement.execute(params![
             invoice.id.to_be_bytes(),
@@ -571,6 +585,7 @@ impl Tx<'_, '_> {
             json(&invoice.metadata)?,
             sql_amount(invoice.created_at_ns)?,
             sql_amount(invoice.expires_at_ns)?,
+            invoice.subscription_period_s.map(i64::from),
         ])?;
         if invoice.status == InvoiceStatus::Open {
             self.sql()

@@ -19,6 +19,7 @@ mod job;
 mod lightning;
 mod rails;
 mod schema;
+mod subscriptions;
 mod telegram;
 mod url;
 mod writer;
@@ -40,7 +41,8 @@ pub use business::{
 pub use job::{JobTicket, Tx};
 pub use lightning::{LightningInvoice, LightningNode, LnurlSecret, WatchState};
 pub use rails::RailPayment;
-pub use telegram::TelegramBot;
+pub use subscriptions::Subscription;
+pub use telegram::{StarOutflow, StarWatermark, TelegramBot};
 pub use url::{DatabaseUrl, UrlError};
 
 /// A source of ledger time: nanoseconds since the Unix epoch.

@@ -85,6 +85,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         crate::telegram::INVOICE_LINK_SCHEMA,
     ),
     (6, "lightning", crate::lightning::SCHEMA),
+    (7, "subscriptions", crate::subscriptions::SCHEMA),
+    (
+        8,
+        "telegram_poll_offsets",
+        crate::telegram::POLL_OFFSET_SCHEMA,
+    ),
+    (9, "stars_reconciliation", crate::telegram::RECONCILE_SCHEMA),
 ];
 
 /// The newest schema this build knows.

@@ -34,6 +34,17 @@ pub(crate) const INVOICE_LINK_SCHEMA: &str = r#"
     ALTER TABLE refunds ADD COLUMN rail TEXT;
 "#;
 
+/// Migration 8: where long polling (`getUpdates`) stands for each bot polled from this store:
+/// the `offset` of the next call, i.e. one more than the last update handled. Keyed by bot,
+/// not merchant: Telegram keeps one update queue per bot.
+pub(crate) const POLL_OFFSET_SCHEMA: &str = r#"
+    CREATE TABLE telegram_poll_offsets (
+        bot_id        INTEGER PRIMARY KEY,
+        next_offset   INTEGER NOT NULL,
+        updated_at_ns INTEGER NOT NULL
+    );
+"#;
+
 /// A merchant's connected bot.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TelegramBot {
@@ -181,6 +192,319 @@ impl Reader<'_> {
     }
 }
 
+impl Tx<'_, '_> {
+    /// Records that every update of bot `bot_id` below `next_offset` was handled. The offset
+    /// never moves back (an older worker finishing late cannot undo a newer one's progress).
+    pub fn set_telegram_poll_offset(
+        &mut self,
+        bot_id: u64,
+        next_offset: i64,
+    ) -> Result<(), StoreError> {
+        let now = self.now_ns();
+        self.sql()
+            .prepare_cached(
+                "INSERT INTO telegram_poll_offsets (bot_id, next_offset, updated_at_ns) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT (bot_id) DO UPDATE SET \
+                 next_offset = max(next_offset, excluded.next_offset), \
+                 updated_at_ns = excluded.updated_at_ns",
+            )?
+            .execute(params![sql_amount(bot_id)?, next_offset, sql_amount(now)?])?;
+        Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// Every bot connected with `mode = 'polling'` in this store (a handful of rows: the table
+    /// holds one bot per merchant).
+    pub fn telegram_polling_bots(&self) -> Result<Vec<TelegramBot>, StoreError> {
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM telegram_bots WHERE mode = 'polling' ORDER BY bot_id"
+        ))?;
+        let mut rows = statement.query([])?;
+        let mut bots = Vec::new();
+        while let Some(row) = rows.next()? {
+            bots.push(from_row(row)?);
+        }
+        Ok(bots)
+    }
+
+    /// The `getUpdates` offset to poll bot `bot_id` from (`None`: never polled here).
+    pub fn telegram_poll_offset(&self, bot_id: u64) -> Result<Option<i64>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT next_offset FROM telegram_poll_offsets WHERE bot_id = ?1")?;
+        let mut rows = statement.query(params![sql_amount(bot_id)?])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    }
+}
+
+/// Migration 9: the Stars reconciliation (`getStarTransactions`). `telegram_star_watermarks`
+/// says, per merchant and bot, how far the listing has been read: transactions dated before
+/// `watermark_date_s` were all handled (the watermark never passes a withdrawal still
+/// pending, so its outcome is read again); `resume_offset` is where the next read starts when
+/// Telegram lists oldest first. `telegram_star_outflows` records Stars that left the bot
+/// other than through farthing: withdrawals to Fragment (with their state and what was booked)
+/// and refunds made outside farthing. Keyed by bot, kind and Telegram's transaction id (a
+/// refund reuses its payment's id).
+pub(crate) const RECONCILE_SCHEMA: &str = r#"
+    CREATE TABLE telegram_star_watermarks (
+        merchant_id      BLOB NOT NULL,
+        bot_id           INTEGER NOT NULL,
+        watermark_date_s INTEGER NOT NULL,
+        resume_offset    INTEGER NOT NULL,
+        reconciled_at_ns INTEGER NOT NULL,
+        last_error       TEXT,
+        PRIMARY KEY (merchant_id, bot_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE telegram_star_outflows (
+        bot_id           INTEGER NOT NULL,
+        kind             TEXT NOT NULL CHECK (kind IN ('withdrawal', 'refund')),
+        transaction_id   TEXT NOT NULL,
+        merchant_id      BLOB NOT NULL,
+        amount           INTEGER NOT NULL,
+        nanostar_amount  INTEGER NOT NULL,
+        date_s           INTEGER NOT NULL,
+        state            TEXT NOT NULL,
+        url              TEXT,
+        user_id          INTEGER,
+        booked_minor     INTEGER NOT NULL,
+        shortfall_minor  INTEGER NOT NULL,
+        recorded_at_ns   INTEGER NOT NULL,
+        updated_at_ns    INTEGER NOT NULL,
+        PRIMARY KEY (bot_id, kind, transaction_id)
+    ) WITHOUT ROWID;
+"#;
+
+/// How far the Stars reconciliation has read one bot's `getStarTransactions` listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StarWatermark {
+    /// Whose bot.
+    pub merchant: MerchantId,
+    /// The bot.
+    pub bot_id: u64,
+    /// Every transaction dated before this (Unix seconds) has been handled.
+    pub watermark_date_s: i64,
+    /// Where the next read starts when the listing is oldest first.
+    pub resume_offset: u64,
+    /// When the last reconciliation of this bot ended.
+    pub reconciled_at_ns: u64,
+    /// Why the last reconciliation failed; `None` when it succeeded.
+    pub last_error: Option<String>,
+}
+
+/// Stars that left a bot other than through farthing, as `getStarTransactions` showed them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StarOutflow {
+    /// The bot.
+    pub bot_id: u64,
+    /// `withdrawal` (to Fragment) or `refund` (to a user, made outside farthing).
+    pub kind: String,
+    /// Telegram's transaction id (for a refund: the refunded payment's charge id).
+    pub transaction_id: String,
+    /// Whose bot.
+    pub merchant: MerchantId,
+    /// Whole Stars.
+    pub amount: u64,
+    /// Fractions of a Star (1/10⁹).
+    pub nanostar_amount: u64,
+    /// When Telegram made the transaction (Unix seconds).
+    pub date_s: i64,
+    /// A withdrawal: `pending`, `succeeded`, `failed` or `unknown`; a refund: `refunded`.
+    pub state: String,
+    /// A succeeded withdrawal: the transaction on Fragment.
+    pub url: Option<String>,
+    /// A refund: the Telegram user refunded.
+    pub user_id: Option<u64>,
+    /// What was booked on the ledger for it, in minor units of XTR.
+    pub booked_minor: u64,
+    /// What could not be booked (the merchant's XTR balance was smaller).
+    pub shortfall_minor: u64,
+    /// When farthing first saw it.
+    pub recorded_at_ns: u64,
+    /// When farthing last changed it.
+    pub updated_at_ns: u64,
+}
+
+const OUTFLOW_COLUMNS: &str = "bot_id, kind, transaction_id, merchant_id, amount, \
+     nanostar_amount, date_s, state, url, user_id, booked_minor, shortfall_minor, \
+     recorded_at_ns, updated_at_ns";
+
+fn merchant_from(blob: Vec<u8>, table: &str) -> Result<MerchantId, StoreError> {
+    let bytes: [u8; 16] = blob
+        .try_into()
+        .map_err(|_| corrupt(format!("{table}.merchant_id is not 16 bytes")))?;
+    Ok(MerchantId(u128::from_be_bytes(bytes)))
+}
+
+fn unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(format!("negative {what}")))
+}
+
+fn outflow_from_row(row: &Row<'_>) -> Result<StarOutflow, StoreError> {
+    let user_id: Option<i64> = row.get(9)?;
+    Ok(StarOutflow {
+        bot_id: unsigned(row.get(0)?, "bot id")?,
+        kind: row.get(1)?,
+        transaction_id: row.get(2)?,
+        merchant: merchant_from(row.get(3)?, "telegram_star_outflows")?,
+        amount: unsigned(row.get(4)?, "Star amount")?,
+        nanostar_amount: unsigned(row.get(5)?, "nanostar amount")?,
+        date_s: row.get(6)?,
+        state: row.get(7)?,
+        url: row.get(8)?,
+        user_id: user_id.map(|id| unsigned(id, "user id")).transpose()?,
+        booked_minor: unsigned(row.get(10)?, "booked amount")?,
+        shortfall_minor: unsigned(row.get(11)?, "shortfall")?,
+        recorded_at_ns: unsigned(row.get(12)?, "time")?,
+        updated_at_ns: unsigned(row.get(13)?, "time")?,
+    })
+}
+
+fn watermark(
+    connection: &Connection,
+    merchant: MerchantId,
+    bot_id: u64,
+) -> Result<Option<StarWatermark>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT watermark_date_s, resume_offset, reconciled_at_ns, last_error \
+         FROM telegram_star_watermarks WHERE merchant_id = ?1 AND bot_id = ?2",
+    )?;
+    let mut rows = statement.query(params![merchant.to_be_bytes(), sql_amount(bot_id)?])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    Ok(Some(StarWatermark {
+        merchant,
+        bot_id,
+        watermark_date_s: row.get(0)?,
+        resume_offset: unsigned(row.get(1)?, "resume offset")?,
+        reconciled_at_ns: unsigned(row.get(2)?, "time")?,
+        last_error: row.get(3)?,
+    }))
+}
+
+fn outflow(
+    connection: &Connection,
+    bot_id: u64,
+    kind: &str,
+    transaction_id: &str,
+) -> Result<Option<StarOutflow>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {OUTFLOW_COLUMNS} FROM telegram_star_outflows \
+         WHERE bot_id = ?1 AND kind = ?2 AND transaction_id = ?3"
+    ))?;
+    let mut rows = statement.query(params![sql_amount(bot_id)?, kind, transaction_id])?;
+    rows.next()?.map(outflow_from_row).transpose()
+}
+
+impl Tx<'_, '_> {
+    /// Stores how far the reconciliation of a bot has read.
+    pub fn set_star_watermark(&mut self, mark: &StarWatermark) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached(
+                "INSERT INTO telegram_star_watermarks (merchant_id, bot_id, watermark_date_s, \
+                 resume_offset, reconciled_at_ns, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (merchant_id, bot_id) DO UPDATE SET \
+                 watermark_date_s = excluded.watermark_date_s, \
+                 resume_offset = excluded.resume_offset, \
+                 reconciled_at_ns = excluded.reconciled_at_ns, last_error = excluded.last_error",
+            )?
+            .execute(params![
+                mark.merchant.to_be_bytes(),
+                sql_amount(mark.bot_id)?,
+                mark.watermark_date_s,
+                sql_amount(mark.resume_offset)?,
+                sql_amount(mark.reconciled_at_ns)?,
+                mark.last_error,
+            ])?;
+        Ok(())
+    }
+
+    /// The recorded outflow `(bot_id, kind, transaction_id)`, as of this point of the batch.
+    pub fn star_outflow(
+        &mut self,
+        bot_id: u64,
+        kind: &str,
+        transaction_id: &str,
+    ) -> Result<Option<StarOutflow>, StoreError> {
+        outflow(self.sql(), bot_id, kind, transaction_id)
+    }
+
+    /// Records an outflow, or replaces the one with the same key (a withdrawal whose state
+    /// changed), keeping its `recorded_at_ns`.
+    pub fn upsert_star_outflow(&mut self, row: &StarOutflow) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached(&format!(
+                "INSERT INTO telegram_star_outflows ({OUTFLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, \
+                 ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                 ON CONFLICT (bot_id, kind, transaction_id) DO UPDATE SET \
+                 amount = excluded.amount, nanostar_amount = excluded.nanostar_amount, \
+                 date_s = excluded.date_s, state = excluded.state, url = excluded.url, \
+                 user_id = excluded.user_id, booked_minor = excluded.booked_minor, \
+                 shortfall_minor = excluded.shortfall_minor, \
+                 updated_at_ns = excluded.updated_at_ns"
+            ))?
+            .execute(params![
+                sql_amount(row.bot_id)?,
+                row.kind,
+                row.transaction_id,
+                row.merchant.to_be_bytes(),
+                sql_amount(row.amount)?,
+                sql_amount(row.nanostar_amount)?,
+                row.date_s,
+                row.state,
+                row.url,
+                row.user_id.map(sql_amount).transpose()?,
+                sql_amount(row.booked_minor)?,
+                sql_amount(row.shortfall_minor)?,
+                sql_amount(row.recorded_at_ns)?,
+                sql_amount(row.updated_at_ns)?,
+            ])?;
+        Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// Every connected bot in this store (a handful of rows: one bot per merchant).
+    pub fn telegram_bots(&self) -> Result<Vec<TelegramBot>, StoreError> {
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM telegram_bots ORDER BY bot_id"
+        ))?;
+        let mut rows = statement.query([])?;
+        let mut bots = Vec::new();
+        while let Some(row) = rows.next()? {
+            bots.push(from_row(row)?);
+        }
+        Ok(bots)
+    }
+
+    /// How far the reconciliation of the merchant's bot `bot_id` has read.
+    pub fn star_watermark(
+        &self,
+        merchant: MerchantId,
+        bot_id: u64,
+    ) -> Result<Option<StarWatermark>, StoreError> {
+        watermark(self.connection, merchant, bot_id)
+    }
+
+    /// The outflows recorded for bot `bot_id`, oldest first by Telegram's date.
+    pub fn star_outflows(&self, bot_id: u64) -> Result<Vec<StarOutflow>, StoreError> {
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT {OUTFLOW_COLUMNS} FROM telegram_star_outflows WHERE bot_id = ?1 \
+             ORDER BY date_s, transaction_id"
+        ))?;
+        let mut rows = statement.query(params![sql_amount(bot_id)?])?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            found.push(outflow_from_row(row)?);
+        }
+        Ok(found)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +552,46 @@ mod tests {
         assert_eq!(mine, Some(expected.clone()));
         assert_eq!(found, vec![expected]);
         assert!(store.audit().expect("audit").is_ok());
+    }
+
+    #[test]
+    fn poll_offsets_only_move_forward_and_polling_bots_are_listed() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(dir.path().join("p.db"), StoreOptions::default()).expect("open");
+        let bot = |merchant: u128, bot_id: u64, mode: &str| TelegramBot {
+            merchant: MerchantId(merchant),
+            bot_id,
+            username: format!("bot{bot_id}"),
+            token: format!("{bot_id}:secret"),
+            api_url: "https://api.telegram.org".to_owned(),
+            mode: mode.to_owned(),
+            webhook_secret: None,
+            created_at_ns: 1,
+            updated_at_ns: 1,
+        };
+        let (polling, hooked) = (bot(1, 10, "polling"), bot(2, 20, "webhook"));
+        store
+            .execute(move |tx| -> Result<_, StoreError> {
+                tx.upsert_telegram_bot(&polling)?;
+                tx.upsert_telegram_bot(&hooked)?;
+                tx.set_telegram_poll_offset(10, 5)?;
+                tx.set_telegram_poll_offset(10, 3)
+            })
+            .expect("queued")
+            .wait()
+            .expect("committed")
+            .expect("job");
+        let (bots, offset, none) = store
+            .read(|r| {
+                Ok((
+                    r.telegram_polling_bots()?,
+                    r.telegram_poll_offset(10)?,
+                    r.telegram_poll_offset(20)?,
+                ))
+            })
+            .expect("read");
+        assert_eq!(bots.iter().map(|b| b.bot_id).collect::<Vec<_>>(), vec![10]);
+        assert_eq!(offset, Some(5), "an older offset does not move it back");
+        assert_eq!(none, None);
     }
 }

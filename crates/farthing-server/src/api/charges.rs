@@ -589,7 +589,7 @@ fn plan_rail_refund(
 }
 
 /// The merchant's customer `tg:<user>`, created now if the Telegram user has none yet.
-fn telegram_customer(
+pub(crate) fn telegram_customer(
     tx: &mut farthing_store::Tx<'_, '_>,
     merchant: farthing_core::MerchantId,
     mode: crate::state::Mode,

@@ -34,6 +34,11 @@ pub const EVENT_TYPES: &[&str] = &[
     "customer.balance_changed",
     "payout.succeeded",
     "payout.failed",
+    "subscription.created",
+    "subscription.renewed",
+    "subscription.canceled",
+    "subscription.resumed",
+    "stars.withdrawal",
 ];
 
 /// `GET /v1/events`

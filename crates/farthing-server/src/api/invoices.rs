@@ -58,6 +58,12 @@ pub struct CreateInvoice {
     /// Merchant key/value data.
     #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub metadata: Option<serde_json::Map<String, Value>>,
+    /// A Telegram Stars subscription: the period in seconds, `2592000` (30 days, the only
+    /// period Telegram allows). Needs a fixed amount in `XTR` and the `stars` rail; the
+    /// invoice link is then a subscription link, and each renewal is paid as an invoice of its
+    /// own (`GET /v1/subscriptions`).
+    #[schema(value_type = Option<u64>, example = 2592000)]
+    pub subscription_period: Option<Value>,
 }
 
 /// The rails a merchant can take in `mode`: `balance`, `sandbox` in test mode, `stars` when
@@ -254,6 +260,7 @@ pub async fn create(
     principal.require("invoices:write")?;
     let body = body_bytes(body, state.config().max_body_bytes)?;
     let request: CreateInvoice = extract::json_body(&headers, &body)?;
+    let subscription = request.subscription_period.clone();
     let (merchant, mode) = (principal.merchant, principal.mode);
     let (bot, node) = state.store(mode).read(move |reader| {
         Ok((
@@ -267,9 +274,10 @@ pub async fn create(
     // load, see BENCHMARKS.md).
     let customer = new.customer;
     let id: InvoiceId = new_id();
-    let invoice = new
+    let mut invoice = new
         .into_invoice(id, merchant, super::wall_clock_ns())
         .map_err(invoice_error)?;
+    invoice.subscription_period_s = subscription_period(&subscription, &invoice)?;
     let object = render::invoice(&invoice, mode, &state.checkout_url(&id.encode()));
     // A Stars invoice link is asked for only once the invoice is committed (network I/O never
     // runs inside a store job), and only for a fixed-amount XTR invoice that accepts `stars`.
@@ -350,6 +358,37 @@ pub async fn create(
     }
 }
 
+/// Checks `subscription_period`: only Telegram's 30 days, on a fixed-amount `XTR` invoice that
+/// accepts `stars` (the rail that renews it).
+fn subscription_period(
+    value: &Option<Value>,
+    invoice: &farthing_core::invoice::Invoice,
+) -> Result<Option<u32>, ApiError> {
+    let period = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(value) => value.as_u64(),
+    };
+    let bad = |message: &str| {
+        ApiError::invalid("invalid_subscription", message.to_owned()).param("subscription_period")
+    };
+    let period = period
+        .filter(|p| *p == u64::from(crate::telegram::client::STARS_SUBSCRIPTION_PERIOD_S))
+        .ok_or_else(|| bad("subscription_period must be 2592000 (30 days), the only period Telegram Stars subscriptions have"))?;
+    if invoice.currency.code() != "XTR" || !matches!(invoice.amount, InvoiceAmount::Fixed(_)) {
+        return Err(bad(
+            "a subscription invoice has a fixed amount in XTR (Telegram Stars)",
+        ));
+    }
+    if !invoice.rails.contains(&Rail::Stars) {
+        return Err(bad(
+            "a subscription is paid and renewed by Telegram Stars: the invoice must accept the stars rail (PUT /v1/rails/stars)",
+        ));
+    }
+    u32::try_from(period)
+        .map(Some)
+        .map_err(|_| bad("subscription_period is too large"))
+}
+
 /// Cuts `text` to at most `max` characters.
 fn cut(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
@@ -357,7 +396,9 @@ fn cut(text: &str, max: usize) -> String {
 
 /// The `createInvoiceLink` parameters of a fixed-amount `XTR` invoice (`None` otherwise): one
 /// price, no provider token, the invoice id as payload.
-fn stars_link_params(invoice: &farthing_core::invoice::Invoice) -> Option<InvoiceParams> {
+pub(crate) fn stars_link_params(
+    invoice: &farthing_core::invoice::Invoice,
+) -> Option<InvoiceParams> {
     let InvoiceAmount::Fixed(amount) = invoice.amount else {
         return None;
     };
@@ -377,7 +418,10 @@ fn stars_link_params(invoice: &farthing_core::invoice::Invoice) -> Option<Invoic
     } else {
         cut(text, 255)
     };
-    Some(InvoiceParams::stars(&title, &description, &id, amount))
+    Some(match invoice.subscription_period_s {
+        Some(_) => InvoiceParams::stars_subscription(&title, &description, &id, amount),
+        None => InvoiceParams::stars(&title, &description, &id, amount),
+    })
 }
 
 /// Asks Telegram for the Stars invoice link; `None` (and a warning) when it fails: the invoice
@@ -587,48 +631,62 @@ pub async fn pay(
     let url = state.checkout_url(&id);
     let route = format!("POST /v1/invoices/{id}/pay");
     write(&state, &principal, &headers, &route, &body, move |tx| {
-        let mut invoice = super::require_invoice(tx, merchant, invoice_id)?;
-        super::require_customer(tx, merchant, customer)?;
-        if invoice
-            .customer
-            .is_some_and(|expected| expected != customer)
-        {
-            return Err(ApiError::invalid(
-                "customer_mismatch",
-                "this invoice is for another customer",
-            )
-            .param("customer"));
-        }
-        let amount_minor = invoice
-            .payable_amount(Rail::Balance, amount, tx.now_ns())
-            .map_err(invoice_error)?;
-        let currency = invoice.currency;
-        // The payment's transfer id is the invoice's: the ledger itself refuses a second one.
-        let transfer_id = TransferId(invoice_id.raw());
-        let group = book::transfer(
-            transfer_id,
-            book::customer(merchant, customer, currency),
-            book::merchant(merchant, currency),
-            amount_minor,
-            book::PAYMENT,
-            invoice_id.raw(),
-        );
-        tx.apply(&group)?
-            .map_err(|error| ledger_error(error, "the customer", currency))?;
-        invoice
-            .mark_paid(InvoicePayment {
-                amount_minor,
-                rail: Rail::Balance,
-                customer: Some(customer),
-                transfer_id,
-                paid_at_ns: tx.now_ns(),
-            })
-            .map_err(invoice_error)?;
-        tx.update_invoice(&invoice)?;
-        let object = render::invoice(&invoice, mode, &url);
-        emit(tx, merchant, mode, "invoice.paid", object.clone())?;
-        super::customers::emit_balance_changed(tx, merchant, mode, customer, currency)?;
-        Ok((StatusCode::OK, object))
+        pay_from_balance(tx, merchant, mode, invoice_id, customer, amount, &url)
     })
     .await
+}
+
+/// Pays `invoice_id` from `customer`'s balance inside the current job: the one booking path of
+/// `POST /v1/invoices/{id}/pay` and the Mini App's `POST /webapp/pay/{invoice}`. The transfer id
+/// is the invoice's, so the ledger refuses a second booking of the same invoice.
+pub(crate) fn pay_from_balance(
+    tx: &mut farthing_store::Tx<'_, '_>,
+    merchant: farthing_core::MerchantId,
+    mode: crate::state::Mode,
+    invoice_id: InvoiceId,
+    customer: CustomerId,
+    amount: Option<u64>,
+    url: &str,
+) -> Result<(StatusCode, serde_json::Value), ApiError> {
+    let mut invoice = super::require_invoice(tx, merchant, invoice_id)?;
+    super::require_customer(tx, merchant, customer)?;
+    if invoice
+        .customer
+        .is_some_and(|expected| expected != customer)
+    {
+        return Err(
+            ApiError::invalid("customer_mismatch", "this invoice is for another customer")
+                .param("customer"),
+        );
+    }
+    let amount_minor = invoice
+        .payable_amount(Rail::Balance, amount, tx.now_ns())
+        .map_err(invoice_error)?;
+    let currency = invoice.currency;
+    // The payment's transfer id is the invoice's: the ledger itself refuses a second one.
+    let transfer_id = TransferId(invoice_id.raw());
+    let group = book::transfer(
+        transfer_id,
+        book::customer(merchant, customer, currency),
+        book::merchant(merchant, currency),
+        amount_minor,
+        book::PAYMENT,
+        invoice_id.raw(),
+    );
+    tx.apply(&group)?
+        .map_err(|error| ledger_error(error, "the customer", currency))?;
+    invoice
+        .mark_paid(InvoicePayment {
+            amount_minor,
+            rail: Rail::Balance,
+            customer: Some(customer),
+            transfer_id,
+            paid_at_ns: tx.now_ns(),
+        })
+        .map_err(invoice_error)?;
+    tx.update_invoice(&invoice)?;
+    let object = render::invoice(&invoice, mode, url);
+    emit(tx, merchant, mode, "invoice.paid", object.clone())?;
+    super::customers::emit_balance_changed(tx, merchant, mode, customer, currency)?;
+    Ok((StatusCode::OK, object))
 }

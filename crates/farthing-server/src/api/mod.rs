@@ -11,6 +11,7 @@ pub mod invoices;
 pub mod lightning;
 pub mod rails;
 pub mod stars;
+pub mod subscriptions;
 pub mod test_mode;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

@@ -52,7 +52,17 @@ pub async fn list(
         .collect();
     if let Some(bot) = bot {
         // The bot answered `getMe` when it was connected; live checks come with the poller.
-        data.push(super::stars::rail_object(&bot, mode));
+        let mut object = super::stars::rail_object(&bot, mode);
+        // The last Stars reconciliation (`getStarTransactions`), if any.
+        let bot_id = bot.bot_id;
+        let mark = state
+            .store(mode)
+            .read(move |reader| reader.star_watermark(merchant, bot_id))?;
+        object["reconciled_at"] = json!(mark
+            .as_ref()
+            .map(|m| crate::render::unix_s(m.reconciled_at_ns)));
+        object["reconcile_error"] = json!(mark.and_then(|m| m.last_error));
+        data.push(object);
     }
     if let Some(row) = node {
         // The health the watcher saw last (it asks the node every poll interval).

@@ -2,6 +2,9 @@
 //! use to talk to Telegram (or to Telegram's test environment, a local Bot API server, or the
 //! `telegram-double` in tests).
 //!
+//! Updates arrive by webhook ([`webhook::receive`]) or long polling ([`poller`]); both hand
+//! each one to [`webhook::handle_update`], so the two modes behave the same.
+//!
 //! Architecture invariant: nothing here decides that money moved. The client only carries
 //! calls and answers; settling a `successful_payment` or answering a `pre_checkout_query` is
 //! decided elsewhere, through the ledger. The bot token lives in a
@@ -12,6 +15,9 @@
 //! [`SuccessfulPayment`], [`PreCheckoutQuery`], [`StarTransactions`], …) and [`BotApiError`].
 
 pub mod client;
+pub mod poller;
+pub mod reconcile;
+pub mod subscriptions;
 pub mod webhook;
 
 pub use client::{

@@ -1,12 +1,19 @@
-//! `POST /telegram/{bot_id}/webhook`: the updates Telegram pushes to a connected bot (SPEC RL2).
+//! `POST /telegram/{bot_id}/webhook`: the updates Telegram pushes to a connected bot (SPEC RL2),
+//! and [`handle_update`], the one place an update is acted on — for webhooks and for long
+//! polling ([`super::poller`]) alike, so both modes behave the same.
 //!
 //! The request must carry the bot's `X-Telegram-Bot-Api-Secret-Token` (compared in constant
 //! time); anything else is refused with 401 before the body is read as an update.
 //!
+//! - first contact (SPEC P6): the sender of a `message`, `pre_checkout_query` or
+//!   `callback_query` becomes the merchant's customer `tg:<user id>` if it is not one yet
+//!   (user id only; `customer.created` is written with it), the same customer
+//!   `successful_payment` credits.
 //! - `pre_checkout_query`: answered `ok` only when the invoice named by the payload (`inv_…`)
 //!   is the merchant's, open, not expired, accepts Stars, and the currency and amount match;
 //!   otherwise refused with a human-readable `error_message`.
-//! - `message.successful_payment`: settled through [`crate::settlement::settle_payment`], keyed
+//! - `message.successful_payment`: settled through [`crate::settlement::settle_payment`] (and,
+//!   for Stars subscriptions, [`crate::telegram::subscriptions`]), keyed
 //!   by `telegram_payment_charge_id` (never by payload), so a repeated update settles once and
 //!   a second payment of a paid invoice is credited to the payer's balance.
 //!
@@ -30,7 +37,7 @@ use subtle::ConstantTimeEq;
 
 use super::{BotClient, PreCheckoutQuery, SuccessfulPayment, Update, User};
 use crate::error::ApiError;
-use crate::settlement::{settle_payment, IncomingPayment};
+use crate::settlement::IncomingPayment;
 use crate::state::{AppState, Mode};
 
 /// The header Telegram sends the webhook's secret in.
@@ -86,14 +93,69 @@ pub async fn receive(
             return Ok(ok());
         }
     };
-    if let Some(query) = update.pre_checkout_query {
-        pre_checkout(&state, mode, &bot, &query).await?;
-    } else if let Some(message) = update.message {
-        if let Some(payment) = message.successful_payment {
-            successful_payment(&state, mode, &bot, &payment, message.from.as_ref()).await?;
-        }
-    }
+    handle_update(&state, mode, &bot, &update).await?;
     Ok(ok())
+}
+
+/// Acts on one update of `bot` (connected in `mode`), whether it came by webhook or by
+/// `getUpdates`. Idempotent: Telegram may deliver an update twice, and a poller retries one
+/// whose handling failed. An `Err` means "not handled, deliver again" (a 5xx: the database is
+/// unavailable); kinds the Stars rail does not use are taken and ignored.
+pub async fn handle_update(
+    state: &AppState,
+    mode: Mode,
+    bot: &TelegramBot,
+    update: &Update,
+) -> Result<(), ApiError> {
+    if let Some(query) = &update.pre_checkout_query {
+        // Telegram gives the payer 10 s: answer first, then record the customer.
+        pre_checkout(state, mode, bot, query).await?;
+        first_contact(state, mode, bot, Some(&query.from)).await?;
+    } else if let Some(message) = &update.message {
+        first_contact(state, mode, bot, message.from.as_ref()).await?;
+        if let Some(payment) = &message.successful_payment {
+            successful_payment(state, mode, bot, payment, message.from.as_ref()).await?;
+        }
+    } else if let Some(query) = &update.callback_query {
+        first_contact(state, mode, bot, Some(&query.from)).await?;
+    } else if update.other.keys().any(|key| key != "update_id") {
+        tracing::debug!(
+            bot_id = bot.bot_id,
+            update_id = update.update_id,
+            "an update of a kind the Stars rail does not use (or that did not decode) was ignored"
+        );
+    }
+    Ok(())
+}
+
+/// Makes the Telegram user `from` the merchant's customer `tg:<id>` if it is not one yet (SPEC
+/// P6: the user id only). Bots and unusable ids are skipped.
+async fn first_contact(
+    state: &AppState,
+    mode: Mode,
+    bot: &TelegramBot,
+    from: Option<&User>,
+) -> Result<(), ApiError> {
+    let Some(user) = from.filter(|user| !user.is_bot).and_then(User::user_id) else {
+        return Ok(());
+    };
+    let merchant = bot.merchant;
+    let external = format!("tg:{}", user.get());
+    // The common case (a known user) is a read, not a job on the writer.
+    let known = state
+        .store(mode)
+        .read(move |reader| reader.customer_by_external_id(merchant, &external))?
+        .is_some();
+    if known {
+        return Ok(());
+    }
+    // Re-checked inside the job, so two updates racing create one customer.
+    state
+        .store(mode)
+        .run(move |tx| crate::api::charges::telegram_customer(tx, merchant, mode, user))
+        .await??;
+    state.deliveries().notify_one();
+    Ok(())
 }
 
 fn ok() -> Response {
@@ -220,6 +282,21 @@ async fn successful_payment(
         );
         return Ok(());
     };
+    // A subscription payment (first or renewal) also starts or extends a subscription.
+    let subscription = match (
+        payment.is_recurring,
+        payment.subscription_expiration_date,
+        from,
+    ) {
+        (true, Some(expires), Some(user)) => {
+            Some(crate::telegram::subscriptions::SubscriptionPayment {
+                telegram_user_id: user.id,
+                expires_at_s: u64::try_from(expires).unwrap_or(0),
+                first: payment.is_first_recurring,
+            })
+        }
+        _ => None,
+    };
     let incoming = IncomingPayment {
         merchant: bot.merchant,
         rail: Rail::Stars,
@@ -241,7 +318,15 @@ async fn successful_payment(
     let base = state.config().base_url().to_owned();
     let settled = state
         .store(mode)
-        .run(move |tx| settle_payment(tx, mode, incoming, &base))
+        .run(move |tx| {
+            crate::telegram::subscriptions::settle_stars_payment(
+                tx,
+                mode,
+                incoming,
+                subscription,
+                &base,
+            )
+        })
         .await?;
     match settled {
         Ok(settled) => {

@@ -1,0 +1,243 @@
+//! `/v1/subscriptions`: Telegram Stars subscriptions (SPEC RL2, PR4) — list, retrieve, and
+//! cancel or resume through Telegram's `editUserStarSubscription`.
+//!
+//! A subscription starts when its invoice (`subscription_period`) is first paid; each renewal
+//! is a paid renewal invoice (see [`crate::telegram::subscriptions`]).
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use farthing_core::{PublicId, SubscriptionId};
+use farthing_telegram::TelegramUserId;
+
+use super::{emit, list_answer, write};
+use crate::error::ApiError;
+use crate::extract;
+use crate::openapi as spec;
+use crate::state::{AppState, Principal};
+use crate::telegram::subscriptions::{parse_id, render_subscription};
+
+/// `GET /v1/subscriptions`
+#[utoipa::path(
+    get,
+    path = "/v1/subscriptions",
+    tag = "subscriptions",
+    operation_id = "list_subscriptions",
+    summary = "List subscriptions",
+    security(("bearer" = [])),
+    params(spec::ListParams),
+    responses(
+        (status = 200, description = "A page of the list, newest first.", body = spec::SubscriptionList),
+        (status = 400, description = spec::E400_LIST, body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    principal.require("invoices:read")?;
+    let request = extract::list_query(query.as_deref())?.page::<SubscriptionId>()?;
+    let page = state
+        .store(principal.mode)
+        .read(|reader| reader.subscriptions(principal.merchant, request))?;
+    let now = super::wall_clock_ns();
+    let data = page
+        .data
+        .iter()
+        .map(|s| render_subscription(s, principal.mode, now))
+        .collect();
+    Ok(list_answer(data, page.has_more, "/v1/subscriptions"))
+}
+
+fn load(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<farthing_store::Subscription, ApiError> {
+    let parsed = parse_id(id)?;
+    let merchant = principal.merchant;
+    state
+        .store(principal.mode)
+        .read(move |reader| reader.subscription(parsed))?
+        .filter(|s| s.merchant == merchant)
+        .ok_or_else(|| ApiError::not_found("subscription", id))
+}
+
+/// `GET /v1/subscriptions/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/subscriptions/{id}",
+    tag = "subscriptions",
+    operation_id = "retrieve_subscription",
+    summary = "Retrieve a subscription",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription, `sub_…`.")),
+    responses(
+        (status = 200, description = "The subscription; `status` is `active`, `canceled` (paid until `current_period_end`, not renewing) or `expired`.", body = spec::SubscriptionObject),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such subscription for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
+pub async fn retrieve(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require("invoices:read")?;
+    let subscription = load(&state, &principal, &id)?;
+    Ok(axum::Json(render_subscription(
+        &subscription,
+        principal.mode,
+        super::wall_clock_ns(),
+    ))
+    .into_response())
+}
+
+async fn set_canceled(
+    state: AppState,
+    principal: Principal,
+    headers: HeaderMap,
+    id: String,
+    canceled: bool,
+) -> Result<Response, ApiError> {
+    principal.require("invoices:write")?;
+    let subscription = load(&state, &principal, &id)?;
+    let now = super::wall_clock_ns();
+    if now / 1_000_000_000 >= subscription.current_period_end_s {
+        return Err(ApiError::conflict(
+            "subscription_expired",
+            "this subscription's paid period is over; the subscriber starts a new one by paying the invoice again",
+        ));
+    }
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    let bot = state
+        .store(mode)
+        .read(move |reader| reader.telegram_bot(merchant))?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "rail_not_configured",
+                "the stars rail is not configured: PUT /v1/rails/stars first",
+            )
+        })?;
+    let user = u64::try_from(subscription.telegram_user_id)
+        .ok()
+        .and_then(TelegramUserId::new)
+        .ok_or_else(|| {
+            ApiError::internal("the stored Telegram user id of the subscription is invalid")
+        })?;
+    // Telegram first: its answer decides; the same request again is harmless there.
+    crate::telegram::webhook::client(&bot)?
+        .edit_user_star_subscription(user, &subscription.first_charge_id, canceled)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "editUserStarSubscription failed");
+            let mut api = ApiError::unavailable(format!(
+                "Telegram refused to {} the subscription: {error}",
+                if canceled { "cancel" } else { "resume" }
+            ));
+            api.status = StatusCode::BAD_GATEWAY;
+            api.code = "telegram_error";
+            api
+        })?;
+    let route = if canceled {
+        format!("POST /v1/subscriptions/{id}/cancel")
+    } else {
+        format!("POST /v1/subscriptions/{id}/resume")
+    };
+    let sub_id = subscription.id;
+    write(&state, &principal, &headers, &route, &[], move |tx| {
+        let mut current = tx
+            .subscription(sub_id)?
+            .ok_or_else(|| ApiError::not_found("subscription", &sub_id.encode()))?;
+        let now = tx.now_ns();
+        if current.canceled != canceled {
+            current.canceled = canceled;
+            current.updated_at_ns = now;
+            tx.upsert_subscription(&current)?;
+            let event = if canceled {
+                "subscription.canceled"
+            } else {
+                "subscription.resumed"
+            };
+            emit(
+                tx,
+                merchant,
+                mode,
+                event,
+                render_subscription(&current, mode, now),
+            )?;
+        }
+        Ok((StatusCode::OK, render_subscription(&current, mode, now)))
+    })
+    .await
+}
+
+/// `POST /v1/subscriptions/{id}/cancel`
+#[utoipa::path(
+    post,
+    path = "/v1/subscriptions/{id}/cancel",
+    tag = "subscriptions",
+    operation_id = "cancel_subscription",
+    summary = "Cancel a subscription at the end of its paid period",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription, `sub_…`."), spec::IdempotencyKey),
+    responses(
+        (status = 200, description = "Telegram accepted `editUserStarSubscription` with `is_canceled: true`: the subscription does not renew (`status` `canceled`, `cancel_at_period_end` true) and stays paid until `current_period_end`; `subscription.canceled` is written.", body = spec::SubscriptionObject),
+        (status = 400, description = "The stars rail is not configured (`rail_not_configured`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such subscription for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 409, description = "The paid period is over (`subscription_expired`).", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 502, description = "Telegram refused or could not be reached (`telegram_error`); nothing changed.", body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    set_canceled(state, principal, headers, id, true).await
+}
+
+/// `POST /v1/subscriptions/{id}/resume`
+#[utoipa::path(
+    post,
+    path = "/v1/subscriptions/{id}/resume",
+    tag = "subscriptions",
+    operation_id = "resume_subscription",
+    summary = "Resume a canceled subscription before its paid period ends",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription, `sub_…`."), spec::IdempotencyKey),
+    responses(
+        (status = 200, description = "Telegram accepted `editUserStarSubscription` with `is_canceled: false`: the subscription renews again (`status` `active`); `subscription.resumed` is written.", body = spec::SubscriptionObject),
+        (status = 400, description = "The stars rail is not configured (`rail_not_configured`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 404, description = "No such subscription for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 409, description = "The paid period is over (`subscription_expired`).", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 502, description = "Telegram refused or could not be reached (`telegram_error`); nothing changed.", body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    set_canceled(state, principal, headers, id, false).await
+}
