@@ -198,6 +198,11 @@ public_id!(
     SubscriptionId, "sub", "subscription"
 );
 public_id!(
+    /// Identifies a customer's refund request, made in the bot and approved or declined by
+    /// the merchant.
+    RefundRequestId, "rrq", "refund request"
+);
+public_id!(
     /// Identifies a webhook endpoint.
     WebhookEndpointId, "we", "webhook endpoint"
 );

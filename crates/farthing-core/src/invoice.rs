@@ -143,6 +143,9 @@ pub struct Invoice {
     /// The Telegram Stars invoice link (`https://t.me/$…`) made for it, when it accepts the
     /// `stars` rail and Telegram gave one (SPEC I1 payment instructions).
     pub stars_invoice_link: Option<String>,
+    /// The Telegram payment-provider invoice link made for it, when it is in a fiat currency,
+    /// accepts the `card` rail and Telegram gave one (SPEC RL2 cards).
+    pub card_invoice_link: Option<String>,
     /// The BOLT11 made for it on the merchant's Lightning node, when it accepts the
     /// `lightning` rail and the node gave one (SPEC I1, RL3).
     pub lightning_bolt11: Option<String>,
@@ -294,6 +297,7 @@ impl NewInvoice {
             expires_at_ns: now_ns.saturating_add(self.expires_in_s.saturating_mul(NS_PER_S)),
             closed_at_ns: None,
             stars_invoice_link: None,
+            card_invoice_link: None,
             lightning_bolt11: None,
             subscription_period_s: None,
         })

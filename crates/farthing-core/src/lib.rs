@@ -13,7 +13,7 @@ pub mod rail;
 
 pub use ids::{
     AccountId, ChargeId, CustomerId, EventId, InvoiceId, MerchantId, PublicId, RefundId,
-    SubscriptionId, TransferId, WebhookEndpointId,
+    RefundRequestId, SubscriptionId, TransferId, WebhookEndpointId,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use rail::Rail;

@@ -774,6 +774,7 @@ mod tests {
             expires_at_ns: 1_700_000_900_000_000_000,
             closed_at_ns: None,
             stars_invoice_link: None,
+            card_invoice_link: None,
             subscription_period_s: None,
             lightning_bolt11: Some(BOLT11.to_owned()),
         }

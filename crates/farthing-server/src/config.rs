@@ -56,6 +56,17 @@ pub struct TelegramConfig {
     /// How often every connected bot's `getStarTransactions` is read to settle payments the
     /// updates missed and record Fragment withdrawals, in seconds (also once at start).
     pub reconcile_interval_s: u64,
+    /// The oldest Telegram Login Widget data `POST /dashboard/login/telegram` accepts, by its
+    /// `auth_date`, in seconds (default one day).
+    pub login_max_age_s: u64,
+    /// How long a dashboard session lasts, in seconds (default one hour).
+    pub dashboard_session_ttl_s: u64,
+    /// The tip buttons the payment bot offers after `/start tip`, in Stars (SPEC T2), when the
+    /// merchant has not set its own.
+    pub tip_presets: Vec<u64>,
+    /// How old an open invoice of a customer who opted in to reminders (`/remind on`) must be
+    /// before the bot reminds them of it, once, in seconds (SPEC T3; default ten minutes).
+    pub reminder_after_s: u64,
 }
 
 impl Default for TelegramConfig {
@@ -67,6 +78,10 @@ impl Default for TelegramConfig {
             webapp_session_ttl_s: 3600,
             web_app_script_url: "https://telegram.org/js/telegram-web-app.js".to_owned(),
             reconcile_interval_s: 300,
+            login_max_age_s: 86_400,
+            dashboard_session_ttl_s: 3600,
+            tip_presets: vec![1, 3, 5, 10],
+            reminder_after_s: 600,
         }
     }
 }
@@ -271,9 +286,30 @@ impl Config {
                 "telegram.init_data_max_age_s must be at least 1, telegram.webapp_session_ttl_s within 1..=86400".to_owned(),
             ));
         }
+        if self.telegram.login_max_age_s == 0
+            || !(1..=86_400).contains(&self.telegram.dashboard_session_ttl_s)
+        {
+            return Err(ConfigError::Invalid(
+                "telegram.login_max_age_s must be at least 1, telegram.dashboard_session_ttl_s within 1..=86400".to_owned(),
+            ));
+        }
+        if self.telegram.reminder_after_s > 30 * 86_400 {
+            return Err(ConfigError::Invalid(
+                "telegram.reminder_after_s must be at most 2592000 (30 days)".to_owned(),
+            ));
+        }
         if !(1..=86_400).contains(&self.telegram.reconcile_interval_s) {
             return Err(ConfigError::Invalid(
                 "telegram.reconcile_interval_s must be within 1..=86400".to_owned(),
+            ));
+        }
+        let presets = &self.telegram.tip_presets;
+        if presets.is_empty()
+            || presets.len() > 8
+            || presets.iter().any(|stars| !(1..=10_000).contains(stars))
+        {
+            return Err(ConfigError::Invalid(
+                "telegram.tip_presets must hold 1 to 8 amounts within 1..=10000 Stars".to_owned(),
             ));
         }
         if crate::webapp::public_key(&self.telegram.init_data_public_key).is_none() {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod checkout;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod ids;
@@ -18,6 +19,7 @@ pub mod openapi;
 pub mod render;
 pub mod scheduler;
 pub mod settlement;
+pub mod signed_token;
 pub mod state;
 pub mod telegram;
 pub mod webapp;
@@ -73,10 +75,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/rails"),
     ("PUT", "/v1/rails/stars"),
     ("PUT", "/v1/rails/lightning"),
+    ("PUT", "/v1/rails/card"),
+    ("PUT", "/v1/dashboard/owners"),
     ("GET", "/v1/subscriptions"),
     ("GET", "/v1/subscriptions/{id}"),
     ("POST", "/v1/subscriptions/{id}/cancel"),
     ("POST", "/v1/subscriptions/{id}/resume"),
+    ("GET", "/v1/settings"),
+    ("PUT", "/v1/settings"),
+    ("GET", "/v1/refund_requests"),
+    ("POST", "/v1/refund_requests/{id}/approve"),
+    ("POST", "/v1/refund_requests/{id}/decline"),
     ("POST", "/v1/lnurl/withdraws"),
     ("GET", "/v1/lnurl/withdraws/{id}"),
     ("POST", "/v1/lnurl/auth"),
@@ -99,13 +108,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/webapp/session"),
     ("POST", "/webapp/pay/{invoice}"),
     ("POST", "/telegram/{bot_id}/webhook"),
+    ("POST", "/dashboard/login/telegram"),
+    ("GET", "/dashboard/me"),
 ];
 
 /// The router over `state`.
 pub fn router(state: AppState) -> Router {
     use crate::lightning::lnurl;
     use api::{
-        charges, customers, events, invoices, lightning, rails, stars, subscriptions, test_mode,
+        charges, customers, events, invoices, lightning, rails, settings, stars, subscriptions,
+        test_mode,
     };
     let limit = state.config().max_body_bytes;
     Router::new()
@@ -144,10 +156,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rails", get(rails::list))
         .route("/v1/rails/stars", put(stars::connect))
         .route("/v1/rails/lightning", put(lightning::connect))
+        .route("/v1/rails/card", put(api::cards::connect))
+        .route("/v1/dashboard/owners", put(dashboard::set_owners))
         .route("/v1/subscriptions", get(subscriptions::list))
         .route("/v1/subscriptions/{id}", get(subscriptions::retrieve))
         .route("/v1/subscriptions/{id}/cancel", post(subscriptions::cancel))
         .route("/v1/subscriptions/{id}/resume", post(subscriptions::resume))
+        .route(
+            "/v1/settings",
+            get(settings::retrieve).put(settings::update),
+        )
+        .route("/v1/refund_requests", get(settings::list_requests))
+        .route("/v1/refund_requests/{id}/approve", post(settings::approve))
+        .route("/v1/refund_requests/{id}/decline", post(settings::decline))
         .route("/v1/lnurl/withdraws", post(lightning::create_withdraw))
         .route(
             "/v1/lnurl/withdraws/{id}",
@@ -184,6 +205,8 @@ pub fn router(state: AppState) -> Router {
         .route("/pay/{id}/sandbox", post(checkout::sandbox))
         .route("/webapp/session", post(webapp::create_session))
         .route("/webapp/pay/{invoice}", post(webapp::pay))
+        .route("/dashboard/login/telegram", post(dashboard::login_telegram))
+        .route("/dashboard/me", get(dashboard::me))
         .route(
             "/telegram/{bot_id}/webhook",
             post(telegram::webhook::receive),
@@ -429,11 +452,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         state.clone(),
         shutdown.subscribe(),
     ));
+    let reminders = tokio::spawn(telegram::commands::run_reminders(
+        state.clone(),
+        shutdown.subscribe(),
+    ));
     Ok(Running {
         addr,
         state,
         shutdown,
-        tasks: vec![server, scheduler, worker, watcher, poller, reconciler],
+        tasks: vec![
+            server, scheduler, worker, watcher, poller, reconciler, reminders,
+        ],
     })
 }
 

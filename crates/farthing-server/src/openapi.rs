@@ -56,7 +56,8 @@ pub fn json() -> &'static str {
             answer LNURL's `{\"status\": \"ERROR\", \"reason\"}`; every write honours an \
             `Idempotency-Key` header (same key and body: the stored answer, with \
             `Idempotent-Replayed: true`; same key, another body: 422), except `POST /v1/payouts`, \
-            idempotent by the BOLT11 it pays. A test-mode key (`fk_test_…`) sees only test data, \
+            idempotent by the BOLT11 it pays, and the decisions on refund requests, idempotent by \
+            the request. A test-mode key (`fk_test_…`) sees only test data, \
             a live key (`fk_live_…`) only live data."
     ),
     paths(
@@ -89,10 +90,17 @@ pub fn json() -> &'static str {
         crate::api::rails::list,
         crate::api::stars::connect,
         crate::api::lightning::connect,
+        crate::api::cards::connect,
+        crate::dashboard::set_owners,
         crate::api::subscriptions::list,
         crate::api::subscriptions::retrieve,
         crate::api::subscriptions::cancel,
         crate::api::subscriptions::resume,
+        crate::api::settings::retrieve,
+        crate::api::settings::update,
+        crate::api::settings::list_requests,
+        crate::api::settings::approve,
+        crate::api::settings::decline,
         crate::api::lightning::create_withdraw,
         crate::api::lightning::retrieve_withdraw,
         crate::api::lightning::create_auth,
@@ -115,6 +123,8 @@ pub fn json() -> &'static str {
         checkout_sandbox,
         crate::webapp::create_session,
         crate::webapp::pay,
+        crate::dashboard::login_telegram,
+        crate::dashboard::me,
     ),
     components(schemas(
         LnurlStatus,
@@ -125,6 +135,7 @@ pub fn json() -> &'static str {
         InvoiceStatus,
         PaymentInstructions,
         StarsInstructions,
+        CardInstructions,
         LightningInstructions,
         RailName,
         EventType,
@@ -162,6 +173,11 @@ pub fn json() -> &'static str {
         CustomerList,
         SubscriptionObject,
         SubscriptionList,
+        crate::api::settings::MerchantSettings,
+        crate::api::settings::ApproveRefundRequest,
+        SettingsObject,
+        RefundRequestObject,
+        RefundRequestList,
         ChargeList,
         RefundList,
         EventList,
@@ -173,6 +189,14 @@ pub fn json() -> &'static str {
         WebappUser,
         crate::webapp::CreateWebappSession,
         crate::webapp::WebappPay,
+        crate::api::cards::ConnectCard,
+        crate::dashboard::SetDashboardOwners,
+        crate::dashboard::DashboardLogin,
+        DashboardOwners,
+        DashboardSessionObject,
+        DashboardMe,
+        DashboardMerchant,
+        DashboardUserObject,
     )),
     modifiers(&BearerAuth, &OptionalBodies),
     tags(
@@ -185,9 +209,11 @@ pub fn json() -> &'static str {
         (name = "rails", description = "The payment rails a merchant can take."),
         (name = "sandbox", description = "Test mode only (`fk_test_` keys): simulate payers and fund balances (SPEC RL5)."),
         (name = "subscriptions", description = "Telegram Stars subscriptions: started by paying a subscription invoice, renewed by Telegram every 30 days, each renewal paid as an invoice of its own (SPEC RL2, PR4)."),
+        (name = "settings", description = "What the payment bot tells customers (`/terms`, top-up and tip presets) and whether it sends payment reminders (SPEC T2–T3)."),
         (name = "lightning", description = "LNURL links and payouts of the Lightning rail (SPEC RL3)."),
         (name = "lnurl", description = "The LNURL endpoints wallets call (LUD-03, LUD-04, LUD-06, LUD-12, LUD-16); no API key. Refusals are LNURL's `{\"status\": \"ERROR\", \"reason\"}`."),
         (name = "checkout", description = "The hosted checkout page; the invoice id is the capability, no API key."),
+        (name = "dashboard", description = "Signing in to the merchant dashboard with Telegram (SPEC T5): the merchant names its owners, an owner logs in with the Telegram Login Widget of the merchant's bot."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
     )
 )]
@@ -225,6 +251,21 @@ impl Modify for BearerAuth {
                          /webapp/session` answered for a Telegram Mini App's init data. It \
                          names one customer of one merchant, lasts `telegram.webapp_session_ttl_s` \
                          and ends when the server restarts.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "dashboard_session",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("fds_…")
+                    .description(Some(
+                        "`Authorization: Bearer <session>` with the session `POST \
+                         /dashboard/login/telegram` answered for a dashboard owner's Telegram \
+                         login. It names one merchant and one Telegram user, lasts \
+                         `telegram.dashboard_session_ttl_s` and ends when the server restarts.",
                     ))
                     .build(),
             ),
@@ -402,6 +443,7 @@ fn event_object_schema() -> Schema {
             .item(Ref::from_schema_name("Payout"))
             .item(Ref::from_schema_name("StarsWithdrawal"))
             .item(Ref::from_schema_name("SubscriptionObject"))
+            .item(Ref::from_schema_name("RefundRequestObject"))
             .build(),
     )
 }
@@ -421,6 +463,9 @@ constants! {
     object_customer => ["customer"],
     object_customer_balance => ["customer_balance"],
     object_webapp_session => ["webapp_session"],
+    object_dashboard_owners => ["dashboard_owners"],
+    object_dashboard_session => ["dashboard_session"],
+    object_dashboard_user => ["dashboard_user"],
     object_charge => ["charge"],
     object_refund => ["refund"],
     object_rail_payment => ["rail_payment"],
@@ -587,6 +632,9 @@ pub struct Invoice {
 pub struct PaymentInstructions {
     /// Present when the invoice accepts `stars` and Telegram made a Stars invoice link.
     pub stars: Option<StarsInstructions>,
+    /// Present when the invoice (a fixed amount in a fiat currency) accepts `card` and
+    /// Telegram made a payment-provider invoice link.
+    pub card: Option<CardInstructions>,
     /// Present when the invoice accepts `lightning` (BTC, a fixed amount) and the merchant's
     /// Lightning node made a BOLT11 for it.
     pub lightning: Option<LightningInstructions>,
@@ -596,6 +644,14 @@ pub struct PaymentInstructions {
 #[derive(ToSchema)]
 pub struct StarsInstructions {
     /// The `https://t.me/$…` link from `createInvoiceLink`.
+    pub invoice_link: String,
+}
+
+/// How to pay an invoice by card, through the Telegram payment provider of the merchant's bot.
+#[derive(ToSchema)]
+pub struct CardInstructions {
+    /// The `https://t.me/$…` link from `createInvoiceLink` (with the provider token, the
+    /// invoice's currency and amount).
     pub invoice_link: String,
 }
 
@@ -927,6 +983,82 @@ pub struct RailState {
     pub can_pay: Option<bool>,
     /// Lightning: the merchant's Lightning Address, `name@host`, or `null` when none is set.
     pub lightning_address: Option<String>,
+    /// Card: the fiat currencies the rail takes, or `null` for any.
+    pub currencies: Option<Vec<String>>,
+}
+
+/// Who may sign in to the dashboard (`PUT /v1/dashboard/owners`).
+#[derive(ToSchema)]
+pub struct DashboardOwners {
+    /// Always `dashboard_owners`.
+    #[schema(schema_with = object_dashboard_owners)]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode: the list is per mode.
+    pub livemode: bool,
+    /// The Telegram user ids, ascending.
+    pub telegram_user_ids: Vec<u64>,
+}
+
+/// The merchant of a dashboard session.
+#[derive(ToSchema)]
+pub struct DashboardMerchant {
+    /// The merchant's id, `mer_…`.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// The Telegram user of a dashboard session, as the Login Widget described them.
+#[derive(ToSchema)]
+pub struct DashboardUserObject {
+    /// The Telegram user id.
+    pub id: u64,
+    /// First name.
+    pub first_name: String,
+    /// Last name, when the user has one.
+    #[schema(required = false)]
+    pub last_name: String,
+    /// Username, when the user has one.
+    #[schema(required = false)]
+    pub username: String,
+    /// Profile photo URL, when the user shares one.
+    #[schema(required = false)]
+    pub photo_url: String,
+}
+
+/// A dashboard session (`POST /dashboard/login/telegram`).
+#[derive(ToSchema)]
+pub struct DashboardSessionObject {
+    /// Always `dashboard_session`.
+    #[schema(schema_with = object_dashboard_session)]
+    pub object: String,
+    /// The token for `Authorization: Bearer` on `GET /dashboard/me` (`fds_…`): signed by the
+    /// server, carrying no secret.
+    pub session: String,
+    /// When the session ends (Unix seconds).
+    pub expires_at: u64,
+    /// Live (`true`) or test (`false`): the mode whose owner list admitted the user.
+    pub livemode: bool,
+    /// The merchant whose dashboard it is.
+    pub merchant: DashboardMerchant,
+    /// Who signed in.
+    pub user: DashboardUserObject,
+}
+
+/// Who is signed in (`GET /dashboard/me`).
+#[derive(ToSchema)]
+pub struct DashboardMe {
+    /// Always `dashboard_user`.
+    #[schema(schema_with = object_dashboard_user)]
+    pub object: String,
+    /// When the session ends (Unix seconds).
+    pub expires_at: u64,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// The merchant whose dashboard it is.
+    pub merchant: DashboardMerchant,
+    /// Who signed in.
+    pub user: DashboardUserObject,
 }
 
 macro_rules! list_schema {
@@ -961,6 +1093,7 @@ list_schema! {
     WebhookEndpointList of WebhookEndpoint at "/v1/webhook_endpoints",
     RailList of RailState at "/v1/rails",
     SubscriptionList of SubscriptionObject at "/v1/subscriptions",
+    RefundRequestList of RefundRequestObject at "/v1/refund_requests",
 }
 
 /// A withdrawal of the bot's Stars to Fragment, found by the Stars reconciliation
@@ -1525,4 +1658,52 @@ pub struct SubscriptionObject {
     pub cancel_at_period_end: bool,
     /// When it started (Unix seconds).
     pub created: u64,
+}
+
+/// The merchant's bot settings of one mode (`GET`/`PUT /v1/settings`).
+#[derive(ToSchema)]
+pub struct SettingsObject {
+    /// Always `settings`.
+    #[schema(example = "settings")]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// The offer the bot's `/terms` shows (empty: not set).
+    pub terms: String,
+    /// The refund policy `/terms` shows (empty: not set).
+    pub refund_policy: String,
+    /// How to reach the merchant, shown by `/terms` (empty: not set).
+    pub contacts: String,
+    /// Tip and top-up buttons, in Stars (empty: the server's `telegram.tip_presets`).
+    pub tip_presets: Vec<u64>,
+    /// Whether the bot reminds opted-in customers of invoices they left open, once each.
+    pub reminders: bool,
+}
+
+/// A refund a customer asked for with `/refund` in the bot: the object of
+/// `refund_request.created`, `refund_request.approved` and `refund_request.declined`.
+#[derive(ToSchema)]
+pub struct RefundRequestObject {
+    /// Always `refund_request`.
+    #[schema(example = "refund_request")]
+    pub object: String,
+    /// `rrq_…`
+    pub id: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// `pending`, `approved` or `declined`.
+    #[schema(example = "pending")]
+    pub status: String,
+    /// Who asks, `cus_…` (`tg:<user id>`).
+    pub customer: String,
+    /// The paid invoice to refund, `inv_…`.
+    pub invoice: String,
+    /// The asker's Telegram user id (told the decision in the bot).
+    pub telegram_user_id: i64,
+    /// The refund made on approval, `ref_…`.
+    pub refund: Option<String>,
+    /// When it was asked (Unix seconds).
+    pub created: u64,
+    /// When it last changed (Unix seconds).
+    pub updated: u64,
 }

@@ -24,11 +24,15 @@ pub fn metadata(pairs: &[(String, String)]) -> Value {
 }
 
 /// How to pay an invoice on each rail that has instructions (`{}` when none): the Stars
-/// invoice link, the Lightning BOLT11 (with its `lightning:` URI).
+/// invoice link, the card (payment provider) invoice link, the Lightning BOLT11 (with its
+/// `lightning:` URI).
 fn payment_instructions(invoice: &Invoice) -> Value {
     let mut instructions = Map::new();
     if let Some(link) = &invoice.stars_invoice_link {
         instructions.insert("stars".to_owned(), json!({ "invoice_link": link }));
+    }
+    if let Some(link) = &invoice.card_invoice_link {
+        instructions.insert("card".to_owned(), json!({ "invoice_link": link }));
     }
     if let Some(bolt11) = &invoice.lightning_bolt11 {
         instructions.insert(

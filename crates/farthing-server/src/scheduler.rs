@@ -49,6 +49,9 @@ pub async fn expire_invoices(state: &AppState, mode: Mode) -> Result<usize, ApiE
     if expired > 0 {
         state.deliveries().notify_one();
     }
+    // The payment bot edits the messages it posted for invoices closed since (expired now, or
+    // paid or canceled elsewhere) to say so.
+    crate::telegram::bot::sweep(state, mode);
     Ok(expired)
 }
 

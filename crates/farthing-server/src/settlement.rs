@@ -91,6 +91,10 @@ pub struct SettledPayment {
 ///   (`customer.balance_changed` and `invoice.payment_credited`). A payment naming no invoice
 ///   but a payer (`payer` or `payer_external_id`) is a top-up (`top_up`); any other payment naming no invoice
 ///   known to the merchant is credited whole (`unknown_invoice`).
+/// - A top-up invoice (metadata `purpose=top_up`, made by the bot's `/balance` buttons) is
+///   paid like any other, and in the same job its paying part moves on from the merchant's
+///   balance to the payer's (transfer id derived from the invoice id: [`top_up_transfer_id`]),
+///   so the merchant keeps nothing of it and a resent report credits nothing twice.
 /// - The payer for a credit is `payer`, else the customer with `payer_external_id` (created
 ///   if needed), else the invoice's customer, else a new customer with no external id (the
 ///   money is never refused for want of a payer: the merchant can refund it from there).
@@ -314,6 +318,9 @@ fn settle_checked(
                     })?;
                 tx.update_invoice(found)?;
                 paid_invoice = Some(found.clone());
+                if is_top_up(found) {
+                    credit_top_up(tx, mode, found, customer.or(found.customer), pays_minor)?;
+                }
             }
             // The ledger already holds a payment of this invoice: this money did not pay it,
             // so it is credited like any payment of a paid invoice.
@@ -407,6 +414,59 @@ fn settle_checked(
         invoice,
         duplicate: false,
     })
+}
+
+/// The metadata an invoice carries when paying it tops up the payer's balance (the bot's
+/// `/balance` buttons make such invoices).
+pub const TOP_UP_METADATA: (&str, &str) = ("purpose", "top_up");
+
+/// Whether paying `invoice` is a top-up of the payer's balance.
+pub fn is_top_up(invoice: &Invoice) -> bool {
+    invoice
+        .metadata
+        .iter()
+        .any(|(key, value)| key == TOP_UP_METADATA.0 && value == TOP_UP_METADATA.1)
+}
+
+/// The id of the transfer that moves a paid top-up invoice's money from the merchant to the
+/// payer: derived from the invoice id, so one invoice tops up once.
+pub fn top_up_transfer_id(invoice: InvoiceId) -> TransferId {
+    let digest = Sha256::new()
+        .chain_update(b"farthing/top-up-invoice/v1\0")
+        .chain_update(invoice.raw().to_be_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    for (to, from) in bytes.iter_mut().zip(digest.iter()) {
+        *to = *from;
+    }
+    TransferId(u128::from_be_bytes(bytes).max(1))
+}
+
+/// A top-up invoice was just paid to the merchant: in the same job, its money goes on from the
+/// merchant's balance to the payer's (a second transfer, so the invoice is paid like any other
+/// and the ledger shows both steps). Without a known payer the money stays with the merchant.
+fn credit_top_up(
+    tx: &mut Tx<'_, '_>,
+    mode: Mode,
+    invoice: &Invoice,
+    payer: Option<CustomerId>,
+    amount_minor: u64,
+) -> Result<(), ApiError> {
+    let Some(payer) = payer else {
+        tracing::warn!(invoice = %invoice.id.encode(), "a top-up invoice was paid by an unknown payer; the money stays with the merchant");
+        return Ok(());
+    };
+    let group = book::transfer(
+        top_up_transfer_id(invoice.id),
+        book::merchant(invoice.merchant, invoice.currency),
+        book::customer(invoice.merchant, payer, invoice.currency),
+        amount_minor,
+        book::TOP_UP,
+        invoice.id.raw(),
+    );
+    tx.apply(&group)?
+        .map_err(|error| ledger_error(error, "the merchant", invoice.currency))?;
+    emit_balance_changed(tx, invoice.merchant, mode, payer, invoice.currency)
 }
 
 /// The merchant's invoice `id`, if it has one (another merchant's invoice is not found).

@@ -12,8 +12,9 @@
 //! A session is a token `wss_<payload>.<mac>` (base64url): the payload carries the mode, the
 //! merchant, the customer, the Telegram user id and the expiry, in the clear and nothing
 //! secret; the MAC is HMAC-SHA256 under a random key made when the process starts
-//! ([`SessionKey`]). Nothing is stored, so sessions end when the server restarts: the page
-//! then asks for a new one with the `initData` Telegram gives it again.
+//! ([`SessionKey`], see [`crate::signed_token`], shared with the dashboard's sessions). Nothing
+//! is stored, so sessions end when the server restarts: the page then asks for a new one with
+//! the `initData` Telegram gives it again.
 //!
 //! This module never decides that an invoice is paid by itself: the payment is the booking of
 //! `POST /v1/invoices/{id}/pay` (transfer id = invoice id), run in one store job.
@@ -25,8 +26,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use farthing_core::invoice::InvoiceStatus;
 use farthing_core::{CustomerId, InvoiceId, MerchantId, PublicId, Rail};
 use farthing_store::TelegramBot;
@@ -34,46 +33,16 @@ use farthing_telegram::init_data::{
     verify_third_party, verify_with_bot_token, InitData, InitDataError, TelegramPublicKey,
 };
 use farthing_telegram::{BotId, BotToken, Freshness};
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::extract;
 use crate::state::{AppState, Mode};
 
-/// The key that signs sessions: 32 random bytes made when the process starts. Its `Debug`
-/// does not show it.
-pub struct SessionKey([u8; 32]);
-
-impl SessionKey {
-    /// A new random key.
-    pub fn random() -> SessionKey {
-        let mut key = [0u8; 32];
-        if let Err(error) = getrandom::fill(&mut key) {
-            // Not recoverable; fall back to the id generator's own fallback rather than panic.
-            tracing::error!(%error, "OS random source failed; Mini App sessions use a weaker key");
-            let a: InvoiceId = crate::ids::new_id();
-            let b: InvoiceId = crate::ids::new_id();
-            key[..16].copy_from_slice(&a.raw().to_be_bytes());
-            key[16..].copy_from_slice(&b.raw().to_be_bytes());
-        }
-        SessionKey(key)
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        // HMAC takes keys of any length.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!())
-    }
-}
-
-impl std::fmt::Debug for SessionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionKey(..)")
-    }
-}
+pub use crate::signed_token::SessionKey;
+use crate::signed_token::{u128_at, u64_at};
 
 /// What a valid session says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,14 +73,7 @@ impl Session {
         payload.extend_from_slice(&self.customer.raw().to_be_bytes());
         payload.extend_from_slice(&self.user.to_be_bytes());
         payload.extend_from_slice(&self.expires_at_unix_s.to_be_bytes());
-        let mut mac = key.mac();
-        mac.update(&payload);
-        let tag = mac.finalize().into_bytes();
-        format!(
-            "{TOKEN_PREFIX}{}.{}",
-            URL_SAFE_NO_PAD.encode(&payload),
-            URL_SAFE_NO_PAD.encode(tag)
-        )
+        key.sign(TOKEN_PREFIX, &payload)
     }
 
     /// The session of `token`, if `key` signed it and it has not expired at `now_unix_s`.
@@ -123,39 +85,20 @@ impl Session {
                  (sessions end when the server restarts): get a new one from POST /webapp/session",
             )
         };
-        let (payload, tag) = token
-            .strip_prefix(TOKEN_PREFIX)
-            .and_then(|rest| rest.split_once('.'))
-            .ok_or_else(invalid)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid())?;
-        let mut mac = key.mac();
-        mac.update(&payload);
-        // Constant-time comparison.
-        mac.verify_slice(&tag).map_err(|_| invalid())?;
+        let payload = key.open(TOKEN_PREFIX, token).ok_or_else(invalid)?;
         if payload.len() != PAYLOAD_LEN || payload[0] != PAYLOAD_VERSION {
             return Err(invalid());
         }
-        let u128_at = |at: usize| {
-            let mut bytes = [0u8; 16];
-            bytes.copy_from_slice(&payload[at..at + 16]);
-            u128::from_be_bytes(bytes)
-        };
-        let u64_at = |at: usize| {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&payload[at..at + 8]);
-            u64::from_be_bytes(bytes)
-        };
         let session = Session {
             mode: if payload[1] == 1 {
                 Mode::Live
             } else {
                 Mode::Test
             },
-            merchant: MerchantId::from_raw(u128_at(2)),
-            customer: CustomerId::from_raw(u128_at(18)),
-            user: u64_at(34),
-            expires_at_unix_s: u64_at(42),
+            merchant: MerchantId::from_raw(u128_at(&payload, 2)),
+            customer: CustomerId::from_raw(u128_at(&payload, 18)),
+            user: u64_at(&payload, 34),
+            expires_at_unix_s: u64_at(&payload, 42),
         };
         if session.expires_at_unix_s <= now_unix_s {
             return Err(ApiError::unauthorized(

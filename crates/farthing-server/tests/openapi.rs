@@ -15,6 +15,8 @@
 mod init_data;
 #[path = "support/lnbits.rs"]
 mod lnbits;
+#[path = "support/login_widget.rs"]
+mod login_widget;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -134,6 +136,12 @@ const WRITES_WITHOUT_IDEMPOTENCY: &[(&str, &str)] = &[
     // Mini App payment is the invoice's own transfer (a repeat answers the paid invoice).
     ("POST", "/webapp/session"),
     ("POST", "/webapp/pay/{invoice}"),
+    // A dashboard login writes nothing: it checks the widget's data and signs a session.
+    ("POST", "/dashboard/login/telegram"),
+    // A refund request's decision is idempotent by the request: a repeat answers it as it
+    // stands (the approval's refund is made under a key derived from the request id).
+    ("POST", "/v1/refund_requests/{id}/approve"),
+    ("POST", "/v1/refund_requests/{id}/decline"),
 ];
 
 /// The public LNURL endpoints wallets call (LUD-03, LUD-04, LUD-06, LUD-16) are exempt from
@@ -527,7 +535,8 @@ fn operations_are_well_formed() {
         let is_list = method == "GET"
             && path.starts_with("/v1/")
             && !path.contains('{')
-            && path != "/v1/rails";
+            && path != "/v1/rails"
+            && path != "/v1/settings";
         if is_list {
             assert!(named("limit", "query"), "{method} {path}: no limit");
             assert!(
@@ -551,6 +560,12 @@ fn operations_are_well_formed() {
             assert_eq!(
                 operation["security"],
                 json!([{"webapp_session": []}]),
+                "{method} {path}"
+            );
+        } else if path == "/dashboard/me" {
+            assert_eq!(
+                operation["security"],
+                json!([{"dashboard_session": []}]),
                 "{method} {path}"
             );
         } else {
@@ -700,6 +715,7 @@ fn rendered_objects_match_their_schemas() {
     // With a Stars invoice link and a BOLT11: every rail's payment instructions.
     let mut instructed = invoice.clone();
     instructed.stars_invoice_link = Some("https://t.me/$abc".to_owned());
+    instructed.card_invoice_link = Some("https://t.me/$card".to_owned());
     instructed.lightning_bolt11 = Some("lnbc5u1pexample".to_owned());
     let rendered = render::invoice(&instructed, Mode::Live, url);
     assert_same_properties(
@@ -845,6 +861,27 @@ fn rendered_objects_match_their_schemas() {
     let listed = render::endpoint(&disabled, Mode::Test, false);
     assert_same_properties(&doc, "WebhookEndpoint", &listed, &["deleted", "secret"]);
     checker.assert_valid(&listed, "WebhookEndpoint");
+
+    // A refund request made in the bot, pending and approved.
+    let mut request = farthing_store::RefundRequest {
+        id: new_id(),
+        merchant: new_id(),
+        customer: new_id(),
+        invoice: new_id(),
+        telegram_user_id: 777,
+        lang: "fa".to_owned(),
+        status: farthing_store::RefundRequestStatus::Pending,
+        refund: None,
+        created_at_ns: 1,
+        updated_at_ns: 1,
+    };
+    for _ in 0..2 {
+        let rendered = farthing_server::api::settings::render_request(&request, Mode::Test);
+        assert_same_properties(&doc, "RefundRequestObject", &rendered, &[]);
+        checker.assert_valid(&rendered, "RefundRequestObject");
+        request.status = farthing_store::RefundRequestStatus::Approved;
+        request.refund = Some(new_id());
+    }
 
     // The error shape.
     let error = ApiError::invalid("invalid_amount", "bad amount").param("amount");
@@ -1726,6 +1763,171 @@ async fn a_running_server_answers_as_documented() {
     .await;
     double.assert_no_violations();
 
+    // The bot's settings, and a refund request the subscriber makes with the bot's `/refund`
+    // button (a callback), approved and then not declinable; another one declined.
+    c.expect(200, call("GET", "/v1/settings", "/v1/settings").key(key))
+        .await;
+    let settings = c
+        .expect(
+            200,
+            call("PUT", "/v1/settings", "/v1/settings").key(key).body(
+                json!({"terms": "Digital goods.", "refund_policy": "14 days.", "contacts": "@help", "tip_presets": [1, 5], "reminders": true}),
+            ),
+        )
+        .await;
+    assert_eq!(settings["tip_presets"], json!([1, 5]));
+    c.expect(
+        400,
+        call("PUT", "/v1/settings", "/v1/settings")
+            .key(key)
+            .body(json!({"tip_presets": [0]})),
+    )
+    .await;
+    let bot_message = json!({"message_id": 5, "date": 1_760_000_000, "chat": {"id": 777002, "type": "private"}, "text": "/refund"});
+    let mut press = telegram_double::fixtures::callback_query_update(
+        "cb-refund-1",
+        &subscriber,
+        &bot_message,
+        &format!("acct:refund:{}", id(&subscription_invoice)),
+    );
+    press["update_id"] = json!(91);
+    c.expect(
+        200,
+        call(
+            "POST",
+            "/telegram/{bot_id}/webhook",
+            format!("/telegram/{}/webhook", connected["bot_id"]),
+        )
+        .header(
+            "X-Telegram-Bot-Api-Secret-Token",
+            connected["webhook_secret"]
+                .as_str()
+                .expect("secret")
+                .to_owned(),
+        )
+        .body(press),
+    )
+    .await;
+    let requests = c
+        .expect(
+            200,
+            call("GET", "/v1/refund_requests", "/v1/refund_requests").key(key),
+        )
+        .await;
+    let request = id(&requests["data"][0]);
+    assert!(request.starts_with("rrq_"), "{requests}");
+    let approved = c
+        .expect(
+            200,
+            call(
+                "POST",
+                "/v1/refund_requests/{id}/approve",
+                format!("/v1/refund_requests/{request}/approve"),
+            )
+            .key(key)
+            .body(json!({"destination": "balance"})),
+        )
+        .await;
+    assert_eq!(approved["status"], "approved");
+    assert!(approved["refund"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("ref_")));
+    c.expect(
+        409,
+        call(
+            "POST",
+            "/v1/refund_requests/{id}/decline",
+            format!("/v1/refund_requests/{request}/decline"),
+        )
+        .key(key),
+    )
+    .await;
+    c.expect(
+        404,
+        call(
+            "POST",
+            "/v1/refund_requests/{id}/approve",
+            "/v1/refund_requests/rrq_nope/approve",
+        )
+        .key(key),
+    )
+    .await;
+    c.expect(
+        404,
+        call(
+            "POST",
+            "/v1/refund_requests/{id}/decline",
+            "/v1/refund_requests/rrq_nope/decline",
+        )
+        .key(key),
+    )
+    .await;
+    let other = c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(key)
+                .body(json!({"amount": 7, "currency": "XTR", "rails": ["stars"]})),
+        )
+        .await;
+    let mut paid = telegram_double::fixtures::successful_payment_update(
+        92,
+        1_760_000_000,
+        &subscriber,
+        "XTR",
+        7,
+        &id(&other),
+        "rr-charge-2",
+    );
+    paid["update_id"] = json!(92);
+    let mut press = telegram_double::fixtures::callback_query_update(
+        "cb-refund-2",
+        &subscriber,
+        &bot_message,
+        &format!("acct:refund:{}", id(&other)),
+    );
+    press["update_id"] = json!(93);
+    for update in [paid, press] {
+        c.expect(
+            200,
+            call(
+                "POST",
+                "/telegram/{bot_id}/webhook",
+                format!("/telegram/{}/webhook", connected["bot_id"]),
+            )
+            .header(
+                "X-Telegram-Bot-Api-Secret-Token",
+                connected["webhook_secret"]
+                    .as_str()
+                    .expect("secret")
+                    .to_owned(),
+            )
+            .body(update),
+        )
+        .await;
+    }
+    let requests = c
+        .expect(
+            200,
+            call("GET", "/v1/refund_requests", "/v1/refund_requests").key(key),
+        )
+        .await;
+    let second = id(&requests["data"][0]);
+    assert_ne!(second, request, "{requests}");
+    let declined = c
+        .expect(
+            200,
+            call(
+                "POST",
+                "/v1/refund_requests/{id}/decline",
+                format!("/v1/refund_requests/{second}/decline"),
+            )
+            .key(key),
+        )
+        .await;
+    assert_eq!(declined["status"], "declined");
+    double.assert_no_violations();
+
     // The reconciliation over getStarTransactions records a Fragment withdrawal
     // (`stars.withdrawal`), shown in the events.
     double.set_star_transactions(vec![telegram_double::fixtures::fragment_withdrawal(
@@ -1825,6 +2027,89 @@ async fn a_running_server_answers_as_documented() {
             .header("Authorization", format!("Bearer {token}")),
     )
     .await;
+
+    // The card rail through the same bot: a USD invoice gets a provider invoice link.
+    c.expect(
+        200,
+        call("PUT", "/v1/rails/card", "/v1/rails/card")
+            .key(key)
+            .body(json!({"provider_token": "284685063:TEST:abc", "currencies": ["USD"]})),
+    )
+    .await;
+    c.expect(
+        400,
+        call("PUT", "/v1/rails/card", "/v1/rails/card")
+            .key(key)
+            .body(json!({"provider_token": "284685063:TEST:abc", "currencies": ["XTR"]})),
+    )
+    .await;
+    let rails = c
+        .expect(200, call("GET", "/v1/rails", "/v1/rails").key(key))
+        .await;
+    assert!(rails["data"]
+        .as_array()
+        .is_some_and(|data| data.iter().any(|r| r["rail"] == "card")));
+    let card_invoice = c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(key)
+                .body(json!({"amount": 500, "currency": "USD", "rails": ["card"]})),
+        )
+        .await;
+    assert!(
+        card_invoice["payment_instructions"]["card"]["invoice_link"]
+            .as_str()
+            .is_some(),
+        "{card_invoice}"
+    );
+    double.assert_no_violations();
+
+    // Dashboard login with the bot's Login Widget, for an owner the merchant named.
+    c.expect(
+        200,
+        call("PUT", "/v1/dashboard/owners", "/v1/dashboard/owners")
+            .key(key)
+            .body(json!({"telegram_user_ids": [4242]})),
+    )
+    .await;
+    let mut widget = login_widget::login(4242, "Ada", login_widget::now_s(), double.token());
+    widget.insert("last_name".to_owned(), json!("Lovelace"));
+    let widget = login_widget::signed(widget, double.token());
+    let mut forged = widget.clone();
+    forged.insert("id".to_owned(), json!(4243));
+    c.expect(
+        401,
+        call(
+            "POST",
+            "/dashboard/login/telegram",
+            "/dashboard/login/telegram",
+        )
+        .body(login_widget::body(bot_id, &forged)),
+    )
+    .await;
+    let dashboard = c
+        .expect(
+            200,
+            call(
+                "POST",
+                "/dashboard/login/telegram",
+                "/dashboard/login/telegram",
+            )
+            .body(login_widget::body(bot_id, &widget)),
+        )
+        .await;
+    let dashboard_token = dashboard["session"].as_str().expect("a session").to_owned();
+    c.expect(401, call("GET", "/dashboard/me", "/dashboard/me"))
+        .await;
+    let me = c
+        .expect(
+            200,
+            call("GET", "/dashboard/me", "/dashboard/me")
+                .header("Authorization", format!("Bearer {dashboard_token}")),
+        )
+        .await;
+    assert_eq!(me["user"]["id"], 4242);
 
     // The Lightning rail, in live mode, against a real LNbits (FakeWallet): its node is
     // farthing's merchant wallet; its funded customer wallet is the payer's wallet.

@@ -16,123 +16,22 @@
 //! (`sendInvoice`, idempotent, and its refusals); first contact makes exactly one customer.
 //! Every test ends with no spec violation in the double and a clean ledger audit.
 
+#[path = "support/telegram_app.rs"]
+mod telegram_app;
+
 use std::time::{Duration, Instant};
 
 use farthing_core::ledger::{Account, AccountKind};
 use farthing_core::{Currency, MerchantId, PublicId};
-use farthing_server::config::Config;
+use farthing_server::start;
 use farthing_server::state::Mode;
-use farthing_server::{create_merchant, start, NewMerchant, Running};
-use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use telegram_double::{fixtures, Failure, TelegramDouble};
+use telegram_app::{config, spawn, App, JsonBody, Reply, SECRET};
+use telegram_double::{fixtures, Failure};
 
-/// `reqwest` is built without its `json` feature here.
-trait JsonBody {
-    fn json_body(self, body: &Value) -> Self;
-}
-
-impl JsonBody for reqwest::RequestBuilder {
-    fn json_body(self, body: &Value) -> Self {
-        self.header("content-type", "application/json")
-            .body(body.to_string())
-    }
-}
-
-const SECRET: &str = "webhook-secret_123";
 const PAYER: i64 = 777_001;
 
-struct App {
-    base: String,
-    client: Client,
-    merchant: NewMerchant,
-    running: Running,
-    double: TelegramDouble,
-    _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    text: String,
-    body: Value,
-}
-
-impl Reply {
-    #[track_caller]
-    fn expect(&self, status: u16) -> &Self {
-        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
-        self
-    }
-}
-
-fn config(dir: &tempfile::TempDir) -> Config {
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        database: dir
-            .path()
-            .join("farthing.db")
-            .to_string_lossy()
-            .into_owned(),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        ..Config::default()
-    };
-    // Short long polls, so that a test's updates and shutdown are quick.
-    config.telegram.poll_timeout_s = 1;
-    config
-}
-
-async fn spawn() -> App {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let running = start(config(&dir)).await.expect("server starts");
-    let live = running.state().store(Mode::Live).clone();
-    let test = running.state().store(Mode::Test).clone();
-    let merchant = tokio::task::spawn_blocking(move || create_merchant(&live, &test, "Shop"))
-        .await
-        .expect("join")
-        .expect("merchant");
-    let double = TelegramDouble::spawn().await.expect("the double starts");
-    App {
-        base: format!("http://{}", running.addr()),
-        client: Client::new(),
-        merchant,
-        running,
-        double,
-        _dir: dir,
-    }
-}
-
 impl App {
-    fn key(&self) -> &str {
-        &self.merchant.test_key
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, text, body }
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.send(
-            self.client
-                .get(format!("{}{path}", self.base))
-                .bearer_auth(self.key()),
-        )
-        .await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(
-            self.client
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(self.key())
-                .json_body(&body),
-        )
-        .await
-    }
-
     async fn connect(&self, token: &str) -> Reply {
         self.send(
             self.client
@@ -146,21 +45,6 @@ impl App {
                 })),
         )
         .await
-    }
-
-    async fn connected(&self) -> Value {
-        let token = self.double.token().to_owned();
-        let reply = self.connect(&token).await;
-        reply.expect(200);
-        reply.body.clone()
-    }
-
-    fn bot_id(&self) -> u64 {
-        let token = self.double.token();
-        token
-            .split_once(':')
-            .and_then(|(id, _)| id.parse().ok())
-            .expect("bot id")
     }
 
     /// Posts `update` (a fixture, checked by the double and given an `update_id`) to the
@@ -181,12 +65,6 @@ impl App {
             request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
         }
         self.send(request).await
-    }
-
-    async fn invoice(&self, body: Value) -> String {
-        let reply = self.post("/v1/invoices", body).await;
-        reply.expect(201);
-        reply.body["id"].as_str().expect("id").to_owned()
     }
 
     async fn pre_checkout(&self, id: &str, amount: i64, payload: &str) -> (bool, Option<String>) {
@@ -279,18 +157,18 @@ impl App {
             merchant,
             running,
             double,
-            _dir,
+            dir,
             ..
         } = self;
         running.shutdown().await;
-        let running = start(config(&_dir)).await.expect("server restarts");
+        let running = start(config(&dir)).await.expect("server restarts");
         App {
             base: format!("http://{}", running.addr()),
             client,
             merchant,
             running,
             double,
-            _dir,
+            dir,
         }
     }
 
@@ -302,23 +180,6 @@ impl App {
                 .json_body(&body),
         )
         .await
-    }
-
-    /// Waits until the invoice has `status`.
-    async fn wait_for_status(&self, id: &str, status: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let invoice = self.get(&format!("/v1/invoices/{id}")).await;
-            if invoice.body["status"] == status {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the invoice never became {status}: {}",
-                invoice.text
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// The merchant's customers whose external id is `tg:<user>`.
@@ -341,20 +202,6 @@ impl App {
             assert!(Instant::now() < deadline, "no customer tg:{user} was made");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    async fn stop(self) {
-        self.double.assert_no_violations();
-        for mode in [Mode::Live, Mode::Test] {
-            let report = self
-                .running
-                .state()
-                .store(mode)
-                .audit()
-                .expect("audit runs");
-            assert!(report.is_ok(), "{mode:?} ledger audit failed: {report}");
-        }
-        self.running.shutdown().await;
     }
 }
 
@@ -972,7 +819,7 @@ async fn polling_retries_after_telegram_fails_and_deletes_a_webhook_set_meanwhil
         .wait_for_calls("getUpdates", 2, Duration::from_secs(15))
         .await
         .expect("getUpdates is retried");
-    let client = Client::new();
+    let client = reqwest::Client::new();
     let set = client
         .post(format!(
             "{}/bot{}/setWebhook",

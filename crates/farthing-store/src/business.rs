@@ -471,12 +471,14 @@ impl Reader<'_> {
 // ---------------------------------------------------------------------------------------
 // Invoices
 
-const INVOICE_COLUMNS: &str = "id, merchant_id, customer_id, status, currency, amount_minor, \
+pub(crate) const INVOICE_COLUMNS: &str =
+    "id, merchant_id, customer_id, status, currency, amount_minor, \
      amount_min, amount_max, presets, description, payload, rails, metadata, paid_amount, \
      paid_rail, paid_customer, paid_transfer, paid_at_ns, refunded_minor, created_at_ns, \
-     expires_at_ns, closed_at_ns, stars_invoice_link, lightning_bolt11, subscription_period_s";
+     expires_at_ns, closed_at_ns, stars_invoice_link, lightning_bolt11, subscription_period_s, \
+     card_invoice_link";
 
-fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
+pub(crate) fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
     let status: String = row.get(3)?;
     let currency: String = row.get(4)?;
     let amount: Option<i64> = row.get(5)?;
@@ -536,6 +538,7 @@ fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
             .get::<_, Option<i64>>(24)?
             .map(|p| u32::try_from(p).map_err(|_| corrupt("invoice subscription period")))
             .transpose()?,
+        card_invoice_link: row.get(25)?,
     })
 }
 
@@ -567,7 +570,7 @@ impl Tx<'_, '_> {
         let mut statement = self.sql().prepare_cached(&format!(
             "INSERT INTO invoices ({INVOICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
              ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, NULL, NULL, \
-             ?16)"
+             ?16, NULL)"
         ))?;
         statement.execute(params![
             invoice.id.to_be_bytes(),
@@ -725,10 +728,10 @@ pub struct Charge {
     pub created_at_ns: u64,
 }
 
-const CHARGE_COLUMNS: &str =
+pub(crate) const CHARGE_COLUMNS: &str =
     "id, merchant_id, customer_id, currency, amount_minor, refunded_minor, description, created_at_ns";
 
-fn charge_from_row(row: &Row<'_>) -> Result<Charge, StoreError> {
+pub(crate) fn charge_from_row(row: &Row<'_>) -> Result<Charge, StoreError> {
     let currency: String = row.get(3)?;
     Ok(Charge {
         id: id_from(row.get(0)?, ChargeId)?,
@@ -775,10 +778,11 @@ pub struct Refund {
     pub rail: Option<Rail>,
 }
 
-const REFUND_COLUMNS: &str = "id, merchant_id, invoice_id, charge_id, customer_id, currency, \
+pub(crate) const REFUND_COLUMNS: &str =
+    "id, merchant_id, invoice_id, charge_id, customer_id, currency, \
      amount_minor, reason, created_at_ns, rail";
 
-fn refund_from_row(row: &Row<'_>) -> Result<Refund, StoreError> {
+pub(crate) fn refund_from_row(row: &Row<'_>) -> Result<Refund, StoreError> {
     let currency: String = row.get(5)?;
     Ok(Refund {
         id: id_from(row.get(0)?, RefundId)?,

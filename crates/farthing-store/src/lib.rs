@@ -13,8 +13,12 @@
 //! API boundary: [`Store`], [`StoreOptions`], [`WriteError`], [`audit`], [`DatabaseUrl`].
 
 pub mod audit;
+mod bot;
+mod bot_messages;
 mod business;
+mod cards;
 mod codec;
+mod dashboard;
 mod job;
 mod lightning;
 mod rails;
@@ -34,10 +38,13 @@ use farthing_core::ledger::{AccountState, Group, GroupError, GroupOutcome, Store
 use farthing_core::{AccountId, TransferId};
 use rusqlite::Connection;
 
+pub use bot::{RefundRequest, RefundRequestStatus, ReminderOptIn};
+pub use bot_messages::InvoiceMessage;
 pub use business::{
     ApiKeyRecord, Charge, Customer, Delivery, EventRecord, Merchant, Page, PageRequest, Refund,
     WebhookEndpoint,
 };
+pub use cards::CardProvider;
 pub use job::{JobTicket, Tx};
 pub use lightning::{LightningInvoice, LightningNode, LnurlSecret, WatchState};
 pub use rails::RailPayment;

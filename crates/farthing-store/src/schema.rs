@@ -92,6 +92,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         crate::telegram::POLL_OFFSET_SCHEMA,
     ),
     (9, "stars_reconciliation", crate::telegram::RECONCILE_SCHEMA),
+    (10, "telegram_invoice_messages", crate::bot_messages::SCHEMA),
+    (11, "bot_accounts", crate::bot::SCHEMA),
+    (12, "dashboard_owners", crate::dashboard::SCHEMA),
+    (13, "card_providers", crate::cards::SCHEMA),
 ];
 
 /// The newest schema this build knows.

@@ -77,7 +77,7 @@ pub struct Subscription {
     pub updated_at_ns: u64,
 }
 
-const COLUMNS: &str = "id, merchant_id, customer_id, invoice_id, telegram_user_id, \
+pub(crate) const COLUMNS: &str = "id, merchant_id, customer_id, invoice_id, telegram_user_id, \
      first_charge_id, last_charge_id, last_invoice_id, currency, amount_minor, period_s, \
      current_period_end_s, renewals, canceled, created_at_ns, updated_at_ns";
 
@@ -96,7 +96,7 @@ fn number(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| corrupt(format!("negative {what} in subscriptions")))
 }
 
-fn from_row(row: &Row<'_>) -> Result<Subscription, StoreError> {
+pub(crate) fn from_row(row: &Row<'_>) -> Result<Subscription, StoreError> {
     let currency: String = row.get(8)?;
     Ok(Subscription {
         id: SubscriptionId(id16(row.get(0)?, "id")?),

@@ -38,6 +38,9 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.renewed",
     "subscription.canceled",
     "subscription.resumed",
+    "refund_request.created",
+    "refund_request.approved",
+    "refund_request.declined",
     "stars.withdrawal",
 ];
 

@@ -55,7 +55,10 @@ pub struct CreateInvoice {
     /// Amountless: largest amount (default the maximum).
     #[schema(value_type = Option<u64>, minimum = 1)]
     pub amount_max: Option<Value>,
-    /// Merchant key/value data.
+    /// Merchant key/value data (at most 50 keys of 1–40 characters, values of at most 500).
+    /// Keys the payment bot reads: `deliver_text` (sent to the payer as a message right after
+    /// the payment, with the receipt: a code, a thank-you, instructions) and `deliver_url` (an
+    /// `https://` link sent as a button with it: the digital goods).
     #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub metadata: Option<serde_json::Map<String, Value>>,
     /// A Telegram Stars subscription: the period in seconds, `2592000` (30 days, the only
@@ -127,6 +130,7 @@ fn parse_new(
     mode: Mode,
     stars: bool,
     lightning: bool,
+    card: Option<&farthing_store::CardProvider>,
 ) -> Result<NewInvoice, ApiError> {
     let currency = extract::currency(&request.currency, "currency")?;
     let amount = match extract::optional_amount(&request.amount, "amount")? {
@@ -170,13 +174,19 @@ fn parse_new(
             .param("expires_in")
         })?,
     };
-    let accepted = configured_rails(mode, stars, lightning);
+    let mut accepted = configured_rails(mode, stars, lightning);
+    if card.is_some() {
+        accepted.push(Rail::Card);
+    }
+    // The card rail carries the fiat currencies its provider was set up for.
+    let card_takes = card.is_some_and(|provider| super::cards::takes(provider, currency));
     let rails = match request.rails {
         // By default every configured rail that can carry the currency: Lightning carries
         // BTC only (amounts in satoshis).
         None => accepted
             .into_iter()
             .filter(|rail| *rail != Rail::Lightning || currency == Currency::BTC)
+            .filter(|rail| *rail != Rail::Card || card_takes)
             .collect(),
         Some(names) => {
             let mut rails = Vec::new();
@@ -202,6 +212,15 @@ fn parse_new(
                         "rail_currency_mismatch",
                         format!(
                             "the lightning rail takes BTC invoices (amounts in satoshis), not {currency}"
+                        ),
+                    )
+                    .param(format!("rails[{i}]")));
+                }
+                if rail == Rail::Card && !card_takes {
+                    return Err(ApiError::invalid(
+                        "rail_currency_mismatch",
+                        format!(
+                            "the card rail takes the fiat currencies set with PUT /v1/rails/card, not {currency}"
                         ),
                     )
                     .param(format!("rails[{i}]")));
@@ -241,8 +260,8 @@ fn parse_new(
     params(spec::IdempotencyKey),
     request_body(content = CreateInvoice, content_type = "application/json", description = "A fixed `amount`, or none for an amountless invoice (then `amount_presets`, `amount_min`, `amount_max`)."),
     responses(
-        (status = 201, description = "The new open invoice; an `invoice.created` event is written with it. A fixed-amount `XTR` invoice that accepts `stars` carries `payment_instructions.stars.invoice_link` (Telegram `createInvoiceLink`, asked after the invoice is stored; when Telegram fails the invoice is created without it).", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
-        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown currency (`invalid_currency`), a bad amount (`invalid_amount`), a bad amountless setup, expiry, description or payload (`invalid_invoice`, `invalid_expires_in`), an unknown or unconfigured rail (`invalid_rail`, `rail_not_configured`), an unknown customer (`invalid_id`, `customer_not_found`), or bad metadata (`invalid_metadata`).", body = spec::Error),
+        (status = 201, description = "The new open invoice; an `invoice.created` event is written with it. A fixed-amount `XTR` invoice that accepts `stars` carries `payment_instructions.stars.invoice_link`, and a fixed-amount fiat invoice that accepts `card` carries `payment_instructions.card.invoice_link` (Telegram `createInvoiceLink`, with the payment provider token for `card`, asked after the invoice is stored; when Telegram fails the invoice is created without it).", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown currency (`invalid_currency`), a bad amount (`invalid_amount`), a bad amountless setup, expiry, description or payload (`invalid_invoice`, `invalid_expires_in`), an unknown or unconfigured rail (`invalid_rail`, `rail_not_configured`), a rail that does not carry the currency (`rail_currency_mismatch`: lightning takes BTC, card the fiat currencies of `PUT /v1/rails/card`), an unknown customer (`invalid_id`, `customer_not_found`), or bad metadata (`invalid_metadata`).", body = spec::Error),
         (status = 401, description = spec::E401, body = spec::Error),
         (status = 403, description = spec::E403, body = spec::Error),
         (status = 413, description = spec::E413, body = spec::Error),
@@ -262,13 +281,21 @@ pub async fn create(
     let request: CreateInvoice = extract::json_body(&headers, &body)?;
     let subscription = request.subscription_period.clone();
     let (merchant, mode) = (principal.merchant, principal.mode);
-    let (bot, node) = state.store(mode).read(move |reader| {
+    let (bot, node, card) = state.store(mode).read(move |reader| {
         Ok((
             reader.telegram_bot(merchant)?,
             reader.lightning_node(merchant)?,
+            reader.card_provider(merchant)?,
         ))
     })?;
-    let new = parse_new(request, principal.mode, bot.is_some(), node.is_some())?;
+    let card = card.filter(|_| bot.is_some());
+    let new = parse_new(
+        request,
+        principal.mode,
+        bot.is_some(),
+        node.is_some(),
+        card.as_ref(),
+    )?;
     // Everything that does not depend on the database is built here, on the async workers,
     // so that the single writer thread only checks and inserts (it is the bottleneck under
     // load, see BENCHMARKS.md).
@@ -281,9 +308,19 @@ pub async fn create(
     let object = render::invoice(&invoice, mode, &state.checkout_url(&id.encode()));
     // A Stars invoice link is asked for only once the invoice is committed (network I/O never
     // runs inside a store job), and only for a fixed-amount XTR invoice that accepts `stars`.
-    let link_request = bot
-        .filter(|_| invoice.rails.contains(&Rail::Stars))
-        .and_then(|bot| stars_link_params(&invoice).map(|params| (bot, params, object.clone())));
+    // Likewise the card rail's provider invoice link, for a fixed amount in a fiat currency.
+    let card_params = card
+        .as_ref()
+        .filter(|_| invoice.rails.contains(&Rail::Card))
+        .and_then(|provider| super::cards::link_params(&invoice, provider));
+    let link_request = match card_params {
+        Some(params) => bot.map(|bot| (bot, params, object.clone(), Rail::Card)),
+        None => bot
+            .filter(|_| invoice.rails.contains(&Rail::Stars))
+            .and_then(|bot| {
+                stars_link_params(&invoice).map(|params| (bot, params, object.clone(), Rail::Stars))
+            }),
+    };
     let lightning_invoice = crate::lightning::wants_bolt11(&invoice).then(|| invoice.clone());
     let event = super::event_record(
         merchant,
@@ -330,7 +367,7 @@ pub async fn create(
             }
         };
     }
-    let Some((bot, params, mut object)) = link_request else {
+    let Some((bot, params, mut object, rail)) = link_request else {
         return Ok(response);
     };
     let Some(link) = create_stars_link(&bot, &params).await else {
@@ -339,11 +376,14 @@ pub async fn create(
     let stored = link.clone();
     let saved = state
         .store(mode)
-        .run(move |tx| tx.set_stars_invoice_link(id, &stored))
+        .run(move |tx| match rail {
+            Rail::Card => tx.set_card_invoice_link(id, &stored),
+            _ => tx.set_stars_invoice_link(id, &stored),
+        })
         .await;
     match saved {
         Ok(Ok(true)) => {
-            object["payment_instructions"] = json!({"stars": {"invoice_link": link}});
+            object["payment_instructions"][rail.as_str()] = json!({"invoice_link": link});
             Ok((StatusCode::CREATED, axum::Json(object)).into_response())
         }
         Ok(Ok(false)) => Ok(response),
@@ -394,6 +434,17 @@ fn cut(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
 }
 
+/// The title (1–32 characters) and description (1–255) of an invoice's Telegram invoice: its
+/// description, else "Payment" and its id.
+pub(crate) fn link_texts(invoice: &farthing_core::invoice::Invoice) -> (String, String) {
+    let text = invoice.description.trim();
+    if text.is_empty() {
+        ("Payment".to_owned(), invoice.id.encode())
+    } else {
+        (cut(text, 32), cut(text, 255))
+    }
+}
+
 /// The `createInvoiceLink` parameters of a fixed-amount `XTR` invoice (`None` otherwise): one
 /// price, no provider token, the invoice id as payload.
 pub(crate) fn stars_link_params(
@@ -406,18 +457,8 @@ pub(crate) fn stars_link_params(
         return None;
     }
     let amount = i64::try_from(amount).ok()?;
-    let text = invoice.description.trim();
     let id = invoice.id.encode();
-    let title = if text.is_empty() {
-        "Payment".to_owned()
-    } else {
-        cut(text, 32)
-    };
-    let description = if text.is_empty() {
-        id.clone()
-    } else {
-        cut(text, 255)
-    };
+    let (title, description) = link_texts(invoice);
     Some(match invoice.subscription_period_s {
         Some(_) => InvoiceParams::stars_subscription(&title, &description, &id, amount),
         None => InvoiceParams::stars(&title, &description, &id, amount),
@@ -437,7 +478,7 @@ async fn create_stars_link(bot: &TelegramBot, params: &InvoiceParams) -> Option<
     match client.create_invoice_link(params).await {
         Ok(link) => Some(link),
         Err(error) => {
-            tracing::warn!(%error, bot_id = bot.bot_id, invoice = %params.payload, "createInvoiceLink failed; the invoice has no Stars link");
+            tracing::warn!(%error, bot_id = bot.bot_id, invoice = %params.payload, "createInvoiceLink failed; the invoice has no Telegram invoice link");
             None
         }
     }

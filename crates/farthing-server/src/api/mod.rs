@@ -4,12 +4,14 @@
 //! stored answer; same key, other body → 422), runs the operation as one store job (its rows,
 //! ledger transfers and events commit together or not at all) and answers after the commit.
 
+pub mod cards;
 pub mod charges;
 pub mod customers;
 pub mod events;
 pub mod invoices;
 pub mod lightning;
 pub mod rails;
+pub mod settings;
 pub mod stars;
 pub mod subscriptions;
 pub mod test_mode;

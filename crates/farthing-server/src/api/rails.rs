@@ -1,5 +1,6 @@
 //! `GET /v1/rails`: the rails a merchant can take, with their health. Rails that need
-//! configuring have their own `PUT /v1/rails/{rail}` (Stars: [`super::stars`]).
+//! configuring have their own `PUT /v1/rails/{rail}` (Stars: [`super::stars`]; cards:
+//! [`super::cards`]).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -31,12 +32,15 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     principal.require("invoices:read")?;
     let (merchant, mode) = (principal.merchant, principal.mode);
-    let (bot, node) = state.store(mode).read(move |reader| {
+    let (bot, node, card) = state.store(mode).read(move |reader| {
         Ok((
             reader.telegram_bot(merchant)?,
             reader.lightning_node(merchant)?,
+            reader.card_provider(merchant)?,
         ))
     })?;
+    // The card rail sells through the bot (no token shown).
+    let card = card.map(|provider| super::cards::rail_object(&provider, bot.as_ref(), mode));
     let mut data: Vec<_> = configured_rails(mode, false, false)
         .into_iter()
         .map(|rail| {
@@ -64,6 +68,7 @@ pub async fn list(
         object["reconcile_error"] = json!(mark.and_then(|m| m.last_error));
         data.push(object);
     }
+    data.extend(card);
     if let Some(row) = node {
         // The health the watcher saw last (it asks the node every poll interval).
         let client = state.lightning().get(&state, mode, merchant).ok().flatten();

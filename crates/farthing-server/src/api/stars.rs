@@ -332,9 +332,11 @@ pub struct TelegramMessage {
 }
 
 /// `POST /v1/invoices/{id}/send`: `sendInvoice` of an open, fixed-amount `XTR` invoice that
-/// accepts `stars`, with the same title, description, payload (the invoice id) and price as its
-/// invoice link. Telegram is called before the answer is stored under the Idempotency-Key; a
-/// replay answers from the store without posting again.
+/// accepts `stars` (or a fixed-amount fiat invoice that accepts `card`: then with the card
+/// rail's payment provider token), with the same title, description, payload (the invoice id) and price as its
+/// invoice link, followed by the bot's companion text message (time left; edited to paid or
+/// expired, see [`crate::telegram::bot`]). Telegram is called before the answer is stored under
+/// the Idempotency-Key; a replay answers from the store without posting again.
 #[utoipa::path(
     post,
     path = "/v1/invoices/{id}/send",
@@ -345,8 +347,8 @@ pub struct TelegramMessage {
     params(("id" = String, Path, description = "The invoice, `inv_…` (a malformed id is not found: 404)."), spec::IdempotencyKey),
     request_body(content = SendInvoice, content_type = "application/json"),
     responses(
-        (status = 200, description = "The merchant's bot posted the invoice into the chat (`sendInvoice`: currency `XTR`, one price, payload the invoice id); the payer pays it in Telegram and the payment settles the invoice.", body = SentInvoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
-        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), a `chat_id` that is not a Telegram chat id (`invalid_chat_id`), an invoice that does not accept `stars` (`rail_not_accepted`) or is not a fixed amount in `XTR` (`invoice_not_sendable`), or no connected bot in this mode (`rail_not_configured`).", body = spec::Error),
+        (status = 200, description = "The merchant's bot posted the invoice into the chat (`sendInvoice`: currency `XTR`, one price, payload the invoice id; for a fiat invoice that accepts `card`, the card rail's provider token, the invoice's currency and amount); the payer pays it in Telegram and the payment settles the invoice.", body = SentInvoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), a `chat_id` that is not a Telegram chat id (`invalid_chat_id`), an invoice that accepts neither `stars` nor `card` (`rail_not_accepted`) or is not a fixed amount in `XTR` or in a currency of the card rail (`invoice_not_sendable`), or no connected bot in this mode (`rail_not_configured`).", body = spec::Error),
         (status = 401, description = spec::E401, body = spec::Error),
         (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such invoice for this merchant in this mode (`resource_missing`).", body = spec::Error),
@@ -419,23 +421,38 @@ pub async fn send_invoice(
                     "no Telegram bot is connected in this mode; see PUT /v1/rails/stars",
                 )
             })?;
-        if !invoice.rails.contains(&Rail::Stars) {
-            return Err(ApiError::invalid(
-                "rail_not_accepted",
-                "this invoice does not accept the stars rail",
-            ));
-        }
-        let params = super::invoices::stars_link_params(&invoice).ok_or_else(|| {
-            ApiError::invalid(
-                "invoice_not_sendable",
-                "only a fixed-amount XTR invoice can be sent as a Telegram Stars invoice",
-            )
-        })?;
+        // A fiat invoice that accepts `card` is sent with the payment provider (the card rail).
+        let card = state
+            .store(mode)
+            .read(move |reader| reader.card_provider(merchant))?
+            .filter(|_| invoice.rails.contains(&Rail::Card))
+            .and_then(|provider| super::cards::link_params(&invoice, &provider));
+        let params = match card {
+            Some(params) => params,
+            None => {
+                if !invoice.rails.contains(&Rail::Stars) {
+                    return Err(ApiError::invalid(
+                        "rail_not_accepted",
+                        "this invoice accepts neither the stars rail nor the card rail",
+                    ));
+                }
+                super::invoices::stars_link_params(&invoice).ok_or_else(|| {
+                    ApiError::invalid(
+                        "invoice_not_sendable",
+                        "only a fixed-amount XTR invoice (stars) or a fixed-amount invoice in a \
+                         currency of the card rail can be sent as a Telegram invoice",
+                    )
+                })?
+            }
+        };
         let message = crate::telegram::webhook::client(&bot)?
             .send_invoice(chat, &params)
             .await
             .map_err(|e| telegram_error("sendInvoice", &e))?;
         tracing::info!(invoice = %invoice_id.encode(), bot_id = bot.bot_id, message_id = message.message_id, "Stars invoice sent into a chat");
+        // The message the bot edits to paid or expired (an invoice message cannot be).
+        crate::telegram::bot::invoice_sent(&state, mode, &bot, chat, &invoice, message.message_id)
+            .await;
         Some(json!({"chat_id": message.chat.id, "message_id": message.message_id}))
     };
     let url = state.checkout_url(&id);

@@ -14,7 +14,7 @@ use super::{emit, list_answer, write};
 use crate::error::ApiError;
 use crate::extract;
 use crate::openapi as spec;
-use crate::state::{AppState, Principal};
+use crate::state::{AppState, Mode, Principal};
 use crate::telegram::subscriptions::{parse_id, render_subscription};
 
 /// `GET /v1/subscriptions`
@@ -99,15 +99,16 @@ pub async fn retrieve(
     .into_response())
 }
 
-async fn set_canceled(
-    state: AppState,
-    principal: Principal,
-    headers: HeaderMap,
-    id: String,
+/// Asks Telegram to cancel (`canceled`) or resume the subscription
+/// (`editUserStarSubscription`), refusing a subscription whose paid period is over. Shared by
+/// the API and the bot's `/subscriptions` buttons; the change is then recorded with
+/// [`record_canceled`].
+pub(crate) async fn telegram_set_canceled(
+    state: &AppState,
+    mode: Mode,
+    subscription: &farthing_store::Subscription,
     canceled: bool,
-) -> Result<Response, ApiError> {
-    principal.require("invoices:write")?;
-    let subscription = load(&state, &principal, &id)?;
+) -> Result<(), ApiError> {
     let now = super::wall_clock_ns();
     if now / 1_000_000_000 >= subscription.current_period_end_s {
         return Err(ApiError::conflict(
@@ -115,7 +116,7 @@ async fn set_canceled(
             "this subscription's paid period is over; the subscriber starts a new one by paying the invoice again",
         ));
     }
-    let (merchant, mode) = (principal.merchant, principal.mode);
+    let merchant = subscription.merchant;
     let bot = state
         .store(mode)
         .read(move |reader| reader.telegram_bot(merchant))?
@@ -145,6 +146,52 @@ async fn set_canceled(
             api.code = "telegram_error";
             api
         })?;
+    Ok(())
+}
+
+/// Records, inside a store job, that Telegram accepted the cancel or resume of subscription
+/// `id` (with `subscription.canceled` / `subscription.resumed` when it changed).
+pub(crate) fn record_canceled(
+    tx: &mut farthing_store::Tx<'_, '_>,
+    mode: Mode,
+    id: farthing_core::SubscriptionId,
+    canceled: bool,
+) -> Result<farthing_store::Subscription, ApiError> {
+    let mut current = tx
+        .subscription(id)?
+        .ok_or_else(|| ApiError::not_found("subscription", &id.encode()))?;
+    let now = tx.now_ns();
+    if current.canceled != canceled {
+        current.canceled = canceled;
+        current.updated_at_ns = now;
+        tx.upsert_subscription(&current)?;
+        let event = if canceled {
+            "subscription.canceled"
+        } else {
+            "subscription.resumed"
+        };
+        emit(
+            tx,
+            current.merchant,
+            mode,
+            event,
+            render_subscription(&current, mode, now),
+        )?;
+    }
+    Ok(current)
+}
+
+async fn set_canceled(
+    state: AppState,
+    principal: Principal,
+    headers: HeaderMap,
+    id: String,
+    canceled: bool,
+) -> Result<Response, ApiError> {
+    principal.require("invoices:write")?;
+    let subscription = load(&state, &principal, &id)?;
+    let mode = principal.mode;
+    telegram_set_canceled(&state, mode, &subscription, canceled).await?;
     let route = if canceled {
         format!("POST /v1/subscriptions/{id}/cancel")
     } else {
@@ -152,27 +199,8 @@ async fn set_canceled(
     };
     let sub_id = subscription.id;
     write(&state, &principal, &headers, &route, &[], move |tx| {
-        let mut current = tx
-            .subscription(sub_id)?
-            .ok_or_else(|| ApiError::not_found("subscription", &sub_id.encode()))?;
+        let current = record_canceled(tx, mode, sub_id, canceled)?;
         let now = tx.now_ns();
-        if current.canceled != canceled {
-            current.canceled = canceled;
-            current.updated_at_ns = now;
-            tx.upsert_subscription(&current)?;
-            let event = if canceled {
-                "subscription.canceled"
-            } else {
-                "subscription.resumed"
-            };
-            emit(
-                tx,
-                merchant,
-                mode,
-                event,
-                render_subscription(&current, mode, now),
-            )?;
-        }
         Ok((StatusCode::OK, render_subscription(&current, mode, now)))
     })
     .await

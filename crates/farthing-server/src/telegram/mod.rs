@@ -14,7 +14,10 @@
 //! [`LabeledPrice`]), the objects it returns ([`Update`], [`Message`], [`User`],
 //! [`SuccessfulPayment`], [`PreCheckoutQuery`], [`StarTransactions`], …) and [`BotApiError`].
 
+pub mod bot;
 pub mod client;
+pub mod commands;
+pub mod i18n;
 pub mod poller;
 pub mod reconcile;
 pub mod subscriptions;

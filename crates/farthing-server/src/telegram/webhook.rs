@@ -10,12 +10,17 @@
 //!   (user id only; `customer.created` is written with it), the same customer
 //!   `successful_payment` credits.
 //! - `pre_checkout_query`: answered `ok` only when the invoice named by the payload (`inv_…`)
-//!   is the merchant's, open, not expired, accepts Stars, and the currency and amount match;
+//!   is the merchant's, open, not expired, accepts the payment's rail (Stars for `XTR`, `card`
+//!   for a fiat currency paid through the bot's payment provider), and the currency and amount
+//!   match;
 //!   otherwise refused with a human-readable `error_message`.
 //! - `message.successful_payment`: settled through [`crate::settlement::settle_payment`] (and,
-//!   for Stars subscriptions, [`crate::telegram::subscriptions`]), keyed
+//!   for Stars subscriptions, [`crate::telegram::subscriptions`]) on rail `stars` (`XTR`) or
+//!   `card` (fiat, `provider_payment_charge_id` kept in the payload), keyed
 //!   by `telegram_payment_charge_id` (never by payload), so a repeated update settles once and
-//!   a second payment of a paid invoice is credited to the payer's balance.
+//!   a second payment of a paid invoice is credited to the payer's balance. Once settled (not
+//!   for a duplicate), [`super::bot::payment_settled`] sends the receipt and the goods.
+//! - other messages and `callback_query`: the payment bot's flows, [`super::bot`].
 //!
 //! Architecture invariant: this module only reads the store to decide the pre-checkout answer;
 //! money moves only inside the settlement's store job.
@@ -35,7 +40,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{BotClient, PreCheckoutQuery, SuccessfulPayment, Update, User};
+use super::{BotClient, Message, PreCheckoutQuery, SuccessfulPayment, Update, User};
 use crate::error::ApiError;
 use crate::settlement::IncomingPayment;
 use crate::state::{AppState, Mode};
@@ -114,10 +119,13 @@ pub async fn handle_update(
     } else if let Some(message) = &update.message {
         first_contact(state, mode, bot, message.from.as_ref()).await?;
         if let Some(payment) = &message.successful_payment {
-            successful_payment(state, mode, bot, payment, message.from.as_ref()).await?;
+            successful_payment(state, mode, bot, payment, message).await?;
+        } else {
+            super::bot::on_message(state, mode, bot, message).await?;
         }
     } else if let Some(query) = &update.callback_query {
         first_contact(state, mode, bot, Some(&query.from)).await?;
+        super::bot::on_callback(state, mode, bot, query).await?;
     } else if update.other.keys().any(|key| key != "update_id") {
         tracing::debug!(
             bot_id = bot.bot_id,
@@ -215,8 +223,12 @@ pub fn refusal(
     if invoice.expires_at_ns <= now_ns {
         return Some("This invoice has expired.");
     }
-    if !invoice.rails.contains(&Rail::Stars) {
+    // Stars are paid in XTR; any other currency is a card payment through the bot's provider.
+    if query_currency == "XTR" && !invoice.rails.contains(&Rail::Stars) {
         return Some("This invoice cannot be paid with Telegram Stars.");
+    }
+    if query_currency != "XTR" && !invoice.rails.contains(&Rail::Card) {
+        return Some("This invoice cannot be paid by card.");
     }
     if invoice.currency.code() != query_currency {
         return Some("The currency does not match the invoice.");
@@ -265,13 +277,24 @@ async fn pre_checkout(
     Ok(())
 }
 
+/// The rail a Telegram payment came through: Stars in `XTR`, else a card (or other fiat
+/// method) through the bot's payment provider.
+pub fn payment_rail(currency: &str) -> Rail {
+    if currency == "XTR" {
+        Rail::Stars
+    } else {
+        Rail::Card
+    }
+}
+
 async fn successful_payment(
     state: &AppState,
     mode: Mode,
     bot: &TelegramBot,
     payment: &SuccessfulPayment,
-    from: Option<&User>,
+    message: &Message,
 ) -> Result<(), ApiError> {
+    let from = message.from.as_ref();
     let (Ok(currency), Ok(amount_minor)) = (
         Currency::parse(&payment.currency),
         u64::try_from(payment.total_amount),
@@ -299,7 +322,7 @@ async fn successful_payment(
     };
     let incoming = IncomingPayment {
         merchant: bot.merchant,
-        rail: Rail::Stars,
+        rail: payment_rail(&payment.currency),
         external_id: payment.telegram_payment_charge_id.clone(),
         invoice: InvoiceId::parse(&payment.invoice_payload).ok(),
         payer: None,
@@ -330,8 +353,11 @@ async fn successful_payment(
         .await?;
     match settled {
         Ok(settled) => {
+            // A duplicate (Telegram resent the update) changed nothing and gets no second
+            // receipt.
             if !settled.duplicate {
                 state.deliveries().notify_one();
+                super::bot::payment_settled(state, mode, bot, &settled, &message.chat, from).await;
             }
             Ok(())
         }

@@ -1,0 +1,553 @@
+//! Dashboard login with Telegram (SPEC T5).
+//!
+//! A merchant names the Telegram users who may sign in to its dashboard with
+//! `PUT /v1/dashboard/owners` (per mode: the list lives in the key's store). A user signs in
+//! with the Telegram Login Widget of the merchant's connected bot: `POST
+//! /dashboard/login/telegram` takes the widget's fields and the bot's id, checks them with
+//! `farthing_telegram::login_widget` under that bot's token (HMAC-SHA256 keyed by SHA-256 of
+//! the token; every field received is part of the check), refuses an `auth_date` older than
+//! `telegram.login_max_age_s`, and, when the user is an owner of the bot's merchant, answers a
+//! session. `GET /dashboard/me` answers who the session is.
+//!
+//! A session is a token `fds_<payload>.<mac>` signed like the Mini App's ([`crate::signed_token`],
+//! the same per-process key, another prefix, so neither passes for the other): the payload
+//! carries the mode, the merchant, the Telegram user id, the expiry and the user's names from
+//! the widget, in the clear and nothing secret. Nothing is stored: sessions end when the server
+//! restarts, and an owner removed from the list loses its sessions at once, because every use
+//! checks the list again.
+//!
+//! This module never moves money and never answers an API key: a dashboard session is not a
+//! Merchant API credential.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use farthing_core::{MerchantId, PublicId};
+use farthing_telegram::login_widget::{self, LoginWidgetAuth};
+use farthing_telegram::{BotToken, Freshness};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use crate::api::{body_bytes, write};
+use crate::error::ApiError;
+use crate::extract;
+use crate::openapi as spec;
+use crate::signed_token::{u128_at, u64_at, SessionKey};
+use crate::state::{AppState, Mode, Principal};
+
+/// Most owners a merchant may name (per mode).
+pub const MAX_OWNERS: usize = 100;
+
+const TOKEN_PREFIX: &str = "fds_";
+const PAYLOAD_VERSION: u8 = 1;
+/// Version, mode, merchant, user, expiry; then the user's names as JSON.
+const FIXED_LEN: usize = 1 + 1 + 16 + 8 + 8;
+
+/// The Telegram user of a dashboard session, as the Login Widget described them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct DashboardUser {
+    /// The Telegram user id.
+    pub id: u64,
+    /// First name.
+    pub first_name: String,
+    /// Last name, when the user has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    /// Username without `@`, when the user has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Profile photo URL, when the user shares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_url: Option<String>,
+}
+
+impl DashboardUser {
+    fn from_login(auth: &LoginWidgetAuth) -> DashboardUser {
+        DashboardUser {
+            id: auth.id().get(),
+            first_name: auth.first_name().to_owned(),
+            last_name: auth.last_name().map(str::to_owned),
+            username: auth.username().map(str::to_owned),
+            photo_url: auth.photo_url().map(str::to_owned),
+        }
+    }
+}
+
+/// What a valid dashboard session says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DashboardSession {
+    /// Live or test: the store whose owner list admitted the user.
+    pub mode: Mode,
+    /// The merchant whose dashboard it is.
+    pub merchant: MerchantId,
+    /// Who signed in.
+    pub user: DashboardUser,
+    /// When the session ends (Unix seconds).
+    pub expires_at_unix_s: u64,
+}
+
+impl DashboardSession {
+    /// The signed token of this session.
+    pub fn token(&self, key: &SessionKey) -> String {
+        let names = serde_json::to_vec(&self.user).unwrap_or_default();
+        let mut payload = Vec::with_capacity(FIXED_LEN + names.len());
+        payload.push(PAYLOAD_VERSION);
+        payload.push(u8::from(self.mode.is_live()));
+        payload.extend_from_slice(&self.merchant.raw().to_be_bytes());
+        payload.extend_from_slice(&self.user.id.to_be_bytes());
+        payload.extend_from_slice(&self.expires_at_unix_s.to_be_bytes());
+        payload.extend_from_slice(&names);
+        key.sign(TOKEN_PREFIX, &payload)
+    }
+
+    /// The session of `token`, if `key` signed it and it has not expired at `now_unix_s`.
+    pub fn verify(
+        token: &str,
+        key: &SessionKey,
+        now_unix_s: u64,
+    ) -> Result<DashboardSession, ApiError> {
+        let invalid = || {
+            ApiError::unauthorized(
+                "invalid_session",
+                "the dashboard session is missing, malformed or was not issued by this server \
+                 (sessions end when the server restarts): log in with Telegram again at POST \
+                 /dashboard/login/telegram",
+            )
+        };
+        let payload = key.open(TOKEN_PREFIX, token).ok_or_else(invalid)?;
+        if payload.len() < FIXED_LEN || payload[0] != PAYLOAD_VERSION {
+            return Err(invalid());
+        }
+        let user: DashboardUser =
+            serde_json::from_slice(&payload[FIXED_LEN..]).map_err(|_| invalid())?;
+        let id = u64_at(&payload, 18);
+        if user.id != id {
+            return Err(invalid());
+        }
+        let session = DashboardSession {
+            mode: if payload[1] == 1 {
+                Mode::Live
+            } else {
+                Mode::Test
+            },
+            merchant: MerchantId::from_raw(u128_at(&payload, 2)),
+            user,
+            expires_at_unix_s: u64_at(&payload, 26),
+        };
+        if session.expires_at_unix_s <= now_unix_s {
+            return Err(ApiError::unauthorized(
+                "session_expired",
+                "the dashboard session has expired: log in with Telegram again at POST \
+                 /dashboard/login/telegram",
+            ));
+        }
+        Ok(session)
+    }
+}
+
+fn now_unix_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `PUT /v1/dashboard/owners`: the request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetDashboardOwners {
+    /// The Telegram user ids that may sign in to the dashboard with the Login Widget (at most
+    /// 100; replaces the list; `[]` lets nobody in).
+    #[schema(value_type = Vec<u64>, example = json!([777001]), max_items = 100)]
+    pub telegram_user_ids: Vec<Value>,
+}
+
+/// `POST /dashboard/login/telegram`: the request, documented field by field. The server reads
+/// it as an object and checks every field but `bot_id` (so a field Telegram adds later is part
+/// of the check too); numbers and strings are both accepted, as the widget's callback and its
+/// redirect give them.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DashboardLogin {
+    /// The bot whose Login Widget the page shows (the number before `:` in its token): a bot
+    /// connected with `PUT /v1/rails/stars`.
+    #[schema(example = 123456789)]
+    pub bot_id: u64,
+    /// The Telegram user id.
+    #[schema(example = 777001)]
+    pub id: u64,
+    /// First name.
+    pub first_name: String,
+    /// Last name, when Telegram sent it.
+    pub last_name: Option<String>,
+    /// Username, when Telegram sent it.
+    pub username: Option<String>,
+    /// Profile photo URL, when Telegram sent it.
+    pub photo_url: Option<String>,
+    /// When the user logged in (Unix seconds).
+    pub auth_date: u64,
+    /// The widget's hash: hex HMAC-SHA256 of the other fields under SHA-256 of the bot token.
+    pub hash: String,
+}
+
+/// Set who may sign in to the dashboard
+///
+/// Replaces the Telegram users who may sign in to this merchant's dashboard (in the key's
+/// mode) with the Login Widget (`POST /dashboard/login/telegram`). A user removed from the
+/// list loses any session at its next use.
+#[utoipa::path(
+    put,
+    path = "/v1/dashboard/owners",
+    tag = "dashboard",
+    operation_id = "set_dashboard_owners",
+    security(("bearer" = [])),
+    params(spec::IdempotencyKey),
+    request_body(content = SetDashboardOwners, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The owners now stored for this mode.", body = spec::DashboardOwners),
+        (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), or an id that is not a Telegram user id, or more than 100 (`invalid_telegram_user_ids`).", body = spec::Error),
+        (status = 401, description = spec::E401, body = spec::Error),
+        (status = 403, description = spec::E403, body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
+pub async fn set_owners(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.require("dashboard:write")?;
+    let body = body_bytes(body, state.config().max_body_bytes)?;
+    let request: SetDashboardOwners = extract::json_body(&headers, &body)?;
+    if request.telegram_user_ids.len() > MAX_OWNERS {
+        return Err(ApiError::invalid(
+            "invalid_telegram_user_ids",
+            format!("at most {MAX_OWNERS} dashboard owners"),
+        )
+        .param("telegram_user_ids"));
+    }
+    let mut users = Vec::with_capacity(request.telegram_user_ids.len());
+    for (i, value) in request.telegram_user_ids.iter().enumerate() {
+        let user = value
+            .as_u64()
+            .filter(|id| *id > 0 && i64::try_from(*id).is_ok())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "invalid_telegram_user_ids",
+                    "each telegram_user_ids entry must be a Telegram user id (a positive integer)",
+                )
+                .param(format!("telegram_user_ids[{i}]"))
+            })?;
+        if !users.contains(&user) {
+            users.push(user);
+        }
+    }
+    users.sort_unstable();
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    let now = crate::api::wall_clock_ns();
+    write(
+        &state,
+        &principal,
+        &headers,
+        "PUT /v1/dashboard/owners",
+        &body,
+        move |tx| {
+            tx.set_dashboard_owners(merchant, &users, now)?;
+            Ok((
+                StatusCode::OK,
+                json!({
+                    "object": "dashboard_owners",
+                    "livemode": mode.is_live(),
+                    "telegram_user_ids": users,
+                }),
+            ))
+        },
+    )
+    .await
+}
+
+fn refused(message: impl Into<String>) -> ApiError {
+    ApiError::unauthorized("invalid_telegram_login", message)
+}
+
+/// The widget's fields as name/value text, as Telegram signed them: strings as they are,
+/// integers in decimal; `null` means absent.
+fn widget_fields(body: Map<String, Value>) -> Result<(u64, Vec<(String, String)>), ApiError> {
+    let mut bot_id = None;
+    let mut fields = Vec::with_capacity(body.len());
+    for (name, value) in body {
+        if name == "bot_id" {
+            bot_id = Some(value.as_u64().ok_or_else(|| {
+                ApiError::invalid("invalid_body", "bot_id must be a Telegram bot id")
+                    .param("bot_id")
+            })?);
+            continue;
+        }
+        let text = match value {
+            Value::Null => continue,
+            Value::String(text) => text,
+            Value::Number(number) if number.is_u64() || number.is_i64() => number.to_string(),
+            _ => {
+                return Err(ApiError::invalid(
+                    "invalid_body",
+                    format!("{name} must be a string or an integer, as the Login Widget gives it"),
+                )
+                .param(name))
+            }
+        };
+        fields.push((name, text));
+    }
+    let bot_id = bot_id
+        .ok_or_else(|| ApiError::invalid("invalid_body", "bot_id is required").param("bot_id"))?;
+    Ok((bot_id, fields))
+}
+
+/// Log in to the dashboard with Telegram
+///
+/// Checks Telegram Login Widget data with the token of the bot named by `bot_id` (SHA-256 of
+/// the token as the HMAC key), refuses it when older than `telegram.login_max_age_s` (default
+/// one day), and answers a dashboard session when the user is one of the owners of the bot's
+/// merchant (`PUT /v1/dashboard/owners`). The session lasts `telegram.dashboard_session_ttl_s`
+/// (default one hour) and ends when the server restarts.
+#[utoipa::path(
+    post,
+    path = "/dashboard/login/telegram",
+    tag = "dashboard",
+    operation_id = "dashboard_login_telegram",
+    request_body(content = DashboardLogin, content_type = "application/json", description = "`bot_id` and every field the Login Widget returned, unchanged."),
+    responses(
+        (status = 200, description = "The session, the merchant and the Telegram user.", body = spec::DashboardSessionObject),
+        (status = 400, description = "The body is not a JSON object with a `bot_id` and string or integer fields (`invalid_body`).", body = spec::Error),
+        (status = 401, description = "The login is refused: its hash does not verify under the bot's token, it is older than the window, a field is missing, or no such bot is connected (`invalid_telegram_login`); or the user is not a dashboard owner of the bot's merchant (`not_a_dashboard_owner`). The message says which.", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
+pub async fn login_telegram(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body, state.config().max_body_bytes)?;
+    let request: Map<String, Value> = extract::json_body(&headers, &body)?;
+    let (bot_id, fields) = widget_fields(request)?;
+    let settings = &state.config().telegram;
+    let freshness = Freshness {
+        max_age_s: settings.login_max_age_s,
+        ..Freshness::DEFAULT
+    };
+    let mut candidates = Vec::new();
+    for (mode, store) in state.stores() {
+        for bot in store.read(move |reader| reader.telegram_bots_by_id(bot_id))? {
+            candidates.push((mode, bot));
+        }
+    }
+    if candidates.is_empty() {
+        return Err(refused(format!(
+            "no bot {bot_id} is connected to farthing (wrong bot id): the Login Widget must be \
+             the one of the merchant's connected bot"
+        )));
+    }
+    let now = now_unix_s();
+    let mut first_error = None;
+    let mut verified_not_owner = false;
+    for (mode, bot) in candidates {
+        let token = BotToken::parse(&bot.token).map_err(|_| {
+            ApiError::internal(format!(
+                "the stored token of bot {} is unreadable",
+                bot.bot_id
+            ))
+        })?;
+        let pairs = fields.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let auth = match login_widget::verify_fields(pairs, &token, freshness, now) {
+            Ok(auth) => auth,
+            Err(error) => {
+                first_error.get_or_insert(error);
+                continue;
+            }
+        };
+        let (merchant, user) = (bot.merchant, auth.id().get());
+        let owner = state
+            .store(mode)
+            .read(move |reader| reader.is_dashboard_owner(merchant, user))?;
+        if !owner {
+            verified_not_owner = true;
+            continue;
+        }
+        let session = DashboardSession {
+            mode,
+            merchant,
+            user: DashboardUser::from_login(&auth),
+            expires_at_unix_s: now.saturating_add(settings.dashboard_session_ttl_s),
+        };
+        let mut answer = me_json(&state, &session)?;
+        answer["object"] = json!("dashboard_session");
+        answer["session"] = json!(session.token(state.webapp_key()));
+        return Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(answer)).into_response());
+    }
+    if verified_not_owner {
+        return Err(not_an_owner());
+    }
+    Err(first_error.map_or_else(
+        || refused("the Telegram login could not be verified"),
+        |error| refused(error.to_string()),
+    ))
+}
+
+fn not_an_owner() -> ApiError {
+    ApiError::unauthorized(
+        "not_a_dashboard_owner",
+        "this Telegram user may not sign in to this merchant's dashboard: the merchant names its \
+         owners with PUT /v1/dashboard/owners",
+    )
+}
+
+/// The merchant and the user of `session`, if the user is still an owner.
+fn me_json(state: &AppState, session: &DashboardSession) -> Result<Value, ApiError> {
+    let (merchant, user) = (session.merchant, session.user.id);
+    let (row, owner) = state.store(session.mode).read(move |reader| {
+        Ok((
+            reader.merchant(merchant)?,
+            reader.is_dashboard_owner(merchant, user)?,
+        ))
+    })?;
+    let Some(row) = row.filter(|_| owner) else {
+        return Err(not_an_owner());
+    };
+    Ok(json!({
+        "object": "dashboard_user",
+        "expires_at": session.expires_at_unix_s,
+        "livemode": session.mode.is_live(),
+        "merchant": {"id": merchant.encode(), "name": row.name},
+        "user": session.user,
+    }))
+}
+
+/// Who is signed in to the dashboard
+///
+/// Answers the merchant and the Telegram user of a dashboard session. Refused when the session
+/// is invalid or expired, or when the user is no longer one of the merchant's owners.
+#[utoipa::path(
+    get,
+    path = "/dashboard/me",
+    tag = "dashboard",
+    operation_id = "dashboard_me",
+    security(("dashboard_session" = [])),
+    responses(
+        (status = 200, description = "The merchant and the signed-in Telegram user.", body = spec::DashboardMe),
+        (status = 401, description = "No session, a malformed or foreign one (`invalid_session`), an expired one (`session_expired`), or a user no longer an owner (`not_a_dashboard_owner`).", body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
+pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let session = DashboardSession::verify(token.trim(), state.webapp_key(), now_unix_s())?;
+    let answer = me_json(&state, &session)?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(answer)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(expires_at_unix_s: u64) -> DashboardSession {
+        DashboardSession {
+            mode: Mode::Live,
+            merchant: MerchantId::from_raw(7),
+            user: DashboardUser {
+                id: 42,
+                first_name: "Ada".to_owned(),
+                last_name: None,
+                username: Some("ada".to_owned()),
+                photo_url: None,
+            },
+            expires_at_unix_s,
+        }
+    }
+
+    #[test]
+    fn a_dashboard_session_round_trips_and_is_not_a_mini_app_session() {
+        let key = SessionKey::random();
+        let token = session(1_000).token(&key);
+        assert!(token.starts_with("fds_"));
+        assert_eq!(
+            DashboardSession::verify(&token, &key, 999).unwrap(),
+            session(1_000)
+        );
+        assert_eq!(
+            DashboardSession::verify(&token, &key, 1_000)
+                .unwrap_err()
+                .code,
+            "session_expired"
+        );
+        assert_eq!(
+            DashboardSession::verify(&token, &SessionKey::random(), 1)
+                .unwrap_err()
+                .code,
+            "invalid_session"
+        );
+        // A Mini App session under the same key is not a dashboard session, nor the reverse.
+        let webapp = crate::webapp::Session {
+            mode: Mode::Live,
+            merchant: MerchantId::from_raw(7),
+            customer: farthing_core::CustomerId::from_raw(9),
+            user: 42,
+            expires_at_unix_s: 1_000,
+        }
+        .token(&key);
+        let renamed = webapp.replacen("wss_", "fds_", 1);
+        assert_eq!(
+            DashboardSession::verify(&renamed, &key, 1)
+                .unwrap_err()
+                .code,
+            "invalid_session"
+        );
+        let renamed = token.replacen("fds_", "wss_", 1);
+        assert_eq!(
+            crate::webapp::Session::verify(&renamed, &key, 1)
+                .unwrap_err()
+                .code,
+            "invalid_session"
+        );
+    }
+
+    #[test]
+    fn widget_fields_are_text_as_telegram_signed_them() {
+        let body = json!({"bot_id": 5, "id": 42, "first_name": "Ada", "last_name": null, "auth_date": 1700000000, "hash": "ab"});
+        let Value::Object(map) = body else {
+            unreachable!()
+        };
+        let (bot, mut fields) = widget_fields(map).unwrap();
+        fields.sort();
+        assert_eq!(bot, 5);
+        assert_eq!(
+            fields,
+            [
+                ("auth_date".to_owned(), "1700000000".to_owned()),
+                ("first_name".to_owned(), "Ada".to_owned()),
+                ("hash".to_owned(), "ab".to_owned()),
+                ("id".to_owned(), "42".to_owned()),
+            ]
+        );
+        let Value::Object(map) = json!({"id": 1.5, "bot_id": 5}) else {
+            unreachable!()
+        };
+        assert_eq!(widget_fields(map).unwrap_err().code, "invalid_body");
+        let Value::Object(map) = json!({"id": 1}) else {
+            unreachable!()
+        };
+        assert_eq!(widget_fields(map).unwrap_err().code, "invalid_body");
+    }
+}

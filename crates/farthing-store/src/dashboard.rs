@@ -1,0 +1,94 @@
+//! Who may sign in to a merchant's dashboard (SPEC T5): the Telegram users the merchant named
+//! with `PUT /v1/dashboard/owners`, one row per user, per store (so per mode).
+//!
+//! Only user ids are kept (SPEC P6); names come from the Login Widget at each login.
+
+use farthing_core::MerchantId;
+use rusqlite::params;
+
+use crate::codec::sql_amount;
+use crate::{Reader, StoreError, Tx};
+
+/// The dashboard owners table (migration 12).
+pub(crate) const SCHEMA: &str = r#"
+    CREATE TABLE dashboard_owners (
+        merchant_id      BLOB NOT NULL,
+        telegram_user_id INTEGER NOT NULL,
+        created_at_ns    INTEGER NOT NULL,
+        PRIMARY KEY (merchant_id, telegram_user_id)
+    ) WITHOUT ROWID;
+"#;
+
+impl Tx<'_, '_> {
+    /// Makes `users` the merchant's dashboard owners, replacing the previous list (an owner
+    /// kept in the list keeps its `created_at_ns`).
+    pub fn set_dashboard_owners(
+        &mut self,
+        merchant: MerchantId,
+        users: &[u64],
+        now_ns: u64,
+    ) -> Result<(), StoreError> {
+        let users = users
+            .iter()
+            .map(|user| sql_amount(*user))
+            .collect::<Result<Vec<_>, _>>()?;
+        let connection = self.sql();
+        let kept: Vec<i64> = {
+            let mut statement = connection.prepare_cached(
+                "SELECT telegram_user_id FROM dashboard_owners WHERE merchant_id = ?1",
+            )?;
+            let rows = statement.query_map(params![merchant.to_be_bytes()], |row| row.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for old in kept.iter().filter(|old| !users.contains(old)) {
+            connection
+                .prepare_cached(
+                    "DELETE FROM dashboard_owners WHERE merchant_id = ?1 AND telegram_user_id = ?2",
+                )?
+                .execute(params![merchant.to_be_bytes(), old])?;
+        }
+        for user in &users {
+            connection
+                .prepare_cached(
+                    "INSERT INTO dashboard_owners (merchant_id, telegram_user_id, created_at_ns) \
+                     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![merchant.to_be_bytes(), user, sql_amount(now_ns)?])?;
+        }
+        Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// The merchant's dashboard owners (Telegram user ids), ascending.
+    pub fn dashboard_owners(&self, merchant: MerchantId) -> Result<Vec<u64>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT telegram_user_id FROM dashboard_owners WHERE merchant_id = ?1 \
+             ORDER BY telegram_user_id",
+        )?;
+        let mut rows = statement.query(params![merchant.to_be_bytes()])?;
+        let mut users = Vec::new();
+        while let Some(row) = rows.next()? {
+            let user: i64 = row.get(0)?;
+            users.push(u64::try_from(user).map_err(|_| {
+                StoreError::Corrupt("a negative user id in dashboard_owners".into())
+            })?);
+        }
+        Ok(users)
+    }
+
+    /// Whether the Telegram user `user` may sign in to the merchant's dashboard.
+    pub fn is_dashboard_owner(&self, merchant: MerchantId, user: u64) -> Result<bool, StoreError> {
+        let Ok(user) = i64::try_from(user) else {
+            return Ok(false);
+        };
+        let mut statement = self.connection.prepare_cached(
+            "SELECT 1 FROM dashboard_owners WHERE merchant_id = ?1 AND telegram_user_id = ?2",
+        )?;
+        let found = statement
+            .query(params![merchant.to_be_bytes(), user])?
+            .next()?
+            .is_some();
+        Ok(found)
+    }
+}
