@@ -64,6 +64,10 @@ pub struct DashboardUser {
     /// Profile photo URL, when the user shares one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub photo_url: Option<String>,
+    /// For a sign-in with a Lightning wallet (LNURL-auth): the wallet's linking key; `id` is
+    /// then 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linking_key: Option<String>,
 }
 
 impl DashboardUser {
@@ -74,6 +78,7 @@ impl DashboardUser {
             last_name: auth.last_name().map(str::to_owned),
             username: auth.username().map(str::to_owned),
             photo_url: auth.photo_url().map(str::to_owned),
+            linking_key: None,
         }
     }
 }
@@ -164,6 +169,20 @@ pub struct SetDashboardOwners {
     /// 100; replaces the list; `[]` lets nobody in).
     #[schema(value_type = Vec<u64>, example = json!([777001]), max_items = 100)]
     pub telegram_user_ids: Vec<Value>,
+    /// The LNURL-auth linking keys (compressed secp256k1 public keys, hex) whose wallets may
+    /// sign in with `POST /dashboard/login/lnurl` (at most 100; replaces the list when given;
+    /// the key of a wallet is shown by a refused LNURL login).
+    #[schema(max_items = 100)]
+    pub lnurl_linking_keys: Option<Vec<String>>,
+}
+
+/// A linking key as LUD-04 wallets send it: 33 bytes compressed (`02`/`03` + 32), hex.
+fn linking_key(text: &str) -> Option<String> {
+    let lower = text.trim().to_ascii_lowercase();
+    (lower.len() == 66
+        && (lower.starts_with("02") || lower.starts_with("03"))
+        && lower.chars().all(|c| c.is_ascii_hexdigit()))
+    .then_some(lower)
 }
 
 /// `POST /dashboard/login/telegram`: the request, documented field by field. The server reads
@@ -250,6 +269,33 @@ pub async fn set_owners(
         }
     }
     users.sort_unstable();
+    let keys = match &request.lnurl_linking_keys {
+        None => None,
+        Some(list) => {
+            if list.len() > MAX_OWNERS {
+                return Err(ApiError::invalid(
+                    "invalid_lnurl_linking_keys",
+                    format!("at most {MAX_OWNERS} linking keys"),
+                )
+                .param("lnurl_linking_keys"));
+            }
+            let mut keys = Vec::with_capacity(list.len());
+            for (i, text) in list.iter().enumerate() {
+                let key = linking_key(text).ok_or_else(|| {
+                    ApiError::invalid(
+                        "invalid_lnurl_linking_keys",
+                        "each lnurl_linking_keys entry must be a compressed secp256k1 public key: 66 hex characters starting with 02 or 03",
+                    )
+                    .param(format!("lnurl_linking_keys[{i}]"))
+                })?;
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            keys.sort_unstable();
+            Some(keys)
+        }
+    };
     let (merchant, mode) = (principal.merchant, principal.mode);
     let now = crate::api::wall_clock_ns();
     write(
@@ -260,12 +306,20 @@ pub async fn set_owners(
         &body,
         move |tx| {
             tx.set_dashboard_owners(merchant, &users, now)?;
+            if let Some(keys) = &keys {
+                tx.set_dashboard_lnurl_owners(merchant, keys, now)?;
+            }
+            let keys = match keys {
+                Some(keys) => keys,
+                None => tx.dashboard_lnurl_owners_in_job(merchant)?,
+            };
             Ok((
                 StatusCode::OK,
                 json!({
                     "object": "dashboard_owners",
                     "livemode": mode.is_live(),
                     "telegram_user_ids": users,
+                    "lnurl_linking_keys": keys,
                 }),
             ))
         },
@@ -402,6 +456,195 @@ pub async fn login_telegram(
     ))
 }
 
+/// The merchant id LNURL-auth challenges made for a dashboard sign-in are stored under: the
+/// merchant is known only once the wallet has signed (by its linking key).
+pub const LNURL_LOGIN_MERCHANT: MerchantId = MerchantId(0);
+
+/// How long an LNURL dashboard sign-in challenge lives, seconds.
+const LNURL_LOGIN_EXPIRES_S: u64 = 300;
+
+/// `POST /dashboard/login/lnurl`: the request.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardLnurlLogin {
+    /// `live` (default) or `test`: whose owner lists admit the wallet.
+    pub mode: Option<String>,
+}
+
+fn login_mode(text: Option<&str>) -> Result<Mode, ApiError> {
+    match text {
+        None | Some("live") => Ok(Mode::Live),
+        Some("test") => Ok(Mode::Test),
+        Some(_) => Err(
+            ApiError::invalid("invalid_mode", "mode must be \"live\" or \"test\"").param("mode"),
+        ),
+    }
+}
+
+fn render_lnurl_login(
+    state: &AppState,
+    mode: Mode,
+    secret: &farthing_store::LnurlSecret,
+    status: &str,
+) -> Value {
+    let (url, lnurl) = crate::lightning::lnurl::auth_link(state, mode, &secret.k1, "login");
+    json!({
+        "object": "dashboard_lnurl_login",
+        "id": crate::lightning::lnurl::k1_hex(&secret.k1),
+        "livemode": mode.is_live(),
+        "status": status,
+        "url": url,
+        "lnurl": lnurl,
+        "expires_at": secret.expires_at_ns / 1_000_000_000,
+    })
+}
+
+/// Log in to the dashboard with a Lightning wallet (LNURL-auth)
+///
+/// Makes a single-use LNURL-auth challenge (LUD-04, five minutes): show `lnurl` as a QR code;
+/// the owner's wallet signs it; then `GET /dashboard/login/lnurl/{id}` answers the session.
+#[utoipa::path(
+    post,
+    path = "/dashboard/login/lnurl",
+    tag = "dashboard",
+    operation_id = "dashboard_login_lnurl",
+    request_body(content = DashboardLnurlLogin, content_type = "application/json", description = "Optional: `{\"mode\": \"test\"}` to sign in to test mode."),
+    responses(
+        (status = 201, description = "The challenge (`status` `pending`).", body = spec::DashboardLnurlLoginObject),
+        (status = 400, description = "A malformed body or a bad `mode` (`invalid_body`, `invalid_mode`).", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
+pub async fn login_lnurl(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body, state.config().max_body_bytes)?;
+    let request: DashboardLnurlLogin = if body.is_empty() {
+        DashboardLnurlLogin::default()
+    } else {
+        extract::json_body(&headers, &body)?
+    };
+    let mode = login_mode(request.mode.as_deref())?;
+    let secret = crate::lightning::lnurl::new_auth_secret(
+        LNURL_LOGIN_MERCHANT,
+        "login",
+        LNURL_LOGIN_EXPIRES_S,
+    )?;
+    let answer = render_lnurl_login(&state, mode, &secret, "pending");
+    state
+        .store(mode)
+        .run(move |tx| tx.insert_lnurl_secret(&secret))
+        .await??;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(answer),
+    )
+        .into_response())
+}
+
+/// The `mode` query of `GET /dashboard/login/lnurl/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct LnurlLoginQuery {
+    mode: Option<String>,
+}
+
+/// Finish a dashboard sign-in with a Lightning wallet
+///
+/// `pending` until the wallet signed the challenge; then, when the wallet's linking key is an
+/// owner of a merchant (`PUT /v1/dashboard/owners` `lnurl_linking_keys`), the session.
+#[utoipa::path(
+    get,
+    path = "/dashboard/login/lnurl/{id}",
+    tag = "dashboard",
+    operation_id = "dashboard_login_lnurl_status",
+    params(
+        ("id" = String, Path, description = "The challenge's id (its k1, hex)."),
+        ("mode" = Option<String>, Query, description = "`live` (default) or `test`, as when the challenge was made."),
+    ),
+    responses(
+        (status = 200, description = "`status` `pending` or `expired` (the challenge), or `verified` with `session`, `merchant` and `user` (`linking_key`, `id` 0).", body = spec::DashboardLnurlLoginObject),
+        (status = 400, description = "A bad `mode` (`invalid_mode`).", body = spec::Error),
+        (status = 401, description = "The wallet signed, but its linking key is no merchant's dashboard owner (`not_a_dashboard_owner`; the message names the key to add).", body = spec::Error),
+        (status = 404, description = "No such challenge (`resource_missing`).", body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
+pub async fn login_lnurl_status(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<LnurlLoginQuery>,
+) -> Result<Response, ApiError> {
+    let mode = login_mode(query.mode.as_deref())?;
+    let missing = || ApiError::not_found("dashboard_lnurl_login", &id);
+    let k1 = crate::lightning::lnurl::k1_from_hex(&id).ok_or_else(missing)?;
+    let secret = state
+        .store(mode)
+        .read(move |reader| reader.lnurl_secret(&k1))?
+        .filter(|s| s.kind == "auth" && s.merchant == LNURL_LOGIN_MERCHANT)
+        .ok_or_else(missing)?;
+    let now = now_unix_s();
+    let no_store = [(header::CACHE_CONTROL, "no-store")];
+    let Some(key) = secret
+        .result
+        .clone()
+        .filter(|_| secret.used_at_ns.is_some())
+    else {
+        let status = if now >= secret.expires_at_ns / 1_000_000_000 {
+            "expired"
+        } else {
+            "pending"
+        };
+        return Ok((
+            no_store,
+            axum::Json(render_lnurl_login(&state, mode, &secret, status)),
+        )
+            .into_response());
+    };
+    if now >= secret.expires_at_ns / 1_000_000_000 {
+        return Ok((
+            no_store,
+            axum::Json(render_lnurl_login(&state, mode, &secret, "expired")),
+        )
+            .into_response());
+    }
+    let lookup = key.clone();
+    let merchants = state
+        .store(mode)
+        .read(move |reader| reader.dashboard_merchants_of_key(&lookup))?;
+    let Some(merchant) = merchants.first().copied() else {
+        return Err(ApiError::unauthorized(
+            "not_a_dashboard_owner",
+            format!(
+                "this wallet's linking key {key} may not sign in to any merchant's dashboard in this mode: the merchant adds it with PUT /v1/dashboard/owners {{\"lnurl_linking_keys\": [\"{key}\"]}}"
+            ),
+        ));
+    };
+    let session = DashboardSession {
+        mode,
+        merchant,
+        user: DashboardUser {
+            id: 0,
+            first_name: "Lightning wallet".to_owned(),
+            last_name: None,
+            username: None,
+            photo_url: None,
+            linking_key: Some(key),
+        },
+        expires_at_unix_s: now.saturating_add(state.config().telegram.dashboard_session_ttl_s),
+    };
+    let mut answer = me_json(&state, &session)?;
+    answer["object"] = json!("dashboard_lnurl_login");
+    answer["id"] = json!(id);
+    answer["status"] = json!("verified");
+    answer["session"] = json!(session.token(state.webapp_key()));
+    Ok((no_store, axum::Json(answer)).into_response())
+}
+
 fn not_an_owner() -> ApiError {
     ApiError::unauthorized(
         "not_a_dashboard_owner",
@@ -413,11 +656,13 @@ fn not_an_owner() -> ApiError {
 /// The merchant and the user of `session`, if the user is still an owner.
 fn me_json(state: &AppState, session: &DashboardSession) -> Result<Value, ApiError> {
     let (merchant, user) = (session.merchant, session.user.id);
+    let key = session.user.linking_key.clone();
     let (row, owner) = state.store(session.mode).read(move |reader| {
-        Ok((
-            reader.merchant(merchant)?,
-            reader.is_dashboard_owner(merchant, user)?,
-        ))
+        let owner = match &key {
+            Some(key) => reader.is_dashboard_lnurl_owner(merchant, key)?,
+            None => reader.is_dashboard_owner(merchant, user)?,
+        };
+        Ok((reader.merchant(merchant)?, owner))
     })?;
     let Some(row) = row.filter(|_| owner) else {
         return Err(not_an_owner());
@@ -472,6 +717,7 @@ mod tests {
                 last_name: None,
                 username: Some("ada".to_owned()),
                 photo_url: None,
+                linking_key: None,
             },
             expires_at_unix_s,
         }

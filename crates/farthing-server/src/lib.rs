@@ -109,6 +109,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/webapp/pay/{invoice}"),
     ("POST", "/telegram/{bot_id}/webhook"),
     ("POST", "/dashboard/login/telegram"),
+    ("POST", "/dashboard/login/lnurl"),
+    ("GET", "/dashboard/login/lnurl/{id}"),
     ("GET", "/dashboard/me"),
 ];
 
@@ -206,6 +208,11 @@ pub fn router(state: AppState) -> Router {
         .route("/webapp/session", post(webapp::create_session))
         .route("/webapp/pay/{invoice}", post(webapp::pay))
         .route("/dashboard/login/telegram", post(dashboard::login_telegram))
+        .route("/dashboard/login/lnurl", post(dashboard::login_lnurl))
+        .route(
+            "/dashboard/login/lnurl/{id}",
+            get(dashboard::login_lnurl_status),
+        )
         .route("/dashboard/me", get(dashboard::me))
         .route(
             "/telegram/{bot_id}/webhook",

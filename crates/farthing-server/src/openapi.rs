@@ -93,6 +93,8 @@ pub fn json() -> &'static str {
         crate::api::cards::connect,
         crate::dashboard::set_owners,
         crate::api::subscriptions::list,
+        crate::dashboard::login_lnurl,
+        crate::dashboard::login_lnurl_status,
         crate::api::subscriptions::retrieve,
         crate::api::subscriptions::cancel,
         crate::api::subscriptions::resume,
@@ -172,6 +174,7 @@ pub fn json() -> &'static str {
         InvoiceList,
         CustomerList,
         SubscriptionObject,
+        DashboardLnurlLoginObject,
         SubscriptionList,
         crate::api::settings::MerchantSettings,
         crate::api::settings::ApproveRefundRequest,
@@ -997,6 +1000,8 @@ pub struct DashboardOwners {
     pub livemode: bool,
     /// The Telegram user ids, ascending.
     pub telegram_user_ids: Vec<u64>,
+    /// The LNURL-auth linking keys (hex), ascending.
+    pub lnurl_linking_keys: Vec<String>,
 }
 
 /// The merchant of a dashboard session.
@@ -1024,6 +1029,43 @@ pub struct DashboardUserObject {
     /// Profile photo URL, when the user shares one.
     #[schema(required = false)]
     pub photo_url: String,
+    /// For a sign-in with a Lightning wallet (LNURL-auth): the wallet's linking key (`id` is
+    /// then 0).
+    #[schema(required = false)]
+    pub linking_key: String,
+}
+
+/// A dashboard sign-in with a Lightning wallet (`POST /dashboard/login/lnurl`, then
+/// `GET /dashboard/login/lnurl/{id}`).
+#[derive(ToSchema)]
+pub struct DashboardLnurlLoginObject {
+    /// Always `dashboard_lnurl_login`.
+    #[schema(example = "dashboard_lnurl_login")]
+    pub object: String,
+    /// The challenge's id (its k1, hex).
+    pub id: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// `pending`, `expired` or `verified`.
+    #[schema(example = "pending")]
+    pub status: String,
+    /// The LNURL-auth URL (pending and expired).
+    #[schema(required = false)]
+    pub url: String,
+    /// The same, bech32 (`LNURL1…`), for a QR code (pending and expired).
+    #[schema(required = false)]
+    pub lnurl: String,
+    /// When the challenge (pending, expired) or the session (verified) ends (Unix seconds).
+    pub expires_at: u64,
+    /// Verified: the token for `Authorization: Bearer` on `GET /dashboard/me` (`fds_…`).
+    #[schema(required = false)]
+    pub session: String,
+    /// Verified: the merchant whose dashboard it is.
+    #[schema(required = false)]
+    pub merchant: DashboardMerchant,
+    /// Verified: who signed in.
+    #[schema(required = false)]
+    pub user: DashboardUserObject,
 }
 
 /// A dashboard session (`POST /dashboard/login/telegram`).

@@ -799,6 +799,77 @@ async fn lnurl_auth_links_a_wallet_key_to_a_customer() {
         ))
         .await;
     assert_eq!(status, 410, "{expired}");
+    // The same wallet as a merchant login (the dashboard): no customer is made, the challenge
+    // is single use, and only a linking key the merchant named gets a session.
+    let (_, customers_before) = app.get("/v1/customers?limit=100").await;
+    let (status, login) = app
+        .send(
+            app.client
+                .post(format!("{}/dashboard/login/lnurl", app.base)),
+        )
+        .await;
+    assert_eq!(status, 201, "{login}");
+    let k1d = login["id"].as_str().expect("k1").to_owned();
+    let status_url = format!("{}/dashboard/login/lnurl/{k1d}", app.base);
+    let signed = format!(
+        "{callback}?tag=login&k1={k1d}&sig={}&key={public}",
+        sign(&k1d, &key)
+    );
+    let (status, _) = app.public_get(&signed).await;
+    assert_eq!(status, 200);
+    let (status, reused) = app.public_get(&signed).await;
+    assert_eq!(status, 409, "{reused}");
+    let (status, refused) = app.public_get(&status_url).await;
+    assert_eq!(status, 401, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&public)),
+        "{refused}"
+    );
+    let (status, owners) = app
+        .put(
+            "/v1/dashboard/owners",
+            json!({"telegram_user_ids": [], "lnurl_linking_keys": [public.to_uppercase().replace("0X", "")]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{owners}");
+    assert_eq!(owners["lnurl_linking_keys"], json!([public]));
+    let (status, session) = app.public_get(&status_url).await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["status"], "verified");
+    assert_eq!(session["merchant"]["id"], app.merchant.id.as_str());
+    let (status, me) = app
+        .send(
+            app.client
+                .get(format!("{}/dashboard/me", app.base))
+                .bearer_auth(session["session"].as_str().expect("session")),
+        )
+        .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["user"]["linking_key"], public.as_str());
+    let (_, customers_after) = app.get("/v1/customers?limit=100").await;
+    assert_eq!(
+        customers_before["data"], customers_after["data"],
+        "no customer for a login"
+    );
+    // Removing the key ends the session at its next use.
+    let (status, _) = app
+        .put(
+            "/v1/dashboard/owners",
+            json!({"telegram_user_ids": [], "lnurl_linking_keys": []}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = app
+        .send(
+            app.client
+                .get(format!("{}/dashboard/me", app.base))
+                .bearer_auth(session["session"].as_str().expect("session")),
+        )
+        .await;
+    assert_eq!(status, 401);
+
     // A k1 nobody made is not found.
     let unknown = "ab".repeat(32);
     let (status, _) = app

@@ -138,6 +138,9 @@ const WRITES_WITHOUT_IDEMPOTENCY: &[(&str, &str)] = &[
     ("POST", "/webapp/pay/{invoice}"),
     // A dashboard login writes nothing: it checks the widget's data and signs a session.
     ("POST", "/dashboard/login/telegram"),
+    // An LNURL dashboard sign-in makes a fresh single-use challenge each time: a repeat makes
+    // another challenge and moves nothing.
+    ("POST", "/dashboard/login/lnurl"),
     // A refund request's decision is idempotent by the request: a repeat answers it as it
     // stands (the approval's refund is made under a key derived from the request id).
     ("POST", "/v1/refund_requests/{id}/approve"),
@@ -520,10 +523,14 @@ fn operations_are_well_formed() {
                 // LNURL links and challenges are named by their k1 (32 random bytes, hex), not
                 // by a prefixed id, on the LNURL paths and in the Merchant API alike.
                 "k1" => (description.contains("hex"), "says k1 is hex"),
-                "id" if path.starts_with("/v1/lnurl/") => (
-                    description.contains("k1") && description.contains("hex"),
-                    "says the id is the k1, hex",
-                ),
+                "id" if path.starts_with("/v1/lnurl/")
+                    || path.starts_with("/dashboard/login/lnurl/") =>
+                {
+                    (
+                        description.contains("k1") && description.contains("hex"),
+                        "says the id is the k1, hex",
+                    )
+                }
                 _ => (description.contains("_…`"), "names the id's prefix"),
             };
             assert!(
@@ -2471,6 +2478,64 @@ async fn a_running_server_answers_as_documented() {
     assert!(verified["customer"]
         .as_str()
         .is_some_and(|c| c.starts_with("cus_")));
+
+    // The same wallet signs in to the dashboard (LNURL-auth): refused until the merchant names
+    // its linking key as an owner, then a session `GET /dashboard/me` accepts.
+    let login = c
+        .expect(
+            201,
+            call("POST", "/dashboard/login/lnurl", "/dashboard/login/lnurl").body(json!({})),
+        )
+        .await;
+    let login_id = login["id"].as_str().expect("id").to_owned();
+    let status_path = format!("/dashboard/login/lnurl/{login_id}");
+    let pending = c
+        .expect(
+            200,
+            call("GET", "/dashboard/login/lnurl/{id}", status_path.clone()),
+        )
+        .await;
+    assert_eq!(pending["status"], "pending", "{pending}");
+    let challenge = local(&login["url"], &base);
+    c.expect(
+        200,
+        call(
+            "GET",
+            "/lnurl/{mode}/auth",
+            format!(
+                "{challenge}&sig={}&key={linking_key}",
+                sign_k1(&login_id, &wallet)
+            ),
+        ),
+    )
+    .await;
+    c.expect(
+        401,
+        call("GET", "/dashboard/login/lnurl/{id}", status_path.clone()),
+    )
+    .await;
+    c.expect(
+        200,
+        call("PUT", "/v1/dashboard/owners", "/v1/dashboard/owners")
+            .key(live_key)
+            .body(json!({"telegram_user_ids": [], "lnurl_linking_keys": [linking_key]})),
+    )
+    .await;
+    let signed_in = c
+        .expect(200, call("GET", "/dashboard/login/lnurl/{id}", status_path))
+        .await;
+    assert_eq!(signed_in["status"], "verified", "{signed_in}");
+    assert_eq!(signed_in["user"]["linking_key"], linking_key.as_str());
+    let me = c
+        .expect(
+            200,
+            call("GET", "/dashboard/me", "/dashboard/me").header(
+                "Authorization",
+                format!("Bearer {}", signed_in["session"].as_str().expect("session")),
+            ),
+        )
+        .await;
+    assert_eq!(me["user"]["linking_key"], linking_key.as_str());
 
     // The live events: the Lightning payments, the top-up credit and both payouts, each
     // object in its documented schema.

@@ -19,7 +19,55 @@ pub(crate) const SCHEMA: &str = r#"
     ) WITHOUT ROWID;
 "#;
 
+/// Migration 14: owners who sign in with their Lightning wallet (LNURL-auth, LUD-04), by the
+/// linking key their wallet derives for this server.
+pub(crate) const LNURL_SCHEMA: &str = r#"
+    CREATE TABLE dashboard_lnurl_owners (
+        merchant_id   BLOB NOT NULL,
+        linking_key   TEXT NOT NULL,
+        created_at_ns INTEGER NOT NULL,
+        PRIMARY KEY (merchant_id, linking_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX dashboard_lnurl_owners_by_key ON dashboard_lnurl_owners (linking_key);
+"#;
+
 impl Tx<'_, '_> {
+    /// Makes `keys` (compressed public keys, lowercase hex) the merchant's LNURL-auth dashboard
+    /// owners, replacing the previous list.
+    pub fn set_dashboard_lnurl_owners(
+        &mut self,
+        merchant: MerchantId,
+        keys: &[String],
+        now_ns: u64,
+    ) -> Result<(), StoreError> {
+        let connection = self.sql();
+        connection
+            .prepare_cached("DELETE FROM dashboard_lnurl_owners WHERE merchant_id = ?1")?
+            .execute(params![merchant.to_be_bytes()])?;
+        for key in keys {
+            connection
+                .prepare_cached(
+                    "INSERT INTO dashboard_lnurl_owners (merchant_id, linking_key, created_at_ns) \
+                     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![merchant.to_be_bytes(), key, sql_amount(now_ns)?])?;
+        }
+        Ok(())
+    }
+
+    /// The merchant's LNURL-auth dashboard owners, as of this point of the batch.
+    pub fn dashboard_lnurl_owners_in_job(
+        &mut self,
+        merchant: MerchantId,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.sql().prepare_cached(
+            "SELECT linking_key FROM dashboard_lnurl_owners WHERE merchant_id = ?1 \
+             ORDER BY linking_key",
+        )?;
+        let rows = statement.query_map(params![merchant.to_be_bytes()], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Makes `users` the merchant's dashboard owners, replacing the previous list (an owner
     /// kept in the list keeps its `created_at_ns`).
     pub fn set_dashboard_owners(
@@ -75,6 +123,50 @@ impl Reader<'_> {
             })?);
         }
         Ok(users)
+    }
+
+    /// The merchant's LNURL-auth dashboard owners (linking keys), ascending.
+    pub fn dashboard_lnurl_owners(&self, merchant: MerchantId) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT linking_key FROM dashboard_lnurl_owners WHERE merchant_id = ?1 \
+             ORDER BY linking_key",
+        )?;
+        let rows = statement.query_map(params![merchant.to_be_bytes()], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The merchants whose dashboard the LNURL-auth linking key `key` may sign in to.
+    pub fn dashboard_merchants_of_key(&self, key: &str) -> Result<Vec<MerchantId>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT merchant_id FROM dashboard_lnurl_owners WHERE linking_key = ?1 \
+             ORDER BY created_at_ns",
+        )?;
+        let mut rows = statement.query(params![key])?;
+        let mut merchants = Vec::new();
+        while let Some(row) = rows.next()? {
+            let bytes: Vec<u8> = row.get(0)?;
+            let array: [u8; 16] = bytes.try_into().map_err(|_| {
+                StoreError::Corrupt("dashboard_lnurl_owners.merchant_id is not 16 bytes".into())
+            })?;
+            merchants.push(MerchantId(u128::from_be_bytes(array)));
+        }
+        Ok(merchants)
+    }
+
+    /// Whether the LNURL-auth linking key `key` may sign in to the merchant's dashboard.
+    pub fn is_dashboard_lnurl_owner(
+        &self,
+        merchant: MerchantId,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT 1 FROM dashboard_lnurl_owners WHERE merchant_id = ?1 AND linking_key = ?2",
+        )?;
+        let found = statement
+            .query(params![merchant.to_be_bytes(), key])?
+            .next()?
+            .is_some();
+        Ok(found)
     }
 
     /// Whether the Telegram user `user` may sign in to the merchant's dashboard.

@@ -96,6 +96,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "bot_accounts", crate::bot::SCHEMA),
     (12, "dashboard_owners", crate::dashboard::SCHEMA),
     (13, "card_providers", crate::cards::SCHEMA),
+    (14, "dashboard_lnurl_owners", crate::dashboard::LNURL_SCHEMA),
 ];
 
 /// The newest schema this build knows.

@@ -811,6 +811,25 @@ pub async fn auth(
         proto::verify_auth(&k1, &sig, &key).map_err(|error| LnurlError::bad(error.to_string()))?;
     let merchant = secret.merchant;
     let linking_key = linking.as_str().to_owned();
+    if merchant == crate::dashboard::LNURL_LOGIN_MERCHANT {
+        // A dashboard sign-in: the key is only recorded; the page asks which merchant it owns.
+        state
+            .store(mode)
+            .run(move |tx| -> Result<(), LnurlError> {
+                let now = tx.now_ns();
+                open_secret(tx.lnurl_secret(&k1_bytes)?, "auth", now)?;
+                if !tx.use_lnurl_secret(&k1_bytes, &linking_key, now)? {
+                    return Err(LnurlError::new(
+                        StatusCode::CONFLICT,
+                        "this LNURL-auth challenge was already used",
+                    ));
+                }
+                Ok(())
+            })
+            .await
+            .map_err(ApiError::from)??;
+        return ok_json(proto::status_ok());
+    }
     let created = state
         .store(mode)
         .run(move |tx| -> Result<bool, LnurlError> {
