@@ -281,18 +281,19 @@ pub async fn page(
     let merchant_id = invoice.merchant;
     // The Mini App part needs the merchant's bot (its id goes with the init data); without one
     // the page is the plain checkout page.
-    let bot_id = match state
+    let bot = match state
         .store(mode)
         .read(move |reader| reader.telegram_bot(merchant_id))
     {
-        Ok(bot) => bot.map(|bot| bot.bot_id),
+        Ok(bot) => bot.map(|bot| (bot.bot_id, bot.username)),
         Err(error) => {
             tracing::warn!(%error, "checkout: cannot read the merchant's bot");
             None
         }
     };
-    let mini_app = bot_id.map(|bot_id| MiniApp {
+    let mini_app = bot.map(|(bot_id, bot_username)| MiniApp {
         bot_id,
+        bot_username,
         script_url: state.config().telegram.web_app_script_url.clone(),
     });
     let body = render_page_with(&invoice, mode, &merchant, &lightning, mini_app.as_ref());
@@ -304,6 +305,8 @@ pub async fn page(
 struct MiniApp {
     /// The merchant's bot, sent with the init data to `POST /webapp/session`.
     bot_id: u64,
+    /// Its username as `getMe` verified it, shown on the page (SPEC T6 anti-phishing).
+    bot_username: String,
     /// `telegram-web-app.js`, loaded only when the page was opened as a Mini App and the host
     /// did not provide `window.Telegram.WebApp` itself; empty: never loaded.
     script_url: String,
@@ -429,7 +432,7 @@ button:disabled{{opacity:.4}}
 {test_banner}
 <div class=card>
 <div class=merchant id=merchant>{merchant}</div>
-<div class=description>{description}</div>
+{bot_line}<div class=description>{description}</div>
 <div class=amount id=amount>{amount}</div>
 <div><span class="status {status_class}" id=status>{status_text}</span> <span id=countdown></span></div>
 <div class=rails id=rails-line>Pay with: <span id=rails>{rails}</span></div>
@@ -518,6 +521,10 @@ show(invoice); tick(); setInterval(tick, 1000); poll();
 </html>"#,
         merchant_title = escape(merchant),
         merchant = escape(merchant),
+        bot_line = mini_app.map_or_else(String::new, |app| format!(
+            "<div class=bot id=bot-username>Telegram: <b>@{}</b> ✓</div>\n",
+            escape(&app.bot_username)
+        )),
         description = escape(&invoice.description),
         amount = escape(&amount_text(invoice)),
         status_class = invoice.status.as_str(),
@@ -914,6 +921,7 @@ mod tests {
         invoice.stars_invoice_link = Some("https://t.me/$abc</script>".to_owned());
         let mini_app = MiniApp {
             bot_id: 123_456,
+            bot_username: "shop_bot".to_owned(),
             script_url: "https://telegram.org/js/telegram-web-app.js".to_owned(),
         };
         let html = render_page_with(
@@ -926,6 +934,8 @@ mod tests {
         assert!(html.contains("<section class=webapp id=webapp hidden>"));
         assert!(html.contains("const miniApp = {"));
         assert!(html.contains("\"bot_id\":123456"));
+        // SPEC T6: the verified bot username is on the page.
+        assert!(html.contains("<b>@shop_bot</b>"));
         assert!(html.contains("\"amount\":1000"));
         // The link is escaped for the script element; the Telegram script is only a URL the
         // page's code may load when opened as a Mini App, never a tag of its own.

@@ -301,7 +301,16 @@ async fn a_payment_marks_the_timer_paid_and_sends_receipt_goods_and_buttons() {
         assert_eq!(sent.len(), 2, "{lang}: receipt and goods");
         let receipt = text_of(&sent[0]);
         assert!(receipt.starts_with(title), "{lang}: {receipt}");
-        for part in ["50 XTR", "0 XTR", "—", "UTC", id.as_str()] {
+        // SPEC T6: the merchant and the verified bot username are on the receipt.
+        for part in [
+            "50 XTR",
+            "0 XTR",
+            "—",
+            "UTC",
+            id.as_str(),
+            "Shop",
+            username.as_str(),
+        ] {
             assert!(
                 receipt.contains(part),
                 "{lang}: {part} missing in {receipt}"

@@ -660,12 +660,20 @@ pub async fn payment_settled(
         return;
     };
     close_messages(state, mode, bot, &client, invoice, "paid").await;
+    // SPEC T6: the receipt names the merchant and the bot username Telegram verified (getMe).
+    let merchant_id = bot.merchant;
+    let merchant = state
+        .store(mode)
+        .read(move |reader| reader.merchant(merchant_id))
+        .ok()
+        .flatten()
+        .map_or_else(String::new, |m| m.name);
     let receipt = lang.pick([
-        "Receipt\nAmount: {amount}\nCurrency: {currency}\nFee: {fee}\nRate: {rate}\nTime: {time}\nInvoice: {id}",
-        "Reçu\nMontant : {amount}\nDevise : {currency}\nFrais : {fee}\nTaux : {rate}\nDate : {time}\nFacture : {id}",
-        "Beleg\nBetrag: {amount}\nWährung: {currency}\nGebühr: {fee}\nKurs: {rate}\nZeit: {time}\nRechnung: {id}",
-        "رسید\nمبلغ: {amount}\nارز: {currency}\nکارمزد: {fee}\nنرخ: {rate}\nزمان: {time}\nصورتحساب: {id}",
-        "Чек\nСумма: {amount}\nВалюта: {currency}\nКомиссия: {fee}\nКурс: {rate}\nВремя: {time}\nСчёт: {id}",
+        "Receipt — {merchant} (@{bot})\nAmount: {amount}\nCurrency: {currency}\nFee: {fee}\nRate: {rate}\nTime: {time}\nInvoice: {id}",
+        "Reçu — {merchant} (@{bot})\nMontant : {amount}\nDevise : {currency}\nFrais : {fee}\nTaux : {rate}\nDate : {time}\nFacture : {id}",
+        "Beleg — {merchant} (@{bot})\nBetrag: {amount}\nWährung: {currency}\nGebühr: {fee}\nKurs: {rate}\nZeit: {time}\nRechnung: {id}",
+        "رسید — {merchant} (@{bot})\nمبلغ: {amount}\nارز: {currency}\nکارمزد: {fee}\nنرخ: {rate}\nزمان: {time}\nصورتحساب: {id}",
+        "Чек — {merchant} (@{bot})\nСумма: {amount}\nВалюта: {currency}\nКомиссия: {fee}\nКурс: {rate}\nВремя: {time}\nСчёт: {id}",
     ]);
     let receipt = fill(
         lang,
@@ -679,6 +687,8 @@ pub async fn payment_settled(
             ("rate", "—".to_owned()),
             ("time", utc_text(payment.created_at_ns, true)),
             ("id", invoice.id.encode()),
+            ("merchant", merchant),
+            ("bot", bot.username.clone()),
         ],
     );
     let meta = |key: &str| {
