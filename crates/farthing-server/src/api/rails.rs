@@ -71,7 +71,7 @@ pub async fn list(
     data.extend(card);
     if let Some(row) = node {
         // The health the watcher saw last (it asks the node every poll interval).
-        let client = state.lightning().get(&state, mode, merchant).ok().flatten();
+        let client = state.lightning().for_row(mode, &row).ok();
         data.push(super::lightning::rail_object(
             &state,
             &row,

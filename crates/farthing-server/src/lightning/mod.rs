@@ -140,18 +140,21 @@ impl Nodes {
         let row = state
             .store(mode)
             .read(move |reader| reader.lightning_node(merchant))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
+        row.map(|row| self.for_row(mode, &row)).transpose()
+    }
+
+    /// The client of a node row the caller has already read: the cached one while the row's
+    /// configuration is unchanged, else a new one built from it.
+    pub fn for_row(&self, mode: Mode, row: &LightningNode) -> Result<Arc<Node>, ApiError> {
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(node) = nodes.get(&(mode, merchant)) {
+        if let Some(node) = nodes.get(&(mode, row.merchant)) {
             if node.config == row.config && node.network.as_str() == row.network {
-                return Ok(Some(node.clone()));
+                return Ok(node.clone());
             }
         }
-        let node = Arc::new(build_node(&row)?);
-        nodes.insert((mode, merchant), node.clone());
-        Ok(Some(node))
+        let node = Arc::new(build_node(row)?);
+        nodes.insert((mode, row.merchant), node.clone());
+        Ok(node)
     }
 
     /// Forgets the cached client (after a reconfiguration) and wakes the watchers.
@@ -368,9 +371,8 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             };
             for row in rows {
                 let key = (mode, row.merchant);
-                let node = match state.lightning().get(&state, mode, row.merchant) {
-                    Ok(Some(node)) => node,
-                    Ok(None) => continue,
+                let node = match state.lightning().for_row(mode, &row) {
+                    Ok(node) => node,
                     Err(error) => {
                         tracing::error!(message = %error.message, merchant = %row.merchant.encode(), "cannot build the Lightning node client");
                         continue;
