@@ -58,19 +58,41 @@ pub enum AccountKind {
         /// The merchant.
         merchant: MerchantId,
     },
-    /// The operator's platform fees.
-    PlatformFees,
-    /// Money in transit on one rail (paid by the payer, not yet settled to farthing).
+    /// The operator's platform fees taken from one merchant's payments.
+    PlatformFees {
+        /// The merchant the fees were taken from.
+        merchant: MerchantId,
+    },
+    /// Money in transit on one rail for one merchant (paid by the payer, not yet settled to
+    /// farthing).
     RailClearing {
+        /// The merchant.
+        merchant: MerchantId,
         /// The rail.
         rail: Rail,
     },
-    /// The world outside the ledger on one rail: where money enters and leaves.
+    /// The world outside the ledger on one rail, for one merchant: where that merchant's money
+    /// enters and leaves.
     External {
+        /// The merchant.
+        merchant: MerchantId,
         /// The rail.
+        rail: Rail,
+    },
+    /// Money a rail reported for one merchant that could not be booked where it belongs (e.g.
+    /// a balance would exceed what farthing stores): held here, never dropped, until an operator
+    /// resolves it. `farthing audit` lists every non-zero suspense account.
+    Suspense {
+        /// The merchant.
+        merchant: MerchantId,
+        /// The rail that reported the money.
         rail: Rail,
     },
 }
+
+/// The merchant id of the shared accounts written before accounts were per merchant (schema
+/// migration 15 moved their balances to per-merchant accounts; they keep their history).
+pub const LEGACY_SHARED_MERCHANT: MerchantId = MerchantId(0);
 
 impl AccountKind {
     /// The storage name of the kind, e.g. `"customer_balance"`.
@@ -79,19 +101,25 @@ impl AccountKind {
             AccountKind::CustomerBalance { .. } => "customer_balance",
             AccountKind::MerchantBalance { .. } => "merchant_balance",
             AccountKind::MerchantPending { .. } => "merchant_pending",
-            AccountKind::PlatformFees => "platform_fees",
+            AccountKind::PlatformFees { .. } => "platform_fees",
             AccountKind::RailClearing { .. } => "rail_clearing",
             AccountKind::External { .. } => "external",
+            AccountKind::Suspense { .. } => "suspense",
         }
     }
 
-    /// The merchant that owns the account, if any.
+    /// The merchant the account belongs to: every account belongs to exactly one merchant
+    /// (SPEC L1), so nothing one merchant does can change what another's payments can book.
+    /// ([`LEGACY_SHARED_MERCHANT`] for the shared accounts of databases made before that.)
     pub fn merchant(&self) -> Option<MerchantId> {
         match *self {
             AccountKind::CustomerBalance { merchant, .. }
             | AccountKind::MerchantBalance { merchant }
-            | AccountKind::MerchantPending { merchant } => Some(merchant),
-            _ => None,
+            | AccountKind::MerchantPending { merchant }
+            | AccountKind::PlatformFees { merchant }
+            | AccountKind::RailClearing { merchant, .. }
+            | AccountKind::External { merchant, .. }
+            | AccountKind::Suspense { merchant, .. } => Some(merchant),
         }
     }
 
@@ -106,12 +134,16 @@ impl AccountKind {
     /// The rail the account belongs to, if any.
     pub fn rail(&self) -> Option<Rail> {
         match *self {
-            AccountKind::RailClearing { rail } | AccountKind::External { rail } => Some(rail),
+            AccountKind::RailClearing { rail, .. }
+            | AccountKind::External { rail, .. }
+            | AccountKind::Suspense { rail, .. } => Some(rail),
             _ => None,
         }
     }
 
-    /// Rebuilds a kind from its stored parts; `None` when they do not fit together.
+    /// Rebuilds a kind from its stored parts; `None` when they do not fit together. A platform,
+    /// clearing or external account without a merchant is a shared account of a database made
+    /// before accounts were per merchant ([`LEGACY_SHARED_MERCHANT`]).
     pub fn from_parts(
         code: &str,
         merchant: Option<MerchantId>,
@@ -128,9 +160,20 @@ impl AccountKind {
             ("merchant_pending", Some(merchant), None, None) => {
                 AccountKind::MerchantPending { merchant }
             }
-            ("platform_fees", None, None, None) => AccountKind::PlatformFees,
-            ("rail_clearing", None, None, Some(rail)) => AccountKind::RailClearing { rail },
-            ("external", None, None, Some(rail)) => AccountKind::External { rail },
+            ("platform_fees", merchant, None, None) => AccountKind::PlatformFees {
+                merchant: merchant.unwrap_or(LEGACY_SHARED_MERCHANT),
+            },
+            ("rail_clearing", merchant, None, Some(rail)) => AccountKind::RailClearing {
+                merchant: merchant.unwrap_or(LEGACY_SHARED_MERCHANT),
+                rail,
+            },
+            ("external", merchant, None, Some(rail)) => AccountKind::External {
+                merchant: merchant.unwrap_or(LEGACY_SHARED_MERCHANT),
+                rail,
+            },
+            ("suspense", Some(merchant), None, Some(rail)) => {
+                AccountKind::Suspense { merchant, rail }
+            }
             _ => return None,
         };
         Some(kind)
@@ -143,13 +186,14 @@ impl AccountKind {
             AccountKind::CustomerBalance { .. }
             | AccountKind::MerchantBalance { .. }
             | AccountKind::MerchantPending { .. }
-            | AccountKind::PlatformFees => AccountFlags {
+            | AccountKind::PlatformFees { .. } => AccountFlags {
                 debits_must_not_exceed_credits: true,
                 credits_must_not_exceed_debits: false,
             },
-            AccountKind::RailClearing { .. } | AccountKind::External { .. } => {
-                AccountFlags::default()
-            }
+            // Suspense takes whatever could not be booked elsewhere, so nothing may refuse it.
+            AccountKind::RailClearing { .. }
+            | AccountKind::External { .. }
+            | AccountKind::Suspense { .. } => AccountFlags::default(),
         }
     }
 }
@@ -241,17 +285,34 @@ impl AccountId {
     }
 }
 
+/// Largest value of one of an account's running totals: `i128::MAX`, so that any difference
+/// of two totals fits an `i128`. Totals are lifetime sums that never go down; at one transfer
+/// of [`MAX_AMOUNT_MINOR`] per nanosecond this bound is 584 years × 2^64 transfers away, so no
+/// amount of traffic (honest or forged) can bring an account near it.
+pub const MAX_TOTAL_MINOR: u128 = i128::MAX as u128;
+
 /// The four running totals of an account, in minor units of its currency.
+///
+/// They are 128-bit: a total only ever grows, and a 64-bit total can be pushed to its limit by
+/// a few large transfers, after which every later booking on that account fails. What a
+/// customer or merchant *holds* (the balance, not the totals) stays at or below
+/// [`MAX_AMOUNT_MINOR`], so that every balance can be paid out by one transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Balances {
     /// Debits reserved by open holds.
-    pub debits_pending: u64,
+    pub debits_pending: u128,
     /// Debits applied.
-    pub debits_posted: u64,
+    pub debits_posted: u128,
     /// Credits reserved by open holds.
-    pub credits_pending: u64,
+    pub credits_pending: u128,
     /// Credits applied.
-    pub credits_posted: u64,
+    pub credits_posted: u128,
+}
+
+/// A total as a signed number (totals are at most [`MAX_TOTAL_MINOR`], so this never fails
+/// for values the ledger made; a corrupt value saturates).
+fn signed(total: u128) -> i128 {
+    i128::try_from(total).unwrap_or(i128::MAX)
 }
 
 impl Balances {
@@ -259,22 +320,40 @@ impl Balances {
     /// `credits_posted - debits_posted - debits_pending`. Negative only for accounts without
     /// the constraint.
     pub fn available(&self) -> i128 {
-        i128::from(self.credits_posted)
-            - i128::from(self.debits_posted)
-            - i128::from(self.debits_pending)
+        signed(self.credits_posted)
+            .saturating_sub(signed(self.debits_posted))
+            .saturating_sub(signed(self.debits_pending))
     }
 
     /// `credits_posted - debits_posted`: the posted balance of a credit-normal account.
     pub fn posted(&self) -> i128 {
-        i128::from(self.credits_posted) - i128::from(self.debits_posted)
+        signed(self.credits_posted).saturating_sub(signed(self.debits_posted))
     }
 
     /// Whether these totals respect `flags`.
     pub fn satisfies(&self, flags: AccountFlags) -> bool {
-        let debits = u128::from(self.debits_posted) + u128::from(self.debits_pending);
-        let credits = u128::from(self.credits_posted) + u128::from(self.credits_pending);
-        !(flags.debits_must_not_exceed_credits && debits > u128::from(self.credits_posted)
-            || flags.credits_must_not_exceed_debits && credits > u128::from(self.debits_posted))
+        let debits = self.debits_posted.checked_add(self.debits_pending);
+        let credits = self.credits_posted.checked_add(self.credits_pending);
+        let debits_ok = debits.is_some_and(|debits| debits <= self.credits_posted);
+        let credits_ok = credits.is_some_and(|credits| credits <= self.debits_posted);
+        (debits_ok || !flags.debits_must_not_exceed_credits)
+            && (credits_ok || !flags.credits_must_not_exceed_debits)
+    }
+
+    /// What the account holds counting the credits and debits reserved in its favour: for a
+    /// credit-normal account `credits_posted + credits_pending - debits_posted`, for a
+    /// debit-normal one the mirror. Only constrained accounts are held to
+    /// [`MAX_AMOUNT_MINOR`] by it.
+    fn held(&self, flags: AccountFlags) -> i128 {
+        if flags.credits_must_not_exceed_debits {
+            signed(self.debits_posted)
+                .saturating_add(signed(self.debits_pending))
+                .saturating_sub(signed(self.credits_posted))
+        } else {
+            signed(self.credits_posted)
+                .saturating_add(signed(self.credits_pending))
+                .saturating_sub(signed(self.debits_posted))
+        }
     }
 }
 
@@ -306,6 +385,8 @@ pub mod code {
     pub const PAYOUT: u16 = 6;
     /// A correction made by the operator.
     pub const CORRECTION: u16 = 7;
+    /// Money a rail reported that could not be booked where it belongs, held in suspense.
+    pub const SUSPENSE: u16 = 8;
     /// Transfers made by `farthing bench`.
     pub const BENCH: u16 = 900;
 }
@@ -650,9 +731,13 @@ pub enum TransferError {
     /// The credit account would take more credits than its debits allow.
     #[error("the credit account may not take more credits than its debits")]
     ExceedsDebits,
-    /// A balance total would exceed what can be stored.
-    #[error("an account total would exceed the largest amount farthing stores")]
+    /// A running total would exceed [`MAX_TOTAL_MINOR`] (unreachable in practice; kept so that
+    /// no arithmetic can wrap).
+    #[error("an account total would exceed the largest total farthing stores")]
     OverflowsBalance,
+    /// A customer's or merchant's balance would exceed [`MAX_AMOUNT_MINOR`].
+    #[error("the credited balance would exceed the largest amount farthing stores ({MAX_AMOUNT_MINOR} minor units)")]
+    BalanceTooLarge,
     /// The hold to post or void does not exist.
     #[error("pending transfer {0} does not exist")]
     PendingTransferNotFound(TransferId),
@@ -1150,11 +1235,18 @@ fn create_transfer<S: LedgerState + ?Sized>(
     })
 }
 
-fn checked_total(value: u64, add: u64) -> Result<u64, TransferError> {
+fn checked_total(value: u128, add: u64) -> Result<u128, TransferError> {
     value
-        .checked_add(add)
-        .filter(|total| *total <= MAX_AMOUNT_MINOR)
+        .checked_add(u128::from(add))
+        .filter(|total| *total <= MAX_TOTAL_MINOR)
         .ok_or(TransferError::OverflowsBalance)
+}
+
+/// Whether a constrained account's holdings stay within [`MAX_AMOUNT_MINOR`] (unconstrained
+/// accounts, the outside world, are bounded only by their totals).
+fn within_max_balance(balances: &Balances, flags: AccountFlags) -> bool {
+    let constrained = flags.debits_must_not_exceed_credits || flags.credits_must_not_exceed_debits;
+    !constrained || balances.held(flags) <= i128::from(MAX_AMOUNT_MINOR)
 }
 
 /// Validates and books a new single transfer or hold on its two accounts.
@@ -1214,6 +1306,11 @@ fn book_new<S: LedgerState + ?Sized>(
     }
     if !credit.balances.satisfies(credit.account.flags) {
         return Err(TransferError::ExceedsDebits);
+    }
+    if !within_max_balance(&credit.balances, credit.account.flags)
+        || !within_max_balance(&debit.balances, debit.account.flags)
+    {
+        return Err(TransferError::BalanceTooLarge);
     }
     overlay.put_account(debit, false);
     overlay.put_account(credit, false);
@@ -1277,12 +1374,12 @@ fn resolve_hold<S: LedgerState + ?Sized>(
     debit.balances.debits_pending = debit
         .balances
         .debits_pending
-        .checked_sub(reserved)
+        .checked_sub(u128::from(reserved))
         .ok_or(TransferError::OverflowsBalance)?;
     credit.balances.credits_pending = credit
         .balances
         .credits_pending
-        .checked_sub(reserved)
+        .checked_sub(u128::from(reserved))
         .ok_or(TransferError::OverflowsBalance)?;
     if posting {
         debit.balances.debits_posted = checked_total(debit.balances.debits_posted, amount_minor)?;
@@ -1347,11 +1444,11 @@ pub fn expire_pending<S: LedgerState>(state: &mut S, id: TransferId, now_ns: u64
         debit
             .balances
             .debits_pending
-            .checked_sub(record.amount_minor),
+            .checked_sub(u128::from(record.amount_minor)),
         credit
             .balances
             .credits_pending
-            .checked_sub(record.amount_minor),
+            .checked_sub(u128::from(record.amount_minor)),
     ) else {
         return false;
     };
@@ -1609,10 +1706,10 @@ impl Auditor {
             return;
         };
         if let Some((_, sums)) = self.accounts.get_mut(&record.debit_account_id) {
-            sums[debit_slot] += amount;
+            sums[debit_slot] = sums[debit_slot].saturating_add(amount);
         }
         if let Some((_, sums)) = self.accounts.get_mut(&record.credit_account_id) {
-            sums[credit_slot] += amount;
+            sums[credit_slot] = sums[credit_slot].saturating_add(amount);
         }
     }
 
@@ -1662,15 +1759,20 @@ impl Auditor {
         for id in ids {
             let (state, c) = &self.accounts[id];
             let b = state.balances;
+            // Wrapping sums: each account's difference fits an i128, and the per-currency
+            // total must come back to exactly zero, which wrapping arithmetic preserves.
             let sum = sums.entry(state.account.currency).or_default();
-            sum.0 += i128::from(b.credits_posted) - i128::from(b.debits_posted);
-            sum.1 += i128::from(b.credits_pending) - i128::from(b.debits_pending);
-            let to_u64 = |value: u128| u64::try_from(value).unwrap_or(u64::MAX);
+            sum.0 = sum
+                .0
+                .wrapping_add(signed(b.credits_posted).wrapping_sub(signed(b.debits_posted)));
+            sum.1 = sum
+                .1
+                .wrapping_add(signed(b.credits_pending).wrapping_sub(signed(b.debits_pending)));
             let computed = Balances {
-                debits_pending: to_u64(c[0]),
-                debits_posted: to_u64(c[1]),
-                credits_pending: to_u64(c[2]),
-                credits_posted: to_u64(c[3]),
+                debits_pending: c[0],
+                debits_posted: c[1],
+                credits_pending: c[2],
+                credits_posted: c[3],
             };
             if computed != b {
                 self.violations.push(Violation::BalanceMismatch {

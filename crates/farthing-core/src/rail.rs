@@ -47,6 +47,33 @@ impl Rail {
     }
 }
 
+/// The most Telegram Stars one payment can carry. The Bot API 10.1 states no separate bound for
+/// `sendInvoice`/`createInvoiceLink` in `XTR`; the largest Stars price it documents for any
+/// single payment is 100 000 (suggested posts: "price in Telegram Stars must be between 5 and
+/// 100000"), so a report above it did not come from Telegram.
+pub const MAX_STARS_PAYMENT: u64 = 100_000;
+
+/// The most Telegram Stars one subscription period can cost (Bot API 10.1, `createInvoiceLink`
+/// `subscription_period`: "Subscription price must no exceed 10000 Telegram Stars").
+pub const MAX_STARS_SUBSCRIPTION: u64 = 10_000;
+
+/// The most satoshis that can exist (21 million BTC): no Lightning payment can carry more.
+pub const MAX_BTC_SATS: u64 = 2_100_000_000_000_000;
+
+impl Rail {
+    /// The largest amount, in minor units of `currency`, that one payment on this rail can
+    /// carry according to the rail's published limits; `None` where the rail publishes none
+    /// (farthing's own cap, `MAX_AMOUNT_MINOR`, still applies). Amounts above it are refused
+    /// at the edge: at invoice creation, and in reports from the rail (which cannot be real).
+    pub fn max_payment_minor(self, currency: crate::Currency) -> Option<u64> {
+        match (self, currency.code()) {
+            (Rail::Stars, "XTR") => Some(MAX_STARS_PAYMENT),
+            (Rail::Lightning, "BTC") => Some(MAX_BTC_SATS),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Rail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -72,6 +99,18 @@ impl FromStr for Rail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn published_limits() {
+        use crate::Currency;
+        assert_eq!(Rail::Stars.max_payment_minor(Currency::XTR), Some(100_000));
+        assert_eq!(
+            Rail::Lightning.max_payment_minor(Currency::BTC),
+            Some(21_000_000 * 100_000_000)
+        );
+        assert_eq!(Rail::Balance.max_payment_minor(Currency::XTR), None);
+        assert_eq!(Rail::Card.max_payment_minor(Currency::XTR), None);
+    }
 
     #[test]
     fn names_round_trip() {

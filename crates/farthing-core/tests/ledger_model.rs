@@ -35,7 +35,10 @@ const RECENT_HOLDS: usize = 4;
 fn account(i: usize) -> Account {
     let merchant = MerchantId(1);
     let kind = match i {
-        EXTERNAL => AccountKind::External { rail: Rail::Stars },
+        EXTERNAL => AccountKind::External {
+            merchant: MerchantId(1),
+            rail: Rail::Stars,
+        },
         4 => AccountKind::MerchantBalance { merchant },
         n => AccountKind::CustomerBalance {
             merchant,
@@ -220,10 +223,10 @@ struct Totals {
 impl Totals {
     fn of(balances: Balances) -> Totals {
         Totals {
-            debits_pending: balances.debits_pending.into(),
-            debits_posted: balances.debits_posted.into(),
-            credits_pending: balances.credits_pending.into(),
-            credits_posted: balances.credits_posted.into(),
+            debits_pending: i128::try_from(balances.debits_pending).expect("small"),
+            debits_posted: i128::try_from(balances.debits_posted).expect("small"),
+            credits_pending: i128::try_from(balances.credits_pending).expect("small"),
+            credits_posted: i128::try_from(balances.credits_posted).expect("small"),
         }
     }
 }
@@ -1000,8 +1003,7 @@ impl Harness {
             assert_eq!(Totals::of(b), self.model.totals[i], "account {i}");
             if cannot_go_negative(i) {
                 assert!(
-                    u128::from(b.credits_posted)
-                        >= u128::from(b.debits_posted) + u128::from(b.debits_pending),
+                    b.credits_posted >= b.debits_posted + b.debits_pending,
                     "account {i} is overdrawn: {b:?}"
                 );
             }

@@ -23,7 +23,13 @@ const SHOP: MerchantId = MerchantId(7);
 // Fixtures and helpers
 
 fn external() -> Account {
-    Account::new(AccountKind::External { rail: Rail::Stars }, XTR)
+    Account::new(
+        AccountKind::External {
+            merchant: SHOP,
+            rail: Rail::Stars,
+        },
+        XTR,
+    )
 }
 
 fn customer(n: u128) -> Account {
@@ -113,10 +119,10 @@ fn totals(
     credits_posted: u64,
 ) -> Balances {
     Balances {
-        debits_pending,
-        debits_posted,
-        credits_pending,
-        credits_posted,
+        debits_pending: debits_pending.into(),
+        debits_posted: debits_posted.into(),
+        credits_pending: credits_pending.into(),
+        credits_posted: credits_posted.into(),
     }
 }
 
@@ -202,7 +208,13 @@ fn assert_healthy(ledger: &MemoryLedger) {
 fn malformed_transfers_are_refused_with_the_matching_error() {
     let mut ledger = funded();
     let (ext, alice, bob) = (external(), alice(), bob());
-    let ton = Account::new(AccountKind::External { rail: Rail::Ton }, Currency::TON);
+    let ton = Account::new(
+        AccountKind::External {
+            merchant: SHOP,
+            rail: Rail::Ton,
+        },
+        Currency::TON,
+    );
     apply_group(
         &mut ledger,
         &Group {
@@ -358,10 +370,10 @@ fn the_largest_amount_and_timeout_are_accepted() {
         hold(11, &alice(), &shop(), 1, MAX_TIMEOUT_S),
         T0 + SEC,
     );
-    // external has sent 100 + (MAX - 100) = MAX: exactly the largest storable total.
+    // external has sent 100 + (MAX - 100) = MAX.
     assert_eq!(
         balances(&ledger, &external()).debits_posted,
-        MAX_AMOUNT_MINOR
+        u128::from(MAX_AMOUNT_MINOR)
     );
     assert_healthy(&ledger);
 }
@@ -408,7 +420,13 @@ fn a_credits_limited_account_refuses_credits_beyond_its_debits() {
             debits_must_not_exceed_credits: false,
             credits_must_not_exceed_debits: true,
         },
-        ..Account::new(AccountKind::RailClearing { rail: Rail::Stars }, XTR)
+        ..Account::new(
+            AccountKind::RailClearing {
+                merchant: SHOP,
+                rail: Rail::Stars,
+            },
+            XTR,
+        )
     };
     apply_group(
         &mut ledger,
@@ -439,78 +457,109 @@ fn a_credits_limited_account_refuses_credits_beyond_its_debits() {
 }
 
 #[test]
-fn balance_totals_cannot_overflow() {
+fn balances_are_capped_but_lifetime_totals_keep_growing() {
     let mut ledger = funded();
     let ext = external();
-    let card = Account::new(AccountKind::External { rail: Rail::Card }, XTR);
-    let sandbox = Account::new(
-        AccountKind::External {
-            rail: Rail::Sandbox,
-        },
-        XTR,
-    );
-    let lightning = Account::new(
-        AccountKind::External {
-            rail: Rail::Lightning,
-        },
-        XTR,
-    );
     let (c3, c4) = (customer(3), customer(4));
     apply_group(
         &mut ledger,
         &Group {
-            accounts: vec![card, sandbox, lightning, c3, c4],
+            accounts: vec![c3, c4],
             transfers: vec![],
         },
         T0,
     )
     .expect("accounts are created");
 
-    // Debit side: the external account already sent 100, so MAX more would exceed MAX.
-    assert_eq!(
-        refuse(
-            &mut ledger,
-            single(10, &ext, &c3, MAX_AMOUNT_MINOR),
-            T0 + SEC
-        ),
-        TransferError::OverflowsBalance
-    );
-    // Credit side: alice holds 100, so MAX - 100 fills her up and 1 more overflows.
+    // The outside world may send MAX over and over: its totals are 128-bit and keep growing,
+    // so no sequence of large transfers can block later bookings on it (the attack of one
+    // merchant pushing a shared total to its limit).
     apply(
         &mut ledger,
-        single(10, &card, &alice(), MAX_AMOUNT_MINOR - 100),
+        single(10, &ext, &c3, MAX_AMOUNT_MINOR - 1_000),
         T0 + SEC,
     );
-    assert_eq!(
-        refuse(&mut ledger, single(11, &sandbox, &alice(), 1), T0 + SEC),
-        TransferError::OverflowsBalance
-    );
-    // Pending totals: a second hold onto a full credits_pending overflows.
     apply(
         &mut ledger,
-        hold(12, &sandbox, &c3, MAX_AMOUNT_MINOR, 0),
+        single(11, &c3, &shop(), MAX_AMOUNT_MINOR - 1_000),
         T0 + SEC,
     );
-    assert_eq!(
-        refuse(&mut ledger, hold(13, &ext, &c3, 1, 0), T0 + SEC),
-        TransferError::OverflowsBalance
-    );
-    // Posting: c4's posted credits are full, so a hold of 1 onto it can be placed (pending has
-    // room) but not posted; it stays open and can still be voided.
     apply(
         &mut ledger,
-        single(14, &lightning, &c4, MAX_AMOUNT_MINOR),
+        single(12, &ext, &c3, MAX_AMOUNT_MINOR),
         T0 + SEC,
     );
-    apply(&mut ledger, hold(15, &ext, &c4, 1, 0), T0 + SEC);
-    assert_eq!(
-        refuse(&mut ledger, post(16, 15, None), T0 + SEC),
-        TransferError::OverflowsBalance
+    apply(&mut ledger, single(13, &ext, &alice(), 5), T0 + SEC);
+    let totals = balances(&ledger, &ext);
+    // Beyond the old 64-bit cap (i64::MAX), which would have refused everything after.
+    assert!(
+        totals.debits_posted > 2 * u128::from(MAX_AMOUNT_MINOR) - 2_000,
+        "{totals:?}"
     );
-    assert_eq!(pending_state(&ledger, 15), Some(PendingState::Pending));
-    apply(&mut ledger, void(16, 15), T0 + SEC);
-    assert_eq!(balances(&ledger, &c4), totals(0, 0, 0, MAX_AMOUNT_MINOR));
+
+    // What a customer holds is capped at MAX: c3 is full, one more unit is refused…
+    assert_eq!(
+        refuse(&mut ledger, single(14, &ext, &c3, 1), T0 + SEC),
+        TransferError::BalanceTooLarge
+    );
+    // …also as a hold (credits reserved count as held)…
+    assert_eq!(
+        refuse(&mut ledger, hold(14, &ext, &c3, 1, 0), T0 + SEC),
+        TransferError::BalanceTooLarge
+    );
+    // …but once it spends, it can be credited again.
+    apply(&mut ledger, single(15, &c3, &alice(), 10), T0 + SEC);
+    apply(&mut ledger, single(16, &ext, &c3, 10), T0 + SEC);
+    assert_eq!(
+        balances(&ledger, &c3).posted(),
+        i128::from(MAX_AMOUNT_MINOR)
+    );
+
+    // A hold placed while there was room is posted even if the balance is full meanwhile:
+    // posting never makes a constrained account hold more than its hold reserved.
+    apply(&mut ledger, hold(17, &ext, &c4, 7, 0), T0 + SEC);
+    apply(
+        &mut ledger,
+        single(18, &ext, &c4, MAX_AMOUNT_MINOR - 7),
+        T0 + SEC,
+    );
+    apply(&mut ledger, post(19, 17, None), T0 + SEC);
+    assert_eq!(
+        balances(&ledger, &c4).posted(),
+        i128::from(MAX_AMOUNT_MINOR)
+    );
     assert_healthy(&ledger);
+}
+
+#[test]
+fn totals_near_their_limit_refuse_rather_than_wrap() {
+    // An account whose totals are at the 128-bit limit (unreachable by traffic: seeded here).
+    let mut ledger = funded();
+    let ext = external();
+    let full = Account::new(
+        AccountKind::External {
+            merchant: SHOP,
+            rail: Rail::Card,
+        },
+        XTR,
+    );
+    ledger.insert_account(AccountState {
+        account: full,
+        balances: Balances {
+            debits_posted: farthing_core::ledger::MAX_TOTAL_MINOR,
+            credits_posted: farthing_core::ledger::MAX_TOTAL_MINOR,
+            ..Balances::default()
+        },
+        created_at_ns: T0,
+    });
+    assert_eq!(
+        refuse(&mut ledger, single(10, &full, &ext, 1), T0 + SEC),
+        TransferError::OverflowsBalance
+    );
+    assert_eq!(
+        refuse(&mut ledger, single(10, &ext, &full, 1), T0 + SEC),
+        TransferError::OverflowsBalance
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1171,7 +1220,7 @@ fn empty_and_oversized_groups_are_refused() {
     apply_group(&mut ledger, &many_accounts(limit_a), T0).expect("largest group of accounts");
     assert_eq!(
         balances(&ledger, &bob).credits_posted,
-        MAX_GROUP_TRANSFERS as u64
+        MAX_GROUP_TRANSFERS as u128
     );
     assert_healthy(&ledger);
 }
@@ -1201,11 +1250,44 @@ fn account_ids_are_derived_from_kind_owner_and_currency() {
         AccountKind::MerchantPending {
             merchant: MerchantId(1),
         },
-        AccountKind::PlatformFees,
-        AccountKind::RailClearing { rail: Rail::Stars },
-        AccountKind::RailClearing { rail: Rail::Ton },
-        AccountKind::External { rail: Rail::Stars },
-        AccountKind::External { rail: Rail::Ton },
+        AccountKind::PlatformFees {
+            merchant: MerchantId(1),
+        },
+        AccountKind::PlatformFees {
+            merchant: MerchantId(2),
+        },
+        AccountKind::RailClearing {
+            merchant: MerchantId(1),
+            rail: Rail::Stars,
+        },
+        AccountKind::RailClearing {
+            merchant: MerchantId(1),
+            rail: Rail::Ton,
+        },
+        AccountKind::RailClearing {
+            merchant: MerchantId(2),
+            rail: Rail::Stars,
+        },
+        AccountKind::External {
+            merchant: MerchantId(1),
+            rail: Rail::Stars,
+        },
+        AccountKind::External {
+            merchant: MerchantId(1),
+            rail: Rail::Ton,
+        },
+        AccountKind::External {
+            merchant: MerchantId(2),
+            rail: Rail::Stars,
+        },
+        AccountKind::Suspense {
+            merchant: MerchantId(1),
+            rail: Rail::Stars,
+        },
+        AccountKind::Suspense {
+            merchant: MerchantId(2),
+            rail: Rail::Stars,
+        },
     ];
     let mut ids = Vec::new();
     for kind in kinds {

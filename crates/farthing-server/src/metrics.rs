@@ -170,6 +170,16 @@ impl Metrics {
                     "farthing_webhook_deliveries_total{{mode=\"{mode}\",result=\"{result}\"}} {count}"
                 );
             }
+            let _ = writeln!(
+                out,
+                "# HELP farthing_rail_payments_suspended_total Rail payments that could not be booked where they belong and are held in suspense (see `farthing audit`).\n# TYPE farthing_rail_payments_suspended_total counter\nfarthing_rail_payments_suspended_total {}",
+                crate::settlement::suspended_total()
+            );
+            let _ = writeln!(
+                out,
+                "# HELP farthing_rail_payments_refused_total Rail reports refused before booking (impossible amounts, reports contradicting a settled payment).\n# TYPE farthing_rail_payments_refused_total counter\nfarthing_rail_payments_refused_total {}",
+                crate::settlement::refused_total()
+            );
             out
         })
     }

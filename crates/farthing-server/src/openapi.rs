@@ -816,6 +816,14 @@ pub struct RailPayment {
     /// `other_currency`, `unknown_invoice` or `top_up` (no invoice named, the payer's balance was meant); `null` when nothing was.
     #[schema(required = true)]
     pub credit_reason: Option<String>,
+    /// The part held in the merchant's suspense account because it could not be booked where
+    /// it belongs (e.g. a balance would exceed the largest amount farthing stores), in minor
+    /// units; normally 0. The `rail_payment.suspended` event announces it and `farthing audit`
+    /// lists it until an operator resolves it: nothing is dropped.
+    pub amount_suspended: u64,
+    /// Why money was held in suspense, or `null`.
+    #[schema(required = true)]
+    pub suspense_reason: Option<String>,
     /// When it was settled (Unix seconds).
     pub created: u64,
 }

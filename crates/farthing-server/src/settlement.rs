@@ -10,22 +10,30 @@
 //! status, the events and the `rail_payments` row that records the split.
 //!
 //! Why a second booking is impossible:
-//! - the `rail_payments` row, keyed by `(rail, external_id)`, is looked up first: a report
-//!   already settled returns the stored result (`duplicate: true`) and changes nothing, or is
-//!   refused when its money differs;
+//! - the `rail_payments` row, keyed by `(merchant, rail, external_id)`, is looked up first: a
+//!   report already settled returns the stored result (`duplicate: true`) and changes nothing,
+//!   or is refused when its money differs;
 //! - the paying transfer's id is the invoice id, so the ledger itself refuses to pay one
 //!   invoice twice (if it ever does, that part is credited as `already_paid` instead);
-//! - the credit transfer's id is derived from `(rail, external_id)` ([`credit_transfer_id`]).
+//! - the credit transfer's id is derived from `(merchant, rail, external_id)`
+//!   ([`credit_transfer_id`]).
+//!
+//! Why nothing is ever dropped: every booking is on the merchant's own accounts (SPEC L1), and
+//! when the ledger still refuses one (a balance would exceed what farthing stores), the whole
+//! payment is booked from the rail's external account to the merchant's suspense account for
+//! the rail instead, recorded with the reason, announced (`rail_payment.suspended`), counted
+//! (`farthing_rail_payments_suspended_total`) and listed by `farthing audit` until an
+//! operator resolves it. A report is refused outright only when it cannot be real (more than
+//! the rail's published maximum for one payment) or contradicts a settled one.
 
 use farthing_core::invoice::{CreditReason, Invoice, InvoicePayment, Settlement};
-use farthing_core::ledger::{Account, AccountKind, GroupError, Outcome, TransferError};
+use farthing_core::ledger::{GroupError, Outcome, TransferError};
 use farthing_core::money::MAX_AMOUNT_MINOR;
 use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, PublicId, Rail, TransferId};
 use farthing_store::{Customer, RailPayment, Tx};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use crate::api::{book, customers::emit_balance_changed, emit, ledger_error};
+use crate::api::{book, customers::emit_balance_changed, emit};
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::render;
@@ -41,6 +49,52 @@ pub const MAX_PAYLOAD_BYTES: usize = 8 * 1024;
 
 /// The event written when (part of) a rail payment is credited to the payer's balance.
 pub const PAYMENT_CREDITED: &str = "invoice.payment_credited";
+
+/// The event written when a rail payment could not be booked where it belongs and is held in
+/// the merchant's suspense account.
+pub const PAYMENT_SUSPENDED: &str = "rail_payment.suspended";
+
+/// Rail payments held in suspense by this process (a Prometheus counter).
+static SUSPENDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Rail reports refused by this process (a Prometheus counter).
+static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many rail payments this process has put in suspense.
+pub fn suspended_total() -> u64 {
+    SUSPENDED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// How many rail reports this process has refused (bad, impossible, or contradicting a
+/// settled payment).
+pub fn refused_total() -> u64 {
+    REFUSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn refused(error: ApiError) -> ApiError {
+    REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    error
+}
+
+/// Why a settlement could not book as usual.
+enum Failure {
+    /// The report itself is refused (bad, or contradicting a settled one): nothing is booked.
+    Refused(ApiError),
+    /// The ledger refused a booking: the money goes to suspense instead.
+    Ledger(String),
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Failure::Refused(error)
+    }
+}
+
+impl From<farthing_store::StoreError> for Failure {
+    fn from(error: farthing_store::StoreError) -> Self {
+        Failure::Refused(ApiError::from(error))
+    }
+}
 
 /// A payment a rail reports, as the rail's adapter hands it over after verifying it.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,25 +163,110 @@ pub fn settle_payment(
     payment: IncomingPayment,
     checkout_base: &str,
 ) -> Result<SettledPayment, ApiError> {
-    let payload = check(&payment, mode)?;
-    tx.nested(|tx| settle_checked(tx, mode, &payment, payload, checkout_base))?
+    let payload = check(&payment, mode).map_err(refused)?;
+    let attempt =
+        tx.nested(|tx| settle_checked(tx, mode, &payment, payload.clone(), checkout_base))?;
+    match attempt {
+        Ok(settled) => Ok(settled),
+        Err(Failure::Refused(error)) if error.status.is_client_error() => Err(refused(error)),
+        Err(Failure::Refused(error)) => Err(error),
+        Err(Failure::Ledger(reason)) => {
+            tx.nested(|tx| suspend(tx, mode, &payment, payload, reason))?
+        }
+    }
 }
 
-/// The deterministic id of the credit transfer of the rail payment `(rail, external_id)`:
-/// SHA-256 of a domain tag, the rail and the id, truncated to 128 bits (never 0).
-pub fn credit_transfer_id(rail: Rail, external_id: &str) -> TransferId {
-    let digest = Sha256::new()
-        .chain_update(b"farthing/rail-payment-credit/v1\0")
-        .chain_update(rail.as_str().as_bytes())
-        .chain_update([0u8])
-        .chain_update(external_id.as_bytes())
-        .finalize();
-    let mut bytes = [0u8; 16];
-    for (to, from) in bytes.iter_mut().zip(digest.iter()) {
-        *to = *from;
-    }
-    let raw = u128::from_be_bytes(bytes);
-    TransferId(raw.max(1))
+/// The deterministic id of the credit transfer of the merchant's rail payment
+/// `(rail, external_id)`.
+pub fn credit_transfer_id(merchant: MerchantId, rail: Rail, external_id: &str) -> TransferId {
+    TransferId::derived(
+        "farthing/rail-payment-credit/v2",
+        &[
+            &merchant.to_be_bytes(),
+            rail.as_str().as_bytes(),
+            external_id.as_bytes(),
+        ],
+    )
+}
+
+/// The deterministic id of the transfer that holds a rail payment in suspense.
+pub fn suspense_transfer_id(merchant: MerchantId, rail: Rail, external_id: &str) -> TransferId {
+    TransferId::derived(
+        "farthing/rail-payment-suspense/v1",
+        &[
+            &merchant.to_be_bytes(),
+            rail.as_str().as_bytes(),
+            external_id.as_bytes(),
+        ],
+    )
+}
+
+/// The ledger refused to book a rail payment where it belongs: it is booked whole from the
+/// rail's external account to the merchant's suspense account, recorded with the reason, and
+/// announced. Nothing else changes (the invoice stays as it was). Fails only when the database
+/// fails — then the caller must answer the rail "not handled" so that it reports again.
+fn suspend(
+    tx: &mut Tx<'_, '_>,
+    mode: Mode,
+    payment: &IncomingPayment,
+    payload: Option<String>,
+    reason: String,
+) -> Result<SettledPayment, ApiError> {
+    let merchant = payment.merchant;
+    let group = book::transfer(
+        suspense_transfer_id(merchant, payment.rail, &payment.external_id),
+        book::rail(merchant, payment.rail, payment.currency),
+        book::suspense(merchant, payment.rail, payment.currency),
+        payment.amount_minor,
+        book::SUSPENSE,
+        payment.invoice.map_or(0, InvoiceId::raw),
+    );
+    tx.apply(&group)?.map_err(|error| {
+        ApiError::internal(format!(
+            "a {} payment could not even be held in suspense: {error}",
+            payment.rail
+        ))
+    })?;
+    let record = RailPayment {
+        rail: payment.rail,
+        external_id: payment.external_id.clone(),
+        merchant,
+        invoice: payment.invoice,
+        customer: payment.payer,
+        currency: payment.currency,
+        amount_minor: payment.amount_minor,
+        paid_minor: 0,
+        credited_minor: 0,
+        credit_reason: None,
+        payload,
+        created_at_ns: tx.now_ns(),
+        suspended_minor: payment.amount_minor,
+        suspense_reason: Some(reason.clone()),
+    };
+    tx.insert_rail_payment(&record)?;
+    emit(
+        tx,
+        merchant,
+        mode,
+        PAYMENT_SUSPENDED,
+        render_rail_payment(&record, mode),
+    )?;
+    SUSPENDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::error!(
+        merchant = %merchant.encode(),
+        rail = %payment.rail,
+        external_id = %payment.external_id,
+        amount_minor = payment.amount_minor,
+        currency = %payment.currency,
+        %reason,
+        "a rail payment could not be booked where it belongs and is held in suspense; `farthing audit` lists it"
+    );
+    let invoice = load_invoice(tx, merchant, payment.invoice)?;
+    Ok(SettledPayment {
+        payment: record,
+        invoice,
+        duplicate: false,
+    })
 }
 
 /// The wire form of a rail payment: the object of `invoice.payment_credited`.
@@ -144,6 +283,8 @@ pub fn render_rail_payment(payment: &RailPayment, mode: Mode) -> Value {
         "amount_paid": payment.paid_minor,
         "amount_credited": payment.credited_minor,
         "credit_reason": payment.credit_reason.map(CreditReason::as_str),
+        "amount_suspended": payment.suspended_minor,
+        "suspense_reason": payment.suspense_reason,
         "created": render::unix_s(payment.created_at_ns),
     })
 }
@@ -207,6 +348,19 @@ fn check(payment: &IncomingPayment, mode: Mode) -> Result<Option<String>, ApiErr
             ),
         ));
     }
+    // More than the rail's published maximum for one payment cannot be a real report (e.g. a
+    // forged `successful_payment` on a merchant's own bot): refused at the edge.
+    if let Some(max) = payment.rail.max_payment_minor(payment.currency) {
+        if payment.amount_minor > max {
+            return Err(invalid(
+                "amount_minor",
+                format!(
+                    "{} {} is more than one {} payment can carry ({max}): the rail cannot have reported it",
+                    payment.amount_minor, payment.currency, payment.rail
+                ),
+            ));
+        }
+    }
     let payload = payment.payload.as_ref().map(Value::to_string);
     if payload
         .as_ref()
@@ -226,9 +380,9 @@ fn settle_checked(
     payment: &IncomingPayment,
     payload: Option<String>,
     checkout_base: &str,
-) -> Result<SettledPayment, ApiError> {
+) -> Result<SettledPayment, Failure> {
     let merchant = payment.merchant;
-    if let Some(existing) = tx.rail_payment(payment.rail, &payment.external_id)? {
+    if let Some(existing) = tx.rail_payment(merchant, payment.rail, &payment.external_id)? {
         refuse_if_different(tx, &existing, payment)?;
         let invoice = load_invoice(tx, merchant, existing.invoice)?;
         return Ok(SettledPayment {
@@ -274,15 +428,12 @@ fn settle_checked(
     };
     let total = pays_minor.checked_add(credit_minor);
     if total != Some(payment.amount_minor) {
-        return Err(ApiError::internal(format!(
-            "settlement of {} {} split {} into {pays_minor} + {credit_minor}",
-            payment.rail, payment.external_id, payment.amount_minor
+        return Err(Failure::Ledger(format!(
+            "the invoice rule split {} into {pays_minor} + {credit_minor}",
+            payment.amount_minor
         )));
     }
-    let external = Account::new(
-        AccountKind::External { rail: payment.rail },
-        payment.currency,
-    );
+    let external = book::rail(merchant, payment.rail, payment.currency);
 
     // The paying part: its transfer id is the invoice id, so one invoice is paid once.
     let mut paid_minor = 0;
@@ -311,7 +462,7 @@ fn settle_checked(
                         paid_at_ns: now_ns,
                     })
                     .map_err(|error| {
-                        ApiError::internal(format!(
+                        Failure::Ledger(format!(
                             "invoice {} could not be marked paid after settling: {error}",
                             found.id.encode()
                         ))
@@ -347,7 +498,12 @@ fn settle_checked(
                 credit_minor = payment.amount_minor;
                 reason = Some(CreditReason::AlreadyPaid);
             }
-            Err(error) => return Err(ledger_error(error, "the rail", payment.currency)),
+            Err(error) => {
+                return Err(Failure::Ledger(ledger_refusal(
+                    &error,
+                    "paying the invoice",
+                )))
+            }
         }
     }
 
@@ -359,7 +515,7 @@ fn settle_checked(
         };
         customer = Some(payer);
         let group = book::transfer(
-            credit_transfer_id(payment.rail, &payment.external_id),
+            credit_transfer_id(merchant, payment.rail, &payment.external_id),
             external,
             book::customer(merchant, payer, payment.currency),
             credit_minor,
@@ -367,7 +523,7 @@ fn settle_checked(
             payment.invoice.map_or(0, InvoiceId::raw),
         );
         tx.apply(&group)?
-            .map_err(|error| ledger_error(error, "the rail", payment.currency))?;
+            .map_err(|error| Failure::Ledger(ledger_refusal(&error, "crediting the payer")))?;
     }
 
     let record = RailPayment {
@@ -383,6 +539,8 @@ fn settle_checked(
         credit_reason: reason.filter(|_| credit_minor > 0),
         payload,
         created_at_ns: now_ns,
+        suspended_minor: 0,
+        suspense_reason: None,
     };
     if let Some(paid) = &paid_invoice {
         let url = format!(
@@ -416,6 +574,15 @@ fn settle_checked(
     })
 }
 
+/// Why the ledger refused a settlement's booking, for the suspense record.
+fn ledger_refusal(error: &GroupError, what: &str) -> String {
+    let detail = match error {
+        GroupError::Transfer { error, .. } => error.to_string(),
+        other => other.to_string(),
+    };
+    format!("{what}: {detail}")
+}
+
 /// The metadata an invoice carries when paying it tops up the payer's balance (the bot's
 /// `/balance` buttons make such invoices).
 pub const TOP_UP_METADATA: (&str, &str) = ("purpose", "top_up");
@@ -431,6 +598,9 @@ pub fn is_top_up(invoice: &Invoice) -> bool {
 /// The id of the transfer that moves a paid top-up invoice's money from the merchant to the
 /// payer: derived from the invoice id, so one invoice tops up once.
 pub fn top_up_transfer_id(invoice: InvoiceId) -> TransferId {
+    // The v1 form (kept: ids already on ledgers were made this way): SHA-256 of the tag with
+    // its NUL and the id's bytes.
+    use sha2::{Digest, Sha256};
     let digest = Sha256::new()
         .chain_update(b"farthing/top-up-invoice/v1\0")
         .chain_update(invoice.raw().to_be_bytes())
@@ -451,7 +621,7 @@ fn credit_top_up(
     invoice: &Invoice,
     payer: Option<CustomerId>,
     amount_minor: u64,
-) -> Result<(), ApiError> {
+) -> Result<(), Failure> {
     let Some(payer) = payer else {
         tracing::warn!(invoice = %invoice.id.encode(), "a top-up invoice was paid by an unknown payer; the money stays with the merchant");
         return Ok(());
@@ -465,8 +635,14 @@ fn credit_top_up(
         invoice.id.raw(),
     );
     tx.apply(&group)?
-        .map_err(|error| ledger_error(error, "the merchant", invoice.currency))?;
-    emit_balance_changed(tx, invoice.merchant, mode, payer, invoice.currency)
+        .map_err(|error| Failure::Ledger(ledger_refusal(&error, "topping up the payer")))?;
+    Ok(emit_balance_changed(
+        tx,
+        invoice.merchant,
+        mode,
+        payer,
+        invoice.currency,
+    )?)
 }
 
 /// The merchant's invoice `id`, if it has one (another merchant's invoice is not found).
@@ -525,7 +701,7 @@ fn refuse_if_different(
     tx: &mut Tx<'_, '_>,
     existing: &RailPayment,
     payment: &IncomingPayment,
-) -> Result<(), ApiError> {
+) -> Result<(), Failure> {
     let show = |id: Option<InvoiceId>| id.map_or_else(|| "none".to_owned(), |id| id.encode());
     let mut differences = Vec::new();
     if existing.merchant != payment.merchant {
@@ -574,7 +750,7 @@ fn refuse_if_different(
     if differences.is_empty() {
         return Ok(());
     }
-    Err(ApiError::conflict(
+    Err(Failure::Refused(ApiError::conflict(
         "rail_payment_mismatch",
         format!(
             "{} payment {:?} was already settled and this report differs in {}: a rail payment \
@@ -583,7 +759,7 @@ fn refuse_if_different(
             existing.external_id,
             differences.join(", ")
         ),
-    ))
+    )))
 }
 
 #[cfg(test)]
@@ -592,15 +768,17 @@ mod tests {
 
     #[test]
     fn credit_transfer_ids_are_stable_and_distinct() {
-        let a = credit_transfer_id(Rail::Stars, "charge-1");
-        assert_eq!(a, credit_transfer_id(Rail::Stars, "charge-1"));
-        assert_ne!(a, credit_transfer_id(Rail::Ton, "charge-1"));
-        assert_ne!(a, credit_transfer_id(Rail::Stars, "charge-2"));
-        // The separator keeps rail and id apart.
+        let m = MerchantId(1);
+        let a = credit_transfer_id(m, Rail::Stars, "charge-1");
+        assert_eq!(a, credit_transfer_id(m, Rail::Stars, "charge-1"));
+        assert_ne!(a, credit_transfer_id(m, Rail::Ton, "charge-1"));
+        assert_ne!(a, credit_transfer_id(m, Rail::Stars, "charge-2"));
+        // Another merchant's payment with the same id is another credit.
         assert_ne!(
-            credit_transfer_id(Rail::Stars, "x"),
-            credit_transfer_id(Rail::Ton, "x")
+            a,
+            credit_transfer_id(MerchantId(2), Rail::Stars, "charge-1")
         );
+        assert_ne!(a, suspense_transfer_id(m, Rail::Stars, "charge-1"));
         assert!(!a.is_zero());
     }
 

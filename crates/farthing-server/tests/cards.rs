@@ -424,7 +424,13 @@ async fn a_usd_invoice_is_paid_by_card_through_the_bot() {
         .running
         .state()
         .store(Mode::Test)
-        .read(|reader| reader.rail_payment(Rail::Card, "tg_charge_1"))
+        .read(|reader| {
+            reader.rail_payment(
+                MerchantId::parse(&app.merchant.id).expect("merchant id"),
+                Rail::Card,
+                "tg_charge_1",
+            )
+        })
         .expect("read")
         .expect("the card payment is recorded");
     assert_eq!(payment.amount_minor, 500);
@@ -436,7 +442,13 @@ async fn a_usd_invoice_is_paid_by_card_through_the_bot() {
         .running
         .state()
         .store(Mode::Test)
-        .read(|reader| reader.rail_payment(Rail::Stars, "tg_charge_1"))
+        .read(|reader| {
+            reader.rail_payment(
+                MerchantId::parse(&app.merchant.id).expect("merchant id"),
+                Rail::Stars,
+                "tg_charge_1",
+            )
+        })
         .expect("read");
     assert!(stars.is_none(), "a card payment is not a Stars payment");
     let (_, events) = app.get("/v1/events?limit=100").await;

@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use farthing_core::invoice::{
     CreditReason, Invoice, InvoiceAmount, InvoiceStatus, NewInvoice, DEFAULT_EXPIRES_IN_S,
 };
-use farthing_core::ledger::{code, Account, AccountKind, Group, Transfer, TransferAction};
+use farthing_core::ledger::{code, Account, Group, Transfer, TransferAction};
 use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, PublicId, Rail, TransferId};
 use farthing_server::api::book;
 use farthing_server::config::Config;
 use farthing_server::error::ApiError;
 use farthing_server::settlement::{
-    credit_transfer_id, settle_payment, IncomingPayment, SettledPayment,
+    credit_transfer_id, settle_payment, suspended_total, IncomingPayment, SettledPayment,
 };
 use farthing_server::state::Mode;
 use farthing_server::{create_merchant, start, Running};
@@ -215,7 +215,7 @@ impl Harness {
 
     fn row(&self, rail: Rail, external_id: &str) -> Option<RailPayment> {
         self.store()
-            .read(|reader| reader.rail_payment(rail, external_id))
+            .read(|reader| reader.rail_payment(self.a, rail, external_id))
             .expect("read")
     }
 
@@ -329,7 +329,7 @@ impl Harness {
             }
             let external: i128 = rails
                 .into_iter()
-                .map(|rail| self.balance(Account::new(AccountKind::External { rail }, currency)))
+                .map(|rail| self.balance(book::rail(self.a, rail, currency)))
                 .sum();
             assert_eq!(-external, i128::try_from(reported).expect("small"));
         }
@@ -437,11 +437,24 @@ async fn a_payment_reported_twice_settles_once_and_a_changed_report_is_refused()
         assert!(error.message.contains(field), "{field}: {}", error.message);
         assert!(error.message.contains("charge-twice"), "{}", error.message);
     }
-    // Another merchant reporting the same rail id is refused too.
+    // Another merchant reporting the same rail id reports a payment of its own: rail payment
+    // ids are per merchant, so no merchant can claim (and so block) another's payment. B has
+    // no such invoice, so B's money is credited to a payer of B's; A's settlement stands.
     let mut other = stars("charge-twice", Some(invoice.id), 10);
     other.merchant = h.b;
-    let error = h.try_settle(other).await.expect_err("another merchant");
-    assert!(error.message.contains("merchant"), "{}", error.message);
+    let base = h.base.clone();
+    let others = h
+        .store()
+        .run(move |tx| settle_payment(tx, Mode::Test, other, &base))
+        .await
+        .expect("committed")
+        .expect("B's own payment");
+    assert!(!others.duplicate);
+    assert_eq!(others.payment.merchant, h.b);
+    assert_eq!(
+        others.payment.credit_reason,
+        Some(CreditReason::UnknownInvoice)
+    );
 
     assert_eq!(h.merchant_balance(XTR), 10);
     assert_eq!(h.event_count(), events);
@@ -484,7 +497,7 @@ async fn paying_a_paid_invoice_again_credits_the_payer_found_or_created_by_exter
     // The credit is booked under the id derived from the rail payment.
     let transfer = h
         .store()
-        .transfer(credit_transfer_id(Rail::Stars, "charge-2"))
+        .transfer(credit_transfer_id(h.a, Rail::Stars, "charge-2"))
         .expect("read")
         .expect("the credit transfer");
     assert_eq!(transfer.record.amount_minor, 10);
@@ -721,7 +734,7 @@ async fn when_the_ledger_already_holds_the_invoices_payment_the_money_is_credite
     // elsewhere could leave. The ledger must refuse a second paying transfer.
     let (merchant, id) = (h.a, invoice.id);
     h.job(move |tx| {
-        let from = Account::new(AccountKind::External { rail: Rail::Card }, XTR);
+        let from = book::rail(merchant, Rail::Card, XTR);
         let to = book::merchant(merchant, XTR);
         let group = Group {
             accounts: vec![from, to],
@@ -758,10 +771,7 @@ async fn when_the_ledger_already_holds_the_invoices_payment_the_money_is_credite
     assert_eq!(h.customer_balance(payer, XTR), 10);
     assert!(h.events("invoice.paid").is_empty());
     // The card rail's external account also gave 10.
-    let card = h.balance(Account::new(
-        AccountKind::External { rail: Rail::Card },
-        XTR,
-    ));
+    let card = h.balance(book::rail(h.a, Rail::Card, XTR));
     assert_eq!(card, -10);
     h.stop_with_extra_external(Rail::Card).await;
 }
@@ -809,4 +819,212 @@ async fn fifty_concurrent_reports_of_one_payment_book_it_once() {
 fn assert_split_any(settled: &SettledPayment) {
     let payment = &settled.payment;
     assert_eq!((payment.paid_minor, payment.credited_minor), (10, 0));
+}
+
+/// SPEC L1 / security issue item 1: one merchant drives every total it can reach to its limit;
+/// another merchant's payments on the same rails still settle, and the first merchant's own
+/// money that cannot be booked where it belongs is held in suspense, never dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_merchant_at_every_limit_cannot_block_another_and_nothing_is_dropped() {
+    use farthing_core::money::MAX_AMOUNT_MINOR;
+    let mut h = spawn().await;
+    // Merchant B: a customer credited far beyond the old 64-bit totals (three payments of the
+    // largest amount into one shared account would have stopped the rail for everyone).
+    let (b, base) = (h.b, h.base.clone());
+    let top_ups = h
+        .job(move |tx| {
+            let customer = Customer {
+                id: farthing_server::ids::new_id(),
+                merchant: b,
+                external_id: Some("tg:666".to_owned()),
+                metadata: Vec::new(),
+                created_at_ns: tx.now_ns(),
+            };
+            tx.insert_customer(&customer)?;
+            Ok(customer.id)
+        })
+        .await;
+    let b_customer = top_ups;
+    let fill = |n: u64| IncomingPayment {
+        merchant: b,
+        rail: Rail::Card,
+        external_id: format!("b-fill-{n}"),
+        invoice: None,
+        payer: Some(b_customer),
+        payer_external_id: None,
+        currency: XTR,
+        amount_minor: MAX_AMOUNT_MINOR,
+        payload: None,
+    };
+    let (first, second, base1) = (fill(0), fill(1), base.clone());
+    let (filled, spent, refilled) = h
+        .store()
+        .run(move |tx| {
+            // Fill B's customer to the largest balance from B's card rail, spend it all to B,
+            // fill it again: B's card rail account has now sent 2 × MAX, past any 64-bit total.
+            let filled = settle_payment(tx, Mode::Test, first, &base1);
+            let spend = book::transfer(
+                TransferId(farthing_server::ids::new_id::<farthing_core::ChargeId>().raw()),
+                book::customer(b, b_customer, XTR),
+                book::merchant(b, XTR),
+                MAX_AMOUNT_MINOR,
+                code::CHARGE,
+                0,
+            );
+            let spent = tx.apply(&spend)?;
+            let refilled = settle_payment(tx, Mode::Test, second, &base1);
+            Ok::<_, StoreError>((filled, spent, refilled))
+        })
+        .await
+        .expect("committed")
+        .expect("job");
+    for settled in [filled, refilled] {
+        let settled = settled.expect("B's payment settles");
+        assert_eq!(settled.payment.credited_minor, MAX_AMOUNT_MINOR);
+    }
+    spent.expect("B spends its customer's balance");
+    assert_eq!(
+        h.balance(book::rail(b, Rail::Card, XTR)),
+        -2 * i128::from(MAX_AMOUNT_MINOR),
+        "B's own rail account went past the old 64-bit cap and goes on working"
+    );
+    // B's customer balance is full: B's next payment for that customer cannot be credited
+    // where it belongs, so it is held in suspense, recorded and announced.
+    let before = suspended_total();
+    let base2 = base.clone();
+    let suspended = h
+        .store()
+        .run(move |tx| {
+            settle_payment(
+                tx,
+                Mode::Test,
+                IncomingPayment {
+                    merchant: b,
+                    rail: Rail::Stars,
+                    external_id: "b-overflow".to_owned(),
+                    invoice: None,
+                    payer: Some(b_customer),
+                    payer_external_id: None,
+                    currency: XTR,
+                    amount_minor: 5,
+                    payload: None,
+                },
+                &base2,
+            )
+        })
+        .await
+        .expect("committed")
+        .expect("a payment that cannot be booked is held, not refused");
+    assert_eq!(suspended.payment.suspended_minor, 5);
+    assert_eq!(
+        (
+            suspended.payment.paid_minor,
+            suspended.payment.credited_minor
+        ),
+        (0, 0)
+    );
+    assert!(suspended
+        .payment
+        .suspense_reason
+        .as_deref()
+        .is_some_and(|reason| reason.contains("largest amount")));
+    assert!(suspended_total() > before);
+    assert_eq!(
+        h.balance(book::suspense(b, Rail::Stars, XTR)),
+        5,
+        "held in B's suspense account for the rail"
+    );
+    let suspended_events = h
+        .store()
+        .read(|reader| {
+            reader.events(
+                b,
+                PageRequest {
+                    limit: 100,
+                    starting_after: None,
+                },
+            )
+        })
+        .expect("read")
+        .data
+        .into_iter()
+        .filter(|event| event.event_type == "rail_payment.suspended")
+        .count();
+    assert_eq!(suspended_events, 1);
+    // The same report again is a duplicate of the suspended one: held once.
+    let again = h
+        .store()
+        .run(move |tx| {
+            settle_payment(
+                tx,
+                Mode::Test,
+                IncomingPayment {
+                    merchant: b,
+                    rail: Rail::Stars,
+                    external_id: "b-overflow".to_owned(),
+                    invoice: None,
+                    payer: Some(b_customer),
+                    payer_external_id: None,
+                    currency: XTR,
+                    amount_minor: 5,
+                    payload: None,
+                },
+                &base,
+            )
+        })
+        .await
+        .expect("committed")
+        .expect("duplicate");
+    assert!(again.duplicate);
+    assert_eq!(h.balance(book::suspense(b, Rail::Stars, XTR)), 5);
+    // The audit still holds every invariant but lists the suspended money for an operator.
+    let report = h.store().audit().expect("audit");
+    assert!(report.problems.is_empty(), "{report}");
+    assert!(
+        report.findings.iter().any(|f| f.contains("b-overflow")),
+        "{report}"
+    );
+
+    // Merchant A, on the same rails and currency, is untouched by all of it: its payments
+    // settle as always, including one that uses the very same Stars charge id as B's.
+    let invoice = h.invoice(10).await;
+    let settled = h.settle(stars("b-overflow", Some(invoice.id), 10)).await;
+    assert_split(&settled, 10, 0, None);
+    let card = h.settle(stars("a-after", None, 7)).await;
+    assert_eq!(card.payment.credited_minor, 7);
+    // A's own ledger is clean; the stop checks conservation of A's money. B's suspense is a
+    // finding of the test store, so the audit there is checked above instead.
+    let report = h.running.state().store(Mode::Live).audit().expect("audit");
+    assert!(report.is_ok(), "{report}");
+    let held = h.held(XTR);
+    assert_eq!(held, 17);
+    h.running.shutdown().await;
+}
+
+/// A rail report above the rail's published maximum for one payment cannot be real (a merchant
+/// forging `successful_payment` on its own bot): refused at the edge, nothing booked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_above_the_rails_maximum_is_refused_at_the_edge() {
+    let mut h = spawn().await;
+    let refused = h
+        .try_settle(stars("forged", None, 9_223_372_036_854_773_676))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code, "invalid_rail_payment");
+    assert_eq!(refused.param.as_deref(), Some("amount_minor"));
+    let refused = h
+        .try_settle(stars(
+            "forged-2",
+            None,
+            farthing_core::rail::MAX_STARS_PAYMENT + 1,
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.param.as_deref(), Some("amount_minor"));
+    assert!(h.row(Rail::Stars, "forged").is_none());
+    // The largest real one settles.
+    let mut payment = stars("largest", None, farthing_core::rail::MAX_STARS_PAYMENT);
+    payment.payer_external_id = Some("tg:1".to_owned());
+    h.settle(payment).await;
+    h.stop().await;
 }

@@ -1248,3 +1248,74 @@ async fn a_subscription_starts_renews_once_per_charge_and_is_canceled_and_resume
     missing.expect(404);
     app.stop().await;
 }
+
+/// Security issue item 1 (regression): a merchant forging a `successful_payment` of
+/// 9 223 372 036 854 773 676 Stars on its own bot (it knows its own webhook secret) used to push
+/// the shared Stars account to its cap, after which genuine payments were answered `ok` to
+/// Telegram and never booked. Now the forged report is refused at the edge (no Stars payment can
+/// be that large), and the next genuine payment settles.
+#[tokio::test]
+async fn a_forged_giant_payment_is_refused_and_a_genuine_one_still_settles() {
+    let app = spawn().await;
+    app.connected().await;
+    let forged = app
+        .invoice(json!({"amount": 5, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+    // Telegram cannot have sent it: taken (200, so it is not "resent") but not booked.
+    app.pay(20, 9_223_372_036_854_773_676, &forged, "forged-charge")
+        .await
+        .expect(200);
+    assert_eq!(app.merchant_balance(), 0);
+    assert!(app.events("invoice.payment_credited").await.is_empty());
+    let invoice = app.get(&format!("/v1/invoices/{forged}")).await;
+    assert_eq!(invoice.body["status"], "open");
+
+    let id = app
+        .invoice(json!({"amount": 5, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+    app.pay(21, 5, &id, "genuine-charge").await.expect(200);
+    let invoice = app.get(&format!("/v1/invoices/{id}")).await;
+    assert_eq!(invoice.body["status"], "paid", "{}", invoice.text);
+    assert_eq!(app.merchant_balance(), 5);
+    // Invoices above the Stars limits are refused when stars is asked for, and leave stars out
+    // when no rails are named.
+    let refused = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 100_001, "currency": "XTR", "rails": ["stars"]}),
+        )
+        .await;
+    refused.expect(400);
+    assert_eq!(refused.body["error"]["code"], "amount_exceeds_rail_limit");
+    assert_eq!(refused.body["error"]["param"], "rails[0]");
+    let created = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 100_001, "currency": "XTR"}),
+        )
+        .await;
+    created.expect(201);
+    assert!(
+        !created.body["rails"]
+            .as_array()
+            .expect("rails")
+            .contains(&json!("stars")),
+        "{}",
+        created.text
+    );
+    let subscription = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 10_001, "currency": "XTR", "rails": ["stars"], "subscription_period": 2_592_000}),
+        )
+        .await;
+    subscription.expect(400);
+    assert_eq!(subscription.body["error"]["param"], "amount");
+    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await;
+    let metrics = metrics.expect("metrics").text().await.expect("text");
+    assert!(
+        metrics.contains("farthing_rail_payments_refused_total"),
+        "{metrics}"
+    );
+    app.stop().await;
+}

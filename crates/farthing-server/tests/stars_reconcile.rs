@@ -349,7 +349,7 @@ async fn a_payment_the_webhook_missed_is_settled_by_reconciliation() {
         .running
         .state()
         .store(Mode::Test)
-        .read(|reader| reader.rail_payment(Rail::Stars, "charge-missed"))
+        .read(|reader| reader.rail_payment(app.merchant_id(), Rail::Stars, "charge-missed"))
         .expect("read")
         .expect("the rail payment");
     assert_eq!(payment.invoice.map(|i| i.encode()), Some(invoice.clone()));

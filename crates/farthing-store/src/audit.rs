@@ -28,12 +28,15 @@ pub struct AuditReport {
     pub totals: BTreeMap<Currency, u128>,
     /// Every problem, readable.
     pub problems: Vec<String>,
+    /// What holds but needs an operator: money a rail reported that is held in suspense
+    /// because it could not be booked where it belongs (never dropped, never silent).
+    pub findings: Vec<String>,
 }
 
 impl AuditReport {
-    /// Whether every invariant holds.
+    /// Whether every invariant holds and nothing waits for an operator.
     pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.findings.is_empty()
     }
 }
 
@@ -50,10 +53,25 @@ impl fmt::Display for AuditReport {
                 "  {currency}: {total} minor units held in positive balances"
             )?;
         }
-        if self.problems.is_empty() {
+        if !self.findings.is_empty() {
+            writeln!(
+                f,
+                "{} finding(s) that need an operator:",
+                self.findings.len()
+            )?;
+            for finding in &self.findings {
+                writeln!(f, "  - {finding}")?;
+            }
+        }
+        if self.problems.is_empty() && self.findings.is_empty() {
             write!(
                 f,
                 "ok: per currency the balances sum to zero, every balance equals the sum of its transfers, no dangling references"
+            )
+        } else if self.problems.is_empty() {
+            write!(
+                f,
+                "ATTENTION: the ledger's invariants hold (SPEC L5), but money is held in suspense"
             )
         } else {
             writeln!(f, "{} problem(s):", self.problems.len())?;
@@ -97,6 +115,19 @@ pub fn audit_connection(connection: &Connection) -> Result<AuditReport, StoreErr
             match codec::account_from_row(row) {
                 Ok(state) => {
                     let posted = state.balances.posted();
+                    if let farthing_core::ledger::AccountKind::Suspense { merchant, rail } =
+                        state.account.kind
+                    {
+                        // Suspense is credited from the rail's external account: what it
+                        // holds is its posted credit balance.
+                        if posted != 0 {
+                            report.findings.push(format!(
+                                "the suspense account of merchant {} for rail {rail} holds {posted} {} minor units",
+                                farthing_core::PublicId::encode(merchant),
+                                state.account.currency
+                            ));
+                        }
+                    }
                     if posted > 0 {
                         *report.totals.entry(state.account.currency).or_default() +=
                             posted.unsigned_abs();
@@ -172,5 +203,6 @@ pub fn audit_connection(connection: &Connection) -> Result<AuditReport, StoreErr
         ));
     }
     crate::rails::audit(&snapshot, &mut report.problems)?;
+    crate::rails::audit_suspense(&snapshot, &mut report.findings)?;
     Ok(report)
 }

@@ -445,23 +445,18 @@ impl Reader<'_> {
         merchant: MerchantId,
         customer: CustomerId,
     ) -> Result<Vec<(Currency, i128, i128)>, StoreError> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT currency, debits_pending, debits_posted, credits_posted FROM accounts \
-             WHERE merchant_id = ?1 AND customer_id = ?2 ORDER BY currency",
-        )?;
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT {} FROM accounts WHERE merchant_id = ?1 AND customer_id = ?2 ORDER BY currency",
+            crate::codec::ACCOUNT_COLUMNS
+        ))?;
         let mut rows = statement.query(params![merchant.to_be_bytes(), customer.to_be_bytes()])?;
         let mut balances = Vec::new();
         while let Some(row) = rows.next()? {
-            let code: String = row.get(0)?;
-            let currency =
-                Currency::parse(&code).map_err(|_| corrupt(format!("currency {code:?}")))?;
-            let debits_pending = i128::from(row.get::<_, i64>(1)?);
-            let debits_posted = i128::from(row.get::<_, i64>(2)?);
-            let credits_posted = i128::from(row.get::<_, i64>(3)?);
+            let state = crate::codec::account_from_row(row)?;
             balances.push((
-                currency,
-                credits_posted - debits_posted,
-                credits_posted - debits_posted - debits_pending,
+                state.account.currency,
+                state.balances.posted(),
+                state.balances.available(),
             ));
         }
         Ok(balances)

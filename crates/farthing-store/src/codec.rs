@@ -45,6 +45,25 @@ fn amount(row: &Row<'_>, index: usize) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| corrupt("a negative amount"))
 }
 
+/// A running total: a 16-byte big-endian blob (totals are 128-bit, see
+/// `farthing_core::ledger::MAX_TOTAL_MINOR`).
+fn total(row: &Row<'_>, index: usize) -> Result<u128, StoreError> {
+    let bytes: Vec<u8> = row.get(index)?;
+    let array: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| corrupt("an account total is not 16 bytes"))?;
+    let value = u128::from_be_bytes(array);
+    if value > farthing_core::ledger::MAX_TOTAL_MINOR {
+        return Err(corrupt("an account total above the largest total"));
+    }
+    Ok(value)
+}
+
+/// The stored form of a running total.
+pub(crate) fn sql_total(value: u128) -> [u8; 16] {
+    value.to_be_bytes()
+}
+
 fn currency(row: &Row<'_>, index: usize) -> Result<Currency, StoreError> {
     let code: String = row.get(index)?;
     Currency::parse(&code).map_err(|_| StoreError::Corrupt(format!("unknown currency {code:?}")))
@@ -78,10 +97,10 @@ pub(crate) fn account_from_row(row: &Row<'_>) -> Result<AccountState, StoreError
             flags,
         },
         balances: Balances {
-            debits_pending: amount(row, 7)?,
-            debits_posted: amount(row, 8)?,
-            credits_pending: amount(row, 9)?,
-            credits_posted: amount(row, 10)?,
+            debits_pending: total(row, 7)?,
+            debits_posted: total(row, 8)?,
+            credits_pending: total(row, 9)?,
+            credits_posted: total(row, 10)?,
         },
         created_at_ns: u64::try_from(created_at_ns).map_err(|_| corrupt("negative time"))?,
     })
@@ -174,10 +193,10 @@ pub(crate) fn insert_account(
         account.kind.customer().map(CustomerId::to_be_bytes),
         account.kind.rail().map(Rail::as_str),
         account.flags.bits(),
-        sql_amount(state.balances.debits_pending)?,
-        sql_amount(state.balances.debits_posted)?,
-        sql_amount(state.balances.credits_pending)?,
-        sql_amount(state.balances.credits_posted)?,
+        sql_total(state.balances.debits_pending),
+        sql_total(state.balances.debits_posted),
+        sql_total(state.balances.credits_pending),
+        sql_total(state.balances.credits_posted),
         sql_amount(state.created_at_ns)?,
     ])?;
     Ok(())
@@ -194,10 +213,10 @@ pub(crate) fn update_balances(
     )?;
     let changed = statement.execute(params![
         id.to_be_bytes(),
-        sql_amount(balances.debits_pending)?,
-        sql_amount(balances.debits_posted)?,
-        sql_amount(balances.credits_pending)?,
-        sql_amount(balances.credits_posted)?,
+        sql_total(balances.debits_pending),
+        sql_total(balances.debits_posted),
+        sql_total(balances.credits_pending),
+        sql_total(balances.credits_posted),
     ])?;
     if changed != 1 {
         return Err(StoreError::Corrupt(format!("account {id} vanished")));

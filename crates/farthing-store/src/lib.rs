@@ -21,6 +21,7 @@ mod codec;
 mod dashboard;
 mod job;
 mod lightning;
+mod per_merchant;
 mod rails;
 mod schema;
 mod subscriptions;
@@ -273,7 +274,7 @@ impl Store {
         let path = path.as_ref().to_path_buf();
         let lock = lock_database(&path)?;
         let mut connection = schema::open_writer(&path)?;
-        schema::migrate(&mut connection)?;
+        schema::migrate(&mut connection, (options.clock)())?;
         let reader = schema::open_reader(&path)?;
         let checkpointer = writer::Checkpointer::start(&path, options.checkpoint_interval)?;
         let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));

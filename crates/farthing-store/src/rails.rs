@@ -67,10 +67,16 @@ pub struct RailPayment {
     pub payload: Option<String>,
     /// When it was settled (ledger time).
     pub created_at_ns: u64,
+    /// The part that could not be booked where it belongs and is held in the merchant's
+    /// suspense account for the rail (nothing is ever dropped); normally 0.
+    pub suspended_minor: u64,
+    /// Why money went to suspense (`None` when none did).
+    pub suspense_reason: Option<String>,
 }
 
 const COLUMNS: &str = "rail, external_id, merchant_id, invoice_id, customer_id, currency, \
-     amount_minor, paid_minor, credited_minor, credit_reason, payload, created_at_ns";
+     amount_minor, paid_minor, credited_minor, credit_reason, payload, created_at_ns, \
+     suspended_minor, suspense_reason";
 
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
@@ -114,49 +120,61 @@ fn from_row(row: &Row<'_>) -> Result<RailPayment, StoreError> {
             .transpose()?,
         payload: row.get(10)?,
         created_at_ns: amount_from(row.get(11)?, "time")?,
+        suspended_minor: amount_from(row.get(12)?, "suspended amount")?,
+        suspense_reason: row.get(13)?,
     })
 }
 
 fn load(
     connection: &Connection,
+    merchant: MerchantId,
     rail: Rail,
     external_id: &str,
 ) -> Result<Option<RailPayment>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM rail_payments WHERE rail = ?1 AND external_id = ?2"
+        "SELECT {COLUMNS} FROM rail_payments \
+         WHERE merchant_id = ?1 AND rail = ?2 AND external_id = ?3"
     ))?;
-    let mut rows = statement.query(params![rail.as_str(), external_id])?;
+    let mut rows = statement.query(params![merchant.to_be_bytes(), rail.as_str(), external_id])?;
     rows.next()?.map(from_row).transpose()
 }
 
 impl Tx<'_, '_> {
-    /// The rail payment with this rail id, as of this point of the batch.
+    /// The merchant's rail payment with this rail id, as of this point of the batch. Rail
+    /// payment ids are per merchant: another merchant's payment with the same id is not this
+    /// one (so no merchant can claim, and block, another's id).
     pub fn rail_payment(
         &mut self,
+        merchant: MerchantId,
         rail: Rail,
         external_id: &str,
     ) -> Result<Option<RailPayment>, StoreError> {
-        load(self.sql(), rail, external_id)
+        load(self.sql(), merchant, rail, external_id)
     }
 
-    /// Stores a settled rail payment. A second row with the same `(rail, external_id)` is
-    /// refused (the caller checks [`Tx::rail_payment`] first), as is one whose parts do not
-    /// add up to its amount.
+    /// Stores a settled rail payment. A second row with the same `(merchant, rail,
+    /// external_id)` is refused (the caller checks [`Tx::rail_payment`] first), as is one whose
+    /// parts do not add up to its amount.
     pub fn insert_rail_payment(&mut self, payment: &RailPayment) -> Result<(), StoreError> {
-        if payment.paid_minor.checked_add(payment.credited_minor) != Some(payment.amount_minor) {
+        let parts = payment
+            .paid_minor
+            .checked_add(payment.credited_minor)
+            .and_then(|sum| sum.checked_add(payment.suspended_minor));
+        if parts != Some(payment.amount_minor) {
             return Err(corrupt(format!(
-                "rail payment {} {}: paid {} + credited {} is not the amount {}",
+                "rail payment {} {}: paid {} + credited {} + suspended {} is not the amount {}",
                 payment.rail,
                 payment.external_id,
                 payment.paid_minor,
                 payment.credited_minor,
+                payment.suspended_minor,
                 payment.amount_minor
             )));
         }
         self.sql()
             .prepare_cached(&format!(
                 "INSERT INTO rail_payments ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
             ))?
             .execute(params![
                 payment.rail.as_str(),
@@ -171,19 +189,28 @@ impl Tx<'_, '_> {
                 payment.credit_reason.map(CreditReason::as_str),
                 payment.payload,
                 sql_amount(payment.created_at_ns)?,
+                sql_amount(payment.suspended_minor)?,
+                payment.suspense_reason,
             ])?;
         Ok(())
     }
 }
 
 impl Reader<'_> {
-    /// The rail payment with this rail id.
+    /// The merchant's rail payment with this rail id.
     pub fn rail_payment(
         &self,
+        merchant: MerchantId,
         rail: Rail,
         external_id: &str,
     ) -> Result<Option<RailPayment>, StoreError> {
-        load(self.connection, rail, external_id)
+        load(self.connection, merchant, rail, external_id)
+    }
+
+    /// Every rail payment with money held in suspense, oldest first: what `farthing audit`
+    /// reports for an operator to resolve.
+    pub fn suspended_rail_payments(&self) -> Result<Vec<RailPayment>, StoreError> {
+        suspended(self.connection)
     }
 
     /// Every rail payment that named `invoice`, oldest first. Rows of other merchants that
@@ -206,13 +233,50 @@ impl Reader<'_> {
     }
 }
 
+fn suspended(connection: &Connection) -> Result<Vec<RailPayment>, StoreError> {
+    let mut statement = connection.prepare(&format!(
+        "SELECT {COLUMNS} FROM rail_payments WHERE suspended_minor > 0 ORDER BY created_at_ns"
+    ))?;
+    let mut rows = statement.query([])?;
+    let mut payments = Vec::new();
+    while let Some(row) = rows.next()? {
+        payments.push(from_row(row)?);
+    }
+    Ok(payments)
+}
+
+/// The audit's findings about money in suspense: one line per rail payment that holds some.
+pub(crate) fn audit_suspense(
+    connection: &Connection,
+    findings: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    for payment in suspended(connection)? {
+        findings.push(format!(
+            "rail payment {} {:?} of merchant {}: {} {} minor units held in suspense ({}); \
+             book them where they belong and move them out of the suspense account",
+            payment.rail,
+            payment.external_id,
+            farthing_core::PublicId::encode(payment.merchant),
+            payment.suspended_minor,
+            payment.currency,
+            payment
+                .suspense_reason
+                .as_deref()
+                .unwrap_or("no reason recorded"),
+        ));
+    }
+    Ok(())
+}
+
 /// The audit's check of the rail payments: each one's parts add up to its amount, and a
 /// credit always names a customer and a reason.
 pub(crate) fn audit(connection: &Connection, problems: &mut Vec<String>) -> Result<(), StoreError> {
     let mut statement = connection.prepare(
         "SELECT rail, external_id FROM rail_payments \
-         WHERE paid_minor < 0 OR credited_minor < 0 OR paid_minor + credited_minor != amount_minor \
-         OR (credited_minor > 0 AND (customer_id IS NULL OR credit_reason IS NULL))",
+         WHERE paid_minor < 0 OR credited_minor < 0 OR suspended_minor < 0 \
+         OR paid_minor + credited_minor + suspended_minor != amount_minor \
+         OR (credited_minor > 0 AND (customer_id IS NULL OR credit_reason IS NULL)) \
+         OR (suspended_minor > 0 AND suspense_reason IS NULL)",
     )?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
@@ -245,6 +309,8 @@ mod tests {
             credit_reason: Some(CreditReason::Overpaid),
             payload: Some(r#"{"telegram_payment_charge_id":"abc"}"#.to_owned()),
             created_at_ns: 42,
+            suspended_minor: 0,
+            suspense_reason: None,
         }
     }
 
@@ -266,12 +332,29 @@ mod tests {
         let (a, b) = (first.clone(), second.clone());
         store
             .execute(move |tx| -> Result<_, StoreError> {
-                assert_eq!(tx.rail_payment(Rail::Stars, "charge-1")?, None);
+                assert_eq!(
+                    tx.rail_payment(MerchantId(7), Rail::Stars, "charge-1")?,
+                    None
+                );
                 tx.insert_rail_payment(&a)?;
                 tx.insert_rail_payment(&b)?;
-                assert_eq!(tx.rail_payment(Rail::Stars, "charge-1")?, Some(a));
+                assert_eq!(
+                    tx.rail_payment(MerchantId(7), Rail::Stars, "charge-1")?,
+                    Some(a.clone())
+                );
                 // The same id on another rail is another payment.
-                assert_eq!(tx.rail_payment(Rail::Ton, "charge-1")?, None);
+                assert_eq!(tx.rail_payment(MerchantId(7), Rail::Ton, "charge-1")?, None);
+                // And so is the same id of another merchant: ids are per merchant, so one
+                // merchant cannot claim (and block) another's payment id.
+                assert_eq!(
+                    tx.rail_payment(MerchantId(8), Rail::Stars, "charge-1")?,
+                    None
+                );
+                tx.insert_rail_payment(&RailPayment {
+                    merchant: MerchantId(8),
+                    invoice: None,
+                    ..a
+                })?;
                 Ok(())
             })
             .expect("queued")
@@ -302,7 +385,7 @@ mod tests {
         let (one, listed, other_merchant, audit) = store
             .read(|reader| {
                 Ok((
-                    reader.rail_payment(Rail::Stars, "charge-1")?,
+                    reader.rail_payment(MerchantId(7), Rail::Stars, "charge-1")?,
                     reader.rail_payments_of_invoice(MerchantId(7), InvoiceId(9))?,
                     reader.rail_payments_of_invoice(MerchantId(8), InvoiceId(9))?,
                     {
@@ -327,7 +410,7 @@ mod tests {
             .execute(
                 &format!(
                     "INSERT INTO rail_payments ({COLUMNS}) VALUES ('ton', 'tx-9', ?1, NULL, \
-                 NULL, 'TON', 10, 3, 3, 'late', NULL, 1)"
+                 NULL, 'TON', 10, 3, 3, 'late', NULL, 1, 0, NULL)"
                 ),
                 [MerchantId(7).to_be_bytes()],
             )

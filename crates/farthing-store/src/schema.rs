@@ -11,12 +11,25 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::StoreError;
 
-/// `(version, name, SQL)`, in order. Never edit a released entry: add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+/// Code a migration runs after its SQL, in the same transaction, with the ledger time.
+type MigrationCode = fn(&rusqlite::Transaction<'_>, u64) -> Result<(), StoreError>;
+
+/// What a migration does: SQL, then (optionally) code that needs the domain's rules.
+struct Step {
+    sql: &'static str,
+    code: Option<MigrationCode>,
+}
+
+const fn sql(sql: &'static str) -> Step {
+    Step { sql, code: None }
+}
+
+/// `(version, name, step)`, in order. Never edit a released entry: add a new one.
+const MIGRATIONS: &[(i64, &str, Step)] = &[
     (
         1,
         "ledger",
-        r#"
+        sql(r#"
     -- Ids are 16-byte big-endian blobs (u128); amounts are minor units in INTEGER (i64).
     CREATE TABLE accounts (
         id              BLOB PRIMARY KEY,
@@ -74,29 +87,49 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         last_timestamp_ns INTEGER NOT NULL
     );
     INSERT INTO ledger_meta (singleton, last_timestamp_ns) VALUES (1, 0);
-    "#,
+    "#),
     ),
-    (2, "business", crate::business::SCHEMA),
-    (3, "rail_payments", crate::rails::SCHEMA),
-    (4, "telegram_bots", crate::telegram::SCHEMA),
+    (2, "business", sql(crate::business::SCHEMA)),
+    (3, "rail_payments", sql(crate::rails::SCHEMA)),
+    (4, "telegram_bots", sql(crate::telegram::SCHEMA)),
     (
         5,
         "stars_links_and_rail_refunds",
-        crate::telegram::INVOICE_LINK_SCHEMA,
+        sql(crate::telegram::INVOICE_LINK_SCHEMA),
     ),
-    (6, "lightning", crate::lightning::SCHEMA),
-    (7, "subscriptions", crate::subscriptions::SCHEMA),
+    (6, "lightning", sql(crate::lightning::SCHEMA)),
+    (7, "subscriptions", sql(crate::subscriptions::SCHEMA)),
     (
         8,
         "telegram_poll_offsets",
-        crate::telegram::POLL_OFFSET_SCHEMA,
+        sql(crate::telegram::POLL_OFFSET_SCHEMA),
     ),
-    (9, "stars_reconciliation", crate::telegram::RECONCILE_SCHEMA),
-    (10, "telegram_invoice_messages", crate::bot_messages::SCHEMA),
-    (11, "bot_accounts", crate::bot::SCHEMA),
-    (12, "dashboard_owners", crate::dashboard::SCHEMA),
-    (13, "card_providers", crate::cards::SCHEMA),
-    (14, "dashboard_lnurl_owners", crate::dashboard::LNURL_SCHEMA),
+    (
+        9,
+        "stars_reconciliation",
+        sql(crate::telegram::RECONCILE_SCHEMA),
+    ),
+    (
+        10,
+        "telegram_invoice_messages",
+        sql(crate::bot_messages::SCHEMA),
+    ),
+    (11, "bot_accounts", sql(crate::bot::SCHEMA)),
+    (12, "dashboard_owners", sql(crate::dashboard::SCHEMA)),
+    (13, "card_providers", sql(crate::cards::SCHEMA)),
+    (
+        14,
+        "dashboard_lnurl_owners",
+        sql(crate::dashboard::LNURL_SCHEMA),
+    ),
+    (
+        15,
+        "per_merchant_accounts",
+        Step {
+            sql: crate::per_merchant::SCHEMA,
+            code: Some(crate::per_merchant::move_shared_balances),
+        },
+    ),
 ];
 
 /// The newest schema this build knows.
@@ -197,7 +230,16 @@ fn current_version(connection: &Connection) -> Result<i64, StoreError> {
 }
 
 /// Applies every migration the database lacks.
-pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+pub(crate) fn migrate(connection: &mut Connection, now_ns: u64) -> Result<(), StoreError> {
+    migrate_to(connection, latest_version(), now_ns)
+}
+
+/// Applies the migrations the database lacks, up to `target` (tests build old schemas).
+pub(crate) fn migrate_to(
+    connection: &mut Connection,
+    target: i64,
+    now_ns: u64,
+) -> Result<(), StoreError> {
     connection.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version    INTEGER PRIMARY KEY,
@@ -212,15 +254,30 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
             supported: latest_version(),
         });
     }
-    for (number, name, sql) in MIGRATIONS.iter().filter(|(n, _, _)| *n > version) {
+    let pending: Vec<_> = MIGRATIONS
+        .iter()
+        .filter(|(n, _, _)| *n > version && *n <= target)
+        .collect();
+    for (number, name, step) in &pending {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        transaction.execute_batch(sql)?;
+        transaction.execute_batch(step.sql)?;
+        if let Some(code) = step.code {
+            code(&transaction, now_ns)?;
+        }
         transaction.execute(
             "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
             rusqlite::params![number, name],
         )?;
         transaction.commit()?;
-        tracing::info!(version = number, name, "applied migration");
+        tracing::debug!(version = number, name, "applied migration");
+    }
+    if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
+        tracing::info!(
+            from = first.0 - 1,
+            to = last.0,
+            count = pending.len(),
+            "database schema migrated"
+        );
     }
     Ok(())
 }
@@ -237,8 +294,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
         let mut connection = open_writer(&path).unwrap();
-        migrate(&mut connection).unwrap();
-        migrate(&mut connection).unwrap();
+        migrate(&mut connection, 1).unwrap();
+        migrate(&mut connection, 1).unwrap();
         assert_eq!(current_version(&connection).unwrap(), latest_version());
         let mode: String = connection
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
@@ -255,7 +312,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
         let mut connection = open_writer(&path).unwrap();
-        migrate(&mut connection).unwrap();
+        migrate(&mut connection, 1).unwrap();
         connection
             .execute(
                 "INSERT INTO schema_migrations (version, name) VALUES (?1, 'future')",
@@ -263,7 +320,7 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(
-            migrate(&mut connection),
+            migrate(&mut connection, 1),
             Err(StoreError::SchemaTooNew { .. })
         ));
         assert!(matches!(

@@ -46,11 +46,17 @@ fn merchant() -> Account {
 }
 
 fn external() -> Account {
-    Account::new(AccountKind::External { rail: Rail::Stars }, XTR)
+    Account::new(
+        AccountKind::External {
+            merchant: MERCHANT,
+            rail: Rail::Stars,
+        },
+        XTR,
+    )
 }
 
 fn fees() -> Account {
-    Account::new(AccountKind::PlatformFees, XTR)
+    Account::new(AccountKind::PlatformFees { merchant: MERCHANT }, XTR)
 }
 
 fn single(id: u128, debit: &Account, credit: &Account, amount_minor: u64) -> Transfer {
@@ -281,7 +287,7 @@ fn concurrent_spends_of_one_balance_never_overdraw_it() {
                     "customer balance went below zero: {:?}",
                     state.balances
                 );
-                assert_eq!(state.balances.credits_posted, FUNDING);
+                assert_eq!(state.balances.credits_posted, u128::from(FUNDING));
                 reads += 1;
             }
             reads
@@ -390,11 +396,14 @@ fn concurrent_spends_of_one_balance_never_overdraw_it() {
     assert!(committed > 0);
 
     let state = account(&store, &cust);
-    assert_eq!(state.balances.credits_posted, FUNDING);
-    assert_eq!(state.balances.debits_posted, debited);
+    assert_eq!(state.balances.credits_posted, u128::from(FUNDING));
+    assert_eq!(state.balances.debits_posted, u128::from(debited));
     assert_eq!(state.balances.debits_pending, 0);
     assert_eq!(state.balances.posted(), i128::from(FUNDING - debited));
-    assert_eq!(account(&store, &merch).balances.credits_posted, debited);
+    assert_eq!(
+        account(&store, &merch).balances.credits_posted,
+        u128::from(debited)
+    );
 
     for (id, kind, amount, pending_state) in logs.iter().flat_map(|log| &log.committed) {
         let stored = transfer(&store, *id);
@@ -1254,10 +1263,19 @@ fn audit_reports_each_kind_of_corruption() {
 
     // (a) An account's total edited in place.
     let edited = copy("edited.db");
+    let credits_posted: Vec<u8> = Connection::open(&edited)
+        .expect("open")
+        .query_row(
+            "SELECT credits_posted FROM accounts WHERE id = ?1",
+            [cust.id.to_be_bytes()],
+            |row| row.get(0),
+        )
+        .expect("a 16-byte total");
+    let plus_one = u128::from_be_bytes(credits_posted.try_into().expect("16 bytes")) + 1;
     corrupt(
         &edited,
-        "UPDATE accounts SET credits_posted = credits_posted + 1 WHERE id = ?1",
-        [cust.id.to_be_bytes()],
+        "UPDATE accounts SET credits_posted = ?2 WHERE id = ?1",
+        (cust.id.to_be_bytes(), plus_one.to_be_bytes()),
     );
     let report = audit_path(&edited).expect("audit");
     assert!(!report.is_ok());
@@ -1546,7 +1564,7 @@ fn nothing_acknowledged_is_lost_when_shutdown_races_with_writers() {
     }
     assert_eq!(
         account(&store, &merchant()).balances.credits_posted,
-        acknowledged as u64
+        acknowledged as u128
     );
     assert_audit_ok(&store.audit().expect("audit"));
     store.shutdown();
@@ -1602,7 +1620,7 @@ fn try_submit_is_busy_while_the_queue_is_full() {
     assert!((1..=3).contains(&accepted.len()), "{}", accepted.len());
     blocker.execute_batch("ROLLBACK").expect("release the lock");
 
-    let accepted_count = accepted.len() as u64;
+    let accepted_count = accepted.len() as u128;
     for ticket in accepted {
         ticket
             .wait()

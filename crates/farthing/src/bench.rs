@@ -86,7 +86,13 @@ pub fn run_ledger(args: &LedgerArgs) -> anyhow::Result<ExitCode> {
 
     // Set up: one external Stars account funds every customer with far more than the run spends.
     let merchant = MerchantId(1);
-    let external = Account::new(AccountKind::External { rail: Rail::Stars }, Currency::XTR);
+    let external = Account::new(
+        AccountKind::External {
+            merchant,
+            rail: Rail::Stars,
+        },
+        Currency::XTR,
+    );
     let customers: Vec<Account> = (0..args.accounts)
         .map(|n| {
             Account::new(

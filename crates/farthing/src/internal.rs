@@ -52,11 +52,12 @@ pub fn crash_accounts() -> Vec<Account> {
     let mut accounts = vec![
         Account::new(
             AccountKind::External {
+                merchant,
                 rail: Rail::Sandbox,
             },
             Currency::XTR,
         ),
-        Account::new(AccountKind::PlatformFees, Currency::XTR),
+        Account::new(AccountKind::PlatformFees { merchant }, Currency::XTR),
         Account::new(AccountKind::MerchantBalance { merchant }, Currency::XTR),
     ];
     accounts.extend((1..=8).map(|n| {

@@ -187,12 +187,20 @@ fn audit_exit_codes_and_report() {
     );
 
     // Break one balance behind the ledger's back: audit must name the account and fail.
+    // (Totals are 16-byte big-endian blobs.)
     let connection = rusqlite::Connection::open(&db).expect("open");
+    let (id, total): (Vec<u8>, Vec<u8>) = connection
+        .query_row(
+            "SELECT id, credits_posted FROM accounts WHERE kind = 'merchant_balance'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the merchant's account");
+    let plus_one = u128::from_be_bytes(total.try_into().expect("16 bytes")) + 1;
     connection
         .execute(
-            "UPDATE accounts SET credits_posted = credits_posted + 1 \
-             WHERE id = (SELECT id FROM accounts WHERE kind = 'merchant_balance')",
-            [],
+            "UPDATE accounts SET credits_posted = ?2 WHERE id = ?1",
+            (id, plus_one.to_be_bytes()),
         )
         .expect("tamper");
     drop(connection);

@@ -689,7 +689,7 @@ async fn rail_refund(
         let group = book::transfer(
             TransferId(id.raw()),
             book::merchant(merchant, currency),
-            book::rail(Rail::Stars, currency),
+            book::rail(merchant, Rail::Stars, currency),
             amount_minor,
             book::REFUND,
             id.raw(),

@@ -28,6 +28,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "invoice.partially_refunded",
     "invoice.refunded",
     "invoice.payment_credited",
+    "rail_payment.suspended",
     "charge.succeeded",
     "refund.succeeded",
     "customer.created",

@@ -180,13 +180,24 @@ fn parse_new(
     }
     // The card rail carries the fiat currencies its provider was set up for.
     let card_takes = card.is_some_and(|provider| super::cards::takes(provider, currency));
+    // The smallest amount the invoice can be paid with: a rail whose published maximum for one
+    // payment is below it cannot carry the invoice.
+    let least_minor = match &amount {
+        InvoiceAmount::Fixed(fixed) => *fixed,
+        InvoiceAmount::Open { min_minor, .. } => *min_minor,
+    };
+    let fits = |rail: Rail| {
+        rail.max_payment_minor(currency)
+            .is_none_or(|max| least_minor <= max)
+    };
     let rails = match request.rails {
-        // By default every configured rail that can carry the currency: Lightning carries
-        // BTC only (amounts in satoshis).
+        // By default every configured rail that can carry the currency and the amount:
+        // Lightning carries BTC only (amounts in satoshis).
         None => accepted
             .into_iter()
             .filter(|rail| *rail != Rail::Lightning || currency == Currency::BTC)
             .filter(|rail| *rail != Rail::Card || card_takes)
+            .filter(|rail| fits(*rail))
             .collect(),
         Some(names) => {
             let mut rails = Vec::new();
@@ -212,6 +223,16 @@ fn parse_new(
                         "rail_currency_mismatch",
                         format!(
                             "the lightning rail takes BTC invoices (amounts in satoshis), not {currency}"
+                        ),
+                    )
+                    .param(format!("rails[{i}]")));
+                }
+                if !fits(rail) {
+                    return Err(ApiError::invalid(
+                        "amount_exceeds_rail_limit",
+                        format!(
+                            "one {rail} payment carries at most {} {currency} minor units (the rail's published limit); lower the amount or leave {rail} out",
+                            rail.max_payment_minor(currency).unwrap_or_default()
                         ),
                     )
                     .param(format!("rails[{i}]")));
@@ -261,7 +282,7 @@ fn parse_new(
     request_body(content = CreateInvoice, content_type = "application/json", description = "A fixed `amount`, or none for an amountless invoice (then `amount_presets`, `amount_min`, `amount_max`)."),
     responses(
         (status = 201, description = "The new open invoice; an `invoice.created` event is written with it. A fixed-amount `XTR` invoice that accepts `stars` carries `payment_instructions.stars.invoice_link`, and a fixed-amount fiat invoice that accepts `card` carries `payment_instructions.card.invoice_link` (Telegram `createInvoiceLink`, with the payment provider token for `card`, asked after the invoice is stored; when Telegram fails the invoice is created without it).", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
-        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown currency (`invalid_currency`), a bad amount (`invalid_amount`), a bad amountless setup, expiry, description or payload (`invalid_invoice`, `invalid_expires_in`), an unknown or unconfigured rail (`invalid_rail`, `rail_not_configured`), a rail that does not carry the currency (`rail_currency_mismatch`: lightning takes BTC, card the fiat currencies of `PUT /v1/rails/card`), an unknown customer (`invalid_id`, `customer_not_found`), or bad metadata (`invalid_metadata`).", body = spec::Error),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown currency (`invalid_currency`), a bad amount (`invalid_amount`), a bad amountless setup, expiry, description or payload (`invalid_invoice`, `invalid_expires_in`), an unknown or unconfigured rail (`invalid_rail`, `rail_not_configured`), a rail that does not carry the currency (`rail_currency_mismatch`: lightning takes BTC, card the fiat currencies of `PUT /v1/rails/card`), an amount above a requested rail's published limit for one payment (`amount_exceeds_rail_limit`: 100000 XTR for stars, 10000 XTR per period for a stars subscription; without `rails` such a rail is left out), an unknown customer (`invalid_id`, `customer_not_found`), or bad metadata (`invalid_metadata`).", body = spec::Error),
         (status = 401, description = spec::E401, body = spec::Error),
         (status = 403, description = spec::E403, body = spec::Error),
         (status = 413, description = spec::E413, body = spec::Error),
@@ -423,6 +444,17 @@ fn subscription_period(
         return Err(bad(
             "a subscription is paid and renewed by Telegram Stars: the invoice must accept the stars rail (PUT /v1/rails/stars)",
         ));
+    }
+    if matches!(invoice.amount, InvoiceAmount::Fixed(amount) if amount > farthing_core::rail::MAX_STARS_SUBSCRIPTION)
+    {
+        return Err(ApiError::invalid(
+            "amount_exceeds_rail_limit",
+            format!(
+                "a Telegram Stars subscription costs at most {} XTR per period (Bot API)",
+                farthing_core::rail::MAX_STARS_SUBSCRIPTION
+            ),
+        )
+        .param("amount"));
     }
     u32::try_from(period)
         .map(Some)

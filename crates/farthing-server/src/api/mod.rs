@@ -202,20 +202,22 @@ pub mod book {
         Account::new(AccountKind::MerchantBalance { merchant }, currency)
     }
 
-    /// Where sandbox money comes from.
-    pub fn sandbox(currency: Currency) -> Account {
-        Account::new(
-            AccountKind::External {
-                rail: Rail::Sandbox,
-            },
-            currency,
-        )
+    /// Where a merchant's sandbox money comes from.
+    pub fn sandbox(merchant: MerchantId, currency: Currency) -> Account {
+        rail(merchant, Rail::Sandbox, currency)
     }
 
-    /// A rail's external account: where money paid on the rail comes from and where money
-    /// refunded through it goes.
-    pub fn rail(rail: Rail, currency: Currency) -> Account {
-        Account::new(AccountKind::External { rail }, currency)
+    /// A merchant's external account on a rail: where money paid to that merchant on the rail
+    /// comes from and where money it refunds through the rail goes. Per merchant (SPEC L1), so
+    /// no merchant's bookings can change what another's can book.
+    pub fn rail(merchant: MerchantId, rail: Rail, currency: Currency) -> Account {
+        Account::new(AccountKind::External { merchant, rail }, currency)
+    }
+
+    /// A merchant's suspense account on a rail: money the rail reported that could not be
+    /// booked where it belongs waits here for an operator (never dropped).
+    pub fn suspense(merchant: MerchantId, rail: Rail, currency: Currency) -> Account {
+        Account::new(AccountKind::Suspense { merchant, rail }, currency)
     }
 
     /// One transfer `from` → `to`, creating both accounts if needed.
@@ -244,7 +246,7 @@ pub mod book {
     }
 
     /// The transfer codes the API uses.
-    pub use code::{CHARGE, PAYMENT, PAYOUT, REFUND, TOP_UP};
+    pub use code::{CHARGE, PAYMENT, PAYOUT, REFUND, SUSPENSE, TOP_UP};
 }
 
 /// Maps a ledger refusal to the API's answer.
@@ -272,11 +274,14 @@ pub fn ledger_error(
             format!("insufficient funds: {who} has no {currency} balance"),
         ),
         GroupError::Transfer {
-            error: TransferError::OverflowsBalance,
+            error: TransferError::OverflowsBalance | TransferError::BalanceTooLarge,
             ..
         } => ApiError::invalid(
             "amount_too_large",
-            "the amount would take a balance beyond the largest amount farthing stores",
+            format!(
+                "the amount would take a balance beyond the largest amount farthing stores ({} minor units)",
+                farthing_core::money::MAX_AMOUNT_MINOR
+            ),
         ),
         other => ApiError::internal(format!("ledger refused a write: {other}")),
     }

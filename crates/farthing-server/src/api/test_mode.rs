@@ -85,7 +85,7 @@ pub fn sandbox_pay(
     let transfer_id = TransferId(invoice_id.raw());
     let group = book::transfer(
         transfer_id,
-        book::sandbox(currency),
+        book::sandbox(merchant, currency),
         book::merchant(merchant, currency),
         amount_minor,
         book::PAYMENT,
@@ -224,7 +224,7 @@ pub async fn top_up(
         let transfer: farthing_core::ChargeId = new_id();
         let group = book::transfer(
             TransferId(transfer.raw()),
-            book::sandbox(currency),
+            book::sandbox(merchant, currency),
             book::customer(merchant, customer, currency),
             amount_minor,
             book::TOP_UP,

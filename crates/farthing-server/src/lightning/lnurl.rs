@@ -578,7 +578,7 @@ pub fn hold(
 ) -> Result<(), ApiError> {
     let id = payout_transfer_id(key, "hold");
     let from = payout_source(merchant, customer);
-    let to = book::rail(Rail::Lightning, Currency::BTC);
+    let to = book::rail(merchant, Rail::Lightning, Currency::BTC);
     let group = Group {
         accounts: vec![from, to],
         transfers: vec![Transfer {

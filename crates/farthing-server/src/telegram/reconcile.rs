@@ -436,7 +436,10 @@ fn payment(
     base: &str,
     outcome: &mut PageOutcome,
 ) -> Result<(), ApiError> {
-    if tx.rail_payment(Rail::Stars, &transaction.id)?.is_some() {
+    if tx
+        .rail_payment(bot.merchant, Rail::Stars, &transaction.id)?
+        .is_some()
+    {
         outcome.already_settled += 1;
         return Ok(());
     }
@@ -553,7 +556,7 @@ fn withdrawal(
             let group = book::transfer(
                 withdrawal_transfer_id(bot.bot_id, &transaction.id),
                 merchant_account,
-                book::rail(Rail::Stars, Currency::XTR),
+                book::rail(bot.merchant, Rail::Stars, Currency::XTR),
                 booked_minor,
                 book::PAYOUT,
                 0,
@@ -608,7 +611,7 @@ fn refund(
     }
     // Refunded by farthing: the payment's invoice is refunded (or partly) in farthing.
     let invoice = tx
-        .rail_payment(Rail::Stars, &transaction.id)?
+        .rail_payment(bot.merchant, Rail::Stars, &transaction.id)?
         .and_then(|payment| payment.invoice);
     if let Some(invoice) = invoice {
         use farthing_core::invoice::InvoiceStatus;

@@ -93,7 +93,9 @@ fn settle_subscription(
 ) -> Result<SettledPayment, ApiError> {
     // A resent update: the stored settlement stands (a renewal was stored under its renewal
     // invoice, so it is not compared with the subscription invoice named in the payload).
-    if let Some(existing) = tx.rail_payment(incoming.rail, &incoming.external_id)? {
+    if let Some(existing) =
+        tx.rail_payment(incoming.merchant, incoming.rail, &incoming.external_id)?
+    {
         return Ok(SettledPayment {
             payment: existing,
             invoice: None,
