@@ -149,8 +149,7 @@ impl ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "api_error",
             "internal_error",
-            "farthing hit an internal error; nothing was changed, retry with the same Idempotency-Key"
-                .to_owned(),
+            INTERNAL_MESSAGE.to_owned(),
         )
     }
 
@@ -172,6 +171,61 @@ impl IntoResponse for ApiError {
         (self.status, axum::Json(self.body())).into_response()
     }
 }
+
+impl From<farthing_app::AppError> for ApiError {
+    fn from(error: farthing_app::AppError) -> Self {
+        use farthing_app::AppError;
+        match error {
+            AppError::NotFound { noun, id } => ApiError::not_found(noun, &id),
+            AppError::Invalid {
+                code,
+                message,
+                param,
+            } => ApiError {
+                param,
+                ..ApiError::invalid(code, message)
+            },
+            AppError::Conflict {
+                code,
+                message,
+                param,
+            } => ApiError {
+                param,
+                ..ApiError::conflict(code, message)
+            },
+            AppError::InsufficientFunds {
+                code,
+                message,
+                param,
+                ..
+            } => ApiError {
+                param,
+                ..ApiError::payment(code, message)
+            },
+            AppError::IdempotencyKeyReused { message } => ApiError::idempotency(message),
+            AppError::RailFailed { code, message } => ApiError {
+                status: StatusCode::BAD_GATEWAY,
+                kind: "api_error",
+                code,
+                message,
+                param: None,
+            },
+            AppError::Unavailable { message } => ApiError::unavailable(message),
+            // Already logged where it was made.
+            AppError::Internal { .. } => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                kind: "api_error",
+                code: "internal_error",
+                message: INTERNAL_MESSAGE.to_owned(),
+                param: None,
+            },
+        }
+    }
+}
+
+/// What a client reads about an internal error.
+const INTERNAL_MESSAGE: &str =
+    "farthing hit an internal error; nothing was changed, retry with the same Idempotency-Key";
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {

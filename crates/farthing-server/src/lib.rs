@@ -12,18 +12,18 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
-pub mod ids;
 pub mod lightning;
 pub mod metrics;
 pub mod openapi;
-pub mod render;
 pub mod scheduler;
-pub mod settlement;
 pub mod signed_token;
 pub mod state;
 pub mod telegram;
 pub mod webapp;
 pub mod webhooks;
+
+// The service's modules, under the names the server used before the service crate existed.
+pub use farthing_app::{ids, settlement, wire as render};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -11,30 +11,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
-/// Live or test mode (SPEC RL5, A1): which data a key sees. Test-mode data lives in its own
-/// database file, so no query can mix the two.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// Real money.
-    Live,
-    /// Sandbox data and keys.
-    Test,
-}
-
-impl Mode {
-    /// `livemode` as the API shows it.
-    pub fn is_live(self) -> bool {
-        self == Mode::Live
-    }
-
-    /// The key prefix of this mode.
-    pub fn key_prefix(self) -> &'static str {
-        match self {
-            Mode::Live => "fk_live_",
-            Mode::Test => "fk_test_",
-        }
-    }
-}
+pub use farthing_app::Mode;
 
 /// Who is calling, once their key checked out.
 #[derive(Clone, Debug, PartialEq, Eq)]

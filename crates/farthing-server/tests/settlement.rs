@@ -112,7 +112,7 @@ impl Harness {
                 *self.reported.entry(currency).or_default() += u128::from(amount);
             }
         }
-        result
+        result.map_err(ApiError::from)
     }
 
     #[track_caller]
@@ -795,7 +795,12 @@ async fn fifty_concurrent_reports_of_one_payment_book_it_once() {
     }
     let mut fresh = 0;
     for task in tasks {
-        let settled = Harness::settled(task.await.expect("join").expect("committed"));
+        let settled = Harness::settled(
+            task.await
+                .expect("join")
+                .expect("committed")
+                .map_err(ApiError::from),
+        );
         assert_split_any(&settled);
         if !settled.duplicate {
             fresh += 1;

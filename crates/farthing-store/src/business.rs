@@ -1022,6 +1022,7 @@ impl Tx<'_, '_> {
     /// Writes an event to the outbox and queues a delivery to every enabled endpoint of the
     /// merchant that wants its type, all in this transaction.
     pub fn insert_event(&mut self, event: &EventRecord) -> Result<(), StoreError> {
+        self.events_written += 1;
         self.sql()
             .prepare_cached(&format!(
                 "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"

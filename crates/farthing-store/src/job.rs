@@ -22,12 +22,21 @@ pub struct Tx<'a, 'b> {
     pub(crate) connection: &'a Connection,
     pub(crate) state: &'a mut BatchState<'b>,
     pub(crate) now_ns: u64,
+    /// Outbox events this job inserted (counted even if a nested savepoint undid some: a
+    /// caller uses it to wake the webhook worker after the commit, where a spare wake-up is
+    /// harmless and a missed one is not).
+    pub(crate) events_written: usize,
 }
 
 impl Tx<'_, '_> {
     /// Ledger time of this batch (the same for every job in it).
     pub fn now_ns(&self) -> u64 {
         self.now_ns
+    }
+
+    /// How many outbox events this job has inserted so far.
+    pub fn events_written(&self) -> usize {
+        self.events_written
     }
 
     /// Applies a ledger group: all of it, or (on `Ok(Err(_))`) nothing.

@@ -511,6 +511,7 @@ impl Writer {
                         connection: &transaction,
                         state: &mut state,
                         now_ns,
+                        events_written: 0,
                     };
                     if job.run(&mut tx) {
                         state.end_job();

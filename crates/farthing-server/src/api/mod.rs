@@ -20,12 +20,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use farthing_core::{EventId, MerchantId, PublicId};
 use farthing_store::{EventRecord, Tx};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::extract;
-use crate::ids::new_sequential_id;
 use crate::state::{AppState, Mode, Principal};
 
 /// What an operation answers: status and body.
@@ -111,13 +110,12 @@ pub fn emit(
     event_type: &str,
     object: Value,
 ) -> Result<EventId, ApiError> {
-    let event = event_record(merchant, mode, event_type, &object, tx.now_ns());
-    tx.insert_event(&event)?;
-    Ok(event.id)
+    Ok(farthing_app::outbox::emit(
+        tx, merchant, mode, event_type, &object,
+    )?)
 }
 
-/// An outbox event with its delivered body, built where it is cheapest: outside the writer's
-/// job when the object is known before the job runs (creations), inside it otherwise.
+/// An outbox event with its delivered body (see `farthing_app::outbox::event_record`).
 pub fn event_record(
     merchant: MerchantId,
     mode: Mode,
@@ -125,22 +123,7 @@ pub fn event_record(
     object: &Value,
     created_at_ns: u64,
 ) -> EventRecord {
-    let id: EventId = new_sequential_id();
-    let body = json!({
-        "id": id.encode(),
-        "object": "event",
-        "type": event_type,
-        "livemode": mode.is_live(),
-        "created": crate::render::unix_s(created_at_ns),
-        "data": {"object": object},
-    });
-    EventRecord {
-        id,
-        merchant,
-        event_type: event_type.to_owned(),
-        data: body.to_string(),
-        created_at_ns,
-    }
+    farthing_app::outbox::event_record(merchant, mode, event_type, object, created_at_ns)
 }
 
 /// Wall-clock nanoseconds, for objects built before their job runs.
@@ -184,70 +167,8 @@ pub fn list_answer(data: Vec<Value>, has_more: bool, url: &str) -> Response {
     axum::Json(crate::render::list(data, has_more, url)).into_response()
 }
 
-/// The ledger accounts the API books on.
-pub mod book {
-    use farthing_core::ledger::{code, Account, AccountKind, Group, Transfer, TransferAction};
-    use farthing_core::{Currency, CustomerId, MerchantId, Rail, TransferId};
-
-    /// A customer's balance with a merchant.
-    pub fn customer(merchant: MerchantId, customer: CustomerId, currency: Currency) -> Account {
-        Account::new(
-            AccountKind::CustomerBalance { merchant, customer },
-            currency,
-        )
-    }
-
-    /// A merchant's balance.
-    pub fn merchant(merchant: MerchantId, currency: Currency) -> Account {
-        Account::new(AccountKind::MerchantBalance { merchant }, currency)
-    }
-
-    /// Where a merchant's sandbox money comes from.
-    pub fn sandbox(merchant: MerchantId, currency: Currency) -> Account {
-        rail(merchant, Rail::Sandbox, currency)
-    }
-
-    /// A merchant's external account on a rail: where money paid to that merchant on the rail
-    /// comes from and where money it refunds through the rail goes. Per merchant (SPEC L1), so
-    /// no merchant's bookings can change what another's can book.
-    pub fn rail(merchant: MerchantId, rail: Rail, currency: Currency) -> Account {
-        Account::new(AccountKind::External { merchant, rail }, currency)
-    }
-
-    /// A merchant's suspense account on a rail: money the rail reported that could not be
-    /// booked where it belongs waits here for an operator (never dropped).
-    pub fn suspense(merchant: MerchantId, rail: Rail, currency: Currency) -> Account {
-        Account::new(AccountKind::Suspense { merchant, rail }, currency)
-    }
-
-    /// One transfer `from` → `to`, creating both accounts if needed.
-    pub fn transfer(
-        id: TransferId,
-        from: Account,
-        to: Account,
-        amount_minor: u64,
-        code: u16,
-        reference: u128,
-    ) -> Group {
-        Group {
-            accounts: vec![from, to],
-            transfers: vec![Transfer {
-                id,
-                action: TransferAction::Single {
-                    debit: from.id,
-                    credit: to.id,
-                    currency: from.currency,
-                    amount_minor,
-                },
-                code,
-                reference,
-            }],
-        }
-    }
-
-    /// The transfer codes the API uses.
-    pub use code::{CHARGE, PAYMENT, PAYOUT, REFUND, SUSPENSE, TOP_UP};
-}
+/// The ledger accounts the API books on (the service's).
+pub use farthing_app::book;
 
 /// Maps a ledger refusal to the API's answer.
 pub fn ledger_error(
@@ -255,36 +176,7 @@ pub fn ledger_error(
     who: &str,
     currency: farthing_core::Currency,
 ) -> ApiError {
-    use farthing_core::ledger::{GroupError, TransferError};
-    match error {
-        GroupError::Transfer {
-            error: TransferError::ExceedsCredits { available_minor },
-            ..
-        } => ApiError::payment(
-            "insufficient_funds",
-            format!(
-                "insufficient funds: {who} has {available_minor} {currency} minor units available"
-            ),
-        ),
-        GroupError::Transfer {
-            error: TransferError::DebitAccountNotFound(_),
-            ..
-        } => ApiError::payment(
-            "insufficient_funds",
-            format!("insufficient funds: {who} has no {currency} balance"),
-        ),
-        GroupError::Transfer {
-            error: TransferError::OverflowsBalance | TransferError::BalanceTooLarge,
-            ..
-        } => ApiError::invalid(
-            "amount_too_large",
-            format!(
-                "the amount would take a balance beyond the largest amount farthing stores ({} minor units)",
-                farthing_core::money::MAX_AMOUNT_MINOR
-            ),
-        ),
-        other => ApiError::internal(format!("ledger refused a write: {other}")),
-    }
+    farthing_app::book::refusal(error, who, currency, 0).into()
 }
 
 /// The body of a request, or the API's error for a bad one (too large, unreadable).

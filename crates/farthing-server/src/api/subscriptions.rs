@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::extract;
 use crate::openapi as spec;
 use crate::state::{AppState, Mode, Principal};
-use crate::telegram::subscriptions::{parse_id, render_subscription};
+use farthing_app::subscriptions::{parse_id, render_subscription};
 
 /// `GET /v1/subscriptions`
 #[utoipa::path(

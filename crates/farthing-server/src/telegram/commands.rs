@@ -362,7 +362,7 @@ fn subscriptions(
                 .current_period_end_s
                 .saturating_mul(1_000_000_000),
         );
-        let status = match super::subscriptions::status(subscription, now_ns) {
+        let status = match farthing_app::subscriptions::status(subscription, now_ns) {
             "active" => lang.pick([
                 "renews on {date}",
                 "renouvellement le {date}",
@@ -391,7 +391,7 @@ fn subscriptions(
             amount_text(subscription.currency, subscription.amount_minor),
             status.replace("{date}", &until)
         ));
-        if super::subscriptions::status(subscription, now_ns) == "expired" {
+        if farthing_app::subscriptions::status(subscription, now_ns) == "expired" {
             continue;
         }
         let (label, action) = if subscription.canceled {
@@ -818,7 +818,7 @@ async fn subscription_action(
     }) else {
         return Ok(None);
     };
-    let Ok(id) = super::subscriptions::parse_id(id) else {
+    let Ok(id) = farthing_app::subscriptions::parse_id(id) else {
         return Ok(None);
     };
     let Some(subscription) = state

@@ -20,7 +20,6 @@ pub mod commands;
 pub mod i18n;
 pub mod poller;
 pub mod reconcile;
-pub mod subscriptions;
 pub mod webhook;
 
 pub use client::{

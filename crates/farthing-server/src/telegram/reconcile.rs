@@ -44,13 +44,13 @@ use farthing_telegram::BotToken;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::subscriptions::{settle_stars_payment, SubscriptionPayment};
 use super::{BotClient, RevenueWithdrawalState, StarTransaction, TransactionPartner};
 use crate::api::{book, emit, ledger_error};
 use crate::error::ApiError;
 use crate::render;
 use crate::settlement::IncomingPayment;
 use crate::state::{AppState, Mode};
+use farthing_app::subscriptions::{settle_stars_payment, SubscriptionPayment};
 
 /// The event written when a Fragment withdrawal is first seen and whenever its state changes.
 pub const WITHDRAWAL_EVENT: &str = "stars.withdrawal";
@@ -493,11 +493,11 @@ fn payment(
             tracing::warn!(bot_id = bot.bot_id, charge = %transaction.id, "a Stars payment no update reported was settled by reconciliation");
             outcome.settled += 1;
         }
-        Err(error) if error.status.is_client_error() => {
-            tracing::error!(bot_id = bot.bot_id, charge = %transaction.id, code = error.code, message = %error.message, "a Stars payment found by reconciliation was refused: money reported by Telegram is NOT booked; investigate");
+        Err(error) if error.is_refusal() => {
+            tracing::error!(bot_id = bot.bot_id, charge = %transaction.id, code = error.code(), message = %error, "a Stars payment found by reconciliation was refused: money reported by Telegram is NOT booked; investigate");
             outcome.refused += 1;
         }
-        Err(error) => return Err(error),
+        Err(error) => return Err(error.into()),
     }
     Ok(())
 }

@@ -312,7 +312,7 @@ async fn successful_payment(
         from,
     ) {
         (true, Some(expires), Some(user)) => {
-            Some(crate::telegram::subscriptions::SubscriptionPayment {
+            Some(farthing_app::subscriptions::SubscriptionPayment {
                 telegram_user_id: user.id,
                 expires_at_s: u64::try_from(expires).unwrap_or(0),
                 first: payment.is_first_recurring,
@@ -342,7 +342,7 @@ async fn successful_payment(
     let settled = state
         .store(mode)
         .run(move |tx| {
-            crate::telegram::subscriptions::settle_stars_payment(
+            farthing_app::subscriptions::settle_stars_payment(
                 tx,
                 mode,
                 incoming,
@@ -362,10 +362,10 @@ async fn successful_payment(
             Ok(())
         }
         // A refusal (e.g. the same charge id with other money) will not change on a resend.
-        Err(error) if error.status.is_client_error() => {
-            tracing::error!(bot_id = bot.bot_id, code = error.code, message = %error.message, "a successful_payment was refused: money reported by Telegram is NOT booked; investigate");
+        Err(error) if error.is_refusal() => {
+            tracing::error!(bot_id = bot.bot_id, code = error.code(), message = %error, "a successful_payment was refused: money reported by Telegram is NOT booked; investigate");
             Ok(())
         }
-        Err(error) => Err(error),
+        Err(error) => Err(error.into()),
     }
 }

@@ -6,7 +6,7 @@ use farthing_core::{Currency, PublicId};
 use farthing_store::{Charge, Customer, EventRecord, Refund, WebhookEndpoint};
 use serde_json::{json, Map, Value};
 
-use crate::state::Mode;
+use crate::Mode;
 
 /// Unix seconds from ledger nanoseconds.
 pub fn unix_s(ns: u64) -> u64 {
@@ -102,6 +102,23 @@ pub fn customer(customer: &Customer, mode: Mode, balances: &[(Currency, i128, i1
             "available": i64::try_from(*available).unwrap_or(i64::MAX),
         })).collect::<Vec<_>>(),
         "created": unix_s(customer.created_at_ns),
+    })
+}
+
+/// A customer's balance in one currency: the object of `customer.balance_changed`.
+pub fn customer_balance(
+    customer: farthing_core::CustomerId,
+    mode: Mode,
+    currency: Currency,
+    balances: &farthing_core::ledger::Balances,
+) -> Value {
+    json!({
+        "object": "customer_balance",
+        "livemode": mode.is_live(),
+        "customer": customer.encode(),
+        "currency": currency.code(),
+        "balance": i64::try_from(balances.posted()).unwrap_or(i64::MAX),
+        "available": i64::try_from(balances.available()).unwrap_or(i64::MAX),
     })
 }
 

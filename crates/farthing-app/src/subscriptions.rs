@@ -15,15 +15,13 @@
 
 use farthing_core::invoice::{InvoiceAmount, NewInvoice};
 use farthing_core::{CustomerId, InvoiceId, PublicId, Rail, SubscriptionId};
-use farthing_store::{Customer, Subscription, Tx};
+use farthing_store::{Subscription, Tx};
 use serde_json::{json, Value};
 
-use crate::api::emit;
-use crate::error::ApiError;
 use crate::ids::new_id;
-use crate::render;
+use crate::outbox::emit;
 use crate::settlement::{settle_payment, IncomingPayment, SettledPayment};
-use crate::state::Mode;
+use crate::{customers, wire, AppError, Mode};
 
 /// How long a renewal invoice stays open (it is paid in the same job it is made in).
 const RENEWAL_EXPIRES_IN_S: u64 = 900;
@@ -45,27 +43,10 @@ fn subscriber(
     mode: Mode,
     incoming: &IncomingPayment,
     telegram_user_id: i64,
-) -> Result<CustomerId, ApiError> {
+) -> Result<CustomerId, AppError> {
     let external = format!("tg:{telegram_user_id}");
-    if let Some(found) = tx.customer_by_external_id(incoming.merchant, &external)? {
-        return Ok(found.id);
-    }
-    let customer = Customer {
-        id: new_id(),
-        merchant: incoming.merchant,
-        external_id: Some(external),
-        metadata: Vec::new(),
-        created_at_ns: tx.now_ns(),
-    };
-    tx.insert_customer(&customer)?;
-    emit(
-        tx,
-        incoming.merchant,
-        mode,
-        "customer.created",
-        render::customer(&customer, mode, &[]),
-    )?;
-    Ok(customer.id)
+    customers::find_or_create(tx, incoming.merchant, mode, &external, Vec::new())
+        .map(|(customer, _)| customer.id)
 }
 
 /// Settles a Stars payment, as [`settle_payment`] does, and when it belongs to a subscription
@@ -77,7 +58,7 @@ pub fn settle_stars_payment(
     incoming: IncomingPayment,
     subscription: Option<SubscriptionPayment>,
     checkout_base: &str,
-) -> Result<SettledPayment, ApiError> {
+) -> Result<SettledPayment, AppError> {
     let Some(subscription) = subscription else {
         return settle_payment(tx, mode, incoming, checkout_base);
     };
@@ -90,7 +71,7 @@ fn settle_subscription(
     mut incoming: IncomingPayment,
     payment: SubscriptionPayment,
     checkout_base: &str,
-) -> Result<SettledPayment, ApiError> {
+) -> Result<SettledPayment, AppError> {
     // A resent update: the stored settlement stands (a renewal was stored under its renewal
     // invoice, so it is not compared with the subscription invoice named in the payload).
     if let Some(existing) =
@@ -144,7 +125,7 @@ fn settle_subscription(
             merchant,
             mode,
             "subscription.created",
-            render_subscription(&subscription, mode, now),
+            &render_subscription(&subscription, mode, now),
         )?;
         return Ok(settled);
     };
@@ -165,7 +146,7 @@ fn settle_subscription(
         metadata,
     }
     .into_invoice(id, merchant, now)
-    .map_err(|error| ApiError::internal(format!("renewal invoice: {error}")))?;
+    .map_err(|error| AppError::internal(format!("renewal invoice: {error}")))?;
     renewal.subscription_period_s = invoice.subscription_period_s;
     tx.insert_invoice(&renewal)?;
     let url = format!(
@@ -178,7 +159,7 @@ fn settle_subscription(
         merchant,
         mode,
         "invoice.created",
-        render::invoice(&renewal, mode, &url),
+        &wire::invoice(&renewal, mode, &url),
     )?;
     incoming.invoice = Some(id);
     incoming.payer = Some(subscription.customer);
@@ -196,7 +177,7 @@ fn settle_subscription(
         merchant,
         mode,
         "subscription.renewed",
-        render_subscription(&subscription, mode, now),
+        &render_subscription(&subscription, mode, now),
     )?;
     Ok(settled)
 }
@@ -237,11 +218,11 @@ pub fn render_subscription(subscription: &Subscription, mode: Mode, now_ns: u64)
         "current_period_end": subscription.current_period_end_s,
         "renewals": subscription.renewals,
         "cancel_at_period_end": subscription.canceled,
-        "created": render::unix_s(subscription.created_at_ns),
+        "created": wire::unix_s(subscription.created_at_ns),
     })
 }
 
 /// Parses a subscription id from a path.
-pub fn parse_id(text: &str) -> Result<SubscriptionId, ApiError> {
-    SubscriptionId::parse(text).map_err(|_| ApiError::not_found("subscription", text))
+pub fn parse_id(text: &str) -> Result<SubscriptionId, AppError> {
+    SubscriptionId::parse(text).map_err(|_| AppError::not_found("subscription", text))
 }

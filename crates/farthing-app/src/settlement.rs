@@ -30,14 +30,12 @@ use farthing_core::invoice::{CreditReason, Invoice, InvoicePayment, Settlement};
 use farthing_core::ledger::{GroupError, Outcome, TransferError};
 use farthing_core::money::MAX_AMOUNT_MINOR;
 use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, PublicId, Rail, TransferId};
-use farthing_store::{Customer, RailPayment, Tx};
+use farthing_store::{RailPayment, Tx};
 use serde_json::{json, Value};
 
-use crate::api::{book, customers::emit_balance_changed, emit};
-use crate::error::ApiError;
-use crate::ids::new_id;
-use crate::render;
-use crate::state::Mode;
+use crate::customers::{self, emit_balance_changed};
+use crate::outbox::emit;
+use crate::{book, wire, AppError, Mode};
 
 /// Longest rail payment id, in characters (a TON transaction hash in base64 is 44, a Lightning
 /// payment hash in hex 64, a Telegram charge id well under 100).
@@ -71,7 +69,7 @@ pub fn refused_total() -> u64 {
     REFUSED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-fn refused(error: ApiError) -> ApiError {
+fn refused(error: AppError) -> AppError {
     REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     error
 }
@@ -79,20 +77,20 @@ fn refused(error: ApiError) -> ApiError {
 /// Why a settlement could not book as usual.
 enum Failure {
     /// The report itself is refused (bad, or contradicting a settled one): nothing is booked.
-    Refused(ApiError),
+    Refused(AppError),
     /// The ledger refused a booking: the money goes to suspense instead.
     Ledger(String),
 }
 
-impl From<ApiError> for Failure {
-    fn from(error: ApiError) -> Self {
+impl From<AppError> for Failure {
+    fn from(error: AppError) -> Self {
         Failure::Refused(error)
     }
 }
 
 impl From<farthing_store::StoreError> for Failure {
     fn from(error: farthing_store::StoreError) -> Self {
-        Failure::Refused(ApiError::from(error))
+        Failure::Refused(AppError::from(error))
     }
 }
 
@@ -162,13 +160,13 @@ pub fn settle_payment(
     mode: Mode,
     payment: IncomingPayment,
     checkout_base: &str,
-) -> Result<SettledPayment, ApiError> {
+) -> Result<SettledPayment, AppError> {
     let payload = check(&payment, mode).map_err(refused)?;
     let attempt =
         tx.nested(|tx| settle_checked(tx, mode, &payment, payload.clone(), checkout_base))?;
     match attempt {
         Ok(settled) => Ok(settled),
-        Err(Failure::Refused(error)) if error.status.is_client_error() => Err(refused(error)),
+        Err(Failure::Refused(error)) if error.is_refusal() => Err(refused(error)),
         Err(Failure::Refused(error)) => Err(error),
         Err(Failure::Ledger(reason)) => {
             tx.nested(|tx| suspend(tx, mode, &payment, payload, reason))?
@@ -211,7 +209,7 @@ fn suspend(
     payment: &IncomingPayment,
     payload: Option<String>,
     reason: String,
-) -> Result<SettledPayment, ApiError> {
+) -> Result<SettledPayment, AppError> {
     let merchant = payment.merchant;
     let group = book::transfer(
         suspense_transfer_id(merchant, payment.rail, &payment.external_id),
@@ -222,7 +220,7 @@ fn suspend(
         payment.invoice.map_or(0, InvoiceId::raw),
     );
     tx.apply(&group)?.map_err(|error| {
-        ApiError::internal(format!(
+        AppError::internal(format!(
             "a {} payment could not even be held in suspense: {error}",
             payment.rail
         ))
@@ -249,7 +247,7 @@ fn suspend(
         merchant,
         mode,
         PAYMENT_SUSPENDED,
-        render_rail_payment(&record, mode),
+        &render_rail_payment(&record, mode),
     )?;
     SUSPENDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::error!(
@@ -285,16 +283,16 @@ pub fn render_rail_payment(payment: &RailPayment, mode: Mode) -> Value {
         "credit_reason": payment.credit_reason.map(CreditReason::as_str),
         "amount_suspended": payment.suspended_minor,
         "suspense_reason": payment.suspense_reason,
-        "created": render::unix_s(payment.created_at_ns),
+        "created": wire::unix_s(payment.created_at_ns),
     })
 }
 
-fn invalid(param: &str, message: String) -> ApiError {
-    ApiError::invalid("invalid_rail_payment", message).param(param)
+fn invalid(param: &str, message: String) -> AppError {
+    AppError::invalid("invalid_rail_payment", message).param(param)
 }
 
 /// Checks what does not need the database; returns the payload as JSON text.
-fn check(payment: &IncomingPayment, mode: Mode) -> Result<Option<String>, ApiError> {
+fn check(payment: &IncomingPayment, mode: Mode) -> Result<Option<String>, AppError> {
     match payment.rail {
         Rail::Balance => {
             return Err(invalid(
@@ -396,7 +394,7 @@ fn settle_checked(
     let mut invoice = load_invoice(tx, merchant, payment.invoice)?;
     // The payer, as far as it is known without creating anyone.
     let mut customer = match payment.payer {
-        Some(payer) => Some(crate::api::require_customer(tx, merchant, payer)?.id),
+        Some(payer) => Some(customers::require(tx, merchant, payer)?.id),
         None => match &payment.payer_external_id {
             Some(external) => tx
                 .customer_by_external_id(merchant, external)?
@@ -553,7 +551,7 @@ fn settle_checked(
             merchant,
             mode,
             "invoice.paid",
-            render::invoice(paid, mode, &url),
+            &wire::invoice(paid, mode, &url),
         )?;
     }
     if let (Some(payer), true) = (customer, credit_minor > 0) {
@@ -563,7 +561,7 @@ fn settle_checked(
             merchant,
             mode,
             PAYMENT_CREDITED,
-            render_rail_payment(&record, mode),
+            &render_rail_payment(&record, mode),
         )?;
     }
     tx.insert_rail_payment(&record)?;
@@ -650,7 +648,7 @@ fn load_invoice(
     tx: &mut Tx<'_, '_>,
     merchant: MerchantId,
     id: Option<InvoiceId>,
-) -> Result<Option<Invoice>, ApiError> {
+) -> Result<Option<Invoice>, AppError> {
     let Some(id) = id else { return Ok(None) };
     Ok(tx
         .invoice(id)?
@@ -664,7 +662,7 @@ fn credit_customer(
     mode: Mode,
     payment: &IncomingPayment,
     invoice: Option<&Invoice>,
-) -> Result<CustomerId, ApiError> {
+) -> Result<CustomerId, AppError> {
     if payment.payer_external_id.is_none() {
         if let Some(customer) = invoice.and_then(|invoice| invoice.customer) {
             return Ok(customer);
@@ -678,20 +676,12 @@ fn credit_customer(
             ("rail_payment_id".to_owned(), payment.external_id.clone()),
         ],
     };
-    let customer = Customer {
-        id: new_id(),
-        merchant: payment.merchant,
-        external_id: payment.payer_external_id.clone(),
-        metadata,
-        created_at_ns: tx.now_ns(),
-    };
-    tx.insert_customer(&customer)?;
-    emit(
+    let customer = customers::insert(
         tx,
         payment.merchant,
         mode,
-        "customer.created",
-        render::customer(&customer, mode, &[]),
+        payment.payer_external_id.clone(),
+        metadata,
     )?;
     Ok(customer.id)
 }
@@ -750,7 +740,7 @@ fn refuse_if_different(
     if differences.is_empty() {
         return Ok(());
     }
-    Err(Failure::Refused(ApiError::conflict(
+    Err(Failure::Refused(AppError::conflict(
         "rail_payment_mismatch",
         format!(
             "{} payment {:?} was already settled and this report differs in {}: a rail payment \
@@ -802,7 +792,10 @@ mod tests {
         let refused = |change: fn(&mut IncomingPayment), mode: Mode| {
             let mut payment = incoming();
             change(&mut payment);
-            check(&payment, mode).expect_err("refused").param
+            check(&payment, mode)
+                .expect_err("refused")
+                .param_name()
+                .map(str::to_owned)
         };
         let param = |p: &str| Some(p.to_owned());
         assert_eq!(

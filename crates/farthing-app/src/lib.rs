@@ -1,0 +1,138 @@
+//! farthing's payments service: every operation that moves money or changes a payment's state
+//! — invoices, balance payments, charges, refunds, subscriptions, payouts, top-ups, settling
+//! what a rail reports — written once, over the store.
+//!
+//! Adapters (the HTTP API, the checkout pages, the bot, the rails, the workers) call this crate;
+//! this crate calls the store; the store calls the domain (`farthing-core`). The service knows
+//! no HTTP and no rail's protocol: a rail is reached only through the [`rail`] interface an
+//! adapter implements.
+//!
+//! Architecture invariant: money moves only here — a ledger group applied inside a store job
+//! run by [`App::run`] — and every job that writes outbox events wakes the webhook worker after
+//! its commit, without the caller doing anything.
+//!
+//! API boundary: [`App`] (the stores, the clock, the outbox), [`AppError`], [`Mode`],
+//! [`Clock`], the operation modules, [`settlement`] (the one entry point for money a rail
+//! reports) and [`wire`] (the objects adapters show and events carry).
+
+pub mod book;
+pub mod clock;
+pub mod customers;
+pub mod error;
+pub mod ids;
+pub mod mode;
+pub mod outbox;
+pub mod settlement;
+pub mod subscriptions;
+pub mod wire;
+
+use std::sync::Arc;
+
+use farthing_core::{InvoiceId, PublicId};
+use farthing_store::{Reader, Store, StoreError, Tx};
+use tokio::sync::Notify;
+
+pub use clock::Clock;
+pub use error::AppError;
+pub use mode::Mode;
+
+/// The service: both stores (live and test mode), the clock, and the outbox's wake-up.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    live: Store,
+    test: Store,
+    clock: Clock,
+    outbox: Notify,
+    /// The public base URL (no trailing slash), for the checkout links objects carry.
+    base_url: String,
+}
+
+impl App {
+    /// The service over opened stores. `base_url` is where payers reach farthing.
+    pub fn new(live: Store, test: Store, clock: Clock, base_url: &str) -> App {
+        App {
+            inner: Arc::new(Inner {
+                live,
+                test,
+                clock,
+                outbox: Notify::new(),
+                base_url: base_url.trim_end_matches('/').to_owned(),
+            }),
+        }
+    }
+
+    /// The store of `mode`.
+    pub fn store(&self, mode: Mode) -> &Store {
+        match mode {
+            Mode::Live => &self.inner.live,
+            Mode::Test => &self.inner.test,
+        }
+    }
+
+    /// Both stores with their mode.
+    pub fn stores(&self) -> [(Mode, &Store); 2] {
+        [
+            (Mode::Live, &self.inner.live),
+            (Mode::Test, &self.inner.test),
+        ]
+    }
+
+    /// The clock every business rule reads.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Now, in nanoseconds since the Unix epoch.
+    pub fn now_ns(&self) -> u64 {
+        self.inner.clock.now_ns()
+    }
+
+    /// Woken after every commit that wrote outbox events: the webhook worker waits on it.
+    pub fn outbox(&self) -> &Notify {
+        &self.inner.outbox
+    }
+
+    /// The public base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// The checkout page of an invoice.
+    pub fn checkout_url(&self, invoice: InvoiceId) -> String {
+        format!("{}/pay/{}", self.inner.base_url, invoice.encode())
+    }
+
+    /// Runs `op` as one store job in `mode` (all of it commits or none of it), and after the
+    /// commit wakes the webhook worker if the job wrote events.
+    pub async fn run<T, F>(&self, mode: Mode, op: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (value, events) = self
+            .store(mode)
+            .run(move |tx| {
+                let value = op(tx)?;
+                Ok::<_, AppError>((value, tx.events_written()))
+            })
+            .await??;
+        if events > 0 {
+            self.inner.outbox.notify_one();
+        }
+        Ok(value)
+    }
+
+    /// Reads committed data of `mode`.
+    pub fn read<T>(
+        &self,
+        mode: Mode,
+        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, AppError> {
+        Ok(self.store(mode).read(work)?)
+    }
+}
