@@ -108,19 +108,23 @@ impl App {
     }
 
     /// Runs `op` as one store job in `mode` (all of it commits or none of it), and after the
-    /// commit wakes the webhook worker if the job wrote events.
-    pub async fn run<T, F>(&self, mode: Mode, op: F) -> Result<T, AppError>
+    /// commit wakes the webhook worker if the job wrote events. `E` is the caller's error type
+    /// (the service's own, or an adapter's that wraps it).
+    pub async fn run<T, E, F>(&self, mode: Mode, op: F) -> Result<T, E>
     where
-        F: FnOnce(&mut Tx<'_, '_>) -> Result<T, AppError> + Send + 'static,
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<AppError> + Send + 'static,
     {
-        let (value, events) = self
+        let ran = self
             .store(mode)
             .run(move |tx| {
                 let value = op(tx)?;
-                Ok::<_, AppError>((value, tx.events_written()))
+                Ok::<_, E>((value, tx.events_written()))
             })
-            .await??;
+            .await
+            .map_err(|error| E::from(AppError::from(error)))?;
+        let (value, events) = ran?;
         if events > 0 {
             self.inner.outbox.notify_one();
         }

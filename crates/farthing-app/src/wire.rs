@@ -23,22 +23,20 @@ pub fn metadata(pairs: &[(String, String)]) -> Value {
     )
 }
 
-/// How to pay an invoice on each rail that has instructions (`{}` when none): the Stars
-/// invoice link, the card (payment provider) invoice link, the Lightning BOLT11 (with its
-/// `lightning:` URI).
+/// How to pay an invoice on each rail that made instructions for it (`{}` when none): each
+/// rail's own JSON object (the Stars or card invoice link, the BOLT11 with its `lightning:`
+/// URI, …), keyed by rail name.
 fn payment_instructions(invoice: &Invoice) -> Value {
     let mut instructions = Map::new();
-    if let Some(link) = &invoice.stars_invoice_link {
-        instructions.insert("stars".to_owned(), json!({ "invoice_link": link }));
-    }
-    if let Some(link) = &invoice.card_invoice_link {
-        instructions.insert("card".to_owned(), json!({ "invoice_link": link }));
-    }
-    if let Some(bolt11) = &invoice.lightning_bolt11 {
-        instructions.insert(
-            "lightning".to_owned(),
-            json!({ "bolt11": bolt11, "uri": format!("lightning:{bolt11}") }),
-        );
+    for (rail, text) in &invoice.instructions {
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) => {
+                instructions.insert(rail.as_str().to_owned(), value);
+            }
+            Err(error) => {
+                tracing::error!(invoice = %invoice.id.encode(), %rail, %error, "unreadable payment instructions");
+            }
+        }
     }
     Value::Object(instructions)
 }

@@ -140,15 +140,10 @@ pub struct Invoice {
     pub expires_at_ns: u64,
     /// When it was canceled or expired.
     pub closed_at_ns: Option<u64>,
-    /// The Telegram Stars invoice link (`https://t.me/$…`) made for it, when it accepts the
-    /// `stars` rail and Telegram gave one (SPEC I1 payment instructions).
-    pub stars_invoice_link: Option<String>,
-    /// The Telegram payment-provider invoice link made for it, when it is in a fiat currency,
-    /// accepts the `card` rail and Telegram gave one (SPEC RL2 cards).
-    pub card_invoice_link: Option<String>,
-    /// The BOLT11 made for it on the merchant's Lightning node, when it accepts the
-    /// `lightning` rail and the node gave one (SPEC I1, RL3).
-    pub lightning_bolt11: Option<String>,
+    /// How to pay it on each rail that made instructions for it (SPEC I1: the Stars invoice
+    /// link, the BOLT11, the TON transfer…), keyed by rail; each value is a JSON object made by
+    /// that rail's adapter after the invoice was stored. The domain does not read them.
+    pub instructions: std::collections::BTreeMap<Rail, String>,
     /// For a Telegram Stars subscription invoice: the period, seconds (Telegram allows
     /// 2 592 000, 30 days); each renewal is paid as an invoice of its own (SPEC PR4).
     pub subscription_period_s: Option<u32>,
@@ -296,9 +291,7 @@ impl NewInvoice {
             created_at_ns: now_ns,
             expires_at_ns: now_ns.saturating_add(self.expires_in_s.saturating_mul(NS_PER_S)),
             closed_at_ns: None,
-            stars_invoice_link: None,
-            card_invoice_link: None,
-            lightning_bolt11: None,
+            instructions: std::collections::BTreeMap::new(),
             subscription_period_s: None,
         })
     }

@@ -347,9 +347,7 @@ fn mini_app_json(invoice: &Invoice, mode: Mode, mini_app: &MiniApp) -> serde_jso
             (None, shown, *min_minor, *max_minor)
         }
     };
-    let stars_link = invoice
-        .stars_invoice_link
-        .as_deref()
+    let stars_link = crate::instructions::invoice_link(invoice, Rail::Stars)
         .filter(|_| invoice.rails.contains(&Rail::Stars) && fixed.is_some());
     json!({
         "bot_id": mini_app.bot_id,
@@ -780,10 +778,11 @@ mod tests {
             created_at_ns: 1_700_000_000_000_000_000,
             expires_at_ns: 1_700_000_900_000_000_000,
             closed_at_ns: None,
-            stars_invoice_link: None,
-            card_invoice_link: None,
+            instructions: std::collections::BTreeMap::from([(
+                Rail::Lightning,
+                crate::instructions::bolt11_json(BOLT11),
+            )]),
             subscription_period_s: None,
-            lightning_bolt11: Some(BOLT11.to_owned()),
         }
     }
 
@@ -896,7 +895,7 @@ mod tests {
     #[test]
     fn without_a_bolt11_the_section_says_so_and_offers_a_reload() {
         let mut invoice = invoice(Currency::BTC, vec![Rail::Lightning]);
-        invoice.lightning_bolt11 = None;
+        invoice.instructions.remove(&Rail::Lightning);
         let html = render_page(&invoice, Mode::Live, "Shop", &LightningOffer::Unavailable);
         assert!(html.contains("<section class=lightning id=lightning>"));
         assert!(
@@ -918,7 +917,10 @@ mod tests {
     #[test]
     fn with_a_bot_the_page_carries_the_mini_app_without_loading_telegram_scripts() {
         let mut invoice = invoice(Currency::XTR, vec![Rail::Stars, Rail::Balance]);
-        invoice.stars_invoice_link = Some("https://t.me/$abc</script>".to_owned());
+        invoice.instructions.insert(
+            Rail::Stars,
+            crate::instructions::invoice_link_json("https://t.me/$abc</script>"),
+        );
         let mini_app = MiniApp {
             bot_id: 123_456,
             bot_username: "shop_bot".to_owned(),

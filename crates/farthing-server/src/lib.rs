@@ -12,6 +12,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod instructions;
 pub mod lightning;
 pub mod metrics;
 pub mod openapi;
@@ -358,8 +359,13 @@ pub fn database_paths(database: &str) -> Result<(PathBuf, PathBuf), StartError> 
     Ok((live, test))
 }
 
-/// Opens the live and test stores, reporting ledger batches to `metrics`.
-pub fn open_stores(database: &str, metrics: &Metrics) -> Result<(Store, Store), StartError> {
+/// Opens the live and test stores, reporting ledger batches to `metrics`, with ledger time
+/// from `clock`.
+pub fn open_stores(
+    database: &str,
+    metrics: &Metrics,
+    clock: &farthing_app::Clock,
+) -> Result<(Store, Store), StartError> {
     let (live_path, test_path) = database_paths(database)?;
     let open = |path: &PathBuf, mode: &'static str| {
         let metrics = metrics.clone();
@@ -367,6 +373,7 @@ pub fn open_stores(database: &str, metrics: &Metrics) -> Result<(Store, Store), 
             observer: Some(Arc::new(move |stats: &farthing_store::BatchStats| {
                 metrics.observe_batch(mode, stats)
             })),
+            clock: clock.for_store(),
             ..StoreOptions::default()
         };
         Store::open(path, options).map_err(|error| StartError::Store {
@@ -423,8 +430,16 @@ impl Running {
 
 /// Opens the stores, binds `config.listen` and starts serving and the workers.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with_clock(config, farthing_app::Clock::system()).await
+}
+
+/// [`start`] with `clock` as the time every rule reads (a test's manual clock).
+pub async fn start_with_clock(
+    config: Config,
+    clock: farthing_app::Clock,
+) -> Result<Running, StartError> {
     let metrics = Metrics::default();
-    let (live, test) = open_stores(&config.database, &metrics)?;
+    let (live, test) = open_stores(&config.database, &metrics, &clock)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|error| StartError::Bind {
@@ -439,7 +454,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if config.listen.port() == 0 && config.public_url.contains(":0") {
         config.public_url = format!("http://{addr}");
     }
-    let state = AppState::new(live, test, config, metrics);
+    let state = AppState::with_clock(live, test, config, metrics, clock);
     let (shutdown, _) = tokio::sync::watch::channel(false);
     let app = router(state.clone());
     let mut stop = shutdown.subscribe();

@@ -50,12 +50,10 @@ pub struct AppState {
 }
 
 struct Inner {
-    live: Store,
-    test: Store,
+    app: farthing_app::App,
     config: Config,
     keys: RwLock<HashMap<[u8; 32], Principal>>,
     metrics: Metrics,
-    deliveries: Notify,
     /// Wakes the Telegram poller when a bot is connected or reconfigured.
     telegram_bots: Notify,
     lightning: crate::lightning::Nodes,
@@ -64,16 +62,26 @@ struct Inner {
 }
 
 impl AppState {
-    /// Wraps opened stores.
+    /// Wraps opened stores, with the system clock.
     pub fn new(live: Store, test: Store, config: Config, metrics: Metrics) -> AppState {
+        AppState::with_clock(live, test, config, metrics, farthing_app::Clock::system())
+    }
+
+    /// Wraps opened stores with `clock` (a test's manual clock).
+    pub fn with_clock(
+        live: Store,
+        test: Store,
+        config: Config,
+        metrics: Metrics,
+        clock: farthing_app::Clock,
+    ) -> AppState {
+        let app = farthing_app::App::new(live, test, clock, config.base_url());
         AppState {
             inner: Arc::new(Inner {
-                live,
-                test,
+                app,
                 config,
                 keys: RwLock::new(HashMap::new()),
                 metrics,
-                deliveries: Notify::new(),
                 telegram_bots: Notify::new(),
                 lightning: crate::lightning::Nodes::default(),
                 webapp_key: crate::webapp::SessionKey::random(),
@@ -81,20 +89,24 @@ impl AppState {
         }
     }
 
+    /// The payments service.
+    pub fn app(&self) -> &farthing_app::App {
+        &self.inner.app
+    }
+
     /// The store of `mode`.
     pub fn store(&self, mode: Mode) -> &Store {
-        match mode {
-            Mode::Live => &self.inner.live,
-            Mode::Test => &self.inner.test,
-        }
+        self.inner.app.store(mode)
     }
 
     /// Both stores with their mode.
     pub fn stores(&self) -> [(Mode, &Store); 2] {
-        [
-            (Mode::Live, &self.inner.live),
-            (Mode::Test, &self.inner.test),
-        ]
+        self.inner.app.stores()
+    }
+
+    /// Now, by the service's clock, in nanoseconds since the Unix epoch.
+    pub fn now_ns(&self) -> u64 {
+        self.inner.app.now_ns()
     }
 
     /// Configuration.
@@ -117,9 +129,9 @@ impl AppState {
         &self.inner.webapp_key
     }
 
-    /// Wakes the webhook worker (after a commit that wrote events).
+    /// Wakes the webhook worker (after a commit that wrote events; `App::run` does it itself).
     pub fn deliveries(&self) -> &Notify {
-        &self.inner.deliveries
+        self.inner.app.outbox()
     }
 
     /// Wakes the Telegram poller (after a bot was connected or reconfigured).
@@ -146,6 +158,6 @@ impl AppState {
 
     /// The checkout URL of an invoice.
     pub fn checkout_url(&self, invoice: &str) -> String {
-        format!("{}/pay/{invoice}", self.config().base_url())
+        format!("{}/pay/{invoice}", self.inner.app.base_url())
     }
 }

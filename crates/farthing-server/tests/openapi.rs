@@ -721,9 +721,19 @@ fn rendered_objects_match_their_schemas() {
     checker.assert_valid(&open, "Invoice");
     // With a Stars invoice link and a BOLT11: every rail's payment instructions.
     let mut instructed = invoice.clone();
-    instructed.stars_invoice_link = Some("https://t.me/$abc".to_owned());
-    instructed.card_invoice_link = Some("https://t.me/$card".to_owned());
-    instructed.lightning_bolt11 = Some("lnbc5u1pexample".to_owned());
+    instructed.instructions.insert(
+        Rail::Stars,
+        serde_json::json!({"invoice_link": "https://t.me/$abc"}).to_string(),
+    );
+    instructed.instructions.insert(
+        Rail::Card,
+        serde_json::json!({"invoice_link": "https://t.me/$card"}).to_string(),
+    );
+    instructed.instructions.insert(
+        Rail::Lightning,
+        serde_json::json!({"bolt11": "lnbc5u1pexample", "uri": "lightning:lnbc5u1pexample"})
+            .to_string(),
+    );
     let rendered = render::invoice(&instructed, Mode::Live, url);
     assert_same_properties(
         &doc,

@@ -470,8 +470,7 @@ pub(crate) const INVOICE_COLUMNS: &str =
     "id, merchant_id, customer_id, status, currency, amount_minor, \
      amount_min, amount_max, presets, description, payload, rails, metadata, paid_amount, \
      paid_rail, paid_customer, paid_transfer, paid_at_ns, refunded_minor, created_at_ns, \
-     expires_at_ns, closed_at_ns, stars_invoice_link, lightning_bolt11, subscription_period_s, \
-     card_invoice_link";
+     expires_at_ns, closed_at_ns, payment_instructions, subscription_period_s";
 
 pub(crate) fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
     let status: String = row.get(3)?;
@@ -527,14 +526,68 @@ pub(crate) fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
         created_at_ns: u64_from(row.get(19)?, "time")?,
         expires_at_ns: u64_from(row.get(20)?, "time")?,
         closed_at_ns: closed.map(|t| u64_from(t, "time")).transpose()?,
-        stars_invoice_link: row.get(22)?,
-        lightning_bolt11: row.get(23)?,
+        instructions: instructions_from_json(&row.get::<_, String>(22)?)?,
         subscription_period_s: row
-            .get::<_, Option<i64>>(24)?
+            .get::<_, Option<i64>>(23)?
             .map(|p| u32::try_from(p).map_err(|_| corrupt("invoice subscription period")))
             .transpose()?,
-        card_invoice_link: row.get(25)?,
     })
+}
+
+/// Migration 16: the per-rail invoice columns (`stars_invoice_link`, `card_invoice_link`,
+/// `lightning_bolt11`) become one map of payment instructions keyed by rail, so that a new
+/// rail adds no column to the core `invoices` table. Existing rows move; the API shape of
+/// `payment_instructions` stays.
+pub(crate) const INSTRUCTIONS_SCHEMA: &str = r#"
+    ALTER TABLE invoices ADD COLUMN payment_instructions TEXT NOT NULL DEFAULT '{}';
+    UPDATE invoices SET payment_instructions = json_set(payment_instructions, '$.stars',
+        json_object('invoice_link', stars_invoice_link)) WHERE stars_invoice_link IS NOT NULL;
+    UPDATE invoices SET payment_instructions = json_set(payment_instructions, '$.card',
+        json_object('invoice_link', card_invoice_link)) WHERE card_invoice_link IS NOT NULL;
+    UPDATE invoices SET payment_instructions = json_set(payment_instructions, '$.lightning',
+        json_object('bolt11', lightning_bolt11, 'uri', 'lightning:' || lightning_bolt11))
+        WHERE lightning_bolt11 IS NOT NULL;
+    ALTER TABLE invoices DROP COLUMN stars_invoice_link;
+    ALTER TABLE invoices DROP COLUMN card_invoice_link;
+    ALTER TABLE invoices DROP COLUMN lightning_bolt11;
+"#;
+
+/// The stored payment instructions: a JSON object of rail name → the rail's instructions.
+fn instructions_from_json(
+    text: &str,
+) -> Result<std::collections::BTreeMap<Rail, String>, StoreError> {
+    if text == "{}" {
+        return Ok(std::collections::BTreeMap::new());
+    }
+    let map: serde_json::Map<String, serde_json::Value> = from_json(text)?;
+    map.into_iter()
+        .map(|(rail, value)| {
+            let rail = rail
+                .parse::<Rail>()
+                .map_err(|_| corrupt("unknown rail in payment instructions"))?;
+            Ok((rail, value.to_string()))
+        })
+        .collect()
+}
+
+/// The stored form of payment instructions.
+fn instructions_to_json(
+    instructions: &std::collections::BTreeMap<Rail, String>,
+) -> Result<String, StoreError> {
+    let mut map = serde_json::Map::new();
+    for (rail, text) in instructions {
+        let value: serde_json::Value = from_json(text)?;
+        map.insert(rail.as_str().to_owned(), value);
+    }
+    Ok(serde_json::Value::Object(map).to_string())
+}
+
+#[cfg(test)]
+pub(crate) fn load_invoice_for_tests(
+    connection: &Connection,
+    id: InvoiceId,
+) -> Result<Option<Invoice>, StoreError> {
+    load_invoice(connection, id)
 }
 
 fn load_invoice(connection: &Connection, id: InvoiceId) -> Result<Option<Invoice>, StoreError> {
@@ -564,8 +617,7 @@ impl Tx<'_, '_> {
         let rails: Vec<&str> = invoice.rails.iter().map(|rail| rail.as_str()).collect();
         let mut statement = self.sql().prepare_cached(&format!(
             "INSERT INTO invoices ({INVOICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-             ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, NULL, NULL, \
-             ?16, NULL)"
+             ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, ?17, ?16)"
         ))?;
         statement.execute(params![
             invoice.id.to_be_bytes(),
@@ -584,6 +636,7 @@ impl Tx<'_, '_> {
             sql_amount(invoice.created_at_ns)?,
             sql_amount(invoice.expires_at_ns)?,
             invoice.subscription_period_s.map(i64::from),
+            instructions_to_json(&invoice.instructions)?,
         ])?;
         if invoice.status == InvoiceStatus::Open {
             self.sql()
@@ -594,6 +647,26 @@ impl Tx<'_, '_> {
                 ])?;
         }
         Ok(())
+    }
+
+    /// Sets (or replaces) the payment instructions of `rail` on an invoice (`data`: a JSON
+    /// object); false when there is no such invoice.
+    pub fn set_instructions(
+        &mut self,
+        invoice: InvoiceId,
+        rail: Rail,
+        data: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(mut found) = self.invoice(invoice)? else {
+            return Ok(false);
+        };
+        found.instructions.insert(rail, data.to_owned());
+        let text = instructions_to_json(&found.instructions)?;
+        let changed = self
+            .sql()
+            .prepare_cached("UPDATE invoices SET payment_instructions = ?2 WHERE id = ?1")?
+            .execute(params![invoice.to_be_bytes(), text])?;
+        Ok(changed == 1)
     }
 
     /// An invoice, as of this point of the batch.

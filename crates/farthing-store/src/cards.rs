@@ -5,7 +5,7 @@
 //! The provider token is stored because `createInvoiceLink` needs it; it is never returned by
 //! the API nor logged. [`CardProvider`]'s `Debug` leaves it out.
 
-use farthing_core::{InvoiceId, MerchantId};
+use farthing_core::MerchantId;
 use rusqlite::{params, Connection, Row};
 
 use crate::codec::sql_amount;
@@ -106,20 +106,6 @@ impl Tx<'_, '_> {
                 sql_amount(provider.updated_at_ns)?,
             ])?;
         Ok(())
-    }
-
-    /// Stores the card (payment provider) invoice link of `invoice`; false when there is no
-    /// such invoice.
-    pub fn set_card_invoice_link(
-        &mut self,
-        invoice: InvoiceId,
-        link: &str,
-    ) -> Result<bool, StoreError> {
-        let changed = self
-            .sql()
-            .prepare_cached("UPDATE invoices SET card_invoice_link = ?2 WHERE id = ?1")?
-            .execute(params![invoice.to_be_bytes(), link])?;
-        Ok(changed == 1)
     }
 }
 

@@ -438,20 +438,6 @@ impl Tx<'_, '_> {
         Ok(changed == 1)
     }
 
-    /// Stores the BOLT11 shown in an invoice's payment instructions; false when there is no
-    /// such invoice.
-    pub fn set_lightning_bolt11(
-        &mut self,
-        invoice: InvoiceId,
-        bolt11: &str,
-    ) -> Result<bool, StoreError> {
-        let changed = self
-            .sql()
-            .prepare_cached("UPDATE invoices SET lightning_bolt11 = ?2 WHERE id = ?1")?
-            .execute(params![invoice.to_be_bytes(), bolt11])?;
-        Ok(changed == 1)
-    }
-
     /// Stores a new LNURL secret.
     pub fn insert_lnurl_secret(&mut self, secret: &LnurlSecret) -> Result<(), StoreError> {
         self.sql()

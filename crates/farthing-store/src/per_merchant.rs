@@ -463,3 +463,65 @@ mod tests {
         assert_eq!(before, 5, "three originals and two corrections");
     }
 }
+
+#[cfg(test)]
+mod instructions_migration {
+    use farthing_core::{InvoiceId, Rail};
+    use rusqlite::params;
+
+    use crate::schema;
+
+    /// Migration 16 moves the per-rail invoice columns into the instructions map, in the shape
+    /// the API has always shown.
+    #[test]
+    fn per_rail_columns_become_the_instructions_map() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("old.db");
+        let mut connection = schema::open_writer(&path).expect("open");
+        schema::migrate_to(&mut connection, 15, 1).expect("schema 15");
+        for (id, stars, card, bolt11) in [
+            (1u128, Some("https://t.me/$s"), None, None),
+            (2, None, Some("https://t.me/$c"), None),
+            (3, None, None, Some("lnbc1x")),
+            (4, None, None, None),
+        ] {
+            connection
+                .execute(
+                    "INSERT INTO invoices (id, merchant_id, status, currency, amount_minor, \
+                     description, rails, metadata, refunded_minor, created_at_ns, expires_at_ns, \
+                     stars_invoice_link, card_invoice_link, lightning_bolt11) \
+                     VALUES (?1, ?2, 'open', 'XTR', 5, '', '[\"stars\"]', '[]', 0, 1, 2, ?3, ?4, ?5)",
+                    params![
+                        InvoiceId(id).to_be_bytes(),
+                        [7u8; 16],
+                        stars,
+                        card,
+                        bolt11
+                    ],
+                )
+                .expect("an invoice of schema 15");
+        }
+        schema::migrate(&mut connection, 10).expect("migration 16");
+        let read = |id: u128| {
+            crate::business::load_invoice_for_tests(&connection, InvoiceId(id))
+                .expect("read")
+                .expect("exists")
+                .instructions
+        };
+        assert_eq!(
+            read(1).get(&Rail::Stars).map(String::as_str),
+            Some(r#"{"invoice_link":"https://t.me/$s"}"#)
+        );
+        assert_eq!(
+            read(2).get(&Rail::Card).map(String::as_str),
+            Some(r#"{"invoice_link":"https://t.me/$c"}"#)
+        );
+        let lightning: serde_json::Value =
+            serde_json::from_str(read(3).get(&Rail::Lightning).expect("lightning")).expect("json");
+        assert_eq!(
+            lightning,
+            serde_json::json!({"bolt11": "lnbc1x", "uri": "lightning:lnbc1x"})
+        );
+        assert!(read(4).is_empty());
+    }
+}

@@ -130,6 +130,11 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
             code: Some(crate::per_merchant::move_shared_balances),
         },
     ),
+    (
+        16,
+        "payment_instructions",
+        sql(crate::business::INSTRUCTIONS_SCHEMA),
+    ),
 ];
 
 /// The newest schema this build knows.

@@ -165,21 +165,6 @@ impl Tx<'_, '_> {
     }
 }
 
-impl Tx<'_, '_> {
-    /// Stores the Stars invoice link of `invoice`; false when there is no such invoice.
-    pub fn set_stars_invoice_link(
-        &mut self,
-        invoice: farthing_core::InvoiceId,
-        link: &str,
-    ) -> Result<bool, StoreError> {
-        let changed = self
-            .sql()
-            .prepare_cached("UPDATE invoices SET stars_invoice_link = ?2 WHERE id = ?1")?
-            .execute(params![invoice.to_be_bytes(), link])?;
-        Ok(changed == 1)
-    }
-}
-
 impl Reader<'_> {
     /// The merchant's bot.
     pub fn telegram_bot(&self, merchant: MerchantId) -> Result<Option<TelegramBot>, StoreError> {

@@ -109,7 +109,7 @@ pub struct MerchantCreateArgs {
 /// `farthing merchant create`
 pub fn merchant_create(args: &MerchantCreateArgs) -> anyhow::Result<ExitCode> {
     let metrics = farthing_server::metrics::Metrics::default();
-    let (live, test) = open_stores(&args.database, &metrics)
+    let (live, test) = open_stores(&args.database, &metrics, &farthing_app::Clock::system())
         .context("opening the database (stop `farthing serve` on it first)")?;
     let created = create_merchant(&live, &test, &args.name).map_err(anyhow::Error::msg);
     live.shutdown();

@@ -377,7 +377,9 @@ pub async fn create(
         return match crate::lightning::attach_bolt11(&state, mode, &invoice).await {
             Ok(Some(bolt11)) => {
                 let mut invoice = invoice;
-                invoice.lightning_bolt11 = Some(bolt11);
+                invoice
+                    .instructions
+                    .insert(Rail::Lightning, crate::instructions::bolt11_json(&bolt11));
                 let object = render::invoice(&invoice, mode, &state.checkout_url(&id.encode()));
                 Ok((StatusCode::CREATED, axum::Json(object)).into_response())
             }
@@ -398,8 +400,16 @@ pub async fn create(
     let saved = state
         .store(mode)
         .run(move |tx| match rail {
-            Rail::Card => tx.set_card_invoice_link(id, &stored),
-            _ => tx.set_stars_invoice_link(id, &stored),
+            Rail::Card => tx.set_instructions(
+                id,
+                Rail::Card,
+                &crate::instructions::invoice_link_json(&stored),
+            ),
+            _ => tx.set_instructions(
+                id,
+                Rail::Stars,
+                &crate::instructions::invoice_link_json(&stored),
+            ),
         })
         .await;
     match saved {

@@ -54,8 +54,8 @@ where
     let fingerprint: Vec<u8> = hasher.finalize().to_vec();
     let merchant = principal.merchant;
     let outcome = state
-        .store(principal.mode)
-        .run(move |tx| -> Result<(Answer, bool), ApiError> {
+        .app()
+        .run(principal.mode, move |tx| -> Result<(Answer, bool), ApiError> {
             if let Some(key) = &key {
                 if let Some((stored, status, body)) = tx.idempotency_key(merchant, key)? {
                     if stored != fingerprint {
@@ -88,11 +88,8 @@ where
             )?;
             Ok((answer, false))
         })
-        .await?;
+        .await;
     let ((status, body), replayed) = outcome?;
-    if status.is_success() && !replayed {
-        state.deliveries().notify_one();
-    }
     let mut response = (status, axum::Json(body)).into_response();
     if replayed {
         response

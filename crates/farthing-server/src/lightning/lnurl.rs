@@ -280,7 +280,10 @@ pub async fn pay_callback(
     made.row.invoice = Some(id);
     made.row.comment = comment;
     let mut invoice = invoice;
-    invoice.lightning_bolt11 = Some(made.row.bolt11.clone());
+    invoice.instructions.insert(
+        farthing_core::Rail::Lightning,
+        crate::instructions::bolt11_json(&made.row.bolt11),
+    );
     let object = render::invoice(&invoice, mode, &state.checkout_url(&id.encode()));
     let event = crate::api::event_record(
         merchant,
@@ -295,7 +298,6 @@ pub async fn pay_callback(
         .store(mode)
         .run(move |tx| -> Result<(), ApiError> {
             tx.insert_invoice(&invoice)?;
-            tx.set_lightning_bolt11(id, &row.bolt11)?;
             tx.insert_lightning_invoice(&row)?;
             tx.insert_event(&event)?;
             Ok(())

@@ -300,8 +300,8 @@ pub async fn attach_bolt11(
     mode: Mode,
     invoice: &Invoice,
 ) -> Result<Option<String>, ApiError> {
-    if let Some(bolt11) = &invoice.lightning_bolt11 {
-        return Ok(Some(bolt11.clone()));
+    if let Some(bolt11) = crate::instructions::bolt11(invoice) {
+        return Ok(Some(bolt11));
     }
     if !wants_bolt11(invoice) {
         return Ok(None);
@@ -342,10 +342,14 @@ pub async fn attach_bolt11(
         .run(move |tx| -> Result<String, ApiError> {
             tx.insert_lightning_invoice(&row)?;
             let current = tx.invoice(id)?;
-            if let Some(existing) = current.as_ref().and_then(|i| i.lightning_bolt11.clone()) {
+            if let Some(existing) = current.as_ref().and_then(crate::instructions::bolt11) {
                 return Ok(existing);
             }
-            tx.set_lightning_bolt11(id, &row.bolt11)?;
+            tx.set_instructions(
+                id,
+                Rail::Lightning,
+                &crate::instructions::bolt11_json(&row.bolt11),
+            )?;
             Ok(row.bolt11.clone())
         })
         .await??;
