@@ -536,7 +536,7 @@ async fn post_invoice(
             .await
         }
         None => {
-            let url = crate::instructions::invoice_link(&invoice, farthing_core::Rail::Stars)
+            let url = crate::instructions::invoice_link(invoice, farthing_core::Rail::Stars)
                 .unwrap_or_else(|| state.checkout_url(&invoice.id.encode()));
             let pay = lang.pick(["Pay", "Payer", "Bezahlen", "پرداخت", "Оплатить"]);
             let keyboard = json!({"inline_keyboard": [[{"text": pay, "url": url}]]});
