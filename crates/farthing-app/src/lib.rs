@@ -16,12 +16,18 @@
 //! reports) and [`wire`] (the objects adapters show and events carry).
 
 pub mod book;
+pub mod charges;
 pub mod clock;
 pub mod customers;
 pub mod error;
 pub mod ids;
+pub mod invoices;
 pub mod mode;
 pub mod outbox;
+pub mod rail;
+pub mod rails;
+pub mod refunds;
+pub mod sandbox;
 pub mod settlement;
 pub mod subscriptions;
 pub mod wire;

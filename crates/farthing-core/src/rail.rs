@@ -53,6 +53,10 @@ impl Rail {
 /// 100000"), so a report above it did not come from Telegram.
 pub const MAX_STARS_PAYMENT: u64 = 100_000;
 
+/// The one period a Telegram Stars subscription has: 30 days, in seconds (Bot API,
+/// `createInvoiceLink` `subscription_period`).
+pub const STARS_SUBSCRIPTION_PERIOD_S: u32 = 2_592_000;
+
 /// The most Telegram Stars one subscription period can cost (Bot API 10.1, `createInvoiceLink`
 /// `subscription_period`: "Subscription price must no exceed 10000 Telegram Stars").
 pub const MAX_STARS_SUBSCRIPTION: u64 = 10_000;

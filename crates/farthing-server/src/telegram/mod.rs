@@ -15,14 +15,15 @@
 //! [`SuccessfulPayment`], [`PreCheckoutQuery`], [`StarTransactions`], …) and [`BotApiError`].
 
 pub mod bot;
-pub mod client;
 pub mod commands;
 pub mod i18n;
 pub mod poller;
 pub mod reconcile;
 pub mod webhook;
 
-pub use client::{
+/// The Bot API client (its own crate).
+pub use farthing_botapi as client;
+pub use farthing_botapi::{
     BotApiError, BotClient, CallbackQuery, Chat, Invoice, InvoiceParams, LabeledPrice, Message,
     PreCheckoutQuery, RevenueWithdrawalState, StarTransaction, StarTransactions, SuccessfulPayment,
     TransactionPartner, Update, User,

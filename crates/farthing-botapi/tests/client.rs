@@ -1,4 +1,4 @@
-//! The Bot API client (`farthing_server::telegram`) against `telegram-double`, a local Bot API
+//! The Bot API client (`farthing_botapi`) against `telegram-double`, a local Bot API
 //! server that checks every call against the Bot API 10.1 spec (`shared/telegram/bot-api-10.1.json`).
 //!
 //! What is covered: every client method round-trips and decodes the answer; the double records
@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use farthing_server::telegram::{
+use farthing_botapi::{
     BotApiError, BotClient, InvoiceParams, LabeledPrice, RevenueWithdrawalState, TransactionPartner,
 };
 use farthing_telegram::{BotToken, TelegramChatId, TelegramUserId};

@@ -1,0 +1,415 @@
+//! Invoices (SPEC I1–I4): create (choosing and checking the rails), attach each rail's payment
+//! instructions after the commit, cancel, expire, and pay from a customer's balance (RL1).
+
+use farthing_core::invoice::{
+    Invoice, InvoiceAmount, InvoiceError, InvoicePayment, InvoiceStatus, NewInvoice,
+};
+use farthing_core::rail::{MAX_STARS_SUBSCRIPTION, STARS_SUBSCRIPTION_PERIOD_S};
+use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, PublicId, Rail, TransferId};
+use farthing_store::{EventRecord, Tx};
+
+use crate::ids::new_id;
+use crate::outbox::{emit, event_record};
+use crate::rail::{least_amount, Carries, RailSet};
+use crate::{book, customers, wire, App, AppError, Mode};
+
+/// Most invoices expired in one job.
+pub const EXPIRE_PER_JOB: usize = 500;
+
+/// A new invoice as an adapter asks for it (amounts and names already parsed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvoiceRequest {
+    /// Currency or asset.
+    pub currency: Currency,
+    /// Fixed, or chosen by the payer within bounds.
+    pub amount: InvoiceAmount,
+    /// Shown to the payer.
+    pub description: String,
+    /// Opaque merchant data.
+    pub payload: Option<String>,
+    /// The rails asked for, or `None` for every configured rail that carries the invoice.
+    pub rails: Option<Vec<Rail>>,
+    /// The expected payer.
+    pub customer: Option<CustomerId>,
+    /// Seconds until it expires.
+    pub expires_in_s: u64,
+    /// Merchant key/value data (already checked).
+    pub metadata: Vec<(String, String)>,
+    /// A Telegram Stars subscription's period, seconds.
+    pub subscription_period_s: Option<u64>,
+}
+
+/// The refusal of an invoice rule, as the service reports it.
+pub fn invoice_error(error: InvoiceError) -> AppError {
+    let param = match &error {
+        InvoiceError::AmountOutOfRange | InvoiceError::AmountMismatch { .. } => Some("amount"),
+        InvoiceError::AmountRequired { .. } => Some("amount"),
+        InvoiceError::BadBounds => Some("amount_min"),
+        InvoiceError::BadPresets => Some("amount_presets"),
+        InvoiceError::BadExpiry => Some("expires_in"),
+        InvoiceError::DescriptionTooLong => Some("description"),
+        InvoiceError::PayloadTooLong => Some("payload"),
+        InvoiceError::NoRails => Some("rails"),
+        _ => None,
+    };
+    let app = match &error {
+        InvoiceError::NotOpen(_) => AppError::conflict("invoice_not_open", error.to_string()),
+        InvoiceError::Expired => AppError::conflict("invoice_expired", error.to_string()),
+        InvoiceError::NotPaid(_) => AppError::conflict("invoice_not_paid", error.to_string()),
+        InvoiceError::RefundTooLarge { .. } => {
+            AppError::invalid("refund_too_large", error.to_string())
+        }
+        InvoiceError::RailNotAccepted(_) => {
+            AppError::invalid("rail_not_accepted", error.to_string())
+        }
+        InvoiceError::BadExpiry => AppError::invalid("invalid_expires_in", error.to_string()),
+        _ => AppError::invalid("invalid_invoice", error.to_string()),
+    };
+    match param {
+        Some(param) => app.param(param),
+        None => app,
+    }
+}
+
+/// The rails `merchant` can take in `mode`, in the registry's order, with what each carries.
+pub fn offered(
+    app: &App,
+    rails: &impl RailSet,
+    mode: Mode,
+    merchant: MerchantId,
+) -> Result<Vec<(Rail, Carries)>, AppError> {
+    let mut offered = Vec::new();
+    for rail in rails.registered() {
+        if let Some(carries) = rails.offer(app, mode, merchant, rail)? {
+            offered.push((rail, carries));
+        }
+    }
+    Ok(offered)
+}
+
+/// The rails an invoice takes: those asked for, each checked (configured, carrying the currency,
+/// within its published limit for one payment), or by default every configured rail that
+/// carries the currency and the amount.
+pub fn choose_rails(
+    offered: &[(Rail, Carries)],
+    mode: Mode,
+    currency: Currency,
+    amount: &InvoiceAmount,
+    requested: Option<&[Rail]>,
+) -> Result<Vec<Rail>, AppError> {
+    let least_minor = least_amount(amount);
+    let fits = |rail: Rail| {
+        rail.max_payment_minor(currency)
+            .is_none_or(|max| least_minor <= max)
+    };
+    let Some(requested) = requested else {
+        return Ok(offered
+            .iter()
+            .filter(|(rail, carries)| carries.takes(currency) && fits(*rail))
+            .map(|(rail, _)| *rail)
+            .collect());
+    };
+    let mut rails = Vec::new();
+    for (i, rail) in requested.iter().copied().enumerate() {
+        let param = format!("rails[{i}]");
+        let Some((_, carries)) = offered.iter().find(|(offered, _)| *offered == rail) else {
+            return Err(AppError::invalid(
+                "rail_not_configured",
+                format!(
+                    "the {rail} rail is not configured for this merchant{}; see GET /v1/rails",
+                    if mode.is_live() { "" } else { " in test mode" }
+                ),
+            )
+            .param(param));
+        };
+        if let Carries::Only { why_not, .. } = carries {
+            if !carries.takes(currency) {
+                return Err(AppError::invalid(
+                    "rail_currency_mismatch",
+                    format!("{why_not}, not {currency}"),
+                )
+                .param(param));
+            }
+        }
+        if !fits(rail) {
+            return Err(AppError::invalid(
+                "amount_exceeds_rail_limit",
+                format!(
+                    "one {rail} payment carries at most {} {currency} minor units (the rail's published limit); lower the amount or leave {rail} out",
+                    rail.max_payment_minor(currency).unwrap_or_default()
+                ),
+            )
+            .param(param));
+        }
+        if !rails.contains(&rail) {
+            rails.push(rail);
+        }
+    }
+    Ok(rails)
+}
+
+/// Checks `subscription_period`: only Telegram's 30 days, on a fixed-amount `XTR` invoice that
+/// accepts `stars` (the rail that renews it), at most Telegram's price for a period.
+fn subscription_period(period: Option<u64>, invoice: &Invoice) -> Result<Option<u32>, AppError> {
+    let Some(period) = period else {
+        return Ok(None);
+    };
+    let bad = |message: &str| {
+        AppError::invalid("invalid_subscription", message.to_owned()).param("subscription_period")
+    };
+    if period != u64::from(STARS_SUBSCRIPTION_PERIOD_S) {
+        return Err(bad("subscription_period must be 2592000 (30 days), the only period Telegram Stars subscriptions have"));
+    }
+    if invoice.currency.code() != "XTR" || !matches!(invoice.amount, InvoiceAmount::Fixed(_)) {
+        return Err(bad(
+            "a subscription invoice has a fixed amount in XTR (Telegram Stars)",
+        ));
+    }
+    if !invoice.rails.contains(&Rail::Stars) {
+        return Err(bad(
+            "a subscription is paid and renewed by Telegram Stars: the invoice must accept the stars rail (PUT /v1/rails/stars)",
+        ));
+    }
+    if matches!(invoice.amount, InvoiceAmount::Fixed(amount) if amount > MAX_STARS_SUBSCRIPTION) {
+        return Err(AppError::invalid(
+            "amount_exceeds_rail_limit",
+            format!(
+                "a Telegram Stars subscription costs at most {MAX_STARS_SUBSCRIPTION} XTR per period (Bot API)"
+            ),
+        )
+        .param("amount"));
+    }
+    u32::try_from(period)
+        .map(Some)
+        .map_err(|_| bad("subscription_period is too large"))
+}
+
+/// A checked invoice, not stored yet, with its `invoice.created` event: built outside the
+/// writer's job (the writer is the bottleneck under load), so that the job only checks and
+/// inserts.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The invoice.
+    pub invoice: Invoice,
+    /// Its `invoice.created` event.
+    pub event: EventRecord,
+}
+
+/// Checks `request` for `merchant` and builds the invoice (with a new id, created now).
+pub fn prepare(
+    app: &App,
+    rails: &impl RailSet,
+    mode: Mode,
+    merchant: MerchantId,
+    request: InvoiceRequest,
+) -> Result<Prepared, AppError> {
+    let offered = offered(app, rails, mode, merchant)?;
+    prepare_with(app, &offered, mode, merchant, request)
+}
+
+/// [`prepare`] with the offered rails already read.
+pub fn prepare_with(
+    app: &App,
+    offered: &[(Rail, Carries)],
+    mode: Mode,
+    merchant: MerchantId,
+    request: InvoiceRequest,
+) -> Result<Prepared, AppError> {
+    let rails = choose_rails(
+        offered,
+        mode,
+        request.currency,
+        &request.amount,
+        request.rails.as_deref(),
+    )?;
+    let id: InvoiceId = new_id();
+    let mut invoice = NewInvoice {
+        currency: request.currency,
+        amount: request.amount,
+        description: request.description,
+        payload: request.payload,
+        rails,
+        customer: request.customer,
+        expires_in_s: request.expires_in_s,
+        metadata: request.metadata,
+    }
+    .into_invoice(id, merchant, app.now_ns())
+    .map_err(invoice_error)?;
+    invoice.subscription_period_s = subscription_period(request.subscription_period_s, &invoice)?;
+    let object = wire::invoice(&invoice, mode, &app.checkout_url(id));
+    let event = event_record(
+        merchant,
+        mode,
+        "invoice.created",
+        &object,
+        invoice.created_at_ns,
+    );
+    Ok(Prepared { invoice, event })
+}
+
+/// Stores a prepared invoice in the current job: its customer must be the merchant's.
+pub fn insert(tx: &mut Tx<'_, '_>, prepared: &Prepared) -> Result<(), AppError> {
+    let invoice = &prepared.invoice;
+    if let Some(customer) = invoice.customer {
+        customers::require(tx, invoice.merchant, customer)?;
+    }
+    tx.insert_invoice(invoice)?;
+    tx.insert_event(&prepared.event)?;
+    Ok(())
+}
+
+/// Asks every rail the committed invoice accepts for its payment instructions and stores the
+/// ones made; returns the invoice with them. A rail that fails leaves the invoice without its
+/// instructions (logged): the invoice stands, and the checkout page asks again when opened.
+pub async fn attach_instructions(
+    app: &App,
+    rails: &impl RailSet,
+    mode: Mode,
+    mut invoice: Invoice,
+) -> Invoice {
+    for rail in invoice.rails.clone() {
+        if invoice.instructions.contains_key(&rail) {
+            continue;
+        }
+        let made = match rails.instructions(app, mode, rail, &invoice).await {
+            Ok(Some(made)) => made,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::warn!(invoice = %invoice.id.encode(), %rail, %error, "no payment instructions from the rail; the invoice stands without them");
+                continue;
+            }
+        };
+        let (id, data) = (invoice.id, made.clone());
+        let stored = app
+            .run(mode, move |tx| -> Result<bool, AppError> {
+                Ok(tx.set_instructions(id, rail, &data)?)
+            })
+            .await;
+        match stored {
+            Ok(true) => {
+                invoice.instructions.insert(rail, made);
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(invoice = %invoice.id.encode(), %rail, %error, "could not store the payment instructions");
+            }
+        }
+    }
+    invoice
+}
+
+/// Creates an invoice (check, store, then each rail's instructions): the one way the bot, the
+/// Mini App and other adapters without an idempotency key make invoices.
+pub async fn create(
+    app: &App,
+    rails: &impl RailSet,
+    mode: Mode,
+    merchant: MerchantId,
+    request: InvoiceRequest,
+) -> Result<Invoice, AppError> {
+    let prepared = prepare(app, rails, mode, merchant, request)?;
+    let stored = prepared.clone();
+    app.run(mode, move |tx| insert(tx, &stored)).await?;
+    Ok(attach_instructions(app, rails, mode, prepared.invoice).await)
+}
+
+/// Cancels the merchant's open invoice in the current job (`invoice.canceled`).
+pub fn cancel(
+    tx: &mut Tx<'_, '_>,
+    app: &App,
+    mode: Mode,
+    merchant: MerchantId,
+    invoice: InvoiceId,
+) -> Result<Invoice, AppError> {
+    let mut invoice = customers::require_invoice(tx, merchant, invoice)?;
+    invoice.cancel(tx.now_ns()).map_err(invoice_error)?;
+    tx.update_invoice(&invoice)?;
+    let object = wire::invoice(&invoice, mode, &app.checkout_url(invoice.id));
+    emit(tx, merchant, mode, "invoice.canceled", &object)?;
+    Ok(invoice)
+}
+
+/// Pays `invoice` from `customer`'s balance in the current job: the one booking path of a
+/// balance payment (the API's `POST /v1/invoices/{id}/pay`, the Mini App's one-tap pay). The
+/// transfer id is the invoice's, so the ledger refuses a second booking of the same invoice.
+pub fn pay_from_balance(
+    tx: &mut Tx<'_, '_>,
+    app: &App,
+    mode: Mode,
+    merchant: MerchantId,
+    invoice: InvoiceId,
+    customer: CustomerId,
+    amount: Option<u64>,
+) -> Result<Invoice, AppError> {
+    let mut invoice = customers::require_invoice(tx, merchant, invoice)?;
+    customers::require(tx, merchant, customer)?;
+    if invoice
+        .customer
+        .is_some_and(|expected| expected != customer)
+    {
+        return Err(
+            AppError::invalid("customer_mismatch", "this invoice is for another customer")
+                .param("customer"),
+        );
+    }
+    let amount_minor = invoice
+        .payable_amount(Rail::Balance, amount, tx.now_ns())
+        .map_err(invoice_error)?;
+    let currency = invoice.currency;
+    let transfer_id = TransferId(invoice.id.raw());
+    let group = book::transfer(
+        transfer_id,
+        book::customer(merchant, customer, currency),
+        book::merchant(merchant, currency),
+        amount_minor,
+        book::PAYMENT,
+        invoice.id.raw(),
+    );
+    tx.apply(&group)?
+        .map_err(|error| book::refusal(error, "the customer", currency, amount_minor))?;
+    invoice
+        .mark_paid(InvoicePayment {
+            amount_minor,
+            rail: Rail::Balance,
+            customer: Some(customer),
+            transfer_id,
+            paid_at_ns: tx.now_ns(),
+        })
+        .map_err(invoice_error)?;
+    tx.update_invoice(&invoice)?;
+    let object = wire::invoice(&invoice, mode, &app.checkout_url(invoice.id));
+    emit(tx, merchant, mode, "invoice.paid", &object)?;
+    customers::emit_balance_changed(tx, merchant, mode, customer, currency)?;
+    Ok(invoice)
+}
+
+/// Expires the open invoices of `mode` whose time ran out (at most [`EXPIRE_PER_JOB`] per call,
+/// read through the expiry schedule: the cost follows what expires); returns how many.
+pub async fn expire_due(app: &App, mode: Mode) -> Result<usize, AppError> {
+    let base = app.clone();
+    app.run(mode, move |tx| -> Result<usize, AppError> {
+        let mut expired = 0;
+        for id in tx.due_invoices(EXPIRE_PER_JOB)? {
+            let Some(mut invoice) = tx.invoice(id)? else {
+                tx.unschedule_invoice(id)?;
+                continue;
+            };
+            if invoice.expire(tx.now_ns()) {
+                tx.update_invoice(&invoice)?;
+                let object = wire::invoice(&invoice, mode, &base.checkout_url(invoice.id));
+                emit(tx, invoice.merchant, mode, "invoice.expired", &object)?;
+                expired += 1;
+            } else if invoice.status != InvoiceStatus::Open {
+                // Paid or canceled in the meantime: the entry is stale.
+                tx.unschedule_invoice(id)?;
+            }
+        }
+        Ok(expired)
+    })
+    .await
+}
+
+/// When the next open invoice of `mode` expires, if any.
+pub fn next_expiry(app: &App, mode: Mode) -> Result<Option<u64>, AppError> {
+    app.read(mode, |reader| reader.next_invoice_expiry())
+}

@@ -1,0 +1,375 @@
+//! Refunds: back to the customer's balance (of a paid invoice or a charge), or through the rail
+//! that paid the invoice (SPEC L6: a refund is a new transfer). Never more than was paid.
+
+use farthing_core::invoice::{InvoiceError, InvoiceStatus};
+use farthing_core::{
+    ChargeId, Currency, CustomerId, InvoiceId, MerchantId, PublicId, Rail, RefundId, TransferId,
+};
+use farthing_store::{Refund, Tx};
+
+use crate::invoices::invoice_error;
+use crate::outbox::emit;
+use crate::rail::{RailRefund, RailRefunded, RailSet};
+use crate::{book, customers, wire, App, AppError, Mode};
+
+/// Longest refund reason, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// What is refunded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A paid invoice.
+    Invoice(InvoiceId),
+    /// A charge.
+    Charge(ChargeId),
+}
+
+/// A refund to make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundRequest {
+    /// What is refunded.
+    pub target: Target,
+    /// How much, in minor units; `None` for everything not yet refunded.
+    pub amount_minor: Option<u64>,
+    /// Why, for the merchant's records.
+    pub reason: Option<String>,
+}
+
+impl RefundRequest {
+    /// Checks what needs no database.
+    pub fn check(&self) -> Result<(), AppError> {
+        if self
+            .reason
+            .as_ref()
+            .is_some_and(|reason| reason.chars().count() > MAX_REASON_CHARS)
+        {
+            return Err(AppError::invalid(
+                "invalid_reason",
+                format!("reason must be at most {MAX_REASON_CHARS} characters"),
+            )
+            .param("reason"));
+        }
+        Ok(())
+    }
+}
+
+/// Who holds a refund to the balance of an invoice that was paid without a customer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnnamedPayer {
+    /// Refuse (`no_customer`).
+    Refuse,
+    /// Make a customer with these metadata to hold it (e.g. until an LNURL-withdraw link is
+    /// claimed).
+    HoldFor(Vec<(String, String)>),
+}
+
+fn invoice_not_found(invoice: InvoiceId) -> AppError {
+    AppError::invalid(
+        "invoice_not_found",
+        format!("no such invoice: {:?}", invoice.encode()),
+    )
+    .param("invoice")
+}
+
+/// Refunds to the customer's balance in the current job: merchant's balance → customer's
+/// (transfer id = refund id), the invoice or charge marked, `refund.succeeded` and the
+/// balance and invoice events written.
+pub fn to_balance(
+    tx: &mut Tx<'_, '_>,
+    app: &App,
+    mode: Mode,
+    merchant: MerchantId,
+    request: &RefundRequest,
+    unnamed: &UnnamedPayer,
+) -> Result<Refund, AppError> {
+    request.check()?;
+    let id: RefundId = crate::ids::new_id();
+    let now = tx.now_ns();
+    let amount = request.amount_minor;
+    let (customer, currency, amount_minor, invoice_id, charge_id) = match request.target {
+        Target::Invoice(invoice_id) => {
+            let mut invoice = tx
+                .invoice(invoice_id)?
+                .filter(|i| i.merchant == merchant)
+                .ok_or_else(|| invoice_not_found(invoice_id))?;
+            // Status first: an unpaid invoice has no payer to refund, whatever its customer.
+            if !matches!(
+                invoice.status,
+                InvoiceStatus::Paid | InvoiceStatus::PartiallyRefunded
+            ) {
+                return Err(invoice_error(InvoiceError::NotPaid(invoice.status)).param("invoice"));
+            }
+            let amount_minor = amount.unwrap_or_else(|| invoice.refundable_minor());
+            let known = crate::rail::refund_customer(&invoice);
+            let customer = match (known, unnamed) {
+                (Some(customer), _) => customer,
+                (None, UnnamedPayer::HoldFor(metadata)) => {
+                    let mut metadata = metadata.clone();
+                    metadata.push(("invoice".to_owned(), invoice.id.encode()));
+                    customers::insert(tx, merchant, mode, None, metadata)?.id
+                }
+                (None, UnnamedPayer::Refuse) => {
+                    return Err(AppError::invalid(
+                        "no_customer",
+                        "this invoice was paid without a customer, so there is no balance to refund to; refund a BTC invoice with destination lnurl_withdraw, or through the rail",
+                    )
+                    .param("invoice"))
+                }
+            };
+            invoice
+                .apply_refund(amount_minor)
+                .map_err(|e| invoice_error(e).param("amount"))?;
+            tx.update_invoice(&invoice)?;
+            let event = if invoice.refundable_minor() == 0 {
+                "invoice.refunded"
+            } else {
+                "invoice.partially_refunded"
+            };
+            let object = wire::invoice(&invoice, mode, &app.checkout_url(invoice.id));
+            emit(tx, merchant, mode, event, &object)?;
+            (
+                customer,
+                invoice.currency,
+                amount_minor,
+                Some(invoice_id),
+                None,
+            )
+        }
+        Target::Charge(charge_id) => {
+            let charge = tx
+                .charge(charge_id)?
+                .filter(|c| c.merchant == merchant)
+                .ok_or_else(|| {
+                    AppError::invalid(
+                        "charge_not_found",
+                        format!("no such charge: {:?}", charge_id.encode()),
+                    )
+                    .param("charge")
+                })?;
+            let refundable = charge.amount_minor - charge.refunded_minor.min(charge.amount_minor);
+            let amount_minor = amount.unwrap_or(refundable);
+            if amount_minor == 0 || amount_minor > refundable {
+                return Err(AppError::invalid(
+                    "refund_too_large",
+                    format!("refund exceeds what is left to refund ({refundable} minor units)"),
+                )
+                .param("amount"));
+            }
+            tx.set_charge_refunded(charge_id, charge.refunded_minor + amount_minor)?;
+            (
+                charge.customer,
+                charge.currency,
+                amount_minor,
+                None,
+                Some(charge_id),
+            )
+        }
+    };
+    let group = book::transfer(
+        TransferId(id.raw()),
+        book::merchant(merchant, currency),
+        book::customer(merchant, customer, currency),
+        amount_minor,
+        book::REFUND,
+        id.raw(),
+    );
+    tx.apply(&group)?
+        .map_err(|error| book::refusal(error, "the merchant", currency, amount_minor))?;
+    let refund = Refund {
+        id,
+        merchant,
+        invoice: invoice_id,
+        charge: charge_id,
+        customer,
+        currency,
+        amount_minor,
+        reason: request.reason.clone(),
+        created_at_ns: now,
+        rail: None,
+    };
+    tx.insert_refund(&refund)?;
+    emit(
+        tx,
+        merchant,
+        mode,
+        "refund.succeeded",
+        &wire::refund(&refund, mode),
+    )?;
+    customers::emit_balance_changed(tx, merchant, mode, customer, currency)?;
+    Ok(refund)
+}
+
+/// A refund a rail has sent, to be booked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentThroughRail {
+    /// The rail that sent it.
+    pub rail: Rail,
+    /// The invoice refunded.
+    pub invoice: InvoiceId,
+    /// What the rail did.
+    pub sent: RailRefunded,
+    /// Why, for the merchant's records.
+    pub reason: Option<String>,
+}
+
+/// Sends a refund of `invoice` back through the rail that paid it — before anything is booked
+/// (a rail cannot take a refund back, so the checks come first: the invoice is paid, not partly
+/// refunded, and the merchant's balance covers it). Book it with [`book_rail_refund`].
+pub async fn send_through_rail(
+    app: &App,
+    rails: &impl RailSet,
+    mode: Mode,
+    merchant: MerchantId,
+    invoice_id: InvoiceId,
+    amount_minor: Option<u64>,
+    reason: Option<String>,
+) -> Result<SentThroughRail, AppError> {
+    let invoice = app
+        .read(mode, move |reader| reader.invoice(invoice_id))?
+        .filter(|i| i.merchant == merchant)
+        .ok_or_else(|| invoice_not_found(invoice_id))?;
+    if invoice.status != InvoiceStatus::Paid {
+        let error = match invoice.status {
+            InvoiceStatus::PartiallyRefunded => AppError::invalid(
+                "refund_too_large",
+                "this invoice was partly refunded to the balance; a refund through the rail returns whole payments only: refund the rest to the balance",
+            ),
+            status => invoice_error(InvoiceError::NotPaid(status)),
+        };
+        return Err(error.param("invoice"));
+    }
+    let Some(payment) = invoice.payment else {
+        return Err(AppError::internal(format!(
+            "paid invoice {} has no payment",
+            invoice_id.encode()
+        )));
+    };
+    let rail = payment.rail;
+    if matches!(rail, Rail::Balance | Rail::Sandbox) || !rails.registered().contains(&rail) {
+        return Err(AppError::invalid(
+            "rail_refund_unsupported",
+            format!("this invoice was paid on the {rail} rail, which has no way back; refund it to the balance"),
+        )
+        .param("destination"));
+    }
+    // The rail cannot take it back: the booking must not fail afterwards for want of money.
+    let wanted = amount_minor.unwrap_or(payment.amount_minor);
+    let balance = app
+        .store(mode)
+        .account(book::merchant(merchant, invoice.currency).id)?
+        .map_or(0, |account| account.balances.available());
+    if balance < i128::from(wanted) {
+        return Err(AppError::InsufficientFunds {
+            code: "insufficient_funds",
+            message: format!(
+                "the merchant's balance is too small to refund from: {} available and {} needed",
+                book::currency_amount(u64::try_from(balance.max(0)).unwrap_or(0), invoice.currency),
+                book::currency_amount(wanted, invoice.currency)
+            ),
+            available_minor: Some(u64::try_from(balance.max(0)).unwrap_or(0)),
+            requested_minor: Some(wanted),
+            param: None,
+        });
+    }
+    let sent = rails
+        .refund(
+            app,
+            mode,
+            rail,
+            RailRefund {
+                merchant,
+                refund: crate::ids::new_id(),
+                invoice: invoice_id,
+                amount_minor,
+            },
+        )
+        .await?;
+    Ok(SentThroughRail {
+        rail,
+        invoice: invoice_id,
+        sent,
+        reason,
+    })
+}
+
+/// Books a refund the rail sent, in the current job: merchant's balance → the rail's external
+/// account, the invoice marked refunded, `invoice.refunded` and `refund.succeeded` written.
+pub fn book_rail_refund(
+    tx: &mut Tx<'_, '_>,
+    app: &App,
+    mode: Mode,
+    merchant: MerchantId,
+    sent: &SentThroughRail,
+) -> Result<Refund, AppError> {
+    let id: RefundId = crate::ids::new_id();
+    let now = tx.now_ns();
+    let mut invoice = tx
+        .invoice(sent.invoice)?
+        .filter(|i| i.merchant == merchant)
+        .ok_or_else(|| invoice_not_found(sent.invoice))?;
+    let customer: CustomerId = match (
+        crate::rail::refund_customer(&invoice),
+        &sent.sent.payer_external_id,
+    ) {
+        (Some(customer), _) => customer,
+        (None, Some(external)) => {
+            customers::find_or_create(tx, merchant, mode, external, Vec::new())?
+                .0
+                .id
+        }
+        (None, None) => {
+            customers::insert(
+                tx,
+                merchant,
+                mode,
+                None,
+                vec![("created_for".to_owned(), "rail_refund".to_owned())],
+            )?
+            .id
+        }
+    };
+    let amount_minor = sent.sent.amount_minor;
+    invoice
+        .apply_refund(amount_minor)
+        .map_err(|e| invoice_error(e).param("invoice"))?;
+    tx.update_invoice(&invoice)?;
+    let currency: Currency = invoice.currency;
+    let group = book::transfer(
+        TransferId(id.raw()),
+        book::merchant(merchant, currency),
+        book::rail(merchant, sent.rail, currency),
+        amount_minor,
+        book::REFUND,
+        id.raw(),
+    );
+    tx.apply(&group)?
+        .map_err(|error| book::refusal(error, "the merchant", currency, amount_minor))?;
+    let object = wire::invoice(&invoice, mode, &app.checkout_url(invoice.id));
+    let event = if invoice.refundable_minor() == 0 {
+        "invoice.refunded"
+    } else {
+        "invoice.partially_refunded"
+    };
+    emit(tx, merchant, mode, event, &object)?;
+    let refund = Refund {
+        id,
+        merchant,
+        invoice: Some(sent.invoice),
+        charge: None,
+        customer,
+        currency,
+        amount_minor,
+        reason: sent.reason.clone(),
+        created_at_ns: now,
+        rail: Some(sent.rail),
+    };
+    tx.insert_refund(&refund)?;
+    emit(
+        tx,
+        merchant,
+        mode,
+        "refund.succeeded",
+        &wire::refund(&refund, mode),
+    )?;
+    Ok(refund)
+}
