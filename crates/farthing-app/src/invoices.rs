@@ -122,14 +122,12 @@ pub fn choose_rails(
             )
             .param(param));
         };
-        if let Carries::Only { why_not, .. } = carries {
-            if !carries.takes(currency) {
-                return Err(AppError::invalid(
-                    "rail_currency_mismatch",
-                    format!("{why_not}, not {currency}"),
-                )
-                .param(param));
-            }
+        if !carries.takes(currency) {
+            return Err(AppError::invalid(
+                "rail_currency_mismatch",
+                format!("{}, not {currency}", carries.why_not),
+            )
+            .param(param));
         }
         if !fits(rail) {
             return Err(AppError::invalid(
@@ -193,6 +191,23 @@ pub struct Prepared {
     pub invoice: Invoice,
     /// Its `invoice.created` event.
     pub event: EventRecord,
+}
+
+impl Prepared {
+    /// Adds a rail's payment instructions made before the invoice is stored (e.g. a BOLT11
+    /// that must exist before the invoice does), and remakes the `invoice.created` event so
+    /// that it shows them.
+    pub fn with_instructions(&mut self, app: &App, mode: Mode, rail: Rail, data: String) {
+        self.invoice.instructions.insert(rail, data);
+        let object = wire::invoice(&self.invoice, mode, &app.checkout_url(self.invoice.id));
+        self.event = event_record(
+            self.invoice.merchant,
+            mode,
+            "invoice.created",
+            &object,
+            self.invoice.created_at_ns,
+        );
+    }
 }
 
 /// Checks `request` for `merchant` and builds the invoice (with a new id, created now).

@@ -29,27 +29,42 @@ use crate::{App, AppError, Mode};
 /// A rail's background work, run by the server until shutdown.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// What a rail can carry for a merchant.
+/// Which currencies a rail carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Carries {
+pub enum CurrencySet {
     /// Any currency.
     Any,
-    /// Only these currencies; `why_not` tells a merchant asking for another one what the rail
-    /// takes (e.g. "the lightning rail takes BTC invoices (amounts in satoshis)").
-    Only {
-        /// The currencies.
-        currencies: Vec<Currency>,
-        /// The explanation for any other.
-        why_not: String,
-    },
+    /// Any fiat (ISO 4217) currency.
+    Fiat,
+    /// Only these.
+    Only(Vec<Currency>),
+}
+
+/// What a rail can carry for a merchant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Carries {
+    /// The currencies.
+    pub currencies: CurrencySet,
+    /// What a merchant asking for another currency is told the rail takes (e.g. "the lightning
+    /// rail takes BTC invoices (amounts in satoshis)").
+    pub why_not: String,
 }
 
 impl Carries {
+    /// Any currency.
+    pub fn any() -> Carries {
+        Carries {
+            currencies: CurrencySet::Any,
+            why_not: String::new(),
+        }
+    }
+
     /// Whether `currency` is carried.
     pub fn takes(&self, currency: Currency) -> bool {
-        match self {
-            Carries::Any => true,
-            Carries::Only { currencies, .. } => currencies.contains(&currency),
+        match &self.currencies {
+            CurrencySet::Any => true,
+            CurrencySet::Fiat => currency.kind() == farthing_core::money::CurrencyKind::Fiat,
+            CurrencySet::Only(currencies) => currencies.contains(&currency),
         }
     }
 }
@@ -94,6 +109,31 @@ impl RailStatus {
     }
 }
 
+/// Stores an accepted rail configuration inside the caller's store job.
+pub type StoreConnection =
+    Box<dyn FnOnce(&mut farthing_store::Tx<'_, '_>) -> Result<(), AppError> + Send>;
+
+/// A rail configuration that the rail accepted: what to answer, what to store (in the caller's
+/// store job, with its idempotency record), and what to do once it committed (e.g. wake the
+/// rail's worker).
+pub struct Connected {
+    /// The rail as it will stand.
+    pub status: RailStatus,
+    /// Stores the configuration; refuses (and so stores nothing) when something changed since
+    /// the check (e.g. another merchant took a name meanwhile).
+    pub store: StoreConnection,
+    /// Runs after the commit.
+    pub after_commit: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for Connected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connected")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A refund the service asks a rail to send back to the payer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RailRefund {
@@ -134,15 +174,15 @@ pub trait RailAdapter: Send + Sync + 'static {
         merchant: MerchantId,
     ) -> Result<Option<Carries>, AppError>;
 
-    /// Connects the merchant's configuration, after checking it against the rail (a token with
-    /// `getMe`, a node with its balance…); stores nothing when the check fails.
+    /// Checks the merchant's configuration against the rail (a token with `getMe`, a node with
+    /// its balance…) and answers what to store; nothing is stored when the check fails.
     fn connect(
         &self,
         app: &App,
         mode: Mode,
         merchant: MerchantId,
         config: Self::Config,
-    ) -> impl Future<Output = Result<RailStatus, AppError>> + Send;
+    ) -> impl Future<Output = Result<Connected, AppError>> + Send;
 
     /// How the rail stands for the merchant (`None` when it is not configured).
     fn status(
@@ -174,6 +214,24 @@ pub trait RailAdapter: Send + Sync + 'static {
 
     /// The rail's background work (streams, polling, reconciliation), each until `shutdown`.
     fn tasks(&self, app: &App, shutdown: watch::Receiver<bool>) -> Vec<Task>;
+
+    /// Cancels or resumes a subscription the rail renews by itself (Telegram Stars); rails
+    /// without subscriptions refuse.
+    fn edit_subscription(
+        &self,
+        _app: &App,
+        _mode: Mode,
+        _subscription: &farthing_store::Subscription,
+        _canceled: bool,
+    ) -> impl Future<Output = Result<(), AppError>> + Send {
+        let rail = self.rail();
+        async move {
+            Err(AppError::invalid(
+                "subscription_unsupported",
+                format!("the {rail} rail renews no subscriptions"),
+            ))
+        }
+    }
 }
 
 /// The rails a server runs, as the service reaches them: by rail name, through the server's
@@ -208,6 +266,16 @@ pub trait RailSet: Send + Sync + 'static {
         rail: Rail,
         request: RailRefund,
     ) -> impl Future<Output = Result<RailRefunded, AppError>> + Send;
+
+    /// [`RailAdapter::edit_subscription`] of `rail`.
+    fn edit_subscription(
+        &self,
+        app: &App,
+        mode: Mode,
+        rail: Rail,
+        subscription: &farthing_store::Subscription,
+        canceled: bool,
+    ) -> impl Future<Output = Result<(), AppError>> + Send;
 
     /// [`RailAdapter::status`] of `rail`.
     fn status(

@@ -5,7 +5,7 @@ use farthing_core::invoice::Invoice;
 use farthing_core::{MerchantId, Rail};
 use tokio::sync::watch;
 
-use crate::rail::{Carries, RailAdapter, RailRefund, RailRefunded, RailStatus, Task};
+use crate::rail::{Carries, Connected, RailAdapter, RailRefund, RailRefunded, RailStatus, Task};
 use crate::{App, AppError, Mode};
 
 /// Nothing to configure.
@@ -44,7 +44,7 @@ impl RailAdapter for BalanceRail {
     }
 
     fn offer(&self, _: &App, _: Mode, _: MerchantId) -> Result<Option<Carries>, AppError> {
-        Ok(Some(Carries::Any))
+        Ok(Some(Carries::any()))
     }
 
     async fn connect(
@@ -53,7 +53,7 @@ impl RailAdapter for BalanceRail {
         _: Mode,
         _: MerchantId,
         _: NoConfig,
-    ) -> Result<RailStatus, AppError> {
+    ) -> Result<Connected, AppError> {
         Err(nothing_to_configure(Rail::Balance))
     }
 
@@ -93,7 +93,7 @@ impl RailAdapter for SandboxRail {
     }
 
     fn offer(&self, _: &App, mode: Mode, _: MerchantId) -> Result<Option<Carries>, AppError> {
-        Ok((mode == Mode::Test).then_some(Carries::Any))
+        Ok((mode == Mode::Test).then(Carries::any))
     }
 
     async fn connect(
@@ -102,7 +102,7 @@ impl RailAdapter for SandboxRail {
         _: Mode,
         _: MerchantId,
         _: NoConfig,
-    ) -> Result<RailStatus, AppError> {
+    ) -> Result<Connected, AppError> {
         Err(nothing_to_configure(Rail::Sandbox))
     }
 

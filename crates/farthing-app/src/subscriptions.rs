@@ -20,8 +20,9 @@ use serde_json::{json, Value};
 
 use crate::ids::new_id;
 use crate::outbox::emit;
+use crate::rail::RailSet;
 use crate::settlement::{settle_payment, IncomingPayment, SettledPayment};
-use crate::{customers, wire, AppError, Mode};
+use crate::{customers, wire, App, AppError, Mode};
 
 /// How long a renewal invoice stays open (it is paid in the same job it is made in).
 const RENEWAL_EXPIRES_IN_S: u64 = 900;
@@ -225,4 +226,84 @@ pub fn render_subscription(subscription: &Subscription, mode: Mode, now_ns: u64)
 /// Parses a subscription id from a path.
 pub fn parse_id(text: &str) -> Result<SubscriptionId, AppError> {
     SubscriptionId::parse(text).map_err(|_| AppError::not_found("subscription", text))
+}
+
+/// Records, inside a store job, that the rail accepted the cancel or resume of subscription
+/// `id` (with `subscription.canceled` / `subscription.resumed` when it changed).
+pub fn record_canceled(
+    tx: &mut Tx<'_, '_>,
+    mode: Mode,
+    id: SubscriptionId,
+    canceled: bool,
+) -> Result<Subscription, AppError> {
+    let mut current = tx
+        .subscription(id)?
+        .ok_or_else(|| AppError::not_found("subscription", id.encode()))?;
+    let now = tx.now_ns();
+    if current.canceled != canceled {
+        current.canceled = canceled;
+        current.updated_at_ns = now;
+        tx.upsert_subscription(&current)?;
+        let event = if canceled {
+            "subscription.canceled"
+        } else {
+            "subscription.resumed"
+        };
+        emit(
+            tx,
+            current.merchant,
+            mode,
+            event,
+            &render_subscription(&current, mode, now),
+        )?;
+    }
+    Ok(current)
+}
+
+/// The merchant's subscription, or not found.
+pub fn load(
+    app: &App,
+    mode: Mode,
+    merchant: farthing_core::MerchantId,
+    id: SubscriptionId,
+) -> Result<Subscription, AppError> {
+    app.read(mode, move |reader| reader.subscription(id))?
+        .filter(|s| s.merchant == merchant)
+        .ok_or_else(|| AppError::not_found("subscription", id.encode()))
+}
+
+/// Checks that `subscription` may be canceled or resumed (its paid period is not over) and
+/// asks the rail that renews it (Telegram first: its answer decides).
+pub async fn ask_rail(
+    app: &App,
+    rails: &impl RailSet,
+    mode: Mode,
+    subscription: &Subscription,
+    canceled: bool,
+) -> Result<(), AppError> {
+    if app.now_ns() / 1_000_000_000 >= subscription.current_period_end_s {
+        return Err(AppError::conflict(
+            "subscription_expired",
+            "this subscription's paid period is over; the subscriber starts a new one by paying the invoice again",
+        ));
+    }
+    rails
+        .edit_subscription(app, mode, Rail::Stars, subscription, canceled)
+        .await
+}
+
+/// Cancels (at the end of its paid period) or resumes a subscription: the rail first, then the
+/// record (the one path of the API and of the bot's `/subscriptions` buttons).
+pub async fn set_canceled(
+    app: &App,
+    rails: &impl RailSet,
+    mode: Mode,
+    merchant: farthing_core::MerchantId,
+    id: SubscriptionId,
+    canceled: bool,
+) -> Result<Subscription, AppError> {
+    let subscription = load(app, mode, merchant, id)?;
+    ask_rail(app, rails, mode, &subscription, canceled).await?;
+    app.run(mode, move |tx| record_canceled(tx, mode, id, canceled))
+        .await
 }

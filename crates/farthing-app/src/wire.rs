@@ -183,3 +183,19 @@ pub fn endpoint(endpoint: &WebhookEndpoint, mode: Mode, with_secret: bool) -> Va
 pub fn list(data: Vec<Value>, has_more: bool, url: &str) -> Value {
     json!({"object": "list", "url": url, "data": data, "has_more": has_more})
 }
+
+/// A refund request customers made in the bot.
+pub fn refund_request(request: &farthing_store::RefundRequest, mode: Mode) -> Value {
+    json!({
+        "object": "refund_request",
+        "id": request.id.encode(),
+        "livemode": mode.is_live(),
+        "status": request.status.as_str(),
+        "customer": request.customer.encode(),
+        "invoice": request.invoice.encode(),
+        "telegram_user_id": request.telegram_user_id,
+        "refund": request.refund.map(PublicId::encode),
+        "created": unix_s(request.created_at_ns),
+        "updated": unix_s(request.updated_at_ns),
+    })
+}

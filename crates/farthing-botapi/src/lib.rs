@@ -655,6 +655,14 @@ impl BotClient {
         })
     }
 
+    /// The same client (sharing its connection pool) with another per-call time limit.
+    pub fn with_timeout(&self, timeout: Duration) -> BotClient {
+        BotClient {
+            timeout,
+            ..self.clone()
+        }
+    }
+
     /// The base URL calls go to (never contains the token).
     pub fn api_url(&self) -> &str {
         &self.api_url

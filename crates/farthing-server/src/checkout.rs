@@ -34,10 +34,10 @@ use qrcode::render::svg;
 use qrcode::{EcLevel, QrCode};
 use serde_json::json;
 
-use crate::api::test_mode::sandbox_pay;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::render::unix_s;
 use crate::state::{AppState, Mode};
+use farthing_app::rail::RailSet;
 
 fn find(state: &AppState, id: &str) -> Result<(Invoice, Mode, String), ApiError> {
     let invoice_id: InvoiceId =
@@ -147,16 +147,24 @@ async fn lightning_offer(state: &AppState, mode: Mode, invoice: &Invoice) -> Lig
     if !offers_lightning(invoice) {
         return LightningOffer::Hidden;
     }
+    if let Some(bolt11) = crate::instructions::bolt11(invoice) {
+        return LightningOffer::Bolt11(bolt11);
+    }
     let attached = tokio::time::timeout(
         BOLT11_WAIT,
-        crate::lightning::attach_bolt11(state, mode, invoice),
+        state
+            .rails()
+            .instructions(state.app(), mode, Rail::Lightning, invoice),
     )
     .await;
     match attached {
-        Ok(Ok(Some(bolt11))) => LightningOffer::Bolt11(bolt11),
+        Ok(Ok(Some(made))) => match crate::instructions::bolt11_of(&made) {
+            Some(bolt11) => LightningOffer::Bolt11(bolt11),
+            None => LightningOffer::NotPossible,
+        },
         Ok(Ok(None)) => LightningOffer::NotPossible,
         Ok(Err(error)) => {
-            tracing::warn!(invoice = %invoice.id.encode(), code = error.code, message = %error.message, "checkout: no BOLT11");
+            tracing::warn!(invoice = %invoice.id.encode(), code = error.code(), %error, "checkout: no BOLT11");
             LightningOffer::Unavailable
         }
         Err(_) => {
@@ -243,7 +251,6 @@ pub async fn sandbox(
             "the sandbox button only pays test-mode invoices",
         ));
     }
-    let url = state.checkout_url(&id);
     let (merchant, invoice_id) = (invoice.merchant, invoice.id);
     let amount = match invoice.amount {
         InvoiceAmount::Fixed(_) => None,
@@ -253,11 +260,14 @@ pub async fn sandbox(
             ..
         } => Some(presets.first().copied().unwrap_or(min_minor)),
     };
-    let object = state
-        .store(Mode::Test)
-        .run(move |tx| sandbox_pay(tx, merchant, invoice_id, None, amount, None, &url))
-        .await??;
-    state.deliveries().notify_one();
+    let app = state.app().clone();
+    let paid = state
+        .app()
+        .run(Mode::Test, move |tx| {
+            farthing_app::sandbox::pay(tx, &app, merchant, invoice_id, None, amount, None)
+        })
+        .await?;
+    let object = crate::render::invoice(&paid, Mode::Test, &state.app().checkout_url(paid.id));
     Ok((StatusCode::OK, axum::Json(object)).into_response())
 }
 

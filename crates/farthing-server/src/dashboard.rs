@@ -33,10 +33,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
-use crate::api::{body_bytes, write};
-use crate::error::ApiError;
-use crate::extract;
-use crate::openapi as spec;
+use crate::http::error::ApiError;
+use crate::http::extract;
+use crate::http::openapi as spec;
+use crate::http::{body_bytes, write};
 use crate::signed_token::{u128_at, u64_at, SessionKey};
 use crate::state::{AppState, Mode, Principal};
 
@@ -297,7 +297,7 @@ pub async fn set_owners(
         }
     };
     let (merchant, mode) = (principal.merchant, principal.mode);
-    let now = crate::api::wall_clock_ns();
+    let now = crate::http::wall_clock_ns();
     write(
         &state,
         &principal,
@@ -487,10 +487,15 @@ fn render_lnurl_login(
     secret: &farthing_store::LnurlSecret,
     status: &str,
 ) -> Value {
-    let (url, lnurl) = crate::lightning::lnurl::auth_link(state, mode, &secret.k1, "login");
+    let (url, lnurl) = crate::rails::lightning::lnurl::auth_link(
+        state.app().base_url(),
+        mode,
+        &secret.k1,
+        "login",
+    );
     json!({
         "object": "dashboard_lnurl_login",
-        "id": crate::lightning::lnurl::k1_hex(&secret.k1),
+        "id": crate::rails::lightning::lnurl::k1_hex(&secret.k1),
         "livemode": mode.is_live(),
         "status": status,
         "url": url,
@@ -529,7 +534,8 @@ pub async fn login_lnurl(
         extract::json_body(&headers, &body)?
     };
     let mode = login_mode(request.mode.as_deref())?;
-    let secret = crate::lightning::lnurl::new_auth_secret(
+    let secret = crate::rails::lightning::lnurl::new_auth_secret(
+        state.now_ns(),
         LNURL_LOGIN_MERCHANT,
         "login",
         LNURL_LOGIN_EXPIRES_S,
@@ -581,7 +587,7 @@ pub async fn login_lnurl_status(
 ) -> Result<Response, ApiError> {
     let mode = login_mode(query.mode.as_deref())?;
     let missing = || ApiError::not_found("dashboard_lnurl_login", &id);
-    let k1 = crate::lightning::lnurl::k1_from_hex(&id).ok_or_else(missing)?;
+    let k1 = crate::rails::lightning::lnurl::k1_from_hex(&id).ok_or_else(missing)?;
     let secret = state
         .store(mode)
         .read(move |reader| reader.lnurl_secret(&k1))?

@@ -30,3 +30,9 @@ fn field(invoice: &Invoice, rail: Rail, name: &str) -> Option<String> {
     let value: Value = serde_json::from_str(text).ok()?;
     value.get(name)?.as_str().map(str::to_owned)
 }
+
+/// The BOLT11 of a Lightning instructions object.
+pub fn bolt11_of(instructions: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(instructions).ok()?;
+    value.get("bolt11")?.as_str().map(str::to_owned)
+}

@@ -5,17 +5,16 @@
 //! the rules live in `farthing_core` (ledger, invoices) and the SQL in `farthing_store`.
 //! Nothing here decides that money moved except through a ledger group inside a job.
 
-pub mod api;
-pub mod auth;
+pub mod bot;
 pub mod checkout;
 pub mod config;
 pub mod dashboard;
-pub mod error;
-pub mod extract;
+pub mod http;
 pub mod instructions;
-pub mod lightning;
 pub mod metrics;
-pub mod openapi;
+pub mod net;
+pub mod rails;
+pub mod registry;
 pub mod scheduler;
 pub mod signed_token;
 pub mod state;
@@ -41,7 +40,7 @@ use farthing_core::{MerchantId, PublicId};
 use farthing_store::{ApiKeyRecord, DatabaseUrl, Merchant, Store, StoreOptions};
 
 use crate::config::{test_database_path, Config};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::metrics::Metrics;
 use crate::state::{AppState, Mode};
 
@@ -117,8 +116,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The router over `state`.
 pub fn router(state: AppState) -> Router {
-    use crate::lightning::lnurl;
-    use api::{
+    use crate::http::lnurl;
+    use http::{
         charges, customers, events, invoices, lightning, rails, settings, stars, subscriptions,
         test_mode,
     };
@@ -157,9 +156,9 @@ pub fn router(state: AppState) -> Router {
             get(events::retrieve_endpoint).delete(events::delete_endpoint),
         )
         .route("/v1/rails", get(rails::list))
-        .route("/v1/rails/stars", put(stars::connect))
-        .route("/v1/rails/lightning", put(lightning::connect))
-        .route("/v1/rails/card", put(api::cards::connect))
+        .route("/v1/rails/stars", put(rails::connect_stars))
+        .route("/v1/rails/lightning", put(rails::connect_lightning))
+        .route("/v1/rails/card", put(rails::connect_card))
         .route("/v1/dashboard/owners", put(dashboard::set_owners))
         .route("/v1/subscriptions", get(subscriptions::list))
         .route("/v1/subscriptions/{id}", get(subscriptions::retrieve))
@@ -259,7 +258,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     path = "/healthz",
     tag = "operations",
     operation_id = "healthz",
-    responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = crate::openapi::HealthStatus))
+    responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = crate::http::openapi::HealthStatus))
 )]
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
@@ -274,8 +273,8 @@ async fn healthz() -> impl IntoResponse {
     tag = "operations",
     operation_id = "readyz",
     responses(
-        (status = 200, description = "`{\"status\": \"ready\"}`.", body = crate::openapi::HealthStatus),
-        (status = 503, description = "A database is not readable (`service_unavailable`).", body = crate::openapi::Error),
+        (status = 200, description = "`{\"status\": \"ready\"}`.", body = crate::http::openapi::HealthStatus),
+        (status = 503, description = "A database is not readable (`service_unavailable`).", body = crate::http::openapi::Error),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -323,7 +322,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 async fn openapi_json() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        openapi::json(),
+        http::openapi::json(),
     )
         .into_response()
 }
@@ -468,23 +467,22 @@ pub async fn start_with_clock(
     });
     let scheduler = tokio::spawn(scheduler::run(state.clone(), shutdown.subscribe()));
     let worker = tokio::spawn(webhooks::run_worker(state.clone(), shutdown.subscribe()));
-    let watcher = tokio::spawn(crate::lightning::run(state.clone(), shutdown.subscribe()));
     let poller = tokio::spawn(telegram::poller::run(state.clone(), shutdown.subscribe()));
-    let reconciler = tokio::spawn(telegram::reconcile::run(
-        state.clone(),
-        shutdown.subscribe(),
-    ));
-    let reminders = tokio::spawn(telegram::commands::run_reminders(
-        state.clone(),
-        shutdown.subscribe(),
-    ));
+    // Each rail's background work (streams, polling, reconciliation).
+    let rail_tasks: Vec<_> = state
+        .rails()
+        .tasks(state.app(), &shutdown.subscribe())
+        .into_iter()
+        .map(tokio::spawn)
+        .collect();
+    let reminders = tokio::spawn(bot::run_reminders(state.clone(), shutdown.subscribe()));
+    let mut tasks = vec![server, scheduler, worker, poller, reminders];
+    tasks.extend(rail_tasks);
     Ok(Running {
         addr,
         state,
         shutdown,
-        tasks: vec![
-            server, scheduler, worker, watcher, poller, reconciler, reminders,
-        ],
+        tasks,
     })
 }
 
@@ -508,12 +506,12 @@ pub fn create_merchant(live: &Store, test: &Store, name: &str) -> Result<NewMerc
     let id: MerchantId = ids::new_id();
     let mut keys = Vec::new();
     for (mode, store) in [(Mode::Live, live), (Mode::Test, test)] {
-        let key = auth::generate_key(mode).map_err(|e| e.to_string())?;
+        let key = http::auth::generate_key(mode).map_err(|e| e.to_string())?;
         let record = ApiKeyRecord {
-            key_hash: auth::hash_key(&key),
+            key_hash: http::auth::hash_key(&key),
             merchant: id,
             scopes: vec!["*".to_owned()],
-            hint: auth::key_hint(&key),
+            hint: http::auth::key_hint(&key),
             revoked_at_ns: None,
         };
         let name = name.to_owned();

@@ -1,63 +1,31 @@
-//! Background work on a timer: expiring open invoices whose time ran out (reading only what
-//! expires, through the `invoice_expiries` schedule), and forgetting idempotency keys older
-//! than the configured time to live.
+//! Background work on a timer: expiring open invoices whose time ran out (through the service,
+//! which reads only what expires, through the `invoice_expiries` schedule), and forgetting
+//! idempotency keys older than the configured time to live. It waits on the service's clock,
+//! so a test's manual clock moves it without anyone sleeping.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use farthing_core::PublicId;
+use farthing_app::invoices::{self, EXPIRE_PER_JOB};
+use farthing_app::AppError;
 
-use crate::api::emit;
-use crate::error::ApiError;
-use crate::render;
 use crate::state::{AppState, Mode};
 
-/// Most invoices expired in one job.
-const EXPIRE_PER_JOB: usize = 500;
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
+/// How often idempotency keys past their time to live are forgotten.
+const CLEANUP_INTERVAL_NS: u64 = 600 * 1_000_000_000;
 
 /// Expires due invoices in `mode`; returns how many.
-pub async fn expire_invoices(state: &AppState, mode: Mode) -> Result<usize, ApiError> {
-    let checkout = state.checkout_url("");
-    let expired = state
-        .store(mode)
-        .run(move |tx| -> Result<usize, ApiError> {
-            let mut expired = 0;
-            for id in tx.due_invoices(EXPIRE_PER_JOB)? {
-                let Some(mut invoice) = tx.invoice(id)? else {
-                    tx.unschedule_invoice(id)?;
-                    continue;
-                };
-                if invoice.expire(tx.now_ns()) {
-                    tx.update_invoice(&invoice)?;
-                    let url = format!("{checkout}{}", invoice.id.encode());
-                    let object = render::invoice(&invoice, mode, &url);
-                    emit(tx, invoice.merchant, mode, "invoice.expired", object)?;
-                    expired += 1;
-                } else if invoice.status != farthing_core::invoice::InvoiceStatus::Open {
-                    // Paid or canceled in the meantime: the entry is stale.
-                    tx.unschedule_invoice(id)?;
-                }
-            }
-            Ok(expired)
-        })
-        .await??;
-    if expired > 0 {
-        state.deliveries().notify_one();
-    }
+pub async fn expire_invoices(state: &AppState, mode: Mode) -> Result<usize, AppError> {
+    let expired = invoices::expire_due(state.app(), mode).await?;
     // The payment bot edits the messages it posted for invoices closed since (expired now, or
     // paid or canceled elsewhere) to say so.
-    crate::telegram::bot::sweep(state, mode);
+    crate::bot::sweep(state, mode);
     Ok(expired)
 }
 
 /// Runs until `shutdown` fires.
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut last_cleanup = std::time::Instant::now();
+    let clock = state.app().clock().clone();
+    let mut last_cleanup_ns = clock.now_ns();
     loop {
         let mut next: Option<u64> = None;
         for mode in [Mode::Live, Mode::Test] {
@@ -66,18 +34,19 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                     Ok(n) if n >= EXPIRE_PER_JOB => continue,
                     Ok(_) => break,
                     Err(error) => {
-                        tracing::error!(error = %error.message, "invoice expiry failed");
+                        tracing::error!(%error, "invoice expiry failed");
                         break;
                     }
                 }
             }
-            if let Ok(Some(at)) = state.store(mode).read(|r| r.next_invoice_expiry()) {
+            if let Ok(Some(at)) = invoices::next_expiry(state.app(), mode) {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
-        if last_cleanup.elapsed() > Duration::from_secs(600) {
-            last_cleanup = std::time::Instant::now();
-            let before = now_ns().saturating_sub(state.config().idempotency_ttl_s * 1_000_000_000);
+        let now_ns = clock.now_ns();
+        if now_ns.saturating_sub(last_cleanup_ns) > CLEANUP_INTERVAL_NS {
+            last_cleanup_ns = now_ns;
+            let before = now_ns.saturating_sub(state.config().idempotency_ttl_s * 1_000_000_000);
             for (_, store) in state.stores() {
                 let _ = store
                     .run(move |tx| tx.expire_idempotency_keys(before))
@@ -85,11 +54,11 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
             }
         }
         let sleep = next.map_or(Duration::from_secs(1), |at| {
-            Duration::from_nanos(at.saturating_sub(now_ns()))
+            Duration::from_nanos(at.saturating_sub(clock.now_ns()))
                 .clamp(Duration::from_millis(20), Duration::from_secs(1))
         });
         tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
+            _ = clock.sleep(sleep) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -26,11 +26,11 @@ pub struct Principal {
 
 impl Principal {
     /// Refuses with 403 unless the key carries `scope` (or `*`).
-    pub fn require(&self, scope: &str) -> Result<(), crate::error::ApiError> {
+    pub fn require(&self, scope: &str) -> Result<(), crate::http::error::ApiError> {
         if self.scopes.iter().any(|s| s == "*" || s == scope) {
             Ok(())
         } else {
-            Err(crate::error::ApiError::forbidden(
+            Err(crate::http::error::ApiError::forbidden(
                 "missing_scope",
                 format!("this API key lacks the {scope:?} scope"),
             ))
@@ -54,9 +54,8 @@ struct Inner {
     config: Config,
     keys: RwLock<HashMap<[u8; 32], Principal>>,
     metrics: Metrics,
-    /// Wakes the Telegram poller when a bot is connected or reconfigured.
-    telegram_bots: Notify,
-    lightning: crate::lightning::Nodes,
+    /// The rails this server runs.
+    rails: crate::registry::Rails,
     /// Signs Mini App sessions; random per process, so sessions end on restart.
     webapp_key: crate::webapp::SessionKey,
 }
@@ -76,14 +75,14 @@ impl AppState {
         clock: farthing_app::Clock,
     ) -> AppState {
         let app = farthing_app::App::new(live, test, clock, config.base_url());
+        let rails = crate::registry::Rails::new(&config);
         AppState {
             inner: Arc::new(Inner {
                 app,
                 config,
                 keys: RwLock::new(HashMap::new()),
                 metrics,
-                telegram_bots: Notify::new(),
-                lightning: crate::lightning::Nodes::default(),
+                rails,
                 webapp_key: crate::webapp::SessionKey::random(),
             }),
         }
@@ -119,9 +118,9 @@ impl AppState {
         &self.inner.metrics
     }
 
-    /// The merchants' Lightning nodes.
-    pub fn lightning(&self) -> &crate::lightning::Nodes {
-        &self.inner.lightning
+    /// The rails this server runs.
+    pub fn rails(&self) -> &crate::registry::Rails {
+        &self.inner.rails
     }
 
     /// The key that signs Mini App sessions.
@@ -132,11 +131,6 @@ impl AppState {
     /// Wakes the webhook worker (after a commit that wrote events; `App::run` does it itself).
     pub fn deliveries(&self) -> &Notify {
         self.inner.app.outbox()
-    }
-
-    /// Wakes the Telegram poller (after a bot was connected or reconfigured).
-    pub fn telegram_bots_changed(&self) -> &Notify {
-        &self.inner.telegram_bots
     }
 
     pub(crate) fn cached_key(&self, hash: &[u8; 32]) -> Option<Principal> {

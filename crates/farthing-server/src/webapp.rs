@@ -37,8 +37,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
-use crate::extract;
+use crate::http::error::ApiError;
+use crate::http::extract;
 use crate::state::{AppState, Mode};
 
 pub use crate::signed_token::SessionKey;
@@ -237,12 +237,12 @@ fn find_invoice(
     operation_id = "create_webapp_session",
     request_body(content = CreateWebappSession, content_type = "application/json"),
     responses(
-        (status = 200, description = "The session, the customer and the Telegram user.", body = crate::openapi::WebappSession),
-        (status = 400, description = "The body is not JSON of this shape (`invalid_body`), or names an invoice that does not exist (`invalid_invoice`).", body = crate::openapi::Error),
-        (status = 401, description = "The init data is refused (`invalid_init_data`): its hash or signature does not verify, it is older than the window, a field is missing, or the bot is not connected (or is not the invoice's merchant's bot); the message says which.", body = crate::openapi::Error),
-        (status = 413, description = crate::openapi::E413, body = crate::openapi::Error),
-        (status = 500, description = crate::openapi::E500, body = crate::openapi::Error),
-        (status = 503, description = crate::openapi::E503, body = crate::openapi::Error),
+        (status = 200, description = "The session, the customer and the Telegram user.", body = crate::http::openapi::WebappSession),
+        (status = 400, description = "The body is not JSON of this shape (`invalid_body`), or names an invoice that does not exist (`invalid_invoice`).", body = crate::http::openapi::Error),
+        (status = 401, description = "The init data is refused (`invalid_init_data`): its hash or signature does not verify, it is older than the window, a field is missing, or the bot is not connected (or is not the invoice's merchant's bot); the message says which.", body = crate::http::openapi::Error),
+        (status = 413, description = crate::http::openapi::E413, body = crate::http::openapi::Error),
+        (status = 500, description = crate::http::openapi::E500, body = crate::http::openapi::Error),
+        (status = 503, description = crate::http::openapi::E503, body = crate::http::openapi::Error),
     ),
 )]
 pub async fn create_session(
@@ -250,7 +250,7 @@ pub async fn create_session(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = crate::api::body_bytes(body, state.config().max_body_bytes)?;
+    let body = crate::http::body_bytes(body, state.config().max_body_bytes)?;
     let request: CreateWebappSession = extract::json_body(&headers, &body)?;
     let settings = &state.config().telegram;
     let key = public_key(&settings.init_data_public_key)
@@ -308,10 +308,11 @@ pub async fn create_session(
     let user = data.require_user().map_err(refused)?.clone();
     let user_id = user.id;
     let customer = state
-        .store(mode)
-        .run(move |tx| crate::api::charges::telegram_customer(tx, merchant, mode, user_id))
-        .await??;
-    state.deliveries().notify_one();
+        .app()
+        .run(mode, move |tx| {
+            farthing_app::customers::telegram(tx, merchant, mode, user_id.get())
+        })
+        .await?;
     let balances = state
         .store(mode)
         .read(move |reader| reader.customer_balances(merchant, customer))?;
@@ -360,15 +361,15 @@ pub async fn create_session(
     params(("invoice" = String, Path, description = "The invoice, `inv_…`.")),
     request_body(content = Option<WebappPay>, content_type = "application/json", description = "Only for an amountless invoice: the amount chosen."),
     responses(
-        (status = 200, description = "The paid invoice's status.", body = crate::openapi::CheckoutStatus),
-        (status = 400, description = "A bad amount (`invalid_amount`, `amount_required`…), an invoice that does not take the balance rail (`rail_not_accepted`), or one for another customer (`customer_mismatch`).", body = crate::openapi::Error),
-        (status = 401, description = "No session, a malformed or foreign one (`invalid_session`), or an expired one (`session_expired`).", body = crate::openapi::Error),
-        (status = 402, description = "The customer's balance does not cover the amount (`insufficient_funds`).", body = crate::openapi::Error),
-        (status = 404, description = "No such invoice for the session's merchant (`resource_missing`).", body = crate::openapi::Error),
-        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::openapi::Error),
-        (status = 413, description = crate::openapi::E413, body = crate::openapi::Error),
-        (status = 500, description = crate::openapi::E500, body = crate::openapi::Error),
-        (status = 503, description = crate::openapi::E503, body = crate::openapi::Error),
+        (status = 200, description = "The paid invoice's status.", body = crate::http::openapi::CheckoutStatus),
+        (status = 400, description = "A bad amount (`invalid_amount`, `amount_required`…), an invoice that does not take the balance rail (`rail_not_accepted`), or one for another customer (`customer_mismatch`).", body = crate::http::openapi::Error),
+        (status = 401, description = "No session, a malformed or foreign one (`invalid_session`), or an expired one (`session_expired`).", body = crate::http::openapi::Error),
+        (status = 402, description = "The customer's balance does not cover the amount (`insufficient_funds`).", body = crate::http::openapi::Error),
+        (status = 404, description = "No such invoice for the session's merchant (`resource_missing`).", body = crate::http::openapi::Error),
+        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::http::openapi::Error),
+        (status = 413, description = crate::http::openapi::E413, body = crate::http::openapi::Error),
+        (status = 500, description = crate::http::openapi::E500, body = crate::http::openapi::Error),
+        (status = 503, description = crate::http::openapi::E503, body = crate::http::openapi::Error),
     ),
 )]
 pub async fn pay(
@@ -383,36 +384,35 @@ pub async fn pay(
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or("");
     let session = Session::verify(token.trim(), state.webapp_key(), now_unix_s())?;
-    let body = crate::api::body_bytes(body, state.config().max_body_bytes)?;
+    let body = crate::http::body_bytes(body, state.config().max_body_bytes)?;
     let request: WebappPay = extract::json_body(&headers, &body)?;
     let amount = extract::optional_amount(&request.amount, "amount")?;
     let invoice_id: InvoiceId = extract::id_path(&id)?;
-    let url = state.checkout_url(&id);
     let Session {
         mode,
         merchant,
         customer,
         ..
     } = session;
+    let app = state.app().clone();
     let status = state
-        .store(mode)
-        .run(move |tx| -> Result<Value, ApiError> {
-            let invoice = crate::api::require_invoice(tx, merchant, invoice_id)?;
+        .app()
+        .run(mode, move |tx| -> Result<Value, ApiError> {
+            let invoice = farthing_app::customers::require_invoice(tx, merchant, invoice_id)?;
             // A retry of a payment that went through (the answer was lost): the same answer.
             let already_paid = invoice.status == InvoiceStatus::Paid
                 && invoice
                     .payment
                     .is_some_and(|p| p.rail == Rail::Balance && p.customer == Some(customer));
             if !already_paid {
-                crate::api::invoices::pay_from_balance(
-                    tx, merchant, mode, invoice_id, customer, amount, &url,
+                farthing_app::invoices::pay_from_balance(
+                    tx, &app, mode, merchant, invoice_id, customer, amount,
                 )?;
             }
-            let invoice = crate::api::require_invoice(tx, merchant, invoice_id)?;
+            let invoice = farthing_app::customers::require_invoice(tx, merchant, invoice_id)?;
             Ok(crate::checkout::status_json(&invoice))
         })
-        .await??;
-    state.deliveries().notify_one();
+        .await?;
     Ok((
         StatusCode::OK,
         [(header::CACHE_CONTROL, "no-store")],

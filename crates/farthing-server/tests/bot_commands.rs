@@ -586,7 +586,7 @@ async fn reminders_go_once_and_only_to_customers_who_opted_in() {
     let state = app.running.state();
 
     // The merchant has not turned reminders on: none.
-    farthing_server::telegram::commands::send_reminders(state).await;
+    farthing_server::bot::commands::send_reminders(state).await;
     assert!(reminders_to(&app, ANN).is_empty());
     put_settings(&app, json!({"reminders": true}))
         .await
@@ -594,8 +594,8 @@ async fn reminders_go_once_and_only_to_customers_who_opted_in() {
     let (text, _, _) = ask(&app, &ann, 3, "/remind on").await;
     assert!(!text.contains("(این فروشگاه"), "{text}");
 
-    farthing_server::telegram::commands::send_reminders(state).await;
-    farthing_server::telegram::commands::send_reminders(state).await;
+    farthing_server::bot::commands::send_reminders(state).await;
+    farthing_server::bot::commands::send_reminders(state).await;
     let sent = reminders_to(&app, ANN);
     assert_eq!(sent.len(), 1, "one reminder per invoice");
     let text = sent[0].param_str("text").unwrap_or_default();
@@ -611,8 +611,8 @@ async fn reminders_go_once_and_only_to_customers_who_opted_in() {
     say(&app, &ann, 10, &format!("/start {posted}")).await;
     let bobs = app.invoice(json!({"amount": 16, "currency": "XTR"})).await;
     say(&app, &bob, 11, &format!("/start {bobs}")).await;
-    farthing_server::telegram::commands::send_reminders(state).await;
-    farthing_server::telegram::commands::send_reminders(state).await;
+    farthing_server::bot::commands::send_reminders(state).await;
+    farthing_server::bot::commands::send_reminders(state).await;
     let sent = reminders_to(&app, ANN);
     assert_eq!(sent.len(), 2, "one more reminder");
     assert!(sent[1]
@@ -642,7 +642,7 @@ async fn reminders_go_once_and_only_to_customers_who_opted_in() {
     assert_eq!(text, "Reminders are off. Turn them on with /remind on.");
     app.invoice(json!({"amount": 14, "currency": "XTR", "customer": ann_id}))
         .await;
-    farthing_server::telegram::commands::send_reminders(state).await;
+    farthing_server::bot::commands::send_reminders(state).await;
     assert_eq!(reminders_to(&app, ANN).len(), 2);
     app.stop().await;
 }
@@ -727,9 +727,14 @@ async fn an_approval_refused_for_want_of_funds_can_be_retried() {
         .expect("read")
         .pop()
         .expect("the bot");
-    farthing_server::telegram::reconcile::reconcile_bot(app.running.state(), Mode::Test, &bot)
-        .await
-        .expect("reconciled");
+    farthing_server::rails::telegram::reconcile::reconcile_bot(
+        app.running.state().rails().telegram().expect("telegram"),
+        app.running.state().app(),
+        Mode::Test,
+        &bot,
+    )
+    .await
+    .expect("reconciled");
     let poor = app
         .post(&format!("/v1/refund_requests/{id}/approve"), json!({}))
         .await;

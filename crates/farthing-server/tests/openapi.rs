@@ -30,11 +30,12 @@ use farthing_core::{
     WebhookEndpointId,
 };
 use farthing_server::config::Config;
-use farthing_server::error::ApiError;
+use farthing_server::http::error::ApiError;
+use farthing_server::http::openapi;
 use farthing_server::ids::new_id;
 use farthing_server::settlement::{settle_payment, IncomingPayment};
 use farthing_server::state::Mode;
-use farthing_server::{create_merchant, openapi, render, start, ROUTES};
+use farthing_server::{create_merchant, render, start, ROUTES};
 use farthing_store::{Charge, Customer, Refund, WebhookEndpoint};
 use lnbits::Lnbits;
 use serde_json::{json, Map, Value};
@@ -644,7 +645,7 @@ fn schema_limits_and_enumerations_match_the_code() {
     }
     let rails: Vec<Value> = Rail::ALL.iter().map(|r| json!(r.as_str())).collect();
     assert_eq!(schema(&doc, "RailName")["enum"], json!(rails));
-    let events: Vec<Value> = farthing_server::api::events::EVENT_TYPES
+    let events: Vec<Value> = farthing_server::http::events::EVENT_TYPES
         .iter()
         .map(|e| json!(e))
         .collect();
@@ -893,7 +894,7 @@ fn rendered_objects_match_their_schemas() {
         updated_at_ns: 1,
     };
     for _ in 0..2 {
-        let rendered = farthing_server::api::settings::render_request(&request, Mode::Test);
+        let rendered = farthing_server::http::settings::render_request(&request, Mode::Test);
         assert_same_properties(&doc, "RefundRequestObject", &rendered, &[]);
         checker.assert_valid(&rendered, "RefundRequestObject");
         request.status = farthing_store::RefundRequestStatus::Approved;
@@ -1961,9 +1962,14 @@ async fn a_running_server_answers_as_documented() {
         .expect("read")
         .pop()
         .expect("the connected bot");
-    farthing_server::telegram::reconcile::reconcile_bot(running.state(), Mode::Test, &bot)
-        .await
-        .expect("reconciled");
+    farthing_server::rails::telegram::reconcile::reconcile_bot(
+        running.state().rails().telegram().expect("telegram"),
+        running.state().app(),
+        Mode::Test,
+        &bot,
+    )
+    .await
+    .expect("reconciled");
     let events = c
         .expect(
             200,

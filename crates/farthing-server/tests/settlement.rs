@@ -14,9 +14,9 @@ use farthing_core::invoice::{
 };
 use farthing_core::ledger::{code, Account, Group, Transfer, TransferAction};
 use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, PublicId, Rail, TransferId};
-use farthing_server::api::book;
 use farthing_server::config::Config;
-use farthing_server::error::ApiError;
+use farthing_server::http::book;
+use farthing_server::http::error::ApiError;
 use farthing_server::settlement::{
     credit_transfer_id, settle_payment, suspended_total, IncomingPayment, SettledPayment,
 };

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use farthing_core::ledger::{Account, AccountKind};
 use farthing_core::{Currency, MerchantId, PublicId, Rail};
 use farthing_server::config::Config;
+use farthing_server::rails::telegram::reconcile::{reconcile_bot, Reconciled};
 use farthing_server::state::Mode;
-use farthing_server::telegram::reconcile::{reconcile_bot, Reconciled};
 use farthing_server::{create_merchant, start, NewMerchant, Running};
 use farthing_store::{StarOutflow, TelegramBot};
 use reqwest::{Client, StatusCode};
@@ -178,9 +178,14 @@ impl App {
     }
 
     async fn reconcile(&self) -> Reconciled {
-        reconcile_bot(self.running.state(), Mode::Test, &self.bot())
-            .await
-            .expect("reconciled")
+        reconcile_bot(
+            self.running.state().rails().telegram().expect("telegram"),
+            self.running.state().app(),
+            Mode::Test,
+            &self.bot(),
+        )
+        .await
+        .expect("reconciled")
     }
 
     fn outflows(&self) -> Vec<StarOutflow> {

@@ -37,13 +37,12 @@ use farthing_telegram::BotToken;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::webhook::handle_update;
-use super::{BotApiError, BotClient, Update};
-use crate::error::ApiError;
-use crate::state::{AppState, Mode};
+use farthing_app::AppError;
+use farthing_botapi::{BotApiError, BotClient, Update};
 
-/// The update kinds asked for (the same as the webhook's `allowed_updates`).
-pub const ALLOWED_UPDATES: &[&str] = &["message", "pre_checkout_query", "callback_query"];
+use super::webhook::handle_update;
+use crate::rails::telegram::ALLOWED_UPDATES;
+use crate::state::{AppState, Mode};
 
 /// How often the stores are re-read for bots connected, reconfigured or switched away from
 /// polling, besides the wake-up a `PUT /v1/rails/stars` gives.
@@ -73,12 +72,12 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         match polling_bots(&state) {
             Ok(wanted) => reconcile_loops(&state, &shutdown, &mut loops, wanted),
             Err(error) => {
-                tracing::warn!(code = error.code, message = %error.message, "could not read the bots to poll; trying again");
+                tracing::warn!(%error, "could not read the bots to poll; trying again");
             }
         }
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
-            _ = state.telegram_bots_changed().notified() => {}
+            _ = bots_changed(&state) => {}
             _ = tokio::time::sleep(RESCAN_INTERVAL) => {}
         }
     }
@@ -88,13 +87,21 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Resolves when a bot is connected or reconfigured (never, without the Telegram rails).
+async fn bots_changed(state: &AppState) {
+    match state.rails().telegram() {
+        Some(telegram) => telegram.bots_changed().notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The bots to poll, by bot id: for a bot polling in both stores, the last connected.
-fn polling_bots(state: &AppState) -> Result<HashMap<u64, (Mode, TelegramBot)>, ApiError> {
+fn polling_bots(state: &AppState) -> Result<HashMap<u64, (Mode, TelegramBot)>, AppError> {
     let mut wanted: HashMap<u64, (Mode, TelegramBot)> = HashMap::new();
     for (mode, store) in state.stores() {
         for bot in store
             .read(|reader| reader.telegram_polling_bots())
-            .map_err(ApiError::from)?
+            .map_err(AppError::from)?
         {
             let newer = wanted
                 .get(&bot.bot_id)
@@ -284,11 +291,11 @@ async fn handle_with_retry(
     loop {
         match handle_update(state, mode, bot, update).await {
             Ok(()) => return true,
-            Err(error) if error.status.is_server_error() => {
-                tracing::error!(bot_id = bot.bot_id, update_id = update.update_id, code = error.code, message = %error.message, "an update could not be handled; retrying (it is not skipped)");
+            Err(error) if !error.is_refusal() => {
+                tracing::error!(bot_id = bot.bot_id, update_id = update.update_id, code = error.code(), %error, "an update could not be handled; retrying (it is not skipped)");
             }
             Err(error) => {
-                tracing::warn!(bot_id = bot.bot_id, update_id = update.update_id, code = error.code, message = %error.message, "an update was refused and is skipped");
+                tracing::warn!(bot_id = bot.bot_id, update_id = update.update_id, code = error.code(), %error, "an update was refused and is skipped");
                 return true;
             }
         }

@@ -8,7 +8,7 @@ use farthing_core::{MerchantId, PublicId};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::{AppState, Mode, Principal};
 
 /// A new secret key of `mode`: prefix + 32 random bytes in URL-safe base64.

@@ -1,22 +1,19 @@
 //! `/v1/customers`: customers and their balances per currency.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use farthing_core::{Currency, CustomerId, MerchantId, PublicId};
-use farthing_store::{Customer, Tx};
+use farthing_app::customers;
+use farthing_core::{CustomerId, PublicId};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{body_bytes, book, emit, list_answer, write};
-use crate::error::ApiError;
-use crate::extract;
-use crate::ids::new_id;
-use crate::openapi as spec;
+use super::{list_answer, write};
+use crate::http::error::ApiError;
+use crate::http::extract::{self, Checked};
+use crate::http::openapi as spec;
 use crate::render;
-use crate::state::{AppState, Mode, Principal};
+use crate::state::{AppState, Principal};
 
 /// `POST /v1/customers` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -55,30 +52,30 @@ pub struct CreateCustomer {
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Checked<CreateCustomer>,
 ) -> Result<Response, ApiError> {
     principal.require("customers:write")?;
-    let body = body_bytes(body, state.config().max_body_bytes)?;
-    let request: CreateCustomer = extract::json_body(&headers, &body)?;
-    if let Some(external) = &request.external_id {
-        if external.is_empty() || external.chars().count() > 200 {
+    if let Some(external) = &body.value.external_id {
+        if external.is_empty() || external.chars().count() > customers::MAX_EXTERNAL_ID_CHARS {
             return Err(ApiError::invalid(
                 "invalid_external_id",
-                "external_id must be 1 to 200 characters",
+                format!(
+                    "external_id must be 1 to {} characters",
+                    customers::MAX_EXTERNAL_ID_CHARS
+                ),
             )
             .param("external_id"));
         }
     }
-    let metadata = extract::metadata(request.metadata)?;
+    let metadata = extract::metadata(body.value.metadata.clone())?;
     let (merchant, mode) = (principal.merchant, principal.mode);
-    let external_id = request.external_id;
+    let external_id = body.value.external_id.clone();
     write(
         &state,
         &principal,
-        &headers,
+        &body.headers,
         "POST /v1/customers",
-        &body,
+        &body.raw,
         move |tx| {
             if let Some(external) = &external_id {
                 if let Some(existing) = tx.customer_by_external_id(merchant, external)? {
@@ -92,17 +89,8 @@ pub async fn create(
                     .param("external_id"));
                 }
             }
-            let customer = Customer {
-                id: new_id(),
-                merchant,
-                external_id,
-                metadata,
-                created_at_ns: tx.now_ns(),
-            };
-            tx.insert_customer(&customer)?;
-            let object = render::customer(&customer, mode, &[]);
-            emit(tx, merchant, mode, "customer.created", object.clone())?;
-            Ok((StatusCode::CREATED, object))
+            let customer = customers::insert(tx, merchant, mode, external_id, metadata)?;
+            Ok((StatusCode::CREATED, render::customer(&customer, mode, &[])))
         },
     )
     .await
@@ -182,30 +170,4 @@ pub async fn list(
             .map(|data| (data, page.has_more))
     })?;
     Ok(list_answer(page.0, page.1, "/v1/customers"))
-}
-
-/// Emits `customer.balance_changed` with the customer's balance in `currency` as of this
-/// point of the job.
-pub fn emit_balance_changed(
-    tx: &mut Tx<'_, '_>,
-    merchant: MerchantId,
-    mode: Mode,
-    customer: CustomerId,
-    currency: Currency,
-) -> Result<(), ApiError> {
-    let account = book::customer(merchant, customer, currency);
-    let balances = tx
-        .account(account.id)?
-        .map(|state| state.balances)
-        .unwrap_or_default();
-    let object = json!({
-        "object": "customer_balance",
-        "livemode": mode.is_live(),
-        "customer": customer.encode(),
-        "currency": currency.code(),
-        "balance": i64::try_from(balances.posted()).unwrap_or(i64::MAX),
-        "available": i64::try_from(balances.available()).unwrap_or(i64::MAX),
-    });
-    emit(tx, merchant, mode, "customer.balance_changed", object)?;
-    Ok(())
 }

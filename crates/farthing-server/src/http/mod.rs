@@ -4,12 +4,16 @@
 //! stored answer; same key, other body → 422), runs the operation as one store job (its rows,
 //! ledger transfers and events commit together or not at all) and answers after the commit.
 
-pub mod cards;
+pub mod auth;
 pub mod charges;
 pub mod customers;
+pub mod error;
 pub mod events;
+pub mod extract;
 pub mod invoices;
 pub mod lightning;
+pub mod lnurl;
+pub mod openapi;
 pub mod rails;
 pub mod settings;
 pub mod stars;
@@ -23,8 +27,7 @@ use farthing_store::{EventRecord, Tx};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
-use crate::extract;
+use crate::http::error::ApiError;
 use crate::state::{AppState, Mode, Principal};
 
 /// What an operation answers: status and body.

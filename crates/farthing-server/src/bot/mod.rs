@@ -42,11 +42,16 @@ use farthing_store::{InvoiceMessage, TelegramBot};
 use farthing_telegram::{TelegramChatId, TelegramUserId};
 use serde_json::{json, Value};
 
-use super::i18n::Lang;
-use super::{BotClient, CallbackQuery, Chat, Message, User};
-use crate::error::ApiError;
-use crate::settlement::SettledPayment;
+use self::i18n::Lang;
+use farthing_botapi::{BotClient, CallbackQuery, Chat, Message, User};
+
+pub mod commands;
+pub mod i18n;
 use crate::state::{AppState, Mode};
+use farthing_app::settlement::SettledPayment;
+use farthing_app::AppError;
+
+pub use self::commands::{run_reminders, tell_refund_decision};
 
 /// How long a "Custom amount" prompt waits for the number.
 const CUSTOM_AMOUNT_WAIT: Duration = Duration::from_secs(600);
@@ -57,7 +62,7 @@ const MEMORY_MAX_ENTRIES: usize = 100_000;
 /// How long an invoice the bot makes stays open.
 const BOT_INVOICE_EXPIRES_IN_S: u64 = 900;
 /// The largest custom tip, in Stars (as the merchant's presets).
-const MAX_TIP_STARS: u64 = crate::api::settings::MAX_TIP_PRESET_STARS;
+const MAX_TIP_STARS: u64 = farthing_app::settings::MAX_TIP_PRESET_STARS;
 /// Callback data of the tip buttons: `tip:<stars>` or `tip:custom`.
 const TIP_PREFIX: &str = "tip:";
 /// Callback data of "Pay again": `again:<inv_…>`.
@@ -147,8 +152,8 @@ fn stop_awaiting_amount(merchant: MerchantId, mode: Mode, user: i64) {
 
 /// The tip buttons of the merchant's bot, in Stars: the merchant's settings
 /// (`PUT /v1/settings` `tip_presets`), else the server's `telegram.tip_presets`.
-fn tip_presets(state: &AppState, mode: Mode, merchant: MerchantId) -> Result<Vec<u64>, ApiError> {
-    let own = crate::api::settings::load(state, mode, merchant)?.tip_presets;
+fn tip_presets(state: &AppState, mode: Mode, merchant: MerchantId) -> Result<Vec<u64>, AppError> {
+    let own = farthing_app::settings::load(state.app(), mode, merchant)?.tip_presets;
     Ok(if own.is_empty() {
         state.config().telegram.tip_presets.clone()
     } else {
@@ -162,7 +167,7 @@ pub async fn on_message(
     mode: Mode,
     bot: &TelegramBot,
     message: &Message,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let (Some(text), Some(from)) = (message.text.as_deref(), message.from.as_ref()) else {
         return Ok(());
     };
@@ -187,12 +192,12 @@ async fn route_message(
     message: &Message,
     text: &str,
     from: &User,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let Some(chat) = message.chat.chat_id() else {
         return Ok(());
     };
     let lang = Lang::from_code(from.language_code.as_deref());
-    let client = super::webhook::client(bot)?;
+    let client = crate::bot::client(state, bot)?;
     if let Some((command, args)) = command_of(text) {
         let command = command.to_ascii_lowercase();
         if command == "start" {
@@ -232,8 +237,8 @@ async fn account_command(
     message: &Message,
     command: &str,
     args: &str,
-) -> Result<bool, ApiError> {
-    super::commands::handle(state, mode, bot, message, command, args).await
+) -> Result<bool, AppError> {
+    self::commands::handle(state, mode, bot, message, command, args).await
 }
 
 /// The call site of the account commands' buttons ([`super::commands`]).
@@ -243,8 +248,8 @@ async fn account_callback(
     bot: &TelegramBot,
     query: &CallbackQuery,
     data: &str,
-) -> Result<bool, ApiError> {
-    super::commands::callback(state, mode, bot, query, data).await
+) -> Result<bool, AppError> {
+    self::commands::callback(state, mode, bot, query, data).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -256,7 +261,7 @@ async fn start(
     chat: TelegramChatId,
     lang: Lang,
     payload: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     if payload == "tip" {
         let presets = tip_presets(state, mode, bot.merchant)?;
         let mut rows: Vec<Value> = presets
@@ -329,8 +334,8 @@ pub async fn on_callback(
     mode: Mode,
     bot: &TelegramBot,
     query: &CallbackQuery,
-) -> Result<(), ApiError> {
-    let client = super::webhook::client(bot)?;
+) -> Result<(), AppError> {
+    let client = crate::bot::client(state, bot)?;
     let Some(data) = query.data.as_deref() else {
         answer(&client, &query.id).await;
         return Ok(());
@@ -361,7 +366,7 @@ async fn route_callback(
     client: &BotClient,
     query: &CallbackQuery,
     data: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let from = &query.from;
     let chat = query
         .message
@@ -435,7 +440,7 @@ async fn tip(
     from: &User,
     lang: Lang,
     stars: u64,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let Some(user) = from.user_id() else {
         return Ok(());
     };
@@ -454,35 +459,92 @@ async fn tip(
 }
 
 /// Creates an invoice of the bot's merchant for the Telegram user `user` (customer `tg:<id>`,
-/// made if needed) as `POST /v1/invoices` does: stored with its `invoice.created` event in one
-/// store job.
+/// made if needed) through the service, as `POST /v1/invoices` does: stored with its
+/// `invoice.created` event, then each rail's instructions (the Stars invoice link).
 async fn create_invoice(
     state: &AppState,
     mode: Mode,
     bot: &TelegramBot,
     user: TelegramUserId,
     new: NewInvoice,
-) -> Result<Invoice, ApiError> {
+) -> Result<Invoice, AppError> {
     let merchant = bot.merchant;
-    let id: InvoiceId = crate::ids::new_id();
-    let mut invoice = new
-        .into_invoice(id, merchant, crate::api::wall_clock_ns())
-        .map_err(crate::api::invoices::map_invoice_error)?;
-    let url = state.checkout_url(&id.encode());
-    let invoice = state
-        .store(mode)
-        .run(move |tx| -> Result<Invoice, ApiError> {
-            let customer = crate::api::charges::telegram_customer(tx, merchant, mode, user)?;
-            invoice.customer = Some(customer);
-            tx.insert_invoice(&invoice)?;
-            let object = crate::render::invoice(&invoice, mode, &url);
-            crate::api::emit(tx, merchant, mode, "invoice.created", object)?;
-            Ok(invoice)
+    let customer = state
+        .app()
+        .run(mode, move |tx| {
+            farthing_app::customers::telegram(tx, merchant, mode, user.get())
         })
-        .await??;
-    state.deliveries().notify_one();
-    tracing::info!(invoice = %id.encode(), bot_id = bot.bot_id, "the bot made an invoice");
+        .await?;
+    let request = farthing_app::invoices::InvoiceRequest {
+        currency: new.currency,
+        amount: new.amount,
+        description: new.description,
+        payload: new.payload,
+        rails: Some(new.rails),
+        customer: Some(customer),
+        expires_in_s: new.expires_in_s,
+        metadata: new.metadata,
+        subscription_period_s: None,
+    };
+    let invoice =
+        farthing_app::invoices::create(state.app(), state.rails(), mode, merchant, request).await?;
+    tracing::info!(invoice = %invoice.id.encode(), bot_id = bot.bot_id, "the bot made an invoice");
     Ok(invoice)
+}
+
+/// The Bot API client of the merchant's bot (the Telegram rails' cached one).
+pub fn client(state: &AppState, bot: &TelegramBot) -> Result<BotClient, AppError> {
+    state
+        .rails()
+        .telegram()
+        .ok_or_else(|| AppError::internal("the Telegram rails are not registered"))?
+        .client(bot)
+}
+
+/// Posts an open invoice of the API into a Telegram chat (`POST /v1/invoices/{id}/send`):
+/// `sendInvoice` through the merchant's bot (the card rail's provider for a fiat invoice that
+/// accepts `card`), followed by the bot's companion message (time left; edited to paid or
+/// expired).
+pub async fn send_invoice_to_chat(
+    state: &AppState,
+    mode: Mode,
+    chat: TelegramChatId,
+    invoice: &Invoice,
+) -> Result<Message, AppError> {
+    match invoice.status {
+        InvoiceStatus::Open if invoice.expires_at_ns > state.now_ns() => {}
+        InvoiceStatus::Open => {
+            return Err(AppError::conflict(
+                "invoice_expired",
+                "the invoice has expired",
+            ))
+        }
+        _ => {
+            return Err(AppError::conflict(
+                "invoice_not_open",
+                "the invoice is not open",
+            ))
+        }
+    }
+    let telegram = state
+        .rails()
+        .telegram()
+        .ok_or_else(|| AppError::internal("the Telegram rails are not registered"))?;
+    let bot = telegram
+        .bot(state.app(), mode, invoice.merchant)?
+        .ok_or_else(|| {
+            AppError::invalid(
+                "rail_not_configured",
+                "no Telegram bot is connected in this mode; see PUT /v1/rails/stars",
+            )
+        })?;
+    let message = telegram
+        .send_invoice(state.app(), mode, &bot, chat, invoice)
+        .await?;
+    tracing::info!(invoice = %invoice.id.encode(), bot_id = bot.bot_id, message_id = message.message_id, "invoice sent into a chat");
+    // The message the bot edits to paid or expired (an invoice message cannot be).
+    invoice_sent(state, mode, &bot, chat, invoice, message.message_id).await;
+    Ok(message)
 }
 
 /// Posts `invoice` into `chat`: `sendInvoice` and its companion message, or one message with a
@@ -495,8 +557,8 @@ async fn post_invoice(
     chat: TelegramChatId,
     lang: Lang,
     invoice: &Invoice,
-) -> Result<(), ApiError> {
-    let now_ns = crate::api::wall_clock_ns();
+) -> Result<(), AppError> {
+    let now_ns = state.now_ns();
     if invoice.status != InvoiceStatus::Open || invoice.expires_at_ns <= now_ns {
         let text = match invoice.status {
             InvoiceStatus::Open | InvoiceStatus::Expired => expired_text(lang, invoice),
@@ -509,7 +571,7 @@ async fn post_invoice(
         say(client, chat, &text, again.as_ref()).await;
         return Ok(());
     }
-    let params = super::super::api::invoices::stars_link_params(invoice).filter(|_| {
+    let params = crate::rails::telegram::stars_link_params(invoice).filter(|_| {
         invoice.rails.contains(&Rail::Stars) && invoice.subscription_period_s.is_none()
     });
     let text = timer_text(lang, invoice, now_ns);
@@ -557,11 +619,11 @@ pub async fn invoice_sent(
     invoice: &Invoice,
     invoice_message_id: i64,
 ) {
-    let Ok(client) = super::webhook::client(bot) else {
+    let Ok(client) = crate::bot::client(state, bot) else {
         return;
     };
     let lang = Lang::En;
-    let text = timer_text(lang, invoice, crate::api::wall_clock_ns());
+    let text = timer_text(lang, invoice, state.now_ns());
     let companion = client.send_message(chat, &text, None).await;
     let recorded = record(
         state,
@@ -575,7 +637,7 @@ pub async fn invoice_sent(
     )
     .await;
     if let Err(error) = recorded {
-        tracing::warn!(code = error.code, message = %error.message, "the invoice's companion message was not recorded");
+        tracing::warn!(code = error.code(), %error, "the invoice's companion message was not recorded");
     }
 }
 
@@ -589,8 +651,8 @@ async fn record(
     lang: Lang,
     invoice: &Invoice,
     invoice_message_id: Option<i64>,
-    companion: Result<Message, super::BotApiError>,
-) -> Result<(), ApiError> {
+    companion: Result<Message, farthing_botapi::BotApiError>,
+) -> Result<(), AppError> {
     let companion = match companion {
         Ok(companion) => companion,
         Err(error) => {
@@ -605,7 +667,7 @@ async fn record(
         invoice_message_id,
         language: lang.code().to_owned(),
         state: "open".to_owned(),
-        created_at_ns: crate::api::wall_clock_ns(),
+        created_at_ns: state.now_ns(),
     };
     state
         .store(mode)
@@ -625,7 +687,7 @@ pub async fn payment_settled(
     chat: &Chat,
     from: Option<&User>,
 ) {
-    let Ok(client) = super::webhook::client(bot) else {
+    let Ok(client) = crate::bot::client(state, bot) else {
         return;
     };
     let Some(chat) = chat.chat_id() else {
@@ -776,7 +838,7 @@ pub fn sweep(state: &AppState, mode: Mode) {
                     continue;
                 }
             };
-            let Ok(client) = super::webhook::client(&bot) else {
+            let Ok(client) = crate::bot::client(&state, &bot) else {
                 continue;
             };
             edit_closed(&bot, &client, &invoice, messages).await;

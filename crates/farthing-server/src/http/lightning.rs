@@ -1,11 +1,6 @@
-//! `PUT /v1/rails/lightning`: a merchant connects its Lightning node (LNbits, LND REST or Core
-//! Lightning REST), which turns on the Lightning rail (SPEC RL3) in the key's mode.
-//!
-//! The node is asked for its balance before anything is stored: only credentials the node
-//! accepts are kept. Keys, macaroons and runes are never part of an answer, an error or a log
-//! line (`BackendConfig`'s `Debug` leaves them out).
-
-use std::time::Duration;
+//! The Lightning rail's objects in the Merchant API: LNURL-withdraw links (refunds customers
+//! claim, merchant payouts), LNURL-auth challenges, customers' top-up links, and payouts to a
+//! BOLT11. The rail's own logic lives in `crate::rails::lightning`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,335 +8,32 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use farthing_lightning::backend::BackendConfig;
-use farthing_lightning::bolt11::Network;
-use farthing_lightning::{Backend, BackendError, LightningBackend};
-use farthing_store::LightningNode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::{body_bytes, write};
-use crate::error::ApiError;
-use crate::extract;
-use crate::lightning::Node;
-use crate::openapi as spec;
+use crate::http::error::ApiError;
+use crate::http::extract;
+use crate::http::openapi as spec;
+use crate::rails::lightning::Node;
 use crate::state::{AppState, Mode, Principal};
-
-/// How long the node may take to answer the balance check.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The body of `PUT /v1/rails/lightning` (one of three shapes, by `backend`).
-#[derive(Deserialize, ToSchema)]
-pub struct ConnectLightning {
-    /// `lnbits`, `lnd` or `cln`.
-    pub backend: String,
-    /// The node's base URL (LNbits, LND REST, clnrest).
-    pub url: String,
-    /// LNbits: the wallet's invoice/read key.
-    pub invoice_key: Option<String>,
-    /// LNbits: the wallet's admin key (needed for refunds and payouts over Lightning).
-    pub admin_key: Option<String>,
-    /// LND: the macaroon, hex (invoice macaroon to receive; admin to also pay).
-    pub macaroon: Option<String>,
-    /// LND, CLN: the node's TLS certificate (PEM), trusted alone (pinning).
-    pub tls_cert: Option<String>,
-    /// CLN: the rune.
-    pub rune: Option<String>,
-    /// The network the node's invoices are on: `bitcoin` (default), `testnet`, `signet`,
-    /// `regtest`.
-    pub network: Option<String>,
-    /// The local part of the merchant's Lightning Address (`name` in `name@host`, LUD-16):
-    /// 1 to 64 of `a-z 0-9 - _ .`. Tips and donations sent to it pay the merchant.
-    pub lightning_address: Option<String>,
-}
-
-fn valid_address_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
-}
-
-/// The host part of Lightning Addresses: the public URL's host (and port).
-pub fn address_host(state: &AppState) -> String {
-    let base = state.config().base_url();
-    let rest = base
-        .strip_prefix("https://")
-        .or_else(|| base.strip_prefix("http://"))
-        .unwrap_or(base);
-    rest.split('/').next().unwrap_or(rest).to_owned()
-}
-
-/// The `rail` object of a configured Lightning node (no secrets).
-pub fn rail_object(
-    state: &AppState,
-    row: &LightningNode,
-    node: Option<&Node>,
-    mode: Mode,
-) -> Value {
-    let config: Option<BackendConfig> = serde_json::from_str(&row.config).ok();
-    let (health, error, stream) = node.map_or(("unknown", None, false), Node::health);
-    json!({
-        "object": "rail",
-        "rail": "lightning",
-        "configured": true,
-        "health": health,
-        "health_error": error,
-        "settlement_stream": if stream { "connected" } else { "disconnected" },
-        "livemode": mode.is_live(),
-        "backend": config.as_ref().map(BackendConfig::name),
-        "url": config.as_ref().map(BackendConfig::url),
-        "network": row.network,
-        "can_pay": config.as_ref().is_some_and(BackendConfig::can_pay),
-        "lightning_address": row.address_name.as_ref().map(|name| format!("{name}@{}", address_host(state))),
-    })
-}
-
-fn backend_config(
-    request: ConnectLightning,
-) -> Result<(BackendConfig, Option<String>, Option<String>), ApiError> {
-    let missing = |field: &str, backend: &str| {
-        ApiError::invalid(
-            "invalid_lightning_config",
-            format!("the {backend} backend needs {field}"),
-        )
-        .param(field.to_owned())
-    };
-    let unused = |field: &str, backend: &str| {
-        ApiError::invalid(
-            "invalid_lightning_config",
-            format!("{field} is not used by the {backend} backend: remove it"),
-        )
-        .param(field.to_owned())
-    };
-    let url = request.url.trim().to_owned();
-    let config = match request.backend.as_str() {
-        "lnbits" => {
-            if request.macaroon.is_some() {
-                return Err(unused("macaroon", "lnbits"));
-            }
-            if request.rune.is_some() {
-                return Err(unused("rune", "lnbits"));
-            }
-            if request.tls_cert.is_some() {
-                return Err(unused("tls_cert", "lnbits"));
-            }
-            BackendConfig::Lnbits {
-                url,
-                invoice_key: request
-                    .invoice_key
-                    .ok_or_else(|| missing("invoice_key", "lnbits"))?,
-                admin_key: request.admin_key,
-            }
-        }
-        "lnd" => {
-            for (field, given) in [
-                ("invoice_key", request.invoice_key.is_some()),
-                ("admin_key", request.admin_key.is_some()),
-                ("rune", request.rune.is_some()),
-            ] {
-                if given {
-                    return Err(unused(field, "lnd"));
-                }
-            }
-            BackendConfig::Lnd {
-                url,
-                macaroon: request.macaroon.ok_or_else(|| missing("macaroon", "lnd"))?,
-                tls_cert: request.tls_cert,
-            }
-        }
-        "cln" => {
-            for (field, given) in [
-                ("invoice_key", request.invoice_key.is_some()),
-                ("admin_key", request.admin_key.is_some()),
-                ("macaroon", request.macaroon.is_some()),
-            ] {
-                if given {
-                    return Err(unused(field, "cln"));
-                }
-            }
-            BackendConfig::Cln {
-                url,
-                rune: request.rune.ok_or_else(|| missing("rune", "cln"))?,
-                tls_cert: request.tls_cert,
-            }
-        }
-        _ => {
-            return Err(ApiError::invalid(
-                "invalid_lightning_config",
-                "backend must be \"lnbits\", \"lnd\" or \"cln\"",
-            )
-            .param("backend"))
-        }
-    };
-    Ok((config, request.network, request.lightning_address))
-}
-
-fn config_error(error: &BackendError) -> ApiError {
-    match error {
-        BackendError::Unauthorized { .. } => ApiError::invalid(
-            "invalid_lightning_credentials",
-            format!("the node refused the credentials: {error}"),
-        ),
-        BackendError::Config { .. } => {
-            ApiError::invalid("invalid_lightning_config", error.to_string())
-        }
-        _ => crate::lightning::node_error(error),
-    }
-}
-
-/// `PUT /v1/rails/lightning`
-#[utoipa::path(
-    put,
-    path = "/v1/rails/lightning",
-    tag = "rails",
-    operation_id = "connect_lightning",
-    summary = "Connect a Lightning node (the Lightning rail)",
-    security(("bearer" = [])),
-    params(spec::IdempotencyKey),
-    request_body(content = ConnectLightning, content_type = "application/json", description = "`{\"backend\": \"lnbits\", \"url\", \"invoice_key\", \"admin_key\"}`, `{\"backend\": \"lnd\", \"url\", \"macaroon\", \"tls_cert\"}` or `{\"backend\": \"cln\", \"url\", \"rune\", \"tls_cert\"}`, with the optional `network` and `lightning_address`."),
-    responses(
-        (status = 200, description = "The node answered and is stored; the Lightning rail is configured for this mode. Secrets are never returned.", body = spec::RailState),
-        (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), a bad backend, URL, field or network (`invalid_lightning_config`), credentials the node refused (`invalid_lightning_credentials`), or a bad `lightning_address` (`invalid_lightning_address`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 409, description = "Another merchant has this Lightning Address (`lightning_address_taken`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 502, description = "The node could not be reached or failed (`lightning_unavailable`, `lightning_node_error`).", body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
-    ),
-)]
-pub async fn connect(
-    State(state): State<AppState>,
-    principal: Principal,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    principal.require("rails:write")?;
-    let body = body_bytes(body, state.config().max_body_bytes)?;
-    let request: ConnectLightning = extract::json_body(&headers, &body)?;
-    let (config, network, address) = backend_config(request)?;
-    let network: Network = match network.as_deref() {
-        None => Network::Bitcoin,
-        Some(name) => name.parse().map_err(|_| {
-            ApiError::invalid(
-                "invalid_lightning_config",
-                "network must be \"bitcoin\", \"testnet\", \"signet\" or \"regtest\"",
-            )
-            .param("network")
-        })?,
-    };
-    if let Some(name) = &address {
-        if !valid_address_name(name) {
-            return Err(ApiError::invalid(
-                "invalid_lightning_address",
-                "lightning_address must be the name part only (as in name@host): 1 to 64 of a-z, 0-9, -, _ and .",
-            )
-            .param("lightning_address"));
-        }
-    }
-    let backend = Backend::new(&config).map_err(|error| config_error(&error).param("url"))?;
-    if let Err(message) =
-        crate::webhooks::check_url(config.url(), state.config().lightning.allow_private_nodes).await
-    {
-        return Err(
-            ApiError::invalid("invalid_lightning_config", format!("url: {message}")).param("url"),
-        );
-    }
-    match tokio::time::timeout(CHECK_TIMEOUT, backend.balance_msat()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => return Err(config_error(&error)),
-        Err(_) => {
-            return Err(crate::lightning::node_error(&BackendError::Unreachable {
-                backend: backend.name(),
-                message: "the node did not answer in time".to_owned(),
-            }))
-        }
-    }
-    let (merchant, mode) = (principal.merchant, principal.mode);
-    if let Some(name) = address.clone() {
-        let holder = state
-            .store(mode)
-            .read(move |reader| reader.lightning_node_by_address(&name))?;
-        if holder.is_some_and(|node| node.merchant != merchant) {
-            return Err(ApiError::conflict(
-                "lightning_address_taken",
-                "another merchant has this Lightning Address; choose another name",
-            ));
-        }
-    }
-    let now = super::wall_clock_ns();
-    let row = LightningNode {
-        merchant,
-        config: serde_json::to_string(&config).map_err(ApiError::internal)?,
-        network: network.as_str().to_owned(),
-        address_name: address,
-        created_at_ns: now,
-        updated_at_ns: now,
-    };
-    let answer = rail_object(&state, &row, None, mode);
-    let mut answer = answer;
-    answer["health"] = json!("healthy");
-    let response = write(
-        &state,
-        &principal,
-        &headers,
-        "PUT /v1/rails/lightning",
-        &body,
-        move |tx| {
-            if let Some(name) = &row.address_name {
-                if tx
-                    .lightning_node_by_address(name)?
-                    .is_some_and(|node| node.merchant != row.merchant)
-                {
-                    return Err(ApiError::conflict(
-                        "lightning_address_taken",
-                        "another merchant has this Lightning Address; choose another name",
-                    ));
-                }
-            }
-            tx.upsert_lightning_node(&row)?;
-            Ok((StatusCode::OK, answer))
-        },
-    )
-    .await?;
-    state.lightning().invalidate(mode, merchant);
-    Ok(response)
-}
-
-/// Whether the merchant has a Lightning node in `mode`.
-pub fn connected(
-    state: &AppState,
-    merchant: farthing_core::MerchantId,
-    mode: Mode,
-) -> Result<bool, ApiError> {
-    Ok(state
-        .store(mode)
-        .read(move |reader| reader.lightning_node(merchant))?
-        .is_some())
-}
-
-// ---------------------------------------------------------------------------------------
-// LNURL objects of the Merchant API
 
 use axum::extract::Path;
 use farthing_core::{CustomerId, PublicId};
 use farthing_store::LnurlSecret;
 
-use crate::lightning::lnurl as links;
+use crate::rails::lightning::lnurl as links;
 
 /// Largest `expires_in` of an LNURL link, seconds (30 days).
 const MAX_LINK_EXPIRES_S: u64 = 30 * 24 * 3600;
 
 /// The wire form of an LNURL-withdraw link.
 pub fn render_withdraw(state: &AppState, mode: Mode, secret: &LnurlSecret) -> Value {
-    let (url, lnurl) = links::withdraw_link(state, mode, &secret.k1);
+    let (url, lnurl) = links::withdraw_link(state.app().base_url(), mode, &secret.k1);
     let status = if secret.used_at_ns.is_some() {
         "claimed"
-    } else if super::wall_clock_ns() >= secret.expires_at_ns {
+    } else if state.now_ns() >= secret.expires_at_ns {
         "expired"
     } else {
         "open"
@@ -370,10 +62,15 @@ fn render_auth(
     secret: &LnurlSecret,
     customer: Option<CustomerId>,
 ) -> Value {
-    let (url, lnurl) = links::auth_link(state, mode, &secret.k1, &secret.description);
+    let (url, lnurl) = links::auth_link(
+        state.app().base_url(),
+        mode,
+        &secret.k1,
+        &secret.description,
+    );
     let status = if secret.used_at_ns.is_some() {
         "verified"
-    } else if super::wall_clock_ns() >= secret.expires_at_ns {
+    } else if state.now_ns() >= secret.expires_at_ns {
         "expired"
     } else {
         "pending"
@@ -419,8 +116,11 @@ fn require_node(
     pay: bool,
 ) -> Result<std::sync::Arc<Node>, ApiError> {
     let node = state
+        .rails()
         .lightning()
-        .get(state, principal.mode, principal.merchant)?
+        .ok_or_else(|| ApiError::internal("the lightning rail is not registered"))?
+        .nodes()
+        .get(state.app(), principal.mode, principal.merchant)?
         .ok_or_else(|| {
             ApiError::invalid(
                 "rail_not_configured",
@@ -527,6 +227,7 @@ pub async fn create_withdraw(
     }
     let expires = expires_in(request.expires_in, 24 * 3600)?;
     let secret = links::new_withdraw_secret(
+        state.now_ns(),
         principal.merchant,
         customer,
         min,
@@ -669,7 +370,7 @@ pub async fn create_auth(
         )
         .param("expires_in"));
     }
-    let secret = links::new_auth_secret(principal.merchant, &action, expires)?;
+    let secret = links::new_auth_secret(state.now_ns(), principal.merchant, &action, expires)?;
     let object = render_auth(&state, principal.mode, &secret, None);
     write(
         &state,
@@ -755,7 +456,7 @@ pub async fn customer_top_up(
         return Err(ApiError::not_found("customer", &id));
     }
     require_node(&state, &principal, false)?;
-    let (url, lnurl) = links::top_up_link(&state, principal.mode, customer);
+    let (url, lnurl) = links::top_up_link(state.app().base_url(), principal.mode, customer);
     Ok(axum::Json(json!({
         "object": "lnurl_pay",
         "livemode": principal.mode.is_live(),
@@ -806,7 +507,7 @@ pub async fn create_payout(
     let body = body_bytes(body, state.config().max_body_bytes)?;
     let request: CreatePayout = extract::json_body(&headers, &body)?;
     let node = require_node(&state, &principal, true)?;
-    let now_s = super::wall_clock_ns() / 1_000_000_000;
+    let now_s = state.now_ns() / 1_000_000_000;
     let bad = |message: String| ApiError::invalid("invalid_bolt11", message).param("bolt11");
     let checked = farthing_lightning::bolt11::check(
         request.bolt11.trim(),
@@ -826,9 +527,18 @@ pub async fn create_payout(
     let key = links::payout_key(None, &checked.payment_hash);
     let (merchant, mode) = (principal.merchant, principal.mode);
     state
-        .store(mode)
-        .run(move |tx| links::hold(tx, mode, merchant, None, &key, amount_msat / 1000))
-        .await??;
+        .app()
+        .run(mode, move |tx| -> Result<(), ApiError> {
+            Ok(links::hold(
+                tx,
+                mode,
+                merchant,
+                None,
+                &key,
+                amount_msat / 1000,
+            )?)
+        })
+        .await?;
     let payout = links::Payout {
         merchant,
         customer: None,
@@ -836,7 +546,7 @@ pub async fn create_payout(
         link: None,
         amount_msat,
     };
-    let outcome = links::pay_out(&state, mode, &node, &payout, request.bolt11.trim()).await;
+    let outcome = links::pay_out(state.app(), mode, &node, &payout, request.bolt11.trim()).await;
     let (status, detail) = match &outcome {
         Ok(farthing_lightning::PaymentOutcome::Succeeded { fee_msat, .. }) => {
             ("succeeded", json!({"fee_msat": fee_msat}))
@@ -845,7 +555,7 @@ pub async fn create_payout(
             ("failed", json!({"failure_reason": reason}))
         }
         Ok(farthing_lightning::PaymentOutcome::Pending { .. }) => ("pending", Value::Null),
-        Err(error) => return Err(crate::lightning::node_error(error)),
+        Err(error) => return Err(ApiError::from(crate::rails::lightning::node_error(error))),
     };
     Ok(axum::Json(json!({
         "object": "payout",

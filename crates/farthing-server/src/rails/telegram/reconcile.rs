@@ -40,17 +40,16 @@ use std::time::Duration;
 
 use farthing_core::{Currency, InvoiceId, PublicId, Rail, TransferId};
 use farthing_store::{StarOutflow, StarWatermark, TelegramBot, Tx};
-use farthing_telegram::BotToken;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{BotClient, RevenueWithdrawalState, StarTransaction, TransactionPartner};
-use crate::api::{book, emit, ledger_error};
-use crate::error::ApiError;
-use crate::render;
-use crate::settlement::IncomingPayment;
-use crate::state::{AppState, Mode};
+use farthing_app::outbox::emit;
+use farthing_app::settlement::IncomingPayment;
 use farthing_app::subscriptions::{settle_stars_payment, SubscriptionPayment};
+use farthing_app::{wire as render, App, AppError, Mode};
+use farthing_botapi::{BotClient, RevenueWithdrawalState, StarTransaction, TransactionPartner};
+
+use super::TelegramRails;
 
 /// The event written when a Fragment withdrawal is first seen and whenever its state changes.
 pub const WITHDRAWAL_EVENT: &str = "stars.withdrawal";
@@ -90,11 +89,11 @@ pub struct Reconciled {
 
 /// Runs until `shutdown` fires: reconciles every connected bot, in both modes, at start and
 /// then every `telegram.reconcile_interval_s`.
-pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let interval = Duration::from_secs(state.config().telegram.reconcile_interval_s.max(1));
+pub async fn run(rails: TelegramRails, app: App, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let interval = Duration::from_secs(rails.config().reconcile_interval_s.max(1));
     loop {
         tokio::select! {
-            _ = reconcile_all(&state) => {}
+            _ = reconcile_all(&rails, &app) => {}
             _ = shutdown.changed() => return,
         }
         tokio::select! {
@@ -106,9 +105,9 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
 
 /// One pass over every connected bot in both modes; failures are logged and recorded with the
 /// bot's watermark (`GET /v1/rails` shows them).
-pub async fn reconcile_all(state: &AppState) {
+pub async fn reconcile_all(rails: &TelegramRails, app: &App) {
     for mode in [Mode::Live, Mode::Test] {
-        let bots = match state.store(mode).read(|reader| reader.telegram_bots()) {
+        let bots = match app.read(mode, |reader| reader.telegram_bots()) {
             Ok(bots) => bots,
             Err(error) => {
                 tracing::error!(%error, ?mode, "cannot list the Telegram bots to reconcile");
@@ -116,13 +115,13 @@ pub async fn reconcile_all(state: &AppState) {
             }
         };
         for bot in bots {
-            match reconcile_bot(state, mode, &bot).await {
+            match reconcile_bot(rails, app, mode, &bot).await {
                 Ok(done) if done.settled > 0 || done.withdrawals > 0 => {
                     tracing::info!(bot_id = bot.bot_id, ?mode, ?done, "Stars reconciled");
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!(bot_id = bot.bot_id, ?mode, error = %error.message, "Stars reconciliation failed");
+                    tracing::warn!(bot_id = bot.bot_id, ?mode, %error, "Stars reconciliation failed");
                 }
             }
         }
@@ -133,14 +132,13 @@ pub async fn reconcile_all(state: &AppState) {
 /// watermark, settles missed payments, records withdrawals and outside refunds, and stores the
 /// new watermark (or, on failure, the error, keeping the old watermark).
 pub async fn reconcile_bot(
-    state: &AppState,
+    rails: &TelegramRails,
+    app: &App,
     mode: Mode,
     bot: &TelegramBot,
-) -> Result<Reconciled, ApiError> {
+) -> Result<Reconciled, AppError> {
     let (merchant, bot_id) = (bot.merchant, bot.bot_id);
-    let stored = state
-        .store(mode)
-        .read(move |reader| reader.star_watermark(merchant, bot_id))?;
+    let stored = app.read(mode, move |reader| reader.star_watermark(merchant, bot_id))?;
     let floor = stored.as_ref().map_or_else(
         || {
             i64::try_from(render::unix_s(bot.created_at_ns)).unwrap_or(i64::MAX)
@@ -149,7 +147,7 @@ pub async fn reconcile_bot(
         |mark| mark.watermark_date_s,
     );
     let resume = stored.as_ref().map_or(0, |mark| mark.resume_offset);
-    let result = read_and_settle(state, mode, bot, floor, resume).await;
+    let result = read_and_settle(rails, app, mode, bot, floor, resume).await;
     let (mark, answer) = match result {
         Ok((done, watermark_date_s, resume_offset)) => (
             StarWatermark {
@@ -169,21 +167,19 @@ pub async fn reconcile_bot(
                 watermark_date_s: floor,
                 resume_offset: resume,
                 reconciled_at_ns: 0,
-                last_error: Some(error.message.clone()),
+                last_error: Some(error.to_string()),
             },
             Err(error),
         ),
     };
-    state
-        .store(mode)
-        .run(move |tx| {
-            let mark = StarWatermark {
-                reconciled_at_ns: tx.now_ns(),
-                ..mark
-            };
-            tx.set_star_watermark(&mark)
-        })
-        .await??;
+    app.run(mode, move |tx| -> Result<(), AppError> {
+        let mark = StarWatermark {
+            reconciled_at_ns: tx.now_ns(),
+            ..mark
+        };
+        Ok(tx.set_star_watermark(&mark)?)
+    })
+    .await?;
     answer
 }
 
@@ -226,13 +222,14 @@ impl Progress {
 }
 
 async fn read_and_settle(
-    state: &AppState,
+    rails: &TelegramRails,
+    app: &App,
     mode: Mode,
     bot: &TelegramBot,
     floor: i64,
     resume: u64,
-) -> Result<(Reconciled, i64, u64), ApiError> {
-    let client = client(bot)?;
+) -> Result<(Reconciled, i64, u64), AppError> {
+    let client = rails.client(bot)?.with_timeout(CALL_TIMEOUT);
     let mut done = Reconciled::default();
     let mut progress = Progress {
         newest_date_s: None,
@@ -251,7 +248,7 @@ async fn read_and_settle(
             for (i, transaction) in page.iter().enumerate() {
                 progress.saw(offset + i as u64, transaction);
             }
-            handle_page(state, mode, bot, page, floor, &mut done).await?;
+            handle_page(app, mode, bot, page, floor, &mut done).await?;
             if len < PAGE_LIMIT as usize || reached {
                 complete = true;
                 break;
@@ -291,7 +288,7 @@ async fn read_and_settle(
             for (i, transaction) in page.iter().enumerate() {
                 progress.saw(offset + i as u64, transaction);
             }
-            handle_page(state, mode, bot, page, floor, &mut done).await?;
+            handle_page(app, mode, bot, page, floor, &mut done).await?;
             offset += len as u64;
             if len < PAGE_LIMIT as usize || done.pages >= MAX_PAGES_PER_RUN {
                 break;
@@ -307,29 +304,24 @@ async fn read_and_settle(
     }
 }
 
-fn client(bot: &TelegramBot) -> Result<BotClient, ApiError> {
-    let token = BotToken::parse(&bot.token).map_err(|_| {
-        ApiError::internal(format!(
-            "the stored token of bot {} is unreadable",
-            bot.bot_id
-        ))
-    })?;
-    BotClient::new(&bot.api_url, token, CALL_TIMEOUT).map_err(ApiError::internal)
-}
-
 async fn fetch(
     client: &BotClient,
     offset: u64,
     done: &mut Reconciled,
-) -> Result<Vec<StarTransaction>, ApiError> {
+) -> Result<Vec<StarTransaction>, AppError> {
     let offset = u32::try_from(offset).map_err(|_| {
-        ApiError::internal("the Star transaction listing is longer than the Bot API can page")
+        AppError::internal("the Star transaction listing is longer than the Bot API can page")
     })?;
     done.pages += 1;
     let page = client
         .get_star_transactions(offset, PAGE_LIMIT)
         .await
-        .map_err(|error| ApiError::unavailable(format!("getStarTransactions failed: {error}")))?;
+        .map_err(|error| {
+            AppError::rail_failed(
+                "telegram_unavailable",
+                format!("getStarTransactions failed: {error}"),
+            )
+        })?;
     done.transactions_read += page.transactions.len();
     Ok(page.transactions)
 }
@@ -346,32 +338,28 @@ struct PageOutcome {
 
 /// Handles the transactions of one page dated at or after `floor`, in one store job.
 async fn handle_page(
-    state: &AppState,
+    app: &App,
     mode: Mode,
     bot: &TelegramBot,
     page: Vec<StarTransaction>,
     floor: i64,
     done: &mut Reconciled,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let page: Vec<StarTransaction> = page.into_iter().filter(|t| t.date >= floor).collect();
     if page.is_empty() {
         return Ok(());
     }
     let bot = bot.clone();
-    let base = state.config().base_url().to_owned();
-    let outcome = state
-        .store(mode)
-        .run(move |tx| -> Result<PageOutcome, ApiError> {
+    let base = app.base_url().to_owned();
+    let outcome = app
+        .run(mode, move |tx| -> Result<PageOutcome, AppError> {
             let mut outcome = PageOutcome::default();
             for transaction in &page {
                 handle(tx, mode, &bot, transaction, &base, &mut outcome)?;
             }
             Ok(outcome)
         })
-        .await??;
-    if outcome.settled > 0 || outcome.withdrawals > 0 {
-        state.deliveries().notify_one();
-    }
+        .await?;
     done.settled += outcome.settled;
     done.already_settled += outcome.already_settled;
     done.refused += outcome.refused;
@@ -387,7 +375,7 @@ fn handle(
     transaction: &StarTransaction,
     base: &str,
     outcome: &mut PageOutcome,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     match (&transaction.source, &transaction.receiver) {
         (
             Some(TransactionPartner::User {
@@ -435,7 +423,7 @@ fn payment(
     subscription_period_s: Option<i64>,
     base: &str,
     outcome: &mut PageOutcome,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     if tx
         .rail_payment(bot.merchant, Rail::Stars, &transaction.id)?
         .is_some()
@@ -497,7 +485,7 @@ fn payment(
             tracing::error!(bot_id = bot.bot_id, charge = %transaction.id, code = error.code(), message = %error, "a Stars payment found by reconciliation was refused: money reported by Telegram is NOT booked; investigate");
             outcome.refused += 1;
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => return Err(error),
     }
     Ok(())
 }
@@ -522,7 +510,7 @@ fn withdrawal(
     transaction: &StarTransaction,
     withdrawal_state: Option<&RevenueWithdrawalState>,
     outcome: &mut PageOutcome,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let (state_name, url) = match withdrawal_state {
         Some(RevenueWithdrawalState::Pending) => ("pending", None),
         Some(RevenueWithdrawalState::Succeeded { url, .. }) => ("succeeded", Some(url.clone())),
@@ -545,25 +533,16 @@ fn withdrawal(
         .map_or((0, 0), |row| (row.booked_minor, row.shortfall_minor));
     let never_booked = booked_minor == 0 && shortfall_minor == 0;
     if state_name == "succeeded" && never_booked && amount > 0 {
-        let merchant_account = book::merchant(bot.merchant, Currency::XTR);
-        let available = tx
-            .account(merchant_account.id)?
-            .map_or(0, |account| account.balances.available());
-        let available = u64::try_from(available.max(0)).unwrap_or(u64::MAX);
-        booked_minor = amount.min(available);
-        shortfall_minor = amount - booked_minor;
-        if booked_minor > 0 {
-            let group = book::transfer(
-                withdrawal_transfer_id(bot.bot_id, &transaction.id),
-                merchant_account,
-                book::rail(bot.merchant, Rail::Stars, Currency::XTR),
-                booked_minor,
-                book::PAYOUT,
-                0,
-            );
-            tx.apply(&group)?
-                .map_err(|error| ledger_error(error, "the merchant", Currency::XTR))?;
-        }
+        let withdrawn = farthing_app::payouts::book_withdrawal(
+            tx,
+            bot.merchant,
+            Rail::Stars,
+            Currency::XTR,
+            withdrawal_transfer_id(bot.bot_id, &transaction.id),
+            amount,
+        )?;
+        booked_minor = withdrawn.booked_minor;
+        shortfall_minor = withdrawn.shortfall_minor;
         if shortfall_minor > 0 {
             tracing::warn!(bot_id = bot.bot_id, withdrawal = %transaction.id, shortfall_minor, "a Fragment withdrawal exceeds the merchant's XTR balance; the rest is recorded as a shortfall");
         }
@@ -590,7 +569,7 @@ fn withdrawal(
         bot.merchant,
         mode,
         WITHDRAWAL_EVENT,
-        render_withdrawal(&row, mode),
+        &render_withdrawal(&row, mode),
     )?;
     outcome.withdrawals += 1;
     Ok(())
@@ -602,7 +581,7 @@ fn refund(
     transaction: &StarTransaction,
     user_id: i64,
     outcome: &mut PageOutcome,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     if tx
         .star_outflow(bot.bot_id, "refund", &transaction.id)?
         .is_some()

@@ -1,23 +1,18 @@
 //! The sandbox rail (SPEC RL5), test mode only: simulate a payer for any rail, fund a test
 //! balance. Sandbox money comes from the test ledger's `external/sandbox` account.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use farthing_core::invoice::InvoicePayment;
-use farthing_core::{CustomerId, InvoiceId, MerchantId, PublicId, Rail, TransferId};
-use farthing_store::Tx;
+use farthing_app::sandbox;
+use farthing_core::{CustomerId, InvoiceId, Rail};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::invoices::map_invoice_error;
-use super::{body_bytes, book, emit, ledger_error, write};
-use crate::error::ApiError;
-use crate::extract;
-use crate::ids::new_id;
-use crate::openapi as spec;
+use super::write;
+use crate::http::error::ApiError;
+use crate::http::extract::{self, Checked};
+use crate::http::openapi as spec;
 use crate::render;
 use crate::state::{AppState, Mode, Principal};
 
@@ -44,68 +39,6 @@ pub struct SandboxPay {
     pub amount: Option<Value>,
     /// The paying customer, if the simulated payer is one.
     pub customer: Option<String>,
-}
-
-/// Pays an invoice as a simulated payer; shared by the API and the checkout page's sandbox
-/// button.
-pub fn sandbox_pay(
-    tx: &mut Tx<'_, '_>,
-    merchant: MerchantId,
-    invoice_id: InvoiceId,
-    rail: Option<Rail>,
-    amount: Option<u64>,
-    customer: Option<CustomerId>,
-    checkout_url: &str,
-) -> Result<Value, ApiError> {
-    let mode = Mode::Test;
-    let mut invoice = super::require_invoice(tx, merchant, invoice_id)?;
-    if let Some(customer) = customer {
-        super::require_customer(tx, merchant, customer)?;
-    }
-    if let (Some(expected), Some(given)) = (invoice.customer, customer) {
-        if expected != given {
-            return Err(ApiError::invalid(
-                "customer_mismatch",
-                "this invoice is for another customer",
-            )
-            .param("customer"));
-        }
-    }
-    let rail = rail.unwrap_or(Rail::Sandbox);
-    if rail != Rail::Sandbox && !invoice.rails.contains(&rail) {
-        return Err(
-            map_invoice_error(farthing_core::invoice::InvoiceError::RailNotAccepted(rail))
-                .param("rail"),
-        );
-    }
-    let amount_minor = invoice
-        .payable_amount(Rail::Sandbox, amount, tx.now_ns())
-        .map_err(map_invoice_error)?;
-    let currency = invoice.currency;
-    let transfer_id = TransferId(invoice_id.raw());
-    let group = book::transfer(
-        transfer_id,
-        book::sandbox(merchant, currency),
-        book::merchant(merchant, currency),
-        amount_minor,
-        book::PAYMENT,
-        invoice_id.raw(),
-    );
-    tx.apply(&group)?
-        .map_err(|error| ledger_error(error, "the sandbox", currency))?;
-    invoice
-        .mark_paid(InvoicePayment {
-            amount_minor,
-            rail,
-            customer: customer.or(invoice.customer),
-            transfer_id,
-            paid_at_ns: tx.now_ns(),
-        })
-        .map_err(map_invoice_error)?;
-    tx.update_invoice(&invoice)?;
-    let object = render::invoice(&invoice, mode, checkout_url);
-    emit(tx, merchant, mode, "invoice.paid", object.clone())?;
-    Ok(object)
 }
 
 /// `POST /v1/test/invoices/{id}/pay`
@@ -135,13 +68,11 @@ pub async fn pay_invoice(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Checked<SandboxPay>,
 ) -> Result<Response, ApiError> {
     test_only(&principal)?;
     principal.require("invoices:write")?;
-    let body = body_bytes(body, state.config().max_body_bytes)?;
-    let request: SandboxPay = extract::json_body(&headers, &body)?;
+    let request = &body.value;
     let invoice_id: InvoiceId = extract::id_path(&id)?;
     let rail = request
         .rail
@@ -158,12 +89,20 @@ pub async fn pay_invoice(
         .map(|text| extract::id_param::<CustomerId>(text, "customer"))
         .transpose()?;
     let merchant = principal.merchant;
-    let url = state.checkout_url(&id);
     let route = format!("POST /v1/test/invoices/{id}/pay");
-    write(&state, &principal, &headers, &route, &body, move |tx| {
-        let object = sandbox_pay(tx, merchant, invoice_id, rail, amount, customer, &url)?;
-        Ok((StatusCode::OK, object))
-    })
+    let app = state.app().clone();
+    write(
+        &state,
+        &principal,
+        &body.headers,
+        &route,
+        &body.raw,
+        move |tx| {
+            let invoice = sandbox::pay(tx, &app, merchant, invoice_id, rail, amount, customer)?;
+            let object = render::invoice(&invoice, Mode::Test, &app.checkout_url(invoice.id));
+            Ok((StatusCode::OK, object))
+        },
+    )
     .await
 }
 
@@ -205,49 +144,28 @@ pub async fn top_up(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Checked<TopUp>,
 ) -> Result<Response, ApiError> {
     test_only(&principal)?;
     principal.require("customers:write")?;
-    let body = body_bytes(body, state.config().max_body_bytes)?;
-    let request: TopUp = extract::json_body(&headers, &body)?;
     let customer: CustomerId = extract::id_path(&id)?;
-    let amount_minor = extract::amount(&request.amount, "amount")?;
-    let currency = extract::currency(&request.currency, "currency")?;
+    let amount_minor = extract::amount(&body.value.amount, "amount")?;
+    let currency = extract::currency(&body.value.currency, "currency")?;
     let merchant = principal.merchant;
     let route = format!("POST /v1/test/customers/{id}/top_up");
-    write(&state, &principal, &headers, &route, &body, move |tx| {
-        tx.customer(customer)?
-            .filter(|c| c.merchant == merchant)
-            .ok_or_else(|| ApiError::not_found("customer", &customer.encode()))?;
-        let transfer: farthing_core::ChargeId = new_id();
-        let group = book::transfer(
-            TransferId(transfer.raw()),
-            book::sandbox(merchant, currency),
-            book::customer(merchant, customer, currency),
-            amount_minor,
-            book::TOP_UP,
-            customer.raw(),
-        );
-        tx.apply(&group)?
-            .map_err(|error| ledger_error(error, "the sandbox", currency))?;
-        super::customers::emit_balance_changed(tx, merchant, Mode::Test, customer, currency)?;
-        let balance = tx
-            .account(book::customer(merchant, customer, currency).id)?
-            .map(|state| state.balances)
-            .unwrap_or_default();
-        Ok((
-            StatusCode::OK,
-            json!({
-                "object": "customer_balance",
-                "customer": customer.encode(),
-                "currency": currency.code(),
-                "balance": i64::try_from(balance.posted()).unwrap_or(i64::MAX),
-                "available": i64::try_from(balance.available()).unwrap_or(i64::MAX),
-                "livemode": false,
-            }),
-        ))
-    })
+    write(
+        &state,
+        &principal,
+        &body.headers,
+        &route,
+        &body.raw,
+        move |tx| {
+            let balance = sandbox::top_up(tx, merchant, customer, amount_minor, currency)?;
+            Ok((
+                StatusCode::OK,
+                render::customer_balance(customer, Mode::Test, currency, &balance),
+            ))
+        },
+    )
     .await
 }

@@ -29,23 +29,20 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use farthing_core::invoice::{InvoiceAmount, NewInvoice};
-use farthing_core::ledger::{Account, Group, Outcome, Transfer, TransferAction};
-use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, PublicId, Rail, TransferId};
+use farthing_app::AppError;
+use farthing_core::invoice::InvoiceAmount;
+use farthing_core::{Currency, CustomerId, MerchantId, PublicId, Rail};
 use farthing_lightning::backend::Description;
 use farthing_lightning::bolt11;
 use farthing_lightning::lnurl::{self as proto, PayCallbackAnswer, PayRequest, WithdrawRequest};
-use farthing_lightning::{LightningBackend, PaymentHash, PaymentOutcome};
-use farthing_store::{Customer, LnurlSecret, Tx};
+use farthing_store::LnurlSecret;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use super::{make_bolt11, Node, MSAT_PER_SAT};
-use crate::api::{book, customers::emit_balance_changed, emit, wall_clock_ns};
-use crate::error::ApiError;
-use crate::ids::new_id;
-use crate::render;
+use crate::http::error::ApiError;
+use crate::rails::lightning::lnurl::{
+    hex, hold, mode_segment, parse_k1, pay_out, payout_key, top_up_link, withdraw_link, Payout,
+};
+use crate::rails::lightning::{make_bolt11, LightningRail, Node, MSAT_PER_SAT};
 use crate::state::{AppState, Mode};
 
 /// Longest LUD-12 comment accepted.
@@ -56,11 +53,6 @@ pub const PAY_MIN_MSAT: u64 = 1_000;
 pub const PAY_MAX_MSAT: u64 = 10_000_000 * 1_000;
 /// How long an LNURL-pay invoice (and its BOLT11) lives, seconds.
 pub const PAY_EXPIRES_S: u64 = 600;
-/// Routing fee allowed on a payout: 1 % plus 10 sat.
-fn max_fee_msat(amount_msat: u64) -> u64 {
-    amount_msat / 100 + 10_000
-}
-
 /// An LNURL-protocol answer: `status` and `{"status": "ERROR", "reason": …}`.
 pub struct LnurlError {
     status: StatusCode,
@@ -90,6 +82,12 @@ impl From<ApiError> for LnurlError {
     }
 }
 
+impl From<AppError> for LnurlError {
+    fn from(error: AppError) -> LnurlError {
+        LnurlError::from(ApiError::from(error))
+    }
+}
+
 impl From<farthing_store::StoreError> for LnurlError {
     fn from(error: farthing_store::StoreError) -> LnurlError {
         LnurlError::from(ApiError::from(error))
@@ -114,15 +112,6 @@ fn ok_json(value: impl serde::Serialize) -> Answer {
     Ok(axum::Json(value).into_response())
 }
 
-/// `live` or `test` in an LNURL path.
-pub fn mode_segment(mode: Mode) -> &'static str {
-    if mode.is_live() {
-        "live"
-    } else {
-        "test"
-    }
-}
-
 fn parse_mode(segment: &str) -> Result<Mode, LnurlError> {
     match segment {
         "live" => Ok(Mode::Live),
@@ -133,16 +122,29 @@ fn parse_mode(segment: &str) -> Result<Mode, LnurlError> {
     }
 }
 
-fn node_of(state: &AppState, mode: Mode, merchant: MerchantId) -> Result<Arc<Node>, LnurlError> {
+/// The Lightning rail (registered on every server).
+fn rail(state: &AppState) -> Result<&LightningRail, LnurlError> {
     state
+        .rails()
         .lightning()
-        .get(state, mode, merchant)?
+        .ok_or_else(|| LnurlError::not_found("this server takes no Lightning payments"))
+}
+
+fn node_of(state: &AppState, mode: Mode, merchant: MerchantId) -> Result<Arc<Node>, LnurlError> {
+    rail(state)?
+        .nodes()
+        .get(state.app(), mode, merchant)?
         .ok_or_else(|| LnurlError::not_found("this merchant takes no Lightning payments"))
 }
 
 /// The LUD-06 metadata of a merchant's Lightning Address.
 fn address_metadata(state: &AppState, name: &str) -> String {
-    let address = format!("{name}@{}", crate::api::lightning::address_host(state));
+    let address = format!(
+        "{name}@{}",
+        rail(state)
+            .map(LightningRail::address_host)
+            .unwrap_or_default()
+    );
     proto::pay_metadata(&format!("Payment to {address}"), Some(&address))
 }
 
@@ -245,7 +247,7 @@ pub async fn pay_callback(
     let merchant = row.merchant;
     let node = node_of(&state, mode, merchant)?;
     let sats = amount_msat / MSAT_PER_SAT;
-    let address = format!("{name}@{}", crate::api::lightning::address_host(&state));
+    let address = format!("{name}@{}", rail(&state)?.address_host());
     let mut metadata = vec![
         ("source".to_owned(), "lightning_address".to_owned()),
         ("lightning_address".to_owned(), address.clone()),
@@ -253,57 +255,55 @@ pub async fn pay_callback(
     if let Some(comment) = &comment {
         metadata.push(("comment".to_owned(), comment.clone()));
     }
-    let id: InvoiceId = new_id();
-    let invoice = NewInvoice {
-        currency: Currency::BTC,
-        amount: InvoiceAmount::Fixed(sats),
-        description: format!("Payment to {address}"),
-        payload: None,
-        rails: vec![Rail::Lightning],
-        customer: None,
-        expires_in_s: PAY_EXPIRES_S,
-        metadata,
-    }
-    .into_invoice(id, merchant, wall_clock_ns())
+    let mut prepared = farthing_app::invoices::prepare(
+        state.app(),
+        state.rails(),
+        mode,
+        merchant,
+        farthing_app::invoices::InvoiceRequest {
+            currency: Currency::BTC,
+            amount: InvoiceAmount::Fixed(sats),
+            description: format!("Payment to {address}"),
+            payload: None,
+            rails: Some(vec![Rail::Lightning]),
+            customer: None,
+            expires_in_s: PAY_EXPIRES_S,
+            metadata,
+            subscription_period_s: None,
+        },
+    )
     .map_err(|error| LnurlError::bad(error.to_string()))?;
+    let id = prepared.invoice.id;
     // The BOLT11 first: when the node fails, no invoice is left behind.
     let mut made = make_bolt11(
-        &state,
+        state.app(),
+        rail(&state)?.config(),
         &node,
         merchant,
         amount_msat,
         Description::Hashed(address_metadata(&state, &name)),
         format!("farthing:{}:lnurlp", id.encode()),
-        invoice.expires_at_ns,
+        prepared.invoice.expires_at_ns,
     )
     .await?;
     made.row.invoice = Some(id);
     made.row.comment = comment;
-    let mut invoice = invoice;
-    invoice.instructions.insert(
-        farthing_core::Rail::Lightning,
-        crate::instructions::bolt11_json(&made.row.bolt11),
-    );
-    let object = render::invoice(&invoice, mode, &state.checkout_url(&id.encode()));
-    let event = crate::api::event_record(
-        merchant,
+    prepared.with_instructions(
+        state.app(),
         mode,
-        "invoice.created",
-        &object,
-        invoice.created_at_ns,
+        Rail::Lightning,
+        crate::instructions::bolt11_json(&made.row.bolt11),
     );
     let row = made.row;
     let pr = row.bolt11.clone();
     state
-        .store(mode)
-        .run(move |tx| -> Result<(), ApiError> {
-            tx.insert_invoice(&invoice)?;
+        .app()
+        .run(mode, move |tx| -> Result<(), LnurlError> {
+            farthing_app::invoices::insert(tx, &prepared)?;
             tx.insert_lightning_invoice(&row)?;
-            tx.insert_event(&event)?;
             Ok(())
         })
-        .await??;
-    state.deliveries().notify_one();
+        .await?;
     node.wake.notify_one();
     ok_json(PayCallbackAnswer::new(pr))
 }
@@ -312,23 +312,15 @@ fn parse_customer(text: &str) -> Result<CustomerId, LnurlError> {
     CustomerId::parse(text).map_err(|_| LnurlError::not_found("no such top-up link"))
 }
 
-fn customer_of(state: &AppState, mode: Mode, id: CustomerId) -> Result<Customer, LnurlError> {
+fn customer_of(
+    state: &AppState,
+    mode: Mode,
+    id: CustomerId,
+) -> Result<farthing_store::Customer, LnurlError> {
     state
         .store(mode)
         .read(move |reader| reader.customer(id))?
         .ok_or_else(|| LnurlError::not_found("no such top-up link"))
-}
-
-/// The top-up link of a customer (`/lnurl/{mode}/topup/{customer}`), as URL and LNURL.
-pub fn top_up_link(state: &AppState, mode: Mode, customer: CustomerId) -> (String, String) {
-    let url = format!(
-        "{}/lnurl/{}/topup/{}",
-        state.config().base_url(),
-        mode_segment(mode),
-        customer.encode()
-    );
-    let lnurl = proto::encode(&url);
-    (url, lnurl)
 }
 
 /// `GET /lnurl/{mode}/topup/{customer}`: the pay request of a customer's top-up.
@@ -340,7 +332,7 @@ pub async fn top_up(
     let id = parse_customer(&customer)?;
     let found = customer_of(&state, mode, id)?;
     node_of(&state, mode, found.merchant)?;
-    let (url, _) = top_up_link(&state, mode, id);
+    let (url, _) = top_up_link(state.app().base_url(), mode, id);
     ok_json(pay_request(format!("{url}/callback"), top_up_metadata(id)))
 }
 
@@ -355,14 +347,15 @@ pub async fn top_up_callback(
     let id = parse_customer(&customer)?;
     let found = customer_of(&state, mode, id)?;
     let node = node_of(&state, mode, found.merchant)?;
-    let limit = wall_clock_ns().saturating_add(PAY_EXPIRES_S * 1_000_000_000);
+    let limit = state.now_ns().saturating_add(PAY_EXPIRES_S * 1_000_000_000);
     let mut made = make_bolt11(
-        &state,
+        state.app(),
+        rail(&state)?.config(),
         &node,
         found.merchant,
         amount_msat,
         Description::Hashed(top_up_metadata(id)),
-        format!("farthing:{}:topup:{}", id.encode(), wall_clock_ns()),
+        format!("farthing:{}:topup:{}", id.encode(), state.now_ns()),
         limit,
     )
     .await?;
@@ -372,61 +365,17 @@ pub async fn top_up_callback(
     let row = made.row;
     let pr = row.bolt11.clone();
     state
-        .store(mode)
-        .run(move |tx| tx.insert_lightning_invoice(&row))
-        .await??;
+        .app()
+        .run(mode, move |tx| -> Result<(), LnurlError> {
+            Ok(tx.insert_lightning_invoice(&row)?)
+        })
+        .await?;
     node.wake.notify_one();
     ok_json(PayCallbackAnswer::new(pr))
 }
 
 // ---------------------------------------------------------------------------------------
 // LNURL-withdraw
-
-fn parse_k1(text: &str) -> Option<[u8; 32]> {
-    PaymentHash::from_hex(text).map(|hash| hash.0)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The URL and LNURL of a withdraw link.
-pub fn withdraw_link(state: &AppState, mode: Mode, k1: &[u8; 32]) -> (String, String) {
-    let url = format!(
-        "{}/lnurl/{}/withdraw/{}",
-        state.config().base_url(),
-        mode_segment(mode),
-        hex(k1)
-    );
-    let lnurl = proto::encode(&url);
-    (url, lnurl)
-}
-
-/// The key of one payout attempt: the LNURL-withdraw link (or `None` for a BOLT11 the merchant
-/// submitted) and the payment hash it pays. Every ledger id of the payout derives from it, so
-/// the same BOLT11 is never held (nor paid) twice, and a new attempt after a failure — with a
-/// new invoice from the wallet, as LNURL-withdraw wallets make — gets new ids.
-pub fn payout_key(k1: Option<&[u8; 32]>, payment_hash: &PaymentHash) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(b"farthing/lightning-payout/v1\0")
-        .chain_update(k1.map_or(&[0u8; 32][..], |k| &k[..]))
-        .chain_update(payment_hash.0)
-        .finalize()
-        .into()
-}
-
-/// The ledger ids of a payout's hold and its resolution (`hold`, `post`, `void`).
-pub fn payout_transfer_id(key: &[u8; 32], step: &str) -> TransferId {
-    let digest = Sha256::new()
-        .chain_update(b"farthing/lightning-payout-transfer/v1\0")
-        .chain_update(step.as_bytes())
-        .chain_update([0u8])
-        .chain_update(key)
-        .finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    TransferId(u128::from_be_bytes(bytes).max(1))
-}
 
 fn open_secret(
     secret: Option<LnurlSecret>,
@@ -461,8 +410,8 @@ pub async fn withdraw(
     let secret = state
         .store(mode)
         .read(move |reader| reader.lnurl_secret(&key))?;
-    let secret = open_secret(secret, "withdraw", wall_clock_ns())?;
-    let (url, _) = withdraw_link(&state, mode, &key);
+    let secret = open_secret(secret, "withdraw", state.now_ns())?;
+    let (url, _) = withdraw_link(state.app().base_url(), mode, &key);
     ok_json(WithdrawRequest {
         tag: Default::default(),
         callback: format!("{url}/callback"),
@@ -480,14 +429,6 @@ pub struct WithdrawQuery {
     pr: Option<String>,
 }
 
-/// Where a payout's money comes from.
-fn payout_source(merchant: MerchantId, customer: Option<CustomerId>) -> Account {
-    match customer {
-        Some(customer) => book::customer(merchant, customer, Currency::BTC),
-        None => book::merchant(merchant, Currency::BTC),
-    }
-}
-
 /// `GET /lnurl/{mode}/withdraw/{k1}/callback?k1=…&pr=…`: checks the wallet's BOLT11, holds the
 /// money, answers `OK`, and pays in the background.
 pub async fn withdraw_callback(
@@ -503,7 +444,7 @@ pub async fn withdraw_callback(
     let pr = query
         .pr
         .ok_or_else(|| LnurlError::bad("pr (the BOLT11 to pay) is required"))?;
-    let now_ns = wall_clock_ns();
+    let now_ns = state.now_ns();
     let secret = state
         .store(mode)
         .read(move |reader| reader.lnurl_secret(&key))?;
@@ -536,11 +477,11 @@ pub async fn withdraw_callback(
     let payout = payout_key(Some(&key), &hash);
     // One job: the link is marked used and the money held, or neither.
     state
-        .store(mode)
-        .run(move |tx| -> Result<(), LnurlError> {
+        .app()
+        .run(mode, move |tx| -> Result<(), LnurlError> {
             let now = tx.now_ns();
             open_secret(tx.lnurl_secret(&key)?, "withdraw", now)?;
-            hold(tx, mode, merchant, customer, &payout, sats)?;
+            hold(tx, mode, merchant, customer, &payout, sats).map_err(ApiError::from)?;
             if !tx.use_lnurl_secret(&key, &hash.to_hex(), now)? {
                 return Err(LnurlError::new(
                     StatusCode::CONFLICT,
@@ -549,9 +490,7 @@ pub async fn withdraw_callback(
             }
             Ok(())
         })
-        .await
-        .map_err(ApiError::from)??;
-    state.deliveries().notify_one();
+        .await?;
     let paying = state.clone();
     tokio::spawn(async move {
         let target = Payout {
@@ -562,213 +501,10 @@ pub async fn withdraw_callback(
             amount_msat,
         };
         // The outcome is booked and logged inside.
-        let _ = pay_out(&paying, mode, &node, &target, &pr).await;
+        let _ = pay_out(paying.app(), mode, &node, &target, &pr).await;
     });
     ok_json(proto::status_ok())
 }
-
-/// Holds `sats` from the payout source on the ledger (`external/lightning` is credited when it
-/// is posted). Refuses with 402 `insufficient_funds` when the balance is short, and with 409
-/// `payout_exists` when this payout (same link or BOLT11, same payment hash) was held before.
-pub fn hold(
-    tx: &mut Tx<'_, '_>,
-    mode: Mode,
-    merchant: MerchantId,
-    customer: Option<CustomerId>,
-    key: &[u8; 32],
-    sats: u64,
-) -> Result<(), ApiError> {
-    let id = payout_transfer_id(key, "hold");
-    let from = payout_source(merchant, customer);
-    let to = book::rail(merchant, Rail::Lightning, Currency::BTC);
-    let group = Group {
-        accounts: vec![from, to],
-        transfers: vec![Transfer {
-            id,
-            action: TransferAction::Pending {
-                debit: from.id,
-                credit: to.id,
-                currency: Currency::BTC,
-                amount_minor: sats,
-                timeout_s: 0,
-            },
-            code: book::PAYOUT,
-            reference: 0,
-        }],
-    };
-    let outcome = tx
-        .apply(&group)?
-        .map_err(|error| crate::api::ledger_error(error, "the balance", Currency::BTC))?;
-    if outcome.transfers.first().map(|t| t.outcome) != Some(Outcome::Created) {
-        return Err(ApiError::conflict(
-            "payout_exists",
-            "this payment was already paid out (or is being paid): a payout is never sent \
-             twice; after a failed payout, ask the wallet for a new invoice",
-        ));
-    }
-    if let Some(customer) = customer {
-        emit_balance_changed(tx, merchant, mode, customer, Currency::BTC)?;
-    }
-    Ok(())
-}
-
-/// Resolves a payout's hold: `post` on success, void otherwise.
-fn resolve(tx: &mut Tx<'_, '_>, key: &[u8; 32], post: bool) -> Result<(), ApiError> {
-    let pending_id = payout_transfer_id(key, "hold");
-    let (id, action) = if post {
-        (
-            payout_transfer_id(key, "post"),
-            TransferAction::PostPending {
-                pending_id,
-                amount_minor: None,
-            },
-        )
-    } else {
-        (
-            payout_transfer_id(key, "void"),
-            TransferAction::VoidPending { pending_id },
-        )
-    };
-    let group = Group {
-        accounts: Vec::new(),
-        transfers: vec![Transfer {
-            id,
-            action,
-            code: book::PAYOUT,
-            reference: 0,
-        }],
-    };
-    tx.apply(&group)?
-        .map_err(|error| crate::api::ledger_error(error, "the balance", Currency::BTC))?;
-    Ok(())
-}
-
-/// A held payout.
-#[derive(Clone, Copy, Debug)]
-pub struct Payout {
-    /// Whose money.
-    pub merchant: MerchantId,
-    /// The customer whose balance pays (`None`: the merchant's).
-    pub customer: Option<CustomerId>,
-    /// The payout key ([`payout_key`]).
-    pub key: [u8; 32],
-    /// The LNURL-withdraw link, reopened when the payment fails.
-    pub link: Option<[u8; 32]>,
-    /// The amount, millisatoshis (whole satoshis).
-    pub amount_msat: u64,
-}
-
-/// Pays a held payout and books the outcome: posted on success; voided, with the link
-/// reopened, on failure; left held (and logged) while the node says it is in flight or did
-/// not answer (never paid twice).
-pub async fn pay_out(
-    state: &AppState,
-    mode: Mode,
-    node: &Node,
-    payout: &Payout,
-    bolt11: &str,
-) -> Result<PaymentOutcome, farthing_lightning::BackendError> {
-    let Payout {
-        merchant,
-        customer,
-        key,
-        link,
-        amount_msat,
-    } = *payout;
-    let outcome = node
-        .backend
-        .pay_invoice(bolt11, max_fee_msat(amount_msat))
-        .await;
-    let (post, event, detail) = match &outcome {
-        Ok(PaymentOutcome::Succeeded { fee_msat, .. }) => (
-            Some(true),
-            "payout.succeeded",
-            json!({"fee_msat": fee_msat}),
-        ),
-        Ok(PaymentOutcome::Failed { reason }) => (
-            Some(false),
-            "payout.failed",
-            json!({"failure_reason": reason}),
-        ),
-        Ok(PaymentOutcome::Pending { .. }) => (None, "", Value::Null),
-        // The node did not answer: the payment may or may not have gone out. Keep the hold;
-        // an operator (or a later lookup) decides. Never pay twice.
-        Err(error) => {
-            tracing::error!(%error, payout = %hex(&key), "a Lightning payout's outcome is unknown; its hold stays");
-            return outcome;
-        }
-    };
-    let Some(post) = post else {
-        tracing::warn!(payout = %hex(&key), "a Lightning payout is in flight; its hold stays until it resolves");
-        return outcome;
-    };
-    let sats = amount_msat / MSAT_PER_SAT;
-    let object = json!({
-        "object": "payout",
-        "id": hex(&key),
-        "livemode": mode.is_live(),
-        "customer": customer.map(PublicId::encode),
-        "currency": "BTC",
-        "amount": sats,
-        "status": if post { "succeeded" } else { "failed" },
-        "detail": detail,
-    });
-    let booked = state
-        .store(mode)
-        .run(move |tx| -> Result<(), ApiError> {
-            resolve(tx, &key, post)?;
-            if let (false, Some(link)) = (post, link) {
-                tx.release_lnurl_secret(&link)?;
-            }
-            if let Some(customer) = customer {
-                emit_balance_changed(tx, merchant, mode, customer, Currency::BTC)?;
-            }
-            emit(tx, merchant, mode, event, object)?;
-            Ok(())
-        })
-        .await;
-    match booked {
-        Ok(Ok(())) => state.deliveries().notify_one(),
-        Ok(Err(error)) => {
-            tracing::error!(code = error.code, message = %error.message, payout = %hex(&key), "a Lightning payout's outcome could not be booked")
-        }
-        Err(error) => {
-            tracing::error!(%error, payout = %hex(&key), "a Lightning payout's outcome could not be booked")
-        }
-    }
-    outcome
-}
-
-/// Makes an LNURL-withdraw link paying up to `max_sats` from `customer`'s balance (or the
-/// merchant's when `None`). Returns the stored secret.
-pub fn new_withdraw_secret(
-    merchant: MerchantId,
-    customer: Option<CustomerId>,
-    min_sats: u64,
-    max_sats: u64,
-    description: String,
-    expires_in_s: u64,
-) -> Result<LnurlSecret, ApiError> {
-    let mut k1 = [0u8; 32];
-    getrandom::fill(&mut k1).map_err(ApiError::internal)?;
-    let now = wall_clock_ns();
-    Ok(LnurlSecret {
-        k1,
-        kind: "withdraw".to_owned(),
-        merchant,
-        customer,
-        min_msat: min_sats.saturating_mul(MSAT_PER_SAT),
-        max_msat: max_sats.saturating_mul(MSAT_PER_SAT),
-        description,
-        expires_at_ns: now.saturating_add(expires_in_s.saturating_mul(1_000_000_000)),
-        used_at_ns: None,
-        result: None,
-        created_at_ns: now,
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-// LNURL-auth
 
 /// The auth callback's query (LUD-04).
 #[derive(Deserialize)]
@@ -777,18 +513,6 @@ pub struct AuthQuery {
     k1: Option<String>,
     sig: Option<String>,
     key: Option<String>,
-}
-
-/// The URL and LNURL of an auth challenge.
-pub fn auth_link(state: &AppState, mode: Mode, k1: &[u8; 32], action: &str) -> (String, String) {
-    let base = format!(
-        "{}/lnurl/{}/auth",
-        state.config().base_url(),
-        mode_segment(mode)
-    );
-    let url = proto::auth_url(&base, &hex(k1), Some(action));
-    let lnurl = proto::encode(&url);
-    (url, lnurl)
 }
 
 /// `GET /lnurl/{mode}/auth?tag=login&k1=…&sig=…&key=…`: verifies and links the key.
@@ -808,7 +532,7 @@ pub async fn auth(
     let secret = state
         .store(mode)
         .read(move |reader| reader.lnurl_secret(&k1_bytes))?;
-    let secret = open_secret(secret, "auth", wall_clock_ns())?;
+    let secret = open_secret(secret, "auth", state.now_ns())?;
     let linking =
         proto::verify_auth(&k1, &sig, &key).map_err(|error| LnurlError::bad(error.to_string()))?;
     let merchant = secret.merchant;
@@ -816,8 +540,8 @@ pub async fn auth(
     if merchant == crate::dashboard::LNURL_LOGIN_MERCHANT {
         // A dashboard sign-in: the key is only recorded; the page asks which merchant it owns.
         state
-            .store(mode)
-            .run(move |tx| -> Result<(), LnurlError> {
+            .app()
+            .run(mode, move |tx| -> Result<(), LnurlError> {
                 let now = tx.now_ns();
                 open_secret(tx.lnurl_secret(&k1_bytes)?, "auth", now)?;
                 if !tx.use_lnurl_secret(&k1_bytes, &linking_key, now)? {
@@ -828,13 +552,12 @@ pub async fn auth(
                 }
                 Ok(())
             })
-            .await
-            .map_err(ApiError::from)??;
+            .await?;
         return ok_json(proto::status_ok());
     }
-    let created = state
-        .store(mode)
-        .run(move |tx| -> Result<bool, LnurlError> {
+    state
+        .app()
+        .run(mode, move |tx| -> Result<(), LnurlError> {
             let now = tx.now_ns();
             open_secret(tx.lnurl_secret(&k1_bytes)?, "auth", now)?;
             if !tx.use_lnurl_secret(&k1_bytes, &linking_key, now)? {
@@ -844,64 +567,18 @@ pub async fn auth(
                 ));
             }
             if tx.lnurl_identity(merchant, &linking_key)?.is_some() {
-                return Ok(false);
+                return Ok(());
             }
-            let customer = Customer {
-                id: new_id(),
-                merchant,
-                external_id: Some(format!("lnurl:{linking_key}")),
-                metadata: vec![("created_for".to_owned(), "lnurl_auth".to_owned())],
-                created_at_ns: now,
-            };
-            tx.insert_customer(&customer)?;
-            tx.insert_lnurl_identity(merchant, &linking_key, customer.id, now)?;
-            emit(
+            let (customer, _) = farthing_app::customers::find_or_create(
                 tx,
                 merchant,
                 mode,
-                "customer.created",
-                render::customer(&customer, mode, &[]),
+                &format!("lnurl:{linking_key}"),
+                vec![("created_for".to_owned(), "lnurl_auth".to_owned())],
             )?;
-            Ok(true)
+            tx.insert_lnurl_identity(merchant, &linking_key, customer.id, now)?;
+            Ok(())
         })
-        .await
-        .map_err(ApiError::from)??;
-    if created {
-        state.deliveries().notify_one();
-    }
+        .await?;
     ok_json(proto::status_ok())
-}
-
-/// Makes an LNURL-auth challenge valid for `expires_in_s`.
-pub fn new_auth_secret(
-    merchant: MerchantId,
-    action: &str,
-    expires_in_s: u64,
-) -> Result<LnurlSecret, ApiError> {
-    let mut k1 = [0u8; 32];
-    getrandom::fill(&mut k1).map_err(ApiError::internal)?;
-    let now = wall_clock_ns();
-    Ok(LnurlSecret {
-        k1,
-        kind: "auth".to_owned(),
-        merchant,
-        customer: None,
-        min_msat: 0,
-        max_msat: 0,
-        description: action.to_owned(),
-        expires_at_ns: now.saturating_add(expires_in_s.saturating_mul(1_000_000_000)),
-        used_at_ns: None,
-        result: None,
-        created_at_ns: now,
-    })
-}
-
-/// Hex of a k1 (the public id of LNURL objects).
-pub fn k1_hex(k1: &[u8; 32]) -> String {
-    hex(k1)
-}
-
-/// Parses the hex id of an LNURL object.
-pub fn k1_from_hex(text: &str) -> Option<[u8; 32]> {
-    parse_k1(text)
 }

@@ -7,15 +7,14 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use farthing_core::{PublicId, SubscriptionId};
-use farthing_telegram::TelegramUserId;
+use farthing_core::SubscriptionId;
 
-use super::{emit, list_answer, write};
-use crate::error::ApiError;
-use crate::extract;
-use crate::openapi as spec;
-use crate::state::{AppState, Mode, Principal};
-use farthing_app::subscriptions::{parse_id, render_subscription};
+use super::{list_answer, write};
+use crate::http::error::ApiError;
+use crate::http::extract;
+use crate::http::openapi as spec;
+use crate::state::{AppState, Principal};
+use farthing_app::subscriptions::{self, parse_id, render_subscription};
 
 /// `GET /v1/subscriptions`
 #[utoipa::path(
@@ -44,7 +43,7 @@ pub async fn list(
     let page = state
         .store(principal.mode)
         .read(|reader| reader.subscriptions(principal.merchant, request))?;
-    let now = super::wall_clock_ns();
+    let now = state.now_ns();
     let data = page
         .data
         .iter()
@@ -94,91 +93,9 @@ pub async fn retrieve(
     Ok(axum::Json(render_subscription(
         &subscription,
         principal.mode,
-        super::wall_clock_ns(),
+        state.now_ns(),
     ))
     .into_response())
-}
-
-/// Asks Telegram to cancel (`canceled`) or resume the subscription
-/// (`editUserStarSubscription`), refusing a subscription whose paid period is over. Shared by
-/// the API and the bot's `/subscriptions` buttons; the change is then recorded with
-/// [`record_canceled`].
-pub(crate) async fn telegram_set_canceled(
-    state: &AppState,
-    mode: Mode,
-    subscription: &farthing_store::Subscription,
-    canceled: bool,
-) -> Result<(), ApiError> {
-    let now = super::wall_clock_ns();
-    if now / 1_000_000_000 >= subscription.current_period_end_s {
-        return Err(ApiError::conflict(
-            "subscription_expired",
-            "this subscription's paid period is over; the subscriber starts a new one by paying the invoice again",
-        ));
-    }
-    let merchant = subscription.merchant;
-    let bot = state
-        .store(mode)
-        .read(move |reader| reader.telegram_bot(merchant))?
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "rail_not_configured",
-                "the stars rail is not configured: PUT /v1/rails/stars first",
-            )
-        })?;
-    let user = u64::try_from(subscription.telegram_user_id)
-        .ok()
-        .and_then(TelegramUserId::new)
-        .ok_or_else(|| {
-            ApiError::internal("the stored Telegram user id of the subscription is invalid")
-        })?;
-    // Telegram first: its answer decides; the same request again is harmless there.
-    crate::telegram::webhook::client(&bot)?
-        .edit_user_star_subscription(user, &subscription.first_charge_id, canceled)
-        .await
-        .map_err(|error| {
-            tracing::warn!(%error, "editUserStarSubscription failed");
-            let mut api = ApiError::unavailable(format!(
-                "Telegram refused to {} the subscription: {error}",
-                if canceled { "cancel" } else { "resume" }
-            ));
-            api.status = StatusCode::BAD_GATEWAY;
-            api.code = "telegram_error";
-            api
-        })?;
-    Ok(())
-}
-
-/// Records, inside a store job, that Telegram accepted the cancel or resume of subscription
-/// `id` (with `subscription.canceled` / `subscription.resumed` when it changed).
-pub(crate) fn record_canceled(
-    tx: &mut farthing_store::Tx<'_, '_>,
-    mode: Mode,
-    id: farthing_core::SubscriptionId,
-    canceled: bool,
-) -> Result<farthing_store::Subscription, ApiError> {
-    let mut current = tx
-        .subscription(id)?
-        .ok_or_else(|| ApiError::not_found("subscription", &id.encode()))?;
-    let now = tx.now_ns();
-    if current.canceled != canceled {
-        current.canceled = canceled;
-        current.updated_at_ns = now;
-        tx.upsert_subscription(&current)?;
-        let event = if canceled {
-            "subscription.canceled"
-        } else {
-            "subscription.resumed"
-        };
-        emit(
-            tx,
-            current.merchant,
-            mode,
-            event,
-            render_subscription(&current, mode, now),
-        )?;
-    }
-    Ok(current)
 }
 
 async fn set_canceled(
@@ -191,7 +108,7 @@ async fn set_canceled(
     principal.require("invoices:write")?;
     let subscription = load(&state, &principal, &id)?;
     let mode = principal.mode;
-    telegram_set_canceled(&state, mode, &subscription, canceled).await?;
+    subscriptions::ask_rail(state.app(), state.rails(), mode, &subscription, canceled).await?;
     let route = if canceled {
         format!("POST /v1/subscriptions/{id}/cancel")
     } else {
@@ -199,7 +116,7 @@ async fn set_canceled(
     };
     let sub_id = subscription.id;
     write(&state, &principal, &headers, &route, &[], move |tx| {
-        let current = record_canceled(tx, mode, sub_id, canceled)?;
+        let current = subscriptions::record_canceled(tx, mode, sub_id, canceled)?;
         let now = tx.now_ns();
         Ok((StatusCode::OK, render_subscription(&current, mode, now)))
     })

@@ -11,10 +11,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{body_bytes, list_answer, write};
-use crate::error::ApiError;
-use crate::extract;
+use crate::http::error::ApiError;
+use crate::http::extract;
+use crate::http::openapi as spec;
 use crate::ids::new_id;
-use crate::openapi as spec;
 use crate::render;
 use crate::state::{AppState, Principal};
 use crate::webhooks;

@@ -3,7 +3,7 @@
 //! - `/balance`: the customer's balances, with Stars top-up buttons. A top-up is an `XTR`
 //!   invoice with metadata `purpose=top_up` sent with `sendInvoice`; when it is paid, the
 //!   settlement pays the merchant and, in the same job, moves the money on to the payer's
-//!   balance (`crate::settlement::is_top_up`), so the ledger stays balanced and one invoice
+//!   balance (`farthing_app::settlement::is_top_up`), so the ledger stays balanced and one invoice
 //!   tops up once (the transfer id is derived from the invoice id).
 //! - `/history`: the customer's last ten payments, charges and refunds, newest first.
 //! - `/subscriptions`: the customer's Stars subscriptions with Cancel / Resume buttons, through
@@ -27,18 +27,17 @@
 
 use std::time::Duration;
 
-use farthing_core::invoice::{Invoice, InvoiceAmount, InvoiceStatus, NewInvoice};
-use farthing_core::{Currency, CustomerId, InvoiceId, PublicId, Rail, RefundRequestId};
-use farthing_store::{RefundRequest, RefundRequestStatus, ReminderOptIn, TelegramBot};
+use farthing_core::invoice::{Invoice, InvoiceAmount, InvoiceStatus};
+use farthing_core::{Currency, CustomerId, InvoiceId, PublicId, Rail};
+use farthing_store::{RefundRequest, ReminderOptIn, TelegramBot};
 use farthing_telegram::TelegramChatId;
 use serde_json::{json, Value};
 
 use super::i18n::Lang;
-use super::{BotClient, CallbackQuery, Message, User};
-use crate::api::settings::MerchantSettings;
-use crate::error::ApiError;
-use crate::ids::new_id;
 use crate::state::{AppState, Mode};
+use farthing_app::settings::MerchantSettings;
+use farthing_app::AppError;
+use farthing_botapi::{BotClient, CallbackQuery, Message, User};
 
 /// The prefix of every callback data of these buttons.
 pub const CALLBACK_PREFIX: &str = "acct:";
@@ -64,7 +63,7 @@ pub async fn handle(
     message: &Message,
     command: &str,
     args: &str,
-) -> Result<bool, ApiError> {
+) -> Result<bool, AppError> {
     let command = command.to_ascii_lowercase();
     if !matches!(
         command.as_str(),
@@ -79,7 +78,7 @@ pub async fn handle(
         return Ok(false);
     };
     let lang = Lang::from_code(user.language_code.as_deref());
-    let client = super::webhook::client(bot)?;
+    let client = crate::bot::client(state, bot)?;
     let customer = customer_of(state, mode, bot, user).await?;
     let (text, keyboard) = match command.as_str() {
         "balance" => balance(state, mode, bot, customer, lang)?,
@@ -88,7 +87,7 @@ pub async fn handle(
         "refund" => refundable(state, mode, customer, lang)?,
         "terms" => (
             terms(
-                &crate::api::settings::load(state, mode, bot.merchant)?,
+                &farthing_app::settings::load(state.app(), mode, bot.merchant)?,
                 lang,
             ),
             None,
@@ -110,13 +109,13 @@ pub async fn callback(
     bot: &TelegramBot,
     query: &CallbackQuery,
     data: &str,
-) -> Result<bool, ApiError> {
+) -> Result<bool, AppError> {
     let Some(rest) = data.strip_prefix(CALLBACK_PREFIX) else {
         return Ok(false);
     };
     let user = &query.from;
     let lang = Lang::from_code(user.language_code.as_deref());
-    let client = super::webhook::client(bot)?;
+    let client = crate::bot::client(state, bot)?;
     let chat = query
         .message
         .as_ref()
@@ -159,7 +158,7 @@ fn balance(
     bot: &TelegramBot,
     customer: Option<CustomerId>,
     lang: Lang,
-) -> Result<(String, Option<Value>), ApiError> {
+) -> Result<(String, Option<Value>), AppError> {
     let merchant = bot.merchant;
     let balances = match customer {
         Some(customer) => state
@@ -225,8 +224,8 @@ fn top_up_presets(
     state: &AppState,
     mode: Mode,
     merchant: farthing_core::MerchantId,
-) -> Result<Vec<u64>, ApiError> {
-    let settings = crate::api::settings::load(state, mode, merchant)?;
+) -> Result<Vec<u64>, AppError> {
+    let settings = farthing_app::settings::load(state.app(), mode, merchant)?;
     Ok(if settings.tip_presets.is_empty() {
         state.config().telegram.tip_presets.clone()
     } else {
@@ -239,7 +238,7 @@ fn history(
     mode: Mode,
     customer: Option<CustomerId>,
     lang: Lang,
-) -> Result<String, ApiError> {
+) -> Result<String, AppError> {
     let empty = lang.pick([
         "No payments yet.",
         "Aucun paiement pour l'instant.",
@@ -328,7 +327,7 @@ fn subscriptions(
     mode: Mode,
     customer: Option<CustomerId>,
     lang: Lang,
-) -> Result<(String, Option<Value>), ApiError> {
+) -> Result<(String, Option<Value>), AppError> {
     let list = match customer {
         Some(customer) => state
             .store(mode)
@@ -345,7 +344,7 @@ fn subscriptions(
         ]);
         return Ok((text.to_owned(), None));
     }
-    let now_ns = crate::api::wall_clock_ns();
+    let now_ns = state.now_ns();
     let mut lines = vec![lang
         .pick([
             "Your subscriptions:",
@@ -419,7 +418,7 @@ fn refundable_invoices(
     state: &AppState,
     mode: Mode,
     customer: CustomerId,
-) -> Result<Vec<Invoice>, ApiError> {
+) -> Result<Vec<Invoice>, AppError> {
     let invoices = state
         .store(mode)
         .read(move |reader| reader.invoices_paid_by(customer, REFUND_CHOICES * 3))?;
@@ -430,21 +429,14 @@ fn refundable_invoices(
         .collect())
 }
 
-fn is_refundable(invoice: &Invoice, customer: CustomerId) -> bool {
-    matches!(
-        invoice.status,
-        InvoiceStatus::Paid | InvoiceStatus::PartiallyRefunded
-    ) && invoice.refundable_minor() > 0
-        && !crate::settlement::is_top_up(invoice)
-        && invoice.payment.as_ref().and_then(|p| p.customer) == Some(customer)
-}
+use farthing_app::refund_requests::is_refundable;
 
 fn refundable(
     state: &AppState,
     mode: Mode,
     customer: Option<CustomerId>,
     lang: Lang,
-) -> Result<(String, Option<Value>), ApiError> {
+) -> Result<(String, Option<Value>), AppError> {
     let invoices = match customer {
         Some(customer) => refundable_invoices(state, mode, customer)?,
         None => Vec::new(),
@@ -535,7 +527,7 @@ async fn remind(
     user: &User,
     lang: Lang,
     args: &str,
-) -> Result<String, ApiError> {
+) -> Result<String, AppError> {
     let Some(customer) = customer else {
         return Ok(String::new());
     };
@@ -581,7 +573,7 @@ async fn remind(
         ])
         .to_owned()
     };
-    if on && !crate::api::settings::load(state, mode, bot.merchant)?.reminders {
+    if on && !farthing_app::settings::load(state.app(), mode, bot.merchant)?.reminders {
         text.push('\n');
         text.push_str(lang.pick([
             "(This shop does not send reminders at the moment.)",
@@ -607,7 +599,7 @@ async fn top_up(
     customer: CustomerId,
     lang: Lang,
     stars: &str,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, AppError> {
     let merchant = bot.merchant;
     let Some(stars) = stars
         .parse::<u64>()
@@ -625,33 +617,22 @@ async fn top_up(
             "Пополнение баланса: {amount}",
         ])
         .replace("{amount}", &amount_text(Currency::XTR, stars));
-    let id: InvoiceId = new_id();
-    let invoice = NewInvoice {
+    let request = farthing_app::invoices::InvoiceRequest {
         currency: Currency::XTR,
         amount: InvoiceAmount::Fixed(stars),
         description,
         payload: None,
-        rails: vec![Rail::Stars],
+        rails: Some(vec![Rail::Stars]),
         customer: Some(customer),
         expires_in_s: TOP_UP_EXPIRES_IN_S,
         metadata: vec![(
-            crate::settlement::TOP_UP_METADATA.0.to_owned(),
-            crate::settlement::TOP_UP_METADATA.1.to_owned(),
+            farthing_app::settlement::TOP_UP_METADATA.0.to_owned(),
+            farthing_app::settlement::TOP_UP_METADATA.1.to_owned(),
         )],
-    }
-    .into_invoice(id, merchant, crate::api::wall_clock_ns())
-    .map_err(crate::api::invoices::map_invoice_error)?;
-    let object = crate::render::invoice(&invoice, mode, &state.checkout_url(&id.encode()));
-    let stored = invoice.clone();
-    state
-        .store(mode)
-        .run(move |tx| -> Result<(), ApiError> {
-            tx.insert_invoice(&stored)?;
-            crate::api::emit(tx, merchant, mode, "invoice.created", object)?;
-            Ok(())
-        })
-        .await??;
-    state.deliveries().notify_one();
+        subscription_period_s: None,
+    };
+    let invoice =
+        farthing_app::invoices::create(state.app(), state.rails(), mode, merchant, request).await?;
     send_stars_invoice(client, chat, &invoice).await;
     Ok(None)
 }
@@ -667,7 +648,7 @@ async fn send_open_invoice(
     customer: CustomerId,
     lang: Lang,
     invoice: &str,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, AppError> {
     let Ok(id) = InvoiceId::parse(invoice) else {
         return Ok(None);
     };
@@ -681,8 +662,7 @@ async fn send_open_invoice(
         });
     match found {
         Some(invoice)
-            if invoice.status == InvoiceStatus::Open
-                && invoice.expires_at_ns > crate::api::wall_clock_ns() =>
+            if invoice.status == InvoiceStatus::Open && invoice.expires_at_ns > state.now_ns() =>
         {
             send_stars_invoice(client, chat, &invoice).await;
             Ok(None)
@@ -701,7 +681,7 @@ async fn send_open_invoice(
 }
 
 async fn send_stars_invoice(client: &BotClient, chat: TelegramChatId, invoice: &Invoice) {
-    let Some(params) = crate::api::invoices::stars_link_params(invoice) else {
+    let Some(params) = crate::rails::telegram::stars_link_params(invoice) else {
         return;
     };
     if let Err(error) = client.send_invoice(chat, &params).await {
@@ -720,58 +700,21 @@ async fn request_refund(
     user: &User,
     lang: Lang,
     invoice: &str,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, AppError> {
     let Ok(invoice_id) = InvoiceId::parse(invoice) else {
         return Ok(None);
     };
     let merchant = bot.merchant;
-    let request = RefundRequest {
-        id: new_id::<RefundRequestId>(),
+    let made = farthing_app::refund_requests::create(
+        state.app(),
+        mode,
         merchant,
         customer,
-        invoice: invoice_id,
-        telegram_user_id: user.id,
-        lang: lang.code().to_owned(),
-        status: RefundRequestStatus::Pending,
-        refund: None,
-        created_at_ns: 0,
-        updated_at_ns: 0,
-    };
-    // `None`: not refundable; `Some((request, new))`.
-    let made = state
-        .store(mode)
-        .run(
-            move |tx| -> Result<Option<(RefundRequest, bool)>, ApiError> {
-                let Some(invoice) = tx
-                    .invoice(invoice_id)?
-                    .filter(|invoice| invoice.merchant == merchant)
-                else {
-                    return Ok(None);
-                };
-                if !is_refundable(&invoice, customer) {
-                    return Ok(None);
-                }
-                if let Some(pending) = tx.pending_refund_request(invoice_id)? {
-                    return Ok(Some((pending, false)));
-                }
-                let now = tx.now_ns();
-                let request = RefundRequest {
-                    created_at_ns: now,
-                    updated_at_ns: now,
-                    ..request
-                };
-                tx.insert_refund_request(&request)?;
-                crate::api::emit(
-                    tx,
-                    merchant,
-                    mode,
-                    "refund_request.created",
-                    crate::api::settings::render_request(&request, mode),
-                )?;
-                Ok(Some((request, true)))
-            },
-        )
-        .await??;
+        invoice_id,
+        user.id,
+        lang.code(),
+    )
+    .await?;
     let text = match made {
         None => lang.pick([
             "This payment cannot be refunded.",
@@ -788,7 +731,6 @@ async fn request_refund(
             "Вы уже запросили этот возврат; магазин скоро ответит.",
         ]),
         Some((_, true)) => {
-            state.deliveries().notify_one();
             lang.pick([
                 "Your refund request was sent to the shop. You will get an answer here.",
                 "Votre demande de remboursement a été envoyée à la boutique. Vous recevrez la réponse ici.",
@@ -810,7 +752,7 @@ async fn subscription_action(
     customer: CustomerId,
     lang: Lang,
     action: &str,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, AppError> {
     let Some((canceled, id)) = (match action.split_once(':') {
         Some(("cancel", id)) => Some((true, id)),
         Some(("resume", id)) => Some((false, id)),
@@ -835,23 +777,30 @@ async fn subscription_action(
         "انجام نشد، لطفاً بعداً دوباره تلاش کنید.",
         "Не получилось, попробуйте позже.",
     ]);
-    match crate::api::subscriptions::telegram_set_canceled(state, mode, &subscription, canceled)
-        .await
+    match farthing_app::subscriptions::ask_rail(
+        state.app(),
+        state.rails(),
+        mode,
+        &subscription,
+        canceled,
+    )
+    .await
     {
         Ok(()) => {}
-        Err(error) if error.status.is_server_error() && error.code != "telegram_error" => {
+        Err(error @ (AppError::Internal { .. } | AppError::Unavailable { .. })) => {
             return Err(error)
         }
         Err(error) => {
-            tracing::info!(code = error.code, message = %error.message, "a subscription change from the bot was refused");
+            tracing::info!(code = error.code(), %error, "a subscription change from the bot was refused");
             return Ok(Some(failed.to_owned()));
         }
     }
     state
-        .store(mode)
-        .run(move |tx| crate::api::subscriptions::record_canceled(tx, mode, id, canceled))
-        .await??;
-    state.deliveries().notify_one();
+        .app()
+        .run(mode, move |tx| {
+            farthing_app::subscriptions::record_canceled(tx, mode, id, canceled)
+        })
+        .await?;
     // The list again, with the new button.
     if let Some(message) = query.message.as_ref().filter(|m| m.date != 0) {
         if let Some(chat) = message.chat.chat_id() {
@@ -911,7 +860,7 @@ pub async fn tell_refund_decision(
         }
     };
     let (Ok(client), Some(chat)) = (
-        super::webhook::client(&bot),
+        crate::bot::client(state, &bot),
         TelegramChatId::new(request.telegram_user_id),
     ) else {
         return;
@@ -969,18 +918,18 @@ pub async fn send_reminders(state: &AppState) -> usize {
         match remind_mode(state, mode).await {
             Ok(count) => sent += count,
             Err(error) => {
-                tracing::warn!(?mode, code = error.code, message = %error.message, "a reminder round failed")
+                tracing::warn!(?mode, code = error.code(), %error, "a reminder round failed")
             }
         }
     }
     sent
 }
 
-async fn remind_mode(state: &AppState, mode: Mode) -> Result<usize, ApiError> {
+async fn remind_mode(state: &AppState, mode: Mode) -> Result<usize, AppError> {
     let opt_ins = state
         .store(mode)
         .read(|reader| reader.reminder_opt_ins(REMINDER_CUSTOMERS_MAX))?;
-    let now_ns = crate::api::wall_clock_ns();
+    let now_ns = state.now_ns();
     let after_ns = state
         .config()
         .telegram
@@ -994,7 +943,7 @@ async fn remind_mode(state: &AppState, mode: Mode) -> Result<usize, ApiError> {
         let bot = match merchants.iter().find(|(m, _)| *m == merchant) {
             Some((_, bot)) => bot.clone(),
             None => {
-                let reminds = crate::api::settings::load(state, mode, merchant)?.reminders;
+                let reminds = farthing_app::settings::load(state.app(), mode, merchant)?.reminders;
                 let bot = if reminds {
                     state
                         .store(mode)
@@ -1019,7 +968,7 @@ async fn remind_mode(state: &AppState, mode: Mode) -> Result<usize, ApiError> {
                     && invoice.merchant == merchant
                     && invoice.expires_at_ns > now_ns
                     && invoice.created_at_ns.saturating_add(after_ns) <= now_ns
-                    && !crate::settlement::is_top_up(&invoice)
+                    && !farthing_app::settlement::is_top_up(&invoice)
                     && !reader.reminder_sent(invoice.id)?
                 {
                     due.push(invoice);
@@ -1037,7 +986,7 @@ async fn remind_mode(state: &AppState, mode: Mode) -> Result<usize, ApiError> {
                 continue;
             }
             let lang = Lang::from_code(Some(&opt_in.lang));
-            if remind_of(&bot, opt_in.telegram_user_id, lang, &invoice).await {
+            if remind_of(state, &bot, opt_in.telegram_user_id, lang, &invoice).await {
                 sent += 1;
             }
         }
@@ -1045,8 +994,15 @@ async fn remind_mode(state: &AppState, mode: Mode) -> Result<usize, ApiError> {
     Ok(sent)
 }
 
-async fn remind_of(bot: &TelegramBot, user: i64, lang: Lang, invoice: &Invoice) -> bool {
-    let (Ok(client), Some(chat)) = (super::webhook::client(bot), TelegramChatId::new(user)) else {
+async fn remind_of(
+    state: &AppState,
+    bot: &TelegramBot,
+    user: i64,
+    lang: Lang,
+    invoice: &Invoice,
+) -> bool {
+    let (Ok(client), Some(chat)) = (crate::bot::client(state, bot), TelegramChatId::new(user))
+    else {
         return false;
     };
     let amount = match invoice.amount {
@@ -1073,7 +1029,7 @@ async fn remind_of(bot: &TelegramBot, user: i64, lang: Lang, invoice: &Invoice) 
         "این تنها یادآوری است. با /remind off خاموش می‌شود.",
         "Это единственное напоминание. /remind off отключает их.",
     ]));
-    let keyboard = crate::api::invoices::stars_link_params(invoice).map(|_| {
+    let keyboard = crate::rails::telegram::stars_link_params(invoice).map(|_| {
         json!({"inline_keyboard": [[{
             "text": lang.pick(["Pay", "Payer", "Bezahlen", "پرداخت", "Оплатить"]),
             "callback_data": format!("{CALLBACK_PREFIX}pay:{}", invoice.id.encode()),
@@ -1110,7 +1066,7 @@ async fn customer_of(
     mode: Mode,
     bot: &TelegramBot,
     user: &User,
-) -> Result<Option<CustomerId>, ApiError> {
+) -> Result<Option<CustomerId>, AppError> {
     let Some(user_id) = user.user_id().filter(|_| !user.is_bot) else {
         return Ok(None);
     };
@@ -1123,10 +1079,11 @@ async fn customer_of(
         return Ok(Some(found.id));
     }
     let customer = state
-        .store(mode)
-        .run(move |tx| crate::api::charges::telegram_customer(tx, merchant, mode, user_id))
-        .await??;
-    state.deliveries().notify_one();
+        .app()
+        .run(mode, move |tx| {
+            farthing_app::customers::telegram(tx, merchant, mode, user_id.get())
+        })
+        .await?;
     Ok(Some(customer))
 }
 
