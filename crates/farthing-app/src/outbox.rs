@@ -11,6 +11,32 @@ use serde_json::json;
 use crate::ids::new_sequential_id;
 use crate::{AppError, Mode};
 
+/// Event types a webhook endpoint can subscribe to.
+pub const EVENT_TYPES: &[&str] = &[
+    "invoice.created",
+    "invoice.paid",
+    "invoice.expired",
+    "invoice.canceled",
+    "invoice.partially_refunded",
+    "invoice.refunded",
+    "invoice.payment_credited",
+    "rail_payment.suspended",
+    "charge.succeeded",
+    "refund.succeeded",
+    "customer.created",
+    "customer.balance_changed",
+    "payout.succeeded",
+    "payout.failed",
+    "subscription.created",
+    "subscription.renewed",
+    "subscription.canceled",
+    "subscription.resumed",
+    "refund_request.created",
+    "refund_request.approved",
+    "refund_request.declined",
+    "stars.withdrawal",
+];
+
 /// An outbox event with its delivered body (`{id, object: "event", type, livemode, created,
 /// data: {object}}`), built where it is cheapest: outside the writer's job when the object is
 /// known before the job runs (creations), inside it otherwise.

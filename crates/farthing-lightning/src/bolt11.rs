@@ -274,7 +274,7 @@ pub struct Expect {
     pub network: Option<Network>,
     /// The latest acceptable `expires_at_s` (e.g. the end of farthing's own invoice, SPEC I3).
     pub expires_no_later_than_s: Option<u64>,
-    /// The description hash (`h` field), e.g. [`crate::lnurl::description_hash`] of the
+    /// The description hash (`h` field), e.g. `lnurl::description_hash` of the
     /// LNURL-pay metadata; an invoice with a plain description is refused.
     pub description_hash: Option<[u8; 32]>,
     /// The current time, Unix seconds: an invoice already expired at this second is refused.

@@ -312,7 +312,7 @@ impl Config {
                 "telegram.tip_presets must hold 1 to 8 amounts within 1..=10000 Stars".to_owned(),
             ));
         }
-        if crate::webapp::public_key(&self.telegram.init_data_public_key).is_none() {
+        if telegram_public_key(&self.telegram.init_data_public_key).is_none() {
             return Err(ConfigError::Invalid(
                 "telegram.init_data_public_key must be production, test or 64 hex digits"
                     .to_owned(),
@@ -354,6 +354,34 @@ pub fn test_database_path(live: &Path) -> PathBuf {
         None => format!("{stem}-test"),
     };
     live.with_file_name(name)
+}
+
+/// The Telegram key that `telegram.init_data_public_key` names: `production`, `test`, or 64
+/// hex digits; `None` for anything else.
+pub fn telegram_public_key(
+    setting: &str,
+) -> Option<farthing_telegram::init_data::TelegramPublicKey> {
+    use farthing_telegram::init_data::TelegramEnvironment;
+    match setting {
+        "production" => Some(
+            farthing_telegram::init_data::TelegramPublicKey::for_environment(
+                TelegramEnvironment::Production,
+            ),
+        ),
+        "test" => Some(
+            farthing_telegram::init_data::TelegramPublicKey::for_environment(
+                TelegramEnvironment::Test,
+            ),
+        ),
+        hex if hex.len() == 64 => {
+            let mut bytes = [0u8; 32];
+            for (i, byte) in bytes.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+            }
+            farthing_telegram::init_data::TelegramPublicKey::from_bytes(bytes).ok()
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -6,21 +6,18 @@
 //! Nothing here decides that money moved except through a ledger group inside a job.
 
 pub mod bot;
-pub mod checkout;
 pub mod config;
-pub mod dashboard;
 pub mod http;
 pub mod instructions;
 pub mod metrics;
 pub mod net;
+pub mod pages;
 pub mod rails;
 pub mod registry;
-pub mod scheduler;
 pub mod signed_token;
 pub mod state;
 pub mod telegram;
-pub mod webapp;
-pub mod webhooks;
+pub mod workers;
 
 // The service's modules, under the names the server used before the service crate existed.
 pub use farthing_app::{ids, settlement, wire as render};
@@ -121,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         charges, customers, events, invoices, lightning, rails, settings, stars, subscriptions,
         test_mode,
     };
+    use pages::{checkout, dashboard, webapp};
     let limit = state.config().max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
@@ -258,7 +256,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     path = "/healthz",
     tag = "operations",
     operation_id = "healthz",
-    responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = crate::http::openapi::HealthStatus))
+    responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = crate::http::spec::HealthStatus))
 )]
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
@@ -273,8 +271,8 @@ async fn healthz() -> impl IntoResponse {
     tag = "operations",
     operation_id = "readyz",
     responses(
-        (status = 200, description = "`{\"status\": \"ready\"}`.", body = crate::http::openapi::HealthStatus),
-        (status = 503, description = "A database is not readable (`service_unavailable`).", body = crate::http::openapi::Error),
+        (status = 200, description = "`{\"status\": \"ready\"}`.", body = crate::http::spec::HealthStatus),
+        (status = 503, description = "A database is not readable (`service_unavailable`).", body = crate::http::spec::Error),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -465,8 +463,11 @@ pub async fn start_with_clock(
             tracing::error!(%error, "server error");
         }
     });
-    let scheduler = tokio::spawn(scheduler::run(state.clone(), shutdown.subscribe()));
-    let worker = tokio::spawn(webhooks::run_worker(state.clone(), shutdown.subscribe()));
+    let scheduler = tokio::spawn(workers::scheduler::run(state.clone(), shutdown.subscribe()));
+    let worker = tokio::spawn(workers::webhooks::run_worker(
+        state.clone(),
+        shutdown.subscribe(),
+    ));
     let poller = tokio::spawn(telegram::poller::run(state.clone(), shutdown.subscribe()));
     // Each rail's background work (streams, polling, reconciliation).
     let rail_tasks: Vec<_> = state

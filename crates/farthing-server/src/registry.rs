@@ -88,7 +88,7 @@ macro_rules! register_rails {
                 mode: Mode,
                 merchant: MerchantId,
                 parse: P,
-            ) -> Result<farthing_app::rail::Connected, crate::http::error::ApiError>
+            ) -> Result<farthing_app::rail::Connected, P::Error>
             where
                 P: ConfigParser,
             {
@@ -123,8 +123,10 @@ macro_rules! register_rails {
 
 /// Reads a rail's typed configuration from a request (the HTTP layer's checked JSON body).
 pub trait ConfigParser {
-    /// Parses into `T`, or the API's error for a bad body.
-    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, crate::http::error::ApiError>;
+    /// The caller's error (the service's errors convert into it).
+    type Error: From<AppError>;
+    /// Parses into `T`, or the caller's error for a bad body.
+    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, Self::Error>;
 }
 
 /// What several rails share (the Stars and card rails sell through the same bots).

@@ -1,5 +1,5 @@
-//! Stateless signed tokens for short-lived sessions (the Mini App's, [`crate::webapp`], and the
-//! dashboard's, [`crate::dashboard`]).
+//! Stateless signed tokens for short-lived sessions (the Mini App's and the dashboard's;
+//! both live under `pages/`).
 //!
 //! A token is `<prefix><payload>.<mac>` (base64url, no padding): the payload is whatever the
 //! caller packs (in the clear, so never a secret), the MAC is HMAC-SHA256 over the prefix and

@@ -25,15 +25,12 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Refuses with 403 unless the key carries `scope` (or `*`).
-    pub fn require(&self, scope: &str) -> Result<(), crate::http::error::ApiError> {
+    /// Refuses (403 `missing_scope` in the API) unless the key carries `scope` (or `*`).
+    pub fn require(&self, scope: &str) -> Result<(), MissingScope> {
         if self.scopes.iter().any(|s| s == "*" || s == scope) {
             Ok(())
         } else {
-            Err(crate::http::error::ApiError::forbidden(
-                "missing_scope",
-                format!("this API key lacks the {scope:?} scope"),
-            ))
+            Err(MissingScope(scope.to_owned()))
         }
     }
 
@@ -42,6 +39,10 @@ impl Principal {
         self.merchant.encode()
     }
 }
+
+/// An API key lacks the scope an operation needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingScope(pub String);
 
 /// Everything the handlers and workers share.
 #[derive(Clone)]
@@ -57,7 +58,7 @@ struct Inner {
     /// The rails this server runs.
     rails: crate::registry::Rails,
     /// Signs Mini App sessions; random per process, so sessions end on restart.
-    webapp_key: crate::webapp::SessionKey,
+    webapp_key: crate::signed_token::SessionKey,
 }
 
 impl AppState {
@@ -83,7 +84,7 @@ impl AppState {
                 keys: RwLock::new(HashMap::new()),
                 metrics,
                 rails,
-                webapp_key: crate::webapp::SessionKey::random(),
+                webapp_key: crate::signed_token::SessionKey::random(),
             }),
         }
     }
@@ -124,7 +125,7 @@ impl AppState {
     }
 
     /// The key that signs Mini App sessions.
-    pub fn webapp_key(&self) -> &crate::webapp::SessionKey {
+    pub fn webapp_key(&self) -> &crate::signed_token::SessionKey {
         &self.inner.webapp_key
     }
 

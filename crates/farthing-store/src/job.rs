@@ -13,8 +13,8 @@ use farthing_core::ledger::{AccountState, Group, GroupError, GroupOutcome};
 use farthing_core::AccountId;
 use rusqlite::Connection;
 
+use crate::batch::BatchState;
 use crate::codec;
-use crate::writer::BatchState;
 use crate::{StoreError, WriteError};
 
 /// A job's view of the store inside the writer's transaction.

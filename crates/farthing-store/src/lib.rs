@@ -13,6 +13,7 @@
 //! API boundary: [`Store`], [`StoreOptions`], [`WriteError`], [`audit`], [`DatabaseUrl`].
 
 pub mod audit;
+mod batch;
 mod bot;
 mod bot_messages;
 mod business;

@@ -227,6 +227,15 @@ impl From<farthing_app::AppError> for ApiError {
 const INTERNAL_MESSAGE: &str =
     "farthing hit an internal error; nothing was changed, retry with the same Idempotency-Key";
 
+impl From<crate::state::MissingScope> for ApiError {
+    fn from(missing: crate::state::MissingScope) -> Self {
+        ApiError::forbidden(
+            "missing_scope",
+            format!("this API key lacks the {:?} scope", missing.0),
+        )
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         ApiError::internal(error)

@@ -13,37 +13,13 @@ use serde_json::json;
 use super::{body_bytes, list_answer, write};
 use crate::http::error::ApiError;
 use crate::http::extract;
-use crate::http::openapi as spec;
+use crate::http::spec;
 use crate::ids::new_id;
 use crate::render;
 use crate::state::{AppState, Principal};
-use crate::webhooks;
+use crate::workers::webhooks;
 
-/// Event types a webhook endpoint can subscribe to.
-pub const EVENT_TYPES: &[&str] = &[
-    "invoice.created",
-    "invoice.paid",
-    "invoice.expired",
-    "invoice.canceled",
-    "invoice.partially_refunded",
-    "invoice.refunded",
-    "invoice.payment_credited",
-    "rail_payment.suspended",
-    "charge.succeeded",
-    "refund.succeeded",
-    "customer.created",
-    "customer.balance_changed",
-    "payout.succeeded",
-    "payout.failed",
-    "subscription.created",
-    "subscription.renewed",
-    "subscription.canceled",
-    "subscription.resumed",
-    "refund_request.created",
-    "refund_request.approved",
-    "refund_request.declined",
-    "stars.withdrawal",
-];
+pub use farthing_app::outbox::EVENT_TYPES;
 
 /// `GET /v1/events`
 #[utoipa::path(

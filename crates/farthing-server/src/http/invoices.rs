@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{list_answer, write};
 use crate::http::error::ApiError;
 use crate::http::extract::{self, Checked};
-use crate::http::openapi as spec;
+use crate::http::spec;
 use crate::render;
 use crate::state::{AppState, Principal};
 

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::{body_bytes, write};
 use crate::http::error::ApiError;
 use crate::http::extract;
-use crate::http::openapi as spec;
+use crate::http::spec;
 use crate::rails::lightning::Node;
 use crate::state::{AppState, Mode, Principal};
 

@@ -165,11 +165,40 @@ fn pay_request(callback: String, metadata: String) -> PayRequest {
 }
 
 /// `GET /.well-known/lnurlp/{name}`: a live Lightning Address (LUD-16).
+#[utoipa::path(
+    get,
+    path = "/.well-known/lnurlp/{name}",
+    tag = "lnurl",
+    operation_id = "lnurl_well_known",
+    summary = "A live Lightning Address (LUD-16): its LNURL-pay request",
+    params(("name" = String, Path, description = "The name part of `name@host`.")),
+    responses(
+        (status = 200, description = "The LUD-06 pay request: `callback`, `minSendable`, `maxSendable` (msat), `metadata` (with `text/identifier`), `commentAllowed`, `tag` `payRequest`.", body = crate::http::spec::LnurlPayRequest),
+        (status = 404, description = "No such address.", body = crate::http::spec::LnurlStatus),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+    )
+)]
 pub async fn well_known(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     address_request(&state, Mode::Live, &name)
 }
 
 /// `GET /lnurl/{mode}/pay/{name}`: a Lightning Address's pay request in either mode.
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/pay/{name}",
+    tag = "lnurl",
+    operation_id = "lnurl_pay",
+    summary = "A Lightning Address's LNURL-pay request, in live or test mode",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("name" = String, Path, description = "The name part of `name@host`."),
+    ),
+    responses(
+        (status = 200, description = "The LUD-06 pay request.", body = crate::http::spec::LnurlPayRequest),
+        (status = 404, description = "No such address or mode.", body = crate::http::spec::LnurlStatus),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+    )
+)]
 pub async fn pay(
     State(state): State<AppState>,
     Path((mode, name)): Path<(String, String)>,
@@ -232,6 +261,28 @@ fn pay_amount(query: &PayQuery) -> Result<(u64, Option<String>), LnurlError> {
 }
 
 /// `GET /lnurl/{mode}/pay/{name}/callback?amount=…&comment=…`: makes an invoice and its BOLT11.
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/pay/{name}/callback",
+    tag = "lnurl",
+    operation_id = "lnurl_pay_callback",
+    summary = "LNURL-pay callback: makes an invoice and its BOLT11",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("name" = String, Path, description = "The name part of `name@host`."),
+        ("amount" = u64, Query, description = "Millisatoshis, whole satoshis, within the pay request's bounds."),
+        ("comment" = Option<String>, Query, description = "LUD-12 comment, at most 255 characters."),
+    ),
+    responses(
+        (status = 200, description = "`{\"pr\": BOLT11, \"routes\": []}`: the BOLT11 commits to SHA-256 of the metadata; a farthing invoice (BTC, `lightning`) is created with it.", body = crate::http::spec::LnurlPayCallback),
+        (status = 400, description = "A missing or bad amount or comment.", body = crate::http::spec::LnurlStatus),
+        (status = 404, description = "No such address or mode, or the address's merchant no longer has a Lightning node.", body = crate::http::spec::LnurlStatus),
+        (status = 409, description = "Too little time left for a BOLT11 (never in practice).", body = crate::http::spec::LnurlStatus),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+        (status = 502, description = "The merchant's Lightning node failed.", body = crate::http::spec::LnurlStatus),
+        (status = 503, description = crate::http::spec::LNURL_503, body = crate::http::spec::LnurlStatus),
+    )
+)]
 pub async fn pay_callback(
     State(state): State<AppState>,
     Path((mode, name)): Path<(String, String)>,
@@ -324,6 +375,22 @@ fn customer_of(
 }
 
 /// `GET /lnurl/{mode}/topup/{customer}`: the pay request of a customer's top-up.
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/topup/{customer}",
+    tag = "lnurl",
+    operation_id = "lnurl_top_up",
+    summary = "A customer's top-up link: its LNURL-pay request",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("customer" = String, Path, description = "The customer, `cus_…`."),
+    ),
+    responses(
+        (status = 200, description = "The LUD-06 pay request.", body = crate::http::spec::LnurlPayRequest),
+        (status = 404, description = "No such customer, or its merchant takes no Lightning payments.", body = crate::http::spec::LnurlStatus),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+    )
+)]
 pub async fn top_up(
     State(state): State<AppState>,
     Path((mode, customer)): Path<(String, String)>,
@@ -337,6 +404,28 @@ pub async fn top_up(
 }
 
 /// `GET /lnurl/{mode}/topup/{customer}/callback?amount=…`: a BOLT11 crediting the customer.
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/topup/{customer}/callback",
+    tag = "lnurl",
+    operation_id = "lnurl_top_up_callback",
+    summary = "Top-up callback: a BOLT11 whose payment is credited to the customer",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("customer" = String, Path, description = "The customer, `cus_…`."),
+        ("amount" = u64, Query, description = "Millisatoshis, whole satoshis."),
+        ("comment" = Option<String>, Query, description = "LUD-12 comment."),
+    ),
+    responses(
+        (status = 200, description = "`{\"pr\": BOLT11, \"routes\": []}`.", body = crate::http::spec::LnurlPayCallback),
+        (status = 400, description = "A missing or bad amount or comment.", body = crate::http::spec::LnurlStatus),
+        (status = 404, description = "No such customer.", body = crate::http::spec::LnurlStatus),
+        (status = 409, description = "Too little time left for a BOLT11 (never in practice).", body = crate::http::spec::LnurlStatus),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+        (status = 502, description = "The merchant's Lightning node failed.", body = crate::http::spec::LnurlStatus),
+        (status = 503, description = crate::http::spec::LNURL_503, body = crate::http::spec::LnurlStatus),
+    )
+)]
 pub async fn top_up_callback(
     State(state): State<AppState>,
     Path((mode, customer)): Path<(String, String)>,
@@ -401,6 +490,24 @@ fn open_secret(
 }
 
 /// `GET /lnurl/{mode}/withdraw/{k1}`: the withdraw request (LUD-03).
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/withdraw/{k1}",
+    tag = "lnurl",
+    operation_id = "lnurl_withdraw",
+    summary = "An LNURL-withdraw link's request (LUD-03)",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("k1" = String, Path, description = "The link's k1 (hex)."),
+    ),
+    responses(
+        (status = 200, description = "`{\"tag\": \"withdrawRequest\", \"callback\", \"k1\", \"defaultDescription\", \"minWithdrawable\", \"maxWithdrawable\"}` (msat).", body = crate::http::spec::LnurlWithdrawRequest),
+        (status = 404, description = "No such link.", body = crate::http::spec::LnurlStatus),
+        (status = 409, description = "The link was already used.", body = crate::http::spec::LnurlStatus),
+        (status = 410, description = "The link has expired.", body = crate::http::spec::LnurlStatus),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+    )
+)]
 pub async fn withdraw(
     State(state): State<AppState>,
     Path((mode, k1)): Path<(String, String)>,
@@ -431,6 +538,28 @@ pub struct WithdrawQuery {
 
 /// `GET /lnurl/{mode}/withdraw/{k1}/callback?k1=…&pr=…`: checks the wallet's BOLT11, holds the
 /// money, answers `OK`, and pays in the background.
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/withdraw/{k1}/callback",
+    tag = "lnurl",
+    operation_id = "lnurl_withdraw_callback",
+    summary = "LNURL-withdraw callback: the wallet's BOLT11 to pay",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("k1" = String, Path, description = "The link's k1 (hex)."),
+        ("pr" = String, Query, description = "The BOLT11 to pay: on the node's network, not expired, with an amount within the link's bounds, whole satoshis."),
+    ),
+    responses(
+        (status = 200, description = "`{\"status\": \"OK\"}`: the link is used and the amount held; the payment goes out now (`payout.succeeded` or `payout.failed`; a failure releases the hold and reopens the link).", body = crate::http::spec::LnurlStatus),
+        (status = 400, description = "A missing or wrong `k1`, a missing or bad BOLT11 (other network, expired, no amount, not whole satoshis), or an amount outside the link's bounds.", body = crate::http::spec::LnurlStatus),
+        (status = 402, description = "The balance that pays the link is now smaller than the BOLT11's amount.", body = crate::http::spec::LnurlStatus),
+        (status = 404, description = "No such link, or its merchant no longer has a Lightning node.", body = crate::http::spec::LnurlStatus),
+        (status = 409, description = "The link was already used.", body = crate::http::spec::LnurlStatus),
+        (status = 410, description = "The link has expired.", body = crate::http::spec::LnurlStatus),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+        (status = 503, description = crate::http::spec::LNURL_503, body = crate::http::spec::LnurlStatus),
+    )
+)]
 pub async fn withdraw_callback(
     State(state): State<AppState>,
     Path((mode, k1)): Path<(String, String)>,
@@ -516,6 +645,29 @@ pub struct AuthQuery {
 }
 
 /// `GET /lnurl/{mode}/auth?tag=login&k1=…&sig=…&key=…`: verifies and links the key.
+#[utoipa::path(
+    get,
+    path = "/lnurl/{mode}/auth",
+    tag = "lnurl",
+    operation_id = "lnurl_auth",
+    summary = "LNURL-auth callback (LUD-04): a wallet signs the challenge",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`."),
+        ("tag" = Option<String>, Query, description = "`login`."),
+        ("k1" = String, Query, description = "The challenge (hex)."),
+        ("sig" = String, Query, description = "DER-encoded secp256k1 ECDSA signature of k1, hex."),
+        ("key" = String, Query, description = "The linking public key, compressed, hex."),
+    ),
+    responses(
+        (status = 200, description = "`{\"status\": \"OK\"}`: verified; the key is linked to a customer (created on first login).", body = crate::http::spec::LnurlStatus),
+        (status = 400, description = "A missing or malformed parameter, or a signature that does not verify.", body = crate::http::spec::LnurlStatus),
+        (status = 404, description = "No such challenge.", body = crate::http::spec::LnurlStatus),
+        (status = 409, description = "The challenge was already used.", body = crate::http::spec::LnurlStatus),
+        (status = 410, description = "The challenge has expired.", body = crate::http::spec::LnurlStatus),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+        (status = 503, description = crate::http::spec::LNURL_503, body = crate::http::spec::LnurlStatus),
+    )
+)]
 pub async fn auth(
     State(state): State<AppState>,
     Path(mode): Path<String>,
@@ -537,7 +689,7 @@ pub async fn auth(
         proto::verify_auth(&k1, &sig, &key).map_err(|error| LnurlError::bad(error.to_string()))?;
     let merchant = secret.merchant;
     let linking_key = linking.as_str().to_owned();
-    if merchant == crate::dashboard::LNURL_LOGIN_MERCHANT {
+    if merchant == crate::rails::lightning::lnurl::LNURL_LOGIN_MERCHANT {
         // A dashboard sign-in: the key is only recorded; the page asks which merchant it owns.
         state
             .app()

@@ -16,6 +16,7 @@ pub mod lnurl;
 pub mod openapi;
 pub mod rails;
 pub mod settings;
+pub mod spec;
 pub mod stars;
 pub mod subscriptions;
 pub mod test_mode;
@@ -124,13 +125,6 @@ pub fn event_record(
     created_at_ns: u64,
 ) -> EventRecord {
     farthing_app::outbox::event_record(merchant, mode, event_type, object, created_at_ns)
-}
-
-/// Wall-clock nanoseconds, for objects built before their job runs.
-pub fn wall_clock_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The merchant's customer named in a body parameter, or 400 `customer_not_found` (another

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::write;
 use crate::http::error::ApiError;
 use crate::http::extract;
-use crate::http::openapi as spec;
+use crate::http::spec;
 use crate::registry::ConfigParser;
 use crate::state::{AppState, Principal};
 
@@ -60,6 +60,8 @@ struct Body<'a> {
 }
 
 impl ConfigParser for Body<'_> {
+    type Error = ApiError;
+
     fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiError> {
         extract::json_body(self.headers, self.raw)
     }

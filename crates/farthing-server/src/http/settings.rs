@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::{list_answer, write};
 use crate::http::error::ApiError;
 use crate::http::extract::{self, Checked};
-use crate::http::openapi as spec;
+use crate::http::spec;
 use crate::state::{AppState, Mode, Principal};
 
 pub use farthing_app::settings::{load as load_settings, MerchantSettings};

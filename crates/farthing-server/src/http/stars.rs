@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::write;
 use crate::http::error::ApiError;
 use crate::http::extract::{self, Checked};
-use crate::http::openapi as spec;
+use crate::http::spec;
 use crate::state::{AppState, Principal};
 
 /// `POST /v1/invoices/{id}/send` body.

@@ -12,7 +12,7 @@ use farthing_core::SubscriptionId;
 use super::{list_answer, write};
 use crate::http::error::ApiError;
 use crate::http::extract;
-use crate::http::openapi as spec;
+use crate::http::spec;
 use crate::state::{AppState, Principal};
 use farthing_app::subscriptions::{self, parse_id, render_subscription};
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::write;
 use crate::http::error::ApiError;
 use crate::http::extract::{self, Checked};
-use crate::http::openapi as spec;
+use crate::http::spec;
 use crate::render;
 use crate::state::{AppState, Mode, Principal};
 

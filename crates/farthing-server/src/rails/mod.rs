@@ -1,4 +1,4 @@
-//! The rail adapters of this server, one module each, registered in [`crate::registry`]: the
+//! The rail adapters of this server, one module each, registered in the registry (`registry.rs`): the
 //! Telegram rails (Stars and cards through a payment provider) and Lightning. The balance and
 //! sandbox rails live in the service (`farthing_app::rails`): they need no outside peer.
 //!

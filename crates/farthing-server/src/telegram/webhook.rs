@@ -56,9 +56,9 @@ pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
     request_body(content = serde_json::Value, content_type = "application/json", description = "A Bot API `Update`."),
     responses(
         (status = 200, description = "The update was handled (or ignored: kinds the Stars rail does not use). `{\"ok\": true}`.", body = serde_json::Value),
-        (status = 401, description = "The secret token is missing or wrong (`invalid_webhook_secret`).", body = crate::http::openapi::Error),
-        (status = 413, description = crate::http::openapi::E413, body = crate::http::openapi::Error),
-        (status = 500, description = "The update could not be handled now; Telegram sends it again.", body = crate::http::openapi::Error),
+        (status = 401, description = "The secret token is missing or wrong (`invalid_webhook_secret`).", body = crate::http::spec::Error),
+        (status = 413, description = crate::http::spec::E413, body = crate::http::spec::Error),
+        (status = 500, description = "The update could not be handled now; Telegram sends it again.", body = crate::http::spec::Error),
     ),
 )]
 pub async fn receive(

@@ -1,7 +1,7 @@
 //! LNURL on the Lightning rail (SPEC RL3): the links (LUD-01), the payouts LNURL-withdraw and
 //! the merchant's `POST /v1/payouts` start (a hold on the ledger, the payment, then the hold
 //! posted or voided), and the single-use secrets of withdraw links and auth challenges. The
-//! public endpoints wallets call are the HTTP layer's (`crate::http::lnurl`).
+//! public endpoints wallets call are the HTTP layer's (`http/lnurl.rs`).
 
 use farthing_app::outbox::emit;
 use farthing_app::{App, AppError, Mode};
@@ -13,6 +13,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{Node, MSAT_PER_SAT};
+
+/// The merchant id LNURL-auth challenges made for a dashboard sign-in are stored under: the
+/// merchant is known only once the wallet has signed (by its linking key).
+pub const LNURL_LOGIN_MERCHANT: MerchantId = MerchantId(0);
 
 /// Routing fee allowed on a payout: 1 % plus 10 sat.
 pub fn max_fee_msat(amount_msat: u64) -> u64 {

@@ -100,7 +100,7 @@ fn bad_token(message: &str) -> AppError {
 fn get_me_error(error: &BotApiError) -> AppError {
     match error.error_code() {
         Some(401 | 404) => bad_token("Telegram refused this bot token (getMe: unauthorized)"),
-        _ => super::telegram_error("getMe", error),
+        _ => crate::rails::telegram::telegram_error("getMe", error),
     }
 }
 
@@ -223,13 +223,13 @@ impl RailAdapter for StarsRail {
             client
                 .set_webhook(&url, webhook_secret.as_deref(), Some(ALLOWED_UPDATES))
                 .await
-                .map_err(|e| super::telegram_error("setWebhook", &e))?;
+                .map_err(|e| crate::rails::telegram::telegram_error("setWebhook", &e))?;
         } else if updates == "polling" {
             // getUpdates refuses to run while a webhook is set; pending updates are kept.
             client
                 .delete_webhook(false)
                 .await
-                .map_err(|e| super::telegram_error("deleteWebhook", &e))?;
+                .map_err(|e| crate::rails::telegram::telegram_error("deleteWebhook", &e))?;
         }
         let now = app.now_ns();
         let bot = TelegramBot {
@@ -418,7 +418,7 @@ impl RailAdapter for StarsRail {
     }
 
     fn tasks(&self, app: &App, shutdown: watch::Receiver<bool>) -> Vec<Task> {
-        vec![Box::pin(super::reconcile::run(
+        vec![Box::pin(crate::rails::telegram::reconcile::run(
             self.telegram.clone(),
             app.clone(),
             shutdown,

@@ -19,8 +19,6 @@
 //! This module never moves money and never answers an API key: a dashboard session is not a
 //! Merchant API credential.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -35,7 +33,7 @@ use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
 use crate::http::extract;
-use crate::http::openapi as spec;
+use crate::http::spec;
 use crate::http::{body_bytes, write};
 use crate::signed_token::{u128_at, u64_at, SessionKey};
 use crate::state::{AppState, Mode, Principal};
@@ -153,12 +151,6 @@ impl DashboardSession {
         }
         Ok(session)
     }
-}
-
-fn now_unix_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// `PUT /v1/dashboard/owners`: the request.
@@ -297,7 +289,7 @@ pub async fn set_owners(
         }
     };
     let (merchant, mode) = (principal.merchant, principal.mode);
-    let now = crate::http::wall_clock_ns();
+    let now = state.now_ns();
     write(
         &state,
         &principal,
@@ -410,7 +402,7 @@ pub async fn login_telegram(
              the one of the merchant's connected bot"
         )));
     }
-    let now = now_unix_s();
+    let now = state.app().clock().now_s();
     let mut first_error = None;
     let mut verified_not_owner = false;
     for (mode, bot) in candidates {
@@ -456,9 +448,7 @@ pub async fn login_telegram(
     ))
 }
 
-/// The merchant id LNURL-auth challenges made for a dashboard sign-in are stored under: the
-/// merchant is known only once the wallet has signed (by its linking key).
-pub const LNURL_LOGIN_MERCHANT: MerchantId = MerchantId(0);
+pub use crate::rails::lightning::lnurl::LNURL_LOGIN_MERCHANT;
 
 /// How long an LNURL dashboard sign-in challenge lives, seconds.
 const LNURL_LOGIN_EXPIRES_S: u64 = 300;
@@ -593,7 +583,7 @@ pub async fn login_lnurl_status(
         .read(move |reader| reader.lnurl_secret(&k1))?
         .filter(|s| s.kind == "auth" && s.merchant == LNURL_LOGIN_MERCHANT)
         .ok_or_else(missing)?;
-    let now = now_unix_s();
+    let now = state.app().clock().now_s();
     let no_store = [(header::CACHE_CONTROL, "no-store")];
     let Some(key) = secret
         .result
@@ -704,7 +694,11 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or("");
-    let session = DashboardSession::verify(token.trim(), state.webapp_key(), now_unix_s())?;
+    let session = DashboardSession::verify(
+        token.trim(),
+        state.webapp_key(),
+        state.app().clock().now_s(),
+    )?;
     let answer = me_json(&state, &session)?;
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(answer)).into_response())
 }
@@ -751,7 +745,7 @@ mod tests {
             "invalid_session"
         );
         // A Mini App session under the same key is not a dashboard session, nor the reverse.
-        let webapp = crate::webapp::Session {
+        let webapp = crate::pages::webapp::Session {
             mode: Mode::Live,
             merchant: MerchantId::from_raw(7),
             customer: farthing_core::CustomerId::from_raw(9),
@@ -768,7 +762,7 @@ mod tests {
         );
         let renamed = token.replacen("fds_", "wss_", 1);
         assert_eq!(
-            crate::webapp::Session::verify(&renamed, &key, 1)
+            crate::pages::webapp::Session::verify(&renamed, &key, 1)
                 .unwrap_err()
                 .code,
             "invalid_session"

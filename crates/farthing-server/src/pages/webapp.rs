@@ -19,8 +19,6 @@
 //! This module never decides that an invoice is paid by itself: the payment is the booking of
 //! `POST /v1/invoices/{id}/pay` (transfer id = invoice id), run in one store job.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -111,33 +109,7 @@ impl Session {
     }
 }
 
-/// The Telegram key that `telegram.init_data_public_key` names: `production`, `test`, or 64
-/// hex digits; `None` for anything else.
-pub fn public_key(setting: &str) -> Option<TelegramPublicKey> {
-    use farthing_telegram::init_data::TelegramEnvironment;
-    match setting {
-        "production" => Some(TelegramPublicKey::for_environment(
-            TelegramEnvironment::Production,
-        )),
-        "test" => Some(TelegramPublicKey::for_environment(
-            TelegramEnvironment::Test,
-        )),
-        hex if hex.len() == 64 => {
-            let mut bytes = [0u8; 32];
-            for (i, byte) in bytes.iter_mut().enumerate() {
-                *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-            }
-            TelegramPublicKey::from_bytes(bytes).ok()
-        }
-        _ => None,
-    }
-}
-
-fn now_unix_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::config::telegram_public_key as public_key;
 
 /// Verifies `init_data` for `bot`: its bot-token hash, else Telegram's third-party signature.
 fn verify(
@@ -237,12 +209,12 @@ fn find_invoice(
     operation_id = "create_webapp_session",
     request_body(content = CreateWebappSession, content_type = "application/json"),
     responses(
-        (status = 200, description = "The session, the customer and the Telegram user.", body = crate::http::openapi::WebappSession),
-        (status = 400, description = "The body is not JSON of this shape (`invalid_body`), or names an invoice that does not exist (`invalid_invoice`).", body = crate::http::openapi::Error),
-        (status = 401, description = "The init data is refused (`invalid_init_data`): its hash or signature does not verify, it is older than the window, a field is missing, or the bot is not connected (or is not the invoice's merchant's bot); the message says which.", body = crate::http::openapi::Error),
-        (status = 413, description = crate::http::openapi::E413, body = crate::http::openapi::Error),
-        (status = 500, description = crate::http::openapi::E500, body = crate::http::openapi::Error),
-        (status = 503, description = crate::http::openapi::E503, body = crate::http::openapi::Error),
+        (status = 200, description = "The session, the customer and the Telegram user.", body = crate::http::spec::WebappSession),
+        (status = 400, description = "The body is not JSON of this shape (`invalid_body`), or names an invoice that does not exist (`invalid_invoice`).", body = crate::http::spec::Error),
+        (status = 401, description = "The init data is refused (`invalid_init_data`): its hash or signature does not verify, it is older than the window, a field is missing, or the bot is not connected (or is not the invoice's merchant's bot); the message says which.", body = crate::http::spec::Error),
+        (status = 413, description = crate::http::spec::E413, body = crate::http::spec::Error),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::Error),
+        (status = 503, description = crate::http::spec::E503, body = crate::http::spec::Error),
     ),
 )]
 pub async fn create_session(
@@ -288,7 +260,7 @@ pub async fn create_session(
             None => format!("no bot {bot_id} is connected to farthing (wrong bot id)"),
         }));
     }
-    let now = now_unix_s();
+    let now = state.app().clock().now_s();
     let mut verified = None;
     let mut first_error = None;
     for (mode, bot) in candidates {
@@ -361,15 +333,15 @@ pub async fn create_session(
     params(("invoice" = String, Path, description = "The invoice, `inv_…`.")),
     request_body(content = Option<WebappPay>, content_type = "application/json", description = "Only for an amountless invoice: the amount chosen."),
     responses(
-        (status = 200, description = "The paid invoice's status.", body = crate::http::openapi::CheckoutStatus),
-        (status = 400, description = "A bad amount (`invalid_amount`, `amount_required`…), an invoice that does not take the balance rail (`rail_not_accepted`), or one for another customer (`customer_mismatch`).", body = crate::http::openapi::Error),
-        (status = 401, description = "No session, a malformed or foreign one (`invalid_session`), or an expired one (`session_expired`).", body = crate::http::openapi::Error),
-        (status = 402, description = "The customer's balance does not cover the amount (`insufficient_funds`).", body = crate::http::openapi::Error),
-        (status = 404, description = "No such invoice for the session's merchant (`resource_missing`).", body = crate::http::openapi::Error),
-        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::http::openapi::Error),
-        (status = 413, description = crate::http::openapi::E413, body = crate::http::openapi::Error),
-        (status = 500, description = crate::http::openapi::E500, body = crate::http::openapi::Error),
-        (status = 503, description = crate::http::openapi::E503, body = crate::http::openapi::Error),
+        (status = 200, description = "The paid invoice's status.", body = crate::http::spec::CheckoutStatus),
+        (status = 400, description = "A bad amount (`invalid_amount`, `amount_required`…), an invoice that does not take the balance rail (`rail_not_accepted`), or one for another customer (`customer_mismatch`).", body = crate::http::spec::Error),
+        (status = 401, description = "No session, a malformed or foreign one (`invalid_session`), or an expired one (`session_expired`).", body = crate::http::spec::Error),
+        (status = 402, description = "The customer's balance does not cover the amount (`insufficient_funds`).", body = crate::http::spec::Error),
+        (status = 404, description = "No such invoice for the session's merchant (`resource_missing`).", body = crate::http::spec::Error),
+        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::http::spec::Error),
+        (status = 413, description = crate::http::spec::E413, body = crate::http::spec::Error),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::Error),
+        (status = 503, description = crate::http::spec::E503, body = crate::http::spec::Error),
     ),
 )]
 pub async fn pay(
@@ -383,7 +355,11 @@ pub async fn pay(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or("");
-    let session = Session::verify(token.trim(), state.webapp_key(), now_unix_s())?;
+    let session = Session::verify(
+        token.trim(),
+        state.webapp_key(),
+        state.app().clock().now_s(),
+    )?;
     let body = crate::http::body_bytes(body, state.config().max_body_bytes)?;
     let request: WebappPay = extract::json_body(&headers, &body)?;
     let amount = extract::optional_amount(&request.amount, "amount")?;
@@ -410,7 +386,7 @@ pub async fn pay(
                 )?;
             }
             let invoice = farthing_app::customers::require_invoice(tx, merchant, invoice_id)?;
-            Ok(crate::checkout::status_json(&invoice))
+            Ok(crate::pages::checkout::status_json(&invoice))
         })
         .await?;
     Ok((

@@ -82,12 +82,6 @@ pub fn client(state: &AppState) -> Result<reqwest::Client, reqwest::Error> {
     builder.build()
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 fn jitter_fraction() -> f64 {
     let mut bytes = [0u8; 4];
     let _ = getrandom::fill(&mut bytes);
@@ -127,6 +121,8 @@ pub async fn send(
             }
         }
     }
+    // The signature's timestamp is checked by the receiver against its own wall clock, so it
+    // is the one time here that is not the service's clock.
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -252,13 +248,22 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let in_flight: Arc<std::sync::Mutex<InFlight>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
+    let clock = state.app().clock().clone();
     loop {
         let mut next_due: Option<u64> = None;
         let mut dispatched = false;
         for (mode, store) in state.stores() {
+            // The in-flight set stays locked from the read until every due row is dispatched:
+            // an attempt that finishes in between (recorded, then removed from the set) would
+            // otherwise leave this read's stale copy of its row looking due and unclaimed, and
+            // the event would be sent twice.
+            let Ok(mut flying) = in_flight.lock() else {
+                break;
+            };
             // Ask for more than the free permits: some due rows may already be in flight.
-            let want = permits.available_permits() + in_flight.lock().map_or(0, |f| f.len());
-            let due = match store.read(|reader| reader.due_deliveries(now_ns(), want.max(1))) {
+            let want = permits.available_permits() + flying.len();
+            let due = match store.read(|reader| reader.due_deliveries(clock.now_ns(), want.max(1)))
+            {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::error!(%error, "cannot read due webhook deliveries");
@@ -270,13 +275,8 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     break;
                 };
-                {
-                    let Ok(mut flying) = in_flight.lock() else {
-                        break;
-                    };
-                    if !flying.insert(key) {
-                        continue;
-                    }
+                if !flying.insert(key) {
+                    continue;
                 }
                 dispatched = true;
                 let (client, store, state) = (client.clone(), store.clone(), state.clone());
@@ -309,6 +309,7 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
                     state.deliveries().notify_one();
                 });
             }
+            drop(flying);
             if let Ok(Some(at)) = store.read(|reader| reader.next_delivery_at()) {
                 next_due = Some(next_due.map_or(at, |n| n.min(at)));
             }
@@ -317,8 +318,8 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
         // What is due but not dispatched is in flight (or waits for a permit): its task's
         // completion wakes the loop, so don't poll for it.
         let sleep = match next_due {
-            Some(at) if at > now_ns() || dispatched => {
-                Duration::from_nanos(at.saturating_sub(now_ns())).min(Duration::from_secs(1))
+            Some(at) if at > clock.now_ns() || dispatched => {
+                Duration::from_nanos(at.saturating_sub(clock.now_ns())).min(Duration::from_secs(1))
             }
             _ => Duration::from_secs(1),
         };
@@ -329,7 +330,7 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
                 // per payment.
                 tokio::time::sleep(NOTIFY_DEBOUNCE).await;
             }
-            _ = tokio::time::sleep(sleep) => {}
+            _ = clock.sleep(sleep) => {}
             _ = shutdown.changed() => {
                 // Let attempts under way finish and be recorded, within their timeout.
                 while tasks.join_next().await.is_some() {}

@@ -226,6 +226,18 @@ fn lightning_html(invoice: &Invoice, offer: &LightningOffer) -> String {
 }
 
 /// `GET /pay/{id}/status`: what the page polls.
+#[utoipa::path(
+    get,
+    path = "/pay/{id}/status",
+    tag = "checkout",
+    operation_id = "checkout_status",
+    params(("id" = String, Path, description = "The invoice, `inv_…`.")),
+    responses(
+        (status = 200, description = "The invoice's status (`Cache-Control: no-store`).", body = crate::http::spec::CheckoutStatus),
+        (status = 404, description = "No such invoice (`resource_missing`).", body = crate::http::spec::Error),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::Error),
+    )
+)]
 pub async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -240,6 +252,22 @@ pub async fn status(
 }
 
 /// `POST /pay/{id}/sandbox`: the test-mode button. Refused for live invoices.
+#[utoipa::path(
+    post,
+    path = "/pay/{id}/sandbox",
+    tag = "checkout",
+    operation_id = "checkout_sandbox",
+    params(("id" = String, Path, description = "The invoice, `inv_…`.")),
+    responses(
+        (status = 200, description = "The paid invoice.", body = crate::http::spec::Invoice),
+        (status = 400, description = "The payment would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = crate::http::spec::Error),
+        (status = 403, description = "The invoice is a live-mode invoice (`test_mode_only`).", body = crate::http::spec::Error),
+        (status = 404, description = "No such invoice (`resource_missing`).", body = crate::http::spec::Error),
+        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::http::spec::Error),
+        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::Error),
+        (status = 503, description = crate::http::spec::E503, body = crate::http::spec::Error),
+    )
+)]
 pub async fn sandbox(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -272,6 +300,18 @@ pub async fn sandbox(
 }
 
 /// `GET /pay/{id}`: the page.
+#[utoipa::path(
+    get,
+    path = "/pay/{id}",
+    tag = "checkout",
+    operation_id = "checkout_page",
+    params(("id" = String, Path, description = "The invoice, `inv_…`.")),
+    responses(
+        (status = 200, description = "The page.", body = String, content_type = "text/html"),
+        (status = 404, description = "No such invoice: an HTML page saying so.", body = String, content_type = "text/html"),
+        (status = 500, description = crate::http::spec::E500, body = String, content_type = "text/html"),
+    )
+)]
 pub async fn page(
     State(state): State<AppState>,
     Path(id): Path<String>,

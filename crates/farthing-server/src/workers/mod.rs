@@ -1,0 +1,6 @@
+//! Background workers: the scheduler (invoice expiry, idempotency-key cleanup) and the webhook
+//! delivery worker. Each runs until the server stops. (The rails' own work — streams, polling,
+//! reconciliation — is theirs; the bot's reminders are the bot's.)
+
+pub mod scheduler;
+pub mod webhooks;
