@@ -11,12 +11,14 @@ pub mod http;
 pub mod instructions;
 pub mod metrics;
 pub mod net;
+pub mod openapi;
 pub mod pages;
 pub mod rails;
 pub mod registry;
 pub mod signed_token;
 pub mod state;
 pub mod telegram;
+pub mod web;
 pub mod workers;
 
 // The service's modules, under the names the server used before the service crate existed.
@@ -37,9 +39,9 @@ use farthing_core::{MerchantId, PublicId};
 use farthing_store::{ApiKeyRecord, DatabaseUrl, Merchant, Store, StoreOptions};
 
 use crate::config::{test_database_path, Config};
-use crate::http::error::ApiError;
 use crate::metrics::Metrics;
 use crate::state::{AppState, Mode};
+use crate::web::error::ApiError;
 
 /// Every route of the server, with its method: the OpenAPI test checks each is documented.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -99,6 +101,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/lnurl/{mode}/auth"),
     ("POST", "/v1/test/invoices/{id}/pay"),
     ("POST", "/v1/test/customers/{id}/top_up"),
+    ("GET", "/pay/assets/{file}"),
     ("GET", "/pay/{id}"),
     ("GET", "/pay/{id}/status"),
     ("POST", "/pay/{id}/sandbox"),
@@ -200,6 +203,7 @@ pub fn router(state: AppState) -> Router {
         .route("/lnurl/{mode}/auth", get(lnurl::auth))
         .route("/v1/test/invoices/{id}/pay", post(test_mode::pay_invoice))
         .route("/v1/test/customers/{id}/top_up", post(test_mode::top_up))
+        .route("/pay/assets/{file}", get(checkout::asset))
         .route("/pay/{id}", get(checkout::page))
         .route("/pay/{id}/status", get(checkout::status))
         .route("/pay/{id}/sandbox", post(checkout::sandbox))
@@ -256,7 +260,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     path = "/healthz",
     tag = "operations",
     operation_id = "healthz",
-    responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = crate::http::spec::HealthStatus))
+    responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = crate::web::spec::HealthStatus))
 )]
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
@@ -271,8 +275,8 @@ async fn healthz() -> impl IntoResponse {
     tag = "operations",
     operation_id = "readyz",
     responses(
-        (status = 200, description = "`{\"status\": \"ready\"}`.", body = crate::http::spec::HealthStatus),
-        (status = 503, description = "A database is not readable (`service_unavailable`).", body = crate::http::spec::Error),
+        (status = 200, description = "`{\"status\": \"ready\"}`.", body = crate::web::spec::HealthStatus),
+        (status = 503, description = "A database is not readable (`service_unavailable`).", body = crate::web::spec::Error),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -320,7 +324,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 async fn openapi_json() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        http::openapi::json(),
+        openapi::json(),
     )
         .into_response()
 }

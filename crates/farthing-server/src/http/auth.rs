@@ -8,8 +8,8 @@ use farthing_core::{MerchantId, PublicId};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::http::error::ApiError;
 use crate::state::{AppState, Mode, Principal};
+use crate::web::error::ApiError;
 
 /// A new secret key of `mode`: prefix + 32 random bytes in URL-safe base64.
 pub fn generate_key(mode: Mode) -> Result<String, getrandom::Error> {

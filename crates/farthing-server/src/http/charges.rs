@@ -11,11 +11,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{list_answer, write};
-use crate::http::error::ApiError;
-use crate::http::extract::{self, Checked};
-use crate::http::spec;
 use crate::render;
 use crate::state::{AppState, Principal};
+use crate::web::error::ApiError;
+use crate::web::extract::{self, Checked};
+use crate::web::spec;
 
 /// `POST /v1/charges` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -322,7 +322,7 @@ pub async fn refund(
             let refund = refunds::to_balance(tx, &app, mode, merchant, &request, &unnamed)?;
             let mut object = render::refund(&refund, mode);
             if withdraw {
-                let secret = crate::rails::lightning::lnurl::new_withdraw_secret(
+                let secret = crate::rails::lightning::new_withdraw_secret(
                     tx.now_ns(),
                     merchant,
                     Some(refund.customer),

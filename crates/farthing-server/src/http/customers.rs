@@ -9,11 +9,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{list_answer, write};
-use crate::http::error::ApiError;
-use crate::http::extract::{self, Checked};
-use crate::http::spec;
 use crate::render;
 use crate::state::{AppState, Principal};
+use crate::web::error::ApiError;
+use crate::web::extract::{self, Checked};
+use crate::web::spec;
 
 /// `POST /v1/customers` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -10,14 +10,15 @@ use farthing_store::{PageRequest, WebhookEndpoint};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{body_bytes, list_answer, write};
-use crate::http::error::ApiError;
-use crate::http::extract;
-use crate::http::spec;
+use super::{list_answer, write};
 use crate::ids::new_id;
 use crate::render;
 use crate::state::{AppState, Principal};
-use crate::workers::webhooks;
+use crate::web::error::ApiError;
+use crate::web::extract;
+use crate::web::extract::body_bytes;
+use crate::web::spec;
+use crate::workers;
 
 pub use farthing_app::outbox::EVENT_TYPES;
 
@@ -256,7 +257,7 @@ pub async fn create_endpoint(
     principal.require("webhooks:write")?;
     let body = body_bytes(body, state.config().max_body_bytes)?;
     let request: CreateEndpoint = extract::json_body(&headers, &body)?;
-    webhooks::check_url(&request.url, state.config().allow_private_webhooks)
+    workers::check_webhook_url(&request.url, state.config().allow_private_webhooks)
         .await
         .map_err(|message| ApiError::invalid("invalid_url", message).param("url"))?;
     let events = request
@@ -281,7 +282,7 @@ pub async fn create_endpoint(
             .param(format!("enabled_events[{i}]")));
         }
     }
-    let secret = webhooks::generate_secret().map_err(ApiError::internal)?;
+    let secret = workers::new_webhook_secret().map_err(ApiError::internal)?;
     let (merchant, mode) = (principal.merchant, principal.mode);
     let url = request.url;
     write(

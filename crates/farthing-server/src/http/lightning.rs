@@ -12,18 +12,19 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::{body_bytes, write};
-use crate::http::error::ApiError;
-use crate::http::extract;
-use crate::http::spec;
+use super::write;
 use crate::rails::lightning::Node;
 use crate::state::{AppState, Mode, Principal};
+use crate::web::error::ApiError;
+use crate::web::extract;
+use crate::web::extract::body_bytes;
+use crate::web::spec;
 
 use axum::extract::Path;
 use farthing_core::{CustomerId, PublicId};
 use farthing_store::LnurlSecret;
 
-use crate::rails::lightning::lnurl as links;
+use crate::rails::lightning as links;
 
 /// Largest `expires_in` of an LNURL link, seconds (30 days).
 const MAX_LINK_EXPIRES_S: u64 = 30 * 24 * 3600;

@@ -38,12 +38,12 @@ use farthing_lightning::lnurl::{self as proto, PayCallbackAnswer, PayRequest, Wi
 use farthing_store::LnurlSecret;
 use serde::Deserialize;
 
-use crate::http::error::ApiError;
-use crate::rails::lightning::lnurl::{
-    hex, hold, mode_segment, parse_k1, pay_out, payout_key, top_up_link, withdraw_link, Payout,
+use crate::rails::lightning::{
+    hold, k1_hex, make_bolt11, mode_segment, parse_k1, pay_out, payout_key, top_up_link,
+    withdraw_link, LightningRail, Node, Payout, LNURL_LOGIN_MERCHANT, MSAT_PER_SAT,
 };
-use crate::rails::lightning::{make_bolt11, LightningRail, Node, MSAT_PER_SAT};
 use crate::state::{AppState, Mode};
+use crate::web::error::ApiError;
 
 /// Longest LUD-12 comment accepted.
 pub const COMMENT_MAX: u16 = 255;
@@ -173,9 +173,9 @@ fn pay_request(callback: String, metadata: String) -> PayRequest {
     summary = "A live Lightning Address (LUD-16): its LNURL-pay request",
     params(("name" = String, Path, description = "The name part of `name@host`.")),
     responses(
-        (status = 200, description = "The LUD-06 pay request: `callback`, `minSendable`, `maxSendable` (msat), `metadata` (with `text/identifier`), `commentAllowed`, `tag` `payRequest`.", body = crate::http::spec::LnurlPayRequest),
-        (status = 404, description = "No such address.", body = crate::http::spec::LnurlStatus),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+        (status = 200, description = "The LUD-06 pay request: `callback`, `minSendable`, `maxSendable` (msat), `metadata` (with `text/identifier`), `commentAllowed`, `tag` `payRequest`.", body = crate::web::spec::LnurlPayRequest),
+        (status = 404, description = "No such address.", body = crate::web::spec::LnurlStatus),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::LnurlStatus),
     )
 )]
 pub async fn well_known(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
@@ -194,9 +194,9 @@ pub async fn well_known(State(state): State<AppState>, Path(name): Path<String>)
         ("name" = String, Path, description = "The name part of `name@host`."),
     ),
     responses(
-        (status = 200, description = "The LUD-06 pay request.", body = crate::http::spec::LnurlPayRequest),
-        (status = 404, description = "No such address or mode.", body = crate::http::spec::LnurlStatus),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+        (status = 200, description = "The LUD-06 pay request.", body = crate::web::spec::LnurlPayRequest),
+        (status = 404, description = "No such address or mode.", body = crate::web::spec::LnurlStatus),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::LnurlStatus),
     )
 )]
 pub async fn pay(
@@ -274,13 +274,13 @@ fn pay_amount(query: &PayQuery) -> Result<(u64, Option<String>), LnurlError> {
         ("comment" = Option<String>, Query, description = "LUD-12 comment, at most 255 characters."),
     ),
     responses(
-        (status = 200, description = "`{\"pr\": BOLT11, \"routes\": []}`: the BOLT11 commits to SHA-256 of the metadata; a farthing invoice (BTC, `lightning`) is created with it.", body = crate::http::spec::LnurlPayCallback),
-        (status = 400, description = "A missing or bad amount or comment.", body = crate::http::spec::LnurlStatus),
-        (status = 404, description = "No such address or mode, or the address's merchant no longer has a Lightning node.", body = crate::http::spec::LnurlStatus),
-        (status = 409, description = "Too little time left for a BOLT11 (never in practice).", body = crate::http::spec::LnurlStatus),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
-        (status = 502, description = "The merchant's Lightning node failed.", body = crate::http::spec::LnurlStatus),
-        (status = 503, description = crate::http::spec::LNURL_503, body = crate::http::spec::LnurlStatus),
+        (status = 200, description = "`{\"pr\": BOLT11, \"routes\": []}`: the BOLT11 commits to SHA-256 of the metadata; a farthing invoice (BTC, `lightning`) is created with it.", body = crate::web::spec::LnurlPayCallback),
+        (status = 400, description = "A missing or bad amount or comment.", body = crate::web::spec::LnurlStatus),
+        (status = 404, description = "No such address or mode, or the address's merchant no longer has a Lightning node.", body = crate::web::spec::LnurlStatus),
+        (status = 409, description = "Too little time left for a BOLT11 (never in practice).", body = crate::web::spec::LnurlStatus),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::LnurlStatus),
+        (status = 502, description = "The merchant's Lightning node failed.", body = crate::web::spec::LnurlStatus),
+        (status = 503, description = crate::web::spec::LNURL_503, body = crate::web::spec::LnurlStatus),
     )
 )]
 pub async fn pay_callback(
@@ -386,9 +386,9 @@ fn customer_of(
         ("customer" = String, Path, description = "The customer, `cus_…`."),
     ),
     responses(
-        (status = 200, description = "The LUD-06 pay request.", body = crate::http::spec::LnurlPayRequest),
-        (status = 404, description = "No such customer, or its merchant takes no Lightning payments.", body = crate::http::spec::LnurlStatus),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+        (status = 200, description = "The LUD-06 pay request.", body = crate::web::spec::LnurlPayRequest),
+        (status = 404, description = "No such customer, or its merchant takes no Lightning payments.", body = crate::web::spec::LnurlStatus),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::LnurlStatus),
     )
 )]
 pub async fn top_up(
@@ -417,13 +417,13 @@ pub async fn top_up(
         ("comment" = Option<String>, Query, description = "LUD-12 comment."),
     ),
     responses(
-        (status = 200, description = "`{\"pr\": BOLT11, \"routes\": []}`.", body = crate::http::spec::LnurlPayCallback),
-        (status = 400, description = "A missing or bad amount or comment.", body = crate::http::spec::LnurlStatus),
-        (status = 404, description = "No such customer.", body = crate::http::spec::LnurlStatus),
-        (status = 409, description = "Too little time left for a BOLT11 (never in practice).", body = crate::http::spec::LnurlStatus),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
-        (status = 502, description = "The merchant's Lightning node failed.", body = crate::http::spec::LnurlStatus),
-        (status = 503, description = crate::http::spec::LNURL_503, body = crate::http::spec::LnurlStatus),
+        (status = 200, description = "`{\"pr\": BOLT11, \"routes\": []}`.", body = crate::web::spec::LnurlPayCallback),
+        (status = 400, description = "A missing or bad amount or comment.", body = crate::web::spec::LnurlStatus),
+        (status = 404, description = "No such customer.", body = crate::web::spec::LnurlStatus),
+        (status = 409, description = "Too little time left for a BOLT11 (never in practice).", body = crate::web::spec::LnurlStatus),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::LnurlStatus),
+        (status = 502, description = "The merchant's Lightning node failed.", body = crate::web::spec::LnurlStatus),
+        (status = 503, description = crate::web::spec::LNURL_503, body = crate::web::spec::LnurlStatus),
     )
 )]
 pub async fn top_up_callback(
@@ -501,11 +501,11 @@ fn open_secret(
         ("k1" = String, Path, description = "The link's k1 (hex)."),
     ),
     responses(
-        (status = 200, description = "`{\"tag\": \"withdrawRequest\", \"callback\", \"k1\", \"defaultDescription\", \"minWithdrawable\", \"maxWithdrawable\"}` (msat).", body = crate::http::spec::LnurlWithdrawRequest),
-        (status = 404, description = "No such link.", body = crate::http::spec::LnurlStatus),
-        (status = 409, description = "The link was already used.", body = crate::http::spec::LnurlStatus),
-        (status = 410, description = "The link has expired.", body = crate::http::spec::LnurlStatus),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
+        (status = 200, description = "`{\"tag\": \"withdrawRequest\", \"callback\", \"k1\", \"defaultDescription\", \"minWithdrawable\", \"maxWithdrawable\"}` (msat).", body = crate::web::spec::LnurlWithdrawRequest),
+        (status = 404, description = "No such link.", body = crate::web::spec::LnurlStatus),
+        (status = 409, description = "The link was already used.", body = crate::web::spec::LnurlStatus),
+        (status = 410, description = "The link has expired.", body = crate::web::spec::LnurlStatus),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::LnurlStatus),
     )
 )]
 pub async fn withdraw(
@@ -522,7 +522,7 @@ pub async fn withdraw(
     ok_json(WithdrawRequest {
         tag: Default::default(),
         callback: format!("{url}/callback"),
-        k1: hex(&key),
+        k1: k1_hex(&key),
         default_description: secret.description,
         min_withdrawable: secret.min_msat,
         max_withdrawable: secret.max_msat,
@@ -550,14 +550,14 @@ pub struct WithdrawQuery {
         ("pr" = String, Query, description = "The BOLT11 to pay: on the node's network, not expired, with an amount within the link's bounds, whole satoshis."),
     ),
     responses(
-        (status = 200, description = "`{\"status\": \"OK\"}`: the link is used and the amount held; the payment goes out now (`payout.succeeded` or `payout.failed`; a failure releases the hold and reopens the link).", body = crate::http::spec::LnurlStatus),
-        (status = 400, description = "A missing or wrong `k1`, a missing or bad BOLT11 (other network, expired, no amount, not whole satoshis), or an amount outside the link's bounds.", body = crate::http::spec::LnurlStatus),
-        (status = 402, description = "The balance that pays the link is now smaller than the BOLT11's amount.", body = crate::http::spec::LnurlStatus),
-        (status = 404, description = "No such link, or its merchant no longer has a Lightning node.", body = crate::http::spec::LnurlStatus),
-        (status = 409, description = "The link was already used.", body = crate::http::spec::LnurlStatus),
-        (status = 410, description = "The link has expired.", body = crate::http::spec::LnurlStatus),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
-        (status = 503, description = crate::http::spec::LNURL_503, body = crate::http::spec::LnurlStatus),
+        (status = 200, description = "`{\"status\": \"OK\"}`: the link is used and the amount held; the payment goes out now (`payout.succeeded` or `payout.failed`; a failure releases the hold and reopens the link).", body = crate::web::spec::LnurlStatus),
+        (status = 400, description = "A missing or wrong `k1`, a missing or bad BOLT11 (other network, expired, no amount, not whole satoshis), or an amount outside the link's bounds.", body = crate::web::spec::LnurlStatus),
+        (status = 402, description = "The balance that pays the link is now smaller than the BOLT11's amount.", body = crate::web::spec::LnurlStatus),
+        (status = 404, description = "No such link, or its merchant no longer has a Lightning node.", body = crate::web::spec::LnurlStatus),
+        (status = 409, description = "The link was already used.", body = crate::web::spec::LnurlStatus),
+        (status = 410, description = "The link has expired.", body = crate::web::spec::LnurlStatus),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::LnurlStatus),
+        (status = 503, description = crate::web::spec::LNURL_503, body = crate::web::spec::LnurlStatus),
     )
 )]
 pub async fn withdraw_callback(
@@ -567,7 +567,7 @@ pub async fn withdraw_callback(
 ) -> Answer {
     let mode = parse_mode(&mode)?;
     let key = parse_k1(&k1).ok_or_else(|| LnurlError::not_found("no such LNURL-withdraw link"))?;
-    if query.k1.as_deref().map(str::to_ascii_lowercase) != Some(hex(&key)) {
+    if query.k1.as_deref().map(str::to_ascii_lowercase) != Some(k1_hex(&key)) {
         return Err(LnurlError::bad("k1 must be the link's k1"));
     }
     let pr = query
@@ -659,13 +659,13 @@ pub struct AuthQuery {
         ("key" = String, Query, description = "The linking public key, compressed, hex."),
     ),
     responses(
-        (status = 200, description = "`{\"status\": \"OK\"}`: verified; the key is linked to a customer (created on first login).", body = crate::http::spec::LnurlStatus),
-        (status = 400, description = "A missing or malformed parameter, or a signature that does not verify.", body = crate::http::spec::LnurlStatus),
-        (status = 404, description = "No such challenge.", body = crate::http::spec::LnurlStatus),
-        (status = 409, description = "The challenge was already used.", body = crate::http::spec::LnurlStatus),
-        (status = 410, description = "The challenge has expired.", body = crate::http::spec::LnurlStatus),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::LnurlStatus),
-        (status = 503, description = crate::http::spec::LNURL_503, body = crate::http::spec::LnurlStatus),
+        (status = 200, description = "`{\"status\": \"OK\"}`: verified; the key is linked to a customer (created on first login).", body = crate::web::spec::LnurlStatus),
+        (status = 400, description = "A missing or malformed parameter, or a signature that does not verify.", body = crate::web::spec::LnurlStatus),
+        (status = 404, description = "No such challenge.", body = crate::web::spec::LnurlStatus),
+        (status = 409, description = "The challenge was already used.", body = crate::web::spec::LnurlStatus),
+        (status = 410, description = "The challenge has expired.", body = crate::web::spec::LnurlStatus),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::LnurlStatus),
+        (status = 503, description = crate::web::spec::LNURL_503, body = crate::web::spec::LnurlStatus),
     )
 )]
 pub async fn auth(
@@ -689,7 +689,7 @@ pub async fn auth(
         proto::verify_auth(&k1, &sig, &key).map_err(|error| LnurlError::bad(error.to_string()))?;
     let merchant = secret.merchant;
     let linking_key = linking.as_str().to_owned();
-    if merchant == crate::rails::lightning::lnurl::LNURL_LOGIN_MERCHANT {
+    if merchant == LNURL_LOGIN_MERCHANT {
         // A dashboard sign-in: the key is only recorded; the page asks which merchant it owns.
         state
             .app()

@@ -7,16 +7,12 @@
 pub mod auth;
 pub mod charges;
 pub mod customers;
-pub mod error;
 pub mod events;
-pub mod extract;
 pub mod invoices;
 pub mod lightning;
 pub mod lnurl;
-pub mod openapi;
 pub mod rails;
 pub mod settings;
-pub mod spec;
 pub mod stars;
 pub mod subscriptions;
 pub mod test_mode;
@@ -28,8 +24,9 @@ use farthing_store::{EventRecord, Tx};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::http::error::ApiError;
 use crate::state::{AppState, Mode, Principal};
+use crate::web::error::ApiError;
+use crate::web::extract;
 
 /// What an operation answers: status and body.
 pub type Answer = (StatusCode, Value);
@@ -163,26 +160,3 @@ pub fn list_answer(data: Vec<Value>, has_more: bool, url: &str) -> Response {
 
 /// The ledger accounts the API books on (the service's).
 pub use farthing_app::book;
-
-/// Maps a ledger refusal to the API's answer.
-pub fn ledger_error(
-    error: farthing_core::ledger::GroupError,
-    who: &str,
-    currency: farthing_core::Currency,
-) -> ApiError {
-    farthing_app::book::refusal(error, who, currency, 0).into()
-}
-
-/// The body of a request, or the API's error for a bad one (too large, unreadable).
-pub fn body_bytes(
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-    limit: usize,
-) -> Result<axum::body::Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(limit)
-        } else {
-            ApiError::invalid("unreadable_body", rejection.body_text())
-        }
-    })
-}

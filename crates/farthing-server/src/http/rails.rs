@@ -10,11 +10,11 @@ use farthing_core::Rail;
 use serde_json::json;
 
 use super::write;
-use crate::http::error::ApiError;
-use crate::http::extract;
-use crate::http::spec;
 use crate::registry::ConfigParser;
 use crate::state::{AppState, Principal};
+use crate::web::error::ApiError;
+use crate::web::extract;
+use crate::web::spec;
 
 /// `GET /v1/rails`
 #[utoipa::path(
@@ -140,7 +140,7 @@ async fn connect(
     summary = "Connect a Telegram bot (the Stars rail)",
     security(("bearer" = [])),
     params(spec::IdempotencyKey),
-    request_body(content = crate::rails::telegram::stars::ConnectStars, content_type = "application/json", description = "The bot token, the Bot API base URL, how updates arrive and the webhook secret."),
+    request_body(content = crate::rails::telegram::ConnectStars, content_type = "application/json", description = "The bot token, the Bot API base URL, how updates arrive and the webhook secret."),
     responses(
         (status = 200, description = "The bot answered `getMe`, Telegram was told where its updates go, and it is stored; the Stars rail is configured for this mode. The token is never returned. In `webhook` mode farthing calls `setWebhook` (url `<public_url>/telegram/<bot_id>/webhook`, `secret_token` the webhook secret, `allowed_updates` `message`, `pre_checkout_query`, `callback_query`) when its `public_url` is `https` and not localhost, or when `set_webhook` is `true`. In `polling` mode it calls `deleteWebhook` and this instance polls `getUpdates` (Telegram allows one consumer per bot: only one farthing instance may poll a bot).", body = spec::RailState),
         (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), a bad or refused bot token (`invalid_bot_token`), a bad `mode` (`invalid_mode`), `api_url` (`invalid_api_url`) or `webhook_secret` (`invalid_webhook_secret`), or `set_webhook: true` in polling mode (`invalid_set_webhook`).", body = spec::Error),
@@ -172,7 +172,7 @@ pub async fn connect_stars(
     summary = "Take cards through a Telegram payment provider (the card rail)",
     security(("bearer" = [])),
     params(spec::IdempotencyKey),
-    request_body(content = crate::rails::telegram::card::ConnectCard, content_type = "application/json", description = "The payment provider token of the connected bot, and the currencies to take."),
+    request_body(content = crate::rails::telegram::ConnectCard, content_type = "application/json", description = "The payment provider token of the connected bot, and the currencies to take."),
     responses(
         (status = 200, description = "The provider token is stored (never returned); the card rail is configured for this mode. Fixed-amount invoices in a fiat currency it takes that accept `card` get `payment_instructions.card.invoice_link` (`createInvoiceLink` with the provider token).", body = spec::RailState),
         (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), an empty or malformed token (`invalid_provider_token`), a currency that is unknown or not fiat (`invalid_currency`), or no bot connected in this mode (`rail_not_configured`: connect one with `PUT /v1/rails/stars` first).", body = spec::Error),

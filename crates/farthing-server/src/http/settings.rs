@@ -14,10 +14,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{list_answer, write};
-use crate::http::error::ApiError;
-use crate::http::extract::{self, Checked};
-use crate::http::spec;
 use crate::state::{AppState, Mode, Principal};
+use crate::web::error::ApiError;
+use crate::web::extract::{self, Checked};
+use crate::web::spec;
 
 pub use farthing_app::settings::{load as load_settings, MerchantSettings};
 

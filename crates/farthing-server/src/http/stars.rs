@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::write;
-use crate::http::error::ApiError;
-use crate::http::extract::{self, Checked};
-use crate::http::spec;
 use crate::state::{AppState, Principal};
+use crate::web::error::ApiError;
+use crate::web::extract::{self, Checked};
+use crate::web::spec;
 
 /// `POST /v1/invoices/{id}/send` body.
 #[derive(Deserialize, ToSchema)]

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use farthing_core::SubscriptionId;
 
 use super::{list_answer, write};
-use crate::http::error::ApiError;
-use crate::http::extract;
-use crate::http::spec;
 use crate::state::{AppState, Principal};
+use crate::web::error::ApiError;
+use crate::web::extract;
+use crate::web::spec;
 use farthing_app::subscriptions::{self, parse_id, render_subscription};
 
 /// `GET /v1/subscriptions`

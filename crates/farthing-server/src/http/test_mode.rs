@@ -10,11 +10,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::write;
-use crate::http::error::ApiError;
-use crate::http::extract::{self, Checked};
-use crate::http::spec;
 use crate::render;
 use crate::state::{AppState, Mode, Principal};
+use crate::web::error::ApiError;
+use crate::web::extract::{self, Checked};
+use crate::web::spec;
 
 fn test_only(principal: &Principal) -> Result<(), ApiError> {
     if principal.mode == Mode::Test {

@@ -1,4 +1,6 @@
-//! The checkout page (v0): `GET /pay/{invoice}` renders on the server (no build step), shows
+//! The checkout page: `GET /pay/{invoice}` renders on the server from `templates/checkout.html`
+//! (askama: checked at compile time, every value escaped), with its script and style sheet in
+//! `assets/` (embedded, served at `/pay/assets/`; no build step, no inline script). It shows
 //! the merchant, amount, status, a live countdown and the accepted rails, and follows the
 //! invoice's status from the server (`GET /pay/{invoice}/status`) until it is paid or expired.
 //! In test mode it offers a "Pay (sandbox)" button (`POST /pay/{invoice}/sandbox`).
@@ -34,9 +36,9 @@ use qrcode::render::svg;
 use qrcode::{EcLevel, QrCode};
 use serde_json::json;
 
-use crate::http::error::ApiError;
 use crate::render::unix_s;
 use crate::state::{AppState, Mode};
+use crate::web::error::ApiError;
 use farthing_app::rail::RailSet;
 
 fn find(state: &AppState, id: &str) -> Result<(Invoice, Mode, String), ApiError> {
@@ -193,38 +195,6 @@ fn lightning_qr_data(bolt11: &str) -> String {
     format!("LIGHTNING:{}", bolt11.to_ascii_uppercase())
 }
 
-/// The Lightning section of the page, or nothing.
-fn lightning_html(invoice: &Invoice, offer: &LightningOffer) -> String {
-    if !offers_lightning(invoice) {
-        return String::new();
-    }
-    let body = match offer {
-        LightningOffer::Hidden => return String::new(),
-        LightningOffer::Bolt11(bolt11) => {
-            let qr = qr_svg(&lightning_qr_data(bolt11)).unwrap_or_else(|| {
-                "<p class=note>This invoice is too long for a QR code: copy it instead.</p>"
-                    .to_owned()
-            });
-            format!(
-                r#"<div class=qr id=lightning-qr role=img aria-label="QR code of the Lightning invoice">{qr}</div>
-<div class=copy><input id=lightning-bolt11 readonly value="{bolt11}" aria-label="Lightning invoice" spellcheck=false><button id=lightning-copy type=button>Copy</button></div>
-<a class=wallet-link id=lightning-open href="lightning:{bolt11}">Open in wallet</a>
-<button id=webln-pay type=button hidden>Pay with wallet</button>
-<p class=error id=lightning-error role=alert hidden></p>"#,
-                bolt11 = escape(bolt11),
-            )
-        }
-        LightningOffer::Unavailable => format!(
-            r#"<p class=error id=lightning-error role=alert>Lightning is unavailable right now, <a id=lightning-retry href="/pay/{id}">try again</a>.</p>"#,
-            id = escape(&invoice.id.encode()),
-        ),
-        LightningOffer::NotPossible => {
-            r#"<p class=error id=lightning-error role=alert>This invoice can't be paid with Lightning.</p>"#.to_owned()
-        }
-    };
-    format!("<section class=lightning id=lightning>\n<h2>Lightning</h2>\n{body}\n</section>")
-}
-
 /// `GET /pay/{id}/status`: what the page polls.
 #[utoipa::path(
     get,
@@ -233,9 +203,9 @@ fn lightning_html(invoice: &Invoice, offer: &LightningOffer) -> String {
     operation_id = "checkout_status",
     params(("id" = String, Path, description = "The invoice, `inv_…`.")),
     responses(
-        (status = 200, description = "The invoice's status (`Cache-Control: no-store`).", body = crate::http::spec::CheckoutStatus),
-        (status = 404, description = "No such invoice (`resource_missing`).", body = crate::http::spec::Error),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::Error),
+        (status = 200, description = "The invoice's status (`Cache-Control: no-store`).", body = crate::web::spec::CheckoutStatus),
+        (status = 404, description = "No such invoice (`resource_missing`).", body = crate::web::spec::Error),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::Error),
     )
 )]
 pub async fn status(
@@ -259,13 +229,13 @@ pub async fn status(
     operation_id = "checkout_sandbox",
     params(("id" = String, Path, description = "The invoice, `inv_…`.")),
     responses(
-        (status = 200, description = "The paid invoice.", body = crate::http::spec::Invoice),
-        (status = 400, description = "The payment would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = crate::http::spec::Error),
-        (status = 403, description = "The invoice is a live-mode invoice (`test_mode_only`).", body = crate::http::spec::Error),
-        (status = 404, description = "No such invoice (`resource_missing`).", body = crate::http::spec::Error),
-        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::http::spec::Error),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::Error),
-        (status = 503, description = crate::http::spec::E503, body = crate::http::spec::Error),
+        (status = 200, description = "The paid invoice.", body = crate::web::spec::Invoice),
+        (status = 400, description = "The payment would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = crate::web::spec::Error),
+        (status = 403, description = "The invoice is a live-mode invoice (`test_mode_only`).", body = crate::web::spec::Error),
+        (status = 404, description = "No such invoice (`resource_missing`).", body = crate::web::spec::Error),
+        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::web::spec::Error),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::Error),
+        (status = 503, description = crate::web::spec::E503, body = crate::web::spec::Error),
     )
 )]
 pub async fn sandbox(
@@ -309,7 +279,7 @@ pub async fn sandbox(
     responses(
         (status = 200, description = "The page.", body = String, content_type = "text/html"),
         (status = 404, description = "No such invoice: an HTML page saying so.", body = String, content_type = "text/html"),
-        (status = 500, description = crate::http::spec::E500, body = String, content_type = "text/html"),
+        (status = 500, description = crate::web::spec::E500, body = String, content_type = "text/html"),
     )
 )]
 pub async fn page(
@@ -427,7 +397,31 @@ fn render_page(
     render_page_with(invoice, mode, merchant, lightning, None)
 }
 
-/// The page's HTML (everything in it escaped).
+/// The checkout page: `templates/checkout.html`, checked when farthing compiles and escaped by
+/// askama (every value; the two JSON blocks go through its `json` filter, which escapes `<`, `>`,
+/// `&` and `'`, so no value can end the `<script>` element that carries it).
+#[derive(askama::Template)]
+#[template(path = "checkout.html")]
+struct CheckoutPage<'a> {
+    merchant: &'a str,
+    bot_username: Option<&'a str>,
+    description: &'a str,
+    amount: String,
+    status: &'static str,
+    rails: String,
+    test_mode: bool,
+    invoice_id: String,
+    lightning: &'a LightningOffer,
+    /// The QR code of the BOLT11 as inline SVG (drawn here, from no user text).
+    lightning_qr: Option<String>,
+    status_json: serde_json::Value,
+    /// The Mini App's settings; `None`: the merchant has no bot, the page is the plain one.
+    mini_app: Option<serde_json::Value>,
+    /// The assets' version, in their URLs so that a cached copy never outlives a new build.
+    assets: &'static str,
+}
+
+/// The page's HTML.
 fn render_page_with(
     invoice: &Invoice,
     mode: Mode,
@@ -435,371 +429,120 @@ fn render_page_with(
     lightning: &LightningOffer,
     mini_app: Option<&MiniApp>,
 ) -> String {
-    let rails: Vec<&str> = invoice.rails.iter().map(|r| r.as_str()).collect();
-    let sandbox_button = if mode == Mode::Test {
-        "<button id=sandbox type=button>Pay (sandbox)</button><p class=note>Test mode: no real money moves.</p>"
+    let lightning = if offers_lightning(invoice) {
+        lightning
     } else {
-        ""
+        &LightningOffer::Hidden
     };
-    let status = status_json(invoice);
-    format!(
-        r#"<!doctype html>
-<html lang=en>
-<head>
-<meta charset=utf-8>
-<meta name=viewport content="width=device-width,initial-scale=1">
-<title>Pay {merchant_title}</title>
-<style>
-body{{font-family:system-ui,-apple-system,sans-serif;margin:0;background:#f6f6f4;color:#1b1b1b}}
-main{{max-width:26rem;margin:0 auto;padding:1.5rem 1.25rem}}
-.card{{background:#fff;border-radius:1rem;padding:1.5rem;box-shadow:0 1px 4px rgba(0,0,0,.08)}}
-.merchant{{font-weight:600;font-size:1.05rem}}
-.description{{color:#555;margin:.25rem 0 1rem}}
-.amount{{font-size:2rem;font-weight:700;margin:.5rem 0}}
-.status{{display:inline-block;padding:.2rem .6rem;border-radius:1rem;background:#eee;font-size:.9rem}}
-.status.paid{{background:#d7f5dc;color:#135c22}}
-.status.expired,.status.canceled{{background:#f8dcdc;color:#7a1b1b}}
-.rails{{color:#555;font-size:.9rem;margin-top:1rem}}
-button{{width:100%;margin-top:1.25rem;padding:.9rem;font-size:1.05rem;border:0;border-radius:.75rem;background:#1b1b1b;color:#fff}}
-button:disabled{{opacity:.4}}
-.note{{color:#777;font-size:.8rem;text-align:center}}
-.test{{background:#fff3cd;color:#6b5200;padding:.4rem .75rem;border-radius:.5rem;font-size:.85rem;margin-bottom:1rem;text-align:center}}
-[hidden]{{display:none!important}}
-.lightning{{margin-top:1.25rem;padding-top:1rem;border-top:1px solid #eee}}
-.lightning h2{{font-size:1rem;margin:0 0 .75rem}}
-.qr svg{{display:block;width:100%;max-width:17rem;height:auto;margin:0 auto}}
-.copy{{display:flex;gap:.5rem;margin-top:.75rem}}
-.copy input{{flex:1;min-width:0;padding:.6rem;border:1px solid #ccc;border-radius:.5rem;font:.8rem ui-monospace,monospace;color:#333;background:#fafafa}}
-.copy button{{width:auto;margin:0;padding:.6rem 1rem;font-size:.95rem}}
-.wallet-link{{display:block;text-align:center;margin-top:.75rem;color:#1b1b1b;font-weight:600}}
-.error{{color:#7a1b1b;font-size:.9rem}}
-</style>
-</head>
-<body>
-<main>
-{test_banner}
-<div class=card>
-<div class=merchant id=merchant>{merchant}</div>
-{bot_line}<div class=description>{description}</div>
-<div class=amount id=amount>{amount}</div>
-<div><span class="status {status_class}" id=status>{status_text}</span> <span id=countdown></span></div>
-<div class=rails id=rails-line>Pay with: <span id=rails>{rails}</span></div>
-{mini_app_section}
-{lightning}
-{sandbox_button}
-</div>
-</main>
-<script>
-const invoice = {status_json};
-const statusEl = document.getElementById('status');
-const countdownEl = document.getElementById('countdown');
-const sandboxEl = document.getElementById('sandbox');
-const lightningEl = document.getElementById('lightning');
-function show(s) {{
-  statusEl.textContent = window.statusLabel ? window.statusLabel(s.status) : (s.status === 'paid' ? 'Paid ✓' : s.status);
-  statusEl.className = 'status ' + s.status;
-  if (window.onInvoiceStatus) window.onInvoiceStatus(s);
-  if (s.status !== 'open') {{
-    countdownEl.textContent = ''; if (sandboxEl) sandboxEl.disabled = true;
-    if (lightningEl) lightningEl.hidden = true;
-  }}
-}}
-function tick() {{
-  if (statusEl.className.indexOf('open') < 0) return;
-  const left = Math.max(0, invoice.expires_at - Math.floor(Date.now() / 1000));
-  const m = Math.floor(left / 60), s = left % 60;
-  countdownEl.textContent = 'expires in ' + m + ':' + String(s).padStart(2, '0');
-}}
-// poll() may also be called early (after a wallet paid): only the latest call shows its answer
-// and schedules the next, so there is one polling loop and no stale status.
-let pollSeq = 0, pollTimer = 0;
-async function poll() {{
-  const seq = ++pollSeq;
-  clearTimeout(pollTimer);
-  try {{
-    const r = await fetch('/pay/' + invoice.id + '/status', {{cache: 'no-store'}});
-    if (seq !== pollSeq) return;
-    if (r.ok) {{ const s = await r.json(); if (seq !== pollSeq) return; show(s); if (s.status !== 'open') return; }}
-  }} catch (e) {{}}
-  if (seq === pollSeq) pollTimer = setTimeout(poll, 1000);
-}}
-if (sandboxEl) sandboxEl.addEventListener('click', async () => {{
-  sandboxEl.disabled = true;
-  const r = await fetch('/pay/' + invoice.id + '/sandbox', {{method: 'POST'}});
-  if (r.ok) show(await r.json()); else sandboxEl.disabled = false;
-}});
-const bolt11El = document.getElementById('lightning-bolt11');
-const copyEl = document.getElementById('lightning-copy');
-const weblnEl = document.getElementById('webln-pay');
-const lnErrorEl = document.getElementById('lightning-error');
-function lnError(text) {{ if (lnErrorEl) {{ lnErrorEl.textContent = text; lnErrorEl.hidden = !text; }} }}
-if (copyEl) copyEl.addEventListener('click', async () => {{
-  let copied = false;
-  try {{ await navigator.clipboard.writeText(bolt11El.value); copied = true; }} catch (e) {{
-    // No Clipboard API (a page served over plain http, an old browser): select the text.
-    bolt11El.focus(); bolt11El.select(); bolt11El.setSelectionRange(0, bolt11El.value.length);
-    try {{ copied = document.execCommand('copy'); }} catch (e2) {{}}
-  }}
-  copyEl.textContent = copied ? 'Copied' : 'Selected';
-  setTimeout(() => {{ copyEl.textContent = 'Copy'; }}, 2000);
-}});
-function offerWebln() {{ if (weblnEl && window.webln && statusEl.className.indexOf('open') >= 0) weblnEl.hidden = false; }}
-if (weblnEl) {{
-  offerWebln();
-  // Some extensions inject window.webln after the page's script ran.
-  window.addEventListener('webln:ready', offerWebln);
-  window.addEventListener('load', offerWebln);
-  weblnEl.addEventListener('click', async () => {{
-    weblnEl.disabled = true; lnError('');
-    try {{
-      await window.webln.enable();
-      await window.webln.sendPayment(bolt11El.value);
-      // The wallet says it paid; the page still shows paid only when the server says so.
-      weblnEl.textContent = 'Paid, confirming…';
-      poll();
-    }} catch (e) {{
-      lnError('The wallet did not pay: ' + ((e && e.message) || String(e)));
-      weblnEl.disabled = false;
-    }}
-  }});
-}}
-show(invoice); tick(); setInterval(tick, 1000); poll();
-</script>
-{mini_app_script}</body>
-</html>"#,
-        merchant_title = escape(merchant),
-        merchant = escape(merchant),
-        bot_line = mini_app.map_or_else(String::new, |app| format!(
-            "<div class=bot id=bot-username>Telegram: <b>@{}</b> ✓</div>\n",
-            escape(&app.bot_username)
-        )),
-        description = escape(&invoice.description),
-        amount = escape(&amount_text(invoice)),
-        status_class = invoice.status.as_str(),
-        status_text = invoice.status.as_str(),
-        rails = escape(&rails.join(", ")),
-        test_banner = if mode == Mode::Test {
-            "<div class=test>TEST MODE</div>"
-        } else {
-            ""
+    let page = CheckoutPage {
+        merchant,
+        bot_username: mini_app.map(|app| app.bot_username.as_str()),
+        description: &invoice.description,
+        amount: amount_text(invoice),
+        status: invoice.status.as_str(),
+        rails: invoice
+            .rails
+            .iter()
+            .map(|rail| rail.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        test_mode: mode == Mode::Test,
+        invoice_id: invoice.id.encode(),
+        lightning,
+        lightning_qr: match lightning {
+            LightningOffer::Bolt11(bolt11) => qr_svg(&lightning_qr_data(bolt11)),
+            _ => None,
         },
-        sandbox_button = sandbox_button,
-        status_json = status.to_string().replace('<', "\\u003c"),
-        lightning = lightning_html(invoice, lightning),
-        mini_app_section = if mini_app.is_some() {
-            MINI_APP_SECTION
-        } else {
-            ""
-        },
-        mini_app_script = match mini_app {
-            Some(mini_app) => format!(
-                "<script>const miniApp = {};</script>\n<script>{MINI_APP_JS}</script>\n",
-                mini_app_json(invoice, mode, mini_app)
-                    .to_string()
-                    .replace('<', "\\u003c")
-            ),
-            None => String::new(),
-        },
-    )
+        status_json: status_json(invoice),
+        mini_app: mini_app.map(|app| mini_app_json(invoice, mode, app)),
+        assets: assets::version(),
+    };
+    askama::Template::render(&page).unwrap_or_else(|error| {
+        // Rendering writes into a String from values that are already checked: it fails only
+        // on a bug, and then the payer gets a plain page rather than a blank one.
+        tracing::error!(%error, "checkout: the page did not render");
+        "<!doctype html><meta charset=utf-8><title>Error</title><p>This page could not be shown; please reload.</p>".to_owned()
+    })
 }
 
-/// The Mini App screen (hidden until the page finds `Telegram.WebApp` and has a session).
-const MINI_APP_SECTION: &str = r#"<style>
-.webapp{margin-top:1.25rem}
-.webapp .label{color:var(--tg-hint,#777);font-size:.85rem;margin:.75rem 0 .4rem}
-.presets{display:flex;flex-wrap:wrap;gap:.5rem}
-.presets button,.methods button{width:auto;margin:0;padding:.6rem .9rem;font-size:1rem;background:transparent;color:inherit;border:1px solid var(--tg-hint,#ccc)}
-.methods{display:flex;flex-direction:column;gap:.5rem}
-.methods button{width:100%;text-align:start}
-.presets button[aria-pressed=true],.methods button[aria-checked=true]{border:2px solid var(--tg-button,#1b1b1b);font-weight:600}
-.mini-app body,body.mini-app{background:var(--tg-bg,#f6f6f4);color:var(--tg-text,#1b1b1b)}
-.mini-app .card{background:var(--tg-card,#fff)}
-.mini-app #webapp-pay{background:var(--tg-button,#1b1b1b);color:var(--tg-button-text,#fff)}
-.mini-app .status.open{color:#1b1b1b}
-</style>
-<section class=webapp id=webapp hidden>
-<div class=label id=webapp-amount-label></div>
-<div class=presets id=webapp-presets></div>
-<div class=label id=webapp-method-label></div>
-<div class=methods id=webapp-methods role=radiogroup></div>
-<button id=webapp-pay type=button disabled></button>
-<p class=error id=webapp-error role=alert hidden></p>
-</section>"#;
+/// The page's script and style sheet, embedded in the binary and served by farthing itself
+/// under `/pay/assets/` (no CDN), immutable: their URLs carry [`assets::version`].
+pub mod assets {
+    use std::sync::LazyLock;
 
-/// The Mini App script: finds `Telegram.WebApp` (provided by the host or loaded from
-/// `miniApp.script_url` when the URL says the page is a Mini App), exchanges the init data for a
-/// session (kept in `sessionStorage`, so a reload works without init data), and shows one
-/// screen: amount (presets when amountless), method (Stars through `openInvoice`, or the
-/// balance when it covers the amount), Pay. The status still comes from the server only.
-const MINI_APP_JS: &str = r#"(() => {
-const cfg = miniApp;
-const TEXT = {
-  en: {amount: 'Amount', method: 'Pay with', stars: 'Telegram Stars', balance: 'Balance', available: '{n} available', pay: 'Pay', paying: 'Paying…', confirming: 'Confirming…', paid: 'Paid ✓', open: 'Awaiting payment', expired: 'Expired', canceled: 'Canceled', insufficient: 'Not enough balance', failed: 'Payment failed, please try again', none: 'This invoice can’t be paid in Telegram.'},
-  fr: {amount: 'Montant', method: 'Payer avec', stars: 'Telegram Stars', balance: 'Solde', available: '{n} disponible', pay: 'Payer', paying: 'Paiement…', confirming: 'Confirmation…', paid: 'Payé ✓', open: 'En attente de paiement', expired: 'Expirée', canceled: 'Annulée', insufficient: 'Solde insuffisant', failed: 'Le paiement a échoué, réessayez', none: 'Cette facture ne peut pas être payée dans Telegram.'},
-  de: {amount: 'Betrag', method: 'Bezahlen mit', stars: 'Telegram Stars', balance: 'Guthaben', available: '{n} verfügbar', pay: 'Bezahlen', paying: 'Zahlung läuft…', confirming: 'Wird bestätigt…', paid: 'Bezahlt ✓', open: 'Zahlung ausstehend', expired: 'Abgelaufen', canceled: 'Storniert', insufficient: 'Guthaben reicht nicht', failed: 'Zahlung fehlgeschlagen, bitte erneut versuchen', none: 'Diese Rechnung kann nicht in Telegram bezahlt werden.'},
-  fa: {amount: 'مبلغ', method: 'پرداخت با', stars: 'استارز تلگرام', balance: 'موجودی', available: '{n} در دسترس', pay: 'پرداخت', paying: 'در حال پرداخت…', confirming: 'در حال تأیید…', paid: 'پرداخت شد ✓', open: 'در انتظار پرداخت', expired: 'منقضی شده', canceled: 'لغو شده', insufficient: 'موجودی کافی نیست', failed: 'پرداخت ناموفق بود، دوباره تلاش کنید', none: 'این صورتحساب در تلگرام قابل پرداخت نیست.'},
-  ru: {amount: 'Сумма', method: 'Оплатить через', stars: 'Telegram Stars', balance: 'Баланс', available: 'доступно {n}', pay: 'Оплатить', paying: 'Оплата…', confirming: 'Подтверждение…', paid: 'Оплачено ✓', open: 'Ожидает оплаты', expired: 'Истёк', canceled: 'Отменён', insufficient: 'Недостаточно средств', failed: 'Оплата не прошла, попробуйте ещё раз', none: 'Этот счёт нельзя оплатить в Telegram.'},
-};
-const RTL = ['fa'];
-let t = TEXT.en;
-function setLanguage(code) {
-  const lang = String(code || 'en').slice(0, 2).toLowerCase();
-  const chosen = TEXT[lang] ? lang : 'en';
-  t = TEXT[chosen];
-  document.documentElement.lang = chosen;
-  document.documentElement.dir = RTL.includes(chosen) ? 'rtl' : 'ltr';
-}
-const $ = (id) => document.getElementById(id);
-// One session per bot and mode: a test-mode session can't pay a live invoice.
-const storageKey = 'farthing.webapp.' + cfg.bot_id + (cfg.livemode ? '.live' : '.test');
-function storedSession() {
-  try {
-    const s = JSON.parse(sessionStorage.getItem(storageKey) || 'null');
-    if (s && s.session && s.expires_at > Date.now() / 1000 + 30) return s;
-  } catch (e) {}
-  return null;
-}
-function fmt(minor) {
-  // Minor units to the decimal text, on strings (no floats with money).
-  let digits = String(minor);
-  if (cfg.exponent > 0) {
-    digits = digits.padStart(cfg.exponent + 1, '0');
-    digits = digits.slice(0, -cfg.exponent) + '.' + digits.slice(-cfg.exponent);
-  }
-  return digits + ' ' + cfg.unit;
-}
-let session = null, amount = cfg.amount, method = null, busy = false, asked = false, confirming = false, chosen = false, state = invoice.status;
-function available() {
-  const b = (session && session.balances || []).find((b) => b.currency === cfg.currency);
-  return b ? b.available : 0;
-}
-function fail(text) { const el = $('webapp-error'); el.textContent = text || ''; el.hidden = !text; }
-function render() {
-  $('webapp-amount-label').textContent = t.amount;
-  $('webapp-method-label').textContent = t.method;
-  $('webapp-amount-label').hidden = cfg.amount !== null || state !== 'open';
-  $('webapp-method-label').hidden = state !== 'open';
-  const presets = $('webapp-presets');
-  presets.replaceChildren();
-  if (cfg.amount === null) {
-    for (const p of cfg.presets) {
-      const b = document.createElement('button');
-      b.type = 'button'; b.className = 'preset'; b.textContent = p.label; b.dataset.minor = p.minor;
-      b.setAttribute('aria-pressed', String(p.minor === amount));
-      b.addEventListener('click', () => { if (busy) return; amount = p.minor; render(); });
-      presets.append(b);
-    }
-  }
-  const options = [];
-  if (cfg.stars_link && window.Telegram && window.Telegram.WebApp && window.Telegram.WebApp.openInvoice) options.push(['stars', t.stars]);
-  if (cfg.balance && session && amount !== null && available() >= amount) options.push(['balance', t.balance + ' · ' + t.available.replace('{n}', fmt(available()))]);
-  // Until the payer picks one: the balance when it covers the amount (one tap), else Stars.
-  if (!chosen || !options.some(([m]) => m === method)) method = options.length ? (options.find(([m]) => m === 'balance') || options[0])[0] : null;
-  const methods = $('webapp-methods');
-  methods.replaceChildren();
-  for (const [m, label] of options) {
-    const b = document.createElement('button');
-    b.type = 'button'; b.id = 'webapp-method-' + m; b.setAttribute('role', 'radio');
-    b.setAttribute('aria-checked', String(m === method)); b.textContent = label;
-    b.addEventListener('click', () => { if (!busy) { method = m; chosen = true; render(); } });
-    methods.append(b);
-  }
-  const pay = $('webapp-pay');
-  pay.textContent = busy ? t.paying : (confirming && state === 'open') ? t.confirming : t.pay + (amount !== null ? ' ' + fmt(amount) : '');
-  pay.disabled = busy || confirming || state !== 'open' || !method || amount === null;
-  if (asked && state === 'open' && !options.length && amount !== null) fail(t.none);
-  else if ($('webapp-error').textContent === t.none) fail('');
-  statusLabelRefresh();
-}
-function statusLabelRefresh() {
-  const el = $('status');
-  const s = el.className.replace('status', '').trim();
-  if (s) el.textContent = window.statusLabel(s);
-}
-async function payBalance() {
-  const response = await fetch('/webapp/pay/' + invoice.id, {
-    method: 'POST',
-    headers: {'content-type': 'application/json', 'authorization': 'Bearer ' + session.session},
-    body: JSON.stringify(cfg.amount === null ? {amount} : {}),
-  });
-  const body = await response.json().catch(() => ({}));
-  if (response.ok) { show(body); return; }
-  if (response.status === 401) { sessionStorage.removeItem(storageKey); }
-  const code = body.error && body.error.code;
-  fail(code === 'insufficient_funds' ? t.insufficient : (body.error && body.error.message) || t.failed);
-  poll();
-}
-function payStars() {
-  return new Promise((resolve) => {
-    window.Telegram.WebApp.openInvoice(cfg.stars_link, (status) => {
-      // Telegram says paid; the page still shows paid only when the server says so.
-      if (status === 'paid') { confirming = true; poll(); }
-      else if (status === 'failed') fail(t.failed);
-      resolve();
+    use sha2::{Digest, Sha256};
+
+    /// The files: name, content type, content.
+    pub const FILES: [(&str, &str, &str); 3] = [
+        (
+            "checkout.js",
+            "text/javascript; charset=utf-8",
+            include_str!("../../assets/checkout.js"),
+        ),
+        (
+            "mini-app.js",
+            "text/javascript; charset=utf-8",
+            include_str!("../../assets/mini-app.js"),
+        ),
+        (
+            "checkout.css",
+            "text/css; charset=utf-8",
+            include_str!("../../assets/checkout.css"),
+        ),
+    ];
+
+    static VERSION: LazyLock<String> = LazyLock::new(|| {
+        let mut hasher = Sha256::new();
+        for (name, _, content) in FILES {
+            hasher.update(name.as_bytes());
+            hasher.update(content.as_bytes());
+        }
+        hasher.finalize()[..6]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
     });
-  });
-}
-async function onPay() {
-  if (busy || !method) return;
-  busy = true; fail(''); render();
-  try { if (method === 'balance') await payBalance(); else await payStars(); }
-  catch (e) { fail(t.failed); }
-  busy = false; render();
-}
-async function start(tg) {
-  if (tg) {
-    try { tg.ready(); tg.expand(); } catch (e) {}
-    const p = tg.themeParams || {};
-    const root = document.documentElement.style;
-    for (const [name, key] of [['--tg-bg', 'bg_color'], ['--tg-text', 'text_color'], ['--tg-card', 'secondary_bg_color'], ['--tg-button', 'button_color'], ['--tg-button-text', 'button_text_color'], ['--tg-hint', 'hint_color']]) {
-      if (p[key]) root.setProperty(name, p[key]);
+
+    /// A short hash of every asset: changes whenever one of them does.
+    pub fn version() -> &'static str {
+        &VERSION
     }
-    const unsafe = tg.initDataUnsafe && tg.initDataUnsafe.user;
-    setLanguage(unsafe && unsafe.language_code);
-  }
-  document.documentElement.classList.add('mini-app');
-  document.body.classList.add('mini-app');
-  window.statusLabel = (s) => t[s] || s;
-  window.onInvoiceStatus = (s) => {
-    state = s.status;
-    if (state !== 'open') { $('webapp-methods').hidden = true; $('webapp-presets').hidden = true; }
-    if (s.amount_paid) $('amount').textContent = fmt(s.amount_paid);
-    render();
-  };
-  $('rails-line').hidden = true;
-  const lightning = $('lightning'); if (lightning) lightning.hidden = true;
-  $('webapp').hidden = false;
-  $('webapp-pay').addEventListener('click', onPay);
-  render();
-  if (tg && tg.initData) {
-    try {
-      const response = await fetch('/webapp/session', {
-        method: 'POST', headers: {'content-type': 'application/json'},
-        body: JSON.stringify({bot_id: cfg.bot_id, init_data: tg.initData, invoice: invoice.id}),
-      });
-      const body = await response.json();
-      if (response.ok) { session = body; sessionStorage.setItem(storageKey, JSON.stringify(body)); }
-      else { session = storedSession(); if (!session) fail(body.error && body.error.message || t.failed); }
-    } catch (e) { session = storedSession(); if (!session) fail(t.failed); }
-  } else {
-    session = storedSession();
-  }
-  asked = true;
-  if (session) setLanguage(session.user && session.user.language_code);
-  show(invoice);
-  poll();
+
+    /// The file called `name`: its content type and content.
+    pub fn get(name: &str) -> Option<(&'static str, &'static str)> {
+        FILES
+            .iter()
+            .find(|(file, _, _)| *file == name)
+            .map(|(_, kind, content)| (*kind, *content))
+    }
 }
-const tg = window.Telegram && window.Telegram.WebApp;
-const opened = /[#&?]tgWebAppData=/.test(location.hash) || /[?&]tgWebApp(Data)?=/.test(location.search);
-if (tg && tg.initData) start(tg);
-else if (storedSession()) start(tg && tg.openInvoice ? tg : null);
-else if (opened && cfg.script_url) {
-  const script = document.createElement('script');
-  script.src = cfg.script_url;
-  script.onload = () => { const w = window.Telegram && window.Telegram.WebApp; if (w && w.initData) start(w); };
-  document.head.append(script);
+
+/// `GET /pay/assets/{file}`: the checkout page's script and style sheet.
+#[utoipa::path(
+    get,
+    path = "/pay/assets/{file}",
+    tag = "checkout",
+    operation_id = "checkout_asset",
+    params(("file" = String, Path, description = "`checkout.js`, `mini-app.js` or `checkout.css`.")),
+    responses(
+        (status = 200, description = "The file (`Cache-Control: public, max-age=31536000, immutable`; the page links it with its version in the query).", body = String, content_type = "text/javascript"),
+        (status = 404, description = "No such file.", body = String, content_type = "text/plain"),
+    )
+)]
+pub async fn asset(Path(file): Path<String>) -> Response {
+    match assets::get(&file) {
+        Some((kind, content)) => (
+            [
+                (header::CONTENT_TYPE, kind),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            content,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
+    }
 }
-})();"#;
 
 #[cfg(test)]
 mod tests {
@@ -906,7 +649,7 @@ mod tests {
             );
         }
         // The rest of the page is still escaped.
-        assert!(html.contains("Coffee &lt;b&gt;&amp;&lt;/b&gt; cake"));
+        assert!(html.contains("Coffee &#60;b&#62;&#38;&#60;/b&#62; cake"));
     }
 
     #[test]
@@ -956,7 +699,10 @@ mod tests {
         assert!(!html.contains("id=webln-pay "));
         // The rest of the page still works.
         assert!(html.contains("id=amount"));
-        assert!(html.contains("function poll()"));
+        assert!(html.contains(&format!(
+            "<script src=\"/pay/assets/checkout.js?v={}\"></script>",
+            assets::version()
+        )));
 
         let html = render_page(&invoice, Mode::Live, "Shop", &LightningOffer::NotPossible);
         assert!(html
@@ -984,15 +730,18 @@ mod tests {
             Some(&mini_app),
         );
         assert!(html.contains("<section class=webapp id=webapp hidden>"));
-        assert!(html.contains("const miniApp = {"));
+        assert!(html.contains("<script type=application/json id=mini-app-data>{"));
         assert!(html.contains("\"bot_id\":123456"));
+        assert!(html.contains("<script src=\"/pay/assets/mini-app.js?v="));
         // SPEC T6: the verified bot username is on the page.
         assert!(html.contains("<b>@shop_bot</b>"));
         assert!(html.contains("\"amount\":1000"));
         // The link is escaped for the script element; the Telegram script is only a URL the
         // page's code may load when opened as a Mini App, never a tag of its own.
-        assert!(html.contains("https://t.me/$abc\\u003c/script>"));
-        assert!(!html.contains("<script src"));
+        assert!(html.contains("https://t.me/$abc\\u003c/script\\u003e"));
+        let sources: Vec<&str> = html.split("<script src=\"").skip(1).collect();
+        assert_eq!(sources.len(), 2, "checkout.js and mini-app.js only");
+        assert!(sources.iter().all(|rest| rest.starts_with("/pay/assets/")));
         let config = mini_app_json(&invoice, Mode::Test, &mini_app);
         assert_eq!(config["stars_link"], "https://t.me/$abc</script>");
         assert_eq!(config["balance"], true);
@@ -1017,7 +766,7 @@ mod tests {
         // Without a bot, no Mini App at all.
         let html = render_page(&invoice, Mode::Test, "Shop", &LightningOffer::Hidden);
         assert!(!html.contains("id=webapp"));
-        assert!(!html.contains("miniApp"));
+        assert!(!html.contains("mini-app"));
     }
 
     #[test]
@@ -1030,6 +779,43 @@ mod tests {
             &LightningOffer::Bolt11("lnbc1\"><script>x</script>".to_owned()),
         );
         assert!(!html.contains("<script>x"));
-        assert!(html.contains("value=\"lnbc1&quot;&gt;&lt;script&gt;x&lt;/script&gt;\""));
+        assert!(html.contains("value=\"lnbc1&#34;&#62;&#60;script&#62;x&#60;/script&#62;\""));
+    }
+
+    #[test]
+    fn no_value_can_end_the_json_blocks() {
+        let mut invoice = invoice(Currency::XTR, vec![Rail::Stars]);
+        invoice.id = InvoiceId::parse("inv_0000000000000000000000").unwrap_or(invoice.id);
+        let mini_app = MiniApp {
+            bot_id: 1,
+            bot_username: "</script><script>alert(1)</script>".to_owned(),
+            script_url: "</script>".to_owned(),
+        };
+        let html = render_page_with(
+            &invoice,
+            Mode::Live,
+            "</script>",
+            &LightningOffer::Hidden,
+            Some(&mini_app),
+        );
+        // The only `</script>` are the page's own: two JSON blocks and two script files.
+        assert_eq!(html.matches("</script>").count(), 4, "{html}");
+        assert!(!html.contains("<script>alert"));
+        assert!(!html.contains("TEST MODE"));
+    }
+
+    #[test]
+    fn the_assets_are_embedded_and_versioned_by_content() {
+        for name in ["checkout.js", "mini-app.js", "checkout.css"] {
+            let (kind, content) = assets::get(name).expect(name);
+            assert!(content.len() > 500, "{name} is the real file");
+            assert!(kind.ends_with("charset=utf-8"));
+        }
+        assert_eq!(assets::get("../Cargo.toml"), None);
+        assert_eq!(assets::version().len(), 12);
+        assert!(assets::get("checkout.js")
+            .expect("script")
+            .1
+            .contains("getElementById('invoice-data')"));
     }
 }

@@ -31,12 +31,13 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
-use crate::http::error::ApiError;
-use crate::http::extract;
-use crate::http::spec;
-use crate::http::{body_bytes, write};
+use crate::http::write;
 use crate::signed_token::{u128_at, u64_at, SessionKey};
 use crate::state::{AppState, Mode, Principal};
+use crate::web::error::ApiError;
+use crate::web::extract;
+use crate::web::extract::body_bytes;
+use crate::web::spec;
 
 /// Most owners a merchant may name (per mode).
 pub const MAX_OWNERS: usize = 100;
@@ -448,7 +449,7 @@ pub async fn login_telegram(
     ))
 }
 
-pub use crate::rails::lightning::lnurl::LNURL_LOGIN_MERCHANT;
+pub use crate::rails::lightning::LNURL_LOGIN_MERCHANT;
 
 /// How long an LNURL dashboard sign-in challenge lives, seconds.
 const LNURL_LOGIN_EXPIRES_S: u64 = 300;
@@ -477,15 +478,11 @@ fn render_lnurl_login(
     secret: &farthing_store::LnurlSecret,
     status: &str,
 ) -> Value {
-    let (url, lnurl) = crate::rails::lightning::lnurl::auth_link(
-        state.app().base_url(),
-        mode,
-        &secret.k1,
-        "login",
-    );
+    let (url, lnurl) =
+        crate::rails::lightning::auth_link(state.app().base_url(), mode, &secret.k1, "login");
     json!({
         "object": "dashboard_lnurl_login",
-        "id": crate::rails::lightning::lnurl::k1_hex(&secret.k1),
+        "id": crate::rails::lightning::k1_hex(&secret.k1),
         "livemode": mode.is_live(),
         "status": status,
         "url": url,
@@ -524,7 +521,7 @@ pub async fn login_lnurl(
         extract::json_body(&headers, &body)?
     };
     let mode = login_mode(request.mode.as_deref())?;
-    let secret = crate::rails::lightning::lnurl::new_auth_secret(
+    let secret = crate::rails::lightning::new_auth_secret(
         state.now_ns(),
         LNURL_LOGIN_MERCHANT,
         "login",
@@ -577,7 +574,7 @@ pub async fn login_lnurl_status(
 ) -> Result<Response, ApiError> {
     let mode = login_mode(query.mode.as_deref())?;
     let missing = || ApiError::not_found("dashboard_lnurl_login", &id);
-    let k1 = crate::rails::lightning::lnurl::k1_from_hex(&id).ok_or_else(missing)?;
+    let k1 = crate::rails::lightning::k1_from_hex(&id).ok_or_else(missing)?;
     let secret = state
         .store(mode)
         .read(move |reader| reader.lnurl_secret(&k1))?

@@ -35,9 +35,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::http::error::ApiError;
-use crate::http::extract;
 use crate::state::{AppState, Mode};
+use crate::web::error::ApiError;
+use crate::web::extract;
 
 pub use crate::signed_token::SessionKey;
 use crate::signed_token::{u128_at, u64_at};
@@ -209,12 +209,12 @@ fn find_invoice(
     operation_id = "create_webapp_session",
     request_body(content = CreateWebappSession, content_type = "application/json"),
     responses(
-        (status = 200, description = "The session, the customer and the Telegram user.", body = crate::http::spec::WebappSession),
-        (status = 400, description = "The body is not JSON of this shape (`invalid_body`), or names an invoice that does not exist (`invalid_invoice`).", body = crate::http::spec::Error),
-        (status = 401, description = "The init data is refused (`invalid_init_data`): its hash or signature does not verify, it is older than the window, a field is missing, or the bot is not connected (or is not the invoice's merchant's bot); the message says which.", body = crate::http::spec::Error),
-        (status = 413, description = crate::http::spec::E413, body = crate::http::spec::Error),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::Error),
-        (status = 503, description = crate::http::spec::E503, body = crate::http::spec::Error),
+        (status = 200, description = "The session, the customer and the Telegram user.", body = crate::web::spec::WebappSession),
+        (status = 400, description = "The body is not JSON of this shape (`invalid_body`), or names an invoice that does not exist (`invalid_invoice`).", body = crate::web::spec::Error),
+        (status = 401, description = "The init data is refused (`invalid_init_data`): its hash or signature does not verify, it is older than the window, a field is missing, or the bot is not connected (or is not the invoice's merchant's bot); the message says which.", body = crate::web::spec::Error),
+        (status = 413, description = crate::web::spec::E413, body = crate::web::spec::Error),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::Error),
+        (status = 503, description = crate::web::spec::E503, body = crate::web::spec::Error),
     ),
 )]
 pub async fn create_session(
@@ -222,7 +222,7 @@ pub async fn create_session(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = crate::http::body_bytes(body, state.config().max_body_bytes)?;
+    let body = crate::web::extract::body_bytes(body, state.config().max_body_bytes)?;
     let request: CreateWebappSession = extract::json_body(&headers, &body)?;
     let settings = &state.config().telegram;
     let key = public_key(&settings.init_data_public_key)
@@ -333,15 +333,15 @@ pub async fn create_session(
     params(("invoice" = String, Path, description = "The invoice, `inv_…`.")),
     request_body(content = Option<WebappPay>, content_type = "application/json", description = "Only for an amountless invoice: the amount chosen."),
     responses(
-        (status = 200, description = "The paid invoice's status.", body = crate::http::spec::CheckoutStatus),
-        (status = 400, description = "A bad amount (`invalid_amount`, `amount_required`…), an invoice that does not take the balance rail (`rail_not_accepted`), or one for another customer (`customer_mismatch`).", body = crate::http::spec::Error),
-        (status = 401, description = "No session, a malformed or foreign one (`invalid_session`), or an expired one (`session_expired`).", body = crate::http::spec::Error),
-        (status = 402, description = "The customer's balance does not cover the amount (`insufficient_funds`).", body = crate::http::spec::Error),
-        (status = 404, description = "No such invoice for the session's merchant (`resource_missing`).", body = crate::http::spec::Error),
-        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::http::spec::Error),
-        (status = 413, description = crate::http::spec::E413, body = crate::http::spec::Error),
-        (status = 500, description = crate::http::spec::E500, body = crate::http::spec::Error),
-        (status = 503, description = crate::http::spec::E503, body = crate::http::spec::Error),
+        (status = 200, description = "The paid invoice's status.", body = crate::web::spec::CheckoutStatus),
+        (status = 400, description = "A bad amount (`invalid_amount`, `amount_required`…), an invoice that does not take the balance rail (`rail_not_accepted`), or one for another customer (`customer_mismatch`).", body = crate::web::spec::Error),
+        (status = 401, description = "No session, a malformed or foreign one (`invalid_session`), or an expired one (`session_expired`).", body = crate::web::spec::Error),
+        (status = 402, description = "The customer's balance does not cover the amount (`insufficient_funds`).", body = crate::web::spec::Error),
+        (status = 404, description = "No such invoice for the session's merchant (`resource_missing`).", body = crate::web::spec::Error),
+        (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::web::spec::Error),
+        (status = 413, description = crate::web::spec::E413, body = crate::web::spec::Error),
+        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::Error),
+        (status = 503, description = crate::web::spec::E503, body = crate::web::spec::Error),
     ),
 )]
 pub async fn pay(
@@ -360,7 +360,7 @@ pub async fn pay(
         state.webapp_key(),
         state.app().clock().now_s(),
     )?;
-    let body = crate::http::body_bytes(body, state.config().max_body_bytes)?;
+    let body = crate::web::extract::body_bytes(body, state.config().max_body_bytes)?;
     let request: WebappPay = extract::json_body(&headers, &body)?;
     let amount = extract::optional_amount(&request.amount, "amount")?;
     let invoice_id: InvoiceId = extract::id_path(&id)?;

@@ -35,9 +35,9 @@ use farthing_botapi::{Update, User};
 use farthing_store::TelegramBot;
 use serde_json::json;
 
-use crate::http::error::ApiError;
 use crate::rails::telegram::TelegramRails;
 use crate::state::AppState;
+use crate::web::error::ApiError;
 
 /// The header Telegram sends the webhook's secret in.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -56,9 +56,9 @@ pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
     request_body(content = serde_json::Value, content_type = "application/json", description = "A Bot API `Update`."),
     responses(
         (status = 200, description = "The update was handled (or ignored: kinds the Stars rail does not use). `{\"ok\": true}`.", body = serde_json::Value),
-        (status = 401, description = "The secret token is missing or wrong (`invalid_webhook_secret`).", body = crate::http::spec::Error),
-        (status = 413, description = crate::http::spec::E413, body = crate::http::spec::Error),
-        (status = 500, description = "The update could not be handled now; Telegram sends it again.", body = crate::http::spec::Error),
+        (status = 401, description = "The secret token is missing or wrong (`invalid_webhook_secret`).", body = crate::web::spec::Error),
+        (status = 413, description = crate::web::spec::E413, body = crate::web::spec::Error),
+        (status = 500, description = "The update could not be handled now; Telegram sends it again.", body = crate::web::spec::Error),
     ),
 )]
 pub async fn receive(
@@ -81,7 +81,7 @@ pub async fn receive(
     let (mode, bot) = telegram(&state)?
         .find_by_secret(state.app(), bot_id, &secret)?
         .ok_or_else(refused)?;
-    let body = crate::http::body_bytes(body, state.config().max_body_bytes)?;
+    let body = crate::web::extract::body_bytes(body, state.config().max_body_bytes)?;
     let update: Update = match serde_json::from_slice(&body) {
         Ok(update) => update,
         Err(error) => {

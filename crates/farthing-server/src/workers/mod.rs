@@ -4,3 +4,5 @@
 
 pub mod scheduler;
 pub mod webhooks;
+
+pub use webhooks::{check_url as check_webhook_url, generate_secret as new_webhook_secret};

@@ -22,6 +22,11 @@
 
 pub mod lnurl;
 
+pub use lnurl::{
+    auth_link, hold, k1_from_hex, k1_hex, mode_segment, new_auth_secret, new_withdraw_secret,
+    parse_k1, pay_out, payout_key, top_up_link, withdraw_link, Payout, LNURL_LOGIN_MERCHANT,
+};
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

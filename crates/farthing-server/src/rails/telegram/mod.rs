@@ -15,6 +15,10 @@ pub mod card;
 pub mod reconcile;
 pub mod stars;
 
+pub use card::ConnectCard;
+pub use reconcile::reconcile_bot;
+pub use stars::ConnectStars;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

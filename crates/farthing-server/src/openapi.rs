@@ -15,7 +15,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
-use super::spec::*;
+use crate::web::spec::*;
 
 /// The document, built once.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
@@ -116,6 +116,7 @@ pub fn json() -> &'static str {
         crate::http::test_mode::pay_invoice,
         crate::http::test_mode::top_up,
         crate::pages::checkout::page,
+        crate::pages::checkout::asset,
         crate::pages::checkout::status,
         crate::pages::checkout::sandbox,
         crate::pages::webapp::create_session,

@@ -10,8 +10,8 @@
 //! The server runs with a retry schedule of 0.2 s, 0.4 s, 0.8 s (instead of the ~3 days of the
 //! default) so the whole file runs in a few seconds.
 
+use crate::support::server;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,8 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use farthing_server::config::{Config, WebhookConfig};
-use farthing_server::state::Mode;
+use farthing_server::config::WebhookConfig;
 use serde_json::{json, Value};
 
 /// Delays before each retry, in seconds (the server's `webhooks.retry_schedule_s`).
@@ -50,42 +49,18 @@ async fn spawn_app() -> TestApp {
 
 /// A server on 127.0.0.1:0 over a fresh database, with one merchant.
 async fn spawn_app_with(allow_private_webhooks: bool) -> TestApp {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let config = Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        database: dir
-            .path()
-            .join("farthing.db")
-            .to_string_lossy()
-            .into_owned(),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        allow_private_webhooks,
-        webhooks: WebhookConfig {
+    let server = server::spawn(|config| {
+        config.allow_private_webhooks = allow_private_webhooks;
+        config.webhooks = WebhookConfig {
             retry_schedule_s: RETRY_SCHEDULE_S.to_vec(),
             jitter: JITTER,
             timeout_s: 10.0,
             ..WebhookConfig::default()
-        },
-        ..Config::default()
-    };
-    config.validate().expect("the test configuration is valid");
-    let running = farthing_server::start(config)
-        .await
-        .expect("the server starts");
-    // create_merchant waits for its commit with a blocking receive, which tokio forbids on
-    // a runtime thread: run it on the blocking pool.
-    let state = running.state().clone();
-    let merchant = tokio::task::spawn_blocking(move || {
-        farthing_server::create_merchant(
-            state.store(Mode::Live),
-            state.store(Mode::Test),
-            "Webhook Test Shop",
-        )
+        };
     })
-    .await
-    .expect("create_merchant ran")
-    .expect("a merchant");
-    let base = format!("http://{}", running.addr());
+    .await;
+    let merchant = server.merchant("Webhook Test Shop").await;
+    let (running, base, dir) = (server.running, server.base, server.dir);
     TestApp {
         running,
         base,

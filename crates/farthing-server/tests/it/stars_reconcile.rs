@@ -12,14 +12,14 @@
 //! `telegram::subscriptions`, like the webhook). Every test ends with no spec violation in the
 //! double and a clean ledger audit.
 
+use crate::support::server;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use farthing_core::ledger::{Account, AccountKind};
 use farthing_core::{Currency, MerchantId, PublicId, Rail};
-use farthing_server::config::Config;
 use farthing_server::rails::telegram::reconcile::{reconcile_bot, Reconciled};
 use farthing_server::state::Mode;
-use farthing_server::{create_merchant, start, NewMerchant, Running};
+use farthing_server::{NewMerchant, Running};
 use farthing_store::{StarOutflow, TelegramBot};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -70,33 +70,19 @@ fn now_s() -> i64 {
 }
 
 async fn spawn_with(reconcile_interval_s: u64) -> App {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        database: dir
-            .path()
-            .join("farthing.db")
-            .to_string_lossy()
-            .into_owned(),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        ..Config::default()
-    };
-    config.telegram.reconcile_interval_s = reconcile_interval_s;
-    let running = start(config).await.expect("server starts");
-    let live = running.state().store(Mode::Live).clone();
-    let test = running.state().store(Mode::Test).clone();
-    let merchant = tokio::task::spawn_blocking(move || create_merchant(&live, &test, "Shop"))
-        .await
-        .expect("join")
-        .expect("merchant");
+    let server = server::spawn(|config| {
+        config.telegram.reconcile_interval_s = reconcile_interval_s;
+    })
+    .await;
+    let merchant = server.merchant("Shop").await;
     let double = TelegramDouble::spawn().await.expect("the double starts");
     App {
-        base: format!("http://{}", running.addr()),
-        client: Client::new(),
+        base: server.base,
+        client: server.client,
         merchant,
-        running,
+        running: server.running,
         double,
-        _dir: dir,
+        _dir: server.dir,
     }
 }
 

@@ -2,7 +2,6 @@
 //! <https://core.telegram.org/widgets/login> ("Checking authorization") apart from the verifier
 //! in `farthing-telegram`: `hash` = hex HMAC-SHA256 of the sorted `key=value` lines (all fields
 //! but `hash`, joined by `\n`) under the key SHA-256(bot token).
-#![allow(dead_code)]
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};

@@ -1,7 +1,6 @@
 //! Mini App `initData` as Telegram makes it, for tests: the bot-token `hash` (HMAC-SHA256 under
 //! the `WebAppData`-derived key) and the third-party Ed25519 `signature`, written here from
 //! <https://core.telegram.org/bots/webapps> apart from the verifier in `farthing-telegram`.
-#![allow(dead_code)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -5,8 +5,8 @@
 //! link, the switch to paid when another wallet pays, and a (fake) WebLN wallet paying in one
 //! tap. Screenshots are saved in `target/test-artifacts/`.
 
-#[path = "support/lnbits.rs"]
-mod lnbits;
+use crate::support::lnbits;
+use crate::support::server;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use farthing_server::config::Config;
-use farthing_server::state::Mode;
 use lnbits::Lnbits;
 use serde_json::{json, Value};
 
@@ -32,33 +31,18 @@ async fn spawn_app() -> App {
 }
 
 async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> App {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database: dir.path().join("farthing.db").display().to_string(),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        allow_private_webhooks: true,
-        ..Config::default()
-    };
-    tune(&mut config);
-    let running = farthing_server::start(config).await.expect("start");
-    let (live, test) = (
-        running.state().store(Mode::Live).clone(),
-        running.state().store(Mode::Test).clone(),
-    );
-    let merchant = tokio::task::spawn_blocking(move || {
-        farthing_server::create_merchant(&live, &test, "Browser Shop")
+    let server = server::spawn(|config| {
+        config.allow_private_webhooks = true;
+        tune(config);
     })
-    .await
-    .expect("join")
-    .expect("merchant");
-    let base = format!("http://{}", running.addr());
+    .await;
+    let merchant = server.merchant("Browser Shop").await;
     App {
-        running,
-        base,
+        running: server.running,
+        base: server.base,
         key: merchant.test_key,
         live_key: merchant.live_key,
-        _dir: dir,
+        _dir: server.dir,
     }
 }
 

@@ -7,6 +7,7 @@
 //! customers' balances gained equals what the rails reported — nothing lost, nothing counted
 //! twice (SPEC I3).
 
+use crate::support::server;
 use std::collections::BTreeMap;
 
 use farthing_core::invoice::{
@@ -14,14 +15,13 @@ use farthing_core::invoice::{
 };
 use farthing_core::ledger::{code, Account, Group, Transfer, TransferAction};
 use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, PublicId, Rail, TransferId};
-use farthing_server::config::Config;
 use farthing_server::http::book;
-use farthing_server::http::error::ApiError;
 use farthing_server::settlement::{
     credit_transfer_id, settle_payment, suspended_total, IncomingPayment, SettledPayment,
 };
 use farthing_server::state::Mode;
-use farthing_server::{create_merchant, start, Running};
+use farthing_server::web::error::ApiError;
+use farthing_server::Running;
 use farthing_store::{Customer, PageRequest, RailPayment, Store, StoreError};
 use serde_json::{json, Value};
 
@@ -41,27 +41,11 @@ struct Harness {
 }
 
 async fn spawn() -> Harness {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        database: dir
-            .path()
-            .join("farthing.db")
-            .to_string_lossy()
-            .into_owned(),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        ..Config::default()
-    };
-    let running = start(config).await.expect("server starts");
-    // `create_merchant` waits for the store's writer, so it runs off the async threads.
-    let merchant = |name: &'static str| {
-        let live = running.state().store(Mode::Live).clone();
-        let test = running.state().store(Mode::Test).clone();
-        tokio::task::spawn_blocking(move || create_merchant(&live, &test, name))
-    };
-    let a = merchant("Shop A").await.expect("join").expect("merchant A");
-    let b = merchant("Shop B").await.expect("join").expect("merchant B");
-    let base = running.state().config().base_url().to_owned();
+    let server = server::spawn(|_| {}).await;
+    let a = server.merchant("Shop A").await;
+    let b = server.merchant("Shop B").await;
+    let base = server.running.state().config().base_url().to_owned();
+    let (running, dir) = (server.running, server.dir);
     Harness {
         running,
         a: MerchantId::parse(&a.id).expect("merchant id"),

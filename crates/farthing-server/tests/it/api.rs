@@ -8,13 +8,13 @@
 //! "Writes nothing" is checked from the outside: the counts of every list (events included,
 //! since every write emits one) and the balances involved are the same before and after.
 
+use crate::support::server;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use farthing_server::config::Config;
 use farthing_server::state::Mode;
-use farthing_server::{create_merchant, start, NewMerchant, Running};
+use farthing_server::{NewMerchant, Running};
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
@@ -73,34 +73,16 @@ impl Reply {
 }
 
 async fn spawn_app() -> TestApp {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        database: dir
-            .path()
-            .join("farthing.db")
-            .to_string_lossy()
-            .into_owned(),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        allow_private_webhooks: true,
-        ..Config::default()
-    };
-    let running = start(config).await.expect("server starts");
-    // `create_merchant` waits for the store's writer, so it runs off the async threads.
-    let merchant = |name: &'static str| {
-        let live = running.state().store(Mode::Live).clone();
-        let test = running.state().store(Mode::Test).clone();
-        tokio::task::spawn_blocking(move || create_merchant(&live, &test, name))
-    };
-    let a = merchant("Shop A").await.expect("join").expect("merchant A");
-    let b = merchant("Shop B").await.expect("join").expect("merchant B");
+    let server = server::spawn(|config| config.allow_private_webhooks = true).await;
+    let a = server.merchant("Shop A").await;
+    let b = server.merchant("Shop B").await;
     TestApp {
-        base: format!("http://{}", running.addr()),
-        client: Client::new(),
+        base: server.base,
+        client: server.client,
         a,
         b,
-        running,
-        _dir: dir,
+        running: server.running,
+        _dir: server.dir,
     }
 }
 

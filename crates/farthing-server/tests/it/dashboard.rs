@@ -7,14 +7,13 @@
 //! the session's use, a session that is forged, expired, or whose user was removed from the
 //! owners, and owners kept per mode.
 
-#[path = "support/login_widget.rs"]
-mod login_widget;
+use crate::support::login_widget;
+use crate::support::server;
+use farthing_app::Clock;
 
 use std::time::Duration;
 
-use farthing_server::config::Config;
-use farthing_server::state::Mode;
-use farthing_server::{create_merchant, start, NewMerchant, Running};
+use farthing_server::{NewMerchant, Running};
 use reqwest::Client;
 use serde_json::{json, Value};
 use telegram_double::TelegramDouble;
@@ -28,38 +27,27 @@ struct App {
     merchant: NewMerchant,
     running: Running,
     double: TelegramDouble,
+    /// The server's clock: a test moves it to expire sessions.
+    clock: Clock,
     _dir: tempfile::TempDir,
 }
 
 async fn spawn_with(session_ttl_s: u64) -> App {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        database: dir
-            .path()
-            .join("farthing.db")
-            .to_string_lossy()
-            .into_owned(),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        ..Config::default()
-    };
-    config.telegram.poll_timeout_s = 1;
-    config.telegram.dashboard_session_ttl_s = session_ttl_s;
-    let running = start(config).await.expect("server starts");
-    let live = running.state().store(Mode::Live).clone();
-    let test = running.state().store(Mode::Test).clone();
-    let merchant = tokio::task::spawn_blocking(move || create_merchant(&live, &test, "Shop"))
-        .await
-        .expect("join")
-        .expect("merchant");
+    let server = server::spawn_with_clock(
+        |config| config.telegram.dashboard_session_ttl_s = session_ttl_s,
+        Clock::manual(),
+    )
+    .await;
+    let merchant = server.merchant("Shop").await;
     let double = TelegramDouble::spawn().await.expect("the double starts");
     App {
-        base: format!("http://{}", running.addr()),
-        client: Client::new(),
+        base: server.base,
+        client: server.client,
         merchant,
-        running,
+        running: server.running,
         double,
-        _dir: dir,
+        clock: server.clock,
+        _dir: server.dir,
     }
 }
 
@@ -314,8 +302,8 @@ async fn a_session_expires() {
     let (status, session) = app.login(app.fresh(bot_id, OWNER)).await;
     assert_eq!(status, 200, "{session}");
     let token = session["session"].as_str().expect("a session").to_owned();
-    // Expiry is whole seconds: wait until it has certainly passed.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Expiry is whole seconds: move past it.
+    app.clock.advance(Duration::from_secs(2));
     refused(&app.me(Some(&token)).await, "session_expired");
     app.running.shutdown().await;
 }

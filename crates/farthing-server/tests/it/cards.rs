@@ -12,11 +12,11 @@
 //! `provider_payment_charge_id`. Every test ends with no spec violation in the double and a
 //! clean ledger audit.
 
+use crate::support::server;
 use farthing_core::ledger::{Account, AccountKind};
 use farthing_core::{Currency, MerchantId, PublicId, Rail};
-use farthing_server::config::Config;
 use farthing_server::state::Mode;
-use farthing_server::{create_merchant, start, NewMerchant, Running};
+use farthing_server::{NewMerchant, Running};
 use reqwest::Client;
 use serde_json::{json, Value};
 use telegram_double::{fixtures, TelegramDouble};
@@ -35,33 +35,16 @@ struct App {
 }
 
 async fn spawn() -> App {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        database: dir
-            .path()
-            .join("farthing.db")
-            .to_string_lossy()
-            .into_owned(),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        ..Config::default()
-    };
-    config.telegram.poll_timeout_s = 1;
-    let running = start(config).await.expect("server starts");
-    let live = running.state().store(Mode::Live).clone();
-    let test = running.state().store(Mode::Test).clone();
-    let merchant = tokio::task::spawn_blocking(move || create_merchant(&live, &test, "Shop"))
-        .await
-        .expect("join")
-        .expect("merchant");
+    let server = server::spawn(|_| {}).await;
+    let merchant = server.merchant("Shop").await;
     let double = TelegramDouble::spawn().await.expect("the double starts");
     App {
-        base: format!("http://{}", running.addr()),
-        client: Client::new(),
+        base: server.base,
+        client: server.client,
         merchant,
-        running,
+        running: server.running,
         double,
-        _dir: dir,
+        _dir: server.dir,
     }
 }
 

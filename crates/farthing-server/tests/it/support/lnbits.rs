@@ -3,8 +3,6 @@
 //! merchant's (farthing's backend) and a funded customer's, and the LNbits calls a customer's
 //! wallet makes (pay a BOLT11, pay an LNURL-pay link, claim an LNURL-withdraw link).
 
-#![allow(dead_code)]
-
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,8 +13,6 @@ use serde_json::{json, Value};
 /// One LNbits wallet's keys.
 #[derive(Clone, Debug)]
 pub struct Wallet {
-    /// The wallet id.
-    pub id: String,
     /// The invoice/read key.
     pub invoice_key: String,
     /// The admin key.
@@ -56,7 +52,6 @@ fn wallet(value: &Value) -> Wallet {
             .to_owned()
     };
     Wallet {
-        id: field("id"),
         invoice_key: field("invoice_key"),
         admin_key: field("admin_key"),
     }
@@ -236,11 +231,6 @@ impl Lnbits {
             )
             .await;
         (scanned, claimed)
-    }
-
-    /// Raw access for flows the tests spell out (LNURL).
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
     }
 }
 

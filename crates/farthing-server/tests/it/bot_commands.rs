@@ -11,8 +11,7 @@
 //! them on, once per invoice. Each command in at least two languages, Persian among them.
 //! Every test ends with no spec violation in the double and a clean ledger audit.
 
-#[path = "support/telegram_app.rs"]
-mod telegram_app;
+use crate::support::telegram_app;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

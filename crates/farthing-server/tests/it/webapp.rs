@@ -2,8 +2,9 @@
 //! Telegram's Ed25519 third-party signature with a key pair made here) and answers a session;
 //! `POST /webapp/pay/{invoice}` pays from the session customer's balance in one call.
 
-#[path = "support/init_data.rs"]
-mod init_data;
+use crate::support::init_data;
+use crate::support::server;
+use farthing_app::Clock;
 
 use std::time::Duration;
 
@@ -21,32 +22,19 @@ struct App {
     bot_id: u64,
     token: String,
     _double: TelegramDouble,
+    /// The server's clock: a test moves it to expire sessions.
+    clock: Clock,
     _dir: tempfile::TempDir,
 }
 
 async fn spawn_app(tune: impl FnOnce(&mut Config)) -> App {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database: dir.path().join("farthing.db").display().to_string(),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        ..Config::default()
-    };
-    tune(&mut config);
-    let running = farthing_server::start(config).await.expect("start");
-    let (live, test) = (
-        running.state().store(Mode::Live).clone(),
-        running.state().store(Mode::Test).clone(),
-    );
-    let merchant = tokio::task::spawn_blocking(move || {
-        farthing_server::create_merchant(&live, &test, "Mini Shop")
-    })
-    .await
-    .expect("join")
-    .expect("merchant");
+    let server = server::spawn_with_clock(tune, Clock::manual()).await;
+    let merchant = server.merchant("Mini Shop").await;
     let double = TelegramDouble::spawn().await.expect("double");
+    let (running, dir) = (server.running, server.dir);
     let mut app = App {
-        base: format!("http://{}", running.addr()),
+        base: server.base,
+        clock: server.clock,
         running,
         key: merchant.test_key,
         bot_id: 0,
@@ -445,7 +433,7 @@ async fn a_session_pays_balance_invoices_in_one_call_until_it_expires() {
         app.pay(&dear, &forged, None).await.1["error"]["code"],
         "invalid_session"
     );
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    app.clock.advance(Duration::from_secs(4));
     let cheap = app.invoice(json!({"amount": 1, "currency": "XTR"})).await;
     let (status, body) = app.pay(&cheap, &session, None).await;
     assert_eq!(

@@ -13,14 +13,14 @@
 //! (single use); a merchant payout to a BOLT11; LNURL-auth with key pairs made here. Every
 //! test ends with a clean ledger audit.
 
-#[path = "support/lnbits.rs"]
-mod lnbits;
+use crate::support::lnbits;
+use crate::support::server;
 
 use std::time::{Duration, Instant};
 
 use farthing_server::config::Config;
 use farthing_server::state::Mode;
-use farthing_server::{create_merchant, start, NewMerchant, Running};
+use farthing_server::{start, NewMerchant, Running};
 use lnbits::Lnbits;
 use reqwest::Client;
 use serde_json::{json, Value};
@@ -83,12 +83,7 @@ async fn spawn() -> App {
         .to_string_lossy()
         .into_owned();
     let running = start(config(&database)).await.expect("server starts");
-    let live = running.state().store(Mode::Live).clone();
-    let test = running.state().store(Mode::Test).clone();
-    let merchant = tokio::task::spawn_blocking(move || create_merchant(&live, &test, "Shop"))
-        .await
-        .expect("join")
-        .expect("merchant");
+    let merchant = server::merchant(&running, "Shop").await;
     let (hook_url, hooks) = receiver().await;
     let app = App {
         base: format!("http://{}", running.addr()),

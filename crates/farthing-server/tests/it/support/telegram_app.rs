@@ -2,13 +2,13 @@
 //! `telegram-double` (a Bot API server that checks every call against the Bot API 10.1 spec),
 //! with the merchant's bot connected in webhook mode and updates posted with the secret.
 //! Include with `#[path = "support/telegram_app.rs"] mod telegram_app;`.
-#![allow(dead_code)]
 
+use crate::support::server;
 use std::time::{Duration, Instant};
 
 use farthing_server::config::Config;
 use farthing_server::state::Mode;
-use farthing_server::{create_merchant, start, NewMerchant, Running};
+use farthing_server::{NewMerchant, Running};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use telegram_double::TelegramDouble;
@@ -52,42 +52,20 @@ impl Reply {
 }
 
 /// A configuration on a fresh database in `dir`, listening on a free port.
-pub fn config(dir: &tempfile::TempDir) -> Config {
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        database: dir
-            .path()
-            .join("farthing.db")
-            .to_string_lossy()
-            .into_owned(),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        ..Config::default()
-    };
-    // Short long polls, so that a test's updates and shutdown are quick.
-    config.telegram.poll_timeout_s = 1;
-    config
-}
+pub use crate::support::server::config;
 
 /// farthing (configured by `adjust`) with one merchant "Shop", and a fresh double.
 pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> App {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut config = config(&dir);
-    adjust(&mut config);
-    let running = start(config).await.expect("server starts");
-    let live = running.state().store(Mode::Live).clone();
-    let test = running.state().store(Mode::Test).clone();
-    let merchant = tokio::task::spawn_blocking(move || create_merchant(&live, &test, "Shop"))
-        .await
-        .expect("join")
-        .expect("merchant");
+    let server = server::spawn(adjust).await;
+    let merchant = server.merchant("Shop").await;
     let double = TelegramDouble::spawn().await.expect("the double starts");
     App {
-        base: format!("http://{}", running.addr()),
-        client: Client::new(),
+        base: server.base,
+        client: server.client,
         merchant,
-        running,
+        running: server.running,
         double,
-        dir,
+        dir: server.dir,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The schemas the OpenAPI document describes the API with (SPEC A3): the objects, the error
 //! shape, the shared parameters and the status texts every handler's `#[utoipa::path]` uses.
-//! The document itself is assembled in [`super::openapi`].
+//! The document itself is assembled in the `openapi` module at the crate root.
 
 #![allow(missing_docs)]
 

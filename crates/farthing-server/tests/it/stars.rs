@@ -16,8 +16,7 @@
 //! (`sendInvoice`, idempotent, and its refusals); first contact makes exactly one customer.
 //! Every test ends with no spec violation in the double and a clean ledger audit.
 
-#[path = "support/telegram_app.rs"]
-mod telegram_app;
+use crate::support::telegram_app;
 
 use std::time::{Duration, Instant};
 

@@ -10,8 +10,7 @@
 //! the bot's deep link, and a resent payment sends no second receipt; expiry edits the
 //! companion to expired. Every test ends with no spec violation and a clean ledger audit.
 
-#[path = "support/telegram_app.rs"]
-mod telegram_app;
+use crate::support::telegram_app;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

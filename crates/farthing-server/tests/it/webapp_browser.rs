@@ -5,16 +5,14 @@
 //! init data); an amountless invoice offers its presets; with no balance it pays through `openInvoice` and follows the server to paid; a
 //! `fa` user gets a right-to-left page. Screenshots are saved in `target/test-artifacts/`.
 
-#[path = "support/init_data.rs"]
-mod init_data;
+use crate::support::init_data;
+use crate::support::server;
 
 use std::io::{BufRead, BufReader, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use farthing_server::config::Config;
-use farthing_server::state::Mode;
 use serde_json::{json, Value};
 use telegram_double::TelegramDouble;
 
@@ -28,27 +26,12 @@ struct App {
 }
 
 async fn spawn_app() -> App {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database: dir.path().join("farthing.db").display().to_string(),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        ..Config::default()
-    };
-    let running = farthing_server::start(config).await.expect("start");
-    let (live, test) = (
-        running.state().store(Mode::Live).clone(),
-        running.state().store(Mode::Test).clone(),
-    );
-    let merchant = tokio::task::spawn_blocking(move || {
-        farthing_server::create_merchant(&live, &test, "Mini Shop")
-    })
-    .await
-    .expect("join")
-    .expect("merchant");
+    let server = server::spawn(|_| {}).await;
+    let merchant = server.merchant("Mini Shop").await;
     let double = TelegramDouble::spawn().await.expect("double");
+    let (running, dir) = (server.running, server.dir);
     let app = App {
-        base: format!("http://{}", running.addr()),
+        base: server.base,
         running,
         key: merchant.test_key,
         token: double.token().to_owned(),

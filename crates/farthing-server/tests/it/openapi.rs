@@ -11,12 +11,9 @@
 //!   against the documented schema; our request bodies validate against the documented
 //!   request schemas; and every property of every response schema shows up in some answer.
 
-#[path = "support/init_data.rs"]
-mod init_data;
-#[path = "support/lnbits.rs"]
-mod lnbits;
-#[path = "support/login_widget.rs"]
-mod login_widget;
+use crate::support::init_data;
+use crate::support::lnbits;
+use crate::support::login_widget;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,11 +27,11 @@ use farthing_core::{
     WebhookEndpointId,
 };
 use farthing_server::config::Config;
-use farthing_server::http::error::ApiError;
-use farthing_server::http::openapi;
 use farthing_server::ids::new_id;
+use farthing_server::openapi;
 use farthing_server::settlement::{settle_payment, IncomingPayment};
 use farthing_server::state::Mode;
+use farthing_server::web::error::ApiError;
 use farthing_server::{create_merchant, render, start, ROUTES};
 use farthing_store::{Charge, Customer, Refund, WebhookEndpoint};
 use lnbits::Lnbits;

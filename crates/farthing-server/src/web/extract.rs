@@ -1,7 +1,7 @@
 //! Turning request parts into checked values, with errors in the API's shape: bodies,
 //! amounts, ids, list parameters, idempotency keys.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use farthing_core::money::MAX_AMOUNT_MINOR;
 use farthing_core::{Currency, PublicId};
 use farthing_store::PageRequest;
@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::http::error::ApiError;
+use crate::web::error::ApiError;
 
 /// Parses a JSON body; the error names the field and says what is wrong.
 pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
@@ -245,4 +245,18 @@ where
             headers,
         })
     }
+}
+
+/// The body of a request, or the API's error for a bad one (too large, unreadable).
+pub fn body_bytes(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::invalid("unreadable_body", rejection.body_text())
+        }
+    })
 }

@@ -1,0 +1,79 @@
+// The checkout page's script (pages/checkout.rs renders the page): shows the invoice's status
+// as the server reports it (GET /pay/{id}/status, polled), the countdown, the sandbox button
+// in test mode, and the Lightning section's Copy and WebLN buttons. It never decides that
+// anything is paid.
+// The invoice's status as the server rendered it (a JSON block of the page: no inline script).
+const invoice = JSON.parse(document.getElementById('invoice-data').textContent);
+const statusEl = document.getElementById('status');
+const countdownEl = document.getElementById('countdown');
+const sandboxEl = document.getElementById('sandbox');
+const lightningEl = document.getElementById('lightning');
+function show(s) {
+  statusEl.textContent = window.statusLabel ? window.statusLabel(s.status) : (s.status === 'paid' ? 'Paid ✓' : s.status);
+  statusEl.className = 'status ' + s.status;
+  if (window.onInvoiceStatus) window.onInvoiceStatus(s);
+  if (s.status !== 'open') {
+    countdownEl.textContent = ''; if (sandboxEl) sandboxEl.disabled = true;
+    if (lightningEl) lightningEl.hidden = true;
+  }
+}
+function tick() {
+  if (statusEl.className.indexOf('open') < 0) return;
+  const left = Math.max(0, invoice.expires_at - Math.floor(Date.now() / 1000));
+  const m = Math.floor(left / 60), s = left % 60;
+  countdownEl.textContent = 'expires in ' + m + ':' + String(s).padStart(2, '0');
+}
+// poll() may also be called early (after a wallet paid): only the latest call shows its answer
+// and schedules the next, so there is one polling loop and no stale status.
+let pollSeq = 0, pollTimer = 0;
+async function poll() {
+  const seq = ++pollSeq;
+  clearTimeout(pollTimer);
+  try {
+    const r = await fetch('/pay/' + invoice.id + '/status', {cache: 'no-store'});
+    if (seq !== pollSeq) return;
+    if (r.ok) { const s = await r.json(); if (seq !== pollSeq) return; show(s); if (s.status !== 'open') return; }
+  } catch (e) {}
+  if (seq === pollSeq) pollTimer = setTimeout(poll, 1000);
+}
+if (sandboxEl) sandboxEl.addEventListener('click', async () => {
+  sandboxEl.disabled = true;
+  const r = await fetch('/pay/' + invoice.id + '/sandbox', {method: 'POST'});
+  if (r.ok) show(await r.json()); else sandboxEl.disabled = false;
+});
+const bolt11El = document.getElementById('lightning-bolt11');
+const copyEl = document.getElementById('lightning-copy');
+const weblnEl = document.getElementById('webln-pay');
+const lnErrorEl = document.getElementById('lightning-error');
+function lnError(text) { if (lnErrorEl) { lnErrorEl.textContent = text; lnErrorEl.hidden = !text; } }
+if (copyEl) copyEl.addEventListener('click', async () => {
+  let copied = false;
+  try { await navigator.clipboard.writeText(bolt11El.value); copied = true; } catch (e) {
+    // No Clipboard API (a page served over plain http, an old browser): select the text.
+    bolt11El.focus(); bolt11El.select(); bolt11El.setSelectionRange(0, bolt11El.value.length);
+    try { copied = document.execCommand('copy'); } catch (e2) {}
+  }
+  copyEl.textContent = copied ? 'Copied' : 'Selected';
+  setTimeout(() => { copyEl.textContent = 'Copy'; }, 2000);
+});
+function offerWebln() { if (weblnEl && window.webln && statusEl.className.indexOf('open') >= 0) weblnEl.hidden = false; }
+if (weblnEl) {
+  offerWebln();
+  // Some extensions inject window.webln after the page's script ran.
+  window.addEventListener('webln:ready', offerWebln);
+  window.addEventListener('load', offerWebln);
+  weblnEl.addEventListener('click', async () => {
+    weblnEl.disabled = true; lnError('');
+    try {
+      await window.webln.enable();
+      await window.webln.sendPayment(bolt11El.value);
+      // The wallet says it paid; the page still shows paid only when the server says so.
+      weblnEl.textContent = 'Paid, confirming…';
+      poll();
+    } catch (e) {
+      lnError('The wallet did not pay: ' + ((e && e.message) || String(e)));
+      weblnEl.disabled = false;
+    }
+  });
+}
+show(invoice); tick(); setInterval(tick, 1000); poll();

@@ -1,0 +1,19 @@
+//! farthing-server's integration tests, one binary (each test binary links the whole server,
+//! which costs more than the tests themselves on a small machine). Each module is one area;
+//! [`support`] holds the shared harness.
+
+mod api;
+mod bot;
+mod bot_commands;
+mod cards;
+mod checkout_browser;
+mod dashboard;
+mod lightning;
+mod openapi;
+mod settlement;
+mod stars;
+mod stars_reconcile;
+mod support;
+mod webapp;
+mod webapp_browser;
+mod webhooks;
