@@ -172,7 +172,10 @@ fn balance(
         .map(|(currency, _, available)| {
             format!(
                 "• {}",
-                amount_text(*currency, u64::try_from(*available).unwrap_or(0))
+                lang.isolate(&amount_text(
+                    *currency,
+                    u64::try_from(*available).unwrap_or(0)
+                ))
             )
         })
         .collect();
@@ -271,34 +274,49 @@ fn history(
             continue;
         };
         let mut line = format!(
-            "{} · {paid} · −{}",
-            utc_date(payment.paid_at_ns),
-            amount_text(invoice.currency, payment.amount_minor)
+            "{} · {paid} · {}",
+            lang.isolate(&utc_date(payment.paid_at_ns)),
+            lang.isolate(&format!(
+                "−{}",
+                amount_text(invoice.currency, payment.amount_minor)
+            ))
         );
         if !invoice.description.is_empty() {
-            line.push_str(&format!(" · {}", cut(&invoice.description, 40)));
+            line.push_str(&format!(
+                " · {}",
+                lang.isolate(&cut(&invoice.description, 40))
+            ));
         }
-        line.push_str(&format!(" · {}", invoice.id.encode()));
+        line.push_str(&format!(" · {}", lang.isolate(&invoice.id.encode())));
         entries.push((payment.paid_at_ns, line));
     }
     for charge in &charges {
         let mut line = format!(
-            "{} · {charged} · −{}",
-            utc_date(charge.created_at_ns),
-            amount_text(charge.currency, charge.amount_minor)
+            "{} · {charged} · {}",
+            lang.isolate(&utc_date(charge.created_at_ns)),
+            lang.isolate(&format!(
+                "−{}",
+                amount_text(charge.currency, charge.amount_minor)
+            ))
         );
         if !charge.description.is_empty() {
-            line.push_str(&format!(" · {}", cut(&charge.description, 40)));
+            line.push_str(&format!(
+                " · {}",
+                lang.isolate(&cut(&charge.description, 40))
+            ));
         }
-        line.push_str(&format!(" · {}", charge.id.encode()));
+        line.push_str(&format!(" · {}", lang.isolate(&charge.id.encode())));
         entries.push((charge.created_at_ns, line));
     }
     for refund in &refunds {
         let line = format!(
-            "{} · {refunded} · +{} · {}",
-            utc_date(refund.created_at_ns),
-            amount_text(refund.currency, refund.amount_minor),
-            refund.id.encode()
+            "{} · {refunded} · {} · {}",
+            lang.isolate(&utc_date(refund.created_at_ns)),
+            lang.isolate(&format!(
+                "+{}",
+                amount_text(refund.currency, refund.amount_minor)
+            )),
+            lang.isolate(&refund.id.encode())
         );
         entries.push((refund.created_at_ns, line));
     }
@@ -387,8 +405,11 @@ fn subscriptions(
         lines.push(format!(
             "{}. {} / 30 · {}",
             n + 1,
-            amount_text(subscription.currency, subscription.amount_minor),
-            status.replace("{date}", &until)
+            lang.isolate(&amount_text(
+                subscription.currency,
+                subscription.amount_minor
+            )),
+            lang.fill(status, &[("date", &until)])
         ));
         if farthing_app::subscriptions::status(subscription, now_ns) == "expired" {
             continue;
@@ -608,15 +629,16 @@ async fn top_up(
     else {
         return Ok(None);
     };
-    let description = lang
-        .pick([
+    let description = lang.fill(
+        lang.pick([
             "Top-up of your balance: {amount}",
             "Recharge de votre solde : {amount}",
             "Aufladung Ihres Guthabens: {amount}",
             "شارژ موجودی شما: {amount}",
             "Пополнение баланса: {amount}",
-        ])
-        .replace("{amount}", &amount_text(Currency::XTR, stars));
+        ]),
+        &[("amount", amount_text(Currency::XTR, stars))],
+    );
     let request = farthing_app::invoices::InvoiceRequest {
         currency: Currency::XTR,
         amount: InvoiceAmount::Fixed(stars),
@@ -889,7 +911,7 @@ pub async fn tell_refund_decision(
                     "Ваш возврат одобрен: {amount} зачислено на ваш баланс (/balance).",
                 ])
             };
-            template.replace("{amount}", &amount)
+            lang.fill(template, &[("amount", &amount)])
         }
         None => lang
             .pick([
@@ -1009,15 +1031,16 @@ async fn remind_of(
         InvoiceAmount::Fixed(amount) => amount_text(invoice.currency, amount),
         InvoiceAmount::Open { .. } => invoice.currency.code().to_owned(),
     };
-    let mut text = lang
-        .pick([
+    let mut text = lang.fill(
+        lang.pick([
             "You started a payment of {amount} and did not finish it.",
             "Vous avez commencé un paiement de {amount} sans le terminer.",
             "Sie haben eine Zahlung über {amount} begonnen und nicht abgeschlossen.",
             "شما پرداختی به مبلغ {amount} را شروع کردید و تمام نکردید.",
             "Вы начали оплату на {amount} и не завершили её.",
-        ])
-        .replace("{amount}", &amount);
+        ]),
+        &[("amount", &amount)],
+    );
     if !invoice.description.is_empty() {
         text.push_str(&format!("\n{}", cut(&invoice.description, 200)));
     }

@@ -68,11 +68,76 @@ impl Lang {
             Lang::Ru => texts[4],
         }
     }
+
+    /// `value` as it may stand inside a text of this language: in a right-to-left language,
+    /// wrapped in Unicode first-strong isolates (U+2068 … U+2069), so that amounts, dates, ids
+    /// and user text keep their own direction and do not reorder the sentence around them.
+    pub fn isolate(self, value: &str) -> String {
+        if self.is_rtl() {
+            format!("\u{2068}{value}\u{2069}")
+        } else {
+            value.to_owned()
+        }
+    }
+
+    /// `template` with each `{name}` replaced by its value (isolated, see [`Lang::isolate`]),
+    /// in one pass: a value that itself contains `{name}` is never substituted again. A
+    /// placeholder without a value stays as written.
+    pub fn fill<V: AsRef<str>>(self, template: &str, values: &[(&str, V)]) -> String {
+        let mut text = String::with_capacity(template.len() + 16);
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            text.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let value = after.find('}').and_then(|close| {
+                let name = &after[..close];
+                values
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (close, value.as_ref()))
+            });
+            match value {
+                Some((close, value)) => {
+                    text.push_str(&self.isolate(value));
+                    rest = &after[close + 1..];
+                }
+                None => {
+                    text.push('{');
+                    rest = after;
+                }
+            }
+        }
+        text.push_str(rest);
+        text
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fill_replaces_once_and_isolates_in_right_to_left_languages() {
+        assert_eq!(
+            Lang::En.fill(
+                "Paid {amount} on {date}",
+                &[("amount", "5 XTR"), ("date", "2026-12-03")]
+            ),
+            "Paid 5 XTR on 2026-12-03"
+        );
+        // A value holding a placeholder is not filled again; unknown placeholders stay.
+        assert_eq!(
+            Lang::En.fill("{a} and {b} and {c}", &[("a", "{b}"), ("b", "x")]),
+            "{b} and x and {c}"
+        );
+        assert_eq!(Lang::De.fill("{ broken", &[("x", "y")]), "{ broken");
+        assert_eq!(
+            Lang::Fa.fill("شارژ موجودی شما: {amount}", &[("amount", "50 XTR")]),
+            "شارژ موجودی شما: \u{2068}50 XTR\u{2069}"
+        );
+        assert_eq!(Lang::Fa.isolate("inv_1"), "\u{2068}inv_1\u{2069}");
+        assert_eq!(Lang::Ru.isolate("inv_1"), "inv_1");
+    }
 
     #[test]
     fn language_codes_map_to_our_languages_or_english() {

@@ -222,7 +222,7 @@ async fn route_message(
                 "یک عدد صحیح از 1 تا {max} ستاره بفرستید.",
                 "Отправьте целое число звёзд, от 1 до {max}.",
             ]);
-            let hint = fill(lang, hint, &[("max", MAX_TIP_STARS.to_string())]);
+            let hint = lang.fill(hint, &[("max", MAX_TIP_STARS.to_string())]);
             say(&client, chat, &hint, None).await;
             Ok(())
         }
@@ -323,7 +323,7 @@ async fn start(
         "سلام! من {bot} هستم. پرداخت‌ها را با ستاره‌های تلگرام می‌پذیرم: یک پیوند پرداخت را باز کنید یا /start tip بفرستید.",
         "Привет! Я {bot}. Я принимаю оплату звёздами Telegram: откройте ссылку на оплату или отправьте /start tip.",
     ]);
-    let text = fill(lang, text, &[("bot", format!("@{}", bot.username))]);
+    let text = lang.fill(text, &[("bot", format!("@{}", bot.username))]);
     say(client, chat, &text, None).await;
     Ok(())
 }
@@ -709,13 +709,7 @@ pub async fn payment_settled(
                 "{amount} зачислено на ваш баланс.",
             ]);
             let amount = amount_text(payment.currency, payment.credited_minor);
-            say(
-                &client,
-                chat,
-                &fill(lang, text, &[("amount", amount)]),
-                None,
-            )
-            .await;
+            say(&client, chat, &lang.fill(text, &[("amount", amount)]), None).await;
         }
         return;
     };
@@ -735,8 +729,7 @@ pub async fn payment_settled(
         "رسید — {merchant} (@{bot})\nمبلغ: {amount}\nارز: {currency}\nکارمزد: {fee}\nنرخ: {rate}\nزمان: {time}\nصورتحساب: {id}",
         "Чек — {merchant} (@{bot})\nСумма: {amount}\nВалюта: {currency}\nКомиссия: {fee}\nКурс: {rate}\nВремя: {time}\nСчёт: {id}",
     ]);
-    let receipt = fill(
-        lang,
+    let receipt = lang.fill(
         receipt,
         &[
             ("amount", amount_text(invoice.currency, payment.paid_minor)),
@@ -918,8 +911,7 @@ fn timer_text(lang: Lang, invoice: &Invoice, now_ns: u64) -> String {
         "{amount} — تا {min} دقیقه دیگر منقضی می‌شود (ساعت {time})\nصورتحساب {id}",
         "{amount} — истекает через {min} мин (в {time})\nСчёт {id}",
     ]);
-    fill(
-        lang,
+    lang.fill(
         text,
         &[
             ("amount", invoice_amount_text(invoice)),
@@ -938,8 +930,7 @@ fn paid_text(lang: Lang, invoice: &Invoice) -> String {
         "پرداخت شد ✓ — {amount}\nصورتحساب {id}",
         "Оплачено ✓ — {amount}\nСчёт {id}",
     ]);
-    fill(
-        lang,
+    lang.fill(
         text,
         &[
             ("amount", invoice_amount_text(invoice)),
@@ -956,8 +947,7 @@ fn expired_text(lang: Lang, invoice: &Invoice) -> String {
         "منقضی شد — {amount}\nصورتحساب {id}",
         "Истёк — {amount}\nСчёт {id}",
     ]);
-    fill(
-        lang,
+    lang.fill(
         text,
         &[
             ("amount", invoice_amount_text(invoice)),
@@ -996,21 +986,6 @@ fn share_url(username: &str, payload: &str) -> String {
     let link = format!("https://t.me/{username}?start={payload}");
     let encoded: String = form_urlencoded::byte_serialize(link.as_bytes()).collect();
     format!("https://t.me/share/url?url={encoded}")
-}
-
-/// Replaces each `{name}` of `template`. In a right-to-left language each value is wrapped in
-/// Unicode first-strong isolates, so amounts, ids and times keep their own direction.
-fn fill(lang: Lang, template: &str, values: &[(&str, String)]) -> String {
-    let mut text = template.to_owned();
-    for (name, value) in values {
-        let value = if lang.is_rtl() {
-            format!("\u{2068}{value}\u{2069}")
-        } else {
-            value.clone()
-        };
-        text = text.replace(&format!("{{{name}}}"), &value);
-    }
-    text
 }
 
 fn invoice_amount_text(invoice: &Invoice) -> String {
@@ -1095,10 +1070,6 @@ mod tests {
         assert_eq!(
             share_url("shop_bot", "tip"),
             "https://t.me/share/url?url=https%3A%2F%2Ft.me%2Fshop_bot%3Fstart%3Dtip"
-        );
-        assert_eq!(
-            fill(Lang::Fa, "{a}!", &[("a", "5".to_owned())]),
-            "\u{2068}5\u{2069}!"
         );
     }
 }

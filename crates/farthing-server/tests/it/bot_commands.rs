@@ -329,7 +329,14 @@ async fn history_lists_payments_charges_and_refunds_newest_first() {
     );
     let (text, _, _) = ask(&app, &user(ANN, "fa"), 3, "/history").await;
     assert!(text.starts_with("آخرین پرداخت‌های شما:"), "{text}");
-    assert!(text.contains("بازپرداخت · +2 XTR"), "{text}");
+    // Right to left: every amount, date and id is isolated (U+2068 … U+2069), so "+2 XTR"
+    // keeps its order inside the Persian line.
+    assert!(text.contains("بازپرداخت · \u{2068}+2 XTR\u{2069}"), "{text}");
+    assert_eq!(
+        text.matches('\u{2068}').count(),
+        text.matches('\u{2069}').count(),
+        "{text}"
+    );
     // Another user sees none of it.
     let (text, _, _) = ask(&app, &user(BOB, "fa"), 4, "/history").await;
     assert_eq!(text, "هنوز پرداختی انجام نشده است.");
@@ -481,7 +488,7 @@ async fn a_refund_request_approved_is_booked_and_told() {
     assert_eq!(balance_of(&app, ANN, "XTR").await, 25);
     assert_eq!(
         last_message(&app, ANN).0,
-        "بازپرداخت شما تأیید شد: 25 XTR به موجودی شما اضافه شد (/balance)."
+        "بازپرداخت شما تأیید شد: \u{2068}25 XTR\u{2069} به موجودی شما اضافه شد (/balance)."
     );
     // Approving again answers the same request and books nothing more.
     let again = app
@@ -598,7 +605,10 @@ async fn reminders_go_once_and_only_to_customers_who_opted_in() {
     let sent = reminders_to(&app, ANN);
     assert_eq!(sent.len(), 1, "one reminder per invoice");
     let text = sent[0].param_str("text").unwrap_or_default();
-    assert!(text.starts_with("شما پرداختی به مبلغ 12 XTR"), "{text}");
+    assert!(
+        text.starts_with("شما پرداختی به مبلغ \u{2068}12 XTR\u{2069}"),
+        "{text}"
+    );
     assert!(text.contains("Tea"), "{text}");
     assert!(reminders_to(&app, BOB).is_empty(), "Bob did not opt in");
 
