@@ -1,11 +1,23 @@
-//! The wire form of every API object (snapshot-tested): Stripe-like JSON with prefixed ids,
-//! integer minor units, Unix-second timestamps and `livemode`.
+//! The wire form of every API object: typed structs (Serialize for the body, ToSchema for the
+//! OpenAPI document, so the two cannot drift) built from the domain types. Stripe-like JSON with
+//! prefixed ids, integer minor units, Unix-second timestamps and `livemode`.
+//!
+//! Webhook event bodies embed these same objects (`data.object`).
 
-use farthing_core::invoice::{Invoice, InvoiceAmount};
-use farthing_core::{Currency, PublicId};
-use farthing_store::{Charge, Customer, EventRecord, Refund, WebhookEndpoint};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use farthing_core::invoice::{Invoice as DomainInvoice, InvoiceAmount};
+use farthing_core::{Currency, PublicId, Rail};
+use farthing_store::{Charge as DomainCharge, Customer as DomainCustomer, EventRecord};
+use farthing_store::{Refund as DomainRefund, WebhookEndpoint as DomainEndpoint};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::openapi::schema::{ArrayBuilder, Object, ObjectBuilder, Ref, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
+use crate::outbox::EVENT_TYPES;
 use crate::Mode;
 
 /// Unix seconds from ledger nanoseconds.
@@ -23,10 +35,15 @@ pub fn metadata(pairs: &[(String, String)]) -> Value {
     )
 }
 
+fn metadata_map(pairs: &[(String, String)]) -> BTreeMap<String, String> {
+    pairs.iter().cloned().collect()
+}
+
 /// How to pay an invoice on each rail that made instructions for it (`{}` when none): each
 /// rail's own JSON object (the Stars or card invoice link, the BOLT11 with its `lightning:`
-/// URI, …), keyed by rail name.
-fn payment_instructions(invoice: &Invoice) -> Value {
+/// URI, …), keyed by rail name. Each rail documents its object; the server's OpenAPI document
+/// gathers them as `PaymentInstructions`.
+fn payment_instructions(invoice: &DomainInvoice) -> Map<String, Value> {
     let mut instructions = Map::new();
     for (rail, text) in &invoice.instructions {
         match serde_json::from_str::<Value>(text) {
@@ -38,11 +55,395 @@ fn payment_instructions(invoice: &Invoice) -> Value {
             }
         }
     }
-    Value::Object(instructions)
+    instructions
 }
 
+// ---------------------------------------------------------------------------------------------
+// Schema helpers.
+
+fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .build()
+}
+
+macro_rules! constants {
+    ($($name:ident => [$($value:literal),+]),+ $(,)?) => {
+        $(
+            fn $name() -> Object {
+                string_enum([$($value),+])
+            }
+        )+
+    };
+}
+
+constants! {
+    object_invoice => ["invoice"],
+    object_customer => ["customer"],
+    object_customer_balance => ["customer_balance"],
+    object_charge => ["charge"],
+    object_refund => ["refund"],
+    object_webhook_endpoint => ["webhook_endpoint"],
+    object_refund_request => ["refund_request"],
+    status_succeeded => ["succeeded"],
+    refund_destination => ["balance", "rail"],
+    refund_request_status => ["pending", "approved", "declined"],
+}
+
+fn payment_instructions_schema() -> Ref {
+    Ref::from_schema_name("PaymentInstructions")
+}
+
+/// A rail name (`farthing_core::Rail::ALL`).
+pub struct RailName;
+
+impl PartialSchema for RailName {
+    fn schema() -> RefOr<Schema> {
+        string_enum(Rail::ALL.iter().map(|rail| rail.as_str())).into()
+    }
+}
+
+impl ToSchema for RailName {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("RailName")
+    }
+}
+
+/// An event type (one of [`EVENT_TYPES`]).
+pub struct EventType;
+
+impl PartialSchema for EventType {
+    fn schema() -> RefOr<Schema> {
+        string_enum(EVENT_TYPES.iter().copied()).into()
+    }
+}
+
+impl ToSchema for EventType {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("EventType")
+    }
+}
+
+/// `enabled_events` of a webhook endpoint: event types, or `"*"` for every type.
+pub fn enabled_events_schema() -> Schema {
+    Schema::Array(
+        ArrayBuilder::new()
+            .items(string_enum(
+                std::iter::once("*").chain(EVENT_TYPES.iter().copied()),
+            ))
+            .min_items(Some(1))
+            .build(),
+    )
+}
+
+/// Where an invoice stands.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum InvoiceStatus {
+    /// Waiting for payment.
+    Open,
+    /// Paid.
+    Paid,
+    /// Not paid in time.
+    Expired,
+    /// Canceled by the merchant.
+    Canceled,
+    /// Paid, then refunded in part.
+    PartiallyRefunded,
+    /// Paid, then refunded in full.
+    Refunded,
+}
+
+/// Whether a webhook endpoint receives events.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum WebhookEndpointStatus {
+    /// Events are delivered.
+    Enabled,
+    /// Nothing is delivered (see `disabled_reason`).
+    Disabled,
+}
+
+macro_rules! into_value {
+    ($($object:ty),+ $(,)?) => {
+        $(
+            impl From<$object> for Value {
+                fn from(object: $object) -> Value {
+                    // Plain structs with string keys: serialising them cannot fail.
+                    serde_json::to_value(object).unwrap_or(Value::Null)
+                }
+            }
+        )+
+    };
+}
+
+into_value!(
+    Invoice,
+    Customer,
+    CustomerBalance,
+    Charge,
+    Refund,
+    WebhookEndpoint,
+    RefundRequestObject,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Objects.
+
+/// An invoice: a request for payment, paid once on one of its rails (SPEC I1–I4).
+#[derive(Serialize, ToSchema)]
+pub struct Invoice {
+    /// `inv_…`
+    pub id: String,
+    /// Always `invoice`.
+    #[schema(schema_with = object_invoice, value_type = String)]
+    pub object: &'static str,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Where it stands.
+    #[schema(value_type = InvoiceStatus)]
+    pub status: &'static str,
+    /// The fixed amount in minor units; `null` for an amountless invoice.
+    #[schema(required = true)]
+    pub amount: Option<u64>,
+    /// Amountless invoices: the smallest amount the payer may choose; otherwise `null`.
+    #[schema(required = true)]
+    pub amount_min: Option<u64>,
+    /// Amountless invoices: the largest amount the payer may choose; otherwise `null`.
+    #[schema(required = true)]
+    pub amount_max: Option<u64>,
+    /// Amountless invoices: the suggested amounts; otherwise `null`.
+    #[schema(required = true)]
+    pub amount_presets: Option<Vec<u64>>,
+    /// The currency or asset code, upper case (e.g. `USD`, `XTR`, `TON`).
+    pub currency: &'static str,
+    /// Shown to the payer (may be empty).
+    pub description: String,
+    /// Opaque merchant data, returned with every event.
+    #[schema(required = true)]
+    pub payload: Option<String>,
+    /// The rails the payer may use.
+    #[schema(value_type = Vec<RailName>)]
+    pub rails: Vec<&'static str>,
+    /// The expected payer, `cus_…`, if one was given.
+    #[schema(required = true)]
+    pub customer: Option<String>,
+    /// Merchant key/value data.
+    pub metadata: BTreeMap<String, String>,
+    /// The amount paid, in minor units, once paid.
+    #[schema(required = true)]
+    pub amount_paid: Option<u64>,
+    /// Refunded so far, in minor units.
+    pub amount_refunded: u64,
+    /// The rail it was paid on, once paid.
+    #[schema(required = true, value_type = Option<RailName>)]
+    pub paid_rail: Option<&'static str>,
+    /// The paying customer, `cus_…`, if the payer was one.
+    #[schema(required = true)]
+    pub paid_by: Option<String>,
+    /// When it was paid (Unix seconds).
+    #[schema(required = true)]
+    pub paid_at: Option<u64>,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+    /// When it expires if not paid (Unix seconds).
+    pub expires_at: u64,
+    /// When it was canceled or expired (Unix seconds).
+    #[schema(required = true)]
+    pub closed_at: Option<u64>,
+    /// The hosted checkout page, `…/pay/inv_…`.
+    pub checkout_url: String,
+    /// How to pay on each rail that has instructions; `{}` when none.
+    #[schema(schema_with = payment_instructions_schema)]
+    pub payment_instructions: Map<String, Value>,
+    /// A Telegram Stars subscription invoice: the period in seconds (2592000, 30 days);
+    /// `null` for a one-off invoice.
+    #[schema(required = true)]
+    pub subscription_period: Option<u64>,
+}
+
+/// A customer, with balances per currency.
+#[derive(Serialize, ToSchema)]
+pub struct Customer {
+    /// `cus_…`
+    pub id: String,
+    /// Always `customer`.
+    #[schema(schema_with = object_customer, value_type = String)]
+    pub object: &'static str,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// The merchant's reference (e.g. a Telegram user id); unique per merchant.
+    #[schema(required = true)]
+    pub external_id: Option<String>,
+    /// Merchant key/value data.
+    pub metadata: BTreeMap<String, String>,
+    /// One entry per currency the customer has held (empty on creation).
+    pub balances: Vec<Balance>,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+}
+
+/// A customer's balance in one currency.
+#[derive(Serialize, ToSchema)]
+pub struct Balance {
+    /// The currency or asset code.
+    pub currency: &'static str,
+    /// Posted balance, in minor units.
+    pub balance: i64,
+    /// What can be spent now (the balance less pending debits), in minor units.
+    pub available: i64,
+}
+
+/// A customer's balance in one currency, as a top-up answers it and as the
+/// `customer.balance_changed` event carries it.
+#[derive(Serialize, ToSchema)]
+pub struct CustomerBalance {
+    /// Always `customer_balance`.
+    #[schema(schema_with = object_customer_balance, value_type = String)]
+    pub object: &'static str,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// `cus_…`
+    pub customer: String,
+    /// The currency or asset code.
+    pub currency: &'static str,
+    /// Posted balance, in minor units.
+    pub balance: i64,
+    /// What can be spent now, in minor units.
+    pub available: i64,
+}
+
+/// A charge: a debit of a customer's balance (SPEC PR2).
+#[derive(Serialize, ToSchema)]
+pub struct Charge {
+    /// `chg_…`
+    pub id: String,
+    /// Always `charge`.
+    #[schema(schema_with = object_charge, value_type = String)]
+    pub object: &'static str,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Always `succeeded`: a charge that can't be paid is refused, never stored.
+    #[schema(schema_with = status_succeeded, value_type = String)]
+    pub status: &'static str,
+    /// Whose balance paid, `cus_…`.
+    pub customer: String,
+    /// Amount in minor units.
+    pub amount: u64,
+    /// Refunded so far, in minor units.
+    pub amount_refunded: u64,
+    /// The currency or asset code.
+    pub currency: &'static str,
+    /// Shown in statements (may be empty).
+    pub description: String,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+}
+
+/// A refund: back to the customer's balance, or through the rail that paid.
+#[derive(Serialize, ToSchema)]
+pub struct Refund {
+    /// `ref_…`
+    pub id: String,
+    /// Always `refund`.
+    #[schema(schema_with = object_refund, value_type = String)]
+    pub object: &'static str,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Always `succeeded`.
+    #[schema(schema_with = status_succeeded, value_type = String)]
+    pub status: &'static str,
+    /// The refunded invoice, `inv_…`, or `null`.
+    #[schema(required = true)]
+    pub invoice: Option<String>,
+    /// The refunded charge, `chg_…`, or `null`.
+    #[schema(required = true)]
+    pub charge: Option<String>,
+    /// Who got the money, `cus_…`.
+    pub customer: String,
+    /// Amount in minor units.
+    pub amount: u64,
+    /// The currency or asset code.
+    pub currency: &'static str,
+    /// Why, as the merchant said.
+    #[schema(required = true)]
+    pub reason: Option<String>,
+    /// Where the money went: `balance` (the customer's balance with the merchant) or `rail`
+    /// (back through the rail that paid, e.g. Telegram `refundStarPayment`).
+    #[schema(schema_with = refund_destination, value_type = String)]
+    pub destination: &'static str,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+}
+
+/// A webhook endpoint: where events are delivered, signed per the Standard Webhooks spec.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookEndpoint {
+    /// `we_…`
+    pub id: String,
+    /// Always `webhook_endpoint`.
+    #[schema(schema_with = object_webhook_endpoint, value_type = String)]
+    pub object: &'static str,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Where deliveries go.
+    pub url: String,
+    /// The event types delivered; `["*"]` for every type.
+    #[schema(schema_with = enabled_events_schema)]
+    pub enabled_events: Vec<String>,
+    /// Whether it receives deliveries.
+    #[schema(value_type = WebhookEndpointStatus)]
+    pub status: String,
+    /// Why it was disabled.
+    #[schema(required = true)]
+    pub disabled_reason: Option<String>,
+    /// When it was created (Unix seconds).
+    pub created: u64,
+    /// The signing secret, `whsec_…`: in the answer of `POST /v1/webhook_endpoints` only, once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = String)]
+    pub secret: Option<String>,
+    /// `true`: in the answer of `DELETE /v1/webhook_endpoints/{id}` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = bool)]
+    pub deleted: Option<bool>,
+}
+
+/// A refund a customer asked for with `/refund` in the bot: the object of
+/// `refund_request.created`, `refund_request.approved` and `refund_request.declined`.
+#[derive(Serialize, ToSchema)]
+pub struct RefundRequestObject {
+    /// Always `refund_request`.
+    #[schema(schema_with = object_refund_request, value_type = String)]
+    pub object: &'static str,
+    /// `rrq_…`
+    pub id: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// `pending`, `approved` or `declined`.
+    #[schema(schema_with = refund_request_status, value_type = String)]
+    pub status: &'static str,
+    /// Who asks, `cus_…` (`tg:<user id>`).
+    pub customer: String,
+    /// The paid invoice to refund, `inv_…`.
+    pub invoice: String,
+    /// The asker's Telegram user id (told the decision in the bot).
+    pub telegram_user_id: i64,
+    /// The refund made on approval, `ref_…`.
+    #[schema(required = true)]
+    pub refund: Option<String>,
+    /// When it was asked (Unix seconds).
+    pub created: u64,
+    /// When it last changed (Unix seconds).
+    pub updated: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Built from the domain.
+
 /// An invoice.
-pub fn invoice(invoice: &Invoice, mode: Mode, checkout_url: &str) -> Value {
+pub fn invoice(invoice: &DomainInvoice, mode: Mode, checkout_url: &str) -> Invoice {
     let (amount, min, max, presets) = match &invoice.amount {
         InvoiceAmount::Fixed(amount) => (Some(*amount), None, None, None),
         InvoiceAmount::Open {
@@ -57,50 +458,57 @@ pub fn invoice(invoice: &Invoice, mode: Mode, checkout_url: &str) -> Value {
         ),
     };
     let payment = invoice.payment;
-    json!({
-        "id": invoice.id.encode(),
-        "object": "invoice",
-        "livemode": mode.is_live(),
-        "status": invoice.status.as_str(),
-        "amount": amount,
-        "amount_min": min,
-        "amount_max": max,
-        "amount_presets": presets,
-        "currency": invoice.currency.code(),
-        "description": invoice.description,
-        "payload": invoice.payload,
-        "rails": invoice.rails.iter().map(|rail| rail.as_str()).collect::<Vec<_>>(),
-        "customer": invoice.customer.map(PublicId::encode),
-        "metadata": metadata(&invoice.metadata),
-        "amount_paid": payment.map(|p| p.amount_minor),
-        "amount_refunded": invoice.amount_refunded_minor,
-        "paid_rail": payment.map(|p| p.rail.as_str()),
-        "paid_by": payment.and_then(|p| p.customer).map(PublicId::encode),
-        "paid_at": payment.map(|p| unix_s(p.paid_at_ns)),
-        "created": unix_s(invoice.created_at_ns),
-        "expires_at": unix_s(invoice.expires_at_ns),
-        "closed_at": invoice.closed_at_ns.map(unix_s),
-        "checkout_url": checkout_url,
-        "payment_instructions": payment_instructions(invoice),
-        "subscription_period": invoice.subscription_period_s,
-    })
+    Invoice {
+        id: invoice.id.encode(),
+        object: "invoice",
+        livemode: mode.is_live(),
+        status: invoice.status.as_str(),
+        amount,
+        amount_min: min,
+        amount_max: max,
+        amount_presets: presets,
+        currency: invoice.currency.code(),
+        description: invoice.description.clone(),
+        payload: invoice.payload.clone(),
+        rails: invoice.rails.iter().map(|rail| rail.as_str()).collect(),
+        customer: invoice.customer.map(PublicId::encode),
+        metadata: metadata_map(&invoice.metadata),
+        amount_paid: payment.map(|p| p.amount_minor),
+        amount_refunded: invoice.amount_refunded_minor,
+        paid_rail: payment.map(|p| p.rail.as_str()),
+        paid_by: payment.and_then(|p| p.customer).map(PublicId::encode),
+        paid_at: payment.map(|p| unix_s(p.paid_at_ns)),
+        created: unix_s(invoice.created_at_ns),
+        expires_at: unix_s(invoice.expires_at_ns),
+        closed_at: invoice.closed_at_ns.map(unix_s),
+        checkout_url: checkout_url.to_owned(),
+        payment_instructions: payment_instructions(invoice),
+        subscription_period: invoice.subscription_period_s.map(u64::from),
+    }
 }
 
 /// A customer with balances: `(currency, balance, available)` in minor units.
-pub fn customer(customer: &Customer, mode: Mode, balances: &[(Currency, i128, i128)]) -> Value {
-    json!({
-        "id": customer.id.encode(),
-        "object": "customer",
-        "livemode": mode.is_live(),
-        "external_id": customer.external_id,
-        "metadata": metadata(&customer.metadata),
-        "balances": balances.iter().map(|(currency, balance, available)| json!({
-            "currency": currency.code(),
-            "balance": i64::try_from(*balance).unwrap_or(i64::MAX),
-            "available": i64::try_from(*available).unwrap_or(i64::MAX),
-        })).collect::<Vec<_>>(),
-        "created": unix_s(customer.created_at_ns),
-    })
+pub fn customer(
+    customer: &DomainCustomer,
+    mode: Mode,
+    balances: &[(Currency, i128, i128)],
+) -> Customer {
+    Customer {
+        id: customer.id.encode(),
+        object: "customer",
+        livemode: mode.is_live(),
+        external_id: customer.external_id.clone(),
+        metadata: metadata_map(&customer.metadata),
+        balances: balances
+            .iter()
+            .map(|(currency, balance, available)| Balance {
+                currency: currency.code(),
+                balance: i64::try_from(*balance).unwrap_or(i64::MAX),
+                available: i64::try_from(*available).unwrap_or(i64::MAX),
+            })
+            .collect(),
+        created: unix_s(customer.created_at_ns),
+    }
 }
 
 /// A customer's balance in one currency: the object of `customer.balance_changed`.
@@ -109,49 +517,53 @@ pub fn customer_balance(
     mode: Mode,
     currency: Currency,
     balances: &farthing_core::ledger::Balances,
-) -> Value {
-    json!({
-        "object": "customer_balance",
-        "livemode": mode.is_live(),
-        "customer": customer.encode(),
-        "currency": currency.code(),
-        "balance": i64::try_from(balances.posted()).unwrap_or(i64::MAX),
-        "available": i64::try_from(balances.available()).unwrap_or(i64::MAX),
-    })
+) -> CustomerBalance {
+    CustomerBalance {
+        object: "customer_balance",
+        livemode: mode.is_live(),
+        customer: customer.encode(),
+        currency: currency.code(),
+        balance: i64::try_from(balances.posted()).unwrap_or(i64::MAX),
+        available: i64::try_from(balances.available()).unwrap_or(i64::MAX),
+    }
 }
 
 /// A charge.
-pub fn charge(charge: &Charge, mode: Mode) -> Value {
-    json!({
-        "id": charge.id.encode(),
-        "object": "charge",
-        "livemode": mode.is_live(),
-        "status": "succeeded",
-        "customer": charge.customer.encode(),
-        "amount": charge.amount_minor,
-        "amount_refunded": charge.refunded_minor,
-        "currency": charge.currency.code(),
-        "description": charge.description,
-        "created": unix_s(charge.created_at_ns),
-    })
+pub fn charge(charge: &DomainCharge, mode: Mode) -> Charge {
+    Charge {
+        id: charge.id.encode(),
+        object: "charge",
+        livemode: mode.is_live(),
+        status: "succeeded",
+        customer: charge.customer.encode(),
+        amount: charge.amount_minor,
+        amount_refunded: charge.refunded_minor,
+        currency: charge.currency.code(),
+        description: charge.description.clone(),
+        created: unix_s(charge.created_at_ns),
+    }
 }
 
 /// A refund.
-pub fn refund(refund: &Refund, mode: Mode) -> Value {
-    json!({
-        "id": refund.id.encode(),
-        "object": "refund",
-        "livemode": mode.is_live(),
-        "status": "succeeded",
-        "invoice": refund.invoice.map(PublicId::encode),
-        "charge": refund.charge.map(PublicId::encode),
-        "customer": refund.customer.encode(),
-        "amount": refund.amount_minor,
-        "currency": refund.currency.code(),
-        "reason": refund.reason,
-        "destination": if refund.rail.is_some() { "rail" } else { "balance" },
-        "created": unix_s(refund.created_at_ns),
-    })
+pub fn refund(refund: &DomainRefund, mode: Mode) -> Refund {
+    Refund {
+        id: refund.id.encode(),
+        object: "refund",
+        livemode: mode.is_live(),
+        status: "succeeded",
+        invoice: refund.invoice.map(PublicId::encode),
+        charge: refund.charge.map(PublicId::encode),
+        customer: refund.customer.encode(),
+        amount: refund.amount_minor,
+        currency: refund.currency.code(),
+        reason: refund.reason.clone(),
+        destination: if refund.rail.is_some() {
+            "rail"
+        } else {
+            "balance"
+        },
+        created: unix_s(refund.created_at_ns),
+    }
 }
 
 /// A stored event (its body is kept exactly as delivered).
@@ -162,40 +574,38 @@ pub fn event(event: &EventRecord) -> Value {
 }
 
 /// A webhook endpoint; the secret only when it is first created.
-pub fn endpoint(endpoint: &WebhookEndpoint, mode: Mode, with_secret: bool) -> Value {
-    let mut value = json!({
-        "id": endpoint.id.encode(),
-        "object": "webhook_endpoint",
-        "livemode": mode.is_live(),
-        "url": endpoint.url,
-        "enabled_events": endpoint.events,
-        "status": endpoint.status,
-        "disabled_reason": endpoint.disabled_reason,
-        "created": unix_s(endpoint.created_at_ns),
-    });
-    if with_secret {
-        value["secret"] = Value::String(endpoint.secret.clone());
+pub fn endpoint(endpoint: &DomainEndpoint, mode: Mode, with_secret: bool) -> WebhookEndpoint {
+    WebhookEndpoint {
+        id: endpoint.id.encode(),
+        object: "webhook_endpoint",
+        livemode: mode.is_live(),
+        url: endpoint.url.clone(),
+        enabled_events: endpoint.events.clone(),
+        status: endpoint.status.clone(),
+        disabled_reason: endpoint.disabled_reason.clone(),
+        created: unix_s(endpoint.created_at_ns),
+        secret: with_secret.then(|| endpoint.secret.clone()),
+        deleted: None,
     }
-    value
 }
 
 /// A list page.
-pub fn list(data: Vec<Value>, has_more: bool, url: &str) -> Value {
+pub fn list<T: Serialize>(data: Vec<T>, has_more: bool, url: &str) -> Value {
     json!({"object": "list", "url": url, "data": data, "has_more": has_more})
 }
 
 /// A refund request customers made in the bot.
-pub fn refund_request(request: &farthing_store::RefundRequest, mode: Mode) -> Value {
-    json!({
-        "object": "refund_request",
-        "id": request.id.encode(),
-        "livemode": mode.is_live(),
-        "status": request.status.as_str(),
-        "customer": request.customer.encode(),
-        "invoice": request.invoice.encode(),
-        "telegram_user_id": request.telegram_user_id,
-        "refund": request.refund.map(PublicId::encode),
-        "created": unix_s(request.created_at_ns),
-        "updated": unix_s(request.updated_at_ns),
-    })
+pub fn refund_request(request: &farthing_store::RefundRequest, mode: Mode) -> RefundRequestObject {
+    RefundRequestObject {
+        object: "refund_request",
+        id: request.id.encode(),
+        livemode: mode.is_live(),
+        status: request.status.as_str(),
+        customer: request.customer.encode(),
+        invoice: request.invoice.encode(),
+        telegram_user_id: request.telegram_user_id,
+        refund: request.refund.map(PublicId::encode),
+        created: unix_s(request.created_at_ns),
+        updated: unix_s(request.updated_at_ns),
+    }
 }

@@ -47,13 +47,8 @@ pub struct CreateCharge {
     responses(
         (status = 201, description = "The charge; `charge.succeeded` and `customer.balance_changed` events are written with it.", body = spec::Charge, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown customer (`invalid_id`, `customer_not_found`), a bad amount (`invalid_amount`), an unknown currency (`invalid_currency`), a description over 500 characters (`invalid_description`), or a charge that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
         (status = 402, description = "The customer's balance is too small (`insufficient_funds`); nothing was written.", body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn create(
@@ -88,7 +83,7 @@ pub async fn create(
         &body.raw,
         move |tx| {
             charges::book(tx, mode, &prepared)?;
-            Ok((StatusCode::CREATED, object))
+            Ok((StatusCode::CREATED, object.into()))
         },
     )
     .await
@@ -105,10 +100,8 @@ pub async fn create(
     params(("id" = String, Path, description = "The charge, `chg_…` (a malformed id is not found: 404).")),
     responses(
         (status = 200, description = "The charge.", body = spec::Charge),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such charge for this merchant in this mode (`resource_missing`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn retrieve(
@@ -138,9 +131,7 @@ pub async fn retrieve(
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::ChargeList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn list(
@@ -198,15 +189,10 @@ pub struct CreateRefund {
     responses(
         (status = 201, description = "The refund; `refund.succeeded` and `customer.balance_changed` events are written with it (and `invoice.refunded` or `invoice.partially_refunded` for an invoice).", body = spec::Refund, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), not exactly one of `invoice` and `charge` (`invalid_refund`), an unknown invoice or charge (`invalid_id`, `invoice_not_found`, `charge_not_found`), a bad amount (`invalid_amount`), more than is left to refund (`refund_too_large`), an invoice paid without a customer (`no_customer`), a reason over 500 characters (`invalid_reason`), a refund that would take the customer's balance beyond the largest amount farthing stores (`amount_too_large`), an unknown `destination` (`invalid_destination`), or, with `destination: rail`, an invoice not paid on the stars rail (`rail_refund_unsupported`), a partial amount (`invalid_amount`; Telegram refunds whole payments) or no connected bot (`rail_not_configured`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
         (status = 402, description = "The merchant's balance is too small to refund from (`insufficient_funds`); nothing was written.", body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 409, description = "The invoice is not paid (`invoice_not_paid`), or, with `destination: rail`, the Telegram user who paid it is not known (`payer_unknown`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
         (status = 502, description = "With `destination: rail`: Telegram refused `refundStarPayment` or could not be reached (`telegram_refund_failed`, with Telegram's description); nothing was booked.", body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn create_refund(
@@ -320,7 +306,7 @@ pub async fn refund(
                 }
             }
             let refund = refunds::to_balance(tx, &app, mode, merchant, &request, &unnamed)?;
-            let mut object = render::refund(&refund, mode);
+            let mut object: Value = render::refund(&refund, mode).into();
             if withdraw {
                 let secret = crate::rails::lightning::new_withdraw_secret(
                     tx.now_ns(),
@@ -390,7 +376,7 @@ async fn rail_refund(
                 ));
             };
             let refund = refunds::book_rail_refund(tx, &app, mode, merchant, &sent)?;
-            Ok((StatusCode::CREATED, render::refund(&refund, mode)))
+            Ok((StatusCode::CREATED, render::refund(&refund, mode).into()))
         },
     )
     .await
@@ -407,10 +393,8 @@ async fn rail_refund(
     params(("id" = String, Path, description = "The refund, `ref_…` (a malformed id is not found: 404).")),
     responses(
         (status = 200, description = "The refund.", body = spec::Refund),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such refund for this merchant in this mode (`resource_missing`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn retrieve_refund(
@@ -440,9 +424,7 @@ pub async fn retrieve_refund(
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::RefundList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn list_refunds(

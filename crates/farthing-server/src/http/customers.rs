@@ -40,13 +40,8 @@ pub struct CreateCustomer {
     responses(
         (status = 201, description = "The new customer (no balances yet); a `customer.created` event is written with it.", body = spec::Customer, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), a bad `external_id` (`invalid_external_id`) or bad metadata (`invalid_metadata`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 409, description = "Another customer of this merchant has this `external_id` (`external_id_taken`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn create(
@@ -90,7 +85,10 @@ pub async fn create(
                 }
             }
             let customer = customers::insert(tx, merchant, mode, external_id, metadata)?;
-            Ok((StatusCode::CREATED, render::customer(&customer, mode, &[])))
+            Ok((
+                StatusCode::CREATED,
+                render::customer(&customer, mode, &[]).into(),
+            ))
         },
     )
     .await
@@ -107,10 +105,8 @@ pub async fn create(
     params(("id" = String, Path, description = "The customer, `cus_…` (a malformed id is not found: 404).")),
     responses(
         (status = 200, description = "The customer, with its balances per currency.", body = spec::Customer),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such customer for this merchant in this mode (`resource_missing`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn retrieve(
@@ -146,9 +142,7 @@ pub async fn retrieve(
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::CustomerList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn list(
@@ -166,7 +160,7 @@ pub async fn list(
                 let balances = reader.customer_balances(principal.merchant, customer.id)?;
                 Ok(render::customer(&customer, principal.mode, &balances))
             })
-            .collect::<Result<Vec<Value>, _>>()
+            .collect::<Result<Vec<_>, _>>()
             .map(|data| (data, page.has_more))
     })?;
     Ok(list_answer(page.0, page.1, "/v1/customers"))

@@ -34,9 +34,7 @@ pub use farthing_app::outbox::EVENT_TYPES;
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::EventList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn list(
@@ -64,10 +62,8 @@ pub async fn list(
     params(("id" = String, Path, description = "The event, `evt_…` (a malformed id is not found: 404).")),
     responses(
         (status = 200, description = "The event, with its deliveries.", body = spec::Event),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such event for this merchant in this mode (`resource_missing`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn retrieve(
@@ -126,14 +122,9 @@ pub struct Redeliver {
     responses(
         (status = 200, description = "The endpoints the event was queued for.", body = spec::Redelivery, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), or an unknown webhook endpoint (`invalid_id`, `endpoint_not_found`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such event for this merchant in this mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The named webhook endpoint is disabled (`endpoint_disabled`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn redeliver(
@@ -240,12 +231,7 @@ pub struct CreateEndpoint {
     responses(
         (status = 201, description = "The new endpoint, with its signing secret `secret` (shown this once).", body = spec::WebhookEndpoint, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), a URL that is not http(s) or resolves to a loopback or private address the operator does not allow (`invalid_url`), or unknown event types (`invalid_events`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn create_endpoint(
@@ -303,7 +289,10 @@ pub async fn create_endpoint(
                 created_at_ns: tx.now_ns(),
             };
             tx.insert_endpoint(&endpoint)?;
-            Ok((StatusCode::CREATED, render::endpoint(&endpoint, mode, true)))
+            Ok((
+                StatusCode::CREATED,
+                render::endpoint(&endpoint, mode, true).into(),
+            ))
         },
     )
     .await
@@ -321,9 +310,7 @@ pub async fn create_endpoint(
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::WebhookEndpointList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn list_endpoints(
@@ -355,10 +342,8 @@ pub async fn list_endpoints(
     params(("id" = String, Path, description = "The webhook endpoint, `we_…` (a malformed id is not found: 404).")),
     responses(
         (status = 200, description = "The endpoint (without its secret).", body = spec::WebhookEndpoint),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such webhook endpoint for this merchant in this mode (`resource_missing`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn retrieve_endpoint(
@@ -388,12 +373,10 @@ pub async fn retrieve_endpoint(
     responses(
         (status = 200, description = "The deleted endpoint, with `deleted: true`; its pending deliveries are canceled.", body = spec::WebhookEndpoint, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "A bad Idempotency-Key (`invalid_idempotency_key`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such webhook endpoint for this merchant in this mode (`resource_missing`).", body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::ReadErrors,
+        spec::IdempotencyMismatch,
+        spec::Unavailable,
     ),
 )]
 pub async fn delete_endpoint(
@@ -413,8 +396,8 @@ pub async fn delete_endpoint(
             .ok_or_else(|| ApiError::not_found("webhook endpoint", &endpoint_id.encode()))?;
         tx.delete_endpoint(endpoint_id)?;
         let mut object = render::endpoint(&endpoint, mode, false);
-        object["deleted"] = json!(true);
-        Ok((StatusCode::OK, object))
+        object.deleted = Some(true);
+        Ok((StatusCode::OK, object.into()))
     })
     .await
 }

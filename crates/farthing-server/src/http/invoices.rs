@@ -170,12 +170,7 @@ fn parse_request(request: CreateInvoice) -> Result<InvoiceRequest, ApiError> {
     responses(
         (status = 201, description = "The new open invoice; an `invoice.created` event is written with it. A fixed-amount `XTR` invoice that accepts `stars` carries `payment_instructions.stars.invoice_link`, and a fixed-amount fiat invoice that accepts `card` carries `payment_instructions.card.invoice_link` (Telegram `createInvoiceLink`, with the payment provider token for `card`, asked after the invoice is stored; when Telegram fails the invoice is created without it).", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown currency (`invalid_currency`), a bad amount (`invalid_amount`), a bad amountless setup, expiry, description or payload (`invalid_invoice`, `invalid_expires_in`), an unknown or unconfigured rail (`invalid_rail`, `rail_not_configured`), a rail that does not carry the currency (`rail_currency_mismatch`: lightning takes BTC, card the fiat currencies of `PUT /v1/rails/card`), an amount above a requested rail's published limit for one payment (`amount_exceeds_rail_limit`: 100000 XTR for stars, 10000 XTR per period for a stars subscription; without `rails` such a rail is left out), an unknown customer (`invalid_id`, `customer_not_found`), or bad metadata (`invalid_metadata`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn create(
@@ -204,7 +199,7 @@ pub async fn create(
         &body.raw,
         move |tx| {
             invoices::insert(tx, &stored)?;
-            Ok((StatusCode::CREATED, object))
+            Ok((StatusCode::CREATED, object.into()))
         },
     )
     .await?;
@@ -257,10 +252,8 @@ pub fn load(
     params(("id" = String, Path, description = "The invoice, `inv_…` (a malformed id is not found: 404).")),
     responses(
         (status = 200, description = "The invoice.", body = spec::Invoice),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such invoice for this merchant in this mode (`resource_missing`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn retrieve(
@@ -286,9 +279,7 @@ pub async fn retrieve(
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::InvoiceList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn list(
@@ -328,14 +319,9 @@ pub async fn list(
     responses(
         (status = 200, description = "The canceled invoice; an `invoice.canceled` event is written with it.", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such invoice for this merchant in this mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The invoice is not open (`invoice_not_open`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn cancel(
@@ -358,7 +344,7 @@ pub async fn cancel(
         move |tx| {
             let invoice = invoices::cancel(tx, &app, mode, merchant, invoice_id)?;
             let object = render::invoice(&invoice, mode, &app.checkout_url(invoice.id));
-            Ok((StatusCode::OK, object))
+            Ok((StatusCode::OK, object.into()))
         },
     )
     .await
@@ -393,15 +379,10 @@ pub struct PayInvoice {
     responses(
         (status = 200, description = "The paid invoice; `invoice.paid` and `customer.balance_changed` events are written with it.", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown customer (`invalid_id`, `customer_not_found`), another customer than the invoice expects (`customer_mismatch`), a bad amount (`invalid_amount`, `invalid_invoice`: an amount that differs from a fixed one, or outside an amountless invoice's range), an invoice that does not accept the `balance` rail (`rail_not_accepted`), or a payment that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
         (status = 402, description = "The customer's balance is too small (`insufficient_funds`); nothing was written.", body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such invoice for this merchant in this mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn pay(
@@ -427,7 +408,7 @@ pub async fn pay(
             let invoice =
                 invoices::pay_from_balance(tx, &app, mode, merchant, invoice_id, customer, amount)?;
             let object = render::invoice(&invoice, mode, &app.checkout_url(invoice.id));
-            Ok((StatusCode::OK, object))
+            Ok((StatusCode::OK, object.into()))
         },
     )
     .await

@@ -178,13 +178,8 @@ pub struct CreateWithdraw {
     responses(
         (status = 201, description = "The link (`lnurl_withdraw`): `lnurl` for a QR, `url`, `status` `open`. The money is held when a wallet claims it, and booked when the payment succeeds (`payout.succeeded`).", body = spec::LnurlWithdraw),
         (status = 400, description = "Invalid body, amount, customer or expiry; the Lightning rail is not configured or cannot pay (`rail_not_configured`, `lightning_cannot_pay`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
         (status = 402, description = "The balance is smaller than `amount` now (`insufficient_funds`).", body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn create_withdraw(
@@ -284,10 +279,8 @@ pub async fn create_withdraw(
     params(("id" = String, Path, description = "The link's id (its k1, hex).")),
     responses(
         (status = 200, description = "The link; `status` is `open`, `claimed` or `expired`.", body = spec::LnurlWithdraw),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such link for this merchant in this mode (`resource_missing`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn retrieve_withdraw(
@@ -338,12 +331,7 @@ pub struct CreateAuth {
     responses(
         (status = 201, description = "The challenge (`lnurl_auth`, `status` `pending`): show `lnurl` as a QR; poll `GET /v1/lnurl/auth/{id}` until `verified`, which names the `customer` the wallet's linking key belongs to (created on first login).", body = spec::LnurlAuth),
         (status = 400, description = "Invalid body, action or expiry.", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn create_auth(
@@ -398,10 +386,8 @@ pub async fn create_auth(
     params(("id" = String, Path, description = "The challenge's id (its k1, hex).")),
     responses(
         (status = 200, description = "The challenge; `status` is `pending`, `verified` (with `linking_key` and `customer`) or `expired`.", body = spec::LnurlAuth),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such challenge for this merchant in this mode (`resource_missing`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn retrieve_auth(
@@ -435,10 +421,8 @@ pub async fn retrieve_auth(
     responses(
         (status = 200, description = "`{\"object\": \"lnurl_pay\", \"customer\", \"url\", \"lnurl\"}`: any amount paid to it is credited to the customer's BTC balance (`invoice.payment_credited` with `credit_reason` `top_up`).", body = spec::CustomerTopUpLink),
         (status = 400, description = "The Lightning rail is not configured (`rail_not_configured`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such customer for this merchant in this mode (`resource_missing`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn customer_top_up(
@@ -488,14 +472,12 @@ pub struct CreatePayout {
     responses(
         (status = 200, description = "`{\"object\": \"payout\", \"status\": \"succeeded\" | \"failed\" | \"pending\"}`. The amount is held first, posted on success, released on failure; `pending` keeps it held (the node has not finished).", body = spec::Payout),
         (status = 400, description = "Invalid body or BOLT11 (`invalid_bolt11`: unparsable, other network, expired, no amount, not whole satoshis); the rail is not configured or cannot pay.", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
         (status = 402, description = "The merchant's BTC balance is short (`insufficient_funds`).", body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 409, description = "This BOLT11 was already submitted for a payout (`payout_exists`), whatever came of it: a BOLT11 is paid out at most once, so this operation takes no Idempotency-Key and a retry never pays twice. After a `failed` payout, submit a new BOLT11.", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
         (status = 502, description = "The node did not answer; the amount stays held until the payment's outcome is known (`lightning_unavailable`).", body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::ReadErrors,
+        spec::TooLarge,
+        spec::Unavailable,
     ),
 )]
 pub async fn create_payout(

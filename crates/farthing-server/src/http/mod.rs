@@ -154,7 +154,7 @@ pub fn require_invoice(
 }
 
 /// Turns a list page into the API's list object.
-pub fn list_answer(data: Vec<Value>, has_more: bool, url: &str) -> Response {
+pub fn list_answer<T: serde::Serialize>(data: Vec<T>, has_more: bool, url: &str) -> Response {
     axum::Json(crate::render::list(data, has_more, url)).into_response()
 }
 

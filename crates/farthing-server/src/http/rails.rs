@@ -26,9 +26,7 @@ use crate::web::spec;
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every rail the merchant can take in this mode, with its health (one page).", body = spec::RailList),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn list(
@@ -144,14 +142,9 @@ async fn connect(
     responses(
         (status = 200, description = "The bot answered `getMe`, Telegram was told where its updates go, and it is stored; the Stars rail is configured for this mode. The token is never returned. In `webhook` mode farthing calls `setWebhook` (url `<public_url>/telegram/<bot_id>/webhook`, `secret_token` the webhook secret, `allowed_updates` `message`, `pre_checkout_query`, `callback_query`) when its `public_url` is `https` and not localhost, or when `set_webhook` is `true`. In `polling` mode it calls `deleteWebhook` and this instance polls `getUpdates` (Telegram allows one consumer per bot: only one farthing instance may poll a bot).", body = spec::RailState),
         (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), a bad or refused bot token (`invalid_bot_token`), a bad `mode` (`invalid_mode`), `api_url` (`invalid_api_url`) or `webhook_secret` (`invalid_webhook_secret`), or `set_webhook: true` in polling mode (`invalid_set_webhook`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 409, description = "Another merchant connected this bot (`bot_already_connected`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
         (status = 502, description = "The Bot API could not be reached or refused `getMe`, `setWebhook` or `deleteWebhook` (`telegram_unavailable`, `telegram_error`); nothing was stored.", body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn connect_stars(
@@ -176,12 +169,7 @@ pub async fn connect_stars(
     responses(
         (status = 200, description = "The provider token is stored (never returned); the card rail is configured for this mode. Fixed-amount invoices in a fiat currency it takes that accept `card` get `payment_instructions.card.invoice_link` (`createInvoiceLink` with the provider token).", body = spec::RailState),
         (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), an empty or malformed token (`invalid_provider_token`), a currency that is unknown or not fiat (`invalid_currency`), or no bot connected in this mode (`rail_not_configured`: connect one with `PUT /v1/rails/stars` first).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn connect_card(
@@ -206,14 +194,9 @@ pub async fn connect_card(
     responses(
         (status = 200, description = "The node answered and is stored; the Lightning rail is configured for this mode. Secrets are never returned.", body = spec::RailState),
         (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), a bad backend, URL, field or network (`invalid_lightning_config`), credentials the node refused (`invalid_lightning_credentials`), or a bad `lightning_address` (`invalid_lightning_address`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 409, description = "Another merchant has this Lightning Address (`lightning_address_taken`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
         (status = 502, description = "The node could not be reached or failed (`lightning_unavailable`, `lightning_node_error`).", body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn connect_lightning(

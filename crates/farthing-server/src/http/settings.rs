@@ -50,9 +50,7 @@ fn render_settings(settings: &MerchantSettings, mode: Mode) -> Value {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The settings of this mode (defaults: empty texts, no presets, reminders off).", body = spec::SettingsObject),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn retrieve(
@@ -77,12 +75,7 @@ pub async fn retrieve(
     responses(
         (status = 200, description = "The stored settings.", body = spec::SettingsObject),
         (status = 400, description = "Malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), or a text too long or bad presets (`invalid_settings`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn update(
@@ -123,9 +116,7 @@ pub use farthing_app::wire::refund_request as render_request;
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::RefundRequestList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn list_requests(
@@ -169,15 +160,13 @@ pub struct ApproveRefundRequest {
     responses(
         (status = 200, description = "The invoice was refunded (`refund` names the refund, made as `POST /v1/refunds` with the invoice and `destination`); the request is `approved`, `refund_request.approved` is written and the customer is told in the bot. Approving an approved request answers it again.", body = spec::RefundRequestObject),
         (status = 400, description = "Malformed JSON or an unknown field (`invalid_body`), a bad `destination` (`invalid_destination`), or any refusal of `POST /v1/refunds` (e.g. `rail_refund_unsupported`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
         (status = 402, description = "The merchant's balance is too small to refund from (`insufficient_funds`).", body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such refund request (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The request was declined (`refund_request_not_pending`), or the invoice is no longer refundable (`invoice_not_paid`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
         (status = 502, description = "With `destination: rail`: Telegram refused the refund (`telegram_refund_failed`); nothing was booked.", body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::ReadErrors,
+        spec::TooLarge,
+        spec::Unavailable,
     ),
 )]
 pub async fn approve(
@@ -236,13 +225,11 @@ pub async fn approve(
     params(("id" = String, Path, description = "The refund request, `rrq_…`.")),
     responses(
         (status = 200, description = "The request is `declined`; `refund_request.declined` is written and the customer is told in the bot. Declining a declined request answers it again.", body = spec::RefundRequestObject),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such refund request (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The request was approved (`refund_request_not_pending`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::ReadErrors,
+        spec::TooLarge,
+        spec::Unavailable,
     ),
 )]
 pub async fn decline(

@@ -62,15 +62,10 @@ pub struct TelegramMessage {
     responses(
         (status = 200, description = "The merchant's bot posted the invoice into the chat (`sendInvoice`: currency `XTR`, one price, payload the invoice id; for a fiat invoice that accepts `card`, the card rail's provider token, the invoice's currency and amount); the payer pays it in Telegram and the payment settles the invoice.", body = SentInvoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), a `chat_id` that is not a Telegram chat id (`invalid_chat_id`), an invoice that accepts neither `stars` nor `card` (`rail_not_accepted`) or is not a fixed amount in `XTR` or in a currency of the card rail (`invoice_not_sendable`), or no connected bot in this mode (`rail_not_configured`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such invoice for this merchant in this mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
         (status = 502, description = "The Bot API could not be reached (`telegram_unavailable`) or refused `sendInvoice` (`telegram_error`, with Telegram's description, e.g. `Bad Request: chat not found`); nothing was posted.", body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn send_invoice(

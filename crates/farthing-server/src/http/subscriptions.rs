@@ -28,9 +28,7 @@ use farthing_app::subscriptions::{self, parse_id, render_subscription};
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::SubscriptionList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn list(
@@ -77,10 +75,8 @@ fn load(
     params(("id" = String, Path, description = "The subscription, `sub_…`.")),
     responses(
         (status = 200, description = "The subscription; `status` is `active`, `canceled` (paid until `current_period_end`, not renewing) or `expired`.", body = spec::SubscriptionObject),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such subscription for this merchant in this mode (`resource_missing`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::ReadErrors,
     ),
 )]
 pub async fn retrieve(
@@ -135,15 +131,10 @@ async fn set_canceled(
     responses(
         (status = 200, description = "Telegram accepted `editUserStarSubscription` with `is_canceled: true`: the subscription does not renew (`status` `canceled`, `cancel_at_period_end` true) and stays paid until `current_period_end`; `subscription.canceled` is written.", body = spec::SubscriptionObject),
         (status = 400, description = "The stars rail is not configured (`rail_not_configured`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such subscription for this merchant in this mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The paid period is over (`subscription_expired`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
         (status = 502, description = "Telegram refused or could not be reached (`telegram_error`); nothing changed.", body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn cancel(
@@ -167,15 +158,10 @@ pub async fn cancel(
     responses(
         (status = 200, description = "Telegram accepted `editUserStarSubscription` with `is_canceled: false`: the subscription renews again (`status` `active`); `subscription.resumed` is written.", body = spec::SubscriptionObject),
         (status = 400, description = "The stars rail is not configured (`rail_not_configured`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
         (status = 404, description = "No such subscription for this merchant in this mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The paid period is over (`subscription_expired`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
         (status = 502, description = "Telegram refused or could not be reached (`telegram_error`); nothing changed.", body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn resume(

@@ -54,14 +54,14 @@ pub struct SandboxPay {
     responses(
         (status = 200, description = "The paid invoice; an `invoice.paid` event is written with it.", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown rail or one the invoice does not accept (`invalid_rail`, `rail_not_accepted`), a bad amount (`invalid_amount`, `invalid_invoice`), an unknown customer (`invalid_id`, `customer_not_found`), or a payment that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
         (status = 403, description = "A live-mode key (`test_mode_only`), or a key without the `invoices:write` scope (`missing_scope`).", body = spec::Error),
         (status = 404, description = "No such invoice for this merchant in test mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::Unauthorized,
+        spec::TooLarge,
+        spec::IdempotencyMismatch,
+        spec::Internal,
+        spec::Unavailable,
     ),
 )]
 pub async fn pay_invoice(
@@ -100,7 +100,7 @@ pub async fn pay_invoice(
         move |tx| {
             let invoice = sandbox::pay(tx, &app, merchant, invoice_id, rail, amount, customer)?;
             let object = render::invoice(&invoice, Mode::Test, &app.checkout_url(invoice.id));
-            Ok((StatusCode::OK, object))
+            Ok((StatusCode::OK, object.into()))
         },
     )
     .await
@@ -131,13 +131,13 @@ pub struct TopUp {
     responses(
         (status = 200, description = "The customer's balance in that currency after the top-up; a `customer.balance_changed` event is written.", body = spec::CustomerBalance, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), a bad amount (`invalid_amount`), an unknown currency (`invalid_currency`), or a top-up that would take the balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
         (status = 403, description = "A live-mode key (`test_mode_only`), or a key without the `customers:write` scope (`missing_scope`).", body = spec::Error),
         (status = 404, description = "No such customer for this merchant in test mode (`resource_missing`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::Unauthorized,
+        spec::TooLarge,
+        spec::IdempotencyMismatch,
+        spec::Internal,
+        spec::Unavailable,
     ),
 )]
 pub async fn top_up(
@@ -163,7 +163,7 @@ pub async fn top_up(
             let balance = sandbox::top_up(tx, merchant, customer, amount_minor, currency)?;
             Ok((
                 StatusCode::OK,
-                render::customer_balance(customer, Mode::Test, currency, &balance),
+                render::customer_balance(customer, Mode::Test, currency, &balance).into(),
             ))
         },
     )

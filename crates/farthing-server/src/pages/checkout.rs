@@ -205,7 +205,7 @@ fn lightning_qr_data(bolt11: &str) -> String {
     responses(
         (status = 200, description = "The invoice's status (`Cache-Control: no-store`).", body = crate::web::spec::CheckoutStatus),
         (status = 404, description = "No such invoice (`resource_missing`).", body = crate::web::spec::Error),
-        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::Error),
+        crate::web::spec::Internal,
     )
 )]
 pub async fn status(
@@ -234,8 +234,8 @@ pub async fn status(
         (status = 403, description = "The invoice is a live-mode invoice (`test_mode_only`).", body = crate::web::spec::Error),
         (status = 404, description = "No such invoice (`resource_missing`).", body = crate::web::spec::Error),
         (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::web::spec::Error),
-        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::Error),
-        (status = 503, description = crate::web::spec::E503, body = crate::web::spec::Error),
+        crate::web::spec::Internal,
+        crate::web::spec::Unavailable,
     )
 )]
 pub async fn sandbox(
@@ -525,8 +525,11 @@ pub mod assets {
     operation_id = "checkout_asset",
     params(("file" = String, Path, description = "`checkout.js`, `mini-app.js` or `checkout.css`.")),
     responses(
-        (status = 200, description = "The file (`Cache-Control: public, max-age=31536000, immutable`; the page links it with its version in the query).", body = String, content_type = "text/javascript"),
-        (status = 404, description = "No such file.", body = String, content_type = "text/plain"),
+        (status = 200, description = "The file (`Cache-Control: public, max-age=31536000, immutable`; the page links it with its version in the query).", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
+        (status = 404, description = "No such file (`resource_missing`).", body = crate::web::spec::Error),
     )
 )]
 pub async fn asset(Path(file): Path<String>) -> Response {
@@ -540,7 +543,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
             content,
         )
             .into_response(),
-        None => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
+        None => ApiError::not_found("file", &file).into_response(),
     }
 }
 

@@ -221,12 +221,7 @@ pub struct DashboardLogin {
     responses(
         (status = 200, description = "The owners now stored for this mode.", body = spec::DashboardOwners),
         (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), or an id that is not a Telegram user id, or more than 100 (`invalid_telegram_user_ids`).", body = spec::Error),
-        (status = 401, description = spec::E401, body = spec::Error),
-        (status = 403, description = spec::E403, body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 422, description = spec::E422, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::WriteErrors,
     ),
 )]
 pub async fn set_owners(
@@ -373,9 +368,9 @@ fn widget_fields(body: Map<String, Value>) -> Result<(u64, Vec<(String, String)>
         (status = 200, description = "The session, the merchant and the Telegram user.", body = spec::DashboardSessionObject),
         (status = 400, description = "The body is not a JSON object with a `bot_id` and string or integer fields (`invalid_body`).", body = spec::Error),
         (status = 401, description = "The login is refused: its hash does not verify under the bot's token, it is older than the window, a field is missing, or no such bot is connected (`invalid_telegram_login`); or the user is not a dashboard owner of the bot's merchant (`not_a_dashboard_owner`). The message says which.", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::TooLarge,
+        spec::Internal,
+        spec::Unavailable,
     ),
 )]
 pub async fn login_telegram(
@@ -504,9 +499,9 @@ fn render_lnurl_login(
     responses(
         (status = 201, description = "The challenge (`status` `pending`).", body = spec::DashboardLnurlLoginObject),
         (status = 400, description = "A malformed body or a bad `mode` (`invalid_body`, `invalid_mode`).", body = spec::Error),
-        (status = 413, description = spec::E413, body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
-        (status = 503, description = spec::E503, body = spec::Error),
+        spec::TooLarge,
+        spec::Internal,
+        spec::Unavailable,
     ),
 )]
 pub async fn login_lnurl(
@@ -564,7 +559,7 @@ pub struct LnurlLoginQuery {
         (status = 400, description = "A bad `mode` (`invalid_mode`).", body = spec::Error),
         (status = 401, description = "The wallet signed, but its linking key is no merchant's dashboard owner (`not_a_dashboard_owner`; the message names the key to add).", body = spec::Error),
         (status = 404, description = "No such challenge (`resource_missing`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::Internal,
     ),
 )]
 pub async fn login_lnurl_status(
@@ -682,7 +677,7 @@ fn me_json(state: &AppState, session: &DashboardSession) -> Result<Value, ApiErr
     responses(
         (status = 200, description = "The merchant and the signed-in Telegram user.", body = spec::DashboardMe),
         (status = 401, description = "No session, a malformed or foreign one (`invalid_session`), an expired one (`session_expired`), or a user no longer an owner (`not_a_dashboard_owner`).", body = spec::Error),
-        (status = 500, description = spec::E500, body = spec::Error),
+        spec::Internal,
     ),
 )]
 pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {

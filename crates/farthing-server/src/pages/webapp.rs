@@ -212,9 +212,9 @@ fn find_invoice(
         (status = 200, description = "The session, the customer and the Telegram user.", body = crate::web::spec::WebappSession),
         (status = 400, description = "The body is not JSON of this shape (`invalid_body`), or names an invoice that does not exist (`invalid_invoice`).", body = crate::web::spec::Error),
         (status = 401, description = "The init data is refused (`invalid_init_data`): its hash or signature does not verify, it is older than the window, a field is missing, or the bot is not connected (or is not the invoice's merchant's bot); the message says which.", body = crate::web::spec::Error),
-        (status = 413, description = crate::web::spec::E413, body = crate::web::spec::Error),
-        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::Error),
-        (status = 503, description = crate::web::spec::E503, body = crate::web::spec::Error),
+        crate::web::spec::TooLarge,
+        crate::web::spec::Internal,
+        crate::web::spec::Unavailable,
     ),
 )]
 pub async fn create_session(
@@ -339,9 +339,9 @@ pub async fn create_session(
         (status = 402, description = "The customer's balance does not cover the amount (`insufficient_funds`).", body = crate::web::spec::Error),
         (status = 404, description = "No such invoice for the session's merchant (`resource_missing`).", body = crate::web::spec::Error),
         (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::web::spec::Error),
-        (status = 413, description = crate::web::spec::E413, body = crate::web::spec::Error),
-        (status = 500, description = crate::web::spec::E500, body = crate::web::spec::Error),
-        (status = 503, description = crate::web::spec::E503, body = crate::web::spec::Error),
+        crate::web::spec::TooLarge,
+        crate::web::spec::Internal,
+        crate::web::spec::Unavailable,
     ),
 )]
 pub async fn pay(

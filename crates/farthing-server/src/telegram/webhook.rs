@@ -57,8 +57,8 @@ pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
     responses(
         (status = 200, description = "The update was handled (or ignored: kinds the Stars rail does not use). `{\"ok\": true}`.", body = serde_json::Value),
         (status = 401, description = "The secret token is missing or wrong (`invalid_webhook_secret`).", body = crate::web::spec::Error),
-        (status = 413, description = crate::web::spec::E413, body = crate::web::spec::Error),
         (status = 500, description = "The update could not be handled now; Telegram sends it again.", body = crate::web::spec::Error),
+        crate::web::spec::TooLarge,
     ),
 )]
 pub async fn receive(

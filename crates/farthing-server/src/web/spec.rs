@@ -4,17 +4,16 @@
 
 #![allow(missing_docs)]
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
-
-use farthing_core::Rail;
-use utoipa::openapi::schema::{
-    ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Ref, Schema, Type,
-};
+use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Ref, Schema, Type};
 use utoipa::openapi::RefOr;
-use utoipa::{IntoParams, PartialSchema, ToSchema};
+use utoipa::{IntoParams, ToSchema};
 
-use farthing_app::outbox::EVENT_TYPES;
+/// The API's objects, typed once in the service crate (`farthing_app::wire`): the same structs
+/// serialise the bodies and describe them here.
+pub use farthing_app::wire::{
+    enabled_events_schema, Balance, Charge, Customer, CustomerBalance, EventType, Invoice,
+    InvoiceStatus, RailName, Refund, RefundRequestObject, WebhookEndpoint, WebhookEndpointStatus,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Shared descriptions of the errors most operations can answer.
@@ -85,48 +84,6 @@ fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> Object {
         .build()
 }
 
-/// A rail name (`farthing_core::Rail::ALL`).
-pub struct RailName;
-
-impl PartialSchema for RailName {
-    fn schema() -> RefOr<Schema> {
-        string_enum(Rail::ALL.iter().map(|rail| rail.as_str())).into()
-    }
-}
-
-impl ToSchema for RailName {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("RailName")
-    }
-}
-
-/// An event type (one of `farthing_app::outbox::EVENT_TYPES`).
-pub struct EventType;
-
-impl PartialSchema for EventType {
-    fn schema() -> RefOr<Schema> {
-        string_enum(EVENT_TYPES.iter().copied()).into()
-    }
-}
-
-impl ToSchema for EventType {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("EventType")
-    }
-}
-
-/// `enabled_events` of a webhook endpoint: event types, or `"*"` for every type.
-pub fn enabled_events_schema() -> Schema {
-    Schema::Array(
-        ArrayBuilder::new()
-            .items(string_enum(
-                std::iter::once("*").chain(EVENT_TYPES.iter().copied()),
-            ))
-            .min_items(Some(1))
-            .build(),
-    )
-}
-
 /// The `object` of an event: the object the event is about.
 fn event_object_schema() -> Schema {
     Schema::OneOf(
@@ -156,24 +113,16 @@ macro_rules! constants {
 }
 
 constants! {
-    object_invoice => ["invoice"],
-    object_customer => ["customer"],
-    object_customer_balance => ["customer_balance"],
     object_webapp_session => ["webapp_session"],
     object_dashboard_owners => ["dashboard_owners"],
     object_dashboard_session => ["dashboard_session"],
     object_dashboard_user => ["dashboard_user"],
-    object_charge => ["charge"],
-    object_refund => ["refund"],
     object_rail_payment => ["rail_payment"],
     object_stars_withdrawal => ["stars_withdrawal"],
     object_event => ["event"],
-    object_webhook_endpoint => ["webhook_endpoint"],
     object_redelivery => ["redelivery"],
     object_rail => ["rail"],
     object_list => ["list"],
-    status_succeeded => ["succeeded"],
-    refund_destination => ["balance", "rail"],
     object_lnurl_withdraw => ["lnurl_withdraw"],
     object_lnurl_auth => ["lnurl_auth"],
     object_lnurl_pay => ["lnurl_pay"],
@@ -235,94 +184,7 @@ pub enum ErrorType {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Objects (mirroring `render.rs`).
-
-/// Where an invoice stands.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum InvoiceStatus {
-    /// Waiting for payment.
-    Open,
-    /// Paid.
-    Paid,
-    /// Not paid in time.
-    Expired,
-    /// Canceled by the merchant.
-    Canceled,
-    /// Paid, then refunded in part.
-    PartiallyRefunded,
-    /// Paid, then refunded in full.
-    Refunded,
-}
-
-/// An invoice: a request for payment, paid once on one of its rails (SPEC I1–I4).
-#[derive(ToSchema)]
-pub struct Invoice {
-    /// `inv_…`
-    pub id: String,
-    /// Always `invoice`.
-    #[schema(schema_with = object_invoice)]
-    pub object: String,
-    /// Live (`true`) or test (`false`) mode.
-    pub livemode: bool,
-    /// Where it stands.
-    pub status: InvoiceStatus,
-    /// The fixed amount in minor units; `null` for an amountless invoice.
-    #[schema(required = true)]
-    pub amount: Option<u64>,
-    /// Amountless invoices: the smallest amount the payer may choose; otherwise `null`.
-    #[schema(required = true)]
-    pub amount_min: Option<u64>,
-    /// Amountless invoices: the largest amount the payer may choose; otherwise `null`.
-    #[schema(required = true)]
-    pub amount_max: Option<u64>,
-    /// Amountless invoices: the suggested amounts; otherwise `null`.
-    #[schema(required = true)]
-    pub amount_presets: Option<Vec<u64>>,
-    /// The currency or asset code, upper case (e.g. `USD`, `XTR`, `TON`).
-    pub currency: String,
-    /// Shown to the payer (may be empty).
-    pub description: String,
-    /// Opaque merchant data, returned with every event.
-    #[schema(required = true)]
-    pub payload: Option<String>,
-    /// The rails the payer may use.
-    pub rails: Vec<RailName>,
-    /// The expected payer, `cus_…`, if one was given.
-    #[schema(required = true)]
-    pub customer: Option<String>,
-    /// Merchant key/value data.
-    pub metadata: BTreeMap<String, String>,
-    /// The amount paid, in minor units, once paid.
-    #[schema(required = true)]
-    pub amount_paid: Option<u64>,
-    /// Refunded so far, in minor units.
-    pub amount_refunded: u64,
-    /// The rail it was paid on, once paid.
-    #[schema(required = true)]
-    pub paid_rail: Option<RailName>,
-    /// The paying customer, `cus_…`, if the payer was one.
-    #[schema(required = true)]
-    pub paid_by: Option<String>,
-    /// When it was paid (Unix seconds).
-    #[schema(required = true)]
-    pub paid_at: Option<u64>,
-    /// When it was created (Unix seconds).
-    pub created: u64,
-    /// When it expires if not paid (Unix seconds).
-    pub expires_at: u64,
-    /// When it was canceled or expired (Unix seconds).
-    #[schema(required = true)]
-    pub closed_at: Option<u64>,
-    /// The hosted checkout page, `…/pay/inv_…`.
-    pub checkout_url: String,
-    /// How to pay on each rail that has instructions; `{}` when none.
-    pub payment_instructions: PaymentInstructions,
-    /// A Telegram Stars subscription invoice: the period in seconds (2592000, 30 days);
-    /// `null` for a one-off invoice.
-    #[schema(required = true)]
-    pub subscription_period: Option<u64>,
-}
+// Objects not yet in `farthing_app::wire` (their bodies are still built as JSON).
 
 /// Per-rail payment instructions of an invoice (SPEC I1).
 #[derive(ToSchema)]
@@ -360,121 +222,6 @@ pub struct LightningInstructions {
     pub bolt11: String,
     /// `lightning:` and the BOLT11, for a QR code or a wallet link.
     pub uri: String,
-}
-
-/// A customer, with balances per currency.
-#[derive(ToSchema)]
-pub struct Customer {
-    /// `cus_…`
-    pub id: String,
-    /// Always `customer`.
-    #[schema(schema_with = object_customer)]
-    pub object: String,
-    /// Live (`true`) or test (`false`) mode.
-    pub livemode: bool,
-    /// The merchant's reference (e.g. a Telegram user id); unique per merchant.
-    #[schema(required = true)]
-    pub external_id: Option<String>,
-    /// Merchant key/value data.
-    pub metadata: BTreeMap<String, String>,
-    /// One entry per currency the customer has held (empty on creation).
-    pub balances: Vec<Balance>,
-    /// When it was created (Unix seconds).
-    pub created: u64,
-}
-
-/// A customer's balance in one currency.
-#[derive(ToSchema)]
-pub struct Balance {
-    /// The currency or asset code.
-    pub currency: String,
-    /// Posted balance, in minor units.
-    pub balance: i64,
-    /// What can be spent now (the balance less pending debits), in minor units.
-    pub available: i64,
-}
-
-/// A customer's balance in one currency, as a top-up answers it and as the
-/// `customer.balance_changed` event carries it.
-#[derive(ToSchema)]
-pub struct CustomerBalance {
-    /// Always `customer_balance`.
-    #[schema(schema_with = object_customer_balance)]
-    pub object: String,
-    /// `cus_…`
-    pub customer: String,
-    /// The currency or asset code.
-    pub currency: String,
-    /// Posted balance, in minor units.
-    pub balance: i64,
-    /// What can be spent now, in minor units.
-    pub available: i64,
-    /// Live (`true`) or test (`false`) mode; present in the top-up answer only.
-    #[schema(required = false)]
-    pub livemode: bool,
-}
-
-/// A charge: a debit of a customer's balance (SPEC PR2).
-#[derive(ToSchema)]
-pub struct Charge {
-    /// `chg_…`
-    pub id: String,
-    /// Always `charge`.
-    #[schema(schema_with = object_charge)]
-    pub object: String,
-    /// Live (`true`) or test (`false`) mode.
-    pub livemode: bool,
-    /// Always `succeeded`: a charge that can't be paid is refused, never stored.
-    #[schema(schema_with = status_succeeded)]
-    pub status: String,
-    /// Whose balance paid, `cus_…`.
-    pub customer: String,
-    /// Amount in minor units.
-    pub amount: u64,
-    /// Refunded so far, in minor units.
-    pub amount_refunded: u64,
-    /// The currency or asset code.
-    pub currency: String,
-    /// Shown in statements (may be empty).
-    pub description: String,
-    /// When it was created (Unix seconds).
-    pub created: u64,
-}
-
-/// A refund, back to the customer's balance.
-#[derive(ToSchema)]
-pub struct Refund {
-    /// `ref_…`
-    pub id: String,
-    /// Always `refund`.
-    #[schema(schema_with = object_refund)]
-    pub object: String,
-    /// Live (`true`) or test (`false`) mode.
-    pub livemode: bool,
-    /// Always `succeeded`.
-    #[schema(schema_with = status_succeeded)]
-    pub status: String,
-    /// The refunded invoice, `inv_…`, or `null`.
-    #[schema(required = true)]
-    pub invoice: Option<String>,
-    /// The refunded charge, `chg_…`, or `null`.
-    #[schema(required = true)]
-    pub charge: Option<String>,
-    /// Who got the money, `cus_…`.
-    pub customer: String,
-    /// Amount in minor units.
-    pub amount: u64,
-    /// The currency or asset code.
-    pub currency: String,
-    /// Why, as the merchant said.
-    #[schema(required = true)]
-    pub reason: Option<String>,
-    /// Where the money went: `balance` (the customer's balance with the merchant) or `rail`
-    /// (back through the rail that paid, e.g. Telegram `refundStarPayment`).
-    #[schema(schema_with = refund_destination)]
-    pub destination: String,
-    /// When it was created (Unix seconds).
-    pub created: u64,
 }
 
 /// A payment a rail reported (Telegram Stars, Lightning, TON) and how it was settled: the part
@@ -589,46 +336,6 @@ pub struct Delivery {
     /// Why the last attempt failed.
     #[schema(required = true)]
     pub last_error: Option<String>,
-}
-
-/// Whether a webhook endpoint receives deliveries.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum WebhookEndpointStatus {
-    /// Receives deliveries.
-    Enabled,
-    /// Receives nothing (it answered 410 Gone); see `disabled_reason`.
-    Disabled,
-}
-
-/// A webhook endpoint: where events are delivered, signed per the Standard Webhooks spec.
-#[derive(ToSchema)]
-pub struct WebhookEndpoint {
-    /// `we_…`
-    pub id: String,
-    /// Always `webhook_endpoint`.
-    #[schema(schema_with = object_webhook_endpoint)]
-    pub object: String,
-    /// Live (`true`) or test (`false`) mode.
-    pub livemode: bool,
-    /// Where deliveries go.
-    pub url: String,
-    /// The event types delivered; `["*"]` for every type.
-    #[schema(schema_with = enabled_events_schema)]
-    pub enabled_events: Vec<String>,
-    /// Whether it receives deliveries.
-    pub status: WebhookEndpointStatus,
-    /// Why it was disabled.
-    #[schema(required = true)]
-    pub disabled_reason: Option<String>,
-    /// When it was created (Unix seconds).
-    pub created: u64,
-    /// The signing secret, `whsec_…`: in the answer of `POST /v1/webhook_endpoints` only, once.
-    #[schema(required = false)]
-    pub secret: String,
-    /// `true`: in the answer of `DELETE /v1/webhook_endpoints/{id}` only.
-    #[schema(required = false, value_type = bool)]
-    pub deleted: bool,
 }
 
 /// The answer of a redelivery: which endpoints the event was queued for.
@@ -1182,30 +889,55 @@ pub struct SettingsObject {
     pub reminders: bool,
 }
 
-/// A refund a customer asked for with `/refund` in the bot: the object of
-/// `refund_request.created`, `refund_request.approved` and `refund_request.declined`.
-#[derive(ToSchema)]
-pub struct RefundRequestObject {
-    /// Always `refund_request`.
-    #[schema(example = "refund_request")]
-    pub object: String,
-    /// `rrq_…`
-    pub id: String,
-    /// Live (`true`) or test (`false`) mode.
-    pub livemode: bool,
-    /// `pending`, `approved` or `declined`.
-    #[schema(example = "pending")]
-    pub status: String,
-    /// Who asks, `cus_…` (`tg:<user id>`).
-    pub customer: String,
-    /// The paid invoice to refund, `inv_…`.
-    pub invoice: String,
-    /// The asker's Telegram user id (told the decision in the bot).
-    pub telegram_user_id: i64,
-    /// The refund made on approval, `ref_…`.
-    pub refund: Option<String>,
-    /// When it was asked (Unix seconds).
-    pub created: u64,
-    /// When it last changed (Unix seconds).
-    pub updated: u64,
+// ---------------------------------------------------------------------------------------------
+// The error answers most operations share, as response sets a `#[utoipa::path]` lists by name
+// instead of repeating their rows.
+
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    utoipa::openapi::ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Error")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+macro_rules! error_responses {
+    ($($(#[$doc:meta])* $name:ident => [$($status:literal => $description:expr),+]),+ $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub struct $name;
+
+            impl utoipa::IntoResponses for $name {
+                fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                    [$(($status.to_owned(), error_response($description))),+].into_iter().collect()
+                }
+            }
+        )+
+    };
+}
+
+error_responses! {
+    /// 401, 403, 500: what every authenticated read may answer.
+    ReadErrors => ["401" => E401, "403" => E403, "500" => E500],
+    /// 401, 403, 413, 422, 500, 503: what every authenticated write may answer.
+    WriteErrors => [
+        "401" => E401, "403" => E403, "413" => E413, "422" => E422, "500" => E500, "503" => E503
+    ],
+    /// 401: no usable API key.
+    Unauthorized => ["401" => E401],
+    /// 403: the key lacks the scope.
+    Forbidden => ["403" => E403],
+    /// 413: the body is too large.
+    TooLarge => ["413" => E413],
+    /// 422: an Idempotency-Key reused with another request.
+    IdempotencyMismatch => ["422" => E422],
+    /// 500: farthing's error.
+    Internal => ["500" => E500],
+    /// 503: overloaded or shutting down.
+    Unavailable => ["503" => E503],
 }

@@ -528,7 +528,7 @@ async fn invoice_lifecycle() {
         !page.text.contains("<script>alert(1)"),
         "unescaped description"
     );
-    assert!(page.text.contains("&lt;script&gt;alert(1)"));
+    assert!(page.text.contains("&#60;script&#62;alert(1)"));
     let cancel = app
         .post(
             &key,

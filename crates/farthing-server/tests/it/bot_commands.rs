@@ -331,7 +331,10 @@ async fn history_lists_payments_charges_and_refunds_newest_first() {
     assert!(text.starts_with("آخرین پرداخت‌های شما:"), "{text}");
     // Right to left: every amount, date and id is isolated (U+2068 … U+2069), so "+2 XTR"
     // keeps its order inside the Persian line.
-    assert!(text.contains("بازپرداخت · \u{2068}+2 XTR\u{2069}"), "{text}");
+    assert!(
+        text.contains("بازپرداخت · \u{2068}+2 XTR\u{2069}"),
+        "{text}"
+    );
     assert_eq!(
         text.matches('\u{2068}').count(),
         text.matches('\u{2069}').count(),

@@ -521,6 +521,8 @@ fn operations_are_well_formed() {
                 // LNURL links and challenges are named by their k1 (32 random bytes, hex), not
                 // by a prefixed id, on the LNURL paths and in the Merchant API alike.
                 "k1" => (description.contains("hex"), "says k1 is hex"),
+                // The checkout page's embedded assets are named by file.
+                "file" => (description.contains("`checkout.js`"), "names the files"),
                 "id" if path.starts_with("/v1/lnurl/")
                     || path.starts_with("/dashboard/login/lnurl/") =>
                 {
@@ -714,7 +716,7 @@ fn rendered_objects_match_their_schemas() {
     let mut invoice = fixed
         .into_invoice(invoice_id, merchant, now)
         .expect("a valid invoice");
-    let open = render::invoice(&invoice, Mode::Test, url);
+    let open = Value::from(render::invoice(&invoice, Mode::Test, url));
     assert_same_properties(&doc, "Invoice", &open, &[]);
     checker.assert_valid(&open, "Invoice");
     // With a Stars invoice link and a BOLT11: every rail's payment instructions.
@@ -732,7 +734,7 @@ fn rendered_objects_match_their_schemas() {
         serde_json::json!({"bolt11": "lnbc5u1pexample", "uri": "lightning:lnbc5u1pexample"})
             .to_string(),
     );
-    let rendered = render::invoice(&instructed, Mode::Live, url);
+    let rendered = Value::from(render::invoice(&instructed, Mode::Live, url));
     assert_same_properties(
         &doc,
         "PaymentInstructions",
@@ -759,7 +761,7 @@ fn rendered_objects_match_their_schemas() {
             paid_at_ns: now,
         })
         .expect("pays");
-    let paid = render::invoice(&invoice, Mode::Live, url);
+    let paid = Value::from(render::invoice(&invoice, Mode::Live, url));
     assert_same_properties(&doc, "Invoice", &paid, &[]);
     checker.assert_valid(&paid, "Invoice");
     let amountless = NewInvoice {
@@ -780,7 +782,7 @@ fn rendered_objects_match_their_schemas() {
         .into_invoice(new_id(), merchant, now)
         .expect("a valid invoice");
     amountless.cancel(now).expect("cancels");
-    let canceled = render::invoice(&amountless, Mode::Test, url);
+    let canceled = Value::from(render::invoice(&amountless, Mode::Test, url));
     assert_same_properties(&doc, "Invoice", &canceled, &[]);
     checker.assert_valid(&canceled, "Invoice");
     let list = render::list(vec![open, paid, canceled], true, "/v1/invoices");
@@ -795,7 +797,11 @@ fn rendered_objects_match_their_schemas() {
         metadata: vec![("k".to_owned(), "v".to_owned())],
         created_at_ns: now,
     };
-    let rendered = render::customer(&customer, Mode::Test, &[(Currency::USD, 1000, 900)]);
+    let rendered = Value::from(render::customer(
+        &customer,
+        Mode::Test,
+        &[(Currency::USD, 1000, 900)],
+    ));
     assert_same_properties(&doc, "Customer", &rendered, &[]);
     assert_same_properties(&doc, "Balance", &rendered["balances"][0], &[]);
     checker.assert_valid(&rendered, "Customer");
@@ -804,7 +810,10 @@ fn rendered_objects_match_their_schemas() {
         metadata: Vec::new(),
         ..customer
     };
-    checker.assert_valid(&render::customer(&bare, Mode::Live, &[]), "Customer");
+    checker.assert_valid(
+        &Value::from(render::customer(&bare, Mode::Live, &[])),
+        "Customer",
+    );
 
     // A charge and refunds of it and of an invoice.
     let charge_id: ChargeId = new_id();
@@ -818,7 +827,7 @@ fn rendered_objects_match_their_schemas() {
         description: "1 AI generation".to_owned(),
         created_at_ns: now,
     };
-    let rendered = render::charge(&charge, Mode::Test);
+    let rendered = Value::from(render::charge(&charge, Mode::Test));
     assert_same_properties(&doc, "Charge", &rendered, &[]);
     checker.assert_valid(&rendered, "Charge");
     let refund_id: RefundId = new_id();
@@ -834,7 +843,7 @@ fn rendered_objects_match_their_schemas() {
         created_at_ns: now,
         rail: None,
     };
-    let rendered = render::refund(&refund, Mode::Test);
+    let rendered = Value::from(render::refund(&refund, Mode::Test));
     assert_same_properties(&doc, "Refund", &rendered, &[]);
     checker.assert_valid(&rendered, "Refund");
     let of_invoice = Refund {
@@ -843,12 +852,15 @@ fn rendered_objects_match_their_schemas() {
         reason: None,
         ..refund
     };
-    checker.assert_valid(&render::refund(&of_invoice, Mode::Live), "Refund");
+    checker.assert_valid(
+        &Value::from(render::refund(&of_invoice, Mode::Live)),
+        "Refund",
+    );
     let through_rail = Refund {
         rail: Some(farthing_core::Rail::Stars),
         ..of_invoice
     };
-    let rendered = render::refund(&through_rail, Mode::Live);
+    let rendered = Value::from(render::refund(&through_rail, Mode::Live));
     assert_eq!(rendered["destination"], "rail");
     checker.assert_valid(&rendered, "Refund");
 
@@ -864,7 +876,7 @@ fn rendered_objects_match_their_schemas() {
         disabled_reason: None,
         created_at_ns: now,
     };
-    let created = render::endpoint(&endpoint, Mode::Test, true);
+    let created = Value::from(render::endpoint(&endpoint, Mode::Test, true));
     assert_same_properties(&doc, "WebhookEndpoint", &created, &["deleted"]);
     checker.assert_valid(&created, "WebhookEndpoint");
     let disabled = WebhookEndpoint {
@@ -873,7 +885,7 @@ fn rendered_objects_match_their_schemas() {
         events: vec!["*".to_owned()],
         ..endpoint
     };
-    let listed = render::endpoint(&disabled, Mode::Test, false);
+    let listed = Value::from(render::endpoint(&disabled, Mode::Test, false));
     assert_same_properties(&doc, "WebhookEndpoint", &listed, &["deleted", "secret"]);
     checker.assert_valid(&listed, "WebhookEndpoint");
 
@@ -891,7 +903,10 @@ fn rendered_objects_match_their_schemas() {
         updated_at_ns: 1,
     };
     for _ in 0..2 {
-        let rendered = farthing_server::http::settings::render_request(&request, Mode::Test);
+        let rendered = Value::from(farthing_server::http::settings::render_request(
+            &request,
+            Mode::Test,
+        ));
         assert_same_properties(&doc, "RefundRequestObject", &rendered, &[]);
         checker.assert_valid(&rendered, "RefundRequestObject");
         request.status = farthing_store::RefundRequestStatus::Approved;
@@ -1590,6 +1605,18 @@ async fn a_running_server_answers_as_documented() {
     .await;
     c.expect(404, call("GET", "/pay/{id}", "/pay/inv_nope"))
         .await;
+    for file in ["checkout.js", "mini-app.js", "checkout.css"] {
+        c.expect(
+            200,
+            call("GET", "/pay/assets/{file}", format!("/pay/assets/{file}")),
+        )
+        .await;
+    }
+    c.expect(
+        404,
+        call("GET", "/pay/assets/{file}", "/pay/assets/..%2Fsecret"),
+    )
+    .await;
     c.expect(404, call("GET", "/pay/{id}/status", "/pay/inv_nope/status"))
         .await;
 
