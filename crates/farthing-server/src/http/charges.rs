@@ -74,7 +74,8 @@ pub async fn create(
             description: request.description.clone().unwrap_or_default(),
         },
     )?;
-    let object = render::charge(&prepared.charge, mode);
+    // Rendered here, on the async workers: the job runs on the single writer thread.
+    let object: Value = render::charge(&prepared.charge, mode).into();
     write(
         &state,
         &principal,
@@ -83,7 +84,7 @@ pub async fn create(
         &body.raw,
         move |tx| {
             charges::book(tx, mode, &prepared)?;
-            Ok((StatusCode::CREATED, object.into()))
+            Ok((StatusCode::CREATED, object))
         },
     )
     .await

@@ -185,11 +185,13 @@ pub async fn create(
     // so that the single writer thread only checks and inserts (it is the bottleneck under
     // load, see BENCHMARKS.md).
     let prepared = invoices::prepare(state.app(), state.rails(), mode, merchant, request)?;
-    let object = render::invoice(
+    // Rendered here, on the async workers: the job runs on the single writer thread.
+    let object: Value = render::invoice(
         &prepared.invoice,
         mode,
         &state.app().checkout_url(prepared.invoice.id),
-    );
+    )
+    .into();
     let stored = prepared.clone();
     let response = write(
         &state,
@@ -199,7 +201,7 @@ pub async fn create(
         &body.raw,
         move |tx| {
             invoices::insert(tx, &stored)?;
-            Ok((StatusCode::CREATED, object.into()))
+            Ok((StatusCode::CREATED, object))
         },
     )
     .await?;
