@@ -32,6 +32,83 @@ pub struct Config {
     pub lightning: LightningConfig,
     /// The Telegram bots (Stars rail).
     pub telegram: TelegramConfig,
+    /// Connection limits of the HTTP server.
+    pub http: HttpConfig,
+    /// Rate limits (SPEC S4).
+    pub rate_limits: RateLimitConfig,
+}
+
+/// Rate limits (SPEC S4): requests a second on average (`_per_s`, 0 = off) and at once
+/// (`_burst`). A refused request gets 429 with `Retry-After`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Per API key, on `/v1`.
+    pub api_key_per_s: u32,
+    /// Burst per API key.
+    pub api_key_burst: u32,
+    /// Per client address, on the public pages and callbacks (checkout, Mini App, dashboard
+    /// login, LNURL).
+    pub client_per_s: u32,
+    /// Burst per client address.
+    pub client_burst: u32,
+    /// Failed authentications (401) per client address on `/v1`; past it, every `/v1`
+    /// request from that address is refused until the bucket drains.
+    pub failed_auth_per_s: u32,
+    /// Burst of failed authentications per client address.
+    pub failed_auth_burst: u32,
+    /// Take the client's address from the last `X-Forwarded-For` entry (only behind a
+    /// reverse proxy that sets it; otherwise clients could choose their own address).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            api_key_per_s: 1_000,
+            api_key_burst: 2_000,
+            client_per_s: 20,
+            client_burst: 100,
+            failed_auth_per_s: 1,
+            failed_auth_burst: 20,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// Connection limits and rate limits of the HTTP server (SPEC S4).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Seconds a client may take to send a request's headers; also how long a keep-alive
+    /// connection may sit idle.
+    pub header_timeout_s: u64,
+    /// Seconds a client may take to send a whole request body.
+    pub body_timeout_s: u64,
+    /// Open connections at most; keep it below the process's file-descriptor limit
+    /// (`ulimit -n`), with room for the databases and outbound calls.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_s: 10,
+            body_timeout_s: 30,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// As the server's limits.
+    pub fn limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_s),
+            body_timeout: Duration::from_secs(self.body_timeout_s),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 /// Telegram settings (SPEC RL2).
@@ -67,6 +144,11 @@ pub struct TelegramConfig {
     /// How old an open invoice of a customer who opted in to reminders (`/remind on`) must be
     /// before the bot reminds them of it, once, in seconds (SPEC T3; default ten minutes).
     pub reminder_after_s: u64,
+    /// The Bot API base URLs a merchant may name as `api_url` in `PUT /v1/rails/stars` (a local
+    /// Bot API server the operator runs), besides `https://api.telegram.org`, which is always
+    /// allowed. `["*"]` allows any URL: for development and tests only, as a merchant could
+    /// then make farthing call any address. An operator setting, never a merchant's.
+    pub api_urls: Vec<String>,
 }
 
 impl Default for TelegramConfig {
@@ -82,6 +164,7 @@ impl Default for TelegramConfig {
             dashboard_session_ttl_s: 3600,
             tip_presets: vec![1, 3, 5, 10],
             reminder_after_s: 600,
+            api_urls: Vec::new(),
         }
     }
 }
@@ -96,8 +179,10 @@ pub struct LightningConfig {
     /// How long a node invoice stays watched after its BOLT11 expired, in seconds, so that a
     /// payment the node settled while farthing was not looking is still found and credited.
     pub late_watch_s: u64,
-    /// Whether `PUT /v1/rails/lightning` may name a node on a loopback or private address (a
-    /// self-hosted node usually is one; turn off on a shared, multi-merchant server).
+    /// Whether `PUT /v1/rails/lightning` may name a node on a loopback or private address. Off
+    /// by default: on a server several merchants share, a merchant's node URL must not reach
+    /// farthing's own network. An operator running its own node beside farthing turns it on
+    /// (`FARTHING_ALLOW_PRIVATE_NODES=1`).
     pub allow_private_nodes: bool,
 }
 
@@ -106,7 +191,7 @@ impl Default for LightningConfig {
         LightningConfig {
             poll_interval_ms: 2_000,
             late_watch_s: 24 * 3600,
-            allow_private_nodes: true,
+            allow_private_nodes: false,
         }
     }
 }
@@ -152,6 +237,8 @@ impl Default for Config {
             rates: Default::default(),
             lightning: LightningConfig::default(),
             telegram: TelegramConfig::default(),
+            http: HttpConfig::default(),
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }
@@ -239,12 +326,36 @@ impl Config {
         if let Some(value) = env("FARTHING_ALLOW_PRIVATE_WEBHOOKS") {
             config.allow_private_webhooks = env_flag("FARTHING_ALLOW_PRIVATE_WEBHOOKS", &value)?;
         }
+        if let Some(value) = env("FARTHING_RATE_LIMIT_API_KEY_PER_S") {
+            config.rate_limits.api_key_per_s = value.parse().map_err(|_| ConfigError::Env {
+                name: "FARTHING_RATE_LIMIT_API_KEY_PER_S",
+                message: format!("{value:?} is not a number of requests a second"),
+            })?;
+            config.rate_limits.api_key_burst = config
+                .rate_limits
+                .api_key_burst
+                .max(config.rate_limits.api_key_per_s.saturating_mul(2));
+        }
+        if let Some(value) = env("FARTHING_ALLOW_PRIVATE_NODES") {
+            config.lightning.allow_private_nodes =
+                env_flag("FARTHING_ALLOW_PRIVATE_NODES", &value)?;
+        }
         config.validate()?;
         Ok(config)
     }
 
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.http.header_timeout_s == 0 || self.http.body_timeout_s == 0 {
+            return Err(ConfigError::Invalid(
+                "http.header_timeout_s and http.body_timeout_s must be at least 1".to_owned(),
+            ));
+        }
+        if self.http.max_connections < 16 {
+            return Err(ConfigError::Invalid(
+                "http.max_connections must be at least 16".to_owned(),
+            ));
+        }
         if self.idempotency_ttl_s < 24 * 3600 {
             return Err(ConfigError::Invalid(
                 "idempotency_ttl_s must be at least 86400 (24 h)".to_owned(),

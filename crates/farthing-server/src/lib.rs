@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod pages;
 pub mod rails;
 pub mod registry;
+pub mod serve;
 pub mod signed_token;
 pub mod state;
 pub mod telegram;
@@ -30,7 +31,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -123,6 +124,7 @@ pub fn router(state: AppState) -> Router {
     };
     use pages::{checkout, dashboard, webapp};
     let limit = state.config().max_body_bytes;
+    let body_timeout = state.config().http.limits().body_timeout;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -230,6 +232,13 @@ pub fn router(state: AppState) -> Router {
             error
         })
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            serve::body_deadline(body_timeout, request, next)
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::limits::limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -237,14 +246,25 @@ pub fn router(state: AppState) -> Router {
 /// Records every request in the metrics, by matched route (never the raw path).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    // Labels only from known values: a client may send any method token, and each new label
+    // would be a metrics series kept forever.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     state.metrics().observe_request(
-        &method,
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed(),
@@ -458,15 +478,13 @@ pub async fn start_with_clock(
     let state = AppState::with_clock(live, test, config, metrics, clock);
     let (shutdown, _) = tokio::sync::watch::channel(false);
     let app = router(state.clone());
-    let mut stop = shutdown.subscribe();
-    let server = tokio::spawn(async move {
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        });
-        if let Err(error) = serving.await {
-            tracing::error!(%error, "server error");
-        }
-    });
+    let server = tokio::spawn(serve::serve(
+        listener,
+        app,
+        state.config().http.limits(),
+        state.metrics().clone(),
+        shutdown.subscribe(),
+    ));
     let scheduler = tokio::spawn(workers::scheduler::run(state.clone(), shutdown.subscribe()));
     let worker = tokio::spawn(workers::webhooks::run_worker(
         state.clone(),

@@ -67,6 +67,7 @@ struct Registry {
     batch_groups: BTreeMap<&'static str, Histogram>,
     commit_seconds: BTreeMap<&'static str, Histogram>,
     deliveries: BTreeMap<(&'static str, String), u64>,
+    refused: BTreeMap<&'static str, u64>,
 }
 
 /// The metrics of one server.
@@ -116,6 +117,17 @@ impl Metrics {
     /// `disabled`).
     pub fn observe_delivery(&self, mode: &'static str, result: &str) {
         self.with(|r| *r.deliveries.entry((mode, result.to_owned())).or_default() += 1);
+    }
+
+    /// A connection or request refused before any handler ran, by reason (`connection_cap`,
+    /// or the rate limit that refused it).
+    pub fn refused(&self, reason: &'static str) {
+        self.with(|r| *r.refused.entry(reason).or_default() += 1);
+    }
+
+    /// A connection closed at once because `http.max_connections` were open.
+    pub fn connection_refused(&self) {
+        self.refused("connection_cap");
     }
 
     /// The text exposition format.
@@ -168,6 +180,13 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "farthing_webhook_deliveries_total{{mode=\"{mode}\",result=\"{result}\"}} {count}"
+                );
+            }
+            out.push_str("# HELP farthing_http_refused_total Connections and requests refused before a handler ran (connection cap, rate limits).\n# TYPE farthing_http_refused_total counter\n");
+            for (reason, count) in &r.refused {
+                let _ = writeln!(
+                    out,
+                    "farthing_http_refused_total{{reason=\"{reason}\"}} {count}"
                 );
             }
             let _ = writeln!(

@@ -59,6 +59,8 @@ struct Inner {
     rails: crate::registry::Rails,
     /// Signs Mini App sessions; random per process, so sessions end on restart.
     webapp_key: crate::signed_token::SessionKey,
+    /// The rate limits' buckets.
+    limits: Arc<crate::web::limits::Limits>,
 }
 
 impl AppState {
@@ -77,8 +79,10 @@ impl AppState {
     ) -> AppState {
         let app = farthing_app::App::new(live, test, clock, config.base_url());
         let rails = crate::registry::Rails::new(&config);
+        let limits = crate::web::limits::Limits::new(&config.rate_limits);
         AppState {
             inner: Arc::new(Inner {
+                limits,
                 app,
                 config,
                 keys: RwLock::new(HashMap::new()),
@@ -87,6 +91,11 @@ impl AppState {
                 webapp_key: crate::signed_token::SessionKey::random(),
             }),
         }
+    }
+
+    /// The rate limits.
+    pub fn limits(&self) -> &Arc<crate::web::limits::Limits> {
+        &self.inner.limits
     }
 
     /// The payments service.

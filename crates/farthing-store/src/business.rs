@@ -1222,6 +1222,15 @@ impl Tx<'_, '_> {
         Ok(())
     }
 
+    /// How many webhook endpoints the merchant has, as of this point of the batch.
+    pub fn endpoint_count(&mut self, merchant: MerchantId) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .sql()
+            .prepare_cached("SELECT COUNT(*) FROM webhook_endpoints WHERE merchant_id = ?1")?
+            .query_row(params![merchant.to_be_bytes()], |row| row.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// A webhook endpoint, as of this point of the batch.
     pub fn endpoint(
         &mut self,
@@ -1304,6 +1313,16 @@ impl Tx<'_, '_> {
                 sql_amount(self.now_ns())?
             ])?;
         Ok(())
+    }
+
+    /// Forgets LNURL-auth challenges (sign-in and `/v1/lnurl/auth`) that expired before
+    /// `before_ns`, used or not: anyone may ask for one, so they must not pile up. Withdraw
+    /// links stay (they record money that left).
+    pub fn forget_expired_lnurl_auth(&mut self, before_ns: u64) -> Result<usize, StoreError> {
+        Ok(self
+            .sql()
+            .prepare_cached("DELETE FROM lnurl_secrets WHERE kind = 'auth' AND expires_at_ns < ?1")?
+            .execute([sql_amount(before_ns)?])?)
     }
 
     /// Forgets idempotency keys created before `before_ns`; returns how many.

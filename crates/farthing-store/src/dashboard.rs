@@ -55,6 +55,19 @@ impl Tx<'_, '_> {
         Ok(())
     }
 
+    /// Whether another merchant than `merchant` lists `key` as a dashboard owner.
+    pub fn dashboard_lnurl_key_taken(
+        &mut self,
+        merchant: MerchantId,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let mut statement = self.sql().prepare_cached(
+            "SELECT 1 FROM dashboard_lnurl_owners WHERE linking_key = ?1 AND merchant_id != ?2 \
+             LIMIT 1",
+        )?;
+        Ok(statement.exists(params![key, merchant.to_be_bytes()])?)
+    }
+
     /// The merchant's LNURL-auth dashboard owners, as of this point of the batch.
     pub fn dashboard_lnurl_owners_in_job(
         &mut self,

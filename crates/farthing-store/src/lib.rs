@@ -455,14 +455,13 @@ fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
         })?;
     }
     let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|error| {
-            StoreError::Corrupt(format!("cannot open {}: {error}", lock_path.display()))
-        })?;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&lock_path).map_err(|error| {
+        StoreError::Corrupt(format!("cannot open {}: {error}", lock_path.display()))
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(path.to_path_buf())),

@@ -159,6 +159,37 @@ fn apply_pragmas(connection: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Makes the database file readable and writable by its owner only (`0600`): it holds bot
+/// tokens, webhook secrets and node keys. A new file is created that way; an existing one (and
+/// its `-wal`/`-shm`, which SQLite creates with the database's mode) is tightened.
+pub(crate) fn private_file(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let failed = |what: &Path, error: std::io::Error| {
+            StoreError::Corrupt(format!("cannot restrict {}: {error}", what.display()))
+        };
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|error| failed(path, error))?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::metadata(&file) {
+                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|error| failed(&file, error))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The writer's connection. Automatic checkpoints are off: a background thread does them, so
 /// that no commit pays for copying the WAL.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
@@ -167,6 +198,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
             StoreError::Corrupt(format!("cannot create {}: {error}", parent.display()))
         })?;
     }
+    private_file(path)?;
     let connection = Connection::open(path)?;
     apply_pragmas(&connection)?;
     connection.execute_batch("PRAGMA wal_autocheckpoint=0;")?;

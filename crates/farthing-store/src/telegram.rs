@@ -120,6 +120,11 @@ fn by_merchant(
 }
 
 fn by_bot(connection: &Connection, bot_id: u64) -> Result<Vec<TelegramBot>, StoreError> {
+    // Telegram's ids fit in i64 and only checked bots are stored: a larger id (from a URL or a
+    // body) names no bot, it is not a corrupt row.
+    if i64::try_from(bot_id).is_err() {
+        return Ok(Vec::new());
+    }
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM telegram_bots WHERE bot_id = ?1 ORDER BY created_at_ns"
     ))?;

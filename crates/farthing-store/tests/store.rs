@@ -1992,3 +1992,32 @@ fn a_kill_9_loses_no_acknowledged_write() {
     assert!(report.transfers > acknowledged.len() as u64);
     store.shutdown();
 }
+
+/// Regression (security issue item 9): database files were created world-readable, and they
+/// hold bot tokens, webhook secrets and node keys. New files are `0600`, their `-wal`/`-shm`
+/// too, and an existing database with a wider mode is tightened when it is opened.
+#[cfg(unix)]
+#[test]
+fn database_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .expect("the file exists")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let h = Harness::new();
+    let store = h.open();
+    setup_funded(&store, 100);
+    let wal = PathBuf::from(format!("{}-wal", h.path().display()));
+    let lock = PathBuf::from(format!("{}.lock", h.path().display()));
+    for path in [h.path(), wal.clone(), lock.clone()] {
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    store.shutdown();
+    std::fs::set_permissions(h.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let again = h.open();
+    assert_eq!(mode(&h.path()), 0o600, "tightened on open");
+    again.shutdown();
+}

@@ -229,6 +229,9 @@ pub fn run(args: &HttpArgs) -> anyhow::Result<ExitCode> {
         ])
         .arg(&database)
         .env("RUST_LOG", "warn")
+        // One key drives the whole load: the per-key rate limit still runs (its cost is part
+        // of the figure) but is set above what the machine can reach.
+        .env("FARTHING_RATE_LIMIT_API_KEY_PER_S", "10000000")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;

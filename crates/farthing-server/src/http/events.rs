@@ -11,6 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{list_answer, write};
+
+/// Webhook endpoints a merchant may have per mode.
+pub const MAX_ENDPOINTS: u64 = 16;
 use crate::ids::new_id;
 use crate::render;
 use crate::state::{AppState, Principal};
@@ -231,6 +234,7 @@ pub struct CreateEndpoint {
     responses(
         (status = 201, description = "The new endpoint, with its signing secret `secret` (shown this once).", body = spec::WebhookEndpoint, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), a URL that is not http(s) or resolves to a loopback or private address the operator does not allow (`invalid_url`), or unknown event types (`invalid_events`).", body = spec::Error),
+        (status = 409, description = "The merchant already has 16 webhook endpoints in this mode (`too_many_webhook_endpoints`).", body = spec::Error),
         spec::WriteErrors,
     ),
 )]
@@ -278,6 +282,14 @@ pub async fn create_endpoint(
         "POST /v1/webhook_endpoints",
         &body,
         move |tx| {
+            // Every write fans out to every endpoint: a bounded number keeps one merchant's
+            // writes from turning into hundreds of deliveries each.
+            if tx.endpoint_count(merchant)? >= MAX_ENDPOINTS {
+                return Err(ApiError::conflict(
+                    "too_many_webhook_endpoints",
+                    format!("a merchant has at most {MAX_ENDPOINTS} webhook endpoints per mode; delete one first (one endpoint may take every event type)"),
+                ));
+            }
             let endpoint = WebhookEndpoint {
                 id: new_id(),
                 merchant,

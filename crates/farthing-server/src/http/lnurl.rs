@@ -76,6 +76,30 @@ impl LnurlError {
     }
 }
 
+/// The query string of an LNURL request, or an LNURL error (400 `{"status": "ERROR"}`) when
+/// it does not parse (a duplicated or malformed parameter): wallets read only that shape.
+pub struct LnurlQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for LnurlQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = LnurlError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| LnurlQuery(value))
+            .map_err(|rejection| {
+                LnurlError::bad(format!("bad query string: {}", rejection.body_text()))
+            })
+    }
+}
+
 impl From<ApiError> for LnurlError {
     fn from(error: ApiError) -> LnurlError {
         LnurlError::new(error.status, error.message)
@@ -286,7 +310,7 @@ fn pay_amount(query: &PayQuery) -> Result<(u64, Option<String>), LnurlError> {
 pub async fn pay_callback(
     State(state): State<AppState>,
     Path((mode, name)): Path<(String, String)>,
-    Query(query): Query<PayQuery>,
+    LnurlQuery(query): LnurlQuery<PayQuery>,
 ) -> Answer {
     let mode = parse_mode(&mode)?;
     let (amount_msat, comment) = pay_amount(&query)?;
@@ -429,7 +453,7 @@ pub async fn top_up(
 pub async fn top_up_callback(
     State(state): State<AppState>,
     Path((mode, customer)): Path<(String, String)>,
-    Query(query): Query<PayQuery>,
+    LnurlQuery(query): LnurlQuery<PayQuery>,
 ) -> Answer {
     let mode = parse_mode(&mode)?;
     let (amount_msat, comment) = pay_amount(&query)?;
@@ -563,7 +587,7 @@ pub struct WithdrawQuery {
 pub async fn withdraw_callback(
     State(state): State<AppState>,
     Path((mode, k1)): Path<(String, String)>,
-    Query(query): Query<WithdrawQuery>,
+    LnurlQuery(query): LnurlQuery<WithdrawQuery>,
 ) -> Answer {
     let mode = parse_mode(&mode)?;
     let key = parse_k1(&k1).ok_or_else(|| LnurlError::not_found("no such LNURL-withdraw link"))?;
@@ -671,7 +695,7 @@ pub struct AuthQuery {
 pub async fn auth(
     State(state): State<AppState>,
     Path(mode): Path<String>,
-    Query(query): Query<AuthQuery>,
+    LnurlQuery(query): LnurlQuery<AuthQuery>,
 ) -> Answer {
     let mode = parse_mode(&mode)?;
     if query.tag.as_deref().is_some_and(|tag| tag != "login") {

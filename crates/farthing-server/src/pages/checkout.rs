@@ -28,7 +28,7 @@
 //! The page never decides that anything is paid; it only shows what the server says (P1).
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use farthing_core::invoice::{Invoice, InvoiceAmount, InvoiceStatus};
 use farthing_core::{Currency, InvoiceId, PublicId, Rail};
@@ -229,7 +229,7 @@ pub async fn status(
     operation_id = "checkout_sandbox",
     params(("id" = String, Path, description = "The invoice, `inv_…`.")),
     responses(
-        (status = 200, description = "The paid invoice.", body = crate::web::spec::Invoice),
+        (status = 200, description = "The paid invoice's status, as `GET /pay/{id}/status` shows it (what a payer may see: no metadata, payload or customer).", body = crate::web::spec::CheckoutStatus),
         (status = 400, description = "The payment would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = crate::web::spec::Error),
         (status = 403, description = "The invoice is a live-mode invoice (`test_mode_only`).", body = crate::web::spec::Error),
         (status = 404, description = "No such invoice (`resource_missing`).", body = crate::web::spec::Error),
@@ -265,8 +265,9 @@ pub async fn sandbox(
             farthing_app::sandbox::pay(tx, &app, merchant, invoice_id, None, amount, None)
         })
         .await?;
-    let object = crate::render::invoice(&paid, Mode::Test, &state.app().checkout_url(paid.id));
-    Ok((StatusCode::OK, axum::Json(object)).into_response())
+    // Anyone holding the page's URL may press the button: answer only what the page shows,
+    // never the merchant's metadata (delivery codes), payload or customer.
+    Ok((StatusCode::OK, axum::Json(status_json(&paid))).into_response())
 }
 
 /// `GET /pay/{id}`: the page.
@@ -291,10 +292,11 @@ pub async fn page(
         Ok(found) => found,
         Err(error) => {
             let body = format!(
-                "<!doctype html><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\"><title>Not found</title><body style=\"font-family:system-ui;padding:2rem\"><h1>Invoice not found</h1><p>{}</p>",
+                "<!doctype html><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\"><title>Not found</title><link rel=stylesheet href=\"/pay/assets/checkout.css?v={}\"><main><h1>Invoice not found</h1><p>{}</p></main>",
+                assets::version(),
                 escape(&error.message)
             );
-            return (error.status, Html(body)).into_response();
+            return (error.status, page_headers(&state), Html(body)).into_response();
         }
     };
     let lightning = lightning_offer(&state, mode, &invoice).await;
@@ -317,7 +319,59 @@ pub async fn page(
         script_url: state.config().telegram.web_app_script_url.clone(),
     });
     let body = render_page_with(&invoice, mode, &merchant, &lightning, mini_app.as_ref());
-    ([(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        page_headers(&state),
+        Html(body),
+    )
+        .into_response()
+}
+
+/// The security headers of every page: a Content-Security-Policy that allows only farthing's own
+/// scripts and styles (and Telegram's Mini App script, loaded by the page only inside
+/// Telegram), lets only Telegram's web clients frame the page (the Mini App), and blocks
+/// sniffing and referrers.
+fn page_headers(state: &AppState) -> [(header::HeaderName, HeaderValue); 3] {
+    let telegram_script = origin(&state.config().telegram.web_app_script_url);
+    let csp = format!(
+        "default-src 'none'; script-src 'self' {telegram_script}; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
+    );
+    [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_str(&csp)
+                .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'")),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+    ]
+}
+
+/// `scheme://host[:port]` of a URL, or nothing (then the CSP names no other origin).
+fn origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return String::new();
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let safe = |text: &str| {
+        !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+    };
+    if (scheme == "https" || scheme == "http") && safe(host) {
+        format!("{scheme}://{host}")
+    } else {
+        String::new()
+    }
 }
 
 /// What the page needs to work as a Telegram Mini App.

@@ -221,6 +221,7 @@ pub struct DashboardLogin {
     responses(
         (status = 200, description = "The owners now stored for this mode.", body = spec::DashboardOwners),
         (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), or an id that is not a Telegram user id, or more than 100 (`invalid_telegram_user_ids`).", body = spec::Error),
+        (status = 409, description = "A linking key is already a dashboard owner of another merchant (`linking_key_taken`): a wallet signs in to one merchant.", body = spec::Error),
         spec::WriteErrors,
     ),
 )]
@@ -295,6 +296,18 @@ pub async fn set_owners(
         move |tx| {
             tx.set_dashboard_owners(merchant, &users, now)?;
             if let Some(keys) = &keys {
+                // A linking key signs in to one merchant only: were it listed by two, the
+                // wallet's login would go to one of them, chosen by row order (another
+                // merchant could take the owner's sign-in).
+                for (i, key) in keys.iter().enumerate() {
+                    if tx.dashboard_lnurl_key_taken(merchant, key)? {
+                        return Err(ApiError::conflict(
+                            "linking_key_taken",
+                            format!("the linking key {key} is a dashboard owner of another merchant; a wallet signs in to one merchant"),
+                        )
+                        .param(format!("lnurl_linking_keys[{i}]")));
+                    }
+                }
                 tx.set_dashboard_lnurl_owners(merchant, keys, now)?;
             }
             let keys = match keys {

@@ -122,6 +122,16 @@ impl ApiError {
         )
     }
 
+    /// 429: a rate limit refused the request; `retry_after_s` goes in `Retry-After` too.
+    pub fn rate_limited(what: &str, retry_after_s: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "invalid_request_error",
+            "rate_limited",
+            format!("too many requests {what}; retry after {retry_after_s} s (limits: [rate_limits] in the configuration)"),
+        )
+    }
+
     /// 413: the body is larger than allowed.
     pub fn too_large(limit: usize) -> Self {
         Self::new(

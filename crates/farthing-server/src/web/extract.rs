@@ -228,15 +228,10 @@ where
         state: &crate::state::AppState,
     ) -> Result<Self, ApiError> {
         let headers = request.headers().clone();
-        let raw = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::too_large(state.config().max_body_bytes)
-                } else {
-                    ApiError::invalid("unreadable_body", rejection.body_text())
-                }
-            })?;
+        let raw = body_bytes(
+            axum::body::Bytes::from_request(request, state).await,
+            state.config().max_body_bytes,
+        )?;
         idempotency_key(&headers)?;
         let value = json_body(&headers, &raw)?;
         Ok(Checked {
@@ -253,10 +248,21 @@ pub fn body_bytes(
     limit: usize,
 ) -> Result<axum::body::Bytes, ApiError> {
     body.map_err(|rejection| {
+        let text = rejection.body_text();
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(limit)
+        } else if text.contains(crate::serve::BODY_TIMEOUT) {
+            let mut error = ApiError::invalid(
+                "request_timeout",
+                format!(
+                    "{}; send the body at once, or retry",
+                    crate::serve::BODY_TIMEOUT
+                ),
+            );
+            error.status = StatusCode::REQUEST_TIMEOUT;
+            error
         } else {
-            ApiError::invalid("unreadable_body", rejection.body_text())
+            ApiError::invalid("unreadable_body", text)
         }
     })
 }

@@ -6,4 +6,5 @@
 
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod spec;

@@ -51,6 +51,12 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                 let _ = store
                     .run(move |tx| tx.expire_idempotency_keys(before))
                     .await;
+                // Expired sign-in challenges are kept an hour (their status page says
+                // "expired"), then forgotten.
+                let challenges = now_ns.saturating_sub(3_600 * 1_000_000_000);
+                let _ = store
+                    .run(move |tx| tx.forget_expired_lnurl_auth(challenges))
+                    .await;
             }
         }
         let sleep = next.map_or(Duration::from_secs(1), |at| {

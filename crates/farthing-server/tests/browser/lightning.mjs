@@ -57,6 +57,10 @@ try {
   const context = await browser.newContext({
     viewport: { width: 390, height: 844 }, // a phone
     permissions: ['clipboard-read', 'clipboard-write'],
+    // The WebLN stand-in pays by fetching the test wallet from the page itself; a real WebLN
+    // extension pays from its own context, which the page's Content-Security-Policy
+    // (connect-src 'self') does not govern. Only this scenario bypasses the CSP.
+    bypassCSP: scenario === 'webln',
   });
   if (scenario === 'webln') {
     await context.addInitScript((endpoint) => {

@@ -10,6 +10,7 @@ mod checkout_browser;
 mod dashboard;
 mod lightning;
 mod openapi;
+mod security;
 mod settlement;
 mod stars;
 mod stars_reconcile;

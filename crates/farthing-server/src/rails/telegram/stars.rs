@@ -193,6 +193,22 @@ impl RailAdapter for StarsRail {
             .unwrap_or(TELEGRAM_API_URL)
             .trim_end_matches('/')
             .to_owned();
+        // The Bot API's address is the operator's choice: a merchant's own URL would make
+        // farthing call any host (and claim any bot id through a fake getMe).
+        let allowed = &self.telegram.config().api_urls;
+        if api_url != TELEGRAM_API_URL
+            && !allowed
+                .iter()
+                .any(|url| url == "*" || url.trim_end_matches('/') == api_url)
+        {
+            return Err(AppError::invalid(
+                "api_url_not_allowed",
+                format!(
+                    "api_url {api_url:?} is not a Bot API server this farthing allows; leave it out to use {TELEGRAM_API_URL}, or ask the operator to add it to telegram.api_urls"
+                ),
+            )
+            .param("api_url"));
+        }
         let client = BotClient::new(&api_url, token.clone(), GET_ME_TIMEOUT).map_err(|_| {
             AppError::invalid(
                 "invalid_api_url",
@@ -210,7 +226,12 @@ impl RailAdapter for StarsRail {
         let Some(username) = me.username.filter(|name| !name.is_empty()) else {
             return Err(bad_token("getMe answered with a bot without a username"));
         };
-        let others = app.read(mode, move |reader| reader.telegram_bots_by_id(bot_id))?;
+        // One merchant per bot, across both modes: a bot's updates and payments must never be
+        // read as another merchant's.
+        let mut others = Vec::new();
+        for (_, store) in app.stores() {
+            others.extend(store.read(move |reader| reader.telegram_bots_by_id(bot_id))?);
+        }
         if others.iter().any(|bot| bot.merchant != merchant) {
             return Err(AppError::conflict(
                 "bot_already_connected",

@@ -37,7 +37,24 @@ pub fn config(dir: &tempfile::TempDir) -> Config {
         ..Config::default()
     };
     config.telegram.poll_timeout_s = 1;
+    // The tests' Bot API double and LNbits listen on 127.0.0.1: allowed here as an operator
+    // would allow a local Bot API server or node (both are off by default).
+    config.telegram.api_urls = vec!["*".to_owned()];
+    config.lightning.allow_private_nodes = true;
+    relax_rate_limits(&mut config);
     config
+}
+
+/// Rate limits far above what a test sends: every test talks from 127.0.0.1 with one key, and
+/// some send hundreds of requests (or bad keys) on purpose. `security.rs` tests the limits.
+pub fn relax_rate_limits(config: &mut Config) {
+    let limits = &mut config.rate_limits;
+    limits.api_key_per_s = 1_000_000;
+    limits.api_key_burst = 1_000_000;
+    limits.client_per_s = 1_000_000;
+    limits.client_burst = 1_000_000;
+    limits.failed_auth_per_s = 1_000_000;
+    limits.failed_auth_burst = 1_000_000;
 }
 
 /// farthing with the test configuration changed by `tune`, on the system clock.
