@@ -116,8 +116,11 @@ pub fn refusal(error: GroupError, who: &str, currency: Currency, requested_minor
 /// "250 BTC minor units (satoshis)"-style wording is avoided: minor units are named as such
 /// only where the currency has them.
 pub fn currency_amount(amount_minor: u64, currency: Currency) -> String {
-    match currency.exponent() {
-        0 => format!("{amount_minor} {currency}"),
-        _ => format!("{amount_minor} {currency} minor units"),
+    match farthing_core::Money::new(amount_minor, currency) {
+        Ok(money) if currency.exponent() > 0 => format!(
+            "{} {currency} ({amount_minor} minor units)",
+            money.to_decimal_string()
+        ),
+        _ => format!("{amount_minor} {currency}"),
     }
 }

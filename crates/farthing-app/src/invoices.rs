@@ -230,8 +230,40 @@ pub fn prepare_with(
     merchant: MerchantId,
     request: InvoiceRequest,
 ) -> Result<Prepared, AppError> {
+    let top_up = request.metadata.iter().any(|(key, value)| {
+        key == crate::settlement::TOP_UP_METADATA.0 && value == crate::settlement::TOP_UP_METADATA.1
+    });
+    // A top-up funds a customer's balance: it needs that customer, and the balance itself
+    // cannot pay it (the money would go round in a circle).
+    let offered: Vec<(Rail, Carries)> = if top_up {
+        if request.customer.is_none() {
+            return Err(AppError::invalid(
+                "customer_required",
+                "a top-up invoice funds a customer's balance: give the `customer` whose balance it tops up",
+            )
+            .param("customer"));
+        }
+        if let Some(i) = request
+            .rails
+            .as_deref()
+            .and_then(|rails| rails.iter().position(|rail| *rail == Rail::Balance))
+        {
+            return Err(AppError::invalid(
+                "invalid_rail",
+                "a top-up cannot be paid from the balance it funds: leave `balance` out",
+            )
+            .param(format!("rails[{i}]")));
+        }
+        offered
+            .iter()
+            .filter(|(rail, _)| *rail != Rail::Balance)
+            .cloned()
+            .collect()
+    } else {
+        offered.to_vec()
+    };
     let rails = choose_rails(
-        offered,
+        &offered,
         mode,
         request.currency,
         &request.amount,

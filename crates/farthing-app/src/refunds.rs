@@ -111,7 +111,7 @@ pub fn to_balance(
                 (None, UnnamedPayer::Refuse) => {
                     return Err(AppError::invalid(
                         "no_customer",
-                        "this invoice was paid without a customer, so there is no balance to refund to; refund a BTC invoice with destination lnurl_withdraw, or through the rail",
+                        "this invoice was paid without a customer, so there is no balance to refund to; refund it through the rail that paid it (destination rail), or for a BTC invoice as an LNURL-withdraw link (destination lnurl_withdraw)",
                     )
                     .param("invoice"))
                 }
@@ -245,10 +245,29 @@ pub async fn send_through_rail(
         )));
     };
     let rail = payment.rail;
-    if matches!(rail, Rail::Balance | Rail::Sandbox) || !rails.registered().contains(&rail) {
+    // A test-mode payment the sandbox made (on any rail it simulated) is refunded by the
+    // sandbox too, as that rail would: nothing real was paid, so nothing real goes back.
+    let sandbox_id = crate::sandbox::payment_id(invoice_id);
+    let simulated = mode == Mode::Test
+        && (rail == Rail::Sandbox
+            || app
+                .read(mode, move |reader| {
+                    reader.rail_payment(merchant, rail, &sandbox_id)
+                })?
+                .is_some());
+    if !simulated
+        && (matches!(rail, Rail::Balance | Rail::Sandbox) || !rails.registered().contains(&rail))
+    {
+        let instead = if invoice.customer.or(payment.customer).is_some() {
+            "refund it to the customer's balance (leave out destination)"
+        } else if invoice.currency == farthing_core::Currency::BTC {
+            "it was paid without a customer, so refund it as an LNURL-withdraw link (destination lnurl_withdraw)"
+        } else {
+            "it was paid without a customer, so no refund can reach the payer through farthing; settle it with the payer directly"
+        };
         return Err(AppError::invalid(
             "rail_refund_unsupported",
-            format!("this invoice was paid on the {rail} rail, which has no way back; refund it to the balance"),
+            format!("this invoice was paid on the {rail} rail, which has no way back; {instead}"),
         )
         .param("destination"));
     }
@@ -271,19 +290,26 @@ pub async fn send_through_rail(
             param: None,
         });
     }
-    let sent = rails
-        .refund(
-            app,
-            mode,
-            rail,
-            RailRefund {
-                merchant,
-                refund: crate::ids::new_id(),
-                invoice: invoice_id,
-                amount_minor,
-            },
-        )
-        .await?;
+    let sent = if simulated {
+        RailRefunded {
+            amount_minor: wanted,
+            payer_external_id: None,
+        }
+    } else {
+        rails
+            .refund(
+                app,
+                mode,
+                rail,
+                RailRefund {
+                    merchant,
+                    refund: crate::ids::new_id(),
+                    invoice: invoice_id,
+                    amount_minor,
+                },
+            )
+            .await?
+    };
     Ok(SentThroughRail {
         rail,
         invoice: invoice_id,

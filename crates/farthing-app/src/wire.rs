@@ -86,6 +86,7 @@ constants! {
     object_refund => ["refund"],
     object_webhook_endpoint => ["webhook_endpoint"],
     object_refund_request => ["refund_request"],
+    object_balance => ["balance"],
     status_succeeded => ["succeeded"],
     refund_destination => ["balance", "rail"],
     refund_request_status => ["pending", "approved", "declined"],
@@ -438,6 +439,67 @@ pub struct RefundRequestObject {
     /// When it last changed (Unix seconds).
     pub updated: u64,
 }
+
+/// The merchant's own money per currency (`GET /v1/balance`).
+#[derive(Serialize, ToSchema)]
+pub struct MerchantBalance {
+    /// Always `balance`.
+    #[schema(schema_with = object_balance, value_type = String)]
+    pub object: &'static str,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// One entry per currency the merchant has held, by currency code.
+    pub balances: Vec<MerchantCurrencyBalance>,
+}
+
+/// The merchant's money in one currency, in minor units.
+#[derive(Serialize, ToSchema)]
+pub struct MerchantCurrencyBalance {
+    /// The currency or asset code.
+    pub currency: &'static str,
+    /// Earned and free to pay out or refund from.
+    pub available: i64,
+    /// Held, not yet available (e.g. a refund window).
+    pub pending: i64,
+    /// Platform fees taken from this merchant's payments so far.
+    pub fees: i64,
+}
+
+/// The merchant's balance from its own ledger accounts.
+pub fn merchant_balance(
+    accounts: &[farthing_core::ledger::AccountState],
+    mode: Mode,
+) -> MerchantBalance {
+    use farthing_core::ledger::AccountKind;
+    let mut by_currency: BTreeMap<&'static str, MerchantCurrencyBalance> = BTreeMap::new();
+    for state in accounts {
+        let code = state.account.currency.code();
+        let entry = by_currency
+            .entry(code)
+            .or_insert_with(|| MerchantCurrencyBalance {
+                currency: code,
+                available: 0,
+                pending: 0,
+                fees: 0,
+            });
+        let clamp = |value: i128| i64::try_from(value).unwrap_or(i64::MAX);
+        match state.account.kind {
+            AccountKind::MerchantBalance { .. } => {
+                entry.available = clamp(state.balances.available());
+            }
+            AccountKind::MerchantPending { .. } => entry.pending = clamp(state.balances.posted()),
+            AccountKind::PlatformFees { .. } => entry.fees = clamp(state.balances.posted()),
+            _ => {}
+        }
+    }
+    MerchantBalance {
+        object: "balance",
+        livemode: mode.is_live(),
+        balances: by_currency.into_values().collect(),
+    }
+}
+
+into_value!(MerchantBalance);
 
 // ---------------------------------------------------------------------------------------------
 // Built from the domain.

@@ -102,6 +102,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/lnurl/{mode}/auth"),
     ("POST", "/v1/test/invoices/{id}/pay"),
     ("POST", "/v1/test/customers/{id}/top_up"),
+    ("GET", "/v1/balance"),
     ("GET", "/pay/assets/{file}"),
     ("GET", "/pay/{id}"),
     ("GET", "/pay/{id}/status"),
@@ -140,6 +141,7 @@ pub fn router(state: AppState) -> Router {
             post(customers::create).get(customers::list),
         )
         .route("/v1/customers/{id}", get(customers::retrieve))
+        .route("/v1/balance", get(customers::balance))
         .route("/v1/charges", post(charges::create).get(charges::list))
         .route("/v1/charges/{id}", get(charges::retrieve))
         .route(
@@ -262,14 +264,70 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(request).await;
-    state.metrics().observe_request(
+    let request_id = request_id(request.headers());
+    // The mode from the key's public prefix; the key itself is never logged.
+    let mode = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            if value.contains("fk_live_") {
+                "live"
+            } else if value.contains("fk_test_") {
+                "test"
+            } else {
+                "-"
+            }
+        })
+        .unwrap_or("-");
+    let mut response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics()
+        .observe_request(method, &route, status, elapsed);
+    tracing::info!(
+        target: "farthing::access",
+        request_id = %request_id,
         method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
+        route = %route,
+        status,
+        mode,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
     );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("request-id", value);
+    }
     response
+}
+
+/// The request's id: the client's `X-Request-Id` (or `Request-Id`) when it is 1 to 128
+/// visible ASCII characters, else a new one (`req_` and 24 hex digits, unique per process).
+fn request_id(headers: &axum::http::HeaderMap) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::LazyLock;
+    static PREFIX: LazyLock<u64> = LazyLock::new(|| {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::fill(&mut bytes);
+        u64::from_be_bytes(bytes)
+    });
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let given = ["x-request-id", "request-id"]
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .and_then(|value| value.to_str().ok())
+        .filter(|text| {
+            !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic())
+        });
+    match given {
+        Some(text) => text.to_owned(),
+        None => format!(
+            "req_{:016x}{:08x}",
+            *PREFIX,
+            NEXT.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff
+        ),
+    }
 }
 
 /// Liveness

@@ -117,6 +117,7 @@ pub fn json() -> &'static str {
         crate::http::test_mode::top_up,
         crate::pages::checkout::page,
         crate::pages::checkout::asset,
+        crate::http::customers::balance,
         crate::pages::checkout::status,
         crate::pages::checkout::sandbox,
         crate::pages::webapp::create_session,

@@ -438,6 +438,24 @@ impl Reader<'_> {
         )
     }
 
+    /// The merchant's own ledger accounts (its balance, pending funds, fees, rail accounts):
+    /// every account of the merchant that belongs to no customer.
+    pub fn merchant_accounts(
+        &self,
+        merchant: MerchantId,
+    ) -> Result<Vec<farthing_core::ledger::AccountState>, StoreError> {
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT {} FROM accounts WHERE merchant_id = ?1 AND customer_id IS NULL",
+            crate::codec::ACCOUNT_COLUMNS
+        ))?;
+        let mut rows = statement.query(params![merchant.to_be_bytes()])?;
+        let mut accounts = Vec::new();
+        while let Some(row) = rows.next()? {
+            accounts.push(crate::codec::account_from_row(row)?);
+        }
+        Ok(accounts)
+    }
+
     /// The ledger balances of a customer's accounts: currency and posted balance and
     /// available balance, in minor units.
     pub fn customer_balances(

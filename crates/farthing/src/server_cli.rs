@@ -43,8 +43,11 @@ fn load(args: &ServeArgs) -> anyhow::Result<Config> {
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: escape codes in a log file or journal are noise.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = if std::env::var("FARTHING_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().try_init()

@@ -77,7 +77,7 @@ pub async fn create(
                     return Err(ApiError::conflict(
                         "external_id_taken",
                         format!(
-                            "customer {} already has external_id {external:?}",
+                            "customer {} already has external_id {external:?}; fetch it with GET /v1/customers?external_id=…",
                             existing.id.encode()
                         ),
                     )
@@ -130,6 +130,34 @@ pub async fn retrieve(
     Ok(axum::Json(render::customer(&customer, principal.mode, &balances)).into_response())
 }
 
+/// `GET /v1/balance`: the merchant's own money per currency.
+#[utoipa::path(
+    get,
+    path = "/v1/balance",
+    tag = "customers",
+    operation_id = "retrieve_balance",
+    summary = "Retrieve the merchant's balance",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Per currency the merchant has held: `available` (earned, free to pay out or refund from), `pending` and `fees`, in minor units. Customers' prepaid balances are theirs: see `GET /v1/customers/{id}`.", body = farthing_app::wire::MerchantBalance),
+        spec::ReadErrors,
+    ),
+)]
+pub async fn balance(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    principal.require("balance:read")?;
+    let accounts = state
+        .store(principal.mode)
+        .read(|reader| reader.merchant_accounts(principal.merchant))?;
+    Ok(axum::Json(farthing_app::wire::merchant_balance(
+        &accounts,
+        principal.mode,
+    ))
+    .into_response())
+}
+
 /// `GET /v1/customers`
 #[utoipa::path(
     get,
@@ -138,7 +166,10 @@ pub async fn retrieve(
     operation_id = "list_customers",
     summary = "List customers",
     security(("bearer" = [])),
-    params(spec::ListParams),
+    params(
+        spec::ListParams,
+        ("external_id" = Option<String>, Query, description = "Only the customer with this external id (your reference, e.g. `tg:12345`): a list of one, or empty. Paging parameters are ignored with it."),
+    ),
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::CustomerList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
@@ -151,7 +182,22 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require("customers:read")?;
-    let request = extract::list_query(query.as_deref())?.page::<CustomerId>()?;
+    let query = extract::list_query_with(query.as_deref(), &["external_id"])?;
+    if let Some(external_id) = query.filter("external_id") {
+        // At most one customer has it (unique per merchant and mode).
+        let external_id = external_id.to_owned();
+        let found = state.store(principal.mode).read(|reader| {
+            match reader.customer_by_external_id(principal.merchant, &external_id)? {
+                Some(customer) => {
+                    let balances = reader.customer_balances(principal.merchant, customer.id)?;
+                    Ok(vec![render::customer(&customer, principal.mode, &balances)])
+                }
+                None => Ok(Vec::new()),
+            }
+        })?;
+        return Ok(list_answer(found, false, "/v1/customers"));
+    }
+    let request = query.page::<CustomerId>()?;
     let page = state.store(principal.mode).read(|reader| {
         let page = reader.customers(principal.merchant, request)?;
         page.data

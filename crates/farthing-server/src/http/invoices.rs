@@ -61,6 +61,12 @@ pub struct CreateInvoice {
     /// own (`GET /v1/subscriptions`).
     #[schema(value_type = Option<u64>, example = 2592000)]
     pub subscription_period: Option<Value>,
+    /// A top-up: paying the invoice (on any rail but `balance`) puts the money on `customer`'s
+    /// balance (required), with `invoice.paid` and then `customer.balance_changed`. Fixed or
+    /// amountless (the payer chooses within `amount_min`/`amount_max`). Sets
+    /// `metadata.purpose = "top_up"`.
+    #[schema(default = false)]
+    pub top_up: Option<bool>,
 }
 
 /// Maps invoice rule refusals to API errors (shared with refunds).
@@ -144,6 +150,23 @@ fn parse_request(request: CreateInvoice) -> Result<InvoiceRequest, ApiError> {
             .param("subscription_period")
         })?),
     };
+    let mut metadata = extract::metadata(request.metadata)?;
+    if request.top_up == Some(true) {
+        let (key, value) = farthing_app::settlement::TOP_UP_METADATA;
+        match metadata.iter().find(|(k, _)| k == key) {
+            Some((_, existing)) if existing != value => {
+                return Err(ApiError::invalid(
+                    "invalid_metadata",
+                    format!(
+                        "metadata.{key} is reserved for top-ups (\"{value}\"); use another key"
+                    ),
+                )
+                .param(format!("metadata[{key}]")))
+            }
+            Some(_) => {}
+            None => metadata.push((key.to_owned(), value.to_owned())),
+        }
+    }
     Ok(InvoiceRequest {
         currency,
         amount,
@@ -152,7 +175,7 @@ fn parse_request(request: CreateInvoice) -> Result<InvoiceRequest, ApiError> {
         rails,
         customer,
         expires_in_s,
-        metadata: extract::metadata(request.metadata)?,
+        metadata,
         subscription_period_s,
     })
 }

@@ -31,7 +31,11 @@ fn test_only(principal: &Principal) -> Result<(), ApiError> {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxPay {
-    /// The rail to simulate (default: the invoice's first rail).
+    /// The rail to simulate (default: the invoice's first rail other than `balance`, or
+    /// `balance` when it takes nothing else). The sandbox does what that
+    /// rail would: `balance` debits `customer`'s balance (or answers 402); any other rail
+    /// reports the payment to the same settlement as a real one (a top-up invoice lands on
+    /// the payer's balance).
     #[schema(value_type = Option<spec::RailName>)]
     pub rail: Option<String>,
     /// For amountless invoices: the amount chosen.
@@ -53,7 +57,8 @@ pub struct SandboxPay {
     request_body(content = Option<SandboxPay>, content_type = "application/json", description = "All fields are optional."),
     responses(
         (status = 200, description = "The paid invoice; an `invoice.paid` event is written with it.", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
-        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown rail or one the invoice does not accept (`invalid_rail`, `rail_not_accepted`), a bad amount (`invalid_amount`, `invalid_invoice`), an unknown customer (`invalid_id`, `customer_not_found`), or a payment that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown rail or one the invoice does not accept (`invalid_rail`, `rail_not_accepted`), a bad amount (`invalid_amount`, `invalid_invoice`), an unknown customer (`invalid_id`, `customer_not_found`), a balance payment without a customer (`customer_required`), or a payment that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
+        (status = 402, description = "`rail: balance` and the customer's balance is too small (`insufficient_funds`, with `available` and `requested`); nothing was written.", body = spec::Error),
         (status = 403, description = "A live-mode key (`test_mode_only`), or a key without the `invoices:write` scope (`missing_scope`).", body = spec::Error),
         (status = 404, description = "No such invoice for this merchant in test mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = spec::Error),

@@ -75,35 +75,48 @@ fn escape(text: &str) -> String {
         .collect()
 }
 
-fn amount_text(invoice: &Invoice) -> String {
-    // Micropayments in BTC read better in satoshis (BTC's minor unit): "1000 sats", not
-    // "0.00001000 BTC".
-    if invoice.currency == farthing_core::Currency::BTC {
-        return match &invoice.amount {
-            InvoiceAmount::Fixed(sats) => format!("{sats} sats"),
-            InvoiceAmount::Open {
-                min_minor,
-                max_minor,
-                ..
-            } => format!("{min_minor} – {max_minor} sats (you choose)"),
-        };
+/// How the page names a currency's unit: Telegram Stars as "Stars", BTC in satoshis ("sats",
+/// its minor unit: "1000 sats", not "0.00001000 BTC"), others by their code.
+fn display_unit(currency: Currency) -> (&'static str, u8) {
+    match currency {
+        Currency::XTR => ("Stars", 0),
+        Currency::BTC => ("sats", 0),
+        other => (other.code(), other.exponent()),
     }
-    let decimal = |minor: u64| {
-        farthing_core::Money::new(minor, invoice.currency)
-            .map(|m| m.to_decimal_string())
-            .unwrap_or_else(|_| minor.to_string())
-    };
+}
+
+/// `minor` units of the invoice's currency as the page shows them, without the unit.
+fn amount_number(currency: Currency, minor: u64) -> String {
+    if display_unit(currency).1 == 0 {
+        return minor.to_string();
+    }
+    farthing_core::Money::new(minor, currency)
+        .map(|m| m.to_decimal_string())
+        .unwrap_or_else(|_| minor.to_string())
+}
+
+fn amount_text(invoice: &Invoice) -> String {
+    let (unit, _) = display_unit(invoice.currency);
+    let number = |minor: u64| amount_number(invoice.currency, minor);
     match &invoice.amount {
-        InvoiceAmount::Fixed(minor) => format!("{} {}", decimal(*minor), invoice.currency),
+        InvoiceAmount::Fixed(minor) => format!("{} {unit}", number(*minor)),
+        // An amountless invoice: the range only when the merchant bounded it (the default
+        // maximum is the largest amount farthing stores, no help to a payer).
+        InvoiceAmount::Open {
+            min_minor,
+            max_minor,
+            ..
+        } if *max_minor >= farthing_core::money::MAX_AMOUNT_MINOR => {
+            format!("Any amount from {} {unit}", number(*min_minor))
+        }
         InvoiceAmount::Open {
             min_minor,
             max_minor,
             ..
         } => format!(
-            "{} – {} {} (you choose)",
-            decimal(*min_minor),
-            decimal(*max_minor),
-            invoice.currency
+            "{} – {} {unit} (you choose)",
+            number(*min_minor),
+            number(*max_minor)
         ),
     }
 }
@@ -390,23 +403,8 @@ struct MiniApp {
 fn mini_app_json(invoice: &Invoice, mode: Mode, mini_app: &MiniApp) -> serde_json::Value {
     // BTC shows in satoshis (its minor unit) as elsewhere on the page; others in their decimal
     // form.
-    let (unit, exponent) = if invoice.currency == Currency::BTC {
-        ("sats".to_owned(), 0)
-    } else {
-        (
-            invoice.currency.code().to_owned(),
-            invoice.currency.exponent(),
-        )
-    };
-    let label = |minor: u64| {
-        if exponent == 0 {
-            format!("{minor} {unit}")
-        } else {
-            farthing_core::Money::new(minor, invoice.currency)
-                .map(|m| format!("{} {unit}", m.to_decimal_string()))
-                .unwrap_or_else(|_| minor.to_string())
-        }
-    };
+    let (unit, exponent) = display_unit(invoice.currency);
+    let label = |minor: u64| format!("{} {unit}", amount_number(invoice.currency, minor));
     let (fixed, presets, min, max) = match &invoice.amount {
         InvoiceAmount::Fixed(minor) => (Some(*minor), Vec::new(), *minor, *minor),
         InvoiceAmount::Open {
@@ -802,7 +800,7 @@ mod tests {
         let config = mini_app_json(&invoice, Mode::Test, &mini_app);
         assert_eq!(config["stars_link"], "https://t.me/$abc</script>");
         assert_eq!(config["balance"], true);
-        assert_eq!(config["amount_label"], "1000 XTR");
+        assert_eq!(config["amount_label"], "1000 Stars");
 
         // Amountless: presets with labels, no Stars link (its price is fixed).
         invoice.amount = InvoiceAmount::Open {

@@ -23,6 +23,9 @@ pub struct ApiError {
     pub message: String,
     /// The request parameter at fault, if one is.
     pub param: Option<String>,
+    /// A refused payment: what the balance can spend and what was asked, in minor units
+    /// (`available` and `requested` in the body).
+    pub amounts: Option<(u64, u64)>,
 }
 
 impl ApiError {
@@ -33,6 +36,7 @@ impl ApiError {
             code,
             message,
             param: None,
+            amounts: None,
         }
     }
 
@@ -165,14 +169,19 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        json!({
+        let mut body = json!({
             "error": {
                 "type": self.kind,
                 "code": self.code,
                 "message": self.message,
                 "param": self.param,
             }
-        })
+        });
+        if let Some((available, requested)) = self.amounts {
+            body["error"]["available"] = json!(available);
+            body["error"]["requested"] = json!(requested);
+        }
+        body
     }
 }
 
@@ -207,9 +216,12 @@ impl From<farthing_app::AppError> for ApiError {
                 code,
                 message,
                 param,
-                ..
+                available_minor,
+                requested_minor,
             } => ApiError {
-                param,
+                // The amount is what a caller can change (a smaller charge, a top-up first).
+                param: param.or_else(|| Some("amount".to_owned())),
+                amounts: available_minor.zip(requested_minor),
                 ..ApiError::payment(code, message)
             },
             AppError::IdempotencyKeyReused { message } => ApiError::idempotency(message),
@@ -219,6 +231,7 @@ impl From<farthing_app::AppError> for ApiError {
                 code,
                 message,
                 param: None,
+                amounts: None,
             },
             AppError::Unavailable { message } => ApiError::unavailable(message),
             // Already logged where it was made.
@@ -228,6 +241,7 @@ impl From<farthing_app::AppError> for ApiError {
                 code: "internal_error",
                 message: INTERNAL_MESSAGE.to_owned(),
                 param: None,
+                amounts: None,
             },
         }
     }

@@ -132,6 +132,18 @@ pub struct ListQuery {
     pub limit: Option<String>,
     /// Cursor: the last id of the previous page.
     pub starting_after: Option<String>,
+    /// The list's own filters that were given (see [`list_query_with`]).
+    pub filters: Vec<(String, String)>,
+}
+
+impl ListQuery {
+    /// The value of filter `name`, if given.
+    pub fn filter(&self, name: &str) -> Option<&str> {
+        self.filters
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 impl ListQuery {
@@ -162,26 +174,48 @@ impl ListQuery {
 
 /// Parses the query string into a list query, with errors in the API's shape.
 pub fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
-    serde_urlencoded_like(query.unwrap_or(""))
+    list_query_with(query, &[])
 }
 
-fn serde_urlencoded_like(query: &str) -> Result<ListQuery, ApiError> {
+/// The paging parameters and the list's own `filters` (each at most once).
+pub fn list_query_with(query: Option<&str>, filters: &[&str]) -> Result<ListQuery, ApiError> {
     let mut list = ListQuery {
         limit: None,
         starting_after: None,
+        filters: Vec::new(),
     };
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let repeated = || {
+            ApiError::invalid(
+                "invalid_parameter",
+                format!("query parameter {key:?} is given twice; give it once"),
+            )
+            .param(key.clone().into_owned())
+        };
         match key.as_ref() {
-            "limit" => list.limit = Some(value.into_owned()),
-            "starting_after" => list.starting_after = Some(value.into_owned()),
+            "limit" if list.limit.is_none() => list.limit = Some(value.into_owned()),
+            "starting_after" if list.starting_after.is_none() => {
+                list.starting_after = Some(value.into_owned())
+            }
+            "limit" | "starting_after" => return Err(repeated()),
+            name if filters.contains(&name) => {
+                if list.filter(name).is_some() {
+                    return Err(repeated());
+                }
+                list.filters.push((name.to_owned(), value.into_owned()));
+            }
             other => {
+                let takes = ["limit", "starting_after"]
+                    .iter()
+                    .chain(filters)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 return Err(ApiError::invalid(
                     "unknown_parameter",
-                    format!(
-                        "unknown query parameter {other:?}: lists take limit and starting_after"
-                    ),
+                    format!("unknown query parameter {other:?}: this list takes {takes}"),
                 )
-                .param(other.to_owned()))
+                .param(other.to_owned()));
             }
         }
     }

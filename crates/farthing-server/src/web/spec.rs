@@ -162,6 +162,13 @@ pub struct ErrorDetail {
     /// `metadata[plan]`).
     #[schema(required = true)]
     pub param: Option<String>,
+    /// A refused payment (402 `insufficient_funds`): what the balance can spend now, in minor
+    /// units of the currency.
+    #[schema(required = false)]
+    pub available: Option<u64>,
+    /// A refused payment: what was asked, in minor units.
+    #[schema(required = false)]
+    pub requested: Option<u64>,
 }
 
 /// The broad class of an error.

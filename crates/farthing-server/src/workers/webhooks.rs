@@ -298,6 +298,20 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
                     };
                     let mode_name = if mode == Mode::Live { "live" } else { "test" };
                     state.metrics().observe_delivery(mode_name, label);
+                    let endpoint_id = farthing_core::PublicId::encode(endpoint.id);
+                    let event_id = farthing_core::PublicId::encode(event.id);
+                    match &result {
+                        AttemptResult::Delivered(_) => {}
+                        AttemptResult::Gone => tracing::warn!(
+                            endpoint = %endpoint_id, event = %event_id, mode = mode_name,
+                            "webhook endpoint answered 410 Gone: it is disabled"
+                        ),
+                        AttemptResult::Failed(status, error) => tracing::warn!(
+                            endpoint = %endpoint_id, event = %event_id, mode = mode_name,
+                            status = status.map(i64::from).unwrap_or(-1), %error,
+                            "webhook delivery failed; it will be retried on its schedule"
+                        ),
+                    }
                     if let Err(error) = record(&store, delivery, result, schedule, jitter).await {
                         tracing::error!(%error, "cannot record a webhook attempt");
                     }

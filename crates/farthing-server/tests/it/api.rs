@@ -343,12 +343,14 @@ fn assert_error(reply: &Reply, status: u16, code: &str, param: Option<&str>) {
     );
     let error = top["error"].as_object().expect("error object");
     let keys: BTreeSet<&str> = error.keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from(["code", "message", "param", "type"]),
-        "{}",
-        reply.text
-    );
+    let mut expected_keys = BTreeSet::from(["code", "message", "param", "type"]);
+    if code == "insufficient_funds" {
+        // A refused payment says, as integers, what the balance has and what was asked.
+        expected_keys.extend(["available", "requested"]);
+        assert!(error["available"].is_u64(), "{}", reply.text);
+        assert!(error["requested"].is_u64(), "{}", reply.text);
+    }
+    assert_eq!(keys, expected_keys, "{}", reply.text);
     let expected_type = match status {
         401 => "authentication_error",
         402 => "payment_error",
@@ -752,7 +754,7 @@ async fn invoice_lifecycle() {
     let zero = pay_tip(json!({"customer": cus, "amount": 0})).await;
     assert_error(&zero, 400, "invalid_amount", Some("amount"));
     let short_of_funds = pay_tip(json!({"customer": cus, "amount": 51})).await;
-    assert_error(&short_of_funds, 402, "insufficient_funds", None);
+    assert_error(&short_of_funds, 402, "insufficient_funds", Some("amount"));
     assert_eq!(
         app.counts(&key).await,
         before,
@@ -869,7 +871,7 @@ async fn invoice_lifecycle() {
             json!({"customer": cus, "amount": 581, "currency": "USD"}),
         )
         .await;
-    assert_error(&short_charge, 402, "insufficient_funds", None);
+    assert_error(&short_charge, 402, "insufficient_funds", Some("amount"));
     let no_balance = app
         .post(
             &key,
@@ -877,7 +879,7 @@ async fn invoice_lifecycle() {
             json!({"customer": cus, "amount": 1, "currency": "GBP"}),
         )
         .await;
-    assert_error(&no_balance, 402, "insufficient_funds", None);
+    assert_error(&no_balance, 402, "insufficient_funds", Some("amount"));
     assert_eq!(app.counts(&key).await, before, "a 402 writes nothing");
     assert_eq!(app.balance(&key, &cus, "USD").await, 580);
     let currencies: Vec<Value> = app.get(&key, &format!("/v1/customers/{cus}")).await.body
@@ -908,7 +910,7 @@ async fn invoice_lifecycle() {
             json!({"customer": cus, "amount": 1, "currency": "USD"}),
         )
         .await;
-    assert_error(&one_more, 402, "insufficient_funds", None);
+    assert_error(&one_more, 402, "insufficient_funds", Some("amount"));
     // A charge refunds to the balance, never beyond what is left.
     let charge_refund = app
         .post(&key, "/v1/refunds", json!({"charge": chg, "amount": 20}))
@@ -1185,7 +1187,7 @@ async fn idempotency_replays_refuses_mismatches_and_is_per_merchant() {
     let refused = app
         .post_idem(&key, "/v1/charges", charge.clone(), "charge-1")
         .await;
-    assert_error(&refused, 402, "insufficient_funds", None);
+    assert_error(&refused, 402, "insufficient_funds", Some("amount"));
     assert!(!refused.replayed());
     app.post(
         &key,
@@ -1198,7 +1200,7 @@ async fn idempotency_replays_refuses_mismatches_and_is_per_merchant() {
     let replayed = app
         .post_idem(&key, "/v1/charges", charge.clone(), "charge-1")
         .await;
-    assert_error(&replayed, 402, "insufficient_funds", None);
+    assert_error(&replayed, 402, "insufficient_funds", Some("amount"));
     assert!(replayed.replayed());
     assert_eq!(replayed.body, refused.body);
     assert_eq!(app.counts(&key).await, before);
@@ -1931,7 +1933,7 @@ async fn concurrent_charges_never_overdraw() {
                 succeeded.push((reply.id(), amount));
             }
             402 => {
-                assert_error(&reply, 402, "insufficient_funds", None);
+                assert_error(&reply, 402, "insufficient_funds", Some("amount"));
                 refused.push(amount);
             }
             other => panic!("a charge answered {other}: {}", reply.text),
@@ -2040,7 +2042,7 @@ async fn concurrent_charges_never_overdraw() {
         if reply.status == StatusCode::OK {
             paid += 1;
         } else {
-            assert_error(&reply, 402, "insufficient_funds", None);
+            assert_error(&reply, 402, "insufficient_funds", Some("amount"));
         }
     }
     assert_eq!(paid, 2, "700 covers two invoices of 300");

@@ -152,7 +152,7 @@ async fn sandbox_invoice_is_paid_in_one_tap() {
         .invoice(json!({"amount": 50, "currency": "XTR", "description": "One AI generation"}))
         .await;
     let shot = artifact("checkout-sandbox-paid.png");
-    let child = node(&["sandbox", &url, "50 XTR", &shot.display().to_string()]);
+    let child = node(&["sandbox", &url, "50 Stars", &shot.display().to_string()]);
     let (ok, lines) = finish(child).await;
     assert!(ok, "browser run failed: {lines:?}");
     assert_eq!(app.status(&id).await, "paid", "the server must agree");

@@ -8,6 +8,7 @@ mod bot_commands;
 mod cards;
 mod checkout_browser;
 mod dashboard;
+mod first_week;
 mod lightning;
 mod openapi;
 mod security;

@@ -457,10 +457,21 @@ fn every_operation_documents_its_errors_in_the_one_error_shape() {
     let error = schema(&doc, "Error");
     assert_eq!(properties(error), BTreeSet::from(["error".to_owned()]));
     let detail = schema(&doc, "ErrorDetail");
-    let expected: BTreeSet<String> = ["type", "code", "message", "param"]
+    let expected: BTreeSet<String> = ["type", "code", "message", "param", "available", "requested"]
         .map(str::to_owned)
         .into();
     assert_eq!(properties(detail), expected);
+    // The four are required; the amounts come with refused payments only.
+    let required: BTreeSet<String> = detail["required"]
+        .as_array()
+        .expect("required")
+        .iter()
+        .filter_map(|name| name.as_str().map(str::to_owned))
+        .collect();
+    let four: BTreeSet<String> = ["type", "code", "message", "param"]
+        .map(str::to_owned)
+        .into();
+    assert_eq!(required, four);
 }
 
 #[test]
@@ -543,7 +554,8 @@ fn operations_are_well_formed() {
             && path.starts_with("/v1/")
             && !path.contains('{')
             && path != "/v1/rails"
-            && path != "/v1/settings";
+            && path != "/v1/settings"
+            && path != "/v1/balance";
         if is_list {
             assert!(named("limit", "query"), "{method} {path}: no limit");
             assert!(
@@ -916,7 +928,12 @@ fn rendered_objects_match_their_schemas() {
     // The error shape.
     let error = ApiError::invalid("invalid_amount", "bad amount").param("amount");
     assert_same_properties(&doc, "Error", &error.body(), &[]);
-    assert_same_properties(&doc, "ErrorDetail", &error.body()["error"], &[]);
+    assert_same_properties(
+        &doc,
+        "ErrorDetail",
+        &error.body()["error"],
+        &["available", "requested"],
+    );
     checker.assert_valid(&error.body(), "Error");
 }
 
@@ -1271,6 +1288,10 @@ async fn a_running_server_answers_as_documented() {
         )
         .await;
     assert_eq!(fetched["balances"][0]["balance"], 10_000);
+    let balance = c
+        .expect(200, call("GET", "/v1/balance", "/v1/balance").key(key))
+        .await;
+    assert_eq!(balance["object"], "balance");
     c.expect(
         200,
         call("GET", "/v1/customers", "/v1/customers?limit=1").key(key),

@@ -171,7 +171,7 @@ async fn mini_app_pays_from_the_balance_in_one_tap() {
     let (ok, output) = finish(driver(&[
         "balance",
         url,
-        "50 XTR",
+        "50 Stars",
         &shot.display().to_string(),
         &init,
     ]))
@@ -207,7 +207,7 @@ async fn an_amountless_invoice_offers_presets() {
     let (ok, output) = finish(driver(&[
         "presets",
         url,
-        "XTR",
+        "Stars",
         &shot.display().to_string(),
         &init,
     ]))
@@ -238,7 +238,7 @@ async fn mini_app_pays_with_stars_and_follows_the_server_to_paid() {
     let url = invoice["checkout_url"].as_str().expect("url").to_owned();
     let shot = artifact("webapp-stars-paid.png").display().to_string();
     let init = app.init_data(888, "Grace", "de");
-    let mut child = driver(&["stars", &url, "25 XTR", &shot, &init]);
+    let mut child = driver(&["stars", &url, "25 Stars", &shot, &init]);
     let stdout = child.stdout.take().expect("stdout");
     let opened = tokio::task::spawn_blocking(move || {
         let mut reader = BufReader::new(stdout);
@@ -289,7 +289,7 @@ async fn a_persian_user_gets_a_right_to_left_page() {
     let (ok, output) = finish(driver(&[
         "rtl",
         url,
-        "30 XTR",
+        "30 Stars",
         &shot.display().to_string(),
         &init,
     ]))

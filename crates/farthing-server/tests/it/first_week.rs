@@ -1,0 +1,263 @@
+//! What an integrator hits in the first week (the "Merchant API and checkout" issue), each
+//! through the public API: top-ups, a truthful sandbox, lookups by external id, errors a
+//! program can use, the merchant's balance, refunds that say what will work.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::server::{self, Server};
+
+struct Shop {
+    server: Server,
+    key: String,
+}
+
+impl Shop {
+    async fn open() -> Shop {
+        let server = server::spawn(|_| {}).await;
+        let key = server.merchant("Shop").await.test_key;
+        Shop { server, key }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self
+            .server
+            .client
+            .request(method, format!("{}{path}", self.server.base))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("an answer");
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, body) = self.call(method.clone(), path, body).await;
+        assert!(status.is_success(), "{method} {path}: {status} {body}");
+        body
+    }
+
+    async fn customer(&self, external_id: &str) -> String {
+        self.ok(
+            Method::POST,
+            "/v1/customers",
+            Some(json!({"external_id": external_id})),
+        )
+        .await["id"]
+            .as_str()
+            .expect("an id")
+            .to_owned()
+    }
+
+    async fn available(&self, customer: &str, currency: &str) -> i64 {
+        let body = self
+            .ok(Method::GET, &format!("/v1/customers/{customer}"), None)
+            .await;
+        body["balances"]
+            .as_array()
+            .expect("balances")
+            .iter()
+            .find(|b| b["currency"] == currency)
+            .map_or(0, |b| b["available"].as_i64().expect("a number"))
+    }
+}
+
+/// The walls "Sandbox lies" and "Top-ups": `rail: balance` on an empty balance answered paid
+/// and debited nothing; a top-up invoice paid in the sandbox left the balance empty.
+#[tokio::test]
+async fn the_sandbox_pays_as_the_real_rails_would_and_top_ups_land_on_the_balance() {
+    let shop = Shop::open().await;
+    let customer = shop.customer("tg:501").await;
+    // A balance payment from an empty balance is refused with the amounts, not "paid".
+    let invoice = shop
+        .ok(
+            Method::POST,
+            "/v1/invoices",
+            Some(json!({"amount": 40, "currency": "XTR", "rails": ["balance", "sandbox"]})),
+        )
+        .await;
+    let id = invoice["id"].as_str().expect("id");
+    let (status, body) = shop
+        .call(
+            Method::POST,
+            &format!("/v1/test/invoices/{id}/pay"),
+            Some(json!({"rail": "balance", "customer": customer})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert_eq!(body["error"]["code"], "insufficient_funds");
+    assert_eq!(body["error"]["available"], 0);
+    assert_eq!(body["error"]["requested"], 40);
+    assert_eq!(body["error"]["param"], "amount");
+    let still = shop
+        .ok(Method::GET, &format!("/v1/invoices/{id}"), None)
+        .await;
+    assert_eq!(still["status"], "open", "nothing changed");
+    // `balance` without a customer: refused, saying what is missing.
+    let (status, body) = shop
+        .call(
+            Method::POST,
+            &format!("/v1/test/invoices/{id}/pay"),
+            Some(json!({"rail": "balance"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "customer_required");
+
+    // A top-up: the first-class way to fund a balance, paid here in the sandbox.
+    let (status, body) = shop
+        .call(
+            Method::POST,
+            "/v1/invoices",
+            Some(json!({"amount": 100, "currency": "XTR", "top_up": true})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a top-up names its customer: {body}"
+    );
+    assert_eq!(body["error"]["code"], "customer_required");
+    let (status, body) = shop
+        .call(
+            Method::POST,
+            "/v1/invoices",
+            Some(json!({"amount": 100, "currency": "XTR", "top_up": true, "customer": customer, "rails": ["balance"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_rail");
+    let top_up = shop
+        .ok(
+            Method::POST,
+            "/v1/invoices",
+            Some(json!({"amount": 100, "currency": "XTR", "top_up": true, "customer": customer})),
+        )
+        .await;
+    assert_eq!(top_up["metadata"]["purpose"], "top_up");
+    assert!(
+        !top_up["rails"]
+            .as_array()
+            .expect("rails")
+            .contains(&json!("balance")),
+        "{top_up}"
+    );
+    let top_up_id = top_up["id"].as_str().expect("id");
+    let paid = shop
+        .ok(
+            Method::POST,
+            &format!("/v1/test/invoices/{top_up_id}/pay"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(shop.available(&customer, "XTR").await, 100);
+    // Now the balance pays.
+    let paid = shop
+        .ok(
+            Method::POST,
+            &format!("/v1/test/invoices/{id}/pay"),
+            Some(json!({"rail": "balance", "customer": customer})),
+        )
+        .await;
+    assert_eq!(paid["paid_rail"], "balance");
+    assert_eq!(shop.available(&customer, "XTR").await, 60);
+    // And the merchant's balance shows what it earned: 100 topped up went on to the
+    // customer, 40 paid the invoice.
+    let balance = shop.ok(Method::GET, "/v1/balance", None).await;
+    assert_eq!(balance["object"], "balance");
+    let xtr = balance["balances"]
+        .as_array()
+        .expect("balances")
+        .iter()
+        .find(|b| b["currency"] == "XTR")
+        .cloned()
+        .expect("an XTR entry");
+    assert_eq!(xtr["available"], 40, "{balance}");
+    shop.server.running.shutdown().await;
+}
+
+/// "Finding things": no lookup by external id (a second create gave 409 with the id only in
+/// the message).
+#[tokio::test]
+async fn customers_are_found_by_external_id() {
+    let shop = Shop::open().await;
+    let id = shop.customer("user-77").await;
+    shop.customer("user-78").await;
+    let found = shop
+        .ok(Method::GET, "/v1/customers?external_id=user-77", None)
+        .await;
+    let data = found["data"].as_array().expect("a list");
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["id"], id);
+    let none = shop
+        .ok(Method::GET, "/v1/customers?external_id=nobody", None)
+        .await;
+    assert_eq!(none["data"], json!([]));
+    let (status, body) = shop
+        .call(
+            Method::GET,
+            "/v1/customers?external_id=a&external_id=b",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = shop
+        .call(
+            Method::POST,
+            "/v1/customers",
+            Some(json!({"external_id": "user-77"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains(&id) && m.contains("external_id=")));
+    shop.server.running.shutdown().await;
+}
+
+/// "Errors a program can use": refunding a payment made without a customer pointed to
+/// `destination: rail`, which pointed back.
+#[tokio::test]
+async fn a_sandbox_payment_without_a_customer_is_refunded_through_its_rail() {
+    let shop = Shop::open().await;
+    let invoice = shop
+        .ok(
+            Method::POST,
+            "/v1/invoices",
+            Some(json!({"amount": 25, "currency": "XTR"})),
+        )
+        .await;
+    let id = invoice["id"].as_str().expect("id");
+    shop.ok(
+        Method::POST,
+        &format!("/v1/test/invoices/{id}/pay"),
+        Some(json!({"rail": "sandbox"})),
+    )
+    .await;
+    let (status, body) = shop
+        .call(Method::POST, "/v1/refunds", Some(json!({"invoice": id})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "no_customer");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("destination rail")));
+    let refund = shop
+        .ok(
+            Method::POST,
+            "/v1/refunds",
+            Some(json!({"invoice": id, "destination": "rail"})),
+        )
+        .await;
+    assert_eq!(refund["destination"], "rail");
+    assert_eq!(refund["amount"], 25);
+    let after = shop
+        .ok(Method::GET, &format!("/v1/invoices/{id}"), None)
+        .await;
+    assert_eq!(after["status"], "refunded");
+    shop.server.running.shutdown().await;
+}
