@@ -103,6 +103,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/test/invoices/{id}/pay"),
     ("POST", "/v1/test/customers/{id}/top_up"),
     ("GET", "/v1/balance"),
+    ("POST", "/v1/api_keys"),
+    ("GET", "/v1/api_keys"),
+    ("POST", "/v1/api_keys/{id}/revoke"),
     ("GET", "/pay/assets/{file}"),
     ("GET", "/pay/{id}"),
     ("GET", "/pay/{id}/status"),
@@ -120,8 +123,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub fn router(state: AppState) -> Router {
     use crate::http::lnurl;
     use http::{
-        charges, customers, events, invoices, lightning, rails, settings, stars, subscriptions,
-        test_mode,
+        charges, customers, events, invoices, keys, lightning, rails, settings, stars,
+        subscriptions, test_mode,
     };
     use pages::{checkout, dashboard, webapp};
     let limit = state.config().max_body_bytes;
@@ -142,6 +145,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/customers/{id}", get(customers::retrieve))
         .route("/v1/balance", get(customers::balance))
+        .route("/v1/api_keys", post(keys::create).get(keys::list))
+        .route("/v1/api_keys/{id}/revoke", post(keys::revoke))
         .route("/v1/charges", post(charges::create).get(charges::list))
         .route("/v1/charges/{id}", get(charges::retrieve))
         .route(

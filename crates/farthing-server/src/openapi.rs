@@ -118,6 +118,9 @@ pub fn json() -> &'static str {
         crate::pages::checkout::page,
         crate::pages::checkout::asset,
         crate::http::customers::balance,
+        crate::http::keys::create,
+        crate::http::keys::list,
+        crate::http::keys::revoke,
         crate::pages::checkout::status,
         crate::pages::checkout::sandbox,
         crate::pages::webapp::create_session,
@@ -179,6 +182,8 @@ pub fn json() -> &'static str {
         RefundRequestObject,
         RefundRequestList,
         ChargeList,
+        ApiKey,
+        ApiKeyList,
         RefundList,
         EventList,
         WebhookEndpointList,
@@ -214,6 +219,7 @@ pub fn json() -> &'static str {
         (name = "lnurl", description = "The LNURL endpoints wallets call (LUD-03, LUD-04, LUD-06, LUD-12, LUD-16); no API key. Refusals are LNURL's `{\"status\": \"ERROR\", \"reason\"}`."),
         (name = "checkout", description = "The hosted checkout page; the invoice id is the capability, no API key."),
         (name = "dashboard", description = "Signing in to the merchant dashboard with Telegram (SPEC T5): the merchant names its owners, an owner logs in with the Telegram Login Widget of the merchant's bot."),
+        (name = "api_keys", description = "A merchant's API keys while the server runs: scoped keys, listing, revocation (SPEC A1)."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
     )
 )]

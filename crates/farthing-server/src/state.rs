@@ -22,6 +22,8 @@ pub struct Principal {
     pub mode: Mode,
     /// What the key may do: `*`, or scopes such as `invoices:write`.
     pub scopes: Vec<String>,
+    /// SHA-256 of the key that authenticated (its public id is derived from it).
+    pub key_hash: [u8; 32],
 }
 
 impl Principal {
@@ -44,6 +46,11 @@ impl Principal {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MissingScope(pub String);
 
+/// How long a checked key is trusted from memory before the store is asked again: a key revoked
+/// by another process (the CLI, another instance) stops working within this time; one revoked
+/// through this server's API stops at once.
+const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Everything the handlers and workers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -53,7 +60,7 @@ pub struct AppState {
 struct Inner {
     app: farthing_app::App,
     config: Config,
-    keys: RwLock<HashMap<[u8; 32], Principal>>,
+    keys: RwLock<HashMap<[u8; 32], (Principal, std::time::Instant)>>,
     metrics: Metrics,
     /// The rails this server runs.
     rails: crate::registry::Rails,
@@ -149,7 +156,17 @@ impl AppState {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(hash)
-            .cloned()
+            .filter(|(_, cached_at)| cached_at.elapsed() < KEY_CACHE_TTL)
+            .map(|(principal, _)| principal.clone())
+    }
+
+    /// Forgets a cached key (it was revoked).
+    pub(crate) fn uncache_key(&self, hash: &[u8; 32]) {
+        self.inner
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(hash);
     }
 
     pub(crate) fn cache_key(&self, hash: [u8; 32], principal: Principal) {
@@ -157,7 +174,7 @@ impl AppState {
             .keys
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(hash, principal);
+            .insert(hash, (principal, std::time::Instant::now()));
     }
 
     /// The checkout URL of an invoice.

@@ -255,6 +255,21 @@ pub struct ApiKeyRecord {
     pub revoked_at_ns: Option<u64>,
 }
 
+/// An API key as a merchant's list shows it (never the key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyListing {
+    /// SHA-256 of the key (its public id is derived from it).
+    pub key_hash: [u8; 32],
+    /// What it may do.
+    pub scopes: Vec<String>,
+    /// The key's first characters.
+    pub hint: String,
+    /// When it was made.
+    pub created_at_ns: u64,
+    /// When it was revoked, if it was.
+    pub revoked_at_ns: Option<u64>,
+}
+
 impl Tx<'_, '_> {
     /// Creates a merchant; an existing one with the same id is left as it is.
     pub fn insert_merchant(&mut self, merchant: &Merchant) -> Result<(), StoreError> {
@@ -268,6 +283,23 @@ impl Tx<'_, '_> {
             ],
         )?;
         Ok(())
+    }
+
+    /// Revokes the merchant's key with this hash; whether it was live until now.
+    pub fn revoke_api_key(
+        &mut self,
+        merchant: MerchantId,
+        key_hash: &[u8; 32],
+    ) -> Result<bool, StoreError> {
+        let now = sql_amount(self.now_ns())?;
+        Ok(self
+            .sql()
+            .prepare_cached(
+                "UPDATE api_keys SET revoked_at_ns = ?3 \
+                 WHERE key_hash = ?1 AND merchant_id = ?2 AND revoked_at_ns IS NULL",
+            )?
+            .execute(params![key_hash, merchant.to_be_bytes(), now])?
+            == 1)
     }
 
     /// Stores an API key's hash.
@@ -302,6 +334,31 @@ impl Reader<'_> {
             name: row.get(1)?,
             created_at_ns: u64_from(row.get(2)?, "time")?,
         }))
+    }
+
+    /// The merchant's API keys, newest first (a merchant has a handful).
+    pub fn api_keys(&self, merchant: MerchantId) -> Result<Vec<ApiKeyListing>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT key_hash, scopes, hint, created_at_ns, revoked_at_ns FROM api_keys \
+             WHERE merchant_id = ?1 ORDER BY created_at_ns DESC",
+        )?;
+        let mut rows = statement.query([merchant.to_be_bytes()])?;
+        let mut keys = Vec::new();
+        while let Some(row) = rows.next()? {
+            let hash: Vec<u8> = row.get(0)?;
+            let scopes: String = row.get(1)?;
+            let revoked: Option<i64> = row.get(4)?;
+            keys.push(ApiKeyListing {
+                key_hash: hash
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("api_keys.key_hash is not 32 bytes".into()))?,
+                scopes: from_json(&scopes)?,
+                hint: row.get(2)?,
+                created_at_ns: u64_from(row.get(3)?, "time")?,
+                revoked_at_ns: revoked.map(|t| u64_from(t, "time")).transpose()?,
+            });
+        }
+        Ok(keys)
     }
 
     /// An API key by the hash of the key.

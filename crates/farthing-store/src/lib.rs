@@ -43,8 +43,8 @@ use rusqlite::Connection;
 pub use bot::{RefundRequest, RefundRequestStatus, ReminderOptIn};
 pub use bot_messages::InvoiceMessage;
 pub use business::{
-    ApiKeyRecord, Charge, Customer, Delivery, EventRecord, Merchant, Page, PageRequest, Refund,
-    WebhookEndpoint,
+    ApiKeyListing, ApiKeyRecord, Charge, Customer, Delivery, EventRecord, Merchant, Page,
+    PageRequest, Refund, WebhookEndpoint,
 };
 pub use cards::CardProvider;
 pub use job::{JobTicket, Tx};

@@ -70,6 +70,7 @@ pub fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> 
         merchant: record.merchant,
         mode,
         scopes: record.scopes,
+        key_hash: hash,
     };
     state.cache_key(hash, principal.clone());
     Ok(principal)

@@ -9,6 +9,7 @@ pub mod charges;
 pub mod customers;
 pub mod events;
 pub mod invoices;
+pub mod keys;
 pub mod lightning;
 pub mod lnurl;
 pub mod rails;

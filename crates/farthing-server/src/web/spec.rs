@@ -519,6 +519,31 @@ pub struct DashboardMe {
     pub user: DashboardUserObject,
 }
 
+/// An API key as the API shows it.
+#[derive(ToSchema)]
+pub struct ApiKey {
+    /// Always `api_key`.
+    #[schema(example = "api_key")]
+    pub object: String,
+    /// `key_…`: derived from the key's hash, never the key.
+    pub id: String,
+    /// Live (`true`) or test (`false`) mode: the mode of the key that made it.
+    pub livemode: bool,
+    /// The key's first characters.
+    pub hint: String,
+    /// What it may do.
+    pub scopes: Vec<String>,
+    /// When it was made (Unix seconds).
+    pub created: u64,
+    /// When it was revoked (Unix seconds), or `null`.
+    #[schema(required = true)]
+    pub revoked_at: Option<u64>,
+    /// The key itself (`fk_live_…`/`fk_test_…`): in the answer of `POST /v1/api_keys` only,
+    /// once. Store it now.
+    #[schema(required = false)]
+    pub secret: String,
+}
+
 macro_rules! list_schema {
     ($($name:ident of $item:ident at $url:literal),+ $(,)?) => {
         $(
@@ -552,6 +577,7 @@ list_schema! {
     RailList of RailState at "/v1/rails",
     SubscriptionList of SubscriptionObject at "/v1/subscriptions",
     RefundRequestList of RefundRequestObject at "/v1/refund_requests",
+    ApiKeyList of ApiKey at "/v1/api_keys",
 }
 
 /// A withdrawal of the bot's Stars to Fragment, found by the Stars reconciliation

@@ -261,3 +261,99 @@ async fn a_sandbox_payment_without_a_customer_is_refunded_through_its_rail() {
     assert_eq!(after["status"], "refunded");
     shop.server.running.shutdown().await;
 }
+
+/// "Keys": scoped keys existed in the docs but nothing created one; keys could not be created
+/// or revoked while the server ran (and a revoked key stayed valid while cached).
+#[tokio::test]
+async fn scoped_keys_are_made_listed_and_revoked_while_running() {
+    let shop = Shop::open().await;
+    let made = shop
+        .ok(
+            Method::POST,
+            "/v1/api_keys",
+            Some(json!({"scopes": ["customers:read", "charges:write"]})),
+        )
+        .await;
+    let secret = made["secret"].as_str().expect("the key, once").to_owned();
+    assert!(secret.starts_with("fk_test_"));
+    let id = made["id"].as_str().expect("id").to_owned();
+    let with = |key: &str, method: Method, path: &str| {
+        let request = shop
+            .server
+            .client
+            .request(method, format!("{}{path}", shop.server.base))
+            .bearer_auth(key);
+        async move { request.send().await.expect("answer").status() }
+    };
+    // It may do what it holds, and nothing else.
+    assert_eq!(
+        with(&secret, Method::GET, "/v1/customers").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        with(&secret, Method::GET, "/v1/invoices").await,
+        StatusCode::FORBIDDEN
+    );
+    // It cannot make keys (no api_keys:write), and no key grants what it lacks.
+    let escalate = shop
+        .server
+        .client
+        .post(format!("{}/v1/api_keys", shop.server.base))
+        .bearer_auth(&secret)
+        .json(&json!({"scopes": ["*"]}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(escalate.status(), StatusCode::FORBIDDEN);
+    let (status, body) = shop
+        .call(
+            Method::POST,
+            "/v1/api_keys",
+            Some(json!({"scopes": ["nope:write"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_scopes");
+    // Listed without the key.
+    let listed = shop.ok(Method::GET, "/v1/api_keys", None).await;
+    let entry = listed["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|key| key["id"] == id.as_str())
+        .cloned()
+        .expect("listed");
+    assert!(entry.get("secret").is_none(), "{entry}");
+    assert!(!listed.to_string().contains(&secret));
+    // Revoked: it stops at once (it was cached by the calls above).
+    let revoked = shop
+        .ok(Method::POST, &format!("/v1/api_keys/{id}/revoke"), None)
+        .await;
+    assert!(revoked["revoked_at"].is_u64(), "{revoked}");
+    assert_eq!(
+        with(&secret, Method::GET, "/v1/customers").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = shop
+        .call(Method::POST, &format!("/v1/api_keys/{id}/revoke"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // The key making the request cannot revoke itself.
+    let own = shop.ok(Method::GET, "/v1/api_keys", None).await["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|key| key["revoked_at"].is_null() && key["scopes"] == json!(["*"]))
+        .cloned()
+        .expect("the merchant's own key");
+    let (status, body) = shop
+        .call(
+            Method::POST,
+            &format!("/v1/api_keys/{}/revoke", own["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "revoking_own_key");
+    shop.server.running.shutdown().await;
+}
