@@ -89,6 +89,41 @@ pub fn audit_path(path: &Path) -> Result<AuditReport, StoreError> {
     audit_connection(&connection)
 }
 
+/// Copies the database at `from` to a new file `to` with SQLite's online backup API, as one
+/// consistent snapshot (all pages in one step, inside one read transaction) while a server
+/// keeps writing to it; the copy is `0600` like the original. Returns the copy's size in
+/// bytes. `to` must not exist yet (the caller checks).
+pub fn backup_path(from: &Path, to: &Path) -> Result<u64, StoreError> {
+    let source = schema::open_existing(from)?;
+    schema::private_file(to)?;
+    let mut target = rusqlite::Connection::open(to)?;
+    {
+        let backup = rusqlite::backup::Backup::new(&source, &mut target)?;
+        // -1: every page in one step, inside one read transaction, so the copy is one
+        // snapshot even while the writer commits. Busy/locked (another connection holds a
+        // lock for a moment): wait and step again.
+        let mut waits = 0;
+        loop {
+            match backup.step(-1)? {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                _ if waits < 200 => {
+                    waits += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                _ => {
+                    return Err(StoreError::Corrupt(
+                        "the database stayed locked for 5 s; the backup was not taken".into(),
+                    ))
+                }
+            }
+        }
+    }
+    target.execute_batch("PRAGMA journal_mode=DELETE;")?;
+    drop(target);
+    Ok(std::fs::metadata(to).map(|meta| meta.len()).unwrap_or(0))
+}
+
 /// Audits through an open connection, inside one read transaction (a consistent snapshot even
 /// while the writer keeps committing).
 pub fn audit_connection(connection: &Connection) -> Result<AuditReport, StoreError> {

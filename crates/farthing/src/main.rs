@@ -39,6 +39,17 @@ enum Command {
         #[arg(long, env = "FARTHING_DATABASE", default_value = "data/farthing.db")]
         database: String,
     },
+    /// Copy the live and test databases to new files while the server runs (SQLite's online
+    /// backup API, one consistent snapshot each), then audit the copies.
+    Backup {
+        /// Database URL or path of the live database.
+        #[arg(long, env = "FARTHING_DATABASE", default_value = "data/farthing.db")]
+        database: String,
+        /// Where the copy of the live database goes (a new file); the test database's copy
+        /// goes beside it as `<name>-test.<ext>`.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -73,6 +84,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => server_cli::demo(&args),
         Command::Merchant(MerchantCommand::Create(args)) => server_cli::merchant_create(&args),
         Command::Audit { database } => run_audit(&database),
+        Command::Backup { database, to } => run_backup(&database, &to),
         Command::Bench(BenchCommand::Ledger(args)) => bench::run_ledger(&args),
         Command::Bench(BenchCommand::Http(args)) => bench_http::run(&args),
         Command::Bench(BenchCommand::Lightning(args)) => bench_lightning::run(&args),
@@ -91,6 +103,45 @@ fn database_path(url: &str) -> anyhow::Result<PathBuf> {
     match DatabaseUrl::parse(url)? {
         DatabaseUrl::Sqlite(path) => Ok(path),
     }
+}
+
+fn run_backup(database: &str, to: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let live = database_path(database)?;
+    let mut pairs = vec![(live.clone(), to.to_path_buf())];
+    let test = farthing_server::config::test_database_path(&live);
+    if test.exists() {
+        pairs.push((test, farthing_server::config::test_database_path(to)));
+    }
+    for (_, copy) in &pairs {
+        if copy.exists() {
+            anyhow::bail!("{} exists: back up to a new file", copy.display());
+        }
+    }
+    let mut ok = true;
+    for (source, copy) in &pairs {
+        let started = std::time::Instant::now();
+        let bytes = farthing_store::audit::backup_path(source, copy)?;
+        println!(
+            "copied {} to {} ({bytes} bytes in {:.1} s)",
+            source.display(),
+            copy.display(),
+            started.elapsed().as_secs_f64()
+        );
+        let report = audit::audit_path(copy)?;
+        println!(
+            "audit of the copy: {}",
+            if report.is_ok() { "ok" } else { "FAILED" }
+        );
+        if !report.is_ok() {
+            println!("{report}");
+        }
+        ok &= report.is_ok();
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn run_audit(database: &str) -> anyhow::Result<ExitCode> {

@@ -283,3 +283,65 @@ fn bench_lightning_pays_and_reports_each_webhook() {
     // LNbits was stopped and the work directory (its data, farthing's databases) removed.
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
 }
+
+/// `farthing backup` copies a database while a writer keeps committing to it, as one
+/// consistent snapshot that `farthing audit` passes, refuses to overwrite a file, and keeps
+/// the copy private to its owner.
+#[test]
+fn backup_copies_a_database_under_writes_and_the_copy_audits_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("busy.db");
+    let retry = dir.path().join("acks.txt");
+    std::fs::write(&retry, "").expect("write retry file");
+    let (mut child, lines) = spawn_writer(&db, 7, &retry);
+    let ready = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the writer did not start");
+    assert_eq!(ready, "ready");
+    // Let it commit for a while, then copy while it still writes.
+    let mut acked = 0;
+    while acked < 20 {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the writer acknowledges writes");
+        acked += usize::from(line.starts_with("ack"));
+    }
+    let copy = dir.path().join("copy.db");
+    let output = farthing()
+        .args(["backup", "--database"])
+        .arg(&db)
+        .arg("--to")
+        .arg(&copy)
+        .output()
+        .expect("run farthing backup");
+    let again = farthing()
+        .args(["backup", "--database"])
+        .arg(&db)
+        .arg("--to")
+        .arg(&copy)
+        .output()
+        .expect("run farthing backup");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap child");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("audit of the copy: ok"), "{stdout}");
+    assert_eq!(again.status.code(), Some(2), "never overwrites");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    let report = audit(&copy);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stdout)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy).expect("copy").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
