@@ -237,6 +237,10 @@ public_id!(
     /// Identifies a webhook endpoint.
     WebhookEndpointId, "we", "webhook endpoint"
 );
+public_id!(
+    /// Identifies an entry of a merchant's audit log of administrative actions.
+    AuditEntryId, "aud", "audit log entry"
+);
 
 impl PublicId for MerchantId {
     const PREFIX: &'static str = "mer";

@@ -106,6 +106,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/api_keys"),
     ("GET", "/v1/api_keys"),
     ("POST", "/v1/api_keys/{id}/revoke"),
+    ("GET", "/v1/audit_log"),
     ("GET", "/pay/assets/{file}"),
     ("GET", "/pay/{id}"),
     ("GET", "/pay/{id}/status"),
@@ -147,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/balance", get(customers::balance))
         .route("/v1/api_keys", post(keys::create).get(keys::list))
         .route("/v1/api_keys/{id}/revoke", post(keys::revoke))
+        .route("/v1/audit_log", get(http::audit::list))
         .route("/v1/charges", post(charges::create).get(charges::list))
         .route("/v1/charges/{id}", get(charges::retrieve))
         .route(
@@ -242,6 +244,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |request, next| {
             serve::body_deadline(body_timeout, request, next)
         }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::audit::record,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::limits::limit,

@@ -12,6 +12,7 @@
 //!
 //! API boundary: [`Store`], [`StoreOptions`], [`WriteError`], [`audit`], [`DatabaseUrl`].
 
+mod admin_log;
 pub mod audit;
 mod batch;
 mod bot;
@@ -40,6 +41,7 @@ use farthing_core::ledger::{AccountState, Group, GroupError, GroupOutcome, Store
 use farthing_core::{AccountId, TransferId};
 use rusqlite::Connection;
 
+pub use admin_log::AuditEntry;
 pub use bot::{RefundRequest, RefundRequestStatus, ReminderOptIn};
 pub use bot_messages::InvoiceMessage;
 pub use business::{

@@ -135,6 +135,7 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
         "payment_instructions",
         sql(crate::business::INSTRUCTIONS_SCHEMA),
     ),
+    (17, "audit_log", sql(crate::admin_log::SCHEMA)),
 ];
 
 /// The newest schema this build knows.

@@ -18,8 +18,9 @@ use crate::web::extract::Checked;
 use crate::web::spec;
 
 /// Every scope an operation requires; `*` grants them all.
-pub const SCOPES: [&str; 17] = [
+pub const SCOPES: [&str; 18] = [
     "api_keys:write",
+    "audit_log:read",
     "balance:read",
     "charges:read",
     "charges:write",

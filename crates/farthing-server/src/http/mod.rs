@@ -4,6 +4,7 @@
 //! stored answer; same key, other body → 422), runs the operation as one store job (its rows,
 //! ledger transfers and events commit together or not at all) and answers after the commit.
 
+pub mod audit;
 pub mod auth;
 pub mod charges;
 pub mod customers;

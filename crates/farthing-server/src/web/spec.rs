@@ -544,6 +544,31 @@ pub struct ApiKey {
     pub secret: String,
 }
 
+/// One administrative action of the audit log.
+#[derive(ToSchema)]
+pub struct AuditEntry {
+    /// Always `audit_entry`.
+    #[schema(example = "audit_entry")]
+    pub object: String,
+    /// `aud_…`, time-ordered.
+    pub id: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// The operation: method and route, e.g. `POST /v1/api_keys/{id}/revoke`.
+    pub action: String,
+    /// The path it was applied to (object ids, never secrets).
+    pub target: String,
+    /// Who acted: the API key, `key_…` (see `GET /v1/api_keys`).
+    pub actor: String,
+    /// The client's address, when known.
+    #[schema(required = true)]
+    pub origin: Option<String>,
+    /// How it ended: the HTTP status answered (a refused attempt is recorded too).
+    pub status: u16,
+    /// When (Unix seconds).
+    pub created: u64,
+}
+
 macro_rules! list_schema {
     ($($name:ident of $item:ident at $url:literal),+ $(,)?) => {
         $(
@@ -578,6 +603,7 @@ list_schema! {
     SubscriptionList of SubscriptionObject at "/v1/subscriptions",
     RefundRequestList of RefundRequestObject at "/v1/refund_requests",
     ApiKeyList of ApiKey at "/v1/api_keys",
+    AuditEntryList of AuditEntry at "/v1/audit_log",
 }
 
 /// A withdrawal of the bot's Stars to Fragment, found by the Stars reconciliation

@@ -1326,6 +1326,11 @@ async fn a_running_server_answers_as_documented() {
     .await;
     c.expect(
         200,
+        call("GET", "/v1/audit_log", "/v1/audit_log?limit=5").key(key),
+    )
+    .await;
+    c.expect(
+        200,
         call("GET", "/v1/customers", "/v1/customers?limit=1").key(key),
     )
     .await;

@@ -527,3 +527,99 @@ async fn checkout_shows_only_what_a_payer_may_see_with_security_headers() {
     }
     server.running.shutdown().await;
 }
+
+/// S5: administrative actions are recorded with actor, origin and outcome (refused ones too),
+/// append-only, per merchant, and listed through the API.
+#[tokio::test]
+async fn administrative_actions_are_in_the_audit_log() {
+    let server = server::spawn(|_| {}).await;
+    let (a, b) = (server.merchant("A").await, server.merchant("B").await);
+    let (status, _, made) = send(
+        &server,
+        Method::POST,
+        "/v1/api_keys",
+        Some(&a.test_key),
+        Some(json!({"scopes": ["customers:read"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().expect("id").to_owned();
+    let (status, _, _) = send(
+        &server,
+        Method::POST,
+        &format!("/v1/api_keys/{id}/revoke"),
+        Some(&a.test_key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // A refused attempt is recorded with its status.
+    let (status, _, _) = send(
+        &server,
+        Method::PUT,
+        "/v1/settings",
+        Some(&a.test_key),
+        Some(json!({"no_such_field": 1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Reads and payments are not administrative actions.
+    let _ = send(
+        &server,
+        Method::GET,
+        "/v1/customers",
+        Some(&a.test_key),
+        None,
+    )
+    .await;
+    let (status, _, log) = send(
+        &server,
+        Method::GET,
+        "/v1/audit_log",
+        Some(&a.test_key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let entries = log["data"].as_array().expect("a list");
+    let actions: Vec<(&str, u64)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().expect("action"),
+                e["status"].as_u64().expect("status"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("PUT /v1/settings", 400),
+            ("POST /v1/api_keys/{id}/revoke", 200),
+            ("POST /v1/api_keys", 201),
+        ],
+        "{log}"
+    );
+    for entry in entries {
+        assert!(entry["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("key_")));
+        assert_eq!(entry["origin"], "127.0.0.1");
+        assert!(entry["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("aud_")));
+        assert!(!entry.to_string().contains("fk_test_"), "no key in the log");
+    }
+    assert_eq!(entries[1]["target"], format!("/v1/api_keys/{id}/revoke"));
+    // Another merchant's log is its own.
+    let (_, _, other) = send(
+        &server,
+        Method::GET,
+        "/v1/audit_log",
+        Some(&b.test_key),
+        None,
+    )
+    .await;
+    assert_eq!(other["data"], json!([]));
+    server.running.shutdown().await;
+}
