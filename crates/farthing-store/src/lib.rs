@@ -42,6 +42,11 @@ use farthing_core::{AccountId, TransferId};
 use rusqlite::Connection;
 
 pub use admin_log::AuditEntry;
+
+/// The newest database schema version this build knows (its last migration's number).
+pub fn schema_version() -> i64 {
+    schema::latest_version()
+}
 pub use bot::{RefundRequest, RefundRequestStatus, ReminderOptIn};
 pub use bot_messages::InvoiceMessage;
 pub use business::{

@@ -27,7 +27,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: the Merchant API, the checkout page, webhooks.
+    #[command(after_help = ENVIRONMENT)]
     Serve(server_cli::ServeArgs),
+    /// Apply the database migrations to the live and test databases and stop (the server also
+    /// applies them when it starts); refuses a database newer than this build.
+    Migrate {
+        /// Database URL or path of the live database.
+        #[arg(long, env = "FARTHING_DATABASE", default_value = "data/farthing.db")]
+        database: String,
+    },
     /// Run a ready-to-try shop in test mode and print how to use it.
     Demo(server_cli::ServeArgs),
     /// Manage merchants.
@@ -84,6 +92,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => server_cli::demo(&args),
         Command::Merchant(MerchantCommand::Create(args)) => server_cli::merchant_create(&args),
         Command::Audit { database } => run_audit(&database),
+        Command::Migrate { database } => run_migrate(&database),
         Command::Backup { database, to } => run_backup(&database, &to),
         Command::Bench(BenchCommand::Ledger(args)) => bench::run_ledger(&args),
         Command::Bench(BenchCommand::Http(args)) => bench_http::run(&args),
@@ -103,6 +112,43 @@ fn database_path(url: &str) -> anyhow::Result<PathBuf> {
     match DatabaseUrl::parse(url)? {
         DatabaseUrl::Sqlite(path) => Ok(path),
     }
+}
+
+/// The environment `farthing serve` reads (after the `--config` file, before the flags).
+const ENVIRONMENT: &str =
+    "Environment (each overrides the configuration file; flags override both):
+  FARTHING_CONFIG                      the TOML configuration file
+  FARTHING_LISTEN                      address to listen on
+  FARTHING_DATABASE                    database URL or path (test mode beside it as <name>-test)
+  FARTHING_PUBLIC_URL                  where payers and Telegram reach this server
+  FARTHING_ALLOW_PRIVATE_WEBHOOKS      1: webhooks may reach private addresses
+  FARTHING_ALLOW_PRIVATE_NODES         1: Lightning nodes may be on private addresses
+  FARTHING_LIGHTNING_POLL_INTERVAL_MS  how often the Lightning watcher polls
+  FARTHING_RATE_LIMIT_API_KEY_PER_S    requests a second per API key
+  FARTHING_LOG_FORMAT                  json: one JSON object per log line
+  RUST_LOG                             log level (default info)
+Every configuration key, its type and default: README.md, \"Running it for real\".";
+
+fn run_migrate(database: &str) -> anyhow::Result<ExitCode> {
+    let live = database_path(database)?;
+    let test = farthing_server::config::test_database_path(&live);
+    for path in [live, test] {
+        let store = farthing_store::Store::open(&path, farthing_store::StoreOptions::default())
+            .map_err(|error| match error {
+                farthing_store::StoreError::Locked(_) => anyhow::anyhow!(
+                    "{} is in use by a running farthing: the server migrates at start; stop it to migrate separately",
+                    path.display()
+                ),
+                other => anyhow::Error::new(other),
+            })?;
+        store.shutdown();
+        println!(
+            "{}: schema at version {}",
+            path.display(),
+            farthing_store::schema_version()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_backup(database: &str, to: &std::path::Path) -> anyhow::Result<ExitCode> {

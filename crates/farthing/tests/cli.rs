@@ -345,3 +345,30 @@ fn backup_copies_a_database_under_writes_and_the_copy_audits_clean() {
         assert_eq!(mode, 0o600);
     }
 }
+
+/// `farthing migrate` applies the migrations to both databases, and refuses (saying why) while
+/// a server holds them.
+#[test]
+fn migrate_applies_the_schema_and_refuses_a_database_in_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("shop.db");
+    let output = farthing()
+        .args(["migrate", "--database"])
+        .arg(&db)
+        .output()
+        .expect("run farthing migrate");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let version = format!("schema at version {}", farthing_store::schema_version());
+    assert_eq!(stdout.matches(&version).count(), 2, "{stdout}");
+    assert!(dir.path().join("shop-test.db").exists());
+    let held = Store::open(&db, StoreOptions::default()).expect("open");
+    let refused = farthing()
+        .args(["migrate", "--database"])
+        .arg(&db)
+        .output()
+        .expect("run farthing migrate");
+    held.shutdown();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("in use by a running farthing"));
+}
