@@ -37,7 +37,7 @@ enum Command {
         database: String,
     },
     /// Run a ready-to-try shop in test mode and print how to use it.
-    Demo(server_cli::ServeArgs),
+    Demo(server_cli::DemoArgs),
     /// Manage merchants.
     #[command(subcommand)]
     Merchant(MerchantCommand),

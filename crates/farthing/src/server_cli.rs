@@ -132,18 +132,47 @@ pub fn merchant_create(args: &MerchantCreateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `farthing demo` arguments.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Start over: delete the demo's databases and key before starting (by default a restart
+    /// keeps the merchant, its key, the customer and its balance).
+    #[arg(long)]
+    fresh: bool,
+}
+
 /// `farthing demo`: a ready-to-try shop in test mode.
-pub fn demo(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+pub fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     init_logging();
-    let mut config = load(args)?;
-    if args.database.is_none() && std::env::var("FARTHING_DATABASE").is_err() {
+    let mut config = load(&args.serve)?;
+    if args.serve.database.is_none() && std::env::var("FARTHING_DATABASE").is_err() {
         config.database = "data/demo.db".to_owned();
+    }
+    let farthing_store::DatabaseUrl::Sqlite(database) =
+        farthing_store::DatabaseUrl::parse(&config.database)?;
+    if args.fresh {
+        let test = farthing_server::config::test_database_path(&database);
+        for base in [&database, &test] {
+            for suffix in ["", "-wal", "-shm", ".lock"] {
+                let file = std::path::PathBuf::from(format!("{}{suffix}", base.display()));
+                if file.exists() {
+                    std::fs::remove_file(&file)
+                        .with_context(|| format!("removing {}", file.display()))?;
+                }
+            }
+        }
+        let key = crate::demo::key_file(&database);
+        if key.exists() {
+            std::fs::remove_file(&key)?;
+        }
     }
     config.allow_private_webhooks = true;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let running = start(config).await?;
-        let seeded = crate::demo::seed(running.state()).await?;
+        let seeded = crate::demo::seed(running.state(), &database).await?;
         let base = running.state().config().base_url().to_owned();
         println!();
         println!("farthing demo — test mode, nothing here moves real money");

@@ -372,3 +372,74 @@ fn migrate_applies_the_schema_and_refuses_a_database_in_use() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("in use by a running farthing"));
 }
+
+/// `farthing demo` keeps its merchant, key and customer across restarts (it used to make a new
+/// merchant and key at every start); `--fresh` starts over.
+#[test]
+fn the_demo_keeps_its_merchant_across_restarts_and_fresh_starts_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("demo.db");
+    let run = |fresh: bool| -> (String, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut command = farthing();
+        command
+            .args([
+                "demo",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database",
+            ])
+            .arg(&db)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if fresh {
+            command.arg("--fresh");
+        }
+        let mut child = command.spawn().expect("spawn the demo");
+        let stdout = child.stdout.take().expect("stdout");
+        let (mut key, mut customer) = (String::new(), String::new());
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("a line");
+            if let Some(rest) = line.trim().strip_prefix("test API key:") {
+                key = rest.trim().to_owned();
+            }
+            if let Some(rest) = line.trim().strip_prefix("customer:") {
+                customer = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            if line.contains("Press Ctrl-C") {
+                break;
+            }
+        }
+        child.kill().expect("stop the demo");
+        child.wait().expect("reap");
+        assert!(key.starts_with("fk_test_"), "{key:?}");
+        (key, customer)
+    };
+    let first = run(false);
+    let second = run(false);
+    assert_eq!(
+        first, second,
+        "a restart keeps the merchant, key and customer"
+    );
+    let fresh = run(true);
+    assert_ne!(fresh.0, first.0, "--fresh makes a new merchant");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key_file = dir.path().join("demo.key");
+        let mode = std::fs::metadata(&key_file)
+            .expect("key file")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
