@@ -199,6 +199,20 @@ pub struct PageRequest {
     pub starting_after: Option<u128>,
 }
 
+/// What a list is narrowed to, besides paging. Ids are time-ordered, so a creation-time range
+/// is an id range on the same index walk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only rows with this `status`.
+    pub status: Option<String>,
+    /// Only rows of this customer (raw id).
+    pub customer: Option<u128>,
+    /// Only ids at least this (created at or after a time).
+    pub id_at_least: Option<u128>,
+    /// Only ids below this (created before a time).
+    pub id_below: Option<u128>,
+}
+
 pub(crate) fn page<T>(
     connection: &Connection,
     table: &str,
@@ -207,15 +221,65 @@ pub(crate) fn page<T>(
     request: PageRequest,
     parse: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Page<T>, StoreError> {
+    page_where(
+        connection,
+        table,
+        columns,
+        merchant,
+        request,
+        &ListFilter::default(),
+        parse,
+    )
+}
+
+/// A page of `table` for `merchant`, newest first, narrowed by `filter` (whose columns the
+/// caller knows the table has).
+pub(crate) fn page_where<T>(
+    connection: &Connection,
+    table: &str,
+    columns: &str,
+    merchant: MerchantId,
+    request: PageRequest,
+    filter: &ListFilter,
+    parse: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
     let limit = request.limit.clamp(1, 100);
-    let after = request.starting_after.unwrap_or(u128::MAX).to_be_bytes();
+    let after = request
+        .starting_after
+        .unwrap_or(u128::MAX)
+        .min(filter.id_below.unwrap_or(u128::MAX))
+        .to_be_bytes();
+    let at_least = filter.id_at_least.unwrap_or(0).to_be_bytes();
     // No `LIMIT ?`: a bound LIMIT makes SQLite re-prepare the statement at every execution.
-    // The index walk is lazy, so stopping after `limit + 1` rows costs the same.
-    let sql = format!(
-        "SELECT {columns} FROM {table} WHERE merchant_id = ?1 AND id < ?2 ORDER BY id DESC"
-    );
+    // The index walk is lazy, so stopping after `limit + 1` rows costs the same. Each filter
+    // combination is its own cached statement.
+    let mut sql =
+        format!("SELECT {columns} FROM {table} WHERE merchant_id = ?1 AND id < ?2 AND id >= ?3");
+    if filter.status.is_some() {
+        sql.push_str(" AND status = ?4");
+    }
+    if filter.customer.is_some() {
+        sql.push_str(" AND customer_id = ?5");
+    }
+    sql.push_str(" ORDER BY id DESC");
     let mut statement = connection.prepare_cached(&sql)?;
-    let mut rows = statement.query(params![merchant.to_be_bytes(), after])?;
+    let status = filter.status.clone().unwrap_or_default();
+    let customer = filter.customer.unwrap_or(0).to_be_bytes();
+    let mut rows = if filter.status.is_some() || filter.customer.is_some() {
+        // Unused parameters are bound too (SQLite allows gaps only when bound by index).
+        statement.raw_bind_parameter(1, merchant.to_be_bytes())?;
+        statement.raw_bind_parameter(2, after)?;
+        statement.raw_bind_parameter(3, at_least)?;
+        if filter.status.is_some() {
+            statement.raw_bind_parameter(4, &status)?;
+        }
+        if filter.customer.is_some() {
+            statement.raw_bind_parameter(5, customer)?;
+        }
+        statement.raw_query()
+    } else {
+        statement.query(params![merchant.to_be_bytes(), after, at_least])?
+    };
     let mut data = Vec::new();
     while data.len() <= limit {
         let Some(row) = rows.next()? else { break };
@@ -820,6 +884,24 @@ impl Reader<'_> {
     }
 
     /// A page of a merchant's invoices, newest first.
+    pub fn invoices_where(
+        &self,
+        merchant: MerchantId,
+        request: PageRequest,
+        filter: &ListFilter,
+    ) -> Result<Page<Invoice>, StoreError> {
+        page_where(
+            self.connection,
+            "invoices",
+            INVOICE_COLUMNS,
+            merchant,
+            request,
+            filter,
+            invoice_from_row,
+        )
+    }
+
+    /// A page of the merchant's invoices, newest first.
     pub fn invoices(
         &self,
         merchant: MerchantId,
@@ -1011,6 +1093,24 @@ impl Reader<'_> {
     }
 
     /// A page of a merchant's charges, newest first.
+    pub fn charges_where(
+        &self,
+        merchant: MerchantId,
+        request: PageRequest,
+        filter: &ListFilter,
+    ) -> Result<Page<Charge>, StoreError> {
+        page_where(
+            self.connection,
+            "charges",
+            CHARGE_COLUMNS,
+            merchant,
+            request,
+            filter,
+            charge_from_row,
+        )
+    }
+
+    /// A page of the merchant's charges, newest first.
     pub fn charges(
         &self,
         merchant: MerchantId,
@@ -1036,6 +1136,24 @@ impl Reader<'_> {
     }
 
     /// A page of a merchant's refunds, newest first.
+    pub fn refunds_where(
+        &self,
+        merchant: MerchantId,
+        request: PageRequest,
+        filter: &ListFilter,
+    ) -> Result<Page<Refund>, StoreError> {
+        page_where(
+            self.connection,
+            "refunds",
+            REFUND_COLUMNS,
+            merchant,
+            request,
+            filter,
+            refund_from_row,
+        )
+    }
+
+    /// A page of the merchant's refunds, newest first.
     pub fn refunds(
         &self,
         merchant: MerchantId,

@@ -50,8 +50,8 @@ pub fn schema_version() -> i64 {
 pub use bot::{RefundRequest, RefundRequestStatus, ReminderOptIn};
 pub use bot_messages::InvoiceMessage;
 pub use business::{
-    ApiKeyListing, ApiKeyRecord, Charge, Customer, Delivery, EventRecord, Merchant, Page,
-    PageRequest, Refund, WebhookEndpoint,
+    ApiKeyListing, ApiKeyRecord, Charge, Customer, Delivery, EventRecord, ListFilter, Merchant,
+    Page, PageRequest, Refund, WebhookEndpoint,
 };
 pub use cards::CardProvider;
 pub use job::{JobTicket, Tx};

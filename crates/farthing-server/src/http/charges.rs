@@ -128,7 +128,12 @@ pub async fn retrieve(
     operation_id = "list_charges",
     summary = "List charges",
     security(("bearer" = [])),
-    params(spec::ListParams),
+    params(
+        spec::ListParams,
+        ("customer" = Option<String>, Query, description = "Only those of this customer, `cus_…`."),
+        ("created[gte]" = Option<u64>, Query, description = "Only those created at or after this time (Unix seconds)."),
+        ("created[lte]" = Option<u64>, Query, description = "Only those created at or before this time (Unix seconds)."),
+    ),
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::ChargeList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
@@ -141,10 +146,12 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require("charges:read")?;
-    let request = extract::list_query(query.as_deref())?.page::<ChargeId>()?;
+    let query = extract::list_query_with(query.as_deref(), &extract::OBJECT_FILTERS[1..])?;
+    let filter = extract::list_filter(&query, &[])?;
+    let request = query.page::<ChargeId>()?;
     let page = state
         .store(principal.mode)
-        .read(|reader| reader.charges(principal.merchant, request))?;
+        .read(|reader| reader.charges_where(principal.merchant, request, &filter))?;
     let data = page
         .data
         .iter()
@@ -421,7 +428,12 @@ pub async fn retrieve_refund(
     operation_id = "list_refunds",
     summary = "List refunds",
     security(("bearer" = [])),
-    params(spec::ListParams),
+    params(
+        spec::ListParams,
+        ("customer" = Option<String>, Query, description = "Only those of this customer, `cus_…`."),
+        ("created[gte]" = Option<u64>, Query, description = "Only those created at or after this time (Unix seconds)."),
+        ("created[lte]" = Option<u64>, Query, description = "Only those created at or before this time (Unix seconds)."),
+    ),
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::RefundList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
@@ -434,10 +446,12 @@ pub async fn list_refunds(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require("refunds:read")?;
-    let request = extract::list_query(query.as_deref())?.page::<RefundId>()?;
+    let query = extract::list_query_with(query.as_deref(), &extract::OBJECT_FILTERS[1..])?;
+    let filter = extract::list_filter(&query, &[])?;
+    let request = query.page::<RefundId>()?;
     let page = state
         .store(principal.mode)
-        .read(|reader| reader.refunds(principal.merchant, request))?;
+        .read(|reader| reader.refunds_where(principal.merchant, request, &filter))?;
     let data = page
         .data
         .iter()

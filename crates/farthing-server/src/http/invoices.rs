@@ -300,7 +300,13 @@ pub async fn retrieve(
     operation_id = "list_invoices",
     summary = "List invoices",
     security(("bearer" = [])),
-    params(spec::ListParams),
+    params(
+        spec::ListParams,
+        ("customer" = Option<String>, Query, description = "Only those of this customer, `cus_…`."),
+        ("created[gte]" = Option<u64>, Query, description = "Only those created at or after this time (Unix seconds)."),
+        ("created[lte]" = Option<u64>, Query, description = "Only those created at or before this time (Unix seconds)."),
+        ("status" = Option<String>, Query, description = "Only those in this status: `open`, `paid`, `expired`, `canceled`, `partially_refunded` or `refunded`."),
+    ),
     responses(
         (status = 200, description = "A page of the list, newest first.", body = spec::InvoiceList),
         (status = 400, description = spec::E400_LIST, body = spec::Error),
@@ -313,10 +319,22 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     principal.require("invoices:read")?;
-    let request = extract::list_query(query.as_deref())?.page::<InvoiceId>()?;
+    let query = extract::list_query_with(query.as_deref(), &extract::OBJECT_FILTERS)?;
+    let filter = extract::list_filter(
+        &query,
+        &[
+            "open",
+            "paid",
+            "expired",
+            "canceled",
+            "partially_refunded",
+            "refunded",
+        ],
+    )?;
+    let request = query.page::<InvoiceId>()?;
     let page = state
         .store(principal.mode)
-        .read(|reader| reader.invoices(principal.merchant, request))?;
+        .read(|reader| reader.invoices_where(principal.merchant, request, &filter))?;
     let data = page
         .data
         .iter()

@@ -177,6 +177,58 @@ pub fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
     list_query_with(query, &[])
 }
 
+/// The filters a list of objects with a status and a customer takes.
+pub const OBJECT_FILTERS: [&str; 4] = ["status", "customer", "created[gte]", "created[lte]"];
+
+/// The store's filter from a list's filter parameters: `status` (one of `statuses`; a list
+/// without statuses takes none), `customer` (`cus_…`), `created[gte]` and `created[lte]`
+/// (Unix seconds, inclusive).
+pub fn list_filter(
+    query: &ListQuery,
+    statuses: &[&str],
+) -> Result<farthing_store::ListFilter, ApiError> {
+    let mut filter = farthing_store::ListFilter::default();
+    if let Some(status) = query.filter("status") {
+        if !statuses.contains(&status) {
+            return Err(ApiError::invalid(
+                "invalid_status",
+                format!("status must be one of {}", statuses.join(", ")),
+            )
+            .param("status"));
+        }
+        filter.status = Some(status.to_owned());
+    }
+    if let Some(customer) = query.filter("customer") {
+        filter.customer = Some(id_param::<farthing_core::CustomerId>(customer, "customer")?.raw());
+    }
+    let seconds = |name: &str| -> Result<Option<u64>, ApiError> {
+        query
+            .filter(name)
+            .map(|text| {
+                text.parse::<u64>()
+                    .ok()
+                    .filter(|s| *s <= 253_402_300_799)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "invalid_created",
+                            format!("{name} must be a time in Unix seconds"),
+                        )
+                        .param(name.to_owned())
+                    })
+            })
+            .transpose()
+    };
+    // Ids begin with their creation time in milliseconds (48 bits above 80 random ones).
+    let id_at = |unix_s: u64| u128::from(unix_s.saturating_mul(1000)) << 80;
+    if let Some(from) = seconds("created[gte]")? {
+        filter.id_at_least = Some(id_at(from));
+    }
+    if let Some(to) = seconds("created[lte]")? {
+        filter.id_below = Some(id_at(to.saturating_add(1)));
+    }
+    Ok(filter)
+}
+
 /// The paging parameters and the list's own `filters` (each at most once).
 pub fn list_query_with(query: Option<&str>, filters: &[&str]) -> Result<ListQuery, ApiError> {
     let mut list = ListQuery {

@@ -357,3 +357,103 @@ async fn scoped_keys_are_made_listed_and_revoked_while_running() {
     assert_eq!(body["error"]["code"], "revoking_own_key");
     shop.server.running.shutdown().await;
 }
+
+/// "Finding things": no list filters at all.
+#[tokio::test]
+async fn lists_filter_by_status_customer_and_creation_time() {
+    let shop = Shop::open().await;
+    let (ann, bob) = (shop.customer("ann").await, shop.customer("bob").await);
+    let invoice = |customer: &str| {
+        let body = json!({"amount": 5, "currency": "XTR", "customer": customer});
+        let shop = &shop;
+        async move {
+            shop.ok(Method::POST, "/v1/invoices", Some(body)).await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        }
+    };
+    let first = invoice(&ann).await;
+    invoice(&ann).await;
+    invoice(&bob).await;
+    shop.ok(
+        Method::POST,
+        &format!("/v1/test/invoices/{first}/pay"),
+        Some(json!({"rail": "sandbox"})),
+    )
+    .await;
+    let count = |path: String| {
+        let shop = &shop;
+        async move {
+            shop.ok(Method::GET, &path, None).await["data"]
+                .as_array()
+                .expect("a list")
+                .len()
+        }
+    };
+    assert_eq!(count("/v1/invoices?status=paid".into()).await, 1);
+    assert_eq!(count("/v1/invoices?status=open".into()).await, 2);
+    assert_eq!(count(format!("/v1/invoices?customer={ann}")).await, 2);
+    assert_eq!(
+        count(format!("/v1/invoices?customer={ann}&status=open")).await,
+        1
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    assert_eq!(
+        count(format!("/v1/invoices?created%5Bgte%5D={}", now + 3600)).await,
+        0
+    );
+    assert_eq!(
+        count(format!(
+            "/v1/invoices?created%5Bgte%5D={}&created%5Blte%5D={}",
+            now - 3600,
+            now + 1
+        ))
+        .await,
+        3
+    );
+    // Paging still works inside a filter.
+    let page = shop
+        .ok(
+            Method::GET,
+            &format!("/v1/invoices?customer={ann}&limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(page["has_more"], true);
+    // Charges by customer.
+    shop.ok(
+        Method::POST,
+        &format!("/v1/test/customers/{bob}/top_up"),
+        Some(json!({"amount": 10, "currency": "XTR"})),
+    )
+    .await;
+    shop.ok(
+        Method::POST,
+        "/v1/charges",
+        Some(json!({"customer": bob, "amount": 1, "currency": "XTR"})),
+    )
+    .await;
+    assert_eq!(count(format!("/v1/charges?customer={bob}")).await, 1);
+    assert_eq!(count(format!("/v1/charges?customer={ann}")).await, 0);
+    // Bad filters say what to fix.
+    let (status, body) = shop
+        .call(Method::GET, "/v1/invoices?status=lost", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_status");
+    let (status, body) = shop
+        .call(Method::GET, "/v1/charges?status=paid", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "unknown_parameter");
+    let (status, body) = shop
+        .call(Method::GET, "/v1/invoices?created%5Bgte%5D=yesterday", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["param"], "created[gte]");
+    shop.server.running.shutdown().await;
+}
