@@ -4,12 +4,14 @@
 // anything is paid.
 // The invoice's status as the server rendered it (a JSON block of the page: no inline script).
 const invoice = JSON.parse(document.getElementById('invoice-data').textContent);
+// The page's words in its language (pages/texts.rs), also a JSON block.
+const texts = JSON.parse(document.getElementById('page-texts').textContent);
 const statusEl = document.getElementById('status');
 const countdownEl = document.getElementById('countdown');
 const sandboxEl = document.getElementById('sandbox');
 const lightningEl = document.getElementById('lightning');
 function show(s) {
-  statusEl.textContent = window.statusLabel ? window.statusLabel(s.status) : (s.status === 'paid' ? 'Paid ✓' : s.status);
+  statusEl.textContent = window.statusLabel ? window.statusLabel(s.status) : (texts.status[s.status] || s.status);
   statusEl.className = 'status ' + s.status;
   if (window.onInvoiceStatus) window.onInvoiceStatus(s);
   if (s.status !== 'open') {
@@ -21,7 +23,7 @@ function tick() {
   if (statusEl.className.indexOf('open') < 0) return;
   const left = Math.max(0, invoice.expires_at - Math.floor(Date.now() / 1000));
   const m = Math.floor(left / 60), s = left % 60;
-  countdownEl.textContent = 'expires in ' + m + ':' + String(s).padStart(2, '0');
+  countdownEl.textContent = texts.expires_in + ' ' + m + ':' + String(s).padStart(2, '0');
 }
 // poll() may also be called early (after a wallet paid): only the latest call shows its answer
 // and schedules the next, so there is one polling loop and no stale status.
@@ -53,8 +55,8 @@ if (copyEl) copyEl.addEventListener('click', async () => {
     bolt11El.focus(); bolt11El.select(); bolt11El.setSelectionRange(0, bolt11El.value.length);
     try { copied = document.execCommand('copy'); } catch (e2) {}
   }
-  copyEl.textContent = copied ? 'Copied' : 'Selected';
-  setTimeout(() => { copyEl.textContent = 'Copy'; }, 2000);
+  copyEl.textContent = copied ? texts.copied : texts.selected;
+  setTimeout(() => { copyEl.textContent = texts.copy; }, 2000);
 });
 function offerWebln() { if (weblnEl && window.webln && statusEl.className.indexOf('open') >= 0) weblnEl.hidden = false; }
 if (weblnEl) {
@@ -68,10 +70,10 @@ if (weblnEl) {
       await window.webln.enable();
       await window.webln.sendPayment(bolt11El.value);
       // The wallet says it paid; the page still shows paid only when the server says so.
-      weblnEl.textContent = 'Paid, confirming…';
+      weblnEl.textContent = texts.confirming;
       poll();
     } catch (e) {
-      lnError('The wallet did not pay: ' + ((e && e.message) || String(e)));
+      lnError(texts.wallet_failed + ((e && e.message) || String(e)));
       weblnEl.disabled = false;
     }
   });

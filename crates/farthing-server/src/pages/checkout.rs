@@ -27,7 +27,7 @@
 //! The invoice id is the capability: ids carry 80 random bits, so a page can't be guessed.
 //! The page never decides that anything is paid; it only shows what the server says (P1).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use farthing_core::invoice::{Invoice, InvoiceAmount, InvoiceStatus};
@@ -36,6 +36,7 @@ use qrcode::render::svg;
 use qrcode::{EcLevel, QrCode};
 use serde_json::json;
 
+use super::texts;
 use crate::render::unix_s;
 use crate::state::{AppState, Mode};
 use crate::web::error::ApiError;
@@ -95,7 +96,7 @@ fn amount_number(currency: Currency, minor: u64) -> String {
         .unwrap_or_else(|_| minor.to_string())
 }
 
-fn amount_text(invoice: &Invoice) -> String {
+fn amount_text(invoice: &Invoice, t: &texts::PageTexts) -> String {
     let (unit, _) = display_unit(invoice.currency);
     let number = |minor: u64| amount_number(invoice.currency, minor);
     match &invoice.amount {
@@ -107,16 +108,17 @@ fn amount_text(invoice: &Invoice) -> String {
             max_minor,
             ..
         } if *max_minor >= farthing_core::money::MAX_AMOUNT_MINOR => {
-            format!("Any amount from {} {unit}", number(*min_minor))
+            format!("{} {} {unit}", t.any_amount_from, number(*min_minor))
         }
         InvoiceAmount::Open {
             min_minor,
             max_minor,
             ..
         } => format!(
-            "{} – {} {unit} (you choose)",
+            "{} – {} {unit} ({})",
             number(*min_minor),
-            number(*max_minor)
+            number(*max_minor),
+            t.you_choose
         ),
     }
 }
@@ -289,7 +291,10 @@ pub async fn sandbox(
     path = "/pay/{id}",
     tag = "checkout",
     operation_id = "checkout_page",
-    params(("id" = String, Path, description = "The invoice, `inv_…`.")),
+    params(
+        ("id" = String, Path, description = "The invoice, `inv_…`."),
+        ("lang" = Option<String>, Query, description = "The page's language: `en`, `fr`, `de`, `fa` (right to left) or `ru`; without it, the browser's `Accept-Language`, else English."),
+    ),
     responses(
         (status = 200, description = "The page.", body = String, content_type = "text/html"),
         (status = 404, description = "No such invoice: an HTML page saying so.", body = String, content_type = "text/html"),
@@ -299,8 +304,18 @@ pub async fn sandbox(
 pub async fn page(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    _headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
+    let lang = form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+        .find(|(key, _)| key == "lang")
+        .map(|(_, value)| value.into_owned());
+    let t = texts::choose(
+        lang.as_deref(),
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|value| value.to_str().ok()),
+    );
     let (invoice, mode, merchant) = match find(&state, &id) {
         Ok(found) => found,
         Err(error) => {
@@ -331,7 +346,7 @@ pub async fn page(
         bot_username,
         script_url: state.config().telegram.web_app_script_url.clone(),
     });
-    let body = render_page_with(&invoice, mode, &merchant, &lightning, mini_app.as_ref());
+    let body = render_page_in(&invoice, mode, &merchant, &lightning, mini_app.as_ref(), t);
     (
         [(header::CACHE_CONTROL, "no-store")],
         page_headers(&state),
@@ -450,7 +465,7 @@ fn render_page(
 }
 
 /// The checkout page: `templates/checkout.html`, checked when farthing compiles and escaped by
-/// askama (every value; the two JSON blocks go through its `json` filter, which escapes `<`, `>`,
+/// askama (every value; the JSON blocks go through its `json` filter, which escapes `<`, `>`,
 /// `&` and `'`, so no value can end the `<script>` element that carries it).
 #[derive(askama::Template)]
 #[template(path = "checkout.html")]
@@ -471,15 +486,37 @@ struct CheckoutPage<'a> {
     mini_app: Option<serde_json::Value>,
     /// The assets' version, in their URLs so that a cached copy never outlives a new build.
     assets: &'static str,
+    /// The page's words, in its language.
+    t: &'static texts::PageTexts,
 }
 
-/// The page's HTML.
+/// The page's HTML, in English.
+#[cfg(test)]
 fn render_page_with(
     invoice: &Invoice,
     mode: Mode,
     merchant: &str,
     lightning: &LightningOffer,
     mini_app: Option<&MiniApp>,
+) -> String {
+    render_page_in(
+        invoice,
+        mode,
+        merchant,
+        lightning,
+        mini_app,
+        texts::choose(None, None),
+    )
+}
+
+/// The page's HTML in the language of `t`.
+fn render_page_in(
+    invoice: &Invoice,
+    mode: Mode,
+    merchant: &str,
+    lightning: &LightningOffer,
+    mini_app: Option<&MiniApp>,
+    t: &'static texts::PageTexts,
 ) -> String {
     let lightning = if offers_lightning(invoice) {
         lightning
@@ -490,12 +527,12 @@ fn render_page_with(
         merchant,
         bot_username: mini_app.map(|app| app.bot_username.as_str()),
         description: &invoice.description,
-        amount: amount_text(invoice),
+        amount: amount_text(invoice, t),
         status: invoice.status.as_str(),
         rails: invoice
             .rails
             .iter()
-            .map(|rail| rail.as_str())
+            .map(|rail| t.rail(*rail))
             .collect::<Vec<_>>()
             .join(", "),
         test_mode: mode == Mode::Test,
@@ -508,6 +545,7 @@ fn render_page_with(
         status_json: status_json(invoice),
         mini_app: mini_app.map(|app| mini_app_json(invoice, mode, app)),
         assets: assets::version(),
+        t,
     };
     askama::Template::render(&page).unwrap_or_else(|error| {
         // Rendering writes into a String from values that are already checked: it fails only
@@ -695,7 +733,7 @@ mod tests {
         assert!(html.contains(&format!(r#"href="lightning:{BOLT11}""#)));
         assert!(html.contains("<div class=qr id=lightning-qr role=img aria-label=\"QR code of the Lightning invoice\"><svg "));
         assert!(html.contains("<button id=webln-pay type=button hidden>"));
-        assert!(!html.contains("unavailable"));
+        assert!(!html.contains("id=lightning-retry"));
         // The status badge's classes are the statuses (`status open`): no rule may target them.
         for status in ["open", "paid", "expired", "canceled"] {
             assert!(
@@ -760,8 +798,9 @@ mod tests {
         )));
 
         let html = render_page(&invoice, Mode::Live, "Shop", &LightningOffer::NotPossible);
-        assert!(html
-            .contains("id=lightning-error role=alert>This invoice can't be paid with Lightning."));
+        assert!(html.contains(
+            "id=lightning-error role=alert>This invoice can&#39;t be paid with Lightning."
+        ));
         assert!(!html.contains("id=lightning-qr"));
     }
 
@@ -838,6 +877,23 @@ mod tests {
     }
 
     #[test]
+    fn the_page_speaks_its_language_right_to_left_in_persian() {
+        let invoice = invoice(Currency::XTR, vec![Rail::Stars, Rail::Balance]);
+        let html = render_page_in(
+            &invoice,
+            Mode::Test,
+            "Shop",
+            &LightningOffer::Hidden,
+            None,
+            texts::choose(Some("fa"), None),
+        );
+        assert!(html.contains("<html lang=fa dir=rtl>"));
+        assert!(html.contains("استارز تلگرام، موجودی") || html.contains("استارز تلگرام, موجودی"));
+        assert!(html.contains("حالت آزمایشی"));
+        assert!(html.contains("id=page-texts>{"));
+    }
+
+    #[test]
     fn no_value_can_end_the_json_blocks() {
         let mut invoice = invoice(Currency::XTR, vec![Rail::Stars]);
         invoice.id = InvoiceId::parse("inv_0000000000000000000000").unwrap_or(invoice.id);
@@ -853,10 +909,10 @@ mod tests {
             &LightningOffer::Hidden,
             Some(&mini_app),
         );
-        // The only `</script>` are the page's own: two JSON blocks and two script files.
-        assert_eq!(html.matches("</script>").count(), 4, "{html}");
+        // The only `</script>` are the page's own: three JSON blocks and two script files.
+        assert_eq!(html.matches("</script>").count(), 5, "{html}");
         assert!(!html.contains("<script>alert"));
-        assert!(!html.contains("TEST MODE"));
+        assert!(!html.contains("<div class=test>"));
     }
 
     #[test]

@@ -4,4 +4,5 @@
 
 pub mod checkout;
 pub mod dashboard;
+pub mod texts;
 pub mod webapp;

@@ -86,7 +86,7 @@ try {
   const section = page.locator('#lightning');
   const weblnPay = page.locator('#webln-pay');
   check(await section.isVisible(), 'no Lightning section');
-  check((await status.innerText()) === 'open', `status shows ${JSON.stringify(await status.innerText())}`);
+  check((await status.innerText()) === 'Awaiting payment', `status shows ${JSON.stringify(await status.innerText())}`);
   const field = await page.locator('#lightning-bolt11').inputValue();
   check(field === bolt11, `#lightning-bolt11 holds ${JSON.stringify(field)}, expected the invoice's BOLT11`);
   check(await page.locator('#lightning-bolt11').evaluate((input) => input.readOnly), 'the BOLT11 field is editable');

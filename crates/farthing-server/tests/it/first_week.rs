@@ -457,3 +457,48 @@ async fn lists_filter_by_status_customer_and_creation_time() {
     assert_eq!(body["error"]["param"], "created[gte]");
     shop.server.running.shutdown().await;
 }
+
+/// "The checkout page": English only in a browser, "XTR" instead of Stars, raw rail names.
+#[tokio::test]
+async fn the_checkout_page_speaks_the_browsers_language() {
+    let shop = Shop::open().await;
+    let invoice = shop
+        .ok(
+            Method::POST,
+            "/v1/invoices",
+            Some(json!({"amount": 5, "currency": "XTR"})),
+        )
+        .await;
+    let url = invoice["checkout_url"].as_str().expect("url").to_owned();
+    let page = |lang: Option<&str>, query: &str| {
+        let mut request = shop.server.client.get(format!("{url}{query}"));
+        if let Some(lang) = lang {
+            request = request.header("Accept-Language", lang);
+        }
+        async move {
+            request
+                .send()
+                .await
+                .expect("page")
+                .text()
+                .await
+                .expect("html")
+        }
+    };
+    let english = page(None, "").await;
+    assert!(english.contains("<html lang=en dir=ltr>"));
+    assert!(english.contains("5 Stars"), "Stars, not XTR");
+    assert!(english.contains("Awaiting payment"));
+    assert!(
+        english.contains("Balance, Sandbox (test)"),
+        "human rail names"
+    );
+    let german = page(Some("de-DE,de;q=0.9,en;q=0.5"), "").await;
+    assert!(german.contains("<html lang=de dir=ltr>"));
+    assert!(german.contains("Bezahlen mit"));
+    assert!(german.contains("Zahlung ausstehend"));
+    let persian = page(Some("de"), "?lang=fa").await;
+    assert!(persian.contains("<html lang=fa dir=rtl>"), "?lang= wins");
+    assert!(persian.contains("پرداخت با"));
+    shop.server.running.shutdown().await;
+}
