@@ -390,14 +390,78 @@ async fn readyz(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "The Prometheus text exposition format, version 0.0.4.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"))
 )]
 async fn metrics_text(State(state): State<AppState>) -> Response {
+    use std::fmt::Write as _;
+    let mut text = state.metrics().render();
+    // Gauges read at scrape time: open invoices and the webhook backlog per mode.
+    let now = state.now_ns();
+    let mut gauges = String::new();
+    let _ = writeln!(gauges, "# HELP farthing_open_invoices Invoices waiting for payment.\n# TYPE farthing_open_invoices gauge");
+    let mut backlog = String::new();
+    let _ = writeln!(backlog, "# HELP farthing_webhook_backlog Webhook delivery attempts still to make.\n# TYPE farthing_webhook_backlog gauge");
+    let mut lag = String::new();
+    let _ = writeln!(lag, "# HELP farthing_webhook_oldest_due_seconds How long the earliest due webhook attempt has waited (0: none is overdue).\n# TYPE farthing_webhook_oldest_due_seconds gauge");
+    for (mode, store) in state.stores() {
+        let name = if mode == Mode::Live { "live" } else { "test" };
+        match store.read(|reader| reader.backlog()) {
+            Ok((open, queued, oldest)) => {
+                let waited = oldest.map_or(0.0, |due| now.saturating_sub(due) as f64 / 1e9);
+                let _ = writeln!(gauges, "farthing_open_invoices{{mode=\"{name}\"}} {open}");
+                let _ = writeln!(
+                    backlog,
+                    "farthing_webhook_backlog{{mode=\"{name}\"}} {queued}"
+                );
+                let _ = writeln!(
+                    lag,
+                    "farthing_webhook_oldest_due_seconds{{mode=\"{name}\"}} {waited:.3}"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "metrics: cannot read the backlog"),
+        }
+    }
+    text.push_str(&gauges);
+    text.push_str(&backlog);
+    text.push_str(&lag);
+    text.push_str(&process_metrics());
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics().render(),
+        text,
     )
         .into_response()
+}
+
+/// The process's resident memory, CPU time and open file descriptors (Linux `/proc/self`;
+/// nothing elsewhere), in the standard `process_*` names.
+fn process_metrics() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(kb) = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+        {
+            let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}", kb * 1024);
+        }
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name (which may hold spaces): utime and stime are the
+        // 12th and 13th of them, in clock ticks (100 a second on Linux).
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+            if let (Some(user), Some(system)) = (ticks(11), ticks(12)) {
+                let _ = writeln!(out, "# HELP process_cpu_seconds_total CPU time used.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {:.2}", (user + system) as f64 / 100.0);
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(out, "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}", entries.count());
+    }
+    out
 }
 
 /// This document

@@ -559,6 +559,25 @@ impl Reader<'_> {
         )
     }
 
+    /// Gauges for monitoring: open invoices (those with a pending expiry), webhook
+    /// attempts still to make, and the earliest time one of them was due (ns), if any.
+    pub fn backlog(&self) -> Result<(u64, u64, Option<u64>), StoreError> {
+        let count = |sql: &str| -> Result<u64, StoreError> {
+            let n: i64 = self
+                .connection
+                .prepare_cached(sql)?
+                .query_row([], |row| row.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        let open = count("SELECT COUNT(*) FROM invoice_expiries")?;
+        let queued = count("SELECT COUNT(*) FROM delivery_queue")?;
+        let oldest: Option<i64> = self
+            .connection
+            .prepare_cached("SELECT MIN(next_attempt_at_ns) FROM delivery_queue")?
+            .query_row([], |row| row.get(0))?;
+        Ok((open, queued, oldest.and_then(|t| u64::try_from(t).ok())))
+    }
+
     /// The merchant's own ledger accounts (its balance, pending funds, fees, rail accounts):
     /// every account of the merchant that belongs to no customer.
     pub fn merchant_accounts(

@@ -502,3 +502,60 @@ async fn the_checkout_page_speaks_the_browsers_language() {
     assert!(persian.contains("پرداخت با"));
     shop.server.running.shutdown().await;
 }
+
+/// "Operations": /metrics had no webhook backlog, open-invoice gauge or process metrics; no
+/// request id.
+#[tokio::test]
+async fn metrics_show_the_backlog_and_the_process_and_answers_carry_a_request_id() {
+    let shop = Shop::open().await;
+    shop.ok(
+        Method::POST,
+        "/v1/invoices",
+        Some(json!({"amount": 5, "currency": "XTR"})),
+    )
+    .await;
+    let metrics = shop
+        .server
+        .client
+        .get(format!("{}/metrics", shop.server.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("farthing_open_invoices{mode=\"test\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("farthing_webhook_backlog{mode=\"test\"} 0"));
+    assert!(metrics.contains("farthing_webhook_oldest_due_seconds{mode=\"live\"}"));
+    #[cfg(target_os = "linux")]
+    for name in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+    ] {
+        assert!(metrics.contains(&format!("\n{name} ")), "{name}");
+    }
+    // A request id on every answer: the client's when it sends a valid one.
+    let answer = shop
+        .server
+        .client
+        .get(format!("{}/healthz", shop.server.base))
+        .header("X-Request-Id", "trace-42")
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(answer.headers()["request-id"], "trace-42");
+    let answer = shop
+        .server
+        .client
+        .get(format!("{}/healthz", shop.server.base))
+        .send()
+        .await
+        .expect("health");
+    let made = answer.headers()["request-id"].to_str().expect("text");
+    assert!(made.starts_with("req_") && made.len() == 28, "{made}");
+    shop.server.running.shutdown().await;
+}
