@@ -14,10 +14,27 @@ function show(s) {
   statusEl.textContent = window.statusLabel ? window.statusLabel(s.status) : (texts.status[s.status] || s.status);
   statusEl.className = 'status ' + s.status;
   if (window.onInvoiceStatus) window.onInvoiceStatus(s);
+  showReceipt(s);
   if (s.status !== 'open') {
     countdownEl.textContent = ''; if (sandboxEl) sandboxEl.disabled = true;
     if (lightningEl) lightningEl.hidden = true;
   }
+}
+// Once paid: the receipt (amount, time, rail) instead of the rails to pay with.
+function showReceipt(s) {
+  const receipt = document.getElementById('receipt');
+  const railsLine = document.getElementById('rails-line');
+  if (railsLine) railsLine.hidden = s.status !== 'open';
+  if (!receipt || s.status !== 'paid') return;
+  const amountEl = document.getElementById('receipt-amount');
+  if (s.amount_paid != null) {
+    const exponent = Number(amountEl.dataset.exponent || 0);
+    const value = exponent ? (s.amount_paid / 10 ** exponent).toFixed(exponent) : String(s.amount_paid);
+    amountEl.textContent = value + ' ' + amountEl.dataset.unit;
+  }
+  if (s.paid_at) document.getElementById('receipt-time').textContent = new Date(s.paid_at * 1000).toLocaleString(texts.lang);
+  if (s.paid_rail) document.getElementById('receipt-rail').textContent = texts.rail_names[s.paid_rail] || s.paid_rail;
+  receipt.hidden = false;
 }
 function tick() {
   if (statusEl.className.indexOf('open') < 0) return;

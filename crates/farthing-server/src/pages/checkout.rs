@@ -130,6 +130,7 @@ pub(crate) fn status_json(invoice: &Invoice) -> serde_json::Value {
         "expires_at": unix_s(invoice.expires_at_ns),
         "amount_paid": invoice.payment.map(|p| p.amount_minor),
         "paid_rail": invoice.payment.map(|p| p.rail.as_str()),
+        "paid_at": invoice.payment.map(|p| unix_s(p.paid_at_ns)),
     })
 }
 
@@ -488,6 +489,11 @@ struct CheckoutPage<'a> {
     assets: &'static str,
     /// The page's words, in its language.
     t: &'static texts::PageTexts,
+    /// The amount's unit as the page names it, and its decimals (the receipt's script).
+    unit: &'static str,
+    exponent: u8,
+    /// What was paid, once paid (the receipt).
+    paid_amount: String,
 }
 
 /// The page's HTML, in English.
@@ -546,6 +552,15 @@ fn render_page_in(
         mini_app: mini_app.map(|app| mini_app_json(invoice, mode, app)),
         assets: assets::version(),
         t,
+        unit: display_unit(invoice.currency).0,
+        exponent: display_unit(invoice.currency).1,
+        paid_amount: invoice.payment.map_or_else(String::new, |payment| {
+            format!(
+                "{} {}",
+                amount_number(invoice.currency, payment.amount_minor),
+                display_unit(invoice.currency).0
+            )
+        }),
     };
     askama::Template::render(&page).unwrap_or_else(|error| {
         // Rendering writes into a String from values that are already checked: it fails only
@@ -765,7 +780,11 @@ mod tests {
         ];
         for invoice in cases {
             let html = render_page(&invoice, Mode::Test, "Shop", &offer);
-            assert!(!html.contains("<section"), "{:?}", invoice.currency);
+            assert!(
+                !html.contains("<section class=lightning"),
+                "{:?}",
+                invoice.currency
+            );
             assert!(!html.contains("id=lightning"));
             assert!(!html.contains(BOLT11));
         }

@@ -30,11 +30,30 @@ pub struct PageTexts {
     pub expires_in: &'static str,
     pub any_amount_from: &'static str,
     pub you_choose: &'static str,
+    pub receipt: &'static str,
+    pub invoice: &'static str,
+    pub amount: &'static str,
+    pub paid_at: &'static str,
+    pub paid_with: &'static str,
+    pub merchant: &'static str,
+    /// Rail names by rail, for the script.
+    pub rail_names: RailNames,
     /// Status labels, by status.
     pub status: Statuses,
     /// Human rail names.
     #[serde(skip)]
     rails: [&'static str; 6],
+}
+
+/// Rail names by rail code.
+#[derive(Debug, Serialize)]
+pub struct RailNames {
+    pub stars: &'static str,
+    pub card: &'static str,
+    pub lightning: &'static str,
+    pub balance: &'static str,
+    pub sandbox: &'static str,
+    pub ton: &'static str,
 }
 
 /// Status labels.
@@ -95,6 +114,20 @@ const EN: PageTexts = PageTexts {
     expires_in: "expires in",
     any_amount_from: "Any amount from",
     you_choose: "you choose",
+    receipt: "Receipt",
+    invoice: "Invoice",
+    amount: "Amount",
+    paid_at: "Paid at",
+    paid_with: "Paid with",
+    merchant: "Merchant",
+    rail_names: RailNames {
+        stars: "Telegram Stars",
+        card: "Card",
+        lightning: "Lightning",
+        balance: "Balance",
+        sandbox: "Sandbox (test)",
+        ton: "TON",
+    },
     status: Statuses {
         open: "Awaiting payment",
         paid: "Paid ✓",
@@ -134,6 +167,20 @@ const FR: PageTexts = PageTexts {
     expires_in: "expire dans",
     any_amount_from: "Montant libre à partir de",
     you_choose: "au choix",
+    receipt: "Reçu",
+    invoice: "Facture",
+    amount: "Montant",
+    paid_at: "Payé le",
+    paid_with: "Payé avec",
+    merchant: "Marchand",
+    rail_names: RailNames {
+        stars: "Telegram Stars",
+        card: "Carte",
+        lightning: "Lightning",
+        balance: "Solde",
+        sandbox: "Bac à sable (test)",
+        ton: "TON",
+    },
     status: Statuses {
         open: "En attente de paiement",
         paid: "Payé ✓",
@@ -173,6 +220,20 @@ const DE: PageTexts = PageTexts {
     expires_in: "läuft ab in",
     any_amount_from: "Beliebiger Betrag ab",
     you_choose: "frei wählbar",
+    receipt: "Beleg",
+    invoice: "Rechnung",
+    amount: "Betrag",
+    paid_at: "Bezahlt am",
+    paid_with: "Bezahlt mit",
+    merchant: "Händler",
+    rail_names: RailNames {
+        stars: "Telegram Stars",
+        card: "Karte",
+        lightning: "Lightning",
+        balance: "Guthaben",
+        sandbox: "Sandbox (Test)",
+        ton: "TON",
+    },
     status: Statuses {
         open: "Zahlung ausstehend",
         paid: "Bezahlt ✓",
@@ -212,6 +273,20 @@ const FA: PageTexts = PageTexts {
     expires_in: "منقضی می‌شود در",
     any_amount_from: "هر مبلغی از",
     you_choose: "به انتخاب شما",
+    receipt: "رسید",
+    invoice: "صورتحساب",
+    amount: "مبلغ",
+    paid_at: "زمان پرداخت",
+    paid_with: "پرداخت با",
+    merchant: "فروشنده",
+    rail_names: RailNames {
+        stars: "استارز تلگرام",
+        card: "کارت",
+        lightning: "لایتنینگ",
+        balance: "موجودی",
+        sandbox: "آزمایشی",
+        ton: "TON",
+    },
     status: Statuses {
         open: "در انتظار پرداخت",
         paid: "پرداخت شد ✓",
@@ -251,6 +326,20 @@ const RU: PageTexts = PageTexts {
     expires_in: "истекает через",
     any_amount_from: "Любая сумма от",
     you_choose: "на ваш выбор",
+    receipt: "Чек",
+    invoice: "Счёт",
+    amount: "Сумма",
+    paid_at: "Оплачено",
+    paid_with: "Способ оплаты",
+    merchant: "Продавец",
+    rail_names: RailNames {
+        stars: "Telegram Stars",
+        card: "Карта",
+        lightning: "Lightning",
+        balance: "Баланс",
+        sandbox: "Песочница (тест)",
+        ton: "TON",
+    },
     status: Statuses {
         open: "Ожидает оплаты",
         paid: "Оплачено ✓",

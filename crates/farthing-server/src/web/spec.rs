@@ -663,6 +663,9 @@ pub struct CheckoutStatus {
     /// The rail it was paid on, once paid.
     #[schema(required = true)]
     pub paid_rail: Option<RailName>,
+    /// When it was paid (Unix seconds), once paid.
+    #[schema(required = true)]
+    pub paid_at: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------

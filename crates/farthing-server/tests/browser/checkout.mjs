@@ -29,6 +29,12 @@ try {
     await page.locator('#sandbox').click();
     await status.filter({ hasText: 'Paid ✓' }).waitFor({ timeout: 10000 });
     if (!(await page.locator('#sandbox').isDisabled())) throw new Error('the pay button is still enabled after payment');
+    // The receipt replaces the rails to pay with.
+    await page.locator('#receipt').waitFor({ state: 'visible', timeout: 5000 });
+    const receipt = await page.locator('#receipt').innerText();
+    if (!receipt.includes(expected)) throw new Error(`the receipt does not show ${expected}: ${JSON.stringify(receipt)}`);
+    if (!receipt.includes('Sandbox (test)')) throw new Error(`the receipt does not name the rail: ${JSON.stringify(receipt)}`);
+    if (await page.locator('#rails-line').isVisible()) throw new Error('the rails to pay with still show after payment');
   } else if (scenario === 'follow') {
     console.log('READY');
     const text = expected === 'paid' ? 'Paid ✓' : expected;
