@@ -41,8 +41,15 @@ fn load(args: &ServeArgs) -> anyhow::Result<Config> {
 /// `FARTHING_LOG_FORMAT=json` gives one JSON object per line for log collectors. Never logs
 /// request bodies or headers, so keys and secrets can't reach the log.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Secrets stay out of the log even at RUST_LOG=trace: the websocket crates log the URLs
+    // they connect to at debug and trace, and LNbits puts the wallet's key in that URL.
+    for quiet in ["tungstenite=info", "tokio_tungstenite=info"] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     // Colour only on a terminal: escape codes in a log file or journal are noise.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
