@@ -103,6 +103,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/test/invoices/{id}/pay"),
     ("POST", "/v1/test/customers/{id}/top_up"),
     ("GET", "/v1/balance"),
+    ("POST", "/v1/customers/{id}"),
     ("POST", "/v1/api_keys"),
     ("GET", "/v1/api_keys"),
     ("POST", "/v1/api_keys/{id}/revoke"),
@@ -144,7 +145,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/customers",
             post(customers::create).get(customers::list),
         )
-        .route("/v1/customers/{id}", get(customers::retrieve))
+        .route(
+            "/v1/customers/{id}",
+            get(customers::retrieve).post(customers::update),
+        )
         .route("/v1/balance", get(customers::balance))
         .route("/v1/api_keys", post(keys::create).get(keys::list))
         .route("/v1/api_keys/{id}/revoke", post(keys::revoke))

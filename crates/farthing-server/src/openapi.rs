@@ -118,6 +118,7 @@ pub fn json() -> &'static str {
         crate::pages::checkout::page,
         crate::pages::checkout::asset,
         crate::http::customers::balance,
+        crate::http::customers::update,
         crate::http::keys::create,
         crate::http::keys::list,
         crate::http::keys::revoke,

@@ -513,6 +513,41 @@ impl Tx<'_, '_> {
         Ok(())
     }
 
+    /// A customer's balances as of this point of the batch: currency, posted and available.
+    pub fn customer_balances_in_job(
+        &mut self,
+        merchant: MerchantId,
+        customer: CustomerId,
+    ) -> Result<Vec<(Currency, i128, i128)>, StoreError> {
+        let mut statement = self.sql().prepare_cached(&format!(
+            "SELECT {} FROM accounts WHERE merchant_id = ?1 AND customer_id = ?2 ORDER BY currency",
+            crate::codec::ACCOUNT_COLUMNS
+        ))?;
+        let mut rows = statement.query(params![merchant.to_be_bytes(), customer.to_be_bytes()])?;
+        let mut balances = Vec::new();
+        while let Some(row) = rows.next()? {
+            let state = crate::codec::account_from_row(row)?;
+            balances.push((
+                state.account.currency,
+                state.balances.posted(),
+                state.balances.available(),
+            ));
+        }
+        Ok(balances)
+    }
+
+    /// Replaces a customer's metadata.
+    pub fn set_customer_metadata(
+        &mut self,
+        id: CustomerId,
+        metadata: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached("UPDATE customers SET metadata = ?2 WHERE id = ?1")?
+            .execute(params![id.to_be_bytes(), json(&metadata)?])?;
+        Ok(())
+    }
+
     /// A customer, as of this point of the batch.
     pub fn customer(&mut self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
         load_customer(self.sql(), id)

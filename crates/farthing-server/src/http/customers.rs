@@ -130,6 +130,68 @@ pub async fn retrieve(
     Ok(axum::Json(render::customer(&customer, principal.mode, &balances)).into_response())
 }
 
+/// `POST /v1/customers/{id}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCustomer {
+    /// The customer's metadata, replacing what it had (`{}` clears it); same rules as on
+    /// creation.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub metadata: serde_json::Map<String, Value>,
+}
+
+/// `POST /v1/customers/{id}`: replaces the metadata. (The external id stays: it is how the bot
+/// and integrations find the customer.)
+#[utoipa::path(
+    post,
+    path = "/v1/customers/{id}",
+    tag = "customers",
+    operation_id = "update_customer",
+    summary = "Update a customer's metadata",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The customer, `cus_…`."), spec::IdempotencyKey),
+    request_body(content = UpdateCustomer, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The customer, with its balances.", body = spec::Customer),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), or bad metadata (`invalid_metadata`).", body = spec::Error),
+        (status = 404, description = "No such customer for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        spec::WriteErrors,
+    ),
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Checked<UpdateCustomer>,
+) -> Result<Response, ApiError> {
+    principal.require("customers:write")?;
+    let customer_id: CustomerId = extract::id_path(&id)?;
+    let metadata = extract::metadata(Some(body.value.metadata.clone()))?;
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    let route = format!("POST /v1/customers/{id}");
+    write(
+        &state,
+        &principal,
+        &body.headers,
+        &route,
+        &body.raw,
+        move |tx| {
+            let mut customer = tx
+                .customer(customer_id)?
+                .filter(|c| c.merchant == merchant)
+                .ok_or_else(|| ApiError::not_found("customer", &customer_id.encode()))?;
+            tx.set_customer_metadata(customer_id, &metadata)?;
+            customer.metadata = metadata;
+            let balances = tx.customer_balances_in_job(merchant, customer_id)?;
+            Ok((
+                StatusCode::OK,
+                render::customer(&customer, mode, &balances).into(),
+            ))
+        },
+    )
+    .await
+}
+
 /// `GET /v1/balance`: the merchant's own money per currency.
 #[utoipa::path(
     get,

@@ -559,3 +559,47 @@ async fn metrics_show_the_backlog_and_the_process_and_answers_carry_a_request_id
     assert!(made.starts_with("req_") && made.len() == 28, "{made}");
     shop.server.running.shutdown().await;
 }
+
+/// "Finding things": no customer update.
+#[tokio::test]
+async fn a_customers_metadata_can_be_replaced() {
+    let shop = Shop::open().await;
+    let id = shop.customer("tg:900").await;
+    shop.ok(
+        Method::POST,
+        &format!("/v1/test/customers/{id}/top_up"),
+        Some(json!({"amount": 7, "currency": "XTR"})),
+    )
+    .await;
+    let updated = shop
+        .ok(
+            Method::POST,
+            &format!("/v1/customers/{id}"),
+            Some(json!({"metadata": {"plan": "pro"}})),
+        )
+        .await;
+    assert_eq!(updated["metadata"], json!({"plan": "pro"}));
+    assert_eq!(updated["external_id"], "tg:900", "the external id stays");
+    assert_eq!(updated["balances"][0]["available"], 7, "{updated}");
+    let fetched = shop
+        .ok(Method::GET, &format!("/v1/customers/{id}"), None)
+        .await;
+    assert_eq!(fetched["metadata"], json!({"plan": "pro"}));
+    let (status, body) = shop
+        .call(
+            Method::POST,
+            &format!("/v1/customers/{id}"),
+            Some(json!({"metadata": {"plan": "pro"}, "external_id": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = shop
+        .call(
+            Method::POST,
+            "/v1/customers/cus_0000000000000000000000",
+            Some(json!({"metadata": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    shop.server.running.shutdown().await;
+}

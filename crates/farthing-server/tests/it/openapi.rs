@@ -1289,6 +1289,13 @@ async fn a_running_server_answers_as_documented() {
         )
         .await;
     assert_eq!(fetched["balances"][0]["balance"], 10_000);
+    c.expect(
+        200,
+        call("POST", "/v1/customers/{id}", format!("/v1/customers/{cus}"))
+            .key(key)
+            .body(json!({"metadata": {"tier": "gold"}})),
+    )
+    .await;
     let balance = c
         .expect(200, call("GET", "/v1/balance", "/v1/balance").key(key))
         .await;
