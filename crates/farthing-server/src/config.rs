@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Server configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on.
@@ -40,7 +40,7 @@ pub struct Config {
 
 /// Rate limits (SPEC S4): requests a second on average (`_per_s`, 0 = off) and at once
 /// (`_burst`). A refused request gets 429 with `Retry-After`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Per API key, on `/v1`.
@@ -77,7 +77,7 @@ impl Default for RateLimitConfig {
 }
 
 /// Connection limits and rate limits of the HTTP server (SPEC S4).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Seconds a client may take to send a request's headers; also how long a keep-alive
@@ -112,7 +112,7 @@ impl HttpConfig {
 }
 
 /// Telegram settings (SPEC RL2).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelegramConfig {
     /// How long one `getUpdates` long poll waits for an update, in seconds (bots connected in
@@ -170,7 +170,7 @@ impl Default for TelegramConfig {
 }
 
 /// The Lightning rail's watcher settings (SPEC RL3, I3).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LightningConfig {
     /// How often every open node invoice is asked about, in milliseconds (the fallback when a
@@ -197,7 +197,7 @@ impl Default for LightningConfig {
 }
 
 /// Webhook delivery settings.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
     /// Delays before each retry, in seconds. The default spreads 9 retries over about 3 days.
@@ -240,6 +240,77 @@ impl Default for Config {
             http: HttpConfig::default(),
             rate_limits: RateLimitConfig::default(),
         }
+    }
+}
+
+/// Every configuration key, in the order `farthing config` prints them: `key` or
+/// `section.key`, its TOML type, and what it does. A test checks that it names exactly the
+/// fields [`Config`] has, so the reference cannot drift from the code.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("listen", "string (address:port)", "Address to listen on. Env FARTHING_LISTEN, flag --listen."),
+    ("database", "string (path or sqlite:// URL)", "The live database; test-mode data lives beside it in <name>-test.<ext>. Env FARTHING_DATABASE, flag --database."),
+    ("public_url", "string (URL)", "The URL customers reach farthing at, for checkout links. Env FARTHING_PUBLIC_URL, flag --public-url."),
+    ("allow_private_webhooks", "boolean", "Whether webhook endpoints may resolve to loopback or private addresses. Env FARTHING_ALLOW_PRIVATE_WEBHOOKS."),
+    ("max_body_bytes", "integer (bytes)", "Largest request body."),
+    ("idempotency_ttl_s", "integer (seconds, at least 86400)", "How long idempotency keys are kept."),
+    ("rates", "table of strings", "Exchange rates for amounts shown in another currency, \"BASE/QUOTE\" = \"decimal\": \"USD/TON\" = \"0.2\" means 1 USD = 0.2 TON. Empty by default."),
+    ("webhooks.retry_schedule_s", "array of numbers (seconds)", "Delays before each retry; the default spreads 9 retries over about 2.7 days."),
+    ("webhooks.jitter", "number (fraction, 0 to 1)", "Random spread added to each delay: 0.2 = up to +20 %. A number, not a boolean."),
+    ("webhooks.timeout_s", "number (seconds)", "Timeout of one delivery attempt."),
+    ("webhooks.concurrency", "integer", "How many deliveries run at once."),
+    ("lightning.poll_interval_ms", "integer (milliseconds)", "How often every open node invoice is asked about when a node's settlement stream is down. Env FARTHING_LIGHTNING_POLL_INTERVAL_MS."),
+    ("lightning.late_watch_s", "integer (seconds)", "How long a node invoice stays watched after its BOLT11 expired, so a late settlement is still credited."),
+    ("lightning.allow_private_nodes", "boolean", "Whether PUT /v1/rails/lightning may name a node on a loopback or private address (off: merchants' node URLs cannot reach the operator's network). Env FARTHING_ALLOW_PRIVATE_NODES."),
+    ("telegram.poll_timeout_s", "integer (seconds)", "How long one getUpdates long poll waits (bots in polling mode)."),
+    ("telegram.init_data_max_age_s", "integer (seconds)", "The oldest Mini App initData accepted, by its auth_date."),
+    ("telegram.init_data_public_key", "string", "Whose Ed25519 key checks initData signatures: production, test, or 64 hex digits."),
+    ("telegram.webapp_session_ttl_s", "integer (seconds)", "How long a Mini App session lasts."),
+    ("telegram.web_app_script_url", "string (URL, or empty for never)", "The Telegram Mini App script the checkout page loads when opened as a Mini App without one."),
+    ("telegram.reconcile_interval_s", "integer (seconds)", "How often each bot's getStarTransactions is read to settle payments the updates missed."),
+    ("telegram.login_max_age_s", "integer (seconds)", "The oldest Telegram Login Widget data the dashboard login accepts."),
+    ("telegram.dashboard_session_ttl_s", "integer (seconds)", "How long a dashboard session lasts."),
+    ("telegram.tip_presets", "array of integers (Stars)", "The tip buttons after /start tip when the merchant has set none."),
+    ("telegram.reminder_after_s", "integer (seconds)", "How old an open invoice must be before the bot reminds a customer who opted in, once."),
+    ("telegram.api_urls", "array of strings (URLs)", "Bot API servers merchants may name as api_url besides https://api.telegram.org; [\"*\"] allows any (development only)."),
+    ("http.header_timeout_s", "integer (seconds)", "Time a client may take to send a request's headers; also the keep-alive idle limit."),
+    ("http.body_timeout_s", "integer (seconds)", "Time a client may take to send a whole request body."),
+    ("http.max_connections", "integer", "Open connections at most; keep it below the file-descriptor limit."),
+    ("rate_limits.api_key_per_s", "integer (requests/s, 0 = off)", "Per API key, on /v1. Env FARTHING_RATE_LIMIT_API_KEY_PER_S."),
+    ("rate_limits.api_key_burst", "integer", "Burst per API key."),
+    ("rate_limits.client_per_s", "integer (requests/s, 0 = off)", "Per client address on the public pages and callbacks (checkout, Mini App, dashboard login, LNURL)."),
+    ("rate_limits.client_burst", "integer", "Burst per client address."),
+    ("rate_limits.failed_auth_per_s", "integer (failures/s, 0 = off)", "Failed authentications per client address on /v1; past it every /v1 request from that address gets 429."),
+    ("rate_limits.failed_auth_burst", "integer", "Burst of failed authentications per client address."),
+    ("rate_limits.trust_forwarded_for", "boolean", "Take the client address from the last X-Forwarded-For entry (only behind a proxy that sets it)."),
+];
+
+impl Config {
+    /// This configuration as a commented TOML file: every key with its type, what it does and
+    /// its value (`farthing config`; with the defaults, the configuration reference). The
+    /// text parses back into the same configuration.
+    pub fn reference(&self) -> Result<String, String> {
+        let values = toml::Value::try_from(self).map_err(|error| error.to_string())?;
+        let mut out = String::from(
+            "# farthing configuration: every key, its type and its value.\n\
+             # Precedence: this file (--config or FARTHING_CONFIG), then FARTHING_* variables,\n\
+             # then flags. Unknown keys are refused.\n",
+        );
+        let mut section = "";
+        for (key, kind, doc) in KEYS {
+            let (in_section, name) = key.split_once('.').unwrap_or(("", key));
+            if in_section != section {
+                out.push_str(&format!("\n[{in_section}]\n"));
+                section = in_section;
+            }
+            let value = if in_section.is_empty() {
+                values.get(name)
+            } else {
+                values.get(in_section).and_then(|table| table.get(name))
+            }
+            .ok_or_else(|| format!("no value for configuration key {key}"))?;
+            out.push_str(&format!("\n# {doc}\n# Type: {kind}.\n{name} = {value}\n"));
+        }
+        Ok(out)
     }
 }
 
@@ -497,6 +568,49 @@ pub fn telegram_public_key(
 
 #[cfg(test)]
 mod tests {
+    /// The reference names exactly the fields the configuration has: a new key without a line
+    /// in [`KEYS`] (or a line for a removed one) fails here.
+    #[test]
+    fn the_reference_names_every_key_and_nothing_else() {
+        let values = toml::Value::try_from(Config::default()).expect("serialisable");
+        let mut fields = Vec::new();
+        for (key, value) in values.as_table().expect("a table") {
+            match value.as_table() {
+                Some(table) if key != "rates" => {
+                    fields.extend(table.keys().map(|name| format!("{key}.{name}")))
+                }
+                _ => fields.push(key.clone()),
+            }
+        }
+        fields.sort();
+        let mut documented: Vec<String> =
+            KEYS.iter().map(|(key, _, _)| (*key).to_owned()).collect();
+        documented.sort();
+        assert_eq!(documented, fields);
+    }
+
+    /// What `farthing config --defaults` prints is valid configuration, and the defaults.
+    #[test]
+    fn the_reference_parses_back_into_the_same_configuration() {
+        let mut config = Config::default();
+        config.rates.insert("USD/TON".to_owned(), "0.2".to_owned());
+        config.webhooks.jitter = 0.5;
+        let text = config.reference().expect("reference");
+        assert!(
+            text.contains("# Type: number (fraction, 0 to 1)."),
+            "{text}"
+        );
+        let back: Config = toml::from_str(&text).expect("parses");
+        assert_eq!(
+            toml::Value::try_from(&back).expect("back"),
+            toml::Value::try_from(&config).expect("config")
+        );
+        let defaults: Config = toml::from_str(&Config::default().reference().expect("text"))
+            .expect("the defaults parse");
+        assert_eq!(defaults.webhooks.retry_schedule_s.len(), 9);
+        assert_eq!(defaults.telegram.tip_presets, vec![1, 3, 5, 10]);
+    }
+
     use super::*;
 
     #[test]

@@ -36,6 +36,17 @@ enum Command {
         #[arg(long, env = "FARTHING_DATABASE", default_value = "data/farthing.db")]
         database: String,
     },
+    /// Print the configuration as a commented TOML file: every key with its type, what it
+    /// does and its value (the `--config` file and `FARTHING_*` variables applied), or with
+    /// `--defaults` the defaults alone, the configuration reference.
+    Config {
+        /// Print the defaults, ignoring the file and the environment.
+        #[arg(long)]
+        defaults: bool,
+        /// TOML configuration file (also `$FARTHING_CONFIG`).
+        #[arg(long, env = "FARTHING_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Run a ready-to-try shop in test mode and print how to use it.
     Demo(server_cli::DemoArgs),
     /// Manage merchants.
@@ -93,6 +104,7 @@ fn main() -> ExitCode {
         Command::Merchant(MerchantCommand::Create(args)) => server_cli::merchant_create(&args),
         Command::Audit { database } => run_audit(&database),
         Command::Migrate { database } => run_migrate(&database),
+        Command::Config { defaults, config } => run_config(defaults, config.as_deref()),
         Command::Backup { database, to } => run_backup(&database, &to),
         Command::Bench(BenchCommand::Ledger(args)) => bench::run_ledger(&args),
         Command::Bench(BenchCommand::Http(args)) => bench_http::run(&args),
@@ -127,7 +139,18 @@ const ENVIRONMENT: &str =
   FARTHING_RATE_LIMIT_API_KEY_PER_S    requests a second per API key
   FARTHING_LOG_FORMAT                  json: one JSON object per log line
   RUST_LOG                             log level (default info)
-Every configuration key, its type and default: README.md, \"Running it for real\".";
+Every configuration key, its type and default: farthing config --defaults.";
+
+fn run_config(defaults: bool, file: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    use farthing_server::config::Config;
+    let config = if defaults {
+        Config::default()
+    } else {
+        Config::load(file, |name| std::env::var(name).ok())?
+    };
+    print!("{}", config.reference().map_err(anyhow::Error::msg)?);
+    Ok(ExitCode::SUCCESS)
+}
 
 fn run_migrate(database: &str) -> anyhow::Result<ExitCode> {
     let live = database_path(database)?;

@@ -443,3 +443,51 @@ fn the_demo_keeps_its_merchant_across_restarts_and_fresh_starts_over() {
         assert_eq!(mode, 0o600);
     }
 }
+
+/// `farthing config --defaults` is the configuration reference (every key, type, default),
+/// and `farthing config` shows the file and the environment applied.
+#[test]
+fn config_prints_every_key_with_its_type_and_value() {
+    let output = farthing()
+        .args(["config", "--defaults"])
+        .env_remove("FARTHING_CONFIG")
+        .output()
+        .expect("run farthing config");
+    assert!(output.status.success());
+    let reference = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "[webhooks]",
+        "jitter = 0.2",
+        "# Type: number (fraction, 0 to 1).",
+        "concurrency = 16",
+        "rates = {}",
+        "[rate_limits]",
+    ] {
+        assert!(reference.contains(line), "{line:?} missing:\n{reference}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("farthing.toml");
+    std::fs::write(&file, "[webhooks]\nconcurrency = 4\n").expect("write");
+    let output = farthing()
+        .args(["config", "--config"])
+        .arg(&file)
+        .env("FARTHING_LISTEN", "127.0.0.1:9999")
+        .output()
+        .expect("run farthing config");
+    let effective = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{effective}");
+    assert!(effective.contains("concurrency = 4"), "{effective}");
+    assert!(
+        effective.contains("listen = \"127.0.0.1:9999\""),
+        "{effective}"
+    );
+    // A bad file is refused with where and why.
+    std::fs::write(&file, "[webhooks]\njitter = true\n").expect("write");
+    let output = farthing()
+        .args(["config", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run farthing config");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("jitter"));
+}
