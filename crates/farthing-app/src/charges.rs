@@ -21,6 +21,8 @@ pub struct ChargeRequest {
     pub currency: Currency,
     /// Shown in statements.
     pub description: String,
+    /// The merchant's key/value data, kept on the charge (checked by the caller).
+    pub metadata: Vec<(String, String)>,
 }
 
 /// A checked charge, not booked yet, with its `charge.succeeded` event, built outside the
@@ -55,6 +57,7 @@ pub fn prepare(
         amount_minor: request.amount_minor,
         refunded_minor: 0,
         description: request.description,
+        metadata: request.metadata,
         created_at_ns: app.now_ns(),
     };
     let object = wire::charge(&charge, mode);

@@ -37,6 +37,8 @@ pub struct InvoiceRequest {
     pub metadata: Vec<(String, String)>,
     /// A Telegram Stars subscription's period, seconds.
     pub subscription_period_s: Option<u64>,
+    /// Where the checkout sends the payer back afterwards (checked by the caller).
+    pub return_url: Option<String>,
 }
 
 /// The refusal of an invoice rule, as the service reports it.
@@ -283,6 +285,7 @@ pub fn prepare_with(
     .into_invoice(id, merchant, app.now_ns())
     .map_err(invoice_error)?;
     invoice.subscription_period_s = subscription_period(request.subscription_period_s, &invoice)?;
+    invoice.return_url = request.return_url;
     let object = wire::invoice(&invoice, mode, &app.checkout_url(id));
     let event = event_record(
         merchant,

@@ -185,6 +185,7 @@ pub async fn approve(
                 target: Target::Invoice(request.invoice),
                 amount_minor: None,
                 reason,
+                metadata: Vec::new(),
             };
             app.run(mode, move |tx| -> Result<Approved, AppError> {
                 let refund = refunds::to_balance(
@@ -209,9 +210,12 @@ pub async fn approve(
                 rails,
                 mode,
                 merchant,
-                request.invoice,
-                None,
-                reason,
+                NewRefund {
+                    target: Target::Invoice(request.invoice),
+                    amount_minor: None,
+                    reason,
+                    metadata: Vec::new(),
+                },
             )
             .await?;
             app.run(mode, move |tx| -> Result<Approved, AppError> {

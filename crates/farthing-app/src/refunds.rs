@@ -33,6 +33,8 @@ pub struct RefundRequest {
     pub amount_minor: Option<u64>,
     /// Why, for the merchant's records.
     pub reason: Option<String>,
+    /// The merchant's key/value data, kept on the refund (checked by the caller).
+    pub metadata: Vec<(String, String)>,
 }
 
 impl RefundRequest {
@@ -184,6 +186,7 @@ pub fn to_balance(
         currency,
         amount_minor,
         reason: request.reason.clone(),
+        metadata: request.metadata.clone(),
         created_at_ns: now,
         rail: None,
     };
@@ -210,6 +213,8 @@ pub struct SentThroughRail {
     pub sent: RailRefunded,
     /// Why, for the merchant's records.
     pub reason: Option<String>,
+    /// The merchant's key/value data for the refund.
+    pub metadata: Vec<(String, String)>,
 }
 
 /// Sends a refund of `invoice` back through the rail that paid it — before anything is booked
@@ -220,10 +225,22 @@ pub async fn send_through_rail(
     rails: &impl RailSet,
     mode: Mode,
     merchant: MerchantId,
-    invoice_id: InvoiceId,
-    amount_minor: Option<u64>,
-    reason: Option<String>,
+    request: RefundRequest,
 ) -> Result<SentThroughRail, AppError> {
+    request.check()?;
+    let RefundRequest {
+        target,
+        amount_minor,
+        reason,
+        metadata,
+    } = request;
+    let Target::Invoice(invoice_id) = target else {
+        return Err(AppError::invalid(
+            "invalid_refund",
+            "only an invoice paid on a rail can be refunded to the rail; a charge is refunded to the balance",
+        )
+        .param("destination"));
+    };
     let invoice = app
         .read(mode, move |reader| reader.invoice(invoice_id))?
         .filter(|i| i.merchant == merchant)
@@ -315,6 +332,7 @@ pub async fn send_through_rail(
         invoice: invoice_id,
         sent,
         reason,
+        metadata,
     })
 }
 
@@ -386,6 +404,7 @@ pub fn book_rail_refund(
         currency,
         amount_minor,
         reason: sent.reason.clone(),
+        metadata: sent.metadata.clone(),
         created_at_ns: now,
         rail: Some(sent.rail),
     };

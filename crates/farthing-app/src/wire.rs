@@ -255,6 +255,9 @@ pub struct Invoice {
     pub closed_at: Option<u64>,
     /// The hosted checkout page, `…/pay/inv_…`.
     pub checkout_url: String,
+    /// Where the checkout sends the payer back afterwards, if given.
+    #[schema(required = true)]
+    pub return_url: Option<String>,
     /// How to pay on each rail that has instructions; `{}` when none.
     #[schema(schema_with = payment_instructions_schema)]
     pub payment_instructions: Map<String, Value>,
@@ -338,6 +341,8 @@ pub struct Charge {
     pub currency: &'static str,
     /// Shown in statements (may be empty).
     pub description: String,
+    /// Merchant key/value data.
+    pub metadata: BTreeMap<String, String>,
     /// When it was created (Unix seconds).
     pub created: u64,
 }
@@ -374,6 +379,8 @@ pub struct Refund {
     /// (back through the rail that paid, e.g. Telegram `refundStarPayment`).
     #[schema(schema_with = refund_destination, value_type = String)]
     pub destination: &'static str,
+    /// Merchant key/value data.
+    pub metadata: BTreeMap<String, String>,
     /// When it was created (Unix seconds).
     pub created: u64,
 }
@@ -546,6 +553,7 @@ pub fn invoice(invoice: &DomainInvoice, mode: Mode, checkout_url: &str) -> Invoi
         checkout_url: checkout_url.to_owned(),
         payment_instructions: payment_instructions(invoice),
         subscription_period: invoice.subscription_period_s.map(u64::from),
+        return_url: invoice.return_url.clone(),
     }
 }
 
@@ -602,6 +610,7 @@ pub fn charge(charge: &DomainCharge, mode: Mode) -> Charge {
         amount_refunded: charge.refunded_minor,
         currency: charge.currency.code(),
         description: charge.description.clone(),
+        metadata: metadata_map(&charge.metadata),
         created: unix_s(charge.created_at_ns),
     }
 }
@@ -624,6 +633,7 @@ pub fn refund(refund: &DomainRefund, mode: Mode) -> Refund {
         } else {
             "balance"
         },
+        metadata: metadata_map(&refund.metadata),
         created: unix_s(refund.created_at_ns),
     }
 }

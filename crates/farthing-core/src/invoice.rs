@@ -147,6 +147,9 @@ pub struct Invoice {
     /// For a Telegram Stars subscription invoice: the period, seconds (Telegram allows
     /// 2 592 000, 30 days); each renewal is paid as an invoice of its own (SPEC PR4).
     pub subscription_period_s: Option<u32>,
+    /// Where the checkout sends the payer back to the merchant once the invoice is settled
+    /// (`http(s)://`), if the merchant gave one.
+    pub return_url: Option<String>,
 }
 
 /// Why an invoice operation was refused.
@@ -293,6 +296,7 @@ impl NewInvoice {
             closed_at_ns: None,
             instructions: std::collections::BTreeMap::new(),
             subscription_period_s: None,
+            return_url: None,
         })
     }
 }

@@ -18,6 +18,13 @@ function show(s) {
   if (s.status !== 'open') {
     countdownEl.textContent = ''; if (sandboxEl) sandboxEl.disabled = true;
     if (lightningEl) lightningEl.hidden = true;
+    // The next step: back to the shop, and on an expired invoice, why.
+    const back = document.getElementById('return-link');
+    if (back) back.hidden = false;
+    const balanceOnly = document.getElementById('balance-only');
+    if (balanceOnly) balanceOnly.hidden = true;
+    const expired = document.getElementById('expired-next');
+    if (expired) expired.hidden = s.status !== 'expired';
   }
 }
 // Once paid: the receipt (amount, time, rail) instead of the rails to pay with.

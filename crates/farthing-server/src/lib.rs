@@ -107,6 +107,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/api_keys"),
     ("GET", "/v1/api_keys"),
     ("POST", "/v1/api_keys/{id}/revoke"),
+    ("POST", "/v1/api_keys/{id}/roll"),
     ("GET", "/v1/audit_log"),
     ("GET", "/pay/assets/{file}"),
     ("GET", "/pay/{id}"),
@@ -152,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/balance", get(customers::balance))
         .route("/v1/api_keys", post(keys::create).get(keys::list))
         .route("/v1/api_keys/{id}/revoke", post(keys::revoke))
+        .route("/v1/api_keys/{id}/roll", post(keys::roll))
         .route("/v1/audit_log", get(http::audit::list))
         .route("/v1/charges", post(charges::create).get(charges::list))
         .route("/v1/charges/{id}", get(charges::retrieve))

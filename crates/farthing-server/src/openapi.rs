@@ -45,7 +45,7 @@ pub fn json() -> &'static str {
             `ref_`, `evt_`, `we_`), except the Lightning rail's LNURL links, challenges and \
             payouts, named by 64 hex characters; amounts are integers in minor units of their \
             currency (500 = 5.00 USD; BTC in satoshis); times are Unix seconds; lists take \
-            `limit` and `starting_after` and answer `{\"object\": \"list\", \"data\": [...], \
+            `limit` and `starting_after` (or `ending_before` to page back) and answer `{\"object\": \"list\", \"data\": [...], \
             \"has_more\": bool}`, newest first; every error is `{\"error\": {\"type\", \"code\", \
             \"message\", \"param\"}}`, except on the public LNURL endpoints wallets call, which \
             answer LNURL's `{\"status\": \"ERROR\", \"reason\"}`; every write honours an \
@@ -122,6 +122,7 @@ pub fn json() -> &'static str {
         crate::http::keys::create,
         crate::http::keys::list,
         crate::http::keys::revoke,
+        crate::http::keys::roll,
         crate::http::audit::list,
         crate::pages::checkout::status,
         crate::pages::checkout::sandbox,

@@ -24,6 +24,8 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// SHA-256 of the key that authenticated (its public id is derived from it).
     pub key_hash: [u8; 32],
+    /// When the key stops working (a rolled key's grace period ends), if it does.
+    pub expires_at_ns: Option<u64>,
 }
 
 impl Principal {

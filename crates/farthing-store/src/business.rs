@@ -190,13 +190,27 @@ pub struct Page<T> {
     pub has_more: bool,
 }
 
-/// Where a list starts: at most `limit` items older than `starting_after`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a list starts: at most `limit` items older than `starting_after`, or, paging back,
+/// the `limit` items just newer than `ending_before`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PageRequest {
     /// Most items (1..=100).
     pub limit: usize,
     /// Start after this raw id (exclusive); `None` for the newest.
     pub starting_after: Option<u128>,
+    /// End before this raw id (exclusive): the page of items just newer than it, still newest
+    /// first, `has_more` telling whether newer ones follow. Not with `starting_after`.
+    pub ending_before: Option<u128>,
+}
+
+impl PageRequest {
+    /// The newest `limit` items.
+    pub fn newest(limit: usize) -> Self {
+        PageRequest {
+            limit,
+            ..PageRequest::default()
+        }
+    }
 }
 
 /// What a list is narrowed to, besides paging. Ids are time-ordered, so a creation-time range
@@ -244,12 +258,30 @@ pub(crate) fn page_where<T>(
     parse: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Page<T>, StoreError> {
     let limit = request.limit.clamp(1, 100);
-    let after = request
+    // The id window [at_least, below), walked newest first, or oldest first when paging back
+    // from `ending_before` (then reversed, so every page reads newest first).
+    let below = request
         .starting_after
         .unwrap_or(u128::MAX)
-        .min(filter.id_below.unwrap_or(u128::MAX))
-        .to_be_bytes();
-    let at_least = filter.id_at_least.unwrap_or(0).to_be_bytes();
+        .min(filter.id_below.unwrap_or(u128::MAX));
+    let mut at_least = filter.id_at_least.unwrap_or(0);
+    let backwards = match request.ending_before {
+        Some(before) => {
+            match before.checked_add(1) {
+                Some(next) => at_least = at_least.max(next),
+                // Nothing is newer than the largest id.
+                None => {
+                    return Ok(Page {
+                        data: Vec::new(),
+                        has_more: false,
+                    })
+                }
+            }
+            true
+        }
+        None => false,
+    };
+    let (below, at_least) = (below.to_be_bytes(), at_least.to_be_bytes());
     // No `LIMIT ?`: a bound LIMIT makes SQLite re-prepare the statement at every execution.
     // The index walk is lazy, so stopping after `limit + 1` rows costs the same. Each filter
     // combination is its own cached statement.
@@ -261,14 +293,18 @@ pub(crate) fn page_where<T>(
     if filter.customer.is_some() {
         sql.push_str(" AND customer_id = ?5");
     }
-    sql.push_str(" ORDER BY id DESC");
+    sql.push_str(if backwards {
+        " ORDER BY id ASC"
+    } else {
+        " ORDER BY id DESC"
+    });
     let mut statement = connection.prepare_cached(&sql)?;
     let status = filter.status.clone().unwrap_or_default();
     let customer = filter.customer.unwrap_or(0).to_be_bytes();
     let mut rows = if filter.status.is_some() || filter.customer.is_some() {
         // Unused parameters are bound too (SQLite allows gaps only when bound by index).
         statement.raw_bind_parameter(1, merchant.to_be_bytes())?;
-        statement.raw_bind_parameter(2, after)?;
+        statement.raw_bind_parameter(2, below)?;
         statement.raw_bind_parameter(3, at_least)?;
         if filter.status.is_some() {
             statement.raw_bind_parameter(4, &status)?;
@@ -278,7 +314,7 @@ pub(crate) fn page_where<T>(
         }
         statement.raw_query()
     } else {
-        statement.query(params![merchant.to_be_bytes(), after, at_least])?
+        statement.query(params![merchant.to_be_bytes(), below, at_least])?
     };
     let mut data = Vec::new();
     while data.len() <= limit {
@@ -287,6 +323,9 @@ pub(crate) fn page_where<T>(
     }
     let has_more = data.len() > limit;
     data.truncate(limit);
+    if backwards {
+        data.reverse();
+    }
     Ok(Page { data, has_more })
 }
 
@@ -355,14 +394,26 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         key_hash: &[u8; 32],
     ) -> Result<bool, StoreError> {
-        let now = sql_amount(self.now_ns())?;
+        let now = self.now_ns();
+        self.revoke_api_key_at(merchant, key_hash, now)
+    }
+
+    /// Makes a key stop working at `at_ns` (now or later: a rolled key's grace period), unless
+    /// it already stops earlier; false when it does (or the key is not the merchant's).
+    pub fn revoke_api_key_at(
+        &mut self,
+        merchant: MerchantId,
+        key_hash: &[u8; 32],
+        at_ns: u64,
+    ) -> Result<bool, StoreError> {
+        let at = sql_amount(at_ns)?;
         Ok(self
             .sql()
             .prepare_cached(
-                "UPDATE api_keys SET revoked_at_ns = ?3 \
-                 WHERE key_hash = ?1 AND merchant_id = ?2 AND revoked_at_ns IS NULL",
+                "UPDATE api_keys SET revoked_at_ns = ?3 WHERE key_hash = ?1 AND merchant_id = ?2 \
+                 AND (revoked_at_ns IS NULL OR revoked_at_ns > ?3)",
             )?
-            .execute(params![key_hash, merchant.to_be_bytes(), now])?
+            .execute(params![key_hash, merchant.to_be_bytes(), at])?
             == 1)
     }
 
@@ -663,7 +714,7 @@ pub(crate) const INVOICE_COLUMNS: &str =
     "id, merchant_id, customer_id, status, currency, amount_minor, \
      amount_min, amount_max, presets, description, payload, rails, metadata, paid_amount, \
      paid_rail, paid_customer, paid_transfer, paid_at_ns, refunded_minor, created_at_ns, \
-     expires_at_ns, closed_at_ns, payment_instructions, subscription_period_s";
+     expires_at_ns, closed_at_ns, payment_instructions, subscription_period_s, return_url";
 
 pub(crate) fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
     let status: String = row.get(3)?;
@@ -724,6 +775,7 @@ pub(crate) fn invoice_from_row(row: &Row<'_>) -> Result<Invoice, StoreError> {
             .get::<_, Option<i64>>(23)?
             .map(|p| u32::try_from(p).map_err(|_| corrupt("invoice subscription period")))
             .transpose()?,
+        return_url: row.get(24)?,
     })
 }
 
@@ -810,7 +862,7 @@ impl Tx<'_, '_> {
         let rails: Vec<&str> = invoice.rails.iter().map(|rail| rail.as_str()).collect();
         let mut statement = self.sql().prepare_cached(&format!(
             "INSERT INTO invoices ({INVOICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-             ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, ?17, ?16)"
+             ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, ?17, ?16, ?18)"
         ))?;
         statement.execute(params![
             invoice.id.to_be_bytes(),
@@ -830,6 +882,7 @@ impl Tx<'_, '_> {
             sql_amount(invoice.expires_at_ns)?,
             invoice.subscription_period_s.map(i64::from),
             instructions_to_json(&invoice.instructions)?,
+            invoice.return_url,
         ])?;
         if invoice.status == InvoiceStatus::Open {
             self.sql()
@@ -1003,12 +1056,36 @@ pub struct Charge {
     pub refunded_minor: u64,
     /// Shown in statements.
     pub description: String,
+    /// Merchant key/value data.
+    pub metadata: Vec<(String, String)>,
     /// Creation time.
     pub created_at_ns: u64,
 }
 
 pub(crate) const CHARGE_COLUMNS: &str =
-    "id, merchant_id, customer_id, currency, amount_minor, refunded_minor, description, created_at_ns";
+    "id, merchant_id, customer_id, currency, amount_minor, refunded_minor, description, \
+     created_at_ns, metadata";
+
+/// Metadata as stored on charges and refunds: NULL when empty (most are), so a charge without
+/// metadata writes nothing more than before the column existed.
+fn optional_metadata(pairs: &[(String, String)]) -> Result<Option<String>, StoreError> {
+    if pairs.is_empty() {
+        Ok(None)
+    } else {
+        json(&pairs).map(Some)
+    }
+}
+
+fn metadata_from(text: Option<String>) -> Result<Vec<(String, String)>, StoreError> {
+    text.map_or(Ok(Vec::new()), |text| from_json(&text))
+}
+
+/// Migration 18: metadata on charges and refunds, the return link of invoices.
+pub(crate) const CHARGE_REFUND_METADATA_SCHEMA: &str = r#"
+    ALTER TABLE charges ADD COLUMN metadata TEXT;
+    ALTER TABLE refunds ADD COLUMN metadata TEXT;
+    ALTER TABLE invoices ADD COLUMN return_url TEXT;
+"#;
 
 pub(crate) fn charge_from_row(row: &Row<'_>) -> Result<Charge, StoreError> {
     let currency: String = row.get(3)?;
@@ -1021,6 +1098,7 @@ pub(crate) fn charge_from_row(row: &Row<'_>) -> Result<Charge, StoreError> {
         refunded_minor: u64_from(row.get(5)?, "amount")?,
         description: row.get(6)?,
         created_at_ns: u64_from(row.get(7)?, "time")?,
+        metadata: metadata_from(row.get(8)?)?,
     })
 }
 
@@ -1051,6 +1129,8 @@ pub struct Refund {
     pub amount_minor: u64,
     /// Why, as the merchant said.
     pub reason: Option<String>,
+    /// Merchant key/value data.
+    pub metadata: Vec<(String, String)>,
     /// Creation time.
     pub created_at_ns: u64,
     /// The rail the money went back through (`None`: the customer's balance).
@@ -1059,7 +1139,7 @@ pub struct Refund {
 
 pub(crate) const REFUND_COLUMNS: &str =
     "id, merchant_id, invoice_id, charge_id, customer_id, currency, \
-     amount_minor, reason, created_at_ns, rail";
+     amount_minor, reason, created_at_ns, rail, metadata";
 
 pub(crate) fn refund_from_row(row: &Row<'_>) -> Result<Refund, StoreError> {
     let currency: String = row.get(5)?;
@@ -1077,6 +1157,7 @@ pub(crate) fn refund_from_row(row: &Row<'_>) -> Result<Refund, StoreError> {
             .get::<_, Option<String>>(9)?
             .map(|rail| rail.parse().map_err(|_| corrupt("unknown refund rail")))
             .transpose()?,
+        metadata: metadata_from(row.get(10)?)?,
     })
 }
 
@@ -1085,7 +1166,7 @@ impl Tx<'_, '_> {
     pub fn insert_charge(&mut self, charge: &Charge) -> Result<(), StoreError> {
         self.sql()
             .prepare_cached(&format!(
-                "INSERT INTO charges ({CHARGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                "INSERT INTO charges ({CHARGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?
             .execute(params![
                 charge.id.to_be_bytes(),
@@ -1096,6 +1177,7 @@ impl Tx<'_, '_> {
                 sql_amount(charge.refunded_minor)?,
                 charge.description,
                 sql_amount(charge.created_at_ns)?,
+                optional_metadata(&charge.metadata)?,
             ])?;
         Ok(())
     }
@@ -1122,7 +1204,7 @@ impl Tx<'_, '_> {
         self.sql()
             .prepare_cached(&format!(
                 "INSERT INTO refunds ({REFUND_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))?
             .execute(params![
                 refund.id.to_be_bytes(),
@@ -1135,6 +1217,7 @@ impl Tx<'_, '_> {
                 refund.reason,
                 sql_amount(refund.created_at_ns)?,
                 refund.rail.map(Rail::as_str),
+                optional_metadata(&refund.metadata)?,
             ])?;
         Ok(())
     }

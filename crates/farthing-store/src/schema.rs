@@ -136,6 +136,11 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
         sql(crate::business::INSTRUCTIONS_SCHEMA),
     ),
     (17, "audit_log", sql(crate::admin_log::SCHEMA)),
+    (
+        18,
+        "metadata_and_return_url",
+        sql(crate::business::CHARGE_REFUND_METADATA_SCHEMA),
+    ),
 ];
 
 /// The newest schema this build knows.

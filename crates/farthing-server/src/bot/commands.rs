@@ -652,6 +652,7 @@ async fn top_up(
             farthing_app::settlement::TOP_UP_METADATA.1.to_owned(),
         )],
         subscription_period_s: None,
+        return_url: None,
     };
     let invoice =
         farthing_app::invoices::create(state.app(), state.rails(), mode, merchant, request).await?;

@@ -485,6 +485,7 @@ async fn create_invoice(
         expires_in_s: new.expires_in_s,
         metadata: new.metadata,
         subscription_period_s: None,
+        return_url: None,
     };
     let invoice =
         farthing_app::invoices::create(state.app(), state.rails(), mode, merchant, request).await?;

@@ -21,9 +21,10 @@ use crate::web::error::ApiError;
 use crate::web::{extract, spec};
 
 /// The operations recorded: method and route.
-pub const AUDITED: [(&str, &str); 14] = [
+pub const AUDITED: [(&str, &str); 15] = [
     ("POST", "/v1/api_keys"),
     ("POST", "/v1/api_keys/{id}/revoke"),
+    ("POST", "/v1/api_keys/{id}/roll"),
     ("PUT", "/v1/rails/stars"),
     ("PUT", "/v1/rails/lightning"),
     ("PUT", "/v1/rails/card"),

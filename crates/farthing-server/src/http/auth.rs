@@ -54,7 +54,13 @@ pub fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> 
     };
     let mode = key_mode(key).ok_or_else(invalid)?;
     let hash = hash_key(key);
+    let now = state.app().now_ns();
+    let expired = |at: Option<u64>| at.is_some_and(|at| at <= now);
     if let Some(principal) = state.cached_key(&hash) {
+        if expired(principal.expires_at_ns) {
+            state.uncache_key(&hash);
+            return Err(invalid());
+        }
         return Ok(principal);
     }
     let record = state
@@ -63,7 +69,8 @@ pub fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> 
         .ok_or_else(invalid)?;
     // The lookup was by hash; compare again in constant time so the answer's timing says
     // nothing about how much of a guess matched.
-    if !bool::from(record.key_hash.ct_eq(&hash)) || record.revoked_at_ns.is_some() {
+    // A revocation time in the future is a rolled key's grace period: it works until then.
+    if !bool::from(record.key_hash.ct_eq(&hash)) || expired(record.revoked_at_ns) {
         return Err(invalid());
     }
     let principal = Principal {
@@ -71,6 +78,7 @@ pub fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> 
         mode,
         scopes: record.scopes,
         key_hash: hash,
+        expires_at_ns: record.revoked_at_ns,
     };
     state.cache_key(hash, principal.clone());
     Ok(principal)

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use farthing_app::charges::{self, ChargeRequest};
 use farthing_app::refunds::{self, RefundRequest, Target, UnnamedPayer};
-use farthing_core::{ChargeId, CustomerId, InvoiceId, PublicId, RefundId};
+use farthing_core::{ChargeId, CustomerId, PublicId, RefundId};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -32,6 +32,10 @@ pub struct CreateCharge {
     /// Shown in statements (e.g. "1 AI generation").
     #[schema(max_length = 500)]
     pub description: Option<String>,
+    /// Merchant key/value data kept on the charge (at most 50 keys of 1-40 characters, string
+    /// values of at most 500), e.g. the generation it paid for.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    pub metadata: Option<serde_json::Map<String, Value>>,
 }
 
 /// `POST /v1/charges`: debits the balance at once; 402 `insufficient_funds` writes nothing.
@@ -46,7 +50,7 @@ pub struct CreateCharge {
     request_body(content = CreateCharge, content_type = "application/json"),
     responses(
         (status = 201, description = "The charge; `charge.succeeded` and `customer.balance_changed` events are written with it.", body = spec::Charge, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
-        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown customer (`invalid_id`, `customer_not_found`), a bad amount (`invalid_amount`), an unknown currency (`invalid_currency`), a description over 500 characters (`invalid_description`), or a charge that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown customer (`invalid_id`, `customer_not_found`), a bad amount (`invalid_amount`), an unknown currency (`invalid_currency`), a description over 500 characters (`invalid_description`), bad metadata (`invalid_metadata`), or a charge that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
         (status = 402, description = "The customer's balance is too small (`insufficient_funds`); nothing was written.", body = spec::Error),
         spec::WriteErrors,
     ),
@@ -61,6 +65,7 @@ pub async fn create(
     let customer: CustomerId = extract::id_param(&request.customer, "customer")?;
     let amount_minor = extract::amount(&request.amount, "amount")?;
     let currency = extract::currency(&request.currency, "currency")?;
+    let metadata = extract::metadata(request.metadata.clone())?;
     let (merchant, mode) = (principal.merchant, principal.mode);
     // Built on the async workers, not in the writer's job (the writer is the bottleneck).
     let prepared = charges::prepare(
@@ -72,6 +77,7 @@ pub async fn create(
             amount_minor,
             currency,
             description: request.description.clone().unwrap_or_default(),
+            metadata,
         },
     )?;
     // Rendered here, on the async workers: the job runs on the single writer thread.
@@ -182,6 +188,9 @@ pub struct CreateRefund {
     /// claim with any Lightning wallet).
     #[schema(value_type = Option<String>, pattern = "^(balance|rail|lnurl_withdraw)$", default = "balance")]
     pub destination: Option<String>,
+    /// Merchant key/value data kept on the refund (same rules as on invoices).
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    pub metadata: Option<serde_json::Map<String, Value>>,
 }
 
 /// `POST /v1/refunds`: back to the customer's balance, or through the rail that paid.
@@ -196,7 +205,7 @@ pub struct CreateRefund {
     request_body(content = CreateRefund, content_type = "application/json", description = "Exactly one of `invoice` and `charge`; `amount` defaults to everything not yet refunded. `destination: rail` refunds a Stars-paid invoice through Telegram (`refundStarPayment`, the whole payment)."),
     responses(
         (status = 201, description = "The refund; `refund.succeeded` and `customer.balance_changed` events are written with it (and `invoice.refunded` or `invoice.partially_refunded` for an invoice).", body = spec::Refund, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
-        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), not exactly one of `invoice` and `charge` (`invalid_refund`), an unknown invoice or charge (`invalid_id`, `invoice_not_found`, `charge_not_found`), a bad amount (`invalid_amount`), more than is left to refund (`refund_too_large`), an invoice paid without a customer (`no_customer`), a reason over 500 characters (`invalid_reason`), a refund that would take the customer's balance beyond the largest amount farthing stores (`amount_too_large`), an unknown `destination` (`invalid_destination`), or, with `destination: rail`, an invoice not paid on the stars rail (`rail_refund_unsupported`), a partial amount (`invalid_amount`; Telegram refunds whole payments) or no connected bot (`rail_not_configured`).", body = spec::Error),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), not exactly one of `invoice` and `charge` (`invalid_refund`), an unknown invoice or charge (`invalid_id`, `invoice_not_found`, `charge_not_found`), a bad amount (`invalid_amount`), more than is left to refund (`refund_too_large`), an invoice paid without a customer (`no_customer`), a reason over 500 characters (`invalid_reason`), bad metadata (`invalid_metadata`), a refund that would take the customer's balance beyond the largest amount farthing stores (`amount_too_large`), an unknown `destination` (`invalid_destination`), or, with `destination: rail`, an invoice not paid on the stars rail (`rail_refund_unsupported`), a partial amount (`invalid_amount`; Telegram refunds whole payments) or no connected bot (`rail_not_configured`).", body = spec::Error),
         (status = 402, description = "The merchant's balance is too small to refund from (`insufficient_funds`); nothing was written.", body = spec::Error),
         (status = 409, description = "The invoice is not paid (`invoice_not_paid`), or, with `destination: rail`, the Telegram user who paid it is not known (`payer_unknown`).", body = spec::Error),
         (status = 502, description = "With `destination: rail`: Telegram refused `refundStarPayment` or could not be reached (`telegram_refund_failed`, with Telegram's description); nothing was booked.", body = spec::Error),
@@ -239,6 +248,7 @@ fn refund_request(body: &CreateRefund) -> Result<RefundRequest, ApiError> {
         target,
         amount_minor: extract::optional_amount(&body.amount, "amount")?,
         reason: body.reason.clone(),
+        metadata: extract::metadata(body.metadata.clone())?,
     };
     request.check()?;
     Ok(request)
@@ -274,14 +284,14 @@ pub async fn refund(
             )])
         }
         Some("rail") => {
-            let Target::Invoice(invoice) = request.target else {
+            if !matches!(request.target, Target::Invoice(_)) {
                 return Err(ApiError::invalid(
                     "invalid_refund",
                     "only an invoice paid on a rail can be refunded to the rail; a charge is refunded to the balance",
                 )
                 .param("destination"));
-            };
-            return rail_refund(state, principal, headers, body, invoice, request).await;
+            }
+            return rail_refund(state, principal, headers, body, request).await;
         }
         Some(_) => {
             return Err(ApiError::invalid(
@@ -342,7 +352,6 @@ async fn rail_refund(
     principal: &Principal,
     headers: &HeaderMap,
     body: &[u8],
-    invoice: InvoiceId,
     request: RefundRequest,
 ) -> Result<Response, ApiError> {
     let (merchant, mode) = (principal.merchant, principal.mode);
@@ -357,18 +366,7 @@ async fn rail_refund(
     let sent = if replay {
         None
     } else {
-        Some(
-            refunds::send_through_rail(
-                state.app(),
-                state.rails(),
-                mode,
-                merchant,
-                invoice,
-                request.amount_minor,
-                request.reason,
-            )
-            .await?,
-        )
+        Some(refunds::send_through_rail(state.app(), state.rails(), mode, merchant, request).await?)
     };
     let app = state.app().clone();
     write(

@@ -150,10 +150,7 @@ pub async fn redeliver(
     // Which endpoints: read before the job (endpoints change rarely; the job re-checks each).
     let endpoints: Vec<WebhookEndpoint> = state.store(principal.mode).read(|reader| {
         let mut all = Vec::new();
-        let mut request = PageRequest {
-            limit: 100,
-            starting_after: None,
-        };
+        let mut request = PageRequest::newest(100);
         loop {
             let page = reader.endpoints(merchant, request)?;
             let last = page.data.last().map(|e| e.id.raw());

@@ -67,6 +67,11 @@ pub struct CreateInvoice {
     /// `metadata.purpose = "top_up"`.
     #[schema(default = false)]
     pub top_up: Option<bool>,
+    /// Where the checkout page sends the payer back to your shop once the invoice is paid
+    /// (or expired): an absolute `https://` (or `http://`) URL of at most 2000 characters,
+    /// shown as a "Back to …" link with the receipt.
+    #[schema(max_length = 2000, example = "https://shop.example/orders/42")]
+    pub return_url: Option<String>,
 }
 
 /// Maps invoice rule refusals to API errors (shared with refunds).
@@ -167,7 +172,12 @@ fn parse_request(request: CreateInvoice) -> Result<InvoiceRequest, ApiError> {
             None => metadata.push((key.to_owned(), value.to_owned())),
         }
     }
+    let return_url = request
+        .return_url
+        .map(|url| check_return_url(&url).map(|()| url))
+        .transpose()?;
     Ok(InvoiceRequest {
+        return_url,
         currency,
         amount,
         description: request.description.unwrap_or_default(),
@@ -178,6 +188,36 @@ fn parse_request(request: CreateInvoice) -> Result<InvoiceRequest, ApiError> {
         metadata,
         subscription_period_s,
     })
+}
+
+/// Longest `return_url`, in bytes.
+const MAX_RETURN_URL_BYTES: usize = 2000;
+
+/// A return link the checkout may show: absolute, `http(s)`, with a host and no credentials.
+fn check_return_url(text: &str) -> Result<(), ApiError> {
+    let refuse = |why: &str| {
+        Err(ApiError::invalid(
+            "invalid_return_url",
+            format!("return_url {why}: give an absolute https:// URL of at most {MAX_RETURN_URL_BYTES} characters, e.g. https://shop.example/orders/42"),
+        )
+        .param("return_url"))
+    };
+    if text.len() > MAX_RETURN_URL_BYTES {
+        return refuse("is too long");
+    }
+    let Ok(url) = reqwest::Url::parse(text) else {
+        return refuse("is not a URL");
+    };
+    if !matches!(url.scheme(), "https" | "http") {
+        return refuse("must use https or http");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return refuse("has no host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse("must not carry credentials");
+    }
+    Ok(())
 }
 
 /// `POST /v1/invoices`
@@ -192,7 +232,7 @@ fn parse_request(request: CreateInvoice) -> Result<InvoiceRequest, ApiError> {
     request_body(content = CreateInvoice, content_type = "application/json", description = "A fixed `amount`, or none for an amountless invoice (then `amount_presets`, `amount_min`, `amount_max`)."),
     responses(
         (status = 201, description = "The new open invoice; an `invoice.created` event is written with it. A fixed-amount `XTR` invoice that accepts `stars` carries `payment_instructions.stars.invoice_link`, and a fixed-amount fiat invoice that accepts `card` carries `payment_instructions.card.invoice_link` (Telegram `createInvoiceLink`, with the payment provider token for `card`, asked after the invoice is stored; when Telegram fails the invoice is created without it).", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
-        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown currency (`invalid_currency`), a bad amount (`invalid_amount`), a bad amountless setup, expiry, description or payload (`invalid_invoice`, `invalid_expires_in`), an unknown or unconfigured rail (`invalid_rail`, `rail_not_configured`), a rail that does not carry the currency (`rail_currency_mismatch`: lightning takes BTC, card the fiat currencies of `PUT /v1/rails/card`), an amount above a requested rail's published limit for one payment (`amount_exceeds_rail_limit`: 100000 XTR for stars, 10000 XTR per period for a stars subscription; without `rails` such a rail is left out), an unknown customer (`invalid_id`, `customer_not_found`), or bad metadata (`invalid_metadata`).", body = spec::Error),
+        (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown currency (`invalid_currency`), a bad amount (`invalid_amount`), a bad amountless setup, expiry, description or payload (`invalid_invoice`, `invalid_expires_in`), an unknown or unconfigured rail (`invalid_rail`, `rail_not_configured`), a rail that does not carry the currency (`rail_currency_mismatch`: lightning takes BTC, card the fiat currencies of `PUT /v1/rails/card`), an amount above a requested rail's published limit for one payment (`amount_exceeds_rail_limit`: 100000 XTR for stars, 10000 XTR per period for a stars subscription; without `rails` such a rail is left out), an unknown customer (`invalid_id`, `customer_not_found`), or bad metadata (`invalid_metadata`), a bad `return_url` (`invalid_return_url`), or, in live mode, `balance` as the only rail of a merchant without a Telegram bot, which no payer could reach (`invoice_not_payable`).", body = spec::Error),
         spec::WriteErrors,
     ),
 )]
@@ -208,6 +248,21 @@ pub async fn create(
     // so that the single writer thread only checks and inserts (it is the bottleneck under
     // load, see BENCHMARKS.md).
     let prepared = invoices::prepare(state.app(), state.rails(), mode, merchant, request)?;
+    if mode.is_live() && prepared.invoice.rails == [Rail::Balance] {
+        // A balance is reached only through the merchant's bot (its Mini App and buttons): with
+        // none, such an invoice would be a dead end for every payer.
+        let has_bot = state
+            .store(mode)
+            .read(move |reader| reader.telegram_bot(merchant))?
+            .is_some();
+        if !has_bot {
+            return Err(ApiError::invalid(
+                "invoice_not_payable",
+                "an invoice whose only rail is balance can be paid only through your Telegram bot (its Mini App or buttons), and this merchant has no bot: connect one with PUT /v1/rails/stars, or accept a rail a browser can pay (leave rails out for all configured ones)",
+            )
+            .param("rails"));
+        }
+    }
     // Rendered here, on the async workers: the job runs on the single writer thread.
     let object: Value = render::invoice(
         &prepared.invoice,

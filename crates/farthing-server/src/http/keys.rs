@@ -190,7 +190,7 @@ pub async fn list(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The key, `key_…` (from `GET /v1/api_keys`)."), spec::IdempotencyKey),
     responses(
-        (status = 200, description = "The key, revoked: it answers 401 from now on.", body = spec::ApiKey),
+        (status = 200, description = "The key, revoked: it answers 401 from now on (a rolled key still in its grace period included).", body = spec::ApiKey),
         (status = 404, description = "No such key for this merchant in this mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The key is the one making this request (`revoking_own_key`: revoke it with another key), or already revoked (`already_revoked`).", body = spec::Error),
         spec::WriteErrors,
@@ -216,7 +216,11 @@ pub async fn revoke(
             "this is the key making the request: revoke it with another key, so that you keep one that works",
         ));
     }
-    if listing.revoked_at_ns.is_some() {
+    // A rolled key still in its grace period may be revoked at once.
+    if listing
+        .revoked_at_ns
+        .is_some_and(|at| at <= state.app().now_ns())
+    {
         return Err(ApiError::conflict(
             "already_revoked",
             "this key is already revoked",
@@ -240,5 +244,109 @@ pub async fn revoke(
     .await?;
     // Stops working at once here (other processes re-check within the cache's lifetime).
     state.uncache_key(&hash);
+    Ok(response.into_response())
+}
+
+/// Longest grace period of a rolled key: 7 days.
+pub const MAX_ROLL_GRACE_S: u64 = 7 * 24 * 3600;
+
+/// `POST /v1/api_keys/{id}/roll` body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollApiKey {
+    /// How long the old key keeps working, in seconds: 0 (the default) stops it at once, at
+    /// most 604800 (7 days) gives the services that use it time to switch.
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 604800, default = 0, example = 3600)]
+    pub expires_in: Option<Value>,
+}
+
+/// `POST /v1/api_keys/{id}/roll`: a new key with the same scopes; the old one stops working
+/// now or after the grace period chosen.
+#[utoipa::path(
+    post,
+    path = "/v1/api_keys/{id}/roll",
+    tag = "api_keys",
+    operation_id = "roll_api_key",
+    summary = "Roll an API key",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The key to replace, `key_…` (from `GET /v1/api_keys`)."), spec::IdempotencyKey),
+    request_body(content = Option<RollApiKey>, content_type = "application/json", description = "Optional; an empty body stops the old key at once."),
+    responses(
+        (status = 201, description = "The new key with the old one's scopes, its `secret` shown this once; the old key's `revoked_at` is set to when it stops working (listed by `GET /v1/api_keys`).", body = spec::ApiKey),
+        (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), or an `expires_in` that is not 0 to 604800 seconds (`invalid_expires_in`).", body = spec::Error),
+        (status = 404, description = "No such key for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 409, description = "The key is already revoked (`already_revoked`).", body = spec::Error),
+        spec::WriteErrors,
+    ),
+)]
+pub async fn roll(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Checked<RollApiKey>,
+) -> Result<Response, ApiError> {
+    principal.require("api_keys:write")?;
+    let grace_s = match &body.value.expires_in {
+        None | Some(Value::Null) => 0,
+        Some(value) => value
+            .as_u64()
+            .filter(|s| *s <= MAX_ROLL_GRACE_S)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "invalid_expires_in",
+                    format!("expires_in must be a whole number of seconds from 0 to {MAX_ROLL_GRACE_S} (7 days)"),
+                )
+                .param("expires_in")
+            })?,
+    };
+    let keys = state
+        .store(principal.mode)
+        .read(|reader| reader.api_keys(principal.merchant))?;
+    let old = keys
+        .into_iter()
+        .find(|key| key_id(&key.key_hash) == id)
+        .ok_or_else(|| ApiError::not_found("api_key", &id))?;
+    let now = state.app().now_ns();
+    if old.revoked_at_ns.is_some_and(|at| at <= now) {
+        return Err(ApiError::conflict(
+            "already_revoked",
+            "this key is already revoked: roll or create another",
+        ));
+    }
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    let secret = generate_key(mode).map_err(ApiError::internal)?;
+    let record = ApiKeyRecord {
+        key_hash: hash_key(&secret),
+        merchant,
+        scopes: old.scopes.clone(),
+        hint: key_hint(&secret),
+        revoked_at_ns: None,
+    };
+    let stops_at = now.saturating_add(grace_s.saturating_mul(1_000_000_000));
+    let old_hash = old.key_hash;
+    let route = format!("POST /v1/api_keys/{id}/roll");
+    let response = write(
+        &state,
+        &principal,
+        &body.headers,
+        &route,
+        &body.raw,
+        move |tx| {
+            // A grace period never extends a key that already stops sooner.
+            tx.revoke_api_key_at(merchant, &old_hash, stops_at)?;
+            tx.insert_api_key(&record)?;
+            let listing = ApiKeyListing {
+                key_hash: record.key_hash,
+                scopes: record.scopes.clone(),
+                hint: record.hint.clone(),
+                created_at_ns: tx.now_ns(),
+                revoked_at_ns: None,
+            };
+            Ok((StatusCode::CREATED, render(&listing, mode, Some(&secret))))
+        },
+    )
+    .await?;
+    // The cached copy would not know the new end of the old key's life.
+    state.uncache_key(&old_hash);
     Ok(response.into_response())
 }

@@ -345,6 +345,7 @@ pub async fn pay_callback(
             expires_in_s: PAY_EXPIRES_S,
             metadata,
             subscription_period_s: None,
+            return_url: None,
         },
     )
     .map_err(|error| LnurlError::bad(error.to_string()))?;

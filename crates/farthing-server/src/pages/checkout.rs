@@ -41,6 +41,7 @@ use crate::render::unix_s;
 use crate::state::{AppState, Mode};
 use crate::web::error::ApiError;
 use farthing_app::rail::RailSet;
+use farthing_app::settings::MerchantSettings;
 
 fn find(state: &AppState, id: &str) -> Result<(Invoice, Mode, String), ApiError> {
     let invoice_id: InvoiceId =
@@ -347,7 +348,22 @@ pub async fn page(
         bot_username,
         script_url: state.config().telegram.web_app_script_url.clone(),
     });
-    let body = render_page_in(&invoice, mode, &merchant, &lightning, mini_app.as_ref(), t);
+    // The terms, refund policy and contacts the merchant set, with the receipt; a page without
+    // them is still a page.
+    let settings =
+        farthing_app::settings::load(state.app(), mode, merchant_id).unwrap_or_else(|error| {
+            tracing::warn!(%error, "checkout: cannot read the merchant's settings");
+            MerchantSettings::default()
+        });
+    let body = render_page_in(
+        &invoice,
+        mode,
+        &merchant,
+        &lightning,
+        mini_app.as_ref(),
+        &settings,
+        t,
+    );
     (
         [(header::CACHE_CONTROL, "no-store")],
         page_headers(&state),
@@ -494,6 +510,14 @@ struct CheckoutPage<'a> {
     exponent: u8,
     /// What was paid, once paid (the receipt).
     paid_amount: String,
+    /// The merchant's link back to the shop (shown once the invoice is not open).
+    return_url: Option<&'a str>,
+    /// The only rail is the customer's balance: the page says where it can be paid.
+    balance_only: bool,
+    /// The merchant's terms, refund policy and contacts (empty: not set).
+    terms: &'a str,
+    refund_policy: &'a str,
+    contacts: &'a str,
 }
 
 /// The page's HTML, in English.
@@ -511,6 +535,7 @@ fn render_page_with(
         merchant,
         lightning,
         mini_app,
+        &MerchantSettings::default(),
         texts::choose(None, None),
     )
 }
@@ -522,6 +547,7 @@ fn render_page_in(
     merchant: &str,
     lightning: &LightningOffer,
     mini_app: Option<&MiniApp>,
+    settings: &MerchantSettings,
     t: &'static texts::PageTexts,
 ) -> String {
     let lightning = if offers_lightning(invoice) {
@@ -561,6 +587,11 @@ fn render_page_in(
                 display_unit(invoice.currency).0
             )
         }),
+        return_url: invoice.return_url.as_deref(),
+        balance_only: invoice.rails == [Rail::Balance],
+        terms: &settings.terms,
+        refund_policy: &settings.refund_policy,
+        contacts: &settings.contacts,
     };
     askama::Template::render(&page).unwrap_or_else(|error| {
         // Rendering writes into a String from values that are already checked: it fails only
@@ -684,6 +715,7 @@ mod tests {
                 crate::instructions::bolt11_json(BOLT11),
             )]),
             subscription_period_s: None,
+            return_url: None,
         }
     }
 
@@ -904,6 +936,7 @@ mod tests {
             "Shop",
             &LightningOffer::Hidden,
             None,
+            &MerchantSettings::default(),
             texts::choose(Some("fa"), None),
         );
         assert!(html.contains("<html lang=fa dir=rtl>"));
@@ -947,5 +980,54 @@ mod tests {
             .expect("script")
             .1
             .contains("getElementById('invoice-data')"));
+    }
+
+    #[test]
+    fn the_next_step_is_shown_with_the_invoice_and_the_merchants_texts_escaped() {
+        let mut invoice = invoice(Currency::XTR, vec![Rail::Balance]);
+        invoice.return_url = Some("https://shop.example/o?a=1&b=\"2\"".to_owned());
+        let settings = MerchantSettings {
+            terms: "No <refunds> on digital goods".to_owned(),
+            contacts: "@shop_support".to_owned(),
+            ..MerchantSettings::default()
+        };
+        let page = |invoice: &Invoice, mini_app: Option<&MiniApp>| {
+            render_page_in(
+                invoice,
+                Mode::Live,
+                "Shop",
+                &LightningOffer::Hidden,
+                mini_app,
+                &settings,
+                texts::choose(None, None),
+            )
+        };
+        // Open: the link back is there for the script but hidden; a balance-only invoice
+        // without a bot says it cannot be paid here.
+        let html = page(&invoice, None);
+        assert!(html.contains(
+            "id=return-link href=\"https://shop.example/o?a=1&#38;b=&#34;2&#34;\" rel=\"noopener noreferrer\" hidden>"
+        ), "{html}");
+        assert!(html.contains("id=balance-only>This invoice is paid from a prepaid balance"));
+        assert!(html.contains("No &#60;refunds&#62; on digital goods"));
+        assert!(html.contains("<p id=contacts>@shop_support</p>"));
+        assert!(!html.contains("id=refund-policy"));
+        // With the merchant's bot: where to pay it.
+        let bot = MiniApp {
+            bot_id: 1,
+            bot_username: "shop_bot".to_owned(),
+            script_url: "https://telegram.org/js/telegram-web-app.js".to_owned(),
+        };
+        let html = page(&invoice, Some(&bot));
+        assert!(
+            html.contains("<a href=\"https://t.me/shop_bot\">@shop_bot</a>"),
+            "{html}"
+        );
+        // Expired: the next step and the link back are visible, the balance note gone.
+        invoice.status = InvoiceStatus::Expired;
+        let html = page(&invoice, None);
+        assert!(html.contains("<p class=next id=expired-next>This invoice has expired"));
+        assert!(html.contains("rel=\"noopener noreferrer\">Back to the shop</a>"));
+        assert!(!html.contains("id=balance-only"));
     }
 }

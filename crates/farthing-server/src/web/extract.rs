@@ -123,8 +123,8 @@ pub fn metadata(
         .collect()
 }
 
-/// List parameters `limit` (1..=100, default 10) and `starting_after` (an id of the list's
-/// type).
+/// List parameters `limit` (1..=100, default 10), `starting_after` and `ending_before` (ids of
+/// the list's type).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
@@ -132,6 +132,8 @@ pub struct ListQuery {
     pub limit: Option<String>,
     /// Cursor: the last id of the previous page.
     pub starting_after: Option<String>,
+    /// Cursor back: the first id of the next (newer) page.
+    pub ending_before: Option<String>,
     /// The list's own filters that were given (see [`list_query_with`]).
     pub filters: Vec<(String, String)>,
 }
@@ -165,9 +167,22 @@ impl ListQuery {
             .as_deref()
             .map(|id| id_param::<T>(id, "starting_after").map(PublicId::raw))
             .transpose()?;
+        let ending_before = self
+            .ending_before
+            .as_deref()
+            .map(|id| id_param::<T>(id, "ending_before").map(PublicId::raw))
+            .transpose()?;
+        if starting_after.is_some() && ending_before.is_some() {
+            return Err(ApiError::invalid(
+                "invalid_parameter",
+                "give starting_after (the next, older page) or ending_before (the previous, newer page), not both",
+            )
+            .param("ending_before"));
+        }
         Ok(PageRequest {
             limit,
             starting_after,
+            ending_before,
         })
     }
 }
@@ -234,6 +249,7 @@ pub fn list_query_with(query: Option<&str>, filters: &[&str]) -> Result<ListQuer
     let mut list = ListQuery {
         limit: None,
         starting_after: None,
+        ending_before: None,
         filters: Vec::new(),
     };
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -249,7 +265,10 @@ pub fn list_query_with(query: Option<&str>, filters: &[&str]) -> Result<ListQuer
             "starting_after" if list.starting_after.is_none() => {
                 list.starting_after = Some(value.into_owned())
             }
-            "limit" | "starting_after" => return Err(repeated()),
+            "ending_before" if list.ending_before.is_none() => {
+                list.ending_before = Some(value.into_owned())
+            }
+            "limit" | "starting_after" | "ending_before" => return Err(repeated()),
             name if filters.contains(&name) => {
                 if list.filter(name).is_some() {
                     return Err(repeated());
@@ -257,7 +276,7 @@ pub fn list_query_with(query: Option<&str>, filters: &[&str]) -> Result<ListQuer
                 list.filters.push((name.to_owned(), value.into_owned()));
             }
             other => {
-                let takes = ["limit", "starting_after"]
+                let takes = ["limit", "starting_after", "ending_before"]
                     .iter()
                     .chain(filters)
                     .copied()

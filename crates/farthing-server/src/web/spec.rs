@@ -38,8 +38,9 @@ pub const E503: &str = "The ledger is overloaded or shutting down (`service_unav
 pub const LNURL_503: &str = "The ledger is overloaded or shutting down; nothing was written. \
     Retry.";
 /// 400 on every list.
-pub const E400_LIST: &str = "A bad `limit` (`invalid_limit`), a `starting_after` that is not \
-    an id of this list's type (`invalid_id`), or an unknown query parameter \
+pub const E400_LIST: &str = "A bad `limit` (`invalid_limit`), a `starting_after` or \
+    `ending_before` that is not an id of this list's type (`invalid_id`), both cursors at once \
+    or a repeated parameter (`invalid_parameter`), or an unknown query parameter \
     (`unknown_parameter`).";
 
 // ---------------------------------------------------------------------------------------------
@@ -52,9 +53,15 @@ pub struct ListParams {
     /// How many objects to return, from 1 to 100 (default 10).
     #[param(required = false, minimum = 1, maximum = 100, default = 10)]
     pub limit: u32,
-    /// Cursor: the id of the last object of the previous page; this page starts after it.
+    /// Cursor: the id of the last object of the previous page; this page starts after it
+    /// (older objects).
     #[param(required = false)]
     pub starting_after: String,
+    /// Cursor back: the id of the first object of the page you have; this page holds the
+    /// objects just newer than it, still newest first, and `has_more` says whether newer ones
+    /// follow. Not together with `starting_after`.
+    #[param(required = false)]
+    pub ending_before: String,
 }
 
 /// The idempotency header of every write (SPEC A2).
@@ -535,11 +542,12 @@ pub struct ApiKey {
     pub scopes: Vec<String>,
     /// When it was made (Unix seconds).
     pub created: u64,
-    /// When it was revoked (Unix seconds), or `null`.
+    /// When it stopped working, or will stop: a rolled key keeps working until this time
+    /// (Unix seconds); `null` while it is not revoked.
     #[schema(required = true)]
     pub revoked_at: Option<u64>,
-    /// The key itself (`fk_live_…`/`fk_test_…`): in the answer of `POST /v1/api_keys` only,
-    /// once. Store it now.
+    /// The key itself (`fk_live_…`/`fk_test_…`): in the answer of `POST /v1/api_keys` and
+    /// `POST /v1/api_keys/{id}/roll` only, once. Store it now.
     #[schema(required = false)]
     pub secret: String,
 }
@@ -585,7 +593,8 @@ macro_rules! list_schema {
                 /// The objects of this page.
                 pub data: Vec<$item>,
                 /// Whether more objects follow: pass the last id of `data` as
-                /// `starting_after` for the next page.
+                /// `starting_after` for the next page (with `ending_before`: whether newer
+                /// objects follow; pass the first id of `data` as `ending_before`).
                 pub has_more: bool,
             }
         )+

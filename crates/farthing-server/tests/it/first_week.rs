@@ -603,3 +603,346 @@ async fn a_customers_metadata_can_be_replaced() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     shop.server.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn lists_page_back_with_ending_before() {
+    let shop = Shop::open().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(shop.customer(&format!("c{n}")).await);
+    }
+    let ids_of = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|c| c["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    // Newest first: c4 c3 | c2 c1 | c0.
+    let first = shop.ok(Method::GET, "/v1/customers?limit=2", None).await;
+    assert_eq!(ids_of(&first), [ids[4].clone(), ids[3].clone()]);
+    let second = shop
+        .ok(
+            Method::GET,
+            &format!("/v1/customers?limit=2&starting_after={}", ids[3]),
+            None,
+        )
+        .await;
+    assert_eq!(ids_of(&second), [ids[2].clone(), ids[1].clone()]);
+    // Back from the second page's first object: the first page again, newest first, and
+    // nothing newer beyond it.
+    let back = shop
+        .ok(
+            Method::GET,
+            &format!("/v1/customers?limit=2&ending_before={}", ids[2]),
+            None,
+        )
+        .await;
+    assert_eq!(ids_of(&back), [ids[4].clone(), ids[3].clone()]);
+    assert_eq!(back["has_more"], false);
+    // Back from the oldest with a short limit: the one just newer, and more beyond it.
+    let back = shop
+        .ok(
+            Method::GET,
+            &format!("/v1/customers?limit=1&ending_before={}", ids[0]),
+            None,
+        )
+        .await;
+    assert_eq!(ids_of(&back), [ids[1].clone()]);
+    assert_eq!(back["has_more"], true);
+    // Both cursors at once, or a cursor of another list's type, are refused by name.
+    let (status, body) = shop
+        .call(
+            Method::GET,
+            &format!(
+                "/v1/customers?starting_after={}&ending_before={}",
+                ids[3], ids[1]
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["param"], "ending_before");
+    let (status, body) = shop
+        .call(
+            Method::GET,
+            "/v1/invoices?ending_before=cus_0000000000000000000000000",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["param"], "ending_before");
+}
+
+/// "Charges refuse `metadata`": charges and refunds keep it, by the invoice's rules, and a bad
+/// one changes nothing.
+#[tokio::test]
+async fn charges_and_refunds_keep_metadata() {
+    let shop = Shop::open().await;
+    let customer = shop.customer("meta").await;
+    shop.ok(
+        Method::POST,
+        &format!("/v1/test/customers/{customer}/top_up"),
+        Some(json!({"amount": 50, "currency": "XTR"})),
+    )
+    .await;
+    let charge = shop
+        .ok(
+            Method::POST,
+            "/v1/charges",
+            Some(
+                json!({"customer": customer, "amount": 10, "currency": "XTR",
+                "metadata": {"generation": "gen_42"}}),
+            ),
+        )
+        .await;
+    assert_eq!(charge["metadata"], json!({"generation": "gen_42"}));
+    let id = charge["id"].as_str().expect("id");
+    let fetched = shop
+        .ok(Method::GET, &format!("/v1/charges/{id}"), None)
+        .await;
+    assert_eq!(fetched["metadata"], json!({"generation": "gen_42"}));
+    // Without metadata: an empty object, not null.
+    let plain = shop
+        .ok(
+            Method::POST,
+            "/v1/charges",
+            Some(json!({"customer": customer, "amount": 1, "currency": "XTR"})),
+        )
+        .await;
+    assert_eq!(plain["metadata"], json!({}));
+
+    let refund = shop
+        .ok(
+            Method::POST,
+            "/v1/refunds",
+            Some(json!({"charge": id, "amount": 4, "metadata": {"ticket": "T-7"}})),
+        )
+        .await;
+    assert_eq!(refund["metadata"], json!({"ticket": "T-7"}));
+    let listed = shop
+        .ok(
+            Method::GET,
+            &format!("/v1/refunds?customer={customer}"),
+            None,
+        )
+        .await;
+    assert_eq!(listed["data"][0]["metadata"], json!({"ticket": "T-7"}));
+    assert_eq!(shop.available(&customer, "XTR").await, 50 - 10 - 1 + 4);
+
+    // Bad metadata: 400 naming the key, and neither money nor objects move.
+    for (path, body) in [
+        (
+            "/v1/charges",
+            json!({"customer": customer, "amount": 5, "currency": "XTR", "metadata": {"n": 1}}),
+        ),
+        (
+            "/v1/refunds",
+            json!({"charge": id, "amount": 1, "metadata": {"": "empty key"}}),
+        ),
+    ] {
+        let (status, error) = shop.call(Method::POST, path, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {error}");
+        assert_eq!(
+            error["error"]["code"], "invalid_metadata",
+            "{path}: {error}"
+        );
+    }
+    assert_eq!(shop.available(&customer, "XTR").await, 43);
+    let charges = shop.ok(Method::GET, "/v1/charges", None).await;
+    assert_eq!(charges["data"].as_array().expect("list").len(), 2);
+}
+
+/// "The checkout page": no return link, no terms or contact, a dead end for a balance-only
+/// invoice in a browser.
+#[tokio::test]
+async fn the_checkout_leads_back_to_the_shop_and_never_into_a_dead_end() {
+    let shop = Shop::open().await;
+    // A bad return link is refused by name; nothing is created.
+    for bad in [
+        "javascript:alert(1)",
+        "/orders/42",
+        "https://user:pw@shop.example/",
+        "ftp://shop.example/",
+    ] {
+        let (status, body) = shop
+            .call(
+                Method::POST,
+                "/v1/invoices",
+                Some(json!({"amount": 5, "currency": "XTR", "return_url": bad})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_return_url", "{bad}");
+        assert_eq!(body["error"]["param"], "return_url");
+    }
+    let list = shop.ok(Method::GET, "/v1/invoices", None).await;
+    assert_eq!(list["data"], json!([]));
+
+    shop.ok(
+        Method::PUT,
+        "/v1/settings",
+        Some(json!({"terms": "Delivered at once.", "contacts": "@shop_support"})),
+    )
+    .await;
+    let invoice = shop
+        .ok(
+            Method::POST,
+            "/v1/invoices",
+            Some(json!({"amount": 5, "currency": "XTR",
+                "return_url": "https://shop.example/orders/42"})),
+        )
+        .await;
+    assert_eq!(invoice["return_url"], "https://shop.example/orders/42");
+    let id = invoice["id"].as_str().expect("id");
+    let url = invoice["checkout_url"].as_str().expect("url").to_owned();
+    let page = || async {
+        shop.server
+            .client
+            .get(&url)
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html")
+    };
+    let open = page().await;
+    assert!(open
+        .contains("href=\"https://shop.example/orders/42\" rel=\"noopener noreferrer\" hidden>"));
+    assert!(open.contains("Delivered at once."));
+    assert!(open.contains("@shop_support"));
+    shop.ok(
+        Method::POST,
+        &format!("/v1/test/invoices/{id}/pay"),
+        Some(json!({"rail": "sandbox"})),
+    )
+    .await;
+    let paid = page().await;
+    assert!(paid.contains(
+        "href=\"https://shop.example/orders/42\" rel=\"noopener noreferrer\">Back to the shop</a>"
+    ));
+
+    // Live, balance only, no bot: refused at creation, saying why and what to do.
+    let live = shop.server.merchant("Live shop").await.live_key;
+    let response = shop
+        .server
+        .client
+        .post(format!("{}/v1/invoices", shop.server.base))
+        .bearer_auth(&live)
+        .json(&json!({"amount": 5, "currency": "XTR", "rails": ["balance"]}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "invoice_not_payable", "{body}");
+    assert_eq!(body["error"]["param"], "rails");
+    shop.server.running.shutdown().await;
+}
+
+/// "Keys": a key is rolled with a grace period the merchant chooses; the old one works until
+/// then (the clock is moved, not slept through) and the new one has its scopes.
+#[tokio::test]
+async fn a_rolled_key_works_through_its_grace_period_and_then_stops() {
+    let server = server::spawn_with_clock(|_| {}, farthing_app::Clock::manual()).await;
+    let owner = server.merchant("Roll shop").await.test_key;
+    let post = |key: &str, path: &str, body: Value| {
+        let request = server
+            .client
+            .post(format!("{}{path}", server.base))
+            .bearer_auth(key)
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("answer");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let status_with = |key: &str| {
+        let request = server
+            .client
+            .get(format!("{}/v1/customers", server.base))
+            .bearer_auth(key);
+        async move { request.send().await.expect("answer").status() }
+    };
+    let (_, made) = post(
+        &owner,
+        "/v1/api_keys",
+        json!({"scopes": ["customers:read"]}),
+    )
+    .await;
+    let old = made["secret"].as_str().expect("secret").to_owned();
+    let old_id = made["id"].as_str().expect("id").to_owned();
+    // Warm the key cache: the grace period must end even for a cached key.
+    assert_eq!(status_with(&old).await, StatusCode::OK);
+
+    let (status, body) = post(
+        &owner,
+        &format!("/v1/api_keys/{old_id}/roll"),
+        json!({"expires_in": 604_801}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["param"], "expires_in");
+
+    let (status, rolled) = post(
+        &owner,
+        &format!("/v1/api_keys/{old_id}/roll"),
+        json!({"expires_in": 3600}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{rolled}");
+    let new = rolled["secret"]
+        .as_str()
+        .expect("the new key, once")
+        .to_owned();
+    assert_ne!(new, old);
+    assert_eq!(rolled["scopes"], json!(["customers:read"]));
+    assert_eq!(status_with(&new).await, StatusCode::OK);
+    assert_eq!(
+        status_with(&old).await,
+        StatusCode::OK,
+        "in its grace period"
+    );
+
+    server.clock.advance(std::time::Duration::from_secs(3599));
+    assert_eq!(status_with(&old).await, StatusCode::OK);
+    server.clock.advance(std::time::Duration::from_secs(2));
+    assert_eq!(status_with(&old).await, StatusCode::UNAUTHORIZED, "past it");
+    assert_eq!(status_with(&new).await, StatusCode::OK);
+
+    // Rolling the expired key again is refused; the new one rolls at once by default.
+    let (status, body) = post(&owner, &format!("/v1/api_keys/{old_id}/roll"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let new_id = rolled["id"].as_str().expect("id").to_owned();
+    let (status, newest) = post(&owner, &format!("/v1/api_keys/{new_id}/roll"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{newest}");
+    assert_eq!(status_with(&new).await, StatusCode::UNAUTHORIZED);
+    let newest = newest["secret"].as_str().expect("secret").to_owned();
+    assert_eq!(status_with(&newest).await, StatusCode::OK);
+
+    // Both rolls are in the audit log.
+    let log = server
+        .client
+        .get(format!("{}/v1/audit_log", server.base))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("answer")
+        .json::<Value>()
+        .await
+        .expect("json");
+    let rolls = log["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|entry| entry.to_string().contains("/roll"))
+        .count();
+    assert!(rolls >= 3, "{log}");
+    server.running.shutdown().await;
+}

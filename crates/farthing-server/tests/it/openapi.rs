@@ -838,6 +838,7 @@ fn rendered_objects_match_their_schemas() {
         amount_minor: 100,
         refunded_minor: 40,
         description: "1 AI generation".to_owned(),
+        metadata: vec![("generation".to_owned(), "gen_42".to_owned())],
         created_at_ns: now,
     };
     let rendered = Value::from(render::charge(&charge, Mode::Test));
@@ -853,6 +854,7 @@ fn rendered_objects_match_their_schemas() {
         currency: Currency::USD,
         amount_minor: 40,
         reason: Some("duplicate".to_owned()),
+        metadata: vec![("ticket".to_owned(), "T-7".to_owned())],
         created_at_ns: now,
         rail: None,
     };
@@ -1311,6 +1313,30 @@ async fn a_running_server_answers_as_documented() {
     c.expect(200, call("GET", "/v1/api_keys", "/v1/api_keys").key(key))
         .await;
     let made_id = made["id"].as_str().expect("id").to_owned();
+    let rolled = c
+        .expect(
+            201,
+            call(
+                "POST",
+                "/v1/api_keys/{id}/roll",
+                format!("/v1/api_keys/{made_id}/roll"),
+            )
+            .key(key)
+            .body(json!({"expires_in": 60})),
+        )
+        .await;
+    assert!(rolled["secret"].is_string(), "{rolled}");
+    c.expect(
+        404,
+        call(
+            "POST",
+            "/v1/api_keys/{id}/roll",
+            "/v1/api_keys/key_0000000000000000/roll",
+        )
+        .key(key),
+    )
+    .await;
+    // The rolled key, still in its grace period, can be revoked at once.
     c.expect(
         200,
         call(

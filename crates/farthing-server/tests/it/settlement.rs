@@ -221,15 +221,7 @@ impl Harness {
     /// Merchant A's customers.
     fn customers(&self) -> Vec<Customer> {
         self.store()
-            .read(|reader| {
-                reader.customers(
-                    self.a,
-                    PageRequest {
-                        limit: 100,
-                        starting_after: None,
-                    },
-                )
-            })
+            .read(|reader| reader.customers(self.a, PageRequest::newest(100)))
             .expect("read")
             .data
     }
@@ -238,15 +230,7 @@ impl Harness {
     fn events(&self, kind: &str) -> Vec<Value> {
         let page = self
             .store()
-            .read(|reader| {
-                reader.events(
-                    self.a,
-                    PageRequest {
-                        limit: 100,
-                        starting_after: None,
-                    },
-                )
-            })
+            .read(|reader| reader.events(self.a, PageRequest::newest(100)))
             .expect("read");
         assert!(!page.has_more, "more events than a test expects");
         page.data
@@ -259,15 +243,7 @@ impl Harness {
 
     fn event_count(&self) -> usize {
         self.store()
-            .read(|reader| {
-                reader.events(
-                    self.a,
-                    PageRequest {
-                        limit: 100,
-                        starting_after: None,
-                    },
-                )
-            })
+            .read(|reader| reader.events(self.a, PageRequest::newest(100)))
             .expect("read")
             .data
             .len()
@@ -925,15 +901,7 @@ async fn one_merchant_at_every_limit_cannot_block_another_and_nothing_is_dropped
     );
     let suspended_events = h
         .store()
-        .read(|reader| {
-            reader.events(
-                b,
-                PageRequest {
-                    limit: 100,
-                    starting_after: None,
-                },
-            )
-        })
+        .read(|reader| reader.events(b, PageRequest::newest(100)))
         .expect("read")
         .data
         .into_iter()
