@@ -87,6 +87,8 @@ constants! {
     object_webhook_endpoint => ["webhook_endpoint"],
     object_refund_request => ["refund_request"],
     object_balance => ["balance"],
+    object_balance_entry => ["balance_entry"],
+    balance_entry_type => ["top_up", "payment", "charge", "refund", "payout", "correction", "other"],
     status_succeeded => ["succeeded"],
     refund_destination => ["balance", "rail"],
     refund_request_status => ["pending", "approved", "declined"],
@@ -187,6 +189,7 @@ into_value!(
     Refund,
     WebhookEndpoint,
     RefundRequestObject,
+    BalanceEntry,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -680,4 +683,84 @@ pub fn refund_request(request: &farthing_store::RefundRequest, mode: Mode) -> Re
         created: unix_s(request.created_at_ns),
         updated: unix_s(request.updated_at_ns),
     }
+}
+
+/// One movement of a customer's balance, as its statement lists it
+/// (`GET /v1/customers/{id}/statement`).
+#[derive(Serialize, ToSchema)]
+pub struct BalanceEntry {
+    /// `ble_…`: the entry's place in the statement (a cursor for `starting_after` and
+    /// `ending_before`).
+    pub id: String,
+    /// Always `balance_entry`.
+    #[schema(schema_with = object_balance_entry, value_type = String)]
+    pub object: &'static str,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Whose balance, `cus_…`.
+    pub customer: String,
+    /// The balance's currency or asset code.
+    pub currency: &'static str,
+    /// Signed minor units: positive credits the balance (a top-up, a refund), negative
+    /// debits it (a charge, a payment, a payout).
+    pub amount: i64,
+    /// The balance right after this entry, in minor units.
+    pub balance_after: i64,
+    /// Why it moved: `top_up`, `payment` (an invoice paid from the balance), `charge`,
+    /// `refund`, `payout` (e.g. an LNURL-withdraw), `correction` (by the operator) or `other`.
+    #[serde(rename = "type")]
+    #[schema(schema_with = balance_entry_type, value_type = String)]
+    pub entry_type: &'static str,
+    /// The object behind it, when it has a public id: `chg_…`, `ref_…` or `inv_…`.
+    #[schema(required = true)]
+    pub source: Option<String>,
+    /// When it was booked (Unix seconds).
+    pub created: u64,
+}
+
+/// A statement entry of `customer`'s balance in `currency`.
+pub fn balance_entry(
+    entry: &farthing_store::CustomerEntry,
+    customer: farthing_core::CustomerId,
+    currency: Currency,
+    mode: Mode,
+) -> BalanceEntry {
+    use farthing_core::ledger::code;
+    use farthing_core::{ChargeId, InvoiceId, RefundId};
+    let reference = entry.reference;
+    let (entry_type, source) = match entry.code {
+        code::CHARGE => ("charge", Some(ChargeId::from_raw(reference).encode())),
+        code::REFUND => ("refund", Some(RefundId::from_raw(reference).encode())),
+        code::PAYMENT => ("payment", Some(InvoiceId::from_raw(reference).encode())),
+        // A sandbox top-up names the customer itself; a rail's names the invoice paid.
+        code::TOP_UP if reference != 0 && reference != customer.raw() => {
+            ("top_up", Some(InvoiceId::from_raw(reference).encode()))
+        }
+        code::TOP_UP => ("top_up", None),
+        code::PAYOUT => ("payout", None),
+        code::CORRECTION => ("correction", None),
+        _ => ("other", None),
+    };
+    let source = source.filter(|_| reference != 0);
+    BalanceEntry {
+        id: balance_entry_id(entry.timestamp_ns, entry.account).encode(),
+        object: "balance_entry",
+        livemode: mode.is_live(),
+        customer: customer.encode(),
+        currency: currency.code(),
+        amount: entry.amount_minor,
+        balance_after: entry.balance_after_minor,
+        entry_type,
+        source,
+        created: unix_s(entry.timestamp_ns),
+    }
+}
+
+/// The id of the entry at ledger time `timestamp_ns` of balance `account`.
+pub fn balance_entry_id(
+    timestamp_ns: u64,
+    account: farthing_core::AccountId,
+) -> farthing_core::BalanceEntryId {
+    let low = u128::from_be_bytes(account.to_be_bytes()) & u128::from(u64::MAX);
+    farthing_core::BalanceEntryId::from_raw((u128::from(timestamp_ns) << 64) | low)
 }

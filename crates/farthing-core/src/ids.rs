@@ -241,6 +241,11 @@ public_id!(
     /// Identifies an entry of a merchant's audit log of administrative actions.
     AuditEntryId, "aud", "audit log entry"
 );
+public_id!(
+    /// Identifies an entry of a customer's statement: the ledger time of the movement in the
+    /// upper 64 bits, the low 64 bits of the balance account's id below.
+    BalanceEntryId, "ble", "balance entry"
+);
 
 impl PublicId for MerchantId {
     const PREFIX: &'static str = "mer";

@@ -12,8 +12,8 @@ pub mod money;
 pub mod rail;
 
 pub use ids::{
-    AccountId, AuditEntryId, ChargeId, CustomerId, EventId, InvoiceId, MerchantId, PublicId,
-    RefundId, RefundRequestId, SubscriptionId, TransferId, WebhookEndpointId,
+    AccountId, AuditEntryId, BalanceEntryId, ChargeId, CustomerId, EventId, InvoiceId, MerchantId,
+    PublicId, RefundId, RefundRequestId, SubscriptionId, TransferId, WebhookEndpointId,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use rail::Rail;

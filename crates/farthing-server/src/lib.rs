@@ -103,6 +103,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/test/invoices/{id}/pay"),
     ("POST", "/v1/test/customers/{id}/top_up"),
     ("GET", "/v1/balance"),
+    ("GET", "/v1/customers/{id}/statement"),
     ("POST", "/v1/customers/{id}"),
     ("POST", "/v1/api_keys"),
     ("GET", "/v1/api_keys"),
@@ -151,6 +152,7 @@ pub fn router(state: AppState) -> Router {
             get(customers::retrieve).post(customers::update),
         )
         .route("/v1/balance", get(customers::balance))
+        .route("/v1/customers/{id}/statement", get(customers::statement))
         .route("/v1/api_keys", post(keys::create).get(keys::list))
         .route("/v1/api_keys/{id}/revoke", post(keys::revoke))
         .route("/v1/api_keys/{id}/roll", post(keys::roll))

@@ -237,6 +237,7 @@ pub fn audit_connection(connection: &Connection) -> Result<AuditReport, StoreErr
             "ledger clock {clock} is behind its newest transfer {max_timestamp_ns}"
         ));
     }
+    crate::statements::audit(&snapshot, &mut report.problems)?;
     crate::rails::audit(&snapshot, &mut report.problems)?;
     crate::rails::audit_suspense(&snapshot, &mut report.findings)?;
     Ok(report)

@@ -242,6 +242,7 @@ impl BatchState<'_> {
         for record in &self.new_transfers {
             codec::insert_transfer(connection, record)?;
         }
+        crate::statements::persist(connection, self.accounts, &self.new_transfers)?;
         for (id, state, at_ns) in &self.resolved {
             codec::resolve_pending(connection, *id, *state, *at_ns)?;
         }

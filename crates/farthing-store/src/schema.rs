@@ -141,6 +141,7 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
         "metadata_and_return_url",
         sql(crate::business::CHARGE_REFUND_METADATA_SCHEMA),
     ),
+    (19, "customer_statements", sql(crate::statements::SCHEMA)),
 ];
 
 /// The newest schema this build knows.

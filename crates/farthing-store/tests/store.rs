@@ -2021,3 +2021,66 @@ fn database_files_are_private_to_their_owner() {
     assert_eq!(mode(&h.path()), 0o600, "tightened on open");
     again.shutdown();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Customers' statements
+// ---------------------------------------------------------------------------------------------
+
+/// Every posted movement of a customer balance is a statement entry with the balance after it
+/// (holds and voids are not; the posting of a hold is), and migration 19 builds the same
+/// entries from the transfers of a database that had none.
+#[test]
+fn statements_follow_the_balance_and_the_migration_rebuilds_them() {
+    let h = Harness::new();
+    let store = h.open();
+    setup_funded(&store, 1_000);
+    let hold_id = TransferId(30);
+    store
+        .write(group(vec![
+            single(10, &customer(1), &merchant(), 100),
+            hold(30, &customer(1), &merchant(), 200, 0),
+        ]))
+        .expect("written");
+    store
+        .write(group(vec![
+            post(31, hold_id, Some(150)),
+            single(11, &merchant(), &customer(1), 40),
+        ]))
+        .expect("written");
+    let account_id = customer(1).id;
+    let read = |store: &Store| {
+        store
+            .read(|reader| reader.customer_entries(account_id, 100, None, None))
+            .expect("read")
+            .0
+            .iter()
+            .map(|e| (e.transfer, e.amount_minor, e.balance_after_minor))
+            .collect::<Vec<_>>()
+    };
+    let entries = read(&store);
+    assert_eq!(
+        entries,
+        vec![
+            (TransferId(11), 40, 790),
+            (TransferId(31), -150, 750),
+            (TransferId(10), -100, 900),
+            (TransferId(1), 1_000, 1_000),
+        ]
+    );
+    assert_eq!(account(&store, &customer(1)).balances.posted(), 790);
+    store.shutdown();
+    drop(store);
+    assert_audit_ok(&audit_path(&h.path()).expect("audit"));
+
+    // As if the database predated the statements: the migration fills them from transfers.
+    let connection = Connection::open(h.path()).expect("open");
+    connection
+        .execute_batch(
+            "DROP TABLE customer_entries; DELETE FROM schema_migrations WHERE version = 19;",
+        )
+        .expect("undo migration 19");
+    drop(connection);
+    let store = h.open();
+    assert_eq!(read(&store), entries);
+    store.shutdown();
+}

@@ -213,6 +213,24 @@ fn audit_exit_codes_and_report() {
     );
     assert!(text.contains("do not sum to zero"), "{text}");
     assert!(text.contains("FAILED"), "{text}");
+
+    // A customer's statement edited behind the ledger's back is found too.
+    let connection = rusqlite::Connection::open(&db).expect("open");
+    // (The table has no rowid: the row is named by its key.)
+    connection
+        .execute(
+            "UPDATE customer_entries SET amount = amount + 1 WHERE (account_id, timestamp_ns) = \
+             (SELECT account_id, timestamp_ns FROM customer_entries LIMIT 1)",
+            [],
+        )
+        .expect("tamper with a statement");
+    drop(connection);
+    let text = String::from_utf8_lossy(&audit(&db).stdout).to_string();
+    assert!(
+        text.contains("whose statement does not add up")
+            && text.contains("does not follow from the one before"),
+        "{text}"
+    );
 }
 
 /// `farthing bench ledger` runs end to end on a fresh database, audits it, and ends with the

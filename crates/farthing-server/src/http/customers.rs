@@ -273,3 +273,100 @@ pub async fn list(
     })?;
     Ok(list_answer(page.0, page.1, "/v1/customers"))
 }
+
+/// `GET /v1/customers/{id}/statement`
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{id}/statement",
+    tag = "customers",
+    operation_id = "customer_statement",
+    summary = "List a customer's balance movements",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The customer, `cus_…`."),
+        ("currency" = Option<String>, Query, description = "Which balance (e.g. `XTR`); needed only when the customer has balances in several currencies."),
+        ("limit" = Option<u32>, Query, description = "How many entries to return, from 1 to 100 (default 10)."),
+        ("starting_after" = Option<String>, Query, description = "Cursor: the id (`ble_…`) of the last entry of the previous page; this page holds older entries."),
+        ("ending_before" = Option<String>, Query, description = "Cursor back: the id of the first entry of the page you have; this page holds the entries just newer, still newest first."),
+    ),
+    responses(
+        (status = 200, description = "A page of the statement, newest first: every credit and debit of the balance with the object behind it and the balance after it (entries of a balance that was never used: an empty list).", body = spec::BalanceEntryList),
+        (status = 400, description = "A bad `limit` (`invalid_limit`), a cursor that is not an entry of this balance (`invalid_id`), both cursors (`invalid_parameter`), an unknown currency (`invalid_currency`), no `currency` for a customer with several balances (`currency_required`, naming them), or an unknown query parameter (`unknown_parameter`).", body = spec::Error),
+        (status = 404, description = "No such customer for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        spec::ReadErrors,
+    ),
+)]
+pub async fn statement(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    principal.require("customers:read")?;
+    let customer_id: CustomerId = extract::id_path(&id)?;
+    let query = extract::list_query_with(query.as_deref(), &["currency"])?;
+    let request = query.page::<farthing_core::BalanceEntryId>()?;
+    let asked = query
+        .filter("currency")
+        .map(|code| extract::currency(code, "currency"))
+        .transpose()?;
+    let merchant = principal.merchant;
+    let url = format!("/v1/customers/{id}/statement");
+    let (customer, balances) = state.store(principal.mode).read(|reader| {
+        let customer = reader
+            .customer(customer_id)?
+            .filter(|c| c.merchant == merchant);
+        let balances = match &customer {
+            Some(_) => reader.customer_balances(merchant, customer_id)?,
+            None => Vec::new(),
+        };
+        Ok((customer, balances))
+    })?;
+    if customer.is_none() {
+        return Err(ApiError::not_found("customer", &id));
+    }
+    let currency = match (asked, balances.as_slice()) {
+        (Some(currency), _) => currency,
+        (None, []) => return Ok(list_answer(Vec::<Value>::new(), false, &url)),
+        (None, [(currency, ..)]) => *currency,
+        (None, several) => {
+            let codes: Vec<&str> = several.iter().map(|(c, ..)| c.code()).collect();
+            return Err(ApiError::invalid(
+                "currency_required",
+                format!(
+                    "this customer has balances in {}: say which with ?currency=",
+                    codes.join(", ")
+                ),
+            )
+            .param("currency"));
+        }
+    };
+    let account = super::book::customer(merchant, customer_id, currency).id;
+    // A cursor names a time of this balance's statement; one of another balance is refused.
+    let cursor = |raw: Option<u128>, name: &str| -> Result<Option<u64>, ApiError> {
+        raw.map(|raw| {
+            let time = u64::try_from(raw >> 64).unwrap_or(u64::MAX);
+            if farthing_app::wire::balance_entry_id(time, account).raw() != raw {
+                return Err(ApiError::invalid(
+                    "invalid_id",
+                    format!("{name} is an entry of another balance's statement"),
+                )
+                .param(name.to_owned()));
+            }
+            Ok(time)
+        })
+        .transpose()
+    };
+    let before = cursor(request.starting_after, "starting_after")?;
+    let after = cursor(request.ending_before, "ending_before")?;
+    let (entries, has_more) = state
+        .store(principal.mode)
+        .read(|reader| reader.customer_entries(account, request.limit, before, after))?;
+    let data: Vec<Value> = entries
+        .iter()
+        .map(|entry| {
+            farthing_app::wire::balance_entry(entry, customer_id, currency, principal.mode).into()
+        })
+        .collect();
+    Ok(list_answer(data, has_more, &url))
+}

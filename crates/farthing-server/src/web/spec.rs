@@ -11,8 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 /// The API's objects, typed once in the service crate (`farthing_app::wire`): the same structs
 /// serialise the bodies and describe them here.
 pub use farthing_app::wire::{
-    enabled_events_schema, Balance, Charge, Customer, CustomerBalance, EventType, Invoice,
-    InvoiceStatus, RailName, Refund, RefundRequestObject, WebhookEndpoint, WebhookEndpointStatus,
+    enabled_events_schema, Balance, BalanceEntry, Charge, Customer, CustomerBalance, EventType,
+    Invoice, InvoiceStatus, RailName, Refund, RefundRequestObject, WebhookEndpoint,
+    WebhookEndpointStatus,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -613,6 +614,7 @@ list_schema! {
     RefundRequestList of RefundRequestObject at "/v1/refund_requests",
     ApiKeyList of ApiKey at "/v1/api_keys",
     AuditEntryList of AuditEntry at "/v1/audit_log",
+    BalanceEntryList of BalanceEntry at "/v1/customers/{id}/statement",
 }
 
 /// A withdrawal of the bot's Stars to Fragment, found by the Stars reconciliation

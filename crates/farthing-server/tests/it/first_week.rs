@@ -946,3 +946,170 @@ async fn a_rolled_key_works_through_its_grace_period_and_then_stops() {
     assert!(rolls >= 3, "{log}");
     server.running.shutdown().await;
 }
+
+/// "No per-customer statement": every credit and debit with its object and the balance after
+/// it, newest first, paged both ways, per currency.
+#[tokio::test]
+async fn a_customer_statement_lists_every_movement_with_the_balance_after_it() {
+    let shop = Shop::open().await;
+    let customer = shop.customer("stmt").await;
+    let empty = shop
+        .ok(
+            Method::GET,
+            &format!("/v1/customers/{customer}/statement"),
+            None,
+        )
+        .await;
+    assert_eq!(empty["data"], json!([]));
+    // A top-up invoice paid in the sandbox, two charges, a refund of one, and an invoice paid
+    // from the balance.
+    let top_up = shop
+        .ok(
+            Method::POST,
+            "/v1/invoices",
+            Some(json!({"amount": 100, "currency": "XTR", "top_up": true, "customer": customer})),
+        )
+        .await;
+    let top_up = top_up["id"].as_str().expect("id").to_owned();
+    shop.ok(
+        Method::POST,
+        &format!("/v1/test/invoices/{top_up}/pay"),
+        Some(json!({"rail": "sandbox"})),
+    )
+    .await;
+    let mut charges = Vec::new();
+    for amount in [30, 20] {
+        let charge = shop
+            .ok(
+                Method::POST,
+                "/v1/charges",
+                Some(json!({"customer": customer, "amount": amount, "currency": "XTR"})),
+            )
+            .await;
+        charges.push(charge["id"].as_str().expect("id").to_owned());
+    }
+    let refund = shop
+        .ok(
+            Method::POST,
+            "/v1/refunds",
+            Some(json!({"charge": charges[0], "amount": 10})),
+        )
+        .await;
+    let invoice = shop
+        .ok(
+            Method::POST,
+            "/v1/invoices",
+            Some(json!({"amount": 15, "currency": "XTR", "customer": customer})),
+        )
+        .await;
+    let invoice = invoice["id"].as_str().expect("id").to_owned();
+    shop.ok(
+        Method::POST,
+        &format!("/v1/test/invoices/{invoice}/pay"),
+        Some(json!({"rail": "balance", "customer": customer})),
+    )
+    .await;
+
+    let all = shop
+        .ok(
+            Method::GET,
+            &format!("/v1/customers/{customer}/statement?limit=100"),
+            None,
+        )
+        .await;
+    let rows: Vec<(String, i64, i64, Value)> = all["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().expect("type").to_owned(),
+                e["amount"].as_i64().expect("amount"),
+                e["balance_after"].as_i64().expect("balance"),
+                e["source"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("payment".to_owned(), -15, 45, json!(invoice)),
+            ("refund".to_owned(), 10, 60, refund["id"].clone()),
+            ("charge".to_owned(), -20, 50, json!(charges[1])),
+            ("charge".to_owned(), -30, 70, json!(charges[0])),
+            ("top_up".to_owned(), 100, 100, json!(top_up)),
+        ],
+        "{all}"
+    );
+    assert_eq!(shop.available(&customer, "XTR").await, 45);
+
+    // Paged: two, then the rest after the cursor, then back.
+    let first = shop
+        .ok(
+            Method::GET,
+            &format!("/v1/customers/{customer}/statement?limit=2"),
+            None,
+        )
+        .await;
+    assert_eq!(first["has_more"], true);
+    let cursor = first["data"][1]["id"].as_str().expect("id").to_owned();
+    let rest = shop
+        .ok(
+            Method::GET,
+            &format!("/v1/customers/{customer}/statement?limit=10&starting_after={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(rest["data"].as_array().expect("list").len(), 3);
+    assert_eq!(rest["data"][0]["type"], "charge");
+    assert_eq!(rest["has_more"], false);
+    let oldest_of_rest = rest["data"][0]["id"].as_str().expect("id").to_owned();
+    let back = shop
+        .ok(
+            Method::GET,
+            &format!("/v1/customers/{customer}/statement?ending_before={oldest_of_rest}"),
+            None,
+        )
+        .await;
+    assert_eq!(back["data"], first["data"]);
+
+    // A second currency: the customer's balance must then be named.
+    shop.ok(
+        Method::POST,
+        &format!("/v1/test/customers/{customer}/top_up"),
+        Some(json!({"amount": 500, "currency": "USD"})),
+    )
+    .await;
+    let (status, body) = shop
+        .call(
+            Method::GET,
+            &format!("/v1/customers/{customer}/statement"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "currency_required");
+    let usd = shop
+        .ok(
+            Method::GET,
+            &format!("/v1/customers/{customer}/statement?currency=USD"),
+            None,
+        )
+        .await;
+    assert_eq!(usd["data"][0]["amount"], 500);
+    assert_eq!(
+        usd["data"][0]["source"],
+        Value::Null,
+        "a sandbox top-up has no invoice"
+    );
+    // Another balance's cursor is refused by name.
+    let (status, body) = shop
+        .call(
+            Method::GET,
+            &format!("/v1/customers/{customer}/statement?currency=USD&starting_after={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["param"], "starting_after");
+}

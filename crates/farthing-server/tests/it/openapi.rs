@@ -1493,6 +1493,28 @@ async fn a_running_server_answers_as_documented() {
     .await;
     c.expect(200, call("GET", "/v1/charges", "/v1/charges").key(key))
         .await;
+    let statement = c
+        .expect(
+            200,
+            call(
+                "GET",
+                "/v1/customers/{id}/statement",
+                format!("/v1/customers/{cus}/statement?currency=USD&limit=2"),
+            )
+            .key(key),
+        )
+        .await;
+    assert_eq!(statement["data"][0]["source"], chg.as_str(), "{statement}");
+    c.expect(
+        400,
+        call(
+            "GET",
+            "/v1/customers/{id}/statement",
+            format!("/v1/customers/{cus}/statement?currency=USD&starting_after=inv_00000000000000000000000000"),
+        )
+        .key(key),
+    )
+    .await;
     let refund = c
         .expect(
             201,
