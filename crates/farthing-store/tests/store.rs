@@ -2076,11 +2076,36 @@ fn statements_follow_the_balance_and_the_migration_rebuilds_them() {
     let connection = Connection::open(h.path()).expect("open");
     connection
         .execute_batch(
-            "DROP TABLE customer_entries; DELETE FROM schema_migrations WHERE version = 19;",
+            "DROP TABLE customer_entries; ALTER TABLE accounts DROP COLUMN last_entry_ns; \
+             DELETE FROM schema_migrations WHERE version = 19;",
         )
         .expect("undo migration 19");
     drop(connection);
     let store = h.open();
     assert_eq!(read(&store), entries);
+    // Paging: after a cursor, and back from one.
+    let page = |before: Option<u64>, after: Option<u64>| {
+        store
+            .read(|reader| reader.customer_entries(account_id, 2, before, after))
+            .expect("read")
+    };
+    let all = page(None, None);
+    assert!(all.1, "more than two entries");
+    let older = page(Some(all.0[1].timestamp_ns), None);
+    assert_eq!(
+        older.0.iter().map(|e| e.transfer).collect::<Vec<_>>(),
+        [TransferId(10), TransferId(1)]
+    );
+    assert!(!older.1);
+    let back = page(None, Some(older.0[0].timestamp_ns));
+    assert_eq!(back.0, all.0);
+    assert!(!back.1);
+    let back_one = store
+        .read(|reader| reader.customer_entries(account_id, 1, None, Some(older.0[1].timestamp_ns)))
+        .expect("read");
+    assert_eq!(back_one.0[0].transfer, TransferId(10));
+    assert!(back_one.1, "newer entries follow");
     store.shutdown();
+    drop(store);
+    assert_audit_ok(&audit_path(&h.path()).expect("audit"));
 }
