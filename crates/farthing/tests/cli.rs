@@ -226,7 +226,10 @@ fn audit_exit_codes_and_report() {
         .expect("tamper with a statement");
     drop(connection);
     let text = String::from_utf8_lossy(&audit(&db).stdout).to_string();
-    assert!(text.contains("does not follow from the one before"), "{text}");
+    assert!(
+        text.contains("does not follow from the one before"),
+        "{text}"
+    );
     assert!(text.contains("FAILED"), "{text}");
 }
 
