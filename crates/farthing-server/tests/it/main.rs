@@ -11,6 +11,7 @@ mod dashboard;
 mod first_week;
 mod lightning;
 mod openapi;
+mod python_client;
 mod security;
 mod settlement;
 mod stars;
