@@ -36,9 +36,9 @@ pub struct CreateCustomer {
     summary = "Create a customer",
     security(("bearer" = [])),
     params(spec::IdempotencyKey),
-    request_body(content = Option<CreateCustomer>, content_type = "application/json", description = "Both fields are optional; an empty body creates a customer without them."),
+    request_body(content = Option<CreateCustomer>, content_type = "application/json", description = "Both fields are optional; an empty body creates a customer without them.", example = json!({"external_id": "tg:123456789", "metadata": {"plan": "pro"}})),
     responses(
-        (status = 201, description = "The new customer (no balances yet); a `customer.created` event is written with it.", body = spec::Customer, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
+        (status = 201, description = "The new customer (no balances yet); a `customer.created` event is written with it.", body = spec::Customer, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.")), example = json!({"id": "cus_01m8xps3vzdwahmws0hy00crqv", "object": "customer", "livemode": false, "external_id": "tg:123456789", "metadata": {"plan": "pro"}, "balances": [], "created": 1796293300})),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), a bad `external_id` (`invalid_external_id`) or bad metadata (`invalid_metadata`).", body = spec::Error),
         (status = 409, description = "Another customer of this merchant has this `external_id` (`external_id_taken`).", body = spec::Error),
         spec::WriteErrors,
@@ -290,7 +290,7 @@ pub async fn list(
         ("ending_before" = Option<String>, Query, description = "Cursor back: the id of the first entry of the page you have; this page holds the entries just newer, still newest first."),
     ),
     responses(
-        (status = 200, description = "A page of the statement, newest first: every credit and debit of the balance with the object behind it and the balance after it (entries of a balance that was never used: an empty list).", body = spec::BalanceEntryList),
+        (status = 200, description = "A page of the statement, newest first: every credit and debit of the balance with the object behind it and the balance after it (entries of a balance that was never used: an empty list).", body = spec::BalanceEntryList, example = json!({"object": "list", "url": "/v1/customers/cus_01m8xps3vzdwahmws0hy00crqv/statement", "has_more": false, "data": [{"id": "ble_0rxpvkth58agzs9w5pnynq5ryd", "object": "balance_entry", "livemode": false, "customer": "cus_01m8xps3vzdwahmws0hy00crqv", "currency": "XTR", "amount": 1, "balance_after": 498, "type": "refund", "source": "ref_01m8xps3y3ds0d7vv0zr87f517", "created": 1796293301}, {"id": "ble_0rxpvktgyv1v8s9w5pnynq5ryd", "object": "balance_entry", "livemode": false, "customer": "cus_01m8xps3vzdwahmws0hy00crqv", "currency": "XTR", "amount": -3, "balance_after": 497, "type": "charge", "source": "chg_01m8xps3xn47n0b22ztnhdjb39", "created": 1796293300}, {"id": "ble_0rxpvktgpyz2399w5pnynq5ryd", "object": "balance_entry", "livemode": false, "customer": "cus_01m8xps3vzdwahmws0hy00crqv", "currency": "XTR", "amount": 500, "balance_after": 500, "type": "top_up", "source": "inv_01m8xps3wrbby5q9em3ahfn5s3", "created": 1796293300}]})),
         (status = 400, description = "A bad `limit` (`invalid_limit`), a cursor that is not an entry of this balance (`invalid_id`), both cursors (`invalid_parameter`), an unknown currency (`invalid_currency`), no `currency` for a customer with several balances (`currency_required`, naming them), or an unknown query parameter (`unknown_parameter`).", body = spec::Error),
         (status = 404, description = "No such customer for this merchant in this mode (`resource_missing`).", body = spec::Error),
         spec::ReadErrors,

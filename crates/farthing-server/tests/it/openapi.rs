@@ -474,6 +474,67 @@ fn every_operation_documents_its_errors_in_the_one_error_shape() {
     assert_eq!(required, four);
 }
 
+/// The main operations carry request and response examples, and every example in the
+/// document matches the schema it illustrates (the checker above: types, enums, required and
+/// undocumented properties).
+#[test]
+fn examples_exist_for_the_main_operations_and_match_their_schemas() {
+    let doc = document();
+    let mut checker = Checker::new(&doc);
+    let mut illustrated = BTreeSet::new();
+    for (method, path, operation) in operations(&doc) {
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut contents = Vec::new();
+        if let Some(content) = operation["requestBody"]["content"].as_object() {
+            contents.extend(
+                content
+                    .iter()
+                    .map(|(_, c)| ("request".to_owned(), c.clone())),
+            );
+        }
+        if let Some(responses) = operation["responses"].as_object() {
+            for (status, response) in responses {
+                if let Some(content) = response["content"].as_object() {
+                    contents.extend(content.iter().map(|(_, c)| (status.clone(), c.clone())));
+                }
+            }
+        }
+        for (part, content) in contents {
+            let Some(example) = content.get("example") else {
+                continue;
+            };
+            if let Err(error) = checker.check(
+                example,
+                &content["schema"],
+                &format!("{method} {path} {part}"),
+            ) {
+                panic!("{method} {path}: the {part} example does not match its schema: {error}");
+            }
+            illustrated.insert(format!("{id} {part}"));
+        }
+    }
+    for wanted in [
+        "create_invoice request",
+        "create_invoice 201",
+        "create_customer request",
+        "create_customer 201",
+        "create_charge request",
+        "create_charge 201",
+        "create_charge 402",
+        "create_refund request",
+        "create_refund 201",
+        "customer_statement 200",
+    ] {
+        assert!(
+            illustrated.contains(wanted),
+            "no example for {wanted}: {illustrated:?}"
+        );
+    }
+}
+
 #[test]
 fn operations_are_well_formed() {
     let doc = document();
