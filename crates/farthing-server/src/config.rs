@@ -36,6 +36,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// Rate limits (SPEC S4).
     pub rate_limits: RateLimitConfig,
+    /// SHA-256 (64 hex digits) of the operator key that may use `/v1/admin` (add merchants
+    /// while the server runs); empty: the admin API is off. `farthing admin-key` makes one.
+    pub admin_key_sha256: String,
 }
 
 /// Rate limits (SPEC S4): requests a second on average (`_per_s`, 0 = off) and at once
@@ -239,6 +242,7 @@ impl Default for Config {
             telegram: TelegramConfig::default(),
             http: HttpConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            admin_key_sha256: String::new(),
         }
     }
 }
@@ -253,6 +257,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("allow_private_webhooks", "boolean", "Whether webhook endpoints may resolve to loopback or private addresses. Env FARTHING_ALLOW_PRIVATE_WEBHOOKS."),
     ("max_body_bytes", "integer (bytes)", "Largest request body."),
     ("idempotency_ttl_s", "integer (seconds, at least 86400)", "How long idempotency keys are kept."),
+    ("admin_key_sha256", "string (64 hex digits, or empty)", "SHA-256 of the operator key for /v1/admin (adding merchants while the server runs); empty turns the admin API off. farthing admin-key prints a key and this value. Env FARTHING_ADMIN_KEY_SHA256."),
     ("rates", "table of strings", "Exchange rates for amounts shown in another currency, \"BASE/QUOTE\" = \"decimal\": \"USD/TON\" = \"0.2\" means 1 USD = 0.2 TON. Empty by default."),
     ("webhooks.retry_schedule_s", "array of numbers (seconds)", "Delays before each retry; the default spreads 9 retries over about 2.7 days."),
     ("webhooks.jitter", "number (fraction, 0 to 1)", "Random spread added to each delay: 0.2 = up to +20 %. A number, not a boolean."),
@@ -382,6 +387,9 @@ impl Config {
                 message: format!("{value:?} is not an address such as 127.0.0.1:8080"),
             })?;
         }
+        if let Some(value) = env("FARTHING_ADMIN_KEY_SHA256") {
+            config.admin_key_sha256 = value;
+        }
         if let Some(value) = env("FARTHING_DATABASE") {
             config.database = value;
         }
@@ -417,6 +425,14 @@ impl Config {
 
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.admin_key_sha256.is_empty()
+            && (self.admin_key_sha256.len() != 64
+                || !self.admin_key_sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError::Invalid(
+                "admin_key_sha256 must be 64 hex digits (the SHA-256 of the operator key; `farthing admin-key` prints one), or empty".to_owned(),
+            ));
+        }
         if self.http.header_timeout_s == 0 || self.http.body_timeout_s == 0 {
             return Err(ConfigError::Invalid(
                 "http.header_timeout_s and http.body_timeout_s must be at least 1".to_owned(),

@@ -110,6 +110,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/api_keys/{id}/revoke"),
     ("POST", "/v1/api_keys/{id}/roll"),
     ("GET", "/v1/audit_log"),
+    ("POST", "/v1/admin/merchants"),
+    ("GET", "/v1/admin/merchants"),
     ("GET", "/pay/assets/{file}"),
     ("GET", "/pay/{id}"),
     ("GET", "/pay/{id}/status"),
@@ -156,6 +158,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/api_keys", post(keys::create).get(keys::list))
         .route("/v1/api_keys/{id}/revoke", post(keys::revoke))
         .route("/v1/api_keys/{id}/roll", post(keys::roll))
+        .route(
+            "/v1/admin/merchants",
+            post(http::admin::create).get(http::admin::list),
+        )
         .route("/v1/audit_log", get(http::audit::list))
         .route("/v1/charges", post(charges::create).get(charges::list))
         .route("/v1/charges/{id}", get(charges::retrieve))

@@ -124,6 +124,8 @@ pub fn json() -> &'static str {
         crate::http::keys::list,
         crate::http::keys::revoke,
         crate::http::keys::roll,
+        crate::http::admin::create,
+        crate::http::admin::list,
         crate::http::audit::list,
         crate::pages::checkout::status,
         crate::pages::checkout::sandbox,
@@ -226,7 +228,8 @@ pub fn json() -> &'static str {
         (name = "lnurl", description = "The LNURL endpoints wallets call (LUD-03, LUD-04, LUD-06, LUD-12, LUD-16); no API key. Refusals are LNURL's `{\"status\": \"ERROR\", \"reason\"}`."),
         (name = "checkout", description = "The hosted checkout page; the invoice id is the capability, no API key."),
         (name = "dashboard", description = "Signing in to the merchant dashboard with Telegram (SPEC T5): the merchant names its owners, an owner logs in with the Telegram Login Widget of the merchant's bot."),
-        (name = "api_keys", description = "A merchant's API keys while the server runs: scoped keys, listing, revocation (SPEC A1)."),
+        (name = "api_keys", description = "A merchant's API keys while the server runs: scoped keys, listing, rolling with a grace period, revocation (SPEC A1)."),
+        (name = "admin", description = "The operator's API (the operator key, `admin_key_sha256`; off by default): add merchants while the server runs."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
     )
 )]

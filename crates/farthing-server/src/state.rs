@@ -70,6 +70,9 @@ struct Inner {
     webapp_key: crate::signed_token::SessionKey,
     /// The rate limits' buckets.
     limits: Arc<crate::web::limits::Limits>,
+    /// Serialises the operator's merchant creations (rare; a repeated Idempotency-Key must
+    /// find the first one's record).
+    admin: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -98,8 +101,14 @@ impl AppState {
                 metrics,
                 rails,
                 webapp_key: crate::signed_token::SessionKey::random(),
+                admin: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// The lock the operator's merchant creations take.
+    pub fn admin_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.admin
     }
 
     /// The rate limits.

@@ -435,6 +435,28 @@ impl Tx<'_, '_> {
 }
 
 impl Reader<'_> {
+    /// A page of every merchant of this database, newest first (for the operator).
+    pub fn merchants(&self, request: PageRequest) -> Result<Page<Merchant>, StoreError> {
+        let limit = request.limit.clamp(1, 100);
+        let below = request.starting_after.unwrap_or(u128::MAX).to_be_bytes();
+        let mut statement = self.connection.prepare_cached(
+            "SELECT id, name, created_at_ns FROM merchants WHERE id < ?1 ORDER BY id DESC",
+        )?;
+        let mut rows = statement.query([below])?;
+        let mut data = Vec::new();
+        while data.len() <= limit {
+            let Some(row) = rows.next()? else { break };
+            data.push(Merchant {
+                id: id_from(row.get(0)?, MerchantId)?,
+                name: row.get(1)?,
+                created_at_ns: u64_from(row.get(2)?, "time")?,
+            });
+        }
+        let has_more = data.len() > limit;
+        data.truncate(limit);
+        Ok(Page { data, has_more })
+    }
+
     /// A merchant.
     pub fn merchant(&self, id: MerchantId) -> Result<Option<Merchant>, StoreError> {
         let mut statement = self

@@ -8,6 +8,7 @@ mod bench_http;
 mod bench_lightning;
 mod demo;
 mod internal;
+mod remote;
 mod server_cli;
 
 use std::path::PathBuf;
@@ -69,6 +70,12 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// A merchant's API keys on a running server: create, list, roll, revoke.
+    #[command(subcommand)]
+    Keys(remote::KeysCommand),
+    /// Make an operator key for the admin API (`/v1/admin`: add merchants while the server
+    /// runs) and print it with the hash to configure as `admin_key_sha256`.
+    AdminKey,
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -79,7 +86,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum MerchantCommand {
-    /// Create a merchant and print its id and its live and test secret keys (shown once).
+    /// Create a merchant and print its id and its live and test secret keys (shown once):
+    /// in the database (server stopped), or with `--server` through a running server's admin
+    /// API (operator key in `$FARTHING_ADMIN_KEY`).
     Create(server_cli::MerchantCreateArgs),
 }
 
@@ -104,6 +113,8 @@ fn main() -> ExitCode {
         Command::Merchant(MerchantCommand::Create(args)) => server_cli::merchant_create(&args),
         Command::Audit { database } => run_audit(&database),
         Command::Migrate { database } => run_migrate(&database),
+        Command::Keys(command) => remote::keys(command),
+        Command::AdminKey => remote::admin_key(),
         Command::Config { defaults, config } => run_config(defaults, config.as_deref()),
         Command::Backup { database, to } => run_backup(&database, &to),
         Command::Bench(BenchCommand::Ledger(args)) => bench::run_ledger(&args),
@@ -137,6 +148,7 @@ const ENVIRONMENT: &str =
   FARTHING_ALLOW_PRIVATE_NODES         1: Lightning nodes may be on private addresses
   FARTHING_LIGHTNING_POLL_INTERVAL_MS  how often the Lightning watcher polls
   FARTHING_RATE_LIMIT_API_KEY_PER_S    requests a second per API key
+  FARTHING_ADMIN_KEY_SHA256            SHA-256 of the operator key (farthing admin-key); admin API off when unset
   FARTHING_LOG_FORMAT                  json: one JSON object per log line
   RUST_LOG                             log level (default info)
 Every configuration key, its type and default: farthing config --defaults.";

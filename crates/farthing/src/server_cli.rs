@@ -114,10 +114,25 @@ pub struct MerchantCreateArgs {
     /// Print `{"id", "live_key", "test_key"}` as JSON.
     #[arg(long)]
     json: bool,
+    /// Create it through this running server's admin API instead of the database (no need to
+    /// stop the server), e.g. `http://127.0.0.1:8080`.
+    #[arg(long)]
+    server: Option<String>,
+    /// The operator key for `--server` (`farthing admin-key` makes one).
+    #[arg(long, env = "FARTHING_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
 }
 
 /// `farthing merchant create`
 pub fn merchant_create(args: &MerchantCreateArgs) -> anyhow::Result<ExitCode> {
+    if let Some(server) = &args.server {
+        let key = args.admin_key.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--server needs the operator key: set FARTHING_ADMIN_KEY or --admin-key"
+            )
+        })?;
+        return crate::remote::create_merchant(server, key, &args.name, args.json);
+    }
     let metrics = farthing_server::metrics::Metrics::default();
     let (live, test) = open_stores(&args.database, &metrics, &farthing_app::Clock::system())
         .context("opening the database (stop `farthing serve` on it first)")?;

@@ -509,3 +509,114 @@ fn config_prints_every_key_with_its_type_and_value() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("jitter"));
 }
+
+/// Adding a merchant and managing its keys while `farthing serve` runs: `farthing admin-key`,
+/// `farthing merchant create --server`, `farthing keys create|list|roll|revoke`.
+#[test]
+fn merchants_and_keys_are_managed_from_the_cli_while_the_server_runs() {
+    let made = farthing().arg("admin-key").output().expect("admin-key");
+    let text = String::from_utf8_lossy(&made.stdout).to_string();
+    let admin = text
+        .lines()
+        .find_map(|l| l.strip_prefix("operator key: "))
+        .expect("a key")
+        .to_owned();
+    let hash = text
+        .split("admin_key_sha256 = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("its hash")
+        .to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = farthing()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database",
+        ])
+        .arg(dir.path().join("shop.db"))
+        .env("FARTHING_ADMIN_KEY_SHA256", &hash)
+        .env_remove("FARTHING_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("farthing serve");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run = |args: &[&str], env: (&str, &str)| {
+        let output = farthing()
+            .args(args)
+            .env("FARTHING_URL", &url)
+            .env(env.0, env.1)
+            .output()
+            .expect("run farthing");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "Live shop",
+            "--json",
+            "--server",
+            &url,
+        ],
+        ("FARTHING_ADMIN_KEY", &admin),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let created: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let key = created["test_key"].as_str().expect("test key").to_owned();
+    // A wrong operator key is refused with the server's words.
+    let (code, _, err) = run(
+        &["merchant", "create", "--name", "X", "--server", &url],
+        ("FARTHING_ADMIN_KEY", "fa_admin_wrong"),
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("invalid_admin_key"), "{err}");
+
+    let (code, out, err) = run(
+        &["keys", "create", "--scopes", "customers:read,charges:write"],
+        ("FARTHING_API_KEY", &key),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let scoped: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let id = scoped["id"].as_str().expect("id").to_owned();
+    assert!(scoped["secret"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("fk_test_")));
+    let (code, out, _) = run(&["keys", "list"], ("FARTHING_API_KEY", &key));
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&id), "{out}");
+    let (code, out, err) = run(
+        &["keys", "roll", &id, "--expires-in", "60"],
+        ("FARTHING_API_KEY", &key),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(&["keys", "revoke", &id], ("FARTHING_API_KEY", &key));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("revoked_at"), "{out}");
+    let (code, _, err) = run(&["keys", "revoke", &id], ("FARTHING_API_KEY", &key));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("already_revoked"), "{err}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+}

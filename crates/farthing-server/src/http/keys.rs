@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{generate_key, hash_key, key_hint};
-use super::{list_answer, write};
+use super::{list_answer, write, write_revealing, Reveal};
 use crate::render::unix_s;
 use crate::state::{AppState, Mode, Principal};
 use crate::web::error::ApiError;
@@ -82,7 +82,7 @@ pub struct CreateApiKey {
     params(spec::IdempotencyKey),
     request_body(content = CreateApiKey, content_type = "application/json"),
     responses(
-        (status = 201, description = "The key, with its `secret` shown this once, in the mode of the key that made it.", body = spec::ApiKey),
+        (status = 201, description = "The key, with its `secret` shown this once, in the mode of the key that made it. A replay under the same Idempotency-Key answers the key without its `secret`: farthing never stores it in clear.", body = spec::ApiKey),
         (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), no scopes or an unknown one (`invalid_scopes`), or a scope the requesting key does not have (`scope_not_held`).", body = spec::Error),
         spec::WriteErrors,
     ),
@@ -131,12 +131,16 @@ pub async fn create(
         hint: key_hint(&secret),
         revoked_at_ns: None,
     };
-    write(
+    write_revealing(
         &state,
         &principal,
         &body.headers,
         "POST /v1/api_keys",
         &body.raw,
+        Some(Reveal {
+            field: "secret",
+            value: secret,
+        }),
         move |tx| {
             tx.insert_api_key(&record)?;
             let listing = ApiKeyListing {
@@ -146,7 +150,7 @@ pub async fn create(
                 created_at_ns: tx.now_ns(),
                 revoked_at_ns: None,
             };
-            Ok((StatusCode::CREATED, render(&listing, mode, Some(&secret))))
+            Ok((StatusCode::CREATED, render(&listing, mode, None)))
         },
     )
     .await
@@ -272,7 +276,7 @@ pub struct RollApiKey {
     params(("id" = String, Path, description = "The key to replace, `key_…` (from `GET /v1/api_keys`)."), spec::IdempotencyKey),
     request_body(content = Option<RollApiKey>, content_type = "application/json", description = "Optional; an empty body stops the old key at once."),
     responses(
-        (status = 201, description = "The new key with the old one's scopes, its `secret` shown this once; the old key's `revoked_at` is set to when it stops working (listed by `GET /v1/api_keys`).", body = spec::ApiKey),
+        (status = 201, description = "The new key with the old one's scopes, its `secret` shown this once (not in a replay); the old key's `revoked_at` is set to when it stops working (listed by `GET /v1/api_keys`).", body = spec::ApiKey),
         (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), or an `expires_in` that is not 0 to 604800 seconds (`invalid_expires_in`).", body = spec::Error),
         (status = 404, description = "No such key for this merchant in this mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The key is already revoked (`already_revoked`).", body = spec::Error),
@@ -325,12 +329,16 @@ pub async fn roll(
     let stops_at = now.saturating_add(grace_s.saturating_mul(1_000_000_000));
     let old_hash = old.key_hash;
     let route = format!("POST /v1/api_keys/{id}/roll");
-    let response = write(
+    let response = write_revealing(
         &state,
         &principal,
         &body.headers,
         &route,
         &body.raw,
+        Some(Reveal {
+            field: "secret",
+            value: secret,
+        }),
         move |tx| {
             // A grace period never extends a key that already stops sooner.
             tx.revoke_api_key_at(merchant, &old_hash, stops_at)?;
@@ -342,7 +350,7 @@ pub async fn roll(
                 created_at_ns: tx.now_ns(),
                 revoked_at_ns: None,
             };
-            Ok((StatusCode::CREATED, render(&listing, mode, Some(&secret))))
+            Ok((StatusCode::CREATED, render(&listing, mode, None)))
         },
     )
     .await?;

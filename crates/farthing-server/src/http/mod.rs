@@ -4,6 +4,7 @@
 //! stored answer; same key, other body → 422), runs the operation as one store job (its rows,
 //! ledger transfers and events commit together or not at all) and answers after the commit.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod charges;
@@ -44,6 +45,32 @@ pub async fn write<F>(
     headers: &HeaderMap,
     route: &str,
     body: &[u8],
+    op: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(&mut Tx<'_, '_>) -> Result<Answer, ApiError> + Send + 'static,
+{
+    write_revealing(state, principal, headers, route, body, None, op).await
+}
+
+/// A secret an answer shows once (a new API key): added to the fresh answer only, never to
+/// what is stored under the Idempotency-Key, so it is not kept in clear; a replay answers
+/// without it.
+pub struct Reveal {
+    /// The field it goes in, e.g. `secret`.
+    pub field: &'static str,
+    /// The secret.
+    pub value: String,
+}
+
+/// [`write`], with `reveal` added to a fresh successful answer.
+pub async fn write_revealing<F>(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+    reveal: Option<Reveal>,
     op: F,
 ) -> Result<Response, ApiError>
 where
@@ -92,7 +119,10 @@ where
             Ok((answer, false))
         })
         .await;
-    let ((status, body), replayed) = outcome?;
+    let ((status, mut body), replayed) = outcome?;
+    if let (Some(reveal), false, true) = (reveal, replayed, status.is_success()) {
+        body[reveal.field] = Value::String(reveal.value);
+    }
     let mut response = (status, axum::Json(body)).into_response();
     if replayed {
         response

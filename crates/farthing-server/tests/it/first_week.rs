@@ -1113,3 +1113,135 @@ async fn a_customer_statement_lists_every_movement_with_the_balance_after_it() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["param"], "starting_after");
 }
+
+/// "Keys and merchants while running": the operator adds a merchant through the admin API
+/// (off unless configured), its keys work at once, a repeated Idempotency-Key creates nothing.
+#[tokio::test]
+async fn the_operator_adds_merchants_while_the_server_runs() {
+    let off = server::spawn(|_| {}).await;
+    let answer = off
+        .client
+        .post(format!("{}/v1/admin/merchants", off.base))
+        .bearer_auth("fa_admin_anything")
+        .json(&json!({"name": "Shop"}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    off.running.shutdown().await;
+
+    let (admin, hash) = farthing_server::http::admin::generate_admin_key().expect("key");
+    let server = server::spawn(move |config| config.admin_key_sha256 = hash).await;
+    let merchant_key = server.merchant("Existing").await.test_key;
+    let add = |key: &str, body: Value, idempotency: Option<&str>| {
+        let mut request = server
+            .client
+            .post(format!("{}/v1/admin/merchants", server.base))
+            .bearer_auth(key)
+            .json(&body);
+        if let Some(idempotency) = idempotency {
+            request = request.header("Idempotency-Key", idempotency);
+        }
+        async move {
+            let response = request.send().await.expect("answer");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    for key in [merchant_key.as_str(), "fa_admin_wrong", ""] {
+        let (status, body) = add(key, json!({"name": "Shop"}), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{key:?}: {body}");
+    }
+    let (status, body) = add(&admin, json!({"name": "  "}), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["param"], "name");
+
+    let (status, added) = add(&admin, json!({"name": "New shop"}), Some("add-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    let key = added["test_key"].as_str().expect("test key").to_owned();
+    let customers = server
+        .client
+        .get(format!("{}/v1/customers", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        customers.status(),
+        StatusCode::OK,
+        "the new key works at once"
+    );
+    // The same key again: nothing new, and the keys are not shown twice.
+    let (status, again) = add(&admin, json!({"name": "New shop"}), Some("add-1")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["error"]["code"], "secret_already_shown");
+    assert!(again["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains(added["id"].as_str().expect("id"))));
+    let (status, other) = add(&admin, json!({"name": "Other"}), Some("add-1")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{other}");
+    let listed = server
+        .client
+        .get(format!("{}/v1/admin/merchants?limit=100", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("answer")
+        .json::<Value>()
+        .await
+        .expect("json");
+    let names: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(names, ["New shop", "Existing"], "{listed}");
+    server.running.shutdown().await;
+}
+
+/// A new key's secret is shown once: a replay under the same Idempotency-Key answers the key
+/// without it, and the stored answer (the idempotency table) never holds it in clear.
+#[tokio::test]
+async fn a_new_keys_secret_is_never_stored_for_replays() {
+    let shop = Shop::open().await;
+    let create = || {
+        shop.server
+            .client
+            .post(format!("{}/v1/api_keys", shop.server.base))
+            .bearer_auth(&shop.key)
+            .header("Idempotency-Key", "new-key-1")
+            .json(&json!({"scopes": ["customers:read"]}))
+            .send()
+    };
+    let first = create().await.expect("answer");
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.expect("json");
+    let secret = first["secret"].as_str().expect("shown once").to_owned();
+    let again = create().await.expect("answer");
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(
+        again
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let again: Value = again.json().await.expect("json");
+    assert_eq!(again["id"], first["id"]);
+    assert!(again.get("secret").is_none(), "{again}");
+    // Nowhere in the database file in clear.
+    shop.server.running.shutdown().await;
+    let test_db = shop.server.dir.path().join("farthing-test.db");
+    let mut bytes = std::fs::read(&test_db).expect("the test database");
+    if let Ok(wal) = std::fs::read(format!("{}-wal", test_db.display())) {
+        bytes.extend(wal);
+    }
+    assert!(
+        !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the secret is stored in clear"
+    );
+}

@@ -1246,6 +1246,9 @@ async fn a_running_server_answers_as_documented() {
     crate::support::server::relax_rate_limits(&mut config);
     // Lightning payments settle within a poll interval at worst.
     config.lightning.poll_interval_ms = 200;
+    let (admin_key, admin_hash) =
+        farthing_server::http::admin::generate_admin_key().expect("an operator key");
+    config.admin_key_sha256 = admin_hash;
     let running = start(config).await.expect("server starts");
     let (live, test) = (
         running.state().store(Mode::Live).clone(),
@@ -1421,6 +1424,33 @@ async fn a_running_server_answers_as_documented() {
     c.expect(
         200,
         call("GET", "/v1/audit_log", "/v1/audit_log?limit=5").key(key),
+    )
+    .await;
+    // The operator's API: a merchant added while the server runs; merchant keys are refused.
+    let added = c
+        .expect(
+            201,
+            call("POST", "/v1/admin/merchants", "/v1/admin/merchants")
+                .key(&admin_key)
+                .body(json!({"name": "Second shop"})),
+        )
+        .await;
+    assert!(
+        added["test_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("fk_test_")),
+        "{added}"
+    );
+    c.expect(
+        401,
+        call("POST", "/v1/admin/merchants", "/v1/admin/merchants")
+            .key(key)
+            .body(json!({"name": "Not allowed"})),
+    )
+    .await;
+    c.expect(
+        200,
+        call("GET", "/v1/admin/merchants", "/v1/admin/merchants").key(&admin_key),
     )
     .await;
     c.expect(

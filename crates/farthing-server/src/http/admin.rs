@@ -1,0 +1,235 @@
+//! `/v1/admin`: the operator's API — add merchants while the server runs (no downtime for a
+//! host adding a shop), list them. Authenticated by the operator key whose SHA-256 is the
+//! `admin_key_sha256` setting (off when empty); merchant keys never reach it.
+
+use axum::extract::{FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use farthing_core::{MerchantId, PublicId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::auth::hash_key;
+use super::list_answer;
+use crate::render::unix_s;
+use crate::state::{AppState, Mode};
+use crate::web::error::ApiError;
+use crate::web::extract::{self, Checked};
+use crate::web::spec;
+
+/// The operator, authenticated.
+pub struct Operator;
+
+/// Where the operator's idempotency keys are kept: the reserved zero merchant id of the live
+/// database (no merchant has it).
+const OPERATOR: MerchantId = MerchantId(0);
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let configured = &state.config().admin_key_sha256;
+        if configured.is_empty() {
+            return Err(ApiError::forbidden(
+                "admin_api_off",
+                "the admin API is off on this server: the operator sets admin_key_sha256 (`farthing admin-key` prints a key and its hash)",
+            ));
+        }
+        let presented = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
+            .unwrap_or_default();
+        let hash: String = hash_key(presented)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let expected = configured.to_ascii_lowercase();
+        if presented.is_empty() || !bool::from(hash.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(ApiError::unauthorized(
+                "invalid_admin_key",
+                "invalid operator key: send `Authorization: Bearer <the operator key>` (merchant keys do not work here)",
+            ));
+        }
+        Ok(Operator)
+    }
+}
+
+/// `POST /v1/admin/merchants` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMerchant {
+    /// Shown on checkout pages and receipts (1 to 100 characters).
+    #[schema(min_length = 1, max_length = 100, example = "Tiny Tips Shop")]
+    pub name: String,
+}
+
+fn render(id: MerchantId, name: &str, created_at_ns: u64) -> Value {
+    json!({
+        "object": "merchant",
+        "id": id.encode(),
+        "name": name,
+        "created": unix_s(created_at_ns),
+    })
+}
+
+/// `POST /v1/admin/merchants`
+#[utoipa::path(
+    post,
+    path = "/v1/admin/merchants",
+    tag = "admin",
+    operation_id = "admin_create_merchant",
+    summary = "Add a merchant (operator)",
+    description = "Creates a merchant in the live and test databases, with a live and a test key holding every scope, while the server runs. The keys are in this answer only: farthing keeps their hashes. With an `Idempotency-Key`, a repeated request does not create a second merchant; as the keys cannot be shown twice, it answers 409 `secret_already_shown` naming the merchant (roll its keys with `POST /v1/api_keys/{id}/roll` if they were lost).",
+    security(("bearer" = [])),
+    params(spec::IdempotencyKey),
+    request_body(content = CreateMerchant, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The merchant with `live_key` and `test_key`, shown once.", body = Value, example = json!({"object": "merchant", "id": "mer_01m8xppq83ysgw6tvywe4kcaw5", "name": "Tiny Tips Shop", "created": 1796293300, "live_key": "fk_live_…", "test_key": "fk_test_…"})),
+        (status = 400, description = "Malformed JSON or an unknown field (`invalid_body`), a bad Idempotency-Key (`invalid_idempotency_key`) or a bad name (`invalid_name`).", body = spec::Error),
+        (status = 401, description = "No or a wrong operator key (`invalid_admin_key`).", body = spec::Error),
+        (status = 403, description = "The admin API is off on this server (`admin_api_off`).", body = spec::Error),
+        (status = 409, description = "This Idempotency-Key already created a merchant, whose keys were shown then (`secret_already_shown`).", body = spec::Error),
+        (status = 413, description = spec::E413, body = spec::Error),
+        (status = 422, description = spec::E422, body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+        (status = 503, description = spec::E503, body = spec::Error),
+    ),
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    _operator: Operator,
+    body: Checked<CreateMerchant>,
+) -> Result<Response, ApiError> {
+    let name = body.value.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(
+            ApiError::invalid("invalid_name", "name must be 1 to 100 characters").param("name"),
+        );
+    }
+    let key = extract::idempotency_key(&body.headers)?;
+    // One creation at a time: a repeated key must see the first one's record.
+    let _serial = state.admin_lock().lock().await;
+    if let Some(key) = key.clone() {
+        let earlier = state
+            .store(Mode::Live)
+            .read(move |reader| reader.idempotency_key(OPERATOR, &key))?;
+        if let Some((fingerprint, _, stored)) = earlier {
+            if fingerprint != farthing_core_fingerprint(&body.raw) {
+                return Err(ApiError::idempotency(
+                    "this Idempotency-Key was used for another request: use a new key for a new merchant",
+                ));
+            }
+            let id = serde_json::from_str::<Value>(&stored)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(ApiError::conflict(
+                "secret_already_shown",
+                format!(
+                    "this Idempotency-Key already created merchant {id}; its keys were shown once then (roll them with POST /v1/api_keys/{{id}}/roll if they were lost)"
+                ),
+            ));
+        }
+    }
+    let (live, test) = (
+        state.store(Mode::Live).clone(),
+        state.store(Mode::Test).clone(),
+    );
+    let created = tokio::task::spawn_blocking(move || {
+        crate::create_merchant(&live, &test, &name).map(|made| (made, name))
+    })
+    .await
+    .map_err(|error| ApiError::internal(error.to_string()))?
+    .map_err(|message| ApiError::invalid("invalid_name", message).param("name"))?;
+    let (made, name) = created;
+    let id = made.id.clone();
+    if let Some(key) = key {
+        // The record names the merchant only: keys are never stored in clear.
+        let record = json!({"id": id}).to_string();
+        let fingerprint = farthing_core_fingerprint(&body.raw);
+        state
+            .store(Mode::Live)
+            .run(move |tx| tx.insert_idempotency_key(OPERATOR, &key, &fingerprint, 201, &record))
+            .await
+            .map_err(|error| ApiError::internal(error.to_string()))?
+            .map_err(|error| ApiError::internal(error.to_string()))?;
+    }
+    tracing::info!(target: "farthing::admin", merchant = %id, "merchant added by the operator");
+    let mut object = render(
+        MerchantId::parse(&id).unwrap_or(OPERATOR),
+        &name,
+        state.app().now_ns(),
+    );
+    object["live_key"] = json!(made.live_key);
+    object["test_key"] = json!(made.test_key);
+    Ok((StatusCode::CREATED, axum::Json(object)).into_response())
+}
+
+fn farthing_core_fingerprint(body: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body).to_vec()
+}
+
+/// `GET /v1/admin/merchants`
+#[utoipa::path(
+    get,
+    path = "/v1/admin/merchants",
+    tag = "admin",
+    operation_id = "admin_list_merchants",
+    summary = "List merchants (operator)",
+    security(("bearer" = [])),
+    params(
+        ("limit" = Option<u32>, Query, description = "How many, from 1 to 100 (default 10)."),
+        ("starting_after" = Option<String>, Query, description = "Cursor: the last merchant id of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of the merchants, newest first (never their keys).", body = Value),
+        (status = 400, description = spec::E400_LIST, body = spec::Error),
+        (status = 401, description = "No or a wrong operator key (`invalid_admin_key`).", body = spec::Error),
+        (status = 403, description = "The admin API is off on this server (`admin_api_off`).", body = spec::Error),
+        (status = 500, description = spec::E500, body = spec::Error),
+    ),
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _operator: Operator,
+    RawQuery(query): RawQuery,
+    _headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let request = extract::list_query(query.as_deref())?.page::<MerchantId>()?;
+    if request.ending_before.is_some() {
+        return Err(ApiError::invalid(
+            "unknown_parameter",
+            "this list takes limit and starting_after",
+        )
+        .param("ending_before"));
+    }
+    let page = state
+        .store(Mode::Live)
+        .read(|reader| reader.merchants(request))?;
+    let data: Vec<Value> = page
+        .data
+        .iter()
+        .map(|m| render(m.id, &m.name, m.created_at_ns))
+        .collect();
+    Ok(list_answer(data, page.has_more, "/v1/admin/merchants"))
+}
+
+/// A new operator key and the SHA-256 (hex) the server is configured with.
+pub fn generate_admin_key() -> Result<(String, String), getrandom::Error> {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let key = format!(
+        "fa_admin_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = hash_key(&key).iter().map(|b| format!("{b:02x}")).collect();
+    Ok((key, hash))
+}
