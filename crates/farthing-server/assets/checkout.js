@@ -19,6 +19,7 @@ function show(s) {
     countdownEl.textContent = ''; if (sandboxEl) sandboxEl.disabled = true;
     if (lightningEl) lightningEl.hidden = true;
     // The next step: back to the shop, and on an expired invoice, why.
+    if (presetsEl) presetsEl.hidden = true;
     const back = document.getElementById('return-link');
     if (back) back.hidden = false;
     const balanceOnly = document.getElementById('balance-only');
@@ -62,9 +63,22 @@ async function poll() {
   } catch (e) {}
   if (seq === pollSeq) pollTimer = setTimeout(poll, 1000);
 }
+// An amountless invoice's suggested amounts: one is chosen (the first at first).
+const presetsEl = document.getElementById('presets');
+let chosenMinor = null;
+if (presetsEl) {
+  const buttons = Array.from(presetsEl.querySelectorAll('button'));
+  const choose = (button) => {
+    buttons.forEach((b) => b.setAttribute('aria-pressed', String(b === button)));
+    chosenMinor = button.dataset.minor;
+  };
+  buttons.forEach((b) => b.addEventListener('click', () => choose(b)));
+  if (buttons.length) choose(buttons[0]);
+}
 if (sandboxEl) sandboxEl.addEventListener('click', async () => {
   sandboxEl.disabled = true;
-  const r = await fetch('/pay/' + invoice.id + '/sandbox', {method: 'POST'});
+  const amount = chosenMinor ? '?amount=' + encodeURIComponent(chosenMinor) : '';
+  const r = await fetch('/pay/' + invoice.id + '/sandbox' + amount, {method: 'POST'});
   if (r.ok) show(await r.json()); else sandboxEl.disabled = false;
 });
 const bolt11El = document.getElementById('lightning-bolt11');

@@ -244,10 +244,13 @@ pub async fn status(
     path = "/pay/{id}/sandbox",
     tag = "checkout",
     operation_id = "checkout_sandbox",
-    params(("id" = String, Path, description = "The invoice, `inv_…`.")),
+    params(
+        ("id" = String, Path, description = "The invoice, `inv_…`."),
+        ("amount" = Option<u64>, Query, description = "For an amountless invoice: the amount chosen, in minor units, within its bounds (default: its first suggested amount, else its minimum)."),
+    ),
     responses(
         (status = 200, description = "The paid invoice's status, as `GET /pay/{id}/status` shows it (what a payer may see: no metadata, payload or customer).", body = crate::web::spec::CheckoutStatus),
-        (status = 400, description = "The payment would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = crate::web::spec::Error),
+        (status = 400, description = "The payment would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`), or an `amount` that is not a whole number or outside the invoice's bounds (`invalid_amount`, `invalid_invoice`).", body = crate::web::spec::Error),
         (status = 403, description = "The invoice is a live-mode invoice (`test_mode_only`).", body = crate::web::spec::Error),
         (status = 404, description = "No such invoice (`resource_missing`).", body = crate::web::spec::Error),
         (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::web::spec::Error),
@@ -258,7 +261,21 @@ pub async fn status(
 pub async fn sandbox(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    // The amount the payer chose on an amountless invoice (a preset); checked by the invoice.
+    let chosen = match form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+        .find(|(key, _)| key == "amount")
+    {
+        None => None,
+        Some((_, value)) => Some(value.parse::<u64>().map_err(|_| {
+            ApiError::invalid(
+                "invalid_amount",
+                "amount must be a whole number of minor units",
+            )
+            .param("amount")
+        })?),
+    };
     let (invoice, mode, _) = find(&state, &id)?;
     if mode != Mode::Test {
         return Err(ApiError::forbidden(
@@ -273,7 +290,7 @@ pub async fn sandbox(
             ref presets,
             min_minor,
             ..
-        } => Some(presets.first().copied().unwrap_or(min_minor)),
+        } => Some(chosen.unwrap_or_else(|| presets.first().copied().unwrap_or(min_minor))),
     };
     let app = state.app().clone();
     let paid = state
@@ -514,6 +531,8 @@ struct CheckoutPage<'a> {
     return_url: Option<&'a str>,
     /// The only rail is the customer's balance: the page says where it can be paid.
     balance_only: bool,
+    /// An open amountless invoice's suggested amounts: minor units and label.
+    presets: Vec<(u64, String)>,
     /// The merchant's terms, refund policy and contacts (empty: not set).
     terms: &'a str,
     refund_policy: &'a str,
@@ -566,7 +585,8 @@ fn render_page_in(
             .iter()
             .map(|rail| t.rail(*rail))
             .collect::<Vec<_>>()
-            .join(", "),
+            // Persian lists take the Arabic comma.
+            .join(if t.dir == "rtl" { "، " } else { ", " }),
         test_mode: mode == Mode::Test,
         invoice_id: invoice.id.encode(),
         lightning,
@@ -588,6 +608,22 @@ fn render_page_in(
             )
         }),
         return_url: invoice.return_url.as_deref(),
+        presets: match (&invoice.amount, invoice.status) {
+            (InvoiceAmount::Open { presets, .. }, InvoiceStatus::Open) => presets
+                .iter()
+                .map(|minor| {
+                    (
+                        *minor,
+                        format!(
+                            "{} {}",
+                            amount_number(invoice.currency, *minor),
+                            display_unit(invoice.currency).0
+                        ),
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
         balance_only: invoice.rails == [Rail::Balance],
         terms: &settings.terms,
         refund_policy: &settings.refund_policy,
@@ -940,7 +976,10 @@ mod tests {
             texts::choose(Some("fa"), None),
         );
         assert!(html.contains("<html lang=fa dir=rtl>"));
-        assert!(html.contains("استارز تلگرام، موجودی") || html.contains("استارز تلگرام, موجودی"));
+        assert!(
+            html.contains("استارز تلگرام، موجودی"),
+            "the Arabic comma in a Persian list"
+        );
         assert!(html.contains("حالت آزمایشی"));
         assert!(html.contains("id=page-texts>{"));
     }

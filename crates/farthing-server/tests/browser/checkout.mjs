@@ -2,6 +2,8 @@
 // Run by crates/farthing-server/tests/checkout_browser.rs:
 //   node checkout.mjs sandbox <url> <expected amount text> <screenshot.png>
 //     opens the page, checks the amount, clicks "Pay (sandbox)", waits for "Paid ✓".
+//   node checkout.mjs look <url> <expected text> <screenshot.png>
+//     opens the page, checks that it shows the text and does not overflow sideways (a phone).
 //   node checkout.mjs follow <url> <expected status> <screenshot.png>
 //     opens the page, prints READY, then waits for the status the server reports
 //     (the test pays or lets the invoice expire meanwhile) without reloading the page.
@@ -35,6 +37,11 @@ try {
     if (!receipt.includes(expected)) throw new Error(`the receipt does not show ${expected}: ${JSON.stringify(receipt)}`);
     if (!receipt.includes('Sandbox (test)')) throw new Error(`the receipt does not name the rail: ${JSON.stringify(receipt)}`);
     if (await page.locator('#rails-line').isVisible()) throw new Error('the rails to pay with still show after payment');
+  } else if (scenario === 'look') {
+    const text = await page.locator('main').innerText();
+    if (!text.includes(expected)) throw new Error(`the page does not show ${JSON.stringify(expected)}: ${JSON.stringify(text)}`);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 0) throw new Error(`the page overflows sideways by ${overflow}px`);
   } else if (scenario === 'follow') {
     console.log('READY');
     const text = expected === 'paid' ? 'Paid ✓' : expected;

@@ -381,3 +381,57 @@ async fn lightning_section_shows_the_qr_and_switches_to_paid_after_the_lnbits_pa
     );
     app.running.shutdown().await;
 }
+
+/// The states the first-week issue asked to see, each opened in the browser on a phone-sized
+/// screen, checked for its text and for no sideways overflow, and kept as a screenshot in
+/// `target/test-artifacts/`: an amountless invoice (bounded and unbounded), the Persian page,
+/// and a paid page with the merchant's link back and terms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_checkout_state_is_seen_in_the_browser() {
+    require_browser();
+    let app = spawn_app().await;
+    let (_, bounded) = app
+        .invoice(json!({"currency": "XTR", "amount_min": 5, "amount_max": 100, "amount_presets": [5, 10, 25], "description": "A tip"}))
+        .await;
+    let (_, unbounded) = app
+        .invoice(json!({"currency": "XTR", "description": "A tip of any size"}))
+        .await;
+    let (_, persian) = app
+        .invoice(json!({"amount": 25, "currency": "XTR", "description": "یک پست"}))
+        .await;
+    let (paid_id, paid) = app
+        .invoice(
+            json!({"amount": 50, "currency": "XTR", "return_url": "https://shop.example/orders/7"}),
+        )
+        .await;
+    app.post(
+        &format!("/v1/test/invoices/{paid_id}/pay"),
+        json!({"rail": "sandbox"}),
+    )
+    .await;
+    for (url, expected, shot) in [
+        (
+            bounded,
+            "5 – 100 Stars (you choose)",
+            "checkout-amountless-bounded.png",
+        ),
+        (
+            unbounded,
+            "Any amount from 1 Stars",
+            "checkout-amountless.png",
+        ),
+        (
+            format!("{persian}?lang=fa"),
+            "موجودی، آزمایشی",
+            "checkout-fa.png",
+        ),
+        (paid, "Back to the shop", "checkout-paid-return.png"),
+    ] {
+        let shot = artifact(shot);
+        let (ok, lines) =
+            finish(node(&["look", &url, expected, &shot.display().to_string()])).await;
+        assert!(ok, "{url}: {lines:?}");
+        assert!(shot.metadata().expect("screenshot").len() > 1000);
+    }
+    app.running.shutdown().await;
+}

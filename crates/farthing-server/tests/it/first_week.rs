@@ -1245,3 +1245,50 @@ async fn a_new_keys_secret_is_never_stored_for_replays() {
         "the secret is stored in clear"
     );
 }
+
+/// An amountless invoice shows its suggested amounts on the checkout page, and the one chosen
+/// is what the sandbox pays; an amount outside the bounds is refused and pays nothing.
+#[tokio::test]
+async fn an_amountless_invoice_is_paid_with_the_amount_chosen() {
+    let shop = Shop::open().await;
+    let invoice = shop
+        .ok(
+            Method::POST,
+            "/v1/invoices",
+            Some(json!({"currency": "XTR", "amount_min": 5, "amount_max": 100, "amount_presets": [5, 10, 25]})),
+        )
+        .await;
+    let id = invoice["id"].as_str().expect("id").to_owned();
+    let url = invoice["checkout_url"].as_str().expect("url").to_owned();
+    let html = shop
+        .server
+        .client
+        .get(&url)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("data-minor=\"10\" aria-pressed=\"false\">10 Stars</button>"),
+        "{html}"
+    );
+    let press = |amount: &str| {
+        let request = shop
+            .server
+            .client
+            .post(format!("{url}/sandbox?amount={amount}"));
+        async move { request.send().await.expect("answer") }
+    };
+    for bad in ["1000", "4", "ten"] {
+        let answer = press(bad).await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let answer = press("10").await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let paid = shop
+        .ok(Method::GET, &format!("/v1/invoices/{id}"), None)
+        .await;
+    assert_eq!(paid["amount_paid"], 10, "{paid}");
+}
