@@ -59,7 +59,13 @@ struct Inner {
     outbox: Notify,
     /// The public base URL (no trailing slash), for the checkout links objects carry.
     base_url: String,
+    /// Told of each fresh settlement's lag (the server's metrics), once set.
+    settlement_observer: std::sync::OnceLock<SettlementObserver>,
 }
+
+/// Told of each fresh settlement a rail reported: the rail, and the seconds from when the rail
+/// says the payment happened to its booking (the settlement lag an operator watches).
+pub type SettlementObserver = Arc<dyn Fn(farthing_core::Rail, f64) + Send + Sync>;
 
 impl App {
     /// The service over opened stores. `base_url` is where payers reach farthing.
@@ -71,7 +77,22 @@ impl App {
                 clock,
                 outbox: Notify::new(),
                 base_url: base_url.trim_end_matches('/').to_owned(),
+                settlement_observer: std::sync::OnceLock::new(),
             }),
+        }
+    }
+
+    /// Sets who is told of settlement lags (once; later calls are ignored).
+    pub fn set_settlement_observer(&self, observer: SettlementObserver) {
+        let _ = self.inner.settlement_observer.set(observer);
+    }
+
+    /// A rail adapter booked a payment the rail says happened at `happened_at_s` (Unix
+    /// seconds): reports the lag from then to now.
+    pub fn observe_settlement(&self, rail: farthing_core::Rail, happened_at_s: u64) {
+        if let Some(observer) = self.inner.settlement_observer.get() {
+            let now_s = self.now_ns() as f64 / 1e9;
+            observer(rail, (now_s - happened_at_s as f64).max(0.0));
         }
     }
 

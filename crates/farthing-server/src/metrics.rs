@@ -15,6 +15,10 @@ use farthing_store::BatchStats;
 const LATENCY_BUCKETS_S: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
+/// Upper bounds of settlement-lag buckets, in seconds (rails report whole seconds).
+const SETTLEMENT_LAG_BUCKETS_S: [f64; 10] = [
+    1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0,
+];
 /// Upper bounds of batch-size buckets.
 const SIZE_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0, 1024.0, 8192.0];
 
@@ -68,6 +72,7 @@ struct Registry {
     commit_seconds: BTreeMap<&'static str, Histogram>,
     deliveries: BTreeMap<(&'static str, String), u64>,
     refused: BTreeMap<&'static str, u64>,
+    settlement_lag: BTreeMap<&'static str, Histogram>,
 }
 
 /// The metrics of one server.
@@ -125,6 +130,16 @@ impl Metrics {
         self.with(|r| *r.refused.entry(reason).or_default() += 1);
     }
 
+    /// A payment a rail reported, booked `lag_s` seconds after the rail says it happened.
+    pub fn observe_settlement(&self, rail: &'static str, lag_s: f64) {
+        self.with(|r| {
+            r.settlement_lag
+                .entry(rail)
+                .or_default()
+                .observe(&SETTLEMENT_LAG_BUCKETS_S, lag_s)
+        });
+    }
+
     /// A connection closed at once because `http.max_connections` were open.
     pub fn connection_refused(&self) {
         self.refused("connection_cap");
@@ -155,6 +170,15 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "farthing_ledger_batches_total{{mode=\"{mode}\",failed=\"{failed}\"}} {count}"
+                );
+            }
+            out.push_str("# HELP farthing_settlement_lag_seconds From when a rail says a payment happened to its booking, per rail.\n# TYPE farthing_settlement_lag_seconds histogram\n");
+            for (rail, histogram) in &r.settlement_lag {
+                histogram.render(
+                    &mut out,
+                    "farthing_settlement_lag_seconds",
+                    &format!("rail=\"{rail}\""),
+                    &SETTLEMENT_LAG_BUCKETS_S,
                 );
             }
             out.push_str("# HELP farthing_ledger_batch_size Writes per ledger transaction (group commit).\n# TYPE farthing_ledger_batch_size histogram\n");

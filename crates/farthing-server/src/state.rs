@@ -90,6 +90,10 @@ impl AppState {
         clock: farthing_app::Clock,
     ) -> AppState {
         let app = farthing_app::App::new(live, test, clock, config.base_url());
+        let observed = metrics.clone();
+        app.set_settlement_observer(Arc::new(move |rail, lag_s| {
+            observed.observe_settlement(rail.as_str(), lag_s)
+        }));
         let rails = crate::registry::Rails::new(&config);
         let limits = crate::web::limits::Limits::new(&config.rate_limits);
         AppState {

@@ -430,9 +430,30 @@ async fn successful_payment_settles_once_and_a_second_payment_is_credited() {
     assert_eq!(invoice.body["status"], "paid", "{}", invoice.text);
     assert_eq!(app.merchant_balance(), 25);
     assert_eq!(app.events("invoice.paid").await.len(), 1);
+    // The settlement lag from the message's date is measured, once per payment.
+    let lags = || async {
+        let text = app
+            .client
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix("farthing_settlement_lag_seconds_count{rail=\"stars\"} "))
+            .map(str::to_owned)
+    };
+    assert_eq!(lags().await.as_deref(), Some("1"));
 
     // Telegram resends the same update: settled once.
     app.pay(10, 25, &id, "charge-1").await.expect(200);
+    assert_eq!(
+        lags().await.as_deref(),
+        Some("1"),
+        "a resend is not a settlement"
+    );
     assert_eq!(app.merchant_balance(), 25);
     assert_eq!(app.events("invoice.paid").await.len(), 1);
     assert!(app.events("invoice.payment_credited").await.is_empty());

@@ -507,10 +507,15 @@ pub async fn check(app: &App, mode: Mode, merchant: MerchantId, node: &Node, has
         Ok(InvoiceState::Settled {
             amount_received_msat,
             preimage,
-            ..
+            settled_at_s,
         }) => {
             node.note_ok(app.now_ns());
-            if let Err(error) = settle(app, mode, row, amount_received_msat, preimage).await {
+            let paid = Paid {
+                amount_received_msat,
+                preimage,
+                settled_at_s,
+            };
+            if let Err(error) = settle(app, mode, row, paid).await {
                 tracing::error!(payment_hash = %hash, code = error.code(), %error, "a settled Lightning payment could not be booked; it stays watched");
             }
         }
@@ -544,13 +549,20 @@ async fn close_unpaid(app: &App, mode: Mode, hash: PaymentHash) {
 }
 
 /// Books a settled node invoice (idempotent by payment hash) and closes its watch, in one job.
-async fn settle(
-    app: &App,
-    mode: Mode,
-    row: LightningInvoice,
+/// What the node says of a settled invoice.
+struct Paid {
     amount_received_msat: u64,
     preimage: Option<String>,
-) -> Result<(), AppError> {
+    /// When the node settled it (Unix seconds), if it says: the start of the settlement lag.
+    settled_at_s: Option<u64>,
+}
+
+async fn settle(app: &App, mode: Mode, row: LightningInvoice, paid: Paid) -> Result<(), AppError> {
+    let Paid {
+        amount_received_msat,
+        preimage,
+        settled_at_s,
+    } = paid;
     let sats = amount_received_msat / MSAT_PER_SAT;
     let hash = PaymentHash(row.payment_hash);
     let base = app.base_url().to_owned();
@@ -569,7 +581,7 @@ async fn settle(
             "comment": row.comment,
         })),
     };
-    app.run(mode, move |tx| -> Result<bool, AppError> {
+    let fresh = app.run(mode, move |tx| -> Result<bool, AppError> {
             let Some(current) = tx.lightning_invoice(&hash.0)? else {
                 return Ok(false);
             };
@@ -589,6 +601,11 @@ async fn settle(
             Ok(!settled.duplicate)
         })
         .await?;
+    if fresh {
+        if let Some(at) = settled_at_s {
+            app.observe_settlement(Rail::Lightning, at);
+        }
+    }
     Ok(())
 }
 

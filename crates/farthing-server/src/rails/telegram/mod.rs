@@ -253,7 +253,16 @@ impl TelegramRails {
             })
             .await?;
         match settled {
-            Ok(settled) => Ok(Some(settled)),
+            Ok(settled) => {
+                if !settled.duplicate && message.date > 0 {
+                    // Telegram dates the message: the start of the settlement lag.
+                    app.observe_settlement(
+                        settled.payment.rail,
+                        u64::try_from(message.date).unwrap_or(0),
+                    );
+                }
+                Ok(Some(settled))
+            }
             // A refusal (e.g. an amount no Stars payment can have) will not change on a resend.
             Err(error) if error.is_refusal() => {
                 tracing::error!(bot_id = bot.bot_id, code = error.code(), %error, "a successful_payment was refused and is not booked; investigate");
