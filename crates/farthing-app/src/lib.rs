@@ -32,6 +32,7 @@ pub mod refunds;
 pub mod sandbox;
 pub mod settings;
 pub mod settlement;
+pub mod step_up;
 pub mod subscriptions;
 pub mod wire;
 

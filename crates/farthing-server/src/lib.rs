@@ -112,6 +112,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit_log"),
     ("POST", "/v1/admin/merchants"),
     ("GET", "/v1/admin/merchants"),
+    ("GET", "/v1/step_up"),
+    ("DELETE", "/v1/step_up"),
+    ("POST", "/v1/step_up/enroll"),
+    ("POST", "/v1/step_up/confirm"),
     ("GET", "/pay/assets/{file}"),
     ("GET", "/pay/{id}"),
     ("GET", "/pay/{id}/status"),
@@ -162,6 +166,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/merchants",
             post(http::admin::create).get(http::admin::list),
         )
+        .route(
+            "/v1/step_up",
+            get(http::step_up::retrieve).delete(http::step_up::disable),
+        )
+        .route("/v1/step_up/enroll", post(http::step_up::enroll))
+        .route("/v1/step_up/confirm", post(http::step_up::confirm))
         .route("/v1/audit_log", get(http::audit::list))
         .route("/v1/charges", post(charges::create).get(charges::list))
         .route("/v1/charges/{id}", get(charges::retrieve))
@@ -258,6 +268,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |request, next| {
             serve::body_deadline(body_timeout, request, next)
         }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::step_up::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::audit::record,

@@ -126,6 +126,10 @@ pub fn json() -> &'static str {
         crate::http::keys::roll,
         crate::http::admin::create,
         crate::http::admin::list,
+        crate::http::step_up::retrieve,
+        crate::http::step_up::enroll,
+        crate::http::step_up::confirm,
+        crate::http::step_up::disable,
         crate::http::audit::list,
         crate::pages::checkout::status,
         crate::pages::checkout::sandbox,
@@ -229,6 +233,7 @@ pub fn json() -> &'static str {
         (name = "checkout", description = "The hosted checkout page; the invoice id is the capability, no API key."),
         (name = "dashboard", description = "Signing in to the merchant dashboard with Telegram (SPEC T5): the merchant names its owners, an owner logs in with the Telegram Login Widget of the merchant's bot."),
         (name = "api_keys", description = "A merchant's API keys while the server runs: scoped keys, listing, rolling with a grace period, revocation (SPEC A1)."),
+        (name = "step_up", description = "Step-up authentication (SPEC S3): a TOTP authenticator (RFC 6238) whose current code, in the `Farthing-Step-Up` header, the sensitive operations need once it is on — payouts, refunds and approving refund requests, LNURL-withdraw links, API keys, webhook endpoints, rail credentials, dashboard owners (403 `step_up_required`, `step_up_invalid`, `step_up_replayed`; 429 after five wrong codes). A code works once."),
         (name = "admin", description = "The operator's API (the operator key, `admin_key_sha256`; off by default): add merchants while the server runs."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
     )

@@ -142,6 +142,7 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
         sql(crate::business::CHARGE_REFUND_METADATA_SCHEMA),
     ),
     (19, "customer_statements", sql(crate::statements::SCHEMA)),
+    (20, "step_up_totp", sql(crate::step_up::SCHEMA)),
 ];
 
 /// The newest schema this build knows.

@@ -21,7 +21,7 @@ use crate::web::error::ApiError;
 use crate::web::{extract, spec};
 
 /// The operations recorded: method and route.
-pub const AUDITED: [(&str, &str); 15] = [
+pub const AUDITED: [(&str, &str); 18] = [
     ("POST", "/v1/api_keys"),
     ("POST", "/v1/api_keys/{id}/revoke"),
     ("POST", "/v1/api_keys/{id}/roll"),
@@ -37,6 +37,9 @@ pub const AUDITED: [(&str, &str); 15] = [
     ("POST", "/v1/refund_requests/{id}/decline"),
     ("POST", "/v1/lnurl/withdraws"),
     ("POST", "/v1/payouts"),
+    ("POST", "/v1/step_up/enroll"),
+    ("POST", "/v1/step_up/confirm"),
+    ("DELETE", "/v1/step_up"),
 ];
 
 /// The middleware: after an audited operation answered, appends its entry.

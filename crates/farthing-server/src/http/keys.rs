@@ -18,7 +18,7 @@ use crate::web::extract::Checked;
 use crate::web::spec;
 
 /// Every scope an operation requires; `*` grants them all.
-pub const SCOPES: [&str; 18] = [
+pub const SCOPES: [&str; 19] = [
     "api_keys:write",
     "audit_log:read",
     "balance:read",
@@ -35,6 +35,7 @@ pub const SCOPES: [&str; 18] = [
     "refunds:write",
     "settings:read",
     "settings:write",
+    "step_up:write",
     "webhooks:read",
     "webhooks:write",
 ];

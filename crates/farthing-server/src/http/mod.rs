@@ -17,6 +17,7 @@ pub mod lnurl;
 pub mod rails;
 pub mod settings;
 pub mod stars;
+pub mod step_up;
 pub mod subscriptions;
 pub mod test_mode;
 

@@ -16,6 +16,7 @@ mod security;
 mod settlement;
 mod stars;
 mod stars_reconcile;
+mod step_up;
 mod support;
 mod webapp;
 mod webapp_browser;

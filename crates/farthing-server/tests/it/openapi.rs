@@ -143,6 +143,11 @@ const WRITES_WITHOUT_IDEMPOTENCY: &[(&str, &str)] = &[
     // stands (the approval's refund is made under a key derived from the request id).
     ("POST", "/v1/refund_requests/{id}/approve"),
     ("POST", "/v1/refund_requests/{id}/decline"),
+    // Step-up answers secrets (an enrolment, kept for no replay) or moves one state forward: a
+    // repeat finds the state it left (`step_up_active`, a used code, step-up already off).
+    ("POST", "/v1/step_up/enroll"),
+    ("POST", "/v1/step_up/confirm"),
+    ("DELETE", "/v1/step_up"),
 ];
 
 /// The public LNURL endpoints wallets call (LUD-03, LUD-04, LUD-06, LUD-16) are exempt from
@@ -617,6 +622,7 @@ fn operations_are_well_formed() {
             && path != "/v1/rails"
             && path != "/v1/settings"
             && path != "/v1/balance"
+            && path != "/v1/step_up"
             && path != "/v1/api_keys";
         if is_list {
             assert!(named("limit", "query"), "{method} {path}: no limit");
@@ -1451,6 +1457,37 @@ async fn a_running_server_answers_as_documented() {
     c.expect(
         200,
         call("GET", "/v1/admin/merchants", "/v1/admin/merchants").key(&admin_key),
+    )
+    .await;
+    // Step-up on and off again (the operations below it guards run without it).
+    c.expect(200, call("GET", "/v1/step_up", "/v1/step_up").key(key))
+        .await;
+    let enrolment = c
+        .expect(
+            201,
+            call("POST", "/v1/step_up/enroll", "/v1/step_up/enroll").key(key),
+        )
+        .await;
+    let secret = enrolment["secret"].as_str().expect("secret").to_owned();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let code = |at: u64| farthing_app::step_up::code_at(&secret, at).expect("a code");
+    c.expect(
+        200,
+        call("POST", "/v1/step_up/confirm", "/v1/step_up/confirm")
+            .key(key)
+            .body(json!({"code": code(now_s)})),
+    )
+    .await;
+    c.expect(403, call("DELETE", "/v1/step_up", "/v1/step_up").key(key))
+        .await;
+    c.expect(
+        200,
+        call("DELETE", "/v1/step_up", "/v1/step_up")
+            .key(key)
+            .header("Farthing-Step-Up", code(now_s + 30)),
     )
     .await;
     c.expect(
