@@ -583,7 +583,7 @@ fn render_page_in(
         rails: invoice
             .rails
             .iter()
-            .map(|rail| t.rail(*rail))
+            .map(|rail| t.rail_with_icon(*rail))
             .collect::<Vec<_>>()
             // Persian lists take the Arabic comma.
             .join(if t.dir == "rtl" { "، " } else { ", " }),
@@ -977,7 +977,7 @@ mod tests {
         );
         assert!(html.contains("<html lang=fa dir=rtl>"));
         assert!(
-            html.contains("استارز تلگرام، موجودی"),
+            html.contains("استارز تلگرام، 👛\u{a0}موجودی"),
             "the Arabic comma in a Persian list"
         );
         assert!(html.contains("حالت آزمایشی"));

@@ -490,7 +490,7 @@ async fn the_checkout_page_speaks_the_browsers_language() {
     assert!(english.contains("5 Stars"), "Stars, not XTR");
     assert!(english.contains("Awaiting payment"));
     assert!(
-        english.contains("Balance, Sandbox (test)"),
+        english.contains("👛\u{a0}Balance, 🧪\u{a0}Sandbox (test)"),
         "human rail names"
     );
     let german = page(Some("de-DE,de;q=0.9,en;q=0.5"), "").await;
