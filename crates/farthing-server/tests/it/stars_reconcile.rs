@@ -348,6 +348,20 @@ async fn a_payment_the_webhook_missed_is_settled_by_reconciliation() {
     let payload: Value =
         serde_json::from_str(payment.payload.as_deref().expect("payload")).expect("JSON payload");
     assert_eq!(payload["user_id"], PAYER, "kept for refundStarPayment");
+    // Its settlement lag is measured from Telegram's date too.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("farthing_settlement_lag_seconds_count{rail=\"stars\"} 1"),
+        "{metrics}"
+    );
 
     // The Stars rail shows when it was reconciled.
     let rails = app.get("/v1/rails").await;

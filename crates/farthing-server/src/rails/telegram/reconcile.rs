@@ -330,6 +330,8 @@ async fn fetch(
 #[derive(Default)]
 struct PageOutcome {
     settled: usize,
+    /// The Telegram dates of the payments settled now (their settlement lag).
+    settled_dates: Vec<i64>,
     already_settled: usize,
     refused: usize,
     withdrawals: usize,
@@ -360,6 +362,11 @@ async fn handle_page(
             Ok(outcome)
         })
         .await?;
+    for date in &outcome.settled_dates {
+        if let Ok(date) = u64::try_from(*date) {
+            app.observe_settlement(Rail::Stars, date);
+        }
+    }
     done.settled += outcome.settled;
     done.already_settled += outcome.already_settled;
     done.refused += outcome.refused;
@@ -480,6 +487,7 @@ fn payment(
         Ok(_) => {
             tracing::warn!(bot_id = bot.bot_id, charge = %transaction.id, "a Stars payment no update reported was settled by reconciliation");
             outcome.settled += 1;
+            outcome.settled_dates.push(transaction.date);
         }
         Err(error) if error.is_refusal() => {
             tracing::error!(bot_id = bot.bot_id, charge = %transaction.id, code = error.code(), message = %error, "a Stars payment found by reconciliation was refused: money reported by Telegram is NOT booked; investigate");
