@@ -16,7 +16,9 @@ function show(s) {
   if (window.onInvoiceStatus) window.onInvoiceStatus(s);
   showReceipt(s);
   if (s.status !== 'open') {
-    countdownEl.textContent = ''; if (sandboxEl) sandboxEl.disabled = true;
+    countdownEl.textContent = '';
+    // Nothing left to pay: the sandbox button goes (it stays disabled for scripts that look).
+    if (sandboxEl) { sandboxEl.disabled = true; const box = document.getElementById('sandbox-box'); if (box) box.hidden = true; }
     if (lightningEl) lightningEl.hidden = true;
     // The next step: back to the shop, and on an expired invoice, why.
     if (presetsEl) presetsEl.hidden = true;

@@ -689,6 +689,9 @@ pub fn create_merchant(live: &Store, test: &Store, name: &str) -> Result<NewMerc
     }
     let id: MerchantId = ids::new_id();
     let mut keys = Vec::new();
+    // Two databases, two transactions: if the second fails, the first is undone, so a merchant
+    // never exists in one mode only.
+    let mut done: Vec<&Store> = Vec::new();
     for (mode, store) in [(Mode::Live, live), (Mode::Test, test)] {
         let key = http::auth::generate_key(mode).map_err(|e| e.to_string())?;
         let record = ApiKeyRecord {
@@ -699,7 +702,7 @@ pub fn create_merchant(live: &Store, test: &Store, name: &str) -> Result<NewMerc
             revoked_at_ns: None,
         };
         let name = name.to_owned();
-        store
+        let written = store
             .execute(move |tx| -> Result<(), farthing_store::StoreError> {
                 tx.insert_merchant(&Merchant {
                     id,
@@ -708,10 +711,23 @@ pub fn create_merchant(live: &Store, test: &Store, name: &str) -> Result<NewMerc
                 })?;
                 tx.insert_api_key(&record)
             })
-            .map_err(|e| e.to_string())?
-            .wait()
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())
+            .and_then(|ticket| ticket.wait().map_err(|e| e.to_string()))
+            .and_then(|result| result.map_err(|e| e.to_string()));
+        if let Err(error) = written {
+            for store in done {
+                let undone = store
+                    .execute(move |tx| tx.delete_new_merchant(id))
+                    .map_err(|e| e.to_string())
+                    .and_then(|ticket| ticket.wait().map_err(|e| e.to_string()))
+                    .and_then(|result| result.map_err(|e| e.to_string()));
+                if let Err(undo) = undone {
+                    tracing::error!(merchant = %id.encode(), %undo, "a half-created merchant could not be removed");
+                }
+            }
+            return Err(error);
+        }
+        done.push(store);
         keys.push(key);
     }
     let test_key = keys.pop().unwrap_or_default();

@@ -417,6 +417,17 @@ impl Tx<'_, '_> {
             == 1)
     }
 
+    /// Removes a merchant that owns nothing but its keys (undoing a creation that could not be
+    /// completed in the other mode's database).
+    pub fn delete_new_merchant(&mut self, merchant: MerchantId) -> Result<(), StoreError> {
+        let id = merchant.to_be_bytes();
+        self.sql()
+            .execute("DELETE FROM api_keys WHERE merchant_id = ?1", [id])?;
+        self.sql()
+            .execute("DELETE FROM merchants WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
     /// Stores an API key's hash.
     pub fn insert_api_key(&mut self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         self.sql().execute(

@@ -87,19 +87,6 @@ impl PageTexts {
         }
     }
 
-    /// The rail's name with its icon, as the page lists the ways to pay.
-    pub fn rail_with_icon(&self, rail: Rail) -> String {
-        let icon = match rail {
-            Rail::Stars => "⭐",
-            Rail::Card => "💳",
-            Rail::Lightning => "⚡",
-            Rail::Balance => "👛",
-            Rail::Sandbox => "🧪",
-            _ => "💎",
-        };
-        format!("{icon}\u{a0}{}", self.rail(rail))
-    }
-
     /// The name a payer knows `rail` by.
     pub fn rail(&self, rail: Rail) -> &'static str {
         match rail {

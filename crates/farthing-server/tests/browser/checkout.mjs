@@ -31,6 +31,7 @@ try {
     await page.locator('#sandbox').click();
     await status.filter({ hasText: 'Paid ✓' }).waitFor({ timeout: 10000 });
     if (!(await page.locator('#sandbox').isDisabled())) throw new Error('the pay button is still enabled after payment');
+    if (await page.locator('#sandbox').isVisible()) throw new Error('the pay button still shows after payment');
     // The receipt replaces the rails to pay with.
     await page.locator('#receipt').waitFor({ state: 'visible', timeout: 5000 });
     const receipt = await page.locator('#receipt').innerText();

@@ -490,7 +490,7 @@ async fn the_checkout_page_speaks_the_browsers_language() {
     assert!(english.contains("5 Stars"), "Stars, not XTR");
     assert!(english.contains("Awaiting payment"));
     assert!(
-        english.contains("👛\u{a0}Balance, 🧪\u{a0}Sandbox (test)"),
+        english.contains("</svg>Balance</span>, <span class=rail><svg"),
         "human rail names"
     );
     let german = page(Some("de-DE,de;q=0.9,en;q=0.5"), "").await;
@@ -1291,4 +1291,42 @@ async fn an_amountless_invoice_is_paid_with_the_amount_chosen() {
         .ok(Method::GET, &format!("/v1/invoices/{id}"), None)
         .await;
     assert_eq!(paid["amount_paid"], 10, "{paid}");
+}
+
+/// A merchant is made in the live and the test database; when the second cannot be written,
+/// the first is undone, so no merchant exists in one mode only.
+#[tokio::test]
+async fn a_merchant_is_never_half_created() {
+    let server = server::spawn(|_| {}).await;
+    let (live, test) = (
+        server
+            .running
+            .state()
+            .store(farthing_server::state::Mode::Live)
+            .clone(),
+        server
+            .running
+            .state()
+            .store(farthing_server::state::Mode::Test)
+            .clone(),
+    );
+    let names = |store: &farthing_store::Store| {
+        store
+            .read(|reader| reader.merchants(farthing_store::PageRequest::newest(100)))
+            .expect("read")
+            .data
+            .into_iter()
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+    };
+    let made = tokio::task::spawn_blocking(move || {
+        test.shutdown();
+        let made = farthing_server::create_merchant(&live, &test, "Half");
+        (made, names(&live))
+    })
+    .await
+    .expect("join");
+    assert!(made.0.is_err(), "the test database was closed");
+    assert!(!made.1.contains(&"Half".to_owned()), "{:?}", made.1);
+    server.running.shutdown().await;
 }
