@@ -62,6 +62,50 @@ fn render(listing: &ApiKeyListing, mode: Mode, secret: Option<&str>) -> Value {
     object
 }
 
+/// A new key of `merchant` in `mode`: its secret (shown once) and what is stored of it.
+fn new_key(
+    mode: Mode,
+    merchant: farthing_core::MerchantId,
+    scopes: Vec<String>,
+) -> Result<(String, ApiKeyRecord), ApiError> {
+    let secret = generate_key(mode).map_err(ApiError::internal)?;
+    let record = ApiKeyRecord {
+        key_hash: hash_key(&secret),
+        merchant,
+        scopes,
+        hint: key_hint(&secret),
+        revoked_at_ns: None,
+    };
+    Ok((secret, record))
+}
+
+/// Stores a new key in the current job; answers it as lists show it (never its secret).
+fn insert(
+    tx: &mut farthing_store::Tx<'_, '_>,
+    record: &ApiKeyRecord,
+    mode: Mode,
+) -> Result<super::Answer, ApiError> {
+    tx.insert_api_key(record)?;
+    let listing = ApiKeyListing {
+        key_hash: record.key_hash,
+        scopes: record.scopes.clone(),
+        hint: record.hint.clone(),
+        created_at_ns: tx.now_ns(),
+        revoked_at_ns: None,
+    };
+    Ok((StatusCode::CREATED, render(&listing, mode, None)))
+}
+
+/// The principal's merchant's key `id` (`key_…`), or 404.
+fn find(state: &AppState, principal: &Principal, id: &str) -> Result<ApiKeyListing, ApiError> {
+    state
+        .store(principal.mode)
+        .read(|reader| reader.api_keys(principal.merchant))?
+        .into_iter()
+        .find(|key| key_id(&key.key_hash) == id)
+        .ok_or_else(|| ApiError::not_found("api_key", id))
+}
+
 /// `POST /v1/api_keys` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -124,14 +168,7 @@ pub async fn create(
         }
     }
     let (merchant, mode) = (principal.merchant, principal.mode);
-    let secret = generate_key(mode).map_err(ApiError::internal)?;
-    let record = ApiKeyRecord {
-        key_hash: hash_key(&secret),
-        merchant,
-        scopes: scopes.clone(),
-        hint: key_hint(&secret),
-        revoked_at_ns: None,
-    };
+    let (secret, record) = new_key(mode, merchant, scopes)?;
     write_revealing(
         &state,
         &principal,
@@ -142,17 +179,7 @@ pub async fn create(
             field: "secret",
             value: secret,
         }),
-        move |tx| {
-            tx.insert_api_key(&record)?;
-            let listing = ApiKeyListing {
-                key_hash: record.key_hash,
-                scopes: record.scopes.clone(),
-                hint: record.hint.clone(),
-                created_at_ns: tx.now_ns(),
-                revoked_at_ns: None,
-            };
-            Ok((StatusCode::CREATED, render(&listing, mode, None)))
-        },
+        move |tx| insert(tx, &record, mode),
     )
     .await
 }
@@ -208,13 +235,7 @@ pub async fn revoke(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     principal.require("api_keys:write")?;
-    let keys = state
-        .store(principal.mode)
-        .read(|reader| reader.api_keys(principal.merchant))?;
-    let listing = keys
-        .into_iter()
-        .find(|key| key_id(&key.key_hash) == id)
-        .ok_or_else(|| ApiError::not_found("api_key", &id))?;
+    let listing = find(&state, &principal, &id)?;
     if listing.key_hash == principal.key_hash {
         return Err(ApiError::conflict(
             "revoking_own_key",
@@ -304,13 +325,7 @@ pub async fn roll(
                 .param("expires_in")
             })?,
     };
-    let keys = state
-        .store(principal.mode)
-        .read(|reader| reader.api_keys(principal.merchant))?;
-    let old = keys
-        .into_iter()
-        .find(|key| key_id(&key.key_hash) == id)
-        .ok_or_else(|| ApiError::not_found("api_key", &id))?;
+    let old = find(&state, &principal, &id)?;
     let now = state.app().now_ns();
     if old.revoked_at_ns.is_some_and(|at| at <= now) {
         return Err(ApiError::conflict(
@@ -319,14 +334,7 @@ pub async fn roll(
         ));
     }
     let (merchant, mode) = (principal.merchant, principal.mode);
-    let secret = generate_key(mode).map_err(ApiError::internal)?;
-    let record = ApiKeyRecord {
-        key_hash: hash_key(&secret),
-        merchant,
-        scopes: old.scopes.clone(),
-        hint: key_hint(&secret),
-        revoked_at_ns: None,
-    };
+    let (secret, record) = new_key(mode, merchant, old.scopes.clone())?;
     let stops_at = now.saturating_add(grace_s.saturating_mul(1_000_000_000));
     let old_hash = old.key_hash;
     let route = format!("POST /v1/api_keys/{id}/roll");
@@ -343,15 +351,7 @@ pub async fn roll(
         move |tx| {
             // A grace period never extends a key that already stops sooner.
             tx.revoke_api_key_at(merchant, &old_hash, stops_at)?;
-            tx.insert_api_key(&record)?;
-            let listing = ApiKeyListing {
-                key_hash: record.key_hash,
-                scopes: record.scopes.clone(),
-                hint: record.hint.clone(),
-                created_at_ns: tx.now_ns(),
-                revoked_at_ns: None,
-            };
-            Ok((StatusCode::CREATED, render(&listing, mode, None)))
+            insert(tx, &record, mode)
         },
     )
     .await?;

@@ -431,19 +431,12 @@ async fn successful_payment_settles_once_and_a_second_payment_is_credited() {
     assert_eq!(app.merchant_balance(), 25);
     assert_eq!(app.events("invoice.paid").await.len(), 1);
     // The settlement lag from the message's date is measured, once per payment.
-    let lags = || async {
-        let text = app
-            .client
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .find_map(|l| l.strip_prefix("farthing_settlement_lag_seconds_count{rail=\"stars\"} "))
-            .map(str::to_owned)
+    let lags = || {
+        crate::support::server::metric(
+            &app.client,
+            &app.base,
+            "farthing_settlement_lag_seconds_count{rail=\"stars\"}",
+        )
     };
     assert_eq!(lags().await.as_deref(), Some("1"));
 

@@ -349,19 +349,13 @@ async fn a_payment_the_webhook_missed_is_settled_by_reconciliation() {
         serde_json::from_str(payment.payload.as_deref().expect("payload")).expect("JSON payload");
     assert_eq!(payload["user_id"], PAYER, "kept for refundStarPayment");
     // Its settlement lag is measured from Telegram's date too.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics.contains("farthing_settlement_lag_seconds_count{rail=\"stars\"} 1"),
-        "{metrics}"
-    );
+    let lags = crate::support::server::metric(
+        &app.client,
+        &app.base,
+        "farthing_settlement_lag_seconds_count{rail=\"stars\"}",
+    )
+    .await;
+    assert_eq!(lags.as_deref(), Some("1"));
 
     // The Stars rail shows when it was reconciled.
     let rails = app.get("/v1/rails").await;

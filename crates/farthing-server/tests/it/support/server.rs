@@ -97,3 +97,21 @@ impl Server {
         merchant(&self.running, name).await
     }
 }
+
+/// The value of the Prometheus sample `series` (its name and labels, as `/metrics` writes
+/// them) on the server at `base`, if it is there.
+pub async fn metric(client: &Client, base: &str, series: &str) -> Option<String> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')
+            .map(str::to_owned)
+    })
+}
