@@ -76,7 +76,9 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         return response;
     };
     let entry = AuditEntry {
-        id: farthing_app::ids::new_id(),
+        // Sequential: the log lists actions in the order they happened, even within a
+        // millisecond.
+        id: farthing_app::ids::new_sequential_id(),
         merchant: principal.merchant,
         action: format!("{method} {route}"),
         target,
