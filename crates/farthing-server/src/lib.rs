@@ -270,10 +270,6 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            http::step_up::guard,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
             http::audit::record,
         ))
         .layer(axum::middleware::from_fn_with_state(

@@ -225,35 +225,18 @@ pub const GUARDED: [(&str, &str); 14] = [
     ("POST", "/v1/step_up/enroll"),
 ];
 
-/// The middleware: before a guarded operation runs, checks its step-up code (one place, so no
-/// handler can forget it). A request without a usable key goes on to the handler's 401.
-pub async fn guard(
-    State(state): State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let guarded = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .is_some_and(|path| {
-            GUARDED
-                .iter()
-                .any(|(m, r)| *m == request.method().as_str() && *r == path.as_str())
-        });
-    if !guarded {
-        return next.run(request).await;
-    }
-    let principal = request
-        .headers()
+/// The step-up check of a guarded operation, run by the audit middleware before the handler
+/// (one place, so no handler can forget it). A request without a usable key goes on to the
+/// handler's 401.
+pub async fn check_request(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let principal = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .and_then(|(_, key)| super::auth::authenticate(&state, key.trim()).ok());
-    if let Some(principal) = principal {
-        if let Err(error) = require(&state, &principal, request.headers()).await {
-            return error.into_response();
-        }
+        .and_then(|(_, key)| super::auth::authenticate(state, key.trim()).ok());
+    match principal {
+        Some(principal) => require(state, &principal, headers).await,
+        None => Ok(()),
     }
-    next.run(request).await
 }

@@ -170,3 +170,15 @@ async fn step_up_codes_guard_sensitive_operations_once_each() {
     assert_eq!(new_key(None).await.0, StatusCode::CREATED);
     server.running.shutdown().await;
 }
+
+/// The step-up check runs in the audit middleware, which sees only audited operations: every
+/// guarded operation must be audited, or its check would be skipped.
+#[test]
+fn every_guarded_operation_is_audited() {
+    for guarded in farthing_server::http::step_up::GUARDED {
+        assert!(
+            farthing_server::http::audit::AUDITED.contains(&guarded),
+            "{guarded:?} is guarded but not audited"
+        );
+    }
+}
