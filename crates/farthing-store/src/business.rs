@@ -445,6 +445,33 @@ impl Tx<'_, '_> {
     }
 }
 
+/// A customer's balance accounts with the merchant, by currency, as stored.
+fn customer_accounts(
+    connection: &Connection,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> Result<Vec<farthing_core::ledger::AccountState>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {} FROM accounts WHERE merchant_id = ?1 AND customer_id = ?2 ORDER BY currency",
+        crate::codec::ACCOUNT_COLUMNS
+    ))?;
+    let mut rows = statement.query(params![merchant.to_be_bytes(), customer.to_be_bytes()])?;
+    let mut accounts = Vec::new();
+    while let Some(row) = rows.next()? {
+        accounts.push(crate::codec::account_from_row(row)?);
+    }
+    Ok(accounts)
+}
+
+/// A balance as the API lists it: currency, posted, available.
+fn balance_row(state: &farthing_core::ledger::AccountState) -> (Currency, i128, i128) {
+    (
+        state.account.currency,
+        state.balances.posted(),
+        state.balances.available(),
+    )
+}
+
 impl Reader<'_> {
     /// A page of every merchant of this database, newest first (for the operator).
     pub fn merchants(&self, request: PageRequest) -> Result<Page<Merchant>, StoreError> {
@@ -603,19 +630,11 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         customer: CustomerId,
     ) -> Result<Vec<(Currency, i128, i128)>, StoreError> {
-        let mut statement = self.sql().prepare_cached(&format!(
-            "SELECT {} FROM accounts WHERE merchant_id = ?1 AND customer_id = ?2 ORDER BY currency",
-            crate::codec::ACCOUNT_COLUMNS
-        ))?;
-        let mut rows = statement.query(params![merchant.to_be_bytes(), customer.to_be_bytes()])?;
         let mut balances = Vec::new();
-        while let Some(row) = rows.next()? {
-            let state = crate::codec::account_from_row(row)?;
-            balances.push((
-                state.account.currency,
-                state.balances.posted(),
-                state.balances.available(),
-            ));
+        for stored in customer_accounts(self.sql(), merchant, customer)? {
+            // The batch's view: an earlier job of this batch may have moved the balance.
+            let state = self.account(stored.account.id)?.unwrap_or(stored);
+            balances.push(balance_row(&state));
         }
         Ok(balances)
     }
@@ -722,21 +741,10 @@ impl Reader<'_> {
         merchant: MerchantId,
         customer: CustomerId,
     ) -> Result<Vec<(Currency, i128, i128)>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT {} FROM accounts WHERE merchant_id = ?1 AND customer_id = ?2 ORDER BY currency",
-            crate::codec::ACCOUNT_COLUMNS
-        ))?;
-        let mut rows = statement.query(params![merchant.to_be_bytes(), customer.to_be_bytes()])?;
-        let mut balances = Vec::new();
-        while let Some(row) = rows.next()? {
-            let state = crate::codec::account_from_row(row)?;
-            balances.push((
-                state.account.currency,
-                state.balances.posted(),
-                state.balances.available(),
-            ));
-        }
-        Ok(balances)
+        Ok(customer_accounts(self.connection, merchant, customer)?
+            .iter()
+            .map(balance_row)
+            .collect())
     }
 }
 
