@@ -49,6 +49,16 @@ pub enum AppError {
         /// The parameter at fault.
         param: Option<String>,
     },
+    /// The merchant's risk rules refused the payment, or want step-up authentication first.
+    #[error("{message}")]
+    RiskRefused {
+        /// `risk_refused` or `step_up_required`.
+        code: &'static str,
+        /// The rule and why, with the decision's id.
+        message: String,
+        /// The recorded decision, `rsk_…` (listed at `GET /v1/risk/decisions`).
+        decision: String,
+    },
     /// An idempotency key was used before with a different request.
     #[error("{message}")]
     IdempotencyKeyReused {
@@ -156,6 +166,7 @@ impl AppError {
             AppError::Invalid { code, .. }
             | AppError::Conflict { code, .. }
             | AppError::InsufficientFunds { code, .. }
+            | AppError::RiskRefused { code, .. }
             | AppError::RailFailed { code, .. } => code,
             AppError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
             AppError::Unavailable { .. } => "service_unavailable",
@@ -182,6 +193,7 @@ impl AppError {
                 | AppError::Invalid { .. }
                 | AppError::Conflict { .. }
                 | AppError::InsufficientFunds { .. }
+                | AppError::RiskRefused { .. }
                 | AppError::IdempotencyKeyReused { .. }
         )
     }

@@ -6,11 +6,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use farthing_core::ids::time_ordered_raw;
 use farthing_core::PublicId;
 
+/// Now by the clock ids are made with (the system's, whatever clock the service reads), in
+/// nanoseconds since the Unix epoch.
+pub fn system_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// A new id of type `T`.
 pub fn new_id<T: PublicId>() -> T {
-    let unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let unix_ms = system_now_ns() / 1_000_000;
     let mut bytes = [0u8; 16];
     // The OS random source failing is not recoverable; fall back to the clock's nanoseconds
     // mixed with a counter rather than panic, and log it.

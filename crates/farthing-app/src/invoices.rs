@@ -379,19 +379,19 @@ pub fn cancel(
     Ok(invoice)
 }
 
-/// Pays `invoice` from `customer`'s balance in the current job: the one booking path of a
+/// Pays `invoice` from `customer`'s balance in the current job, under the merchant's risk rules
+/// (`risk` names the merchant and the mode): the one booking path of a
 /// balance payment (the API's `POST /v1/invoices/{id}/pay`, the Mini App's one-tap pay). The
 /// transfer id is the invoice's, so the ledger refuses a second booking of the same invoice.
 pub fn pay_from_balance(
     tx: &mut Tx<'_, '_>,
-    app: &App,
-    mode: Mode,
-    merchant: MerchantId,
+    risk: &crate::risk::RiskCheck,
     invoice: InvoiceId,
     customer: CustomerId,
     amount: Option<u64>,
 ) -> Result<Invoice, AppError> {
-    let mut invoice = customers::require_invoice(tx, merchant, invoice)?;
+    let (app, mode, merchant) = (risk.app(), risk.mode(), risk.merchant());
+    let invoice = customers::require_invoice(tx, merchant, invoice)?;
     customers::require(tx, merchant, customer)?;
     if invoice
         .customer
@@ -405,6 +405,21 @@ pub fn pay_from_balance(
     let amount_minor = invoice
         .payable_amount(Rail::Balance, amount, tx.now_ns())
         .map_err(invoice_error)?;
+    let currency = invoice.currency;
+    risk.guard(tx, amount_minor, currency, Some(customer), |tx| {
+        book_balance_payment(tx, app, mode, merchant, invoice, customer, amount_minor)
+    })
+}
+
+fn book_balance_payment(
+    tx: &mut Tx<'_, '_>,
+    app: &App,
+    mode: Mode,
+    merchant: MerchantId,
+    mut invoice: Invoice,
+    customer: CustomerId,
+    amount_minor: u64,
+) -> Result<Invoice, AppError> {
     let currency = invoice.currency;
     let transfer_id = TransferId(invoice.id.raw());
     let group = book::transfer(

@@ -29,6 +29,7 @@ pub mod rail;
 pub mod rails;
 pub mod refund_requests;
 pub mod refunds;
+pub mod risk;
 pub mod sandbox;
 pub mod settings;
 pub mod settlement;
@@ -62,6 +63,8 @@ struct Inner {
     base_url: String,
     /// Told of each fresh settlement's lag (the server's metrics), once set.
     settlement_observer: std::sync::OnceLock<SettlementObserver>,
+    /// The merchants' risk rules (cached) and velocity windows.
+    risk: risk::RiskState,
 }
 
 /// Told of each fresh settlement a rail reported: the rail, and the seconds from when the rail
@@ -79,6 +82,7 @@ impl App {
                 outbox: Notify::new(),
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 settlement_observer: std::sync::OnceLock::new(),
+                risk: risk::RiskState::default(),
             }),
         }
     }

@@ -9,7 +9,7 @@ use farthing_store::Tx;
 
 use crate::invoices::invoice_error;
 use crate::settlement::{self, IncomingPayment};
-use crate::{book, customers, invoices, App, AppError, Mode};
+use crate::{book, customers, invoices, AppError, Mode};
 
 /// Pays an invoice as a simulated payer of `rail` in the current test job; shared by the API
 /// and the checkout page's sandbox button. It does exactly what the real rail would: `balance`
@@ -20,13 +20,13 @@ use crate::{book, customers, invoices, App, AppError, Mode};
 /// invoice's first rail other than `balance` (`balance` when it takes nothing else).
 pub fn pay(
     tx: &mut Tx<'_, '_>,
-    app: &App,
-    merchant: MerchantId,
+    risk: &crate::risk::RiskCheck,
     invoice_id: InvoiceId,
     rail: Option<Rail>,
     amount: Option<u64>,
     customer: Option<CustomerId>,
 ) -> Result<Invoice, AppError> {
+    let (app, merchant) = (risk.app(), risk.merchant());
     let mode = Mode::Test;
     let invoice = customers::require_invoice(tx, merchant, invoice_id)?;
     if let Some(customer) = customer {
@@ -65,7 +65,7 @@ pub fn pay(
             )
             .param("customer")
         })?;
-        return invoices::pay_from_balance(tx, app, mode, merchant, invoice_id, payer, amount);
+        return invoices::pay_from_balance(tx, risk, invoice_id, payer, amount);
     }
     let amount_minor = invoice
         .payable_amount(rail, amount, tx.now_ns())

@@ -242,6 +242,10 @@ public_id!(
     AuditEntryId, "aud", "audit log entry"
 );
 public_id!(
+    /// Identifies a recorded risk decision (allow, step up, refuse) with its rule and reason.
+    RiskDecisionId, "rsk", "risk decision"
+);
+public_id!(
     /// Identifies an entry of a customer's statement: the ledger time of the movement in the
     /// upper 64 bits, the low 64 bits of the balance account's id below.
     BalanceEntryId, "ble", "balance entry"

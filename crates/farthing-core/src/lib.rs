@@ -10,10 +10,12 @@ pub mod invoice;
 pub mod ledger;
 pub mod money;
 pub mod rail;
+pub mod risk;
 
 pub use ids::{
     AccountId, AuditEntryId, BalanceEntryId, ChargeId, CustomerId, EventId, InvoiceId, MerchantId,
-    PublicId, RefundId, RefundRequestId, SubscriptionId, TransferId, WebhookEndpointId,
+    PublicId, RefundId, RefundRequestId, RiskDecisionId, SubscriptionId, TransferId,
+    WebhookEndpointId,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use rail::Rail;

@@ -110,6 +110,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/api_keys/{id}/revoke"),
     ("POST", "/v1/api_keys/{id}/roll"),
     ("GET", "/v1/audit_log"),
+    ("GET", "/v1/risk/rules"),
+    ("PUT", "/v1/risk/rules"),
+    ("GET", "/v1/risk/decisions"),
     ("POST", "/v1/admin/merchants"),
     ("GET", "/v1/admin/merchants"),
     ("GET", "/v1/step_up"),
@@ -173,6 +176,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/step_up/enroll", post(http::step_up::enroll))
         .route("/v1/step_up/confirm", post(http::step_up::confirm))
         .route("/v1/audit_log", get(http::audit::list))
+        .route(
+            "/v1/risk/rules",
+            get(http::risk::retrieve).put(http::risk::update),
+        )
+        .route("/v1/risk/decisions", get(http::risk::decisions))
         .route("/v1/charges", post(charges::create).get(charges::list))
         .route("/v1/charges/{id}", get(charges::retrieve))
         .route(

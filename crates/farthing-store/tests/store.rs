@@ -2078,7 +2078,8 @@ fn statements_follow_the_balance_and_the_migration_rebuilds_them() {
     connection
         .execute_batch(
             "DROP TABLE customer_entries; ALTER TABLE accounts DROP COLUMN last_entry_ns; \
-             DROP TABLE step_up_totp; DELETE FROM schema_migrations WHERE version >= 19;",
+             DROP TABLE step_up_totp; DROP TABLE risk_rules; DROP TABLE risk_decisions; \
+             DELETE FROM schema_migrations WHERE version >= 19;",
         )
         .expect("undo migration 19");
     drop(connection);

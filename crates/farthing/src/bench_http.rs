@@ -39,6 +39,33 @@ pub struct HttpArgs {
     /// Test-mode API key for `--url`.
     #[arg(long)]
     key: Option<String>,
+    /// Turn every rate limit off (default: on, with the per-key limit set above what the
+    /// machine reaches, so its cost is measured but it never refuses).
+    #[arg(long)]
+    no_rate_limits: bool,
+    /// Give the merchant a full set of risk rules that every charge passes (limits that need
+    /// the customer's last-24-hour total and payment count, velocity, block lists of 1 000
+    /// users and 100 networks): the charges phase then measures what the checks cost.
+    #[arg(long)]
+    risk_rules: bool,
+}
+
+/// Rules every bench charge passes, yet each reads what the rules can read: the customer's
+/// 24-hour total and payment count, its velocity window, the block lists.
+fn bench_rules() -> Value {
+    let users: Vec<i64> = (1..=1_000).collect();
+    let networks: Vec<String> = (0..100).map(|i| format!("198.51.{i}.0/24")).collect();
+    json!({
+        "limits": [{
+            "currency": "XTR",
+            "per_payment_max": 1_000,
+            "per_customer_day_max": 1_000_000_000_000u64,
+            "new_customer_per_payment_max": 1_000,
+        }],
+        "new_customers": {"days": 7, "payments": 3},
+        "velocity": {"attempts_per_minute": 1_000_000_000u32, "failures_per_minute": 1_000_000u32},
+        "block": {"telegram_users": users, "wallets": ["uqblocked"], "ips": networks},
+    })
 }
 
 struct ServerGuard(Child);
@@ -124,9 +151,27 @@ async fn phase(
     Ok(rate)
 }
 
-/// Creates a funded customer, then runs both phases against `base`.
-async fn drive(base: &str, key: &str, clients: u64, seconds: u64) -> anyhow::Result<(f64, f64)> {
+/// Creates a funded customer (and the risk rules, with `risk_rules`), then runs both phases
+/// against `base`.
+async fn drive(
+    base: &str,
+    key: &str,
+    clients: u64,
+    seconds: u64,
+    risk_rules: bool,
+) -> anyhow::Result<(f64, f64)> {
     let client = reqwest::Client::new();
+    if risk_rules {
+        let set = client
+            .put(format!("{base}/v1/risk/rules"))
+            .bearer_auth(key)
+            .json(&bench_rules())
+            .send()
+            .await?;
+        if !set.status().is_success() {
+            bail!("setting the risk rules failed: {}", set.text().await?);
+        }
+    }
     let customer: Value = client
         .post(format!("{base}/v1/customers"))
         .bearer_auth(key)
@@ -184,6 +229,7 @@ pub fn run(args: &HttpArgs) -> anyhow::Result<ExitCode> {
             key,
             args.clients,
             args.seconds,
+            args.risk_rules,
         ))?;
         println!("http: {invoices:.0} invoice creations/s, {charges:.0} charges/s durable");
         return Ok(ExitCode::SUCCESS);
@@ -220,7 +266,8 @@ pub fn run(args: &HttpArgs) -> anyhow::Result<ExitCode> {
         None => free_port()?,
     };
     let base = format!("http://127.0.0.1:{port}");
-    let child = Command::new(&exe)
+    let mut serve = Command::new(&exe);
+    serve
         .args([
             "serve",
             "--listen",
@@ -228,19 +275,31 @@ pub fn run(args: &HttpArgs) -> anyhow::Result<ExitCode> {
             "--database",
         ])
         .arg(&database)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn");
+    if args.no_rate_limits {
+        let config = work.join("farthing.toml");
+        std::fs::write(
+            &config,
+            "[rate_limits]\napi_key_per_s = 0\nclient_per_s = 0\nfailed_auth_per_s = 0\n",
+        )?;
+        serve.arg("--config").arg(&config);
+    } else {
         // One key drives the whole load: the per-key rate limit still runs (its cost is part
         // of the figure) but is set above what the machine can reach.
-        .env("FARTHING_RATE_LIMIT_API_KEY_PER_S", "10000000")
+        serve.env("FARTHING_RATE_LIMIT_API_KEY_PER_S", "10000000");
+    }
+    let child = serve
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;
     let _guard = ServerGuard(child);
     println!(
-        "http bench: {} clients, {} s per phase, server {base}, database {}",
+        "http bench: {} clients, {} s per phase, server {base}, database {}, rate limits {}, risk rules {}",
         args.clients,
         args.seconds,
-        database.display()
+        database.display(),
+        if args.no_rate_limits { "off" } else { "on" },
+        if args.risk_rules { "on" } else { "off" },
     );
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
@@ -255,7 +314,7 @@ pub fn run(args: &HttpArgs) -> anyhow::Result<ExitCode> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        drive(&base, &key, args.clients, args.seconds).await
+        drive(&base, &key, args.clients, args.seconds, args.risk_rules).await
     });
     drop(_guard);
     let (invoices, charges) = result?;

@@ -21,7 +21,7 @@ use crate::web::error::ApiError;
 use crate::web::{extract, spec};
 
 /// The operations recorded: method and route.
-pub const AUDITED: [(&str, &str); 18] = [
+pub const AUDITED: [(&str, &str); 19] = [
     ("POST", "/v1/api_keys"),
     ("POST", "/v1/api_keys/{id}/revoke"),
     ("POST", "/v1/api_keys/{id}/roll"),
@@ -40,6 +40,7 @@ pub const AUDITED: [(&str, &str); 18] = [
     ("POST", "/v1/step_up/enroll"),
     ("POST", "/v1/step_up/confirm"),
     ("DELETE", "/v1/step_up"),
+    ("PUT", "/v1/risk/rules"),
 ];
 
 /// The middleware of administrative operations: before one runs, the step-up check of those

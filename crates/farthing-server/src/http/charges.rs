@@ -6,6 +6,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use farthing_app::charges::{self, ChargeRequest};
 use farthing_app::refunds::{self, RefundRequest, Target, UnnamedPayer};
+use farthing_app::risk::RiskCheck;
+use farthing_core::risk::Operation;
 use farthing_core::{ChargeId, CustomerId, PublicId, RefundId};
 use serde::Deserialize;
 use serde_json::Value;
@@ -51,7 +53,7 @@ pub struct CreateCharge {
     responses(
         (status = 201, description = "The charge; `charge.succeeded` and `customer.balance_changed` events are written with it.", body = spec::Charge, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.")), example = json!({"id": "chg_01m8xps3xn47n0b22ztnhdjb39", "object": "charge", "livemode": false, "status": "succeeded", "customer": "cus_01m8xps3vzdwahmws0hy00crqv", "amount": 3, "amount_refunded": 0, "currency": "XTR", "description": "1 API call", "metadata": {"request": "req_881"}, "created": 1796293300})),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown customer (`invalid_id`, `customer_not_found`), a bad amount (`invalid_amount`), an unknown currency (`invalid_currency`), a description over 500 characters (`invalid_description`), bad metadata (`invalid_metadata`), or a charge that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
-        (status = 402, description = "The customer's balance is too small (`insufficient_funds`); nothing was written. `available` and `requested` say by how much.", body = spec::Error, example = json!({"error": {"type": "payment_error", "code": "insufficient_funds", "message": "insufficient funds: the customer has 2 XTR available and 3 XTR was asked", "param": null, "available": 2, "requested": 3}})),
+        (status = 402, description = "The customer's balance is too small (`insufficient_funds`); nothing was written. `available` and `requested` say by how much. Or the merchant's risk rules refused the payment (`risk_refused`, with `decision`: see `GET /v1/risk/decisions`); nothing was written.", body = spec::Error, example = json!({"error": {"type": "payment_error", "code": "insufficient_funds", "message": "insufficient funds: the customer has 2 XTR available and 3 XTR was asked", "param": null, "available": 2, "requested": 3}})),
         spec::WriteErrors,
     ),
 )]
@@ -82,18 +84,26 @@ pub async fn create(
     )?;
     // Rendered here, on the async workers: the job runs on the single writer thread.
     let object: Value = render::charge(&prepared.charge, mode).into();
-    write(
+    let risk = RiskCheck::new(state.app(), mode, merchant, Operation::Charge)
+        .subject(prepared.charge.id.encode())
+        .stepped_up(super::step_up::passed(&state, &principal, &body.headers).await?);
+    let guard = risk.clone();
+    let answer = write(
         &state,
         &principal,
         &body.headers,
         "POST /v1/charges",
         &body.raw,
         move |tx| {
-            charges::book(tx, mode, &prepared)?;
+            guard.guard(tx, amount_minor, currency, Some(customer), |tx| {
+                charges::book(tx, mode, &prepared)
+            })?;
             Ok((StatusCode::CREATED, object))
         },
     )
-    .await
+    .await;
+    risk.finish().await?;
+    answer
 }
 
 /// `GET /v1/charges/{id}`

@@ -5,7 +5,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use farthing_app::invoices::{self, InvoiceRequest};
+use farthing_app::risk::RiskCheck;
 use farthing_core::invoice::{InvoiceAmount, InvoiceError, DEFAULT_EXPIRES_IN_S};
+use farthing_core::risk::Operation;
 use farthing_core::{CustomerId, InvoiceId, PublicId, Rail};
 use serde::Deserialize;
 use serde_json::Value;
@@ -480,7 +482,7 @@ pub struct PayInvoice {
     responses(
         (status = 200, description = "The paid invoice; `invoice.paid` and `customer.balance_changed` events are written with it.", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown customer (`invalid_id`, `customer_not_found`), another customer than the invoice expects (`customer_mismatch`), a bad amount (`invalid_amount`, `invalid_invoice`: an amount that differs from a fixed one, or outside an amountless invoice's range), an invoice that does not accept the `balance` rail (`rail_not_accepted`), or a payment that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
-        (status = 402, description = "The customer's balance is too small (`insufficient_funds`); nothing was written.", body = spec::Error),
+        (status = 402, description = "The customer's balance is too small (`insufficient_funds`); nothing was written. Or the merchant's risk rules refused the payment (`risk_refused`, with `decision`: see `GET /v1/risk/decisions`); nothing was written.", body = spec::Error),
         (status = 404, description = "No such invoice for this merchant in this mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = spec::Error),
         spec::WriteErrors,
@@ -499,18 +501,23 @@ pub async fn pay(
     let (merchant, mode) = (principal.merchant, principal.mode);
     let route = format!("POST /v1/invoices/{id}/pay");
     let app = state.app().clone();
-    write(
+    let risk = RiskCheck::new(state.app(), mode, merchant, Operation::BalancePayment)
+        .subject(invoice_id.encode())
+        .stepped_up(super::step_up::passed(&state, &principal, &body.headers).await?);
+    let guard = risk.clone();
+    let answer = write(
         &state,
         &principal,
         &body.headers,
         &route,
         &body.raw,
         move |tx| {
-            let invoice =
-                invoices::pay_from_balance(tx, &app, mode, merchant, invoice_id, customer, amount)?;
+            let invoice = invoices::pay_from_balance(tx, &guard, invoice_id, customer, amount)?;
             let object = render::invoice(&invoice, mode, &app.checkout_url(invoice.id));
             Ok((StatusCode::OK, object.into()))
         },
     )
-    .await
+    .await;
+    risk.finish().await?;
+    answer
 }

@@ -21,7 +21,9 @@ use crate::web::extract::body_bytes;
 use crate::web::spec;
 
 use axum::extract::Path;
-use farthing_core::{CustomerId, PublicId};
+use farthing_app::risk::RiskCheck;
+use farthing_core::risk::Operation;
+use farthing_core::{Currency, CustomerId, PublicId};
 use farthing_store::LnurlSecret;
 
 use crate::rails::lightning as links;
@@ -472,7 +474,7 @@ pub struct CreatePayout {
     responses(
         (status = 200, description = "`{\"object\": \"payout\", \"status\": \"succeeded\" | \"failed\" | \"pending\"}`. The amount is held first, posted on success, released on failure; `pending` keeps it held (the node has not finished).", body = spec::Payout),
         (status = 400, description = "Invalid body or BOLT11 (`invalid_bolt11`: unparsable, other network, expired, no amount, not whole satoshis); the rail is not configured or cannot pay.", body = spec::Error),
-        (status = 402, description = "The merchant's BTC balance is short (`insufficient_funds`).", body = spec::Error),
+        (status = 402, description = "The merchant's BTC balance is short (`insufficient_funds`). Or the merchant's risk rules refused the payment (`risk_refused`, with `decision`: see `GET /v1/risk/decisions`); nothing was written.", body = spec::Error),
         (status = 409, description = "This BOLT11 was already submitted for a payout (`payout_exists`), whatever came of it: a BOLT11 is paid out at most once, so this operation takes no Idempotency-Key and a retry never pays twice. After a `failed` payout, submit a new BOLT11.", body = spec::Error),
         (status = 502, description = "The node did not answer; the amount stays held until the payment's outcome is known (`lightning_unavailable`).", body = spec::Error),
         spec::ReadErrors,
@@ -509,19 +511,24 @@ pub async fn create_payout(
     }
     let key = links::payout_key(None, &checked.payment_hash);
     let (merchant, mode) = (principal.merchant, principal.mode);
-    state
+    // Payouts are guarded: with step-up on, the audit middleware has checked the code already.
+    let (step_up, _) = farthing_app::step_up::status(state.app(), mode, merchant)?;
+    let risk = RiskCheck::new(state.app(), mode, merchant, Operation::Payout)
+        .wallet(Some(checked.payee.clone()))
+        .stepped_up(step_up == "on")
+        .subject(checked.payment_hash.to_hex());
+    let guard = risk.clone();
+    let held = state
         .app()
         .run(mode, move |tx| -> Result<(), ApiError> {
-            Ok(links::hold(
-                tx,
-                mode,
-                merchant,
-                None,
-                &key,
-                amount_msat / 1000,
-            )?)
+            let sats = amount_msat / 1000;
+            Ok(guard.guard(tx, sats, Currency::BTC, None, |tx| {
+                links::hold(tx, mode, merchant, None, &key, sats)
+            })?)
         })
-        .await?;
+        .await;
+    risk.finish().await?;
+    held?;
     let payout = links::Payout {
         merchant,
         customer: None,

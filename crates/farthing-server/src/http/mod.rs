@@ -15,6 +15,7 @@ pub mod keys;
 pub mod lightning;
 pub mod lnurl;
 pub mod rails;
+pub mod risk;
 pub mod settings;
 pub mod stars;
 pub mod step_up;
@@ -189,6 +190,22 @@ pub fn require_invoice(
 /// Turns a list page into the API's list object.
 pub fn list_answer<T: serde::Serialize>(data: Vec<T>, has_more: bool, url: &str) -> Response {
     axum::Json(crate::render::list(data, has_more, url)).into_response()
+}
+
+/// An API object of kind `object` in `mode` whose other fields are `fields`' (a struct that
+/// serialises to a JSON object).
+pub fn object_with(
+    object: &str,
+    mode: crate::state::Mode,
+    fields: &impl serde::Serialize,
+) -> Value {
+    let mut rendered = serde_json::json!({"object": object, "livemode": mode.is_live()});
+    if let (Value::Object(map), Ok(Value::Object(fields))) =
+        (&mut rendered, serde_json::to_value(fields))
+    {
+        map.extend(fields);
+    }
+    rendered
 }
 
 /// The ledger accounts the API books on (the service's).

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use farthing_app::refund_requests::{self, Destination};
 use farthing_core::RefundRequestId;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{list_answer, write};
 use crate::state::{AppState, Mode, Principal};
@@ -31,13 +31,7 @@ pub fn load(
 }
 
 fn render_settings(settings: &MerchantSettings, mode: Mode) -> Value {
-    let mut object = json!({"object": "settings", "livemode": mode.is_live()});
-    if let (Value::Object(map), Ok(Value::Object(fields))) =
-        (&mut object, serde_json::to_value(settings))
-    {
-        map.extend(fields);
-    }
-    object
+    super::object_with("settings", mode, settings)
 }
 
 /// `GET /v1/settings`

@@ -66,6 +66,26 @@ pub async fn require(
     .map_err(refusal)
 }
 
+/// Whether this request passed step-up: a valid current code in the header of a merchant whose
+/// step-up is on (the code is then used up). No header, or step-up off: `false` — a risk rule
+/// that wants step-up then refuses with `step_up_required`. A wrong or replayed code is an
+/// error, as for every guarded operation.
+pub async fn passed(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+) -> Result<bool, ApiError> {
+    if !headers.contains_key(HEADER) {
+        return Ok(false);
+    }
+    let (status, _) = step_up::status(state.app(), principal.mode, principal.merchant)?;
+    if status != "on" {
+        return Ok(false);
+    }
+    require(state, principal, headers).await?;
+    Ok(true)
+}
+
 fn status_object(state: &AppState, principal: &Principal) -> Result<Value, ApiError> {
     let (status, left) = step_up::status(state.app(), principal.mode, principal.merchant)?;
     Ok(json!({

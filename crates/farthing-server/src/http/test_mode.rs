@@ -58,7 +58,7 @@ pub struct SandboxPay {
     responses(
         (status = 200, description = "The paid invoice; an `invoice.paid` event is written with it.", body = spec::Invoice, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."))),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), an unknown rail or one the invoice does not accept (`invalid_rail`, `rail_not_accepted`), a bad amount (`invalid_amount`, `invalid_invoice`), an unknown customer (`invalid_id`, `customer_not_found`), a balance payment without a customer (`customer_required`), or a payment that would take the merchant's balance beyond the largest amount farthing stores (`amount_too_large`).", body = spec::Error),
-        (status = 402, description = "`rail: balance` and the customer's balance is too small (`insufficient_funds`, with `available` and `requested`); nothing was written.", body = spec::Error),
+        (status = 402, description = "`rail: balance` and the customer's balance is too small (`insufficient_funds`, with `available` and `requested`); nothing was written. Or the merchant's risk rules refused the payment (`risk_refused`, with `decision`: see `GET /v1/risk/decisions`); nothing was written.", body = spec::Error),
         (status = 403, description = "A live-mode key (`test_mode_only`), or a key without the `invoices:write` scope (`missing_scope`).", body = spec::Error),
         (status = 404, description = "No such invoice for this merchant in test mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = spec::Error),
@@ -96,19 +96,30 @@ pub async fn pay_invoice(
     let merchant = principal.merchant;
     let route = format!("POST /v1/test/invoices/{id}/pay");
     let app = state.app().clone();
-    write(
+    // A simulated balance payment meets the merchant's risk rules like a real one.
+    let risk = farthing_app::risk::RiskCheck::new(
+        state.app(),
+        Mode::Test,
+        merchant,
+        farthing_core::risk::Operation::BalancePayment,
+    )
+    .subject(farthing_core::PublicId::encode(invoice_id));
+    let guard = risk.clone();
+    let answer = write(
         &state,
         &principal,
         &body.headers,
         &route,
         &body.raw,
         move |tx| {
-            let invoice = sandbox::pay(tx, &app, merchant, invoice_id, rail, amount, customer)?;
+            let invoice = sandbox::pay(tx, &guard, invoice_id, rail, amount, customer)?;
             let object = render::invoice(&invoice, Mode::Test, &app.checkout_url(invoice.id));
             Ok((StatusCode::OK, object.into()))
         },
     )
-    .await
+    .await;
+    risk.finish().await?;
+    answer
 }
 
 /// `POST /v1/test/customers/{id}/top_up` body.

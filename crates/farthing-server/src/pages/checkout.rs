@@ -292,13 +292,25 @@ pub async fn sandbox(
             ..
         } => Some(chosen.unwrap_or_else(|| presets.first().copied().unwrap_or(min_minor))),
     };
-    let app = state.app().clone();
+
+    // The page pays as an outside payer (a balance-only invoice with its customer: from the
+    // balance, under the merchant's risk rules).
+    let risk = farthing_app::risk::RiskCheck::new(
+        state.app(),
+        Mode::Test,
+        merchant,
+        farthing_core::risk::Operation::BalancePayment,
+    )
+    .subject(invoice_id.encode());
+    let guard = risk.clone();
     let paid = state
         .app()
         .run(Mode::Test, move |tx| {
-            farthing_app::sandbox::pay(tx, &app, merchant, invoice_id, None, amount, None)
+            farthing_app::sandbox::pay(tx, &guard, invoice_id, None, amount, None)
         })
-        .await?;
+        .await;
+    risk.finish().await?;
+    let paid = paid?;
     // Anyone holding the page's URL may press the button: answer only what the page shows,
     // never the merchant's metadata (delivery codes), payload or customer.
     Ok((StatusCode::OK, axum::Json(status_json(&paid))).into_response())

@@ -24,7 +24,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use farthing_app::risk::RiskCheck;
 use farthing_core::invoice::InvoiceStatus;
+use farthing_core::risk::Operation;
 use farthing_core::{CustomerId, InvoiceId, MerchantId, PublicId, Rail};
 use farthing_store::TelegramBot;
 use farthing_telegram::init_data::{
@@ -336,7 +338,7 @@ pub async fn create_session(
         (status = 200, description = "The paid invoice's status.", body = crate::web::spec::CheckoutStatus),
         (status = 400, description = "A bad amount (`invalid_amount`, `amount_required`…), an invoice that does not take the balance rail (`rail_not_accepted`), or one for another customer (`customer_mismatch`).", body = crate::web::spec::Error),
         (status = 401, description = "No session, a malformed or foreign one (`invalid_session`), or an expired one (`session_expired`).", body = crate::web::spec::Error),
-        (status = 402, description = "The customer's balance does not cover the amount (`insufficient_funds`).", body = crate::web::spec::Error),
+        (status = 402, description = "The customer's balance does not cover the amount (`insufficient_funds`). Or the merchant's risk rules refused the payment (`risk_refused`, with `decision`: see `GET /v1/risk/decisions`); nothing was written.", body = crate::web::spec::Error),
         (status = 404, description = "No such invoice for the session's merchant (`resource_missing`).", body = crate::web::spec::Error),
         (status = 409, description = "The invoice is not open (`invoice_not_open`) or has expired (`invoice_expired`).", body = crate::web::spec::Error),
         crate::web::spec::TooLarge,
@@ -347,6 +349,7 @@ pub async fn create_session(
 pub async fn pay(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: Option<axum::Extension<crate::web::limits::ClientIp>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -368,9 +371,15 @@ pub async fn pay(
         mode,
         merchant,
         customer,
+        user,
         ..
     } = session;
-    let app = state.app().clone();
+
+    let risk = RiskCheck::new(state.app(), mode, merchant, Operation::MiniApp)
+        .telegram_user(i64::try_from(user).ok())
+        .ip(client.and_then(|axum::Extension(client)| client.0))
+        .subject(invoice_id.encode());
+    let guard = risk.clone();
     let status = state
         .app()
         .run(mode, move |tx| -> Result<Value, ApiError> {
@@ -381,14 +390,14 @@ pub async fn pay(
                     .payment
                     .is_some_and(|p| p.rail == Rail::Balance && p.customer == Some(customer));
             if !already_paid {
-                farthing_app::invoices::pay_from_balance(
-                    tx, &app, mode, merchant, invoice_id, customer, amount,
-                )?;
+                farthing_app::invoices::pay_from_balance(tx, &guard, invoice_id, customer, amount)?;
             }
             let invoice = farthing_app::customers::require_invoice(tx, merchant, invoice_id)?;
             Ok(crate::pages::checkout::status_json(&invoice))
         })
-        .await?;
+        .await;
+    risk.finish().await?;
+    let status = status?;
     Ok((
         StatusCode::OK,
         [(header::CACHE_CONTROL, "no-store")],

@@ -26,6 +26,9 @@ pub struct ApiError {
     /// A refused payment: what the balance can spend and what was asked, in minor units
     /// (`available` and `requested` in the body).
     pub amounts: Option<(u64, u64)>,
+    /// The risk decision behind a refusal (`rsk_…`), shown as `decision` (boxed: errors travel
+    /// in every `Result`, and this one is rare).
+    pub decision: Option<Box<String>>,
 }
 
 impl ApiError {
@@ -37,6 +40,7 @@ impl ApiError {
             message,
             param: None,
             amounts: None,
+            decision: None,
         }
     }
 
@@ -181,6 +185,9 @@ impl ApiError {
             body["error"]["available"] = json!(available);
             body["error"]["requested"] = json!(requested);
         }
+        if let Some(decision) = &self.decision {
+            body["error"]["decision"] = json!(decision);
+        }
         body
     }
 }
@@ -224,6 +231,18 @@ impl From<farthing_app::AppError> for ApiError {
                 amounts: available_minor.zip(requested_minor),
                 ..ApiError::payment(code, message)
             },
+            AppError::RiskRefused {
+                code,
+                message,
+                decision,
+            } => ApiError {
+                decision: Some(Box::new(decision)),
+                ..if code == "step_up_required" {
+                    ApiError::forbidden(code, message)
+                } else {
+                    ApiError::payment(code, message)
+                }
+            },
             AppError::IdempotencyKeyReused { message } => ApiError::idempotency(message),
             AppError::RailFailed { code, message } => ApiError {
                 status: StatusCode::BAD_GATEWAY,
@@ -232,6 +251,7 @@ impl From<farthing_app::AppError> for ApiError {
                 message,
                 param: None,
                 amounts: None,
+                decision: None,
             },
             AppError::Unavailable { message } => ApiError::unavailable(message),
             // Already logged where it was made.
@@ -242,6 +262,7 @@ impl From<farthing_app::AppError> for ApiError {
                 message: INTERNAL_MESSAGE.to_owned(),
                 param: None,
                 amounts: None,
+                decision: None,
             },
         }
     }

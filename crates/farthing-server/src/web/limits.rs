@@ -138,6 +138,11 @@ fn scope(path: &str) -> Scope {
     }
 }
 
+/// The address of the client of a public page (checkout, Mini App, login, LNURL), as the rate
+/// limits saw it: set on each such request before its handler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub Option<IpAddr>);
+
 /// The client's address: the connection's peer, or (behind a reverse proxy the operator
 /// trusts) the last address of `X-Forwarded-For`.
 fn client(request: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
@@ -178,14 +183,16 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     match scope(request.uri().path()) {
         Scope::Exempt => next.run(request).await,
         Scope::Public => {
-            if let (Some(limiter), Some(ip)) =
-                (&limits.client, client(&request, limits.trust_forwarded_for))
-            {
+            let ip = client(&request, limits.trust_forwarded_for);
+            if let (Some(limiter), Some(ip)) = (&limits.client, ip) {
                 let key = limits.hash(1, ip.to_string().as_bytes());
                 if let Err(wait) = limiter.take(key, now) {
                     return refused(&state, "rate_limit_client", "from this address", wait);
                 }
             }
+            // The buyer's address, for the risk rules' block list of networks.
+            let mut request = request;
+            request.extensions_mut().insert(ClientIp(ip));
             next.run(request).await
         }
         Scope::Api => {

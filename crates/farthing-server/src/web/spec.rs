@@ -23,7 +23,7 @@ pub use farthing_app::wire::{
 pub const E401: &str = "No API key (`missing_api_key`), or an unknown or revoked one \
     (`invalid_api_key`).";
 /// 403 on every `/v1` operation.
-pub const E403: &str = "The API key lacks the scope this operation needs (`missing_scope`).";
+pub const E403: &str = "The API key lacks the scope this operation needs (`missing_scope`), or the operation needs a current step-up code in `Farthing-Step-Up` (`step_up_required`, `step_up_invalid`, `step_up_replayed`): step-up is on for this guarded operation, or a payment is above the risk rules' `step_up_above` (then with `decision`).";
 /// 413 on every write that reads a body.
 pub const E413: &str = "The body is larger than the server's limit (`body_too_large`).";
 /// 422 on every write.
@@ -177,6 +177,10 @@ pub struct ErrorDetail {
     /// A refused payment: what was asked, in minor units.
     #[schema(required = false)]
     pub requested: Option<u64>,
+    /// A payment refused by the merchant's risk rules (402 `risk_refused`, 403
+    /// `step_up_required`): the recorded decision, `rsk_…` (see `GET /v1/risk/decisions`).
+    #[schema(required = false)]
+    pub decision: Option<String>,
 }
 
 /// The broad class of an error.
@@ -602,6 +606,59 @@ macro_rules! list_schema {
     };
 }
 
+/// A decision of the merchant's risk rules about one payment attempt (SPEC S1, S2).
+#[derive(ToSchema)]
+pub struct RiskDecision {
+    /// Always `risk_decision`.
+    #[schema(example = "risk_decision")]
+    pub object: String,
+    /// `rsk_…`, time-ordered.
+    pub id: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Where the attempt came from: `charge`, `balance_payment`, `pre_checkout`, `mini_app`,
+    /// `payout`.
+    pub operation: String,
+    /// `allow`, `step_up` or `refuse`.
+    pub outcome: String,
+    /// The deciding rule (`none` for an allowance): `blocked_telegram_user`, `blocked_wallet`,
+    /// `blocked_ip`, `velocity_attempts`, `velocity_failures`, `per_payment_max`,
+    /// `new_customer_per_payment_max`, `per_customer_day_max`, `step_up_above`.
+    pub rule: String,
+    /// Why, in words.
+    pub reason: String,
+    /// The paying customer, `cus_…`, when known.
+    pub customer: Option<String>,
+    /// The payer's Telegram user id, when known.
+    pub telegram_user_id: Option<i64>,
+    /// What was being paid (`inv_…`, `chg_…`, a payout's payment hash), when known.
+    pub subject: Option<String>,
+    /// The amount, in minor units.
+    pub amount: u64,
+    /// Its currency.
+    pub currency: String,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+/// The merchant's risk rules, as stored.
+#[derive(ToSchema)]
+pub struct RiskRulesObject {
+    /// Always `risk_rules`.
+    #[schema(example = "risk_rules")]
+    pub object: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// Limits per currency.
+    pub limits: Vec<farthing_app::risk::LimitDoc>,
+    /// Who counts as new.
+    pub new_customers: Option<farthing_app::risk::NewCustomersDoc>,
+    /// Velocity per payer.
+    pub velocity: farthing_app::risk::VelocityDoc,
+    /// Block lists.
+    pub block: farthing_app::risk::BlockDoc,
+}
+
 list_schema! {
     InvoiceList of Invoice at "/v1/invoices",
     CustomerList of Customer at "/v1/customers",
@@ -614,6 +671,7 @@ list_schema! {
     RefundRequestList of RefundRequestObject at "/v1/refund_requests",
     ApiKeyList of ApiKey at "/v1/api_keys",
     AuditEntryList of AuditEntry at "/v1/audit_log",
+    RiskDecisionList of RiskDecision at "/v1/risk/decisions",
     BalanceEntryList of BalanceEntry at "/v1/customers/{id}/statement",
 }
 

@@ -12,6 +12,7 @@ mod first_week;
 mod lightning;
 mod openapi;
 mod python_client;
+mod risk;
 mod security;
 mod settlement;
 mod stars;

@@ -462,9 +462,17 @@ fn every_operation_documents_its_errors_in_the_one_error_shape() {
     let error = schema(&doc, "Error");
     assert_eq!(properties(error), BTreeSet::from(["error".to_owned()]));
     let detail = schema(&doc, "ErrorDetail");
-    let expected: BTreeSet<String> = ["type", "code", "message", "param", "available", "requested"]
-        .map(str::to_owned)
-        .into();
+    let expected: BTreeSet<String> = [
+        "type",
+        "code",
+        "message",
+        "param",
+        "available",
+        "requested",
+        "decision",
+    ]
+    .map(str::to_owned)
+    .into();
     assert_eq!(properties(detail), expected);
     // The four are required; the amounts come with refused payments only.
     let required: BTreeSet<String> = detail["required"]
@@ -623,6 +631,7 @@ fn operations_are_well_formed() {
             && path != "/v1/settings"
             && path != "/v1/balance"
             && path != "/v1/step_up"
+            && path != "/v1/risk/rules"
             && path != "/v1/api_keys";
         if is_list {
             assert!(named("limit", "query"), "{method} {path}: no limit");
@@ -1002,7 +1011,7 @@ fn rendered_objects_match_their_schemas() {
         &doc,
         "ErrorDetail",
         &error.body()["error"],
-        &["available", "requested"],
+        &["available", "requested", "decision"],
     );
     checker.assert_valid(&error.body(), "Error");
 }
@@ -1430,6 +1439,77 @@ async fn a_running_server_answers_as_documented() {
     c.expect(
         200,
         call("GET", "/v1/audit_log", "/v1/audit_log?limit=5").key(key),
+    )
+    .await;
+    // Risk rules: refused when they cannot work, then one that refuses a EUR charge, whose
+    // decision is listed; cleared again for the rest of the run.
+    c.expect(
+        400,
+        call("PUT", "/v1/risk/rules", "/v1/risk/rules")
+            .key(key)
+            .body(json!({"block": {"ips": ["10.0.0.1/8"]}})),
+    )
+    .await;
+    c.expect(
+        200,
+        call("PUT", "/v1/risk/rules", "/v1/risk/rules")
+            .key(key)
+            .body(json!({
+                "limits": [{"currency": "EUR", "per_payment_max": 1, "per_customer_day_max": 1000, "new_customer_per_payment_max": 1, "step_up_above": 500}],
+                "new_customers": {"days": 1, "payments": 1},
+                "velocity": {"attempts_per_minute": 1000, "failures_per_minute": 1000},
+                "block": {"telegram_users": [1], "wallets": ["uqx"], "ips": ["192.0.2.0/24"]},
+            })),
+    )
+    .await;
+    c.expect(
+        200,
+        call("GET", "/v1/risk/rules", "/v1/risk/rules").key(key),
+    )
+    .await;
+    let risky = c
+        .expect(201, call("POST", "/v1/customers", "/v1/customers").key(key))
+        .await["id"]
+        .as_str()
+        .expect("customer")
+        .to_owned();
+    c.expect(
+        200,
+        call(
+            "POST",
+            "/v1/test/customers/{id}/top_up",
+            format!("/v1/test/customers/{risky}/top_up"),
+        )
+        .key(key)
+        .body(json!({"amount": 500, "currency": "EUR"})),
+    )
+    .await;
+    let refused = c
+        .expect(
+            402,
+            call("POST", "/v1/charges", "/v1/charges")
+                .key(key)
+                .body(json!({"customer": risky, "amount": 2, "currency": "EUR"})),
+        )
+        .await;
+    assert_eq!(refused["error"]["code"], "risk_refused", "{refused}");
+    let decisions = c
+        .expect(
+            200,
+            call(
+                "GET",
+                "/v1/risk/decisions",
+                "/v1/risk/decisions?outcome=refuse&limit=5",
+            )
+            .key(key),
+        )
+        .await;
+    assert_eq!(decisions["data"][0]["id"], refused["error"]["decision"]);
+    c.expect(
+        200,
+        call("PUT", "/v1/risk/rules", "/v1/risk/rules")
+            .key(key)
+            .body(json!({})),
     )
     .await;
     // The operator's API: a merchant added while the server runs; merchant keys are refused.

@@ -1332,3 +1332,79 @@ async fn a_forged_giant_payment_is_refused_and_a_genuine_one_still_settles() {
     );
     app.stop().await;
 }
+
+/// The merchant's risk rules answer Telegram's pre-checkout (SPEC S1): a blocked payer or an
+/// amount over the limit is refused with a message for the buyer, an allowed one accepted, and
+/// each decision is listed with the Telegram user.
+#[tokio::test]
+async fn pre_checkout_meets_the_merchants_risk_rules() {
+    let app = spawn().await;
+    app.connected().await;
+    let invoice = app
+        .invoice(json!({"amount": 10, "currency": "XTR", "rails": ["stars"]}))
+        .await;
+    let rules = |rules: Value| {
+        app.send(
+            app.client
+                .put(format!("{}/v1/risk/rules", app.base))
+                .bearer_auth(app.key())
+                .json_body(&rules),
+        )
+    };
+    rules(json!({"block": {"telegram_users": [PAYER]}}))
+        .await
+        .expect(200);
+    let (ok, message) = app.pre_checkout("risk-1", 10, &invoice).await;
+    assert!(!ok);
+    assert!(message
+        .expect("error_message")
+        .contains("cannot be accepted"));
+
+    rules(json!({"limits": [{"currency": "XTR", "per_payment_max": 9}]}))
+        .await
+        .expect(200);
+    let (ok, _) = app.pre_checkout("risk-2", 10, &invoice).await;
+    assert!(!ok, "10 Stars is over the limit of 9");
+    // Step-up cannot happen in Telegram's checkout: refused too.
+    rules(json!({"limits": [{"currency": "XTR", "step_up_above": 9}]}))
+        .await
+        .expect(200);
+    assert!(!app.pre_checkout("risk-3", 10, &invoice).await.0);
+
+    rules(json!({"limits": [{"currency": "XTR", "per_payment_max": 10}]}))
+        .await
+        .expect(200);
+    assert_eq!(app.pre_checkout("risk-4", 10, &invoice).await, (true, None));
+
+    let listed = app
+        .send(
+            app.client
+                .get(format!("{}/v1/risk/decisions", app.base))
+                .bearer_auth(app.key()),
+        )
+        .await;
+    listed.expect(200);
+    let decisions: Vec<(String, String)> = listed.body["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|d| {
+            assert_eq!(d["operation"], "pre_checkout");
+            assert_eq!(d["telegram_user_id"], PAYER);
+            assert_eq!(d["subject"], invoice.as_str());
+            (
+                d["outcome"].as_str().expect("outcome").to_owned(),
+                d["rule"].as_str().expect("rule").to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("allow", "none"),
+        ("step_up", "step_up_above"),
+        ("refuse", "per_payment_max"),
+        ("refuse", "blocked_telegram_user"),
+    ]
+    .map(|(o, r)| (o.to_owned(), r.to_owned()));
+    assert_eq!(decisions, expected);
+    app.stop().await;
+}

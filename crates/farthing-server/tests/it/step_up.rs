@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::support::server;
 
 /// The code pyotp computes for `secret` at Unix second `at`.
-fn pyotp(secret: &str, at: u64) -> String {
+pub(crate) fn pyotp(secret: &str, at: u64) -> String {
     let output = Command::new("python3")
         .args([
             "-c",

@@ -464,3 +464,76 @@ async fn sessions_end_when_the_server_restarts() {
     first.running.shutdown().await;
     second.running.shutdown().await;
 }
+
+/// The Mini App's one-tap payment meets the merchant's risk rules (SPEC S1), with the buyer's
+/// own address: a blocked network is refused (402 `risk_refused`, nothing paid), and so is a
+/// blocked Telegram user.
+#[tokio::test]
+async fn a_mini_app_payment_meets_the_risk_rules_with_the_buyers_address() {
+    let app = spawn_app(|_| {}).await;
+    let (_, started) = app
+        .session(app.bot_id, &app.init_data(556, "en"), None)
+        .await;
+    let session = started["session"].as_str().expect("session").to_owned();
+    let customer = started["customer"].as_str().expect("customer").to_owned();
+    app.top_up(&customer, 100).await;
+    let invoice = app
+        .invoice(json!({"amount": 30, "currency": "XTR", "description": "A sticker"}))
+        .await;
+
+    let (status, stored) = app
+        .call(
+            "PUT",
+            "/v1/risk/rules",
+            Some(json!({"block": {"ips": ["127.0.0.0/8"]}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{stored}");
+    let risk_refused = |(status, body): (u16, Value), rule: &str| {
+        assert_eq!(status, 402, "{body}");
+        assert_eq!(body["error"]["code"], "risk_refused", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(rule)),
+            "{body}"
+        );
+    };
+    risk_refused(app.pay(&invoice, &session, None).await, "blocked_ip");
+
+    app.call(
+        "PUT",
+        "/v1/risk/rules",
+        Some(json!({"block": {"telegram_users": [556]}})),
+    )
+    .await;
+    risk_refused(
+        app.pay(&invoice, &session, None).await,
+        "blocked_telegram_user",
+    );
+    let (_, seen) = app
+        .call("GET", &format!("/v1/invoices/{invoice}"), None)
+        .await;
+    assert_eq!(seen["status"], "open");
+
+    app.call("PUT", "/v1/risk/rules", Some(json!({}))).await;
+    let (status, paid) = app.pay(&invoice, &session, None).await;
+    assert_eq!(
+        (status, paid["status"].clone()),
+        (200, json!("paid")),
+        "{paid}"
+    );
+    let (_, decisions) = app.call("GET", "/v1/risk/decisions", None).await;
+    let rules: Vec<&str> = decisions["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|d| {
+            assert_eq!(d["operation"], "mini_app");
+            d["rule"].as_str().expect("rule")
+        })
+        .collect();
+    // The last payment ran without rules: not recorded.
+    assert_eq!(rules, ["blocked_telegram_user", "blocked_ip"]);
+    app.running.shutdown().await;
+}

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use farthing_app::risk::RiskCheck;
 use farthing_app::settlement::{IncomingPayment, SettledPayment};
 use farthing_app::subscriptions::{settle_stars_payment, SubscriptionPayment};
 use farthing_app::{App, AppError, Mode};
@@ -32,6 +33,7 @@ use farthing_botapi::{
 };
 use farthing_core::invoice::{Invoice, InvoiceAmount, InvoiceStatus};
 use farthing_core::money::CurrencyKind;
+use farthing_core::risk::Operation;
 use farthing_core::{Currency, InvoiceId, MerchantId, PublicId, Rail};
 use farthing_store::{CardProvider, TelegramBot};
 use farthing_telegram::{BotToken, TelegramChatId, TelegramUserId};
@@ -169,12 +171,15 @@ impl TelegramRails {
                 .filter(|invoice| invoice.merchant == merchant),
             Err(_) => None,
         };
-        let refused = refusal(
+        let mut refused = refusal(
             invoice.as_ref(),
             &query.currency,
             query.total_amount,
             app.now_ns(),
         );
+        if let (None, Some(invoice)) = (refused, &invoice) {
+            refused = risk_refusal(app, mode, invoice, query).await?;
+        }
         if let Err(error) = self
             .client(bot)?
             .answer_pre_checkout_query(&query.id, refused.is_none(), refused)
@@ -391,6 +396,46 @@ pub fn payment_rail(currency: &str) -> Rail {
 }
 
 /// Why the invoice cannot be paid with this pre-checkout query, as the payer will read it.
+/// The merchant's risk rules on a payment Telegram is about to take: the buyer's message when
+/// they refuse it (a step-up counts as a refusal: Telegram's checkout has no second factor).
+/// The decision is recorded either way.
+async fn risk_refusal(
+    app: &App,
+    mode: Mode,
+    invoice: &Invoice,
+    query: &PreCheckoutQuery,
+) -> Result<Option<&'static str>, AppError> {
+    let (Ok(currency), Ok(amount_minor)) = (
+        Currency::parse(&query.currency),
+        u64::try_from(query.total_amount),
+    ) else {
+        // `refusal` already refused what does not match the invoice.
+        return Ok(Some("This payment does not match the invoice."));
+    };
+    let merchant = invoice.merchant;
+    let user = query.from.id;
+    let check = RiskCheck::new(app, mode, merchant, Operation::PreCheckout)
+        .telegram_user(Some(user))
+        .subject(invoice.id.encode());
+    let guard = check.clone();
+    let decided = app
+        .run(mode, move |tx| -> Result<(), AppError> {
+            let customer = tx
+                .customer_by_external_id(merchant, &format!("tg:{user}"))?
+                .map(|customer| customer.id);
+            guard.guard(tx, amount_minor, currency, customer, |_| Ok(()))
+        })
+        .await;
+    check.finish().await?;
+    match decided {
+        Ok(()) => Ok(None),
+        Err(AppError::RiskRefused { .. }) => Ok(Some(
+            "This payment cannot be accepted right now. Please contact the seller.",
+        )),
+        Err(other) => Err(other),
+    }
+}
+
 pub fn refusal(
     invoice: Option<&Invoice>,
     query_currency: &str,

@@ -1,0 +1,613 @@
+//! Risk rules in the service (SPEC S1, S2): the merchant's rules as the API takes them, and
+//! [`RiskCheck`], the one way an operation asks them about a payment.
+//!
+//! The decision itself is `farthing_core::risk::evaluate` (pure). This module gathers its facts
+//! inside the store job that books the payment — so two payments of one customer racing each
+//! other are decided one after the other, and a daily limit holds under concurrency — and
+//! records every decision: an allowance in the same job as the payment it allowed, a refusal
+//! (whose job writes nothing else) or an allowance whose booking then failed in a job of its
+//! own right after ([`RiskCheck::finish`]). An idempotent replay runs no job, so it is neither
+//! decided nor recorded again.
+//!
+//! A merchant without rules costs one map lookup per payment: no read, no record.
+//!
+//! Velocity counts live in memory, per process (a restart forgets the last minute), in
+//! five-second buckets.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use farthing_core::risk::{
+    self, Attempt, BlockLists, CustomerFacts, IpNet, Limit, NewCustomers, Operation, Outcome,
+    RiskRules, Velocity, DAY_NS, MINUTE_NS,
+};
+use farthing_core::{Currency, CustomerId, MerchantId, PublicId, RiskDecisionId};
+use farthing_store::{RiskDecisionRecord, Tx};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::new_sequential_id;
+use crate::{App, AppError, Mode};
+
+const HOUR_NS: u64 = 3600 * 1_000_000_000;
+
+/// Most entries in one block list.
+pub const MAX_BLOCK_ENTRIES: usize = 10_000;
+
+/// The rules as the API takes and shows them (`PUT /v1/risk/rules`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RulesDoc {
+    /// Limits per currency, in its minor units (one entry per currency).
+    #[serde(default)]
+    pub limits: Vec<LimitDoc>,
+    /// Who counts as a new customer (for `new_customer_per_payment_max`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_customers: Option<NewCustomersDoc>,
+    /// Attempts per payer per minute.
+    #[serde(default)]
+    pub velocity: VelocityDoc,
+    /// Payers refused whatever they pay.
+    #[serde(default)]
+    pub block: BlockDoc,
+}
+
+/// One currency's limits; a missing field is no limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitDoc {
+    /// `XTR`, `BTC`, `USD`, …
+    #[schema(example = "XTR")]
+    pub currency: String,
+    /// The largest single payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_payment_max: Option<u64>,
+    /// The most one customer may pay in 24 hours (rolling), this payment included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_customer_day_max: Option<u64>,
+    /// The largest single payment of a new customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_customer_per_payment_max: Option<u64>,
+    /// Payments above this need step-up: the merchant's authenticator code in the
+    /// `Farthing-Step-Up` header for API operations; buyer-side operations are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up_above: Option<u64>,
+}
+
+/// A customer is new while younger than `days` and with fewer than `payments` payments (a zero
+/// leaves that half out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomersDoc {
+    /// Days since first seen.
+    #[serde(default)]
+    pub days: u32,
+    /// Payments made.
+    #[serde(default)]
+    pub payments: u32,
+}
+
+/// Velocity per payer (customer, else Telegram user, else client address).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VelocityDoc {
+    /// Attempts in a minute, this one included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts_per_minute: Option<u32>,
+    /// Failed attempts (refused, or not enough balance) in a minute before a pause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures_per_minute: Option<u32>,
+}
+
+/// Block lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockDoc {
+    /// Telegram user ids.
+    #[serde(default)]
+    pub telegram_users: Vec<i64>,
+    /// Wallet addresses or Lightning node keys (compared case-insensitively).
+    #[serde(default)]
+    pub wallets: Vec<String>,
+    /// Client addresses or networks: `203.0.113.7`, `2001:db8::/32`.
+    #[serde(default)]
+    pub ips: Vec<String>,
+}
+
+impl RulesDoc {
+    /// The rules, checked: every problem is an `invalid_risk_rules` error naming its field.
+    pub fn to_rules(&self) -> Result<RiskRules, AppError> {
+        let bad = |param: String, message: String| {
+            AppError::invalid("invalid_risk_rules", message).param(param)
+        };
+        let mut limits: Vec<Limit> = Vec::new();
+        for (i, doc) in self.limits.iter().enumerate() {
+            let currency = Currency::parse(&doc.currency).map_err(|_| {
+                bad(
+                    format!("limits[{i}].currency"),
+                    format!("unknown currency {:?}", doc.currency),
+                )
+            })?;
+            if limits.iter().any(|limit| limit.currency == currency) {
+                return Err(bad(
+                    format!("limits[{i}].currency"),
+                    format!("{} has two entries: give one per currency", currency.code()),
+                ));
+            }
+            if let (Some(per), Some(day)) = (doc.per_payment_max, doc.per_customer_day_max) {
+                if day < per {
+                    return Err(bad(
+                        format!("limits[{i}].per_customer_day_max"),
+                        format!("the daily limit ({day}) is below the per-payment limit ({per}): the per-payment limit could never be reached"),
+                    ));
+                }
+            }
+            for (name, value) in [
+                ("per_payment_max", doc.per_payment_max),
+                ("per_customer_day_max", doc.per_customer_day_max),
+                (
+                    "new_customer_per_payment_max",
+                    doc.new_customer_per_payment_max,
+                ),
+                ("step_up_above", doc.step_up_above),
+            ] {
+                if value.is_some_and(|v| i64::try_from(v).is_err()) {
+                    return Err(bad(
+                        format!("limits[{i}].{name}"),
+                        format!("{name} is larger than any amount farthing stores"),
+                    ));
+                }
+            }
+            limits.push(Limit {
+                currency,
+                per_payment_max: doc.per_payment_max,
+                per_customer_day_max: doc.per_customer_day_max,
+                new_customer_per_payment_max: doc.new_customer_per_payment_max,
+                step_up_above: doc.step_up_above,
+            });
+        }
+        let block = &self.block;
+        for (name, len) in [
+            ("telegram_users", block.telegram_users.len()),
+            ("wallets", block.wallets.len()),
+            ("ips", block.ips.len()),
+        ] {
+            if len > MAX_BLOCK_ENTRIES {
+                return Err(bad(
+                    format!("block.{name}"),
+                    format!("block.{name} holds {len} entries, at most {MAX_BLOCK_ENTRIES}"),
+                ));
+            }
+        }
+        let mut wallets = Vec::with_capacity(block.wallets.len());
+        for (i, wallet) in block.wallets.iter().enumerate() {
+            let wallet = wallet.trim().to_ascii_lowercase();
+            if wallet.is_empty() || wallet.len() > 200 {
+                return Err(bad(
+                    format!("block.wallets[{i}]"),
+                    "a wallet address must be 1 to 200 characters".to_owned(),
+                ));
+            }
+            wallets.push(wallet);
+        }
+        let networks = block
+            .ips
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                IpNet::parse(text).map_err(|message| bad(format!("block.ips[{i}]"), message))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RiskRules {
+            limits,
+            new_customers: self.new_customers.map(|doc| NewCustomers {
+                days: doc.days,
+                payments: doc.payments,
+            }),
+            velocity: Velocity {
+                attempts_per_minute: self.velocity.attempts_per_minute,
+                failures_per_minute: self.velocity.failures_per_minute,
+            },
+            block: BlockLists {
+                telegram_users: block.telegram_users.clone(),
+                wallets,
+                networks,
+            },
+        })
+    }
+}
+
+/// The rules cache and the velocity windows, held by [`App`].
+#[derive(Default)]
+pub(crate) struct RiskState {
+    rules: Mutex<HashMap<(Mode, MerchantId), Arc<RiskRules>>>,
+    windows: Mutex<HashMap<(Mode, MerchantId, Payer), Window>>,
+}
+
+/// Who a velocity window counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Payer {
+    Customer(CustomerId),
+    Telegram(i64),
+    Ip(IpAddr),
+}
+
+/// Width of one bucket of a velocity window, in nanoseconds.
+const BUCKET_NS: u64 = 5_000_000_000;
+
+/// Buckets in a window: a minute.
+const BUCKETS: usize = (MINUTE_NS / BUCKET_NS) as usize;
+
+/// The last minute's attempts and failures of one payer, in five-second buckets: constant
+/// memory and constant time however fast the payer tries (a hot customer of a pay-per-use API
+/// makes thousands of charges a minute).
+#[derive(Default)]
+struct Window {
+    /// (bucket number = time / `BUCKET_NS`, attempts, failures), at `number % BUCKETS`.
+    buckets: [(u64, u32, u32); BUCKETS],
+}
+
+impl Window {
+    /// Attempts and failures in the buckets of the last minute before `now_ns`.
+    fn counts(&self, now_ns: u64) -> (u32, u32) {
+        let current = now_ns / BUCKET_NS;
+        self.buckets
+            .iter()
+            .filter(|(number, _, _)| {
+                current.saturating_sub(*number) < BUCKETS as u64 && *number <= current
+            })
+            .fold((0u32, 0u32), |(a, f), (_, attempts, failures)| {
+                (a.saturating_add(*attempts), f.saturating_add(*failures))
+            })
+    }
+
+    fn bucket(&mut self, at_ns: u64) -> &mut (u64, u32, u32) {
+        let number = at_ns / BUCKET_NS;
+        let bucket = &mut self.buckets[(number % BUCKETS as u64) as usize];
+        if bucket.0 != number {
+            *bucket = (number, 0, 0);
+        }
+        bucket
+    }
+
+    fn is_stale(&self, now_ns: u64) -> bool {
+        self.counts(now_ns) == (0, 0)
+    }
+}
+
+/// Windows kept at most; past it, the stale ones are dropped (a flood of new payers cannot
+/// grow memory without bound).
+const MAX_WINDOWS: usize = 100_000;
+
+impl App {
+    /// The merchant's rules in `mode` (cached; read through `tx` the first time).
+    fn risk_rules(
+        &self,
+        tx: &mut Tx<'_, '_>,
+        mode: Mode,
+        merchant: MerchantId,
+    ) -> Result<Arc<RiskRules>, AppError> {
+        let state = &self.inner.risk;
+        if let Some(rules) = lock(&state.rules).get(&(mode, merchant)) {
+            return Ok(rules.clone());
+        }
+        let rules = match tx.risk_rules(merchant)? {
+            Some(json) => {
+                let doc: RulesDoc = serde_json::from_str(&json)
+                    .map_err(|error| AppError::internal(format!("stored risk rules: {error}")))?;
+                Arc::new(doc.to_rules()?)
+            }
+            None => Arc::new(RiskRules::default()),
+        };
+        lock(&state.rules).insert((mode, merchant), rules.clone());
+        Ok(rules)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these maps leaves it consistent (each update is one insert
+    // or removal), so a poisoned lock is still safe to use.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Stores the merchant's rules (checked first) in the current job. Call [`forget_rules`] after
+/// the job, so that the next payment reads them.
+pub fn store_rules(
+    tx: &mut Tx<'_, '_>,
+    merchant: MerchantId,
+    doc: &RulesDoc,
+) -> Result<(), AppError> {
+    doc.to_rules()?;
+    let json = serde_json::to_string(doc).map_err(AppError::internal)?;
+    Ok(tx.put_risk_rules(merchant, &json)?)
+}
+
+/// Drops the cached rules of `merchant` in `mode`: the next payment reads them from the store.
+pub fn forget_rules(app: &App, mode: Mode, merchant: MerchantId) {
+    lock(&app.inner.risk.rules).remove(&(mode, merchant));
+}
+
+/// The merchant's rules as stored (empty when it set none).
+pub fn get_rules(app: &App, mode: Mode, merchant: MerchantId) -> Result<RulesDoc, AppError> {
+    match app.read(mode, |reader| reader.risk_rules(merchant))? {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|error| AppError::internal(format!("stored risk rules: {error}"))),
+        None => Ok(RulesDoc::default()),
+    }
+}
+
+/// One payment attempt put to the merchant's rules. Build it in the adapter, call
+/// [`RiskCheck::guard`] inside the job that books the payment, then [`RiskCheck::finish`] after
+/// the job. Cheap to clone (the clones share what `finish` writes).
+#[derive(Clone)]
+pub struct RiskCheck {
+    app: App,
+    mode: Mode,
+    merchant: MerchantId,
+    operation: Operation,
+    telegram_user: Option<i64>,
+    wallet: Option<String>,
+    ip: Option<IpAddr>,
+    stepped_up: bool,
+    subject: Option<String>,
+    pending: Arc<Mutex<Pending>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// The last decision made.
+    record: Option<RiskDecisionRecord>,
+    /// Whether it was written in the job (and the job's writes stood).
+    written: bool,
+    /// The velocity window it counted in, to mark it failed.
+    payer: Option<Payer>,
+    /// When it was counted; taken when it is marked failed (once).
+    at_ns: Option<u64>,
+}
+
+impl RiskCheck {
+    /// An attempt of `operation` under `merchant`'s rules in `mode`.
+    pub fn new(app: &App, mode: Mode, merchant: MerchantId, operation: Operation) -> RiskCheck {
+        RiskCheck {
+            app: app.clone(),
+            mode,
+            merchant,
+            operation,
+            telegram_user: None,
+            wallet: None,
+            ip: None,
+            stepped_up: false,
+            subject: None,
+            pending: Arc::default(),
+        }
+    }
+
+    /// The service.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// The mode the payment is in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Whose rules (and whose payment).
+    pub fn merchant(&self) -> MerchantId {
+        self.merchant
+    }
+
+    /// The payer's Telegram user (else read from a `tg:` customer).
+    pub fn telegram_user(mut self, user: Option<i64>) -> RiskCheck {
+        self.telegram_user = user;
+        self
+    }
+
+    /// The payer's (or a payout's destination) wallet address or node key.
+    pub fn wallet(mut self, wallet: Option<String>) -> RiskCheck {
+        self.wallet = wallet;
+        self
+    }
+
+    /// The buyer's client address (only where the buyer's own device sent the request).
+    pub fn ip(mut self, ip: Option<IpAddr>) -> RiskCheck {
+        self.ip = ip;
+        self
+    }
+
+    /// Step-up authentication was passed for this attempt.
+    pub fn stepped_up(mut self, stepped_up: bool) -> RiskCheck {
+        self.stepped_up = stepped_up;
+        self
+    }
+
+    /// What is being paid (`inv_…`, `chg_…`), shown with the decision.
+    pub fn subject(mut self, subject: impl Into<String>) -> RiskCheck {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Decides the payment of `amount_minor` `currency` by `customer`, then runs `book` if it
+    /// is allowed. A refusal answers `risk_refused`, a needed step-up `step_up_required`; either
+    /// way nothing of the job is written and [`RiskCheck::finish`] records the decision.
+    pub fn guard<T>(
+        &self,
+        tx: &mut Tx<'_, '_>,
+        amount_minor: u64,
+        currency: Currency,
+        customer: Option<CustomerId>,
+        book: impl FnOnce(&mut Tx<'_, '_>) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        let rules = self.app.risk_rules(tx, self.mode, self.merchant)?;
+        if rules.is_empty() {
+            return book(tx);
+        }
+        let now_ns = tx.now_ns();
+        let mut telegram_user = self.telegram_user;
+        let mut facts = None;
+        if let Some(customer) = customer {
+            let record = tx
+                .customer(customer)?
+                .filter(|found| found.merchant == self.merchant);
+            if let Some(record) = record {
+                telegram_user = telegram_user.or_else(|| {
+                    record
+                        .external_id
+                        .as_deref()
+                        .and_then(|id| id.strip_prefix("tg:"))
+                        .and_then(|id| id.parse().ok())
+                });
+                let paid_last_day_minor = if rules.needs_day_total(currency) {
+                    // Ids carry the system clock's millisecond; the window is the service's
+                    // clock. An hour of slack covers the two drifting apart.
+                    let ids_from_ns = crate::ids::system_now_ns().saturating_sub(DAY_NS + HOUR_NS);
+                    tx.customer_paid_since(
+                        customer,
+                        currency,
+                        now_ns.saturating_sub(DAY_NS),
+                        ids_from_ns,
+                    )?
+                } else {
+                    0
+                };
+                let payments = match rules.payments_to_count(currency) {
+                    Some(cap) => tx.customer_payments(customer, cap)?,
+                    None => 0,
+                };
+                facts = Some(CustomerFacts {
+                    age_ns: now_ns.saturating_sub(record.created_at_ns),
+                    payments,
+                    paid_last_day_minor,
+                });
+            }
+        }
+        let payer = customer
+            .map(Payer::Customer)
+            .or(telegram_user.map(Payer::Telegram))
+            .or(self.ip.map(Payer::Ip));
+        let (attempts, failures) = payer.map_or((0, 0), |payer| self.count(payer, now_ns));
+        let decision = risk::evaluate(
+            &rules,
+            &Attempt {
+                operation: self.operation,
+                amount_minor,
+                currency,
+                customer: facts,
+                telegram_user,
+                wallet: self.wallet.as_deref(),
+                ip: self.ip,
+                attempts_last_minute: attempts,
+                failures_last_minute: failures,
+                stepped_up: self.stepped_up,
+            },
+        );
+        let record = RiskDecisionRecord {
+            id: new_sequential_id::<RiskDecisionId>(),
+            merchant: self.merchant,
+            operation: self.operation.as_str().to_owned(),
+            outcome: decision.outcome.as_str().to_owned(),
+            rule: decision.rule.to_owned(),
+            reason: decision.reason.clone(),
+            customer,
+            telegram_user,
+            subject: self.subject.clone(),
+            amount_minor,
+            currency,
+            created_at_ns: now_ns,
+        };
+        let id = record.id.encode();
+        if decision.outcome == Outcome::Allow {
+            tx.append_risk_decision(&record)?;
+        }
+        {
+            let mut pending = lock(&self.pending);
+            pending.written = decision.outcome == Outcome::Allow;
+            pending.record = Some(record);
+            pending.payer = payer;
+            pending.at_ns = Some(now_ns);
+        }
+        match decision.outcome {
+            Outcome::Allow => {}
+            Outcome::Refuse => {
+                self.failed();
+                return Err(AppError::RiskRefused {
+                    code: "risk_refused",
+                    message: format!(
+                        "the merchant's risk rules refused this payment ({}: {}); decision {id}",
+                        decision.rule, decision.reason
+                    ),
+                    decision: id,
+                });
+            }
+            Outcome::StepUp => {
+                self.failed();
+                return Err(AppError::RiskRefused {
+                    code: "step_up_required",
+                    message: format!(
+                        "{}; send a current code of the merchant's authenticator in the \
+                         Farthing-Step-Up header (decision {id})",
+                        decision.reason
+                    ),
+                    decision: id,
+                });
+            }
+        }
+        let booked = book(tx);
+        if booked.is_err() {
+            // The job's writes, the allowance with them, are undone: `finish` writes it.
+            self.failed();
+        }
+        booked
+    }
+
+    /// Counts this attempt in the payer's window; returns the attempts and failures before it.
+    fn count(&self, payer: Payer, now_ns: u64) -> (u32, u32) {
+        let mut windows = lock(&self.app.inner.risk.windows);
+        if windows.len() >= MAX_WINDOWS {
+            windows.retain(|_, window| !window.is_stale(now_ns));
+        }
+        let window = windows
+            .entry((self.mode, self.merchant, payer))
+            .or_default();
+        let counts = window.counts(now_ns);
+        let bucket = window.bucket(now_ns);
+        bucket.1 = bucket.1.saturating_add(1);
+        counts
+    }
+
+    /// The attempt failed (refused, or the booking after an allowance did not happen).
+    fn failed(&self) {
+        let mut pending = lock(&self.pending);
+        pending.written = false;
+        if let (Some(payer), Some(at_ns)) = (pending.payer, pending.at_ns.take()) {
+            let key = (self.mode, self.merchant, payer);
+            if let Some(window) = lock(&self.app.inner.risk.windows).get_mut(&key) {
+                let bucket = window.bucket(at_ns);
+                bucket.2 = bucket.2.saturating_add(1);
+            }
+        }
+    }
+
+    /// After the job: records a decision the job could not keep (a refusal, or an allowance
+    /// whose booking failed). Call it whatever the job's result.
+    pub async fn finish(&self) -> Result<(), AppError> {
+        let record = {
+            let mut pending = lock(&self.pending);
+            if pending.written {
+                None
+            } else {
+                pending.record.take()
+            }
+        };
+        let Some(record) = record else {
+            return Ok(());
+        };
+        self.app
+            .run(self.mode, move |tx| -> Result<(), AppError> {
+                Ok(tx.append_risk_decision(&record)?)
+            })
+            .await
+    }
+}
