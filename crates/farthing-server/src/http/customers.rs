@@ -245,6 +245,9 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     principal.require("customers:read")?;
     let query = extract::list_query_with(query.as_deref(), &["external_id"])?;
+    // Checked even when `external_id` makes the answer one customer at most: a bad parameter
+    // is an error wherever it stands.
+    let request = query.page::<CustomerId>()?;
     if let Some(external_id) = query.filter("external_id") {
         // At most one customer has it (unique per merchant and mode).
         let external_id = external_id.to_owned();
@@ -259,7 +262,6 @@ pub async fn list(
         })?;
         return Ok(list_answer(found, false, "/v1/customers"));
     }
-    let request = query.page::<CustomerId>()?;
     let page = state.store(principal.mode).read(|reader| {
         let page = reader.customers(principal.merchant, request)?;
         page.data

@@ -223,6 +223,7 @@ pub async fn list(
     params(("id" = String, Path, description = "The key, `key_…` (from `GET /v1/api_keys`)."), spec::IdempotencyKey),
     responses(
         (status = 200, description = "The key, revoked: it answers 401 from now on (a rolled key still in its grace period included).", body = spec::ApiKey),
+        (status = 400, description = "A bad Idempotency-Key (`invalid_idempotency_key`).", body = spec::Error),
         (status = 404, description = "No such key for this merchant in this mode (`resource_missing`).", body = spec::Error),
         (status = 409, description = "The key is the one making this request (`revoking_own_key`: revoke it with another key), or already revoked (`already_revoked`).", body = spec::Error),
         spec::WriteErrors,

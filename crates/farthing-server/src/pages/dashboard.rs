@@ -508,7 +508,7 @@ fn render_lnurl_login(
     path = "/dashboard/login/lnurl",
     tag = "dashboard",
     operation_id = "dashboard_login_lnurl",
-    request_body(content = DashboardLnurlLogin, content_type = "application/json", description = "Optional: `{\"mode\": \"test\"}` to sign in to test mode."),
+    request_body(content = Option<DashboardLnurlLogin>, content_type = "application/json", description = "Optional: `{\"mode\": \"test\"}` to sign in to test mode."),
     responses(
         (status = 201, description = "The challenge (`status` `pending`).", body = spec::DashboardLnurlLoginObject),
         (status = 400, description = "A malformed body or a bad `mode` (`invalid_body`, `invalid_mode`).", body = spec::Error),

@@ -31,6 +31,14 @@ pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resul
     } else {
         body
     };
+    // Every body is a JSON object: serde would also build a struct from an array of its
+    // fields in order (`[]` for a body of optional fields), which no client means.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid(
+            "invalid_body",
+            "invalid JSON body: send a JSON object (`{...}`)",
+        ));
+    }
     serde_json::from_slice(body).map_err(|error| {
         let message = error.to_string();
         let param = message

@@ -623,3 +623,55 @@ async fn administrative_actions_are_in_the_audit_log() {
     assert_eq!(other["data"], json!([]));
     server.running.shutdown().await;
 }
+
+/// What the schema-driven fuzzing (scripts/schemathesis) found, each now refused: a JSON array
+/// where an object belongs (serde would build a struct from its fields in order), and list
+/// parameters that went unchecked when `external_id` narrowed the list.
+#[tokio::test]
+async fn schema_fuzzing_findings_stay_refused() {
+    let server = server::spawn(|_| {}).await;
+    let key = server.merchant("Strict").await.test_key;
+    let (status, _, invoice) = send(
+        &server,
+        Method::POST,
+        "/v1/invoices",
+        Some(&key),
+        Some(json!({"amount": 5, "currency": "XTR"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{invoice}");
+    let id = invoice["id"].as_str().expect("id");
+    for (path, body) in [
+        (format!("/v1/invoices/{id}/cancel"), json!([])),
+        ("/v1/customers".to_owned(), json!([])),
+        ("/v1/charges".to_owned(), json!(["cus_x", 1, "XTR"])),
+    ] {
+        let (status, _, answer) = send(&server, Method::POST, &path, Some(&key), Some(body)).await;
+        assert_eq!(
+            (status, answer["error"]["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!("invalid_body")),
+            "{path}: {answer}"
+        );
+    }
+    let (_, _, still) = send(
+        &server,
+        Method::GET,
+        &format!("/v1/invoices/{id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(still["status"], "open", "the array changed nothing");
+    for query in ["limit=null", "limit=0", "starting_after=nope"] {
+        let (status, _, answer) = send(
+            &server,
+            Method::GET,
+            &format!("/v1/customers?external_id=x&{query}"),
+            Some(&key),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {answer}");
+    }
+    server.running.shutdown().await;
+}
