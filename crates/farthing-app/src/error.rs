@@ -201,7 +201,15 @@ impl AppError {
 
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
-        AppError::internal(error)
+        match error {
+            // The operator's to fix, and the caller's to know: nothing was stored.
+            StoreError::SecretsKeyMissing(message) => AppError::Conflict {
+                code: "secrets_key_missing",
+                message,
+                param: None,
+            },
+            error => AppError::internal(error),
+        }
     }
 }
 

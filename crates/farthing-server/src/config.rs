@@ -39,6 +39,13 @@ pub struct Config {
     /// SHA-256 (64 hex digits) of the operator key that may use `/v1/admin` (add merchants
     /// while the server runs); empty: the admin API is off. `farthing admin-key` makes one.
     pub admin_key_sha256: String,
+    /// A file holding the key that seals stored secrets (64 hex digits, SECURITY.md); empty:
+    /// none (or the key itself in `FARTHING_SECRETS_KEY`).
+    pub secrets_key_file: String,
+    /// The key, once read from `secrets_key_file` or `FARTHING_SECRETS_KEY`; never written out
+    /// (its `Debug` shows only its id).
+    #[serde(skip)]
+    pub secrets_key: Option<farthing_store::SecretsKey>,
 }
 
 /// Rate limits (SPEC S4): requests a second on average (`_per_s`, 0 = off) and at once
@@ -243,6 +250,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             rate_limits: RateLimitConfig::default(),
             admin_key_sha256: String::new(),
+            secrets_key_file: String::new(),
+            secrets_key: None,
         }
     }
 }
@@ -258,6 +267,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("max_body_bytes", "integer (bytes)", "Largest request body."),
     ("idempotency_ttl_s", "integer (seconds, at least 86400)", "How long idempotency keys are kept."),
     ("admin_key_sha256", "string (64 hex digits, or empty)", "SHA-256 of the operator key for /v1/admin (adding merchants while the server runs); empty turns the admin API off. farthing admin-key prints a key and this value. Env FARTHING_ADMIN_KEY_SHA256."),
+    ("secrets_key_file", "string (path, or empty)", "A file holding the key (64 hex digits) that seals stored secrets — bot tokens, webhook and provider secrets, node credentials, authenticators — at rest. Without a key, test-mode secrets are stored as given, live-mode ones are refused, and a live database holding secrets does not start. Env FARTHING_SECRETS_KEY_FILE, or the key itself in FARTHING_SECRETS_KEY. farthing rotate-secrets-key makes a key and re-seals what is stored."),
     ("rates", "table of strings", "Exchange rates for amounts shown in another currency, \"BASE/QUOTE\" = \"decimal\": \"USD/TON\" = \"0.2\" means 1 USD = 0.2 TON. Empty by default."),
     ("webhooks.retry_schedule_s", "array of numbers (seconds)", "Delays before each retry; the default spreads 9 retries over about 2.7 days."),
     ("webhooks.jitter", "number (fraction, 0 to 1)", "Random spread added to each delay: 0.2 = up to +20 %. A number, not a boolean."),
@@ -392,6 +402,27 @@ impl Config {
         }
         if let Some(value) = env("FARTHING_DATABASE") {
             config.database = value;
+        }
+        if let Some(value) = env("FARTHING_SECRETS_KEY_FILE") {
+            config.secrets_key_file = value;
+        }
+        if let Some(value) = env("FARTHING_SECRETS_KEY") {
+            config.secrets_key = Some(farthing_store::SecretsKey::parse(&value).map_err(
+                |message| ConfigError::Env {
+                    name: "FARTHING_SECRETS_KEY",
+                    message,
+                },
+            )?);
+        } else if !config.secrets_key_file.is_empty() {
+            let path = PathBuf::from(&config.secrets_key_file);
+            let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
+                path: path.clone(),
+                error,
+            })?;
+            config.secrets_key =
+                Some(farthing_store::SecretsKey::parse(&text).map_err(|message| {
+                    ConfigError::Invalid(format!("{}: {message}", path.display()))
+                })?);
         }
         if let Some(value) = env("FARTHING_PUBLIC_URL") {
             config.public_url = value;

@@ -536,6 +536,9 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+    /// Stored live secrets, and no key to read them.
+    #[error("{0}")]
+    SecretsKey(String),
 }
 
 /// The live and test database paths of a `--database` value.
@@ -547,12 +550,17 @@ pub fn database_paths(database: &str) -> Result<(PathBuf, PathBuf), StartError> 
 
 /// Opens the live and test stores, reporting ledger batches to `metrics`, with ledger time
 /// from `clock`.
+///
+/// Stored secrets are sealed with `secrets_key`; without one, test-mode secrets are stored as
+/// given and live-mode ones are refused (`secrets.rs` in the store).
 pub fn open_stores(
     database: &str,
     metrics: &Metrics,
     clock: &farthing_app::Clock,
+    secrets_key: Option<&farthing_store::SecretsKey>,
 ) -> Result<(Store, Store), StartError> {
     let (live_path, test_path) = database_paths(database)?;
+    let key = secrets_key.cloned().map(Arc::new);
     let open = |path: &PathBuf, mode: &'static str| {
         let metrics = metrics.clone();
         let options = StoreOptions {
@@ -560,6 +568,11 @@ pub fn open_stores(
                 metrics.observe_batch(mode, stats)
             })),
             clock: clock.for_store(),
+            secrets: farthing_store::Secrets {
+                key: key.clone(),
+                previous: Vec::new(),
+                required: mode == "live",
+            },
             ..StoreOptions::default()
         };
         Store::open(path, options).map_err(|error| StartError::Store {
@@ -568,6 +581,41 @@ pub fn open_stores(
         })
     };
     Ok((open(&live_path, "live")?, open(&test_path, "test")?))
+}
+
+/// Refuses to start a live database that holds secrets without the key to read them; warns
+/// about secrets still stored in clear.
+fn check_secrets(live: &Store, test: &Store, config: &Config) -> Result<(), StartError> {
+    let (sealed, clear) = live.secrets_census().map_err(|error| StartError::Store {
+        path: live.path().to_path_buf(),
+        error,
+    })?;
+    if config.secrets_key.is_none() && sealed + clear > 0 {
+        return Err(StartError::SecretsKey(format!(
+            "the live database holds {} stored secrets (bot tokens, webhook and provider \
+             secrets, node credentials, authenticators) and no secrets key is configured: set \
+             secrets_key_file or FARTHING_SECRETS_KEY{}",
+            sealed + clear,
+            if clear > 0 {
+                ", then seal those stored in clear with `farthing rotate-secrets-key`"
+            } else {
+                ""
+            }
+        )));
+    }
+    for store in [live, test] {
+        store.verify_secrets().map_err(|error| StartError::Store {
+            path: store.path().to_path_buf(),
+            error,
+        })?;
+    }
+    if clear > 0 {
+        tracing::warn!(
+            clear,
+            "live secrets are stored in clear: seal them with `farthing rotate-secrets-key` (server stopped)"
+        );
+    }
+    Ok(())
 }
 
 /// A running server.
@@ -625,7 +673,13 @@ pub async fn start_with_clock(
     clock: farthing_app::Clock,
 ) -> Result<Running, StartError> {
     let metrics = Metrics::default();
-    let (live, test) = open_stores(&config.database, &metrics, &clock)?;
+    let (live, test) = open_stores(
+        &config.database,
+        &metrics,
+        &clock,
+        config.secrets_key.as_ref(),
+    )?;
+    check_secrets(&live, &test, &config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|error| StartError::Bind {

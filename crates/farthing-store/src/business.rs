@@ -1402,6 +1402,10 @@ pub struct WebhookEndpoint {
 const ENDPOINT_COLUMNS: &str =
     "id, merchant_id, url, secret, events, status, disabled_reason, created_at_ns";
 
+/// [`ENDPOINT_COLUMNS`] as read: the signing secret unsealed (`secrets.rs`).
+const ENDPOINT_SELECT: &str =
+    "id, merchant_id, url, unseal(secret), events, status, disabled_reason, created_at_ns";
+
 fn endpoint_from_row(row: &Row<'_>) -> Result<WebhookEndpoint, StoreError> {
     Ok(WebhookEndpoint {
         id: id_from(row.get(0)?, WebhookEndpointId)?,
@@ -1420,7 +1424,7 @@ fn load_endpoint(
     id: WebhookEndpointId,
 ) -> Result<Option<WebhookEndpoint>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?1"
+        "SELECT {ENDPOINT_SELECT} FROM webhook_endpoints WHERE id = ?1"
     ))?;
     let mut rows = statement.query([id.to_be_bytes()])?;
     rows.next()?.map(endpoint_from_row).transpose()
@@ -1578,7 +1582,8 @@ impl Tx<'_, '_> {
     pub fn insert_endpoint(&mut self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
         self.sql()
             .prepare_cached(&format!(
-                "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, seal(?4), ?5, ?6, ?7, ?8)"
             ))?
             .execute(params![
                 endpoint.id.to_be_bytes(),
@@ -1768,7 +1773,7 @@ impl Reader<'_> {
         page(
             self.connection,
             "webhook_endpoints",
-            ENDPOINT_COLUMNS,
+            ENDPOINT_SELECT,
             merchant,
             request,
             endpoint_from_row,

@@ -50,6 +50,10 @@ impl std::fmt::Debug for CardProvider {
 
 const COLUMNS: &str = "merchant_id, provider_token, currencies, created_at_ns, updated_at_ns";
 
+/// [`COLUMNS`] as read: the token unsealed (`secrets.rs`).
+const SELECT_COLUMNS: &str =
+    "merchant_id, unseal(provider_token), currencies, created_at_ns, updated_at_ns";
+
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("card_providers: {what}"))
 }
@@ -78,7 +82,7 @@ fn by_merchant(
     merchant: MerchantId,
 ) -> Result<Option<CardProvider>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM card_providers WHERE merchant_id = ?1"
+        "SELECT {SELECT_COLUMNS} FROM card_providers WHERE merchant_id = ?1"
     ))?;
     let mut rows = statement.query(params![merchant.to_be_bytes()])?;
     rows.next()?.map(from_row).transpose()
@@ -94,7 +98,7 @@ impl Tx<'_, '_> {
             .map(|codes| serde_json::to_string(codes).unwrap_or_else(|_| "[]".to_owned()));
         self.sql()
             .prepare_cached(&format!(
-                "INSERT INTO card_providers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) \
+                "INSERT INTO card_providers ({COLUMNS}) VALUES (?1, seal(?2), ?3, ?4, ?5) \
                  ON CONFLICT (merchant_id) DO UPDATE SET provider_token = excluded.provider_token, \
                  currencies = excluded.currencies, updated_at_ns = excluded.updated_at_ns"
             ))?

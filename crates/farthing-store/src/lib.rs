@@ -27,6 +27,7 @@ mod per_merchant;
 mod rails;
 mod risk;
 mod schema;
+pub mod secrets;
 mod statements;
 mod step_up;
 mod subscriptions;
@@ -61,6 +62,7 @@ pub use job::{JobTicket, Tx};
 pub use lightning::{LightningInvoice, LightningNode, LnurlSecret, WatchState};
 pub use rails::RailPayment;
 pub use risk::RiskDecisionRecord;
+pub use secrets::{Secrets, SecretsKey};
 pub use statements::CustomerEntry;
 pub use step_up::Authenticator;
 pub use subscriptions::Subscription;
@@ -116,6 +118,8 @@ pub struct StoreOptions {
     pub checkpoint_interval: Duration,
     /// Longest the writer sleeps without checking for expired holds.
     pub expiry_poll_interval: Duration,
+    /// The keys that seal stored secrets (`secrets.rs`).
+    pub secrets: Secrets,
 }
 
 impl Default for StoreOptions {
@@ -127,6 +131,7 @@ impl Default for StoreOptions {
             observer: None,
             checkpoint_interval: Duration::from_millis(200),
             expiry_poll_interval: Duration::from_secs(1),
+            secrets: Secrets::default(),
         }
     }
 }
@@ -136,7 +141,14 @@ impl Default for StoreOptions {
 pub enum StoreError {
     /// SQLite failed.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// A stored secret could not be sealed or unsealed (no key, the wrong key, a damaged
+    /// value): the message says which and what to do.
+    #[error("{0}")]
+    Secrets(String),
+    /// A live-mode secret was to be stored, and this server has no key to seal it.
+    #[error("{0}")]
+    SecretsKeyMissing(String),
     /// The database holds data this build cannot read.
     #[error("database is corrupt or from another version: {0}")]
     Corrupt(String),
@@ -157,6 +169,26 @@ pub enum StoreError {
     /// A thread could not be started.
     #[error("could not start the writer thread: {0}")]
     Thread(std::io::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        // The `seal`/`unseal` SQL functions fail with a `SecretsError`: keep its message.
+        // SQLite hands the statement only the error's text, marked by `SecretsError`'s
+        // `Display`.
+        let found = match &error {
+            rusqlite::Error::UserFunctionError(inner) => inner
+                .downcast_ref::<secrets::SecretsError>()
+                .map(|e| secrets::SecretsError(e.0.clone(), e.1)),
+            rusqlite::Error::SqliteFailure(_, Some(message)) => secrets::from_message(message),
+            _ => None,
+        };
+        match found {
+            Some(secrets) if secrets.is_missing_key() => StoreError::SecretsKeyMissing(secrets.0),
+            Some(secrets) => StoreError::Secrets(secrets.0),
+            None => StoreError::Sqlite(error),
+        }
+    }
 }
 
 /// Why a write did not happen. In every case nothing of the group was written.
@@ -274,6 +306,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<writer::Checkpointer>>,
+    /// Registered on every new read connection.
+    secrets: Secrets,
 }
 
 /// The ledger store. Cheap to clone; all clones share one writer.
@@ -289,7 +323,10 @@ impl Store {
         let lock = lock_database(&path)?;
         let mut connection = schema::open_writer(&path)?;
         schema::migrate(&mut connection, (options.clock)())?;
+        secrets::register(&connection, &options.secrets)?;
         let reader = schema::open_reader(&path)?;
+        secrets::register(&reader, &options.secrets)?;
+        let secrets = options.secrets.clone();
         let checkpointer = writer::Checkpointer::start(&path, options.checkpoint_interval)?;
         let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));
         let mut state = writer::Writer::new(connection, options)?;
@@ -305,8 +342,22 @@ impl Store {
                 readers: Mutex::new(vec![reader]),
                 writer: Mutex::new(Some(handle)),
                 checkpointer: Mutex::new(Some(checkpointer)),
+                secrets,
             }),
         })
+    }
+
+    /// How many stored secrets are sealed, and how many are still in clear.
+    pub fn secrets_census(&self) -> Result<(u64, u64), StoreError> {
+        let reader = self.reader();
+        secrets::census(reader.connection()?)
+    }
+
+    /// Checks that this store's keys open what is sealed (one value per secret column); the
+    /// error names the key that is needed.
+    pub fn verify_secrets(&self) -> Result<(), StoreError> {
+        let reader = self.reader();
+        secrets::verify(reader.connection()?)
     }
 
     /// The database file.
@@ -417,9 +468,11 @@ impl Store {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .pop();
-        let connection = idle
-            .map(Ok)
-            .unwrap_or_else(|| schema::open_reader(&self.inner.path));
+        let connection = idle.map(Ok).unwrap_or_else(|| {
+            let connection = schema::open_reader(&self.inner.path)?;
+            secrets::register(&connection, &self.inner.secrets)?;
+            Ok(connection)
+        });
         PooledReader {
             connection: Some(connection),
             pool: &self.inner.readers,
@@ -461,6 +514,19 @@ impl Store {
 }
 
 /// Takes the exclusive lock of the database at `path` (the OS releases it if the process dies).
+/// Re-seals every stored secret of the (stopped) database at `path` under `secrets.key`,
+/// unsealing with it or `secrets.previous` and sealing what is in clear; all or nothing.
+/// Returns how many values were written. Refused while a server holds the database.
+pub fn rotate_secrets(path: &Path, secrets: &Secrets) -> Result<u64, StoreError> {
+    let _lock = lock_database(path)?;
+    if !path.exists() {
+        return Err(StoreError::Missing(path.to_path_buf()));
+    }
+    let mut connection = schema::open_writer(path)?;
+    schema::migrate(&mut connection, system_clock()())?;
+    secrets::rotate(&mut connection, secrets)
+}
+
 fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|error| {

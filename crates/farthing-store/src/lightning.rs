@@ -217,6 +217,10 @@ fn optional_number(value: Option<i64>, what: &str) -> Result<Option<u64>, StoreE
 const NODE_COLUMNS: &str =
     "merchant_id, config, network, address_name, created_at_ns, updated_at_ns";
 
+/// [`NODE_COLUMNS`] as read: the configuration (with its credentials) unsealed (`secrets.rs`).
+const NODE_SELECT: &str =
+    "merchant_id, unseal(config), network, address_name, created_at_ns, updated_at_ns";
+
 fn node_from_row(row: &Row<'_>) -> Result<LightningNode, StoreError> {
     Ok(LightningNode {
         merchant: MerchantId(id16(row.get(0)?, "lightning_nodes.merchant_id")?),
@@ -286,7 +290,7 @@ fn node_by_merchant(
     merchant: MerchantId,
 ) -> Result<Option<LightningNode>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {NODE_COLUMNS} FROM lightning_nodes WHERE merchant_id = ?1"
+        "SELECT {NODE_SELECT} FROM lightning_nodes WHERE merchant_id = ?1"
     ))?;
     let mut rows = statement.query(params![merchant.to_be_bytes()])?;
     rows.next()?.map(node_from_row).transpose()
@@ -297,7 +301,7 @@ fn node_by_address(
     name: &str,
 ) -> Result<Option<LightningNode>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {NODE_COLUMNS} FROM lightning_nodes WHERE address_name = ?1"
+        "SELECT {NODE_SELECT} FROM lightning_nodes WHERE address_name = ?1"
     ))?;
     let mut rows = statement.query(params![name])?;
     rows.next()?.map(node_from_row).transpose()
@@ -344,7 +348,7 @@ impl Tx<'_, '_> {
     pub fn upsert_lightning_node(&mut self, node: &LightningNode) -> Result<(), StoreError> {
         self.sql()
             .prepare_cached(&format!(
-                "INSERT INTO lightning_nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                "INSERT INTO lightning_nodes ({NODE_COLUMNS}) VALUES (?1, seal(?2), ?3, ?4, ?5, ?6) \
                  ON CONFLICT (merchant_id) DO UPDATE SET config = excluded.config, \
                  network = excluded.network, address_name = excluded.address_name, \
                  updated_at_ns = excluded.updated_at_ns"
@@ -557,7 +561,7 @@ impl Reader<'_> {
     pub fn lightning_nodes(&self) -> Result<Vec<LightningNode>, StoreError> {
         let mut statement = self
             .connection
-            .prepare_cached(&format!("SELECT {NODE_COLUMNS} FROM lightning_nodes"))?;
+            .prepare_cached(&format!("SELECT {NODE_SELECT} FROM lightning_nodes"))?;
         let mut rows = statement.query([])?;
         let mut nodes = Vec::new();
         while let Some(row) = rows.next()? {

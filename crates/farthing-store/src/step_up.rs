@@ -56,7 +56,7 @@ fn load(
 ) -> Result<Option<Authenticator>, StoreError> {
     let row = connection
         .prepare_cached(
-            "SELECT secret, active, last_step, recovery, failures, failures_since_ns \
+            "SELECT unseal(secret), active, last_step, recovery, failures, failures_since_ns \
              FROM step_up_totp WHERE merchant_id = ?1",
         )?
         .query_row([merchant.to_be_bytes()], |row| {
@@ -105,8 +105,9 @@ impl Tx<'_, '_> {
         self.sql()
             .prepare_cached(
                 "INSERT INTO step_up_totp (merchant_id, secret, active, last_step, recovery, \
-                 failures, failures_since_ns, created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                 ON CONFLICT (merchant_id) DO UPDATE SET secret = ?2, active = ?3, last_step = ?4, \
+                 failures, failures_since_ns, created_at_ns) \
+                 VALUES (?1, seal(?2), ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (merchant_id) DO UPDATE SET secret = excluded.secret, active = ?3, last_step = ?4, \
                  recovery = ?5, failures = ?6, failures_since_ns = ?7",
             )?
             .execute(params![

@@ -83,6 +83,10 @@ impl std::fmt::Debug for TelegramBot {
 const COLUMNS: &str = "merchant_id, bot_id, username, token, api_url, mode, webhook_secret, \
      created_at_ns, updated_at_ns";
 
+/// [`COLUMNS`] as read: the token and the webhook secret unsealed (`secrets.rs`).
+const SELECT_COLUMNS: &str = "merchant_id, bot_id, username, unseal(token), api_url, mode, \
+     unseal(webhook_secret), created_at_ns, updated_at_ns";
+
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }
@@ -113,7 +117,7 @@ fn by_merchant(
     merchant: MerchantId,
 ) -> Result<Option<TelegramBot>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM telegram_bots WHERE merchant_id = ?1"
+        "SELECT {SELECT_COLUMNS} FROM telegram_bots WHERE merchant_id = ?1"
     ))?;
     let mut rows = statement.query(params![merchant.to_be_bytes()])?;
     rows.next()?.map(from_row).transpose()
@@ -126,7 +130,7 @@ fn by_bot(connection: &Connection, bot_id: u64) -> Result<Vec<TelegramBot>, Stor
         return Ok(Vec::new());
     }
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM telegram_bots WHERE bot_id = ?1 ORDER BY created_at_ns"
+        "SELECT {SELECT_COLUMNS} FROM telegram_bots WHERE bot_id = ?1 ORDER BY created_at_ns"
     ))?;
     let mut rows = statement.query(params![sql_amount(bot_id)?])?;
     let mut bots = Vec::new();
@@ -141,7 +145,8 @@ impl Tx<'_, '_> {
     pub fn upsert_telegram_bot(&mut self, bot: &TelegramBot) -> Result<(), StoreError> {
         self.sql()
             .prepare_cached(&format!(
-                "INSERT INTO telegram_bots ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                "INSERT INTO telegram_bots ({COLUMNS}) \
+                 VALUES (?1, ?2, ?3, seal(?4), ?5, ?6, seal(?7), ?8, ?9) \
                  ON CONFLICT (merchant_id) DO UPDATE SET bot_id = excluded.bot_id, \
                  username = excluded.username, token = excluded.token, \
                  api_url = excluded.api_url, mode = excluded.mode, \
@@ -208,7 +213,7 @@ impl Reader<'_> {
     /// holds one bot per merchant).
     pub fn telegram_polling_bots(&self) -> Result<Vec<TelegramBot>, StoreError> {
         let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM telegram_bots WHERE mode = 'polling' ORDER BY bot_id"
+            "SELECT {SELECT_COLUMNS} FROM telegram_bots WHERE mode = 'polling' ORDER BY bot_id"
         ))?;
         let mut rows = statement.query([])?;
         let mut bots = Vec::new();
@@ -461,7 +466,7 @@ impl Reader<'_> {
     /// Every connected bot in this store (a handful of rows: one bot per merchant).
     pub fn telegram_bots(&self) -> Result<Vec<TelegramBot>, StoreError> {
         let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM telegram_bots ORDER BY bot_id"
+            "SELECT {SELECT_COLUMNS} FROM telegram_bots ORDER BY bot_id"
         ))?;
         let mut rows = statement.query([])?;
         let mut bots = Vec::new();

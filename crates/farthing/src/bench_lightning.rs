@@ -486,6 +486,8 @@ async fn drive(args: &LightningArgs, lnbits: &Lnbits, work: &Path) -> anyhow::Re
     config.lightning.poll_interval_ms = args.poll_interval_ms;
     // The bench's LNbits runs on 127.0.0.1.
     config.lightning.allow_private_nodes = true;
+    // A throwaway database: a throwaway key seals its live secrets (the node's keys).
+    config.secrets_key = Some(farthing_store::SecretsKey::generate()?);
     config.validate()?;
     let running = farthing_server::start(config)
         .await

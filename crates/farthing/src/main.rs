@@ -70,6 +70,24 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Seal every stored secret (bot tokens, webhook and provider secrets, node credentials,
+    /// authenticators) of the live and test databases under a new key, in one transaction per
+    /// database: after a leak of the old key, or to seal secrets stored in clear. Stop the
+    /// server first; then start it with the new key (`secrets_key_file`).
+    RotateSecretsKey {
+        /// Database URL or path of the live database.
+        #[arg(long, env = "FARTHING_DATABASE", default_value = "data/farthing.db")]
+        database: String,
+        /// The key the secrets are sealed with now (omit when they are stored in clear).
+        #[arg(long)]
+        old_key_file: Option<PathBuf>,
+        /// The new key (64 hex digits in a file).
+        #[arg(long)]
+        new_key_file: PathBuf,
+        /// Make the new key and write it to `--new-key-file` (a new file, mode 0600) first.
+        #[arg(long)]
+        generate: bool,
+    },
     /// A merchant's API keys on a running server: create, list, roll, revoke.
     #[command(subcommand)]
     Keys(remote::KeysCommand),
@@ -117,6 +135,12 @@ fn main() -> ExitCode {
         Command::AdminKey => remote::admin_key(),
         Command::Config { defaults, config } => run_config(defaults, config.as_deref()),
         Command::Backup { database, to } => run_backup(&database, &to),
+        Command::RotateSecretsKey {
+            database,
+            old_key_file,
+            new_key_file,
+            generate,
+        } => run_rotate_secrets_key(&database, old_key_file.as_deref(), &new_key_file, generate),
         Command::Bench(BenchCommand::Ledger(args)) => bench::run_ledger(&args),
         Command::Bench(BenchCommand::Http(args)) => bench_http::run(&args),
         Command::Bench(BenchCommand::Lightning(args)) => bench_lightning::run(&args),
@@ -149,6 +173,8 @@ const ENVIRONMENT: &str =
   FARTHING_LIGHTNING_POLL_INTERVAL_MS  how often the Lightning watcher polls
   FARTHING_RATE_LIMIT_API_KEY_PER_S    requests a second per API key
   FARTHING_ADMIN_KEY_SHA256            SHA-256 of the operator key (farthing admin-key); admin API off when unset
+  FARTHING_SECRETS_KEY_FILE            file with the key that seals stored secrets (farthing rotate-secrets-key)
+  FARTHING_SECRETS_KEY                 the key itself (64 hex digits), instead of the file
   FARTHING_LOG_FORMAT                  json: one JSON object per log line
   RUST_LOG                             log level (default info)
 Every configuration key, its type and default: farthing config --defaults.";
@@ -183,6 +209,78 @@ fn run_migrate(database: &str) -> anyhow::Result<ExitCode> {
             farthing_store::schema_version()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_key(path: &std::path::Path) -> anyhow::Result<farthing_store::SecretsKey> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
+    farthing_store::SecretsKey::parse(&text)
+        .map_err(|message| anyhow::anyhow!("{}: {message}", path.display()))
+}
+
+fn run_rotate_secrets_key(
+    database: &str,
+    old_key_file: Option<&std::path::Path>,
+    new_key_file: &std::path::Path,
+    generate: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    if generate {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let key = farthing_store::SecretsKey::generate()?;
+        if let Some(parent) = new_key_file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(new_key_file)
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot create {} (it must not exist yet): {error}",
+                    new_key_file.display()
+                )
+            })?;
+        writeln!(file, "{}", key.to_hex())?;
+        println!(
+            "made a new secrets key {} in {}",
+            key.id_hex(),
+            new_key_file.display()
+        );
+    }
+    let new = read_key(new_key_file)?;
+    let previous = old_key_file.map(read_key).transpose()?;
+    let secrets = farthing_store::Secrets {
+        key: Some(Arc::new(new.clone())),
+        previous: previous.into_iter().map(Arc::new).collect(),
+        required: true,
+    };
+    let live = database_path(database)?;
+    let test = farthing_server::config::test_database_path(&live);
+    for path in [live, test] {
+        if !path.exists() {
+            continue;
+        }
+        let written = farthing_store::rotate_secrets(&path, &secrets).map_err(|error| match error {
+            farthing_store::StoreError::Locked(_) => anyhow::anyhow!(
+                "{} is in use by a running farthing: stop it, rotate, then start it with the new key",
+                path.display()
+            ),
+            error => anyhow::anyhow!("{}: {error}; nothing was changed", path.display()),
+        })?;
+        println!(
+            "{}: {written} secrets sealed under key {}",
+            path.display(),
+            new.id_hex()
+        );
+    }
+    println!(
+        "start the server with secrets_key_file = {:?} (or FARTHING_SECRETS_KEY_FILE)",
+        new_key_file.display().to_string()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -134,8 +134,13 @@ pub fn merchant_create(args: &MerchantCreateArgs) -> anyhow::Result<ExitCode> {
         return crate::remote::create_merchant(server, key, &args.name, args.json);
     }
     let metrics = farthing_server::metrics::Metrics::default();
-    let (live, test) = open_stores(&args.database, &metrics, &farthing_app::Clock::system())
-        .context("opening the database (stop `farthing serve` on it first)")?;
+    let (live, test) = open_stores(
+        &args.database,
+        &metrics,
+        &farthing_app::Clock::system(),
+        None,
+    )
+    .context("opening the database (stop `farthing serve` on it first)")?;
     let created = create_merchant(&live, &test, &args.name).map_err(anyhow::Error::msg);
     live.shutdown();
     test.shutdown();

@@ -620,3 +620,147 @@ fn merchants_and_keys_are_managed_from_the_cli_while_the_server_runs() {
         .status();
     let _ = server.wait();
 }
+
+/// Stored secrets and the operator's key (SECURITY.md): without a key, a live secret is refused
+/// (409 `secrets_key_missing`) while test mode works; `rotate-secrets-key --generate` makes a
+/// key and seals what test mode stored in clear; with the key a live webhook secret is stored
+/// sealed (it is in no database file); and a live database holding secrets refuses to start
+/// without the key.
+#[test]
+fn live_secrets_need_the_operators_key_and_are_never_stored_in_clear() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("shop.db");
+    let key_file = dir.path().join("secrets.key");
+    let created = farthing()
+        .args([
+            "merchant",
+            "create",
+            "--name",
+            "Sealed",
+            "--json",
+            "--database",
+        ])
+        .arg(&db)
+        .output()
+        .expect("merchant create");
+    assert!(created.status.success());
+    let merchant: serde_json::Value = serde_json::from_slice(&created.stdout).expect("json");
+    let (live, test) = (
+        merchant["live_key"].as_str().expect("live").to_owned(),
+        merchant["test_key"].as_str().expect("test").to_owned(),
+    );
+    let serve = |key_file: Option<&Path>| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut command = farthing();
+        command
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database",
+            ])
+            .arg(&db)
+            .env_remove("FARTHING_CONFIG")
+            .env_remove("FARTHING_SECRETS_KEY")
+            .env_remove("FARTHING_SECRETS_KEY_FILE")
+            .env("FARTHING_ALLOW_PRIVATE_WEBHOOKS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(file) = key_file {
+            command.env("FARTHING_SECRETS_KEY_FILE", file);
+        }
+        (command.spawn().expect("farthing serve"), port)
+    };
+    let wait_for = |child: &mut Child, port: u16| {
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                child.try_wait().expect("status").is_none(),
+                "the server exited"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let endpoint = |port: u16, key: &str| -> (String, serde_json::Value) {
+        let output = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Authorization: Bearer {key}"))
+            .args(["-H", "Content-Type: application/json", "-d"])
+            .arg(r#"{"url": "http://127.0.0.1:9/hook"}"#)
+            .arg(format!("http://127.0.0.1:{port}/v1/webhook_endpoints"))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        let (body, status) = text.rsplit_once('\n').expect("status line");
+        (
+            status.to_owned(),
+            serde_json::from_str(body).unwrap_or_default(),
+        )
+    };
+
+    let (mut server, port) = serve(None);
+    wait_for(&mut server, port);
+    let (status, refused) = endpoint(port, &live);
+    assert_eq!(status, "409", "{refused}");
+    assert_eq!(refused["error"]["code"], "secrets_key_missing");
+    assert!(refused["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("FARTHING_SECRETS_KEY")));
+    let (status, made) = endpoint(port, &test);
+    assert_eq!(status, "201", "test mode needs no key: {made}");
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let rotated = farthing()
+        .args(["rotate-secrets-key", "--generate", "--new-key-file"])
+        .arg(&key_file)
+        .arg("--database")
+        .arg(&db)
+        .output()
+        .expect("rotate");
+    let said = String::from_utf8_lossy(&rotated.stdout).to_string();
+    assert!(
+        rotated.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    assert!(said.contains("1 secrets sealed"), "{said}");
+    let test_secret = made["secret"].as_str().expect("the test secret").to_owned();
+
+    let (mut server, port) = serve(Some(&key_file));
+    wait_for(&mut server, port);
+    let (status, sealed) = endpoint(port, &live);
+    assert_eq!(status, "201", "{sealed}");
+    let live_secret = sealed["secret"].as_str().expect("shown once").to_owned();
+    let _ = server.kill();
+    let _ = server.wait();
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.to_string_lossy().contains("shop") {
+            bytes.extend(std::fs::read(&path).expect("read"));
+        }
+    }
+    for secret in [&live_secret, &test_secret] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} is stored in clear"
+        );
+    }
+
+    // The live database now holds a secret: no start without the key.
+    let (mut server, _) = serve(None);
+    let status = server.wait().expect("it exits");
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(stderr.contains("no secrets key is configured"), "{stderr}");
+}

@@ -283,7 +283,7 @@ impl From<crate::state::MissingScope> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        ApiError::internal(error)
+        ApiError::from(farthing_app::AppError::from(error))
     }
 }
 

@@ -49,6 +49,8 @@ fn config(database: &str) -> Config {
     config.lightning.allow_private_nodes = true;
     crate::support::server::relax_rate_limits(&mut config);
     config.webhooks.retry_schedule_s = vec![0.2, 0.5];
+    // The same key across restarts of one database (as an operator keeps it).
+    config.secrets_key = Some(crate::support::server::secrets_key());
     config
 }
 

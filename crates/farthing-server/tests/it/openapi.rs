@@ -1258,6 +1258,7 @@ async fn a_running_server_answers_as_documented() {
     };
     config.telegram.api_urls = vec!["*".to_owned()];
     config.lightning.allow_private_nodes = true;
+    config.secrets_key = Some(crate::support::server::secrets_key());
     crate::support::server::relax_rate_limits(&mut config);
     // Lightning payments settle within a poll interval at worst.
     config.lightning.poll_interval_ms = 200;

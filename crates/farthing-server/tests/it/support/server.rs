@@ -36,6 +36,8 @@ pub fn config(dir: &tempfile::TempDir) -> Config {
         public_url: "http://127.0.0.1:0".to_owned(),
         ..Config::default()
     };
+    // Stored secrets are sealed in every test, as in production (SECURITY.md).
+    config.secrets_key = Some(secrets_key());
     config.telegram.poll_timeout_s = 1;
     // The tests' Bot API double and LNbits listen on 127.0.0.1: allowed here as an operator
     // would allow a local Bot API server or node (both are off by default).
@@ -43,6 +45,12 @@ pub fn config(dir: &tempfile::TempDir) -> Config {
     config.lightning.allow_private_nodes = true;
     relax_rate_limits(&mut config);
     config
+}
+
+/// The key that seals the tests' stored secrets (one for every test, so a restarted server over
+/// the same database reads what it stored).
+pub fn secrets_key() -> farthing_store::SecretsKey {
+    farthing_store::SecretsKey::parse(&"5e".repeat(32)).expect("the test secrets key")
 }
 
 /// Rate limits far above what a test sends: every test talks from 127.0.0.1 with one key, and
