@@ -77,6 +77,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/rails/lightning"),
     ("PUT", "/v1/rails/card"),
     ("PUT", "/v1/dashboard/owners"),
+    ("POST", "/v1/dashboard/owners/lnurl"),
+    ("GET", "/v1/dashboard/owners/lnurl/{id}"),
     ("GET", "/v1/subscriptions"),
     ("GET", "/v1/subscriptions/{id}"),
     ("POST", "/v1/subscriptions/{id}/cancel"),
@@ -204,6 +206,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rails/lightning", put(rails::connect_lightning))
         .route("/v1/rails/card", put(rails::connect_card))
         .route("/v1/dashboard/owners", put(dashboard::set_owners))
+        .route(
+            "/v1/dashboard/owners/lnurl",
+            post(dashboard::create_owner_link),
+        )
+        .route(
+            "/v1/dashboard/owners/lnurl/{id}",
+            get(dashboard::retrieve_owner_link),
+        )
         .route("/v1/subscriptions", get(subscriptions::list))
         .route("/v1/subscriptions/{id}", get(subscriptions::retrieve))
         .route("/v1/subscriptions/{id}/cancel", post(subscriptions::cancel))

@@ -87,6 +87,8 @@ pub fn json() -> &'static str {
         crate::http::rails::connect_lightning,
         crate::http::rails::connect_card,
         crate::pages::dashboard::set_owners,
+        crate::pages::dashboard::create_owner_link,
+        crate::pages::dashboard::retrieve_owner_link,
         crate::http::subscriptions::list,
         crate::pages::dashboard::login_lnurl,
         crate::pages::dashboard::login_lnurl_status,

@@ -21,7 +21,7 @@ use crate::web::error::ApiError;
 use crate::web::{extract, spec};
 
 /// The operations recorded: method and route.
-pub const AUDITED: [(&str, &str); 19] = [
+pub const AUDITED: [(&str, &str); 20] = [
     ("POST", "/v1/api_keys"),
     ("POST", "/v1/api_keys/{id}/revoke"),
     ("POST", "/v1/api_keys/{id}/roll"),
@@ -32,6 +32,7 @@ pub const AUDITED: [(&str, &str); 19] = [
     ("DELETE", "/v1/webhook_endpoints/{id}"),
     ("PUT", "/v1/settings"),
     ("PUT", "/v1/dashboard/owners"),
+    ("POST", "/v1/dashboard/owners/lnurl"),
     ("POST", "/v1/refunds"),
     ("POST", "/v1/refund_requests/{id}/approve"),
     ("POST", "/v1/refund_requests/{id}/decline"),

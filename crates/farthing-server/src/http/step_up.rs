@@ -228,7 +228,7 @@ pub async fn disable(
 }
 
 /// The operations that need a step-up code while step-up is on.
-pub const GUARDED: [(&str, &str); 14] = [
+pub const GUARDED: [(&str, &str); 15] = [
     ("POST", "/v1/api_keys"),
     ("POST", "/v1/api_keys/{id}/revoke"),
     ("POST", "/v1/api_keys/{id}/roll"),
@@ -238,6 +238,7 @@ pub const GUARDED: [(&str, &str); 14] = [
     ("POST", "/v1/webhook_endpoints"),
     ("DELETE", "/v1/webhook_endpoints/{id}"),
     ("PUT", "/v1/dashboard/owners"),
+    ("POST", "/v1/dashboard/owners/lnurl"),
     ("POST", "/v1/refunds"),
     ("POST", "/v1/refund_requests/{id}/approve"),
     ("POST", "/v1/lnurl/withdraws"),

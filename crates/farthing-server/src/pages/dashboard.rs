@@ -32,6 +32,7 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::http::write;
+use crate::rails::lightning::OWNER_CHALLENGE;
 use crate::signed_token::{u128_at, u64_at, SessionKey};
 use crate::state::{AppState, Mode, Principal};
 use crate::web::error::ApiError;
@@ -163,8 +164,9 @@ pub struct SetDashboardOwners {
     #[schema(value_type = Vec<u64>, example = json!([777001]), max_items = 100)]
     pub telegram_user_ids: Vec<Value>,
     /// The LNURL-auth linking keys (compressed secp256k1 public keys, hex) whose wallets may
-    /// sign in with `POST /dashboard/login/lnurl` (at most 100; replaces the list when given;
-    /// the key of a wallet is shown by a refused LNURL login).
+    /// sign in with `POST /dashboard/login/lnurl` (at most 100; replaces the list when given).
+    /// It keeps or removes keys; a key is added only by its wallet signing an owner challenge
+    /// (`POST /v1/dashboard/owners/lnurl`), its proof of possession.
     #[schema(max_items = 100)]
     pub lnurl_linking_keys: Option<Vec<String>>,
 }
@@ -220,7 +222,7 @@ pub struct DashboardLogin {
     request_body(content = SetDashboardOwners, content_type = "application/json"),
     responses(
         (status = 200, description = "The owners now stored for this mode.", body = spec::DashboardOwners),
-        (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), or an id that is not a Telegram user id, or more than 100 (`invalid_telegram_user_ids`).", body = spec::Error),
+        (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), or an id that is not a Telegram user id, or more than 100 (`invalid_telegram_user_ids`), or a linking key that is not an owner yet (`linking_key_unproven`: its wallet adds it by signing `POST /v1/dashboard/owners/lnurl`).", body = spec::Error),
         (status = 409, description = "A linking key is already a dashboard owner of another merchant (`linking_key_taken`): a wallet signs in to one merchant.", body = spec::Error),
         spec::WriteErrors,
     ),
@@ -299,7 +301,17 @@ pub async fn set_owners(
                 // A linking key signs in to one merchant only: were it listed by two, the
                 // wallet's login would go to one of them, chosen by row order (another
                 // merchant could take the owner's sign-in).
+                let proven = tx.dashboard_lnurl_owners_in_job(merchant)?;
                 for (i, key) in keys.iter().enumerate() {
+                    // A key is added only by its wallet, signing a challenge of this merchant
+                    // (proof of possession): this list can keep and remove keys, not add one.
+                    if !proven.contains(key) {
+                        return Err(ApiError::invalid(
+                            "linking_key_unproven",
+                            format!("the linking key {key} has not proven itself: make a challenge with POST /v1/dashboard/owners/lnurl and let the owner's wallet sign it (that adds the key)"),
+                        )
+                        .param(format!("lnurl_linking_keys[{i}]")));
+                    }
                     if tx.dashboard_lnurl_key_taken(merchant, key)? {
                         return Err(ApiError::conflict(
                             "linking_key_taken",
@@ -326,6 +338,105 @@ pub async fn set_owners(
         },
     )
     .await
+}
+
+/// How long an owner's wallet has to sign an owner challenge, in seconds.
+pub const OWNER_CHALLENGE_EXPIRES_S: u64 = 600;
+
+fn render_owner_link(
+    state: &AppState,
+    mode: Mode,
+    secret: &farthing_store::LnurlSecret,
+    now_s: u64,
+) -> Value {
+    let status = match (&secret.result, secret.used_at_ns) {
+        (Some(_), Some(_)) => "linked",
+        _ if now_s >= secret.expires_at_ns / 1_000_000_000 => "expired",
+        _ => "pending",
+    };
+    let mut answer = render_lnurl_login(state, mode, secret, status);
+    answer["object"] = json!("dashboard_owner_link");
+    answer["linking_key"] = json!(secret.result.clone().filter(|_| status == "linked"));
+    answer
+}
+
+/// Add a dashboard owner by its wallet (LNURL-auth, proof of possession)
+///
+/// Makes a single-use LNURL-auth challenge of this merchant (ten minutes): the owner's wallet
+/// signs it (show `lnurl` as a QR code), which adds the wallet's linking key to the merchant's
+/// dashboard owners in this mode — unless it is an owner of another merchant (the wallet is
+/// told so). A key can be added no other way: `PUT /v1/dashboard/owners` keeps or removes.
+#[utoipa::path(
+    post,
+    path = "/v1/dashboard/owners/lnurl",
+    tag = "dashboard",
+    operation_id = "create_dashboard_owner_link",
+    security(("bearer" = [])),
+    params(spec::IdempotencyKey),
+    responses(
+        (status = 201, description = "The challenge (`status` `pending`).", body = Value, example = json!({"object": "dashboard_owner_link", "id": "5f0c…", "livemode": false, "status": "pending", "url": "https://pay.example/lnurl/test/auth?tag=login&k1=5f0c…&action=login", "lnurl": "LNURL1…", "expires_at": 1796293900, "linking_key": null})),
+        spec::WriteErrors,
+    ),
+)]
+pub async fn create_owner_link(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    principal.require("dashboard:write")?;
+    let mode = principal.mode;
+    let mut secret = crate::rails::lightning::new_auth_secret(
+        state.now_ns(),
+        principal.merchant,
+        "login",
+        OWNER_CHALLENGE_EXPIRES_S,
+    )?;
+    secret.description = OWNER_CHALLENGE.to_owned();
+    let answer = render_owner_link(&state, mode, &secret, state.app().clock().now_s());
+    crate::http::write(
+        &state,
+        &principal,
+        &headers,
+        "POST /v1/dashboard/owners/lnurl",
+        b"",
+        move |tx| {
+            tx.insert_lnurl_secret(&secret)?;
+            Ok((StatusCode::CREATED, answer))
+        },
+    )
+    .await
+}
+
+/// See an owner challenge: `pending`, `linked` (with the key it added) or `expired`.
+#[utoipa::path(
+    get,
+    path = "/v1/dashboard/owners/lnurl/{id}",
+    tag = "dashboard",
+    operation_id = "retrieve_dashboard_owner_link",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The challenge's id (its k1, hex).")),
+    responses(
+        (status = 200, description = "The challenge and, once signed, the `linking_key` it added.", body = Value),
+        (status = 404, description = "No such challenge of this merchant in this mode (`resource_missing`).", body = spec::Error),
+        spec::ReadErrors,
+    ),
+)]
+pub async fn retrieve_owner_link(
+    State(state): State<AppState>,
+    principal: Principal,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require("dashboard:write")?;
+    let missing = || ApiError::not_found("dashboard_owner_link", &id);
+    let k1 = crate::rails::lightning::k1_from_hex(&id).ok_or_else(missing)?;
+    let merchant = principal.merchant;
+    let secret = state
+        .store(principal.mode)
+        .read(move |reader| reader.lnurl_secret(&k1))?
+        .filter(|s| s.kind == "auth" && s.description == OWNER_CHALLENGE && s.merchant == merchant)
+        .ok_or_else(missing)?;
+    let answer = render_owner_link(&state, principal.mode, &secret, state.app().clock().now_s());
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(answer)).into_response())
 }
 
 fn refused(message: impl Into<String>) -> ApiError {
@@ -621,7 +732,7 @@ pub async fn login_lnurl_status(
         return Err(ApiError::unauthorized(
             "not_a_dashboard_owner",
             format!(
-                "this wallet's linking key {key} may not sign in to any merchant's dashboard in this mode: the merchant adds it with PUT /v1/dashboard/owners {{\"lnurl_linking_keys\": [\"{key}\"]}}"
+                "this wallet's linking key {key} may not sign in to any merchant's dashboard in this mode: the merchant makes an owner challenge (POST /v1/dashboard/owners/lnurl) and this wallet signs it"
             ),
         ));
     };

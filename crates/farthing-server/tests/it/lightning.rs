@@ -826,6 +826,43 @@ async fn lnurl_auth_links_a_wallet_key_to_a_customer() {
             .is_some_and(|m| m.contains(&public)),
         "{refused}"
     );
+    // Naming the key is not enough: its wallet proves it by signing an owner challenge of
+    // this merchant, which adds it.
+    let (status, unproven) = app
+        .put(
+            "/v1/dashboard/owners",
+            json!({"telegram_user_ids": [], "lnurl_linking_keys": [public.to_uppercase().replace("0X", "")]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{unproven}");
+    assert_eq!(unproven["error"]["code"], "linking_key_unproven");
+    let (status, link) = app.post("/v1/dashboard/owners/lnurl", json!({})).await;
+    assert_eq!(status, 201, "{link}");
+    assert_eq!(link["status"], "pending");
+    let k1o = link["id"].as_str().expect("k1").to_owned();
+    let (status, wrong) = app
+        .public_get(&format!(
+            "{callback}?tag=login&k1={k1o}&sig={}&key={public}",
+            sign(&k1o, &other)
+        ))
+        .await;
+    assert_eq!(
+        status, 400,
+        "a signature by another key proves nothing: {wrong}"
+    );
+    let (status, _) = app
+        .public_get(&format!(
+            "{callback}?tag=login&k1={k1o}&sig={}&key={public}",
+            sign(&k1o, &key)
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let (status, linked) = app.get(&format!("/v1/dashboard/owners/lnurl/{k1o}")).await;
+    assert_eq!(status, 200, "{linked}");
+    assert_eq!(
+        (linked["status"].clone(), linked["linking_key"].clone()),
+        (json!("linked"), json!(public))
+    );
     let (status, owners) = app
         .put(
             "/v1/dashboard/owners",

@@ -609,6 +609,7 @@ fn operations_are_well_formed() {
                 // The checkout page's embedded assets are named by file.
                 "file" => (description.contains("`checkout.js`"), "names the files"),
                 "id" if path.starts_with("/v1/lnurl/")
+                    || path.starts_with("/v1/dashboard/owners/lnurl/")
                     || path.starts_with("/dashboard/login/lnurl/") =>
                 {
                     (
@@ -2879,6 +2880,44 @@ async fn a_running_server_answers_as_documented() {
         call("GET", "/dashboard/login/lnurl/{id}", status_path.clone()),
     )
     .await;
+    // The owner's wallet proves its key by signing an owner challenge, which adds it.
+    let link = c
+        .expect(
+            201,
+            call(
+                "POST",
+                "/v1/dashboard/owners/lnurl",
+                "/v1/dashboard/owners/lnurl",
+            )
+            .key(live_key),
+        )
+        .await;
+    let link_id = link["id"].as_str().expect("id").to_owned();
+    c.expect(
+        200,
+        call(
+            "GET",
+            "/lnurl/{mode}/auth",
+            format!(
+                "{}&sig={}&key={linking_key}",
+                local(&link["url"], &base),
+                sign_k1(&link_id, &wallet)
+            ),
+        ),
+    )
+    .await;
+    let linked = c
+        .expect(
+            200,
+            call(
+                "GET",
+                "/v1/dashboard/owners/lnurl/{id}",
+                format!("/v1/dashboard/owners/lnurl/{link_id}"),
+            )
+            .key(live_key),
+        )
+        .await;
+    assert_eq!(linked["status"], "linked", "{linked}");
     c.expect(
         200,
         call("PUT", "/v1/dashboard/owners", "/v1/dashboard/owners")

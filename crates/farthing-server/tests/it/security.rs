@@ -223,22 +223,23 @@ async fn a_bot_belongs_to_one_merchant_in_both_modes() {
     server.running.shutdown().await;
 }
 
-/// Item 6: two merchants listing one LNURL linking key: the login went to the oldest row.
+/// Item 6: two merchants listing one LNURL linking key: the login went to the oldest row. Now a
+/// key becomes an owner only by its wallet signing a challenge of that merchant (proof of
+/// possession), and of one merchant only.
 #[tokio::test]
 async fn a_linking_key_signs_in_to_one_merchant_only() {
     let server = server::spawn(|_| {}).await;
     let (a, b) = (server.merchant("A").await, server.merchant("B").await);
-    let key = format!("02{}", "ab".repeat(32));
+    let secp = secp256k1::Secp256k1::new();
+    let wallet = secp256k1::SecretKey::from_slice(&[5u8; 32]).expect("key");
+    let key: String = wallet
+        .public_key(&secp)
+        .serialize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let owners = json!({"telegram_user_ids": [], "lnurl_linking_keys": [key]});
-    let (status, _, body) = send(
-        &server,
-        Method::PUT,
-        "/v1/dashboard/owners",
-        Some(&a.test_key),
-        Some(owners.clone()),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    // Merchant B names A's owner's key without its wallet: refused, nothing stored.
     let (status, _, body) = send(
         &server,
         Method::PUT,
@@ -247,11 +248,63 @@ async fn a_linking_key_signs_in_to_one_merchant_only() {
         Some(owners.clone()),
     )
     .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(body["error"]["code"], "linking_key_taken");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "linking_key_unproven");
     assert_eq!(body["error"]["param"], "lnurl_linking_keys[0]");
-    // Re-saving by its merchant still works.
-    let (status, _, _) = send(
+    // The wallet signs A's challenge: the key is A's owner.
+    let sign_challenge = |merchant_key: String| {
+        let server = &server;
+        let (secp, wallet, key) = (&secp, &wallet, key.clone());
+        async move {
+            let (status, _, link) = send(
+                server,
+                Method::POST,
+                "/v1/dashboard/owners/lnurl",
+                Some(&merchant_key),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{link}");
+            let k1 = link["id"].as_str().expect("k1").to_owned();
+            let mut digest = [0u8; 32];
+            for (i, byte) in digest.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&k1[2 * i..2 * i + 2], 16).expect("hex");
+            }
+            let sig: String = secp
+                .sign_ecdsa(&secp256k1::Message::from_digest(digest), wallet)
+                .serialize_der()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let url = link["url"].as_str().expect("url");
+            let path = url.strip_prefix(&server.base).expect("local url");
+            send(
+                server,
+                Method::GET,
+                &format!("{path}&sig={sig}&key={key}"),
+                None,
+                None,
+            )
+            .await
+        }
+    };
+    let (status, _, body) = sign_challenge(a.test_key.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Even signed, B's challenge cannot take it: the wallet is told, B gains nothing.
+    let (status, _, body) = sign_challenge(b.test_key.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["status"], "ERROR", "the LNURL error shape: {body}");
+    let (status, _, body) = send(
+        &server,
+        Method::PUT,
+        "/v1/dashboard/owners",
+        Some(&b.test_key),
+        Some(owners.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Re-saving by its merchant keeps it.
+    let (status, _, body) = send(
         &server,
         Method::PUT,
         "/v1/dashboard/owners",
@@ -259,7 +312,10 @@ async fn a_linking_key_signs_in_to_one_merchant_only() {
         Some(owners),
     )
     .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (status, body["lnurl_linking_keys"].clone()),
+        (StatusCode::OK, json!([key]))
+    );
     server.running.shutdown().await;
 }
 

@@ -240,6 +240,12 @@ pub fn auth_link(base_url: &str, mode: Mode, k1: &[u8; 32], action: &str) -> (St
 }
 
 /// Makes an LNURL-auth challenge valid for `expires_in_s`.
+/// What an owner challenge (`POST /v1/dashboard/owners/lnurl`) holds where other LNURL-auth
+/// challenges hold their LUD-04 action: its callback adds the signing key to the merchant's
+/// dashboard owners.
+pub const OWNER_CHALLENGE: &str = "dashboard_owner";
+
+/// A new single-use LNURL-auth challenge of `merchant`.
 pub fn new_auth_secret(
     now: u64,
     merchant: MerchantId,

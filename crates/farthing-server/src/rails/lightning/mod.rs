@@ -25,6 +25,7 @@ pub mod lnurl;
 pub use lnurl::{
     auth_link, hold, k1_from_hex, k1_hex, mode_segment, new_auth_secret, new_withdraw_secret,
     parse_k1, pay_out, payout_key, top_up_link, withdraw_link, Payout, LNURL_LOGIN_MERCHANT,
+    OWNER_CHALLENGE,
 };
 
 use std::collections::HashMap;
