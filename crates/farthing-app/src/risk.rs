@@ -23,13 +23,12 @@ use farthing_core::risk::{
     RiskRules, Velocity, DAY_NS, MINUTE_NS,
 };
 use farthing_core::{Currency, CustomerId, MerchantId, PublicId, RiskDecisionId};
+use farthing_store::risk::HOUR_NS;
 use farthing_store::{RiskDecisionRecord, Tx};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::new_sequential_id;
 use crate::{App, AppError, Mode};
-
-const HOUR_NS: u64 = 3600 * 1_000_000_000;
 
 /// Most entries in one block list.
 pub const MAX_BLOCK_ENTRIES: usize = 10_000;
@@ -62,7 +61,8 @@ pub struct LimitDoc {
     /// The largest single payment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_payment_max: Option<u64>,
-    /// The most one customer may pay in 24 hours (rolling), this payment included.
+    /// The most one customer may pay in a day — the current hour and the 23 before it — this
+    /// payment included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_customer_day_max: Option<u64>,
     /// The largest single payment of a new customer.
@@ -222,6 +222,7 @@ impl RulesDoc {
 pub(crate) struct RiskState {
     rules: Mutex<HashMap<(Mode, MerchantId), Arc<RiskRules>>>,
     windows: Mutex<HashMap<(Mode, MerchantId, Payer), Window>>,
+    spend: Mutex<HashMap<(Mode, MerchantId, CustomerId, Currency), Spend>>,
 }
 
 /// Who a velocity window counts.
@@ -272,6 +273,38 @@ impl Window {
 
     fn is_stale(&self, now_ns: u64) -> bool {
         self.counts(now_ns) == (0, 0)
+    }
+}
+
+/// Hours in the window of a daily limit: the current one and the 23 before it.
+const SPEND_HOURS: usize = 24;
+
+/// How long a customer's cached spend is used before it is read from the store again.
+const SPEND_TTL_NS: u64 = 60 * 1_000_000_000;
+
+/// A customer's spend in one currency per hour (`time / HOUR_NS`), at `hour % SPEND_HOURS`.
+struct Spend {
+    /// When it was read from the store.
+    read_at_ns: u64,
+    hours: [(u64, u64); SPEND_HOURS],
+}
+
+impl Spend {
+    fn add(&mut self, at_ns: u64, amount: u64) {
+        let hour = at_ns / HOUR_NS;
+        let slot = &mut self.hours[(hour % SPEND_HOURS as u64) as usize];
+        if slot.0 != hour {
+            *slot = (hour, 0);
+        }
+        slot.1 = slot.1.saturating_add(amount);
+    }
+
+    fn total(&self, now_ns: u64) -> u64 {
+        let current = now_ns / HOUR_NS;
+        self.hours
+            .iter()
+            .filter(|(hour, _)| *hour <= current && current - hour < SPEND_HOURS as u64)
+            .fold(0u64, |total, (_, amount)| total.saturating_add(*amount))
     }
 }
 
@@ -460,15 +493,7 @@ impl RiskCheck {
                         .and_then(|id| id.parse().ok())
                 });
                 let paid_last_day_minor = if rules.needs_day_total(currency) {
-                    // Ids carry the system clock's millisecond; the window is the service's
-                    // clock. An hour of slack covers the two drifting apart.
-                    let ids_from_ns = crate::ids::system_now_ns().saturating_sub(DAY_NS + HOUR_NS);
-                    tx.customer_paid_since(
-                        customer,
-                        currency,
-                        now_ns.saturating_sub(DAY_NS),
-                        ids_from_ns,
-                    )?
+                    self.day_total(tx, customer, currency, now_ns)?
                 } else {
                     0
                 };
@@ -555,11 +580,60 @@ impl RiskCheck {
             }
         }
         let booked = book(tx);
-        if booked.is_err() {
-            // The job's writes, the allowance with them, are undone: `finish` writes it.
-            self.failed();
+        match (&booked, customer) {
+            (Err(_), _) => {
+                // The job's writes, the allowance with them, are undone: `finish` writes it.
+                self.failed();
+            }
+            (Ok(_), Some(customer)) => {
+                // Counted at once (a pre-checkout's payment follows within seconds).
+                let key = (self.mode, self.merchant, customer, currency);
+                if let Some(spend) = lock(&self.app.inner.risk.spend).get_mut(&key) {
+                    spend.add(now_ns, amount_minor);
+                }
+            }
+            (Ok(_), None) => {}
         }
         booked
+    }
+
+    /// What `customer` paid in `currency` in the current hour and the 23 before it: from the
+    /// cache, read from the store when missing or older than [`SPEND_TTL_NS`] (so payments no
+    /// risk check saw — a rail's top-up — count within a minute).
+    fn day_total(
+        &self,
+        tx: &mut Tx<'_, '_>,
+        customer: CustomerId,
+        currency: Currency,
+        now_ns: u64,
+    ) -> Result<u64, AppError> {
+        let key = (self.mode, self.merchant, customer, currency);
+        if let Some(spend) = lock(&self.app.inner.risk.spend).get(&key) {
+            if now_ns.saturating_sub(spend.read_at_ns) < SPEND_TTL_NS && now_ns >= spend.read_at_ns
+            {
+                return Ok(spend.total(now_ns));
+            }
+        }
+        let first_hour = (now_ns / HOUR_NS).saturating_sub(SPEND_HOURS as u64 - 1);
+        // Ids carry the system clock's millisecond; the window is the service's clock. An hour
+        // of slack covers the two drifting apart.
+        let ids_from_ns = crate::ids::system_now_ns().saturating_sub(DAY_NS + HOUR_NS);
+        let hours =
+            tx.customer_paid_by_hour(customer, currency, first_hour * HOUR_NS, ids_from_ns)?;
+        let mut spend = Spend {
+            read_at_ns: now_ns,
+            hours: [(0, 0); SPEND_HOURS],
+        };
+        for (hour, amount) in hours {
+            spend.add(hour * HOUR_NS, amount);
+        }
+        let total = spend.total(now_ns);
+        let mut cache = lock(&self.app.inner.risk.spend);
+        if cache.len() >= MAX_WINDOWS {
+            cache.retain(|_, spend| now_ns.saturating_sub(spend.read_at_ns) < SPEND_TTL_NS);
+        }
+        cache.insert(key, spend);
+        Ok(total)
     }
 
     /// Counts this attempt in the payer's window; returns the attempts and failures before it.

@@ -25,7 +25,7 @@ mod job;
 mod lightning;
 mod per_merchant;
 mod rails;
-mod risk;
+pub mod risk;
 mod schema;
 pub mod secrets;
 mod statements;

@@ -152,35 +152,42 @@ fn rules(
         .optional()?)
 }
 
-fn paid_since(
+/// Nanoseconds in an hour: the spend of the daily limits is kept per hour.
+pub const HOUR_NS: u64 = 3_600_000_000_000;
+
+fn paid_by_hour(
     connection: &rusqlite::Connection,
     customer: CustomerId,
     currency: Currency,
     since_ns: u64,
     ids_from_ns: u64,
-) -> Result<u64, StoreError> {
+) -> Result<Vec<(u64, u64)>, StoreError> {
     let key = customer.raw().to_be_bytes();
     let since = sql_amount(since_ns)?;
+    let hour = sql_amount(HOUR_NS)?;
     // Charges: ids begin with their creation millisecond, so `ids_from_ns` bounds the walk of
-    // the index to recent charges; `created_at_ns` decides.
-    let charges: i64 = connection
-        .prepare_cached(
-            "SELECT COALESCE(SUM(amount_minor), 0) FROM charges \
-             WHERE customer_id = ?1 AND id >= ?2 AND created_at_ns >= ?3 AND currency = ?4",
-        )?
-        .query_row(
-            params![key, first_id_at(ids_from_ns), since, currency.code()],
-            |row| row.get(0),
-        )?;
-    let invoices: i64 = connection
-        .prepare_cached(
-            "SELECT COALESCE(SUM(paid_amount), 0) FROM invoices \
-             WHERE paid_customer = ?1 AND paid_at_ns >= ?2 AND currency = ?3",
-        )?
-        .query_row(params![key, since, currency.code()], |row| row.get(0))?;
-    Ok(u64::try_from(charges)
-        .unwrap_or(0)
-        .saturating_add(u64::try_from(invoices).unwrap_or(0)))
+    // the index to recent charges; `created_at_ns` decides. Invoices the customer paid.
+    let mut statement = connection.prepare_cached(
+        "SELECT created_at_ns / ?5, SUM(amount_minor) FROM charges \
+         WHERE customer_id = ?1 AND id >= ?2 AND created_at_ns >= ?3 AND currency = ?4 \
+         GROUP BY 1 \
+         UNION ALL \
+         SELECT paid_at_ns / ?5, SUM(paid_amount) FROM invoices \
+         WHERE paid_customer = ?1 AND paid_at_ns >= ?3 AND currency = ?4 GROUP BY 1",
+    )?;
+    let rows = statement.query_map(
+        params![key, first_id_at(ids_from_ns), since, currency.code(), hour],
+        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+    )?;
+    let mut hours = Vec::new();
+    for row in rows {
+        let (hour, amount) = row?;
+        hours.push((
+            u64::try_from(hour).unwrap_or(0),
+            u64::try_from(amount).unwrap_or(0),
+        ));
+    }
+    Ok(hours)
 }
 
 fn payments(
@@ -208,17 +215,17 @@ impl Tx<'_, '_> {
     }
 
     /// What `customer` paid in `currency` since `since_ns` (charges, and invoices it paid), in
-    /// minor units, saturating; as of this point of the batch. Only charges whose id was made
-    /// at or after `ids_from_ns` (by the clock ids are made with) are read: pass a bound a
-    /// little before `since_ns`.
-    pub fn customer_paid_since(
+    /// minor units per hour (`time / HOUR_NS`, an hour may appear twice); as of this point of
+    /// the batch. Only charges whose id was made at or after `ids_from_ns` (by the clock ids
+    /// are made with) are read: pass a bound a little before `since_ns`.
+    pub fn customer_paid_by_hour(
         &mut self,
         customer: CustomerId,
         currency: Currency,
         since_ns: u64,
         ids_from_ns: u64,
-    ) -> Result<u64, StoreError> {
-        paid_since(self.sql(), customer, currency, since_ns, ids_from_ns)
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        paid_by_hour(self.sql(), customer, currency, since_ns, ids_from_ns)
     }
 
     /// How many payments `customer` made (charges and paid invoices), counting up to `cap` of

@@ -470,3 +470,39 @@ async fn a_large_charge_needs_the_merchants_step_up_code_and_a_replay_is_not_dec
     assert_eq!(shop.available(&dora).await, 899);
     shop.server.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_payment_no_rule_saw_counts_toward_the_day_within_a_minute() {
+    let clock = manual_clock();
+    let shop = Shop::open(clock.clone()).await;
+    let fay = shop.customer("fay", 1_000).await;
+    shop.rules(json!({"limits": [{"currency": "XTR", "per_customer_day_max": 100}]}))
+        .await;
+    assert_eq!(shop.charge(&fay, 10).await.0, StatusCode::CREATED);
+    // Fay pays an invoice outside farthing (the sandbox pays as a rail would): no risk check runs
+    // there, yet the payment is hers.
+    let invoice = shop
+        .ok(
+            Method::POST,
+            "/v1/invoices",
+            Some(json!({"amount": 80, "currency": "XTR", "customer": fay})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let paid = shop
+        .ok(
+            Method::POST,
+            &format!("/v1/test/invoices/{invoice}/pay"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(paid["paid_by"], fay, "{paid}");
+    // Within the minute the cached total (10) still lets 15 through; after it, the store's
+    // total (10 + 80 + 15) counts and 1 more is over 100.
+    assert_eq!(shop.charge(&fay, 15).await.0, StatusCode::CREATED);
+    clock.advance(Duration::from_secs(61));
+    refused_by(&shop.charge(&fay, 1).await, "per_customer_day_max");
+    shop.server.running.shutdown().await;
+}
