@@ -375,6 +375,7 @@ fn render_owner_link(
     params(spec::IdempotencyKey),
     responses(
         (status = 201, description = "The challenge (`status` `pending`).", body = Value, example = json!({"object": "dashboard_owner_link", "id": "5f0c…", "livemode": false, "status": "pending", "url": "https://pay.example/lnurl/test/auth?tag=login&k1=5f0c…&action=login", "lnurl": "LNURL1…", "expires_at": 1796293900, "linking_key": null})),
+        (status = 400, description = "A bad Idempotency-Key (`invalid_idempotency_key`).", body = spec::Error),
         spec::WriteErrors,
     ),
 )]

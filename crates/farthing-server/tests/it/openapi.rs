@@ -361,6 +361,11 @@ fn every_write_documents_the_idempotency_key() {
             operation["responses"]["422"].is_object(),
             "{method} {path} does not document 422 for a reused Idempotency-Key"
         );
+        // A malformed key is refused before anything else (schemathesis found this missing).
+        assert!(
+            operation["responses"]["400"].is_object(),
+            "{method} {path} does not document 400 for a malformed Idempotency-Key"
+        );
     }
     // Every POST of the Merchant API, and DELETE.
     assert_eq!(
