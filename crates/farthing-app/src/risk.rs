@@ -508,6 +508,15 @@ impl RiskCheck {
                 });
             }
         }
+        if customer.is_none() && telegram_user.is_some() {
+            // A Telegram user who is no customer yet (a first pre-checkout): the newest
+            // customer there is, who has paid nothing.
+            facts = Some(CustomerFacts {
+                age_ns: 0,
+                payments: 0,
+                paid_last_day_minor: 0,
+            });
+        }
         let payer = customer
             .map(Payer::Customer)
             .or(telegram_user.map(Payer::Telegram))

@@ -1351,6 +1351,12 @@ async fn pre_checkout_meets_the_merchants_risk_rules() {
                 .json_body(&rules),
         )
     };
+    // A first-time buyer (no customer yet: this is the payer's first update) is the newest customer there is.
+    rules(json!({"limits": [{"currency": "XTR", "new_customer_per_payment_max": 9}], "new_customers": {"days": 7}}))
+        .await
+        .expect(200);
+    assert!(!app.pre_checkout("risk-new", 10, &invoice).await.0);
+
     rules(json!({"block": {"telegram_users": [PAYER]}}))
         .await
         .expect(200);
@@ -1403,6 +1409,7 @@ async fn pre_checkout_meets_the_merchants_risk_rules() {
         ("step_up", "step_up_above"),
         ("refuse", "per_payment_max"),
         ("refuse", "blocked_telegram_user"),
+        ("refuse", "new_customer_per_payment_max"),
     ]
     .map(|(o, r)| (o.to_owned(), r.to_owned()));
     assert_eq!(decisions, expected);
