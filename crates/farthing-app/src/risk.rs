@@ -233,47 +233,58 @@ enum Payer {
     Ip(IpAddr),
 }
 
+/// Two counts per time bucket over the last `N` buckets of `WIDTH_NS` each: constant memory
+/// and constant time however many events land in them. Bucket `t / WIDTH_NS` lives at
+/// `(t / WIDTH_NS) % N` and is reset when a newer bucket takes its place.
+struct Buckets<const N: usize, const WIDTH_NS: u64> {
+    /// (bucket number, first count, second count).
+    slots: [(u64, u64, u64); N],
+}
+
+impl<const N: usize, const WIDTH_NS: u64> Buckets<N, WIDTH_NS> {
+    fn new() -> Self {
+        Buckets {
+            slots: [(0, 0, 0); N],
+        }
+    }
+
+    /// The bucket of the time `at_ns`, for adding to it.
+    fn at(&mut self, at_ns: u64) -> &mut (u64, u64, u64) {
+        let number = at_ns / WIDTH_NS;
+        let slot = &mut self.slots[(number % N as u64) as usize];
+        if slot.0 != number {
+            *slot = (number, 0, 0);
+        }
+        slot
+    }
+
+    /// Both counts summed over the bucket of `now_ns` and the `N - 1` before it (saturating).
+    fn sums(&self, now_ns: u64) -> (u64, u64) {
+        let current = now_ns / WIDTH_NS;
+        self.slots
+            .iter()
+            .filter(|(number, _, _)| *number <= current && current - number < N as u64)
+            .fold((0u64, 0u64), |(a, b), (_, x, y)| {
+                (a.saturating_add(*x), b.saturating_add(*y))
+            })
+    }
+}
+
 /// Width of one bucket of a velocity window, in nanoseconds.
 const BUCKET_NS: u64 = 5_000_000_000;
 
 /// Buckets in a window: a minute.
 const BUCKETS: usize = (MINUTE_NS / BUCKET_NS) as usize;
 
-/// The last minute's attempts and failures of one payer, in five-second buckets: constant
-/// memory and constant time however fast the payer tries (a hot customer of a pay-per-use API
-/// makes thousands of charges a minute).
-#[derive(Default)]
-struct Window {
-    /// (bucket number = time / `BUCKET_NS`, attempts, failures), at `number % BUCKETS`.
-    buckets: [(u64, u32, u32); BUCKETS],
-}
+/// The last minute's attempts and failures of one payer, in five-second buckets (a hot
+/// customer of a pay-per-use API makes thousands of charges a minute).
+type Window = Buckets<BUCKETS, BUCKET_NS>;
 
-impl Window {
-    /// Attempts and failures in the buckets of the last minute before `now_ns`.
-    fn counts(&self, now_ns: u64) -> (u32, u32) {
-        let current = now_ns / BUCKET_NS;
-        self.buckets
-            .iter()
-            .filter(|(number, _, _)| {
-                current.saturating_sub(*number) < BUCKETS as u64 && *number <= current
-            })
-            .fold((0u32, 0u32), |(a, f), (_, attempts, failures)| {
-                (a.saturating_add(*attempts), f.saturating_add(*failures))
-            })
-    }
-
-    fn bucket(&mut self, at_ns: u64) -> &mut (u64, u32, u32) {
-        let number = at_ns / BUCKET_NS;
-        let bucket = &mut self.buckets[(number % BUCKETS as u64) as usize];
-        if bucket.0 != number {
-            *bucket = (number, 0, 0);
-        }
-        bucket
-    }
-
-    fn is_stale(&self, now_ns: u64) -> bool {
-        self.counts(now_ns) == (0, 0)
-    }
+/// Attempts and failures of `window` in the last minute before `now_ns`.
+fn counts(window: &Window, now_ns: u64) -> (u32, u32) {
+    let (attempts, failures) = window.sums(now_ns);
+    let narrow = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    (narrow(attempts), narrow(failures))
 }
 
 /// Hours in the window of a daily limit: the current one and the 23 before it.
@@ -282,29 +293,21 @@ const SPEND_HOURS: usize = 24;
 /// How long a customer's cached spend is used before it is read from the store again.
 const SPEND_TTL_NS: u64 = 60 * 1_000_000_000;
 
-/// A customer's spend in one currency per hour (`time / HOUR_NS`), at `hour % SPEND_HOURS`.
+/// A customer's spend in one currency per hour (the first count of each bucket).
 struct Spend {
     /// When it was read from the store.
     read_at_ns: u64,
-    hours: [(u64, u64); SPEND_HOURS],
+    hours: Buckets<SPEND_HOURS, HOUR_NS>,
 }
 
 impl Spend {
     fn add(&mut self, at_ns: u64, amount: u64) {
-        let hour = at_ns / HOUR_NS;
-        let slot = &mut self.hours[(hour % SPEND_HOURS as u64) as usize];
-        if slot.0 != hour {
-            *slot = (hour, 0);
-        }
+        let slot = self.hours.at(at_ns);
         slot.1 = slot.1.saturating_add(amount);
     }
 
     fn total(&self, now_ns: u64) -> u64 {
-        let current = now_ns / HOUR_NS;
-        self.hours
-            .iter()
-            .filter(|(hour, _)| *hour <= current && current - hour < SPEND_HOURS as u64)
-            .fold(0u64, |total, (_, amount)| total.saturating_add(*amount))
+        self.hours.sums(now_ns).0
     }
 }
 
@@ -631,7 +634,7 @@ impl RiskCheck {
             tx.customer_paid_by_hour(customer, currency, first_hour * HOUR_NS, ids_from_ns)?;
         let mut spend = Spend {
             read_at_ns: now_ns,
-            hours: [(0, 0); SPEND_HOURS],
+            hours: Buckets::new(),
         };
         for (hour, amount) in hours {
             spend.add(hour * HOUR_NS, amount);
@@ -649,15 +652,15 @@ impl RiskCheck {
     fn count(&self, payer: Payer, now_ns: u64) -> (u32, u32) {
         let mut windows = lock(&self.app.inner.risk.windows);
         if windows.len() >= MAX_WINDOWS {
-            windows.retain(|_, window| !window.is_stale(now_ns));
+            windows.retain(|_, window| window.sums(now_ns) != (0, 0));
         }
         let window = windows
             .entry((self.mode, self.merchant, payer))
-            .or_default();
-        let counts = window.counts(now_ns);
-        let bucket = window.bucket(now_ns);
+            .or_insert_with(Window::new);
+        let before = counts(window, now_ns);
+        let bucket = window.at(now_ns);
         bucket.1 = bucket.1.saturating_add(1);
-        counts
+        before
     }
 
     /// The attempt failed (refused, or the booking after an allowance did not happen).
@@ -667,7 +670,7 @@ impl RiskCheck {
         if let (Some(payer), Some(at_ns)) = (pending.payer, pending.at_ns.take()) {
             let key = (self.mode, self.merchant, payer);
             if let Some(window) = lock(&self.app.inner.risk.windows).get_mut(&key) {
-                let bucket = window.bucket(at_ns);
+                let bucket = window.at(at_ns);
                 bucket.2 = bucket.2.saturating_add(1);
             }
         }

@@ -87,7 +87,6 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     principal.require("settings:write")?;
     let doc = body.value.clone();
-    doc.to_rules()?;
     let (merchant, mode) = (principal.merchant, principal.mode);
     let object = render_rules(&doc, mode);
     let answer = write(
