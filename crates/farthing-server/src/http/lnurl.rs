@@ -714,67 +714,39 @@ pub async fn auth(
         proto::verify_auth(&k1, &sig, &key).map_err(|error| LnurlError::bad(error.to_string()))?;
     let merchant = secret.merchant;
     let linking_key = linking.as_str().to_owned();
-    // An owner challenge (`POST /v1/dashboard/owners/lnurl`), else a login or a link.
-    if secret.description == crate::rails::lightning::OWNER_CHALLENGE {
-        // The wallet proved it holds the key: it becomes a dashboard owner of the merchant
-        // that made the challenge, if no other merchant has it.
-        state
-            .app()
-            .run(mode, move |tx| -> Result<(), LnurlError> {
-                let now = tx.now_ns();
-                open_secret(tx.lnurl_secret(&k1_bytes)?, "auth", now)?;
-                if tx.dashboard_lnurl_key_taken(merchant, &linking_key)? {
-                    return Err(LnurlError::new(
-                        StatusCode::CONFLICT,
-                        "this wallet's key is a dashboard owner of another merchant; a wallet signs in to one merchant",
-                    ));
-                }
-                if !tx.use_lnurl_secret(&k1_bytes, &linking_key, now)? {
-                    return Err(LnurlError::new(
-                        StatusCode::CONFLICT,
-                        "this LNURL-auth challenge was already used",
-                    ));
-                }
-                let mut owners = tx.dashboard_lnurl_owners_in_job(merchant)?;
-                if !owners.contains(&linking_key) {
-                    owners.push(linking_key);
-                    tx.set_dashboard_lnurl_owners(merchant, &owners, now)?;
-                }
-                Ok(())
-            })
-            .await?;
-        return ok_json(proto::status_ok());
-    }
-    if merchant == LNURL_LOGIN_MERCHANT {
-        // A dashboard sign-in: the key is only recorded; the page asks which merchant it owns.
-        state
-            .app()
-            .run(mode, move |tx| -> Result<(), LnurlError> {
-                let now = tx.now_ns();
-                open_secret(tx.lnurl_secret(&k1_bytes)?, "auth", now)?;
-                if !tx.use_lnurl_secret(&k1_bytes, &linking_key, now)? {
-                    return Err(LnurlError::new(
-                        StatusCode::CONFLICT,
-                        "this LNURL-auth challenge was already used",
-                    ));
-                }
-                Ok(())
-            })
-            .await?;
-        return ok_json(proto::status_ok());
-    }
+    // What the challenge was made for: adding a dashboard owner (`POST
+    // /v1/dashboard/owners/lnurl`), a dashboard sign-in (the key is only recorded; the page
+    // asks which merchant it owns), or linking the key to a customer of the merchant.
+    let owner = secret.description == crate::rails::lightning::OWNER_CHALLENGE;
+    let login = !owner && merchant == LNURL_LOGIN_MERCHANT;
     state
         .app()
         .run(mode, move |tx| -> Result<(), LnurlError> {
             let now = tx.now_ns();
             open_secret(tx.lnurl_secret(&k1_bytes)?, "auth", now)?;
+            // Checked before the challenge is used up: a refused owner may try again.
+            if owner && tx.dashboard_lnurl_key_taken(merchant, &linking_key)? {
+                return Err(LnurlError::new(
+                    StatusCode::CONFLICT,
+                    "this wallet's key is a dashboard owner of another merchant; a wallet signs in to one merchant",
+                ));
+            }
             if !tx.use_lnurl_secret(&k1_bytes, &linking_key, now)? {
                 return Err(LnurlError::new(
                     StatusCode::CONFLICT,
                     "this LNURL-auth challenge was already used",
                 ));
             }
-            if tx.lnurl_identity(merchant, &linking_key)?.is_some() {
+            if owner {
+                // The wallet proved it holds the key: it becomes an owner of the merchant.
+                let mut owners = tx.dashboard_lnurl_owners_in_job(merchant)?;
+                if !owners.contains(&linking_key) {
+                    owners.push(linking_key);
+                    tx.set_dashboard_lnurl_owners(merchant, &owners, now)?;
+                }
+                return Ok(());
+            }
+            if login || tx.lnurl_identity(merchant, &linking_key)?.is_some() {
                 return Ok(());
             }
             let (customer, _) = farthing_app::customers::find_or_create(
