@@ -415,14 +415,8 @@ impl Config {
             )?);
         } else if !config.secrets_key_file.is_empty() {
             let path = PathBuf::from(&config.secrets_key_file);
-            let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
-                path: path.clone(),
-                error,
-            })?;
             config.secrets_key =
-                Some(farthing_store::SecretsKey::parse(&text).map_err(|message| {
-                    ConfigError::Invalid(format!("{}: {message}", path.display()))
-                })?);
+                Some(farthing_store::SecretsKey::from_file(&path).map_err(ConfigError::Invalid)?);
         }
         if let Some(value) = env("FARTHING_PUBLIC_URL") {
             config.public_url = value;

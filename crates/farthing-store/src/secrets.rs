@@ -41,6 +41,10 @@ pub const SECRET_COLUMNS: [(&str, &str); 6] = [
     ("step_up_totp", "secret"),
 ];
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A 256-bit key that seals stored secrets.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretsKey([u8; 32]);
@@ -71,6 +75,13 @@ impl SecretsKey {
         Ok(SecretsKey(key))
     }
 
+    /// Reads a key from its file (64 hex digits); the error names the file.
+    pub fn from_file(path: &std::path::Path) -> Result<SecretsKey, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        SecretsKey::parse(&text).map_err(|message| format!("{}: {message}", path.display()))
+    }
+
     /// A new random key.
     pub fn generate() -> Result<SecretsKey, StoreError> {
         let mut key = [0u8; 32];
@@ -81,7 +92,7 @@ impl SecretsKey {
 
     /// The key as 64 hex digits (for its file).
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0)
     }
 
     /// The first 4 bytes of the key's SHA-256: which key sealed a value.
@@ -92,7 +103,7 @@ impl SecretsKey {
 
     /// The id in hex, for messages.
     pub fn id_hex(&self) -> String {
-        self.id().iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.id())
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -193,7 +204,7 @@ fn unseal(secrets: &Secrets, text: &str) -> Result<Value, SecretsError> {
         .chain(secrets.previous.iter())
         .find(|key| key.id() == id)
         .ok_or_else(|| {
-            let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            let id = hex(id);
             SecretsError::new(format!(
                 "a stored secret is sealed with key {id}, which this server was not given: \
                  set the secrets key it was stored with (secrets_key_file or \

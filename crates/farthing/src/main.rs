@@ -213,10 +213,7 @@ fn run_migrate(database: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn read_key(path: &std::path::Path) -> anyhow::Result<farthing_store::SecretsKey> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
-    farthing_store::SecretsKey::parse(&text)
-        .map_err(|message| anyhow::anyhow!("{}: {message}", path.display()))
+    farthing_store::SecretsKey::from_file(path).map_err(anyhow::Error::msg)
 }
 
 fn run_rotate_secrets_key(
