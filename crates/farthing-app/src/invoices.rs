@@ -411,6 +411,30 @@ pub fn pay_from_balance(
     })
 }
 
+/// Completes an open fixed-amount invoice from `customer`'s balance after `rail` brought
+/// part payments for it that were credited there (SPEC I3: a short payment is credited, and a
+/// second one before expiry completes the invoice). Unlike [`pay_from_balance`] the invoice
+/// need not accept the balance rail: the money on the balance came through `rail`, which it
+/// does accept. Refused (and nothing booked) when the balance does not cover the invoice.
+pub fn complete_from_balance(
+    tx: &mut Tx<'_, '_>,
+    risk: &crate::risk::RiskCheck,
+    invoice: InvoiceId,
+    customer: CustomerId,
+    rail: Rail,
+) -> Result<Invoice, AppError> {
+    let (app, mode, merchant) = (risk.app(), risk.mode(), risk.merchant());
+    let invoice = customers::require_invoice(tx, merchant, invoice)?;
+    customers::require(tx, merchant, customer)?;
+    let amount_minor = invoice
+        .payable_amount(rail, None, tx.now_ns())
+        .map_err(invoice_error)?;
+    let currency = invoice.currency;
+    risk.guard(tx, amount_minor, currency, Some(customer), |tx| {
+        book_balance_payment(tx, app, mode, merchant, invoice, customer, amount_minor)
+    })
+}
+
 fn book_balance_payment(
     tx: &mut Tx<'_, '_>,
     app: &App,

@@ -30,6 +30,8 @@ pub struct Config {
     pub rates: std::collections::BTreeMap<String, String>,
     /// The Lightning rail's watcher.
     pub lightning: LightningConfig,
+    /// The TON rail's watcher.
+    pub ton: TonConfig,
     /// The Telegram bots (Stars rail).
     pub telegram: TelegramConfig,
     /// Connection limits of the HTTP server.
@@ -206,6 +208,37 @@ impl Default for LightningConfig {
     }
 }
 
+/// The TON rail's watcher settings (SPEC RL4).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TonConfig {
+    /// How long the watcher rests after a round over every watched account that found the
+    /// indexer's head, in milliseconds (a configured wallet wakes it at once).
+    pub poll_interval_ms: u64,
+    /// The least time between two requests to one indexer without an API key (toncenter
+    /// allows 1 request/s), in milliseconds.
+    pub request_interval_ms: u64,
+    /// The same with an API key (toncenter's free key: 10 requests/s).
+    pub request_interval_with_key_ms: u64,
+    /// Transactions asked for per request (1 to 256).
+    pub page_size: u32,
+    /// Whether `PUT /v1/rails/ton` may name an indexer on a loopback or private address (an
+    /// operator's own indexer beside farthing; off by default, as for Lightning nodes).
+    pub allow_private_indexers: bool,
+}
+
+impl Default for TonConfig {
+    fn default() -> Self {
+        TonConfig {
+            poll_interval_ms: 3_000,
+            request_interval_ms: 1_100,
+            request_interval_with_key_ms: 110,
+            page_size: 100,
+            allow_private_indexers: false,
+        }
+    }
+}
+
 /// Webhook delivery settings.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -246,6 +279,7 @@ impl Default for Config {
             webhooks: WebhookConfig::default(),
             rates: Default::default(),
             lightning: LightningConfig::default(),
+            ton: TonConfig::default(),
             telegram: TelegramConfig::default(),
             http: HttpConfig::default(),
             rate_limits: RateLimitConfig::default(),
@@ -276,6 +310,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("lightning.poll_interval_ms", "integer (milliseconds)", "How often every open node invoice is asked about when a node's settlement stream is down. Env FARTHING_LIGHTNING_POLL_INTERVAL_MS."),
     ("lightning.late_watch_s", "integer (seconds)", "How long a node invoice stays watched after its BOLT11 expired, so a late settlement is still credited."),
     ("lightning.allow_private_nodes", "boolean", "Whether PUT /v1/rails/lightning may name a node on a loopback or private address (off: merchants' node URLs cannot reach the operator's network). Env FARTHING_ALLOW_PRIVATE_NODES."),
+    ("ton.poll_interval_ms", "integer (milliseconds)", "How long the TON watcher rests after a round that reached the indexer's head (a newly configured wallet wakes it). Env FARTHING_TON_POLL_INTERVAL_MS."),
+    ("ton.request_interval_ms", "integer (milliseconds)", "The least time between two requests to one TON indexer without an API key (toncenter allows 1 request/s)."),
+    ("ton.request_interval_with_key_ms", "integer (milliseconds)", "The same with an API key (toncenter's free key allows 10 requests/s)."),
+    ("ton.page_size", "integer (1 to 256)", "Transactions the TON watcher asks for per request."),
+    ("ton.allow_private_indexers", "boolean", "Whether PUT /v1/rails/ton may name an indexer on a loopback or private address. Env FARTHING_ALLOW_PRIVATE_INDEXERS."),
     ("telegram.poll_timeout_s", "integer (seconds)", "How long one getUpdates long poll waits (bots in polling mode)."),
     ("telegram.init_data_max_age_s", "integer (seconds)", "The oldest Mini App initData accepted, by its auth_date."),
     ("telegram.init_data_public_key", "string", "Whose Ed25519 key checks initData signatures: production, test, or 64 hex digits."),
@@ -440,6 +479,16 @@ impl Config {
                 .api_key_burst
                 .max(config.rate_limits.api_key_per_s.saturating_mul(2));
         }
+        if let Some(value) = env("FARTHING_TON_POLL_INTERVAL_MS") {
+            config.ton.poll_interval_ms = value.parse().map_err(|_| ConfigError::Env {
+                name: "FARTHING_TON_POLL_INTERVAL_MS",
+                message: format!("{value:?} is not a number of milliseconds"),
+            })?;
+        }
+        if let Some(value) = env("FARTHING_ALLOW_PRIVATE_INDEXERS") {
+            config.ton.allow_private_indexers =
+                env_flag("FARTHING_ALLOW_PRIVATE_INDEXERS", &value)?;
+        }
         if let Some(value) = env("FARTHING_ALLOW_PRIVATE_NODES") {
             config.lightning.allow_private_nodes =
                 env_flag("FARTHING_ALLOW_PRIVATE_NODES", &value)?;
@@ -495,6 +544,15 @@ impl Config {
         if !(50..=600_000).contains(&self.lightning.poll_interval_ms) {
             return Err(ConfigError::Invalid(
                 "lightning.poll_interval_ms must be within 50..=600000".to_owned(),
+            ));
+        }
+        if !(10..=600_000).contains(&self.ton.poll_interval_ms)
+            || self.ton.request_interval_ms > 600_000
+            || self.ton.request_interval_with_key_ms > 600_000
+            || !(1..=farthing_ton::toncenter::MAX_PAGE).contains(&self.ton.page_size)
+        {
+            return Err(ConfigError::Invalid(
+                "ton: poll_interval_ms must be within 10..=600000, the request intervals at most 600000, page_size within 1..=256".to_owned(),
             ));
         }
         if !(1..=50).contains(&self.telegram.poll_timeout_s) {

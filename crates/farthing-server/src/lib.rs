@@ -76,6 +76,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/rails/stars"),
     ("PUT", "/v1/rails/lightning"),
     ("PUT", "/v1/rails/card"),
+    ("PUT", "/v1/rails/ton"),
     ("PUT", "/v1/dashboard/owners"),
     ("POST", "/v1/dashboard/owners/lnurl"),
     ("GET", "/v1/dashboard/owners/lnurl/{id}"),
@@ -205,6 +206,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rails/stars", put(rails::connect_stars))
         .route("/v1/rails/lightning", put(rails::connect_lightning))
         .route("/v1/rails/card", put(rails::connect_card))
+        .route("/v1/rails/ton", put(rails::connect_ton))
         .route("/v1/dashboard/owners", put(dashboard::set_owners))
         .route(
             "/v1/dashboard/owners/lnurl",

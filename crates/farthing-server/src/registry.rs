@@ -146,6 +146,7 @@ register_rails! {
     Card(crate::rails::telegram::card::CardRail) = |_config, shared| {
         crate::rails::telegram::card::CardRail::new(shared.telegram.clone())
     };
+    Ton(crate::rails::ton::TonRail) = |config, _shared| crate::rails::ton::TonRail::new(config.ton.clone());
 }
 
 /// Every registered rail of this server.

@@ -32,6 +32,7 @@ mod statements;
 mod step_up;
 mod subscriptions;
 mod telegram;
+mod ton;
 mod url;
 mod writer;
 
@@ -67,6 +68,7 @@ pub use statements::CustomerEntry;
 pub use step_up::Authenticator;
 pub use subscriptions::Subscription;
 pub use telegram::{StarOutflow, StarWatermark, TelegramBot};
+pub use ton::{TonCursor, TonTransaction, TonWallet};
 pub use url::{DatabaseUrl, UrlError};
 
 /// A source of ledger time: nanoseconds since the Unix epoch.

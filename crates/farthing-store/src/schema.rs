@@ -144,6 +144,7 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
     (19, "customer_statements", sql(crate::statements::SCHEMA)),
     (20, "step_up_totp", sql(crate::step_up::SCHEMA)),
     (21, "risk_rules", sql(crate::risk::SCHEMA)),
+    (22, "ton", sql(crate::ton::SCHEMA)),
 ];
 
 /// The newest schema this build knows.

@@ -32,13 +32,14 @@ const TEXT: u8 = 0;
 const BLOB: u8 = 1;
 
 /// The columns that hold secrets: (table, column).
-pub const SECRET_COLUMNS: [(&str, &str); 6] = [
+pub const SECRET_COLUMNS: [(&str, &str); 7] = [
     ("telegram_bots", "token"),
     ("telegram_bots", "webhook_secret"),
     ("webhook_endpoints", "secret"),
     ("lightning_nodes", "config"),
     ("card_providers", "provider_token"),
     ("step_up_totp", "secret"),
+    ("ton_wallets", "api_key"),
 ];
 
 fn hex(bytes: &[u8]) -> String {

@@ -2079,6 +2079,8 @@ fn statements_follow_the_balance_and_the_migration_rebuilds_them() {
         .execute_batch(
             "DROP TABLE customer_entries; ALTER TABLE accounts DROP COLUMN last_entry_ns; \
              DROP TABLE step_up_totp; DROP TABLE risk_rules; DROP TABLE risk_decisions; \
+             DROP TABLE ton_wallets; DROP TABLE ton_cursors; DROP TABLE ton_references; \
+             DROP TABLE ton_transactions; \
              DELETE FROM schema_migrations WHERE version >= 19;",
         )
         .expect("undo migration 19");

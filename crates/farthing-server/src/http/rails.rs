@@ -207,3 +207,31 @@ pub async fn connect_lightning(
 ) -> Result<Response, ApiError> {
     connect(&state, &principal, &headers, &body, Rail::Lightning).await
 }
+
+/// `PUT /v1/rails/ton`
+#[utoipa::path(
+    put,
+    path = "/v1/rails/ton",
+    tag = "rails",
+    operation_id = "connect_ton",
+    summary = "Receive TON and USDT in the merchant's own wallet (the TON rail)",
+    description = "farthing holds no keys: payers pay the merchant's wallet directly, and farthing watches the chain through a toncenter v3 indexer. The address may be given in any form (raw, bounceable, non-bounceable; the checksum is checked). For each jetton, the merchant's jetton wallet is derived with the master's own `get_wallet_address` and checked against the indexer before anything is stored.",
+    security(("bearer" = [])),
+    params(spec::IdempotencyKey),
+    request_body(content = crate::rails::ton::ConnectTon, content_type = "application/json", example = json!({"address": "UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0p", "network": "mainnet"})),
+    responses(
+        (status = 200, description = "The wallet is stored and watched; the TON rail is configured for this mode. The API key is never returned. Open TON and USDT invoices that accept `ton` get `payment_instructions.ton`.", body = spec::RailState),
+        (status = 400, description = "The request is invalid: malformed JSON or an unknown field (`invalid_body`), a bad address (`invalid_ton_address`), a testnet-only address or master on mainnet (`ton_wrong_network`), a bad network, URL or key (`invalid_ton_config`), a jetton farthing does not book (`ton_jetton_unsupported`), or a jetton wallet the chain does not confirm (`ton_jetton_unverified`).", body = spec::Error),
+        (status = 409, description = "Another merchant on this server receives payments to this wallet (`ton_wallet_taken`).", body = spec::Error),
+        (status = 502, description = "The indexer could not be reached or failed (`ton_indexer_unavailable`).", body = spec::Error),
+        spec::WriteErrors,
+    ),
+)]
+pub async fn connect_ton(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    connect(&state, &principal, &headers, &body, Rail::Ton).await
+}

@@ -1,5 +1,5 @@
 //! The rail adapters of this server, one module each, registered in the registry (`registry.rs`): the
-//! Telegram rails (Stars and cards through a payment provider) and Lightning. The balance and
+//! Telegram rails (Stars and cards through a payment provider), Lightning and TON. The balance and
 //! sandbox rails live in the service (`farthing_app::rails`): they need no outside peer.
 //!
 //! Architecture invariant: a rail module imports the service, the store's types, its own
@@ -8,3 +8,4 @@
 
 pub mod lightning;
 pub mod telegram;
+pub mod ton;

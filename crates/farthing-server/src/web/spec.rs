@@ -416,6 +416,20 @@ pub struct RailState {
     pub lightning_address: Option<String>,
     /// Card: the fiat currencies the rail takes, or `null` for any.
     pub currencies: Option<Vec<String>>,
+    /// TON: the merchant's wallet, user-friendly non-bounceable (what payers are asked to pay).
+    pub address: Option<String>,
+    /// TON: the wallet's raw form (`0:` and hex).
+    pub address_raw: Option<String>,
+    /// TON: the toncenter v3 base URL the wallet is watched through.
+    pub api_url: Option<String>,
+    /// TON: whether an indexer API key is stored (it is never returned).
+    pub api_key_set: Option<bool>,
+    /// TON: the accepted jettons, each `{symbol, master, decimals, wallet}` (`wallet`: the
+    /// merchant's jetton wallet, checked against the chain).
+    pub jettons: Option<Vec<serde_json::Value>>,
+    /// TON: the watcher, `{last_poll_at, accounts: {<raw account>: {last_lt, last_hash,
+    /// last_transaction_at, lag_s}}}`.
+    pub watcher: Option<serde_json::Value>,
 }
 
 /// Who may sign in to the dashboard (`PUT /v1/dashboard/owners`).

@@ -19,6 +19,7 @@ mod stars;
 mod stars_reconcile;
 mod step_up;
 mod support;
+mod ton;
 mod webapp;
 mod webapp_browser;
 mod webhooks;

@@ -1264,6 +1264,7 @@ async fn a_running_server_answers_as_documented() {
     };
     config.telegram.api_urls = vec!["*".to_owned()];
     config.lightning.allow_private_nodes = true;
+    config.ton.allow_private_indexers = true;
     config.secrets_key = Some(crate::support::server::secrets_key());
     crate::support::server::relax_rate_limits(&mut config);
     // Lightning payments settle within a poll interval at worst.
@@ -2419,6 +2420,41 @@ async fn a_running_server_answers_as_documented() {
         call("PUT", "/v1/rails/card", "/v1/rails/card")
             .key(key)
             .body(json!({"provider_token": "284685063:TEST:abc", "currencies": ["XTR"]})),
+    )
+    .await;
+    // The TON rail refuses an address with a bad checksum before it asks any indexer.
+    c.expect(
+        400,
+        call("PUT", "/v1/rails/ton", "/v1/rails/ton")
+            .key(key)
+            .body(json!({"address": "UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0q", "network": "mainnet"})),
+    )
+    .await;
+    // ...and connects a wallet watched through an indexer that has no transactions yet.
+    let indexer = {
+        let app = axum::Router::new().route(
+            "/api/v3/transactions",
+            axum::routing::get(|| async {
+                axum::Json(json!({"transactions": [], "address_book": {}}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("indexer") });
+        format!("http://{addr}/api/v3")
+    };
+    c.expect(
+        200,
+        call("PUT", "/v1/rails/ton", "/v1/rails/ton")
+            .key(key)
+            .body(json!({
+                "address": "0:b113a994b5024a16719f69139328eb759596c38a25f59028b146fecdc3621dfe",
+                "network": "testnet",
+                "api_url": indexer,
+                "jettons": [],
+            })),
     )
     .await;
     let rails = c

@@ -39,10 +39,11 @@ pub fn config(dir: &tempfile::TempDir) -> Config {
     // Stored secrets are sealed in every test, as in production (SECURITY.md).
     config.secrets_key = Some(secrets_key());
     config.telegram.poll_timeout_s = 1;
-    // The tests' Bot API double and LNbits listen on 127.0.0.1: allowed here as an operator
+    // The tests' Bot API double, LNbits and TON indexers listen on 127.0.0.1: allowed here as an operator
     // would allow a local Bot API server or node (both are off by default).
     config.telegram.api_urls = vec!["*".to_owned()];
     config.lightning.allow_private_nodes = true;
+    config.ton.allow_private_indexers = true;
     relax_rate_limits(&mut config);
     config
 }

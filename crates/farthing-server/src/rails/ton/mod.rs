@@ -1,0 +1,588 @@
+//! The TON rail (SPEC RL4): TON and USDT-on-TON paid straight into the merchant's own wallet
+//! (farthing holds no keys), watched on chain through a toncenter v3 indexer. [`TonRail`] is
+//! its adapter ([`RailAdapter`]).
+//!
+//! - `PUT /v1/rails/ton` ([`RailAdapter::connect`]) normalises the wallet address (any form,
+//!   checksum checked, a testnet-only address refused on mainnet), asks the indexer for the
+//!   wallet's transactions (so a bad URL or key fails now, not later), and for each allowed
+//!   jetton derives the merchant's jetton wallet with the master's own `get_wallet_address`
+//!   and checks it against the indexer's jetton-wallet index before anything is stored.
+//! - An invoice in TON or USDT gets a short reference ([`farthing_ton::pay::reference`]) to
+//!   write as the comment, a `ton://transfer` link and, for TON, a TON Connect request
+//!   ([`RailAdapter::instructions`]).
+//! - [`watch`] reads every watched account (the wallet and its jetton wallets) from a persisted
+//!   cursor and settles what [`farthing_ton::classify`] calls a payment through the payments
+//!   service, keyed by the transaction hash, moving the cursor in the same store job.
+//!
+//! Architecture invariant: this module knows TON and the indexer; it reaches the ledger only
+//! through the service (`farthing_app`), and no other rail.
+
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use farthing_core::invoice::{Invoice, InvoiceAmount, InvoiceStatus};
+use farthing_core::{Currency, MerchantId, Rail};
+use farthing_store::TonWallet;
+use farthing_ton::toncenter::{Toncenter, ToncenterError};
+use farthing_ton::{Address, Network};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch as signal;
+
+use farthing_app::rail::{Carries, RailAdapter, RailRefund, RailRefunded, RailStatus, Task};
+use farthing_app::{App, AppError, Mode};
+
+use crate::config::TonConfig;
+
+/// USDT's master contract on mainnet (Tether's, TEP-74).
+pub const USDT_MAINNET_MASTER: &str =
+    "0:B113A994B5024A16719F69139328EB759596C38A25F59028B146FECDC3621DFE";
+
+/// How long the indexer may take to answer the checks of `PUT /v1/rails/ton`.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A jetton the merchant accepts, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jetton {
+    /// The currency it is (`USDT`).
+    pub symbol: String,
+    /// Its master, raw form.
+    pub master: String,
+    /// Its decimals.
+    pub decimals: u8,
+    /// The merchant's jetton wallet of this master, raw form (checked against the chain).
+    pub wallet: String,
+}
+
+/// A jetton in `PUT /v1/rails/ton`.
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JettonRequest {
+    /// The currency it pays: `USDT`.
+    pub symbol: String,
+    /// The jetton's master contract, any address form.
+    pub master: String,
+    /// Its decimals (USDT: 6).
+    pub decimals: u8,
+}
+
+/// The body of `PUT /v1/rails/ton`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectTon {
+    /// The merchant's wallet, in any form (raw, bounceable, non-bounceable).
+    pub address: String,
+    /// `mainnet` or `testnet`.
+    pub network: String,
+    /// A toncenter v3 base URL (default: toncenter.com's for the network).
+    pub api_url: Option<String>,
+    /// A toncenter API key (10 requests/s instead of 1); never returned or logged.
+    pub api_key: Option<String>,
+    /// The jettons accepted. Default on mainnet: USDT (Tether's master); testnet has no
+    /// canonical USDT, so none unless given.
+    pub jettons: Option<Vec<JettonRequest>>,
+}
+
+/// A merchant's stored wallet, read.
+#[derive(Clone, Debug)]
+pub struct Wallet {
+    /// The merchant.
+    pub merchant: MerchantId,
+    /// The wallet.
+    pub address: Address,
+    /// Its network.
+    pub network: Network,
+    /// The indexer.
+    pub api_url: String,
+    /// The indexer's key.
+    pub api_key: Option<String>,
+    /// The accepted jettons.
+    pub jettons: Vec<Jetton>,
+}
+
+impl Wallet {
+    /// Reads a stored row.
+    pub fn from_row(row: &TonWallet) -> Result<Wallet, AppError> {
+        let address = Address::parse(&row.address)
+            .map_err(|error| AppError::internal(format!("stored TON address: {error}")))?
+            .address;
+        let network = Network::parse(&row.network)
+            .ok_or_else(|| AppError::internal(format!("stored TON network {:?}", row.network)))?;
+        let jettons: Vec<Jetton> = serde_json::from_str(&row.jettons)
+            .map_err(|error| AppError::internal(format!("stored TON jettons: {error}")))?;
+        Ok(Wallet {
+            merchant: row.merchant,
+            address,
+            network,
+            api_url: row.api_url.clone(),
+            api_key: row.api_key.clone(),
+            jettons,
+        })
+    }
+
+    /// The jetton paying `currency`, if accepted.
+    pub fn jetton(&self, currency: Currency) -> Option<&Jetton> {
+        self.jettons
+            .iter()
+            .find(|jetton| jetton.symbol == currency.code())
+    }
+
+    /// The currencies it carries.
+    pub fn currencies(&self) -> Vec<Currency> {
+        let mut currencies = vec![Currency::TON];
+        for jetton in &self.jettons {
+            if let Ok(currency) = Currency::parse(&jetton.symbol) {
+                currencies.push(currency);
+            }
+        }
+        currencies
+    }
+}
+
+fn invalid(code: &'static str, message: impl Into<String>, param: &'static str) -> AppError {
+    AppError::invalid(code, message).param(param)
+}
+
+fn indexer_error(error: &ToncenterError) -> AppError {
+    match error {
+        ToncenterError::Unauthorized(_) => {
+            invalid("invalid_ton_config", format!("api_key: {error}"), "api_key")
+        }
+        ToncenterError::Invalid(_) => invalid(
+            "invalid_ton_config",
+            format!("api_url: is it a toncenter v3 base URL (…/api/v3)? {error}"),
+            "api_url",
+        ),
+        _ => AppError::rail_failed(
+            "ton_indexer_unavailable",
+            format!("the TON indexer could not be used: {error}"),
+        ),
+    }
+}
+
+/// The TON rail's adapter.
+#[derive(Clone)]
+pub struct TonRail {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: TonConfig,
+    watcher: watch::Watcher,
+}
+
+impl TonRail {
+    /// The rail with the `[ton]` configuration section.
+    pub fn new(config: TonConfig) -> TonRail {
+        TonRail {
+            inner: Arc::new(Inner {
+                config,
+                watcher: watch::Watcher::default(),
+            }),
+        }
+    }
+
+    /// The `[ton]` configuration.
+    pub fn config(&self) -> &TonConfig {
+        &self.inner.config
+    }
+
+    /// The watcher's state.
+    pub fn watcher(&self) -> &watch::Watcher {
+        &self.inner.watcher
+    }
+
+    fn client(&self, api_url: &str, api_key: Option<String>) -> Toncenter {
+        Toncenter::new(api_url, api_key, CHECK_TIMEOUT)
+    }
+
+    /// The `rail` object of a configured wallet (no key).
+    fn status_of(&self, wallet: &Wallet, mode: Mode) -> RailStatus {
+        let health = self.inner.watcher.health(mode, wallet.merchant);
+        let accounts: serde_json::Map<String, serde_json::Value> = health
+            .accounts
+            .iter()
+            .map(|(account, seen)| {
+                (
+                    account.clone(),
+                    json!({
+                        "last_lt": seen.last_lt.map(|lt| lt.to_string()),
+                        "last_hash": seen.last_hash,
+                        "last_transaction_at": seen.last_tx_now_s,
+                        "lag_s": seen.lag_s,
+                    }),
+                )
+            })
+            .collect();
+        RailStatus::new(Rail::Ton, mode, health.state)
+            .with("health_error", health.error)
+            .with("address", wallet.address.friendly(false, wallet.network))
+            .with("address_raw", wallet.address.raw())
+            .with("network", wallet.network.as_str())
+            .with("api_url", &wallet.api_url)
+            .with("api_key_set", wallet.api_key.is_some())
+            .with(
+                "jettons",
+                wallet
+                    .jettons
+                    .iter()
+                    .map(|jetton| {
+                        json!({
+                            "symbol": jetton.symbol,
+                            "master": jetton.master,
+                            "decimals": jetton.decimals,
+                            "wallet": jetton.wallet,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .with(
+                "watcher",
+                json!({ "last_poll_at": health.last_poll_s, "accounts": accounts }),
+            )
+    }
+
+    async fn check_jetton(
+        &self,
+        client: &Toncenter,
+        owner: &Address,
+        network: Network,
+        request: JettonRequest,
+    ) -> Result<Jetton, AppError> {
+        let currency = Currency::parse(&request.symbol).ok();
+        if currency != Some(Currency::USDT) {
+            return Err(invalid(
+                "ton_jetton_unsupported",
+                format!(
+                    "jettons: farthing carries USDT on TON; {:?} is not a currency it books",
+                    request.symbol
+                ),
+                "jettons",
+            ));
+        }
+        if request.decimals != Currency::USDT.exponent() {
+            return Err(invalid(
+                "ton_jetton_unsupported",
+                format!("jettons: USDT has {} decimals", Currency::USDT.exponent()),
+                "jettons",
+            ));
+        }
+        let master = Address::parse(&request.master).map_err(|error| {
+            invalid(
+                "invalid_ton_address",
+                format!("jettons.master: {error}"),
+                "jettons",
+            )
+        })?;
+        if network == Network::Mainnet && master.testnet_only == Some(true) {
+            return Err(invalid(
+                "ton_wrong_network",
+                "jettons.master is a testnet-only address, and network is mainnet",
+                "jettons",
+            ));
+        }
+        let master = master.address;
+        let derived =
+            tokio::time::timeout(CHECK_TIMEOUT, client.get_wallet_address(&master, owner))
+                .await
+                .map_err(|_| indexer_error(&ToncenterError::Unavailable("timed out".to_owned())))?
+                .map_err(|error| match error {
+                    ToncenterError::Invalid(message) => invalid(
+                        "ton_jetton_unverified",
+                        format!("jettons: the master's get_wallet_address failed: {message}"),
+                        "jettons",
+                    ),
+                    other => indexer_error(&other),
+                })?;
+        let indexed = tokio::time::timeout(CHECK_TIMEOUT, client.jetton_wallet(owner, &master))
+            .await
+            .map_err(|_| indexer_error(&ToncenterError::Unavailable("timed out".to_owned())))?
+            .map_err(|error| indexer_error(&error))?;
+        if let Some(indexed) = indexed {
+            if indexed != derived {
+                return Err(invalid(
+                    "ton_jetton_unverified",
+                    format!(
+                        "jettons: the master derives the jetton wallet {} but the indexer lists {}; refusing to watch either",
+                        derived.raw(),
+                        indexed.raw()
+                    ),
+                    "jettons",
+                ));
+            }
+        }
+        Ok(Jetton {
+            symbol: Currency::USDT.code().to_owned(),
+            master: master.raw(),
+            decimals: request.decimals,
+            wallet: derived.raw(),
+        })
+    }
+}
+
+fn taken() -> AppError {
+    AppError::conflict(
+        "ton_wallet_taken",
+        "another merchant on this server already receives payments to this wallet",
+    )
+    .param("address")
+}
+
+impl RailAdapter for TonRail {
+    type Config = ConnectTon;
+
+    fn rail(&self) -> Rail {
+        Rail::Ton
+    }
+
+    fn offer(
+        &self,
+        app: &App,
+        mode: Mode,
+        merchant: MerchantId,
+    ) -> Result<Option<Carries>, AppError> {
+        let Some(row) = app.read(mode, move |reader| reader.ton_wallet(merchant))? else {
+            return Ok(None);
+        };
+        let wallet = Wallet::from_row(&row)?;
+        Ok(Some(Carries {
+            currencies: farthing_app::rail::CurrencySet::Only(wallet.currencies()),
+            why_not: if wallet.jetton(Currency::USDT).is_some() {
+                "the ton rail takes TON and USDT invoices".to_owned()
+            } else {
+                "the ton rail takes TON invoices (and USDT once a USDT master is configured)"
+                    .to_owned()
+            },
+        }))
+    }
+
+    async fn connect(
+        &self,
+        app: &App,
+        mode: Mode,
+        merchant: MerchantId,
+        request: ConnectTon,
+    ) -> Result<farthing_app::rail::Connected, AppError> {
+        let network = Network::parse(&request.network).ok_or_else(|| {
+            invalid(
+                "invalid_ton_config",
+                "network must be \"mainnet\" or \"testnet\"",
+                "network",
+            )
+        })?;
+        let parsed = Address::parse(&request.address).map_err(|error| {
+            invalid(
+                "invalid_ton_address",
+                format!("address: {error}"),
+                "address",
+            )
+        })?;
+        if network == Network::Mainnet && parsed.testnet_only == Some(true) {
+            return Err(invalid(
+                "ton_wrong_network",
+                "address is a testnet-only address (kQ…/0Q…), and network is mainnet",
+                "address",
+            ));
+        }
+        let address = parsed.address;
+        let api_url = request.api_url.clone().unwrap_or_else(|| match network {
+            Network::Mainnet => farthing_ton::toncenter::MAINNET_URL.to_owned(),
+            Network::Testnet => farthing_ton::toncenter::TESTNET_URL.to_owned(),
+        });
+        if let Err(message) =
+            crate::net::check_url(&api_url, self.config().allow_private_indexers).await
+        {
+            return Err(invalid(
+                "invalid_ton_config",
+                format!(
+                    "api_url: {message} (FARTHING_ALLOW_PRIVATE_INDEXERS=1 for a TON indexer of the operator's own)"
+                ),
+                "api_url",
+            ));
+        }
+        let api_key = request.api_key.filter(|key| !key.trim().is_empty());
+        if api_key
+            .as_ref()
+            .is_some_and(|key| key.len() > 256 || key.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "invalid_ton_config",
+                "api_key is not a toncenter key",
+                "api_key",
+            ));
+        }
+        let client = self.client(&api_url, api_key.clone());
+        // The indexer answers for this wallet (URL reachable, key valid for this network).
+        tokio::time::timeout(CHECK_TIMEOUT, client.transactions(&address, 0, 1))
+            .await
+            .map_err(|_| indexer_error(&ToncenterError::Unavailable("timed out".to_owned())))?
+            .map_err(|error| indexer_error(&error))?;
+        let requested = match request.jettons {
+            Some(jettons) => jettons,
+            None if network == Network::Mainnet => vec![JettonRequest {
+                symbol: "USDT".to_owned(),
+                master: USDT_MAINNET_MASTER.to_owned(),
+                decimals: 6,
+            }],
+            None => Vec::new(),
+        };
+        if requested.len() > 1 {
+            return Err(invalid(
+                "ton_jetton_unsupported",
+                "jettons: one jetton (USDT) at most",
+                "jettons",
+            ));
+        }
+        let mut jettons = Vec::new();
+        for jetton in requested {
+            jettons.push(
+                self.check_jetton(&client, &address, network, jetton)
+                    .await?,
+            );
+        }
+        let raw = address.raw();
+        let holder = {
+            let raw = raw.clone();
+            app.read(mode, move |reader| {
+                Ok(reader
+                    .ton_wallets()?
+                    .into_iter()
+                    .find(|wallet| wallet.address == raw))
+            })?
+        };
+        if holder.is_some_and(|wallet| wallet.merchant != merchant) {
+            return Err(taken());
+        }
+        let now = app.now_ns();
+        let row = TonWallet {
+            merchant,
+            address: raw,
+            network: network.as_str().to_owned(),
+            api_url,
+            api_key,
+            jettons: serde_json::to_string(&jettons).map_err(AppError::internal)?,
+            created_at_ns: now,
+            updated_at_ns: now,
+        };
+        let wallet = Wallet::from_row(&row)?;
+        let mut status = self.status_of(&wallet, mode);
+        status.health = "healthy";
+        let rail = self.clone();
+        Ok(farthing_app::rail::Connected {
+            status,
+            store: Box::new(move |tx| {
+                if tx
+                    .ton_wallet_by_address(&row.address)?
+                    .is_some_and(|wallet| wallet.merchant != row.merchant)
+                {
+                    return Err(taken());
+                }
+                tx.upsert_ton_wallet(&row)?;
+                Ok(())
+            }),
+            after_commit: Some(Box::new(move || rail.watcher().wake())),
+        })
+    }
+
+    async fn status(
+        &self,
+        app: &App,
+        mode: Mode,
+        merchant: MerchantId,
+    ) -> Result<Option<RailStatus>, AppError> {
+        let Some(row) = app.read(mode, move |reader| reader.ton_wallet(merchant))? else {
+            return Ok(None);
+        };
+        Ok(Some(self.status_of(&Wallet::from_row(&row)?, mode)))
+    }
+
+    async fn instructions(
+        &self,
+        app: &App,
+        mode: Mode,
+        invoice: &Invoice,
+    ) -> Result<Option<String>, AppError> {
+        if invoice.status != InvoiceStatus::Open || !invoice.rails.contains(&Rail::Ton) {
+            return Ok(None);
+        }
+        let merchant = invoice.merchant;
+        let Some(row) = app.read(mode, move |reader| reader.ton_wallet(merchant))? else {
+            return Ok(None);
+        };
+        let wallet = Wallet::from_row(&row)?;
+        let jetton = match invoice.currency {
+            currency if currency == Currency::TON => None,
+            currency => match wallet.jetton(currency) {
+                Some(jetton) => Some(jetton.clone()),
+                None => return Ok(None),
+            },
+        };
+        let reference = watch::reference_for(app, mode, merchant, invoice.id).await?;
+        let amount = match invoice.amount {
+            InvoiceAmount::Fixed(amount) => Some(amount),
+            InvoiceAmount::Open { .. } => None,
+        };
+        let expires_s = invoice.expires_at_ns / 1_000_000_000;
+        let master = jetton
+            .as_ref()
+            .map(|jetton| Address::parse(&jetton.master).map(|parsed| parsed.address))
+            .transpose()
+            .map_err(|error| AppError::internal(format!("stored jetton master: {error}")))?;
+        let link = amount.map(|amount| {
+            farthing_ton::pay::transfer_link(
+                &wallet.address,
+                wallet.network,
+                u128::from(amount),
+                &reference,
+                master.as_ref(),
+                Some(expires_s),
+            )
+        });
+        // TON Connect for TON: the message goes to the merchant's wallet. For a jetton the
+        // message goes to the payer's own jetton wallet, which is known only once the payer's
+        // wallet is connected; the link (`jetton=`) lets the wallet build it instead.
+        let ton_connect = match (amount, &jetton) {
+            (Some(amount), None) => Some(
+                farthing_ton::pay::ton_connect_request(
+                    &wallet.address,
+                    wallet.network,
+                    u128::from(amount),
+                    &reference,
+                    expires_s,
+                )
+                .map_err(|error| AppError::internal(format!("TON Connect payload: {error}")))?,
+            ),
+            _ => None,
+        };
+        Ok(Some(
+            json!({
+                "address": wallet.address.friendly(false, wallet.network),
+                "network": wallet.network.as_str(),
+                "currency": invoice.currency.code(),
+                "jetton_master": jetton.as_ref().map(|jetton| master.map_or_else(|| jetton.master.clone(), |m| m.friendly(true, wallet.network))),
+                "amount_minor": amount,
+                "comment": reference,
+                "comment_required": true,
+                "link": link,
+                "ton_connect": ton_connect,
+                "expires_at": expires_s,
+                "warning": "Write the comment exactly: it is how this payment finds its invoice. Some exchanges and custodial wallets drop comments; pay from your own wallet.",
+            })
+            .to_string(),
+        ))
+    }
+
+    async fn refund(&self, _: &App, _: Mode, _: RailRefund) -> Result<RailRefunded, AppError> {
+        Err(AppError::invalid(
+            "rail_refund_unsupported",
+            "farthing holds no TON keys: refund a TON or USDT payment to the customer's balance (destination balance) or send it from your wallet",
+        )
+        .param("destination"))
+    }
+
+    fn tasks(&self, app: &App, shutdown: signal::Receiver<bool>) -> Vec<Task> {
+        vec![Box::pin(watch::run(self.clone(), app.clone(), shutdown))]
+    }
+}

@@ -1,0 +1,672 @@
+//! The TON rail end to end (SPEC RL4, I3): invoices in TON and USDT paid by real transactions
+//! that TON's own `@ton/sandbox` makes for the comments farthing hands out
+//! (`crates/farthing-ton/tests/sandbox/generate.mjs`), served by a local indexer built to
+//! toncenter v3's response shape; the watcher finds, classifies and settles them once.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode as AxumStatus;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use farthing_app::Clock;
+use farthing_server::state::Mode;
+use farthing_ton::{body, Address};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::server::{self, Server};
+
+/// The generator's directory (its node_modules are installed by the test command).
+fn sandbox_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../farthing-ton/tests/sandbox")
+}
+
+/// Runs the sandbox generator on `spec` (`accounts` when `None`).
+async fn sandbox(spec: Option<Value>) -> Value {
+    let dir = sandbox_dir();
+    assert!(
+        dir.join("node_modules/@ton/sandbox").is_dir(),
+        "the TON sandbox is not installed in {}: run ./scripts/test (it runs npm ci there)",
+        dir.display()
+    );
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut command = std::process::Command::new("node");
+        command.current_dir(&dir).arg("generate.mjs");
+        command.arg(if spec.is_some() { "run" } else { "accounts" });
+        command.stdin(std::process::Stdio::piped());
+        command.stdout(std::process::Stdio::piped());
+        command.stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("node runs");
+        let mut stdin = child.stdin.take().expect("stdin");
+        if let Some(spec) = spec {
+            stdin.write_all(spec.to_string().as_bytes()).expect("spec");
+        }
+        drop(stdin);
+        let output = child.wait_with_output().expect("generator");
+        assert!(
+            output.status.success(),
+            "generate.mjs failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("generator JSON")
+    })
+    .await
+    .expect("join")
+}
+
+/// A local indexer answering like toncenter v3 from the transactions it was given.
+#[derive(Default)]
+struct Indexer {
+    transactions: Vec<Value>,
+    /// Statuses to answer `/transactions` with before serving again (429, 500…).
+    failures: VecDeque<u16>,
+    /// Serve every transaction twice in a page (a duplicating indexer).
+    duplicate: bool,
+    /// `(master, owner, answer)` of `runGetMethod get_wallet_address`.
+    wallet_answers: Vec<(String, String, Value)>,
+    /// `(owner, master, wallet)` of `/jetton/wallets`.
+    jetton_wallets: Vec<(String, String, String)>,
+    /// Every `/transactions` request, with the status answered.
+    requests: Vec<(Instant, u16)>,
+}
+
+type Shared = Arc<Mutex<Indexer>>;
+
+async fn transactions(
+    State(indexer): State<Shared>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> axum::response::Response {
+    let mut indexer = indexer.lock().expect("indexer");
+    let now = Instant::now();
+    if let Some(status) = indexer.failures.pop_front() {
+        indexer.requests.push((now, status));
+        let body = if status == 429 {
+            json!({"ok": false, "result": "Ratelimit exceed", "code": 429})
+        } else {
+            json!({"error": "internal error"})
+        };
+        return (
+            AxumStatus::from_u16(status).expect("status"),
+            axum::Json(body),
+        )
+            .into_response();
+    }
+    indexer.requests.push((now, 200));
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, v)| v.clone())
+    };
+    let account = Address::parse(&param("account").expect("account"))
+        .expect("address")
+        .address;
+    let start_lt: u64 = param("start_lt").map_or(0, |v| v.parse().expect("lt"));
+    let limit: usize = param("limit").map_or(10, |v| v.parse().expect("limit"));
+    assert_eq!(param("sort").as_deref(), Some("asc"));
+    let lt = |tx: &Value| tx["lt"].as_str().expect("lt").parse::<u64>().expect("lt");
+    let mut page: Vec<Value> = indexer
+        .transactions
+        .iter()
+        .filter(|tx| {
+            Address::parse(tx["account"].as_str().expect("account"))
+                .expect("a")
+                .address
+                == account
+        })
+        .filter(|tx| lt(tx) >= start_lt)
+        .cloned()
+        .collect();
+    page.sort_by_key(lt);
+    page.truncate(limit);
+    if indexer.duplicate {
+        page = page
+            .into_iter()
+            .flat_map(|tx| [tx.clone(), tx])
+            .take(limit.max(1))
+            .collect();
+    }
+    axum::Json(json!({"transactions": page, "address_book": {}})).into_response()
+}
+
+async fn run_get_method(
+    State(indexer): State<Shared>,
+    axum::Json(request): axum::Json<Value>,
+) -> axum::response::Response {
+    let indexer = indexer.lock().expect("indexer");
+    assert_eq!(request["method"], "get_wallet_address");
+    let master = Address::parse(request["address"].as_str().expect("address"))
+        .expect("master")
+        .address;
+    let owner = body::read_address_slice(request["stack"][0]["value"].as_str().expect("slice"))
+        .expect("owner");
+    let answer = indexer
+        .wallet_answers
+        .iter()
+        .find(|(m, o, _)| *m == master.raw() && *o == owner.raw())
+        .map(|(_, _, answer)| answer.clone());
+    match answer {
+        Some(answer) => axum::Json(answer).into_response(),
+        // A master the sandbox does not know: what a contract without the method answers.
+        None => axum::Json(json!({"gas_used": 0, "exit_code": 11, "stack": []})).into_response(),
+    }
+}
+
+async fn jetton_wallets(
+    State(indexer): State<Shared>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> axum::response::Response {
+    let indexer = indexer.lock().expect("indexer");
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let found: Vec<Value> = indexer
+        .jetton_wallets
+        .iter()
+        .filter(|(owner, master, _)| *owner == param("owner_address") && *master == param("jetton_address"))
+        .map(|(owner, master, wallet)| json!({"address": wallet, "owner": owner, "jetton": master, "balance": "0"}))
+        .collect();
+    axum::Json(json!({"jetton_wallets": found})).into_response()
+}
+
+async fn start_indexer() -> (String, Shared) {
+    let shared: Shared = Arc::default();
+    let app = axum::Router::new()
+        .route("/api/v3/transactions", get(transactions))
+        .route("/api/v3/runGetMethod", post(run_get_method))
+        .route("/api/v3/jetton/wallets", get(jetton_wallets))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("indexer") });
+    (format!("http://{addr}/api/v3"), shared)
+}
+
+struct Shop {
+    server: Server,
+    key: String,
+    indexer: Shared,
+    api_url: String,
+    accounts: Value,
+}
+
+impl Shop {
+    async fn open(clock: Clock) -> Shop {
+        let server = server::spawn_with_clock(
+            |config| {
+                config.ton.allow_private_indexers = true;
+                config.ton.poll_interval_ms = 20;
+                config.ton.request_interval_ms = 5;
+                config.ton.page_size = 3;
+            },
+            clock,
+        )
+        .await;
+        let key = server.merchant("Ton shop").await.test_key;
+        let (api_url, indexer) = start_indexer().await;
+        let accounts = sandbox(None).await["accounts"].clone();
+        {
+            let raw = |role: &str| accounts[role]["raw"].as_str().expect("raw").to_owned();
+            let mut indexer = indexer.lock().expect("indexer");
+            indexer.jetton_wallets.push((
+                raw("merchant"),
+                raw("usdt_master"),
+                raw("merchant_usdt_wallet"),
+            ));
+        }
+        Shop {
+            server,
+            key,
+            indexer,
+            api_url,
+            accounts,
+        }
+    }
+
+    fn raw(&self, role: &str) -> String {
+        self.accounts[role]["raw"].as_str().expect("raw").to_owned()
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self
+            .server
+            .client
+            .request(method, format!("{}{path}", self.server.base))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("an answer");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, answer) = self.call(method.clone(), path, body).await;
+        assert!(status.is_success(), "{method} {path}: {status} {answer}");
+        answer
+    }
+
+    /// Connects the merchant's wallet (`role`) with USDT, after giving the indexer the
+    /// sandbox's `get_wallet_address` answers.
+    async fn connect(&self, role: &str, answers: &Value) -> (StatusCode, Value) {
+        {
+            let mut indexer = self.indexer.lock().expect("indexer");
+            for answer in answers.as_array().expect("answers") {
+                indexer.wallet_answers.push((
+                    answer["master"].as_str().expect("master").to_owned(),
+                    answer["owner"].as_str().expect("owner").to_owned(),
+                    answer["response"].clone(),
+                ));
+            }
+        }
+        self.call(
+            Method::PUT,
+            "/v1/rails/ton",
+            Some(json!({
+                "address": self.accounts[role]["non_bounceable"],
+                "network": "testnet",
+                "api_url": self.api_url,
+                "jettons": [{"symbol": "USDT", "master": self.accounts["usdt_master"]["bounceable"], "decimals": 6}],
+            })),
+        )
+        .await
+    }
+
+    /// An invoice and the comment its TON instructions ask for.
+    async fn invoice(&self, currency: &str, amount: u64, expires_in: u64) -> (String, Value) {
+        let invoice = self
+            .ok(
+                Method::POST,
+                "/v1/invoices",
+                Some(json!({"currency": currency, "amount": amount, "rails": ["ton"], "expires_in": expires_in})),
+            )
+            .await;
+        let id = invoice["id"].as_str().expect("id").to_owned();
+        (id, invoice["payment_instructions"]["ton"].clone())
+    }
+
+    fn serve(&self, transactions: &Value) {
+        let mut indexer = self.indexer.lock().expect("indexer");
+        for tx in transactions.as_array().expect("transactions") {
+            indexer.transactions.push(tx.clone());
+        }
+    }
+
+    async fn wait_for<F: Fn(&Value) -> bool>(&self, path: &str, what: &str, done: F) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, answer) = self.call(Method::GET, path, None).await;
+            if done(&answer) {
+                return answer;
+            }
+            assert!(Instant::now() < deadline, "{path} never {what}: {answer}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn status_of(&self, invoice: &str) -> String {
+        let (_, answer) = self
+            .call(Method::GET, &format!("/v1/invoices/{invoice}"), None)
+            .await;
+        answer["status"].as_str().expect("status").to_owned()
+    }
+
+    /// The balance of the customer farthing keeps for the wallet `role`.
+    async fn payer_balance(&self, role: &str, currency: &str) -> i64 {
+        let external = format!("ton:{}", self.raw(role));
+        let list = self
+            .ok(
+                Method::GET,
+                &format!("/v1/customers?external_id={external}"),
+                None,
+            )
+            .await;
+        let Some(customer) = list["data"].as_array().expect("list").first() else {
+            return 0;
+        };
+        customer["balances"]
+            .as_array()
+            .expect("balances")
+            .iter()
+            .find(|entry| entry["currency"] == currency)
+            .map_or(0, |entry| entry["balance"].as_i64().expect("balance"))
+    }
+
+    async fn stop(self) {
+        for mode in [Mode::Live, Mode::Test] {
+            let report = self
+                .server
+                .running
+                .state()
+                .store(mode)
+                .audit()
+                .expect("audit runs");
+            assert!(report.is_ok(), "{mode:?} ledger audit failed: {report}");
+        }
+        self.server.running.shutdown().await;
+    }
+}
+
+fn ton(id: &str, from: &str, to: &str, amount: u64, comment: Option<&str>) -> Value {
+    json!({"id": id, "kind": "ton", "from": from, "to": to, "amount": amount.to_string(), "comment": comment, "bounce": false})
+}
+
+fn usdt(
+    id: &str,
+    jetton: &str,
+    from: &str,
+    amount: u64,
+    comment: Option<&str>,
+    in_ref: bool,
+    forward: &str,
+) -> Value {
+    json!({"id": id, "kind": "jetton", "jetton": jetton, "from": from, "to": "merchant", "amount": amount.to_string(),
+           "comment": comment, "comment_in_ref": in_ref, "forward_ton_amount": forward})
+}
+
+const TON: u64 = 1_000_000_000;
+const USDT: u64 = 1_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ton_and_usdt_invoices_settle_from_sandbox_transactions_once() {
+    let clock = Clock::manual();
+    let shop = Shop::open(clock.clone()).await;
+    // Connecting: the sandbox's answers derive the merchant's USDT wallet.
+    let answers = sandbox(Some(json!({"scenarios": []}))).await["get_wallet_address"].clone();
+    let (status, rail) = shop.connect("merchant", &answers).await;
+    assert_eq!(status, StatusCode::OK, "{rail}");
+    assert_eq!(
+        rail["jettons"][0]["wallet"],
+        shop.raw("merchant_usdt_wallet")
+    );
+    assert_eq!(rail["address"], shop.accounts["merchant"]["non_bounceable"]);
+    assert!(rail.get("api_key").is_none());
+
+    let (exact, instructions) = shop.invoice("TON", TON, 3600).await;
+    let comment = |i: &Value| i["comment"].as_str().expect("comment").to_owned();
+    let exact_ref = comment(&instructions);
+    assert_eq!(instructions["amount_minor"], TON);
+    assert!(instructions["link"]
+        .as_str()
+        .expect("link")
+        .contains(&format!("text={exact_ref}")));
+    let payload = instructions["ton_connect"]["messages"][0]["payload"]
+        .as_str()
+        .expect("payload");
+    assert_eq!(
+        body::read_comment(&body::parse_boc(payload).expect("boc")).as_deref(),
+        Some(exact_ref.as_str())
+    );
+    assert!(
+        instructions["ton_connect"]["valid_until"]
+            .as_u64()
+            .expect("valid_until")
+            <= clock.now_ns() / 1_000_000_000 + 3600
+    );
+    let (short, i) = shop.invoice("TON", 2 * TON, 3600).await;
+    let short_ref = comment(&i);
+    let (long, i) = shop.invoice("TON", 4 * TON / 10, 3600).await;
+    let long_ref = comment(&i);
+    let (inline, i) = shop.invoice("USDT", 3 * USDT / 2, 3600).await;
+    let inline_ref = comment(&i);
+    assert!(i["link"].as_str().expect("link").contains("jetton="), "{i}");
+    let (in_ref, i) = shop.invoice("USDT", 5 * USDT / 2, 3600).await;
+    let in_ref_ref = comment(&i);
+    let (no_note, i) = shop.invoice("USDT", 7 * USDT / 2, 3600).await;
+    let no_note_ref = comment(&i);
+    let (faked, i) = shop.invoice("USDT", 3 * USDT / 2, 3600).await;
+    let faked_ref = comment(&i);
+    let (late, i) = shop.invoice("TON", TON, 60).await;
+    let late_ref = comment(&i);
+
+    let spec = json!({"now": clock.now_ns() / 1_000_000_000, "scenarios": [
+        ton("exact", "payer", "merchant", TON, Some(&exact_ref)),
+        // Short, then topped up by a second payment before expiry; the payer wrote it in lower
+        // case with spaces around.
+        ton("short_1", "payer", "merchant", 3 * TON / 2, Some(&short_ref)),
+        ton("short_2", "payer", "merchant", TON / 2, Some(&format!("  {}  ", short_ref.to_lowercase()))),
+        ton("long", "payer2", "merchant", 3 * TON / 2, Some(&long_ref)),
+        usdt("inline", "usdt", "payer", 3 * USDT / 2, Some(&inline_ref), false, "1"),
+        usdt("in_ref", "usdt", "payer", 5 * USDT / 2, Some(&in_ref_ref), true, "1"),
+        usdt("no_notification", "usdt", "payer", 7 * USDT / 2, Some(&no_note_ref), false, "0"),
+        usdt("fake", "fake", "payer", 3 * USDT / 2, Some(&faked_ref), false, "1"),
+        ton("forgot_comment", "payer", "merchant", TON / 2, None),
+        ton("late", "payer2", "merchant", TON, Some(&late_ref)),
+    ]});
+    let made = sandbox(Some(spec)).await;
+    let all = made["transactions"]
+        .as_array()
+        .expect("transactions")
+        .clone();
+    let (late_txs, first): (Vec<Value>, Vec<Value>) =
+        all.into_iter().partition(|tx| tx["scenario"] == "late");
+    // The indexer first fails (rate limit, then a server error), then serves every page twice.
+    {
+        let mut indexer = shop.indexer.lock().expect("indexer");
+        indexer.requests.clear();
+        indexer.failures.extend([429, 429, 502, 500]);
+        indexer.duplicate = true;
+    }
+    shop.serve(&Value::Array(first));
+    for (invoice, status) in [
+        (&exact, "paid"),
+        (&short, "paid"),
+        (&long, "paid"),
+        (&inline, "paid"),
+        (&in_ref, "paid"),
+        (&no_note, "paid"),
+    ] {
+        shop.wait_for(&format!("/v1/invoices/{invoice}"), status, |i| {
+            i["status"] == status
+        })
+        .await;
+    }
+    // Everything up to the last transaction read: the fake jetton's invoice stays open.
+    let merchant_raw = shop.raw("merchant");
+    shop.wait_for("/v1/rails", "caught up", |rails| {
+        rails["data"].as_array().is_some_and(|rails| {
+            rails.iter().any(|rail| {
+                rail["rail"] == "ton"
+                    && rail["watcher"]["accounts"][&merchant_raw]["last_lt"].is_string()
+                    && rail["health"] == "healthy"
+            })
+        })
+    })
+    .await;
+    assert_eq!(shop.status_of(&faked).await, "open");
+    // The fake jetton's USDT never reached anyone's balance.
+    assert_eq!(shop.payer_balance("payer", "USDT").await, 0);
+    // Short: 1.5 then 0.5 TON, all of it paid the invoice; the forgotten comment's 0.5 TON is
+    // on the payer's balance. Long: 1.5 TON for 0.4, the 1.1 surplus on payer2's.
+    assert_eq!(shop.payer_balance("payer", "TON").await, (TON / 2) as i64);
+    assert_eq!(
+        shop.payer_balance("payer2", "TON").await,
+        (11 * TON / 10) as i64
+    );
+
+    // The indexer was asked again after each failure, and the failures were waited out.
+    {
+        let indexer = shop.indexer.lock().expect("indexer");
+        let statuses: Vec<u16> = indexer.requests.iter().map(|(_, s)| *s).collect();
+        assert_eq!(&statuses[..4], &[429, 429, 502, 500]);
+        let waited = indexer.requests[4].0 - indexer.requests[0].0;
+        assert!(
+            waited >= Duration::from_millis(5 * (2 + 4 + 8)),
+            "backed off only {waited:?}"
+        );
+    }
+
+    // Late: the invoice expired before the payment arrived; the money is the payer's.
+    clock.advance(Duration::from_secs(120));
+    shop.serve(&Value::Array(late_txs));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shop.payer_balance("payer2", "TON").await != (21 * TON / 10) as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "the late payment was never credited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(shop.status_of(&late).await, "paid");
+
+    // Each transaction is recorded once: serving them all again changes nothing.
+    {
+        let mut indexer = shop.indexer.lock().expect("indexer");
+        let again = indexer.transactions.clone();
+        indexer.transactions.extend(again);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(shop.payer_balance("payer", "TON").await, (TON / 2) as i64);
+    assert_eq!(
+        shop.payer_balance("payer2", "TON").await,
+        (21 * TON / 10) as i64
+    );
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_wallet_configurations_are_refused_with_what_to_fix() {
+    let shop = Shop::open(Clock::system()).await;
+    let put = |body: Value| shop.call(Method::PUT, "/v1/rails/ton", Some(body));
+    // A typo in the address: the checksum catches it.
+    let good = shop.accounts["merchant"]["non_bounceable"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    let mut typo = good.clone().into_bytes();
+    typo[10] = if typo[10] == b'A' { b'B' } else { b'A' };
+    let typo = String::from_utf8(typo).expect("ascii");
+    let (status, answer) =
+        put(json!({"address": typo, "network": "testnet", "api_url": shop.api_url, "jettons": []}))
+            .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_ton_address")),
+        "{answer}"
+    );
+    // A testnet-only address on mainnet.
+    let (status, answer) =
+        put(json!({"address": good, "network": "mainnet", "api_url": shop.api_url, "jettons": []}))
+            .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ton_wrong_network")),
+        "{answer}"
+    );
+    // A master whose get-method the chain does not answer.
+    let (status, answer) = put(json!({"address": good, "network": "testnet", "api_url": shop.api_url,
+        "jettons": [{"symbol": "USDT", "master": shop.accounts["fake_master"]["raw"], "decimals": 6}]})).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ton_jetton_unverified")),
+        "{answer}"
+    );
+    // Decimals that are not USDT's.
+    let (status, answer) = put(json!({"address": good, "network": "testnet", "api_url": shop.api_url,
+        "jettons": [{"symbol": "USDT", "master": shop.accounts["usdt_master"]["raw"], "decimals": 9}]})).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ton_jetton_unsupported")),
+        "{answer}"
+    );
+    // An indexer that is down.
+    shop.indexer.lock().expect("indexer").failures.extend([503]);
+    let (status, answer) =
+        put(json!({"address": good, "network": "testnet", "api_url": shop.api_url, "jettons": []}))
+            .await;
+    assert_eq!(
+        (status.as_u16(), answer["error"]["code"].as_str()),
+        (502, Some("ton_indexer_unavailable")),
+        "{answer}"
+    );
+    // Nothing was stored by any of them.
+    let rails = shop.ok(Method::GET, "/v1/rails", None).await;
+    assert!(
+        !rails["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|rail| rail["rail"] == "ton"),
+        "{rails}"
+    );
+    // A wallet another merchant has is refused.
+    let (status, answer) =
+        put(json!({"address": good, "network": "testnet", "api_url": shop.api_url, "jettons": []}))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let other = shop.server.merchant("Other").await.test_key;
+    let response = shop
+        .server
+        .client
+        .put(format!("{}/v1/rails/ton", shop.server.base))
+        .bearer_auth(&other)
+        .json(&json!({"address": shop.raw("merchant"), "network": "testnet", "api_url": shop.api_url, "jettons": []}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!(answer["error"]["code"], "ton_wallet_taken");
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_to_an_undeployed_wallet_is_credited_and_a_bounced_one_is_not() {
+    let shop = Shop::open(Clock::system()).await;
+    let mut bounced = ton(
+        "bounced",
+        "payer",
+        "undeployed",
+        3 * TON,
+        Some("no such invoice"),
+    );
+    bounced["bounce"] = json!(true);
+    let credited = ton(
+        "credited",
+        "payer",
+        "undeployed",
+        2 * TON,
+        Some("no such invoice"),
+    );
+    let made = sandbox(Some(json!({ "scenarios": [credited, bounced] }))).await;
+    let (status, answer) = shop
+        .call(
+            Method::PUT,
+            "/v1/rails/ton",
+            Some(json!({"address": shop.accounts["undeployed"]["raw"], "network": "testnet", "api_url": shop.api_url, "jettons": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let aborted: Vec<bool> = made["transactions"]
+        .as_array()
+        .expect("txs")
+        .iter()
+        .filter(|tx| tx["role"] == "undeployed")
+        .map(|tx| tx["description"]["aborted"].as_bool().expect("aborted"))
+        .collect();
+    assert_eq!(aborted, [true, true], "both arrive aborted (no_state)");
+    shop.serve(&made["transactions"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shop.payer_balance("payer", "TON").await != (2 * TON) as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "the aborted-but-credited payment was never credited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The bounced 3 TON went back to the payer on chain: nothing more is credited.
+    assert_eq!(shop.payer_balance("payer", "TON").await, (2 * TON) as i64);
+    shop.stop().await;
+}
