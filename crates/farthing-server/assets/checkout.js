@@ -10,6 +10,7 @@ const statusEl = document.getElementById('status');
 const countdownEl = document.getElementById('countdown');
 const sandboxEl = document.getElementById('sandbox');
 const lightningEl = document.getElementById('lightning');
+const tonEl = document.getElementById('ton');
 function show(s) {
   statusEl.textContent = window.statusLabel ? window.statusLabel(s.status) : (texts.status[s.status] || s.status);
   statusEl.className = 'status ' + s.status;
@@ -20,6 +21,7 @@ function show(s) {
     // Nothing left to pay: the sandbox button goes (it stays disabled for scripts that look).
     if (sandboxEl) { sandboxEl.disabled = true; const box = document.getElementById('sandbox-box'); if (box) box.hidden = true; }
     if (lightningEl) lightningEl.hidden = true;
+    if (tonEl) tonEl.hidden = true;
     // The next step: back to the shop, and on an expired invoice, why.
     if (presetsEl) presetsEl.hidden = true;
     const back = document.getElementById('return-link');
@@ -98,6 +100,19 @@ if (copyEl) copyEl.addEventListener('click', async () => {
   copyEl.textContent = copied ? texts.copied : texts.selected;
   setTimeout(() => { copyEl.textContent = texts.copy; }, 2000);
 });
+// The TON section's Copy buttons: each copies the field it names (data-copy).
+for (const button of document.querySelectorAll('button[data-copy]')) {
+  button.addEventListener('click', async () => {
+    const field = document.getElementById(button.dataset.copy);
+    let copied = false;
+    try { await navigator.clipboard.writeText(field.value); copied = true; } catch (e) {
+      field.focus(); field.select(); field.setSelectionRange(0, field.value.length);
+      try { copied = document.execCommand('copy'); } catch (e2) {}
+    }
+    button.textContent = copied ? texts.copied : texts.selected;
+    setTimeout(() => { button.textContent = texts.copy; }, 2000);
+  });
+}
 function offerWebln() { if (weblnEl && window.webln && statusEl.className.indexOf('open') >= 0) weblnEl.hidden = false; }
 if (weblnEl) {
   offerWebln();

@@ -77,6 +77,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/rails/lightning"),
     ("PUT", "/v1/rails/card"),
     ("PUT", "/v1/rails/ton"),
+    ("GET", "/v1/rails/ton/payments"),
+    ("POST", "/v1/rails/ton/payments/{id}/assign"),
     ("PUT", "/v1/dashboard/owners"),
     ("POST", "/v1/dashboard/owners/lnurl"),
     ("GET", "/v1/dashboard/owners/lnurl/{id}"),
@@ -140,7 +142,7 @@ pub fn router(state: AppState) -> Router {
     use crate::http::lnurl;
     use http::{
         charges, customers, events, invoices, keys, lightning, rails, settings, stars,
-        subscriptions, test_mode,
+        subscriptions, test_mode, ton,
     };
     use pages::{checkout, dashboard, webapp};
     let limit = state.config().max_body_bytes;
@@ -207,6 +209,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rails/lightning", put(rails::connect_lightning))
         .route("/v1/rails/card", put(rails::connect_card))
         .route("/v1/rails/ton", put(rails::connect_ton))
+        .route("/v1/rails/ton/payments", get(ton::list))
+        .route("/v1/rails/ton/payments/{id}/assign", post(ton::assign))
         .route("/v1/dashboard/owners", put(dashboard::set_owners))
         .route(
             "/v1/dashboard/owners/lnurl",

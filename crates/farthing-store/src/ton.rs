@@ -301,13 +301,24 @@ fn transactions(
     connection: &Connection,
     merchant: MerchantId,
     outcome: Option<&str>,
+    before: Option<(u64, &str)>,
     limit: u32,
 ) -> Result<Vec<TonTransaction>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {TX_COLUMNS} FROM ton_transactions WHERE merchant_id = ?1 \
-         AND (?2 IS NULL OR outcome = ?2) ORDER BY lt DESC, hash LIMIT ?3"
+         AND (?2 IS NULL OR outcome = ?2) \
+         AND (?3 IS NULL OR lt < ?3 OR (lt = ?3 AND hash > ?4)) \
+         ORDER BY lt DESC, hash LIMIT ?5"
     ))?;
-    let mut rows = statement.query(params![merchant.to_be_bytes(), outcome, limit])?;
+    let before_lt = before.map(|(lt, _)| sql_amount(lt)).transpose()?;
+    let before_hash = before.map(|(_, hash)| hash);
+    let mut rows = statement.query(params![
+        merchant.to_be_bytes(),
+        outcome,
+        before_lt,
+        before_hash,
+        limit
+    ])?;
     let mut found = Vec::new();
     while let Some(row) = rows.next()? {
         found.push(transaction_from_row(row)?);
@@ -520,13 +531,15 @@ impl Reader<'_> {
         transaction(self.connection, hash)
     }
 
-    /// The merchant's transactions, newest first, optionally of one outcome.
+    /// The merchant's transactions, newest (highest logical time) first, optionally of one
+    /// outcome and after the one at `before` (`(lt, hash)`, for paging).
     pub fn ton_transactions(
         &self,
         merchant: MerchantId,
         outcome: Option<&str>,
+        before: Option<(u64, &str)>,
         limit: u32,
     ) -> Result<Vec<TonTransaction>, StoreError> {
-        transactions(self.connection, merchant, outcome, limit)
+        transactions(self.connection, merchant, outcome, before, limit)
     }
 }

@@ -21,6 +21,7 @@ pub mod stars;
 pub mod step_up;
 pub mod subscriptions;
 pub mod test_mode;
+pub mod ton;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

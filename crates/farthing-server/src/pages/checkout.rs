@@ -530,6 +530,8 @@ struct CheckoutPage<'a> {
     lightning: &'a LightningOffer,
     /// The QR code of the BOLT11 as inline SVG (drawn here, from no user text).
     lightning_qr: Option<String>,
+    /// The TON section of an open invoice with TON instructions.
+    ton: Option<TonSection>,
     status_json: serde_json::Value,
     /// The Mini App's settings; `None`: the merchant has no bot, the page is the plain one.
     mini_app: Option<serde_json::Value>,
@@ -552,6 +554,41 @@ struct CheckoutPage<'a> {
     terms: &'a str,
     refund_policy: &'a str,
     contacts: &'a str,
+}
+
+/// What the page shows to pay an open invoice over TON, read from its TON instructions
+/// (`payment_instructions.ton`, made by the TON rail when the invoice was created).
+struct TonSection {
+    /// The merchant's wallet, user-friendly.
+    address: String,
+    /// The amount as a decimal number of `unit` (`None` for an amountless invoice).
+    amount: Option<String>,
+    unit: &'static str,
+    /// The reference to write as the comment.
+    comment: String,
+    /// The `ton://transfer` link (opens the payer's wallet with everything filled in).
+    link: Option<String>,
+    /// The link's QR code as inline SVG (drawn here, from the rail's own link).
+    qr: Option<String>,
+}
+
+fn ton_section(invoice: &Invoice) -> Option<TonSection> {
+    if invoice.status != InvoiceStatus::Open {
+        return None;
+    }
+    let text = invoice.instructions.get(&Rail::Ton)?;
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let link = value["link"].as_str().map(str::to_owned);
+    Some(TonSection {
+        address: value["address"].as_str()?.to_owned(),
+        amount: value["amount_minor"]
+            .as_u64()
+            .map(|minor| amount_number(invoice.currency, minor)),
+        unit: display_unit(invoice.currency).0,
+        comment: value["comment"].as_str()?.to_owned(),
+        qr: link.as_deref().and_then(qr_svg),
+        link,
+    })
 }
 
 /// A small icon for each rail: inline SVG in the text's colour, so it needs no font and no
@@ -633,6 +670,7 @@ fn render_page_in(
             LightningOffer::Bolt11(bolt11) => qr_svg(&lightning_qr_data(bolt11)),
             _ => None,
         },
+        ton: ton_section(invoice),
         status_json: status_json(invoice),
         mini_app: mini_app.map(|app| mini_app_json(invoice, mode, app)),
         assets: assets::version(),
@@ -829,6 +867,47 @@ mod tests {
             .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase() || " $%*+-./:".contains(c)));
         let lower = qr_svg(&format!("lightning:{BOLT11}")).expect("fits");
         assert!(svg_width(&qr_svg(&data).expect("fits")) < svg_width(&lower));
+    }
+
+    #[test]
+    fn a_ton_invoice_shows_address_amount_comment_qr_and_warning() {
+        let mut invoice = invoice(Currency::TON, vec![Rail::Ton]);
+        let link =
+            "ton://transfer/UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0p?amount=1500000000&text=K7M2Q9XH4D&exp=99";
+        invoice.instructions.insert(
+            Rail::Ton,
+            serde_json::json!({
+                "address": "UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0p",
+                "amount_minor": 1_500_000_000u64,
+                "comment": "K7M2Q9XH4D",
+                "link": link,
+            })
+            .to_string(),
+        );
+        let html = render_page(&invoice, Mode::Live, "Shop", &LightningOffer::Hidden);
+        for id in [
+            "id=ton>",
+            "id=ton-qr ",
+            "id=ton-address ",
+            "id=ton-amount ",
+            "id=ton-comment ",
+            "id=ton-warning>",
+            "id=ton-open ",
+        ] {
+            assert!(html.contains(id), "{id} missing");
+        }
+        assert!(html.contains(r#"value="K7M2Q9XH4D""#));
+        assert!(
+            html.contains(r#"value="1.500000000""#),
+            "the amount a wallet takes"
+        );
+        assert!(html.contains(r#"id=ton-open href="ton://transfer/UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0p?amount=1500000000"#));
+        assert!(html.contains("text=K7M2Q9XH4D"));
+        assert!(html.contains("data-copy=ton-comment"));
+        // A paid invoice shows no way to pay it again.
+        invoice.status = InvoiceStatus::Paid;
+        let html = render_page(&invoice, Mode::Live, "Shop", &LightningOffer::Hidden);
+        assert!(!html.contains("id=ton>"));
     }
 
     #[test]

@@ -620,6 +620,85 @@ macro_rules! list_schema {
     };
 }
 
+/// A transaction the TON watcher read on the merchant's wallet or jetton wallet.
+#[derive(ToSchema)]
+pub struct TonPayment {
+    /// Always `ton_payment`.
+    #[schema(example = "ton_payment")]
+    pub object: String,
+    /// The transaction hash in url-safe base64 (43 characters).
+    pub id: String,
+    /// The transaction hash as toncenter writes it (standard base64).
+    pub hash: String,
+    /// Live (`true`) or test (`false`) mode.
+    pub livemode: bool,
+    /// The account it is on (raw form): the wallet or a jetton wallet.
+    pub account: String,
+    /// Its logical time (a decimal string).
+    pub lt: String,
+    /// `settled`, `unmatched`, `assigned` or `ignored`.
+    pub outcome: String,
+    /// Why it was ignored (`fake_jetton`, `bounced_to_payer`, `excesses`, `own_notification`…),
+    /// or how a payment was split (`overpaid`, `underpaid`, `late`, `topped_up`…), or `null`.
+    pub reason: Option<String>,
+    /// `TON` or `USDT` for a payment, else `null`.
+    pub currency: Option<String>,
+    /// The amount in minor units (nanoton, micro-USDT), or `null`.
+    pub amount: Option<u64>,
+    /// The payer's address (raw form), or `null`.
+    pub payer: Option<String>,
+    /// The payer's comment, or `null`.
+    pub comment: Option<String>,
+    /// The invoice it paid or was assigned to, `inv_…`, or `null`.
+    pub invoice: Option<String>,
+    /// The customer credited, `cus_…`, or `null`.
+    pub customer: Option<String>,
+    /// Its time on chain (Unix seconds).
+    pub transaction_at: u64,
+    /// When the watcher read it (Unix seconds).
+    pub created: u64,
+}
+
+/// An assigned TON payment (`POST /v1/rails/ton/payments/{id}/assign`).
+#[derive(ToSchema)]
+pub struct AssignedTonPayment {
+    /// Always `ton_payment`.
+    #[schema(example = "ton_payment")]
+    pub object: String,
+    /// The transaction hash in url-safe base64.
+    pub id: String,
+    /// The transaction hash (standard base64).
+    pub hash: String,
+    /// Live or test mode.
+    pub livemode: bool,
+    /// The account it is on.
+    pub account: String,
+    /// Its logical time.
+    pub lt: String,
+    /// `assigned`.
+    pub outcome: String,
+    /// How it was first credited.
+    pub reason: Option<String>,
+    /// The currency.
+    pub currency: Option<String>,
+    /// The amount in minor units.
+    pub amount: Option<u64>,
+    /// The payer's address.
+    pub payer: Option<String>,
+    /// The payer's comment.
+    pub comment: Option<String>,
+    /// The invoice it was assigned to, or `null`.
+    pub invoice: Option<String>,
+    /// The customer whose balance holds it now (the payer's for an invoice).
+    pub customer: Option<String>,
+    /// Its time on chain.
+    pub transaction_at: u64,
+    /// When the watcher read it.
+    pub created: u64,
+    /// The invoice it paid, or `null` (assigned to a customer).
+    pub paid_invoice: Option<Invoice>,
+}
+
 /// A decision of the merchant's risk rules about one payment attempt (SPEC S1, S2).
 #[derive(ToSchema)]
 pub struct RiskDecision {
@@ -686,6 +765,7 @@ list_schema! {
     ApiKeyList of ApiKey at "/v1/api_keys",
     AuditEntryList of AuditEntry at "/v1/audit_log",
     RiskDecisionList of RiskDecision at "/v1/risk/decisions",
+    TonPaymentList of TonPayment at "/v1/rails/ton/payments",
     BalanceEntryList of BalanceEntry at "/v1/customers/{id}/statement",
 }
 

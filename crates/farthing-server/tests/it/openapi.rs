@@ -613,6 +613,11 @@ fn operations_are_well_formed() {
                 "k1" => (description.contains("hex"), "says k1 is hex"),
                 // The checkout page's embedded assets are named by file.
                 "file" => (description.contains("`checkout.js`"), "names the files"),
+                // A TON payment is named by its transaction hash.
+                "id" if path.starts_with("/v1/rails/ton/payments/") => (
+                    description.contains("url-safe base64"),
+                    "says the id is the transaction hash",
+                ),
                 "id" if path.starts_with("/v1/lnurl/")
                     || path.starts_with("/v1/dashboard/owners/lnurl/")
                     || path.starts_with("/dashboard/login/lnurl/") =>
@@ -2430,13 +2435,53 @@ async fn a_running_server_answers_as_documented() {
             .body(json!({"address": "UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0q", "network": "mainnet"})),
     )
     .await;
-    // ...and connects a wallet watched through an indexer that has no transactions yet.
+    // ...and connects a wallet watched through an indexer that has one payment for it: a
+    // real sandbox transaction without a comment (crates/farthing-ton/tests/sandbox).
+    let fixtures: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../farthing-ton/tests/sandbox/fixtures.json"
+        ))
+        .expect("fixtures"),
+    )
+    .expect("fixtures JSON");
+    let wallet = fixtures["accounts"]["merchant"]["raw"].clone();
+    let forgot = fixtures["transactions"]
+        .as_array()
+        .expect("transactions")
+        .iter()
+        .find(|tx| tx["scenario"] == "ton_no_comment" && tx["role"] == "merchant")
+        .expect("a payment without a comment")
+        .clone();
     let indexer = {
+        let wallet = wallet.as_str().expect("raw").to_owned();
         let app = axum::Router::new().route(
             "/api/v3/transactions",
-            axum::routing::get(|| async {
-                axum::Json(json!({"transactions": [], "address_book": {}}))
-            }),
+            axum::routing::get(
+                move |axum::extract::Query(query): axum::extract::Query<Vec<(String, String)>>| {
+                    let forgot = forgot.clone();
+                    let wallet = wallet.clone();
+                    async move {
+                        let asked = |name: &str| {
+                            query
+                                .iter()
+                                .find(|(k, _)| k == name)
+                                .map(|(_, v)| v.clone())
+                        };
+                        let lt: u64 = forgot["lt"]
+                            .as_str()
+                            .and_then(|lt| lt.parse().ok())
+                            .unwrap_or(0);
+                        let mine = asked("account").as_deref() == Some(wallet.as_str())
+                            && asked("start_lt")
+                                .and_then(|s| s.parse::<u64>().ok())
+                                .unwrap_or(0)
+                                <= lt;
+                        let transactions = if mine { vec![forgot] } else { vec![] };
+                        axum::Json(json!({"transactions": transactions, "address_book": {}}))
+                    }
+                },
+            ),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -2450,11 +2495,50 @@ async fn a_running_server_answers_as_documented() {
         call("PUT", "/v1/rails/ton", "/v1/rails/ton")
             .key(key)
             .body(json!({
-                "address": "0:b113a994b5024a16719f69139328eb759596c38a25f59028b146fecdc3621dfe",
+                "address": wallet,
                 "network": "testnet",
                 "api_url": indexer,
                 "jettons": [],
             })),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let unmatched = loop {
+        let list = c
+            .expect(
+                200,
+                call(
+                    "GET",
+                    "/v1/rails/ton/payments",
+                    "/v1/rails/ton/payments?outcome=unmatched",
+                )
+                .key(key),
+            )
+            .await;
+        if let Some(found) = list["data"].as_array().and_then(|data| data.first()) {
+            break found["id"].as_str().expect("id").to_owned();
+        }
+        assert!(Instant::now() < deadline, "the TON payment was never read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ton_customer = c
+        .expect(
+            201,
+            call("POST", "/v1/customers", "/v1/customers")
+                .key(key)
+                .body(json!({"external_id": "ton-assignee"})),
+        )
+        .await["id"]
+        .clone();
+    c.expect(
+        200,
+        call(
+            "POST",
+            "/v1/rails/ton/payments/{id}/assign",
+            format!("/v1/rails/ton/payments/{unmatched}/assign"),
+        )
+        .key(key)
+        .body(json!({"customer": ton_customer})),
     )
     .await;
     let rails = c

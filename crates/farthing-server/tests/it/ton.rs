@@ -507,6 +507,60 @@ async fn ton_and_usdt_invoices_settle_from_sandbox_transactions_once() {
         );
     }
 
+    // The forgotten comment is the one unmatched payment; the fake jetton is listed, ignored.
+    let unmatched = shop
+        .ok(
+            Method::GET,
+            "/v1/rails/ton/payments?outcome=unmatched",
+            None,
+        )
+        .await;
+    let unmatched = unmatched["data"].as_array().expect("list").clone();
+    assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+    assert_eq!(unmatched[0]["amount"], TON / 2);
+    assert_eq!(unmatched[0]["payer"], shop.raw("payer"));
+    let ignored = shop
+        .ok(
+            Method::GET,
+            "/v1/rails/ton/payments?outcome=ignored&limit=100",
+            None,
+        )
+        .await;
+    assert!(
+        ignored["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|p| p["reason"] == "fake_jetton" && p["comment"] == faked_ref.as_str()),
+        "{ignored}"
+    );
+    // "I forgot the comment": assigned to the invoice it was meant for, in one call.
+    let (forgotten, _) = shop.invoice("TON", TON / 2, 3600).await;
+    let payment = unmatched[0]["id"].as_str().expect("id");
+    let assigned = shop
+        .ok(
+            Method::POST,
+            &format!("/v1/rails/ton/payments/{payment}/assign"),
+            Some(json!({"invoice": forgotten})),
+        )
+        .await;
+    assert_eq!(assigned["outcome"], "assigned");
+    assert_eq!(assigned["paid_invoice"]["status"], "paid", "{assigned}");
+    assert_eq!(shop.status_of(&forgotten).await, "paid");
+    assert_eq!(shop.payer_balance("payer", "TON").await, 0);
+    // Once only.
+    let (again, _) = shop.invoice("TON", TON / 2, 3600).await;
+    let (status, answer) = shop
+        .call(
+            Method::POST,
+            &format!("/v1/rails/ton/payments/{payment}/assign"),
+            Some(json!({"invoice": again})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "ton_payment_not_unmatched");
+    assert_eq!(shop.status_of(&again).await, "open");
+
     // Late: the invoice expired before the payment arrived; the money is the payer's.
     clock.advance(Duration::from_secs(120));
     shop.serve(&Value::Array(late_txs));
@@ -527,7 +581,7 @@ async fn ton_and_usdt_invoices_settle_from_sandbox_transactions_once() {
         indexer.transactions.extend(again);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(shop.payer_balance("payer", "TON").await, (TON / 2) as i64);
+    assert_eq!(shop.payer_balance("payer", "TON").await, 0);
     assert_eq!(
         shop.payer_balance("payer2", "TON").await,
         (21 * TON / 10) as i64
@@ -668,5 +722,59 @@ async fn a_payment_to_an_undeployed_wallet_is_credited_and_a_bounced_one_is_not(
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The bounced 3 TON went back to the payer on chain: nothing more is credited.
     assert_eq!(shop.payer_balance("payer", "TON").await, (2 * TON) as i64);
+    // The payment named no invoice: the merchant moves it to the customer it belongs to.
+    let customer = shop
+        .ok(
+            Method::POST,
+            "/v1/customers",
+            Some(json!({"external_id": "alice"})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let list = shop
+        .ok(
+            Method::GET,
+            "/v1/rails/ton/payments?outcome=unmatched",
+            None,
+        )
+        .await;
+    let payment = list["data"][0]["id"].as_str().expect("id").to_owned();
+    let (status, answer) = shop
+        .call(
+            Method::POST,
+            &format!("/v1/rails/ton/payments/{payment}/assign"),
+            Some(json!({"invoice": "inv_01m8y8zm72bmf9870nbspnmd4n", "customer": customer})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_parameter"))
+    );
+    let assigned = shop
+        .ok(
+            Method::POST,
+            &format!("/v1/rails/ton/payments/{payment}/assign"),
+            Some(json!({"customer": customer})),
+        )
+        .await;
+    assert_eq!(assigned["customer"], customer.as_str());
+    assert_eq!(shop.payer_balance("payer", "TON").await, 0);
+    let alice = shop
+        .ok(Method::GET, &format!("/v1/customers/{customer}"), None)
+        .await;
+    assert_eq!(alice["balances"][0]["balance"], 2 * TON, "{alice}");
+    let ignored = shop
+        .ok(Method::GET, "/v1/rails/ton/payments?outcome=ignored", None)
+        .await;
+    assert_eq!(
+        ignored["data"][0]["reason"], "bounced_to_payer",
+        "{ignored}"
+    );
+    let (status, _) = shop
+        .call(Method::GET, "/v1/rails/ton/payments?outcome=lost", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     shop.stop().await;
 }

@@ -17,6 +17,7 @@
 //! Architecture invariant: this module knows TON and the indexer; it reaches the ledger only
 //! through the service (`farthing_app`), and no other rail.
 
+pub mod assign;
 pub mod watch;
 
 use std::sync::Arc;
