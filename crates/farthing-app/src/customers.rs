@@ -129,3 +129,38 @@ pub fn emit_balance_changed(
     )?;
     Ok(())
 }
+
+/// Moves `amount_minor` of `currency` from one customer's balance to another's in the current
+/// job (a correction the merchant makes, e.g. assigning a payment a rail credited to the wrong
+/// payer), once per `transfer` id: a repeated id books nothing again. Both customers must be
+/// the merchant's; refused, with nothing booked, when `from`'s balance does not cover it.
+/// Writes `customer.balance_changed` for both.
+#[allow(clippy::too_many_arguments)]
+pub fn move_balance(
+    tx: &mut Tx<'_, '_>,
+    merchant: MerchantId,
+    mode: Mode,
+    from: CustomerId,
+    to: CustomerId,
+    currency: Currency,
+    amount_minor: u64,
+    transfer: farthing_core::TransferId,
+) -> Result<(), AppError> {
+    require(tx, merchant, from)?;
+    require(tx, merchant, to)?;
+    if from == to || amount_minor == 0 {
+        return Ok(());
+    }
+    let group = book::transfer(
+        transfer,
+        book::customer(merchant, from, currency),
+        book::customer(merchant, to, currency),
+        amount_minor,
+        farthing_core::ledger::code::CORRECTION,
+        to.raw(),
+    );
+    tx.apply(&group)?
+        .map_err(|error| book::refusal(error, "the customer", currency, amount_minor))?;
+    emit_balance_changed(tx, merchant, mode, from, currency)?;
+    emit_balance_changed(tx, merchant, mode, to, currency)
+}

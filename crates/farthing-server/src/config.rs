@@ -230,7 +230,7 @@ pub struct TonConfig {
 impl Default for TonConfig {
     fn default() -> Self {
         TonConfig {
-            poll_interval_ms: 3_000,
+            poll_interval_ms: 1_000,
             request_interval_ms: 1_100,
             request_interval_with_key_ms: 110,
             page_size: 100,

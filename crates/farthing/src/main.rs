@@ -6,6 +6,7 @@
 mod bench;
 mod bench_http;
 mod bench_lightning;
+mod bench_ton;
 mod demo;
 mod internal;
 mod remote;
@@ -121,6 +122,10 @@ enum BenchCommand {
     /// Start a throwaway LNbits and farthing, pay farthing's BOLT11 invoices from an LNbits
     /// wallet and measure the time from each payment to farthing's `invoice.paid` webhook.
     Lightning(bench_lightning::LightningArgs),
+    /// Start farthing and a local TON indexer, pay TON invoices with real @ton/sandbox
+    /// transactions and measure the time from each transaction appearing at the indexer to the
+    /// invoice being paid.
+    Ton(bench_ton::TonArgs),
 }
 
 fn main() -> ExitCode {
@@ -144,6 +149,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Ledger(args)) => bench::run_ledger(&args),
         Command::Bench(BenchCommand::Http(args)) => bench_http::run(&args),
         Command::Bench(BenchCommand::Lightning(args)) => bench_lightning::run(&args),
+        Command::Bench(BenchCommand::Ton(args)) => bench_ton::run(&args),
         Command::Internal(command) => internal::run(command),
     };
     match result {

@@ -1,8 +1,9 @@
-//! The TON watcher killed between fetching and committing (SPEC RL4, M1): `farthing serve`
+//! The TON rail through the binary. The watcher killed between fetching and committing
+//! (SPEC RL4, M1): `farthing serve`
 //! is SIGKILLed again and again right after the indexer handed it a page, at random moments
 //! around the page's store job; restarted on the same database each time, it must book every
 //! payment exactly once (the cursor moves in the job that books the page, and the transaction
-//! hash is the payment id), and `farthing audit` must pass.
+//! hash is the payment id), and `farthing audit` must pass. And `farthing bench ton` runs.
 //!
 //! The payments are real `@ton/sandbox` transactions (`crates/farthing-ton/tests/sandbox`),
 //! served by a minimal indexer in this process answering toncenter v3's `/transactions` shape.
@@ -320,4 +321,35 @@ fn the_ton_watcher_killed_mid_page_books_every_payment_exactly_once() {
         String::from_utf8_lossy(&audit.stdout)
     );
     println!("{kills} kills mid-page; every TON payment booked once");
+}
+
+/// `farthing bench ton` pays real sandbox transactions through a local indexer and reports the
+/// time from each reaching the indexer to its invoice being paid.
+#[test]
+fn bench_ton_pays_every_invoice_and_reports_the_latency() {
+    let output = farthing()
+        .args([
+            "bench",
+            "ton",
+            "--payments",
+            "3",
+            "--poll-interval-ms",
+            "20",
+            "--request-interval-ms",
+            "5",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .expect("run bench");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("TON: indexer → invoice paid, 3 payments"))
+        .unwrap_or_else(|| panic!("no report in {text}"));
+    assert!(line.contains("0 not paid"), "{line}");
 }

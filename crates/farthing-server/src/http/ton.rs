@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{list_answer, write};
-use crate::rails::ton::assign::{self, Target};
+use crate::rails::ton::{self as ton_rail, Target};
 use crate::render;
 use crate::state::{AppState, Mode, Principal};
 use crate::web::error::ApiError;
@@ -223,7 +223,7 @@ pub async fn assign(
         &route,
         &body.raw,
         move |tx| {
-            let (row, invoice) = assign::assign(tx, &guard, &hash, target)?;
+            let (row, invoice) = ton_rail::assign(tx, &guard, &hash, target)?;
             let mut object = render_payment(&row, mode);
             object["paid_invoice"] = match invoice {
                 Some(invoice) => serde_json::to_value(render::invoice(

@@ -5,11 +5,11 @@
 //! `customer.balance_changed` for both). Once: a payment assigned is no longer unmatched.
 
 use farthing_core::invoice::Invoice;
-use farthing_core::{Currency, CustomerId, InvoiceId, PublicId, Rail, TransferId};
+use farthing_core::{Currency, CustomerId, InvoiceId, Rail, TransferId};
 use farthing_store::{TonTransaction, Tx};
 
 use farthing_app::risk::RiskCheck;
-use farthing_app::{book, customers, AppError};
+use farthing_app::{customers, AppError};
 
 /// Where an unmatched payment goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,22 +68,16 @@ pub fn assign(
             Rail::Ton,
         )?),
         Target::Customer(customer) => {
-            customers::require(tx, merchant, customer)?;
-            if customer != payer {
-                let group = book::transfer(
-                    assign_transfer_id(hash),
-                    book::customer(merchant, payer, currency),
-                    book::customer(merchant, customer, currency),
-                    amount,
-                    farthing_core::ledger::code::CORRECTION,
-                    customer.raw(),
-                );
-                tx.apply(&group)?.map_err(|error| {
-                    book::refusal(error, "the payer's balance", currency, amount)
-                })?;
-                customers::emit_balance_changed(tx, merchant, mode, payer, currency)?;
-                customers::emit_balance_changed(tx, merchant, mode, customer, currency)?;
-            }
+            customers::move_balance(
+                tx,
+                merchant,
+                mode,
+                payer,
+                customer,
+                currency,
+                amount,
+                assign_transfer_id(hash),
+            )?;
             None
         }
     };

@@ -20,6 +20,8 @@
 pub mod assign;
 pub mod watch;
 
+pub use assign::{assign, Target};
+
 use std::sync::Arc;
 use std::time::Duration;
 
