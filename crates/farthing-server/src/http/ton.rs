@@ -88,17 +88,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     principal.require("settings:read")?;
     let query = extract::list_query_with(query.as_deref(), &["outcome"])?;
-    let limit: u32 = match &query.limit {
-        None => 10,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid("invalid_limit", "limit must be an integer from 1 to 100")
-                    .param("limit")
-            })?,
-    };
+    let limit = u32::try_from(query.limit()?).unwrap_or(100);
     if query.ending_before.is_some() {
         return Err(ApiError::invalid(
             "invalid_parameter",

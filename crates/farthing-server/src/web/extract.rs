@@ -157,10 +157,10 @@ impl ListQuery {
 }
 
 impl ListQuery {
-    /// The page request for ids of type `T`.
-    pub fn page<T: PublicId>(&self) -> Result<PageRequest, ApiError> {
-        let limit = match &self.limit {
-            None => 10,
+    /// `limit`: 1 to 100, 10 when not given.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        match &self.limit {
+            None => Ok(10),
             Some(text) => text
                 .parse::<usize>()
                 .ok()
@@ -168,8 +168,13 @@ impl ListQuery {
                 .ok_or_else(|| {
                     ApiError::invalid("invalid_limit", "limit must be an integer from 1 to 100")
                         .param("limit")
-                })?,
-        };
+                }),
+        }
+    }
+
+    /// The page request for ids of type `T`.
+    pub fn page<T: PublicId>(&self) -> Result<PageRequest, ApiError> {
+        let limit = self.limit()?;
         let starting_after = self
             .starting_after
             .as_deref()

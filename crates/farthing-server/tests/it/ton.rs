@@ -586,6 +586,24 @@ async fn ton_and_usdt_invoices_settle_from_sandbox_transactions_once() {
         shop.payer_balance("payer2", "TON").await,
         (21 * TON / 10) as i64
     );
+
+    // farthing sends no TON: a refund goes to the payer's balance (the payer is a customer
+    // from the first payment on), not back over the rail.
+    let (status, refused) = shop
+        .call(
+            Method::POST,
+            "/v1/refunds",
+            Some(json!({"invoice": exact, "destination": "rail"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"]["code"], "rail_refund_unsupported");
+    let (status, refund) = shop
+        .call(Method::POST, "/v1/refunds", Some(json!({"invoice": exact})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{refund}");
+    assert_eq!(shop.payer_balance("payer", "TON").await, TON as i64);
+    assert_eq!(shop.status_of(&exact).await, "refunded");
     shop.stop().await;
 }
 

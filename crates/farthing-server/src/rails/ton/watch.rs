@@ -525,14 +525,30 @@ fn settle_one(
             .map(|found| found.id),
         None => None,
     };
-    let payer_external_id = payment.payer.map(|payer| format!("ton:{}", payer.raw()));
+    // The payer is the merchant's customer `ton:<address>`, made now if new: farthing cannot
+    // send TON back, so the payer's balance is where a refund (or a surplus) goes, and a later
+    // payment from the same wallet finds the same customer.
+    let payer = match payment.payer {
+        Some(address) => Some(
+            farthing_app::customers::find_or_create(
+                tx,
+                wallet.merchant,
+                mode,
+                &format!("ton:{}", address.raw()),
+                Vec::new(),
+            )?
+            .0
+            .id,
+        ),
+        None => None,
+    };
     let incoming = IncomingPayment {
         merchant: wallet.merchant,
         rail: Rail::Ton,
         external_id: read.tx.hash.clone(),
         invoice,
-        payer: None,
-        payer_external_id,
+        payer,
+        payer_external_id: None,
         currency,
         amount_minor,
         payload: Some(json!({
