@@ -43,7 +43,8 @@ use crate::config::TonConfig;
 pub const USDT_MAINNET_MASTER: &str =
     "0:B113A994B5024A16719F69139328EB759596C38A25F59028B146FECDC3621DFE";
 
-/// How long the indexer may take to answer the checks of `PUT /v1/rails/ton`.
+/// How long the indexer may take to answer each check of `PUT /v1/rails/ton` (the client's
+/// own timeout).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A jetton the merchant accepts, as stored.
@@ -287,10 +288,11 @@ impl TonRail {
             ));
         }
         let master = master.address;
+        // The client gives up after CHECK_TIMEOUT (a timeout is `Unavailable`, hence 502).
         let derived =
-            tokio::time::timeout(CHECK_TIMEOUT, client.get_wallet_address(&master, owner))
+            client
+                .get_wallet_address(&master, owner)
                 .await
-                .map_err(|_| indexer_error(&ToncenterError::Unavailable("timed out".to_owned())))?
                 .map_err(|error| match error {
                     ToncenterError::Invalid(message) => invalid(
                         "ton_jetton_unverified",
@@ -299,9 +301,9 @@ impl TonRail {
                     ),
                     other => indexer_error(&other),
                 })?;
-        let indexed = tokio::time::timeout(CHECK_TIMEOUT, client.jetton_wallet(owner, &master))
+        let indexed = client
+            .jetton_wallet(owner, &master)
             .await
-            .map_err(|_| indexer_error(&ToncenterError::Unavailable("timed out".to_owned())))?
             .map_err(|error| indexer_error(&error))?;
         if let Some(indexed) = indexed {
             if indexed != derived {
@@ -418,9 +420,9 @@ impl RailAdapter for TonRail {
         }
         let client = self.client(&api_url, api_key.clone());
         // The indexer answers for this wallet (URL reachable, key valid for this network).
-        tokio::time::timeout(CHECK_TIMEOUT, client.transactions(&address, 0, 1))
+        client
+            .transactions(&address, 0, 1)
             .await
-            .map_err(|_| indexer_error(&ToncenterError::Unavailable("timed out".to_owned())))?
             .map_err(|error| indexer_error(&error))?;
         let requested = match request.jettons {
             Some(jettons) => jettons,

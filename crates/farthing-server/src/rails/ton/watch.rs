@@ -75,11 +75,19 @@ struct MerchantWatch {
     accounts: BTreeMap<String, AccountSeen>,
 }
 
-/// The watcher's shared state: health per merchant, pacing per indexer, and the wake-up.
+/// Each wallet's client, with the key it was made with (its base URL it knows itself).
+type Clients = HashMap<(Mode, MerchantId), (Option<String>, Toncenter)>;
+
+/// The watcher's shared state: health per merchant, pacing per indexer, each wallet's client,
+/// and the wake-up.
 #[derive(Default)]
 pub struct Watcher {
     merchants: Mutex<HashMap<(Mode, MerchantId), MerchantWatch>>,
     indexers: Mutex<HashMap<(String, bool), Pace>>,
+    /// Each watched wallet's indexer client, kept across rounds (its connections and TLS
+    /// sessions are reused rather than made again every poll) and replaced when the wallet's
+    /// indexer or key changes.
+    clients: Mutex<Clients>,
     wake: Notify,
 }
 
@@ -93,6 +101,20 @@ impl Watcher {
     /// Wakes the watcher (a wallet was configured).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// The indexer client of `wallet` in `mode`.
+    fn client(&self, mode: Mode, wallet: &Wallet) -> Toncenter {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let make = || {
+            let client = Toncenter::new(&wallet.api_url, wallet.api_key.clone(), CALL_TIMEOUT);
+            (wallet.api_key.clone(), client)
+        };
+        let entry = clients.entry((mode, wallet.merchant)).or_insert_with(make);
+        if entry.0 != wallet.api_key || entry.1.base() != wallet.api_url.trim_end_matches('/') {
+            *entry = make();
+        }
+        entry.1.clone()
     }
 
     /// How the watch of `merchant` stands.
@@ -256,7 +278,7 @@ async fn watch_wallet(
     mode: Mode,
     wallet: &Wallet,
 ) -> Result<(), String> {
-    let client = Toncenter::new(&wallet.api_url, wallet.api_key.clone(), CALL_TIMEOUT);
+    let client = rail.watcher().client(mode, wallet);
     let key = (wallet.api_url.clone(), wallet.api_key.is_some());
     let interval = Duration::from_millis(if wallet.api_key.is_some() {
         rail.config().request_interval_with_key_ms
@@ -295,15 +317,8 @@ async fn watch_wallet(
                 .map_or(0, |cursor| cursor.lt.saturating_add(1));
             rail.watcher().pace(&key, interval).await;
             let page = rail.config().page_size;
-            let fetched =
-                tokio::time::timeout(CALL_TIMEOUT, client.transactions(&account, start_lt, page))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(farthing_ton::toncenter::ToncenterError::Unavailable(
-                            "timed out".to_owned(),
-                        ))
-                    });
-            let transactions = match fetched {
+            // The client gives up after CALL_TIMEOUT (a timeout is `Unavailable`: transient).
+            let transactions = match client.transactions(&account, start_lt, page).await {
                 Ok(transactions) => {
                     rail.watcher().backoff(&key, interval, false);
                     transactions
