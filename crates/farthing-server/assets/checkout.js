@@ -1,7 +1,7 @@
 // The checkout page's script (pages/checkout.rs renders the page): shows the invoice's status
 // as the server reports it (GET /pay/{id}/status, polled), the countdown, the sandbox button
-// in test mode, and the Lightning section's Copy and WebLN buttons. It never decides that
-// anything is paid.
+// in test mode, the Lightning section's Copy and WebLN buttons, and the TON section's Copy
+// buttons and TON Connect "Pay with wallet". It never decides that anything is paid.
 // The invoice's status as the server rendered it (a JSON block of the page: no inline script).
 const invoice = JSON.parse(document.getElementById('invoice-data').textContent);
 // The page's words in its language (pages/texts.rs), also a JSON block.
@@ -132,5 +132,72 @@ if (weblnEl) {
       weblnEl.disabled = false;
     }
   });
+}
+// The TON section's "Pay with wallet": TON Connect (its UI library, tonconnect-ui.min.js, is
+// served by farthing). The payer picks a wallet, connects, and the wallet is asked to sign the
+// rail's own sendTransaction request (address, amount, the comment as payload, valid until the
+// invoice expires). The page shows paid only when the watcher has seen the payment on chain.
+const tonData = document.getElementById('ton-connect-data');
+const tonPayEl = document.getElementById('ton-connect-pay');
+const tonErrorEl = document.getElementById('ton-connect-error');
+if (tonData && tonPayEl && window.TON_CONNECT_UI) {
+  const connect = JSON.parse(tonData.textContent);
+  let ui = null, wanted = null;
+  const tonError = (text) => { tonErrorEl.textContent = text; tonErrorEl.hidden = !text; };
+  // The request in TON Connect's wire form (snake case) as the UI library takes it.
+  const request = () => ({
+    validUntil: connect.request.valid_until,
+    network: connect.request.network,
+    messages: connect.request.messages.map((m) => ({address: m.address, amount: m.amount, payload: m.payload})),
+  });
+  async function send() {
+    const done = wanted; wanted = null;
+    tonPayEl.disabled = true; tonError('');
+    try {
+      await ui.sendTransaction(request(), {modals: ['before'], notifications: []});
+      // The wallet signed and sent it; the chain and the watcher still have to see it.
+      tonPayEl.textContent = texts.confirming;
+      poll();
+      if (done) done.resolve(true);
+    } catch (e) {
+      tonError(texts.wallet_failed + ((e && e.message) || String(e)));
+      tonPayEl.disabled = false;
+      if (done) done.reject(e);
+    }
+  }
+  function library() {
+    if (ui) return ui;
+    // Made on the first tap: nothing is fetched for TON Connect until the payer asks for it.
+    ui = new window.TON_CONNECT_UI.TonConnectUI({
+      manifestUrl: connect.manifest_url,
+      language: texts.lang === 'ru' ? 'ru' : 'en',
+      analytics: {mode: 'off'},
+    });
+    if (connect.twa_return_url) ui.uiOptions = {actionsConfiguration: {twaReturnUrl: connect.twa_return_url}};
+    // Connected after the tap (the payer picked a wallet in the modal): ask it to pay.
+    ui.onStatusChange((wallet) => { if (wallet && wanted) send(); });
+    ui.onModalStateChange((state) => {
+      if (state.status === 'closed' && !ui.connected && wanted) { const w = wanted; wanted = null; tonPayEl.disabled = false; w.resolve(false); }
+    });
+    return ui;
+  }
+  // Pays: resolves true once the wallet sent the payment, false if the payer closed the list.
+  async function pay() {
+    library();
+    tonError('');
+    // A wallet connected before (kept by the library) is reused; but a bridge that cannot be
+    // reached must not keep the payer waiting: after 2 s the wallet list opens anyway.
+    await Promise.race([ui.connectionRestored, new Promise((done) => setTimeout(done, 2000))]);
+    return new Promise((resolve, reject) => {
+      wanted = {resolve, reject};
+      if (ui.connected) send(); else { tonPayEl.disabled = true; ui.openModal(); }
+    });
+  }
+  tonPayEl.hidden = false;
+  tonPayEl.addEventListener('click', () => {
+    pay().catch((e) => { tonError(texts.wallet_failed + ((e && e.message) || String(e))); tonPayEl.disabled = false; });
+  });
+  // The Mini App offers the same as one of its methods.
+  window.farthingTon = {pay};
 }
 show(invoice); tick(); setInterval(tick, 1000); poll();

@@ -1,16 +1,17 @@
 // The Mini App screen of the checkout page (SPEC T4), loaded only when the merchant has a bot:
 // finds Telegram.WebApp, exchanges the init data for a session (POST /webapp/session, kept in
-// sessionStorage), and shows amount, method (Stars through openInvoice, or the balance) and Pay.
+// sessionStorage), and shows amount, method (Stars through openInvoice, the balance, or a TON
+// wallet through TON Connect — checkout.js's window.farthingTon) and Pay.
 // The status still comes from the server only.
 (() => {
 // The Mini App's settings, a JSON block of the page.
 const cfg = JSON.parse(document.getElementById('mini-app-data').textContent);
 const TEXT = {
-  en: {amount: 'Amount', method: 'Pay with', stars: 'Telegram Stars', balance: 'Balance', available: '{n} available', pay: 'Pay', paying: 'Paying…', confirming: 'Confirming…', paid: 'Paid ✓', open: 'Awaiting payment', expired: 'Expired', canceled: 'Canceled', insufficient: 'Not enough balance', failed: 'Payment failed, please try again', none: 'This invoice can’t be paid in Telegram.'},
-  fr: {amount: 'Montant', method: 'Payer avec', stars: 'Telegram Stars', balance: 'Solde', available: '{n} disponible', pay: 'Payer', paying: 'Paiement…', confirming: 'Confirmation…', paid: 'Payé ✓', open: 'En attente de paiement', expired: 'Expirée', canceled: 'Annulée', insufficient: 'Solde insuffisant', failed: 'Le paiement a échoué, réessayez', none: 'Cette facture ne peut pas être payée dans Telegram.'},
-  de: {amount: 'Betrag', method: 'Bezahlen mit', stars: 'Telegram Stars', balance: 'Guthaben', available: '{n} verfügbar', pay: 'Bezahlen', paying: 'Zahlung läuft…', confirming: 'Wird bestätigt…', paid: 'Bezahlt ✓', open: 'Zahlung ausstehend', expired: 'Abgelaufen', canceled: 'Storniert', insufficient: 'Guthaben reicht nicht', failed: 'Zahlung fehlgeschlagen, bitte erneut versuchen', none: 'Diese Rechnung kann nicht in Telegram bezahlt werden.'},
-  fa: {amount: 'مبلغ', method: 'پرداخت با', stars: 'استارز تلگرام', balance: 'موجودی', available: '{n} در دسترس', pay: 'پرداخت', paying: 'در حال پرداخت…', confirming: 'در حال تأیید…', paid: 'پرداخت شد ✓', open: 'در انتظار پرداخت', expired: 'منقضی شده', canceled: 'لغو شده', insufficient: 'موجودی کافی نیست', failed: 'پرداخت ناموفق بود، دوباره تلاش کنید', none: 'این صورتحساب در تلگرام قابل پرداخت نیست.'},
-  ru: {amount: 'Сумма', method: 'Оплатить через', stars: 'Telegram Stars', balance: 'Баланс', available: 'доступно {n}', pay: 'Оплатить', paying: 'Оплата…', confirming: 'Подтверждение…', paid: 'Оплачено ✓', open: 'Ожидает оплаты', expired: 'Истёк', canceled: 'Отменён', insufficient: 'Недостаточно средств', failed: 'Оплата не прошла, попробуйте ещё раз', none: 'Этот счёт нельзя оплатить в Telegram.'},
+  en: {amount: 'Amount', method: 'Pay with', ton: 'TON wallet', stars: 'Telegram Stars', balance: 'Balance', available: '{n} available', pay: 'Pay', paying: 'Paying…', confirming: 'Confirming…', paid: 'Paid ✓', open: 'Awaiting payment', expired: 'Expired', canceled: 'Canceled', insufficient: 'Not enough balance', failed: 'Payment failed, please try again', none: 'This invoice can’t be paid in Telegram.'},
+  fr: {amount: 'Montant', method: 'Payer avec', ton: 'Portefeuille TON', stars: 'Telegram Stars', balance: 'Solde', available: '{n} disponible', pay: 'Payer', paying: 'Paiement…', confirming: 'Confirmation…', paid: 'Payé ✓', open: 'En attente de paiement', expired: 'Expirée', canceled: 'Annulée', insufficient: 'Solde insuffisant', failed: 'Le paiement a échoué, réessayez', none: 'Cette facture ne peut pas être payée dans Telegram.'},
+  de: {amount: 'Betrag', method: 'Bezahlen mit', ton: 'TON-Wallet', stars: 'Telegram Stars', balance: 'Guthaben', available: '{n} verfügbar', pay: 'Bezahlen', paying: 'Zahlung läuft…', confirming: 'Wird bestätigt…', paid: 'Bezahlt ✓', open: 'Zahlung ausstehend', expired: 'Abgelaufen', canceled: 'Storniert', insufficient: 'Guthaben reicht nicht', failed: 'Zahlung fehlgeschlagen, bitte erneut versuchen', none: 'Diese Rechnung kann nicht in Telegram bezahlt werden.'},
+  fa: {amount: 'مبلغ', method: 'پرداخت با', ton: 'کیف پول TON', stars: 'استارز تلگرام', balance: 'موجودی', available: '{n} در دسترس', pay: 'پرداخت', paying: 'در حال پرداخت…', confirming: 'در حال تأیید…', paid: 'پرداخت شد ✓', open: 'در انتظار پرداخت', expired: 'منقضی شده', canceled: 'لغو شده', insufficient: 'موجودی کافی نیست', failed: 'پرداخت ناموفق بود، دوباره تلاش کنید', none: 'این صورتحساب در تلگرام قابل پرداخت نیست.'},
+  ru: {amount: 'Сумма', method: 'Оплатить через', ton: 'Кошелёк TON', stars: 'Telegram Stars', balance: 'Баланс', available: 'доступно {n}', pay: 'Оплатить', paying: 'Оплата…', confirming: 'Подтверждение…', paid: 'Оплачено ✓', open: 'Ожидает оплаты', expired: 'Истёк', canceled: 'Отменён', insufficient: 'Недостаточно средств', failed: 'Оплата не прошла, попробуйте ещё раз', none: 'Этот счёт нельзя оплатить в Telegram.'},
 };
 const RTL = ['fa'];
 let t = TEXT.en;
@@ -65,6 +66,8 @@ function render() {
   const options = [];
   if (cfg.stars_link && window.Telegram && window.Telegram.WebApp && window.Telegram.WebApp.openInvoice) options.push(['stars', t.stars]);
   if (cfg.balance && session && amount !== null && available() >= amount) options.push(['balance', t.balance + ' · ' + t.available.replace('{n}', fmt(available()))]);
+  // TON Connect opens the payer's wallet (Telegram's own or another) and returns to the bot.
+  if (window.farthingTon && cfg.amount !== null) options.push(['ton', t.ton]);
   // Until the payer picks one: the balance when it covers the amount (one tap), else Stars.
   if (!chosen || !options.some(([m]) => m === method)) method = options.length ? (options.find(([m]) => m === 'balance') || options[0])[0] : null;
   const methods = $('webapp-methods');
@@ -114,7 +117,11 @@ function payStars() {
 async function onPay() {
   if (busy || !method) return;
   busy = true; fail(''); render();
-  try { if (method === 'balance') await payBalance(); else await payStars(); }
+  try {
+    if (method === 'balance') await payBalance();
+    else if (method === 'ton') { if (await window.farthingTon.pay()) { confirming = true; poll(); } }
+    else await payStars();
+  }
   catch (e) { fail(t.failed); }
   busy = false; render();
 }
@@ -140,6 +147,8 @@ async function start(tg) {
   };
   $('rails-line').hidden = true;
   const lightning = $('lightning'); if (lightning) lightning.hidden = true;
+  // The TON section keeps its address, amount and comment; its wallet button is the Pay below.
+  const tonPay = $('ton-connect-pay'); if (tonPay) tonPay.hidden = true;
   $('webapp').hidden = false;
   $('webapp-pay').addEventListener('click', onPay);
   render();

@@ -127,6 +127,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/pay/assets/{file}"),
     ("GET", "/pay/{id}"),
     ("GET", "/pay/{id}/status"),
+    ("GET", "/pay/{id}/tonconnect-manifest.json"),
     ("POST", "/pay/{id}/sandbox"),
     ("POST", "/webapp/session"),
     ("POST", "/webapp/pay/{invoice}"),
@@ -265,6 +266,10 @@ pub fn router(state: AppState) -> Router {
         .route("/pay/assets/{file}", get(checkout::asset))
         .route("/pay/{id}", get(checkout::page))
         .route("/pay/{id}/status", get(checkout::status))
+        .route(
+            "/pay/{id}/tonconnect-manifest.json",
+            get(checkout::tonconnect_manifest),
+        )
         .route("/pay/{id}/sandbox", post(checkout::sandbox))
         .route("/webapp/session", post(webapp::create_session))
         .route("/webapp/pay/{invoice}", post(webapp::pay))

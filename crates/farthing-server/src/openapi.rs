@@ -140,6 +140,7 @@ pub fn json() -> &'static str {
         crate::http::risk::update,
         crate::http::risk::decisions,
         crate::pages::checkout::status,
+        crate::pages::checkout::tonconnect_manifest,
         crate::pages::checkout::sandbox,
         crate::pages::webapp::create_session,
         crate::pages::webapp::pay,

@@ -12,6 +12,14 @@
 //! when it was created), loading the page asks the node again; if that fails too the section
 //! says so and offers a reload, and the rest of the page works as usual.
 //!
+//! An open invoice with TON instructions gets a TON section (SPEC RL4): the QR code of the
+//! `ton://` link, the address, amount and comment with Copy buttons, the dropped-comment
+//! warning and, when the rail made a TON Connect request (TON with an amount), a "Pay with
+//! wallet" button driving TON Connect's own UI library (`assets/vendor/`, served here, loaded
+//! only on such a page). Its manifest is `GET /pay/{invoice}/tonconnect-manifest.json`; the
+//! page's Content-Security-Policy then allows wallets' icons and bridges over https and inline
+//! style only in the `<style>` element that carries this answer's nonce.
+//!
 //! When the merchant has connected a bot, the page also works as that bot's Telegram Mini App
 //! (SPEC T4): when `window.Telegram.WebApp.initData` is present (or a session is kept in
 //! `sessionStorage` from before a reload) its script exchanges the init data for a session at
@@ -212,6 +220,42 @@ fn lightning_qr_data(bolt11: &str) -> String {
     format!("LIGHTNING:{}", bolt11.to_ascii_uppercase())
 }
 
+/// `GET /pay/{id}/tonconnect-manifest.json`: the TON Connect manifest of the invoice's page —
+/// what the payer's wallet shows when the page asks to connect (the shop's name, farthing's
+/// icon). Wallets fetch it from anywhere, so any origin may read it.
+#[utoipa::path(
+    get,
+    path = "/pay/{id}/tonconnect-manifest.json",
+    tag = "checkout",
+    operation_id = "checkout_tonconnect_manifest",
+    params(("id" = String, Path, description = "The invoice, `inv_…`.")),
+    responses(
+        (status = 200, description = "The manifest: `url` (farthing's public URL), `name` (the merchant's name) and `iconUrl` (a 180×180 PNG served by farthing); `Access-Control-Allow-Origin: *`.", body = Object),
+        (status = 404, description = "No such invoice (`resource_missing`).", body = crate::web::spec::Error),
+        crate::web::spec::Internal,
+    )
+)]
+pub async fn tonconnect_manifest(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (_, _, merchant) = find(&state, &id)?;
+    let base = state.config().base_url();
+    let manifest = json!({
+        "url": base,
+        "name": if merchant.is_empty() { "farthing" } else { merchant.as_str() },
+        "iconUrl": format!("{base}/pay/assets/icon.png?v={}", assets::version()),
+    });
+    Ok((
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        axum::Json(manifest),
+    )
+        .into_response())
+}
+
 /// `GET /pay/{id}/status`: what the page polls.
 #[utoipa::path(
     get,
@@ -384,18 +428,29 @@ pub async fn page(
             tracing::warn!(%error, "checkout: cannot read the merchant's settings");
             MerchantSettings::default()
         });
+    let site = Site {
+        settings: &settings,
+        base_url: state.config().base_url(),
+        style_nonce: style_nonce(),
+    };
     let body = render_page_in(
         &invoice,
         mode,
         &merchant,
         &lightning,
         mini_app.as_ref(),
-        &settings,
+        &site,
         t,
     );
+    // TON Connect's UI (only on a page that offers it) loads wallets' icons, talks to their
+    // bridges and writes its styles into one nonce-carrying `<style>` element.
+    let ton_connect = ton_section(&invoice, "", None, &site.style_nonce)
+        .is_some_and(|ton| ton.connect.is_some())
+        .then_some(site.style_nonce.as_str())
+        .filter(|nonce| !nonce.is_empty());
     (
         [(header::CACHE_CONTROL, "no-store")],
-        page_headers(&state),
+        page_headers_with(&state, ton_connect),
         Html(body),
     )
         .into_response()
@@ -406,10 +461,28 @@ pub async fn page(
 /// Telegram), lets only Telegram's web clients frame the page (the Mini App), and blocks
 /// sniffing and referrers.
 fn page_headers(state: &AppState) -> [(header::HeaderName, HeaderValue); 3] {
+    page_headers_with(state, None)
+}
+
+/// [`page_headers`] of a page with TON Connect's "Pay with wallet" (`ton_connect`: the nonce of
+/// its `<style>` element): it may also load wallets' icons and reach their bridges and the
+/// wallet list over https.
+fn page_headers_with(
+    state: &AppState,
+    ton_connect: Option<&str>,
+) -> [(header::HeaderName, HeaderValue); 3] {
     let telegram_script = origin(&state.config().telegram.web_app_script_url);
+    let (style, img, connect) = match ton_connect {
+        Some(nonce) => (
+            format!("'self' 'nonce-{nonce}'"),
+            "'self' data: https:",
+            "'self' https:",
+        ),
+        None => ("'self'".to_owned(), "'self' data:", "'self'"),
+    };
     let csp = format!(
-        "default-src 'none'; script-src 'self' {telegram_script}; style-src 'self'; \
-         img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+        "default-src 'none'; script-src 'self' {telegram_script}; style-src {style}; \
+         img-src {img}; connect-src {connect}; base-uri 'none'; form-action 'none'; \
          frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
     );
     [
@@ -570,16 +643,38 @@ struct TonSection {
     link: Option<String>,
     /// The link's QR code as inline SVG (drawn here, from the rail's own link).
     qr: Option<String>,
+    /// What the "Pay with wallet" button hands TON Connect: the rail's `sendTransaction`
+    /// request, the manifest's URL and, in the Mini App, where the wallet returns to. `None`
+    /// (USDT, amountless): no button, the link and the fields remain.
+    connect: Option<serde_json::Value>,
+    /// The nonce of the one `<style>` element TON Connect's UI library writes its styles into
+    /// (the page's Content-Security-Policy allows no other inline style).
+    style_nonce: String,
 }
 
-fn ton_section(invoice: &Invoice) -> Option<TonSection> {
+fn ton_section(
+    invoice: &Invoice,
+    base_url: &str,
+    mini_app: Option<&MiniApp>,
+    style_nonce: &str,
+) -> Option<TonSection> {
     if invoice.status != InvoiceStatus::Open {
         return None;
     }
     let text = invoice.instructions.get(&Rail::Ton)?;
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     let link = value["link"].as_str().map(str::to_owned);
+    let connect = (value["ton_connect"].is_object() && !style_nonce.is_empty()).then(|| {
+        json!({
+            "request": value["ton_connect"],
+            "manifest_url": format!("{base_url}/pay/{}/tonconnect-manifest.json", invoice.id.encode()),
+            // Inside Telegram the wallet hands the payer back to the merchant's bot.
+            "twa_return_url": mini_app.map(|app| format!("https://t.me/{}", app.bot_username)),
+        })
+    });
     Some(TonSection {
+        connect,
+        style_nonce: style_nonce.to_owned(),
         address: value["address"].as_str()?.to_owned(),
         amount: value["amount_minor"]
             .as_u64()
@@ -631,9 +726,38 @@ fn render_page_with(
         merchant,
         lightning,
         mini_app,
-        &MerchantSettings::default(),
+        &Site::plain(&MerchantSettings::default()),
         texts::choose(None, None),
     )
+}
+
+/// What a page takes from beyond its invoice: the merchant's settings, farthing's public URL
+/// and this answer's style nonce.
+struct Site<'a> {
+    settings: &'a MerchantSettings,
+    base_url: &'a str,
+    style_nonce: String,
+}
+
+impl<'a> Site<'a> {
+    #[cfg(test)]
+    fn plain(settings: &'a MerchantSettings) -> Site<'a> {
+        Site {
+            settings,
+            base_url: "https://pay.example",
+            style_nonce: "testnonce".to_owned(),
+        }
+    }
+}
+
+/// A fresh nonce for one answer's Content-Security-Policy (128 random bits, hex).
+fn style_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: a page without TON Connect's styles is better than a guessable nonce.
+        return String::new();
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The page's HTML in the language of `t`.
@@ -643,9 +767,10 @@ fn render_page_in(
     merchant: &str,
     lightning: &LightningOffer,
     mini_app: Option<&MiniApp>,
-    settings: &MerchantSettings,
+    site: &Site,
     t: &'static texts::PageTexts,
 ) -> String {
+    let settings = site.settings;
     let lightning = if offers_lightning(invoice) {
         lightning
     } else {
@@ -670,7 +795,7 @@ fn render_page_in(
             LightningOffer::Bolt11(bolt11) => qr_svg(&lightning_qr_data(bolt11)),
             _ => None,
         },
-        ton: ton_section(invoice),
+        ton: ton_section(invoice, site.base_url, mini_app, &site.style_nonce),
         status_json: status_json(invoice),
         mini_app: mini_app.map(|app| mini_app_json(invoice, mode, app)),
         assets: assets::version(),
@@ -721,22 +846,36 @@ pub mod assets {
 
     use sha2::{Digest, Sha256};
 
-    /// The files: name, content type, content.
-    pub const FILES: [(&str, &str, &str); 3] = [
+    /// The files: name, content type, content. `tonconnect-ui.min.js` is TON Connect's UI
+    /// library (`@tonconnect/ui` 2.4.4, Apache-2.0, `assets/vendor/`), the published file
+    /// byte for byte: the test command checks it against the npm package its lock pins.
+    pub const FILES: [(&str, &str, &[u8]); 5] = [
         (
             "checkout.js",
             "text/javascript; charset=utf-8",
-            include_str!("../../assets/checkout.js"),
+            include_bytes!("../../assets/checkout.js"),
         ),
         (
             "mini-app.js",
             "text/javascript; charset=utf-8",
-            include_str!("../../assets/mini-app.js"),
+            include_bytes!("../../assets/mini-app.js"),
         ),
         (
             "checkout.css",
             "text/css; charset=utf-8",
-            include_str!("../../assets/checkout.css"),
+            include_bytes!("../../assets/checkout.css"),
+        ),
+        (
+            "tonconnect-ui.min.js",
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../assets/vendor/tonconnect-ui.min.js"),
+        ),
+        // The icon wallets show for the shop when it asks to connect (TON Connect's manifest
+        // wants a 180×180 PNG).
+        (
+            "icon.png",
+            "image/png",
+            include_bytes!("../../assets/icon.png"),
         ),
     ];
 
@@ -744,7 +883,7 @@ pub mod assets {
         let mut hasher = Sha256::new();
         for (name, _, content) in FILES {
             hasher.update(name.as_bytes());
-            hasher.update(content.as_bytes());
+            hasher.update(content);
         }
         hasher.finalize()[..6]
             .iter()
@@ -758,7 +897,7 @@ pub mod assets {
     }
 
     /// The file called `name`: its content type and content.
-    pub fn get(name: &str) -> Option<(&'static str, &'static str)> {
+    pub fn get(name: &str) -> Option<(&'static str, &'static [u8])> {
         FILES
             .iter()
             .find(|(file, _, _)| *file == name)
@@ -772,11 +911,12 @@ pub mod assets {
     path = "/pay/assets/{file}",
     tag = "checkout",
     operation_id = "checkout_asset",
-    params(("file" = String, Path, description = "`checkout.js`, `mini-app.js` or `checkout.css`.")),
+    params(("file" = String, Path, description = "`checkout.js`, `mini-app.js`, `checkout.css`, `tonconnect-ui.min.js` (TON Connect's UI library, `@tonconnect/ui` 2.4.4, Apache-2.0) or `icon.png` (the icon of TON Connect's manifest).")),
     responses(
         (status = 200, description = "The file (`Cache-Control: public, max-age=31536000, immutable`; the page links it with its version in the query).", content(
             (String = "text/javascript"),
             (String = "text/css"),
+            (String = "image/png"),
         )),
         (status = 404, description = "No such file (`resource_missing`).", body = crate::web::spec::Error),
     )
@@ -904,6 +1044,50 @@ mod tests {
         assert!(html.contains(r#"id=ton-open href="ton://transfer/UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0p?amount=1500000000"#));
         assert!(html.contains("text=K7M2Q9XH4D"));
         assert!(html.contains("data-copy=ton-comment"));
+        // Without a TON Connect request (USDT, amountless) there is no wallet button and no
+        // library or style element for it.
+        assert!(!html.contains("id=ton-connect-pay"));
+        assert!(!html.contains("tonconnect-ui.min.js"));
+        assert!(!html.contains("id=_goober"));
+        // With one: the button, the request and the manifest for the script, the library from
+        // farthing's assets, and the one style element with this answer's nonce.
+        invoice.instructions.insert(
+            Rail::Ton,
+            serde_json::json!({
+                "address": "UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0p",
+                "amount_minor": 1_500_000_000u64,
+                "comment": "K7M2Q9XH4D",
+                "link": link,
+                "ton_connect": {"valid_until": 99, "network": "-239", "messages": [{"address": "UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0p", "amount": "1500000000", "payload": "te6cc</script>"}]},
+            })
+            .to_string(),
+        );
+        let html = render_page(&invoice, Mode::Live, "Shop", &LightningOffer::Hidden);
+        assert!(
+            html.contains("<button id=ton-connect-pay type=button hidden>Pay with wallet</button>")
+        );
+        assert!(html.contains("<style id=_goober nonce=\"testnonce\"> </style>"));
+        assert!(html.contains(&format!(
+            "<script src=\"/pay/assets/tonconnect-ui.min.js?v={}\"></script>",
+            assets::version()
+        )));
+        let data = html
+            .split("<script type=application/json id=ton-connect-data>")
+            .nth(1)
+            .and_then(|rest| rest.split("</script>").next())
+            .expect("the TON Connect data");
+        let data: serde_json::Value = serde_json::from_str(data).expect("JSON");
+        assert_eq!(
+            data["manifest_url"],
+            format!(
+                "https://pay.example/pay/{}/tonconnect-manifest.json",
+                invoice.id.encode()
+            )
+        );
+        assert_eq!(data["request"]["messages"][0]["amount"], "1500000000");
+        assert_eq!(data["twa_return_url"], serde_json::Value::Null);
+        // A payload can't end the JSON block early.
+        assert_eq!(data["request"]["messages"][0]["payload"], "te6cc</script>");
         // A paid invoice shows no way to pay it again.
         invoice.status = InvoiceStatus::Paid;
         let html = render_page(&invoice, Mode::Live, "Shop", &LightningOffer::Hidden);
@@ -1090,7 +1274,7 @@ mod tests {
             "Shop",
             &LightningOffer::Hidden,
             None,
-            &MerchantSettings::default(),
+            &Site::plain(&MerchantSettings::default()),
             texts::choose(Some("fa"), None),
         );
         assert!(html.contains("<html lang=fa dir=rtl>"));
@@ -1126,17 +1310,26 @@ mod tests {
 
     #[test]
     fn the_assets_are_embedded_and_versioned_by_content() {
-        for name in ["checkout.js", "mini-app.js", "checkout.css"] {
+        for name in [
+            "checkout.js",
+            "mini-app.js",
+            "checkout.css",
+            "tonconnect-ui.min.js",
+        ] {
             let (kind, content) = assets::get(name).expect(name);
             assert!(content.len() > 500, "{name} is the real file");
             assert!(kind.ends_with("charset=utf-8"));
+            assert!(std::str::from_utf8(content).is_ok(), "{name} is UTF-8");
         }
+        let (kind, icon) = assets::get("icon.png").expect("icon");
+        assert_eq!(kind, "image/png");
+        assert!(icon.starts_with(b"\x89PNG\r\n\x1a\n"));
+        // The IHDR's width and height: 180 × 180, as TON Connect's manifest asks.
+        assert_eq!(&icon[16..24], &[0, 0, 0, 180, 0, 0, 0, 180]);
         assert_eq!(assets::get("../Cargo.toml"), None);
         assert_eq!(assets::version().len(), 12);
-        assert!(assets::get("checkout.js")
-            .expect("script")
-            .1
-            .contains("getElementById('invoice-data')"));
+        let script = assets::get("checkout.js").expect("script").1;
+        assert!(String::from_utf8_lossy(script).contains("getElementById('invoice-data')"));
     }
 
     #[test]
@@ -1155,7 +1348,7 @@ mod tests {
                 "Shop",
                 &LightningOffer::Hidden,
                 mini_app,
-                &settings,
+                &Site::plain(&settings),
                 texts::choose(None, None),
             )
         };

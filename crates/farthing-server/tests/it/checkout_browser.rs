@@ -96,18 +96,18 @@ impl App {
     }
 }
 
-fn browser_dir() -> PathBuf {
+pub(crate) fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
-fn artifact(name: &str) -> PathBuf {
+pub(crate) fn artifact(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts");
     std::fs::create_dir_all(&dir).expect("artifact dir");
     dir.join(name)
 }
 
 /// Fails (never skips) when the browser or the driver is missing.
-fn require_browser() {
+pub(crate) fn require_browser() {
     assert!(
         browser_dir().join("node_modules/playwright-core").exists()
             && Path::new("/usr/bin/chromium").exists(),
@@ -119,7 +119,7 @@ fn node(args: &[&str]) -> std::process::Child {
     node_script("checkout.mjs", args)
 }
 
-fn node_script(script: &str, args: &[&str]) -> std::process::Child {
+pub(crate) fn node_script(script: &str, args: &[&str]) -> std::process::Child {
     Command::new("node")
         .arg(script)
         .args(args)

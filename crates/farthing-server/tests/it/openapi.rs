@@ -1942,7 +1942,31 @@ async fn a_running_server_answers_as_documented() {
     .await;
     c.expect(404, call("GET", "/pay/{id}", "/pay/inv_nope"))
         .await;
-    for file in ["checkout.js", "mini-app.js", "checkout.css"] {
+    c.expect(
+        200,
+        call(
+            "GET",
+            "/pay/{id}/tonconnect-manifest.json",
+            format!("/pay/{checkout}/tonconnect-manifest.json"),
+        ),
+    )
+    .await;
+    c.expect(
+        404,
+        call(
+            "GET",
+            "/pay/{id}/tonconnect-manifest.json",
+            "/pay/inv_nope/tonconnect-manifest.json",
+        ),
+    )
+    .await;
+    for file in [
+        "checkout.js",
+        "mini-app.js",
+        "checkout.css",
+        "tonconnect-ui.min.js",
+        "icon.png",
+    ] {
         c.expect(
             200,
             call("GET", "/pay/assets/{file}", format!("/pay/assets/{file}")),

@@ -233,6 +233,15 @@ impl Shop {
         }
     }
 
+    /// A shop whose merchant wallet (with USDT) is connected.
+    async fn connected(clock: Clock) -> Shop {
+        let shop = Shop::open(clock).await;
+        let answers = sandbox(Some(json!({"scenarios": []}))).await["get_wallet_address"].clone();
+        let (status, rail) = shop.connect("merchant", &answers).await;
+        assert_eq!(status, StatusCode::OK, "{rail}");
+        shop
+    }
+
     fn raw(&self, role: &str) -> String {
         self.accounts[role]["raw"].as_str().expect("raw").to_owned()
     }
@@ -794,5 +803,181 @@ async fn a_payment_to_an_undeployed_wallet_is_credited_and_a_bounced_one_is_not(
         .call(Method::GET, "/v1/rails/ton/payments?outcome=lost", None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    shop.stop().await;
+}
+
+/// The checkout page's "Pay with wallet" in a real browser: TON Connect's UI library served by
+/// farthing itself, a wallet built to TON Connect's JS bridge asked to sign exactly the rail's
+/// request, and the page switching to paid once the payment — made in the sandbox with the
+/// request's own comment — reaches the indexer. The manifest the wallet reads, the icon and
+/// the page's Content-Security-Policy (a nonce for the one style element the library writes)
+/// are checked too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkout_page_pays_through_ton_connect() {
+    use crate::checkout_browser::{artifact, node_script, require_browser};
+    use std::io::{BufRead, BufReader, Read};
+
+    require_browser();
+    let shop = Shop::connected(Clock::system()).await;
+    let (id, instructions) = shop.invoice("TON", 3 * TON / 2, 900).await;
+    let base = &shop.server.base;
+
+    // The manifest: the shop's name, farthing's URL and icon, readable from any origin.
+    let response = shop
+        .server
+        .client
+        .get(format!("{base}/pay/{id}/tonconnect-manifest.json"))
+        .send()
+        .await
+        .expect("manifest");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    let manifest: Value = response.json().await.expect("json");
+    assert_eq!(manifest["name"], "Ton shop");
+    assert_eq!(manifest["url"], base.as_str());
+    let icon = shop
+        .server
+        .client
+        .get(manifest["iconUrl"].as_str().expect("iconUrl"))
+        .send()
+        .await
+        .expect("icon");
+    assert_eq!(icon.status(), StatusCode::OK);
+    assert_eq!(icon.headers()["content-type"], "image/png");
+    let (status, _) = shop
+        .call(
+            Method::GET,
+            "/pay/inv_01m8y8zm72bmf9870nbspnmd4n/tonconnect-manifest.json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The page allows inline style only in the element that carries this answer's nonce.
+    let page = shop
+        .server
+        .client
+        .get(format!("{base}/pay/{id}"))
+        .send()
+        .await
+        .expect("page");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    let html = page.text().await.expect("html");
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a style nonce");
+    assert_eq!(nonce.len(), 32, "{csp}");
+    assert!(html.contains(&format!("<style id=_goober nonce=\"{nonce}\"> </style>")));
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+
+    let url = format!("{base}/pay/{id}");
+    let shot = artifact("checkout-ton-connect").display().to_string();
+    let payer = shop.raw("payer");
+    let mut child = node_script("ton.mjs", &[&url, &payer, "-3", &shot]);
+    let stdout = child.stdout.take().expect("stdout");
+    let asked = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut seen = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return (None, seen, reader);
+            }
+            if let Some(request) = line.trim().strip_prefix("REQUEST ") {
+                return (Some(request.to_owned()), seen, reader);
+            }
+            seen.push(line);
+        }
+    });
+    let (request, seen, mut reader) = tokio::time::timeout(Duration::from_secs(60), asked)
+        .await
+        .expect("the wallet was never asked to sign")
+        .expect("join");
+    let request: Value =
+        serde_json::from_str(&request.unwrap_or_else(|| panic!("the browser run ended: {seen:?}")))
+            .expect("the request is JSON");
+    // Exactly the rail's request, from the connected wallet.
+    let wanted = &instructions["ton_connect"];
+    assert_eq!(request["valid_until"], wanted["valid_until"], "{request}");
+    assert_eq!(request["network"], "-3");
+    assert_eq!(request["from"], payer.as_str());
+    let message = &request["messages"][0];
+    assert_eq!(request["messages"].as_array().map(Vec::len), Some(1));
+    assert_eq!(message["address"], instructions["address"]);
+    assert_eq!(message["amount"], (3 * TON / 2).to_string());
+    let comment = body::read_comment(
+        &body::parse_boc(message["payload"].as_str().expect("payload")).expect("boc"),
+    )
+    .expect("a comment");
+    assert_eq!(comment, instructions["comment"].as_str().expect("comment"));
+
+    // The wallet sends it: mined in the sandbox, then served by the indexer.
+    let made = sandbox(Some(json!({"scenarios": [
+        ton("connect", "payer", "merchant", 3 * TON / 2, Some(&comment)),
+    ]})))
+    .await;
+    shop.serve(&made["transactions"]);
+    let finished = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        let _ = reader.read_to_string(&mut rest);
+        (child.wait().map(|s| s.success()).unwrap_or(false), rest)
+    });
+    let (ok, rest) = tokio::time::timeout(Duration::from_secs(90), finished)
+        .await
+        .expect("the page never showed paid")
+        .expect("join");
+    assert!(ok, "browser run failed: {rest}");
+    assert_eq!(shop.status_of(&id).await, "paid");
+    shop.stop().await;
+}
+
+/// A TON invoice as the merchant bot's Mini App in Telegram's Android client: "TON wallet" is
+/// the Mini App's method, and Pay opens the buyer's wallet — Telegram's own through the
+/// client (`web_app_open_tg_link` with TON Connect's request), or a wallet app through its
+/// universal link, which returns the buyer to Telegram.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mini_app_opens_the_buyers_wallet_through_telegram() {
+    use crate::checkout_browser::{artifact, node_script, require_browser};
+    use crate::support::init_data;
+
+    require_browser();
+    let shop = Shop::connected(Clock::system()).await;
+    let double = telegram_double::TelegramDouble::spawn()
+        .await
+        .expect("double");
+    shop.ok(
+        Method::PUT,
+        "/v1/rails/stars",
+        Some(json!({"bot_token": double.token(), "api_url": double.base_url(), "mode": "webhook"})),
+    )
+    .await;
+    let (id, _) = shop.invoice("TON", TON, 900).await;
+    let init = init_data::signed(
+        &init_data::fields(&init_data::user(4242, "Ada", "en"), init_data::now_s()),
+        double.token(),
+    );
+    let url = format!("{}/pay/{id}", shop.server.base);
+    let shot = artifact("mini-app-ton-connect").display().to_string();
+    let child = node_script("ton.mjs", &[&url, &shop.raw("payer"), "-3", &shot, &init]);
+    let finished = tokio::task::spawn_blocking(move || child.wait_with_output());
+    let output = tokio::time::timeout(Duration::from_secs(90), finished)
+        .await
+        .expect("the browser run did not end")
+        .expect("join")
+        .expect("output");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "browser run failed: {printed}");
+    assert!(printed.contains("OPENED /wallet/start"), "{printed}");
+    assert!(
+        printed.contains("OPENED https://app.tonkeeper.com/ton-connect"),
+        "{printed}"
+    );
+    // Nothing was paid: the wallet was only opened.
+    assert_eq!(shop.status_of(&id).await, "open");
     shop.stop().await;
 }
