@@ -23,6 +23,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "rail_payment.suspended",
     "charge.succeeded",
     "refund.succeeded",
+    "refund.pending",
+    "refund.canceled",
     "customer.created",
     "customer.balance_changed",
     "payout.succeeded",

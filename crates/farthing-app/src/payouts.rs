@@ -51,6 +51,9 @@ pub struct Hold {
     pub key: [u8; 32],
     /// How much, in minor units.
     pub amount_minor: u64,
+    /// The ledger code its transfers carry ([`book::PAYOUT`]; [`book::REFUND`] for a refund the
+    /// merchant sends).
+    pub code: u16,
 }
 
 /// Holds a payout in the current job (the rail's external account is credited when it is
@@ -70,7 +73,7 @@ pub fn hold(tx: &mut Tx<'_, '_>, mode: Mode, payout: &Hold) -> Result<(), AppErr
                 amount_minor: payout.amount_minor,
                 timeout_s: 0,
             },
-            code: book::PAYOUT,
+            code: payout.code,
             reference: 0,
         }],
     };
@@ -91,8 +94,8 @@ pub fn hold(tx: &mut Tx<'_, '_>, mode: Mode, payout: &Hold) -> Result<(), AppErr
 }
 
 /// Resolves a payout's hold in the current job: posted when the rail sent it, voided when it
-/// failed.
-pub fn resolve(tx: &mut Tx<'_, '_>, key: &[u8; 32], sent: bool) -> Result<(), AppError> {
+/// failed (`code`: the hold's).
+pub fn resolve(tx: &mut Tx<'_, '_>, key: &[u8; 32], sent: bool, code: u16) -> Result<(), AppError> {
     let pending_id = transfer_id(key, "hold");
     let (id, action) = if sent {
         (
@@ -113,7 +116,7 @@ pub fn resolve(tx: &mut Tx<'_, '_>, key: &[u8; 32], sent: bool) -> Result<(), Ap
         transfers: vec![Transfer {
             id,
             action,
-            code: book::PAYOUT,
+            code,
             reference: 0,
         }],
     };

@@ -155,6 +155,11 @@ pub struct RailRefunded {
     /// The payer the refund is booked for, when the rail knows one the invoice does not name
     /// (e.g. the Telegram user who paid): made the merchant's customer.
     pub payer_external_id: Option<String>,
+    /// `Some` when the rail only prepared the refund and the merchant sends it (a TON wallet
+    /// farthing holds no key for): the refund's next action as a JSON object. The amount is
+    /// then held, the refund `pending` until the rail sees it sent
+    /// ([`crate::refunds::complete_pending`]).
+    pub pending: Option<String>,
 }
 
 /// One rail's adapter.
@@ -203,8 +208,9 @@ pub trait RailAdapter: Send + Sync + 'static {
         invoice: &Invoice,
     ) -> impl Future<Output = Result<Option<String>, AppError>> + Send;
 
-    /// Sends a refund back through the rail. Called before anything is booked; when it fails
-    /// nothing is. Rails that cannot refund answer `rail_refund_unsupported`.
+    /// Sends a refund back through the rail — or prepares it for the merchant to send
+    /// ([`RailRefunded::pending`]). Called before anything is booked; when it fails nothing is.
+    /// Rails that cannot refund answer `rail_refund_unsupported`.
     fn refund(
         &self,
         app: &App,

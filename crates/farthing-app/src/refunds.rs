@@ -5,7 +5,7 @@ use farthing_core::invoice::{InvoiceError, InvoiceStatus};
 use farthing_core::{
     ChargeId, Currency, CustomerId, InvoiceId, MerchantId, PublicId, Rail, RefundId, TransferId,
 };
-use farthing_store::{Refund, Tx};
+use farthing_store::{Refund, RefundStatus, Tx};
 
 use crate::invoices::invoice_error;
 use crate::outbox::emit;
@@ -73,6 +73,22 @@ fn invoice_not_found(invoice: InvoiceId) -> AppError {
     .param("invoice")
 }
 
+/// Refuses a second refund of an invoice while one waits for the merchant to send it (the
+/// pending one would no longer fit when it is sent).
+fn refuse_while_pending(tx: &mut Tx<'_, '_>, invoice: InvoiceId) -> Result<(), AppError> {
+    match tx.pending_refund_of(invoice)? {
+        Some(pending) => Err(AppError::conflict(
+            "refund_pending",
+            format!(
+                "refund {} of this invoice waits for you to send it (its next_action says how); send it, or cancel it with POST /v1/refunds/{}/cancel, before refunding again",
+                pending.id.encode(),
+                pending.id.encode()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Refunds to the customer's balance in the current job: merchant's balance → customer's
 /// (transfer id = refund id), the invoice or charge marked, `refund.succeeded` and the
 /// balance and invoice events written.
@@ -94,6 +110,7 @@ pub fn to_balance(
                 .invoice(invoice_id)?
                 .filter(|i| i.merchant == merchant)
                 .ok_or_else(|| invoice_not_found(invoice_id))?;
+            refuse_while_pending(tx, invoice_id)?;
             // Status first: an unpaid invoice has no payer to refund, whatever its customer.
             if !matches!(
                 invoice.status,
@@ -189,6 +206,8 @@ pub fn to_balance(
         metadata: request.metadata.clone(),
         created_at_ns: now,
         rail: None,
+        status: RefundStatus::Succeeded,
+        next_action: None,
     };
     tx.insert_refund(&refund)?;
     emit(
@@ -205,6 +224,8 @@ pub fn to_balance(
 /// A refund a rail has sent, to be booked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SentThroughRail {
+    /// The refund's id (the one the rail was given).
+    pub refund: RefundId,
     /// The rail that sent it.
     pub rail: Rail,
     /// The invoice refunded.
@@ -307,10 +328,12 @@ pub async fn send_through_rail(
             param: None,
         });
     }
+    let refund: RefundId = crate::ids::new_id();
     let sent = if simulated {
         RailRefunded {
             amount_minor: wanted,
             payer_external_id: None,
+            pending: None,
         }
     } else {
         rails
@@ -320,7 +343,7 @@ pub async fn send_through_rail(
                 rail,
                 RailRefund {
                     merchant,
-                    refund: crate::ids::new_id(),
+                    refund,
                     invoice: invoice_id,
                     amount_minor,
                 },
@@ -328,6 +351,7 @@ pub async fn send_through_rail(
             .await?
     };
     Ok(SentThroughRail {
+        refund,
         rail,
         invoice: invoice_id,
         sent,
@@ -337,7 +361,11 @@ pub async fn send_through_rail(
 }
 
 /// Books a refund the rail sent, in the current job: merchant's balance → the rail's external
-/// account, the invoice marked refunded, `invoice.refunded` and `refund.succeeded` written.
+/// account, the invoice marked refunded, `invoice.refunded` and `refund.succeeded` written. A
+/// refund the rail only prepared (the merchant sends it: `sent.pending`) is held on the
+/// merchant's balance instead, stored `pending` with its next action, and `refund.pending`
+/// written; [`complete_pending`] books it when the rail sees it sent, [`cancel_pending`]
+/// releases it.
 pub fn book_rail_refund(
     tx: &mut Tx<'_, '_>,
     app: &App,
@@ -345,8 +373,9 @@ pub fn book_rail_refund(
     merchant: MerchantId,
     sent: &SentThroughRail,
 ) -> Result<Refund, AppError> {
-    let id: RefundId = crate::ids::new_id();
+    let id = sent.refund;
     let now = tx.now_ns();
+    refuse_while_pending(tx, sent.invoice)?;
     let mut invoice = tx
         .invoice(sent.invoice)?
         .filter(|i| i.merchant == merchant)
@@ -373,29 +402,8 @@ pub fn book_rail_refund(
         }
     };
     let amount_minor = sent.sent.amount_minor;
-    invoice
-        .apply_refund(amount_minor)
-        .map_err(|e| invoice_error(e).param("invoice"))?;
-    tx.update_invoice(&invoice)?;
     let currency: Currency = invoice.currency;
-    let group = book::transfer(
-        TransferId(id.raw()),
-        book::merchant(merchant, currency),
-        book::rail(merchant, sent.rail, currency),
-        amount_minor,
-        book::REFUND,
-        id.raw(),
-    );
-    tx.apply(&group)?
-        .map_err(|error| book::refusal(error, "the merchant", currency, amount_minor))?;
-    let object = wire::invoice(&invoice, mode, &app.checkout_url(invoice.id));
-    let event = if invoice.refundable_minor() == 0 {
-        "invoice.refunded"
-    } else {
-        "invoice.partially_refunded"
-    };
-    emit(tx, merchant, mode, event, &object)?;
-    let refund = Refund {
+    let mut refund = Refund {
         id,
         merchant,
         invoice: Some(sent.invoice),
@@ -407,13 +415,176 @@ pub fn book_rail_refund(
         metadata: sent.metadata.clone(),
         created_at_ns: now,
         rail: Some(sent.rail),
+        status: RefundStatus::Succeeded,
+        next_action: None,
     };
+    if let Some(next_action) = &sent.sent.pending {
+        // Nothing left yet: the amount is held so that it is there when the merchant sends it,
+        // and the invoice is refunded only then.
+        if invoice.refundable_minor() < amount_minor {
+            return Err(invoice_error(InvoiceError::RefundTooLarge {
+                refundable_minor: invoice.refundable_minor(),
+            })
+            .param("amount"));
+        }
+        crate::payouts::hold(
+            tx,
+            mode,
+            &crate::payouts::Hold {
+                merchant,
+                customer: None,
+                rail: sent.rail,
+                currency,
+                key: pending_key(id),
+                amount_minor,
+                code: book::REFUND,
+            },
+        )?;
+        refund.status = RefundStatus::Pending;
+        refund.next_action = Some(next_action.clone());
+        tx.insert_refund(&refund)?;
+        emit(
+            tx,
+            merchant,
+            mode,
+            "refund.pending",
+            &wire::refund(&refund, mode),
+        )?;
+        return Ok(refund);
+    }
+    invoice
+        .apply_refund(amount_minor)
+        .map_err(|e| invoice_error(e).param("invoice"))?;
+    tx.update_invoice(&invoice)?;
+    let group = book::transfer(
+        TransferId(id.raw()),
+        book::merchant(merchant, currency),
+        book::rail(merchant, sent.rail, currency),
+        amount_minor,
+        book::REFUND,
+        id.raw(),
+    );
+    tx.apply(&group)?
+        .map_err(|error| book::refusal(error, "the merchant", currency, amount_minor))?;
+    emit_refunded(tx, app, mode, merchant, &invoice)?;
     tx.insert_refund(&refund)?;
     emit(
         tx,
         merchant,
         mode,
         "refund.succeeded",
+        &wire::refund(&refund, mode),
+    )?;
+    Ok(refund)
+}
+
+fn emit_refunded(
+    tx: &mut Tx<'_, '_>,
+    app: &App,
+    mode: Mode,
+    merchant: MerchantId,
+    invoice: &farthing_core::invoice::Invoice,
+) -> Result<(), AppError> {
+    let object = wire::invoice(invoice, mode, &app.checkout_url(invoice.id));
+    let event = if invoice.refundable_minor() == 0 {
+        "invoice.refunded"
+    } else {
+        "invoice.partially_refunded"
+    };
+    emit(tx, merchant, mode, event, &object)?;
+    Ok(())
+}
+
+/// The key a pending refund's hold derives its ledger ids from.
+fn pending_key(id: RefundId) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::new()
+        .chain_update(b"farthing/pending-refund/v1\0")
+        .chain_update(id.raw().to_be_bytes())
+        .finalize()
+        .into()
+}
+
+/// The merchant's refund `id`, if it is pending (`refund_not_pending` otherwise).
+fn pending_refund(
+    tx: &mut Tx<'_, '_>,
+    merchant: MerchantId,
+    id: RefundId,
+) -> Result<Refund, AppError> {
+    let refund = tx
+        .refund(id)?
+        .filter(|refund| refund.merchant == merchant)
+        .ok_or_else(|| AppError::not_found("refund", id.encode()))?;
+    if refund.status != RefundStatus::Pending {
+        return Err(AppError::conflict(
+            "refund_not_pending",
+            format!(
+                "refund {} is {}, not pending",
+                refund.id.encode(),
+                refund.status.as_str()
+            ),
+        ));
+    }
+    Ok(refund)
+}
+
+/// Books a pending refund the rail saw the merchant send, in the current job: its hold posted
+/// (merchant's balance → the rail's external account), the invoice marked refunded,
+/// `invoice.refunded` (or `partially_refunded`) and `refund.succeeded` written. A refund that
+/// is no longer pending (booked before: a replay; canceled) answers `refund_not_pending` and
+/// changes nothing.
+pub fn complete_pending(
+    tx: &mut Tx<'_, '_>,
+    app: &App,
+    mode: Mode,
+    merchant: MerchantId,
+    id: RefundId,
+) -> Result<Refund, AppError> {
+    let mut refund = pending_refund(tx, merchant, id)?;
+    let invoice_id = refund
+        .invoice
+        .ok_or_else(|| AppError::internal("a pending refund without an invoice"))?;
+    let mut invoice = tx
+        .invoice(invoice_id)?
+        .ok_or_else(|| invoice_not_found(invoice_id))?;
+    invoice
+        .apply_refund(refund.amount_minor)
+        .map_err(|e| invoice_error(e).param("invoice"))?;
+    tx.update_invoice(&invoice)?;
+    crate::payouts::resolve(tx, &pending_key(id), true, book::REFUND)?;
+    tx.finish_pending_refund(id, RefundStatus::Succeeded)?;
+    refund.status = RefundStatus::Succeeded;
+    refund.next_action = None;
+    emit_refunded(tx, app, mode, merchant, &invoice)?;
+    emit(
+        tx,
+        merchant,
+        mode,
+        "refund.succeeded",
+        &wire::refund(&refund, mode),
+    )?;
+    Ok(refund)
+}
+
+/// Cancels a pending refund in the current job: its hold voided (the amount available again),
+/// the refund `canceled`, `refund.canceled` written. Only a pending refund can be canceled
+/// (`refund_not_pending`).
+pub fn cancel_pending(
+    tx: &mut Tx<'_, '_>,
+    mode: Mode,
+    merchant: MerchantId,
+    id: RefundId,
+) -> Result<Refund, AppError> {
+    let mut refund = pending_refund(tx, merchant, id)?;
+    crate::payouts::resolve(tx, &pending_key(id), false, book::REFUND)?;
+    tx.finish_pending_refund(id, RefundStatus::Canceled)?;
+    refund.status = RefundStatus::Canceled;
+    refund.next_action = None;
+    emit(
+        tx,
+        merchant,
+        mode,
+        "refund.canceled",
         &wire::refund(&refund, mode),
     )?;
     Ok(refund)

@@ -92,6 +92,7 @@ constants! {
     status_succeeded => ["succeeded"],
     refund_destination => ["balance", "rail"],
     refund_request_status => ["pending", "approved", "declined"],
+    refund_status => ["pending", "succeeded", "canceled"],
 }
 
 fn payment_instructions_schema() -> Ref {
@@ -360,9 +361,17 @@ pub struct Refund {
     pub object: &'static str,
     /// Live (`true`) or test (`false`) mode.
     pub livemode: bool,
-    /// Always `succeeded`.
-    #[schema(schema_with = status_succeeded, value_type = String)]
+    /// `succeeded` (the money went back), `pending` (a rail waits for the merchant to send it:
+    /// see `next_action`; the amount is held on the merchant's balance) or `canceled` (given up
+    /// before it was sent; the hold released).
+    #[schema(schema_with = refund_status, value_type = String)]
     pub status: &'static str,
+    /// While `pending`: what the merchant does to send it — for TON, `{"type": "ton_transfer",
+    /// "ton_transfer": {…}}`, a transfer from the merchant's own wallet to the payer (address,
+    /// amount, the comment it must carry, a `ton://` link and a TON Connect request); `null`
+    /// otherwise.
+    #[schema(required = true, value_type = Option<Object>)]
+    pub next_action: Option<serde_json::Value>,
     /// The refunded invoice, `inv_…`, or `null`.
     #[schema(required = true)]
     pub invoice: Option<String>,
@@ -624,7 +633,11 @@ pub fn refund(refund: &DomainRefund, mode: Mode) -> Refund {
         id: refund.id.encode(),
         object: "refund",
         livemode: mode.is_live(),
-        status: "succeeded",
+        status: refund.status.as_str(),
+        next_action: refund
+            .next_action
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok()),
         invoice: refund.invoice.map(PublicId::encode),
         charge: refund.charge.map(PublicId::encode),
         customer: refund.customer.encode(),

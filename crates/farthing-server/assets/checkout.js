@@ -136,7 +136,8 @@ if (weblnEl) {
 // The TON section's "Pay with wallet": TON Connect (its UI library, tonconnect-ui.min.js, is
 // served by farthing). The payer picks a wallet, connects, and the wallet is asked to sign the
 // rail's own sendTransaction request (address, amount, the comment as payload, valid until the
-// invoice expires). The page shows paid only when the watcher has seen the payment on chain.
+// invoice expires; for USDT, asked of the server for the connected wallet). The page shows
+// paid only when the watcher has seen the payment on chain.
 const tonData = document.getElementById('ton-connect-data');
 const tonPayEl = document.getElementById('ton-connect-pay');
 const tonErrorEl = document.getElementById('ton-connect-error');
@@ -144,17 +145,30 @@ if (tonData && tonPayEl && window.TON_CONNECT_UI) {
   const connect = JSON.parse(tonData.textContent);
   let ui = null, wanted = null;
   const tonError = (text) => { tonErrorEl.textContent = text; tonErrorEl.hidden = !text; };
-  // The request in TON Connect's wire form (snake case) as the UI library takes it.
-  const request = () => ({
-    validUntil: connect.request.valid_until,
-    network: connect.request.network,
-    messages: connect.request.messages.map((m) => ({address: m.address, amount: m.amount, payload: m.payload})),
+  // A request in TON Connect's wire form (snake case) as the UI library takes it.
+  const asLibrary = (r) => ({
+    validUntil: r.valid_until,
+    network: r.network,
+    ...(r.from ? {from: r.from} : {}),
+    messages: r.messages.map((m) => ({address: m.address, amount: m.amount, payload: m.payload})),
   });
+  // TON's request came with the page; a jetton's goes to the payer's own jetton wallet, which
+  // the server names once it knows the connected wallet.
+  async function transaction() {
+    if (connect.request) return asLibrary(connect.request);
+    const r = await fetch(connect.request_url, {
+      method: 'POST', headers: {'content-type': 'application/json'},
+      body: JSON.stringify({payer: ui.account.address}),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error((body.error && body.error.message) || ('HTTP ' + r.status));
+    return asLibrary(body.request);
+  }
   async function send() {
     const done = wanted; wanted = null;
     tonPayEl.disabled = true; tonError('');
     try {
-      await ui.sendTransaction(request(), {modals: ['before'], notifications: []});
+      await ui.sendTransaction(await transaction(), {modals: ['before'], notifications: []});
       // The wallet signed and sent it; the chain and the watcher still have to see it.
       tonPayEl.textContent = texts.confirming;
       poll();

@@ -65,6 +65,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/refunds"),
     ("GET", "/v1/refunds"),
     ("GET", "/v1/refunds/{id}"),
+    ("POST", "/v1/refunds/{id}/cancel"),
     ("GET", "/v1/events"),
     ("GET", "/v1/events/{id}"),
     ("POST", "/v1/events/{id}/redeliver"),
@@ -128,6 +129,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/pay/{id}"),
     ("GET", "/pay/{id}/status"),
     ("GET", "/pay/{id}/tonconnect-manifest.json"),
+    ("POST", "/pay/{id}/ton-connect"),
     ("POST", "/pay/{id}/sandbox"),
     ("POST", "/webapp/session"),
     ("POST", "/webapp/pay/{invoice}"),
@@ -194,6 +196,7 @@ pub fn router(state: AppState) -> Router {
             post(charges::create_refund).get(charges::list_refunds),
         )
         .route("/v1/refunds/{id}", get(charges::retrieve_refund))
+        .route("/v1/refunds/{id}/cancel", post(charges::cancel_refund))
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}", get(events::retrieve))
         .route("/v1/events/{id}/redeliver", post(events::redeliver))
@@ -270,6 +273,7 @@ pub fn router(state: AppState) -> Router {
             "/pay/{id}/tonconnect-manifest.json",
             get(checkout::tonconnect_manifest),
         )
+        .route("/pay/{id}/ton-connect", post(checkout::ton_connect))
         .route("/pay/{id}/sandbox", post(checkout::sandbox))
         .route("/webapp/session", post(webapp::create_session))
         .route("/webapp/pay/{invoice}", post(webapp::pay))

@@ -195,6 +195,14 @@ impl Rails {
         })
     }
 
+    /// The TON rail.
+    pub fn ton(&self) -> Option<&crate::rails::ton::TonRail> {
+        self.all.iter().find_map(|adapter| match adapter {
+            AnyRail::Ton(ton) => Some(ton),
+            _ => None,
+        })
+    }
+
     /// Every rail's background work, each until `shutdown`.
     pub fn tasks(&self, app: &App, shutdown: &watch::Receiver<bool>) -> Vec<Task> {
         self.all

@@ -1121,6 +1121,15 @@ fn metadata_from(text: Option<String>) -> Result<Vec<(String, String)>, StoreErr
     text.map_or(Ok(Vec::new()), |text| from_json(&text))
 }
 
+/// Migration 23: a refund's status — `pending` while a rail waits for the merchant to send it
+/// (its `next_action` says how), then `succeeded` or `canceled`. Earlier refunds succeeded.
+pub(crate) const REFUND_STATUS_SCHEMA: &str = r#"
+    ALTER TABLE refunds ADD COLUMN status TEXT NOT NULL DEFAULT 'succeeded'
+        CHECK (status IN ('pending', 'succeeded', 'canceled'));
+    ALTER TABLE refunds ADD COLUMN next_action TEXT;
+    CREATE INDEX refunds_pending_by_invoice ON refunds (invoice_id) WHERE status = 'pending';
+"#;
+
 /// Migration 18: metadata on charges and refunds, the return link of invoices.
 pub(crate) const CHARGE_REFUND_METADATA_SCHEMA: &str = r#"
     ALTER TABLE charges ADD COLUMN metadata TEXT;
@@ -1176,11 +1185,46 @@ pub struct Refund {
     pub created_at_ns: u64,
     /// The rail the money went back through (`None`: the customer's balance).
     pub rail: Option<Rail>,
+    /// Done, or waiting for the merchant to send it.
+    pub status: RefundStatus,
+    /// While pending: what the merchant does to send it (a JSON object the rail made).
+    pub next_action: Option<String>,
+}
+
+/// Where a refund stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefundStatus {
+    /// Booked: the money went back.
+    Succeeded,
+    /// Held on the merchant's balance until the rail sees the merchant send it.
+    Pending,
+    /// Given up before it was sent; the hold released.
+    Canceled,
+}
+
+impl RefundStatus {
+    /// The API's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Succeeded => "succeeded",
+            RefundStatus::Pending => "pending",
+            RefundStatus::Canceled => "canceled",
+        }
+    }
+
+    fn parse(text: &str) -> Result<RefundStatus, StoreError> {
+        match text {
+            "succeeded" => Ok(RefundStatus::Succeeded),
+            "pending" => Ok(RefundStatus::Pending),
+            "canceled" => Ok(RefundStatus::Canceled),
+            _ => Err(corrupt("refund status")),
+        }
+    }
 }
 
 pub(crate) const REFUND_COLUMNS: &str =
     "id, merchant_id, invoice_id, charge_id, customer_id, currency, \
-     amount_minor, reason, created_at_ns, rail, metadata";
+     amount_minor, reason, created_at_ns, rail, metadata, status, next_action";
 
 pub(crate) fn refund_from_row(row: &Row<'_>) -> Result<Refund, StoreError> {
     let currency: String = row.get(5)?;
@@ -1199,6 +1243,8 @@ pub(crate) fn refund_from_row(row: &Row<'_>) -> Result<Refund, StoreError> {
             .map(|rail| rail.parse().map_err(|_| corrupt("unknown refund rail")))
             .transpose()?,
         metadata: metadata_from(row.get(10)?)?,
+        status: RefundStatus::parse(&row.get::<_, String>(11)?)?,
+        next_action: row.get(12)?,
     })
 }
 
@@ -1245,7 +1291,7 @@ impl Tx<'_, '_> {
         self.sql()
             .prepare_cached(&format!(
                 "INSERT INTO refunds ({REFUND_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ))?
             .execute(params![
                 refund.id.to_be_bytes(),
@@ -1259,8 +1305,45 @@ impl Tx<'_, '_> {
                 sql_amount(refund.created_at_ns)?,
                 refund.rail.map(Rail::as_str),
                 optional_metadata(&refund.metadata)?,
+                refund.status.as_str(),
+                refund.next_action,
             ])?;
         Ok(())
+    }
+
+    /// A refund, as of this point of the batch.
+    pub fn refund(&mut self, id: RefundId) -> Result<Option<Refund>, StoreError> {
+        let mut statement = self.sql().prepare_cached(&format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ?1"
+        ))?;
+        let mut rows = statement.query([id.to_be_bytes()])?;
+        rows.next()?.map(refund_from_row).transpose()
+    }
+
+    /// The pending refund of an invoice, if one waits.
+    pub fn pending_refund_of(&mut self, invoice: InvoiceId) -> Result<Option<Refund>, StoreError> {
+        let mut statement = self.sql().prepare_cached(&format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE invoice_id = ?1 AND status = 'pending'"
+        ))?;
+        let mut rows = statement.query([invoice.to_be_bytes()])?;
+        rows.next()?.map(refund_from_row).transpose()
+    }
+
+    /// Moves a pending refund to `status` (its next action goes); `false` when it was not
+    /// pending.
+    pub fn finish_pending_refund(
+        &mut self,
+        id: RefundId,
+        status: RefundStatus,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .sql()
+            .prepare_cached(
+                "UPDATE refunds SET status = ?2, next_action = NULL \
+                 WHERE id = ?1 AND status = 'pending'",
+            )?
+            .execute(params![id.to_be_bytes(), status.as_str()])?;
+        Ok(changed == 1)
     }
 }
 

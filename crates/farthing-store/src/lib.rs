@@ -56,7 +56,7 @@ pub use bot::{RefundRequest, RefundRequestStatus, ReminderOptIn};
 pub use bot_messages::InvoiceMessage;
 pub use business::{
     ApiKeyListing, ApiKeyRecord, Charge, Customer, Delivery, EventRecord, ListFilter, Merchant,
-    Page, PageRequest, Refund, WebhookEndpoint,
+    Page, PageRequest, Refund, RefundStatus, WebhookEndpoint,
 };
 pub use cards::CardProvider;
 pub use job::{JobTicket, Tx};
@@ -68,7 +68,7 @@ pub use statements::CustomerEntry;
 pub use step_up::Authenticator;
 pub use subscriptions::Subscription;
 pub use telegram::{StarOutflow, StarWatermark, TelegramBot};
-pub use ton::{TonCursor, TonTransaction, TonWallet};
+pub use ton::{TonCursor, TonRefund, TonTransaction, TonWallet};
 pub use url::{DatabaseUrl, UrlError};
 
 /// A source of ledger time: nanoseconds since the Unix epoch.

@@ -145,6 +145,12 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
     (20, "step_up_totp", sql(crate::step_up::SCHEMA)),
     (21, "risk_rules", sql(crate::risk::SCHEMA)),
     (22, "ton", sql(crate::ton::SCHEMA)),
+    (
+        23,
+        "refund_status",
+        sql(crate::business::REFUND_STATUS_SCHEMA),
+    ),
+    (24, "ton_refunds", sql(crate::ton::REFUNDS_SCHEMA)),
 ];
 
 /// The newest schema this build knows.

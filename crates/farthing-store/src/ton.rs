@@ -1,6 +1,7 @@
 //! The TON rail's tables (SPEC RL4): the merchant's wallet and the indexer it is watched
 //! through, the watcher's cursor per account, the payment references invoices hand out, and
-//! every transaction the watcher read (settled, unmatched or ignored, with the reason).
+//! every transaction the watcher read (settled, unmatched or ignored, with the reason), and the
+//! refunds the merchant is to send from their own wallet.
 //!
 //! The cursor of an account moves in the same store job as the ledger effects of the
 //! transactions up to it, so a crash between fetching and committing replays them, and the
@@ -65,6 +66,40 @@ pub(crate) const SCHEMA: &str = r#"
     ) WITHOUT ROWID;
     CREATE INDEX ton_transactions_by_outcome ON ton_transactions (merchant_id, outcome, lt);
 "#;
+
+/// Migration 24: the refunds a merchant is to send from their own wallet, found again by the
+/// comment the prepared transfer carries.
+pub(crate) const REFUNDS_SCHEMA: &str = r#"
+    CREATE TABLE ton_refunds (
+        merchant_id   BLOB NOT NULL,
+        comment       TEXT NOT NULL,
+        refund_id     BLOB NOT NULL UNIQUE,
+        currency      TEXT NOT NULL,
+        amount_minor  INTEGER NOT NULL,
+        destination   TEXT NOT NULL,
+        created_at_ns INTEGER NOT NULL,
+        PRIMARY KEY (merchant_id, comment)
+    ) WITHOUT ROWID;
+"#;
+
+/// A refund the merchant is to send from their own wallet: what the watcher waits to see leave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TonRefund {
+    /// Whose wallet sends it.
+    pub merchant: MerchantId,
+    /// The comment the prepared transfer carries (unique per merchant).
+    pub comment: String,
+    /// The refund it books.
+    pub refund: farthing_core::RefundId,
+    /// `TON` or a jetton's symbol.
+    pub currency: String,
+    /// How much, in minor units.
+    pub amount_minor: u64,
+    /// The payer's address, raw.
+    pub destination: String,
+    /// When it was prepared.
+    pub created_at_ns: u64,
+}
 
 /// A merchant's TON wallet and how it is watched.
 #[derive(Clone, PartialEq, Eq)]
@@ -437,6 +472,51 @@ impl Tx<'_, '_> {
     /// The reference of an invoice, if it has one.
     pub fn ton_reference_of(&mut self, invoice: InvoiceId) -> Result<Option<String>, StoreError> {
         reference_of(self.sql(), invoice)
+    }
+
+    /// Records a refund to wait for.
+    pub fn insert_ton_refund(&mut self, refund: &TonRefund) -> Result<(), StoreError> {
+        self.sql()
+            .prepare_cached(
+                "INSERT INTO ton_refunds (merchant_id, comment, refund_id, currency, \
+                 amount_minor, destination, created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                refund.merchant.to_be_bytes(),
+                refund.comment,
+                refund.refund.to_be_bytes(),
+                refund.currency,
+                sql_amount(refund.amount_minor)?,
+                refund.destination,
+                sql_amount(refund.created_at_ns)?,
+            ])?;
+        Ok(())
+    }
+
+    /// The refund a merchant's transfer with `comment` sends, if one was prepared.
+    pub fn ton_refund(
+        &mut self,
+        merchant: MerchantId,
+        comment: &str,
+    ) -> Result<Option<TonRefund>, StoreError> {
+        let mut statement = self.sql().prepare_cached(
+            "SELECT merchant_id, comment, refund_id, currency, amount_minor, destination, \
+             created_at_ns FROM ton_refunds WHERE merchant_id = ?1 AND comment = ?2",
+        )?;
+        let mut rows = statement.query(params![merchant.to_be_bytes(), comment])?;
+        rows.next()?
+            .map(|row| {
+                Ok(TonRefund {
+                    merchant: MerchantId(id16(row.get(0)?, "ton_refunds.merchant_id")?),
+                    comment: row.get(1)?,
+                    refund: farthing_core::RefundId(id16(row.get(2)?, "ton_refunds.refund_id")?),
+                    currency: row.get(3)?,
+                    amount_minor: number(row.get(4)?, "ton_refunds amount")?,
+                    destination: row.get(5)?,
+                    created_at_ns: number(row.get(6)?, "ton_refunds time")?,
+                })
+            })
+            .transpose()
     }
 
     /// Records a transaction the watcher read; `false` (and nothing written) when its hash was

@@ -2080,7 +2080,9 @@ fn statements_follow_the_balance_and_the_migration_rebuilds_them() {
             "DROP TABLE customer_entries; ALTER TABLE accounts DROP COLUMN last_entry_ns; \
              DROP TABLE step_up_totp; DROP TABLE risk_rules; DROP TABLE risk_decisions; \
              DROP TABLE ton_wallets; DROP TABLE ton_cursors; DROP TABLE ton_references; \
-             DROP TABLE ton_transactions; \
+             DROP TABLE ton_transactions; DROP TABLE ton_refunds; \
+             DROP INDEX refunds_pending_by_invoice; ALTER TABLE refunds DROP COLUMN next_action; \
+             ALTER TABLE refunds DROP COLUMN status; \
              DELETE FROM schema_migrations WHERE version >= 19;",
         )
         .expect("undo migration 19");

@@ -60,7 +60,7 @@ fn main() {
             };
             match classify(tx, watched, &[jw]) {
                 Seen::Payment(_) => payments += 1,
-                Seen::Ignored(_) => ignored += 1,
+                Seen::Ignored(_) | Seen::Sent(_) => ignored += 1,
             }
             read += 1;
         }

@@ -198,6 +198,96 @@ pub fn read_transfer_notification(cell: &Cell) -> Result<Option<TransferNotifica
     }))
 }
 
+/// A TEP-74 `transfer`, as an owner sends it to its own jetton wallet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JettonTransfer {
+    /// Jetton units.
+    pub amount: u128,
+    /// The receiver (owner address; its jetton wallet is derived by the master).
+    pub destination: Option<Address>,
+    /// Who gets the gas left over.
+    pub response_destination: Option<Address>,
+    /// Nanoton forwarded to the receiver with the notification.
+    pub forward_ton_amount: u128,
+    /// The comment of the forward payload, if it is one.
+    pub comment: Option<String>,
+}
+
+/// The body of a `transfer` of `amount` jetton units to `destination` with `comment` as the
+/// forward payload (in a ref cell), the gas left over to `response_destination`, and 1 nanoton
+/// forwarded so that the receiver's wallet notifies its owner with the comment. As a base64
+/// bag of cells (TON Connect's `payload`).
+pub fn jetton_transfer_payload(
+    query_id: u64,
+    amount: u128,
+    destination: &Address,
+    response_destination: &Address,
+    comment: &str,
+) -> Result<String, BodyError> {
+    let mut builder = CellBuilder::new();
+    builder
+        .store_u32(32, OP_JETTON_TRANSFER)
+        .and_then(|b| b.store_u64(64, query_id))
+        .and_then(|b| store_coins(b, amount))
+        .and_then(|b| b.store_address(&destination.to_tonlib()))
+        .and_then(|b| b.store_address(&response_destination.to_tonlib()))
+        // No custom payload.
+        .and_then(|b| b.store_bit(false))
+        .and_then(|b| store_coins(b, 1))
+        // The forward payload in a ref.
+        .and_then(|b| b.store_bit(true))
+        .map_err(cell_error)?;
+    builder
+        .store_child(comment_cell(comment)?)
+        .map_err(cell_error)?;
+    let cell = builder.build().map_err(cell_error)?;
+    let boc = BagOfCells::from_root(cell)
+        .serialize(true)
+        .map_err(cell_error)?;
+    Ok(STANDARD.encode(boc))
+}
+
+/// Stores `amount` as TON's `Coins` (`VarUInteger 16`: four bits of byte length, then the bytes).
+fn store_coins(
+    builder: &mut CellBuilder,
+    amount: u128,
+) -> Result<&mut CellBuilder, tonlib_core::cell::TonCellError> {
+    let bytes = amount.to_be_bytes();
+    let skip = bytes.iter().take_while(|byte| **byte == 0).count();
+    let significant = &bytes[skip..];
+    // At most 16 bytes, and a u128 has 16: the length fits four bits only below 16, and a
+    // `Coins` value is below 2^120 on chain.
+    let length = u8::try_from(significant.len()).unwrap_or(u8::MAX);
+    builder.store_u8(4, length)?.store_slice(significant)
+}
+
+/// Reads a `transfer` body (`None` when the op is another).
+pub fn read_jetton_transfer(cell: &Cell) -> Result<Option<JettonTransfer>, BodyError> {
+    let mut parser = cell.parser();
+    if parser.remaining_bits() < 32
+        || parser.load_u32(32).map_err(cell_error)? != OP_JETTON_TRANSFER
+    {
+        return Ok(None);
+    }
+    let _query_id = parser.load_u64(64).map_err(cell_error)?;
+    let amount = load_amount(&mut parser)?;
+    let destination = load_optional_address(&mut parser)?;
+    let response_destination = load_optional_address(&mut parser)?;
+    // The custom payload: `Maybe ^Cell`.
+    if parser.load_bit().map_err(cell_error)? {
+        parser.next_reference().map_err(cell_error)?;
+    }
+    let forward_ton_amount = load_amount(&mut parser)?;
+    let comment = load_forward_comment(&mut parser)?;
+    Ok(Some(JettonTransfer {
+        amount,
+        destination,
+        response_destination,
+        forward_ton_amount,
+        comment,
+    }))
+}
+
 /// The one-cell body of a `get_wallet_address(owner)` argument: the owner as a `MsgAddress`.
 pub fn address_slice_boc(owner: &Address) -> Result<String, BodyError> {
     let mut builder = CellBuilder::new();
@@ -268,5 +358,32 @@ mod tests {
         assert_eq!(read_comment(&Cell::default()), None);
         assert_eq!(read_internal_transfer(&excesses), Ok(None));
         assert!(parse_boc("not a boc").is_err());
+        assert_eq!(read_jetton_transfer(&excesses), Ok(None));
+    }
+
+    #[test]
+    fn a_jetton_transfer_reads_back() {
+        let to =
+            Address::parse("0:b113a994b5024a16719f69139328eb759596c38a25f59028b146fecdc3621dfe")
+                .expect("to")
+                .address;
+        let back =
+            Address::parse("0:0000000000000000000000000000000000000000000000000000000000000001")
+                .expect("back")
+                .address;
+        let boc = jetton_transfer_payload(7, 2_500_000, &to, &back, "Refund K7M2Q9XH4D")
+            .expect("payload");
+        let cell = parse_boc(&boc).expect("boc");
+        assert_eq!(op(&cell), Some(OP_JETTON_TRANSFER));
+        assert_eq!(
+            read_jetton_transfer(&cell).expect("reads"),
+            Some(JettonTransfer {
+                amount: 2_500_000,
+                destination: Some(to),
+                response_destination: Some(back),
+                forward_ton_amount: 1,
+                comment: Some("Refund K7M2Q9XH4D".to_owned()),
+            })
+        );
     }
 }

@@ -12,6 +12,11 @@
 //!   value is real. The notification to the main wallet is often aborted for want of gas, or
 //!   absent, and is never what settles; the comment is inside the internal transfer anyway.
 //! - **A notification from any other jetton wallet** is a fake jetton: reported, never credited.
+//! - **What the merchant sent** (a refund farthing prepared): from the wallet, an external
+//!   message the wallet's code accepted (compute and action phases succeeded) and the internal
+//!   messages it sent; from a jetton wallet, a `transfer` its code processed successfully (it
+//!   accepts one only from its owner). Each is reported with its destination, amount and
+//!   comment, for the watcher to match against the refunds it waits for.
 
 use crate::body::{self, OP_EXCESSES, OP_INTERNAL_TRANSFER, OP_TRANSFER_NOTIFICATION};
 use crate::toncenter::{Message, Transaction};
@@ -100,11 +105,26 @@ impl Ignored {
     }
 }
 
+/// A transfer the merchant's wallet (or jetton wallet) sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// What left.
+    pub asset: Asset,
+    /// How much, in the asset's smallest unit.
+    pub amount: u128,
+    /// To whom (for a jetton: the receiving owner).
+    pub to: Option<Address>,
+    /// The comment it carried.
+    pub comment: Option<String>,
+}
+
 /// What a transaction is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Seen {
     /// A payment to settle.
     Payment(Payment),
+    /// Transfers the merchant sent (one per message).
+    Sent(Vec<Sent>),
     /// Not a payment, and why.
     Ignored(Ignored),
 }
@@ -137,9 +157,72 @@ fn body_hash(message: &Message) -> Option<String> {
 /// Classifies a transaction of a watched account. `own_jetton_wallets` are the merchant's
 /// jetton wallets (a notification from one of them is no fake).
 pub fn classify(tx: &Transaction, watched: Watched, own_jetton_wallets: &[Address]) -> Seen {
+    if let Some(sent) = sent(tx, watched) {
+        return Seen::Sent(sent);
+    }
     match classify_inner(tx, watched, own_jetton_wallets) {
         Ok(payment) => Seen::Payment(payment),
         Err(ignored) => Seen::Ignored(ignored),
+    }
+}
+
+/// Whether the compute and action phases succeeded (nothing aborted).
+fn succeeded(tx: &Transaction) -> bool {
+    let computed = tx
+        .description
+        .compute_ph
+        .as_ref()
+        .is_some_and(|compute| !compute.skipped && compute.success == Some(true));
+    let acted = tx
+        .description
+        .action
+        .as_ref()
+        .is_none_or(|action| action.success != Some(false));
+    !tx.description.aborted && computed && acted
+}
+
+/// What the merchant sent in this transaction, if it is one of theirs that succeeded.
+fn sent(tx: &Transaction, watched: Watched) -> Option<Vec<Sent>> {
+    let message = tx.in_msg.as_ref()?;
+    match watched {
+        Watched::Wallet => {
+            // The wallet sends only on an external message signed with its key.
+            if message.source.is_some() || !succeeded(tx) {
+                return None;
+            }
+            Some(
+                tx.out_msgs
+                    .iter()
+                    .filter(|out| out.bounced != Some(true))
+                    .map(|out| Sent {
+                        asset: Asset::Ton,
+                        amount: out
+                            .value
+                            .as_deref()
+                            .and_then(|value| value.parse().ok())
+                            .unwrap_or(0),
+                        to: address(out.destination.as_deref()),
+                        comment: body_of(out)
+                            .ok()
+                            .flatten()
+                            .and_then(|cell| body::read_comment(&cell)),
+                    })
+                    .collect(),
+            )
+        }
+        Watched::JettonWallet { master } => {
+            if message.source.is_none() || message.bounced == Some(true) || !succeeded(tx) {
+                return None;
+            }
+            let cell = body_of(message).ok().flatten()?;
+            let transfer = body::read_jetton_transfer(&cell).ok().flatten()?;
+            Some(vec![Sent {
+                asset: Asset::Jetton(master),
+                amount: transfer.amount,
+                to: transfer.destination,
+                comment: transfer.comment,
+            }])
+        }
     }
 }
 

@@ -102,6 +102,7 @@ fn payment(seen: Seen) -> Payment {
     match seen {
         Seen::Payment(payment) => payment,
         Seen::Ignored(ignored) => panic!("expected a payment, got {ignored:?}"),
+        Seen::Sent(sent) => panic!("expected a payment, got a transfer sent: {sent:?}"),
     }
 }
 
@@ -201,10 +202,16 @@ fn usdt_counts_on_the_merchants_jetton_wallet_and_fakes_never() {
         }
         other => panic!("a fake jetton was read as {other:?}"),
     }
-    // Outgoing and foreign traffic on a jetton wallet is no income.
+    // A `transfer` a jetton wallet processed is what its owner sent (on the merchant's own
+    // jetton wallet: a refund), never income: here the payer's wallet paying the merchant.
     let outgoing = tx_of(&fixtures, "usdt_comment_inline", "payer_usdt_wallet");
     assert_eq!(
         classify(&outgoing, watched, &[jw]),
-        Seen::Ignored(Ignored::NotJettonIncome)
+        Seen::Sent(vec![farthing_ton::classify::Sent {
+            asset: farthing_ton::classify::Asset::Jetton(account(&fixtures, "usdt_master")),
+            amount: 1_500_000,
+            to: Some(account(&fixtures, "merchant")),
+            comment: Some("fth-00000005".to_owned()),
+        }])
     );
 }

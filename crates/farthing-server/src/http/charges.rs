@@ -212,12 +212,12 @@ pub struct CreateRefund {
     summary = "Refund an invoice or a charge",
     security(("bearer" = [])),
     params(spec::IdempotencyKey),
-    request_body(content = CreateRefund, content_type = "application/json", description = "Exactly one of `invoice` and `charge`; `amount` defaults to everything not yet refunded. `destination: rail` refunds a Stars-paid invoice through Telegram (`refundStarPayment`, the whole payment).", example = json!({"charge": "chg_01m8xps3xn47n0b22ztnhdjb39", "amount": 1, "reason": "slow answer", "metadata": {"ticket": "T-7"}})),
+    request_body(content = CreateRefund, content_type = "application/json", description = "Exactly one of `invoice` and `charge`; `amount` defaults to everything not yet refunded. `destination: rail` refunds a Stars-paid invoice through Telegram (`refundStarPayment`, the whole payment); a TON- or USDT-paid invoice is refunded from the merchant's own wallet: the refund is `pending`, its amount held, and its `next_action` is the transfer to sign (a `ton://` link and a TON Connect request carrying the refund's comment) until the watcher sees it leave the wallet (`refund.succeeded`), or it is canceled (`POST /v1/refunds/{id}/cancel`).", example = json!({"charge": "chg_01m8xps3xn47n0b22ztnhdjb39", "amount": 1, "reason": "slow answer", "metadata": {"ticket": "T-7"}})),
     responses(
-        (status = 201, description = "The refund; `refund.succeeded` and `customer.balance_changed` events are written with it (and `invoice.refunded` or `invoice.partially_refunded` for an invoice).", body = spec::Refund, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.")), example = json!({"id": "ref_01m8xps3y3ds0d7vv0zr87f517", "object": "refund", "livemode": false, "status": "succeeded", "invoice": null, "charge": "chg_01m8xps3xn47n0b22ztnhdjb39", "customer": "cus_01m8xps3vzdwahmws0hy00crqv", "amount": 1, "currency": "XTR", "reason": "slow answer", "destination": "balance", "metadata": {"ticket": "T-7"}, "created": 1796293301})),
+        (status = 201, description = "The refund; `refund.succeeded` and `customer.balance_changed` events are written with it (and `invoice.refunded` or `invoice.partially_refunded` for an invoice); a refund the merchant sends from their own wallet (TON, `destination: rail`) is `pending` with its `next_action`, and `refund.pending` is written.", body = spec::Refund, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.")), example = json!({"id": "ref_01m8xps3y3ds0d7vv0zr87f517", "object": "refund", "livemode": false, "status": "succeeded", "invoice": null, "charge": "chg_01m8xps3xn47n0b22ztnhdjb39", "customer": "cus_01m8xps3vzdwahmws0hy00crqv", "amount": 1, "currency": "XTR", "reason": "slow answer", "destination": "balance", "next_action": null, "metadata": {"ticket": "T-7"}, "created": 1796293301})),
         (status = 400, description = "The request is invalid: malformed JSON, an unknown field or a wrong type (`invalid_body`), a non-JSON content type (`unsupported_content_type`), a bad Idempotency-Key (`invalid_idempotency_key`), not exactly one of `invoice` and `charge` (`invalid_refund`), an unknown invoice or charge (`invalid_id`, `invoice_not_found`, `charge_not_found`), a bad amount (`invalid_amount`), more than is left to refund (`refund_too_large`), an invoice paid without a customer (`no_customer`), a reason over 500 characters (`invalid_reason`), bad metadata (`invalid_metadata`), a refund that would take the customer's balance beyond the largest amount farthing stores (`amount_too_large`), an unknown `destination` (`invalid_destination`), or, with `destination: rail`, an invoice not paid on the stars rail (`rail_refund_unsupported`), a partial amount (`invalid_amount`; Telegram refunds whole payments) or no connected bot (`rail_not_configured`).", body = spec::Error),
         (status = 402, description = "The merchant's balance is too small to refund from (`insufficient_funds`); nothing was written.", body = spec::Error),
-        (status = 409, description = "The invoice is not paid (`invoice_not_paid`), or, with `destination: rail`, the Telegram user who paid it is not known (`payer_unknown`).", body = spec::Error),
+        (status = 409, description = "The invoice is not paid (`invoice_not_paid`), a refund of it waits for the merchant to send it (`refund_pending`: send or cancel it first), or, with `destination: rail`, the Telegram user who paid it is not known (`payer_unknown`).", body = spec::Error),
         (status = 502, description = "With `destination: rail`: Telegram refused `refundStarPayment` or could not be reached (`telegram_refund_failed`, with Telegram's description); nothing was booked.", body = spec::Error),
         spec::WriteErrors,
     ),
@@ -426,6 +426,50 @@ pub async fn retrieve_refund(
         .filter(|r| r.merchant == principal.merchant)
         .ok_or_else(|| ApiError::not_found("refund", &id))?;
     Ok(axum::Json(render::refund(&refund, principal.mode)).into_response())
+}
+
+/// `POST /v1/refunds/{id}/cancel`: gives up a pending refund (one the merchant was to send from
+/// their own wallet and has not).
+#[utoipa::path(
+    post,
+    path = "/v1/refunds/{id}/cancel",
+    tag = "refunds",
+    operation_id = "cancel_refund",
+    summary = "Cancel a pending refund",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The refund, `ref_…` (a malformed id is not found: 404)."),
+        spec::IdempotencyKey,
+    ),
+    responses(
+        (status = 200, description = "The refund, `canceled`: its hold released (the amount is available again), the invoice unchanged, `refund.canceled` written. Send nothing for it afterwards: a transfer with its comment is then listed by the rail, not booked.", body = spec::Refund),
+        (status = 400, description = "A bad Idempotency-Key (`invalid_idempotency_key`).", body = spec::Error),
+        (status = 404, description = "No such refund for this merchant in this mode (`resource_missing`).", body = spec::Error),
+        (status = 409, description = "The refund is not pending (`refund_not_pending`): it succeeded (the rail saw it sent) or was canceled before.", body = spec::Error),
+        spec::WriteErrors,
+    ),
+)]
+pub async fn cancel_refund(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    principal.require("refunds:write")?;
+    let refund_id: RefundId = extract::id_path(&id)?;
+    let (merchant, mode) = (principal.merchant, principal.mode);
+    write(
+        &state,
+        &principal,
+        &headers,
+        "POST /v1/refunds/{id}/cancel",
+        id.as_bytes(),
+        move |tx| {
+            let refund = refunds::cancel_pending(tx, mode, merchant, refund_id)?;
+            Ok((StatusCode::OK, render::refund(&refund, mode).into()))
+        },
+    )
+    .await
 }
 
 /// `GET /v1/refunds`

@@ -14,9 +14,10 @@
 //!
 //! An open invoice with TON instructions gets a TON section (SPEC RL4): the QR code of the
 //! `ton://` link, the address, amount and comment with Copy buttons, the dropped-comment
-//! warning and, when the rail made a TON Connect request (TON with an amount), a "Pay with
-//! wallet" button driving TON Connect's own UI library (`assets/vendor/`, served here, loaded
-//! only on such a page). Its manifest is `GET /pay/{invoice}/tonconnect-manifest.json`; the
+//! warning and, for an invoice with an amount, a "Pay with wallet" button driving TON Connect's
+//! own UI library (`assets/vendor/`, served here, loaded only on such a page): TON's request is
+//! in the instructions, a jetton's is asked of `POST /pay/{invoice}/ton-connect` once the
+//! payer's wallet is connected (its message goes to the payer's own jetton wallet). Its manifest is `GET /pay/{invoice}/tonconnect-manifest.json`; the
 //! page's Content-Security-Policy then allows wallets' icons and bridges over https and inline
 //! style only in the `<style>` element that carries this answer's nonce.
 //!
@@ -252,6 +253,57 @@ pub async fn tonconnect_manifest(
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         axum::Json(manifest),
+    )
+        .into_response())
+}
+
+/// `POST /pay/{id}/ton-connect` body: the wallet the payer connected.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TonConnectPayer {
+    /// The connected wallet's address (TON Connect's `account.address`), any form.
+    pub payer: String,
+}
+
+/// `POST /pay/{id}/ton-connect`: the TON Connect request that pays a jetton (USDT) invoice from
+/// the wallet the payer connected — its message goes to the payer's own jetton wallet, which
+/// only the master can name, so the page asks once the wallet is connected.
+#[utoipa::path(
+    post,
+    path = "/pay/{id}/ton-connect",
+    tag = "checkout",
+    operation_id = "checkout_ton_connect",
+    params(("id" = String, Path, description = "The invoice, `inv_…`.")),
+    request_body(content = TonConnectPayer, content_type = "application/json", example = json!({"payer": "0:dc141b6c2bb80ab6ad375357add5b1568e967524470309835583964e41b45ebb"})),
+    responses(
+        (status = 200, description = "`{\"request\": …}`: a TON Connect `sendTransaction` request (`valid_until` the invoice's expiry, `network`, `from` the payer, one message: a TEP-74 `transfer` of the invoice's amount to the merchant with the invoice's reference as the forward payload, sent to the payer's jetton wallet with 0.05 TON for gas).", body = Object),
+        (status = 400, description = "Malformed JSON, an unknown field, a non-JSON body (`invalid_body`, `unsupported_content_type`), or a `payer` that is no TON address (`invalid_address`).", body = crate::web::spec::Error),
+        (status = 404, description = "No such invoice (`resource_missing`).", body = crate::web::spec::Error),
+        (status = 409, description = "The invoice is not open, has no fixed amount, or is not a jetton invoice taking `ton` (`ton_connect_unavailable`).", body = crate::web::spec::Error),
+        (status = 502, description = "The merchant's TON indexer could not name the payer's jetton wallet (`ton_indexer_unavailable`).", body = crate::web::spec::Error),
+        crate::web::spec::Internal,
+    )
+)]
+pub async fn ton_connect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: crate::web::extract::Checked<TonConnectPayer>,
+) -> Result<Response, ApiError> {
+    let payer = farthing_ton::Address::parse(&body.value.payer)
+        .map_err(|error| {
+            ApiError::invalid("invalid_address", format!("payer: {error}")).param("payer")
+        })?
+        .address;
+    let (invoice, mode, _) = find(&state, &id)?;
+    let Some(ton) = state.rails().ton() else {
+        return Err(ApiError::not_found("invoice", &id));
+    };
+    let request = ton
+        .jetton_payment_request(state.app(), mode, &invoice, &payer)
+        .await?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({ "request": request })),
     )
         .into_response())
 }
@@ -644,8 +696,9 @@ struct TonSection {
     /// The link's QR code as inline SVG (drawn here, from the rail's own link).
     qr: Option<String>,
     /// What the "Pay with wallet" button hands TON Connect: the rail's `sendTransaction`
-    /// request, the manifest's URL and, in the Mini App, where the wallet returns to. `None`
-    /// (USDT, amountless): no button, the link and the fields remain.
+    /// request (TON) or where to ask for it once a wallet is connected (a jetton), the
+    /// manifest's URL and, in the Mini App, where the wallet returns to. `None` (amountless):
+    /// no button, the fields remain.
     connect: Option<serde_json::Value>,
     /// The nonce of the one `<style>` element TON Connect's UI library writes its styles into
     /// (the page's Content-Security-Policy allows no other inline style).
@@ -664,9 +717,14 @@ fn ton_section(
     let text = invoice.instructions.get(&Rail::Ton)?;
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     let link = value["link"].as_str().map(str::to_owned);
-    let connect = (value["ton_connect"].is_object() && !style_nonce.is_empty()).then(|| {
+    // TON's request is in the instructions; a jetton's is asked for once the payer's wallet is
+    // connected (`POST /pay/{id}/ton-connect`).
+    let jetton = value["jetton_master"].is_string() && value["amount_minor"].is_u64();
+    let offered = value["ton_connect"].is_object() || jetton;
+    let connect = (offered && !style_nonce.is_empty()).then(|| {
         json!({
             "request": value["ton_connect"],
+            "request_url": jetton.then(|| format!("/pay/{}/ton-connect", invoice.id.encode())),
             "manifest_url": format!("{base_url}/pay/{}/tonconnect-manifest.json", invoice.id.encode()),
             // Inside Telegram the wallet hands the payer back to the merchant's bot.
             "twa_return_url": mini_app.map(|app| format!("https://t.me/{}", app.bot_username)),

@@ -216,6 +216,46 @@ pub struct PaymentInstructions {
     /// Present when the invoice accepts `lightning` (BTC, a fixed amount) and the merchant's
     /// Lightning node made a BOLT11 for it.
     pub lightning: Option<LightningInstructions>,
+    /// Present when the invoice (in `TON` or a jetton such as `USDT`) accepts `ton` and the
+    /// merchant connected a TON wallet.
+    pub ton: Option<TonInstructions>,
+}
+
+/// How to pay an invoice over TON: a transfer to the merchant's own wallet with the comment.
+#[derive(ToSchema)]
+pub struct TonInstructions {
+    /// The merchant's wallet, user-friendly (non-bounceable).
+    pub address: String,
+    /// `mainnet` or `testnet`.
+    pub network: String,
+    /// `TON` or the jetton's symbol (`USDT`).
+    pub currency: String,
+    /// For a jetton: its master contract (bounceable); `null` for TON.
+    #[schema(required = true)]
+    pub jetton_master: Option<String>,
+    /// The amount in minor units (nanoton; micro-USDT); `null` for an amountless invoice.
+    #[schema(required = true)]
+    pub amount_minor: Option<u64>,
+    /// The ten-character reference to write as the transfer's comment: how the payment finds
+    /// the invoice.
+    pub comment: String,
+    /// Always `true`: a payment without the comment is credited to the payer's balance and
+    /// listed as unmatched, not applied to the invoice.
+    pub comment_required: bool,
+    /// A `ton://transfer/…` link with everything filled in (`jetton=` for a jetton, `exp=` the
+    /// invoice's expiry), for a QR code or a button; `null` for an amountless invoice.
+    #[schema(required = true)]
+    pub link: Option<String>,
+    /// A TON Connect `sendTransaction` request (`valid_until` the invoice's expiry, `network`
+    /// `-239` or `-3`, one message to the merchant's wallet with the comment as its payload);
+    /// `null` for a jetton (the message goes to the payer's own jetton wallet, known only once
+    /// a wallet is connected) or an amountless invoice.
+    #[schema(required = true, value_type = Option<Object>)]
+    pub ton_connect: Option<serde_json::Value>,
+    /// The invoice's expiry (Unix seconds).
+    pub expires_at: u64,
+    /// What to tell the payer about the comment.
+    pub warning: String,
 }
 
 /// How to pay an invoice with Telegram Stars.
@@ -315,7 +355,7 @@ pub struct Event {
 pub struct EventData {
     /// The object the event is about: an invoice for `invoice.*` (a rail payment for
     /// `invoice.payment_credited`), a charge for
-    /// `charge.succeeded`, a refund for `refund.succeeded`, a customer for
+    /// `charge.succeeded`, a refund for `refund.*` (`succeeded`, `pending`, `canceled`), a customer for
     /// `customer.created`, a customer balance for `customer.balance_changed`, a payout for
     /// `payout.succeeded` and `payout.failed`, a Stars withdrawal for `stars.withdrawal`, a
     /// subscription for `subscription.*`.

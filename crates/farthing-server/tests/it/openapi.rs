@@ -128,6 +128,8 @@ const NO_JSON_CLIENT_ERRORS: &[(&str, &str)] = &[
 /// twice). Being idempotent by design, these document no 422 either.
 const WRITES_WITHOUT_IDEMPOTENCY: &[(&str, &str)] = &[
     ("POST", "/pay/{id}/sandbox"),
+    // The checkout page's TON Connect request for a jetton writes nothing: it is computed.
+    ("POST", "/pay/{id}/ton-connect"),
     ("POST", "/telegram/{bot_id}/webhook"),
     ("POST", "/v1/payouts"),
     // A Mini App session writes only the customer `tg:<id>`, found again on the next call; a
@@ -834,6 +836,14 @@ fn rendered_objects_match_their_schemas() {
         serde_json::json!({"bolt11": "lnbc5u1pexample", "uri": "lightning:lnbc5u1pexample"})
             .to_string(),
     );
+    instructed.instructions.insert(
+        Rail::Ton,
+        serde_json::json!({"address": "UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0p", "network": "mainnet",
+            "currency": "TON", "jetton_master": null, "amount_minor": 500, "comment": "K7M2Q9XH4D",
+            "comment_required": true, "link": "ton://transfer/UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0p?amount=500&text=K7M2Q9XH4D",
+            "ton_connect": {"valid_until": 1, "network": "-239", "messages": []}, "expires_at": 1, "warning": "Write the comment exactly."})
+            .to_string(),
+    );
     let rendered = Value::from(render::invoice(&instructed, Mode::Live, url));
     assert_same_properties(
         &doc,
@@ -944,6 +954,8 @@ fn rendered_objects_match_their_schemas() {
         metadata: vec![("ticket".to_owned(), "T-7".to_owned())],
         created_at_ns: now,
         rail: None,
+        status: farthing_store::RefundStatus::Succeeded,
+        next_action: None,
     };
     let rendered = Value::from(render::refund(&refund, Mode::Test));
     assert_same_properties(&doc, "Refund", &rendered, &[]);
@@ -964,6 +976,19 @@ fn rendered_objects_match_their_schemas() {
     };
     let rendered = Value::from(render::refund(&through_rail, Mode::Live));
     assert_eq!(rendered["destination"], "rail");
+    checker.assert_valid(&rendered, "Refund");
+    let pending = Refund {
+        rail: Some(farthing_core::Rail::Ton),
+        status: farthing_store::RefundStatus::Pending,
+        next_action: Some(
+            r#"{"type": "ton_transfer", "ton_transfer": {"comment": "Refund K7M2Q9XH4D"}}"#
+                .to_owned(),
+        ),
+        ..through_rail
+    };
+    let rendered = Value::from(render::refund(&pending, Mode::Live));
+    assert_eq!(rendered["status"], "pending");
+    assert_eq!(rendered["next_action"]["type"], "ton_transfer");
     checker.assert_valid(&rendered, "Refund");
 
     // A webhook endpoint: the secret only when created; `deleted` only in DELETE's answer.
@@ -2477,13 +2502,16 @@ async fn a_running_server_answers_as_documented() {
         .find(|tx| tx["scenario"] == "ton_no_comment" && tx["role"] == "merchant")
         .expect("a payment without a comment")
         .clone();
+    // The indexer serves what `served` holds, by account and logical time.
+    let served = std::sync::Arc::new(std::sync::Mutex::new(vec![forgot.clone()]));
     let indexer = {
         let wallet = wallet.as_str().expect("raw").to_owned();
+        let served = served.clone();
         let app = axum::Router::new().route(
             "/api/v3/transactions",
             axum::routing::get(
                 move |axum::extract::Query(query): axum::extract::Query<Vec<(String, String)>>| {
-                    let forgot = forgot.clone();
+                    let served = served.lock().expect("served").clone();
                     let wallet = wallet.clone();
                     async move {
                         let asked = |name: &str| {
@@ -2492,21 +2520,70 @@ async fn a_running_server_answers_as_documented() {
                                 .find(|(k, _)| k == name)
                                 .map(|(_, v)| v.clone())
                         };
-                        let lt: u64 = forgot["lt"]
-                            .as_str()
-                            .and_then(|lt| lt.parse().ok())
-                            .unwrap_or(0);
-                        let mine = asked("account").as_deref() == Some(wallet.as_str())
-                            && asked("start_lt")
-                                .and_then(|s| s.parse::<u64>().ok())
+                        let from: u64 = asked("start_lt").and_then(|s| s.parse().ok()).unwrap_or(0);
+                        let lt = |tx: &Value| {
+                            tx["lt"]
+                                .as_str()
+                                .and_then(|lt| lt.parse::<u64>().ok())
                                 .unwrap_or(0)
-                                <= lt;
-                        let transactions = if mine { vec![forgot] } else { vec![] };
+                        };
+                        let transactions: Vec<Value> =
+                            if asked("account").as_deref() == Some(wallet.as_str()) {
+                                served.into_iter().filter(|tx| lt(tx) >= from).collect()
+                            } else {
+                                Vec::new()
+                            };
                         axum::Json(json!({"transactions": transactions, "address_book": {}}))
                     }
                 },
             ),
         );
+        // The master's get-method and the jetton-wallet index, as the sandbox answered them
+        // (the merchant's USDT wallet), and the payer's USDT wallet the sandbox derived.
+        let answers = fixtures["get_wallet_address"].clone();
+        let accounts = fixtures["accounts"].clone();
+        let raw = |role: &str| accounts[role]["raw"].as_str().expect("raw").to_owned();
+        let payer_answer = json!({"gas_used": 0, "exit_code": 0, "stack": [{"type": "slice",
+            "value": farthing_ton::body::address_slice_boc(
+                &farthing_ton::Address::parse(&raw("payer_usdt_wallet")).expect("jw").address,
+            ).expect("slice")}]});
+        let (usdt_master, payer, merchant_jw) = (
+            raw("usdt_master"),
+            raw("payer"),
+            raw("merchant_usdt_wallet"),
+        );
+        let run_get_method = move |axum::Json(request): axum::Json<Value>| {
+            let owner = farthing_ton::body::read_address_slice(
+                request["stack"][0]["value"].as_str().unwrap_or_default(),
+            )
+            .map(|owner| owner.raw())
+            .unwrap_or_default();
+            let master =
+                farthing_ton::Address::parse(request["address"].as_str().unwrap_or_default())
+                    .map(|master| master.address.raw())
+                    .unwrap_or_default();
+            let found = if owner == payer && master == usdt_master {
+                Some(payer_answer.clone())
+            } else {
+                answers.as_array().and_then(|rows| {
+                    rows.iter()
+                        .find(|row| {
+                            row["master"] == master.as_str() && row["owner"] == owner.as_str()
+                        })
+                        .map(|row| row["response"].clone())
+                })
+            };
+            let answer =
+                found.unwrap_or_else(|| json!({"gas_used": 0, "exit_code": 11, "stack": []}));
+            async move { axum::Json(answer) }
+        };
+        let jetton_wallets = move || {
+            let wallet = merchant_jw.clone();
+            async move { axum::Json(json!({"jetton_wallets": [{"address": wallet}]})) }
+        };
+        let app = app
+            .route("/api/v3/runGetMethod", axum::routing::post(run_get_method))
+            .route("/api/v3/jetton/wallets", axum::routing::get(jetton_wallets));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -2522,7 +2599,7 @@ async fn a_running_server_answers_as_documented() {
                 "address": wallet,
                 "network": "testnet",
                 "api_url": indexer,
-                "jettons": [],
+                "jettons": [{"symbol": "USDT", "master": fixtures["accounts"]["usdt_master"]["raw"], "decimals": 6}],
             })),
     )
     .await;
@@ -2563,6 +2640,144 @@ async fn a_running_server_answers_as_documented() {
         )
         .key(key)
         .body(json!({"customer": ton_customer})),
+    )
+    .await;
+    // A TON invoice paid on chain (a sandbox payment with its comment, served after the first
+    // one), then refunded through the rail: prepared for the merchant's wallet, pending until
+    // sent, or canceled.
+    let ton_invoice = c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(key)
+                .body(json!({"amount": 500_000_000u64, "currency": "TON", "rails": ["ton"]})),
+        )
+        .await;
+    let comment = ton_invoice["payment_instructions"]["ton"]["comment"]
+        .as_str()
+        .expect("a comment")
+        .to_owned();
+    let made = crate::ton::sandbox(Some(json!({"scenarios": [
+        crate::ton::ton("paid", "payer", "merchant", 500_000_000, Some(&comment)),
+    ]})))
+    .await;
+    let mut paid = made["transactions"]
+        .as_array()
+        .expect("transactions")
+        .iter()
+        .find(|tx| tx["role"] == "merchant")
+        .expect("the merchant's transaction")
+        .clone();
+    // Later than the payment read before it (a fresh sandbox run starts its clock again).
+    let after = forgot["lt"]
+        .as_str()
+        .and_then(|lt| lt.parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1_000;
+    paid["lt"] = json!(after.to_string());
+    served.lock().expect("served").push(paid);
+    let ton_invoice = id(&ton_invoice);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let invoice = c
+            .expect(
+                200,
+                call(
+                    "GET",
+                    "/v1/invoices/{id}",
+                    format!("/v1/invoices/{ton_invoice}"),
+                )
+                .key(key),
+            )
+            .await;
+        if invoice["status"] == "paid" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the TON invoice was never paid: {invoice}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pending = c
+        .expect(
+            201,
+            call("POST", "/v1/refunds", "/v1/refunds")
+                .key(key)
+                .body(json!({"invoice": ton_invoice, "destination": "rail"})),
+        )
+        .await;
+    assert_eq!(pending["status"], "pending", "{pending}");
+    c.expect(
+        409,
+        call("POST", "/v1/refunds", "/v1/refunds")
+            .key(key)
+            .body(json!({"invoice": ton_invoice})),
+    )
+    .await;
+    // A USDT invoice's TON Connect request, for the wallet the payer connected.
+    let usdt_invoice = c
+        .expect(
+            201,
+            call("POST", "/v1/invoices", "/v1/invoices")
+                .key(key)
+                .body(json!({"amount": 2_500_000u64, "currency": "USDT", "rails": ["ton"]})),
+        )
+        .await;
+    let asked = c
+        .expect(
+            200,
+            call(
+                "POST",
+                "/pay/{id}/ton-connect",
+                format!("/pay/{}/ton-connect", id(&usdt_invoice)),
+            )
+            .body(json!({"payer": fixtures["accounts"]["payer"]["raw"]})),
+        )
+        .await;
+    assert_eq!(
+        asked["request"]["messages"][0]["amount"], "50000000",
+        "{asked}"
+    );
+    c.expect(
+        400,
+        call(
+            "POST",
+            "/pay/{id}/ton-connect",
+            format!("/pay/{}/ton-connect", id(&usdt_invoice)),
+        )
+        .body(json!({"payer": "not an address"})),
+    )
+    .await;
+    c.expect(
+        409,
+        call(
+            "POST",
+            "/pay/{id}/ton-connect",
+            format!("/pay/{ton_invoice}/ton-connect"),
+        )
+        .body(json!({"payer": fixtures["accounts"]["payer"]["raw"]})),
+    )
+    .await;
+    let cancel = format!("/v1/refunds/{}/cancel", id(&pending));
+    c.expect(
+        200,
+        call("POST", "/v1/refunds/{id}/cancel", cancel.clone()).key(key),
+    )
+    .await;
+    c.expect(
+        409,
+        call("POST", "/v1/refunds/{id}/cancel", cancel).key(key),
+    )
+    .await;
+    c.expect(
+        404,
+        call(
+            "POST",
+            "/v1/refunds/{id}/cancel",
+            "/v1/refunds/ref_01m8xps3y3ds0d7vv0zr87f517/cancel",
+        )
+        .key(key),
     )
     .await;
     let rails = c

@@ -25,7 +25,7 @@ fn sandbox_dir() -> std::path::PathBuf {
 }
 
 /// Runs the sandbox generator on `spec` (`accounts` when `None`).
-async fn sandbox(spec: Option<Value>) -> Value {
+pub(crate) async fn sandbox(spec: Option<Value>) -> Value {
     let dir = sandbox_dir();
     assert!(
         dir.join("node_modules/@ton/sandbox").is_dir(),
@@ -367,7 +367,7 @@ impl Shop {
     }
 }
 
-fn ton(id: &str, from: &str, to: &str, amount: u64, comment: Option<&str>) -> Value {
+pub(crate) fn ton(id: &str, from: &str, to: &str, amount: u64, comment: Option<&str>) -> Value {
     json!({"id": id, "kind": "ton", "from": from, "to": to, "amount": amount.to_string(), "comment": comment, "bounce": false})
 }
 
@@ -596,17 +596,22 @@ async fn ton_and_usdt_invoices_settle_from_sandbox_transactions_once() {
         (21 * TON / 10) as i64
     );
 
-    // farthing sends no TON: a refund goes to the payer's balance (the payer is a customer
-    // from the first payment on), not back over the rail.
-    let (status, refused) = shop
+    // farthing sends no TON: a refund through the rail is prepared for the merchant to send
+    // (refunds_are_prepared_for_the_merchant_and_booked_when_they_leave_the_wallet); given
+    // up here, the payer's balance takes it instead (the payer is a customer from the first
+    // payment on).
+    let (status, pending) = shop
         .call(
             Method::POST,
             "/v1/refunds",
             Some(json!({"invoice": exact, "destination": "rail"})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-    assert_eq!(refused["error"]["code"], "rail_refund_unsupported");
+    assert_eq!(status, StatusCode::CREATED, "{pending}");
+    assert_eq!(pending["status"], "pending");
+    let id = pending["id"].as_str().expect("id");
+    shop.ok(Method::POST, &format!("/v1/refunds/{id}/cancel"), None)
+        .await;
     let (status, refund) = shop
         .call(Method::POST, "/v1/refunds", Some(json!({"invoice": exact})))
         .await;
@@ -814,10 +819,7 @@ async fn a_payment_to_an_undeployed_wallet_is_credited_and_a_bounced_one_is_not(
 /// are checked too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkout_page_pays_through_ton_connect() {
-    use crate::checkout_browser::{artifact, node_script, require_browser};
-    use std::io::{BufRead, BufReader, Read};
-
-    require_browser();
+    crate::checkout_browser::require_browser();
     let shop = Shop::connected(Clock::system()).await;
     let (id, instructions) = shop.invoice("TON", 3 * TON / 2, 900).await;
     let base = &shop.server.base;
@@ -875,38 +877,16 @@ async fn the_checkout_page_pays_through_ton_connect() {
     assert!(html.contains(&format!("<style id=_goober nonce=\"{nonce}\"> </style>")));
     assert!(csp.contains("script-src 'self'"), "{csp}");
 
-    let url = format!("{base}/pay/{id}");
-    let shot = artifact("checkout-ton-connect").display().to_string();
     let payer = shop.raw("payer");
-    let mut child = node_script("ton.mjs", &[&url, &payer, "-3", &shot]);
-    let stdout = child.stdout.take().expect("stdout");
-    let asked = tokio::task::spawn_blocking(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut seen = Vec::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return (None, seen, reader);
-            }
-            if let Some(request) = line.trim().strip_prefix("REQUEST ") {
-                return (Some(request.to_owned()), seen, reader);
-            }
-            seen.push(line);
-        }
-    });
-    let (request, seen, mut reader) = tokio::time::timeout(Duration::from_secs(60), asked)
-        .await
-        .expect("the wallet was never asked to sign")
-        .expect("join");
-    let request: Value =
-        serde_json::from_str(&request.unwrap_or_else(|| panic!("the browser run ended: {seen:?}")))
-            .expect("the request is JSON");
+    let wallet =
+        WalletRun::start(&format!("{base}/pay/{id}"), &payer, "checkout-ton-connect").await;
+    let request = &wallet.request;
     // Exactly the rail's request, from the connected wallet.
     let wanted = &instructions["ton_connect"];
     assert_eq!(request["valid_until"], wanted["valid_until"], "{request}");
     assert_eq!(request["network"], "-3");
     assert_eq!(request["from"], payer.as_str());
-    let message = &request["messages"][0];
+    let message = request["messages"][0].clone();
     assert_eq!(request["messages"].as_array().map(Vec::len), Some(1));
     assert_eq!(message["address"], instructions["address"]);
     assert_eq!(message["amount"], (3 * TON / 2).to_string());
@@ -916,23 +896,176 @@ async fn the_checkout_page_pays_through_ton_connect() {
     .expect("a comment");
     assert_eq!(comment, instructions["comment"].as_str().expect("comment"));
 
-    // The wallet sends it: mined in the sandbox, then served by the indexer.
+    // The wallet sends exactly that message: mined in the sandbox, served by the indexer.
     let made = sandbox(Some(json!({"scenarios": [
-        ton("connect", "payer", "merchant", 3 * TON / 2, Some(&comment)),
+        {"id": "connect", "kind": "message", "from": "payer", "message": message},
     ]})))
     .await;
     shop.serve(&made["transactions"]);
-    let finished = tokio::task::spawn_blocking(move || {
-        let mut rest = String::new();
-        let _ = reader.read_to_string(&mut rest);
-        (child.wait().map(|s| s.success()).unwrap_or(false), rest)
-    });
-    let (ok, rest) = tokio::time::timeout(Duration::from_secs(90), finished)
-        .await
-        .expect("the page never showed paid")
-        .expect("join");
-    assert!(ok, "browser run failed: {rest}");
+    wallet.finish().await;
     assert_eq!(shop.status_of(&id).await, "paid");
+    shop.stop().await;
+}
+
+/// A browser run of `ton.mjs` on a checkout page whose wallet was asked to sign `request`.
+struct WalletRun {
+    request: Value,
+    child: std::process::Child,
+    rest: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl WalletRun {
+    /// Opens `url` with a wallet holding `payer`, clicks "Pay with wallet", and waits until the
+    /// wallet is asked to sign (screenshots named after `shot`).
+    async fn start(url: &str, payer: &str, shot: &str) -> WalletRun {
+        use std::io::BufRead;
+        let shot = crate::checkout_browser::artifact(shot)
+            .display()
+            .to_string();
+        let mut child = crate::checkout_browser::node_script("ton.mjs", &[url, payer, "-3", &shot]);
+        let stdout = child.stdout.take().expect("stdout");
+        let asked = tokio::task::spawn_blocking(move || {
+            let mut reader = std::io::BufReader::new(stdout);
+            let mut seen = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return (None, seen, reader);
+                }
+                if let Some(request) = line.trim().strip_prefix("REQUEST ") {
+                    return (Some(request.to_owned()), seen, reader);
+                }
+                seen.push(line);
+            }
+        });
+        let (request, seen, rest) = tokio::time::timeout(Duration::from_secs(60), asked)
+            .await
+            .expect("the wallet was never asked to sign")
+            .expect("join");
+        let request = request.unwrap_or_else(|| panic!("the browser run ended: {seen:?}"));
+        WalletRun {
+            request: serde_json::from_str(&request).expect("the request is JSON"),
+            child,
+            rest,
+        }
+    }
+
+    /// Waits until the page shows paid by itself; fails with what the browser run printed.
+    async fn finish(mut self) {
+        let finished = tokio::task::spawn_blocking(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut self.rest, &mut rest);
+            (
+                self.child.wait().map(|s| s.success()).unwrap_or(false),
+                rest,
+            )
+        });
+        let (ok, rest) = tokio::time::timeout(Duration::from_secs(90), finished)
+            .await
+            .expect("the page never showed paid")
+            .expect("join");
+        assert!(ok, "browser run failed: {rest}");
+    }
+}
+
+/// A USDT invoice through TON Connect: once the payer's wallet is connected, the page asks
+/// farthing for the request (`POST /pay/{id}/ton-connect`), which names the payer's own USDT
+/// wallet by the master's `get_wallet_address` (through the indexer) and carries a TEP-74
+/// `transfer` to the merchant with the invoice's reference. The payer's wallet signs exactly
+/// that in the sandbox — the real jetton code must accept farthing's body — and the invoice
+/// is paid. Bad requests to the endpoint are refused with what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkout_page_pays_usdt_through_ton_connect() {
+    crate::checkout_browser::require_browser();
+    let shop = Shop::connected(Clock::system()).await;
+    // What the chain answers for the payer's USDT wallet (the sandbox derived it by the same
+    // get-method): the indexer passes it on.
+    {
+        let slice = body::address_slice_boc(
+            &Address::parse(&shop.raw("payer_usdt_wallet"))
+                .expect("jw")
+                .address,
+        )
+        .expect("slice");
+        let mut indexer = shop.indexer.lock().expect("indexer");
+        indexer.wallet_answers.push((
+            shop.raw("usdt_master"),
+            shop.raw("payer"),
+            json!({"gas_used": 5000, "exit_code": 0, "stack": [{"type": "slice", "value": slice}]}),
+        ));
+    }
+    let (id, instructions) = shop.invoice("USDT", 5 * USDT / 2, 900).await;
+    assert_eq!(instructions["ton_connect"], Value::Null);
+    let base = shop.server.base.clone();
+    let payer = shop.raw("payer");
+    let wallet =
+        WalletRun::start(&format!("{base}/pay/{id}"), &payer, "checkout-usdt-connect").await;
+    let request = &wallet.request;
+    assert_eq!(request["network"], "-3");
+    assert_eq!(request["from"], payer.as_str());
+    let message = request["messages"][0].clone();
+    assert_eq!(
+        Address::parse(message["address"].as_str().expect("address"))
+            .expect("address")
+            .address
+            .raw(),
+        shop.raw("payer_usdt_wallet")
+    );
+    let transfer = body::read_jetton_transfer(
+        &body::parse_boc(message["payload"].as_str().expect("payload")).expect("boc"),
+    )
+    .expect("reads")
+    .expect("a transfer");
+    assert_eq!(transfer.amount, u128::from(5 * USDT / 2));
+    assert_eq!(
+        transfer.destination.map(|a| a.raw()),
+        Some(shop.raw("merchant"))
+    );
+    assert_eq!(
+        transfer.response_destination.map(|a| a.raw()),
+        Some(payer.clone())
+    );
+    assert_eq!(
+        transfer.comment.as_deref(),
+        instructions["comment"].as_str()
+    );
+    let made = sandbox(Some(json!({"scenarios": [
+        {"id": "connect_usdt", "kind": "message", "from": "payer", "message": message},
+    ]})))
+    .await;
+    shop.serve(&made["transactions"]);
+    wallet.finish().await;
+    assert_eq!(shop.status_of(&id).await, "paid");
+    // The endpoint refuses what it cannot serve, saying why.
+    let post = |path: String, body: Value| {
+        let client = shop.server.client.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let response = client.post(url).json(&body).send().await.expect("answer");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, answer) = post(
+        format!("/pay/{id}/ton-connect"),
+        json!({"payer": "nonsense"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_address");
+    let (status, answer) = post(format!("/pay/{id}/ton-connect"), json!({"payer": payer})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a paid invoice: {answer}");
+    assert_eq!(answer["error"]["code"], "ton_connect_unavailable");
+    let (ton_invoice, _) = shop.invoice("TON", TON, 900).await;
+    let (status, answer) = post(
+        format!("/pay/{ton_invoice}/ton-connect"),
+        json!({"payer": payer}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a TON invoice: {answer}");
     shop.stop().await;
 }
 
@@ -979,5 +1112,230 @@ async fn the_mini_app_opens_the_buyers_wallet_through_telegram() {
     );
     // Nothing was paid: the wallet was only opened.
     assert_eq!(shop.status_of(&id).await, "open");
+    shop.stop().await;
+}
+
+/// Refunds through the TON rail: farthing holds no key, so a refund is prepared — a transfer
+/// from the merchant's wallet to the payer with a comment of its own, as a `ton://` link and a
+/// TON Connect request — and stays pending, its amount held, until the watcher sees it leave
+/// the wallet. The transfers here are the very TON Connect messages farthing prepared, signed
+/// by the merchant's wallet in the sandbox: TON from the wallet, USDT as a `transfer` to the
+/// merchant's own jetton wallet (whose real TEP-74 code must accept farthing's body). A
+/// transfer with a refund's comment but another amount is not booked; a pending refund can be
+/// canceled (its hold released), and another refund of the invoice waits until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_are_prepared_for_the_merchant_and_booked_when_they_leave_the_wallet() {
+    let shop = Shop::connected(Clock::manual()).await;
+    let (ton_invoice, i) = shop.invoice("TON", TON, 3600).await;
+    let ton_ref = i["comment"].as_str().expect("comment").to_owned();
+    let (usdt_invoice, i) = shop.invoice("USDT", 2 * USDT, 3600).await;
+    let usdt_ref = i["comment"].as_str().expect("comment").to_owned();
+    let (kept_invoice, i) = shop.invoice("TON", 3 * TON, 3600).await;
+    let kept_ref = i["comment"].as_str().expect("comment").to_owned();
+    let payments = vec![
+        ton("pay_ton", "payer", "merchant", TON, Some(&ton_ref)),
+        usdt(
+            "pay_usdt",
+            "usdt",
+            "payer",
+            2 * USDT,
+            Some(&usdt_ref),
+            false,
+            "1",
+        ),
+        ton("pay_kept", "payer2", "merchant", 3 * TON, Some(&kept_ref)),
+    ];
+    let made = sandbox(Some(json!({ "scenarios": payments }))).await;
+    shop.serve(&made["transactions"]);
+    for invoice in [&ton_invoice, &usdt_invoice, &kept_invoice] {
+        shop.wait_for(&format!("/v1/invoices/{invoice}"), "paid", |i| {
+            i["status"] == "paid"
+        })
+        .await;
+    }
+    let available = |balance: &Value, currency: &str| {
+        balance["balances"]
+            .as_array()
+            .expect("balances")
+            .iter()
+            .find(|b| b["currency"] == currency)
+            .map_or(0, |b| b["available"].as_i64().expect("a number"))
+    };
+    let before = shop.ok(Method::GET, "/v1/balance", None).await;
+
+    // Prepared: pending, the amount held, the invoice still paid.
+    let refund = |invoice: &str| {
+        let body = json!({"invoice": invoice, "destination": "rail", "reason": "not delivered"});
+        shop.call(Method::POST, "/v1/refunds", Some(body))
+    };
+    let (status, ton_refund) = refund(&ton_invoice).await;
+    assert_eq!(status, StatusCode::CREATED, "{ton_refund}");
+    assert_eq!(ton_refund["status"], "pending");
+    let action = &ton_refund["next_action"]["ton_transfer"];
+    assert_eq!(ton_refund["next_action"]["type"], "ton_transfer");
+    assert_eq!(action["to"], shop.accounts["payer"]["non_bounceable"]);
+    assert_eq!(action["from"], shop.accounts["merchant"]["non_bounceable"]);
+    assert_eq!(action["amount_minor"], TON);
+    let ton_comment = action["comment"].as_str().expect("comment").to_owned();
+    assert!(ton_comment.starts_with("Refund "), "{ton_comment}");
+    assert!(action["link"].as_str().expect("link").starts_with(&format!(
+        "ton://transfer/{}?amount={TON}&text=Refund%20",
+        shop.accounts["payer"]["non_bounceable"]
+            .as_str()
+            .expect("payer")
+    )));
+    let ton_message = action["ton_connect"]["messages"][0].clone();
+    assert_eq!(ton_message["address"], action["to"]);
+    assert_eq!(ton_message["amount"], TON.to_string());
+    assert_eq!(action["ton_connect"]["from"], shop.raw("merchant"));
+    assert_eq!(
+        body::read_comment(
+            &body::parse_boc(ton_message["payload"].as_str().expect("payload")).expect("boc")
+        )
+        .as_deref(),
+        Some(ton_comment.as_str())
+    );
+    let (status, usdt_refund) = refund(&usdt_invoice).await;
+    assert_eq!(status, StatusCode::CREATED, "{usdt_refund}");
+    let action = &usdt_refund["next_action"]["ton_transfer"];
+    let usdt_message = action["ton_connect"]["messages"][0].clone();
+    // USDT leaves as a `transfer` to the merchant's own jetton wallet, with gas.
+    assert_eq!(
+        Address::parse(usdt_message["address"].as_str().expect("address"))
+            .expect("address")
+            .address
+            .raw(),
+        shop.raw("merchant_usdt_wallet")
+    );
+    let transfer = body::read_jetton_transfer(
+        &body::parse_boc(usdt_message["payload"].as_str().expect("payload")).expect("boc"),
+    )
+    .expect("reads")
+    .expect("a transfer");
+    assert_eq!(transfer.amount, u128::from(2 * USDT));
+    assert_eq!(
+        transfer.destination.map(|a| a.raw()),
+        Some(shop.raw("payer"))
+    );
+    assert_eq!(transfer.comment.as_deref(), action["comment"].as_str());
+    let (status, kept_refund) = refund(&kept_invoice).await;
+    assert_eq!(status, StatusCode::CREATED, "{kept_refund}");
+    let held = shop.ok(Method::GET, "/v1/balance", None).await;
+    assert_eq!(
+        available(&held, "TON"),
+        available(&before, "TON") - (4 * TON) as i64
+    );
+    assert_eq!(
+        available(&held, "USDT"),
+        available(&before, "USDT") - (2 * USDT) as i64
+    );
+    assert_eq!(shop.status_of(&ton_invoice).await, "paid");
+    // Nothing else refunds the invoice meanwhile.
+    let (status, answer) = shop
+        .call(
+            Method::POST,
+            "/v1/refunds",
+            Some(json!({"invoice": ton_invoice})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "refund_pending");
+
+    // The merchant's wallet signs the prepared messages (and, for the third, the right comment
+    // with a wrong amount). The payments run again first: the sandbox is deterministic, so
+    // they are the same transactions, already booked.
+    let mut wrong =
+        kept_refund["next_action"]["ton_transfer"]["ton_connect"]["messages"][0].clone();
+    wrong["amount"] = json!((2 * TON).to_string());
+    let mut scenarios = payments.clone();
+    scenarios.push(
+        json!({"id": "refund_ton", "kind": "message", "from": "merchant", "message": ton_message}),
+    );
+    scenarios.push(json!({"id": "refund_usdt", "kind": "message", "from": "merchant", "message": usdt_message}));
+    scenarios.push(
+        json!({"id": "refund_wrong", "kind": "message", "from": "merchant", "message": wrong}),
+    );
+    let made = sandbox(Some(json!({ "scenarios": scenarios }))).await;
+    shop.serve(&made["transactions"]);
+    for refund in [&ton_refund, &usdt_refund] {
+        let id = refund["id"].as_str().expect("id");
+        shop.wait_for(&format!("/v1/refunds/{id}"), "succeeded", |r| {
+            r["status"] == "succeeded"
+        })
+        .await;
+    }
+    assert_eq!(shop.status_of(&ton_invoice).await, "refunded");
+    assert_eq!(shop.status_of(&usdt_invoice).await, "refunded");
+    let wrong_seen = shop
+        .wait_for(
+            "/v1/rails/ton/payments?outcome=ignored&limit=100",
+            "the wrong transfer",
+            |list| {
+                list["data"].as_array().is_some_and(|rows| {
+                    rows.iter().any(|row| {
+                        row["reason"]
+                            .as_str()
+                            .is_some_and(|reason| reason.starts_with("refund_mismatch"))
+                    })
+                })
+            },
+        )
+        .await;
+    let kept_id = kept_refund["id"].as_str().expect("id").to_owned();
+    let sent_rows = wrong_seen["data"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|row| {
+            row["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("refund_sent"))
+        })
+        .count();
+    assert_eq!(sent_rows, 2, "{wrong_seen}");
+    let kept = shop
+        .ok(Method::GET, &format!("/v1/refunds/{kept_id}"), None)
+        .await;
+    assert_eq!(kept["status"], "pending", "a wrong amount books nothing");
+    assert_eq!(shop.status_of(&kept_invoice).await, "paid");
+    // Served again (a duplicating indexer): booked once.
+    shop.serve(&made["transactions"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Canceled: the hold released; a second cancel is refused.
+    let canceled = shop
+        .ok(Method::POST, &format!("/v1/refunds/{kept_id}/cancel"), None)
+        .await;
+    assert_eq!(canceled["status"], "canceled");
+    assert_eq!(canceled["next_action"], Value::Null);
+    let (status, answer) = shop
+        .call(Method::POST, &format!("/v1/refunds/{kept_id}/cancel"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "refund_not_pending");
+    let after = shop.ok(Method::GET, "/v1/balance", None).await;
+    assert_eq!(
+        available(&after, "TON"),
+        available(&before, "TON") - TON as i64,
+        "only the sent TON refund left the balance"
+    );
+    assert_eq!(
+        available(&after, "USDT"),
+        available(&before, "USDT") - (2 * USDT) as i64
+    );
+    // The events: pending for each, succeeded for the two sent, canceled for the third.
+    let events = shop.ok(Method::GET, "/v1/events?limit=100", None).await;
+    let count = |kind: &str| {
+        events["data"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .count()
+    };
+    assert_eq!(count("refund.pending"), 3);
+    assert_eq!(count("refund.succeeded"), 2);
+    assert_eq!(count("refund.canceled"), 1);
+    assert_eq!(count("invoice.refunded"), 2);
     shop.stop().await;
 }

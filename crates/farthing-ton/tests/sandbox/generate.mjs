@@ -4,6 +4,9 @@
 // Usage:
 //   node generate.mjs accounts            prints {"network", "accounts"} (no transactions)
 //   node generate.mjs run < spec.json     runs the scenarios of the spec, prints the result JSON
+// A scenario is a TON payment (kind ton), a jetton payment (kind jetton), or one message a wallet
+// signs exactly as a TON Connect request gives it (kind message: {from, message: {address,
+// amount, payload}}) — also from the merchant's wallet, as a refund farthing prepared.
 //
 // Everything is deterministic: keys come from fixed seeds, the sandbox clock is set explicitly, so
 // the same input gives byte-identical output (the program checks this by running twice).
@@ -498,6 +501,15 @@ function parseSpec(spec) {
   for (const s of scenarios) {
     check(typeof s.id === 'string' && !ids.has(s.id), `spec: scenario id missing or duplicated: ${JSON.stringify(s.id)}`);
     ids.add(s.id);
+    if (s.kind === 'message') {
+      // A wallet signs one TON Connect message exactly as given: {address (user-friendly),
+      // amount (nanoton), payload (base64 BoC)} — what farthing hands a wallet to sign.
+      check(['merchant', 'payer', 'payer2'].includes(s.from), `spec ${s.id}: "from" must be merchant, payer or payer2`);
+      const m = s.message;
+      check(m && typeof m.address === 'string' && /^\d+$/.test(String(m.amount)), `spec ${s.id}: "message" needs address and amount`);
+      check(m.payload === undefined || typeof m.payload === 'string', `spec ${s.id}: bad payload`);
+      continue;
+    }
     check(['payer', 'payer2'].includes(s.from), `spec ${s.id}: "from" must be payer or payer2`);
     check(/^\d+$/.test(String(s.amount)), `spec ${s.id}: "amount" must be a decimal string`);
     check(s.comment === undefined || s.comment === null || typeof s.comment === 'string', `spec ${s.id}: bad comment`);
@@ -510,7 +522,7 @@ function parseSpec(spec) {
       check(!(s.jetton === 'fake' && s.from !== 'payer'), `spec ${s.id}: only payer holds the fake jetton`);
       check(s.forward_ton_amount === undefined || /^\d+$/.test(String(s.forward_ton_amount)), `spec ${s.id}: bad forward_ton_amount`);
     } else {
-      check(false, `spec ${s.id}: "kind" must be ton or jetton`);
+      check(false, `spec ${s.id}: "kind" must be ton, jetton or message`);
     }
   }
   return { now, network, scenarios };
@@ -533,7 +545,15 @@ async function runScenarios(env, spec) {
 
     const comment = s.comment ?? null;
     let message;
-    if (s.kind === 'ton') {
+    if (s.kind === 'message') {
+      const target = Address.parseFriendly(s.message.address);
+      message = internal({
+        to: target.address,
+        value: BigInt(s.message.amount),
+        bounce: target.isBounceable,
+        body: s.message.payload === undefined ? undefined : Cell.fromBase64(s.message.payload),
+      });
+    } else if (s.kind === 'ton') {
       message = internal({ to: wallets[s.to].address, value: BigInt(s.amount), bounce: s.bounce ?? false, body: comment === null ? undefined : commentCell(comment) });
     } else {
       const master = masters[s.jetton === 'usdt' ? 'usdt_master' : 'fake_master'];

@@ -101,6 +101,7 @@ pub fn hold(
             currency: Currency::BTC,
             key: *key,
             amount_minor: sats,
+            code: farthing_app::book::PAYOUT,
         },
     )
 }
@@ -177,7 +178,7 @@ pub async fn pay_out(
     });
     let booked = app
         .run(mode, move |tx| -> Result<(), AppError> {
-            farthing_app::payouts::resolve(tx, &key, post)?;
+            farthing_app::payouts::resolve(tx, &key, post, farthing_app::book::PAYOUT)?;
             if let (false, Some(link)) = (post, link) {
                 tx.release_lnurl_secret(&link)?;
             }

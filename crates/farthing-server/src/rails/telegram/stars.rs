@@ -423,6 +423,7 @@ impl RailAdapter for StarsRail {
         Ok(RailRefunded {
             amount_minor,
             payer_external_id: Some(format!("tg:{}", user.get())),
+            pending: None,
         })
     }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use farthing_core::invoice::{Invoice, InvoiceAmount, InvoiceStatus};
-use farthing_core::{Currency, MerchantId, Rail};
+use farthing_core::{Currency, MerchantId, PublicId, Rail};
 use farthing_store::TonWallet;
 use farthing_ton::toncenter::{Toncenter, ToncenterError};
 use farthing_ton::{Address, Network};
@@ -58,6 +58,84 @@ pub struct Jetton {
     pub decimals: u8,
     /// The merchant's jetton wallet of this master, raw form (checked against the chain).
     pub wallet: String,
+}
+
+/// Nanoton a jetton transfer carries for gas (the rest comes back as `excesses`).
+const JETTON_TRANSFER_GAS: u128 = 50_000_000;
+
+/// A refund's next action: the transfer the merchant sends from their wallet to `payer` — the
+/// address, amount and comment, a `ton://` link, and a TON Connect request (for a jetton: a
+/// `transfer` to the merchant's own jetton wallet, 0.05 TON for gas, the comment as the forward
+/// payload).
+fn refund_transfer(
+    wallet: &Wallet,
+    payer: &Address,
+    jetton: Option<&Jetton>,
+    amount: u64,
+    comment: &str,
+) -> Result<serde_json::Value, AppError> {
+    let network = wallet.network;
+    let stored = |text: &str| {
+        Address::parse(text)
+            .map(|parsed| parsed.address)
+            .map_err(|error| AppError::internal(format!("stored jetton address: {error}")))
+    };
+    let (link, message) = match jetton {
+        None => {
+            let (payload, _) = farthing_ton::body::comment_payload(comment)
+                .map_err(|error| AppError::internal(format!("refund comment: {error}")))?;
+            (
+                farthing_ton::pay::transfer_link(
+                    payer,
+                    network,
+                    u128::from(amount),
+                    comment,
+                    None,
+                    None,
+                ),
+                json!({"address": payer.friendly(false, network), "amount": amount.to_string(), "payload": payload}),
+            )
+        }
+        Some(jetton) => {
+            let master = stored(&jetton.master)?;
+            let own = stored(&jetton.wallet)?;
+            let mut random = [0u8; 8];
+            getrandom::fill(&mut random).map_err(AppError::internal)?;
+            let payload = farthing_ton::body::jetton_transfer_payload(
+                u64::from_le_bytes(random),
+                u128::from(amount),
+                payer,
+                &wallet.address,
+                comment,
+            )
+            .map_err(|error| AppError::internal(format!("refund transfer: {error}")))?;
+            (
+                farthing_ton::pay::transfer_link(
+                    payer,
+                    network,
+                    u128::from(amount),
+                    comment,
+                    Some(&master),
+                    None,
+                ),
+                json!({"address": own.friendly(true, network), "amount": JETTON_TRANSFER_GAS.to_string(), "payload": payload}),
+            )
+        }
+    };
+    Ok(json!({
+        "type": "ton_transfer",
+        "ton_transfer": {
+            "from": wallet.address.friendly(false, network),
+            "to": payer.friendly(false, network),
+            "network": network.as_str(),
+            "amount_minor": amount,
+            "comment": comment,
+            "link": link,
+            // No valid_until: the merchant may sign it any time until the refund is canceled.
+            "ton_connect": {"network": network.ton_connect_id(), "from": wallet.address.raw(), "messages": [message]},
+            "note": "Send exactly this from your wallet: the comment is how farthing recognises the refund. Until then the amount is held on your balance.",
+        },
+    }))
 }
 
 /// A jetton in `PUT /v1/rails/ton`.
@@ -200,6 +278,76 @@ impl TonRail {
 
     fn client(&self, api_url: &str, api_key: Option<String>) -> Toncenter {
         Toncenter::new(api_url, api_key, CHECK_TIMEOUT)
+    }
+
+    /// The TON Connect request that pays a jetton invoice from `payer`'s wallet: a `transfer`
+    /// to the payer's own jetton wallet (derived by the master through the merchant's indexer)
+    /// of the invoice's amount to the merchant, the reference as the forward payload, 0.05 TON
+    /// for gas (the rest comes back to the payer), valid until the invoice expires.
+    pub async fn jetton_payment_request(
+        &self,
+        app: &App,
+        mode: Mode,
+        invoice: &Invoice,
+        payer: &Address,
+    ) -> Result<serde_json::Value, AppError> {
+        let not_here = |why: &str| AppError::conflict("ton_connect_unavailable", why.to_owned());
+        if invoice.status != InvoiceStatus::Open {
+            return Err(not_here("this invoice is no longer open"));
+        }
+        let InvoiceAmount::Fixed(amount) = invoice.amount else {
+            return Err(not_here(
+                "an invoice without a fixed amount is paid with the address and comment",
+            ));
+        };
+        if !invoice.rails.contains(&Rail::Ton) || invoice.currency == Currency::TON {
+            return Err(not_here(
+                "this invoice takes no jetton over TON; pay it with the TON request on the page",
+            ));
+        }
+        let (merchant, id) = (invoice.merchant, invoice.id);
+        let (row, reference) = app.read(mode, move |reader| {
+            Ok((reader.ton_wallet(merchant)?, reader.ton_reference_of(id)?))
+        })?;
+        let (Some(row), Some(reference)) = (row, reference) else {
+            return Err(not_here("this invoice has no TON instructions"));
+        };
+        let wallet = Wallet::from_row(&row)?;
+        let jetton = wallet
+            .jetton(invoice.currency)
+            .ok_or_else(|| not_here("the merchant's wallet no longer takes this jetton"))?;
+        let master = Address::parse(&jetton.master)
+            .map_err(|error| AppError::internal(format!("stored jetton master: {error}")))?
+            .address;
+        let payer_wallet = watch::payer_jetton_wallet(self, mode, &wallet, &master, payer)
+            .await
+            .map_err(|error| {
+                AppError::rail_failed(
+                    "ton_indexer_unavailable",
+                    format!("the TON indexer could not name the payer's jetton wallet: {error}"),
+                )
+            })?;
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(AppError::internal)?;
+        let payload = farthing_ton::body::jetton_transfer_payload(
+            u64::from_le_bytes(random),
+            u128::from(amount),
+            &wallet.address,
+            payer,
+            &reference,
+        )
+        .map_err(|error| AppError::internal(format!("jetton transfer: {error}")))?;
+        Ok(json!({
+            "valid_until": invoice.expires_at_ns / 1_000_000_000,
+            "network": wallet.network.ton_connect_id(),
+            "from": payer.raw(),
+            "messages": [{
+                // A contract: bounceable, so a failed transfer comes back.
+                "address": payer_wallet.friendly(true, wallet.network),
+                "amount": JETTON_TRANSFER_GAS.to_string(),
+                "payload": payload,
+            }],
+        }))
     }
 
     /// The `rail` object of a configured wallet (no key).
@@ -579,12 +727,104 @@ impl RailAdapter for TonRail {
         ))
     }
 
-    async fn refund(&self, _: &App, _: Mode, _: RailRefund) -> Result<RailRefunded, AppError> {
-        Err(AppError::invalid(
-            "rail_refund_unsupported",
-            "farthing holds no TON keys: refund a TON or USDT payment to the customer's balance (destination balance) or send it from your wallet",
-        )
-        .param("destination"))
+    /// farthing holds no TON keys: a refund is prepared for the merchant to send from their own
+    /// wallet — to the payer, with a comment of its own — and stays pending (its amount held)
+    /// until the watcher sees that transfer leave the wallet.
+    async fn refund(
+        &self,
+        app: &App,
+        mode: Mode,
+        request: RailRefund,
+    ) -> Result<RailRefunded, AppError> {
+        let (merchant, invoice_id) = (request.merchant, request.invoice);
+        let (invoice, row, payer) = app.read(mode, move |reader| {
+            let invoice = reader.invoice(invoice_id)?;
+            let payer = match invoice
+                .as_ref()
+                .and_then(|i| i.payment)
+                .and_then(|p| p.customer)
+            {
+                Some(customer) => reader.customer(customer)?.and_then(|c| c.external_id),
+                None => None,
+            };
+            Ok((invoice, reader.ton_wallet(merchant)?, payer))
+        })?;
+        let invoice = invoice
+            .filter(|invoice| invoice.merchant == merchant)
+            .ok_or_else(|| AppError::not_found("invoice", invoice_id.encode()))?;
+        let row = row.ok_or_else(|| {
+            AppError::invalid(
+                "rail_not_configured",
+                "no TON wallet is connected (PUT /v1/rails/ton), so there is no wallet to refund from",
+            )
+        })?;
+        let wallet = Wallet::from_row(&row)?;
+        // The payer is the customer `ton:<address>` the watcher made from the payment.
+        let Some(payer) = payer
+            .as_deref()
+            .and_then(|external| external.strip_prefix("ton:"))
+            .and_then(|raw| Address::parse(raw).ok())
+            .map(|parsed| parsed.address)
+        else {
+            return Err(AppError::conflict(
+                "payer_unknown",
+                "the wallet that paid this invoice is not known; refund it to the customer's balance (leave out destination)",
+            ));
+        };
+        let amount = request
+            .amount_minor
+            .unwrap_or_else(|| invoice.refundable_minor());
+        if amount == 0 || amount > invoice.refundable_minor() {
+            return Err(AppError::invalid(
+                "refund_too_large",
+                format!(
+                    "at most {} minor units of this invoice are left to refund",
+                    invoice.refundable_minor()
+                ),
+            )
+            .param("amount"));
+        }
+        let jetton = match invoice.currency {
+            currency if currency == Currency::TON => None,
+            currency => Some(wallet.jetton(currency).cloned().ok_or_else(|| {
+                AppError::invalid(
+                    "rail_refund_unsupported",
+                    format!(
+                        "{} is no longer among the wallet's jettons",
+                        currency.code()
+                    ),
+                )
+                .param("destination")
+            })?),
+        };
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(AppError::internal)?;
+        let comment = format!(
+            "Refund {}",
+            farthing_ton::pay::reference(u64::from_le_bytes(random))
+        );
+        let next_action = refund_transfer(&wallet, &payer, jetton.as_ref(), amount, &comment)?;
+        let pending = farthing_store::TonRefund {
+            merchant,
+            comment,
+            refund: request.refund,
+            currency: invoice.currency.code().to_owned(),
+            amount_minor: amount,
+            destination: payer.raw(),
+            created_at_ns: 0,
+        };
+        app.run(mode, move |tx| -> Result<(), AppError> {
+            let mut pending = pending;
+            pending.created_at_ns = tx.now_ns();
+            tx.insert_ton_refund(&pending)?;
+            Ok(())
+        })
+        .await?;
+        Ok(RailRefunded {
+            amount_minor: amount,
+            payer_external_id: None,
+            pending: Some(next_action.to_string()),
+        })
     }
 
     fn tasks(&self, app: &App, shutdown: signal::Receiver<bool>) -> Vec<Task> {

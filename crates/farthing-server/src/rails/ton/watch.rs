@@ -88,8 +88,14 @@ pub struct Watcher {
     /// sessions are reused rather than made again every poll) and replaced when the wallet's
     /// indexer or key changes.
     clients: Mutex<Clients>,
+    /// Payers' jetton wallets (`(master, owner)` raw → wallet): a pure function of the two, so
+    /// each is asked of the indexer once.
+    jetton_wallets: Mutex<HashMap<(String, String), Address>>,
     wake: Notify,
 }
+
+/// The most payers' jetton wallets kept (then the cache starts over).
+const JETTON_WALLET_CACHE: usize = 10_000;
 
 #[derive(Clone, Copy)]
 struct Pace {
@@ -271,6 +277,59 @@ pub async fn run(rail: TonRail, app: App, mut shutdown: signal::Receiver<bool>) 
     }
 }
 
+/// The pacing key of a wallet's indexer (its URL, and whether a key raises the budget) and the
+/// rest between two requests.
+fn pacing(rail: &TonRail, wallet: &Wallet) -> ((String, bool), Duration) {
+    let key = (wallet.api_url.clone(), wallet.api_key.is_some());
+    let interval = Duration::from_millis(if wallet.api_key.is_some() {
+        rail.config().request_interval_with_key_ms
+    } else {
+        rail.config().request_interval_ms
+    });
+    (key, interval)
+}
+
+/// The payer's jetton wallet of `master` (where a jetton payment's `transfer` goes), by the
+/// master's own `get_wallet_address` through the merchant's indexer — within that indexer's
+/// pace, shared with the watcher — and kept once known.
+pub async fn payer_jetton_wallet(
+    rail: &TonRail,
+    mode: Mode,
+    wallet: &Wallet,
+    master: &Address,
+    payer: &Address,
+) -> Result<Address, farthing_ton::toncenter::ToncenterError> {
+    let watcher = rail.watcher();
+    let cache_key = (master.raw(), payer.raw());
+    if let Some(found) = watcher
+        .jetton_wallets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&cache_key)
+    {
+        return Ok(*found);
+    }
+    let client = watcher.client(mode, wallet);
+    let (key, interval) = pacing(rail, wallet);
+    watcher.pace(&key, interval).await;
+    let answer = client.get_wallet_address(master, payer).await;
+    watcher.backoff(
+        &key,
+        interval,
+        answer.as_ref().is_err_and(|error| error.is_transient()),
+    );
+    let found = answer?;
+    let mut cache = watcher
+        .jetton_wallets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= JETTON_WALLET_CACHE {
+        cache.clear();
+    }
+    cache.insert(cache_key, found);
+    Ok(found)
+}
+
 /// Reads every account of one wallet up to the indexer's head.
 async fn watch_wallet(
     rail: &TonRail,
@@ -279,12 +338,7 @@ async fn watch_wallet(
     wallet: &Wallet,
 ) -> Result<(), String> {
     let client = rail.watcher().client(mode, wallet);
-    let key = (wallet.api_url.clone(), wallet.api_key.is_some());
-    let interval = Duration::from_millis(if wallet.api_key.is_some() {
-        rail.config().request_interval_with_key_ms
-    } else {
-        rail.config().request_interval_ms
-    });
+    let (key, interval) = pacing(rail, wallet);
     let mut accounts = vec![(wallet.address, Watched::Wallet)];
     let mut own_jetton_wallets = Vec::new();
     for jetton in &wallet.jettons {
@@ -450,6 +504,86 @@ fn record(
     }
 }
 
+/// The currency an asset is for this wallet (`None`: a jetton it does not accept).
+fn currency_of(wallet: &Wallet, asset: Asset) -> Option<Currency> {
+    match asset {
+        Asset::Ton => Some(Currency::TON),
+        Asset::Jetton(master) => wallet
+            .jettons
+            .iter()
+            .find(|jetton| Address::parse(&jetton.master).is_ok_and(|m| m.address == master))
+            .and_then(|jetton| Currency::parse(&jetton.symbol).ok()),
+    }
+}
+
+/// A transaction in which the merchant sent something: if it is a refund farthing prepared —
+/// its comment, to the payer, the exact amount and asset — the refund is booked now (its hold
+/// posted, the invoice refunded). Recorded as `ignored` either way (no payment came in), with
+/// `refund_sent` or why it is not the refund.
+fn settle_sent(
+    tx: &mut farthing_store::Tx<'_, '_>,
+    app: &App,
+    mode: Mode,
+    wallet: &Wallet,
+    account: &str,
+    read: &Read,
+    sent: &[farthing_ton::classify::Sent],
+) -> Result<TonTransaction, AppError> {
+    let now_ns = tx.now_ns();
+    let mut row = record(
+        wallet,
+        account,
+        read,
+        "ignored",
+        Some("sent".to_owned()),
+        now_ns,
+    );
+    for transfer in sent {
+        let Some(comment) = transfer.comment.as_deref().map(str::trim) else {
+            continue;
+        };
+        let Some(pending) = tx.ton_refund(wallet.merchant, comment)? else {
+            continue;
+        };
+        row.comment = Some(comment.to_owned());
+        row.payer = transfer.to.map(|to| to.raw());
+        row.currency = currency_of(wallet, transfer.asset).map(|c| c.code().to_owned());
+        row.amount_minor = u64::try_from(transfer.amount).ok();
+        let same = row.currency.as_deref() == Some(pending.currency.as_str())
+            && row.amount_minor == Some(pending.amount_minor)
+            && row.payer.as_deref() == Some(pending.destination.as_str());
+        if !same {
+            tracing::warn!(merchant = %wallet.merchant.encode(), hash = %read.tx.hash, refund = %pending.refund.encode(),
+                "TON watcher: a transfer carries a refund's comment but not its amount, asset or payer; not booked");
+            row.reason = Some(format!(
+                "refund_mismatch: {} wants {} {} to {}",
+                pending.refund.encode(),
+                pending.amount_minor,
+                pending.currency,
+                pending.destination
+            ));
+            return Ok(row);
+        }
+        let id = pending.refund;
+        let merchant = wallet.merchant;
+        let booked =
+            tx.nested(|tx| farthing_app::refunds::complete_pending(tx, app, mode, merchant, id))?;
+        match booked {
+            Ok(refund) => {
+                row.invoice = refund.invoice;
+                row.customer = Some(refund.customer);
+                row.reason = Some(format!("refund_sent: {}", id.encode()));
+            }
+            Err(error) => {
+                tracing::warn!(%error, refund = %id.encode(), hash = %read.tx.hash, "TON watcher: a refund's transfer left the wallet but the refund is not pending; not booked");
+                row.reason = Some(format!("refund_not_pending: {} ({error})", id.encode()));
+            }
+        }
+        return Ok(row);
+    }
+    Ok(row)
+}
+
 /// Settles (or records as ignored) one transaction inside the page's job.
 fn settle_one(
     tx: &mut farthing_store::Tx<'_, '_>,
@@ -483,6 +617,7 @@ fn settle_one(
             }
             return Ok(row);
         }
+        Seen::Sent(sent) => return settle_sent(tx, app, mode, wallet, account, read, sent),
         Seen::Payment(payment) => payment,
     };
     let currency = match payment.asset {
