@@ -270,7 +270,7 @@ pub async fn send_through_rail(
         let error = match invoice.status {
             InvoiceStatus::PartiallyRefunded => AppError::invalid(
                 "refund_too_large",
-                "this invoice was partly refunded to the balance; a refund through the rail returns whole payments only: refund the rest to the balance",
+                "this invoice was refunded in part before; a refund through the rail must be its first: refund the rest to the balance",
             ),
             status => invoice_error(InvoiceError::NotPaid(status)),
         };
@@ -364,7 +364,7 @@ pub async fn send_through_rail(
 /// account, the invoice marked refunded, `invoice.refunded` and `refund.succeeded` written. A
 /// refund the rail only prepared (the merchant sends it: `sent.pending`) is held on the
 /// merchant's balance instead, stored `pending` with its next action, and `refund.pending`
-/// written; [`complete_pending`] books it when the rail sees it sent, [`cancel_pending`]
+/// written; [`complete_sent`] books it when the rail sees it sent, [`cancel_pending`]
 /// releases it.
 pub fn book_rail_refund(
     tx: &mut Tx<'_, '_>,
@@ -505,6 +505,17 @@ fn pending_key(id: RefundId) -> [u8; 32] {
         .into()
 }
 
+fn not_pending(refund: &Refund) -> AppError {
+    AppError::conflict(
+        "refund_not_pending",
+        format!(
+            "refund {} is {}, not pending",
+            refund.id.encode(),
+            refund.status.as_str()
+        ),
+    )
+}
+
 /// The merchant's refund `id`, if it is pending (`refund_not_pending` otherwise).
 fn pending_refund(
     tx: &mut Tx<'_, '_>,
@@ -516,34 +527,36 @@ fn pending_refund(
         .filter(|refund| refund.merchant == merchant)
         .ok_or_else(|| AppError::not_found("refund", id.encode()))?;
     if refund.status != RefundStatus::Pending {
-        return Err(AppError::conflict(
-            "refund_not_pending",
-            format!(
-                "refund {} is {}, not pending",
-                refund.id.encode(),
-                refund.status.as_str()
-            ),
-        ));
+        return Err(not_pending(&refund));
     }
     Ok(refund)
 }
 
-/// Books a pending refund the rail saw the merchant send, in the current job: its hold posted
-/// (merchant's balance → the rail's external account), the invoice marked refunded,
-/// `invoice.refunded` (or `partially_refunded`) and `refund.succeeded` written. A refund that
-/// is no longer pending (booked before: a replay; canceled) answers `refund_not_pending` and
-/// changes nothing.
-pub fn complete_pending(
+/// Books a prepared refund the rail saw the merchant send, in the current job: the invoice
+/// marked refunded, `invoice.refunded` (or `partially_refunded`) and `refund.succeeded`
+/// written, and the money moved from the merchant's balance to the rail's external account —
+/// by posting its hold while it is pending, or, when it was canceled before the transfer was
+/// seen (the merchant had signed it already), by a transfer of its own: the money left the
+/// wallet either way. A refund that succeeded before (a replay) answers `refund_not_pending`
+/// and changes nothing.
+pub fn complete_sent(
     tx: &mut Tx<'_, '_>,
     app: &App,
     mode: Mode,
     merchant: MerchantId,
     id: RefundId,
 ) -> Result<Refund, AppError> {
-    let mut refund = pending_refund(tx, merchant, id)?;
+    let mut refund = tx
+        .refund(id)?
+        .filter(|refund| refund.merchant == merchant)
+        .ok_or_else(|| AppError::not_found("refund", id.encode()))?;
+    let was = refund.status;
+    if was == RefundStatus::Succeeded {
+        return Err(not_pending(&refund));
+    }
     let invoice_id = refund
         .invoice
-        .ok_or_else(|| AppError::internal("a pending refund without an invoice"))?;
+        .ok_or_else(|| AppError::internal("a prepared refund without an invoice"))?;
     let mut invoice = tx
         .invoice(invoice_id)?
         .ok_or_else(|| invoice_not_found(invoice_id))?;
@@ -551,8 +564,25 @@ pub fn complete_pending(
         .apply_refund(refund.amount_minor)
         .map_err(|e| invoice_error(e).param("invoice"))?;
     tx.update_invoice(&invoice)?;
-    crate::payouts::resolve(tx, &pending_key(id), true, book::REFUND)?;
-    tx.finish_pending_refund(id, RefundStatus::Succeeded)?;
+    if was == RefundStatus::Pending {
+        crate::payouts::resolve(tx, &pending_key(id), true, book::REFUND)?;
+    } else {
+        let rail = refund
+            .rail
+            .ok_or_else(|| AppError::internal("a prepared refund without a rail"))?;
+        let group = book::transfer(
+            TransferId(id.raw()),
+            book::merchant(merchant, refund.currency),
+            book::rail(merchant, rail, refund.currency),
+            refund.amount_minor,
+            book::REFUND,
+            id.raw(),
+        );
+        tx.apply(&group)?.map_err(|error| {
+            book::refusal(error, "the merchant", refund.currency, refund.amount_minor)
+        })?;
+    }
+    tx.set_refund_status(id, RefundStatus::Succeeded)?;
     refund.status = RefundStatus::Succeeded;
     refund.next_action = None;
     emit_refunded(tx, app, mode, merchant, &invoice)?;
@@ -568,7 +598,8 @@ pub fn complete_pending(
 
 /// Cancels a pending refund in the current job: its hold voided (the amount available again),
 /// the refund `canceled`, `refund.canceled` written. Only a pending refund can be canceled
-/// (`refund_not_pending`).
+/// (`refund_not_pending`). A transfer the merchant had already signed that shows up afterwards
+/// is booked all the same ([`complete_sent`]).
 pub fn cancel_pending(
     tx: &mut Tx<'_, '_>,
     mode: Mode,
@@ -577,7 +608,7 @@ pub fn cancel_pending(
 ) -> Result<Refund, AppError> {
     let mut refund = pending_refund(tx, merchant, id)?;
     crate::payouts::resolve(tx, &pending_key(id), false, book::REFUND)?;
-    tx.finish_pending_refund(id, RefundStatus::Canceled)?;
+    tx.set_refund_status(id, RefundStatus::Canceled)?;
     refund.status = RefundStatus::Canceled;
     refund.next_action = None;
     emit(

@@ -1127,7 +1127,7 @@ pub(crate) const REFUND_STATUS_SCHEMA: &str = r#"
     ALTER TABLE refunds ADD COLUMN status TEXT NOT NULL DEFAULT 'succeeded'
         CHECK (status IN ('pending', 'succeeded', 'canceled'));
     ALTER TABLE refunds ADD COLUMN next_action TEXT;
-    CREATE INDEX refunds_pending_by_invoice ON refunds (invoice_id) WHERE status = 'pending';
+    CREATE UNIQUE INDEX refunds_pending_by_invoice ON refunds (invoice_id) WHERE status = 'pending';
 "#;
 
 /// Migration 18: metadata on charges and refunds, the return link of invoices.
@@ -1329,9 +1329,9 @@ impl Tx<'_, '_> {
         rows.next()?.map(refund_from_row).transpose()
     }
 
-    /// Moves a pending refund to `status` (its next action goes); `false` when it was not
-    /// pending.
-    pub fn finish_pending_refund(
+    /// Moves a prepared refund to `status` (its next action goes); `false` when it was
+    /// already there.
+    pub fn set_refund_status(
         &mut self,
         id: RefundId,
         status: RefundStatus,
@@ -1340,7 +1340,7 @@ impl Tx<'_, '_> {
             .sql()
             .prepare_cached(
                 "UPDATE refunds SET status = ?2, next_action = NULL \
-                 WHERE id = ?1 AND status = 'pending'",
+                 WHERE id = ?1 AND status <> ?2",
             )?
             .execute(params![id.to_be_bytes(), status.as_str()])?;
         Ok(changed == 1)

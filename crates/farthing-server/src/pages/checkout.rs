@@ -282,6 +282,7 @@ pub struct TonConnectPayer {
         (status = 409, description = "The invoice is not open, has no fixed amount, or is not a jetton invoice taking `ton` (`ton_connect_unavailable`).", body = crate::web::spec::Error),
         (status = 502, description = "The merchant's TON indexer could not name the payer's jetton wallet (`ton_indexer_unavailable`).", body = crate::web::spec::Error),
         crate::web::spec::Internal,
+        (status = 503, description = "The merchant's TON indexer is booked for more than three of its turns (at least 2 s; its rate limit, shared with the watcher; `service_unavailable`): try again, or pay with the address and comment.", body = crate::web::spec::Error),
     )
 )]
 pub async fn ton_connect(

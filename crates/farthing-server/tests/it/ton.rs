@@ -1120,9 +1120,11 @@ async fn the_mini_app_opens_the_buyers_wallet_through_telegram() {
 /// TON Connect request — and stays pending, its amount held, until the watcher sees it leave
 /// the wallet. The transfers here are the very TON Connect messages farthing prepared, signed
 /// by the merchant's wallet in the sandbox: TON from the wallet, USDT as a `transfer` to the
-/// merchant's own jetton wallet (whose real TEP-74 code must accept farthing's body). A
-/// transfer with a refund's comment but another amount is not booked; a pending refund can be
-/// canceled (its hold released), and another refund of the invoice waits until then.
+/// merchant's own jetton wallet (whose real TEP-74 code must accept farthing's body); two TON
+/// refunds in one external message. A transfer with a refund's comment but another amount is
+/// not booked; a pending refund can be canceled (its hold released), and another refund of
+/// the invoice waits until then; a transfer signed before the cancel that shows up after it is
+/// booked all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refunds_are_prepared_for_the_merchant_and_booked_when_they_leave_the_wallet() {
     let shop = Shop::connected(Clock::manual()).await;
@@ -1132,6 +1134,8 @@ async fn refunds_are_prepared_for_the_merchant_and_booked_when_they_leave_the_wa
     let usdt_ref = i["comment"].as_str().expect("comment").to_owned();
     let (kept_invoice, i) = shop.invoice("TON", 3 * TON, 3600).await;
     let kept_ref = i["comment"].as_str().expect("comment").to_owned();
+    let (second_invoice, i) = shop.invoice("TON", TON / 2, 3600).await;
+    let second_ref = i["comment"].as_str().expect("comment").to_owned();
     let payments = vec![
         ton("pay_ton", "payer", "merchant", TON, Some(&ton_ref)),
         usdt(
@@ -1144,10 +1148,17 @@ async fn refunds_are_prepared_for_the_merchant_and_booked_when_they_leave_the_wa
             "1",
         ),
         ton("pay_kept", "payer2", "merchant", 3 * TON, Some(&kept_ref)),
+        ton(
+            "pay_second",
+            "payer",
+            "merchant",
+            TON / 2,
+            Some(&second_ref),
+        ),
     ];
     let made = sandbox(Some(json!({ "scenarios": payments }))).await;
     shop.serve(&made["transactions"]);
-    for invoice in [&ton_invoice, &usdt_invoice, &kept_invoice] {
+    for invoice in [&ton_invoice, &usdt_invoice, &kept_invoice, &second_invoice] {
         shop.wait_for(&format!("/v1/invoices/{invoice}"), "paid", |i| {
             i["status"] == "paid"
         })
@@ -1220,10 +1231,14 @@ async fn refunds_are_prepared_for_the_merchant_and_booked_when_they_leave_the_wa
     assert_eq!(transfer.comment.as_deref(), action["comment"].as_str());
     let (status, kept_refund) = refund(&kept_invoice).await;
     assert_eq!(status, StatusCode::CREATED, "{kept_refund}");
+    let (status, second_refund) = refund(&second_invoice).await;
+    assert_eq!(status, StatusCode::CREATED, "{second_refund}");
+    let second_message =
+        second_refund["next_action"]["ton_transfer"]["ton_connect"]["messages"][0].clone();
     let held = shop.ok(Method::GET, "/v1/balance", None).await;
     assert_eq!(
         available(&held, "TON"),
-        available(&before, "TON") - (4 * TON) as i64
+        available(&before, "TON") - (9 * TON / 2) as i64
     );
     assert_eq!(
         available(&held, "USDT"),
@@ -1241,23 +1256,26 @@ async fn refunds_are_prepared_for_the_merchant_and_booked_when_they_leave_the_wa
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     assert_eq!(answer["error"]["code"], "refund_pending");
 
-    // The merchant's wallet signs the prepared messages (and, for the third, the right comment
-    // with a wrong amount). The payments run again first: the sandbox is deterministic, so
-    // they are the same transactions, already booked.
-    let mut wrong =
+    // The merchant's wallet signs the prepared messages — two TON refunds in one external
+    // message — (and, for the third, the right comment with a wrong amount). The payments run
+    // again first: the sandbox is deterministic, so they are the same transactions, already
+    // booked.
+    let kept_message =
         kept_refund["next_action"]["ton_transfer"]["ton_connect"]["messages"][0].clone();
+    let mut wrong = kept_message.clone();
     wrong["amount"] = json!((2 * TON).to_string());
     let mut scenarios = payments.clone();
     scenarios.push(
-        json!({"id": "refund_ton", "kind": "message", "from": "merchant", "message": ton_message}),
+        json!({"id": "refund_ton", "kind": "message", "from": "merchant",
+        "messages": [ton_message, second_message]}),
     );
     scenarios.push(json!({"id": "refund_usdt", "kind": "message", "from": "merchant", "message": usdt_message}));
     scenarios.push(
         json!({"id": "refund_wrong", "kind": "message", "from": "merchant", "message": wrong}),
     );
-    let made = sandbox(Some(json!({ "scenarios": scenarios }))).await;
+    let made = sandbox(Some(json!({ "scenarios": scenarios.clone() }))).await;
     shop.serve(&made["transactions"]);
-    for refund in [&ton_refund, &usdt_refund] {
+    for refund in [&ton_refund, &usdt_refund, &second_refund] {
         let id = refund["id"].as_str().expect("id");
         shop.wait_for(&format!("/v1/refunds/{id}"), "succeeded", |r| {
             r["status"] == "succeeded"
@@ -1266,6 +1284,7 @@ async fn refunds_are_prepared_for_the_merchant_and_booked_when_they_leave_the_wa
     }
     assert_eq!(shop.status_of(&ton_invoice).await, "refunded");
     assert_eq!(shop.status_of(&usdt_invoice).await, "refunded");
+    assert_eq!(shop.status_of(&second_invoice).await, "refunded");
     let wrong_seen = shop
         .wait_for(
             "/v1/rails/ton/payments?outcome=ignored&limit=100",
@@ -1293,6 +1312,19 @@ async fn refunds_are_prepared_for_the_merchant_and_booked_when_they_leave_the_wa
         })
         .count();
     assert_eq!(sent_rows, 2, "{wrong_seen}");
+    // Both refunds of the one external message are named on its row.
+    let both = |reason: &str| {
+        reason.contains(ton_refund["id"].as_str().expect("id"))
+            && reason.contains(second_refund["id"].as_str().expect("id"))
+    };
+    assert!(
+        wrong_seen["data"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .any(|row| row["reason"].as_str().is_some_and(both)),
+        "{wrong_seen}"
+    );
     let kept = shop
         .ok(Method::GET, &format!("/v1/refunds/{kept_id}"), None)
         .await;
@@ -1316,14 +1348,32 @@ async fn refunds_are_prepared_for_the_merchant_and_booked_when_they_leave_the_wa
     let after = shop.ok(Method::GET, "/v1/balance", None).await;
     assert_eq!(
         available(&after, "TON"),
-        available(&before, "TON") - TON as i64,
-        "only the sent TON refund left the balance"
+        available(&before, "TON") - (3 * TON / 2) as i64,
+        "only the sent TON refunds left the balance"
     );
     assert_eq!(
         available(&after, "USDT"),
         available(&before, "USDT") - (2 * USDT) as i64
     );
-    // The events: pending for each, succeeded for the two sent, canceled for the third.
+    // The merchant had signed the canceled refund's transfer already: it shows up, and is
+    // booked all the same (the money left the wallet).
+    scenarios.push(
+        json!({"id": "refund_kept", "kind": "message", "from": "merchant",
+        "message": kept_message}),
+    );
+    let made = sandbox(Some(json!({ "scenarios": scenarios }))).await;
+    shop.serve(&made["transactions"]);
+    shop.wait_for(&format!("/v1/refunds/{kept_id}"), "succeeded", |r| {
+        r["status"] == "succeeded"
+    })
+    .await;
+    assert_eq!(shop.status_of(&kept_invoice).await, "refunded");
+    let last = shop.ok(Method::GET, "/v1/balance", None).await;
+    assert_eq!(
+        available(&last, "TON"),
+        available(&before, "TON") - (9 * TON / 2) as i64
+    );
+    // The events: pending for each, succeeded for the four sent, canceled for the third.
     let events = shop.ok(Method::GET, "/v1/events?limit=100", None).await;
     let count = |kind: &str| {
         events["data"]
@@ -1333,9 +1383,9 @@ async fn refunds_are_prepared_for_the_merchant_and_booked_when_they_leave_the_wa
             .filter(|e| e["type"] == kind)
             .count()
     };
-    assert_eq!(count("refund.pending"), 3);
-    assert_eq!(count("refund.succeeded"), 2);
+    assert_eq!(count("refund.pending"), 4);
+    assert_eq!(count("refund.succeeded"), 4);
     assert_eq!(count("refund.canceled"), 1);
-    assert_eq!(count("invoice.refunded"), 2);
+    assert_eq!(count("invoice.refunded"), 4);
     shop.stop().await;
 }

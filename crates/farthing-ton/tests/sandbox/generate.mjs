@@ -6,7 +6,8 @@
 //   node generate.mjs run < spec.json     runs the scenarios of the spec, prints the result JSON
 // A scenario is a TON payment (kind ton), a jetton payment (kind jetton), or one message a wallet
 // signs exactly as a TON Connect request gives it (kind message: {from, message: {address,
-// amount, payload}}) — also from the merchant's wallet, as a refund farthing prepared.
+// amount, payload}}, or `messages` for several in one external message) — also from the
+// merchant's wallet, as refunds farthing prepared.
 //
 // Everything is deterministic: keys come from fixed seeds, the sandbox clock is set explicitly, so
 // the same input gives byte-identical output (the program checks this by running twice).
@@ -502,12 +503,16 @@ function parseSpec(spec) {
     check(typeof s.id === 'string' && !ids.has(s.id), `spec: scenario id missing or duplicated: ${JSON.stringify(s.id)}`);
     ids.add(s.id);
     if (s.kind === 'message') {
-      // A wallet signs one TON Connect message exactly as given: {address (user-friendly),
-      // amount (nanoton), payload (base64 BoC)} — what farthing hands a wallet to sign.
+      // A wallet signs TON Connect messages exactly as given — `message`, or several in one
+      // external message as `messages` — each {address (user-friendly), amount (nanoton),
+      // payload (base64 BoC)}: what farthing hands a wallet to sign.
       check(['merchant', 'payer', 'payer2'].includes(s.from), `spec ${s.id}: "from" must be merchant, payer or payer2`);
-      const m = s.message;
-      check(m && typeof m.address === 'string' && /^\d+$/.test(String(m.amount)), `spec ${s.id}: "message" needs address and amount`);
-      check(m.payload === undefined || typeof m.payload === 'string', `spec ${s.id}: bad payload`);
+      const list = s.messages ?? [s.message];
+      check(Array.isArray(list) && list.length > 0 && list.length <= 4, `spec ${s.id}: 1 to 4 messages`);
+      for (const m of list) {
+        check(m && typeof m.address === 'string' && /^\d+$/.test(String(m.amount)), `spec ${s.id}: a message needs address and amount`);
+        check(m.payload === undefined || typeof m.payload === 'string', `spec ${s.id}: bad payload`);
+      }
       continue;
     }
     check(['payer', 'payer2'].includes(s.from), `spec ${s.id}: "from" must be payer or payer2`);
@@ -545,13 +550,16 @@ async function runScenarios(env, spec) {
 
     const comment = s.comment ?? null;
     let message;
+    let signed = null;
     if (s.kind === 'message') {
-      const target = Address.parseFriendly(s.message.address);
-      message = internal({
-        to: target.address,
-        value: BigInt(s.message.amount),
-        bounce: target.isBounceable,
-        body: s.message.payload === undefined ? undefined : Cell.fromBase64(s.message.payload),
+      signed = (s.messages ?? [s.message]).map((m) => {
+        const target = Address.parseFriendly(m.address);
+        return internal({
+          to: target.address,
+          value: BigInt(m.amount),
+          bounce: target.isBounceable,
+          body: m.payload === undefined ? undefined : Cell.fromBase64(m.payload),
+        });
       });
     } else if (s.kind === 'ton') {
       message = internal({ to: wallets[s.to].address, value: BigInt(s.amount), bounce: s.bounce ?? false, body: comment === null ? undefined : commentCell(comment) });
@@ -578,7 +586,7 @@ async function runScenarios(env, spec) {
     const body = wallet.createTransfer({
       seqno,
       secretKey: keys[s.from].secretKey,
-      messages: [message],
+      messages: signed ?? [message],
       sendMode: SendMode.PAY_GAS_SEPARATELY | SendMode.IGNORE_ERRORS,
       timeout: now + 60,
     });

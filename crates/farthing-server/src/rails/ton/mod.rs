@@ -326,6 +326,11 @@ impl TonRail {
                     "ton_indexer_unavailable",
                     format!("the TON indexer could not name the payer's jetton wallet: {error}"),
                 )
+            })?
+            .ok_or_else(|| {
+                AppError::unavailable(
+                    "the TON indexer is busy; try again in a few seconds, or pay with the address and comment",
+                )
             })?;
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).map_err(AppError::internal)?;

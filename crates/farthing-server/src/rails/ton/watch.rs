@@ -88,9 +88,10 @@ pub struct Watcher {
     /// sessions are reused rather than made again every poll) and replaced when the wallet's
     /// indexer or key changes.
     clients: Mutex<Clients>,
-    /// Payers' jetton wallets (`(master, owner)` raw → wallet): a pure function of the two, so
-    /// each is asked of the indexer once.
-    jetton_wallets: Mutex<HashMap<(String, String), Address>>,
+    /// Payers' jetton wallets (`(indexer, master, owner)` → wallet): a pure function of master
+    /// and owner, so each is asked of an indexer once — and kept per indexer, so that one
+    /// merchant's indexer cannot answer for another's payers.
+    jetton_wallets: Mutex<HashMap<(String, String, String), Address>>,
     wake: Notify,
 }
 
@@ -162,6 +163,30 @@ impl Watcher {
             .or_default()
             .accounts
             .insert(account.to_owned(), seen);
+    }
+
+    /// Takes the indexer's next turn unless it is further than `limit` away (`false`: nothing
+    /// reserved) — for requests a payer waits on, which must not queue up behind each other
+    /// and push the watcher back.
+    async fn pace_within(&self, key: &(String, bool), interval: Duration, limit: Duration) -> bool {
+        let wait = {
+            let mut indexers = self.indexers.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let pace = indexers.entry(key.clone()).or_insert(Pace {
+                next: now,
+                backoff: Duration::ZERO,
+            });
+            let start = pace.next.max(now);
+            if start - now > limit {
+                return false;
+            }
+            pace.next = start + interval.max(pace.backoff);
+            start - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        true
     }
 
     /// Waits until the indexer may be asked again.
@@ -289,29 +314,45 @@ fn pacing(rail: &TonRail, wallet: &Wallet) -> ((String, bool), Duration) {
     (key, interval)
 }
 
+/// The longest a payer's request waits for its turn at the indexer before it is refused: two
+/// seconds, or three of the indexer's turns when they are longer (the watcher reserves its
+/// turns a page ahead, so a payer may find up to two of them booked).
+const PAYER_WAIT: Duration = Duration::from_secs(2);
+
+fn payer_wait(interval: Duration) -> Duration {
+    PAYER_WAIT.max(interval * 3)
+}
+
 /// The payer's jetton wallet of `master` (where a jetton payment's `transfer` goes), by the
 /// master's own `get_wallet_address` through the merchant's indexer — within that indexer's
-/// pace, shared with the watcher — and kept once known.
+/// pace, shared with the watcher, and refused (`Ok(None)`) rather than queued when the indexer
+/// is booked for longer than [`payer_wait`] — and kept once known (per indexer: each merchant
+/// names their own).
 pub async fn payer_jetton_wallet(
     rail: &TonRail,
     mode: Mode,
     wallet: &Wallet,
     master: &Address,
     payer: &Address,
-) -> Result<Address, farthing_ton::toncenter::ToncenterError> {
+) -> Result<Option<Address>, farthing_ton::toncenter::ToncenterError> {
     let watcher = rail.watcher();
-    let cache_key = (master.raw(), payer.raw());
+    let cache_key = (wallet.api_url.clone(), master.raw(), payer.raw());
     if let Some(found) = watcher
         .jetton_wallets
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&cache_key)
     {
-        return Ok(*found);
+        return Ok(Some(*found));
     }
     let client = watcher.client(mode, wallet);
     let (key, interval) = pacing(rail, wallet);
-    watcher.pace(&key, interval).await;
+    if !watcher
+        .pace_within(&key, interval, payer_wait(interval))
+        .await
+    {
+        return Ok(None);
+    }
     let answer = client.get_wallet_address(master, payer).await;
     watcher.backoff(
         &key,
@@ -327,7 +368,7 @@ pub async fn payer_jetton_wallet(
         cache.clear();
     }
     cache.insert(cache_key, found);
-    Ok(found)
+    Ok(Some(found))
 }
 
 /// Reads every account of one wallet up to the indexer's head.
@@ -516,10 +557,12 @@ fn currency_of(wallet: &Wallet, asset: Asset) -> Option<Currency> {
     }
 }
 
-/// A transaction in which the merchant sent something: if it is a refund farthing prepared —
-/// its comment, to the payer, the exact amount and asset — the refund is booked now (its hold
-/// posted, the invoice refunded). Recorded as `ignored` either way (no payment came in), with
-/// `refund_sent` or why it is not the refund.
+/// A transaction in which the merchant sent something: each message that is a refund farthing
+/// prepared — its comment, to the payer, the exact amount and asset — books that refund now
+/// (its hold posted, or, if it was canceled meanwhile, booked all the same: the money left),
+/// and the invoice is refunded. One external message may carry several refunds. Recorded as
+/// `ignored` either way (no payment came in), with `refund_sent: …`, or why a message with a
+/// refund's comment is not that refund.
 fn settle_sent(
     tx: &mut farthing_store::Tx<'_, '_>,
     app: &App,
@@ -538,6 +581,7 @@ fn settle_sent(
         Some("sent".to_owned()),
         now_ns,
     );
+    let mut reasons = Vec::new();
     for transfer in sent {
         let Some(comment) = transfer.comment.as_deref().map(str::trim) else {
             continue;
@@ -545,41 +589,50 @@ fn settle_sent(
         let Some(pending) = tx.ton_refund(wallet.merchant, comment)? else {
             continue;
         };
-        row.comment = Some(comment.to_owned());
-        row.payer = transfer.to.map(|to| to.raw());
-        row.currency = currency_of(wallet, transfer.asset).map(|c| c.code().to_owned());
-        row.amount_minor = u64::try_from(transfer.amount).ok();
-        let same = row.currency.as_deref() == Some(pending.currency.as_str())
-            && row.amount_minor == Some(pending.amount_minor)
-            && row.payer.as_deref() == Some(pending.destination.as_str());
+        let currency = currency_of(wallet, transfer.asset).map(|c| c.code().to_owned());
+        let amount = u64::try_from(transfer.amount).ok();
+        let to = transfer.to.map(|to| to.raw());
+        if row.comment.is_none() {
+            row.comment = Some(comment.to_owned());
+            row.payer.clone_from(&to);
+            row.currency.clone_from(&currency);
+            row.amount_minor = amount;
+        }
+        let same = currency.as_deref() == Some(pending.currency.as_str())
+            && amount == Some(pending.amount_minor)
+            && to.as_deref() == Some(pending.destination.as_str());
         if !same {
             tracing::warn!(merchant = %wallet.merchant.encode(), hash = %read.tx.hash, refund = %pending.refund.encode(),
                 "TON watcher: a transfer carries a refund's comment but not its amount, asset or payer; not booked");
-            row.reason = Some(format!(
+            reasons.push(format!(
                 "refund_mismatch: {} wants {} {} to {}",
                 pending.refund.encode(),
                 pending.amount_minor,
                 pending.currency,
                 pending.destination
             ));
-            return Ok(row);
+            continue;
         }
         let id = pending.refund;
         let merchant = wallet.merchant;
         let booked =
-            tx.nested(|tx| farthing_app::refunds::complete_pending(tx, app, mode, merchant, id))?;
+            tx.nested(|tx| farthing_app::refunds::complete_sent(tx, app, mode, merchant, id))?;
         match booked {
             Ok(refund) => {
-                row.invoice = refund.invoice;
-                row.customer = Some(refund.customer);
-                row.reason = Some(format!("refund_sent: {}", id.encode()));
+                if row.invoice.is_none() {
+                    row.invoice = refund.invoice;
+                    row.customer = Some(refund.customer);
+                }
+                reasons.push(format!("refund_sent: {}", id.encode()));
             }
             Err(error) => {
-                tracing::warn!(%error, refund = %id.encode(), hash = %read.tx.hash, "TON watcher: a refund's transfer left the wallet but the refund is not pending; not booked");
-                row.reason = Some(format!("refund_not_pending: {} ({error})", id.encode()));
+                tracing::error!(%error, refund = %id.encode(), hash = %read.tx.hash, "TON watcher: a refund's transfer left the wallet but could not be booked; needs review");
+                reasons.push(format!("refund_not_booked: {} ({error})", id.encode()));
             }
         }
-        return Ok(row);
+    }
+    if !reasons.is_empty() {
+        row.reason = Some(reasons.join("; "));
     }
     Ok(row)
 }
@@ -754,4 +807,30 @@ fn settle_one(
         }
     }
     Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_payers_request_is_refused_rather_than_queued_behind_a_booked_indexer() {
+        let watcher = Watcher::default();
+        let key = ("https://indexer.example/api/v3".to_owned(), false);
+        let interval = Duration::from_secs(10);
+        // The first takes the free turn at once; the next turn is 10 s away: refused, and
+        // nothing reserved (the watcher's own turn is not pushed back).
+        assert_eq!(
+            payer_wait(Duration::from_millis(1100)),
+            Duration::from_millis(3300)
+        );
+        assert_eq!(payer_wait(Duration::from_millis(110)), PAYER_WAIT);
+        assert!(watcher.pace_within(&key, interval, PAYER_WAIT).await);
+        let next = watcher.indexers.lock().expect("pace")[&key].next;
+        assert!(!watcher.pace_within(&key, interval, PAYER_WAIT).await);
+        assert_eq!(watcher.indexers.lock().expect("pace")[&key].next, next);
+        // Another indexer has its own turns.
+        let other = ("https://other.example/api/v3".to_owned(), false);
+        assert!(watcher.pace_within(&other, interval, PAYER_WAIT).await);
+    }
 }
