@@ -157,12 +157,24 @@ fn body_hash(message: &Message) -> Option<String> {
 /// Classifies a transaction of a watched account. `own_jetton_wallets` are the merchant's
 /// jetton wallets (a notification from one of them is no fake).
 pub fn classify(tx: &Transaction, watched: Watched, own_jetton_wallets: &[Address]) -> Seen {
-    if let Some(sent) = sent(tx, watched) {
+    // The inbound body is parsed at most once, by whichever rule reads it first.
+    let body = InBody::default();
+    if let Some(sent) = sent(tx, watched, &body) {
         return Seen::Sent(sent);
     }
-    match classify_inner(tx, watched, own_jetton_wallets) {
+    match classify_inner(tx, watched, own_jetton_wallets, &body) {
         Ok(payment) => Seen::Payment(payment),
         Err(ignored) => Seen::Ignored(ignored),
+    }
+}
+
+/// The inbound message's body, parsed on first use.
+#[derive(Default)]
+struct InBody(std::cell::OnceCell<Result<Option<tonlib_core::cell::ArcCell>, Ignored>>);
+
+impl InBody {
+    fn get(&self, message: &Message) -> Result<Option<tonlib_core::cell::ArcCell>, Ignored> {
+        self.0.get_or_init(|| body_of(message)).clone()
     }
 }
 
@@ -182,7 +194,7 @@ fn succeeded(tx: &Transaction) -> bool {
 }
 
 /// What the merchant sent in this transaction, if it is one of theirs that succeeded.
-fn sent(tx: &Transaction, watched: Watched) -> Option<Vec<Sent>> {
+fn sent(tx: &Transaction, watched: Watched, body: &InBody) -> Option<Vec<Sent>> {
     let message = tx.in_msg.as_ref()?;
     match watched {
         Watched::Wallet => {
@@ -214,7 +226,7 @@ fn sent(tx: &Transaction, watched: Watched) -> Option<Vec<Sent>> {
             if message.source.is_none() || message.bounced == Some(true) || !succeeded(tx) {
                 return None;
             }
-            let cell = body_of(message).ok().flatten()?;
+            let cell = body.get(message).ok().flatten()?;
             let transfer = body::read_jetton_transfer(&cell).ok().flatten()?;
             Some(vec![Sent {
                 asset: Asset::Jetton(master),
@@ -230,6 +242,7 @@ fn classify_inner(
     tx: &Transaction,
     watched: Watched,
     own_jetton_wallets: &[Address],
+    in_body: &InBody,
 ) -> Result<Payment, Ignored> {
     let message = tx.in_msg.as_ref().ok_or(Ignored::NotIncoming)?;
     if message.source.is_none() {
@@ -238,7 +251,7 @@ fn classify_inner(
     if message.bounced == Some(true) {
         return Err(Ignored::BounceOfOurs);
     }
-    let body = body_of(message)?;
+    let body = in_body.get(message)?;
     match watched {
         Watched::Wallet => {
             if tx.description.bounce.is_some()
