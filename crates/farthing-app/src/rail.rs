@@ -158,7 +158,7 @@ pub struct RailRefunded {
     /// `Some` when the rail only prepared the refund and the merchant sends it (a TON wallet
     /// farthing holds no key for): the refund's next action as a JSON object. The amount is
     /// then held, the refund `pending` until the rail sees it sent
-    /// ([`crate::refunds::complete_sent`]).
+    /// (the service's `complete_sent`).
     pub pending: Option<String>,
 }
 

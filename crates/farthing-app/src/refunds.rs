@@ -452,30 +452,60 @@ pub fn book_rail_refund(
         )?;
         return Ok(refund);
     }
+    book_sent(tx, app, mode, &mut invoice, &refund, false)?;
+    tx.insert_refund(&refund)?;
+    Ok(refund)
+}
+
+/// Books the money of a rail refund that has left, in the current job: the invoice refunded,
+/// the amount from the merchant's balance to the rail's external account — by posting the hold
+/// of a refund that waited (`held`), else by a transfer of its own (id = refund id) —, and
+/// `invoice.refunded` (or `partially_refunded`) and `refund.succeeded` (of `refund`, which
+/// says `succeeded`) written.
+fn book_sent(
+    tx: &mut Tx<'_, '_>,
+    app: &App,
+    mode: Mode,
+    invoice: &mut farthing_core::invoice::Invoice,
+    refund: &Refund,
+    held: bool,
+) -> Result<(), AppError> {
+    let (id, merchant, currency, amount_minor) = (
+        refund.id,
+        refund.merchant,
+        refund.currency,
+        refund.amount_minor,
+    );
     invoice
         .apply_refund(amount_minor)
         .map_err(|e| invoice_error(e).param("invoice"))?;
-    tx.update_invoice(&invoice)?;
-    let group = book::transfer(
-        TransferId(id.raw()),
-        book::merchant(merchant, currency),
-        book::rail(merchant, sent.rail, currency),
-        amount_minor,
-        book::REFUND,
-        id.raw(),
-    );
-    tx.apply(&group)?
-        .map_err(|error| book::refusal(error, "the merchant", currency, amount_minor))?;
-    emit_refunded(tx, app, mode, merchant, &invoice)?;
-    tx.insert_refund(&refund)?;
+    tx.update_invoice(invoice)?;
+    if held {
+        crate::payouts::resolve(tx, &pending_key(id), true, book::REFUND)?;
+    } else {
+        let rail = refund
+            .rail
+            .ok_or_else(|| AppError::internal("a rail refund without a rail"))?;
+        let group = book::transfer(
+            TransferId(id.raw()),
+            book::merchant(merchant, currency),
+            book::rail(merchant, rail, currency),
+            amount_minor,
+            book::REFUND,
+            id.raw(),
+        );
+        tx.apply(&group)?
+            .map_err(|error| book::refusal(error, "the merchant", currency, amount_minor))?;
+    }
+    emit_refunded(tx, app, mode, merchant, invoice)?;
     emit(
         tx,
         merchant,
         mode,
         "refund.succeeded",
-        &wire::refund(&refund, mode),
+        &wire::refund(refund, mode),
     )?;
-    Ok(refund)
+    Ok(())
 }
 
 fn emit_refunded(
@@ -560,39 +590,17 @@ pub fn complete_sent(
     let mut invoice = tx
         .invoice(invoice_id)?
         .ok_or_else(|| invoice_not_found(invoice_id))?;
-    invoice
-        .apply_refund(refund.amount_minor)
-        .map_err(|e| invoice_error(e).param("invoice"))?;
-    tx.update_invoice(&invoice)?;
-    if was == RefundStatus::Pending {
-        crate::payouts::resolve(tx, &pending_key(id), true, book::REFUND)?;
-    } else {
-        let rail = refund
-            .rail
-            .ok_or_else(|| AppError::internal("a prepared refund without a rail"))?;
-        let group = book::transfer(
-            TransferId(id.raw()),
-            book::merchant(merchant, refund.currency),
-            book::rail(merchant, rail, refund.currency),
-            refund.amount_minor,
-            book::REFUND,
-            id.raw(),
-        );
-        tx.apply(&group)?.map_err(|error| {
-            book::refusal(error, "the merchant", refund.currency, refund.amount_minor)
-        })?;
-    }
-    tx.set_refund_status(id, RefundStatus::Succeeded)?;
     refund.status = RefundStatus::Succeeded;
     refund.next_action = None;
-    emit_refunded(tx, app, mode, merchant, &invoice)?;
-    emit(
+    book_sent(
         tx,
-        merchant,
+        app,
         mode,
-        "refund.succeeded",
-        &wire::refund(&refund, mode),
+        &mut invoice,
+        &refund,
+        was == RefundStatus::Pending,
     )?;
+    tx.set_refund_status(id, RefundStatus::Succeeded)?;
     Ok(refund)
 }
 

@@ -145,15 +145,22 @@ fn load_forward_comment(parser: &mut CellParser<'_>) -> Result<Option<String>, B
     }
 }
 
-/// Reads an `internal_transfer` body (`None` when the op is another).
-pub fn read_internal_transfer(cell: &Cell) -> Result<Option<InternalTransfer>, BodyError> {
+/// The query id of a TEP-74 message body with op `op`, and the parser after it (`None` when
+/// the body has another op, or none).
+fn open_jetton_message(cell: &Cell, op: u32) -> Result<Option<(u64, CellParser<'_>)>, BodyError> {
     let mut parser = cell.parser();
-    if parser.remaining_bits() < 32
-        || parser.load_u32(32).map_err(cell_error)? != OP_INTERNAL_TRANSFER
-    {
+    if parser.remaining_bits() < 32 || parser.load_u32(32).map_err(cell_error)? != op {
         return Ok(None);
     }
     let query_id = parser.load_u64(64).map_err(cell_error)?;
+    Ok(Some((query_id, parser)))
+}
+
+/// Reads an `internal_transfer` body (`None` when the op is another).
+pub fn read_internal_transfer(cell: &Cell) -> Result<Option<InternalTransfer>, BodyError> {
+    let Some((query_id, mut parser)) = open_jetton_message(cell, OP_INTERNAL_TRANSFER)? else {
+        return Ok(None);
+    };
     let amount = load_amount(&mut parser)?;
     let from = load_optional_address(&mut parser)?;
     let _response = load_optional_address(&mut parser)?;
@@ -181,13 +188,9 @@ pub struct TransferNotification {
 
 /// Reads a `transfer_notification` body (`None` when the op is another).
 pub fn read_transfer_notification(cell: &Cell) -> Result<Option<TransferNotification>, BodyError> {
-    let mut parser = cell.parser();
-    if parser.remaining_bits() < 32
-        || parser.load_u32(32).map_err(cell_error)? != OP_TRANSFER_NOTIFICATION
-    {
+    let Some((_query_id, mut parser)) = open_jetton_message(cell, OP_TRANSFER_NOTIFICATION)? else {
         return Ok(None);
-    }
-    let _query_id = parser.load_u64(64).map_err(cell_error)?;
+    };
     let amount = load_amount(&mut parser)?;
     let sender = load_optional_address(&mut parser)?;
     let comment = load_forward_comment(&mut parser)?;
@@ -263,13 +266,9 @@ fn store_coins(
 
 /// Reads a `transfer` body (`None` when the op is another).
 pub fn read_jetton_transfer(cell: &Cell) -> Result<Option<JettonTransfer>, BodyError> {
-    let mut parser = cell.parser();
-    if parser.remaining_bits() < 32
-        || parser.load_u32(32).map_err(cell_error)? != OP_JETTON_TRANSFER
-    {
+    let Some((_query_id, mut parser)) = open_jetton_message(cell, OP_JETTON_TRANSFER)? else {
         return Ok(None);
-    }
-    let _query_id = parser.load_u64(64).map_err(cell_error)?;
+    };
     let amount = load_amount(&mut parser)?;
     let destination = load_optional_address(&mut parser)?;
     let response_destination = load_optional_address(&mut parser)?;

@@ -497,10 +497,14 @@ pub async fn page(
     );
     // TON Connect's UI (only on a page that offers it) loads wallets' icons, talks to their
     // bridges and writes its styles into one nonce-carrying `<style>` element.
-    let ton_connect = ton_section(&invoice, "", None, &site.style_nonce)
-        .is_some_and(|ton| ton.connect.is_some())
-        .then_some(site.style_nonce.as_str())
-        .filter(|nonce| !nonce.is_empty());
+    let ton_connect = (invoice.status == InvoiceStatus::Open
+        && invoice
+            .instructions
+            .get(&Rail::Ton)
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+            .is_some_and(|value| ton_connect_offered(&value)))
+    .then_some(site.style_nonce.as_str())
+    .filter(|nonce| !nonce.is_empty());
     (
         [(header::CACHE_CONTROL, "no-store")],
         page_headers_with(&state, ton_connect),
@@ -706,6 +710,14 @@ struct TonSection {
     style_nonce: String,
 }
 
+/// Whether TON instructions offer "Pay with wallet": TON's request is in them; a jetton's is
+/// asked for once the payer's wallet is connected (`POST /pay/{id}/ton-connect`), so any jetton
+/// invoice with an amount.
+fn ton_connect_offered(instructions: &serde_json::Value) -> bool {
+    instructions["ton_connect"].is_object()
+        || (instructions["jetton_master"].is_string() && instructions["amount_minor"].is_u64())
+}
+
 fn ton_section(
     invoice: &Invoice,
     base_url: &str,
@@ -718,11 +730,8 @@ fn ton_section(
     let text = invoice.instructions.get(&Rail::Ton)?;
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     let link = value["link"].as_str().map(str::to_owned);
-    // TON's request is in the instructions; a jetton's is asked for once the payer's wallet is
-    // connected (`POST /pay/{id}/ton-connect`).
     let jetton = value["jetton_master"].is_string() && value["amount_minor"].is_u64();
-    let offered = value["ton_connect"].is_object() || jetton;
-    let connect = (offered && !style_nonce.is_empty()).then(|| {
+    let connect = (ton_connect_offered(&value) && !style_nonce.is_empty()).then(|| {
         json!({
             "request": value["ton_connect"],
             "request_url": jetton.then(|| format!("/pay/{}/ton-connect", invoice.id.encode())),
