@@ -217,7 +217,9 @@ impl From<WriteError> for AppError {
     fn from(error: WriteError) -> Self {
         match error {
             WriteError::Busy | WriteError::Closed => AppError::unavailable(error.to_string()),
-            WriteError::Failed(_) | WriteError::Rejected(_) => AppError::internal(error),
+            WriteError::Failed(_) | WriteError::Unknown(_) | WriteError::Rejected(_) => {
+                AppError::internal(error)
+            }
         }
     }
 }

@@ -295,7 +295,7 @@ impl Default for Config {
 /// fields [`Config`] has, so the reference cannot drift from the code.
 pub const KEYS: &[(&str, &str, &str)] = &[
     ("listen", "string (address:port)", "Address to listen on. Env FARTHING_LISTEN, flag --listen."),
-    ("database", "string (path or sqlite:// URL)", "The live database; test-mode data lives beside it in <name>-test.<ext>. Env FARTHING_DATABASE, flag --database."),
+    ("database", "string (path, sqlite:// or postgres:// URL)", "The live database; test-mode data lives beside it in <name>-test.<ext>. A postgres:// URL is taken by migrate, audit and bench ledger (the ledger so far; serve needs SQLite); its password is never printed. Env FARTHING_DATABASE, flag --database."),
     ("public_url", "string (URL)", "The URL customers reach farthing at, for checkout links. Env FARTHING_PUBLIC_URL, flag --public-url."),
     ("allow_private_webhooks", "boolean", "Whether webhook endpoints may resolve to loopback or private addresses. Env FARTHING_ALLOW_PRIVATE_WEBHOOKS."),
     ("max_body_bytes", "integer (bytes)", "Largest request body."),
@@ -362,6 +362,13 @@ impl Config {
                 values.get(in_section).and_then(|table| table.get(name))
             }
             .ok_or_else(|| format!("no value for configuration key {key}"))?;
+            // A PostgreSQL URL may carry a password: shown without it.
+            let value = match (*key, farthing_store::DatabaseUrl::parse(&self.database)) {
+                ("database", Ok(farthing_store::DatabaseUrl::Postgres(url))) => {
+                    toml::Value::String(url.redacted())
+                }
+                _ => value.clone(),
+            };
             out.push_str(&format!("\n# {doc}\n# Type: {kind}.\n{name} = {value}\n"));
         }
         Ok(out)

@@ -564,11 +564,22 @@ pub enum StartError {
     /// Stored live secrets, and no key to read them.
     #[error("{0}")]
     SecretsKey(String),
+    /// A PostgreSQL URL: this build keeps the ledger there, not yet the business tables.
+    #[error(
+        "{0}: this build serves from SQLite only. Its PostgreSQL backend holds the ledger \
+         (`farthing migrate`, `farthing audit` and `farthing bench ledger` take a postgres:// URL); \
+         invoices, webhooks and the rails' tables are not on PostgreSQL yet. Use an SQLite path \
+         such as sqlite:///var/lib/farthing/farthing.db"
+    )]
+    PostgresNotServed(String),
 }
 
 /// The live and test database paths of a `--database` value.
 pub fn database_paths(database: &str) -> Result<(PathBuf, PathBuf), StartError> {
-    let DatabaseUrl::Sqlite(live) = DatabaseUrl::parse(database)?;
+    let live = match DatabaseUrl::parse(database)? {
+        DatabaseUrl::Sqlite(live) => live,
+        DatabaseUrl::Postgres(url) => return Err(StartError::PostgresNotServed(url.to_string())),
+    };
     let test = test_database_path(&live);
     Ok((live, test))
 }

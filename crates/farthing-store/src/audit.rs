@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use farthing_core::ledger::{Auditor, PendingState, Violation};
+use farthing_core::ledger::{
+    AccountKind, AccountState, Auditor, PendingState, StoredTransfer, Violation,
+};
 use farthing_core::Currency;
 use rusqlite::Connection;
 
@@ -124,6 +126,87 @@ pub fn backup_path(from: &Path, to: &Path) -> Result<u64, StoreError> {
     Ok(std::fs::metadata(to).map(|meta| meta.len()).unwrap_or(0))
 }
 
+/// The checks every backend shares: each account and transfer streamed through the domain's
+/// [`Auditor`], the money in suspense, the totals per currency.
+pub(crate) struct Tally {
+    auditor: Auditor,
+    report: AuditReport,
+    max_timestamp_ns: u64,
+}
+
+impl Tally {
+    pub(crate) fn new(report: AuditReport) -> Tally {
+        Tally {
+            auditor: Auditor::new(),
+            report,
+            max_timestamp_ns: 0,
+        }
+    }
+
+    pub(crate) fn account(&mut self, read: Result<AccountState, StoreError>) {
+        let state = match read {
+            Ok(state) => state,
+            Err(error) => {
+                self.report
+                    .problems
+                    .push(format!("unreadable account: {error}"));
+                return;
+            }
+        };
+        let posted = state.balances.posted();
+        if let AccountKind::Suspense { merchant, rail } = state.account.kind {
+            // Suspense is credited from the rail's external account: what it holds is its
+            // posted credit balance.
+            if posted != 0 {
+                self.report.findings.push(format!(
+                    "the suspense account of merchant {} for rail {rail} holds {posted} {} minor units",
+                    farthing_core::PublicId::encode(merchant),
+                    state.account.currency
+                ));
+            }
+        }
+        if posted > 0 {
+            *self
+                .report
+                .totals
+                .entry(state.account.currency)
+                .or_default() += posted.unsigned_abs();
+        }
+        self.auditor.add_account(&state);
+    }
+
+    pub(crate) fn transfer(&mut self, read: Result<StoredTransfer, StoreError>) {
+        match read {
+            Ok(stored) => {
+                self.max_timestamp_ns = self.max_timestamp_ns.max(stored.record.timestamp_ns);
+                if stored.pending_state == Some(PendingState::Pending) {
+                    self.report.open_holds += 1;
+                }
+                self.auditor.add_transfer(&stored);
+            }
+            Err(error) => self
+                .report
+                .problems
+                .push(format!("unreadable transfer: {error}")),
+        }
+    }
+
+    /// The report so far and the newest transfer's ledger time (the clock must not be behind).
+    pub(crate) fn finish(self) -> (AuditReport, u64) {
+        let Tally {
+            auditor,
+            mut report,
+            max_timestamp_ns,
+        } = self;
+        report.accounts = auditor.accounts_seen() as u64;
+        report.transfers = auditor.transfers_seen();
+        report
+            .problems
+            .extend(auditor.finish().iter().map(Violation::to_string));
+        (report, max_timestamp_ns)
+    }
+}
+
 /// Audits through an open connection, inside one read transaction (a consistent snapshot even
 /// while the writer keeps committing).
 pub fn audit_connection(connection: &Connection) -> Result<AuditReport, StoreError> {
@@ -141,39 +224,15 @@ pub fn audit_connection(connection: &Connection) -> Result<AuditReport, StoreErr
             .extend(integrity.into_iter().map(|line| format!("sqlite: {line}")));
     }
 
-    let mut auditor = Auditor::new();
+    let mut tally = Tally::new(report);
     {
         let mut statement =
             snapshot.prepare(&format!("SELECT {} FROM accounts", codec::ACCOUNT_COLUMNS))?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            match codec::account_from_row(row) {
-                Ok(state) => {
-                    let posted = state.balances.posted();
-                    if let farthing_core::ledger::AccountKind::Suspense { merchant, rail } =
-                        state.account.kind
-                    {
-                        // Suspense is credited from the rail's external account: what it
-                        // holds is its posted credit balance.
-                        if posted != 0 {
-                            report.findings.push(format!(
-                                "the suspense account of merchant {} for rail {rail} holds {posted} {} minor units",
-                                farthing_core::PublicId::encode(merchant),
-                                state.account.currency
-                            ));
-                        }
-                    }
-                    if posted > 0 {
-                        *report.totals.entry(state.account.currency).or_default() +=
-                            posted.unsigned_abs();
-                    }
-                    auditor.add_account(&state);
-                }
-                Err(error) => report.problems.push(format!("unreadable account: {error}")),
-            }
+            tally.account(codec::account_from_row(row));
         }
     }
-    let mut max_timestamp_ns = 0u64;
     {
         let mut statement = snapshot.prepare(&format!(
             "SELECT {} FROM transfers t",
@@ -181,25 +240,10 @@ pub fn audit_connection(connection: &Connection) -> Result<AuditReport, StoreErr
         ))?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            match codec::transfer_from_row(row) {
-                Ok(stored) => {
-                    max_timestamp_ns = max_timestamp_ns.max(stored.record.timestamp_ns);
-                    if stored.pending_state == Some(PendingState::Pending) {
-                        report.open_holds += 1;
-                    }
-                    auditor.add_transfer(&stored);
-                }
-                Err(error) => report
-                    .problems
-                    .push(format!("unreadable transfer: {error}")),
-            }
+            tally.transfer(codec::transfer_from_row(row));
         }
     }
-    report.accounts = auditor.accounts_seen() as u64;
-    report.transfers = auditor.transfers_seen();
-    report
-        .problems
-        .extend(auditor.finish().iter().map(Violation::to_string));
+    let (mut report, max_timestamp_ns) = tally.finish();
 
     let orphans: i64 = snapshot.query_row(
         "SELECT COUNT(*) FROM pending_transfers p LEFT JOIN transfers t ON t.id = p.id \

@@ -24,31 +24,62 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
-fn blob_id<T>(row: &Row<'_>, index: usize, parse: fn(&[u8]) -> Option<T>) -> Result<T, StoreError> {
-    let bytes: Vec<u8> = row.get(index)?;
+/// A result row of either backend, read by column index: the ledger's rows are parsed by one
+/// set of functions whether they come from SQLite or PostgreSQL (`pg.rs`).
+pub(crate) trait Columns {
+    /// A BLOB / BYTEA column.
+    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError>;
+    /// An INTEGER / BIGINT column.
+    fn int(&self, index: usize) -> Result<Option<i64>, StoreError>;
+    /// A TEXT column.
+    fn text(&self, index: usize) -> Result<Option<String>, StoreError>;
+}
+
+impl Columns for Row<'_> {
+    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(index)?)
+    }
+    fn int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(index)?)
+    }
+    fn text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(index)?)
+    }
+}
+
+fn required<T>(value: Option<T>, what: &str) -> Result<T, StoreError> {
+    value.ok_or_else(|| StoreError::Corrupt(format!("{what} is NULL")))
+}
+
+fn blob_id<T>(
+    row: &impl Columns,
+    index: usize,
+    parse: fn(&[u8]) -> Option<T>,
+) -> Result<T, StoreError> {
+    let bytes = required(row.bytes(index)?, "an id")?;
     parse(&bytes).ok_or_else(|| corrupt("an id is not 16 bytes"))
 }
 
 fn optional_blob_id<T>(
-    row: &Row<'_>,
+    row: &impl Columns,
     index: usize,
     parse: fn(&[u8]) -> Option<T>,
 ) -> Result<Option<T>, StoreError> {
-    let bytes: Option<Vec<u8>> = row.get(index)?;
+    let bytes = row.bytes(index)?;
     bytes
         .map(|bytes| parse(&bytes).ok_or_else(|| corrupt("an id is not 16 bytes")))
         .transpose()
 }
 
-fn amount(row: &Row<'_>, index: usize) -> Result<u64, StoreError> {
-    let value: i64 = row.get(index)?;
+fn amount(row: &impl Columns, index: usize) -> Result<u64, StoreError> {
+    let value = required(row.int(index)?, "an amount")?;
     u64::try_from(value).map_err(|_| corrupt("a negative amount"))
 }
 
 /// A running total: a 16-byte big-endian blob (totals are 128-bit, see
 /// `farthing_core::ledger::MAX_TOTAL_MINOR`).
-fn total(row: &Row<'_>, index: usize) -> Result<u128, StoreError> {
-    let bytes: Vec<u8> = row.get(index)?;
+fn total(row: &impl Columns, index: usize) -> Result<u128, StoreError> {
+    let bytes = required(row.bytes(index)?, "an account total")?;
     let array: [u8; 16] = bytes
         .try_into()
         .map_err(|_| corrupt("an account total is not 16 bytes"))?;
@@ -64,15 +95,15 @@ pub(crate) fn sql_total(value: u128) -> [u8; 16] {
     value.to_be_bytes()
 }
 
-fn currency(row: &Row<'_>, index: usize) -> Result<Currency, StoreError> {
-    let code: String = row.get(index)?;
+fn currency(row: &impl Columns, index: usize) -> Result<Currency, StoreError> {
+    let code = required(row.text(index)?, "a currency")?;
     Currency::parse(&code).map_err(|_| StoreError::Corrupt(format!("unknown currency {code:?}")))
 }
 
 /// Reads a row selected with [`ACCOUNT_COLUMNS`].
-pub(crate) fn account_from_row(row: &Row<'_>) -> Result<AccountState, StoreError> {
-    let kind_code: String = row.get(2)?;
-    let rail: Option<String> = row.get(5)?;
+pub(crate) fn account_from_row(row: &impl Columns) -> Result<AccountState, StoreError> {
+    let kind_code = required(row.text(2)?, "an account kind")?;
+    let rail = row.text(5)?;
     let rail = rail
         .map(|name| name.parse::<Rail>().map_err(|_| corrupt("unknown rail")))
         .transpose()?;
@@ -83,12 +114,12 @@ pub(crate) fn account_from_row(row: &Row<'_>) -> Result<AccountState, StoreError
         rail,
     )
     .ok_or_else(|| StoreError::Corrupt(format!("account kind {kind_code:?} with wrong owners")))?;
-    let flags: i64 = row.get(6)?;
+    let flags = required(row.int(6)?, "account flags")?;
     let flags = u32::try_from(flags)
         .ok()
         .and_then(AccountFlags::from_bits)
         .ok_or_else(|| corrupt("unknown account flags"))?;
-    let created_at_ns: i64 = row.get(11)?;
+    let created_at_ns = required(row.int(11)?, "a creation time")?;
     Ok(AccountState {
         account: Account {
             id: blob_id(row, 0, AccountId::from_be_slice)?,
@@ -107,23 +138,23 @@ pub(crate) fn account_from_row(row: &Row<'_>) -> Result<AccountState, StoreError
 }
 
 /// Reads a row selected with [`TRANSFER_COLUMNS`].
-pub(crate) fn transfer_from_row(row: &Row<'_>) -> Result<StoredTransfer, StoreError> {
-    let kind: i64 = row.get(1)?;
+pub(crate) fn transfer_from_row(row: &impl Columns) -> Result<StoredTransfer, StoreError> {
+    let kind = required(row.int(1)?, "a transfer kind")?;
     let kind = u8::try_from(kind)
         .ok()
         .and_then(TransferKind::from_u8)
         .ok_or_else(|| corrupt("unknown transfer kind"))?;
-    let timeout_s: i64 = row.get(7)?;
-    let code: i64 = row.get(8)?;
-    let reference: Option<Vec<u8>> = row.get(9)?;
+    let timeout_s = required(row.int(7)?, "a timeout")?;
+    let code = required(row.int(8)?, "a transfer code")?;
+    let reference = row.bytes(9)?;
     let reference = match reference {
         None => 0,
         Some(bytes) => {
             u128::from_be_bytes(bytes.try_into().map_err(|_| corrupt("reference size"))?)
         }
     };
-    let timestamp_ns: i64 = row.get(10)?;
-    let state: Option<i64> = row.get(11)?;
+    let timestamp_ns = required(row.int(10)?, "a timestamp")?;
+    let state = row.int(11)?;
     let pending_state = state
         .map(|state| {
             u8::try_from(state)

@@ -1,4 +1,5 @@
-//! farthing's durable store: the ledger on SQLite.
+//! farthing's durable store: the ledger and the business tables on SQLite, and the ledger on
+//! PostgreSQL ([`pg::PgLedger`]).
 //!
 //! A [`Store`] owns one writer thread. Callers submit [`Group`]s into a bounded queue; the
 //! writer drains whatever is waiting (up to a batch limit), applies every group with the
@@ -8,9 +9,11 @@
 //!
 //! Architecture invariant: the ledger's rules live in `farthing_core::ledger`; this crate only
 //! loads, persists and schedules. SQLite specifics (WAL, pragmas, the single writer) stay here;
-//! a PostgreSQL store will implement the same operations with row locks taken in sorted order.
+//! the PostgreSQL ledger (`pg`) applies the same rules to rows it reads under a lock in each
+//! batch, so several instances can share one database.
 //!
-//! API boundary: [`Store`], [`StoreOptions`], [`WriteError`], [`audit`], [`DatabaseUrl`].
+//! API boundary: [`Store`], [`StoreOptions`], [`WriteError`], [`audit`], [`DatabaseUrl`],
+//! [`pg`], [`Ledger`] (either backend).
 
 mod admin_log;
 pub mod audit;
@@ -24,6 +27,7 @@ mod dashboard;
 mod job;
 mod lightning;
 mod per_merchant;
+pub mod pg;
 mod rails;
 pub mod risk;
 mod schema;
@@ -69,7 +73,7 @@ pub use step_up::Authenticator;
 pub use subscriptions::Subscription;
 pub use telegram::{StarOutflow, StarWatermark, TelegramBot};
 pub use ton::{TonCursor, TonRefund, TonTransaction, TonWallet};
-pub use url::{DatabaseUrl, UrlError};
+pub use url::{DatabaseUrl, PostgresUrl, UrlError};
 
 /// A source of ledger time: nanoseconds since the Unix epoch.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -144,6 +148,12 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database error: {0}")]
     Sqlite(rusqlite::Error),
+    /// PostgreSQL failed (or could not be reached).
+    #[error("PostgreSQL: {}", pg::describe(.0))]
+    Postgres(postgres::Error),
+    /// A database URL that cannot be used (the message says why; never the password).
+    #[error("{0}")]
+    BadUrl(String),
     /// A stored secret could not be sealed or unsealed (no key, the wrong key, a damaged
     /// value): the message says which and what to do.
     #[error("{0}")]
@@ -171,6 +181,12 @@ pub enum StoreError {
     /// A thread could not be started.
     #[error("could not start the writer thread: {0}")]
     Thread(std::io::Error),
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> Self {
+        StoreError::Postgres(error)
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -203,6 +219,11 @@ pub enum WriteError {
     /// with the same ids.
     #[error("the database failed to commit: {0}; nothing was written, retry with the same ids")]
     Failed(String),
+    /// The connection to the database was lost while it committed, and it could not be told
+    /// whether the write is stored. Retry with the same ids: a retry reports what is stored
+    /// (`Exists`) or writes it once.
+    #[error("the database connection was lost during the commit ({0}); the write may or may not be stored: retry with the same ids, which reports what is stored")]
+    Unknown(String),
     /// The queue is full (only from `try_submit`).
     #[error("the ledger is busy: too many writes are waiting, retry shortly")]
     Busy,
@@ -369,22 +390,12 @@ impl Store {
 
     /// Queues a group; blocks while the queue is full (back-pressure).
     pub fn submit(&self, group: Group) -> Result<Ticket, WriteError> {
-        let (reply, receiver) = tokio::sync::oneshot::channel();
-        self.inner
-            .sender
-            .send(Request::Write { group, reply })
-            .map_err(|_| WriteError::Closed)?;
-        Ok(Ticket(receiver))
+        queue_write(&self.inner.sender, group, true)
     }
 
     /// Queues a group, or fails with [`WriteError::Busy`] at once when the queue is full.
     pub fn try_submit(&self, group: Group) -> Result<Ticket, WriteError> {
-        let (reply, receiver) = tokio::sync::oneshot::channel();
-        match self.inner.sender.try_send(Request::Write { group, reply }) {
-            Ok(()) => Ok(Ticket(receiver)),
-            Err(TrySendError::Full(_)) => Err(WriteError::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(WriteError::Closed),
-        }
+        queue_write(&self.inner.sender, group, false)
     }
 
     /// Queues a job (see [`Tx`]); blocks while the queue is full.
@@ -484,19 +495,7 @@ impl Store {
     /// Finishes every queued write, commits, and stops the writer and checkpointer. Writes
     /// submitted afterwards fail with [`WriteError::Closed`]. Idempotent.
     pub fn shutdown(&self) {
-        let (done, wait) = std::sync::mpsc::channel();
-        if self.inner.sender.send(Request::Shutdown { done }).is_ok() {
-            let _ = wait.recv();
-        }
-        let handle = self
-            .inner
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
+        stop_writer(&self.inner.sender, &self.inner.writer);
         let checkpointer = self
             .inner
             .checkpointer
@@ -512,6 +511,73 @@ impl Store {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
+    }
+}
+
+/// The ledger on either backend, for what works on both (the benchmark, the crash test, tools):
+/// the SQLite [`Store`] or a [`pg::PgLedger`] instance. Cheap to clone.
+#[derive(Clone)]
+pub enum Ledger {
+    /// The SQLite store (one writer per database).
+    Sqlite(Store),
+    /// One instance of the PostgreSQL ledger (others may share the database).
+    Postgres(pg::PgLedger),
+}
+
+impl Ledger {
+    /// Opens the ledger `url` names (creating and migrating it if needed).
+    pub fn open(url: &DatabaseUrl, options: StoreOptions) -> Result<Ledger, StoreError> {
+        Ok(match url {
+            DatabaseUrl::Sqlite(path) => Ledger::Sqlite(Store::open(path, options)?),
+            DatabaseUrl::Postgres(url) => {
+                Ledger::Postgres(pg::PgLedger::open(url.expose(), options)?)
+            }
+        })
+    }
+
+    /// Queues a group; blocks while the queue is full.
+    pub fn submit(&self, group: Group) -> Result<Ticket, WriteError> {
+        match self {
+            Ledger::Sqlite(store) => store.submit(group),
+            Ledger::Postgres(ledger) => ledger.submit(group),
+        }
+    }
+
+    /// Submits a group and waits until it is durable or refused.
+    pub fn write(&self, group: Group) -> Result<GroupOutcome, WriteError> {
+        self.submit(group)?.wait()
+    }
+
+    /// An account with its committed totals.
+    pub fn account(&self, id: AccountId) -> Result<Option<AccountState>, StoreError> {
+        match self {
+            Ledger::Sqlite(store) => store.account(id),
+            Ledger::Postgres(ledger) => ledger.account(id),
+        }
+    }
+
+    /// A committed transfer.
+    pub fn transfer(&self, id: TransferId) -> Result<Option<StoredTransfer>, StoreError> {
+        match self {
+            Ledger::Sqlite(store) => store.transfer(id),
+            Ledger::Postgres(ledger) => ledger.transfer(id),
+        }
+    }
+
+    /// Checks every ledger invariant on the committed data.
+    pub fn audit(&self) -> Result<audit::AuditReport, StoreError> {
+        match self {
+            Ledger::Sqlite(store) => store.audit(),
+            Ledger::Postgres(ledger) => ledger.audit(),
+        }
+    }
+
+    /// Finishes every queued write and stops the writer.
+    pub fn shutdown(&self) {
+        match self {
+            Ledger::Sqlite(store) => store.shutdown(),
+            Ledger::Postgres(ledger) => ledger.shutdown(),
+        }
     }
 }
 
@@ -553,20 +619,46 @@ fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
     }
 }
 
+/// Queues a ledger group on a writer's queue: blocking while it is full (`wait`), or failing
+/// with [`WriteError::Busy`] at once.
+fn queue_write(
+    sender: &SyncSender<Request>,
+    group: Group,
+    wait: bool,
+) -> Result<Ticket, WriteError> {
+    let (reply, receiver) = tokio::sync::oneshot::channel();
+    let request = Request::Write { group, reply };
+    if wait {
+        sender.send(request).map_err(|_| WriteError::Closed)?;
+    } else {
+        match sender.try_send(request) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(WriteError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(WriteError::Closed),
+        }
+    }
+    Ok(Ticket(receiver))
+}
+
+/// Asks a writer to commit what is queued and stop, and waits for its thread. Idempotent.
+fn stop_writer(sender: &SyncSender<Request>, writer: &Mutex<Option<JoinHandle<()>>>) {
+    let (done, wait) = std::sync::mpsc::channel();
+    if sender.send(Request::Shutdown { done }).is_ok() {
+        let _ = wait.recv();
+    }
+    // A panic while holding this lock cannot leave an `Option<JoinHandle>` inconsistent.
+    let handle = writer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some(handle) = handle {
+        let _ = handle.join();
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
-        let (done, wait) = std::sync::mpsc::channel();
-        if self.sender.send(Request::Shutdown { done }).is_ok() {
-            let _ = wait.recv();
-        }
-        if let Some(handle) = self
-            .writer
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-        {
-            let _ = handle.join();
-        }
+        stop_writer(&self.sender, &self.writer);
         if let Some(checkpointer) = self
             .checkpointer
             .get_mut()

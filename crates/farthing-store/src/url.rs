@@ -1,5 +1,6 @@
 //! Database URLs as operators write them: `sqlite:///var/lib/farthing/ledger.db`,
-//! `sqlite://ledger.db`, `sqlite:ledger.db` or a plain path.
+//! `sqlite://ledger.db`, `sqlite:ledger.db`, a plain path, or
+//! `postgres://user:password@host/db` (`postgresql://` too; a Unix socket as `?host=/dir`).
 
 use std::path::PathBuf;
 
@@ -8,6 +9,68 @@ use std::path::PathBuf;
 pub enum DatabaseUrl {
     /// An SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(PostgresUrl),
+}
+
+/// A PostgreSQL URL. Its `Debug` and `Display` leave the password out (logs, errors).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// The URL itself, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`. Errs on the side of hiding: everything
+    /// between `user:` and the last `@` is masked (a password may hold `/`, `?` or `@`), and
+    /// a `password=` parameter too.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "postgres://***".to_owned();
+        };
+        let (authority, tail) = match rest.rsplit_once('@') {
+            Some((credentials, after)) => {
+                let user = credentials
+                    .split_once(':')
+                    .map_or(credentials, |(user, _)| user);
+                let masked = if credentials.contains(':') {
+                    format!("{user}:***@")
+                } else {
+                    format!("{user}@")
+                };
+                (masked, after)
+            }
+            None => (String::new(), rest),
+        };
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some(("password", _)) => "password=***".to_owned(),
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                format!("{path}?{}", query.join("&"))
+            }
+            None => tail.to_owned(),
+        };
+        format!("{scheme}://{authority}{tail}")
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 /// A `--database` value that can't be used.
@@ -16,9 +79,6 @@ pub enum UrlError {
     /// Nothing given.
     #[error("empty database URL: give a path or sqlite:///path/to/farthing.db")]
     Empty,
-    /// PostgreSQL is planned but not built yet.
-    #[error("PostgreSQL is not supported by this build yet: use an SQLite path such as sqlite:///var/lib/farthing/farthing.db")]
-    PostgresNotYet,
     /// Some other scheme.
     #[error(
         "unsupported database URL scheme {0:?}: use sqlite:///path/to/farthing.db or a plain path"
@@ -41,7 +101,7 @@ impl DatabaseUrl {
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Err(UrlError::PostgresNotYet);
+            return Ok(DatabaseUrl::Postgres(PostgresUrl(text.to_owned())));
         }
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(UrlError::UnknownScheme(scheme.to_owned()));
@@ -55,6 +115,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn passwords_never_shown() {
+        let url = |text: &str| PostgresUrl(text.to_owned());
+        let shown = url("postgres://shop:s3cret@db.example:5432/farthing?sslmode=disable");
+        assert_eq!(
+            shown.redacted(),
+            "postgres://shop:***@db.example:5432/farthing?sslmode=disable"
+        );
+        assert!(!format!("{shown:?} {shown}").contains("s3cret"));
+        let query = url("postgresql:///farthing?host=/run/pg&password=s3cret&user=shop");
+        assert_eq!(
+            query.redacted(),
+            "postgresql:///farthing?host=/run/pg&password=***&user=shop"
+        );
+        // Whatever a password holds (@, /, ?), none of it shows.
+        for password in ["p@ss", "pa/ss", "pa?ss=1", "p@s/s?x"] {
+            let shown = url(&format!(
+                "postgres://shop:{password}@host/db?sslmode=disable"
+            ));
+            assert_eq!(
+                shown.redacted(),
+                "postgres://shop:***@host/db?sslmode=disable",
+                "{password}"
+            );
+        }
+        assert_eq!(
+            url("postgres://shop@host/db").redacted(),
+            "postgres://shop@host/db"
+        );
+        assert_eq!(url("postgres://host/db").redacted(), "postgres://host/db");
+    }
+
+    #[test]
     fn forms() {
         let sqlite = |p: &str| Ok(DatabaseUrl::Sqlite(PathBuf::from(p)));
         assert_eq!(
@@ -66,10 +158,14 @@ mod tests {
         assert_eq!(DatabaseUrl::parse("./data/x.db"), sqlite("./data/x.db"));
         assert_eq!(DatabaseUrl::parse(""), Err(UrlError::Empty));
         assert_eq!(DatabaseUrl::parse("sqlite://"), Err(UrlError::Empty));
-        assert_eq!(
-            DatabaseUrl::parse("postgres://u@h/db"),
-            Err(UrlError::PostgresNotYet)
-        );
+        let Ok(DatabaseUrl::Postgres(url)) = DatabaseUrl::parse(" postgres://u@h/db ") else {
+            panic!("a postgres URL")
+        };
+        assert_eq!(url.expose(), "postgres://u@h/db");
+        assert!(matches!(
+            DatabaseUrl::parse("postgresql://u@h/db"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
         assert_eq!(
             DatabaseUrl::parse("mysql://h/db"),
             Err(UrlError::UnknownScheme("mysql".to_owned()))

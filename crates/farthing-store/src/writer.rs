@@ -21,11 +21,45 @@ use crate::job::{ErasedJob, Tx};
 use crate::{codec, schema, BatchStats, Reply, Request, StoreError, StoreOptions, WriteError};
 
 /// One item of a batch, in arrival order.
-enum Work {
+pub(crate) enum Work {
     /// A ledger group (the fast path: no savepoint).
     Write(Group, Reply),
     /// A job: business writes and ledger groups, all or nothing.
     Job(Box<dyn ErasedJob>),
+}
+
+/// Group commit: `first` and whatever else is already waiting, up to `max_transfers` (a job
+/// counts as one). A shutdown request ends the taking and is returned: what was queued before
+/// it is committed, what comes after it is refused with `Closed` when the receiver is dropped.
+pub(crate) fn take_batch(
+    first: Option<Request>,
+    receiver: &Receiver<Request>,
+    max_transfers: usize,
+) -> (Vec<Work>, Option<Sender<()>>) {
+    let mut work = Vec::new();
+    let mut weight = 0usize;
+    let mut next = first;
+    loop {
+        match next.take() {
+            Some(Request::Write { group, reply }) => {
+                weight += group.transfers.len().max(1);
+                work.push(Work::Write(group, reply));
+            }
+            Some(Request::Job(job)) => {
+                weight += 1;
+                work.push(Work::Job(job));
+            }
+            Some(Request::Shutdown { done }) => return (work, Some(done)),
+            None => {}
+        }
+        if weight >= max_transfers {
+            return (work, None);
+        }
+        match receiver.try_recv() {
+            Ok(request) => next = Some(request),
+            Err(_) => return (work, None),
+        }
+    }
 }
 
 /// Most holds expired in one transaction; the rest wait for the next one.
@@ -66,50 +100,20 @@ impl Writer {
 
     /// Serves the queue until a shutdown request (or until every sender is gone).
     pub(crate) fn run(&mut self, receiver: Receiver<Request>) {
-        let mut shutdown: Option<Sender<()>> = None;
         loop {
             let first = match receiver.recv_timeout(self.sleep_time()) {
                 Ok(request) => Some(request),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut work: Vec<Work> = Vec::new();
-            let mut weight = 0usize;
-            let mut next = first;
-            // Group commit: take whatever else is already waiting, up to the batch limit. A
-            // shutdown request ends the taking: what was queued before it is committed, what
-            // comes after it is refused with `Closed` when the receiver is dropped.
-            loop {
-                match next.take() {
-                    Some(Request::Write { group, reply }) => {
-                        weight += group.transfers.len().max(1);
-                        work.push(Work::Write(group, reply));
-                    }
-                    Some(Request::Job(job)) => {
-                        weight += 1;
-                        work.push(Work::Job(job));
-                    }
-                    Some(Request::Shutdown { done }) => {
-                        shutdown = Some(done);
-                        break;
-                    }
-                    None => {}
-                }
-                if weight >= self.options.max_batch_transfers {
-                    break;
-                }
-                match receiver.try_recv() {
-                    Ok(request) => next = Some(request),
-                    Err(_) => break,
-                }
-            }
+            let (work, shutdown) = take_batch(first, &receiver, self.options.max_batch_transfers);
             let now_ns = (self.options.clock)();
             let expiry_due = self.next_expiry_ns.is_some_and(|at| at <= now_ns);
             if !work.is_empty() || expiry_due {
                 self.process(work);
             }
             self.catch_up_checkpoint();
-            if let Some(done) = shutdown.take() {
+            if let Some(done) = shutdown {
                 let _ = done.send(());
                 return;
             }

@@ -1,7 +1,11 @@
-//! Integration tests of the SQLite ledger store (SPEC §4, P3, P4) through its public API.
+//! Integration tests of the ledger store (SPEC §4, P3, P4) through its public API.
 //!
 //! Every test runs against a fresh database in a temporary directory, with a manual ledger
-//! clock (`Arc<AtomicU64>`, nanoseconds) and an observer that records every batch.
+//! clock (`Arc<AtomicU64>`, nanoseconds) and an observer that records every batch. The model
+//! check and the concurrency test also run on PostgreSQL (a throwaway server, `support/`), the
+//! concurrency test there with two instances sharing the database.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -15,11 +19,13 @@ use farthing_core::ledger::{
 };
 use farthing_core::{Currency, CustomerId, MerchantId, Rail, TransferId};
 use farthing_store::audit::{audit_path, AuditReport};
-use farthing_store::{BatchStats, Store, StoreError, StoreOptions, Ticket, WriteError};
+use farthing_store::pg::PgLedger;
+use farthing_store::{BatchStats, Ledger, Store, StoreError, StoreOptions, Ticket, WriteError};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use rusqlite::Connection;
+use support::postgres::Postgres;
 
 const NS: u64 = 1_000_000_000;
 /// Ledger time at which every test starts.
@@ -196,6 +202,10 @@ impl Harness {
 }
 
 fn account(store: &Store, account: &Account) -> AccountState {
+    ledger_account(&Ledger::Sqlite(store.clone()), account)
+}
+
+fn ledger_account(store: &Ledger, account: &Account) -> AccountState {
     store
         .account(account.id)
         .expect("the account can be read")
@@ -203,6 +213,10 @@ fn account(store: &Store, account: &Account) -> AccountState {
 }
 
 fn transfer(store: &Store, id: TransferId) -> StoredTransfer {
+    ledger_transfer(&Ledger::Sqlite(store.clone()), id)
+}
+
+fn ledger_transfer(store: &Ledger, id: TransferId) -> StoredTransfer {
     store
         .transfer(id)
         .expect("the transfer can be read")
@@ -237,6 +251,10 @@ fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 
 /// External, merchant, fee accounts and customer 1, funded with `funding` by one top-up (id 1).
 fn setup_funded(store: &Store, funding: u64) -> GroupOutcome {
+    setup_funded_ledger(&Ledger::Sqlite(store.clone()), funding)
+}
+
+fn setup_funded_ledger(store: &Ledger, funding: u64) -> GroupOutcome {
     store
         .write(Group {
             accounts: vec![external(), merchant(), fees(), customer(1)],
@@ -261,13 +279,36 @@ struct SpendLog {
 
 #[test]
 fn concurrent_spends_of_one_balance_never_overdraw_it() {
+    let h = Harness::new();
+    let store = h.open();
+    let path = store.path().to_path_buf();
+    spend_concurrently(&h, &[Ledger::Sqlite(store)], Some(&path));
+}
+
+/// The same on PostgreSQL with two instances (two writers, two connections) sharing the
+/// database: each spender goes through one of them, so every batch of one instance races the
+/// other's for the same balance.
+#[test]
+fn concurrent_spends_through_two_postgres_instances_never_overdraw_it() {
+    let postgres = Postgres::start();
+    let url = postgres.schema();
+    let h = Harness::new();
+    let instances: Vec<Ledger> = (0..2)
+        .map(|_| Ledger::Postgres(PgLedger::open(&url, h.options()).expect("the ledger opens")))
+        .collect();
+    spend_concurrently(&h, &instances, None);
+}
+
+/// 64 threads spend one balance through `ledgers` (spender n uses `ledgers[n % len]`) with
+/// singles and holds (posted whole, in part, or voided) while a watcher keeps reading and
+/// auditing; nothing may overdraw it, and every committed transfer must be stored as answered.
+fn spend_concurrently(h: &Harness, ledgers: &[Ledger], file: Option<&Path>) {
     const FUNDING: u64 = 10_000;
     const THREADS: u128 = 64;
     const OPS: u128 = 24;
-    let h = Harness::new();
-    let store = h.open();
+    let store = &ledgers[0];
     let (cust, merch) = (customer(1), merchant());
-    setup_funded(&store, FUNDING);
+    setup_funded_ledger(store, FUNDING);
 
     let stop = AtomicBool::new(false);
     let logs: Vec<SpendLog> = std::thread::scope(|scope| {
@@ -278,9 +319,11 @@ fn concurrent_spends_of_one_balance_never_overdraw_it() {
             while !stop.load(SeqCst) {
                 if reads.is_multiple_of(16) {
                     assert_audit_ok(&store.audit().expect("audit while writing"));
-                    assert_audit_ok(&audit_path(store.path()).expect("audit_path while writing"));
+                    if let Some(file) = file {
+                        assert_audit_ok(&audit_path(file).expect("audit_path while writing"));
+                    }
                 }
-                let state = account(&store, &cust);
+                let state = ledger_account(store, &cust);
                 assert!(
                     state.balances.satisfies(state.account.flags)
                         && state.balances.available() >= 0,
@@ -294,7 +337,7 @@ fn concurrent_spends_of_one_balance_never_overdraw_it() {
         });
         let spenders: Vec<_> = (0..THREADS)
             .map(|thread| {
-                let store = store.clone();
+                let store = ledgers[usize::try_from(thread).unwrap_or(0) % ledgers.len()].clone();
                 scope.spawn(move || {
                     let mut rng = fastrand::Rng::with_seed(u64::try_from(thread).unwrap_or(0));
                     let mut log = SpendLog::default();
@@ -395,18 +438,18 @@ fn concurrent_spends_of_one_balance_never_overdraw_it() {
     assert!(refused > 0, "the test must exhaust the balance");
     assert!(committed > 0);
 
-    let state = account(&store, &cust);
+    let state = ledger_account(store, &cust);
     assert_eq!(state.balances.credits_posted, u128::from(FUNDING));
     assert_eq!(state.balances.debits_posted, u128::from(debited));
     assert_eq!(state.balances.debits_pending, 0);
     assert_eq!(state.balances.posted(), i128::from(FUNDING - debited));
     assert_eq!(
-        account(&store, &merch).balances.credits_posted,
+        ledger_account(store, &merch).balances.credits_posted,
         u128::from(debited)
     );
 
     for (id, kind, amount, pending_state) in logs.iter().flat_map(|log| &log.committed) {
-        let stored = transfer(&store, *id);
+        let stored = ledger_transfer(store, *id);
         assert_eq!(stored.record.kind, *kind, "{id}");
         assert_eq!(stored.record.amount_minor, *amount, "{id}");
         assert_eq!(stored.pending_state, *pending_state, "{id}");
@@ -425,7 +468,7 @@ fn concurrent_spends_of_one_balance_never_overdraw_it() {
         batches.len()
     );
     assert!(batches.iter().all(|stats| !stats.failed));
-    store.shutdown();
+    ledgers.iter().for_each(Ledger::shutdown);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -528,6 +571,8 @@ impl Coverage {
 
 static SEQUENTIAL: Coverage = Coverage::new();
 static PIPELINED: Coverage = Coverage::new();
+static PG_SEQUENTIAL: Coverage = Coverage::new();
+static PG_PIPELINED: Coverage = Coverage::new();
 
 /// Voids, like the writer does at the start of a batch, every open hold whose time has come.
 fn expire_due(model: &mut MemoryLedger, now_ns: u64, coverage: &Coverage) {
@@ -545,7 +590,7 @@ fn expire_due(model: &mut MemoryLedger, now_ns: u64, coverage: &Coverage) {
 
 struct ModelRun {
     harness: Harness,
-    store: Store,
+    store: Ledger,
     model: MemoryLedger,
     next_id: u128,
     holds: Vec<TransferId>,
@@ -791,11 +836,33 @@ impl ModelRun {
     }
 }
 
-fn run_model(ops: &[Op], pipelined: bool) -> Result<(), TestCaseError> {
+/// Runs `ops` on SQLite (`postgres: None`) or in a fresh schema of a PostgreSQL server.
+fn run_model(
+    ops: &[Op],
+    pipelined: bool,
+    postgres: Option<&Postgres>,
+) -> Result<(), TestCaseError> {
     let harness = Harness::new();
-    let store = harness.open_with(|options| {
-        options.expiry_poll_interval = Duration::from_millis(5);
-    });
+    let (store, coverage) = match postgres {
+        None => {
+            let store = harness.open_with(|options| {
+                options.expiry_poll_interval = Duration::from_millis(5);
+            });
+            let coverage = if pipelined { &PIPELINED } else { &SEQUENTIAL };
+            (Ledger::Sqlite(store), coverage)
+        }
+        Some(postgres) => {
+            let mut options = harness.options();
+            options.expiry_poll_interval = Duration::from_millis(5);
+            let ledger = PgLedger::open(&postgres.schema(), options).expect("the ledger opens");
+            let coverage = if pipelined {
+                &PG_PIPELINED
+            } else {
+                &PG_SEQUENTIAL
+            };
+            (Ledger::Postgres(ledger), coverage)
+        }
+    };
     let mut run = ModelRun {
         harness,
         store,
@@ -806,7 +873,7 @@ fn run_model(ops: &[Op], pipelined: bool) -> Result<(), TestCaseError> {
         transfers: Vec::new(),
         pipelined,
         in_flight: Vec::new(),
-        coverage: if pipelined { &PIPELINED } else { &SEQUENTIAL },
+        coverage,
     };
     run.check(Group {
         accounts: vec![external(), fees(), merchant(), customer(0), customer(1)],
@@ -847,10 +914,36 @@ fn model_runner() -> TestRunner {
 #[test]
 fn store_agrees_with_the_memory_ledger_model() {
     let ops = proptest::collection::vec(op_strategy(), 30..=45);
-    if let Err(error) = model_runner().run(&ops, |ops| run_model(&ops, false)) {
+    if let Err(error) = model_runner().run(&ops, |ops| run_model(&ops, false, None)) {
         panic!("{error}");
     }
     SEQUENTIAL.assert_reached();
+}
+
+/// The PostgreSQL ledger against the same model: the same rules, clock, expiry and answers.
+#[test]
+fn postgres_ledger_agrees_with_the_memory_ledger_model() {
+    let postgres = Postgres::start();
+    let ops = proptest::collection::vec(op_strategy(), 30..=45);
+    if let Err(error) = model_runner().run(&ops, |ops| run_model(&ops, false, Some(&postgres))) {
+        panic!("{error}");
+    }
+    PG_SEQUENTIAL.assert_reached();
+}
+
+/// Pipelined on PostgreSQL: many groups per batch, applied in one transaction.
+#[test]
+fn postgres_ledger_agrees_with_the_model_when_writes_are_pipelined() {
+    let postgres = Postgres::start();
+    let ops = proptest::collection::vec(op_strategy(), 30..=45);
+    if let Err(error) = model_runner().run(&ops, |ops| run_model(&ops, true, Some(&postgres))) {
+        panic!("{error}");
+    }
+    PG_PIPELINED.assert_reached();
+    assert!(
+        PG_PIPELINED.largest_batch.load(SeqCst) > 1,
+        "pipelined writes were never committed together"
+    );
 }
 
 /// Every write between two clock moves in flight at once: the writer applies many groups in
@@ -858,7 +951,7 @@ fn store_agrees_with_the_memory_ledger_model() {
 #[test]
 fn store_agrees_with_the_model_when_writes_are_pipelined() {
     let ops = proptest::collection::vec(op_strategy(), 30..=45);
-    if let Err(error) = model_runner().run(&ops, |ops| run_model(&ops, true)) {
+    if let Err(error) = model_runner().run(&ops, |ops| run_model(&ops, true, None)) {
         panic!("{error}");
     }
     PIPELINED.assert_reached();
@@ -2114,4 +2207,115 @@ fn statements_follow_the_balance_and_the_migration_rebuilds_them() {
     store.shutdown();
     drop(store);
     assert_audit_ok(&audit_path(&h.path()).expect("audit"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: what only a shared server database can do to the ledger
+// ---------------------------------------------------------------------------------------------
+
+/// Runs SQL on the test server as its superuser.
+fn psql(url: &str, sql: &str) -> String {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    let mut out = Vec::new();
+    for message in client.simple_query(sql).expect("sql runs") {
+        if let postgres::SimpleQueryMessage::Row(row) = message {
+            out.push(row.get(0).unwrap_or("").to_owned());
+        }
+    }
+    out.join(",")
+}
+
+/// The server ends the writer's session (a restart, an operator's `pg_terminate_backend`):
+/// the next write reconnects and commits once; nothing is lost or doubled.
+#[test]
+fn postgres_writer_reconnects_after_its_session_is_killed() {
+    let server = Postgres::start();
+    let url = server.schema();
+    let h = Harness::new();
+    let ledger = Ledger::Postgres(PgLedger::open(&url, h.options()).expect("open"));
+    setup_funded_ledger(&ledger, 1_000);
+    let killed = psql(
+        server.url(),
+        &format!(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = '{}'",
+            farthing_store::pg::WRITER_NAME
+        ),
+    );
+    assert_eq!(killed, "1", "the writer's session was found and ended");
+    let (cust, merch) = (customer(1), merchant());
+    let outcome = ledger
+        .write(group(vec![single(2, &cust, &merch, 300)]))
+        .expect("the write after the kill commits");
+    assert_eq!(outcome.transfers[0].outcome, Outcome::Created);
+    let retry = ledger
+        .write(group(vec![single(2, &cust, &merch, 300)]))
+        .expect("a retry is answered");
+    assert_eq!(retry.transfers[0].outcome, Outcome::Exists);
+    assert_eq!(ledger_account(&ledger, &cust).balances.posted(), 700);
+    assert_audit_ok(&ledger.audit().expect("audit"));
+    assert!(
+        h.batches().iter().all(|stats| !stats.failed),
+        "no caller saw a failure"
+    );
+    ledger.shutdown();
+}
+
+/// Instances starting together on an empty database migrate it once, and all serve.
+#[test]
+fn postgres_instances_starting_together_migrate_once() {
+    let server = Postgres::start();
+    let url = server.schema();
+    let ledgers: Vec<PgLedger> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| PgLedger::open(&url, StoreOptions::default())))
+            .collect();
+        starting
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .expect("no panic")
+                    .expect("each instance opens")
+            })
+            .collect()
+    });
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT COUNT(*) || ':' || MAX(version) FROM schema_migrations"
+        ),
+        format!("1:{}", farthing_store::pg::schema_version())
+    );
+    let all: Vec<Ledger> = ledgers.into_iter().map(Ledger::Postgres).collect();
+    setup_funded_ledger(&all[3], 50);
+    assert_eq!(ledger_account(&all[0], &customer(1)).balances.posted(), 50);
+    all.iter().for_each(Ledger::shutdown);
+}
+
+/// A role that may read and write the tables but not create anything runs the ledger on a
+/// schema `farthing migrate` prepared (PostgreSQL 15 grants no CREATE on `public` to all).
+#[test]
+fn postgres_ledger_runs_as_a_role_without_create_rights() {
+    let server = Postgres::start();
+    let url = server.schema();
+    farthing_store::pg::migrate(&url).expect("the owner migrates");
+    let schema = psql(&url, "SELECT current_schema()");
+    psql(
+        server.url(),
+        &format!(
+            "CREATE ROLE shop LOGIN; GRANT USAGE ON SCHEMA {schema} TO shop; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO shop"
+        ),
+    );
+    let as_shop = url.replacen("postgres://postgres@", "postgres://shop@", 1);
+    assert_ne!(as_shop, url);
+    let ledger =
+        Ledger::Postgres(PgLedger::open(&as_shop, StoreOptions::default()).expect("opens"));
+    setup_funded_ledger(&ledger, 10);
+    assert_audit_ok(&ledger.audit().expect("audit as the role"));
+    ledger.shutdown();
+    // And it cannot create tables: the check above did not pass by accident.
+    let mut client = postgres::Client::connect(&as_shop, postgres::NoTls).expect("connect");
+    assert!(client.batch_execute("CREATE TABLE t (x int)").is_err());
 }

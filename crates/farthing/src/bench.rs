@@ -1,9 +1,12 @@
 //! `farthing bench ledger`: durable transfers per second through the real store.
 //!
-//! Client threads keep a window of writes in flight against a fresh SQLite database on disk;
-//! the writer commits them in batches of at most `--batch` transfers, each batch one durable
-//! (`synchronous=FULL`) commit. Every transfer moves 1–100 Stars between two random accounts
-//! out of `--accounts`, so few accounts means heavy contention on the same balances.
+//! Client threads keep a window of writes in flight against a fresh SQLite database on disk
+//! (or, with `--database postgres://…`, a fresh schema of that PostgreSQL database, dropped
+//! afterwards); the writer commits them in batches of at most `--batch` transfers, each batch
+//! one durable commit. Every transfer moves 1–100 Stars between two random accounts out of
+//! `--accounts`, so few accounts means heavy contention on the same balances. On PostgreSQL,
+//! `--instances N` runs N ledger writers, each with its own connection, as N farthing
+//! instances would (the clients are spread over them).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use farthing_core::ledger::{code, Account, AccountKind, Group, Transfer, TransferAction};
 use farthing_core::{Currency, CustomerId, MerchantId, Rail, TransferId};
-use farthing_store::{BatchStats, Store, StoreOptions};
+use farthing_store::pg::PgLedger;
+use farthing_store::{BatchStats, DatabaseUrl, Ledger, Store, StoreOptions, Ticket, WriteError};
 
 /// Arguments of `farthing bench ledger`.
 #[derive(clap::Args, Debug)]
@@ -40,6 +44,129 @@ pub struct LedgerArgs {
     /// Keep the database afterwards instead of deleting it.
     #[arg(long)]
     keep: bool,
+    /// A PostgreSQL database to run on instead of a fresh SQLite file:
+    /// postgres://user:password@host/db (the benchmark works in a new schema of its own and
+    /// drops it afterwards unless --keep).
+    #[arg(long)]
+    database: Option<String>,
+    /// Ledger writers sharing the PostgreSQL database (each one connection, as one instance).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
+    instances: u64,
+}
+
+/// The ledger under test: a fresh SQLite file, or PostgreSQL writers (one per instance) in a
+/// fresh schema.
+struct Bench {
+    writers: Vec<Ledger>,
+    place: Place,
+    /// Keep the data afterwards (`--keep`); otherwise it is removed when the bench ends, also
+    /// on an error.
+    keep: bool,
+}
+
+/// Where the benchmark's data is, to describe and remove it.
+enum Place {
+    File(PathBuf),
+    Schema { base_url: String, name: String },
+}
+
+impl Bench {
+    fn open(args: &LedgerArgs, options: &StoreOptions) -> anyhow::Result<Bench> {
+        let Some(database) = &args.database else {
+            if args.instances != 1 {
+                anyhow::bail!(
+                    "--instances needs --database postgres://…: SQLite has one writer per database"
+                );
+            }
+            let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join(format!(
+                "farthing-bench-{}-{}.db",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            let store =
+                Store::open(&path, options.clone()).context("opening the bench database")?;
+            return Ok(Bench {
+                writers: vec![Ledger::Sqlite(store)],
+                place: Place::File(path),
+                keep: args.keep,
+            });
+        };
+        let DatabaseUrl::Postgres(url) = DatabaseUrl::parse(database)? else {
+            anyhow::bail!(
+                "--database takes a postgres:// URL; without it the benchmark makes a fresh SQLite file"
+            );
+        };
+        let name = format!(
+            "farthing_bench_{}_{}",
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        let scoped = farthing_store::pg::scratch_schema(url.expose(), &name)
+            .context("making the benchmark's schema")?;
+        let mut bench = Bench {
+            writers: Vec::new(),
+            place: Place::Schema {
+                base_url: url.expose().to_owned(),
+                name,
+            },
+            keep: args.keep,
+        };
+        for _ in 0..args.instances {
+            let ledger = PgLedger::open(&scoped, options.clone())
+                .context("opening the PostgreSQL ledger")?;
+            bench.writers.push(Ledger::Postgres(ledger));
+        }
+        Ok(bench)
+    }
+
+    fn describe(&self) -> String {
+        match &self.place {
+            Place::File(path) => format!("database {}", path.display()),
+            Place::Schema { name, .. } => format!(
+                "PostgreSQL schema {name}, {} instance(s)",
+                self.writers.len()
+            ),
+        }
+    }
+
+    /// The writer client `n` submits to.
+    fn submit(&self, n: usize, group: Group) -> Result<Ticket, WriteError> {
+        self.writers[n % self.writers.len()].submit(group)
+    }
+
+    fn shutdown(&self) {
+        self.writers.iter().for_each(Ledger::shutdown);
+    }
+
+    fn audit(&self) -> anyhow::Result<farthing_store::audit::AuditReport> {
+        Ok(match &self.place {
+            Place::File(path) => farthing_store::audit::audit_path(path)?,
+            Place::Schema { .. } => self.writers[0].audit()?,
+        })
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        self.writers.iter().for_each(Ledger::shutdown);
+        match &self.place {
+            Place::File(path) => {
+                for suffix in ["", "-wal", "-shm", ".lock"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Place::Schema { base_url, name } => {
+                if let Err(error) = farthing_store::pg::drop_scratch_schema(base_url, name) {
+                    eprintln!("could not drop the benchmark's schema {name}: {error}");
+                }
+            }
+        }
+    }
 }
 
 pub(crate) fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
@@ -56,13 +183,6 @@ pub(crate) fn ms(duration: Duration) -> String {
 }
 
 pub fn run_ledger(args: &LedgerArgs) -> anyhow::Result<ExitCode> {
-    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!(
-        "farthing-bench-{}-{}.db",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
     let commits: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
     let recorder = commits.clone();
     let options = StoreOptions {
@@ -74,14 +194,14 @@ pub fn run_ledger(args: &LedgerArgs) -> anyhow::Result<ExitCode> {
         })),
         ..StoreOptions::default()
     };
-    let store = Store::open(&path, options).context("opening the bench database")?;
+    let ledger = Arc::new(Bench::open(args, &options)?);
     println!(
-        "ledger bench: {} s, {} accounts, batch {}, {} clients, database {}",
+        "ledger bench: {} s, {} accounts, batch {}, {} clients, {}",
         args.seconds,
         args.accounts,
         args.batch,
         args.clients,
-        path.display()
+        ledger.describe()
     );
 
     // Set up: one external Stars account funds every customer with far more than the run spends.
@@ -127,7 +247,7 @@ pub fn run_ledger(args: &LedgerArgs) -> anyhow::Result<ExitCode> {
             });
             next_id += 1;
         }
-        tickets.push(store.submit(group)?);
+        tickets.push(ledger.submit(0, group)?);
     }
     for ticket in tickets {
         ticket.wait().context("funding the bench accounts")?;
@@ -151,7 +271,7 @@ pub fn run_ledger(args: &LedgerArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut handles = Vec::new();
     for client in 0..args.clients {
-        let store = store.clone();
+        let ledger = ledger.clone();
         let stop = stop.clone();
         let customers = customers.clone();
         // Disjoint id ranges per client: ids are never reused, so every write is new.
@@ -162,10 +282,10 @@ pub fn run_ledger(args: &LedgerArgs) -> anyhow::Result<ExitCode> {
                 let mut in_flight = std::collections::VecDeque::new();
                 let mut latencies = Vec::new();
                 let (mut ok, mut refused) = (0u64, 0u64);
-                let mut finish = |ticket: farthing_store::Ticket, sent: Instant| {
+                let mut finish = |ticket: Ticket, sent: Instant| {
                     match ticket.wait() {
                         Ok(_) => ok += 1,
-                        Err(farthing_store::WriteError::Rejected(_)) => refused += 1,
+                        Err(WriteError::Rejected(_)) => refused += 1,
                         Err(error) => return Err(anyhow::anyhow!(error)),
                     }
                     latencies.push(sent.elapsed());
@@ -189,7 +309,11 @@ pub fn run_ledger(args: &LedgerArgs) -> anyhow::Result<ExitCode> {
                         code: code::BENCH,
                         reference: 0,
                     };
-                    in_flight.push_back((store.submit(Group::transfer(transfer))?, Instant::now()));
+                    let writer = usize::try_from(client).unwrap_or(0);
+                    in_flight.push_back((
+                        ledger.submit(writer, Group::transfer(transfer))?,
+                        Instant::now(),
+                    ));
                     if in_flight.len() as u64 >= window {
                         if let Some((ticket, sent)) = in_flight.pop_front() {
                             finish(ticket, sent)?;
@@ -217,7 +341,7 @@ pub fn run_ledger(args: &LedgerArgs) -> anyhow::Result<ExitCode> {
         latencies.append(&mut lat);
     }
     let elapsed = started.elapsed();
-    store.shutdown();
+    ledger.shutdown();
 
     let commits = std::mem::take(&mut *commits.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     let mut commit_times: Vec<Duration> = commits.iter().map(|s| s.commit_time).collect();
@@ -247,18 +371,13 @@ pub fn run_ledger(args: &LedgerArgs) -> anyhow::Result<ExitCode> {
         ms(percentile(&latencies, 0.99))
     );
     let audit_started = Instant::now();
-    let report = farthing_store::audit::audit_path(&path)?;
+    let report = ledger.audit()?;
     println!(
         "audit: {} ({} transfers checked in {})",
         if report.is_ok() { "ok" } else { "FAILED" },
         report.transfers,
         ms(audit_started.elapsed())
     );
-    if !args.keep {
-        for suffix in ["", "-wal", "-shm", ".lock"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-    }
     let per_second = committed as f64 / elapsed.as_secs_f64();
     println!("ledger: {per_second:.0} transfers/s durable");
     Ok(if report.is_ok() && failed == 0 {

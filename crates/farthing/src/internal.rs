@@ -13,16 +13,16 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context};
 use farthing_core::ledger::{code, Account, AccountKind, Group, Outcome, Transfer, TransferAction};
 use farthing_core::{AccountId, Currency, CustomerId, MerchantId, Rail, TransferId};
-use farthing_store::{Store, StoreOptions, WriteError};
+use farthing_store::{DatabaseUrl, Ledger, StoreOptions, WriteError};
 
 /// Internal commands.
 #[derive(clap::Subcommand)]
 pub enum InternalCommand {
     /// Apply random ledger writes forever, printing an `ack` line per durable write.
     CrashWriter {
-        /// SQLite database path.
+        /// Database URL or SQLite path (several crash writers may share a PostgreSQL one).
         #[arg(long)]
-        database: PathBuf,
+        database: String,
         /// Seed of the random mix.
         #[arg(long)]
         seed: u64,
@@ -176,12 +176,12 @@ pub fn decode_group(line: &str) -> anyhow::Result<Group> {
 }
 
 fn crash_writer(
-    database: PathBuf,
+    database: String,
     seed: u64,
     retry: Option<PathBuf>,
     threads: u64,
 ) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&database, StoreOptions::default())?;
+    let store = Ledger::open(&DatabaseUrl::parse(&database)?, StoreOptions::default())?;
     let accounts = crash_accounts();
     store.write(Group {
         accounts: accounts.clone(),
@@ -309,6 +309,17 @@ fn crash_writer(
                         } else {
                             writeln!(out, "retried")?;
                         }
+                        out.flush()?;
+                    }
+                    // A retry of an acknowledged group must report what is stored, never be
+                    // refused.
+                    Err(WriteError::Rejected(error)) if is_retry => {
+                        let mut out = out.lock().map_err(|_| anyhow!("poisoned"))?;
+                        writeln!(
+                            out,
+                            "violation retry refused ({error}): {}",
+                            encode_group(&group)
+                        )?;
                         out.flush()?;
                     }
                     // Refusals (insufficient funds, expired holds) are part of the mix.

@@ -35,7 +35,12 @@ enum Command {
     /// applies them when it starts); refuses a database newer than this build.
     Migrate {
         /// Database URL or path of the live database.
-        #[arg(long, env = "FARTHING_DATABASE", default_value = "data/farthing.db")]
+        #[arg(
+            long,
+            env = "FARTHING_DATABASE",
+            hide_env_values = true,
+            default_value = "data/farthing.db"
+        )]
         database: String,
     },
     /// Print the configuration as a commented TOML file: every key with its type, what it
@@ -57,14 +62,24 @@ enum Command {
     /// Check the ledger invariants (SPEC L5) of a database; exits 1 when any is broken.
     Audit {
         /// Database URL or path, e.g. sqlite:///var/lib/farthing/farthing.db.
-        #[arg(long, env = "FARTHING_DATABASE", default_value = "data/farthing.db")]
+        #[arg(
+            long,
+            env = "FARTHING_DATABASE",
+            hide_env_values = true,
+            default_value = "data/farthing.db"
+        )]
         database: String,
     },
     /// Copy the live and test databases to new files while the server runs (SQLite's online
     /// backup API, one consistent snapshot each), then audit the copies.
     Backup {
         /// Database URL or path of the live database.
-        #[arg(long, env = "FARTHING_DATABASE", default_value = "data/farthing.db")]
+        #[arg(
+            long,
+            env = "FARTHING_DATABASE",
+            hide_env_values = true,
+            default_value = "data/farthing.db"
+        )]
         database: String,
         /// Where the copy of the live database goes (a new file); the test database's copy
         /// goes beside it as `<name>-test.<ext>`.
@@ -77,7 +92,12 @@ enum Command {
     /// server first; then start it with the new key (`secrets_key_file`).
     RotateSecretsKey {
         /// Database URL or path of the live database.
-        #[arg(long, env = "FARTHING_DATABASE", default_value = "data/farthing.db")]
+        #[arg(
+            long,
+            env = "FARTHING_DATABASE",
+            hide_env_values = true,
+            default_value = "data/farthing.db"
+        )]
         database: String,
         /// The key the secrets are sealed with now (omit when they are stored in clear).
         #[arg(long)]
@@ -161,9 +181,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn database_path(url: &str) -> anyhow::Result<PathBuf> {
+/// The SQLite file of `url`; a PostgreSQL URL is refused with `on_postgres`, which says what to
+/// do there instead.
+fn database_path(url: &str, on_postgres: &str) -> anyhow::Result<PathBuf> {
     match DatabaseUrl::parse(url)? {
         DatabaseUrl::Sqlite(path) => Ok(path),
+        DatabaseUrl::Postgres(url) => anyhow::bail!("{url}: {on_postgres}"),
     }
 }
 
@@ -197,7 +220,12 @@ fn run_config(defaults: bool, file: Option<&std::path::Path>) -> anyhow::Result<
 }
 
 fn run_migrate(database: &str) -> anyhow::Result<ExitCode> {
-    let live = database_path(database)?;
+    if let DatabaseUrl::Postgres(url) = DatabaseUrl::parse(database)? {
+        let version = farthing_store::pg::migrate(url.expose())?;
+        println!("{url}: schema at version {version} (PostgreSQL)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let live = database_path(database, "")?;
     let test = farthing_server::config::test_database_path(&live);
     for path in [live, test] {
         let store = farthing_store::Store::open(&path, farthing_store::StoreOptions::default())
@@ -261,7 +289,10 @@ fn run_rotate_secrets_key(
         previous: previous.into_iter().map(Arc::new).collect(),
         required: true,
     };
-    let live = database_path(database)?;
+    let live = database_path(
+        database,
+        "the PostgreSQL backend stores no farthing secrets yet (it holds the ledger only)",
+    )?;
     let test = farthing_server::config::test_database_path(&live);
     for path in [live, test] {
         if !path.exists() {
@@ -288,7 +319,11 @@ fn run_rotate_secrets_key(
 }
 
 fn run_backup(database: &str, to: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let live = database_path(database)?;
+    let live = database_path(
+        database,
+        "back PostgreSQL up with its own tools (pg_dump, or a base backup with WAL archiving), \
+         then run `farthing audit --database` on the restored copy",
+    )?;
     let mut pairs = vec![(live.clone(), to.to_path_buf())];
     let test = farthing_server::config::test_database_path(&live);
     if test.exists() {
@@ -327,7 +362,17 @@ fn run_backup(database: &str, to: &std::path::Path) -> anyhow::Result<ExitCode> 
 }
 
 fn run_audit(database: &str) -> anyhow::Result<ExitCode> {
-    let path = database_path(database)?;
+    if let DatabaseUrl::Postgres(url) = DatabaseUrl::parse(database)? {
+        let report = farthing_store::pg::audit(url.expose())?;
+        println!("audit of {url}");
+        println!("{report}");
+        return Ok(if report.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let path = database_path(database, "")?;
     let mut ok = true;
     let report = audit::audit_path(&path)?;
     println!("audit of {}", path.display());

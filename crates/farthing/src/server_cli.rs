@@ -109,7 +109,12 @@ pub struct MerchantCreateArgs {
     #[arg(long)]
     name: String,
     /// Database URL or path.
-    #[arg(long, env = "FARTHING_DATABASE", default_value = "data/farthing.db")]
+    #[arg(
+        long,
+        env = "FARTHING_DATABASE",
+        hide_env_values = true,
+        default_value = "data/farthing.db"
+    )]
     database: String,
     /// Print `{"id", "live_key", "test_key"}` as JSON.
     #[arg(long)]
@@ -177,8 +182,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if args.serve.database.is_none() && std::env::var("FARTHING_DATABASE").is_err() {
         config.database = "data/demo.db".to_owned();
     }
-    let farthing_store::DatabaseUrl::Sqlite(database) =
-        farthing_store::DatabaseUrl::parse(&config.database)?;
+    let (database, _) = farthing_server::database_paths(&config.database)?;
     if args.fresh {
         let test = farthing_server::config::test_database_path(&database);
         for base in [&database, &test] {

@@ -1,14 +1,16 @@
 //! End-to-end tests of the `farthing` binary: the crash test (SIGKILL at random moments) and
 //! `farthing audit`'s exit codes and report.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use farthing_core::TransferId;
 use farthing_store::{Store, StoreOptions};
+use std::io::{BufRead, BufReader};
+
+#[path = "support/crash_writer.rs"]
+mod crash_writer;
 
 fn farthing() -> Command {
     Command::new(env!("CARGO_BIN_EXE_farthing"))
@@ -22,47 +24,9 @@ fn audit(path: &Path) -> Output {
         .expect("run farthing audit")
 }
 
-/// Starts the crash writer and returns it with a channel of its stdout lines.
+/// Starts the crash writer on the SQLite file `db`.
 fn spawn_writer(db: &Path, seed: u64, retry: &Path) -> (Child, mpsc::Receiver<String>) {
-    let mut child = farthing()
-        .args(["internal", "crash-writer", "--database"])
-        .arg(db)
-        .args(["--seed", &seed.to_string(), "--retry"])
-        .arg(retry)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn crash writer");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if sender.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, receiver)
-}
-
-/// One acknowledged transfer: id, kind letter, amount if the line states it.
-fn acked_transfers(line: &str) -> Vec<(TransferId, char, Option<u64>)> {
-    let group = line.strip_prefix("ack ").expect("ack line");
-    group
-        .split(';')
-        .map(|part| {
-            let fields: Vec<&str> = part.split(',').collect();
-            let kind = fields[0].chars().next().expect("kind");
-            let id = TransferId(u128::from_str_radix(fields[1], 16).expect("hex id"));
-            let amount = match kind {
-                'S' | 'P' => Some(fields[4].parse().expect("amount")),
-                'C' => fields[3].parse().ok(),
-                _ => None,
-            };
-            (id, kind, amount)
-        })
-        .collect()
+    crash_writer::spawn(&db.display().to_string(), seed, retry)
 }
 
 /// SPEC P4: a write answered as durable survives `kill -9`. Each round a child process applies
@@ -110,18 +74,15 @@ fn acknowledged_writes_survive_sigkill_and_audit_passes() {
 
         let store = Store::open(&db, StoreOptions::default()).expect("reopen after SIGKILL");
         for line in &acks {
-            for (id, kind, amount) in acked_transfers(line) {
+            for (id, kind, amount) in crash_writer::acked_transfers(line) {
                 let stored = store
                     .transfer(id)
                     .expect("read")
                     .unwrap_or_else(|| panic!("round {round}: acknowledged {id} is missing"));
-                let expected_kind = match kind {
-                    'S' => "Single",
-                    'P' => "Pending",
-                    'C' => "PostPending",
-                    _ => "VoidPending",
-                };
-                assert_eq!(format!("{:?}", stored.record.kind), expected_kind);
+                assert_eq!(
+                    format!("{:?}", stored.record.kind),
+                    crash_writer::kind_name(kind)
+                );
                 if let Some(amount) = amount {
                     assert_eq!(stored.record.amount_minor, amount, "{line}");
                 }

@@ -291,7 +291,9 @@ impl From<WriteError> for ApiError {
     fn from(error: WriteError) -> Self {
         match error {
             WriteError::Busy | WriteError::Closed => ApiError::unavailable(error.to_string()),
-            WriteError::Failed(_) | WriteError::Rejected(_) => ApiError::internal(error),
+            WriteError::Failed(_) | WriteError::Unknown(_) | WriteError::Rejected(_) => {
+                ApiError::internal(error)
+            }
         }
     }
 }

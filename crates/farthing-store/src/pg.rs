@@ -1,0 +1,1190 @@
+//! The ledger on PostgreSQL, shared by several farthing instances.
+//!
+//! SQLite's store (`writer.rs`) keeps one writer per database and trusts its in-memory copy of
+//! every balance. Here several processes write the same database, so nothing is trusted from
+//! memory: each instance still runs one writer thread that takes every group waiting in its
+//! queue (group commit: one PostgreSQL transaction, one durable `COMMIT`, many callers), but each
+//! batch starts by locking the ledger clock row (`ledger_meta … FOR UPDATE`), then reads every
+//! account and transfer it refers to **inside that transaction**, applies the groups with the
+//! domain's rules (`farthing_core::ledger::apply_group`, the same as on SQLite) and writes the
+//! changes with array statements (`UNNEST`). The clock lock orders the batches of all instances
+//! one after another: two instances can never spend one balance twice (SPEC L4), ids stay unique
+//! (primary keys), and the ledger clock keeps handing out increasing times. An instance that
+//! dies mid-batch leaves nothing: its transaction is rolled back and its lock released by the
+//! server, and its callers never got an answer.
+//!
+//! What a lock serialises is one batch (thousands of transfers), not one transfer: the cost of
+//! the shared database is one round of reads and one commit per batch, measured in
+//! `BENCHMARKS.md`.
+//!
+//! Scope: the ledger (accounts, transfers, holds and their expiry, the clock), its migrations
+//! and its audit. The business tables (invoices, the outbox, the rails' tables) are still on
+//! SQLite only; `farthing serve` refuses a PostgreSQL URL and says so.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use farthing_core::ledger::{
+    apply_group, expire_pending, AccountState, Group, GroupError, GroupOutcome, StoredTransfer,
+    TransferKind,
+};
+use farthing_core::{AccountId, CustomerId, MerchantId, Rail, TransferId};
+use postgres::{Client, NoTls, Statement};
+
+use crate::audit::{AuditReport, Tally};
+use crate::batch::BatchState;
+use crate::codec::{self, Columns};
+use crate::writer::Work;
+use crate::{BatchStats, Request, StoreError, StoreOptions, Ticket, WriteError};
+
+/// `(version, name, SQL)`: the numbers and names are SQLite's (`schema.rs`); the SQL is the
+/// PostgreSQL form of the same tables. Only the ledger's migration is here so far.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "ledger",
+    r"
+    -- The same layout as on SQLite: ids 16-byte big-endian, the four running totals 16-byte
+    -- big-endian (128-bit), amounts and times BIGINT.
+    CREATE TABLE accounts (
+        id              BYTEA PRIMARY KEY,
+        currency        TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        merchant_id     BYTEA,
+        customer_id     BYTEA,
+        rail            TEXT,
+        flags           BIGINT NOT NULL,
+        debits_pending  BYTEA NOT NULL,
+        debits_posted   BYTEA NOT NULL,
+        credits_pending BYTEA NOT NULL,
+        credits_posted  BYTEA NOT NULL,
+        created_at_ns   BIGINT NOT NULL
+    );
+    CREATE INDEX accounts_by_owner ON accounts (merchant_id, customer_id);
+    CREATE TABLE transfers (
+        id                BYTEA PRIMARY KEY,
+        kind              BIGINT NOT NULL,
+        debit_account_id  BYTEA NOT NULL,
+        credit_account_id BYTEA NOT NULL,
+        currency          TEXT NOT NULL,
+        amount            BIGINT NOT NULL,
+        pending_id        BYTEA,
+        timeout_s         BIGINT NOT NULL,
+        code              BIGINT NOT NULL,
+        reference         BYTEA,
+        timestamp_ns      BIGINT NOT NULL
+    );
+    CREATE TABLE pending_transfers (
+        id             BYTEA PRIMARY KEY,
+        state          BIGINT NOT NULL,
+        expires_at_ns  BIGINT,
+        resolved_at_ns BIGINT
+    );
+    CREATE TABLE hold_expiries (
+        expires_at_ns BIGINT NOT NULL,
+        id            BYTEA NOT NULL,
+        PRIMARY KEY (expires_at_ns, id)
+    );
+    CREATE TABLE ledger_meta (
+        singleton         BIGINT PRIMARY KEY CHECK (singleton = 1),
+        last_timestamp_ns BIGINT NOT NULL
+    );
+    INSERT INTO ledger_meta (singleton, last_timestamp_ns) VALUES (1, 0);
+    ",
+)];
+
+/// The advisory lock taken while migrating, so that instances starting together migrate once.
+const MIGRATION_LOCK: i64 = 0x6661_7274_6869_6e67; // "farthing"
+
+/// The `application_name` of each instance's writer session.
+pub const WRITER_NAME: &str = "farthing-ledger-writer";
+
+/// Most holds expired in one batch; the rest wait for the next one.
+const MAX_EXPIRED_PER_BATCH: i64 = 4_096;
+/// How many times a batch is tried again after a conflict the server reports (deadlock,
+/// serialization failure, a unique key another writer took) before its callers are told.
+const CONFLICT_RETRIES: usize = 3;
+/// Pause after a failed transaction before the writer takes more work.
+const FAILURE_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The newest schema version the PostgreSQL backend knows.
+pub fn schema_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
+}
+
+impl Columns for postgres::Row {
+    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+    fn int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+    fn text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+}
+
+/// Connects to `url` (a `postgres://` URL; a Unix socket directory as `?host=/path`).
+///
+/// Every session gets the settings the ledger relies on, whatever the server's or role's
+/// defaults: `synchronous_commit = on` (an answered write is on disk), a transaction left idle
+/// for 10 s is ended by the server (`idle_in_transaction_session_timeout`), so a stalled
+/// instance (a paused VM, a partition) cannot hold the ledger's clock lock for long, and
+/// statements are planned for their actual ids (`plan_cache_mode`). Unless
+/// the URL says otherwise, connecting gives up after 10 s and TCP keepalives start after 30 s.
+fn connect(url: &str) -> Result<Client, StoreError> {
+    connect_as(url, "farthing")
+}
+
+/// [`connect`], naming the session (`application_name`, seen in `pg_stat_activity`) unless
+/// the URL names it.
+fn connect_as(url: &str, name: &str) -> Result<Client, StoreError> {
+    let mut config: postgres::Config = url.parse().map_err(|error: postgres::Error| {
+        StoreError::BadUrl(format!(
+            "the PostgreSQL URL cannot be used: {}",
+            describe(&error)
+        ))
+    })?;
+    if config.get_application_name().is_none() {
+        config.application_name(name);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(30));
+    }
+    let mut client = config.connect(NoTls)?;
+    // Custom plans: the ledger's statements look rows up by arrays of ids, and a generic plan
+    // made while a table was small (a new database) kept scanning it as it grew — measured:
+    // 183 single-transfer batches/s with generic plans against 10 000 accounts, 620 with custom
+    // ones (BENCHMARKS.md). Planning a short statement costs far less than a wrong plan.
+    client.batch_execute(
+        "SET synchronous_commit = on; SET idle_in_transaction_session_timeout = '10s'; \
+         SET plan_cache_mode = force_custom_plan",
+    )?;
+    Ok(client)
+}
+
+/// What a PostgreSQL error says, in full: its own text says little ("db error"); the server's
+/// message, detail and SQLSTATE (or the I/O cause) are what an operator needs. Never includes
+/// the connection's password (the server does not repeat it, nor does the client).
+pub(crate) fn describe(error: &postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!("; {detail}"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+        return text;
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+fn current_version(client: &mut Client) -> Result<i64, StoreError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
+        .try_get(0)?;
+    if !exists {
+        return Ok(0);
+    }
+    Ok(client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?
+        .try_get(0)?)
+}
+
+/// Applies every migration the database at `url` lacks (in one transaction, under an advisory
+/// lock so instances starting together do it once) and returns the version it is at. Refuses a
+/// schema newer than this build.
+pub fn migrate(url: &str) -> Result<i64, StoreError> {
+    let mut client = connect(url)?;
+    migrate_client(&mut client)
+}
+
+fn migrate_client(client: &mut Client) -> Result<i64, StoreError> {
+    // Up to date: nothing to lock or create (a role without CREATE rights can run farthing on
+    // a schema `farthing migrate` prepared with another).
+    let version = current_version(client)?;
+    if version > schema_version() {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: schema_version(),
+        });
+    }
+    if version == schema_version() {
+        return Ok(version);
+    }
+    // One transaction under an advisory lock: instances starting together wait for each other
+    // (even `CREATE TABLE IF NOT EXISTS` races between sessions), and DDL in PostgreSQL is
+    // transactional, so a failed migration leaves the schema as it was.
+    let mut transaction = client.transaction()?;
+    transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    transaction.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    BIGINT PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )?;
+    let found: i64 = transaction
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?
+        .try_get(0)?;
+    if found > schema_version() {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: schema_version(),
+        });
+    }
+    for (number, name, sql) in MIGRATIONS.iter().filter(|(n, _, _)| *n > found) {
+        transaction.batch_execute(sql)?;
+        transaction.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[number, name],
+        )?;
+        tracing::info!(version = number, name, "applying PostgreSQL migration");
+    }
+    transaction.commit()?;
+    Ok(schema_version())
+}
+
+/// Connects to an existing database of exactly this build's schema (for audits and reads).
+fn open_existing(url: &str) -> Result<Client, StoreError> {
+    let mut client = connect(url)?;
+    let version = current_version(&mut client)?;
+    if version > schema_version() {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: schema_version(),
+        });
+    }
+    if version < schema_version() {
+        return Err(StoreError::Corrupt(format!(
+            "PostgreSQL schema version {version} is older than {}; run `farthing migrate --database …` first",
+            schema_version()
+        )));
+    }
+    Ok(client)
+}
+
+const ACCOUNT_SELECT: &str = "SELECT id, currency, kind, merchant_id, customer_id, rail, flags, \
+     debits_pending, debits_posted, credits_pending, credits_posted, created_at_ns FROM accounts";
+const TRANSFER_SELECT: &str = "SELECT t.id, t.kind, t.debit_account_id, t.credit_account_id, \
+     t.currency, t.amount, t.pending_id, t.timeout_s, t.code, t.reference, t.timestamp_ns, \
+     p.state FROM transfers t LEFT JOIN pending_transfers p ON p.id = t.id";
+
+/// The writer's statements, prepared once per connection.
+struct Statements {
+    lock_clock: Statement,
+    store_clock: Statement,
+    due_holds: Statement,
+    any_due: Statement,
+    load_transfers: Statement,
+    load_accounts: Statement,
+    insert_accounts: Statement,
+    update_accounts: Statement,
+    insert_transfers: Statement,
+    insert_pending: Statement,
+    insert_expiries: Statement,
+    resolve_pending: Statement,
+    drop_expiries: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> Result<Statements, StoreError> {
+        Ok(Statements {
+            lock_clock: client
+                .prepare("SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1 FOR UPDATE")?,
+            store_clock: client
+                .prepare("UPDATE ledger_meta SET last_timestamp_ns = $1 WHERE singleton = 1")?,
+            due_holds: client.prepare(
+                "SELECT id FROM hold_expiries WHERE expires_at_ns <= $1 ORDER BY expires_at_ns, id LIMIT $2",
+            )?,
+            any_due: client.prepare(
+                "SELECT EXISTS (SELECT 1 FROM hold_expiries WHERE expires_at_ns <= $1)",
+            )?,
+            load_transfers: client.prepare(&format!("{TRANSFER_SELECT} WHERE t.id = ANY($1)"))?,
+            load_accounts: client.prepare(&format!("{ACCOUNT_SELECT} WHERE id = ANY($1)"))?,
+            insert_accounts: client.prepare(
+                "INSERT INTO accounts (id, currency, kind, merchant_id, customer_id, rail, flags, \
+                 debits_pending, debits_posted, credits_pending, credits_posted, created_at_ns) \
+                 SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::bytea[], \
+                 $5::bytea[], $6::text[], $7::int8[], $8::bytea[], $9::bytea[], $10::bytea[], \
+                 $11::bytea[], $12::int8[])",
+            )?,
+            update_accounts: client.prepare(
+                "UPDATE accounts a SET debits_pending = u.dp, debits_posted = u.dpo, \
+                 credits_pending = u.cp, credits_posted = u.cpo \
+                 FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bytea[]) \
+                 AS u(id, dp, dpo, cp, cpo) WHERE a.id = u.id",
+            )?,
+            insert_transfers: client.prepare(
+                "INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, currency, \
+                 amount, pending_id, timeout_s, code, reference, timestamp_ns) \
+                 SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::bytea[], $4::bytea[], \
+                 $5::text[], $6::int8[], $7::bytea[], $8::int8[], $9::int8[], $10::bytea[], \
+                 $11::int8[])",
+            )?,
+            insert_pending: client.prepare(
+                "INSERT INTO pending_transfers (id, state, expires_at_ns) \
+                 SELECT id, 0, expires FROM UNNEST($1::bytea[], $2::int8[]) AS u(id, expires)",
+            )?,
+            insert_expiries: client.prepare(
+                "INSERT INTO hold_expiries (expires_at_ns, id) \
+                 SELECT * FROM UNNEST($1::int8[], $2::bytea[])",
+            )?,
+            resolve_pending: client.prepare(
+                "UPDATE pending_transfers p SET state = u.state, resolved_at_ns = u.at \
+                 FROM UNNEST($1::bytea[], $2::int8[], $3::int8[]) AS u(id, state, at) \
+                 WHERE p.id = u.id AND p.state = 0",
+            )?,
+            drop_expiries: client.prepare("DELETE FROM hold_expiries WHERE id = ANY($1)")?,
+        })
+    }
+}
+
+struct Inner {
+    url: String,
+    sender: SyncSender<Request>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// One connection for reads outside the writer, opened on first use.
+    reader: Mutex<Option<Client>>,
+}
+
+/// The ledger on a PostgreSQL database that other farthing instances may share. Cheap to
+/// clone; all clones share one writer thread (one connection). Blocking: call it from threads,
+/// not from async code.
+#[derive(Clone)]
+pub struct PgLedger {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLedger").finish_non_exhaustive()
+    }
+}
+
+impl PgLedger {
+    /// Connects to `url`, applies the migrations it lacks and starts the writer.
+    /// `options.checkpoint_interval` and `options.secrets` do not apply here.
+    pub fn open(url: &str, options: StoreOptions) -> Result<PgLedger, StoreError> {
+        let mut client = connect_as(url, WRITER_NAME)?;
+        migrate_client(&mut client)?;
+        let statements = Statements::prepare(&mut client)?;
+        let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));
+        let mut writer = Writer {
+            url: url.to_owned(),
+            connection: Some((client, statements)),
+            options,
+        };
+        let handle = std::thread::Builder::new()
+            .name("farthing-pg-writer".to_owned())
+            .spawn(move || writer.run(&receiver))
+            .map_err(StoreError::Thread)?;
+        Ok(PgLedger {
+            inner: Arc::new(Inner {
+                url: url.to_owned(),
+                sender,
+                writer: Mutex::new(Some(handle)),
+                reader: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Queues a group; blocks while the queue is full (back-pressure).
+    pub fn submit(&self, group: Group) -> Result<Ticket, WriteError> {
+        crate::queue_write(&self.inner.sender, group, true)
+    }
+
+    /// Queues a group, or fails with [`WriteError::Busy`] at once when the queue is full.
+    pub fn try_submit(&self, group: Group) -> Result<Ticket, WriteError> {
+        crate::queue_write(&self.inner.sender, group, false)
+    }
+
+    /// Submits a group and waits until it is durable or refused.
+    pub fn write(&self, group: Group) -> Result<GroupOutcome, WriteError> {
+        self.submit(group)?.wait()
+    }
+
+    fn read<T>(
+        &self,
+        work: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // A panic while holding the lock leaves at worst a connection mid-statement: drop it.
+        let mut slot = self
+            .inner
+            .reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            *slot = Some(connect(&self.inner.url)?);
+        }
+        let Some(client) = slot.as_mut() else {
+            return Err(StoreError::Corrupt("no read connection".to_owned()));
+        };
+        let result = work(client);
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    }
+
+    /// An account with its committed totals.
+    pub fn account(&self, id: AccountId) -> Result<Option<AccountState>, StoreError> {
+        self.read_by_id(
+            &format!("{ACCOUNT_SELECT} WHERE id = $1"),
+            id.to_be_bytes(),
+            codec::account_from_row,
+        )
+    }
+
+    /// A committed transfer.
+    pub fn transfer(&self, id: TransferId) -> Result<Option<StoredTransfer>, StoreError> {
+        self.read_by_id(
+            &format!("{TRANSFER_SELECT} WHERE t.id = $1"),
+            id.to_be_bytes(),
+            codec::transfer_from_row,
+        )
+    }
+
+    fn read_by_id<T>(
+        &self,
+        sql: &str,
+        id: [u8; 16],
+        parse: impl FnOnce(&postgres::Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.read(|client| {
+            client
+                .query_opt(sql, &[&id.as_slice()])?
+                .map(|row| parse(&row))
+                .transpose()
+        })
+    }
+
+    /// Checks every ledger invariant on the committed data (see [`audit`]).
+    pub fn audit(&self) -> Result<AuditReport, StoreError> {
+        audit(&self.inner.url)
+    }
+
+    /// Finishes every queued write, commits, and stops the writer. Writes submitted afterwards
+    /// fail with [`WriteError::Closed`]. Idempotent.
+    pub fn shutdown(&self) {
+        crate::stop_writer(&self.inner.sender, &self.inner.writer);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        crate::stop_writer(&self.sender, &self.writer);
+    }
+}
+
+struct Writer {
+    url: String,
+    /// The connection and its statements; `None` after a connection failure until the next
+    /// batch reconnects.
+    connection: Option<(Client, Statements)>,
+    options: StoreOptions,
+}
+
+/// What one committed batch answers.
+struct Committed {
+    results: Vec<Result<GroupOutcome, GroupError>>,
+    expired: usize,
+    commit_time: Duration,
+}
+
+/// Why a batch did not commit (or might not have).
+enum Failure {
+    /// Before `COMMIT`: the transaction is rolled back, nothing was written.
+    Before(StoreError),
+    /// `COMMIT` itself failed: the batch may or may not be stored. `marker` is a row the batch
+    /// wrote (a new transfer or account) that tells which, once a connection can look.
+    During {
+        error: StoreError,
+        committed: Box<Committed>,
+        marker: Option<Marker>,
+    },
+}
+
+/// A row whose presence proves a batch committed.
+#[derive(Clone, Copy)]
+enum Marker {
+    Transfer(TransferId),
+    Account(AccountId),
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Failure::Before(error)
+    }
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(error: postgres::Error) -> Self {
+        Failure::Before(error.into())
+    }
+}
+
+/// The session is gone: closed under the client, or ended by the server (an operator's
+/// `pg_terminate_backend`, a shutdown or restart: SQLSTATE class 57P, or a connection
+/// exception, class 08).
+fn connection_lost(error: &postgres::Error) -> bool {
+    error.is_closed()
+        || error.code().is_some_and(|code| {
+            let code = code.code();
+            code.starts_with("08") || code.starts_with("57P")
+        })
+}
+
+/// Worth trying the batch again at once: a conflict between writers the server reports
+/// (deadlock, serialization failure, a unique key another writer took), or a connection that
+/// was closed (a server restart, a terminated backend) before anything was committed.
+fn is_retryable(error: &StoreError) -> bool {
+    let StoreError::Postgres(error) = error else {
+        return false;
+    };
+    connection_lost(error)
+        || error.code().is_some_and(|code| {
+            [
+                postgres::error::SqlState::T_R_SERIALIZATION_FAILURE,
+                postgres::error::SqlState::T_R_DEADLOCK_DETECTED,
+                postgres::error::SqlState::UNIQUE_VIOLATION,
+            ]
+            .contains(code)
+        })
+}
+
+impl Writer {
+    fn run(&mut self, receiver: &Receiver<Request>) {
+        loop {
+            let first = match receiver.recv_timeout(self.options.expiry_poll_interval) {
+                Ok(request) => Some(request),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let (work, shutdown) =
+                crate::writer::take_batch(first, receiver, self.options.max_batch_transfers);
+            let mut groups = Vec::new();
+            let mut replies = Vec::new();
+            for item in work {
+                match item {
+                    Work::Write(group, reply) => {
+                        groups.push(group);
+                        replies.push(reply);
+                    }
+                    // `PgLedger` takes no jobs (the business tables are not on PostgreSQL yet).
+                    Work::Job(job) => job.finish(Some(WriteError::Failed(
+                        "jobs do not run on the PostgreSQL ledger yet".to_owned(),
+                    ))),
+                }
+            }
+            if !groups.is_empty() || self.expiry_due() {
+                self.process(&groups, replies);
+            }
+            if let Some(done) = shutdown {
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    /// Whether any hold (of any instance) has expired; checked when the queue is idle.
+    fn expiry_due(&mut self) -> bool {
+        let now_ns = (self.options.clock)();
+        let Ok(now) = codec::sql_amount(now_ns) else {
+            return false;
+        };
+        let Ok((client, statements)) = self.connection() else {
+            return false;
+        };
+        client
+            .query_one(&statements.any_due, &[&now])
+            .and_then(|row| row.try_get::<_, bool>(0))
+            .unwrap_or(false)
+    }
+
+    fn connection(&mut self) -> Result<&mut (Client, Statements), StoreError> {
+        if self
+            .connection
+            .as_ref()
+            .is_none_or(|(client, _)| client.is_closed())
+        {
+            let mut client = connect_as(&self.url, WRITER_NAME)?;
+            let statements = Statements::prepare(&mut client)?;
+            self.connection = Some((client, statements));
+        }
+        self.connection
+            .as_mut()
+            .ok_or_else(|| StoreError::Corrupt("no connection".to_owned()))
+    }
+
+    fn process(
+        &mut self,
+        groups: &[Group],
+        replies: Vec<tokio::sync::oneshot::Sender<Result<GroupOutcome, WriteError>>>,
+    ) {
+        let started = Instant::now();
+        let mut attempt = 0;
+        let outcome: Result<Committed, WriteError> = loop {
+            let now_ns = (self.options.clock)();
+            let result = match self.connection() {
+                Ok((client, statements)) => apply_batch(client, statements, groups, now_ns),
+                Err(error) => Err(Failure::Before(error)),
+            };
+            match result {
+                Ok(committed) => break Ok(committed),
+                Err(Failure::Before(error)) => {
+                    if matches!(&error, StoreError::Postgres(e) if connection_lost(e)) {
+                        self.connection = None;
+                    }
+                    if is_retryable(&error) && attempt < CONFLICT_RETRIES {
+                        attempt += 1;
+                        tracing::debug!(%error, attempt, "PostgreSQL batch not committed; trying again");
+                        continue;
+                    }
+                    // The connection may be broken in a way not seen yet: open a new one for
+                    // the next batch.
+                    self.connection = None;
+                    tracing::error!(%error, groups = groups.len(), "PostgreSQL ledger batch failed; rolled back");
+                    break Err(WriteError::Failed(error.to_string()));
+                }
+                Err(Failure::During {
+                    error,
+                    committed,
+                    marker,
+                }) => {
+                    self.connection = None;
+                    match self.stored(marker) {
+                        Ok(true) => {
+                            tracing::warn!(%error, "the COMMIT's answer was lost, but the batch is stored");
+                            break Ok(*committed);
+                        }
+                        Ok(false) if attempt < CONFLICT_RETRIES => {
+                            attempt += 1;
+                            tracing::warn!(%error, "the COMMIT failed and the batch is not stored; trying again");
+                        }
+                        Ok(false) => break Err(WriteError::Failed(error.to_string())),
+                        Err(check) => {
+                            tracing::error!(%error, %check, "the COMMIT's outcome is unknown");
+                            break Err(WriteError::Unknown(error.to_string()));
+                        }
+                    }
+                }
+            }
+        };
+        let stats = BatchStats {
+            groups: groups.len(),
+            transfers: groups.iter().map(|group| group.transfers.len()).sum(),
+            expired: outcome.as_ref().map_or(0, |batch| batch.expired),
+            batch_time: started.elapsed(),
+            commit_time: outcome
+                .as_ref()
+                .map_or(Duration::ZERO, |batch| batch.commit_time),
+            failed: outcome.is_err(),
+        };
+        if let Some(observer) = &self.options.observer {
+            observer(&stats);
+        }
+        match outcome {
+            Ok(committed) => {
+                for (reply, result) in replies.into_iter().zip(committed.results) {
+                    let _ = reply.send(result.map_err(WriteError::Rejected));
+                }
+            }
+            Err(failure) => {
+                for reply in replies {
+                    let _ = reply.send(Err(failure.clone()));
+                }
+                std::thread::sleep(FAILURE_BACKOFF);
+            }
+        }
+    }
+
+    /// Whether the batch that wrote `marker` is stored, asked over a new connection (`None`:
+    /// the batch wrote nothing a caller waits for, so its answers hold either way).
+    fn stored(&mut self, marker: Option<Marker>) -> Result<bool, StoreError> {
+        let Some(marker) = marker else {
+            return Ok(true);
+        };
+        let (client, _) = self.connection()?;
+        let (sql, id) = match marker {
+            Marker::Transfer(id) => (
+                "SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1)",
+                id.to_be_bytes(),
+            ),
+            Marker::Account(id) => (
+                "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1)",
+                id.to_be_bytes(),
+            ),
+        };
+        Ok(client.query_one(sql, &[&id.as_slice()])?.try_get(0)?)
+    }
+}
+
+fn id_bytes(ids: impl IntoIterator<Item = [u8; 16]>) -> Vec<Vec<u8>> {
+    ids.into_iter().map(|id| id.to_vec()).collect()
+}
+
+/// One batch in one transaction: lock the clock, read what the groups refer to, apply them with
+/// the domain's rules, write the changes, commit.
+fn apply_batch(
+    client: &mut Client,
+    statements: &Statements,
+    groups: &[Group],
+    now_ns: u64,
+) -> Result<Committed, Failure> {
+    // READ COMMITTED whatever the server's default: each statement after the clock lock sees
+    // what the previous holder committed (under REPEATABLE READ every batch that waited for the
+    // lock would fail to update the row it waited for).
+    let mut transaction = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::ReadCommitted)
+        .start()?;
+    let clock: i64 = transaction
+        .query_one(&statements.lock_clock, &[])?
+        .try_get(0)?;
+    let last_timestamp_ns =
+        u64::try_from(clock).map_err(|_| StoreError::Corrupt("negative ledger clock".into()))?;
+
+    // What the groups (and the holds due to expire) refer to, read under the clock lock: every
+    // other writer waits for it, so these rows are current and stay so until COMMIT.
+    let due: Vec<TransferId> = transaction
+        .query(
+            &statements.due_holds,
+            &[&codec::sql_amount(now_ns)?, &MAX_EXPIRED_PER_BATCH],
+        )?
+        .iter()
+        .map(|row| {
+            let bytes: Vec<u8> = row.try_get(0)?;
+            TransferId::from_be_slice(&bytes)
+                .ok_or_else(|| StoreError::Corrupt("a hold id is not 16 bytes".into()))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut transfer_ids: HashSet<TransferId> = due.iter().copied().collect();
+    for group in groups {
+        transfer_ids.extend(group.transfer_ids());
+    }
+    let mut transfers = HashMap::new();
+    if !transfer_ids.is_empty() {
+        let wanted = id_bytes(transfer_ids.iter().map(|id| id.to_be_bytes()));
+        for row in transaction.query(&statements.load_transfers, &[&wanted])? {
+            let stored = codec::transfer_from_row(&row)?;
+            transfers.insert(stored.record.id, stored);
+        }
+    }
+    let mut account_ids: HashSet<AccountId> = HashSet::new();
+    for group in groups {
+        account_ids.extend(group.account_ids(|id| transfers.get(&id).map(|stored| stored.record)));
+    }
+    for id in &due {
+        if let Some(stored) = transfers.get(id) {
+            account_ids.insert(stored.record.debit_account_id);
+            account_ids.insert(stored.record.credit_account_id);
+        }
+    }
+    let mut accounts = HashMap::new();
+    if !account_ids.is_empty() {
+        let wanted = id_bytes(account_ids.iter().map(|id| id.to_be_bytes()));
+        for row in transaction.query(&statements.load_accounts, &[&wanted])? {
+            let state = codec::account_from_row(&row)?;
+            accounts.insert(state.account.id, state);
+        }
+    }
+
+    let mut state = BatchState {
+        accounts: &mut accounts,
+        transfers,
+        new_accounts: Vec::new(),
+        dirty_accounts: Vec::new(),
+        new_transfers: Vec::new(),
+        resolved: Vec::new(),
+        last_timestamp_ns,
+        journal: Vec::new(),
+    };
+    let mut expired = 0;
+    let mut stale = Vec::new();
+    for id in due {
+        if expire_pending(&mut state, id, now_ns) {
+            expired += 1;
+        } else {
+            // The schedule names a hold that is not open: derived data, dropped (as on SQLite).
+            tracing::warn!(hold = %id, "dropping a stale hold expiry entry");
+            stale.push(id.to_be_bytes().to_vec());
+        }
+    }
+    let results: Vec<_> = groups
+        .iter()
+        .map(|group| apply_group(&mut state, group, now_ns))
+        .collect();
+
+    let marker = state
+        .new_transfers
+        .first()
+        .map(|record| Marker::Transfer(record.id))
+        .or_else(|| state.new_accounts.first().map(|id| Marker::Account(*id)));
+    let changed = marker.is_some() || !state.resolved.is_empty() || !stale.is_empty();
+    if !changed {
+        // Nothing to write (refusals only, or nothing due): no commit, no WAL flush.
+        transaction.rollback()?;
+        return Ok(Committed {
+            results,
+            expired,
+            commit_time: Duration::ZERO,
+        });
+    }
+    persist(&mut transaction, statements, &mut state)?;
+    if !stale.is_empty() {
+        transaction.execute(&statements.drop_expiries, &[&stale])?;
+    }
+    let commit_started = Instant::now();
+    if let Err(error) = transaction.commit() {
+        return Err(Failure::During {
+            error: error.into(),
+            committed: Box::new(Committed {
+                results,
+                expired,
+                commit_time: commit_started.elapsed(),
+            }),
+            marker,
+        });
+    }
+    Ok(Committed {
+        results,
+        expired,
+        commit_time: commit_started.elapsed(),
+    })
+}
+
+/// Writes the batch's changes with one array statement per kind of change.
+fn persist(
+    transaction: &mut postgres::Transaction<'_>,
+    statements: &Statements,
+    state: &mut BatchState<'_>,
+) -> Result<(), StoreError> {
+    let new: HashSet<AccountId> = state.new_accounts.iter().copied().collect();
+    let created: Vec<&AccountState> = state
+        .new_accounts
+        .iter()
+        .filter_map(|id| state.accounts.get(id))
+        .collect();
+    if !created.is_empty() {
+        let column = |f: fn(&AccountState) -> Vec<u8>| -> Vec<Vec<u8>> {
+            created.iter().map(|state| f(state)).collect()
+        };
+        let ids = column(|s| s.account.id.to_be_bytes().to_vec());
+        let currencies: Vec<&str> = created.iter().map(|s| s.account.currency.code()).collect();
+        let kinds: Vec<&str> = created.iter().map(|s| s.account.kind.code()).collect();
+        let merchants: Vec<Option<Vec<u8>>> = created
+            .iter()
+            .map(|s| {
+                s.account
+                    .kind
+                    .merchant()
+                    .map(|m| MerchantId::to_be_bytes(m).to_vec())
+            })
+            .collect();
+        let customers: Vec<Option<Vec<u8>>> = created
+            .iter()
+            .map(|s| {
+                s.account
+                    .kind
+                    .customer()
+                    .map(|c| CustomerId::to_be_bytes(c).to_vec())
+            })
+            .collect();
+        let rails: Vec<Option<&str>> = created
+            .iter()
+            .map(|s| s.account.kind.rail().map(Rail::as_str))
+            .collect();
+        let flags: Vec<i64> = created
+            .iter()
+            .map(|s| i64::from(s.account.flags.bits()))
+            .collect();
+        let dp = column(|s| codec::sql_total(s.balances.debits_pending).to_vec());
+        let dpo = column(|s| codec::sql_total(s.balances.debits_posted).to_vec());
+        let cp = column(|s| codec::sql_total(s.balances.credits_pending).to_vec());
+        let cpo = column(|s| codec::sql_total(s.balances.credits_posted).to_vec());
+        let created_at: Vec<i64> = created
+            .iter()
+            .map(|s| codec::sql_amount(s.created_at_ns))
+            .collect::<Result<_, _>>()?;
+        transaction.execute(
+            &statements.insert_accounts,
+            &[
+                &ids,
+                &currencies,
+                &kinds,
+                &merchants,
+                &customers,
+                &rails,
+                &flags,
+                &dp,
+                &dpo,
+                &cp,
+                &cpo,
+                &created_at,
+            ],
+        )?;
+    }
+
+    state.dirty_accounts.sort_unstable();
+    state.dirty_accounts.dedup();
+    let changed: Vec<&AccountState> = state
+        .dirty_accounts
+        .iter()
+        .filter(|id| !new.contains(id))
+        .filter_map(|id| state.accounts.get(id))
+        .collect();
+    if !changed.is_empty() {
+        let column = |f: fn(&AccountState) -> Vec<u8>| -> Vec<Vec<u8>> {
+            changed.iter().map(|state| f(state)).collect()
+        };
+        let updated = transaction.execute(
+            &statements.update_accounts,
+            &[
+                &column(|s| s.account.id.to_be_bytes().to_vec()),
+                &column(|s| codec::sql_total(s.balances.debits_pending).to_vec()),
+                &column(|s| codec::sql_total(s.balances.debits_posted).to_vec()),
+                &column(|s| codec::sql_total(s.balances.credits_pending).to_vec()),
+                &column(|s| codec::sql_total(s.balances.credits_posted).to_vec()),
+            ],
+        )?;
+        if updated != changed.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "{} of {} accounts vanished while a batch updated them",
+                changed.len() as u64 - updated.min(changed.len() as u64),
+                changed.len()
+            )));
+        }
+    }
+
+    let records = &state.new_transfers;
+    if !records.is_empty() {
+        let mut holds = Vec::new();
+        let mut hold_expiries = Vec::new();
+        let mut expiries = Vec::new();
+        for record in records.iter().filter(|r| r.kind == TransferKind::Pending) {
+            let expires_at = record.expires_at_ns().map(codec::sql_amount).transpose()?;
+            holds.push(record.id.to_be_bytes().to_vec());
+            hold_expiries.push(expires_at);
+            if let Some(at) = expires_at {
+                expiries.push((at, record.id.to_be_bytes().to_vec()));
+            }
+        }
+        transaction.execute(
+            &statements.insert_transfers,
+            &[
+                &records
+                    .iter()
+                    .map(|r| r.id.to_be_bytes().to_vec())
+                    .collect::<Vec<_>>(),
+                &records
+                    .iter()
+                    .map(|r| i64::from(r.kind.to_u8()))
+                    .collect::<Vec<_>>(),
+                &records
+                    .iter()
+                    .map(|r| r.debit_account_id.to_be_bytes().to_vec())
+                    .collect::<Vec<_>>(),
+                &records
+                    .iter()
+                    .map(|r| r.credit_account_id.to_be_bytes().to_vec())
+                    .collect::<Vec<_>>(),
+                &records
+                    .iter()
+                    .map(|r| r.currency.code())
+                    .collect::<Vec<_>>(),
+                &records
+                    .iter()
+                    .map(|r| codec::sql_amount(r.amount_minor))
+                    .collect::<Result<Vec<_>, _>>()?,
+                &records
+                    .iter()
+                    .map(|r| r.pending_id.map(|id| id.to_be_bytes().to_vec()))
+                    .collect::<Vec<_>>(),
+                &records
+                    .iter()
+                    .map(|r| i64::from(r.timeout_s))
+                    .collect::<Vec<_>>(),
+                &records
+                    .iter()
+                    .map(|r| i64::from(r.code))
+                    .collect::<Vec<_>>(),
+                &records
+                    .iter()
+                    .map(|r| (r.reference != 0).then(|| r.reference.to_be_bytes().to_vec()))
+                    .collect::<Vec<_>>(),
+                &records
+                    .iter()
+                    .map(|r| codec::sql_amount(r.timestamp_ns))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ],
+        )?;
+        if !holds.is_empty() {
+            transaction.execute(&statements.insert_pending, &[&holds, &hold_expiries])?;
+        }
+        if !expiries.is_empty() {
+            let (at, ids): (Vec<i64>, Vec<Vec<u8>>) = expiries.into_iter().unzip();
+            transaction.execute(&statements.insert_expiries, &[&at, &ids])?;
+        }
+    }
+
+    if !state.resolved.is_empty() {
+        let ids: Vec<Vec<u8>> = state
+            .resolved
+            .iter()
+            .map(|(id, _, _)| id.to_be_bytes().to_vec())
+            .collect();
+        let states: Vec<i64> = state
+            .resolved
+            .iter()
+            .map(|(_, pending, _)| i64::from(pending.to_u8()))
+            .collect();
+        let at: Vec<i64> = state
+            .resolved
+            .iter()
+            .map(|(_, _, at)| codec::sql_amount(*at))
+            .collect::<Result<_, _>>()?;
+        let resolved = transaction.execute(&statements.resolve_pending, &[&ids, &states, &at])?;
+        if resolved != ids.len() as u64 {
+            return Err(StoreError::Corrupt(
+                "a hold was not open when the batch resolved it".to_owned(),
+            ));
+        }
+        transaction.execute(&statements.drop_expiries, &[&ids])?;
+    }
+    transaction.execute(
+        &statements.store_clock,
+        &[&codec::sql_amount(state.last_timestamp_ns)?],
+    )?;
+    Ok(())
+}
+
+/// Checks SPEC L5 on the PostgreSQL database at `url` from one snapshot (`REPEATABLE READ`,
+/// read only), while instances keep writing. The same checks as SQLite's audit of the ledger.
+pub fn audit(url: &str) -> Result<AuditReport, StoreError> {
+    let mut client = open_existing(url)?;
+    let mut snapshot = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()?;
+    let mut tally = Tally::new(AuditReport::default());
+    let none: [&str; 0] = [];
+    {
+        let mut rows = snapshot.query_raw(ACCOUNT_SELECT, none)?;
+        while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
+            tally.account(codec::account_from_row(&row));
+        }
+    }
+    {
+        let mut rows = snapshot.query_raw(TRANSFER_SELECT, none)?;
+        while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
+            tally.transfer(codec::transfer_from_row(&row));
+        }
+    }
+    let (mut report, max_timestamp_ns) = tally.finish();
+    let count = |snapshot: &mut postgres::Transaction<'_>, sql: &str| -> Result<i64, StoreError> {
+        Ok(snapshot.query_one(sql, &[])?.try_get(0)?)
+    };
+    let orphans = count(
+        &mut snapshot,
+        "SELECT COUNT(*) FROM pending_transfers p LEFT JOIN transfers t ON t.id = p.id \
+         WHERE t.id IS NULL OR t.kind != 1",
+    )?;
+    if orphans > 0 {
+        report.problems.push(format!(
+            "{orphans} hold state row(s) without a hold in the transfers table"
+        ));
+    }
+    let stale_expiries = count(
+        &mut snapshot,
+        "SELECT COUNT(*) FROM hold_expiries e LEFT JOIN pending_transfers p ON p.id = e.id \
+         WHERE p.id IS NULL OR p.state != 0 OR p.expires_at_ns IS DISTINCT FROM e.expires_at_ns",
+    )?;
+    let unscheduled = count(
+        &mut snapshot,
+        "SELECT COUNT(*) FROM pending_transfers p WHERE p.state = 0 \
+         AND p.expires_at_ns IS NOT NULL AND NOT EXISTS (SELECT 1 FROM hold_expiries e \
+         WHERE e.expires_at_ns = p.expires_at_ns AND e.id = p.id)",
+    )?;
+    if stale_expiries > 0 || unscheduled > 0 {
+        report.problems.push(format!(
+            "expiry schedule out of step: {stale_expiries} entries for holds that are not open, \
+             {unscheduled} open holds with a timeout not scheduled"
+        ));
+    }
+    let clock = count(
+        &mut snapshot,
+        "SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1",
+    )?;
+    let Ok(clock) = u64::try_from(clock) else {
+        report
+            .problems
+            .push(format!("the ledger clock is negative ({clock})"));
+        snapshot.commit()?;
+        return Ok(report);
+    };
+    if clock < max_timestamp_ns {
+        report.problems.push(format!(
+            "ledger clock {clock} is behind its newest transfer {max_timestamp_ns}"
+        ));
+    }
+    snapshot.commit()?;
+    Ok(report)
+}
+
+/// A schema name farthing may put into SQL as it is.
+fn check_schema_name(name: &str) -> Result<(), StoreError> {
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if name.is_empty() || !plain {
+        return Err(StoreError::BadUrl(format!(
+            "schema name {name:?}: use a-z, 0-9 and _"
+        )));
+    }
+    Ok(())
+}
+
+/// Makes a new, empty schema in the database at `url` and returns a URL whose connections use
+/// it (`search_path`), for a benchmark or a test that must not touch what is there.
+pub fn scratch_schema(url: &str, name: &str) -> Result<String, StoreError> {
+    check_schema_name(name)?;
+    if url.contains("options=") {
+        return Err(StoreError::BadUrl(
+            "the URL already sets options=: give one without it for a scratch schema".to_owned(),
+        ));
+    }
+    let mut client = connect(url)?;
+    client.batch_execute(&format!("CREATE SCHEMA {name}"))?;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{separator}options=-c%20search_path%3D{name}"))
+}
+
+/// Drops a schema made by [`scratch_schema`] with everything in it.
+pub fn drop_scratch_schema(url: &str, name: &str) -> Result<(), StoreError> {
+    check_schema_name(name)?;
+    let mut client = connect(url)?;
+    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))?;
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! A throwaway PostgreSQL server for a test (`scripts/postgres`): initdb in a temporary
+//! directory, a Unix socket there, fsync on; stopped and deleted when dropped (also when the
+//! test panics). Each test starts its own server (about a second); `schema` gives a fresh,
+//! empty schema of it, for tests that need several.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct Postgres {
+    dir: PathBuf,
+    url: String,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres")
+}
+
+impl Postgres {
+    /// Starts a fresh server. Panics with the script's message when PostgreSQL is missing:
+    /// `./scripts/test` installs it (`scripts/postgres install`).
+    pub fn start() -> Postgres {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        // Under /tmp with a short name: a Unix socket path must stay under ~100 bytes.
+        let dir = std::env::temp_dir().join(format!(
+            "farthing-pg-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let output = Command::new(script())
+            .arg("start")
+            .arg(&dir)
+            .output()
+            .expect("run scripts/postgres");
+        if !output.status.success() {
+            let _ = Command::new(script()).arg("stop").arg(&dir).output();
+        }
+        assert!(
+            output.status.success(),
+            "scripts/postgres start failed (run `scripts/postgres install`): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let url = String::from_utf8(output.stdout)
+            .expect("a URL")
+            .trim()
+            .to_owned();
+        Postgres { dir, url }
+    }
+
+    /// The server's `postgres` database.
+    #[allow(dead_code)]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A URL whose connections work in a new, empty schema of their own.
+    #[allow(dead_code)]
+    pub fn schema(&self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!("t{}", NEXT.fetch_add(1, Ordering::SeqCst));
+        farthing_store::pg::scratch_schema(&self.url, &name).expect("a new schema")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).arg("stop").arg(&self.dir).output();
+    }
+}
