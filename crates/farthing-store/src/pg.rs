@@ -104,8 +104,11 @@ pub const WRITER_NAME: &str = "farthing-ledger-writer";
 /// Most holds expired in one batch; the rest wait for the next one.
 const MAX_EXPIRED_PER_BATCH: i64 = 4_096;
 /// How many times a batch is tried again after a conflict the server reports (deadlock,
-/// serialization failure, a unique key another writer took) before its callers are told.
-const CONFLICT_RETRIES: usize = 3;
+/// serialization failure, a unique key another writer took), a lost connection or a COMMIT
+/// that did not land, before its callers are told (the pauses add up to about a second).
+const CONFLICT_RETRIES: usize = 5;
+/// The first pause before a batch is tried again (doubling with each attempt).
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
 /// Pause after a failed transaction before the writer takes more work.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -310,8 +313,12 @@ struct Statements {
 impl Statements {
     fn prepare(client: &mut Client) -> Result<Statements, StoreError> {
         Ok(Statements {
-            lock_clock: client
-                .prepare("SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1 FOR UPDATE")?,
+            // The transaction id comes with the lock (locking a row assigns one anyway): if the
+            // COMMIT's answer is lost, it tells whether the batch is stored.
+            lock_clock: client.prepare(
+                "SELECT last_timestamp_ns, pg_current_xact_id()::text FROM ledger_meta \
+                 WHERE singleton = 1 FOR UPDATE",
+            )?,
             store_clock: client
                 .prepare("UPDATE ledger_meta SET last_timestamp_ns = $1 WHERE singleton = 1")?,
             due_holds: client.prepare(
@@ -516,20 +523,14 @@ struct Committed {
 enum Failure {
     /// Before `COMMIT`: the transaction is rolled back, nothing was written.
     Before(StoreError),
-    /// `COMMIT` itself failed: the batch may or may not be stored. `marker` is a row the batch
-    /// wrote (a new transfer or account) that tells which, once a connection can look.
+    /// `COMMIT` itself failed (its answer was lost with the connection): the batch may or may
+    /// not be stored. `xid` is its transaction id, which tells which once a connection can
+    /// ask the server (`pg_xact_status`).
     During {
         error: StoreError,
         committed: Box<Committed>,
-        marker: Option<Marker>,
+        xid: String,
     },
-}
-
-/// A row whose presence proves a batch committed.
-#[derive(Clone, Copy)]
-enum Marker {
-    Transfer(TransferId),
-    Account(AccountId),
 }
 
 impl From<StoreError> for Failure {
@@ -548,7 +549,11 @@ impl From<postgres::Error> for Failure {
 /// `pg_terminate_backend`, a shutdown or restart: SQLSTATE class 57P, or a connection
 /// exception, class 08).
 fn connection_lost(error: &postgres::Error) -> bool {
+    // Without a SQLSTATE, an error is the client's: the connection failed (refused during a
+    // restart), broke (I/O) or closed.
     error.is_closed()
+        || error.code().is_none()
+            && std::error::Error::source(error).is_some_and(|cause| cause.is::<std::io::Error>())
         || error.code().is_some_and(|code| {
             let code = code.code();
             code.starts_with("08") || code.starts_with("57P")
@@ -656,28 +661,28 @@ impl Writer {
                     if matches!(&error, StoreError::Postgres(e) if connection_lost(e)) {
                         self.connection = None;
                     }
-                    if is_retryable(&error) && attempt < CONFLICT_RETRIES {
-                        attempt += 1;
-                        tracing::debug!(%error, attempt, "PostgreSQL batch not committed; trying again");
-                        continue;
+                    if !is_retryable(&error) || attempt >= CONFLICT_RETRIES {
+                        // The connection may be broken in a way not seen yet: open a new one
+                        // for the next batch.
+                        self.connection = None;
+                        tracing::error!(%error, groups = groups.len(), "PostgreSQL ledger batch failed; rolled back");
+                        break Err(WriteError::Failed(error.to_string()));
                     }
-                    // The connection may be broken in a way not seen yet: open a new one for
-                    // the next batch.
-                    self.connection = None;
-                    tracing::error!(%error, groups = groups.len(), "PostgreSQL ledger batch failed; rolled back");
-                    break Err(WriteError::Failed(error.to_string()));
+                    attempt += 1;
+                    tracing::debug!(%error, attempt, "PostgreSQL batch not committed; trying again");
                 }
                 Err(Failure::During {
                     error,
                     committed,
-                    marker,
+                    xid,
                 }) => {
                     self.connection = None;
-                    match self.stored(marker) {
+                    match self.outcome_of(&xid) {
                         Ok(true) => {
                             tracing::warn!(%error, "the COMMIT's answer was lost, but the batch is stored");
                             break Ok(*committed);
                         }
+                        // Aborted, finally: nothing is stored, the batch can run again.
                         Ok(false) if attempt < CONFLICT_RETRIES => {
                             attempt += 1;
                             tracing::warn!(%error, "the COMMIT failed and the batch is not stored; trying again");
@@ -690,6 +695,8 @@ impl Writer {
                     }
                 }
             }
+            // Before trying again: a server that is restarting needs a moment.
+            std::thread::sleep(RETRY_PAUSE * (1 << attempt.min(4)));
         };
         let stats = BatchStats {
             groups: groups.len(),
@@ -719,24 +726,24 @@ impl Writer {
         }
     }
 
-    /// Whether the batch that wrote `marker` is stored, asked over a new connection (`None`:
-    /// the batch wrote nothing a caller waits for, so its answers hold either way).
-    fn stored(&mut self, marker: Option<Marker>) -> Result<bool, StoreError> {
-        let Some(marker) = marker else {
-            return Ok(true);
-        };
-        let (client, _) = self.connection()?;
-        let (sql, id) = match marker {
-            Marker::Transfer(id) => (
-                "SELECT EXISTS (SELECT 1 FROM transfers WHERE id = $1)",
-                id.to_be_bytes(),
-            ),
-            Marker::Account(id) => (
-                "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1)",
-                id.to_be_bytes(),
-            ),
-        };
-        Ok(client.query_one(sql, &[&id.as_slice()])?.try_get(0)?)
+    /// Whether the transaction `xid`, whose `COMMIT` answer was lost, is stored: asked over a new
+    /// connection, after taking the clock lock — the lost transaction held it, so once it is
+    /// ours that transaction has ended and its status is final (committed or aborted).
+    fn outcome_of(&mut self, xid: &str) -> Result<bool, StoreError> {
+        let (client, statements) = self.connection()?;
+        let mut transaction = client.transaction()?;
+        transaction.query_one(&statements.lock_clock, &[])?;
+        let status: Option<String> = transaction
+            .query_one("SELECT pg_xact_status($1::text::xid8)", &[&xid])?
+            .try_get(0)?;
+        transaction.rollback()?;
+        match status.as_deref() {
+            Some("committed") => Ok(true),
+            Some("aborted") => Ok(false),
+            other => Err(StoreError::Corrupt(format!(
+                "transaction {xid} is {other:?} after its COMMIT was lost"
+            ))),
+        }
     }
 }
 
@@ -759,9 +766,9 @@ fn apply_batch(
         .build_transaction()
         .isolation_level(postgres::IsolationLevel::ReadCommitted)
         .start()?;
-    let clock: i64 = transaction
-        .query_one(&statements.lock_clock, &[])?
-        .try_get(0)?;
+    let locked = transaction.query_one(&statements.lock_clock, &[])?;
+    let clock: i64 = locked.try_get(0)?;
+    let xid: String = locked.try_get(1)?;
     let last_timestamp_ns =
         u64::try_from(clock).map_err(|_| StoreError::Corrupt("negative ledger clock".into()))?;
 
@@ -836,12 +843,10 @@ fn apply_batch(
         .map(|group| apply_group(&mut state, group, now_ns))
         .collect();
 
-    let marker = state
-        .new_transfers
-        .first()
-        .map(|record| Marker::Transfer(record.id))
-        .or_else(|| state.new_accounts.first().map(|id| Marker::Account(*id)));
-    let changed = marker.is_some() || !state.resolved.is_empty() || !stale.is_empty();
+    let changed = !state.new_transfers.is_empty()
+        || !state.new_accounts.is_empty()
+        || !state.resolved.is_empty()
+        || !stale.is_empty();
     if !changed {
         // Nothing to write (refusals only, or nothing due): no commit, no WAL flush.
         transaction.rollback()?;
@@ -864,7 +869,7 @@ fn apply_batch(
                 expired,
                 commit_time: commit_started.elapsed(),
             }),
-            marker,
+            xid,
         });
     }
     Ok(Committed {

@@ -27,38 +27,36 @@ impl PostgresUrl {
     /// between `user:` and the last `@` is masked (a password may hold `/`, `?` or `@`), and
     /// a `password=` parameter too.
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
+        let text = mask_password_parameters(&self.0);
+        let Some((scheme, rest)) = text.split_once("://") else {
             return "postgres://***".to_owned();
         };
-        let (authority, tail) = match rest.rsplit_once('@') {
-            Some((credentials, after)) => {
-                let user = credentials
-                    .split_once(':')
-                    .map_or(credentials, |(user, _)| user);
-                let masked = if credentials.contains(':') {
-                    format!("{user}:***@")
-                } else {
-                    format!("{user}@")
-                };
-                (masked, after)
-            }
-            None => (String::new(), rest),
-        };
-        let tail = match tail.split_once('?') {
-            Some((path, query)) => {
-                let query: Vec<String> = query
-                    .split('&')
-                    .map(|pair| match pair.split_once('=') {
-                        Some(("password", _)) => "password=***".to_owned(),
-                        _ => pair.to_owned(),
-                    })
-                    .collect();
-                format!("{path}?{}", query.join("&"))
-            }
-            None => tail.to_owned(),
-        };
-        format!("{scheme}://{authority}{tail}")
+        match rest.rsplit_once('@') {
+            Some((credentials, after)) => match credentials.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{after}"),
+                None => format!("{scheme}://{credentials}@{after}"),
+            },
+            None => format!("{scheme}://{rest}"),
+        }
     }
+}
+
+/// Every `password=` parameter's value replaced by `***`, wherever it stands.
+fn mask_password_parameters(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("password=") {
+        let starts_parameter = at == 0 || matches!(rest.as_bytes()[at - 1], b'?' | b'&');
+        let value_at = at + "password=".len();
+        out.push_str(&rest[..value_at]);
+        rest = &rest[value_at..];
+        if starts_parameter {
+            out.push_str("***");
+            rest = rest.find('&').map_or("", |end| &rest[end..]);
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl std::fmt::Debug for PostgresUrl {
@@ -144,6 +142,16 @@ mod tests {
             "postgres://shop@host/db"
         );
         assert_eq!(url("postgres://host/db").redacted(), "postgres://host/db");
+        // A password parameter before an @ elsewhere in the query.
+        let tricky = url("postgresql:///db?password=s3cret&user=shop@corp");
+        assert!(
+            !tricky.redacted().contains("s3cret"),
+            "{}",
+            tricky.redacted()
+        );
+        assert!(!url("postgres://h/db?password=s3cret")
+            .redacted()
+            .contains("s3cret"));
     }
 
     #[test]

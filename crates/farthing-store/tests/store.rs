@@ -2232,7 +2232,10 @@ fn postgres_writer_reconnects_after_its_session_is_killed() {
     let server = Postgres::start();
     let url = server.schema();
     let h = Harness::new();
-    let ledger = Ledger::Postgres(PgLedger::open(&url, h.options()).expect("open"));
+    // No idle expiry poll: the write below must be the first to meet the dead session.
+    let mut options = h.options();
+    options.expiry_poll_interval = Duration::from_secs(3_600);
+    let ledger = Ledger::Postgres(PgLedger::open(&url, options).expect("open"));
     setup_funded_ledger(&ledger, 1_000);
     let killed = psql(
         server.url(),
@@ -2318,4 +2321,135 @@ fn postgres_ledger_runs_as_a_role_without_create_rights() {
     // And it cannot create tables: the check above did not pass by accident.
     let mut client = postgres::Client::connect(&as_shop, postgres::NoTls).expect("connect");
     assert!(client.batch_execute("CREATE TABLE t (x int)").is_err());
+}
+
+/// A TCP proxy to the test server's Unix socket that can cut a session at its next `COMMIT`:
+/// after forwarding it (the server commits, the answer is lost) or before (the server sees the
+/// session end inside the transaction and rolls it back).
+struct CommitCutter {
+    port: u16,
+    /// 0: pass everything; `CUT_AFTER` or `CUT_BEFORE`: cut at the next COMMIT (then 0 again).
+    mode: Arc<std::sync::atomic::AtomicU8>,
+}
+
+const CUT_AFTER: u8 = 1;
+const CUT_BEFORE: u8 = 2;
+
+impl CommitCutter {
+    fn start(socket: PathBuf) -> CommitCutter {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let armed = Arc::clone(&mode);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                let Ok(mut server) = std::os::unix::net::UnixStream::connect(&socket) else {
+                    continue;
+                };
+                let (Ok(mut from_server), Ok(mut to_client)) =
+                    (server.try_clone(), client.try_clone())
+                else {
+                    continue;
+                };
+                let cut = Arc::new(AtomicBool::new(false));
+                let answered = Arc::clone(&cut);
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 65_536];
+                    while let Ok(n) = from_server.read(&mut buffer) {
+                        if n == 0
+                            || answered.load(SeqCst)
+                            || to_client.write_all(&buffer[..n]).is_err()
+                        {
+                            break;
+                        }
+                    }
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
+                let mode = Arc::clone(&armed);
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 65_536];
+                    while let Ok(n) = client.read(&mut buffer) {
+                        if n == 0 {
+                            break;
+                        }
+                        let chunk = &buffer[..n];
+                        let is_commit = chunk.windows(7).any(|w| w == b"COMMIT\0");
+                        let how = if is_commit { mode.swap(0, SeqCst) } else { 0 };
+                        if how == CUT_BEFORE {
+                            cut.store(true, SeqCst);
+                            let _ = server.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                        if server.write_all(chunk).is_err() {
+                            break;
+                        }
+                        if how == CUT_AFTER {
+                            // The server has the COMMIT; its answer never reaches the client.
+                            cut.store(true, SeqCst);
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        CommitCutter { port, mode }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn arm(&self, how: u8) {
+        self.mode.store(how, SeqCst);
+    }
+
+    fn fired(&self) -> bool {
+        self.mode.load(SeqCst) == 0
+    }
+}
+
+/// The connection breaks while a batch commits. When the COMMIT reached the server, the
+/// callers are answered with what the batch did (it is stored: their writes happened once);
+/// when it did not, the batch runs again and is stored once. Nobody is told "failed" for a
+/// write that happened, or "done" for one that did not.
+#[test]
+fn postgres_commit_whose_answer_is_lost_is_decided_by_its_transaction() {
+    let server = Postgres::start();
+    let proxy = CommitCutter::start(server.socket());
+    let url = farthing_store::pg::scratch_schema(&proxy.url(), "lost_commit").expect("schema");
+    let h = Harness::new();
+    let mut options = h.options();
+    options.expiry_poll_interval = Duration::from_secs(3_600);
+    let ledger = Ledger::Postgres(PgLedger::open(&url, options).expect("open"));
+    setup_funded_ledger(&ledger, 1_000);
+    let (cust, merch) = (customer(1), merchant());
+
+    proxy.arm(CUT_AFTER);
+    let first = ledger
+        .write(group(vec![single(2, &cust, &merch, 100)]))
+        .expect("stored, so answered as stored");
+    assert!(proxy.fired(), "the COMMIT's answer was cut");
+    assert_eq!(first.transfers[0].outcome, Outcome::Created);
+
+    proxy.arm(CUT_BEFORE);
+    let second = ledger
+        .write(group(vec![single(3, &cust, &merch, 200)]))
+        .expect("rolled back, run again, stored");
+    assert!(proxy.fired(), "the COMMIT was cut");
+    assert_eq!(second.transfers[0].outcome, Outcome::Created);
+
+    for (id, amount) in [(2, 100), (3, 200)] {
+        let again = ledger
+            .write(group(vec![single(id, &cust, &merch, amount)]))
+            .expect("a retry is answered");
+        assert_eq!(again.transfers[0].outcome, Outcome::Exists, "transfer {id}");
+    }
+    assert_eq!(ledger_account(&ledger, &cust).balances.posted(), 700);
+    assert_eq!(ledger_account(&ledger, &merch).balances.posted(), 300);
+    assert_audit_ok(&ledger.audit().expect("audit"));
+    assert!(h.batches().iter().all(|stats| !stats.failed));
+    ledger.shutdown();
 }

@@ -47,6 +47,12 @@ impl Postgres {
         Postgres { dir, url }
     }
 
+    /// The server's Unix socket.
+    #[allow(dead_code)]
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join(".s.PGSQL.5432")
+    }
+
     /// The server's `postgres` database.
     #[allow(dead_code)]
     pub fn url(&self) -> &str {
@@ -59,6 +65,26 @@ impl Postgres {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name = format!("t{}", NEXT.fetch_add(1, Ordering::SeqCst));
         farthing_store::pg::scratch_schema(&self.url, &name).expect("a new schema")
+    }
+}
+
+impl Postgres {
+    /// Stops the server at once, keeping its data (no checkpoint: what a power cut leaves), and
+    /// starts it again, recovering from its WAL.
+    #[allow(dead_code)]
+    pub fn crash_and_restart(&self) {
+        for (command, what) in [("crash", "stop"), ("resume", "start again")] {
+            let output = Command::new(script())
+                .arg(command)
+                .arg(&self.dir)
+                .output()
+                .expect("run scripts/postgres");
+            assert!(
+                output.status.success(),
+                "the server did not {what}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
 }
 
