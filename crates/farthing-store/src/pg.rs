@@ -196,6 +196,17 @@ pub(crate) fn describe(error: &postgres::Error) -> String {
     }
 }
 
+/// A schema made by a newer farthing is refused, never guessed at.
+fn refuse_newer(found: i64) -> Result<(), StoreError> {
+    if found > schema_version() {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: schema_version(),
+        });
+    }
+    Ok(())
+}
+
 fn current_version(client: &mut Client) -> Result<i64, StoreError> {
     let exists: bool = client
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
@@ -223,12 +234,7 @@ fn migrate_client(client: &mut Client) -> Result<i64, StoreError> {
     // Up to date: nothing to lock or create (a role without CREATE rights can run farthing on
     // a schema `farthing migrate` prepared with another).
     let version = current_version(client)?;
-    if version > schema_version() {
-        return Err(StoreError::SchemaTooNew {
-            found: version,
-            supported: schema_version(),
-        });
-    }
+    refuse_newer(version)?;
     if version == schema_version() {
         return Ok(version);
     }
@@ -250,12 +256,7 @@ fn migrate_client(client: &mut Client) -> Result<i64, StoreError> {
             &[],
         )?
         .try_get(0)?;
-    if found > schema_version() {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: schema_version(),
-        });
-    }
+    refuse_newer(found)?;
     for (number, name, sql) in MIGRATIONS.iter().filter(|(n, _, _)| *n > found) {
         transaction.batch_execute(sql)?;
         transaction.execute(
@@ -272,12 +273,7 @@ fn migrate_client(client: &mut Client) -> Result<i64, StoreError> {
 fn open_existing(url: &str) -> Result<Client, StoreError> {
     let mut client = connect(url)?;
     let version = current_version(&mut client)?;
-    if version > schema_version() {
-        return Err(StoreError::SchemaTooNew {
-            found: version,
-            supported: schema_version(),
-        });
-    }
+    refuse_newer(version)?;
     if version < schema_version() {
         return Err(StoreError::Corrupt(format!(
             "PostgreSQL schema version {version} is older than {}; run `farthing migrate --database …` first",
@@ -367,6 +363,15 @@ impl Statements {
     }
 }
 
+/// A writer's session: connected, the schema checked (and migrated when behind: after a
+/// reconnect this also refuses a schema another instance made newer), its statements prepared.
+fn writer_session(url: &str) -> Result<(Client, Statements), StoreError> {
+    let mut client = connect_as(url, WRITER_NAME)?;
+    migrate_client(&mut client)?;
+    let statements = Statements::prepare(&mut client)?;
+    Ok((client, statements))
+}
+
 struct Inner {
     url: String,
     sender: SyncSender<Request>,
@@ -393,13 +398,10 @@ impl PgLedger {
     /// Connects to `url`, applies the migrations it lacks and starts the writer.
     /// `options.checkpoint_interval` and `options.secrets` do not apply here.
     pub fn open(url: &str, options: StoreOptions) -> Result<PgLedger, StoreError> {
-        let mut client = connect_as(url, WRITER_NAME)?;
-        migrate_client(&mut client)?;
-        let statements = Statements::prepare(&mut client)?;
         let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));
         let mut writer = Writer {
             url: url.to_owned(),
-            connection: Some((client, statements)),
+            connection: Some(writer_session(url)?),
             options,
         };
         let handle = std::thread::Builder::new()
@@ -633,9 +635,7 @@ impl Writer {
             .as_ref()
             .is_none_or(|(client, _)| client.is_closed())
         {
-            let mut client = connect_as(&self.url, WRITER_NAME)?;
-            let statements = Statements::prepare(&mut client)?;
-            self.connection = Some((client, statements));
+            self.connection = Some(writer_session(&self.url)?);
         }
         self.connection
             .as_mut()
@@ -747,8 +747,17 @@ impl Writer {
     }
 }
 
-fn id_bytes(ids: impl IntoIterator<Item = [u8; 16]>) -> Vec<Vec<u8>> {
-    ids.into_iter().map(|id| id.to_vec()).collect()
+/// The rows `statement` (`… WHERE id = ANY($1)`) finds for `ids`; no query when there are none.
+fn rows_by_ids(
+    transaction: &mut postgres::Transaction<'_>,
+    statement: &Statement,
+    ids: impl Iterator<Item = [u8; 16]>,
+) -> Result<Vec<postgres::Row>, StoreError> {
+    let wanted: Vec<Vec<u8>> = ids.map(|id| id.to_vec()).collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(transaction.query(statement, &[&wanted])?)
 }
 
 /// One batch in one transaction: lock the clock, read what the groups refer to, apply them with
@@ -791,12 +800,13 @@ fn apply_batch(
         transfer_ids.extend(group.transfer_ids());
     }
     let mut transfers = HashMap::new();
-    if !transfer_ids.is_empty() {
-        let wanted = id_bytes(transfer_ids.iter().map(|id| id.to_be_bytes()));
-        for row in transaction.query(&statements.load_transfers, &[&wanted])? {
-            let stored = codec::transfer_from_row(&row)?;
-            transfers.insert(stored.record.id, stored);
-        }
+    for row in rows_by_ids(
+        &mut transaction,
+        &statements.load_transfers,
+        transfer_ids.iter().map(|id| id.to_be_bytes()),
+    )? {
+        let stored = codec::transfer_from_row(&row)?;
+        transfers.insert(stored.record.id, stored);
     }
     let mut account_ids: HashSet<AccountId> = HashSet::new();
     for group in groups {
@@ -809,12 +819,13 @@ fn apply_batch(
         }
     }
     let mut accounts = HashMap::new();
-    if !account_ids.is_empty() {
-        let wanted = id_bytes(account_ids.iter().map(|id| id.to_be_bytes()));
-        for row in transaction.query(&statements.load_accounts, &[&wanted])? {
-            let state = codec::account_from_row(&row)?;
-            accounts.insert(state.account.id, state);
-        }
+    for row in rows_by_ids(
+        &mut transaction,
+        &statements.load_accounts,
+        account_ids.iter().map(|id| id.to_be_bytes()),
+    )? {
+        let state = codec::account_from_row(&row)?;
+        accounts.insert(state.account.id, state);
     }
 
     let mut state = BatchState {
@@ -879,6 +890,31 @@ fn apply_batch(
     })
 }
 
+/// The accounts' ids as a column.
+fn account_ids(states: &[&AccountState]) -> Vec<Vec<u8>> {
+    states
+        .iter()
+        .map(|state| state.account.id.to_be_bytes().to_vec())
+        .collect()
+}
+
+/// The accounts' four running totals as columns, in the tables' order (debits pending, debits
+/// posted, credits pending, credits posted), each in its stored form.
+fn totals(states: &[&AccountState]) -> [Vec<Vec<u8>>; 4] {
+    let column = |total: fn(&AccountState) -> u128| -> Vec<Vec<u8>> {
+        states
+            .iter()
+            .map(|state| codec::sql_total(total(state)).to_vec())
+            .collect()
+    };
+    [
+        column(|s| s.balances.debits_pending),
+        column(|s| s.balances.debits_posted),
+        column(|s| s.balances.credits_pending),
+        column(|s| s.balances.credits_posted),
+    ]
+}
+
 /// Writes the batch's changes with one array statement per kind of change.
 fn persist(
     transaction: &mut postgres::Transaction<'_>,
@@ -892,10 +928,7 @@ fn persist(
         .filter_map(|id| state.accounts.get(id))
         .collect();
     if !created.is_empty() {
-        let column = |f: fn(&AccountState) -> Vec<u8>| -> Vec<Vec<u8>> {
-            created.iter().map(|state| f(state)).collect()
-        };
-        let ids = column(|s| s.account.id.to_be_bytes().to_vec());
+        let [dp, dpo, cp, cpo] = totals(&created);
         let currencies: Vec<&str> = created.iter().map(|s| s.account.currency.code()).collect();
         let kinds: Vec<&str> = created.iter().map(|s| s.account.kind.code()).collect();
         let merchants: Vec<Option<Vec<u8>>> = created
@@ -924,10 +957,6 @@ fn persist(
             .iter()
             .map(|s| i64::from(s.account.flags.bits()))
             .collect();
-        let dp = column(|s| codec::sql_total(s.balances.debits_pending).to_vec());
-        let dpo = column(|s| codec::sql_total(s.balances.debits_posted).to_vec());
-        let cp = column(|s| codec::sql_total(s.balances.credits_pending).to_vec());
-        let cpo = column(|s| codec::sql_total(s.balances.credits_posted).to_vec());
         let created_at: Vec<i64> = created
             .iter()
             .map(|s| codec::sql_amount(s.created_at_ns))
@@ -935,7 +964,7 @@ fn persist(
         transaction.execute(
             &statements.insert_accounts,
             &[
-                &ids,
+                &account_ids(&created),
                 &currencies,
                 &kinds,
                 &merchants,
@@ -960,18 +989,10 @@ fn persist(
         .filter_map(|id| state.accounts.get(id))
         .collect();
     if !changed.is_empty() {
-        let column = |f: fn(&AccountState) -> Vec<u8>| -> Vec<Vec<u8>> {
-            changed.iter().map(|state| f(state)).collect()
-        };
+        let [dp, dpo, cp, cpo] = totals(&changed);
         let updated = transaction.execute(
             &statements.update_accounts,
-            &[
-                &column(|s| s.account.id.to_be_bytes().to_vec()),
-                &column(|s| codec::sql_total(s.balances.debits_pending).to_vec()),
-                &column(|s| codec::sql_total(s.balances.debits_posted).to_vec()),
-                &column(|s| codec::sql_total(s.balances.credits_pending).to_vec()),
-                &column(|s| codec::sql_total(s.balances.credits_posted).to_vec()),
-            ],
+            &[&account_ids(&changed), &dp, &dpo, &cp, &cpo],
         )?;
         if updated != changed.len() as u64 {
             return Err(StoreError::Corrupt(format!(
