@@ -28,6 +28,7 @@ mod job;
 mod lightning;
 mod per_merchant;
 pub mod pg;
+mod pg_tls;
 mod rails;
 pub mod risk;
 mod schema;

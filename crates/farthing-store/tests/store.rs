@@ -2453,3 +2453,83 @@ fn postgres_commit_whose_answer_is_lost_is_decided_by_its_transaction() {
     assert!(h.batches().iter().all(|stats| !stats.failed));
     ledger.shutdown();
 }
+
+/// A remote PostgreSQL over TLS, with libpq's `sslmode`/`sslrootcert`: the ledger's sessions
+/// are encrypted (the server says so), `verify-full` checks both the CA and the host name,
+/// `verify-ca` the CA only, a certificate from an unknown CA is refused with a hint, and a
+/// server that takes TLS only refuses `sslmode=disable`.
+#[test]
+fn postgres_over_tls_checks_the_certificate_as_sslmode_says() {
+    let server = Postgres::start_tls();
+    let (ca, other_ca) = server.ca();
+    let (ca, other_ca) = (ca.display(), other_ca.display());
+    // "localhost" is the certificate's name; 127.0.0.1 is the same server under another name.
+    let by_name = server.tcp_url().to_owned();
+    let by_address = by_name.replace("@localhost:", "@127.0.0.1:");
+    let encrypted_writers = || {
+        psql(
+            server.url(),
+            &format!(
+                "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = '{}' AND s.ssl",
+                farthing_store::pg::WRITER_NAME
+            ),
+        )
+    };
+    for (url, what) in [
+        (
+            format!("{by_name}?sslmode=verify-full&sslrootcert={ca}"),
+            "verify-full, the host the certificate names",
+        ),
+        (
+            format!("{by_address}?sslmode=verify-ca&sslrootcert={ca}"),
+            "verify-ca, another name for the host",
+        ),
+        (format!("{by_address}?sslmode=require"), "require"),
+        (by_address.clone(), "prefer (no sslmode)"),
+    ] {
+        let ledger = Ledger::Postgres(PgLedger::open(&url, StoreOptions::default()).expect(what));
+        setup_funded_ledger(&ledger, 10);
+        assert_eq!(
+            encrypted_writers(),
+            "1",
+            "{what}: the writer's session is TLS"
+        );
+        assert_audit_ok(&ledger.audit().expect("audit"));
+        ledger.shutdown();
+    }
+    let refused = |url: String| match PgLedger::open(&url, StoreOptions::default()) {
+        Ok(ledger) => {
+            ledger.shutdown();
+            panic!("{url} connected")
+        }
+        Err(error) => error.to_string(),
+    };
+    let wrong_name = refused(format!("{by_address}?sslmode=verify-full&sslrootcert={ca}"));
+    assert!(
+        wrong_name.contains("certificate") && wrong_name.contains("verify-ca skips the name"),
+        "{wrong_name}"
+    );
+    let unknown_ca = refused(format!(
+        "{by_name}?sslmode=verify-full&sslrootcert={other_ca}"
+    ));
+    assert!(
+        unknown_ca.contains("UnknownIssuer") && unknown_ca.contains("must hold the CA"),
+        "{unknown_ca}"
+    );
+    let same_for_require = refused(format!("{by_name}?sslmode=require&sslrootcert={other_ca}"));
+    assert!(
+        same_for_require.contains("UnknownIssuer"),
+        "{same_for_require}"
+    );
+    let plain = refused(format!("{by_name}?sslmode=disable"));
+    assert!(
+        plain.contains("no encryption") && plain.contains("28000"),
+        "the server's own refusal: {plain}"
+    );
+    assert!(!format!("{wrong_name}{unknown_ca}{plain}").contains("farthing-test"));
+    // The Unix socket never uses TLS, whatever the URL asks.
+    let local = format!("{}&sslmode=verify-full&sslrootcert={ca}", server.url());
+    let ledger = PgLedger::open(&local, StoreOptions::default()).expect("the socket");
+    ledger.shutdown();
+}
