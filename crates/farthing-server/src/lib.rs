@@ -564,11 +564,11 @@ pub enum StartError {
     /// Stored live secrets, and no key to read them.
     #[error("{0}")]
     SecretsKey(String),
-    /// A PostgreSQL URL: this build keeps the ledger there, not yet the business tables.
+    /// A PostgreSQL URL: this build runs the ledger there, not yet the business code.
     #[error(
-        "{0}: this build serves from SQLite only. Its PostgreSQL backend holds the ledger \
+        "{0}: this build serves from SQLite only. Its PostgreSQL backend runs the ledger \
          (`farthing migrate`, `farthing audit` and `farthing bench ledger` take a postgres:// URL); \
-         invoices, webhooks and the rails' tables are not on PostgreSQL yet. Use an SQLite path \
+         invoices, webhooks and the rails do not run on PostgreSQL yet. Use an SQLite path \
          such as sqlite:///var/lib/farthing/farthing.db"
     )]
     PostgresNotServed(String),

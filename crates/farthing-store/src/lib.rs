@@ -13,7 +13,7 @@
 //! batch, so several instances can share one database.
 //!
 //! API boundary: [`Store`], [`StoreOptions`], [`WriteError`], [`audit`], [`DatabaseUrl`],
-//! [`pg`], [`Ledger`] (either backend).
+//! [`pg`], [`Ledger`] (either backend), [`copy`] (SQLite to PostgreSQL).
 
 mod admin_log;
 pub mod audit;
@@ -23,11 +23,13 @@ mod bot_messages;
 mod business;
 mod cards;
 mod codec;
+pub mod copy;
 mod dashboard;
 mod job;
 mod lightning;
 mod per_merchant;
 pub mod pg;
+mod pg_schema;
 mod pg_tls;
 mod rails;
 pub mod risk;
@@ -179,6 +181,9 @@ pub enum StoreError {
     /// No database where one was expected.
     #[error("no database at {0}: run `farthing serve` (or `farthing bench ledger`) to create one")]
     Missing(PathBuf),
+    /// An operation refused for what the database holds (the message says what to do).
+    #[error("{0}")]
+    Refused(String),
     /// A thread could not be started.
     #[error("could not start the writer thread: {0}")]
     Thread(std::io::Error),

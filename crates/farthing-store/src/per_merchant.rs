@@ -30,34 +30,10 @@ use rusqlite::{params, Transaction};
 
 use crate::{codec, StoreError};
 
-/// Steps 1 and 2, in SQL. `unhex(printf('%032x', n))` is the 16-byte big-endian form of a
-/// non-negative 64-bit integer.
-pub(crate) const SCHEMA: &str = r#"
-    CREATE TABLE accounts_v15 (
-        id              BLOB PRIMARY KEY,
-        currency        TEXT NOT NULL,
-        kind            TEXT NOT NULL,
-        merchant_id     BLOB,
-        customer_id     BLOB,
-        rail            TEXT,
-        flags           INTEGER NOT NULL,
-        -- Running totals: 16-byte big-endian u128 (lifetime sums that only grow).
-        debits_pending  BLOB NOT NULL,
-        debits_posted   BLOB NOT NULL,
-        credits_pending BLOB NOT NULL,
-        credits_posted  BLOB NOT NULL,
-        created_at_ns   INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    INSERT INTO accounts_v15
-        SELECT id, currency, kind, merchant_id, customer_id, rail, flags,
-               unhex(printf('%032x', debits_pending)), unhex(printf('%032x', debits_posted)),
-               unhex(printf('%032x', credits_pending)), unhex(printf('%032x', credits_posted)),
-               created_at_ns
-        FROM accounts;
-    DROP TABLE accounts;
-    ALTER TABLE accounts_v15 RENAME TO accounts;
-    CREATE INDEX accounts_by_owner ON accounts (merchant_id, customer_id);
-
+/// Step 2 in SQL: rebuilds `rail_payments` keyed by merchant first, with the suspense columns.
+macro_rules! rail_payments_v15 {
+    () => {
+        r#"
     CREATE TABLE rail_payments_v15 (
         merchant_id    BLOB NOT NULL,
         rail           TEXT NOT NULL,
@@ -86,7 +62,45 @@ pub(crate) const SCHEMA: &str = r#"
     DROP TABLE rail_payments;
     ALTER TABLE rail_payments_v15 RENAME TO rail_payments;
     CREATE INDEX rail_payments_by_invoice ON rail_payments (invoice_id);
-"#;
+"#
+    };
+}
+
+/// Steps 1 and 2, in SQL. `unhex(printf('%032x', n))` is the 16-byte big-endian form of a
+/// non-negative 64-bit integer.
+pub(crate) const SCHEMA: &str = concat!(
+    r#"
+    CREATE TABLE accounts_v15 (
+        id              BLOB PRIMARY KEY,
+        currency        TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        merchant_id     BLOB,
+        customer_id     BLOB,
+        rail            TEXT,
+        flags           INTEGER NOT NULL,
+        -- Running totals: 16-byte big-endian u128 (lifetime sums that only grow).
+        debits_pending  BLOB NOT NULL,
+        debits_posted   BLOB NOT NULL,
+        credits_pending BLOB NOT NULL,
+        credits_posted  BLOB NOT NULL,
+        created_at_ns   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO accounts_v15
+        SELECT id, currency, kind, merchant_id, customer_id, rail, flags,
+               unhex(printf('%032x', debits_pending)), unhex(printf('%032x', debits_posted)),
+               unhex(printf('%032x', credits_pending)), unhex(printf('%032x', credits_posted)),
+               created_at_ns
+        FROM accounts;
+    DROP TABLE accounts;
+    ALTER TABLE accounts_v15 RENAME TO accounts;
+    CREATE INDEX accounts_by_owner ON accounts (merchant_id, customer_id);
+
+"#,
+    rail_payments_v15!()
+);
+
+/// Step 2 alone (PostgreSQL runs it too: `pg_schema.rs`).
+pub(crate) const RAIL_PAYMENTS_SCHEMA: &str = rail_payments_v15!();
 
 /// The ledger as this migration sees it: the accounts it loaded, and what it changes.
 #[derive(Default)]

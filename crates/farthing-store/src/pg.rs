@@ -17,9 +17,10 @@
 //! the shared database is one round of reads and one commit per batch, measured in
 //! `BENCHMARKS.md`.
 //!
-//! Scope: the ledger (accounts, transfers, holds and their expiry, the clock), its migrations
-//! and its audit. The business tables (invoices, the outbox, the rails' tables) are still on
-//! SQLite only; `farthing serve` refuses a PostgreSQL URL and says so.
+//! Scope: the ledger (accounts, transfers, holds and their expiry, the clock, customers'
+//! statements), every migration (`pg_schema.rs`: the whole schema) and the ledger's audit. The
+//! business tables (invoices, the outbox, the rails' tables) exist but the code that reads and
+//! writes them runs on SQLite only so far; `farthing serve` refuses a PostgreSQL URL and says so.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -37,64 +38,9 @@ use postgres::{Client, Statement};
 use crate::audit::{AuditReport, Tally};
 use crate::batch::BatchState;
 use crate::codec::{self, Columns};
-use crate::pg_tls;
 use crate::writer::Work;
+use crate::{pg_schema, pg_tls};
 use crate::{BatchStats, Request, StoreError, StoreOptions, Ticket, WriteError};
-
-/// `(version, name, SQL)`: the numbers and names are SQLite's (`schema.rs`); the SQL is the
-/// PostgreSQL form of the same tables. Only the ledger's migration is here so far.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "ledger",
-    r"
-    -- The same layout as on SQLite: ids 16-byte big-endian, the four running totals 16-byte
-    -- big-endian (128-bit), amounts and times BIGINT.
-    CREATE TABLE accounts (
-        id              BYTEA PRIMARY KEY,
-        currency        TEXT NOT NULL,
-        kind            TEXT NOT NULL,
-        merchant_id     BYTEA,
-        customer_id     BYTEA,
-        rail            TEXT,
-        flags           BIGINT NOT NULL,
-        debits_pending  BYTEA NOT NULL,
-        debits_posted   BYTEA NOT NULL,
-        credits_pending BYTEA NOT NULL,
-        credits_posted  BYTEA NOT NULL,
-        created_at_ns   BIGINT NOT NULL
-    );
-    CREATE INDEX accounts_by_owner ON accounts (merchant_id, customer_id);
-    CREATE TABLE transfers (
-        id                BYTEA PRIMARY KEY,
-        kind              BIGINT NOT NULL,
-        debit_account_id  BYTEA NOT NULL,
-        credit_account_id BYTEA NOT NULL,
-        currency          TEXT NOT NULL,
-        amount            BIGINT NOT NULL,
-        pending_id        BYTEA,
-        timeout_s         BIGINT NOT NULL,
-        code              BIGINT NOT NULL,
-        reference         BYTEA,
-        timestamp_ns      BIGINT NOT NULL
-    );
-    CREATE TABLE pending_transfers (
-        id             BYTEA PRIMARY KEY,
-        state          BIGINT NOT NULL,
-        expires_at_ns  BIGINT,
-        resolved_at_ns BIGINT
-    );
-    CREATE TABLE hold_expiries (
-        expires_at_ns BIGINT NOT NULL,
-        id            BYTEA NOT NULL,
-        PRIMARY KEY (expires_at_ns, id)
-    );
-    CREATE TABLE ledger_meta (
-        singleton         BIGINT PRIMARY KEY CHECK (singleton = 1),
-        last_timestamp_ns BIGINT NOT NULL
-    );
-    INSERT INTO ledger_meta (singleton, last_timestamp_ns) VALUES (1, 0);
-    ",
-)];
 
 /// The advisory lock taken while migrating, so that instances starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6661_7274_6869_6e67; // "farthing"
@@ -115,7 +61,9 @@ const FAILURE_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The newest schema version the PostgreSQL backend knows.
 pub fn schema_version() -> i64 {
-    MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
+    pg_schema::MIGRATIONS
+        .last()
+        .map_or(0, |(version, _)| *version)
 }
 
 impl Columns for postgres::Row {
@@ -138,7 +86,7 @@ impl Columns for postgres::Row {
 /// instance (a paused VM, a partition) cannot hold the ledger's clock lock for long, and
 /// statements are planned for their actual ids (`plan_cache_mode`). Unless
 /// the URL says otherwise, connecting gives up after 10 s and TCP keepalives start after 30 s.
-fn connect(url: &str) -> Result<Client, StoreError> {
+pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {
     connect_as(url, "farthing")
 }
 
@@ -161,12 +109,7 @@ fn connect_as(url: &str, name: &str) -> Result<Client, StoreError> {
     if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
         config.keepalives_idle(Duration::from_secs(30));
     }
-    // A Unix socket never uses TLS (the server offers none there; libpq ignores sslmode too).
-    let local = config
-        .get_hosts()
-        .iter()
-        .all(|host| matches!(host, postgres::config::Host::Unix(_)));
-    config.ssl_mode(if local {
+    config.ssl_mode(if only_unix_sockets(&config) {
         postgres::config::SslMode::Disable
     } else {
         tls.ssl_mode()
@@ -181,6 +124,18 @@ fn connect_as(url: &str, name: &str) -> Result<Client, StoreError> {
          SET plan_cache_mode = force_custom_plan",
     )?;
     Ok(client)
+}
+
+/// Whether every connection `config` can make goes to a Unix socket: the only case without
+/// TLS whatever the URL asks (the server offers none there; libpq ignores sslmode too). A
+/// `hostaddr` is TCP whatever the hosts say.
+fn only_unix_sockets(config: &postgres::Config) -> bool {
+    !config.get_hosts().is_empty()
+        && config.get_hostaddrs().is_empty()
+        && config
+            .get_hosts()
+            .iter()
+            .all(|host| matches!(host, postgres::config::Host::Unix(_)))
 }
 
 /// What a PostgreSQL error says, in full: its own text says little ("db error"); the server's
@@ -273,11 +228,12 @@ fn migrate_client(client: &mut Client) -> Result<i64, StoreError> {
         )?
         .try_get(0)?;
     refuse_newer(found)?;
-    for (number, name, sql) in MIGRATIONS.iter().filter(|(n, _, _)| *n > found) {
-        transaction.batch_execute(sql)?;
+    for (number, parts) in pg_schema::MIGRATIONS.iter().filter(|(n, _)| *n > found) {
+        let name = crate::schema::name(*number);
+        transaction.batch_execute(&pg_schema::text(parts))?;
         transaction.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-            &[number, name],
+            &[number, &name],
         )?;
         tracing::info!(version = number, name, "applying PostgreSQL migration");
     }
@@ -320,6 +276,7 @@ struct Statements {
     insert_expiries: Statement,
     resolve_pending: Statement,
     drop_expiries: Statement,
+    insert_entries: Statement,
 }
 
 impl Statements {
@@ -327,8 +284,11 @@ impl Statements {
         Ok(Statements {
             // The transaction id comes with the lock (locking a row assigns one anyway): if the
             // COMMIT's answer is lost, it tells whether the batch is stored.
+            // And the schema's version: an instance that kept running while a newer farthing
+            // migrated the database stops writing (it would not keep the new tables up).
             lock_clock: client.prepare(
-                "SELECT last_timestamp_ns, pg_current_xact_id()::text FROM ledger_meta \
+                "SELECT last_timestamp_ns, pg_current_xact_id()::text, \
+                 (SELECT MAX(version) FROM schema_migrations) FROM ledger_meta \
                  WHERE singleton = 1 FOR UPDATE",
             )?,
             store_clock: client
@@ -340,19 +300,24 @@ impl Statements {
                 "SELECT EXISTS (SELECT 1 FROM hold_expiries WHERE expires_at_ns <= $1)",
             )?,
             load_transfers: client.prepare(&format!("{TRANSFER_SELECT} WHERE t.id = ANY($1)"))?,
-            load_accounts: client.prepare(&format!("{ACCOUNT_SELECT} WHERE id = ANY($1)"))?,
+            // With each account's newest statement entry (`statements.rs`).
+            load_accounts: client.prepare(&format!(
+                "SELECT {}, last_entry_ns FROM accounts WHERE id = ANY($1)",
+                codec::ACCOUNT_COLUMNS
+            ))?,
             insert_accounts: client.prepare(
                 "INSERT INTO accounts (id, currency, kind, merchant_id, customer_id, rail, flags, \
-                 debits_pending, debits_posted, credits_pending, credits_posted, created_at_ns) \
+                 debits_pending, debits_posted, credits_pending, credits_posted, created_at_ns, \
+                 last_entry_ns) \
                  SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::bytea[], \
                  $5::bytea[], $6::text[], $7::int8[], $8::bytea[], $9::bytea[], $10::bytea[], \
-                 $11::bytea[], $12::int8[])",
+                 $11::bytea[], $12::int8[], $13::int8[])",
             )?,
             update_accounts: client.prepare(
                 "UPDATE accounts a SET debits_pending = u.dp, debits_posted = u.dpo, \
-                 credits_pending = u.cp, credits_posted = u.cpo \
-                 FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bytea[]) \
-                 AS u(id, dp, dpo, cp, cpo) WHERE a.id = u.id",
+                 credits_pending = u.cp, credits_posted = u.cpo, last_entry_ns = u.last \
+                 FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bytea[], \
+                 $6::int8[]) AS u(id, dp, dpo, cp, cpo, last) WHERE a.id = u.id",
             )?,
             insert_transfers: client.prepare(
                 "INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, currency, \
@@ -375,6 +340,12 @@ impl Statements {
                  WHERE p.id = u.id AND p.state = 0",
             )?,
             drop_expiries: client.prepare("DELETE FROM hold_expiries WHERE id = ANY($1)")?,
+            insert_entries: client.prepare(
+                "INSERT INTO customer_entries (timestamp_ns, account_id, transfer_id, amount, \
+                 balance_after, code, reference, prev_ns) \
+                 SELECT * FROM UNNEST($1::int8[], $2::bytea[], $3::bytea[], $4::int8[], \
+                 $5::int8[], $6::int8[], $7::bytea[], $8::int8[])",
+            )?,
         })
     }
 }
@@ -794,6 +765,7 @@ fn apply_batch(
     let locked = transaction.query_one(&statements.lock_clock, &[])?;
     let clock: i64 = locked.try_get(0)?;
     let xid: String = locked.try_get(1)?;
+    refuse_newer(locked.try_get::<_, Option<i64>>(2)?.unwrap_or(0))?;
     let last_timestamp_ns =
         u64::try_from(clock).map_err(|_| StoreError::Corrupt("negative ledger clock".into()))?;
 
@@ -835,12 +807,14 @@ fn apply_batch(
         }
     }
     let mut accounts = HashMap::new();
+    let mut heads = HashMap::new();
     for row in rows_by_ids(
         &mut transaction,
         &statements.load_accounts,
         account_ids.iter().map(|id| id.to_be_bytes()),
     )? {
         let state = codec::account_from_row(&row)?;
+        heads.insert(state.account.id, row.try_get::<_, Option<i64>>(12)?);
         accounts.insert(state.account.id, state);
     }
 
@@ -883,7 +857,7 @@ fn apply_batch(
             commit_time: Duration::ZERO,
         });
     }
-    persist(&mut transaction, statements, &mut state)?;
+    persist(&mut transaction, statements, &mut state, heads)?;
     if !stale.is_empty() {
         transaction.execute(&statements.drop_expiries, &[&stale])?;
     }
@@ -932,11 +906,25 @@ fn totals(states: &[&AccountState]) -> [Vec<Vec<u8>>; 4] {
 }
 
 /// Writes the batch's changes with one array statement per kind of change.
+/// Writes what the batch changed. `heads` holds each loaded account's newest statement entry;
+/// the batch's entries are computed first, so each account row is written once, with its totals
+/// and its newest entry.
 fn persist(
     transaction: &mut postgres::Transaction<'_>,
     statements: &Statements,
     state: &mut BatchState<'_>,
+    mut heads: HashMap<AccountId, Option<i64>>,
 ) -> Result<(), StoreError> {
+    // Customers' statements (`statements.rs`, as on SQLite); read under the clock lock, so the
+    // newest entries are those of the batch before, whichever instance wrote it.
+    let moves = crate::statements::moves(state.accounts, &state.new_transfers);
+    let entries = crate::statements::entries(&moves, state.accounts, &mut heads)?;
+    let last_entries = |states: &[&AccountState]| -> Vec<Option<i64>> {
+        states
+            .iter()
+            .map(|s| heads.get(&s.account.id).copied().flatten())
+            .collect()
+    };
     let new: HashSet<AccountId> = state.new_accounts.iter().copied().collect();
     let created: Vec<&AccountState> = state
         .new_accounts
@@ -992,6 +980,7 @@ fn persist(
                 &cp,
                 &cpo,
                 &created_at,
+                &last_entries(&created),
             ],
         )?;
     }
@@ -1008,7 +997,14 @@ fn persist(
         let [dp, dpo, cp, cpo] = totals(&changed);
         let updated = transaction.execute(
             &statements.update_accounts,
-            &[&account_ids(&changed), &dp, &dpo, &cp, &cpo],
+            &[
+                &account_ids(&changed),
+                &dp,
+                &dpo,
+                &cp,
+                &cpo,
+                &last_entries(&changed),
+            ],
         )?;
         if updated != changed.len() as u64 {
             return Err(StoreError::Corrupt(format!(
@@ -1114,9 +1110,47 @@ fn persist(
         }
         transaction.execute(&statements.drop_expiries, &[&ids])?;
     }
+    insert_entries(transaction, statements, &entries)?;
     transaction.execute(
         &statements.store_clock,
         &[&codec::sql_amount(state.last_timestamp_ns)?],
+    )?;
+    Ok(())
+}
+
+/// Inserts a batch's statement entries (one array statement).
+fn insert_entries(
+    transaction: &mut postgres::Transaction<'_>,
+    statements: &Statements,
+    entries: &[crate::statements::NewEntry],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let column = |value: fn(&crate::statements::NewEntry) -> i64| -> Vec<i64> {
+        entries.iter().map(value).collect()
+    };
+    transaction.execute(
+        &statements.insert_entries,
+        &[
+            &column(|e| e.timestamp_ns),
+            &entries
+                .iter()
+                .map(|e| e.account.to_be_bytes().to_vec())
+                .collect::<Vec<_>>(),
+            &entries
+                .iter()
+                .map(|e| e.transfer.to_be_bytes().to_vec())
+                .collect::<Vec<_>>(),
+            &column(|e| e.amount),
+            &column(|e| e.balance_after),
+            &column(|e| i64::from(e.code)),
+            &entries
+                .iter()
+                .map(|e| e.reference.map(|bytes| bytes.to_vec()))
+                .collect::<Vec<_>>(),
+            &entries.iter().map(|e| e.prev_ns).collect::<Vec<_>>(),
+        ],
     )?;
     Ok(())
 }
@@ -1131,20 +1165,27 @@ pub fn audit(url: &str) -> Result<AuditReport, StoreError> {
         .read_only(true)
         .start()?;
     let mut tally = Tally::new(AuditReport::default());
-    let none: [&str; 0] = [];
-    {
-        let mut rows = snapshot.query_raw(ACCOUNT_SELECT, none)?;
-        while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
-            tally.account(codec::account_from_row(&row));
-        }
-    }
-    {
-        let mut rows = snapshot.query_raw(TRANSFER_SELECT, none)?;
-        while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
-            tally.transfer(codec::transfer_from_row(&row));
-        }
-    }
+    each_row(&mut snapshot, ACCOUNT_SELECT, |row| {
+        tally.account(codec::account_from_row(row));
+        Ok(())
+    })?;
+    each_row(&mut snapshot, TRANSFER_SELECT, |row| {
+        tally.transfer(codec::transfer_from_row(row));
+        Ok(())
+    })?;
     let (mut report, max_timestamp_ns) = tally.finish();
+    let mut statements = crate::statements::StatementCheck::default();
+    each_row(
+        &mut snapshot,
+        &crate::statements::StatementCheck::accounts_sql(),
+        |row| statements.account(row),
+    )?;
+    each_row(
+        &mut snapshot,
+        crate::statements::StatementCheck::ENTRIES_SQL,
+        |row| statements.entry(row),
+    )?;
+    statements.finish(&mut report.problems);
     let count = |snapshot: &mut postgres::Transaction<'_>, sql: &str| -> Result<i64, StoreError> {
         Ok(snapshot.query_one(sql, &[])?.try_get(0)?)
     };
@@ -1195,6 +1236,47 @@ pub fn audit(url: &str) -> Result<AuditReport, StoreError> {
     Ok(report)
 }
 
+/// Rebuilds customers' statements from the transfers (migration 19's fill, run again), under the
+/// ledger's clock lock so no batch writes meanwhile; returns how many entries there are. What
+/// the writers keep up batch by batch must equal this (a test checks it); also a repair for a
+/// statement `farthing audit` finds broken (no command runs it yet).
+#[doc(hidden)]
+pub fn rebuild_statements(url: &str) -> Result<u64, StoreError> {
+    let mut client = open_existing(url)?;
+    let mut transaction = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::ReadCommitted)
+        .start()?;
+    transaction.query_one(
+        "SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1 FOR UPDATE",
+        &[],
+    )?;
+    transaction.batch_execute(
+        "DELETE FROM customer_entries; \
+         UPDATE accounts SET last_entry_ns = NULL WHERE last_entry_ns IS NOT NULL;",
+    )?;
+    transaction.batch_execute(pg_schema::CUSTOMER_ENTRIES_FILL)?;
+    let count: i64 = transaction
+        .query_one("SELECT COUNT(*) FROM customer_entries", &[])?
+        .try_get(0)?;
+    transaction.commit()?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Streams the rows of a query without parameters into `each` (the audit reads whole tables).
+fn each_row(
+    snapshot: &mut postgres::Transaction<'_>,
+    sql: &str,
+    mut each: impl FnMut(&postgres::Row) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let none: [&str; 0] = [];
+    let mut rows = snapshot.query_raw(sql, none)?;
+    while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
+        each(&row)?;
+    }
+    Ok(())
+}
+
 /// A schema name farthing may put into SQL as it is.
 fn check_schema_name(name: &str) -> Result<(), StoreError> {
     let plain = name
@@ -1208,19 +1290,85 @@ fn check_schema_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `url` with its connections' `search_path` set to `schema` (an `options=` parameter that set
+/// one is replaced; one that sets anything else is refused, rather than lost).
+pub fn with_search_path(url: &str, schema: &str) -> Result<String, StoreError> {
+    check_schema_name(schema)?;
+    let (base, query) = pg_tls::split_query(url);
+    let mut kept = Vec::new();
+    for parameter in query
+        .map(|query| query.split('&'))
+        .into_iter()
+        .flatten()
+        .filter(|parameter| !parameter.is_empty())
+    {
+        let Some(value) = parameter.strip_prefix("options=") else {
+            kept.push(parameter.to_owned());
+            continue;
+        };
+        let decoded = pg_tls::percent_decode(value)
+            .map_err(|error| StoreError::BadUrl(format!("the URL's options=: {error}")))?;
+        let words: Vec<&str> = decoded.split_whitespace().collect();
+        let setting = match words.as_slice() {
+            ["-c", setting] => Some(*setting),
+            [joined] => joined.strip_prefix("-c"),
+            _ => None,
+        };
+        let sets_search_path = setting
+            .and_then(|setting| setting.strip_prefix("search_path="))
+            .is_some_and(|name| !name.is_empty());
+        if !sets_search_path {
+            return Err(StoreError::BadUrl(
+                "the URL's options= sets more than search_path: farthing chooses the schema of \
+                 test-mode data itself; give the URL without other options"
+                    .to_owned(),
+            ));
+        }
+    }
+    kept.push(format!("options=-c%20search_path%3D{schema}"));
+    Ok(format!("{base}?{}", kept.join("&")))
+}
+
+/// Where test-mode data lives beside the live data of `url`: the schema `<schema>_test` of the
+/// same database (as SQLite keeps `farthing-test.db` beside `farthing.db`), `<schema>` being the
+/// live data's (the URL's `search_path`, or the role's default, usually `public`). With `create`
+/// the schema is made when missing; without, `None` when there is none.
+pub fn test_mode_url(url: &str, create: bool) -> Result<Option<String>, StoreError> {
+    let mut client = connect(url)?;
+    let live: Option<String> = client
+        .query_one("SELECT current_schema()", &[])?
+        .try_get(0)?;
+    let Some(live) = live else {
+        return Err(StoreError::BadUrl(
+            "the URL's search_path names no schema that exists: create it, or fix the URL"
+                .to_owned(),
+        ));
+    };
+    let test = format!("{live}_test");
+    check_schema_name(&test)?;
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&test],
+        )?
+        .try_get(0)?;
+    if !exists {
+        if !create {
+            return Ok(None);
+        }
+        // Only when missing: CREATE SCHEMA needs the CREATE right even with IF NOT EXISTS.
+        client.batch_execute(&format!("CREATE SCHEMA {test}"))?;
+    }
+    with_search_path(url, &test).map(Some)
+}
+
 /// Makes a new, empty schema in the database at `url` and returns a URL whose connections use
 /// it (`search_path`), for a benchmark or a test that must not touch what is there.
 pub fn scratch_schema(url: &str, name: &str) -> Result<String, StoreError> {
     check_schema_name(name)?;
-    if url.contains("options=") {
-        return Err(StoreError::BadUrl(
-            "the URL already sets options=: give one without it for a scratch schema".to_owned(),
-        ));
-    }
     let mut client = connect(url)?;
     client.batch_execute(&format!("CREATE SCHEMA {name}"))?;
-    let separator = if url.contains('?') { '&' } else { '?' };
-    Ok(format!("{url}{separator}options=-c%20search_path%3D{name}"))
+    with_search_path(url, name)
 }
 
 /// Drops a schema made by [`scratch_schema`] with everything in it.
@@ -1229,4 +1377,63 @@ pub fn drop_scratch_schema(url: &str, name: &str) -> Result<(), StoreError> {
     let mut client = connect(url)?;
     client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_path_set_or_replaced_never_other_options_lost() {
+        assert_eq!(
+            with_search_path("postgres://u@h/db", "shop_test").expect("set"),
+            "postgres://u@h/db?options=-c%20search_path%3Dshop_test"
+        );
+        assert_eq!(
+            with_search_path(
+                "postgres://u@/db?host=/run&options=-c%20search_path%3Dshop&sslmode=disable",
+                "shop_test"
+            )
+            .expect("replaced"),
+            "postgres://u@/db?host=/run&sslmode=disable&options=-c%20search_path%3Dshop_test"
+        );
+        assert!(matches!(
+            with_search_path("postgres://h/db?options=-c%20statement_timeout%3D5s", "x"),
+            Err(StoreError::BadUrl(text)) if text.contains("more than search_path")
+        ));
+        assert!(matches!(
+            with_search_path("postgres://h/db", "Shop; DROP"),
+            Err(StoreError::BadUrl(_))
+        ));
+        // A second setting hidden after the search path is not dropped silently.
+        assert!(matches!(
+            with_search_path(
+                "postgres://h/db?options=-c%20search_path%3Ds%20--statement_timeout%3D5s",
+                "x"
+            ),
+            Err(StoreError::BadUrl(_))
+        ));
+        assert_eq!(
+            with_search_path("postgres://h/db?", "x").expect("a bare ?"),
+            "postgres://h/db?options=-c%20search_path%3Dx"
+        );
+        assert_eq!(
+            with_search_path("postgres://h/db?options=-csearch_path%3Dold", "x").expect("joined"),
+            "postgres://h/db?options=-c%20search_path%3Dx"
+        );
+    }
+
+    #[test]
+    fn tls_is_off_only_when_every_connection_is_a_unix_socket() {
+        let local = |url: &str| only_unix_sockets(&url.parse().expect("a URL"));
+        assert!(local("postgres://u@/db?host=/run/postgresql"));
+        assert!(!local("postgres://u@db.example/db"));
+        assert!(!local("postgres://u@db.example/db?host=/run/postgresql"));
+        // hostaddr is TCP, whatever the host says.
+        assert!(!local(
+            "postgres://u@/db?host=/run/postgresql&hostaddr=10.0.0.5"
+        ));
+        assert!(!local("postgres://u@/db?hostaddr=10.0.0.5"));
+        assert!(!local("postgres://u@/db"));
+    }
 }

@@ -10,7 +10,7 @@
 //! | `sslmode`            | encrypted              | server certificate checked            |
 //! |----------------------|------------------------|---------------------------------------|
 //! | `disable`            | never                  | —                                     |
-//! | `prefer` (default)   | when the server offers | no                                    |
+//! | `prefer` (default)   | when the server offers | no; with `sslrootcert`: as `verify-ca` |
 //! | `require`            | always                 | no; with `sslrootcert`: as `verify-ca` |
 //! | `verify-ca`          | always                 | signed by `sslrootcert`               |
 //! | `verify-full`        | always                 | signed by `sslrootcert`, for the host  |
@@ -67,16 +67,8 @@ fn bad(text: String) -> StoreError {
 
 /// Takes `sslmode` and `sslrootcert` out of `url`: the URL the client parses, and what they ask.
 pub(crate) fn split(url: &str) -> Result<(String, Tls), StoreError> {
-    // Where the parameters start, found as the client finds them: after the credentials (up to
-    // the first `@`), the first `?`.
-    let after_scheme = url.find("://").map_or(0, |at| at + 3);
-    let credentials_end = url[after_scheme..]
-        .find('@')
-        .map_or(after_scheme, |at| after_scheme + at + 1);
-    let Some(query_at) = url[credentials_end..]
-        .find('?')
-        .map(|at| credentials_end + at)
-    else {
+    let (base, query) = split_query(url);
+    let Some(query) = query else {
         return Ok((
             url.to_owned(),
             Tls {
@@ -88,7 +80,7 @@ pub(crate) fn split(url: &str) -> Result<(String, Tls), StoreError> {
     let mut mode = None;
     let mut roots = None;
     let mut kept = Vec::new();
-    for parameter in url[query_at + 1..].split('&') {
+    for parameter in query.split('&') {
         let (key, value) = parameter.split_once('=').unwrap_or((parameter, ""));
         match key {
             "sslmode" => {
@@ -136,7 +128,7 @@ pub(crate) fn split(url: &str) -> Result<(String, Tls), StoreError> {
             _ => kept.push(parameter),
         }
     }
-    let mut rest = url[..query_at].to_owned();
+    let mut rest = base.to_owned();
     if !kept.is_empty() {
         rest.push('?');
         rest.push_str(&kept.join("&"));
@@ -156,8 +148,24 @@ pub(crate) fn split(url: &str) -> Result<(String, Tls), StoreError> {
     Ok((rest, Tls { mode, roots }))
 }
 
+/// A URL's part before its parameters, and the parameters (after `?`), found as the client
+/// finds them: after the credentials (up to the first `@`), the first `?`.
+pub(crate) fn split_query(url: &str) -> (&str, Option<&str>) {
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    let credentials_end = url[after_scheme..]
+        .find('@')
+        .map_or(after_scheme, |at| after_scheme + at + 1);
+    match url[credentials_end..].find('?') {
+        Some(at) => (
+            &url[..credentials_end + at],
+            Some(&url[credentials_end + at + 1..]),
+        ),
+        None => (url, None),
+    }
+}
+
 /// `%XX` sequences decoded (a path may be written percent-encoded in a URL).
-fn percent_decode(text: &str) -> Result<String, String> {
+pub(crate) fn percent_decode(text: &str) -> Result<String, String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
@@ -194,8 +202,9 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|error| bad(format!("TLS: {error}")))?;
         let check = match (&self.mode, &self.roots) {
-            (Mode::Disable | Mode::Prefer, _) | (Mode::Require, None) => Check::Encrypt,
-            (Mode::Require | Mode::VerifyCa, Some(roots)) => Check::Ca(roots),
+            (Mode::Disable, _) | (Mode::Prefer | Mode::Require, None) => Check::Encrypt,
+            // As libpq: a root certificate given is checked (the CA, not the name).
+            (Mode::Prefer | Mode::Require | Mode::VerifyCa, Some(roots)) => Check::Ca(roots),
             (Mode::VerifyFull, Some(roots)) => Check::Full(roots),
             (Mode::VerifyCa | Mode::VerifyFull, None) => {
                 return Err(bad("sslmode=verify-* needs sslrootcert".to_owned()))

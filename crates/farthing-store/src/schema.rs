@@ -153,6 +153,20 @@ const MIGRATIONS: &[(i64, &str, Step)] = &[
     (24, "ton_refunds", sql(crate::ton::REFUNDS_SCHEMA)),
 ];
 
+/// Every migration's number, in order (PostgreSQL's forms have the same: `pg_schema.rs`).
+#[cfg(test)]
+pub(crate) fn numbers() -> Vec<i64> {
+    MIGRATIONS.iter().map(|(version, _, _)| *version).collect()
+}
+
+/// A migration's name.
+pub(crate) fn name(version: i64) -> &'static str {
+    MIGRATIONS
+        .iter()
+        .find(|(number, _, _)| *number == version)
+        .map_or("unknown", |(_, name, _)| name)
+}
+
 /// The newest schema this build knows.
 pub(crate) fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |(version, _, _)| *version)

@@ -19,24 +19,17 @@ use farthing_core::ledger::{AccountKind, AccountState, TransferKind, TransferRec
 use farthing_core::{AccountId, TransferId};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::codec::sql_amount;
+use crate::codec::{sql_amount, Columns};
 use crate::{Reader, StoreError};
 
 /// Migration 19: the table, filled from the transfers already booked (a running sum per
 /// account in ledger-time order, which is what the accounts' totals are), and each customer
 /// account's newest entry.
-pub(crate) const SCHEMA: &str = r#"
-    CREATE TABLE customer_entries (
-        timestamp_ns  INTEGER NOT NULL,
-        account_id    BLOB NOT NULL,
-        transfer_id   BLOB NOT NULL,
-        amount        INTEGER NOT NULL,
-        balance_after INTEGER NOT NULL,
-        code          INTEGER NOT NULL,
-        reference     BLOB,
-        prev_ns       INTEGER,
-        PRIMARY KEY (timestamp_ns, account_id)
-    ) WITHOUT ROWID;
+/// Migration 19's fill of `customer_entries` from the transfers already booked, up to the
+/// closing parenthesis of its subquery (PostgreSQL 15 wants that subquery named: `pg_schema.rs`).
+macro_rules! customer_entries_fill {
+    () => {
+        r#"
     INSERT INTO customer_entries
         SELECT timestamp_ns, account_id, id, amount,
                SUM(amount) OVER (PARTITION BY account_id ORDER BY timestamp_ns
@@ -51,7 +44,27 @@ pub(crate) const SCHEMA: &str = r#"
             FROM transfers t
             JOIN accounts a ON a.id = t.debit_account_id OR a.id = t.credit_account_id
             WHERE a.kind = 'customer_balance' AND t.kind IN (0, 2)
-        );
+        )"#
+    };
+}
+pub(crate) use customer_entries_fill;
+
+pub(crate) const SCHEMA: &str = concat!(
+    r#"
+    CREATE TABLE customer_entries (
+        timestamp_ns  INTEGER NOT NULL,
+        account_id    BLOB NOT NULL,
+        transfer_id   BLOB NOT NULL,
+        amount        INTEGER NOT NULL,
+        balance_after INTEGER NOT NULL,
+        code          INTEGER NOT NULL,
+        reference     BLOB,
+        prev_ns       INTEGER,
+        PRIMARY KEY (timestamp_ns, account_id)
+    ) WITHOUT ROWID;
+"#,
+    customer_entries_fill!(),
+    r#";
     ALTER TABLE accounts ADD COLUMN last_entry_ns INTEGER;
     CREATE TEMP TABLE statement_heads (account_id BLOB PRIMARY KEY, last_ns INTEGER NOT NULL);
     INSERT INTO statement_heads
@@ -60,7 +73,8 @@ pub(crate) const SCHEMA: &str = r#"
         (SELECT last_ns FROM statement_heads h WHERE h.account_id = accounts.id)
         WHERE kind = 'customer_balance';
     DROP TABLE statement_heads;
-"#;
+"#
+);
 
 /// One movement of a customer balance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,18 +95,21 @@ pub struct CustomerEntry {
     pub reference: u128,
 }
 
-/// The entries of a batch's new transfers, for the customer balances they post to.
-pub(crate) fn persist(
-    connection: &Connection,
+/// One movement of a customer balance a batch's new transfer makes: the account, the
+/// transfer, and the signed amount (positive credits the customer).
+pub(crate) type Move<'r> = (AccountId, &'r TransferRecord, i128);
+
+/// The movements of customer balances among a batch's new transfers, in ledger order.
+pub(crate) fn moves<'r>(
     accounts: &HashMap<AccountId, AccountState>,
-    new_transfers: &[TransferRecord],
-) -> Result<(), StoreError> {
+    new_transfers: &'r [TransferRecord],
+) -> Vec<Move<'r>> {
     let is_customer = |id: &AccountId| {
         accounts
             .get(id)
             .is_some_and(|state| matches!(state.account.kind, AccountKind::CustomerBalance { .. }))
     };
-    let mut moves: Vec<(AccountId, &TransferRecord, i128)> = Vec::new();
+    let mut moves = Vec::new();
     for record in new_transfers {
         // Holds and voids change no posted balance; the posting of a hold does.
         if !matches!(
@@ -109,10 +126,29 @@ pub(crate) fn persist(
             moves.push((record.credit_account_id, record, amount));
         }
     }
-    if moves.is_empty() {
-        return Ok(());
-    }
-    // Walk back from each account's balance after the batch.
+    moves
+}
+
+/// A row of `customer_entries`, as stored.
+pub(crate) struct NewEntry {
+    pub(crate) timestamp_ns: i64,
+    pub(crate) account: AccountId,
+    pub(crate) transfer: TransferId,
+    pub(crate) amount: i64,
+    pub(crate) balance_after: i64,
+    pub(crate) code: u16,
+    pub(crate) reference: Option<[u8; 16]>,
+    pub(crate) prev_ns: Option<i64>,
+}
+
+/// The entries of `moves`. `heads` holds each moved account's newest entry before the batch
+/// (`None`: it has none) and afterwards holds its newest entry after it. The balance after each
+/// entry is found walking back from the account's balance after the batch.
+pub(crate) fn entries(
+    moves: &[Move<'_>],
+    accounts: &HashMap<AccountId, AccountState>,
+    heads: &mut HashMap<AccountId, Option<i64>>,
+) -> Result<Vec<NewEntry>, StoreError> {
     let mut after: HashMap<AccountId, i128> = HashMap::new();
     let mut balance_after = vec![0_i128; moves.len()];
     for (i, (account, _, amount)) in moves.iter().enumerate().rev() {
@@ -124,14 +160,45 @@ pub(crate) fn persist(
         balance_after[i] = current;
         after.insert(*account, current - amount);
     }
+    let signed = |value: i128| {
+        i64::try_from(value)
+            .map_err(|_| StoreError::Corrupt(format!("statement amount {value} overflows")))
+    };
+    let mut out = Vec::with_capacity(moves.len());
+    for ((account, record, amount), balance) in moves.iter().zip(balance_after) {
+        let timestamp_ns = sql_amount(record.timestamp_ns)?;
+        out.push(NewEntry {
+            timestamp_ns,
+            account: *account,
+            transfer: record.id,
+            amount: signed(*amount)?,
+            balance_after: signed(balance)?,
+            code: record.code,
+            reference: (record.reference != 0).then(|| record.reference.to_be_bytes()),
+            prev_ns: heads.insert(*account, Some(timestamp_ns)).flatten(),
+        });
+    }
+    Ok(out)
+}
+
+/// Writes the entries of a batch's new transfers, for the customer balances they post to.
+pub(crate) fn persist(
+    connection: &Connection,
+    accounts: &HashMap<AccountId, AccountState>,
+    new_transfers: &[TransferRecord],
+) -> Result<(), StoreError> {
+    let moves = moves(accounts, new_transfers);
+    if moves.is_empty() {
+        return Ok(());
+    }
     // Each account's newest entry before this batch: its row is in the page cache (the batch
     // just rewrote it).
-    let mut head: HashMap<AccountId, Option<i64>> = HashMap::new();
+    let mut heads: HashMap<AccountId, Option<i64>> = HashMap::new();
     {
         let mut statement =
             connection.prepare_cached("SELECT last_entry_ns FROM accounts WHERE id = ?1")?;
         for (account, _, _) in &moves {
-            if let std::collections::hash_map::Entry::Vacant(slot) = head.entry(*account) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = heads.entry(*account) {
                 let last: Option<i64> = statement
                     .query_row([account.to_be_bytes()], |row| row.get(0))
                     .optional()?
@@ -144,27 +211,21 @@ pub(crate) fn persist(
         "INSERT INTO customer_entries (timestamp_ns, account_id, transfer_id, amount, \
          balance_after, code, reference, prev_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    for ((account, record, amount), balance) in moves.iter().zip(balance_after) {
-        let signed = |value: i128| {
-            i64::try_from(value)
-                .map_err(|_| StoreError::Corrupt(format!("statement amount {value} overflows")))
-        };
-        let timestamp = sql_amount(record.timestamp_ns)?;
-        let previous = head.insert(*account, Some(timestamp)).flatten();
+    for entry in entries(&moves, accounts, &mut heads)? {
         insert.execute(params![
-            timestamp,
-            account.to_be_bytes(),
-            record.id.to_be_bytes(),
-            signed(*amount)?,
-            signed(balance)?,
-            record.code,
-            (record.reference != 0).then(|| record.reference.to_be_bytes()),
-            previous,
+            entry.timestamp_ns,
+            entry.account.to_be_bytes(),
+            entry.transfer.to_be_bytes(),
+            entry.amount,
+            entry.balance_after,
+            entry.code,
+            entry.reference,
+            entry.prev_ns,
         ])?;
     }
     let mut update =
         connection.prepare_cached("UPDATE accounts SET last_entry_ns = ?2 WHERE id = ?1")?;
-    for (account, last) in head {
+    for (account, last) in heads {
         update.execute(params![account.to_be_bytes(), last])?;
     }
     Ok(())
@@ -265,68 +326,107 @@ impl Reader<'_> {
 /// `farthing audit`: per customer balance the entries chain back from the account's newest,
 /// each balance follows from the one before, and the last equals the posted balance.
 pub(crate) fn audit(connection: &Connection, problems: &mut Vec<String>) -> Result<(), StoreError> {
-    // Totals are stored as 128-bit blobs: compare in Rust, not in SQL.
-    let mut accounts: HashMap<AccountId, (i128, Option<i64>)> = HashMap::new();
-    {
-        let mut statement = connection.prepare(&format!(
-            "SELECT {}, last_entry_ns FROM accounts WHERE kind = 'customer_balance'",
-            crate::codec::ACCOUNT_COLUMNS
-        ))?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let state = crate::codec::account_from_row(row)?;
-            accounts.insert(state.account.id, (state.balances.posted(), row.get(12)?));
-        }
-    }
-    let (mut unstated, mut broken) = (0_u64, 0_u64);
-    // One pass in (account, time) order: (account, balance so far, newest time so far).
-    let mut current: Option<(AccountId, i128, i64)> = None;
-    let mut finish = |done: Option<(AccountId, i128, i64)>, unstated: &mut u64| {
-        if let Some((account, balance, last)) = done {
-            match accounts.remove(&account) {
-                Some((posted, head)) if posted == balance && head == Some(last) => {}
-                _ => *unstated += 1,
-            }
-        }
-    };
-    let mut statement = connection.prepare(
-        "SELECT account_id, timestamp_ns, amount, balance_after, prev_ns FROM customer_entries \
-         ORDER BY account_id, timestamp_ns",
-    )?;
+    let mut check = StatementCheck::default();
+    let mut statement = connection.prepare(&StatementCheck::accounts_sql())?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        let id: Vec<u8> = row.get(0)?;
-        let account = AccountId::from_be_slice(&id)
-            .ok_or_else(|| StoreError::Corrupt("statement account is not 16 bytes".into()))?;
-        let (at, amount, after, prev): (i64, i64, i64, Option<i64>) =
-            (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
-        let (balance, last) = match current {
+        check.account(row)?;
+    }
+    let mut statement = connection.prepare(StatementCheck::ENTRIES_SQL)?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        check.entry(row)?;
+    }
+    check.finish(problems);
+    Ok(())
+}
+
+/// The statement checks of `farthing audit`, fed with rows of either backend: first every
+/// customer balance ([`StatementCheck::accounts_sql`]), then every entry in (account, time)
+/// order ([`StatementCheck::ENTRIES_SQL`]).
+#[derive(Default)]
+pub(crate) struct StatementCheck {
+    /// Per customer balance: its posted balance and newest entry (removed once its entries
+    /// are checked).
+    accounts: HashMap<AccountId, (i128, Option<i64>)>,
+    /// The account being walked: (account, balance so far, newest time so far).
+    current: Option<(AccountId, i128, i64)>,
+    unstated: u64,
+    broken: u64,
+}
+
+impl StatementCheck {
+    /// Every customer balance (totals are 128-bit blobs: compared in Rust, not in SQL).
+    pub(crate) fn accounts_sql() -> String {
+        format!(
+            "SELECT {}, last_entry_ns FROM accounts WHERE kind = 'customer_balance'",
+            crate::codec::ACCOUNT_COLUMNS
+        )
+    }
+
+    /// Every entry, in (account, time) order.
+    pub(crate) const ENTRIES_SQL: &'static str =
+        "SELECT account_id, timestamp_ns, amount, balance_after, prev_ns FROM customer_entries \
+         ORDER BY account_id, timestamp_ns";
+
+    pub(crate) fn account(&mut self, row: &impl Columns) -> Result<(), StoreError> {
+        let state = crate::codec::account_from_row(row)?;
+        self.accounts
+            .insert(state.account.id, (state.balances.posted(), row.int(12)?));
+        Ok(())
+    }
+
+    pub(crate) fn entry(&mut self, row: &impl Columns) -> Result<(), StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("statement {what}"));
+        let id = row.bytes(0)?.ok_or_else(|| corrupt("account is NULL"))?;
+        let account =
+            AccountId::from_be_slice(&id).ok_or_else(|| corrupt("account is not 16 bytes"))?;
+        let int = |index: usize| row.int(index)?.ok_or_else(|| corrupt("value is NULL"));
+        let (at, amount, after, prev) = (int(1)?, int(2)?, int(3)?, row.int(4)?);
+        let (balance, last) = match self.current {
             Some((same, balance, last)) if same == account => (balance, Some(last)),
             other => {
-                finish(other, &mut unstated);
+                self.close(other);
                 (0, None)
             }
         };
         if prev != last || balance + i128::from(amount) != i128::from(after) {
-            broken += 1;
+            self.broken += 1;
         }
-        current = Some((account, i128::from(after), at));
+        self.current = Some((account, i128::from(after), at));
+        Ok(())
     }
-    finish(current, &mut unstated);
-    // Customer balances with no entries must be zero and point nowhere.
-    unstated += accounts
-        .values()
-        .filter(|(posted, head)| *posted != 0 || head.is_some())
-        .count() as u64;
-    if unstated > 0 {
-        problems.push(format!(
-            "{unstated} customer balance(s) whose statement does not add up to the balance"
-        ));
+
+    /// The walk of one account is over: its last balance and time must be the account's.
+    fn close(&mut self, done: Option<(AccountId, i128, i64)>) {
+        if let Some((account, balance, last)) = done {
+            match self.accounts.remove(&account) {
+                Some((posted, head)) if posted == balance && head == Some(last) => {}
+                _ => self.unstated += 1,
+            }
+        }
     }
-    if broken > 0 {
-        problems.push(format!(
-            "{broken} statement entr(ies) whose balance or link does not follow from the one before"
-        ));
+
+    pub(crate) fn finish(mut self, problems: &mut Vec<String>) {
+        let current = self.current.take();
+        self.close(current);
+        // Customer balances with no entries must be zero and point nowhere.
+        self.unstated += self
+            .accounts
+            .values()
+            .filter(|(posted, head)| *posted != 0 || head.is_some())
+            .count() as u64;
+        if self.unstated > 0 {
+            problems.push(format!(
+                "{} customer balance(s) whose statement does not add up to the balance",
+                self.unstated
+            ));
+        }
+        if self.broken > 0 {
+            problems.push(format!(
+                "{} statement entr(ies) whose balance or link does not follow from the one before",
+                self.broken
+            ));
+        }
     }
-    Ok(())
 }

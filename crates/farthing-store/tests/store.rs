@@ -2288,7 +2288,8 @@ fn postgres_instances_starting_together_migrate_once() {
             &url,
             "SELECT COUNT(*) || ':' || MAX(version) FROM schema_migrations"
         ),
-        format!("1:{}", farthing_store::pg::schema_version())
+        format!("{0}:{0}", farthing_store::pg::schema_version(),),
+        "every migration applied once (they are numbered 1, 2, 3, …)"
     );
     let all: Vec<Ledger> = ledgers.into_iter().map(Ledger::Postgres).collect();
     setup_funded_ledger(&all[3], 50);
@@ -2531,5 +2532,338 @@ fn postgres_over_tls_checks_the_certificate_as_sslmode_says() {
     // The Unix socket never uses TLS, whatever the URL asks.
     let local = format!("{}&sslmode=verify-full&sslrootcert={ca}", server.url());
     let ledger = PgLedger::open(&local, StoreOptions::default()).expect("the socket");
+    ledger.shutdown();
+}
+
+/// The PostgreSQL migrations make the same schema as SQLite's: the same tables with the same
+/// columns in the same order (BLOB ~ bytea, INTEGER ~ bigint, TEXT ~ text), the same nullability
+/// and defaults, the same indexes on the same columns; and the same numbers and names.
+#[test]
+fn postgres_schema_is_sqlites() {
+    let server = Postgres::start();
+    let url = server.schema();
+    assert_eq!(
+        farthing_store::pg::migrate(&url).expect("migrate"),
+        farthing_store::schema_version()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("schema.db");
+    Store::open(&path, StoreOptions::default())
+        .expect("open")
+        .shutdown();
+    let sqlite = Connection::open(&path).expect("sqlite");
+
+    let mut lite_columns = Vec::new();
+    let mut lite_indexes = Vec::new();
+    let tables: Vec<String> = sqlite
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' AND name != 'schema_migrations'",
+        )
+        .expect("tables")
+        .query_map([], |row| row.get(0))
+        .expect("tables")
+        .collect::<Result<_, _>>()
+        .expect("tables");
+    for table in &tables {
+        let mut statement = sqlite
+            .prepare(&format!("PRAGMA table_info({table})"))
+            .expect("columns");
+        let mut rows = statement.query([]).expect("columns");
+        while let Some(row) = rows.next().expect("a column") {
+            let (position, name, kind): (i64, String, String) = (
+                row.get(0).unwrap(),
+                row.get(1).unwrap(),
+                row.get(2).unwrap(),
+            );
+            let (not_null, default, pk): (bool, Option<String>, i64) = (
+                row.get(3).unwrap(),
+                row.get(4).unwrap(),
+                row.get(5).unwrap(),
+            );
+            let kind = match kind.as_str() {
+                "BLOB" => "bytea",
+                "INTEGER" => "bigint",
+                "TEXT" => "text",
+                other => panic!("{table}.{name}: SQLite type {other} has no PostgreSQL match here"),
+            };
+            let nullable = if not_null || pk > 0 {
+                "not null"
+            } else {
+                "null"
+            };
+            lite_columns.push((
+                table.clone(),
+                position,
+                format!(
+                    "{table}.{name} {kind} {nullable} default {}",
+                    default.unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    let mut statement = sqlite
+        .prepare("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        .expect("indexes");
+    let mut rows = statement.query([]).expect("indexes");
+    while let Some(row) = rows.next().expect("an index") {
+        let (name, table, sql): (String, String, String) = (
+            row.get(0).unwrap(),
+            row.get(1).unwrap(),
+            row.get(2).unwrap(),
+        );
+        lite_indexes.push(index_line(&name, &table, &sql));
+    }
+    drop(rows);
+    // A UNIQUE column is an automatic index on SQLite, a `<table>_<column>_key` on PostgreSQL.
+    for table in &tables {
+        let unique: Vec<String> = sqlite
+            .prepare(&format!(
+                "SELECT name FROM pragma_index_list('{table}') WHERE origin = 'u'"
+            ))
+            .expect("unique constraints")
+            .query_map([], |row| row.get(0))
+            .expect("unique constraints")
+            .collect::<Result<_, _>>()
+            .expect("unique constraints");
+        for index in unique {
+            let columns: Vec<String> = sqlite
+                .prepare(&format!(
+                    "SELECT name FROM pragma_index_info('{index}') ORDER BY seqno"
+                ))
+                .expect("columns")
+                .query_map([], |row| row.get(0))
+                .expect("columns")
+                .collect::<Result<_, _>>()
+                .expect("columns");
+            let name = format!("{table}_{}_key", columns.join("_"));
+            let sql = format!(
+                "CREATE UNIQUE INDEX {name} ON {table} ({})",
+                columns.join(", ")
+            );
+            lite_indexes.push(index_line(&name, table, &sql));
+        }
+    }
+
+    let pg_columns: Vec<(String, i64, String)> = psql(
+        &url,
+        "SELECT string_agg(table_name || '|' || ordinal_position || '|' || table_name || '.' \
+         || column_name || ' ' || data_type || ' ' \
+         || CASE WHEN is_nullable = 'NO' THEN 'not null' ELSE 'null' END \
+         || ' default ' || COALESCE(regexp_replace(column_default, '::[a-z ]+$', ''), ''), E'\\n') \
+         FROM information_schema.columns WHERE table_schema = current_schema() \
+         AND table_name != 'schema_migrations'",
+    )
+    .lines()
+    .map(|line| {
+        let mut parts = line.splitn(3, '|');
+        let table = parts.next().unwrap().to_owned();
+        let position: i64 = parts.next().unwrap().parse().unwrap();
+        (table, position, parts.next().unwrap().to_owned())
+    })
+    .collect();
+    // PostgreSQL numbers columns from 1 and keeps the numbers of dropped ones: compare in order.
+    let ordered = |mut columns: Vec<(String, i64, String)>| {
+        columns.sort();
+        columns
+            .into_iter()
+            .map(|(_, _, line)| line)
+            .collect::<Vec<_>>()
+    };
+    let (lite, pg) = (ordered(lite_columns), ordered(pg_columns));
+    let differ: Vec<_> = lite.iter().zip(&pg).filter(|(a, b)| a != b).collect();
+    assert!(
+        differ.is_empty(),
+        "columns differ (SQLite, PostgreSQL): {differ:#?}"
+    );
+    assert_eq!(lite.len(), pg.len(), "the same number of columns");
+    assert!(
+        lite.len() > 200,
+        "the whole schema was compared: {} columns",
+        lite.len()
+    );
+
+    let mut pg_indexes: Vec<String> = psql(
+        &url,
+        "SELECT string_agg(indexname || '|' || tablename || '|' || indexdef, E'\\n') \
+         FROM pg_indexes WHERE schemaname = current_schema() AND indexname NOT LIKE '%_pkey'",
+    )
+    .lines()
+    .map(|line| {
+        let mut parts = line.splitn(3, '|');
+        let (name, table) = (parts.next().unwrap(), parts.next().unwrap());
+        index_line(name, table, parts.next().unwrap())
+    })
+    .collect();
+    lite_indexes.sort();
+    pg_indexes.sort();
+    assert_eq!(lite_indexes, pg_indexes, "the same indexes");
+    assert!(
+        lite_indexes.len() > 30,
+        "{} indexes compared",
+        lite_indexes.len()
+    );
+    assert_eq!(
+        psql(&url, "SELECT string_agg(version || ' ' || name, ';' ORDER BY version) FROM schema_migrations"),
+        sqlite
+            .query_row(
+                "SELECT group_concat(version || ' ' || name, ';') FROM \
+                 (SELECT version, name FROM schema_migrations ORDER BY version)",
+                [],
+                |row| row.get::<_, String>(0)
+            )
+            .expect("names"),
+        "the same migrations, numbers and names"
+    );
+}
+
+/// An index as both databases describe it: name, table, unique or not, its columns, partial or
+/// not. `sql` is SQLite's `CREATE … INDEX` or PostgreSQL's `indexdef`.
+fn index_line(name: &str, table: &str, sql: &str) -> String {
+    let unique = sql.to_ascii_uppercase().starts_with("CREATE UNIQUE");
+    let after_on = &sql[sql.find(" ON ").expect("ON") + 4..];
+    let open = after_on.find('(').expect("columns");
+    let close = open + after_on[open..].find(')').expect("columns");
+    let columns: String = after_on[open + 1..close].split_whitespace().collect();
+    let partial = after_on[close..].to_ascii_uppercase().contains("WHERE");
+    format!("{name} on {table} unique={unique} ({columns}) partial={partial}")
+}
+
+/// Customers' statements on PostgreSQL: two instances write movements of several customer
+/// balances (charges, top-ups, a hold posted and one voided); the entries each batch wrote are
+/// exactly what migration 19's fill makes from the transfers, and `farthing audit` checks them
+/// (it finds a missing entry).
+#[test]
+fn postgres_statements_are_what_the_transfers_say() {
+    let server = Postgres::start();
+    let url = server.schema();
+    let a = Ledger::Postgres(PgLedger::open(&url, StoreOptions::default()).expect("a"));
+    let b = Ledger::Postgres(PgLedger::open(&url, StoreOptions::default()).expect("b"));
+    setup_funded_ledger(&a, 1_000);
+    let mut next = 100;
+    let mut id = || {
+        next += 1;
+        next
+    };
+    b.write(Group {
+        accounts: vec![customer(2), customer(3)],
+        transfers: vec![
+            single(id(), &external(), &customer(2), 500),
+            single(id(), &external(), &customer(3), 70),
+        ],
+    })
+    .expect("top-ups");
+    let held = id();
+    let voided = id();
+    for round in 0..20_u64 {
+        let (ledger, other) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        // Two writers at once: the batches of both instances interleave.
+        let first = ledger
+            .submit(group(vec![single(id(), &customer(1), &merchant(), 7)]))
+            .expect("queued");
+        let second = other
+            .submit(group(vec![
+                single(id(), &customer(2), &merchant(), 3),
+                single(id(), &merchant(), &customer(3), 1),
+            ]))
+            .expect("queued");
+        first.wait().expect("a charge");
+        second.wait().expect("a charge and a credit");
+    }
+    a.write(group(vec![
+        hold(held, &customer(1), &merchant(), 50, 0),
+        hold(voided, &customer(2), &merchant(), 40, 0),
+    ]))
+    .expect("holds");
+    b.write(group(vec![
+        post(id(), TransferId(held), Some(30)),
+        void(id(), TransferId(voided)),
+    ]))
+    .expect("post and void");
+    assert_audit_ok(&a.audit().expect("audit"));
+    assert_eq!(
+        ledger_account(&a, &customer(1)).balances.posted(),
+        1_000 - 140 - 30
+    );
+
+    let entries = |url: &str| {
+        psql(
+            url,
+            "SELECT string_agg(encode(account_id, 'hex') || ' ' || timestamp_ns || ' ' \
+             || encode(transfer_id, 'hex') || ' ' || amount || ' ' || balance_after || ' ' \
+             || code || ' ' || COALESCE(prev_ns::text, '-'), ';' \
+             ORDER BY account_id, timestamp_ns) FROM customer_entries",
+        )
+    };
+    let written = entries(&url);
+    let heads = psql(
+        &url,
+        "SELECT string_agg(encode(id, 'hex') || ' ' || COALESCE(last_entry_ns::text, '-'), ';' \
+         ORDER BY id) FROM accounts",
+    );
+    // 1 funding + 20 charges + 1 post for customer 1; 1 + 20 for 2; 1 + 20 for 3.
+    assert_eq!(written.split(';').count(), 22 + 21 + 21, "{written}");
+    assert_eq!(
+        farthing_store::pg::rebuild_statements(&url).expect("rebuild"),
+        64
+    );
+    assert_eq!(
+        entries(&url),
+        written,
+        "the writers' entries are the fill's"
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT string_agg(encode(id, 'hex') || ' ' || COALESCE(last_entry_ns::text, '-'), \
+             ';' ORDER BY id) FROM accounts",
+        ),
+        heads
+    );
+
+    psql(
+        &url,
+        "DELETE FROM customer_entries WHERE timestamp_ns = (SELECT MAX(timestamp_ns) \
+         FROM customer_entries)",
+    );
+    let report = a.audit().expect("audit");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|problem| problem.contains("statement does not add up")),
+        "a missing entry is found: {:?}",
+        report.problems
+    );
+    farthing_store::pg::rebuild_statements(&url).expect("rebuild");
+    assert_audit_ok(&a.audit().expect("audit"));
+    a.shutdown();
+    b.shutdown();
+}
+
+/// An instance that keeps running while a newer farthing migrates the database stops writing
+/// (each batch checks the schema's version under the clock lock): it would not keep the newer
+/// tables up to date. Nothing of the refused write is stored.
+#[test]
+fn postgres_writer_stops_once_a_newer_farthing_migrated() {
+    let server = Postgres::start();
+    let url = server.schema();
+    let ledger = Ledger::Postgres(PgLedger::open(&url, StoreOptions::default()).expect("open"));
+    setup_funded_ledger(&ledger, 100);
+    psql(
+        &url,
+        &format!(
+            "INSERT INTO schema_migrations (version, name) VALUES ({}, 'from the future')",
+            farthing_store::pg::schema_version() + 1
+        ),
+    );
+    let refused = ledger
+        .write(group(vec![single(2, &customer(1), &merchant(), 10)]))
+        .expect_err("refused");
+    assert!(
+        refused.to_string().contains("newer than this farthing"),
+        "{refused}"
+    );
+    assert!(ledger.transfer(TransferId(2)).expect("read").is_none());
     ledger.shutdown();
 }

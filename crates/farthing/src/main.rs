@@ -70,6 +70,18 @@ enum Command {
         )]
         database: String,
     },
+    /// Move a stopped shop to PostgreSQL: copy every table of the live and test SQLite
+    /// databases into an empty PostgreSQL database (test-mode data into the schema
+    /// `<schema>_test` beside it) in one transaction each, then audit the copies.
+    Copy {
+        /// The SQLite database of the live mode (its test database beside it is copied too),
+        /// e.g. sqlite:data/farthing.db.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database to copy into, e.g. postgres://farthing:…@db/farthing.
+        #[arg(long)]
+        to: String,
+    },
     /// Copy the live and test databases to new files while the server runs (SQLite's online
     /// backup API, one consistent snapshot each), then audit the copies.
     Backup {
@@ -160,6 +172,7 @@ fn main() -> ExitCode {
         Command::AdminKey => remote::admin_key(),
         Command::Config { defaults, config } => run_config(defaults, config.as_deref()),
         Command::Backup { database, to } => run_backup(&database, &to),
+        Command::Copy { from, to } => run_copy(&from, &to),
         Command::RotateSecretsKey {
             database,
             old_key_file,
@@ -223,6 +236,10 @@ fn run_migrate(database: &str) -> anyhow::Result<ExitCode> {
     if let DatabaseUrl::Postgres(url) = DatabaseUrl::parse(database)? {
         let version = farthing_store::pg::migrate(url.expose())?;
         println!("{url}: schema at version {version} (PostgreSQL)");
+        let test = farthing_store::pg::test_mode_url(url.expose(), true)?
+            .ok_or_else(|| anyhow::anyhow!("no schema for test-mode data"))?;
+        let version = farthing_store::pg::migrate(&test)?;
+        println!("{url}, test mode: schema at version {version} (PostgreSQL)");
         return Ok(ExitCode::SUCCESS);
     }
     let live = database_path(database, "")?;
@@ -318,6 +335,87 @@ fn run_rotate_secrets_key(
     Ok(ExitCode::SUCCESS)
 }
 
+fn run_copy(from: &str, to: &str) -> anyhow::Result<ExitCode> {
+    use farthing_store::copy::Mode;
+    let DatabaseUrl::Sqlite(live) = DatabaseUrl::parse(from)? else {
+        anyhow::bail!(
+            "--from takes the SQLite database to move (sqlite:data/farthing.db or a path)"
+        );
+    };
+    let DatabaseUrl::Postgres(target) = DatabaseUrl::parse(to)? else {
+        anyhow::bail!(
+            "--to takes the PostgreSQL database to move to (postgres://user:password@host/db)"
+        );
+    };
+    let test = farthing_server::config::test_database_path(&live);
+    let test = test.exists().then_some(test);
+    let name = |mode: Mode| match mode {
+        Mode::Live => "live",
+        Mode::Test => "test",
+    };
+    eprintln!(
+        "copying {}{} to {target} (test mode: the schema beside it), in one transaction",
+        live.display(),
+        test.as_ref()
+            .map(|test| format!(" and {}", test.display()))
+            .unwrap_or_default()
+    );
+    let started = std::time::Instant::now();
+    let mut shown = None;
+    let reports = farthing_store::copy::sqlite_to_postgres(
+        &live,
+        test.as_deref(),
+        target.expose(),
+        |mode, table, rows, done| {
+            if shown != Some(mode) {
+                eprintln!("{} mode:", name(mode));
+                shown = Some(mode);
+            }
+            if done {
+                eprintln!("  {table}: {rows} rows");
+            } else {
+                eprintln!("  {table}: {rows} rows so far…");
+            }
+        },
+    )
+    .map_err(|error| match error {
+        farthing_store::StoreError::Locked(path) => anyhow::anyhow!(
+            "{} is in use by a running farthing: stop the server, then copy",
+            path.display()
+        ),
+        other => anyhow::Error::new(other),
+    })?;
+    for (mode, report) in &reports {
+        println!(
+            "copied {} mode: {} rows in {} tables",
+            name(*mode),
+            report.rows(),
+            report.tables.len()
+        );
+    }
+    println!("in {:.1} s", started.elapsed().as_secs_f64());
+    let mut ok = true;
+    let mut urls = vec![(Mode::Live, target.expose().to_owned())];
+    if let Some(test) = farthing_store::pg::test_mode_url(target.expose(), false)? {
+        urls.push((Mode::Test, test));
+    }
+    for (mode, url) in urls {
+        let audit = farthing_store::pg::audit(&url)?;
+        println!(
+            "audit of the copy ({} mode): {}",
+            name(mode),
+            if audit.is_ok() { "ok" } else { "FAILED" }
+        );
+        println!("{audit}");
+        ok &= audit.is_ok();
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn run_backup(database: &str, to: &std::path::Path) -> anyhow::Result<ExitCode> {
     let live = database_path(
         database,
@@ -366,7 +464,16 @@ fn run_audit(database: &str) -> anyhow::Result<ExitCode> {
         let report = farthing_store::pg::audit(url.expose())?;
         println!("audit of {url}");
         println!("{report}");
-        return Ok(if report.is_ok() {
+        let mut ok = report.is_ok();
+        // Test-mode data lives in the schema beside the live one; audit it too when it is there.
+        if let Some(test) = farthing_store::pg::test_mode_url(url.expose(), false)? {
+            let report = farthing_store::pg::audit(&test)?;
+            println!();
+            println!("audit of {url} (test mode)");
+            println!("{report}");
+            ok &= report.is_ok();
+        }
+        return Ok(if ok {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

@@ -263,6 +263,7 @@ fn commands_on_a_postgres_url() {
         "{}",
         text(&migrated)
     );
+    assert!(text(&migrated).contains("test mode"), "{}", text(&migrated));
     // Twice is fine: nothing left to apply.
     assert!(run(&["migrate", "--database", &url]).status.success());
     let audited = run(&["audit", "--database", &url]);
@@ -336,4 +337,321 @@ fn commands_on_a_postgres_url() {
         text(&unreachable)
     );
     assert!(!text(&unreachable).contains("hunter2"));
+}
+
+/// Every row of every table of an SQLite database, rendered (`table: v1 | v2 …`) and sorted.
+fn sqlite_rows(path: &std::path::Path) -> Vec<String> {
+    let connection = rusqlite::Connection::open(path).expect("open the SQLite copy source");
+    let tables: Vec<String> = connection
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             AND name != 'schema_migrations'",
+        )
+        .expect("tables")
+        .query_map([], |row| row.get(0))
+        .expect("tables")
+        .collect::<Result<_, _>>()
+        .expect("tables");
+    let mut out = Vec::new();
+    for table in tables {
+        let mut statement = connection
+            .prepare(&format!("SELECT * FROM {table}"))
+            .expect("rows");
+        let width = statement.column_count();
+        let mut rows = statement.query([]).expect("rows");
+        while let Some(row) = rows.next().expect("a row") {
+            let cells: Vec<String> = (0..width)
+                .map(|i| match row.get_ref(i).expect("a value") {
+                    rusqlite::types::ValueRef::Null => "null".to_owned(),
+                    rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                    rusqlite::types::ValueRef::Text(t) => {
+                        format!("{:?}", String::from_utf8_lossy(t))
+                    }
+                    rusqlite::types::ValueRef::Blob(b) => hex(b),
+                    rusqlite::types::ValueRef::Real(r) => format!("real {r}"),
+                })
+                .collect();
+            out.push(format!("{table}: {}", cells.join(" | ")));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The same for a PostgreSQL schema (the URL's `search_path`).
+fn postgres_rows(url: &str) -> Vec<String> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name != 'schema_migrations'",
+            &[],
+        )
+        .expect("tables")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for table in tables {
+        for row in client
+            .query(&format!("SELECT * FROM {table}"), &[])
+            .expect("rows")
+        {
+            let cells: Vec<String> = row
+                .columns()
+                .iter()
+                .enumerate()
+                .map(|(i, column)| match column.type_().name() {
+                    "int8" => row
+                        .get::<_, Option<i64>>(i)
+                        .map_or("null".to_owned(), |v| v.to_string()),
+                    "text" => row
+                        .get::<_, Option<String>>(i)
+                        .map_or("null".to_owned(), |v| format!("{v:?}")),
+                    "bytea" => row
+                        .get::<_, Option<Vec<u8>>>(i)
+                        .map_or("null".to_owned(), |v| hex(&v)),
+                    other => panic!("{table}: a column of type {other}"),
+                })
+                .collect();
+            out.push(format!("{table}: {}", cells.join(" | ")));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A child process killed when dropped (also when the test panics).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `farthing copy` moves a stopped shop to PostgreSQL: every row of every table of the live and
+/// the test database arrives as it was (test-mode data in the schema beside the live one), and
+/// `farthing audit` passes on the copy. A database a server holds, a PostgreSQL source and a
+/// target that holds data are refused, and change nothing.
+#[test]
+fn copy_moves_a_stopped_shop_to_postgres() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("shop.db");
+    let created = farthing()
+        .args([
+            "merchant",
+            "create",
+            "--name",
+            "Moving shop",
+            "--json",
+            "--database",
+        ])
+        .arg(&db)
+        .output()
+        .expect("merchant create");
+    assert!(created.status.success(), "{}", text(&created));
+    let merchant: serde_json::Value = serde_json::from_slice(&created.stdout).expect("json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let server = KillOnDrop(
+        farthing()
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database",
+            ])
+            .arg(&db)
+            .env("RUST_LOG", "error")
+            .env("FARTHING_ALLOW_PRIVATE_WEBHOOKS", "true")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("farthing serve"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+        {
+            assert!(std::time::Instant::now() < deadline, "serve did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let call = |key: &str, path: &str, body: serde_json::Value| {
+            let request = client
+                .post(format!("{base}{path}"))
+                .bearer_auth(key)
+                .json(&body);
+            async move {
+                let response = request.send().await.expect("a request");
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.expect("json");
+                assert!(status.is_success(), "{status} {body}");
+                body
+            }
+        };
+        // Test mode: a customer with a balance, charges, a refund, an invoice, a webhook endpoint
+        // (events and deliveries follow); live mode: a customer.
+        let test_key = merchant["test_key"].as_str().expect("a test key");
+        let live_key = merchant["live_key"].as_str().expect("a live key");
+        let customer = call(
+            test_key,
+            "/v1/customers",
+            serde_json::json!({"external_id": "u1"}),
+        )
+        .await;
+        let customer = customer["id"].as_str().expect("id").to_owned();
+        call(
+            test_key,
+            &format!("/v1/test/customers/{customer}/top_up"),
+            serde_json::json!({"amount": 1000, "currency": "XTR"}),
+        )
+        .await;
+        call(
+            test_key,
+            "/v1/webhook_endpoints",
+            serde_json::json!({"url": "http://127.0.0.1:9/hooks"}),
+        )
+        .await;
+        let mut charges = Vec::new();
+        for amount in [5, 7, 11] {
+            let charge = call(
+                test_key,
+                "/v1/charges",
+                serde_json::json!({"customer": customer, "amount": amount, "currency": "XTR"}),
+            )
+            .await;
+            charges.push(charge["id"].as_str().expect("id").to_owned());
+        }
+        call(
+            test_key,
+            "/v1/refunds",
+            serde_json::json!({"charge": charges[0]}),
+        )
+        .await;
+        call(
+            test_key,
+            "/v1/invoices",
+            serde_json::json!({"amount": 50, "currency": "XTR", "description": "A paid post"}),
+        )
+        .await;
+        call(
+            live_key,
+            "/v1/customers",
+            serde_json::json!({"external_id": "live-1"}),
+        )
+        .await;
+    });
+
+    let postgres = Postgres::start();
+    let url = postgres.schema();
+    let refused = run(&["copy", "--from", &db.display().to_string(), "--to", &url]);
+    assert!(
+        !refused.status.success() && text(&refused).contains("in use"),
+        "a served database is refused: {}",
+        text(&refused)
+    );
+    drop(server);
+
+    let test_db = farthing_server::config::test_database_path(&db);
+    let (live_rows, test_rows) = (sqlite_rows(&db), sqlite_rows(&test_db));
+
+    // A copy that fails half-way (a value PostgreSQL's column cannot take, in the test
+    // database, copied after the live one) leaves no data behind, and a new copy may follow.
+    let broken = dir.path().join("broken.db");
+    let broken_test = farthing_server::config::test_database_path(&broken);
+    for (from, to) in [(&db, &broken), (&test_db, &broken_test)] {
+        for suffix in ["", "-wal"] {
+            let from = std::path::PathBuf::from(format!("{}{suffix}", from.display()));
+            if from.exists() {
+                std::fs::copy(&from, format!("{}{suffix}", to.display())).expect("copy a file");
+            }
+        }
+    }
+    let changed = rusqlite::Connection::open(&broken_test)
+        .expect("open")
+        .execute("UPDATE merchants SET created_at_ns = 'later'", [])
+        .expect("a bad value");
+    assert_eq!(changed, 1);
+    let failed = run(&[
+        "copy",
+        "--from",
+        &broken.display().to_string(),
+        "--to",
+        &url,
+    ]);
+    assert!(
+        !failed.status.success() && text(&failed).contains("nothing was copied"),
+        "{}",
+        text(&failed)
+    );
+    assert_eq!(
+        postgres_rows(&url),
+        vec!["ledger_meta: 1 | 0".to_owned()],
+        "nothing of the live data stayed"
+    );
+
+    let copied = run(&[
+        "copy",
+        "--from",
+        &format!("sqlite:{}", db.display()),
+        "--to",
+        &url,
+    ]);
+    assert!(copied.status.success(), "{}", text(&copied));
+    let shown = text(&copied);
+    assert!(
+        shown.contains("customer_entries") && shown.contains("audit"),
+        "{shown}"
+    );
+    let test_url = farthing_store::pg::test_mode_url(&url, false)
+        .expect("the test schema")
+        .expect("made by the copy");
+    assert_eq!(postgres_rows(&url), live_rows, "the live data, row by row");
+    assert_eq!(
+        postgres_rows(&test_url),
+        test_rows,
+        "the test data, row by row"
+    );
+    assert!(
+        test_rows.iter().any(|row| row.starts_with("charges: "))
+            && test_rows
+                .iter()
+                .any(|row| row.starts_with("webhook_deliveries: "))
+            && live_rows.iter().any(|row| row.starts_with("customers: ")),
+        "the shop had data to copy"
+    );
+    let audit = run(&["audit", "--database", &url]);
+    assert!(audit.status.success(), "{}", text(&audit));
+    assert!(text(&audit).contains("test mode"), "{}", text(&audit));
+
+    let again = run(&["copy", "--from", &db.display().to_string(), "--to", &url]);
+    assert!(
+        !again.status.success() && text(&again).contains("already holds data"),
+        "{}",
+        text(&again)
+    );
+    let backwards = run(&["copy", "--from", &url, "--to", &url]);
+    assert!(!backwards.status.success() && text(&backwards).contains("--from"));
+    assert_eq!(
+        postgres_rows(&url),
+        live_rows,
+        "the refusals changed nothing"
+    );
 }
