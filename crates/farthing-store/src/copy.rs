@@ -106,6 +106,12 @@ fn copy_one(
     mut progress: impl FnMut(&str, u64, bool),
 ) -> Result<CopyReport, StoreError> {
     let tables = tables(sqlite)?;
+    // The ledger clock's lock first: an instance writing this schema waits (or makes this copy
+    // wait) instead of racing the check below.
+    transaction.query_one(
+        "SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1 FOR UPDATE",
+        &[],
+    )?;
     for table in &tables {
         let rows: i64 = transaction
             .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])?

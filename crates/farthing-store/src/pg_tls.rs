@@ -26,11 +26,12 @@ use std::sync::Arc;
 
 use postgres::config::SslMode;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
+use rustls::server::ParsedCertificate;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::StoreError;
@@ -214,25 +215,17 @@ impl Tls {
             Check::Full(roots) => builder
                 .with_root_certificates(load_roots(roots)?)
                 .with_no_client_auth(),
-            Check::Ca(roots) => {
-                let chain = WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(load_roots(roots)?),
-                    provider.clone(),
-                )
-                .build()
-                .map_err(|error| bad(format!("TLS: {error}")))?;
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(Verifier {
-                        chain: Some(chain),
-                        provider,
-                    }))
-                    .with_no_client_auth()
-            }
+            Check::Ca(roots) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Verifier {
+                    roots: Some(load_roots(roots)?),
+                    provider,
+                }))
+                .with_no_client_auth(),
             Check::Encrypt => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(Verifier {
-                    chain: None,
+                    roots: None,
                     provider,
                 }))
                 .with_no_client_auth(),
@@ -271,15 +264,15 @@ fn load_roots(roots: &Roots) -> Result<RootCertStore, StoreError> {
     Ok(store)
 }
 
-/// The certificate check of `verify-ca` (`chain`: the chain must lead to a trusted CA; the name
-/// in the certificate is not compared with the host — webpki checks the chain before the name,
-/// so a name error means the chain passed) and of `prefer`/`require` without a CA (`chain`
-/// `None`: who signed the certificate is not checked, as libpq does in these modes). Either way
-/// the handshake's signatures are checked against the certificate the server presents, so the
+/// The certificate check of `verify-ca` (`roots`: the chain must lead to one of them — webpki's
+/// own chain check, validity dates and server-auth usage included; the name in the certificate
+/// is not compared with the host) and of `prefer`/`require` without a CA (`roots` `None`: who
+/// signed the certificate is not checked, as libpq does in these modes). Either way the
+/// handshake's signatures are checked against the certificate the server presents, so the
 /// session is encrypted to the holder of its key.
 #[derive(Debug)]
 struct Verifier {
-    chain: Option<Arc<WebPkiServerVerifier>>,
+    roots: Option<RootCertStore>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -288,19 +281,22 @@ impl ServerCertVerifier for Verifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(chain) = &self.chain else {
+        let Some(roots) = &self.roots else {
             return Ok(ServerCertVerified::assertion());
         };
-        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
+        let certificate = ParsedCertificate::try_from(end_entity)?;
+        verify_server_cert_signed_by_trust_anchor(
+            &certificate,
+            roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

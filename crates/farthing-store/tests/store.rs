@@ -2518,11 +2518,11 @@ fn postgres_over_tls_checks_the_certificate_as_sslmode_says() {
         unknown_ca.contains("UnknownIssuer") && unknown_ca.contains("must hold the CA"),
         "{unknown_ca}"
     );
-    let same_for_require = refused(format!("{by_name}?sslmode=require&sslrootcert={other_ca}"));
-    assert!(
-        same_for_require.contains("UnknownIssuer"),
-        "{same_for_require}"
-    );
+    // As libpq: a root certificate given is checked in require and prefer too.
+    for mode in ["require", "prefer"] {
+        let wrong_ca = refused(format!("{by_name}?sslmode={mode}&sslrootcert={other_ca}"));
+        assert!(wrong_ca.contains("UnknownIssuer"), "{mode}: {wrong_ca}");
+    }
     let plain = refused(format!("{by_name}?sslmode=disable"));
     assert!(
         plain.contains("no encryption") && plain.contains("28000"),
