@@ -1156,7 +1156,8 @@ fn insert_entries(
 }
 
 /// Checks SPEC L5 on the PostgreSQL database at `url` from one snapshot (`REPEATABLE READ`,
-/// read only), while instances keep writing. The same checks as SQLite's audit of the ledger.
+/// read only), while instances keep writing. The same checks as SQLite's audit: the ledger,
+/// customers' statements and the rail payments (with money in suspense as findings).
 pub fn audit(url: &str) -> Result<AuditReport, StoreError> {
     let mut client = open_existing(url)?;
     let mut snapshot = client
@@ -1186,6 +1187,15 @@ pub fn audit(url: &str) -> Result<AuditReport, StoreError> {
         |row| statements.entry(row),
     )?;
     statements.finish(&mut report.problems);
+    // The rail payments' checks, as on SQLite.
+    each_row(&mut snapshot, crate::rails::BROKEN_SQL, |row| {
+        report.problems.push(crate::rails::broken_problem(row)?);
+        Ok(())
+    })?;
+    each_row(&mut snapshot, &crate::rails::suspended_sql(), |row| {
+        report.findings.push(crate::rails::suspense_finding(row)?);
+        Ok(())
+    })?;
     let count = |snapshot: &mut postgres::Transaction<'_>, sql: &str| -> Result<i64, StoreError> {
         Ok(snapshot.query_one(sql, &[])?.try_get(0)?)
     };

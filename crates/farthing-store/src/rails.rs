@@ -12,9 +12,9 @@
 
 use farthing_core::invoice::CreditReason;
 use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, Rail};
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection};
 
-use crate::codec::sql_amount;
+use crate::codec::{sql_amount, Columns};
 use crate::{Reader, StoreError, Tx};
 
 /// The rail payments table (migration 3).
@@ -93,35 +93,41 @@ fn amount_from(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| corrupt(format!("negative {what} in rail_payments")))
 }
 
-fn from_row(row: &Row<'_>) -> Result<RailPayment, StoreError> {
-    let rail: String = row.get(0)?;
-    let currency: String = row.get(5)?;
-    let reason: Option<String> = row.get(9)?;
-    let invoice: Option<Vec<u8>> = row.get(3)?;
-    let customer: Option<Vec<u8>> = row.get(4)?;
+/// Reads a row selected with [`COLUMNS`], from either backend.
+fn from_row(row: &impl Columns) -> Result<RailPayment, StoreError> {
+    let null = |what: &str| corrupt(format!("{what} is NULL in rail_payments"));
+    let text = |index: usize, what: &str| row.text(index)?.ok_or_else(|| null(what));
+    let int = |index: usize, what: &str| -> Result<u64, StoreError> {
+        amount_from(row.int(index)?.ok_or_else(|| null(what))?, what)
+    };
+    let rail = text(0, "rail")?;
+    let currency = text(5, "currency")?;
+    let reason = row.text(9)?;
+    let invoice = row.bytes(3)?;
+    let customer = row.bytes(4)?;
     Ok(RailPayment {
         rail: rail
             .parse()
             .map_err(|_| corrupt(format!("unknown rail {rail:?} in rail_payments")))?,
-        external_id: row.get(1)?,
-        merchant: id_from(row.get(2)?, MerchantId)?,
+        external_id: text(1, "external id")?,
+        merchant: id_from(row.bytes(2)?.ok_or_else(|| null("merchant"))?, MerchantId)?,
         invoice: invoice.map(|b| id_from(b, InvoiceId)).transpose()?,
         customer: customer.map(|b| id_from(b, CustomerId)).transpose()?,
         currency: Currency::parse(&currency)
             .map_err(|_| corrupt(format!("unknown currency {currency:?} in rail_payments")))?,
-        amount_minor: amount_from(row.get(6)?, "amount")?,
-        paid_minor: amount_from(row.get(7)?, "paid amount")?,
-        credited_minor: amount_from(row.get(8)?, "credited amount")?,
+        amount_minor: int(6, "amount")?,
+        paid_minor: int(7, "paid amount")?,
+        credited_minor: int(8, "credited amount")?,
         credit_reason: reason
             .map(|text| {
                 CreditReason::parse(&text)
                     .ok_or_else(|| corrupt(format!("unknown credit reason {text:?}")))
             })
             .transpose()?,
-        payload: row.get(10)?,
-        created_at_ns: amount_from(row.get(11)?, "time")?,
-        suspended_minor: amount_from(row.get(12)?, "suspended amount")?,
-        suspense_reason: row.get(13)?,
+        payload: row.text(10)?,
+        created_at_ns: int(11, "time")?,
+        suspended_minor: int(12, "suspended amount")?,
+        suspense_reason: row.text(13)?,
     })
 }
 
@@ -233,10 +239,13 @@ impl Reader<'_> {
     }
 }
 
+/// The rail payments holding money in suspense, oldest first.
+pub(crate) fn suspended_sql() -> String {
+    format!("SELECT {COLUMNS} FROM rail_payments WHERE suspended_minor > 0 ORDER BY created_at_ns")
+}
+
 fn suspended(connection: &Connection) -> Result<Vec<RailPayment>, StoreError> {
-    let mut statement = connection.prepare(&format!(
-        "SELECT {COLUMNS} FROM rail_payments WHERE suspended_minor > 0 ORDER BY created_at_ns"
-    ))?;
+    let mut statement = connection.prepare(&suspended_sql())?;
     let mut rows = statement.query([])?;
     let mut payments = Vec::new();
     while let Some(row) = rows.next()? {
@@ -245,47 +254,62 @@ fn suspended(connection: &Connection) -> Result<Vec<RailPayment>, StoreError> {
     Ok(payments)
 }
 
+/// The audit's finding about a row of [`suspended_sql`]: money in suspense, to be booked.
+pub(crate) fn suspense_finding(row: &impl Columns) -> Result<String, StoreError> {
+    let payment = from_row(row)?;
+    Ok(format!(
+        "rail payment {} {:?} of merchant {}: {} {} minor units held in suspense ({}); \
+         book them where they belong and move them out of the suspense account",
+        payment.rail,
+        payment.external_id,
+        farthing_core::PublicId::encode(payment.merchant),
+        payment.suspended_minor,
+        payment.currency,
+        payment
+            .suspense_reason
+            .as_deref()
+            .unwrap_or("no reason recorded"),
+    ))
+}
+
 /// The audit's findings about money in suspense: one line per rail payment that holds some.
 pub(crate) fn audit_suspense(
     connection: &Connection,
     findings: &mut Vec<String>,
 ) -> Result<(), StoreError> {
-    for payment in suspended(connection)? {
-        findings.push(format!(
-            "rail payment {} {:?} of merchant {}: {} {} minor units held in suspense ({}); \
-             book them where they belong and move them out of the suspense account",
-            payment.rail,
-            payment.external_id,
-            farthing_core::PublicId::encode(payment.merchant),
-            payment.suspended_minor,
-            payment.currency,
-            payment
-                .suspense_reason
-                .as_deref()
-                .unwrap_or("no reason recorded"),
-        ));
+    let mut statement = connection.prepare(&suspended_sql())?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        findings.push(suspense_finding(row)?);
     }
     Ok(())
+}
+
+/// The rail payments whose parts do not add up to their amount, or whose credit names no
+/// customer or reason (the same text on both backends).
+pub(crate) const BROKEN_SQL: &str = "SELECT rail, external_id FROM rail_payments \
+     WHERE paid_minor < 0 OR credited_minor < 0 OR suspended_minor < 0 \
+     OR paid_minor + credited_minor + suspended_minor != amount_minor \
+     OR (credited_minor > 0 AND (customer_id IS NULL OR credit_reason IS NULL)) \
+     OR (suspended_minor > 0 AND suspense_reason IS NULL)";
+
+/// The audit's problem about a row of [`BROKEN_SQL`].
+pub(crate) fn broken_problem(row: &impl Columns) -> Result<String, StoreError> {
+    let rail = row.text(0)?.unwrap_or_default();
+    let external_id = row.text(1)?.unwrap_or_default();
+    Ok(format!(
+        "rail payment {rail} {external_id:?}: its paid and credited parts do not add up to \
+         its amount, or a credit names no customer or reason"
+    ))
 }
 
 /// The audit's check of the rail payments: each one's parts add up to its amount, and a
 /// credit always names a customer and a reason.
 pub(crate) fn audit(connection: &Connection, problems: &mut Vec<String>) -> Result<(), StoreError> {
-    let mut statement = connection.prepare(
-        "SELECT rail, external_id FROM rail_payments \
-         WHERE paid_minor < 0 OR credited_minor < 0 OR suspended_minor < 0 \
-         OR paid_minor + credited_minor + suspended_minor != amount_minor \
-         OR (credited_minor > 0 AND (customer_id IS NULL OR credit_reason IS NULL)) \
-         OR (suspended_minor > 0 AND suspense_reason IS NULL)",
-    )?;
+    let mut statement = connection.prepare(BROKEN_SQL)?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        let rail: String = row.get(0)?;
-        let external_id: String = row.get(1)?;
-        problems.push(format!(
-            "rail payment {rail} {external_id:?}: its paid and credited parts do not add up to \
-             its amount, or a credit names no customer or reason"
-        ));
+        problems.push(broken_problem(row)?);
     }
     Ok(())
 }

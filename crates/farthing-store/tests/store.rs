@@ -2867,3 +2867,31 @@ fn postgres_writer_stops_once_a_newer_farthing_migrated() {
     assert!(ledger.transfer(TransferId(2)).expect("read").is_none());
     ledger.shutdown();
 }
+
+/// `farthing audit` on PostgreSQL checks the rail payments as on SQLite: parts that do not add
+/// up are a problem, money held in suspense a finding for the operator.
+#[test]
+fn postgres_audit_checks_rail_payments() {
+    let server = Postgres::start();
+    let url = server.schema();
+    farthing_store::pg::migrate(&url).expect("migrate");
+    assert_audit_ok(&farthing_store::pg::audit(&url).expect("audit"));
+    let merchant = format!("decode('{:032x}', 'hex')", 7);
+    psql(
+        &url,
+        &format!(
+            "INSERT INTO rail_payments (merchant_id, rail, external_id, currency, amount_minor, \
+             paid_minor, credited_minor, created_at_ns, suspended_minor, suspense_reason) VALUES \
+             ({merchant}, 'stars', 'broken', 'XTR', 10, 3, 0, 1, 0, NULL), \
+             ({merchant}, 'stars', 'held', 'XTR', 10, 0, 0, 2, 10, 'no open invoice')"
+        ),
+    );
+    let report = farthing_store::pg::audit(&url).expect("audit");
+    assert_eq!(report.problems.len(), 1, "{report}");
+    assert!(report.problems[0].contains("\"broken\""), "{report}");
+    assert_eq!(report.findings.len(), 1, "{report}");
+    assert!(
+        report.findings[0].contains("\"held\"") && report.findings[0].contains("no open invoice"),
+        "{report}"
+    );
+}
