@@ -108,10 +108,17 @@ fn copy_one(
     let tables = tables(sqlite)?;
     // The ledger clock's lock first: an instance writing this schema waits (or makes this copy
     // wait) instead of racing the check below.
-    transaction.query_one(
-        "SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1 FOR UPDATE",
-        &[],
-    )?;
+    if transaction
+        .query_opt(
+            "SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1 FOR UPDATE",
+            &[],
+        )?
+        .is_none()
+    {
+        return Err(StoreError::Refused(format!(
+            "{schema}.ledger_meta has no clock row: this is not a schema `farthing migrate` made"
+        )));
+    }
     for table in &tables {
         let rows: i64 = transaction
             .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])?
@@ -125,11 +132,22 @@ fn copy_one(
             )));
         }
     }
-    transaction.batch_execute("DELETE FROM ledger_meta")?;
-
     let read = sqlite.transaction()?;
     let mut report = CopyReport::default();
-    for table in &tables {
+    // The clock row stays (an instance waiting for its lock then reads the new value): its
+    // value is set from the source's.
+    let clock: i64 = read.query_row(
+        "SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1",
+        [],
+        |row| row.get(0),
+    )?;
+    transaction.execute(
+        "UPDATE ledger_meta SET last_timestamp_ns = $1 WHERE singleton = 1",
+        &[&clock],
+    )?;
+    progress("ledger_meta", 1, true);
+    report.tables.push(("ledger_meta".to_owned(), 1));
+    for table in tables.iter().filter(|table| *table != "ledger_meta") {
         let columns = columns(&read, table)?;
         let list = columns.join(", ");
         let types: Vec<Type> = transaction

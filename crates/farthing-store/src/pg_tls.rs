@@ -16,7 +16,8 @@
 //! | `verify-full`        | always                 | signed by `sslrootcert`, for the host  |
 //!
 //! `sslrootcert` names a PEM file of CA certificates, or `system` for the CAs of the Mozilla
-//! root program built into farthing (managed services signed by a public CA). Unlike libpq,
+//! root program built into farthing (managed services signed by a public CA); with `system`,
+//! as in libpq 16, the mode is `verify-full` and a weaker one is refused. Unlike libpq,
 //! `~/.postgresql/root.crt` is never read implicitly: the URL says which CA is trusted. A Unix
 //! socket never uses TLS (as with libpq). `sslmode=allow` and client certificates
 //! (`sslcert`, `sslkey`) are refused with a message rather than ignored.
@@ -134,7 +135,18 @@ pub(crate) fn split(url: &str) -> Result<(String, Tls), StoreError> {
         rest.push('?');
         rest.push_str(&kept.join("&"));
     }
-    let mode = mode.unwrap_or(Mode::Prefer);
+    // As libpq 16: the public CAs vouch for names, and anyone can have one signed for a name of
+    // their own, so `sslrootcert=system` means checking the name too (and TLS always).
+    let mode =
+        match (mode, &roots) {
+            (None | Some(Mode::VerifyFull), Some(Roots::System)) => Mode::VerifyFull,
+            (Some(_), Some(Roots::System)) => return Err(bad(
+                "sslrootcert=system needs sslmode=verify-full (or no sslmode): a publicly signed \
+                 certificate only proves the name it is for, so the name must be checked"
+                    .to_owned(),
+            )),
+            (mode, _) => mode.unwrap_or(Mode::Prefer),
+        };
     if matches!(mode, Mode::VerifyCa | Mode::VerifyFull) && roots.is_none() {
         return Err(bad(format!(
             "sslmode={} needs sslrootcert: the path of a PEM file with the CA that signed the \
@@ -377,11 +389,11 @@ mod tests {
         let (rest, found) = tls("postgresql://h/db?application_name=a&sslmode=disable");
         assert_eq!(rest, "postgresql://h/db?application_name=a");
         assert_eq!(found.ssl_mode(), SslMode::Disable);
-        let (rest, found) = tls("postgres://h/db?sslmode=require&sslrootcert=system");
+        let (rest, found) = tls("postgres://h/db?sslrootcert=system");
         assert_eq!(rest, "postgres://h/db");
         assert_eq!(
             (found.mode, found.roots),
-            (Mode::Require, Some(Roots::System))
+            (Mode::VerifyFull, Some(Roots::System))
         );
         // A `?` in the password is the password's, as the client reads it.
         let (rest, found) = tls("postgres://u:p?x@h/db?sslmode=require");
@@ -401,6 +413,15 @@ mod tests {
         assert!(refused("postgres://h/db?sslmode=strict").contains("verify-full"));
         assert!(refused("postgres://h/db?sslcert=/c.pem").contains("client certificates"));
         assert!(refused("postgres://h/db?sslrootcert=").contains("empty"));
+        for weaker in ["prefer", "require", "verify-ca", "disable"] {
+            assert!(
+                refused(&format!(
+                    "postgres://h/db?sslmode={weaker}&sslrootcert=system"
+                ))
+                .contains("needs sslmode=verify-full"),
+                "{weaker}"
+            );
+        }
         assert!(refused("postgres://h/db?sslrootcert=%zz").contains("%-escape"));
         let missing = tls("postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem").1;
         match missing.connector() {
@@ -421,7 +442,7 @@ mod tests {
             "postgres://h/db",
             "postgres://h/db?sslmode=require",
             "postgres://h/db?sslmode=verify-full&sslrootcert=system",
-            "postgres://h/db?sslmode=verify-ca&sslrootcert=system",
+            "postgres://h/db?sslrootcert=system",
         ] {
             assert!(tls(url).1.connector().is_ok(), "{url}");
         }

@@ -241,7 +241,10 @@ impl Reader<'_> {
 
 /// The rail payments holding money in suspense, oldest first.
 pub(crate) fn suspended_sql() -> String {
-    format!("SELECT {COLUMNS} FROM rail_payments WHERE suspended_minor > 0 ORDER BY created_at_ns")
+    format!(
+        "SELECT {COLUMNS} FROM rail_payments WHERE suspended_minor > 0 \
+         ORDER BY created_at_ns, merchant_id, rail, external_id"
+    )
 }
 
 fn suspended(connection: &Connection) -> Result<Vec<RailPayment>, StoreError> {
@@ -286,10 +289,11 @@ pub(crate) fn audit_suspense(
 }
 
 /// The rail payments whose parts do not add up to their amount, or whose credit names no
-/// customer or reason (the same text on both backends).
+/// customer or reason (the same text on both backends; the sum in NUMERIC, so damaged values
+/// near the integer limit are reported, not an overflow error that stops the audit).
 pub(crate) const BROKEN_SQL: &str = "SELECT rail, external_id FROM rail_payments \
      WHERE paid_minor < 0 OR credited_minor < 0 OR suspended_minor < 0 \
-     OR paid_minor + credited_minor + suspended_minor != amount_minor \
+     OR CAST(paid_minor AS NUMERIC) + credited_minor + suspended_minor != amount_minor \
      OR (credited_minor > 0 AND (customer_id IS NULL OR credit_reason IS NULL)) \
      OR (suspended_minor > 0 AND suspense_reason IS NULL)";
 
