@@ -685,19 +685,16 @@ impl Writer {
             // Before trying again: a server that is restarting needs a moment.
             std::thread::sleep(RETRY_PAUSE * (1 << attempt.min(4)));
         };
-        let stats = BatchStats {
-            groups: groups.len(),
-            transfers: groups.iter().map(|group| group.transfers.len()).sum(),
-            expired: outcome.as_ref().map_or(0, |batch| batch.expired),
-            batch_time: started.elapsed(),
-            commit_time: outcome
+        BatchStats::report(
+            self.options.observer.as_ref(),
+            groups.len(),
+            groups.iter().map(|group| group.transfers.len()).sum(),
+            started,
+            outcome
                 .as_ref()
-                .map_or(Duration::ZERO, |batch| batch.commit_time),
-            failed: outcome.is_err(),
-        };
-        if let Some(observer) = &self.options.observer {
-            observer(&stats);
-        }
+                .ok()
+                .map(|batch| (batch.expired, batch.commit_time)),
+        );
         match outcome {
             Ok(committed) => {
                 for (reply, result) in replies.into_iter().zip(committed.results) {

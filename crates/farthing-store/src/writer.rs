@@ -163,20 +163,16 @@ impl Writer {
             })
             .sum();
         let groups = work.len();
-        let stats = BatchStats {
+        BatchStats::report(
+            self.options.observer.as_ref(),
             groups,
             transfers,
-            expired: outcome.as_ref().map_or(0, |batch| batch.expired),
-            batch_time: started.elapsed(),
-            commit_time: outcome
+            started,
+            outcome
                 .as_ref()
-                .map_or(Duration::ZERO, |batch| batch.commit_time),
-            failed: outcome.is_err(),
-        };
-        // Observers hear of a batch before its callers do, so metrics never lag answers.
-        if let Some(observer) = &self.options.observer {
-            observer(&stats);
-        }
+                .ok()
+                .map(|batch| (batch.expired, batch.commit_time)),
+        );
         match outcome {
             Ok(batch) => {
                 let mut results = batch.results.into_iter();

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use farthing_store::{Store, StoreOptions};
+use farthing_store::{Ledger, Store, StoreOptions};
 use std::io::{BufRead, BufReader};
 
 #[path = "support/crash_writer.rs"]
@@ -73,21 +73,7 @@ fn acknowledged_writes_survive_sigkill_and_audit_passes() {
             .collect();
 
         let store = Store::open(&db, StoreOptions::default()).expect("reopen after SIGKILL");
-        for line in &acks {
-            for (id, kind, amount) in crash_writer::acked_transfers(line) {
-                let stored = store
-                    .transfer(id)
-                    .expect("read")
-                    .unwrap_or_else(|| panic!("round {round}: acknowledged {id} is missing"));
-                assert_eq!(
-                    format!("{:?}", stored.record.kind),
-                    crash_writer::kind_name(kind)
-                );
-                if let Some(amount) = amount {
-                    assert_eq!(stored.record.amount_minor, amount, "{line}");
-                }
-            }
-        }
+        crash_writer::assert_stored(&Ledger::Sqlite(store.clone()), &acks);
         let report = store.audit().expect("audit");
         assert!(report.is_ok(), "round {round}: {report}");
         assert!(report.transfers as usize >= acks.len());

@@ -6,13 +6,12 @@ mod crash_writer;
 #[path = "../../farthing-store/tests/support/postgres.rs"]
 mod pg_server;
 
-use std::collections::HashSet;
 use std::process::{Child, Command, Output};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use farthing_store::pg::PgLedger;
-use farthing_store::StoreOptions;
+use farthing_store::{Ledger, StoreOptions};
 use pg_server::Postgres;
 
 fn farthing() -> Command {
@@ -67,30 +66,6 @@ impl Drop for Writer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Checks that every transfer of the `ack` lines is stored with its kind and amount; returns
-/// their ids.
-fn assert_stored(ledger: &PgLedger, acks: &[String]) -> HashSet<farthing_core::TransferId> {
-    let mut seen = HashSet::new();
-    for line in acks {
-        for (id, kind, amount) in crash_writer::acked_transfers(line) {
-            let stored = ledger
-                .transfer(id)
-                .expect("read")
-                .unwrap_or_else(|| panic!("acknowledged {id} is missing ({line})"));
-            assert_eq!(
-                format!("{:?}", stored.record.kind),
-                crash_writer::kind_name(kind),
-                "{line}"
-            );
-            if let Some(amount) = amount {
-                assert_eq!(stored.record.amount_minor, amount, "{line}");
-            }
-            seen.insert(id);
-        }
-    }
-    seen
 }
 
 /// Two farthing instances write the same PostgreSQL ledger at once (the same eight customer
@@ -152,7 +127,7 @@ fn two_instances_under_load_survive_sigkill_and_audit_passes() {
     }
 
     let ledger = PgLedger::open(&url, StoreOptions::default()).expect("open after the kills");
-    let seen = assert_stored(&ledger, &acks);
+    let seen = crash_writer::assert_stored(&Ledger::Postgres(ledger.clone()), &acks);
     let report = ledger.audit().expect("audit");
     assert!(report.is_ok(), "{report}");
     assert!(report.transfers as usize >= seen.len());
@@ -240,7 +215,7 @@ fn acknowledged_writes_survive_a_postgres_crash() {
     );
 
     let ledger = PgLedger::open(&url, StoreOptions::default()).expect("open after the crash");
-    assert_stored(&ledger, &acks);
+    crash_writer::assert_stored(&Ledger::Postgres(ledger.clone()), &acks);
     let report = ledger.audit().expect("audit");
     assert!(report.is_ok(), "{report}");
     ledger.shutdown();

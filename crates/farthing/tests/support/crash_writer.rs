@@ -5,7 +5,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
+use std::collections::HashSet;
+
 use farthing_core::TransferId;
+use farthing_store::Ledger;
 
 /// Starts a crash writer on `database` (a path or URL) and returns it with a channel of its
 /// stdout lines.
@@ -62,4 +65,28 @@ pub fn kind_name(letter: char) -> &'static str {
         'C' => "PostPending",
         _ => "VoidPending",
     }
+}
+
+/// Checks that every transfer of the `ack` lines is stored with its kind and amount; returns
+/// their ids.
+pub fn assert_stored(ledger: &Ledger, acks: &[String]) -> HashSet<TransferId> {
+    let mut seen = HashSet::new();
+    for line in acks {
+        for (id, kind, amount) in acked_transfers(line) {
+            let stored = ledger
+                .transfer(id)
+                .expect("read")
+                .unwrap_or_else(|| panic!("acknowledged {id} is missing ({line})"));
+            assert_eq!(
+                format!("{:?}", stored.record.kind),
+                kind_name(kind),
+                "{line}"
+            );
+            if let Some(amount) = amount {
+                assert_eq!(stored.record.amount_minor, amount, "{line}");
+            }
+            seen.insert(id);
+        }
+    }
+    seen
 }
