@@ -3,10 +3,10 @@
 //! Append-only: rows are inserted and never updated or deleted.
 
 use farthing_core::{AuditEntryId, MerchantId, PublicId};
-use rusqlite::{params, Row};
 
 use crate::business::{page, Page, PageRequest};
 use crate::codec::sql_amount;
+use crate::sql::{args, Row};
 use crate::{Reader, StoreError, Tx};
 
 pub(crate) const SCHEMA: &str = r#"
@@ -74,11 +74,9 @@ fn from_row(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
 impl Tx<'_, '_> {
     /// Appends an entry.
     pub fn append_audit_entry(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.sql()
-            .prepare_cached(&format!(
-                "INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ))?
-            .execute(params![
+        self.db().execute(
+            &format!("INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            args![
                 entry.id.raw().to_be_bytes(),
                 entry.merchant.to_be_bytes(),
                 entry.action,
@@ -87,7 +85,8 @@ impl Tx<'_, '_> {
                 entry.origin,
                 i64::from(entry.status),
                 sql_amount(entry.created_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 }
@@ -99,13 +98,6 @@ impl Reader<'_> {
         merchant: MerchantId,
         request: PageRequest,
     ) -> Result<Page<AuditEntry>, StoreError> {
-        page(
-            self.connection,
-            "audit_log",
-            COLUMNS,
-            merchant,
-            request,
-            from_row,
-        )
+        page(self.db(), "audit_log", COLUMNS, merchant, request, from_row)
     }
 }

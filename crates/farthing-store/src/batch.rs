@@ -11,6 +11,7 @@ use farthing_core::ledger::{
 use farthing_core::{AccountId, TransferId};
 use rusqlite::Connection;
 
+use crate::sql::Db;
 use crate::{codec, StoreError};
 
 /// What one batch reads and changes: the domain's view of the store.
@@ -171,29 +172,29 @@ impl BatchState<'_> {
     /// An account, loaded into memory if needed.
     pub(crate) fn load_account(
         &mut self,
-        connection: &Connection,
+        db: Db<'_>,
         id: AccountId,
     ) -> Result<Option<AccountState>, StoreError> {
-        self.load_accounts(connection, [id])?;
+        self.load_accounts(db, [id])?;
         Ok(self.accounts.get(&id).copied())
     }
 
     /// Preloads and applies a group (all or nothing).
     pub(crate) fn apply(
         &mut self,
-        connection: &Connection,
+        db: Db<'_>,
         group: &Group,
         now_ns: u64,
     ) -> Result<Result<GroupOutcome, GroupError>, StoreError> {
-        self.preload(connection, group)?;
+        self.preload(db, group)?;
         Ok(apply_group(self, group, now_ns))
     }
 
     /// Loads what `group` refers to and is not in memory yet.
-    fn preload(&mut self, connection: &Connection, group: &Group) -> Result<(), StoreError> {
+    fn preload(&mut self, db: Db<'_>, group: &Group) -> Result<(), StoreError> {
         for id in group.transfer_ids() {
             if let Entry::Vacant(slot) = self.transfers.entry(id) {
-                if let Some(stored) = codec::load_transfer(connection, id)? {
+                if let Some(stored) = codec::load_transfer(db, id)? {
                     slot.insert(stored);
                 }
             }
@@ -203,17 +204,17 @@ impl BatchState<'_> {
             .account_ids(|id| transfers.get(&id).map(|stored| stored.record))
             .filter(|id| !self.accounts.contains_key(id))
             .collect();
-        self.load_accounts(connection, wanted)
+        self.load_accounts(db, wanted)
     }
 
     pub(crate) fn load_accounts(
         &mut self,
-        connection: &Connection,
+        db: Db<'_>,
         ids: impl IntoIterator<Item = AccountId>,
     ) -> Result<(), StoreError> {
         for id in ids {
             if let Entry::Vacant(slot) = self.accounts.entry(id) {
-                if let Some(state) = codec::load_account(connection, id)? {
+                if let Some(state) = codec::load_account(db, id)? {
                     slot.insert(state);
                 }
             }

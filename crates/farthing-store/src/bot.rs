@@ -8,13 +8,14 @@
 
 use farthing_core::invoice::Invoice;
 use farthing_core::{CustomerId, InvoiceId, MerchantId, RefundId, RefundRequestId};
-use rusqlite::{params, Connection, Row};
+use rusqlite::params;
 
 use crate::business::{
     charge_from_row, invoice_from_row, page, refund_from_row, Charge, Page, PageRequest, Refund,
     CHARGE_COLUMNS, INVOICE_COLUMNS, REFUND_COLUMNS,
 };
 use crate::codec::sql_amount;
+use crate::sql::{args, Db, Row};
 use crate::subscriptions::{from_row as subscription_from_row, COLUMNS as SUBSCRIPTION_COLUMNS};
 use crate::Subscription;
 use crate::{Reader, StoreError, Tx};
@@ -179,46 +180,44 @@ fn request_from_row(row: &Row<'_>) -> Result<RefundRequest, StoreError> {
     })
 }
 
-fn request_by_id(
-    connection: &Connection,
-    id: RefundRequestId,
-) -> Result<Option<RefundRequest>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM refund_requests WHERE id = ?1"
-    ))?;
-    let mut rows = statement.query(params![id.to_be_bytes()])?;
-    rows.next()?.map(request_from_row).transpose()
+fn request_by_id(db: Db<'_>, id: RefundRequestId) -> Result<Option<RefundRequest>, StoreError> {
+    db.row(
+        &format!("SELECT {REQUEST_COLUMNS} FROM refund_requests WHERE id = ?1"),
+        args![id.to_be_bytes()],
+        request_from_row,
+    )
 }
 
-fn settings_of(
-    connection: &Connection,
-    merchant: MerchantId,
-) -> Result<Option<String>, StoreError> {
-    let mut statement = connection
-        .prepare_cached("SELECT settings FROM merchant_settings WHERE merchant_id = ?1")?;
-    let mut rows = statement.query(params![merchant.to_be_bytes()])?;
-    Ok(match rows.next()? {
-        Some(row) => Some(row.get(0)?),
-        None => None,
-    })
+fn settings_of(db: Db<'_>, merchant: MerchantId) -> Result<Option<String>, StoreError> {
+    db.row(
+        "SELECT settings FROM merchant_settings WHERE merchant_id = ?1",
+        args![merchant.to_be_bytes()],
+        |row| row.get(0),
+    )
 }
 
 /// Newest-first rows of `table` whose `column` is `customer`, at most `limit` (stops walking
 /// the index, no bound `LIMIT`).
 fn of_customer<T>(
-    connection: &Connection,
+    db: Db<'_>,
     sql: &str,
     customer: CustomerId,
     limit: usize,
     parse: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut statement = connection.prepare_cached(sql)?;
-    let mut rows = statement.query(params![customer.to_be_bytes()])?;
     let mut found = Vec::new();
-    while found.len() < limit {
-        let Some(row) = rows.next()? else { break };
-        found.push(parse(row)?);
+    if limit == 0 {
+        return Ok(found);
     }
+    let sql = if db.is_postgres() {
+        format!("{sql} LIMIT {limit}")
+    } else {
+        sql.to_owned()
+    };
+    db.each(&sql, args![customer.to_be_bytes()], |row| {
+        found.push(parse(row)?);
+        Ok(found.len() < limit)
+    })?;
     Ok(found)
 }
 
@@ -230,12 +229,12 @@ impl Tx<'_, '_> {
         settings: &str,
     ) -> Result<(), StoreError> {
         let now = sql_amount(self.now_ns())?;
-        self.sql()
-            .prepare_cached(
-                "INSERT OR REPLACE INTO merchant_settings (merchant_id, settings, updated_at_ns) \
-                 VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![merchant.to_be_bytes(), settings, now])?;
+        self.db().execute(
+            "INSERT INTO merchant_settings (merchant_id, settings, updated_at_ns) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT (merchant_id) DO UPDATE SET \
+                 settings = excluded.settings, updated_at_ns = excluded.updated_at_ns",
+            args![merchant.to_be_bytes(), settings, now],
+        )?;
         Ok(())
     }
 
@@ -243,12 +242,12 @@ impl Tx<'_, '_> {
     /// by the database (`refund_requests_pending`); check [`Tx::pending_refund_request`] first.
     pub fn insert_refund_request(&mut self, request: &RefundRequest) -> Result<(), StoreError> {
         let r = request;
-        self.sql()
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO refund_requests ({REQUEST_COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-            ))?
-            .execute(params![
+            ),
+            args![
                 r.id.to_be_bytes(),
                 r.merchant.to_be_bytes(),
                 r.customer.to_be_bytes(),
@@ -259,7 +258,8 @@ impl Tx<'_, '_> {
                 r.refund.map(|id| id.to_be_bytes()),
                 sql_amount(r.created_at_ns)?,
                 sql_amount(r.updated_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
@@ -268,7 +268,7 @@ impl Tx<'_, '_> {
         &mut self,
         id: RefundRequestId,
     ) -> Result<Option<RefundRequest>, StoreError> {
-        request_by_id(self.sql(), id)
+        request_by_id(self.db(), id)
     }
 
     /// The pending refund request of an invoice, if any.
@@ -276,12 +276,14 @@ impl Tx<'_, '_> {
         &mut self,
         invoice: InvoiceId,
     ) -> Result<Option<RefundRequest>, StoreError> {
-        let mut statement = self.sql().prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM refund_requests \
+        self.db().row(
+            &format!(
+                "SELECT {REQUEST_COLUMNS} FROM refund_requests \
              WHERE invoice_id = ?1 AND status = 'pending'"
-        ))?;
-        let mut rows = statement.query(params![invoice.to_be_bytes()])?;
-        rows.next()?.map(request_from_row).transpose()
+            ),
+            args![invoice.to_be_bytes()],
+            request_from_row,
+        )
     }
 
     /// Moves a refund request to `status` (with the refund made on approval).
@@ -292,17 +294,16 @@ impl Tx<'_, '_> {
         refund: Option<RefundId>,
     ) -> Result<(), StoreError> {
         let now = sql_amount(self.now_ns())?;
-        self.sql()
-            .prepare_cached(
-                "UPDATE refund_requests SET status = ?2, refund_id = ?3, updated_at_ns = ?4 \
+        self.db().execute(
+            "UPDATE refund_requests SET status = ?2, refund_id = ?3, updated_at_ns = ?4 \
                  WHERE id = ?1",
-            )?
-            .execute(params![
+            args![
                 id.to_be_bytes(),
                 status.as_str(),
                 refund.map(|id| id.to_be_bytes()),
                 now
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
@@ -314,25 +315,25 @@ impl Tx<'_, '_> {
     ) -> Result<(), StoreError> {
         match opt_in {
             None => {
-                self.sql()
-                    .prepare_cached("DELETE FROM telegram_reminder_optins WHERE customer_id = ?1")?
-                    .execute(params![customer.to_be_bytes()])?;
+                self.db().execute(
+                    "DELETE FROM telegram_reminder_optins WHERE customer_id = ?1",
+                    args![customer.to_be_bytes()],
+                )?;
             }
             Some(o) => {
                 let now = sql_amount(self.now_ns())?;
-                self.sql()
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO telegram_reminder_optins \
-                         (customer_id, merchant_id, telegram_user_id, lang, created_at_ns) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
-                    .execute(params![
+                self.db().replace(
+                    "telegram_reminder_optins",
+                    "customer_id, merchant_id, telegram_user_id, lang, created_at_ns",
+                    "customer_id",
+                    args![
                         customer.to_be_bytes(),
                         o.merchant.to_be_bytes(),
                         o.telegram_user_id,
                         o.lang,
                         now
-                    ])?;
+                    ],
+                )?;
             }
         }
         Ok(())
@@ -346,13 +347,11 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         key: &str,
     ) -> Result<bool, StoreError> {
-        let deleted = self
-            .sql()
-            .prepare_cached(
-                "DELETE FROM idempotency_keys WHERE merchant_id = ?1 AND key = ?2 \
+        let deleted = self.db().execute(
+            "DELETE FROM idempotency_keys WHERE merchant_id = ?1 AND key = ?2 \
                  AND status >= 400 AND status < 500",
-            )?
-            .execute(params![merchant.to_be_bytes(), key])?;
+            args![merchant.to_be_bytes(), key],
+        )?;
         Ok(deleted == 1)
     }
 
@@ -365,18 +364,17 @@ impl Tx<'_, '_> {
         customer: CustomerId,
     ) -> Result<bool, StoreError> {
         let now = sql_amount(self.now_ns())?;
-        let inserted = self
-            .sql()
-            .prepare_cached(
-                "INSERT OR IGNORE INTO telegram_reminders \
-                 (invoice_id, merchant_id, customer_id, sent_at_ns) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
+        let inserted = self.db().execute(
+            "INSERT INTO telegram_reminders \
+                 (invoice_id, merchant_id, customer_id, sent_at_ns) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT DO NOTHING",
+            args![
                 invoice.to_be_bytes(),
                 merchant.to_be_bytes(),
                 customer.to_be_bytes(),
                 now
-            ])?;
+            ],
+        )?;
         Ok(inserted == 1)
     }
 }
@@ -384,12 +382,12 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// The merchant's settings JSON, if it ever stored some.
     pub fn merchant_settings(&self, merchant: MerchantId) -> Result<Option<String>, StoreError> {
-        settings_of(self.connection, merchant)
+        settings_of(self.db(), merchant)
     }
 
     /// A refund request.
     pub fn refund_request(&self, id: RefundRequestId) -> Result<Option<RefundRequest>, StoreError> {
-        request_by_id(self.connection, id)
+        request_by_id(self.db(), id)
     }
 
     /// The merchant's refund requests, newest first.
@@ -399,7 +397,7 @@ impl Reader<'_> {
         request: PageRequest,
     ) -> Result<Page<RefundRequest>, StoreError> {
         page(
-            self.connection,
+            self.db(),
             "refund_requests",
             REQUEST_COLUMNS,
             merchant,
@@ -411,14 +409,14 @@ impl Reader<'_> {
     /// Whether a customer opted in to payment reminders.
     pub fn reminder_opt_in(&self, customer: CustomerId) -> Result<bool, StoreError> {
         let mut statement = self
-            .connection
+            .sqlite()?
             .prepare_cached("SELECT 1 FROM telegram_reminder_optins WHERE customer_id = ?1")?;
         Ok(statement.exists(params![customer.to_be_bytes()])?)
     }
 
     /// Up to `limit` customers who opted in to payment reminders, of every merchant.
     pub fn reminder_opt_ins(&self, limit: usize) -> Result<Vec<ReminderOptIn>, StoreError> {
-        let mut statement = self.connection.prepare_cached(
+        let mut statement = self.sqlite()?.prepare_cached(
             "SELECT customer_id, merchant_id, telegram_user_id, lang \
              FROM telegram_reminder_optins ORDER BY customer_id",
         )?;
@@ -439,7 +437,7 @@ impl Reader<'_> {
     /// Whether the reminder of `invoice` was sent.
     pub fn reminder_sent(&self, invoice: InvoiceId) -> Result<bool, StoreError> {
         let mut statement = self
-            .connection
+            .sqlite()?
             .prepare_cached("SELECT 1 FROM telegram_reminders WHERE invoice_id = ?1")?;
         Ok(statement.exists(params![invoice.to_be_bytes()])?)
     }
@@ -450,17 +448,21 @@ impl Reader<'_> {
         chat_id: i64,
         limit: usize,
     ) -> Result<Vec<Invoice>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id IN \
-             (SELECT invoice_id FROM telegram_invoice_messages \
-              WHERE chat_id = ?1 AND state = 'open')"
-        ))?;
-        let mut rows = statement.query(params![chat_id])?;
         let mut found = Vec::new();
-        while found.len() < limit {
-            let Some(row) = rows.next()? else { break };
-            found.push(invoice_from_row(row)?);
-        }
+        self.db().each(
+            &format!(
+                "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id IN \
+                 (SELECT invoice_id FROM telegram_invoice_messages \
+                  WHERE chat_id = ?1 AND state = 'open')"
+            ),
+            args![chat_id],
+            |row| {
+                if found.len() < limit {
+                    found.push(invoice_from_row(row)?);
+                }
+                Ok(found.len() < limit)
+            },
+        )?;
         Ok(found)
     }
 
@@ -471,7 +473,7 @@ impl Reader<'_> {
         limit: usize,
     ) -> Result<Vec<Invoice>, StoreError> {
         of_customer(
-            self.connection,
+            self.db(),
             &format!(
                 "SELECT {INVOICE_COLUMNS} FROM invoices \
                  WHERE customer_id = ?1 ORDER BY id DESC"
@@ -489,7 +491,7 @@ impl Reader<'_> {
         limit: usize,
     ) -> Result<Vec<Invoice>, StoreError> {
         of_customer(
-            self.connection,
+            self.db(),
             &format!(
                 "SELECT {INVOICE_COLUMNS} FROM invoices \
                  WHERE paid_customer = ?1 ORDER BY id DESC"
@@ -507,7 +509,7 @@ impl Reader<'_> {
         limit: usize,
     ) -> Result<Vec<Charge>, StoreError> {
         of_customer(
-            self.connection,
+            self.db(),
             &format!(
                 "SELECT {CHARGE_COLUMNS} FROM charges WHERE customer_id = ?1 ORDER BY id DESC"
             ),
@@ -524,7 +526,7 @@ impl Reader<'_> {
         limit: usize,
     ) -> Result<Vec<Refund>, StoreError> {
         of_customer(
-            self.connection,
+            self.db(),
             &format!(
                 "SELECT {REFUND_COLUMNS} FROM refunds WHERE customer_id = ?1 ORDER BY id DESC"
             ),
@@ -541,7 +543,7 @@ impl Reader<'_> {
         limit: usize,
     ) -> Result<Vec<Subscription>, StoreError> {
         of_customer(
-            self.connection,
+            self.db(),
             &format!(
                 "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
                  WHERE customer_id = ?1 ORDER BY id DESC"

@@ -76,7 +76,7 @@ fn from_row(row: &Row<'_>) -> Result<InvoiceMessage, StoreError> {
 impl Tx<'_, '_> {
     /// Records an invoice message the bot sent.
     pub fn insert_invoice_message(&mut self, message: &InvoiceMessage) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached(&format!(
                 "INSERT OR IGNORE INTO telegram_invoice_messages ({COLUMNS}) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
@@ -100,7 +100,7 @@ impl Tx<'_, '_> {
         invoice: InvoiceId,
         state: &str,
     ) -> Result<Vec<InvoiceMessage>, StoreError> {
-        let mut statement = self.sql().prepare_cached(&format!(
+        let mut statement = self.sql()?.prepare_cached(&format!(
             "UPDATE telegram_invoice_messages SET state = ?2 \
              WHERE invoice_id = ?1 AND state = 'open' RETURNING {COLUMNS}"
         ))?;
@@ -129,7 +129,7 @@ impl Tx<'_, '_> {
         limit: usize,
     ) -> Result<Vec<InvoiceMessage>, StoreError> {
         // The limit is part of the statement (a bound LIMIT makes SQLite re-prepare it).
-        let mut statement = self.sql().prepare_cached(&format!(
+        let mut statement = self.sql()?.prepare_cached(&format!(
             "UPDATE telegram_invoice_messages SET state = {CLOSED_AS} \
              WHERE state = 'open' AND invoice_id IN ({STALE} LIMIT {limit}) RETURNING {COLUMNS}"
         ))?;
@@ -146,7 +146,7 @@ impl Reader<'_> {
     /// Whether some open message belongs to an invoice that is no longer open.
     pub fn stale_invoice_messages(&self) -> Result<bool, StoreError> {
         let mut statement = self
-            .connection
+            .sqlite()?
             .prepare_cached(&format!("SELECT EXISTS ({STALE})"))?;
         Ok(statement.query_row([], |row| row.get(0))?)
     }

@@ -11,9 +11,9 @@ use farthing_core::{
     ChargeId, Currency, CustomerId, EventId, InvoiceId, MerchantId, Rail, RefundId, TransferId,
     WebhookEndpointId,
 };
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::codec::sql_amount;
+use crate::sql::{args, Arg, Db, Row};
 use crate::{Reader, StoreError, Tx};
 
 /// The business tables (migration 2).
@@ -154,6 +154,17 @@ pub(crate) const SCHEMA: &str = r#"
     CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ns);
 "#;
 
+/// `sql` limited to `limit` rows: on PostgreSQL in its text (the server sends every row a
+/// statement finds); on SQLite the caller stops reading (a bound LIMIT makes SQLite re-prepare
+/// the statement at every execution).
+fn limited(db: Db<'_>, sql: &str, limit: usize) -> String {
+    if db.is_postgres() {
+        format!("{sql} LIMIT {limit}")
+    } else {
+        sql.to_owned()
+    }
+}
+
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }
@@ -228,7 +239,7 @@ pub struct ListFilter {
 }
 
 pub(crate) fn page<T>(
-    connection: &Connection,
+    db: Db<'_>,
     table: &str,
     columns: &str,
     merchant: MerchantId,
@@ -236,7 +247,7 @@ pub(crate) fn page<T>(
     parse: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Page<T>, StoreError> {
     page_where(
-        connection,
+        db,
         table,
         columns,
         merchant,
@@ -249,7 +260,7 @@ pub(crate) fn page<T>(
 /// A page of `table` for `merchant`, newest first, narrowed by `filter` (whose columns the
 /// caller knows the table has).
 pub(crate) fn page_where<T>(
-    connection: &Connection,
+    db: Db<'_>,
     table: &str,
     columns: &str,
     merchant: MerchantId,
@@ -282,45 +293,37 @@ pub(crate) fn page_where<T>(
         None => false,
     };
     let (below, at_least) = (below.to_be_bytes(), at_least.to_be_bytes());
-    // No `LIMIT ?`: a bound LIMIT makes SQLite re-prepare the statement at every execution.
-    // The index walk is lazy, so stopping after `limit + 1` rows costs the same. Each filter
-    // combination is its own cached statement.
+    let status = filter.status.clone().unwrap_or_default();
+    let customer = filter.customer.unwrap_or(0).to_be_bytes();
+    // No bound `LIMIT ?` on SQLite: it makes SQLite re-prepare the statement at every
+    // execution, and its index walk is lazy, so stopping after `limit + 1` rows costs the same.
+    // PostgreSQL sends every row a statement finds, so there the text says how many. Each
+    // filter combination (and on PostgreSQL each limit) is its own cached statement.
     let mut sql =
         format!("SELECT {columns} FROM {table} WHERE merchant_id = ?1 AND id < ?2 AND id >= ?3");
+    let merchant = merchant.to_be_bytes();
+    let mut values: Vec<&dyn Arg> = vec![&merchant, &below, &at_least];
     if filter.status.is_some() {
-        sql.push_str(" AND status = ?4");
+        values.push(&status);
+        sql.push_str(&format!(" AND status = ?{}", values.len()));
     }
     if filter.customer.is_some() {
-        sql.push_str(" AND customer_id = ?5");
+        values.push(&customer);
+        sql.push_str(&format!(" AND customer_id = ?{}", values.len()));
     }
     sql.push_str(if backwards {
         " ORDER BY id ASC"
     } else {
         " ORDER BY id DESC"
     });
-    let mut statement = connection.prepare_cached(&sql)?;
-    let status = filter.status.clone().unwrap_or_default();
-    let customer = filter.customer.unwrap_or(0).to_be_bytes();
-    let mut rows = if filter.status.is_some() || filter.customer.is_some() {
-        // Unused parameters are bound too (SQLite allows gaps only when bound by index).
-        statement.raw_bind_parameter(1, merchant.to_be_bytes())?;
-        statement.raw_bind_parameter(2, below)?;
-        statement.raw_bind_parameter(3, at_least)?;
-        if filter.status.is_some() {
-            statement.raw_bind_parameter(4, &status)?;
-        }
-        if filter.customer.is_some() {
-            statement.raw_bind_parameter(5, customer)?;
-        }
-        statement.raw_query()
-    } else {
-        statement.query(params![merchant.to_be_bytes(), below, at_least])?
-    };
-    let mut data = Vec::new();
-    while data.len() <= limit {
-        let Some(row) = rows.next()? else { break };
-        data.push(parse(row)?);
+    if db.is_postgres() {
+        sql.push_str(&format!(" LIMIT {}", limit + 1));
     }
+    let mut data = Vec::new();
+    db.each(&sql, &values, |row| {
+        data.push(parse(row)?);
+        Ok(data.len() <= limit)
+    })?;
     let has_more = data.len() > limit;
     data.truncate(limit);
     if backwards {
@@ -373,13 +376,21 @@ pub struct ApiKeyListing {
     pub revoked_at_ns: Option<u64>,
 }
 
+fn merchant_from_row(row: &Row<'_>) -> Result<Merchant, StoreError> {
+    Ok(Merchant {
+        id: id_from(row.get(0)?, MerchantId)?,
+        name: row.get(1)?,
+        created_at_ns: u64_from(row.get(2)?, "time")?,
+    })
+}
+
 impl Tx<'_, '_> {
     /// Creates a merchant; an existing one with the same id is left as it is.
     pub fn insert_merchant(&mut self, merchant: &Merchant) -> Result<(), StoreError> {
-        self.sql().execute(
+        self.db().execute(
             "INSERT INTO merchants (id, name, created_at_ns) VALUES (?1, ?2, ?3) \
              ON CONFLICT (id) DO NOTHING",
-            params![
+            args![
                 merchant.id.to_be_bytes(),
                 merchant.name,
                 sql_amount(merchant.created_at_ns)?
@@ -407,33 +418,30 @@ impl Tx<'_, '_> {
         at_ns: u64,
     ) -> Result<bool, StoreError> {
         let at = sql_amount(at_ns)?;
-        Ok(self
-            .sql()
-            .prepare_cached(
-                "UPDATE api_keys SET revoked_at_ns = ?3 WHERE key_hash = ?1 AND merchant_id = ?2 \
-                 AND (revoked_at_ns IS NULL OR revoked_at_ns > ?3)",
-            )?
-            .execute(params![key_hash, merchant.to_be_bytes(), at])?
-            == 1)
+        Ok(self.db().execute(
+            "UPDATE api_keys SET revoked_at_ns = ?3 WHERE key_hash = ?1 AND merchant_id = ?2 \
+             AND (revoked_at_ns IS NULL OR revoked_at_ns > ?3)",
+            args![key_hash, merchant.to_be_bytes(), at],
+        )? == 1)
     }
 
     /// Removes a merchant that owns nothing but its keys (undoing a creation that could not be
     /// completed in the other mode's database).
     pub fn delete_new_merchant(&mut self, merchant: MerchantId) -> Result<(), StoreError> {
         let id = merchant.to_be_bytes();
-        self.sql()
-            .execute("DELETE FROM api_keys WHERE merchant_id = ?1", [id])?;
-        self.sql()
-            .execute("DELETE FROM merchants WHERE id = ?1", [id])?;
+        self.db()
+            .execute("DELETE FROM api_keys WHERE merchant_id = ?1", args![id])?;
+        self.db()
+            .execute("DELETE FROM merchants WHERE id = ?1", args![id])?;
         Ok(())
     }
 
     /// Stores an API key's hash.
     pub fn insert_api_key(&mut self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-        self.sql().execute(
+        self.db().execute(
             "INSERT INTO api_keys (key_hash, merchant_id, scopes, hint, created_at_ns) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
+            args![
                 key.key_hash,
                 key.merchant.to_be_bytes(),
                 json(&key.scopes)?,
@@ -447,20 +455,18 @@ impl Tx<'_, '_> {
 
 /// A customer's balance accounts with the merchant, by currency, as stored.
 fn customer_accounts(
-    connection: &Connection,
+    db: Db<'_>,
     merchant: MerchantId,
     customer: CustomerId,
 ) -> Result<Vec<farthing_core::ledger::AccountState>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {} FROM accounts WHERE merchant_id = ?1 AND customer_id = ?2 ORDER BY currency",
-        crate::codec::ACCOUNT_COLUMNS
-    ))?;
-    let mut rows = statement.query(params![merchant.to_be_bytes(), customer.to_be_bytes()])?;
-    let mut accounts = Vec::new();
-    while let Some(row) = rows.next()? {
-        accounts.push(crate::codec::account_from_row(row)?);
-    }
-    Ok(accounts)
+    db.rows(
+        &format!(
+            "SELECT {} FROM accounts WHERE merchant_id = ?1 AND customer_id = ?2 ORDER BY currency",
+            crate::codec::ACCOUNT_COLUMNS
+        ),
+        args![merchant.to_be_bytes(), customer.to_be_bytes()],
+        |row| crate::codec::account_from_row(row),
+    )
 }
 
 /// A balance as the API lists it: currency, posted, available.
@@ -477,19 +483,17 @@ impl Reader<'_> {
     pub fn merchants(&self, request: PageRequest) -> Result<Page<Merchant>, StoreError> {
         let limit = request.limit.clamp(1, 100);
         let below = request.starting_after.unwrap_or(u128::MAX).to_be_bytes();
-        let mut statement = self.connection.prepare_cached(
-            "SELECT id, name, created_at_ns FROM merchants WHERE id < ?1 ORDER BY id DESC",
-        )?;
-        let mut rows = statement.query([below])?;
-        let mut data = Vec::new();
-        while data.len() <= limit {
-            let Some(row) = rows.next()? else { break };
-            data.push(Merchant {
-                id: id_from(row.get(0)?, MerchantId)?,
-                name: row.get(1)?,
-                created_at_ns: u64_from(row.get(2)?, "time")?,
-            });
+        let mut sql =
+            "SELECT id, name, created_at_ns FROM merchants WHERE id < ?1 ORDER BY id DESC"
+                .to_owned();
+        if self.db().is_postgres() {
+            sql.push_str(&format!(" LIMIT {}", limit + 1));
         }
+        let mut data = Vec::new();
+        self.db().each(&sql, args![below], |row| {
+            data.push(merchant_from_row(row)?);
+            Ok(data.len() <= limit)
+        })?;
         let has_more = data.len() > limit;
         data.truncate(limit);
         Ok(Page { data, has_more })
@@ -497,63 +501,53 @@ impl Reader<'_> {
 
     /// A merchant.
     pub fn merchant(&self, id: MerchantId) -> Result<Option<Merchant>, StoreError> {
-        let mut statement = self
-            .connection
-            .prepare_cached("SELECT id, name, created_at_ns FROM merchants WHERE id = ?1")?;
-        let mut rows = statement.query([id.to_be_bytes()])?;
-        let Some(row) = rows.next()? else {
-            return Ok(None);
-        };
-        Ok(Some(Merchant {
-            id: id_from(row.get(0)?, MerchantId)?,
-            name: row.get(1)?,
-            created_at_ns: u64_from(row.get(2)?, "time")?,
-        }))
+        self.db().row(
+            "SELECT id, name, created_at_ns FROM merchants WHERE id = ?1",
+            args![id.to_be_bytes()],
+            merchant_from_row,
+        )
     }
 
     /// The merchant's API keys, newest first (a merchant has a handful).
     pub fn api_keys(&self, merchant: MerchantId) -> Result<Vec<ApiKeyListing>, StoreError> {
-        let mut statement = self.connection.prepare_cached(
+        self.db().rows(
             "SELECT key_hash, scopes, hint, created_at_ns, revoked_at_ns FROM api_keys \
              WHERE merchant_id = ?1 ORDER BY created_at_ns DESC",
-        )?;
-        let mut rows = statement.query([merchant.to_be_bytes()])?;
-        let mut keys = Vec::new();
-        while let Some(row) = rows.next()? {
-            let hash: Vec<u8> = row.get(0)?;
-            let scopes: String = row.get(1)?;
-            let revoked: Option<i64> = row.get(4)?;
-            keys.push(ApiKeyListing {
-                key_hash: hash
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("api_keys.key_hash is not 32 bytes".into()))?,
-                scopes: from_json(&scopes)?,
-                hint: row.get(2)?,
-                created_at_ns: u64_from(row.get(3)?, "time")?,
-                revoked_at_ns: revoked.map(|t| u64_from(t, "time")).transpose()?,
-            });
-        }
-        Ok(keys)
+            args![merchant.to_be_bytes()],
+            |row| {
+                let hash: Vec<u8> = row.get(0)?;
+                let scopes: String = row.get(1)?;
+                let revoked: Option<i64> = row.get(4)?;
+                Ok(ApiKeyListing {
+                    key_hash: hash.try_into().map_err(|_| {
+                        StoreError::Corrupt("api_keys.key_hash is not 32 bytes".into())
+                    })?,
+                    scopes: from_json(&scopes)?,
+                    hint: row.get(2)?,
+                    created_at_ns: u64_from(row.get(3)?, "time")?,
+                    revoked_at_ns: revoked.map(|t| u64_from(t, "time")).transpose()?,
+                })
+            },
+        )
     }
 
     /// An API key by the hash of the key.
     pub fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let mut statement = self.connection.prepare_cached(
+        self.db().row(
             "SELECT merchant_id, scopes, hint, revoked_at_ns FROM api_keys WHERE key_hash = ?1",
-        )?;
-        let mut rows = statement.query([key_hash])?;
-        let Some(row) = rows.next()? else {
-            return Ok(None);
-        };
-        let scopes: String = row.get(1)?;
-        let revoked: Option<i64> = row.get(3)?;
-        Ok(Some(ApiKeyRecord {
-            key_hash: *key_hash,
-            merchant: id_from(row.get(0)?, MerchantId)?,
-            scopes: from_json(&scopes)?,
-            hint: row.get(2)?,
-            revoked_at_ns: revoked.map(|t| u64_from(t, "time")).transpose()?,
-        }))
+            args![key_hash],
+            |row| {
+                let scopes: String = row.get(1)?;
+                let revoked: Option<i64> = row.get(3)?;
+                Ok(ApiKeyRecord {
+                    key_hash: *key_hash,
+                    merchant: id_from(row.get(0)?, MerchantId)?,
+                    scopes: from_json(&scopes)?,
+                    hint: row.get(2)?,
+                    revoked_at_ns: revoked.map(|t| u64_from(t, "time")).transpose()?,
+                })
+            },
+        )
     }
 }
 
@@ -588,39 +582,41 @@ fn customer_from_row(row: &Row<'_>) -> Result<Customer, StoreError> {
     })
 }
 
-fn load_customer(connection: &Connection, id: CustomerId) -> Result<Option<Customer>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = ?1"
-    ))?;
-    let mut rows = statement.query([id.to_be_bytes()])?;
-    rows.next()?.map(customer_from_row).transpose()
+fn load_customer(db: Db<'_>, id: CustomerId) -> Result<Option<Customer>, StoreError> {
+    db.row(
+        &format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = ?1"),
+        args![id.to_be_bytes()],
+        customer_from_row,
+    )
 }
 
 fn customer_by_external(
-    connection: &Connection,
+    db: Db<'_>,
     merchant: MerchantId,
     external_id: &str,
 ) -> Result<Option<Customer>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE merchant_id = ?1 AND external_id = ?2"
-    ))?;
-    let mut rows = statement.query(params![merchant.to_be_bytes(), external_id])?;
-    rows.next()?.map(customer_from_row).transpose()
+    db.row(
+        &format!(
+            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE merchant_id = ?1 AND external_id = ?2"
+        ),
+        args![merchant.to_be_bytes(), external_id],
+        customer_from_row,
+    )
 }
 
 impl Tx<'_, '_> {
     /// Stores a new customer.
     pub fn insert_customer(&mut self, customer: &Customer) -> Result<(), StoreError> {
-        let mut statement = self.sql().prepare_cached(&format!(
-            "INSERT INTO customers ({CUSTOMER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
-        ))?;
-        statement.execute(params![
-            customer.id.to_be_bytes(),
-            customer.merchant.to_be_bytes(),
-            customer.external_id,
-            json(&customer.metadata)?,
-            sql_amount(customer.created_at_ns)?
-        ])?;
+        self.db().execute(
+            &format!("INSERT INTO customers ({CUSTOMER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+            args![
+                customer.id.to_be_bytes(),
+                customer.merchant.to_be_bytes(),
+                customer.external_id,
+                json(&customer.metadata)?,
+                sql_amount(customer.created_at_ns)?
+            ],
+        )?;
         Ok(())
     }
 
@@ -631,7 +627,7 @@ impl Tx<'_, '_> {
         customer: CustomerId,
     ) -> Result<Vec<(Currency, i128, i128)>, StoreError> {
         let mut balances = Vec::new();
-        for stored in customer_accounts(self.sql(), merchant, customer)? {
+        for stored in customer_accounts(self.db(), merchant, customer)? {
             // The batch's view: an earlier job of this batch may have moved the balance.
             let state = self.account(stored.account.id)?.unwrap_or(stored);
             balances.push(balance_row(&state));
@@ -645,15 +641,16 @@ impl Tx<'_, '_> {
         id: CustomerId,
         metadata: &[(String, String)],
     ) -> Result<(), StoreError> {
-        self.sql()
-            .prepare_cached("UPDATE customers SET metadata = ?2 WHERE id = ?1")?
-            .execute(params![id.to_be_bytes(), json(&metadata)?])?;
+        self.db().execute(
+            "UPDATE customers SET metadata = ?2 WHERE id = ?1",
+            args![id.to_be_bytes(), json(&metadata)?],
+        )?;
         Ok(())
     }
 
     /// A customer, as of this point of the batch.
     pub fn customer(&mut self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
-        load_customer(self.sql(), id)
+        load_customer(self.db(), id)
     }
 
     /// The merchant's customer with this external id.
@@ -662,14 +659,14 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         external_id: &str,
     ) -> Result<Option<Customer>, StoreError> {
-        customer_by_external(self.sql(), merchant, external_id)
+        customer_by_external(self.db(), merchant, external_id)
     }
 }
 
 impl Reader<'_> {
     /// A customer.
     pub fn customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
-        load_customer(self.connection, id)
+        load_customer(self.db(), id)
     }
 
     /// The merchant's customer with this external id.
@@ -678,7 +675,7 @@ impl Reader<'_> {
         merchant: MerchantId,
         external_id: &str,
     ) -> Result<Option<Customer>, StoreError> {
-        customer_by_external(self.connection, merchant, external_id)
+        customer_by_external(self.db(), merchant, external_id)
     }
 
     /// A page of a merchant's customers, newest first.
@@ -688,7 +685,7 @@ impl Reader<'_> {
         request: PageRequest,
     ) -> Result<Page<Customer>, StoreError> {
         page(
-            self.connection,
+            self.db(),
             "customers",
             CUSTOMER_COLUMNS,
             merchant,
@@ -700,19 +697,15 @@ impl Reader<'_> {
     /// Gauges for monitoring: open invoices (those with a pending expiry), webhook
     /// attempts still to make, and the earliest time one of them was due (ns), if any.
     pub fn backlog(&self) -> Result<(u64, u64, Option<u64>), StoreError> {
+        let value = |sql: &str| -> Result<Option<i64>, StoreError> {
+            Ok(self.db().row(sql, args![], |row| row.get(0))?.flatten())
+        };
         let count = |sql: &str| -> Result<u64, StoreError> {
-            let n: i64 = self
-                .connection
-                .prepare_cached(sql)?
-                .query_row([], |row| row.get(0))?;
-            Ok(u64::try_from(n).unwrap_or(0))
+            Ok(value(sql)?.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
         };
         let open = count("SELECT COUNT(*) FROM invoice_expiries")?;
         let queued = count("SELECT COUNT(*) FROM delivery_queue")?;
-        let oldest: Option<i64> = self
-            .connection
-            .prepare_cached("SELECT MIN(next_attempt_at_ns) FROM delivery_queue")?
-            .query_row([], |row| row.get(0))?;
+        let oldest = value("SELECT MIN(next_attempt_at_ns) FROM delivery_queue")?;
         Ok((open, queued, oldest.and_then(|t| u64::try_from(t).ok())))
     }
 
@@ -722,16 +715,14 @@ impl Reader<'_> {
         &self,
         merchant: MerchantId,
     ) -> Result<Vec<farthing_core::ledger::AccountState>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT {} FROM accounts WHERE merchant_id = ?1 AND customer_id IS NULL",
-            crate::codec::ACCOUNT_COLUMNS
-        ))?;
-        let mut rows = statement.query(params![merchant.to_be_bytes()])?;
-        let mut accounts = Vec::new();
-        while let Some(row) = rows.next()? {
-            accounts.push(crate::codec::account_from_row(row)?);
-        }
-        Ok(accounts)
+        self.db().rows(
+            &format!(
+                "SELECT {} FROM accounts WHERE merchant_id = ?1 AND customer_id IS NULL",
+                crate::codec::ACCOUNT_COLUMNS
+            ),
+            args![merchant.to_be_bytes()],
+            |row| crate::codec::account_from_row(row),
+        )
     }
 
     /// The ledger balances of a customer's accounts: currency and posted balance and
@@ -741,7 +732,7 @@ impl Reader<'_> {
         merchant: MerchantId,
         customer: CustomerId,
     ) -> Result<Vec<(Currency, i128, i128)>, StoreError> {
-        Ok(customer_accounts(self.connection, merchant, customer)?
+        Ok(customer_accounts(self.db(), merchant, customer)?
             .iter()
             .map(balance_row)
             .collect())
@@ -870,18 +861,18 @@ fn instructions_to_json(
 
 #[cfg(test)]
 pub(crate) fn load_invoice_for_tests(
-    connection: &Connection,
+    db: Db<'_>,
     id: InvoiceId,
 ) -> Result<Option<Invoice>, StoreError> {
-    load_invoice(connection, id)
+    load_invoice(db, id)
 }
 
-fn load_invoice(connection: &Connection, id: InvoiceId) -> Result<Option<Invoice>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = ?1"
-    ))?;
-    let mut rows = statement.query([id.to_be_bytes()])?;
-    rows.next()?.map(invoice_from_row).transpose()
+fn load_invoice(db: Db<'_>, id: InvoiceId) -> Result<Option<Invoice>, StoreError> {
+    db.row(
+        &format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = ?1"),
+        args![id.to_be_bytes()],
+        invoice_from_row,
+    )
 }
 
 impl Tx<'_, '_> {
@@ -901,11 +892,10 @@ impl Tx<'_, '_> {
             ),
         };
         let rails: Vec<&str> = invoice.rails.iter().map(|rail| rail.as_str()).collect();
-        let mut statement = self.sql().prepare_cached(&format!(
+        self.db().execute(&format!(
             "INSERT INTO invoices ({INVOICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
              ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, ?17, ?16, ?18)"
-        ))?;
-        statement.execute(params![
+        ), args![
             invoice.id.to_be_bytes(),
             invoice.merchant.to_be_bytes(),
             invoice.customer.map(CustomerId::to_be_bytes),
@@ -926,12 +916,10 @@ impl Tx<'_, '_> {
             invoice.return_url,
         ])?;
         if invoice.status == InvoiceStatus::Open {
-            self.sql()
-                .prepare_cached("INSERT INTO invoice_expiries (expires_at_ns, id) VALUES (?1, ?2)")?
-                .execute(params![
-                    sql_amount(invoice.expires_at_ns)?,
-                    invoice.id.to_be_bytes()
-                ])?;
+            self.db().execute(
+                "INSERT INTO invoice_expiries (expires_at_ns, id) VALUES (?1, ?2)",
+                args![sql_amount(invoice.expires_at_ns)?, invoice.id.to_be_bytes()],
+            )?;
         }
         Ok(())
     }
@@ -949,30 +937,27 @@ impl Tx<'_, '_> {
         };
         found.instructions.insert(rail, data.to_owned());
         let text = instructions_to_json(&found.instructions)?;
-        let changed = self
-            .sql()
-            .prepare_cached("UPDATE invoices SET payment_instructions = ?2 WHERE id = ?1")?
-            .execute(params![invoice.to_be_bytes(), text])?;
+        let changed = self.db().execute(
+            "UPDATE invoices SET payment_instructions = ?2 WHERE id = ?1",
+            args![invoice.to_be_bytes(), text],
+        )?;
         Ok(changed == 1)
     }
 
     /// An invoice, as of this point of the batch.
     pub fn invoice(&mut self, id: InvoiceId) -> Result<Option<Invoice>, StoreError> {
-        load_invoice(self.sql(), id)
+        load_invoice(self.db(), id)
     }
 
     /// Writes an invoice's changed state (status, payment, refunds, closing time); an invoice
     /// that is no longer open leaves the expiry schedule.
     pub fn update_invoice(&mut self, invoice: &Invoice) -> Result<(), StoreError> {
         let payment = invoice.payment;
-        let changed = self
-            .sql()
-            .prepare_cached(
-                "UPDATE invoices SET status = ?2, paid_amount = ?3, paid_rail = ?4, \
+        let changed = self.db().execute(
+            "UPDATE invoices SET status = ?2, paid_amount = ?3, paid_rail = ?4, \
                  paid_customer = ?5, paid_transfer = ?6, paid_at_ns = ?7, refunded_minor = ?8, \
                  closed_at_ns = ?9 WHERE id = ?1",
-            )?
-            .execute(params![
+            args![
                 invoice.id.to_be_bytes(),
                 invoice.status.as_str(),
                 payment.map(|p| sql_amount(p.amount_minor)).transpose()?,
@@ -984,43 +969,45 @@ impl Tx<'_, '_> {
                 payment.map(|p| sql_amount(p.paid_at_ns)).transpose()?,
                 sql_amount(invoice.amount_refunded_minor)?,
                 invoice.closed_at_ns.map(sql_amount).transpose()?,
-            ])?;
+            ],
+        )?;
         if changed != 1 {
             return Err(corrupt(format!("invoice {} vanished", invoice.id)));
         }
         if invoice.status != InvoiceStatus::Open {
-            self.sql()
-                .prepare_cached(
-                    "DELETE FROM invoice_expiries WHERE expires_at_ns = ?1 AND id = ?2",
-                )?
-                .execute(params![
-                    sql_amount(invoice.expires_at_ns)?,
-                    invoice.id.to_be_bytes()
-                ])?;
+            self.db().execute(
+                "DELETE FROM invoice_expiries WHERE expires_at_ns = ?1 AND id = ?2",
+                args![sql_amount(invoice.expires_at_ns)?, invoice.id.to_be_bytes()],
+            )?;
         }
         Ok(())
     }
 
     /// Open invoices whose expiry is at or before now, oldest first, at most `limit`.
     pub fn due_invoices(&mut self, limit: usize) -> Result<Vec<InvoiceId>, StoreError> {
-        let mut statement = self.sql().prepare_cached(
+        let sql = limited(
+            self.db(),
             "SELECT id FROM invoice_expiries WHERE expires_at_ns <= ?1 ORDER BY expires_at_ns",
-        )?;
-        let rows = statement.query_map(params![sql_amount(self.now_ns())?], |row| {
-            row.get::<_, Vec<u8>>(0)
-        })?;
+            limit,
+        );
         let mut ids = Vec::new();
-        for bytes in rows.take(limit) {
-            ids.push(id_from(bytes?, InvoiceId)?);
+        if limit == 0 {
+            return Ok(ids);
         }
+        self.db()
+            .each(&sql, args![sql_amount(self.now_ns())?], |row| {
+                ids.push(id_from(row.get(0)?, InvoiceId)?);
+                Ok(ids.len() < limit)
+            })?;
         Ok(ids)
     }
 
     /// Removes an invoice from the expiry schedule (used for stale entries).
     pub fn unschedule_invoice(&mut self, id: InvoiceId) -> Result<(), StoreError> {
-        self.sql()
-            .prepare_cached("DELETE FROM invoice_expiries WHERE id = ?1")?
-            .execute([id.to_be_bytes()])?;
+        self.db().execute(
+            "DELETE FROM invoice_expiries WHERE id = ?1",
+            args![id.to_be_bytes()],
+        )?;
         Ok(())
     }
 }
@@ -1028,7 +1015,7 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// An invoice.
     pub fn invoice(&self, id: InvoiceId) -> Result<Option<Invoice>, StoreError> {
-        load_invoice(self.connection, id)
+        load_invoice(self.db(), id)
     }
 
     /// A page of a merchant's invoices, newest first.
@@ -1039,7 +1026,7 @@ impl Reader<'_> {
         filter: &ListFilter,
     ) -> Result<Page<Invoice>, StoreError> {
         page_where(
-            self.connection,
+            self.db(),
             "invoices",
             INVOICE_COLUMNS,
             merchant,
@@ -1056,7 +1043,7 @@ impl Reader<'_> {
         request: PageRequest,
     ) -> Result<Page<Invoice>, StoreError> {
         page(
-            self.connection,
+            self.db(),
             "invoices",
             INVOICE_COLUMNS,
             merchant,
@@ -1068,10 +1055,12 @@ impl Reader<'_> {
     /// When the next open invoice expires.
     pub fn next_invoice_expiry(&self) -> Result<Option<u64>, StoreError> {
         let value: Option<i64> = self
-            .connection
-            .prepare_cached("SELECT MIN(expires_at_ns) FROM invoice_expiries")?
-            .query_row([], |row| row.get(0))
-            .optional()?
+            .db()
+            .row(
+                "SELECT MIN(expires_at_ns) FROM invoice_expiries",
+                args![],
+                |row| row.get(0),
+            )?
             .flatten();
         Ok(value.and_then(|value| u64::try_from(value).ok()))
     }
@@ -1152,12 +1141,12 @@ pub(crate) fn charge_from_row(row: &Row<'_>) -> Result<Charge, StoreError> {
     })
 }
 
-fn load_charge(connection: &Connection, id: ChargeId) -> Result<Option<Charge>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {CHARGE_COLUMNS} FROM charges WHERE id = ?1"
-    ))?;
-    let mut rows = statement.query([id.to_be_bytes()])?;
-    rows.next()?.map(charge_from_row).transpose()
+fn load_charge(db: Db<'_>, id: ChargeId) -> Result<Option<Charge>, StoreError> {
+    db.row(
+        &format!("SELECT {CHARGE_COLUMNS} FROM charges WHERE id = ?1"),
+        args![id.to_be_bytes()],
+        charge_from_row,
+    )
 }
 
 /// A refund of an invoice or a charge, back to the customer's balance.
@@ -1251,11 +1240,11 @@ pub(crate) fn refund_from_row(row: &Row<'_>) -> Result<Refund, StoreError> {
 impl Tx<'_, '_> {
     /// Stores a new charge.
     pub fn insert_charge(&mut self, charge: &Charge) -> Result<(), StoreError> {
-        self.sql()
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO charges ({CHARGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-            ))?
-            .execute(params![
+            ),
+            args![
                 charge.id.to_be_bytes(),
                 charge.merchant.to_be_bytes(),
                 charge.customer.to_be_bytes(),
@@ -1265,13 +1254,14 @@ impl Tx<'_, '_> {
                 charge.description,
                 sql_amount(charge.created_at_ns)?,
                 optional_metadata(&charge.metadata)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
     /// A charge, as of this point of the batch.
     pub fn charge(&mut self, id: ChargeId) -> Result<Option<Charge>, StoreError> {
-        load_charge(self.sql(), id)
+        load_charge(self.db(), id)
     }
 
     /// Records a further refunded amount on a charge.
@@ -1280,20 +1270,21 @@ impl Tx<'_, '_> {
         id: ChargeId,
         refunded_minor: u64,
     ) -> Result<(), StoreError> {
-        self.sql()
-            .prepare_cached("UPDATE charges SET refunded_minor = ?2 WHERE id = ?1")?
-            .execute(params![id.to_be_bytes(), sql_amount(refunded_minor)?])?;
+        self.db().execute(
+            "UPDATE charges SET refunded_minor = ?2 WHERE id = ?1",
+            args![id.to_be_bytes(), sql_amount(refunded_minor)?],
+        )?;
         Ok(())
     }
 
     /// Stores a new refund.
     pub fn insert_refund(&mut self, refund: &Refund) -> Result<(), StoreError> {
-        self.sql()
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO refunds ({REFUND_COLUMNS}) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-            ))?
-            .execute(params![
+            ),
+            args![
                 refund.id.to_be_bytes(),
                 refund.merchant.to_be_bytes(),
                 refund.invoice.map(InvoiceId::to_be_bytes),
@@ -1307,26 +1298,29 @@ impl Tx<'_, '_> {
                 optional_metadata(&refund.metadata)?,
                 refund.status.as_str(),
                 refund.next_action,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
     /// A refund, as of this point of the batch.
     pub fn refund(&mut self, id: RefundId) -> Result<Option<Refund>, StoreError> {
-        let mut statement = self.sql().prepare_cached(&format!(
-            "SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ?1"
-        ))?;
-        let mut rows = statement.query([id.to_be_bytes()])?;
-        rows.next()?.map(refund_from_row).transpose()
+        self.db().row(
+            &format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ?1"),
+            args![id.to_be_bytes()],
+            refund_from_row,
+        )
     }
 
     /// The pending refund of an invoice, if one waits.
     pub fn pending_refund_of(&mut self, invoice: InvoiceId) -> Result<Option<Refund>, StoreError> {
-        let mut statement = self.sql().prepare_cached(&format!(
-            "SELECT {REFUND_COLUMNS} FROM refunds WHERE invoice_id = ?1 AND status = 'pending'"
-        ))?;
-        let mut rows = statement.query([invoice.to_be_bytes()])?;
-        rows.next()?.map(refund_from_row).transpose()
+        self.db().row(
+            &format!(
+                "SELECT {REFUND_COLUMNS} FROM refunds WHERE invoice_id = ?1 AND status = 'pending'"
+            ),
+            args![invoice.to_be_bytes()],
+            refund_from_row,
+        )
     }
 
     /// Moves a prepared refund to `status` (its next action goes); `false` when it was
@@ -1336,13 +1330,11 @@ impl Tx<'_, '_> {
         id: RefundId,
         status: RefundStatus,
     ) -> Result<bool, StoreError> {
-        let changed = self
-            .sql()
-            .prepare_cached(
-                "UPDATE refunds SET status = ?2, next_action = NULL \
+        let changed = self.db().execute(
+            "UPDATE refunds SET status = ?2, next_action = NULL \
                  WHERE id = ?1 AND status <> ?2",
-            )?
-            .execute(params![id.to_be_bytes(), status.as_str()])?;
+            args![id.to_be_bytes(), status.as_str()],
+        )?;
         Ok(changed == 1)
     }
 }
@@ -1350,7 +1342,7 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// A charge.
     pub fn charge(&self, id: ChargeId) -> Result<Option<Charge>, StoreError> {
-        load_charge(self.connection, id)
+        load_charge(self.db(), id)
     }
 
     /// A page of a merchant's charges, newest first.
@@ -1361,7 +1353,7 @@ impl Reader<'_> {
         filter: &ListFilter,
     ) -> Result<Page<Charge>, StoreError> {
         page_where(
-            self.connection,
+            self.db(),
             "charges",
             CHARGE_COLUMNS,
             merchant,
@@ -1378,7 +1370,7 @@ impl Reader<'_> {
         request: PageRequest,
     ) -> Result<Page<Charge>, StoreError> {
         page(
-            self.connection,
+            self.db(),
             "charges",
             CHARGE_COLUMNS,
             merchant,
@@ -1389,11 +1381,11 @@ impl Reader<'_> {
 
     /// A refund.
     pub fn refund(&self, id: RefundId) -> Result<Option<Refund>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ?1"
-        ))?;
-        let mut rows = statement.query([id.to_be_bytes()])?;
-        rows.next()?.map(refund_from_row).transpose()
+        self.db().row(
+            &format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ?1"),
+            args![id.to_be_bytes()],
+            refund_from_row,
+        )
     }
 
     /// A page of a merchant's refunds, newest first.
@@ -1404,7 +1396,7 @@ impl Reader<'_> {
         filter: &ListFilter,
     ) -> Result<Page<Refund>, StoreError> {
         page_where(
-            self.connection,
+            self.db(),
             "refunds",
             REFUND_COLUMNS,
             merchant,
@@ -1421,7 +1413,7 @@ impl Reader<'_> {
         request: PageRequest,
     ) -> Result<Page<Refund>, StoreError> {
         page(
-            self.connection,
+            self.db(),
             "refunds",
             REFUND_COLUMNS,
             merchant,
@@ -1502,15 +1494,12 @@ fn endpoint_from_row(row: &Row<'_>) -> Result<WebhookEndpoint, StoreError> {
     })
 }
 
-fn load_endpoint(
-    connection: &Connection,
-    id: WebhookEndpointId,
-) -> Result<Option<WebhookEndpoint>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {ENDPOINT_SELECT} FROM webhook_endpoints WHERE id = ?1"
-    ))?;
-    let mut rows = statement.query([id.to_be_bytes()])?;
-    rows.next()?.map(endpoint_from_row).transpose()
+fn load_endpoint(db: Db<'_>, id: WebhookEndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
+    db.row(
+        &format!("SELECT {ENDPOINT_SELECT} FROM webhook_endpoints WHERE id = ?1"),
+        args![id.to_be_bytes()],
+        endpoint_from_row,
+    )
 }
 
 /// A delivery of one event to one endpoint.
@@ -1554,26 +1543,21 @@ impl Tx<'_, '_> {
     /// merchant that wants its type, all in this transaction.
     pub fn insert_event(&mut self, event: &EventRecord) -> Result<(), StoreError> {
         self.events_written += 1;
-        self.sql()
-            .prepare_cached(&format!(
-                "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
-            ))?
-            .execute(params![
+        self.db().execute(
+            &format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+            args![
                 event.id.to_be_bytes(),
                 event.merchant.to_be_bytes(),
                 event.event_type,
                 event.data,
                 sql_amount(event.created_at_ns)?,
-            ])?;
-        let endpoints: Vec<(Vec<u8>, String)> = {
-            let mut statement = self.sql().prepare_cached(
-                "SELECT id, events FROM webhook_endpoints WHERE merchant_id = ?1 AND status = 'enabled'",
-            )?;
-            let rows = statement.query_map([event.merchant.to_be_bytes()], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
+            ],
+        )?;
+        let endpoints: Vec<(Vec<u8>, String)> = self.db().rows(
+            "SELECT id, events FROM webhook_endpoints WHERE merchant_id = ?1 AND status = 'enabled'",
+            args![event.merchant.to_be_bytes()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         for (endpoint, wanted) in endpoints {
             let wanted: Vec<String> = from_json(&wanted)?;
             if wanted
@@ -1597,25 +1581,18 @@ impl Tx<'_, '_> {
         let at = sql_amount(at_ns)?;
         let now = sql_amount(self.now_ns())?;
         // Leave any earlier queue entry of this pair; the worker skips stale ones.
-        self.sql()
-            .prepare_cached(
-                "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, \
+        self.db().execute(
+            "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, \
                  next_attempt_at_ns, updated_at_ns) VALUES (?1, ?2, 'pending', 0, ?3, ?4) \
                  ON CONFLICT (event_id, endpoint_id) DO UPDATE SET status = 'pending', \
                  next_attempt_at_ns = ?3, updated_at_ns = ?4",
-            )?
-            .execute(params![
-                event.to_be_bytes(),
-                endpoint.to_be_bytes(),
-                at,
-                now
-            ])?;
-        self.sql()
-            .prepare_cached(
-                "INSERT OR IGNORE INTO delivery_queue (next_attempt_at_ns, event_id, endpoint_id) \
-                 VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![at, event.to_be_bytes(), endpoint.to_be_bytes()])?;
+            args![event.to_be_bytes(), endpoint.to_be_bytes(), at, now],
+        )?;
+        self.db().execute(
+            "INSERT INTO delivery_queue (next_attempt_at_ns, event_id, endpoint_id) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            args![at, event.to_be_bytes(), endpoint.to_be_bytes()],
+        )?;
         Ok(())
     }
 
@@ -1632,13 +1609,11 @@ impl Tx<'_, '_> {
     ) -> Result<(), StoreError> {
         let now = sql_amount(self.now_ns())?;
         let next = next_attempt_at_ns.map(sql_amount).transpose()?;
-        self.sql()
-            .prepare_cached(
-                "UPDATE webhook_deliveries SET status = ?3, attempts = attempts + 1, \
+        self.db().execute(
+            "UPDATE webhook_deliveries SET status = ?3, attempts = attempts + 1, \
                  next_attempt_at_ns = ?4, last_status_code = ?5, last_error = ?6, \
                  updated_at_ns = ?7 WHERE event_id = ?1 AND endpoint_id = ?2",
-            )?
-            .execute(params![
+            args![
                 event.to_be_bytes(),
                 endpoint.to_be_bytes(),
                 status,
@@ -1646,29 +1621,30 @@ impl Tx<'_, '_> {
                 status_code,
                 error,
                 now
-            ])?;
-        self.sql()
-            .prepare_cached("DELETE FROM delivery_queue WHERE event_id = ?1 AND endpoint_id = ?2")?
-            .execute(params![event.to_be_bytes(), endpoint.to_be_bytes()])?;
+            ],
+        )?;
+        self.db().execute(
+            "DELETE FROM delivery_queue WHERE event_id = ?1 AND endpoint_id = ?2",
+            args![event.to_be_bytes(), endpoint.to_be_bytes()],
+        )?;
         if let Some(next) = next {
-            self.sql()
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO delivery_queue (next_attempt_at_ns, event_id, \
-                     endpoint_id) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![next, event.to_be_bytes(), endpoint.to_be_bytes()])?;
+            self.db().execute(
+                "INSERT INTO delivery_queue (next_attempt_at_ns, event_id, \
+                     endpoint_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                args![next, event.to_be_bytes(), endpoint.to_be_bytes()],
+            )?;
         }
         Ok(())
     }
 
     /// Stores a new webhook endpoint.
     pub fn insert_endpoint(&mut self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
-        self.sql()
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
                  VALUES (?1, ?2, ?3, seal(?4), ?5, ?6, ?7, ?8)"
-            ))?
-            .execute(params![
+            ),
+            args![
                 endpoint.id.to_be_bytes(),
                 endpoint.merchant.to_be_bytes(),
                 endpoint.url,
@@ -1677,17 +1653,19 @@ impl Tx<'_, '_> {
                 endpoint.status,
                 endpoint.disabled_reason,
                 sql_amount(endpoint.created_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
     /// How many webhook endpoints the merchant has, as of this point of the batch.
     pub fn endpoint_count(&mut self, merchant: MerchantId) -> Result<u64, StoreError> {
-        let count: i64 = self
-            .sql()
-            .prepare_cached("SELECT COUNT(*) FROM webhook_endpoints WHERE merchant_id = ?1")?
-            .query_row(params![merchant.to_be_bytes()], |row| row.get(0))?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        let count: Option<i64> = self.db().row(
+            "SELECT COUNT(*) FROM webhook_endpoints WHERE merchant_id = ?1",
+            args![merchant.to_be_bytes()],
+            |row| row.get(0),
+        )?;
+        Ok(count.map_or(0, |count| u64::try_from(count).unwrap_or(0)))
     }
 
     /// A webhook endpoint, as of this point of the batch.
@@ -1695,7 +1673,7 @@ impl Tx<'_, '_> {
         &mut self,
         id: WebhookEndpointId,
     ) -> Result<Option<WebhookEndpoint>, StoreError> {
-        load_endpoint(self.sql(), id)
+        load_endpoint(self.db(), id)
     }
 
     /// Disables an endpoint and cancels its pending deliveries.
@@ -1704,40 +1682,40 @@ impl Tx<'_, '_> {
         id: WebhookEndpointId,
         reason: &str,
     ) -> Result<(), StoreError> {
-        self.sql()
-            .prepare_cached(
-                "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = ?2 WHERE id = ?1",
-            )?
-            .execute(params![id.to_be_bytes(), reason])?;
+        self.db().execute(
+            "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = ?2 WHERE id = ?1",
+            args![id.to_be_bytes(), reason],
+        )?;
         self.cancel_deliveries(id)
     }
 
     /// Deletes an endpoint and cancels its pending deliveries.
     pub fn delete_endpoint(&mut self, id: WebhookEndpointId) -> Result<(), StoreError> {
         self.cancel_deliveries(id)?;
-        self.sql()
-            .prepare_cached("DELETE FROM webhook_endpoints WHERE id = ?1")?
-            .execute([id.to_be_bytes()])?;
+        self.db().execute(
+            "DELETE FROM webhook_endpoints WHERE id = ?1",
+            args![id.to_be_bytes()],
+        )?;
         Ok(())
     }
 
     fn cancel_deliveries(&mut self, id: WebhookEndpointId) -> Result<(), StoreError> {
         let now = sql_amount(self.now_ns())?;
-        self.sql()
-            .prepare_cached(
-                "UPDATE webhook_deliveries SET status = 'canceled', next_attempt_at_ns = NULL, \
+        self.db().execute(
+            "UPDATE webhook_deliveries SET status = 'canceled', next_attempt_at_ns = NULL, \
                  updated_at_ns = ?2 WHERE endpoint_id = ?1 AND status = 'pending'",
-            )?
-            .execute(params![id.to_be_bytes(), now])?;
-        self.sql()
-            .prepare_cached("DELETE FROM delivery_queue WHERE endpoint_id = ?1")?
-            .execute([id.to_be_bytes()])?;
+            args![id.to_be_bytes(), now],
+        )?;
+        self.db().execute(
+            "DELETE FROM delivery_queue WHERE endpoint_id = ?1",
+            args![id.to_be_bytes()],
+        )?;
         Ok(())
     }
 
     /// An event, as of this point of the batch.
     pub fn event(&mut self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
-        load_event(self.sql(), id)
+        load_event(self.db(), id)
     }
 
     /// Looks up a stored idempotency key: `(fingerprint, status, body)`.
@@ -1746,7 +1724,7 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         key: &str,
     ) -> Result<Option<(Vec<u8>, u16, String)>, StoreError> {
-        load_idempotency(self.sql(), merchant, key)
+        load_idempotency(self.db(), merchant, key)
     }
 
     /// Stores the response of a request made with an idempotency key.
@@ -1758,19 +1736,18 @@ impl Tx<'_, '_> {
         status: u16,
         body: &str,
     ) -> Result<(), StoreError> {
-        self.sql()
-            .prepare_cached(
-                "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, status, body, \
+        self.db().execute(
+            "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, status, body, \
                  created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
+            args![
                 merchant.to_be_bytes(),
                 key,
                 fingerprint,
                 status,
                 body,
                 sql_amount(self.now_ns())?
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
@@ -1778,52 +1755,52 @@ impl Tx<'_, '_> {
     /// `before_ns`, used or not: anyone may ask for one, so they must not pile up. Withdraw
     /// links stay (they record money that left).
     pub fn forget_expired_lnurl_auth(&mut self, before_ns: u64) -> Result<usize, StoreError> {
-        Ok(self
-            .sql()
-            .prepare_cached("DELETE FROM lnurl_secrets WHERE kind = 'auth' AND expires_at_ns < ?1")?
-            .execute([sql_amount(before_ns)?])?)
+        self.db().execute(
+            "DELETE FROM lnurl_secrets WHERE kind = 'auth' AND expires_at_ns < ?1",
+            args![sql_amount(before_ns)?],
+        )
     }
 
     /// Forgets idempotency keys created before `before_ns`; returns how many.
     pub fn expire_idempotency_keys(&mut self, before_ns: u64) -> Result<usize, StoreError> {
-        Ok(self
-            .sql()
-            .prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ns < ?1")?
-            .execute([sql_amount(before_ns)?])?)
+        self.db().execute(
+            "DELETE FROM idempotency_keys WHERE created_at_ns < ?1",
+            args![sql_amount(before_ns)?],
+        )
     }
 }
 
-fn load_event(connection: &Connection, id: EventId) -> Result<Option<EventRecord>, StoreError> {
-    let mut statement =
-        connection.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?;
-    let mut rows = statement.query([id.to_be_bytes()])?;
-    rows.next()?.map(event_from_row).transpose()
+fn load_event(db: Db<'_>, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+    db.row(
+        &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"),
+        args![id.to_be_bytes()],
+        event_from_row,
+    )
 }
 
 fn load_idempotency(
-    connection: &Connection,
+    db: Db<'_>,
     merchant: MerchantId,
     key: &str,
 ) -> Result<Option<(Vec<u8>, u16, String)>, StoreError> {
-    let mut statement = connection.prepare_cached(
+    db.row(
         "SELECT fingerprint, status, body FROM idempotency_keys WHERE merchant_id = ?1 AND key = ?2",
-    )?;
-    let mut rows = statement.query(params![merchant.to_be_bytes(), key])?;
-    let Some(row) = rows.next()? else {
-        return Ok(None);
-    };
-    let status: i64 = row.get(1)?;
-    Ok(Some((
-        row.get(0)?,
-        u16::try_from(status).map_err(|_| corrupt("status"))?,
-        row.get(2)?,
-    )))
+        args![merchant.to_be_bytes(), key],
+        |row| {
+            let status: i64 = row.get(1)?;
+            Ok((
+                row.get(0)?,
+                u16::try_from(status).map_err(|_| corrupt("status"))?,
+                row.get(2)?,
+            ))
+        },
+    )
 }
 
 impl Reader<'_> {
     /// An event.
     pub fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
-        load_event(self.connection, id)
+        load_event(self.db(), id)
     }
 
     /// A page of a merchant's events, newest first.
@@ -1833,7 +1810,7 @@ impl Reader<'_> {
         request: PageRequest,
     ) -> Result<Page<EventRecord>, StoreError> {
         page(
-            self.connection,
+            self.db(),
             "events",
             EVENT_COLUMNS,
             merchant,
@@ -1844,7 +1821,7 @@ impl Reader<'_> {
 
     /// A webhook endpoint.
     pub fn endpoint(&self, id: WebhookEndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
-        load_endpoint(self.connection, id)
+        load_endpoint(self.db(), id)
     }
 
     /// A page of a merchant's webhook endpoints, newest first.
@@ -1854,7 +1831,7 @@ impl Reader<'_> {
         request: PageRequest,
     ) -> Result<Page<WebhookEndpoint>, StoreError> {
         page(
-            self.connection,
+            self.db(),
             "webhook_endpoints",
             ENDPOINT_SELECT,
             merchant,
@@ -1870,16 +1847,19 @@ impl Reader<'_> {
         now_ns: u64,
         limit: usize,
     ) -> Result<Vec<(Delivery, EventRecord, WebhookEndpoint)>, StoreError> {
-        let mut statement = self.connection.prepare_cached(
+        let sql = limited(
+            self.db(),
             "SELECT q.event_id, q.endpoint_id FROM delivery_queue q \
              WHERE q.next_attempt_at_ns <= ?1 ORDER BY q.next_attempt_at_ns",
-        )?;
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> = statement
-            .query_map(params![sql_amount(now_ns)?], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .take(limit)
-            .collect::<Result<_, _>>()?;
+            limit,
+        );
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        if limit > 0 {
+            self.db().each(&sql, args![sql_amount(now_ns)?], |row| {
+                pairs.push((row.get(0)?, row.get(1)?));
+                Ok(pairs.len() < limit)
+            })?;
+        }
         let mut due = Vec::new();
         for (event, endpoint) in pairs {
             let delivery = self.delivery(
@@ -1890,8 +1870,8 @@ impl Reader<'_> {
                 continue;
             };
             let (Some(event), Some(endpoint)) = (
-                load_event(self.connection, delivery.event)?,
-                load_endpoint(self.connection, delivery.endpoint)?,
+                load_event(self.db(), delivery.event)?,
+                load_endpoint(self.db(), delivery.endpoint)?,
             ) else {
                 continue;
             };
@@ -1906,33 +1886,29 @@ impl Reader<'_> {
         event: EventId,
         endpoint: WebhookEndpointId,
     ) -> Result<Option<Delivery>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
+        self.db().row(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = ?1 AND endpoint_id = ?2"
-        ))?;
-        let mut rows = statement.query(params![event.to_be_bytes(), endpoint.to_be_bytes()])?;
-        rows.next()?.map(delivery_from_row).transpose()
+        ), args![event.to_be_bytes(), endpoint.to_be_bytes()], delivery_from_row)
     }
 
     /// Every delivery of an event.
     pub fn deliveries_of(&self, event: EventId) -> Result<Vec<Delivery>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = ?1"
-        ))?;
-        let mut rows = statement.query([event.to_be_bytes()])?;
-        let mut deliveries = Vec::new();
-        while let Some(row) = rows.next()? {
-            deliveries.push(delivery_from_row(row)?);
-        }
-        Ok(deliveries)
+        self.db().rows(
+            &format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = ?1"),
+            args![event.to_be_bytes()],
+            delivery_from_row,
+        )
     }
 
     /// When the next delivery is due.
     pub fn next_delivery_at(&self) -> Result<Option<u64>, StoreError> {
         let value: Option<i64> = self
-            .connection
-            .prepare_cached("SELECT MIN(next_attempt_at_ns) FROM delivery_queue")?
-            .query_row([], |row| row.get(0))
-            .optional()?
+            .db()
+            .row(
+                "SELECT MIN(next_attempt_at_ns) FROM delivery_queue",
+                args![],
+                |row| row.get(0),
+            )?
             .flatten();
         Ok(value.and_then(|value| u64::try_from(value).ok()))
     }
@@ -1943,6 +1919,6 @@ impl Reader<'_> {
         merchant: MerchantId,
         key: &str,
     ) -> Result<Option<(Vec<u8>, u16, String)>, StoreError> {
-        load_idempotency(self.connection, merchant, key)
+        load_idempotency(self.db(), merchant, key)
     }
 }

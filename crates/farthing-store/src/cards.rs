@@ -96,7 +96,7 @@ impl Tx<'_, '_> {
             .currencies
             .as_ref()
             .map(|codes| serde_json::to_string(codes).unwrap_or_else(|_| "[]".to_owned()));
-        self.sql()
+        self.sql()?
             .prepare_cached(&format!(
                 "INSERT INTO card_providers ({COLUMNS}) VALUES (?1, seal(?2), ?3, ?4, ?5) \
                  ON CONFLICT (merchant_id) DO UPDATE SET provider_token = excluded.provider_token, \
@@ -116,6 +116,6 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// The merchant's card provider.
     pub fn card_provider(&self, merchant: MerchantId) -> Result<Option<CardProvider>, StoreError> {
-        by_merchant(self.connection, merchant)
+        by_merchant(self.sqlite()?, merchant)
     }
 }

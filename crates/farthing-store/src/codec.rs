@@ -6,8 +6,10 @@ use farthing_core::ledger::{
     TransferKind, TransferRecord,
 };
 use farthing_core::{AccountId, Currency, CustomerId, MerchantId, Rail, TransferId};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::sql::Columns;
+use crate::sql::{args, Db};
 use crate::StoreError;
 
 pub(crate) const ACCOUNT_COLUMNS: &str =
@@ -22,29 +24,6 @@ pub(crate) const TRANSFER_COLUMNS: &str = "t.id, t.kind, t.debit_account_id, t.c
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
-}
-
-/// A result row of either backend, read by column index: the ledger's rows are parsed by one
-/// set of functions whether they come from SQLite or PostgreSQL (`pg.rs`).
-pub(crate) trait Columns {
-    /// A BLOB / BYTEA column.
-    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError>;
-    /// An INTEGER / BIGINT column.
-    fn int(&self, index: usize) -> Result<Option<i64>, StoreError>;
-    /// A TEXT column.
-    fn text(&self, index: usize) -> Result<Option<String>, StoreError>;
-}
-
-impl Columns for Row<'_> {
-    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get(index)?)
-    }
-    fn int(&self, index: usize) -> Result<Option<i64>, StoreError> {
-        Ok(self.get(index)?)
-    }
-    fn text(&self, index: usize) -> Result<Option<String>, StoreError> {
-        Ok(self.get(index)?)
-    }
 }
 
 fn required<T>(value: Option<T>, what: &str) -> Result<T, StoreError> {
@@ -181,26 +160,23 @@ pub(crate) fn transfer_from_row(row: &impl Columns) -> Result<StoredTransfer, St
     })
 }
 
-pub(crate) fn load_account(
-    connection: &Connection,
-    id: AccountId,
-) -> Result<Option<AccountState>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
-    ))?;
-    let mut rows = statement.query([id.to_be_bytes()])?;
-    rows.next()?.map(account_from_row).transpose()
+pub(crate) fn load_account(db: Db<'_>, id: AccountId) -> Result<Option<AccountState>, StoreError> {
+    db.row(
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+        args![id.to_be_bytes()],
+        |row| account_from_row(row),
+    )
 }
 
 pub(crate) fn load_transfer(
-    connection: &Connection,
+    db: Db<'_>,
     id: TransferId,
 ) -> Result<Option<StoredTransfer>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {TRANSFER_COLUMNS} FROM transfers t WHERE t.id = ?1"
-    ))?;
-    let mut rows = statement.query([id.to_be_bytes()])?;
-    rows.next()?.map(transfer_from_row).transpose()
+    db.row(
+        &format!("SELECT {TRANSFER_COLUMNS} FROM transfers t WHERE t.id = ?1"),
+        args![id.to_be_bytes()],
+        |row| transfer_from_row(row),
+    )
 }
 
 /// Stored form of a u64 that the ledger keeps at or below `i64::MAX`.

@@ -40,7 +40,7 @@ impl Tx<'_, '_> {
         keys: &[String],
         now_ns: u64,
     ) -> Result<(), StoreError> {
-        let connection = self.sql();
+        let connection = self.sql()?;
         connection
             .prepare_cached("DELETE FROM dashboard_lnurl_owners WHERE merchant_id = ?1")?
             .execute(params![merchant.to_be_bytes()])?;
@@ -61,7 +61,7 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         key: &str,
     ) -> Result<bool, StoreError> {
-        let mut statement = self.sql().prepare_cached(
+        let mut statement = self.sql()?.prepare_cached(
             "SELECT 1 FROM dashboard_lnurl_owners WHERE linking_key = ?1 AND merchant_id != ?2 \
              LIMIT 1",
         )?;
@@ -73,7 +73,7 @@ impl Tx<'_, '_> {
         &mut self,
         merchant: MerchantId,
     ) -> Result<Vec<String>, StoreError> {
-        let mut statement = self.sql().prepare_cached(
+        let mut statement = self.sql()?.prepare_cached(
             "SELECT linking_key FROM dashboard_lnurl_owners WHERE merchant_id = ?1 \
              ORDER BY linking_key",
         )?;
@@ -93,7 +93,7 @@ impl Tx<'_, '_> {
             .iter()
             .map(|user| sql_amount(*user))
             .collect::<Result<Vec<_>, _>>()?;
-        let connection = self.sql();
+        let connection = self.sql()?;
         let kept: Vec<i64> = {
             let mut statement = connection.prepare_cached(
                 "SELECT telegram_user_id FROM dashboard_owners WHERE merchant_id = ?1",
@@ -123,7 +123,7 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// The merchant's dashboard owners (Telegram user ids), ascending.
     pub fn dashboard_owners(&self, merchant: MerchantId) -> Result<Vec<u64>, StoreError> {
-        let mut statement = self.connection.prepare_cached(
+        let mut statement = self.sqlite()?.prepare_cached(
             "SELECT telegram_user_id FROM dashboard_owners WHERE merchant_id = ?1 \
              ORDER BY telegram_user_id",
         )?;
@@ -140,7 +140,7 @@ impl Reader<'_> {
 
     /// The merchant's LNURL-auth dashboard owners (linking keys), ascending.
     pub fn dashboard_lnurl_owners(&self, merchant: MerchantId) -> Result<Vec<String>, StoreError> {
-        let mut statement = self.connection.prepare_cached(
+        let mut statement = self.sqlite()?.prepare_cached(
             "SELECT linking_key FROM dashboard_lnurl_owners WHERE merchant_id = ?1 \
              ORDER BY linking_key",
         )?;
@@ -150,7 +150,7 @@ impl Reader<'_> {
 
     /// The merchants whose dashboard the LNURL-auth linking key `key` may sign in to.
     pub fn dashboard_merchants_of_key(&self, key: &str) -> Result<Vec<MerchantId>, StoreError> {
-        let mut statement = self.connection.prepare_cached(
+        let mut statement = self.sqlite()?.prepare_cached(
             "SELECT merchant_id FROM dashboard_lnurl_owners WHERE linking_key = ?1 \
              ORDER BY created_at_ns",
         )?;
@@ -172,7 +172,7 @@ impl Reader<'_> {
         merchant: MerchantId,
         key: &str,
     ) -> Result<bool, StoreError> {
-        let mut statement = self.connection.prepare_cached(
+        let mut statement = self.sqlite()?.prepare_cached(
             "SELECT 1 FROM dashboard_lnurl_owners WHERE merchant_id = ?1 AND linking_key = ?2",
         )?;
         let found = statement
@@ -187,7 +187,7 @@ impl Reader<'_> {
         let Ok(user) = i64::try_from(user) else {
             return Ok(false);
         };
-        let mut statement = self.connection.prepare_cached(
+        let mut statement = self.sqlite()?.prepare_cached(
             "SELECT 1 FROM dashboard_owners WHERE merchant_id = ?1 AND telegram_user_id = ?2",
         )?;
         let found = statement

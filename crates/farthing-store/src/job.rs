@@ -14,12 +14,13 @@ use farthing_core::AccountId;
 use rusqlite::Connection;
 
 use crate::batch::BatchState;
-use crate::codec;
+use crate::sql::Db;
 use crate::{StoreError, WriteError};
 
 /// A job's view of the store inside the writer's transaction.
 pub struct Tx<'a, 'b> {
-    pub(crate) connection: &'a Connection,
+    /// The batch's transaction (on either backend).
+    pub(crate) db: Db<'a>,
     pub(crate) state: &'a mut BatchState<'b>,
     pub(crate) now_ns: u64,
     /// Outbox events this job inserted (counted even if a nested savepoint undid some: a
@@ -28,7 +29,7 @@ pub struct Tx<'a, 'b> {
     pub(crate) events_written: usize,
 }
 
-impl Tx<'_, '_> {
+impl<'a> Tx<'a, '_> {
     /// Ledger time of this batch (the same for every job in it).
     pub fn now_ns(&self) -> u64 {
         self.now_ns
@@ -41,12 +42,12 @@ impl Tx<'_, '_> {
 
     /// Applies a ledger group: all of it, or (on `Ok(Err(_))`) nothing.
     pub fn apply(&mut self, group: &Group) -> Result<Result<GroupOutcome, GroupError>, StoreError> {
-        self.state.apply(self.connection, group, self.now_ns)
+        self.state.apply(self.db, group, self.now_ns)
     }
 
     /// An account with its totals as of this point of the batch.
     pub fn account(&mut self, id: AccountId) -> Result<Option<AccountState>, StoreError> {
-        self.state.load_account(self.connection, id)
+        self.state.load_account(self.db, id)
     }
 
     /// Runs `work` inside a nested savepoint: if it returns `Err`, everything it wrote (SQL
@@ -55,22 +56,29 @@ impl Tx<'_, '_> {
         &mut self,
         work: impl FnOnce(&mut Tx<'_, '_>) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
-        codec::run_cached(self.connection, "SAVEPOINT nested")?;
+        self.db.run("SAVEPOINT nested")?;
         self.state.begin_job();
         let result = work(self);
         if result.is_ok() {
             self.state.end_job();
-            codec::run_cached(self.connection, "RELEASE nested")?;
+            self.db.run("RELEASE nested")?;
         } else {
             self.state.undo_job();
-            codec::run_cached(self.connection, "ROLLBACK TO nested")?;
-            codec::run_cached(self.connection, "RELEASE nested")?;
+            self.db.run("ROLLBACK TO nested")?;
+            self.db.run("RELEASE nested")?;
         }
         Ok(result)
     }
 
-    pub(crate) fn sql(&self) -> &Connection {
-        self.connection
+    /// The batch's transaction, on either backend.
+    pub(crate) fn db(&self) -> Db<'a> {
+        self.db
+    }
+
+    /// The batch's SQLite transaction, for job code not yet written for both backends (it
+    /// refuses on PostgreSQL).
+    pub(crate) fn sql(&self) -> Result<&'a Connection, StoreError> {
+        self.db.sqlite("this write")
     }
 }
 

@@ -35,6 +35,7 @@ mod rails;
 pub mod risk;
 mod schema;
 pub mod secrets;
+mod sql;
 mod statements;
 mod step_up;
 mod subscriptions;
@@ -323,7 +324,20 @@ impl Drop for PooledReader<'_> {
 
 /// Read access to committed data, outside the writer.
 pub struct Reader<'a> {
-    pub(crate) connection: &'a Connection,
+    pub(crate) db: sql::Db<'a>,
+}
+
+impl<'a> Reader<'a> {
+    /// The read connection, on either backend.
+    pub(crate) fn db(&self) -> sql::Db<'a> {
+        self.db
+    }
+
+    /// The SQLite read connection, for reads not yet written for both backends (refused on
+    /// PostgreSQL).
+    pub(crate) fn sqlite(&self) -> Result<&'a Connection, StoreError> {
+        self.db.sqlite("this read")
+    }
 }
 
 /// A pending write: wait for it, blocking or async.
@@ -476,7 +490,7 @@ impl Store {
     ) -> Result<T, StoreError> {
         let reader = self.reader();
         work(&Reader {
-            connection: reader.connection()?,
+            db: sql::Db::Sqlite(reader.connection()?),
         })
     }
 
@@ -488,13 +502,13 @@ impl Store {
     /// An account with its committed totals.
     pub fn account(&self, id: AccountId) -> Result<Option<AccountState>, StoreError> {
         let reader = self.reader();
-        codec::load_account(reader.connection()?, id)
+        codec::load_account(sql::Db::Sqlite(reader.connection()?), id)
     }
 
     /// A committed transfer.
     pub fn transfer(&self, id: TransferId) -> Result<Option<StoredTransfer>, StoreError> {
         let reader = self.reader();
-        codec::load_transfer(reader.connection()?, id)
+        codec::load_transfer(sql::Db::Sqlite(reader.connection()?), id)
     }
 
     /// Checks every ledger invariant on the committed data (see [`audit::audit_connection`]).
@@ -577,6 +591,30 @@ impl Ledger {
     /// Submits a group and waits until it is durable or refused.
     pub fn write(&self, group: Group) -> Result<GroupOutcome, WriteError> {
         self.submit(group)?.wait()
+    }
+
+    /// Queues a job (see [`Tx`]); blocks while the queue is full.
+    pub fn execute<T, E, F>(&self, work: F) -> Result<JobTicket<T, E>, WriteError>
+    where
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        match self {
+            Ledger::Sqlite(store) => store.execute(work),
+            Ledger::Postgres(ledger) => ledger.execute(work),
+        }
+    }
+
+    /// Reads committed data (see [`Reader`]).
+    pub fn read<T>(
+        &self,
+        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Ledger::Sqlite(store) => store.read(work),
+            Ledger::Postgres(ledger) => ledger.read(work),
+        }
     }
 
     /// An account with its committed totals.

@@ -346,7 +346,7 @@ impl Tx<'_, '_> {
     /// Stores the merchant's node, replacing the one it had (keeping `created_at_ns`). Fails
     /// with a constraint error when another merchant has the same `address_name`.
     pub fn upsert_lightning_node(&mut self, node: &LightningNode) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached(&format!(
                 "INSERT INTO lightning_nodes ({NODE_COLUMNS}) VALUES (?1, seal(?2), ?3, ?4, ?5, ?6) \
                  ON CONFLICT (merchant_id) DO UPDATE SET config = excluded.config, \
@@ -369,7 +369,7 @@ impl Tx<'_, '_> {
         &mut self,
         merchant: MerchantId,
     ) -> Result<Option<LightningNode>, StoreError> {
-        node_by_merchant(self.sql(), merchant)
+        node_by_merchant(self.sql()?, merchant)
     }
 
     /// The node of the merchant whose Lightning Address is `name@…`.
@@ -377,7 +377,7 @@ impl Tx<'_, '_> {
         &mut self,
         name: &str,
     ) -> Result<Option<LightningNode>, StoreError> {
-        node_by_address(self.sql(), name)
+        node_by_address(self.sql()?, name)
     }
 
     /// Records a node invoice to watch (its payment hash must be new).
@@ -385,7 +385,7 @@ impl Tx<'_, '_> {
         &mut self,
         invoice: &LightningInvoice,
     ) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached(&format!(
                 "INSERT INTO lightning_invoices ({INVOICE_COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
@@ -413,7 +413,7 @@ impl Tx<'_, '_> {
         &mut self,
         hash: &[u8; 32],
     ) -> Result<Option<LightningInvoice>, StoreError> {
-        invoice_by_hash(self.sql(), hash)
+        invoice_by_hash(self.sql()?, hash)
     }
 
     /// The node invoices made for a farthing invoice, oldest first.
@@ -421,7 +421,7 @@ impl Tx<'_, '_> {
         &mut self,
         invoice: InvoiceId,
     ) -> Result<Vec<LightningInvoice>, StoreError> {
-        invoices_for(self.sql(), invoice)
+        invoices_for(self.sql()?, invoice)
     }
 
     /// Closes the watch of a node invoice: `Settled` or `Unpaid`. Returns false when it was not
@@ -433,7 +433,7 @@ impl Tx<'_, '_> {
         at_ns: u64,
     ) -> Result<bool, StoreError> {
         let changed = self
-            .sql()
+            .sql()?
             .prepare_cached(
                 "UPDATE lightning_invoices SET state = ?2, closed_at_ns = ?3 \
                  WHERE payment_hash = ?1 AND state = 'open'",
@@ -444,7 +444,7 @@ impl Tx<'_, '_> {
 
     /// Stores a new LNURL secret.
     pub fn insert_lnurl_secret(&mut self, secret: &LnurlSecret) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached(&format!(
                 "INSERT INTO lnurl_secrets ({SECRET_COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
@@ -467,7 +467,7 @@ impl Tx<'_, '_> {
 
     /// The LNURL secret `k1`, as of this point of the batch.
     pub fn lnurl_secret(&mut self, k1: &[u8; 32]) -> Result<Option<LnurlSecret>, StoreError> {
-        secret_by_k1(self.sql(), k1)
+        secret_by_k1(self.sql()?, k1)
     }
 
     /// Marks `k1` used with its result. Returns false when it was already used (single use:
@@ -479,7 +479,7 @@ impl Tx<'_, '_> {
         at_ns: u64,
     ) -> Result<bool, StoreError> {
         let changed = self
-            .sql()
+            .sql()?
             .prepare_cached(
                 "UPDATE lnurl_secrets SET used_at_ns = ?2, result = ?3 \
                  WHERE k1 = ?1 AND used_at_ns IS NULL",
@@ -491,7 +491,7 @@ impl Tx<'_, '_> {
     /// Makes a used LNURL secret usable again (a withdraw whose payment failed for good).
     pub fn release_lnurl_secret(&mut self, k1: &[u8; 32]) -> Result<bool, StoreError> {
         let changed = self
-            .sql()
+            .sql()?
             .prepare_cached(
                 "UPDATE lnurl_secrets SET used_at_ns = NULL, result = NULL WHERE k1 = ?1",
             )?
@@ -506,7 +506,7 @@ impl Tx<'_, '_> {
         linking_key: &str,
     ) -> Result<Option<CustomerId>, StoreError> {
         let found: Option<Vec<u8>> = self
-            .sql()
+            .sql()?
             .prepare_cached(
                 "SELECT customer_id FROM lnurl_identities WHERE merchant_id = ?1 AND linking_key = ?2",
             )?
@@ -525,7 +525,7 @@ impl Tx<'_, '_> {
         customer: CustomerId,
         at_ns: u64,
     ) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached(
                 "INSERT INTO lnurl_identities (merchant_id, linking_key, customer_id, created_at_ns) \
                  VALUES (?1, ?2, ?3, ?4)",
@@ -546,7 +546,7 @@ impl Reader<'_> {
         &self,
         merchant: MerchantId,
     ) -> Result<Option<LightningNode>, StoreError> {
-        node_by_merchant(self.connection, merchant)
+        node_by_merchant(self.sqlite()?, merchant)
     }
 
     /// The node of the merchant whose Lightning Address is `name@…`.
@@ -554,13 +554,13 @@ impl Reader<'_> {
         &self,
         name: &str,
     ) -> Result<Option<LightningNode>, StoreError> {
-        node_by_address(self.connection, name)
+        node_by_address(self.sqlite()?, name)
     }
 
     /// Every merchant's node (for the watchers).
     pub fn lightning_nodes(&self) -> Result<Vec<LightningNode>, StoreError> {
         let mut statement = self
-            .connection
+            .sqlite()?
             .prepare_cached(&format!("SELECT {NODE_SELECT} FROM lightning_nodes"))?;
         let mut rows = statement.query([])?;
         let mut nodes = Vec::new();
@@ -575,7 +575,7 @@ impl Reader<'_> {
         &self,
         hash: &[u8; 32],
     ) -> Result<Option<LightningInvoice>, StoreError> {
-        invoice_by_hash(self.connection, hash)
+        invoice_by_hash(self.sqlite()?, hash)
     }
 
     /// The node invoices made for a farthing invoice, oldest first.
@@ -583,7 +583,7 @@ impl Reader<'_> {
         &self,
         invoice: InvoiceId,
     ) -> Result<Vec<LightningInvoice>, StoreError> {
-        invoices_for(self.connection, invoice)
+        invoices_for(self.sqlite()?, invoice)
     }
 
     /// The merchant's node invoices still watched, soonest `watch_until_ns` first.
@@ -591,7 +591,7 @@ impl Reader<'_> {
         &self,
         merchant: MerchantId,
     ) -> Result<Vec<LightningInvoice>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
+        let mut statement = self.sqlite()?.prepare_cached(&format!(
             "SELECT {INVOICE_COLUMNS} FROM lightning_invoices \
              WHERE state = 'open' AND merchant_id = ?1 ORDER BY watch_until_ns"
         ))?;
@@ -610,7 +610,7 @@ impl Reader<'_> {
         linking_key: &str,
     ) -> Result<Option<CustomerId>, StoreError> {
         let found: Option<Vec<u8>> = self
-            .connection
+            .sqlite()?
             .prepare_cached(
                 "SELECT customer_id FROM lnurl_identities WHERE merchant_id = ?1 AND linking_key = ?2",
             )?
@@ -623,7 +623,7 @@ impl Reader<'_> {
 
     /// The LNURL secret `k1`.
     pub fn lnurl_secret(&self, k1: &[u8; 32]) -> Result<Option<LnurlSecret>, StoreError> {
-        secret_by_k1(self.connection, k1)
+        secret_by_k1(self.sqlite()?, k1)
     }
 }
 

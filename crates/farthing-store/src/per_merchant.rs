@@ -223,7 +223,7 @@ pub(crate) fn move_shared_balances(tx: &Transaction<'_>, now_ns: u64) -> Result<
             let owner = match owners.get(&other) {
                 Some(owner) => *owner,
                 None => {
-                    let owner = codec::load_account(tx, other)?
+                    let owner = codec::load_account(crate::sql::Db::Sqlite(tx), other)?
                         .and_then(|state| state.account.kind.merchant())
                         .filter(|merchant| *merchant != LEGACY_SHARED_MERCHANT);
                     owners.insert(other, owner);
@@ -245,7 +245,7 @@ pub(crate) fn move_shared_balances(tx: &Transaction<'_>, now_ns: u64) -> Result<
             continue;
         };
         if let std::collections::hash_map::Entry::Vacant(slot) = ledger.accounts.entry(own.id) {
-            if let Some(existing) = codec::load_account(tx, own.id)? {
+            if let Some(existing) = codec::load_account(crate::sql::Db::Sqlite(tx), own.id)? {
                 slot.insert(existing);
             }
         }
@@ -432,7 +432,7 @@ mod tests {
         let mut connection = schema::open_writer(&path).expect("open");
         schema::migrate(&mut connection, 1_000).expect("migration 15");
         let balance = |account: &Account| {
-            codec::load_account(&connection, account.id)
+            codec::load_account(crate::sql::Db::Sqlite(&connection), account.id)
                 .expect("read")
                 .expect("exists")
                 .balances
@@ -517,10 +517,13 @@ mod instructions_migration {
         }
         schema::migrate(&mut connection, 10).expect("migration 16");
         let read = |id: u128| {
-            crate::business::load_invoice_for_tests(&connection, InvoiceId(id))
-                .expect("read")
-                .expect("exists")
-                .instructions
+            crate::business::load_invoice_for_tests(
+                crate::sql::Db::Sqlite(&connection),
+                InvoiceId(id),
+            )
+            .expect("read")
+            .expect("exists")
+            .instructions
         };
         assert_eq!(
             read(1).get(&Rail::Stars).map(String::as_str),

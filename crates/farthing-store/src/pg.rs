@@ -18,10 +18,13 @@
 //! `BENCHMARKS.md`.
 //!
 //! Scope: the ledger (accounts, transfers, holds and their expiry, the clock, customers'
-//! statements), every migration (`pg_schema.rs`: the whole schema) and the ledger's audit. The
-//! business tables (invoices, the outbox, the rails' tables) exist but the code that reads and
-//! writes them runs on SQLite only so far; `farthing serve` refuses a PostgreSQL URL and says so.
+//! statements), every migration (`pg_schema.rs`: the whole schema), the ledger's audit, and jobs
+//! ([`PgLedger::execute`]): business writes run in the batch's transaction, each in a savepoint,
+//! through `sql::Db`. Business code written on `sql::Db` runs here (`business.rs` and a few
+//! more, see ARCHITECTURE.md); the rest still runs on SQLite only, so `farthing serve` refuses a
+//! PostgreSQL URL and says so.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -33,14 +36,18 @@ use farthing_core::ledger::{
     TransferKind,
 };
 use farthing_core::{AccountId, CustomerId, MerchantId, Rail, TransferId};
+use postgres::types::Type;
 use postgres::{Client, Statement};
 
 use crate::audit::{AuditReport, Tally};
 use crate::batch::BatchState;
-use crate::codec::{self, Columns};
+use crate::codec;
+use crate::job::Tx;
+use crate::sql::Columns;
+use crate::sql::{Db, Session, StatementCache};
 use crate::writer::Work;
 use crate::{pg_schema, pg_tls};
-use crate::{BatchStats, Request, StoreError, StoreOptions, Ticket, WriteError};
+use crate::{BatchStats, JobTicket, Reader, Request, StoreError, StoreOptions, Ticket, WriteError};
 
 /// The advisory lock taken while migrating, so that instances starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6661_7274_6869_6e67; // "farthing"
@@ -70,8 +77,19 @@ impl Columns for postgres::Row {
     fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.try_get(index)?)
     }
+    /// Any integer column (a literal or an expression may be narrower than BIGINT), or a
+    /// boolean as 0 or 1, as SQLite gives it.
     fn int(&self, index: usize) -> Result<Option<i64>, StoreError> {
-        Ok(self.try_get(index)?)
+        let ty = self
+            .columns()
+            .get(index)
+            .map(|column| column.type_().clone());
+        Ok(match ty {
+            Some(Type::INT4) => self.try_get::<_, Option<i32>>(index)?.map(i64::from),
+            Some(Type::INT2) => self.try_get::<_, Option<i16>>(index)?.map(i64::from),
+            Some(Type::BOOL) => self.try_get::<_, Option<bool>>(index)?.map(i64::from),
+            _ => self.try_get(index)?,
+        })
     }
     fn text(&self, index: usize) -> Result<Option<String>, StoreError> {
         Ok(self.try_get(index)?)
@@ -277,6 +295,9 @@ struct Statements {
     resolve_pending: Statement,
     drop_expiries: Statement,
     insert_entries: Statement,
+    load_heads: Statement,
+    /// Jobs' statements (`sql.rs`), prepared on first use.
+    cache: StatementCache,
 }
 
 impl Statements {
@@ -346,6 +367,9 @@ impl Statements {
                  SELECT * FROM UNNEST($1::int8[], $2::bytea[], $3::bytea[], $4::int8[], \
                  $5::int8[], $6::int8[], $7::bytea[], $8::int8[])",
             )?,
+            load_heads: client
+                .prepare("SELECT id, last_entry_ns FROM accounts WHERE id = ANY($1)")?,
+            cache: StatementCache::new(),
         })
     }
 }
@@ -363,8 +387,9 @@ struct Inner {
     url: String,
     sender: SyncSender<Request>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// One connection for reads outside the writer, opened on first use.
-    reader: Mutex<Option<Client>>,
+    /// One connection for reads outside the writer, opened on first use, with the statements
+    /// readers prepared on it.
+    reader: Mutex<Option<(Client, StatementCache)>>,
 }
 
 /// The ledger on a PostgreSQL database that other farthing instances may share. Cheap to
@@ -420,9 +445,42 @@ impl PgLedger {
         self.submit(group)?.wait()
     }
 
-    fn read<T>(
+    /// Queues a job (see [`Tx`]); blocks while the queue is full. The job runs inside one of
+    /// this instance's batches, under the ledger clock lock, so jobs of every instance run one
+    /// batch after another, as on SQLite's single writer. If the batch cannot commit, the job
+    /// is answered with an error and nothing of it is stored: jobs are not run twice.
+    pub fn execute<T, E, F>(&self, work: F) -> Result<JobTicket<T, E>, WriteError>
+    where
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (request, ticket) = crate::job_request(work);
+        self.inner
+            .sender
+            .send(request)
+            .map_err(|_| WriteError::Closed)?;
+        Ok(ticket)
+    }
+
+    /// Reads committed data (see [`Reader`]) on this instance's read connection. Each statement
+    /// sees what was committed when it started.
+    pub fn read<T>(
         &self,
-        work: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_client(|client, cache| {
+            let session: RefCell<Session<'_, Client>> = RefCell::new(Session { client, cache });
+            let reader = Reader {
+                db: Db::Postgres(&session),
+            };
+            work(&reader)
+        })
+    }
+
+    fn with_client<T>(
+        &self,
+        work: impl FnOnce(&mut Client, &mut StatementCache) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         // A panic while holding the lock leaves at worst a connection mid-statement: drop it.
         let mut slot = self
@@ -430,13 +488,13 @@ impl PgLedger {
             .reader
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(connect(&self.inner.url)?);
+        if slot.as_ref().is_none_or(|(client, _)| client.is_closed()) {
+            *slot = Some((connect(&self.inner.url)?, StatementCache::new()));
         }
-        let Some(client) = slot.as_mut() else {
+        let Some((client, cache)) = slot.as_mut() else {
             return Err(StoreError::Corrupt("no read connection".to_owned()));
         };
-        let result = work(client);
+        let result = work(client, cache);
         if result.is_err() {
             *slot = None;
         }
@@ -467,7 +525,7 @@ impl PgLedger {
         id: [u8; 16],
         parse: impl FnOnce(&postgres::Row) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        self.read(|client| {
+        self.with_client(|client, _| {
             client
                 .query_opt(sql, &[&id.as_slice()])?
                 .map(|row| parse(&row))
@@ -577,22 +635,8 @@ impl Writer {
             };
             let (work, shutdown) =
                 crate::writer::take_batch(first, receiver, self.options.max_batch_transfers);
-            let mut groups = Vec::new();
-            let mut replies = Vec::new();
-            for item in work {
-                match item {
-                    Work::Write(group, reply) => {
-                        groups.push(group);
-                        replies.push(reply);
-                    }
-                    // `PgLedger` takes no jobs (the business tables are not on PostgreSQL yet).
-                    Work::Job(job) => job.finish(Some(WriteError::Failed(
-                        "jobs do not run on the PostgreSQL ledger yet".to_owned(),
-                    ))),
-                }
-            }
-            if !groups.is_empty() || self.expiry_due() {
-                self.process(&groups, replies);
+            if !work.is_empty() || self.expiry_due() {
+                self.process(work);
             }
             if let Some(done) = shutdown {
                 let _ = done.send(());
@@ -629,17 +673,13 @@ impl Writer {
             .ok_or_else(|| StoreError::Corrupt("no connection".to_owned()))
     }
 
-    fn process(
-        &mut self,
-        groups: &[Group],
-        replies: Vec<tokio::sync::oneshot::Sender<Result<GroupOutcome, WriteError>>>,
-    ) {
+    fn process(&mut self, mut work: Vec<Work>) {
         let started = Instant::now();
         let mut attempt = 0;
         let outcome: Result<Committed, WriteError> = loop {
             let now_ns = (self.options.clock)();
             let result = match self.connection() {
-                Ok((client, statements)) => apply_batch(client, statements, groups, now_ns),
+                Ok((client, statements)) => apply_batch(client, statements, &mut work, now_ns),
                 Err(error) => Err(Failure::Before(error)),
             };
             match result {
@@ -652,9 +692,10 @@ impl Writer {
                         // The connection may be broken in a way not seen yet: open a new one
                         // for the next batch.
                         self.connection = None;
-                        tracing::error!(%error, groups = groups.len(), "PostgreSQL ledger batch failed; rolled back");
+                        tracing::error!(%error, items = work.len(), "PostgreSQL ledger batch failed; rolled back");
                         break Err(WriteError::Failed(error.to_string()));
                     }
+                    fail_jobs(&mut work, &error.to_string());
                     attempt += 1;
                     tracing::debug!(%error, attempt, "PostgreSQL batch not committed; trying again");
                 }
@@ -671,6 +712,7 @@ impl Writer {
                         }
                         // Aborted, finally: nothing is stored, the batch can run again.
                         Ok(false) if attempt < CONFLICT_RETRIES => {
+                            fail_jobs(&mut work, &error.to_string());
                             attempt += 1;
                             tracing::warn!(%error, "the COMMIT failed and the batch is not stored; trying again");
                         }
@@ -685,28 +727,47 @@ impl Writer {
             // Before trying again: a server that is restarting needs a moment.
             std::thread::sleep(RETRY_PAUSE * (1 << attempt.min(4)));
         };
+        let groups = work
+            .iter()
+            .filter_map(|item| match item {
+                Work::Write(group, _) => Some(group.transfers.len()),
+                Work::Job(_) => None,
+            })
+            .fold((0, 0), |(groups, transfers), count| {
+                (groups + 1, transfers + count)
+            });
         BatchStats::report(
             self.options.observer.as_ref(),
-            groups.len(),
-            groups.iter().map(|group| group.transfers.len()).sum(),
+            groups.0,
+            groups.1,
             started,
             outcome
                 .as_ref()
                 .ok()
                 .map(|batch| (batch.expired, batch.commit_time)),
         );
-        match outcome {
-            Ok(committed) => {
-                for (reply, result) in replies.into_iter().zip(committed.results) {
-                    let _ = reply.send(result.map_err(WriteError::Rejected));
-                }
-            }
-            Err(failure) => {
-                for reply in replies {
+        let failed = outcome.is_err();
+        let (mut results, failure) = match outcome {
+            Ok(committed) => (committed.results.into_iter(), None),
+            Err(failure) => (Vec::new().into_iter(), Some(failure)),
+        };
+        for item in work {
+            match (item, &failure) {
+                (Work::Write(_, reply), Some(failure)) => {
                     let _ = reply.send(Err(failure.clone()));
                 }
-                std::thread::sleep(FAILURE_BACKOFF);
+                (Work::Write(_, reply), None) => {
+                    let answer = results.next().map_or(
+                        Err(WriteError::Failed("the group was not applied".to_owned())),
+                        |result| result.map_err(WriteError::Rejected),
+                    );
+                    let _ = reply.send(answer);
+                }
+                (Work::Job(job), failure) => job.finish(failure.clone()),
             }
+        }
+        if failed {
+            std::thread::sleep(FAILURE_BACKOFF);
         }
     }
 
@@ -731,6 +792,23 @@ impl Writer {
     }
 }
 
+/// Answers the jobs of a batch that did not commit and is about to be tried again without them:
+/// a job is run once (it may have done what cannot be done twice before it wrote), so its
+/// caller is told that nothing of it was stored and may retry it (with the same idempotency
+/// key, as the API's writes carry).
+fn fail_jobs(work: &mut Vec<Work>, error: &str) {
+    let mut kept = Vec::with_capacity(work.len());
+    for item in work.drain(..) {
+        match item {
+            Work::Job(job) => job.finish(Some(WriteError::Failed(format!(
+                "{error} (the batch was rolled back)"
+            )))),
+            write => kept.push(write),
+        }
+    }
+    *work = kept;
+}
+
 /// The rows `statement` (`… WHERE id = ANY($1)`) finds for `ids`; no query when there are none.
 fn rows_by_ids(
     transaction: &mut postgres::Transaction<'_>,
@@ -748,10 +826,17 @@ fn rows_by_ids(
 /// the domain's rules, write the changes, commit.
 fn apply_batch(
     client: &mut Client,
-    statements: &Statements,
-    groups: &[Group],
+    statements: &mut Statements,
+    work: &mut [Work],
     now_ns: u64,
 ) -> Result<Committed, Failure> {
+    let groups: Vec<&Group> = work
+        .iter()
+        .filter_map(|item| match item {
+            Work::Write(group, _) => Some(group),
+            Work::Job(_) => None,
+        })
+        .collect();
     // READ COMMITTED whatever the server's default: each statement after the clock lock sees
     // what the previous holder committed (under REPEATABLE READ every batch that waited for the
     // lock would fail to update the row it waited for).
@@ -781,7 +866,7 @@ fn apply_batch(
         })
         .collect::<Result<_, _>>()?;
     let mut transfer_ids: HashSet<TransferId> = due.iter().copied().collect();
-    for group in groups {
+    for group in &groups {
         transfer_ids.extend(group.transfer_ids());
     }
     let mut transfers = HashMap::new();
@@ -794,7 +879,7 @@ fn apply_batch(
         transfers.insert(stored.record.id, stored);
     }
     let mut account_ids: HashSet<AccountId> = HashSet::new();
-    for group in groups {
+    for group in &groups {
         account_ids.extend(group.account_ids(|id| transfers.get(&id).map(|stored| stored.record)));
     }
     for id in &due {
@@ -836,15 +921,29 @@ fn apply_batch(
             stale.push(id.to_be_bytes().to_vec());
         }
     }
-    let results: Vec<_> = groups
-        .iter()
-        .map(|group| apply_group(&mut state, group, now_ns))
-        .collect();
+    let mut results = Vec::with_capacity(groups.len());
+    let mut jobs_kept = false;
+    for item in work.iter_mut() {
+        match item {
+            // Everything a group refers to was read above (or made by an earlier item).
+            Work::Write(group, _) => results.push(apply_group(&mut state, group, now_ns)),
+            Work::Job(job) => {
+                jobs_kept |= run_job(
+                    &mut transaction,
+                    &mut statements.cache,
+                    &mut state,
+                    job.as_mut(),
+                    now_ns,
+                )?
+            }
+        }
+    }
 
     let changed = !state.new_transfers.is_empty()
         || !state.new_accounts.is_empty()
         || !state.resolved.is_empty()
-        || !stale.is_empty();
+        || !stale.is_empty()
+        || jobs_kept;
     if !changed {
         // Nothing to write (refusals only, or nothing due): no commit, no WAL flush.
         transaction.rollback()?;
@@ -854,6 +953,7 @@ fn apply_batch(
             commit_time: Duration::ZERO,
         });
     }
+    load_missing_heads(&mut transaction, statements, &state, &mut heads)?;
     persist(&mut transaction, statements, &mut state, heads)?;
     if !stale.is_empty() {
         transaction.execute(&statements.drop_expiries, &[&stale])?;
@@ -875,6 +975,67 @@ fn apply_batch(
         expired,
         commit_time: commit_started.elapsed(),
     })
+}
+
+/// Runs one job inside a savepoint of the batch's transaction, its reads and writes on that
+/// transaction (under the clock lock): if it fails, its SQL is rolled back and its ledger changes
+/// undone, and the rest of the batch goes on. Whether it kept its changes.
+fn run_job(
+    transaction: &mut postgres::Transaction<'_>,
+    cache: &mut StatementCache,
+    state: &mut BatchState<'_>,
+    job: &mut dyn crate::job::ErasedJob,
+    now_ns: u64,
+) -> Result<bool, StoreError> {
+    let session = RefCell::new(Session {
+        client: transaction,
+        cache,
+    });
+    let db = Db::Postgres(&session);
+    db.run("SAVEPOINT job")?;
+    state.begin_job();
+    let mut tx = Tx {
+        db,
+        state,
+        now_ns,
+        events_written: 0,
+    };
+    let kept = job.run(&mut tx);
+    if kept {
+        tx.state.end_job();
+        db.run("RELEASE SAVEPOINT job")?;
+    } else {
+        tx.state.undo_job();
+        db.run("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+    }
+    Ok(kept)
+}
+
+/// The newest statement entry of each account a job loaded (the batch's own reads carry it):
+/// `statements::entries` chains each new entry to it.
+fn load_missing_heads(
+    transaction: &mut postgres::Transaction<'_>,
+    statements: &Statements,
+    state: &BatchState<'_>,
+    heads: &mut HashMap<AccountId, Option<i64>>,
+) -> Result<(), StoreError> {
+    let new: HashSet<&AccountId> = state.new_accounts.iter().collect();
+    let missing: Vec<Vec<u8>> = state
+        .accounts
+        .keys()
+        .filter(|id| !heads.contains_key(id) && !new.contains(id))
+        .map(|id| id.to_be_bytes().to_vec())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for row in transaction.query(&statements.load_heads, &[&missing])? {
+        let id: Vec<u8> = row.try_get(0)?;
+        let id = AccountId::from_be_slice(&id)
+            .ok_or_else(|| StoreError::Corrupt("an account id is not 16 bytes".into()))?;
+        heads.insert(id, row.try_get(1)?);
+    }
+    Ok(())
 }
 
 /// The accounts' ids as a column.

@@ -14,7 +14,8 @@ use farthing_core::invoice::CreditReason;
 use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, Rail};
 use rusqlite::{params, Connection};
 
-use crate::codec::{sql_amount, Columns};
+use crate::codec::sql_amount;
+use crate::sql::Columns;
 use crate::{Reader, StoreError, Tx};
 
 /// The rail payments table (migration 3).
@@ -155,7 +156,7 @@ impl Tx<'_, '_> {
         rail: Rail,
         external_id: &str,
     ) -> Result<Option<RailPayment>, StoreError> {
-        load(self.sql(), merchant, rail, external_id)
+        load(self.sql()?, merchant, rail, external_id)
     }
 
     /// Stores a settled rail payment. A second row with the same `(merchant, rail,
@@ -177,7 +178,7 @@ impl Tx<'_, '_> {
                 payment.amount_minor
             )));
         }
-        self.sql()
+        self.sql()?
             .prepare_cached(&format!(
                 "INSERT INTO rail_payments ({COLUMNS}) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
@@ -210,13 +211,13 @@ impl Reader<'_> {
         rail: Rail,
         external_id: &str,
     ) -> Result<Option<RailPayment>, StoreError> {
-        load(self.connection, merchant, rail, external_id)
+        load(self.sqlite()?, merchant, rail, external_id)
     }
 
     /// Every rail payment with money held in suspense, oldest first: what `farthing audit`
     /// reports for an operator to resolve.
     pub fn suspended_rail_payments(&self) -> Result<Vec<RailPayment>, StoreError> {
-        suspended(self.connection)
+        suspended(self.sqlite()?)
     }
 
     /// Every rail payment that named `invoice`, oldest first. Rows of other merchants that
@@ -226,7 +227,7 @@ impl Reader<'_> {
         merchant: MerchantId,
         invoice: InvoiceId,
     ) -> Result<Vec<RailPayment>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
+        let mut statement = self.sqlite()?.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM rail_payments WHERE invoice_id = ?1 AND merchant_id = ?2 \
              ORDER BY created_at_ns, rail, external_id"
         ))?;
@@ -418,7 +419,7 @@ mod tests {
                     reader.rail_payments_of_invoice(MerchantId(8), InvoiceId(9))?,
                     {
                         let mut problems = Vec::new();
-                        audit(reader.connection, &mut problems)?;
+                        audit(reader.sqlite()?, &mut problems)?;
                         problems
                     },
                 ))

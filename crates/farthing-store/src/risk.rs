@@ -3,10 +3,10 @@
 //! read about a customer (what it paid in a window, how many payments it made).
 
 use farthing_core::{Currency, CustomerId, MerchantId, PublicId, RiskDecisionId};
-use rusqlite::{params, OptionalExtension, Row};
 
 use crate::business::{page_where, ListFilter, Page, PageRequest};
 use crate::codec::sql_amount;
+use crate::sql::{args, Db, Row};
 use crate::{Reader, StoreError, Tx};
 
 /// Migration 21.
@@ -108,23 +108,22 @@ impl Tx<'_, '_> {
     /// Stores (or replaces) the merchant's rules, as JSON.
     pub fn put_risk_rules(&mut self, merchant: MerchantId, rules: &str) -> Result<(), StoreError> {
         let now = sql_amount(self.now_ns())?;
-        self.sql()
-            .prepare_cached(
-                "INSERT INTO risk_rules (merchant_id, rules, updated_at_ns) VALUES (?1, ?2, ?3) \
+        self.db().execute(
+            "INSERT INTO risk_rules (merchant_id, rules, updated_at_ns) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (merchant_id) DO UPDATE SET rules = ?2, updated_at_ns = ?3",
-            )?
-            .execute(params![merchant.to_be_bytes(), rules, now])?;
+            args![merchant.to_be_bytes(), rules, now],
+        )?;
         Ok(())
     }
 
     /// Appends a decision.
     pub fn append_risk_decision(&mut self, record: &RiskDecisionRecord) -> Result<(), StoreError> {
-        self.sql()
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO risk_decisions ({COLUMNS}) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-            ))?
-            .execute(params![
+            ),
+            args![
                 record.id.raw().to_be_bytes(),
                 record.merchant.to_be_bytes(),
                 record.operation,
@@ -137,26 +136,25 @@ impl Tx<'_, '_> {
                 sql_amount(record.amount_minor)?,
                 record.currency.code(),
                 sql_amount(record.created_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 }
 
-fn rules(
-    connection: &rusqlite::Connection,
-    merchant: MerchantId,
-) -> Result<Option<String>, StoreError> {
-    Ok(connection
-        .prepare_cached("SELECT rules FROM risk_rules WHERE merchant_id = ?1")?
-        .query_row([merchant.to_be_bytes()], |row| row.get(0))
-        .optional()?)
+fn rules(db: Db<'_>, merchant: MerchantId) -> Result<Option<String>, StoreError> {
+    db.row(
+        "SELECT rules FROM risk_rules WHERE merchant_id = ?1",
+        args![merchant.to_be_bytes()],
+        |row| row.get(0),
+    )
 }
 
 /// Nanoseconds in an hour: the spend of the daily limits is kept per hour.
 pub const HOUR_NS: u64 = 3_600_000_000_000;
 
 fn paid_by_hour(
-    connection: &rusqlite::Connection,
+    db: Db<'_>,
     customer: CustomerId,
     currency: Currency,
     since_ns: u64,
@@ -167,51 +165,43 @@ fn paid_by_hour(
     let hour = sql_amount(HOUR_NS)?;
     // Charges: ids begin with their creation millisecond, so `ids_from_ns` bounds the walk of
     // the index to recent charges; `created_at_ns` decides. Invoices the customer paid.
-    let mut statement = connection.prepare_cached(
-        "SELECT created_at_ns / ?5, SUM(amount_minor) FROM charges \
+    // Sums cast back to BIGINT: PostgreSQL sums BIGINTs as NUMERIC (no amount the ledger
+    // allows comes near the limit: amounts are at most i64::MAX each, and a day's spend is
+    // bounded by the customer's balance).
+    db.rows(
+        "SELECT created_at_ns / ?5, CAST(SUM(amount_minor) AS BIGINT) FROM charges \
          WHERE customer_id = ?1 AND id >= ?2 AND created_at_ns >= ?3 AND currency = ?4 \
          GROUP BY 1 \
          UNION ALL \
-         SELECT paid_at_ns / ?5, SUM(paid_amount) FROM invoices \
+         SELECT paid_at_ns / ?5, CAST(SUM(paid_amount) AS BIGINT) FROM invoices \
          WHERE paid_customer = ?1 AND paid_at_ns >= ?3 AND currency = ?4 GROUP BY 1",
-    )?;
-    let rows = statement.query_map(
-        params![key, first_id_at(ids_from_ns), since, currency.code(), hour],
-        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
-    )?;
-    let mut hours = Vec::new();
-    for row in rows {
-        let (hour, amount) = row?;
-        hours.push((
-            u64::try_from(hour).unwrap_or(0),
-            u64::try_from(amount).unwrap_or(0),
-        ));
-    }
-    Ok(hours)
+        args![key, first_id_at(ids_from_ns), since, currency.code(), hour],
+        |row| {
+            let (hour, amount): (i64, i64) = (row.get(0)?, row.get(1)?);
+            Ok((
+                u64::try_from(hour).unwrap_or(0),
+                u64::try_from(amount).unwrap_or(0),
+            ))
+        },
+    )
 }
 
-fn payments(
-    connection: &rusqlite::Connection,
-    customer: CustomerId,
-    cap: u32,
-) -> Result<u64, StoreError> {
-    let count: i64 = connection
-        .prepare_cached(
-            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM charges WHERE customer_id = ?1 \
-             LIMIT ?2)) + (SELECT COUNT(*) FROM (SELECT 1 FROM invoices \
-             WHERE paid_customer = ?1 LIMIT ?2))",
-        )?
-        .query_row(
-            params![customer.raw().to_be_bytes(), i64::from(cap)],
-            |row| row.get(0),
-        )?;
-    Ok(u64::try_from(count).unwrap_or(0))
+fn payments(db: Db<'_>, customer: CustomerId, cap: u32) -> Result<u64, StoreError> {
+    // Subqueries named: PostgreSQL requires an alias for each.
+    let count: Option<i64> = db.row(
+        "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM charges WHERE customer_id = ?1 \
+         LIMIT ?2) AS c) + (SELECT COUNT(*) FROM (SELECT 1 FROM invoices \
+         WHERE paid_customer = ?1 LIMIT ?2) AS i)",
+        args![customer.raw().to_be_bytes(), i64::from(cap)],
+        |row| row.get(0),
+    )?;
+    Ok(count.map_or(0, |count| u64::try_from(count).unwrap_or(0)))
 }
 
 impl Tx<'_, '_> {
     /// The merchant's rules (JSON), if it set any, as of this point of the batch.
     pub fn risk_rules(&mut self, merchant: MerchantId) -> Result<Option<String>, StoreError> {
-        rules(self.sql(), merchant)
+        rules(self.db(), merchant)
     }
 
     /// What `customer` paid in `currency` since `since_ns` (charges, and invoices it paid), in
@@ -225,20 +215,20 @@ impl Tx<'_, '_> {
         since_ns: u64,
         ids_from_ns: u64,
     ) -> Result<Vec<(u64, u64)>, StoreError> {
-        paid_by_hour(self.sql(), customer, currency, since_ns, ids_from_ns)
+        paid_by_hour(self.db(), customer, currency, since_ns, ids_from_ns)
     }
 
     /// How many payments `customer` made (charges and paid invoices), counting up to `cap` of
     /// each kind.
     pub fn customer_payments(&mut self, customer: CustomerId, cap: u32) -> Result<u64, StoreError> {
-        payments(self.sql(), customer, cap)
+        payments(self.db(), customer, cap)
     }
 }
 
 impl Reader<'_> {
     /// The merchant's rules (JSON), if it set any.
     pub fn risk_rules(&self, merchant: MerchantId) -> Result<Option<String>, StoreError> {
-        rules(self.connection, merchant)
+        rules(self.db(), merchant)
     }
 
     /// A page of the merchant's decisions, newest first; `filter.status` is the outcome.
@@ -249,7 +239,7 @@ impl Reader<'_> {
         filter: &ListFilter,
     ) -> Result<Page<RiskDecisionRecord>, StoreError> {
         page_where(
-            self.connection,
+            self.db(),
             "risk_decisions",
             COLUMNS,
             merchant,

@@ -19,7 +19,8 @@ use farthing_core::ledger::{AccountKind, AccountState, TransferKind, TransferRec
 use farthing_core::{AccountId, TransferId};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::codec::{sql_amount, Columns};
+use crate::codec::sql_amount;
+use crate::sql::Columns;
 use crate::{Reader, StoreError};
 
 /// Migration 19: the table, filled from the transfers already booked (a running sum per
@@ -244,7 +245,7 @@ impl Reader<'_> {
     ) -> Result<(Vec<CustomerEntry>, bool), StoreError> {
         let limit = limit.clamp(1, 100);
         let head: Option<i64> = self
-            .connection
+            .sqlite()?
             .prepare_cached("SELECT last_entry_ns FROM accounts WHERE id = ?1")?
             .query_row([account.to_be_bytes()], |row| row.get(0))
             .optional()?
@@ -292,7 +293,7 @@ impl Reader<'_> {
         account: AccountId,
         timestamp_ns: i64,
     ) -> Result<Option<(CustomerEntry, Option<i64>)>, StoreError> {
-        let mut statement = self.connection.prepare_cached(
+        let mut statement = self.sqlite()?.prepare_cached(
             "SELECT transfer_id, amount, balance_after, code, reference, prev_ns \
              FROM customer_entries WHERE timestamp_ns = ?1 AND account_id = ?2",
         )?;

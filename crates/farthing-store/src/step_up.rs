@@ -90,7 +90,7 @@ impl Tx<'_, '_> {
         &mut self,
         merchant: MerchantId,
     ) -> Result<Option<Authenticator>, StoreError> {
-        load(self.sql(), merchant)
+        load(self.sql()?, merchant)
     }
 
     /// Stores (or replaces) the merchant's authenticator.
@@ -102,7 +102,7 @@ impl Tx<'_, '_> {
         let now = sql_amount(self.now_ns())?;
         let recovery = serde_json::to_string(&authenticator.recovery)
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
-        self.sql()
+        self.sql()?
             .prepare_cached(
                 "INSERT INTO step_up_totp (merchant_id, secret, active, last_step, recovery, \
                  failures, failures_since_ns, created_at_ns) \
@@ -127,7 +127,7 @@ impl Tx<'_, '_> {
 
     /// Removes the merchant's authenticator (step-up is then off).
     pub fn delete_authenticator(&mut self, merchant: MerchantId) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached("DELETE FROM step_up_totp WHERE merchant_id = ?1")?
             .execute([merchant.to_be_bytes()])?;
         Ok(())
@@ -137,6 +137,6 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// The merchant's authenticator.
     pub fn authenticator(&self, merchant: MerchantId) -> Result<Option<Authenticator>, StoreError> {
-        load(self.connection, merchant)
+        load(self.sqlite()?, merchant)
     }
 }

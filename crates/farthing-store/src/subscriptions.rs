@@ -6,10 +6,10 @@
 //! subscribed to what, until when, and whether it renews.
 
 use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, SubscriptionId};
-use rusqlite::{params, Connection, Row};
 
 use crate::business::{page, Page, PageRequest};
 use crate::codec::sql_amount;
+use crate::sql::{args, Db, Row};
 use crate::{Reader, StoreError, Tx};
 
 /// The subscriptions table, and the subscription period of invoices.
@@ -119,42 +119,43 @@ pub(crate) fn from_row(row: &Row<'_>) -> Result<Subscription, StoreError> {
     })
 }
 
-fn by_id(connection: &Connection, id: SubscriptionId) -> Result<Option<Subscription>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM subscriptions WHERE id = ?1"
-    ))?;
-    let mut rows = statement.query(params![id.to_be_bytes()])?;
-    rows.next()?.map(from_row).transpose()
+fn by_id(db: Db<'_>, id: SubscriptionId) -> Result<Option<Subscription>, StoreError> {
+    db.row(
+        &format!("SELECT {COLUMNS} FROM subscriptions WHERE id = ?1"),
+        args![id.to_be_bytes()],
+        from_row,
+    )
 }
 
 fn by_payer(
-    connection: &Connection,
+    db: Db<'_>,
     merchant: MerchantId,
     invoice: InvoiceId,
     telegram_user_id: i64,
 ) -> Result<Option<Subscription>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM subscriptions \
+    db.row(
+        &format!(
+            "SELECT {COLUMNS} FROM subscriptions \
          WHERE merchant_id = ?1 AND invoice_id = ?2 AND telegram_user_id = ?3"
-    ))?;
-    let mut rows = statement.query(params![
-        merchant.to_be_bytes(),
-        invoice.to_be_bytes(),
-        telegram_user_id
-    ])?;
-    rows.next()?.map(from_row).transpose()
+        ),
+        args![
+            merchant.to_be_bytes(),
+            invoice.to_be_bytes(),
+            telegram_user_id
+        ],
+        from_row,
+    )
 }
 
 impl Tx<'_, '_> {
     /// Stores a subscription, or replaces the stored one with the same id.
     pub fn upsert_subscription(&mut self, subscription: &Subscription) -> Result<(), StoreError> {
         let s = subscription;
-        self.sql()
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO subscriptions ({COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-            ))?
-            .execute(params![
+        self.db().replace(
+            "subscriptions",
+            COLUMNS,
+            "id",
+            args![
                 s.id.to_be_bytes(),
                 s.merchant.to_be_bytes(),
                 s.customer.to_be_bytes(),
@@ -171,13 +172,14 @@ impl Tx<'_, '_> {
                 i64::from(s.canceled),
                 sql_amount(s.created_at_ns)?,
                 sql_amount(s.updated_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
     /// A subscription, as of this point of the batch.
     pub fn subscription(&mut self, id: SubscriptionId) -> Result<Option<Subscription>, StoreError> {
-        by_id(self.sql(), id)
+        by_id(self.db(), id)
     }
 
     /// The subscription of a Telegram user to a subscription invoice, as of this point.
@@ -187,7 +189,7 @@ impl Tx<'_, '_> {
         invoice: InvoiceId,
         telegram_user_id: i64,
     ) -> Result<Option<Subscription>, StoreError> {
-        by_payer(self.sql(), merchant, invoice, telegram_user_id)
+        by_payer(self.db(), merchant, invoice, telegram_user_id)
     }
 
     /// Sets the subscription period of an invoice (seconds); false when there is no such
@@ -197,10 +199,10 @@ impl Tx<'_, '_> {
         invoice: InvoiceId,
         period_s: u32,
     ) -> Result<bool, StoreError> {
-        let changed = self
-            .sql()
-            .prepare_cached("UPDATE invoices SET subscription_period_s = ?2 WHERE id = ?1")?
-            .execute(params![invoice.to_be_bytes(), i64::from(period_s)])?;
+        let changed = self.db().execute(
+            "UPDATE invoices SET subscription_period_s = ?2 WHERE id = ?1",
+            args![invoice.to_be_bytes(), i64::from(period_s)],
+        )?;
         Ok(changed == 1)
     }
 }
@@ -208,7 +210,7 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// A subscription.
     pub fn subscription(&self, id: SubscriptionId) -> Result<Option<Subscription>, StoreError> {
-        by_id(self.connection, id)
+        by_id(self.db(), id)
     }
 
     /// The merchant's subscriptions, newest first.
@@ -218,7 +220,7 @@ impl Reader<'_> {
         request: PageRequest,
     ) -> Result<Page<Subscription>, StoreError> {
         page(
-            self.connection,
+            self.db(),
             "subscriptions",
             COLUMNS,
             merchant,

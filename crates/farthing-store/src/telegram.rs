@@ -143,7 +143,7 @@ fn by_bot(connection: &Connection, bot_id: u64) -> Result<Vec<TelegramBot>, Stor
 impl Tx<'_, '_> {
     /// Stores the merchant's bot, replacing the one it had (keeping its `created_at_ns`).
     pub fn upsert_telegram_bot(&mut self, bot: &TelegramBot) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached(&format!(
                 "INSERT INTO telegram_bots ({COLUMNS}) \
                  VALUES (?1, ?2, ?3, seal(?4), ?5, ?6, seal(?7), ?8, ?9) \
@@ -171,19 +171,19 @@ impl Tx<'_, '_> {
         &mut self,
         merchant: MerchantId,
     ) -> Result<Option<TelegramBot>, StoreError> {
-        by_merchant(self.sql(), merchant)
+        by_merchant(self.sql()?, merchant)
     }
 }
 
 impl Reader<'_> {
     /// The merchant's bot.
     pub fn telegram_bot(&self, merchant: MerchantId) -> Result<Option<TelegramBot>, StoreError> {
-        by_merchant(self.connection, merchant)
+        by_merchant(self.sqlite()?, merchant)
     }
 
     /// Every merchant's connection of the bot `bot_id` (usually one), oldest first.
     pub fn telegram_bots_by_id(&self, bot_id: u64) -> Result<Vec<TelegramBot>, StoreError> {
-        by_bot(self.connection, bot_id)
+        by_bot(self.sqlite()?, bot_id)
     }
 }
 
@@ -196,7 +196,7 @@ impl Tx<'_, '_> {
         next_offset: i64,
     ) -> Result<(), StoreError> {
         let now = self.now_ns();
-        self.sql()
+        self.sql()?
             .prepare_cached(
                 "INSERT INTO telegram_poll_offsets (bot_id, next_offset, updated_at_ns) \
                  VALUES (?1, ?2, ?3) ON CONFLICT (bot_id) DO UPDATE SET \
@@ -212,7 +212,7 @@ impl Reader<'_> {
     /// Every bot connected with `mode = 'polling'` in this store (a handful of rows: the table
     /// holds one bot per merchant).
     pub fn telegram_polling_bots(&self) -> Result<Vec<TelegramBot>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
+        let mut statement = self.sqlite()?.prepare_cached(&format!(
             "SELECT {SELECT_COLUMNS} FROM telegram_bots WHERE mode = 'polling' ORDER BY bot_id"
         ))?;
         let mut rows = statement.query([])?;
@@ -226,7 +226,7 @@ impl Reader<'_> {
     /// The `getUpdates` offset to poll bot `bot_id` from (`None`: never polled here).
     pub fn telegram_poll_offset(&self, bot_id: u64) -> Result<Option<i64>, StoreError> {
         let mut statement = self
-            .connection
+            .sqlite()?
             .prepare_cached("SELECT next_offset FROM telegram_poll_offsets WHERE bot_id = ?1")?;
         let mut rows = statement.query(params![sql_amount(bot_id)?])?;
         Ok(match rows.next()? {
@@ -398,7 +398,7 @@ fn outflow(
 impl Tx<'_, '_> {
     /// Stores how far the reconciliation of a bot has read.
     pub fn set_star_watermark(&mut self, mark: &StarWatermark) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached(
                 "INSERT INTO telegram_star_watermarks (merchant_id, bot_id, watermark_date_s, \
                  resume_offset, reconciled_at_ns, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -425,13 +425,13 @@ impl Tx<'_, '_> {
         kind: &str,
         transaction_id: &str,
     ) -> Result<Option<StarOutflow>, StoreError> {
-        outflow(self.sql(), bot_id, kind, transaction_id)
+        outflow(self.sql()?, bot_id, kind, transaction_id)
     }
 
     /// Records an outflow, or replaces the one with the same key (a withdrawal whose state
     /// changed), keeping its `recorded_at_ns`.
     pub fn upsert_star_outflow(&mut self, row: &StarOutflow) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached(&format!(
                 "INSERT INTO telegram_star_outflows ({OUTFLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, \
                  ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
@@ -465,7 +465,7 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// Every connected bot in this store (a handful of rows: one bot per merchant).
     pub fn telegram_bots(&self) -> Result<Vec<TelegramBot>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
+        let mut statement = self.sqlite()?.prepare_cached(&format!(
             "SELECT {SELECT_COLUMNS} FROM telegram_bots ORDER BY bot_id"
         ))?;
         let mut rows = statement.query([])?;
@@ -482,12 +482,12 @@ impl Reader<'_> {
         merchant: MerchantId,
         bot_id: u64,
     ) -> Result<Option<StarWatermark>, StoreError> {
-        watermark(self.connection, merchant, bot_id)
+        watermark(self.sqlite()?, merchant, bot_id)
     }
 
     /// The outflows recorded for bot `bot_id`, oldest first by Telegram's date.
     pub fn star_outflows(&self, bot_id: u64) -> Result<Vec<StarOutflow>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
+        let mut statement = self.sqlite()?.prepare_cached(&format!(
             "SELECT {OUTFLOW_COLUMNS} FROM telegram_star_outflows WHERE bot_id = ?1 \
              ORDER BY date_s, transaction_id"
         ))?;

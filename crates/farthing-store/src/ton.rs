@@ -365,7 +365,7 @@ impl Tx<'_, '_> {
     /// Stores the merchant's wallet (replacing an earlier one; the cursors of accounts it no
     /// longer watches stay, harmless, should it come back).
     pub fn upsert_ton_wallet(&mut self, wallet: &TonWallet) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached(&format!(
                 "INSERT INTO ton_wallets ({WALLET_COLUMNS}) \
                  VALUES (?1, ?2, ?3, ?4, seal(?5), ?6, ?7, ?8) \
@@ -390,7 +390,7 @@ impl Tx<'_, '_> {
     /// The merchant's wallet, as of this point of the batch.
     pub fn ton_wallet(&mut self, merchant: MerchantId) -> Result<Option<TonWallet>, StoreError> {
         wallet_where(
-            self.sql(),
+            self.sql()?,
             "merchant_id",
             merchant.to_be_bytes().to_vec().into(),
         )
@@ -401,7 +401,7 @@ impl Tx<'_, '_> {
         &mut self,
         address: &str,
     ) -> Result<Option<TonWallet>, StoreError> {
-        wallet_where(self.sql(), "address", address.to_owned().into())
+        wallet_where(self.sql()?, "address", address.to_owned().into())
     }
 
     /// Where the watcher stands on `account`.
@@ -410,7 +410,7 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         account: &str,
     ) -> Result<Option<TonCursor>, StoreError> {
-        cursor(self.sql(), merchant, account)
+        cursor(self.sql()?, merchant, account)
     }
 
     /// Moves the watcher's cursor on `account` forward (never back: an older cursor is kept).
@@ -420,7 +420,7 @@ impl Tx<'_, '_> {
         account: &str,
         to: &TonCursor,
     ) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached(
                 "INSERT INTO ton_cursors (merchant_id, account, lt, hash, tx_now_s, updated_at_ns) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -447,7 +447,7 @@ impl Tx<'_, '_> {
         invoice: InvoiceId,
     ) -> Result<(), StoreError> {
         let now = sql_amount(self.now_ns())?;
-        self.sql()
+        self.sql()?
             .prepare_cached(
                 "INSERT INTO ton_references (reference, merchant_id, invoice_id, created_at_ns) \
                  VALUES (?1, ?2, ?3, ?4)",
@@ -466,17 +466,17 @@ impl Tx<'_, '_> {
         &mut self,
         text: &str,
     ) -> Result<Option<(MerchantId, InvoiceId)>, StoreError> {
-        reference(self.sql(), text)
+        reference(self.sql()?, text)
     }
 
     /// The reference of an invoice, if it has one.
     pub fn ton_reference_of(&mut self, invoice: InvoiceId) -> Result<Option<String>, StoreError> {
-        reference_of(self.sql(), invoice)
+        reference_of(self.sql()?, invoice)
     }
 
     /// Records a refund to wait for.
     pub fn insert_ton_refund(&mut self, refund: &TonRefund) -> Result<(), StoreError> {
-        self.sql()
+        self.sql()?
             .prepare_cached(
                 "INSERT INTO ton_refunds (merchant_id, comment, refund_id, currency, \
                  amount_minor, destination, created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -499,7 +499,7 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         comment: &str,
     ) -> Result<Option<TonRefund>, StoreError> {
-        let mut statement = self.sql().prepare_cached(
+        let mut statement = self.sql()?.prepare_cached(
             "SELECT merchant_id, comment, refund_id, currency, amount_minor, destination, \
              created_at_ns FROM ton_refunds WHERE merchant_id = ?1 AND comment = ?2",
         )?;
@@ -524,7 +524,7 @@ impl Tx<'_, '_> {
     pub fn insert_ton_transaction(&mut self, tx: &TonTransaction) -> Result<bool, StoreError> {
         let amount = tx.amount_minor.map(sql_amount).transpose()?;
         let changed = self
-            .sql()
+            .sql()?
             .prepare_cached(&format!(
                 "INSERT INTO ton_transactions ({TX_COLUMNS}) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
@@ -551,7 +551,7 @@ impl Tx<'_, '_> {
 
     /// A transaction the watcher read.
     pub fn ton_transaction(&mut self, hash: &str) -> Result<Option<TonTransaction>, StoreError> {
-        transaction(self.sql(), hash)
+        transaction(self.sql()?, hash)
     }
 
     /// Marks an unmatched payment as assigned to `invoice` (or to a customer's balance, then
@@ -563,7 +563,7 @@ impl Tx<'_, '_> {
         customer: CustomerId,
     ) -> Result<bool, StoreError> {
         let changed = self
-            .sql()
+            .sql()?
             .prepare_cached(
                 "UPDATE ton_transactions SET outcome = 'assigned', invoice_id = ?2, \
                  customer_id = ?3 WHERE hash = ?1 AND outcome = 'unmatched'",
@@ -581,7 +581,7 @@ impl Reader<'_> {
     /// The merchant's wallet.
     pub fn ton_wallet(&self, merchant: MerchantId) -> Result<Option<TonWallet>, StoreError> {
         wallet_where(
-            self.connection,
+            self.sqlite()?,
             "merchant_id",
             merchant.to_be_bytes().to_vec().into(),
         )
@@ -589,7 +589,7 @@ impl Reader<'_> {
 
     /// Every configured wallet (the watcher's list).
     pub fn ton_wallets(&self) -> Result<Vec<TonWallet>, StoreError> {
-        all_wallets(self.connection)
+        all_wallets(self.sqlite()?)
     }
 
     /// Where the watcher stands on `account`.
@@ -598,17 +598,17 @@ impl Reader<'_> {
         merchant: MerchantId,
         account: &str,
     ) -> Result<Option<TonCursor>, StoreError> {
-        cursor(self.connection, merchant, account)
+        cursor(self.sqlite()?, merchant, account)
     }
 
     /// The reference of an invoice, if it has one.
     pub fn ton_reference_of(&self, invoice: InvoiceId) -> Result<Option<String>, StoreError> {
-        reference_of(self.connection, invoice)
+        reference_of(self.sqlite()?, invoice)
     }
 
     /// A transaction the watcher read.
     pub fn ton_transaction(&self, hash: &str) -> Result<Option<TonTransaction>, StoreError> {
-        transaction(self.connection, hash)
+        transaction(self.sqlite()?, hash)
     }
 
     /// The merchant's transactions, newest (highest logical time) first, optionally of one
@@ -620,6 +620,6 @@ impl Reader<'_> {
         before: Option<(u64, &str)>,
         limit: u32,
     ) -> Result<Vec<TonTransaction>, StoreError> {
-        transactions(self.connection, merchant, outcome, before, limit)
+        transactions(self.sqlite()?, merchant, outcome, before, limit)
     }
 }

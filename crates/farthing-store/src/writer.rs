@@ -18,6 +18,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::batch::BatchState;
 use crate::job::{ErasedJob, Tx};
+use crate::sql::Db;
 use crate::{codec, schema, BatchStats, Reply, Request, StoreError, StoreOptions, WriteError};
 
 /// One item of a batch, in arrival order.
@@ -237,10 +238,10 @@ impl Writer {
         if next_expiry_ns.is_some_and(|at| at <= now_ns) {
             let due = codec::due_holds(&transaction, now_ns, MAX_EXPIRED_PER_BATCH)?;
             for id in due {
-                if let Some(stored) = codec::load_transfer(&transaction, id)? {
+                if let Some(stored) = codec::load_transfer(Db::Sqlite(&transaction), id)? {
                     state.transfers.insert(id, stored);
                     state.load_accounts(
-                        &transaction,
+                        Db::Sqlite(&transaction),
                         [
                             stored.record.debit_account_id,
                             stored.record.credit_account_id,
@@ -263,7 +264,7 @@ impl Writer {
         for item in work.iter_mut() {
             match item {
                 Work::Write(group, _) => {
-                    results.push(state.apply(&transaction, group, now_ns)?);
+                    results.push(state.apply(Db::Sqlite(&transaction), group, now_ns)?);
                 }
                 Work::Job(job) => {
                     // A savepoint undoes the job's SQL, the journal its ledger changes, so a
@@ -271,7 +272,7 @@ impl Writer {
                     codec::run_cached(&transaction, "SAVEPOINT job")?;
                     state.begin_job();
                     let mut tx = Tx {
-                        connection: &transaction,
+                        db: Db::Sqlite(&transaction),
                         state: &mut state,
                         now_ns,
                         events_written: 0,

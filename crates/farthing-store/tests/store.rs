@@ -17,10 +17,13 @@ use farthing_core::ledger::{
     GroupError, GroupOutcome, MemoryLedger, Outcome, PendingState, StoredTransfer, Transfer,
     TransferAction, TransferError, TransferKind,
 };
-use farthing_core::{Currency, CustomerId, MerchantId, Rail, TransferId};
+use farthing_core::{ChargeId, Currency, CustomerId, MerchantId, Rail, TransferId};
 use farthing_store::audit::{audit_path, AuditReport};
 use farthing_store::pg::PgLedger;
-use farthing_store::{BatchStats, Ledger, Store, StoreError, StoreOptions, Ticket, WriteError};
+use farthing_store::{
+    BatchStats, Charge, Customer, Ledger, Merchant, PageRequest, Store, StoreError, StoreOptions,
+    Ticket, WriteError,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
@@ -291,12 +294,17 @@ fn concurrent_spends_of_one_balance_never_overdraw_it() {
 #[test]
 fn concurrent_spends_through_two_postgres_instances_never_overdraw_it() {
     let postgres = Postgres::start();
-    let url = postgres.schema();
     let h = Harness::new();
-    let instances: Vec<Ledger> = (0..2)
-        .map(|_| Ledger::Postgres(PgLedger::open(&url, h.options()).expect("the ledger opens")))
-        .collect();
+    let instances = postgres_instances(&postgres, &h, 2);
     spend_concurrently(&h, &instances, None);
+}
+
+/// `count` instances of the PostgreSQL ledger sharing a fresh schema of `postgres`.
+fn postgres_instances(postgres: &Postgres, h: &Harness, count: usize) -> Vec<Ledger> {
+    let url = postgres.schema();
+    (0..count)
+        .map(|_| Ledger::Postgres(PgLedger::open(&url, h.options()).expect("the ledger opens")))
+        .collect()
 }
 
 /// 64 threads spend one balance through `ledgers` (spender n uses `ledgers[n % len]`) with
@@ -2894,4 +2902,222 @@ fn postgres_audit_checks_rail_payments() {
         report.findings[0].contains("\"held\"") && report.findings[0].contains("no open invoice"),
         "{report}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs (business rows written with the ledger) on both backends
+// ---------------------------------------------------------------------------------------------
+
+/// A charge job as the API's balance charge makes one: the idempotency key is looked up, the
+/// customer's balance debited, the charge and its key stored; all in one job.
+fn charge_job(
+    ledger: &Ledger,
+    n: u128,
+    amount_minor: u64,
+) -> Result<Result<ChargeId, String>, WriteError> {
+    ledger
+        .execute(move |tx| {
+            let key = format!("charge-{n}");
+            if tx
+                .idempotency_key(MERCHANT, &key)
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                return Err("key used".to_owned());
+            }
+            let transfer = single(1_000 + n, &customer(1), &merchant(), amount_minor);
+            match tx
+                .apply(&group(vec![transfer]))
+                .map_err(|e| e.to_string())?
+            {
+                Ok(_) => {}
+                Err(refused) => return Err(refused.to_string()),
+            }
+            let id = ChargeId(n);
+            tx.insert_charge(&Charge {
+                id,
+                merchant: MERCHANT,
+                customer: CustomerId(1),
+                currency: XTR,
+                amount_minor,
+                refunded_minor: 0,
+                description: format!("charge {n}"),
+                metadata: Vec::new(),
+                created_at_ns: tx.now_ns(),
+            })
+            .map_err(|e| e.to_string())?;
+            tx.insert_idempotency_key(MERCHANT, &key, b"fingerprint", 200, "{}")
+                .map_err(|e| e.to_string())?;
+            Ok(id)
+        })?
+        .wait()
+}
+
+/// Jobs on `ledgers` (several instances on PostgreSQL, one store on SQLite): business rows and
+/// ledger groups commit together, a failing job leaves nothing, concurrent charges from every
+/// instance never overdraw the balance, and what one instance wrote the others read.
+fn jobs_scenario(ledgers: &[Ledger]) {
+    const FUNDING: u64 = 1_000;
+    let first = &ledgers[0];
+    let last = &ledgers[ledgers.len() - 1];
+    first
+        .execute(|tx| {
+            tx.insert_merchant(&Merchant {
+                id: MERCHANT,
+                name: "Shop".to_owned(),
+                created_at_ns: tx.now_ns(),
+            })?;
+            tx.insert_customer(&Customer {
+                id: CustomerId(1),
+                merchant: MERCHANT,
+                external_id: Some("tg:42".to_owned()),
+                metadata: vec![("plan".to_owned(), "gold".to_owned())],
+                created_at_ns: tx.now_ns(),
+            })?;
+            let funding = Group {
+                accounts: vec![external(), merchant(), fees(), customer(1)],
+                transfers: vec![single(1, &external(), &customer(1), FUNDING)],
+            };
+            tx.apply(&funding)?
+                .map_err(|e| StoreError::Refused(e.to_string()))?;
+            Ok::<_, StoreError>(())
+        })
+        .expect("queued")
+        .wait()
+        .expect("committed")
+        .expect("the setup job succeeds");
+
+    // Another instance reads it all.
+    let (merchant_row, found, balances) = last
+        .read(|reader| {
+            Ok((
+                reader.merchant(MERCHANT)?,
+                reader.customer_by_external_id(MERCHANT, "tg:42")?,
+                reader.customer_balances(MERCHANT, CustomerId(1))?,
+            ))
+        })
+        .expect("read");
+    assert_eq!(merchant_row.map(|m| m.name), Some("Shop".to_owned()));
+    let found = found.expect("the customer is found by its external id");
+    assert_eq!(found.metadata, vec![("plan".to_owned(), "gold".to_owned())]);
+    assert_eq!(
+        balances,
+        vec![(XTR, i128::from(FUNDING), i128::from(FUNDING))]
+    );
+
+    // A job that fails after writing leaves nothing (its customer row and its transfer go),
+    // while the jobs batched with it keep theirs: 20 failing and 20 succeeding jobs queued at
+    // once, so they share batches (a failing job alone in a batch would prove nothing: the
+    // batch writes nothing and is rolled back whole).
+    let tickets: Vec<_> = (0..40u128)
+        .map(|n| {
+            let fail = n % 2 == 0;
+            // Each instance gets failing and succeeding jobs.
+            ledgers[(n as usize / 2) % ledgers.len()]
+                .execute(move |tx| {
+                    tx.insert_customer(&Customer {
+                        id: CustomerId(100 + n),
+                        merchant: MERCHANT,
+                        external_id: None,
+                        metadata: Vec::new(),
+                        created_at_ns: tx.now_ns(),
+                    })?;
+                    if fail {
+                        let spend = group(vec![single(100 + n, &customer(1), &merchant(), 10)]);
+                        tx.apply(&spend)?
+                            .map_err(|e| StoreError::Refused(e.to_string()))?;
+                        return Err(StoreError::Refused("changed my mind".to_owned()));
+                    }
+                    Ok(())
+                })
+                .expect("queued")
+        })
+        .collect();
+    for (n, ticket) in tickets.into_iter().enumerate() {
+        let result = ticket.wait().expect("the batch committed");
+        assert_eq!(result.is_err(), n % 2 == 0, "job {n}: {result:?}");
+    }
+    for n in 0..40u128 {
+        let stored = first
+            .read(|reader| reader.customer(CustomerId(100 + n)))
+            .expect("read");
+        assert_eq!(stored.is_some(), n % 2 == 1, "customer of job {n}");
+        if n % 2 == 0 {
+            let spend = first.transfer(TransferId(100 + n)).expect("read");
+            assert_eq!(spend, None, "the failed job {n}'s transfer is not stored");
+        }
+    }
+    let balance = first
+        .read(|reader| reader.customer_balances(MERCHANT, CustomerId(1)))
+        .expect("read");
+    assert_eq!(balance[0].1, i128::from(FUNDING));
+
+    // 40 charges of 100 from every instance at once against 1 000: exactly 10 are stored.
+    let outcomes: Vec<Result<ChargeId, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..40u128)
+            .map(|n| {
+                let ledger = &ledgers[(n as usize) % ledgers.len()];
+                scope.spawn(move || charge_job(ledger, n + 1, 100).expect("the batch committed"))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("no panic"))
+            .collect()
+    });
+    let charged: Vec<ChargeId> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+    assert_eq!(charged.len(), 10, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().err())
+            .all(|e| e.contains("insufficient") || e.contains("exceed")),
+        "{outcomes:?}"
+    );
+    let (page, balances, keys) = last
+        .read(|reader| {
+            let page = reader.charges(MERCHANT, PageRequest::newest(100))?;
+            let mut keys = 0;
+            for n in 1..=40u128 {
+                keys += usize::from(
+                    reader
+                        .idempotency_key(MERCHANT, &format!("charge-{n}"))?
+                        .is_some(),
+                );
+            }
+            Ok((
+                page,
+                reader.customer_balances(MERCHANT, CustomerId(1))?,
+                keys,
+            ))
+        })
+        .expect("read");
+    let mut stored: Vec<ChargeId> = page.data.iter().map(|c| c.id).collect();
+    stored.sort();
+    let mut expected = charged.clone();
+    expected.sort();
+    assert_eq!(stored, expected, "the charges stored are those answered Ok");
+    assert_eq!(
+        keys, 10,
+        "a key for each stored charge, none for the refused"
+    );
+    assert_eq!(balances, vec![(XTR, 0, 0)]);
+    // A charge repeated with its key is refused by the job, on any instance.
+    let again = charge_job(first, charged[0].0, 100).expect("the batch committed");
+    assert_eq!(again, Err("key used".to_owned()));
+    assert_audit_ok(&first.audit().expect("audit"));
+}
+
+#[test]
+fn jobs_write_business_rows_with_the_ledger_on_sqlite() {
+    let h = Harness::new();
+    jobs_scenario(&[Ledger::Sqlite(h.open())]);
+}
+
+#[test]
+fn jobs_write_business_rows_with_the_ledger_on_two_postgres_instances() {
+    let postgres = Postgres::start();
+    let h = Harness::new();
+    let instances = postgres_instances(&postgres, &h, 2);
+    jobs_scenario(&instances);
 }

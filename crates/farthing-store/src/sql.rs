@@ -1,0 +1,557 @@
+//! SQL on either backend: one statement text, one way to bind values and read rows, run on an
+//! SQLite connection or a PostgreSQL session.
+//!
+//! Business code is written once against [`Db`]. Statement texts use SQLite's numbered
+//! placeholders (`?1`, `?2`, …), which are turned into PostgreSQL's (`$1`, `$2`, …) once per
+//! text and session; everything else in a text must mean the same on both (the tables are the
+//! same: `pg_schema.rs`, tested by `postgres_schema_is_sqlites`). Where the two dialects differ,
+//! [`Db::is_postgres`] picks the text. Values are bound as one of four kinds ([`Value`]) and
+//! read back by column index ([`Row`], over [`Columns`]), so a row is parsed by the same
+//! function whichever backend it came from.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::Statement;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// A result row of either backend, read by column index: the ledger's rows are parsed by one
+/// set of functions whether they come from SQLite or PostgreSQL (`pg.rs`).
+pub(crate) trait Columns {
+    /// A BLOB / BYTEA column.
+    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError>;
+    /// An INTEGER / BIGINT column.
+    fn int(&self, index: usize) -> Result<Option<i64>, StoreError>;
+    /// A TEXT column.
+    fn text(&self, index: usize) -> Result<Option<String>, StoreError>;
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(index)?)
+    }
+    fn int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(index)?)
+    }
+    fn text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(index)?)
+    }
+}
+
+/// A value bound to a placeholder.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Value<'v> {
+    Null,
+    Int(i64),
+    Text(&'v str),
+    Bytes(&'v [u8]),
+}
+
+/// What can be bound to a placeholder.
+pub(crate) trait Arg {
+    fn value(&self) -> Value<'_>;
+}
+
+impl Arg for i64 {
+    fn value(&self) -> Value<'_> {
+        Value::Int(*self)
+    }
+}
+
+impl Arg for i32 {
+    fn value(&self) -> Value<'_> {
+        Value::Int(i64::from(*self))
+    }
+}
+
+impl Arg for u16 {
+    fn value(&self) -> Value<'_> {
+        Value::Int(i64::from(*self))
+    }
+}
+
+impl Arg for u32 {
+    fn value(&self) -> Value<'_> {
+        Value::Int(i64::from(*self))
+    }
+}
+
+impl Arg for bool {
+    fn value(&self) -> Value<'_> {
+        Value::Int(i64::from(*self))
+    }
+}
+
+impl Arg for str {
+    fn value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+}
+
+impl Arg for String {
+    fn value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+}
+
+impl Arg for [u8] {
+    fn value(&self) -> Value<'_> {
+        Value::Bytes(self)
+    }
+}
+
+impl Arg for Vec<u8> {
+    fn value(&self) -> Value<'_> {
+        Value::Bytes(self)
+    }
+}
+
+impl<const N: usize> Arg for [u8; N] {
+    fn value(&self) -> Value<'_> {
+        Value::Bytes(self)
+    }
+}
+
+impl<T: Arg + ?Sized> Arg for &T {
+    fn value(&self) -> Value<'_> {
+        (**self).value()
+    }
+}
+
+impl<T: Arg> Arg for Option<T> {
+    fn value(&self) -> Value<'_> {
+        self.as_ref().map_or(Value::Null, Arg::value)
+    }
+}
+
+/// The values of a statement's placeholders, in order: `args![a, b, c]`.
+macro_rules! args {
+    ($($value:expr),* $(,)?) => {
+        &[$(&$value as &dyn $crate::sql::Arg),*] as &[&dyn $crate::sql::Arg]
+    };
+}
+pub(crate) use args;
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Value::Null => ValueRef::Null,
+            Value::Int(value) => ValueRef::Integer(value),
+            Value::Text(text) => ValueRef::Text(text.as_bytes()),
+            Value::Bytes(bytes) => ValueRef::Blob(bytes),
+        }))
+    }
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Value::Null => Ok(IsNull::Yes),
+            // The server infers a placeholder's type from the statement: a BIGINT column's,
+            // or a narrower one for an expression such as `LIMIT $1`.
+            Value::Int(value) => match *ty {
+                Type::INT8 => value.to_sql(ty, out),
+                Type::INT4 => i32::try_from(value)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(value)?.to_sql(ty, out),
+                Type::BOOL => (value != 0).to_sql(ty, out),
+                _ => Err(format!("an integer bound where the statement wants {ty}").into()),
+            },
+            Value::Text(text) if *ty != Type::BYTEA && <&str as ToSql>::accepts(ty) => {
+                text.to_sql(ty, out)
+            }
+            Value::Bytes(bytes) if *ty == Type::BYTEA => bytes.to_sql(ty, out),
+            Value::Text(_) => Err(format!("text bound where the statement wants {ty}").into()),
+            Value::Bytes(_) => Err(format!("bytes bound where the statement wants {ty}").into()),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        [
+            Type::INT8,
+            Type::INT4,
+            Type::INT2,
+            Type::BOOL,
+            Type::TEXT,
+            Type::VARCHAR,
+            Type::BPCHAR,
+            Type::NAME,
+            Type::UNKNOWN,
+            Type::BYTEA,
+        ]
+        .contains(ty)
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// SQLite's numbered placeholders (`?1`) as PostgreSQL's (`$1`); string literals, quoted names
+/// and comments are left as they are.
+pub(crate) fn postgres_text(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                out.push(c);
+                for inner in chars.by_ref() {
+                    out.push(inner);
+                    if inner == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                out.push(c);
+                for inner in chars.by_ref() {
+                    out.push(inner);
+                    if inner == '\n' {
+                        break;
+                    }
+                }
+            }
+            '?' if chars.peek().is_some_and(char::is_ascii_digit) => out.push('$'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A PostgreSQL session statements run on: a transaction or a client, with the statements it
+/// has prepared. Object-safe, so [`Db`] carries no session type.
+pub(crate) trait PgSession {
+    /// The prepared form of `sql` (in SQLite's placeholders), prepared once per session.
+    fn prepared(&mut self, sql: &str) -> Result<Statement, StoreError>;
+    fn query(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, postgres::Error>;
+    fn execute(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error>;
+    /// Runs statements without parameters or results (savepoints).
+    fn batch(&mut self, sql: &str) -> Result<(), postgres::Error>;
+}
+
+/// Prepared statements of one PostgreSQL connection, by their SQLite text. Dropped with the
+/// connection: a statement belongs to the session that prepared it.
+pub(crate) type StatementCache = HashMap<String, Statement>;
+
+/// A PostgreSQL client or transaction with its connection's statement cache.
+pub(crate) struct Session<'s, C> {
+    pub(crate) client: &'s mut C,
+    pub(crate) cache: &'s mut StatementCache,
+}
+
+impl<C: postgres::GenericClient> PgSession for Session<'_, C> {
+    fn prepared(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.cache.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(&postgres_text(sql))?;
+        self.cache.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    fn query(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        self.client.query(statement, params)
+    }
+
+    fn execute(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        self.client.execute(statement, params)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.client.batch_execute(sql)
+    }
+}
+
+/// Where statements run: an SQLite connection, or a PostgreSQL session (borrowed mutably by
+/// one statement at a time).
+#[derive(Clone, Copy)]
+pub(crate) enum Db<'a> {
+    Sqlite(&'a Connection),
+    Postgres(&'a RefCell<dyn PgSession + 'a>),
+}
+
+/// A result row of either backend.
+pub(crate) enum Row<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Postgres(&'r postgres::Row),
+}
+
+impl Columns for Row<'_> {
+    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Row::Sqlite(row) => row.bytes(index),
+            Row::Postgres(row) => row.bytes(index),
+        }
+    }
+    fn int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        match self {
+            Row::Sqlite(row) => row.int(index),
+            Row::Postgres(row) => row.int(index),
+        }
+    }
+    fn text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        match self {
+            Row::Sqlite(row) => row.text(index),
+            Row::Postgres(row) => row.text(index),
+        }
+    }
+}
+
+/// A column value [`Row::get`] reads.
+pub(crate) trait FromColumn: Sized {
+    fn from_column(row: &Row<'_>, index: usize) -> Result<Self, StoreError>;
+}
+
+fn not_null<T>(value: Option<T>, index: usize) -> Result<T, StoreError> {
+    value.ok_or_else(|| StoreError::Corrupt(format!("column {index} is NULL")))
+}
+
+impl FromColumn for Option<i64> {
+    fn from_column(row: &Row<'_>, index: usize) -> Result<Self, StoreError> {
+        row.int(index)
+    }
+}
+
+impl FromColumn for i64 {
+    fn from_column(row: &Row<'_>, index: usize) -> Result<Self, StoreError> {
+        not_null(row.int(index)?, index)
+    }
+}
+
+impl FromColumn for Option<String> {
+    fn from_column(row: &Row<'_>, index: usize) -> Result<Self, StoreError> {
+        row.text(index)
+    }
+}
+
+impl FromColumn for String {
+    fn from_column(row: &Row<'_>, index: usize) -> Result<Self, StoreError> {
+        not_null(row.text(index)?, index)
+    }
+}
+
+impl FromColumn for Option<Vec<u8>> {
+    fn from_column(row: &Row<'_>, index: usize) -> Result<Self, StoreError> {
+        row.bytes(index)
+    }
+}
+
+impl FromColumn for Vec<u8> {
+    fn from_column(row: &Row<'_>, index: usize) -> Result<Self, StoreError> {
+        not_null(row.bytes(index)?, index)
+    }
+}
+
+/// A column index (as rusqlite's `Row::get` takes one, so that code reads the same).
+pub(crate) trait ColumnIndex {
+    fn index(self) -> usize;
+}
+
+impl ColumnIndex for usize {
+    fn index(self) -> usize {
+        self
+    }
+}
+
+impl Row<'_> {
+    /// Column `index` as `T`.
+    pub(crate) fn get<I: ColumnIndex, T: FromColumn>(&self, index: I) -> Result<T, StoreError> {
+        T::from_column(self, index.index())
+    }
+}
+
+/// The arguments as SQLite binds them, without collecting them first.
+fn sqlite_params<'v>(
+    args: &'v [&'v dyn Arg],
+) -> rusqlite::ParamsFromIter<impl Iterator<Item = Value<'v>>> {
+    rusqlite::params_from_iter(args.iter().map(|arg| arg.value()))
+}
+
+fn pg_params<'v>(values: &'v [Value<'v>]) -> Vec<&'v (dyn ToSql + Sync)> {
+    values
+        .iter()
+        .map(|value| value as &(dyn ToSql + Sync))
+        .collect()
+}
+
+impl<'a> Db<'a> {
+    /// Whether statements run on PostgreSQL (for the few texts that differ).
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
+    /// Runs a statement; how many rows it changed.
+    pub(crate) fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<usize, StoreError> {
+        match self {
+            Db::Sqlite(connection) => Ok(connection
+                .prepare_cached(sql)?
+                .execute(sqlite_params(args))?),
+            Db::Postgres(session) => {
+                let values: Vec<Value<'_>> = args.iter().map(|arg| arg.value()).collect();
+                let mut session = session.borrow_mut();
+                let statement = session.prepared(sql)?;
+                let changed = session.execute(&statement, &pg_params(&values))?;
+                usize::try_from(changed)
+                    .map_err(|_| StoreError::Corrupt("a row count beyond usize".into()))
+            }
+        }
+    }
+
+    /// Calls `each` with the rows of a query in order until it returns `false` or the rows end.
+    pub(crate) fn each(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        mut each: impl FnMut(&Row<'_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(connection) => {
+                let mut statement = connection.prepare_cached(sql)?;
+                let mut rows = statement.query(sqlite_params(args))?;
+                while let Some(row) = rows.next()? {
+                    if !each(&Row::Sqlite(row))? {
+                        break;
+                    }
+                }
+            }
+            Db::Postgres(session) => {
+                let values: Vec<Value<'_>> = args.iter().map(|arg| arg.value()).collect();
+                let rows = {
+                    let mut session = session.borrow_mut();
+                    let statement = session.prepared(sql)?;
+                    session.query(&statement, &pg_params(&values))?
+                };
+                for row in &rows {
+                    if !each(&Row::Postgres(row))? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every row of a query, each read by `read`.
+    pub(crate) fn rows<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        mut read: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        self.each(sql, args, |row| {
+            out.push(read(row)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// The first row of a query, if any, read by `read`.
+    pub(crate) fn row<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        read: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut read = Some(read);
+        let mut out = None;
+        self.each(sql, args, |row| {
+            if let Some(read) = read.take() {
+                out = Some(read(row)?);
+            }
+            Ok(false)
+        })?;
+        Ok(out)
+    }
+
+    /// Stores a row of `table` (its `columns`, comma-separated, bound in order), replacing the
+    /// row with the same `key` column: SQLite's `INSERT OR REPLACE`, PostgreSQL's
+    /// `ON CONFLICT (key) DO UPDATE`.
+    pub(crate) fn replace(
+        &self,
+        table: &str,
+        columns: &str,
+        key: &str,
+        args: &[&dyn Arg],
+    ) -> Result<usize, StoreError> {
+        let names: Vec<&str> = columns.split(',').map(str::trim).collect();
+        let values: Vec<String> = (1..=names.len()).map(|n| format!("?{n}")).collect();
+        let values = values.join(", ");
+        let sql = if self.is_postgres() {
+            let set: Vec<String> = names
+                .iter()
+                .filter(|name| **name != key)
+                .map(|name| format!("{name} = EXCLUDED.{name}"))
+                .collect();
+            format!(
+                "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT ({key}) DO UPDATE SET {}",
+                set.join(", ")
+            )
+        } else {
+            format!("INSERT OR REPLACE INTO {table} ({columns}) VALUES ({values})")
+        };
+        self.execute(&sql, args)
+    }
+
+    /// Runs a statement without parameters or results (a savepoint), cached on SQLite.
+    pub(crate) fn run(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(connection) => {
+                connection.prepare_cached(sql)?.execute([])?;
+                Ok(())
+            }
+            Db::Postgres(session) => Ok(session.borrow_mut().batch(sql)?),
+        }
+    }
+
+    /// The SQLite connection, for code that is not yet written for both backends: on
+    /// PostgreSQL it refuses, naming what is missing.
+    pub(crate) fn sqlite(self, what: &str) -> Result<&'a Connection, StoreError> {
+        match self {
+            Db::Sqlite(connection) => Ok(connection),
+            Db::Postgres(_) => Err(StoreError::Refused(format!(
+                "{what} does not run on PostgreSQL yet; use an SQLite database for it"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::postgres_text;
+
+    #[test]
+    fn placeholders_become_postgres_ones_and_nothing_else_changes() {
+        assert_eq!(
+            postgres_text("SELECT a FROM t WHERE a = ?1 AND b IN (?2, ?12)"),
+            "SELECT a FROM t WHERE a = $1 AND b IN ($2, $12)"
+        );
+        assert_eq!(
+            postgres_text("SELECT '?1', \"?2\" -- ?3\n FROM t WHERE x = ?4"),
+            "SELECT '?1', \"?2\" -- ?3\n FROM t WHERE x = $4"
+        );
+        assert_eq!(postgres_text("SELECT ? "), "SELECT ? ");
+    }
+}
