@@ -449,20 +449,20 @@ impl Reader<'_> {
         limit: usize,
     ) -> Result<Vec<Invoice>, StoreError> {
         let mut found = Vec::new();
-        self.db().each(
-            &format!(
-                "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id IN \
-                 (SELECT invoice_id FROM telegram_invoice_messages \
-                  WHERE chat_id = ?1 AND state = 'open')"
-            ),
-            args![chat_id],
-            |row| {
-                if found.len() < limit {
-                    found.push(invoice_from_row(row)?);
-                }
-                Ok(found.len() < limit)
-            },
-        )?;
+        let mut sql = format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id IN \
+             (SELECT invoice_id FROM telegram_invoice_messages \
+              WHERE chat_id = ?1 AND state = 'open')"
+        );
+        if self.db().is_postgres() {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        self.db().each(&sql, args![chat_id], |row| {
+            if found.len() < limit {
+                found.push(invoice_from_row(row)?);
+            }
+            Ok(found.len() < limit)
+        })?;
         Ok(found)
     }
 

@@ -88,6 +88,11 @@ pub(crate) trait ErasedJob: Send {
     fn run(&mut self, tx: &mut Tx<'_, '_>) -> bool;
     /// Answers the caller once the batch committed (`None`) or failed.
     fn finish(self: Box<Self>, failure: Option<WriteError>);
+    /// Whether the job has run (a job runs once).
+    fn ran(&self) -> bool;
+    /// Turns a job that returned `Ok` into a failure after its changes were undone (its
+    /// transaction could not keep them): the caller gets `failure`.
+    fn undone(&mut self, failure: WriteError);
 }
 
 pub(crate) type JobReply<T, E> = tokio::sync::oneshot::Sender<Result<Result<T, E>, WriteError>>;
@@ -95,6 +100,8 @@ pub(crate) type JobReply<T, E> = tokio::sync::oneshot::Sender<Result<Result<T, E
 pub(crate) struct Job<F, T, E> {
     pub(crate) work: Option<F>,
     pub(crate) result: Option<Result<T, E>>,
+    /// Set when the job's changes were undone after it returned `Ok`.
+    pub(crate) undone: Option<WriteError>,
     pub(crate) reply: JobReply<T, E>,
 }
 
@@ -115,12 +122,20 @@ where
     }
 
     fn finish(self: Box<Self>, failure: Option<WriteError>) {
-        let answer = match (failure, self.result) {
+        let answer = match (failure.or(self.undone), self.result) {
             (Some(failure), _) => Err(failure),
             (None, Some(result)) => Ok(result),
             (None, None) => Err(WriteError::Failed("the job did not run".to_owned())),
         };
         let _ = self.reply.send(answer);
+    }
+
+    fn ran(&self) -> bool {
+        self.work.is_none()
+    }
+
+    fn undone(&mut self, failure: WriteError) {
+        self.undone = Some(failure);
     }
 }
 

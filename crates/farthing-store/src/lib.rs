@@ -282,6 +282,7 @@ where
     let job = job::Job {
         work: Some(work),
         result: None,
+        undone: None,
         reply,
     };
     (Request::Job(Box::new(job)), JobTicket(receiver))

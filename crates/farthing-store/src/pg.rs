@@ -495,7 +495,8 @@ impl PgLedger {
             return Err(StoreError::Corrupt("no read connection".to_owned()));
         };
         let result = work(client, cache);
-        if result.is_err() {
+        // A PostgreSQL error may leave the session unusable: the next read opens a new one.
+        if matches!(result, Err(StoreError::Postgres(_))) {
             *slot = None;
         }
         result
@@ -727,19 +728,10 @@ impl Writer {
             // Before trying again: a server that is restarting needs a moment.
             std::thread::sleep(RETRY_PAUSE * (1 << attempt.min(4)));
         };
-        let groups = work
-            .iter()
-            .filter_map(|item| match item {
-                Work::Write(group, _) => Some(group.transfers.len()),
-                Work::Job(_) => None,
-            })
-            .fold((0, 0), |(groups, transfers), count| {
-                (groups + 1, transfers + count)
-            });
         BatchStats::report(
             self.options.observer.as_ref(),
-            groups.0,
-            groups.1,
+            work.len(),
+            crate::writer::transfer_count(&work),
             started,
             outcome
                 .as_ref()
@@ -792,18 +784,18 @@ impl Writer {
     }
 }
 
-/// Answers the jobs of a batch that did not commit and is about to be tried again without them:
-/// a job is run once (it may have done what cannot be done twice before it wrote), so its
-/// caller is told that nothing of it was stored and may retry it (with the same idempotency
-/// key, as the API's writes carry).
+/// Answers the jobs that ran in a batch that did not commit and is about to be tried again
+/// without them: a job is run once (it may have done what cannot be done twice before it
+/// wrote), so its caller is told that nothing of it was stored and may retry it (with the same
+/// idempotency key, as the API's writes carry). Jobs the failure came before stay in the batch.
 fn fail_jobs(work: &mut Vec<Work>, error: &str) {
     let mut kept = Vec::with_capacity(work.len());
     for item in work.drain(..) {
         match item {
-            Work::Job(job) => job.finish(Some(WriteError::Failed(format!(
+            Work::Job(job) if job.ran() => job.finish(Some(WriteError::Failed(format!(
                 "{error} (the batch was rolled back)"
             )))),
-            write => kept.push(write),
+            other => kept.push(other),
         }
     }
     *work = kept;
@@ -1002,13 +994,22 @@ fn run_job(
     };
     let kept = job.run(&mut tx);
     if kept {
-        tx.state.end_job();
-        db.run("RELEASE SAVEPOINT job")?;
-    } else {
-        tx.state.undo_job();
-        db.run("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+        // A job that went on after one of its statements failed (SQLite would keep the rest)
+        // left PostgreSQL's transaction aborted up to the savepoint: RELEASE fails then. Its
+        // changes are undone and its caller told; the batch goes on.
+        match db.run("RELEASE SAVEPOINT job") {
+            Ok(()) => {
+                tx.state.end_job();
+                return Ok(true);
+            }
+            Err(error) => job.undone(WriteError::Failed(format!(
+                "{error} (a statement of this write failed inside it; nothing of it was stored)"
+            ))),
+        }
     }
-    Ok(kept)
+    tx.state.undo_job();
+    db.run("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+    Ok(false)
 }
 
 /// The newest statement entry of each account a job loaded (the batch's own reads carry it):

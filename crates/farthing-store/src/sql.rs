@@ -156,7 +156,7 @@ impl ToSql for Value<'_> {
         match *self {
             Value::Null => Ok(IsNull::Yes),
             // The server infers a placeholder's type from the statement: a BIGINT column's,
-            // or a narrower one for an expression such as `LIMIT $1`.
+            // or a narrower one where an expression wants it (an INTEGER function argument).
             Value::Int(value) => match *ty {
                 Type::INT8 => value.to_sql(ty, out),
                 Type::INT4 => i32::try_from(value)?.to_sql(ty, out),
@@ -193,7 +193,7 @@ impl ToSql for Value<'_> {
 }
 
 /// SQLite's numbered placeholders (`?1`) as PostgreSQL's (`$1`); string literals, quoted names
-/// and comments are left as they are.
+/// and comments (`--` and `/* */`) are left as they are.
 pub(crate) fn postgres_text(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
@@ -206,6 +206,18 @@ pub(crate) fn postgres_text(sql: &str) -> String {
                     if inner == c {
                         break;
                     }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                out.push(c);
+                out.extend(chars.next());
+                let mut previous = ' ';
+                for inner in chars.by_ref() {
+                    out.push(inner);
+                    if previous == '*' && inner == '/' {
+                        break;
+                    }
+                    previous = inner;
                 }
             }
             '-' if chars.peek() == Some(&'-') => {
@@ -552,6 +564,11 @@ mod tests {
             postgres_text("SELECT '?1', \"?2\" -- ?3\n FROM t WHERE x = ?4"),
             "SELECT '?1', \"?2\" -- ?3\n FROM t WHERE x = $4"
         );
+        assert_eq!(
+            postgres_text("SELECT /* it's ?1 */ a FROM t WHERE b = ?2 /**/ AND c = ?3"),
+            "SELECT /* it's ?1 */ a FROM t WHERE b = $2 /**/ AND c = $3"
+        );
+        assert_eq!(postgres_text("/*/ ?1 */ ?2"), "/*/ ?1 */ $2");
         assert_eq!(postgres_text("SELECT ? "), "SELECT ? ");
     }
 }

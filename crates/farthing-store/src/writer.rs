@@ -29,6 +29,16 @@ pub(crate) enum Work {
     Job(Box<dyn ErasedJob>),
 }
 
+/// Transfers in a batch's groups (a job counts none), for `BatchStats`.
+pub(crate) fn transfer_count(work: &[Work]) -> usize {
+    work.iter()
+        .map(|item| match item {
+            Work::Write(group, _) => group.transfers.len(),
+            Work::Job(_) => 0,
+        })
+        .sum()
+}
+
 /// Group commit: `first` and whatever else is already waiting, up to `max_transfers` (a job
 /// counts as one). A shutdown request ends the taking and is returned: what was queued before
 /// it is committed, what comes after it is refused with `Closed` when the receiver is dropped.
@@ -156,18 +166,10 @@ impl Writer {
         let started = Instant::now();
         let now_ns = (self.options.clock)();
         let outcome = self.apply_batch(&mut work, now_ns);
-        let transfers = work
-            .iter()
-            .map(|item| match item {
-                Work::Write(group, _) => group.transfers.len(),
-                Work::Job(_) => 0,
-            })
-            .sum();
-        let groups = work.len();
         BatchStats::report(
             self.options.observer.as_ref(),
-            groups,
-            transfers,
+            work.len(),
+            transfer_count(&work),
             started,
             outcome
                 .as_ref()
@@ -191,7 +193,7 @@ impl Writer {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, groups, "ledger batch failed; rolled back");
+                tracing::error!(%error, items = work.len(), "ledger batch failed; rolled back");
                 // Memory may hold changes the disk refused: forget it all and re-read.
                 self.accounts.clear();
                 if let Ok(last) = codec::load_last_timestamp(&self.connection) {
