@@ -167,10 +167,10 @@ impl App {
     }
 
     /// Reads committed data of `mode`.
-    pub fn read<T>(
+    pub fn read<T: Send>(
         &self,
         mode: Mode,
-        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, AppError> {
         Ok(self.store(mode).read(work)?)
     }

@@ -26,7 +26,6 @@ pub mod workers;
 pub use farthing_app::{ids, settlement, wire as render};
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -546,10 +545,10 @@ pub enum StartError {
     #[error(transparent)]
     Url(#[from] farthing_store::UrlError),
     /// A database could not be opened.
-    #[error("{path}: {error}")]
+    #[error("{location}: {error}")]
     Store {
-        /// Which file.
-        path: PathBuf,
+        /// Which database (a file, or a PostgreSQL URL without its password).
+        location: String,
         /// Why.
         error: farthing_store::StoreError,
     },
@@ -564,24 +563,32 @@ pub enum StartError {
     /// Stored live secrets, and no key to read them.
     #[error("{0}")]
     SecretsKey(String),
-    /// A PostgreSQL URL: this build runs the ledger there, not yet the business code.
-    #[error(
-        "{0}: this build serves from SQLite only. Its PostgreSQL backend runs the ledger \
-         (`farthing migrate`, `farthing audit` and `farthing bench ledger` take a postgres:// URL); \
-         invoices, webhooks and the rails do not run on PostgreSQL yet. Use an SQLite path \
-         such as sqlite:///var/lib/farthing/farthing.db"
-    )]
-    PostgresNotServed(String),
 }
 
-/// The live and test database paths of a `--database` value.
-pub fn database_paths(database: &str) -> Result<(PathBuf, PathBuf), StartError> {
-    let live = match DatabaseUrl::parse(database)? {
-        DatabaseUrl::Sqlite(live) => live,
-        DatabaseUrl::Postgres(url) => return Err(StartError::PostgresNotServed(url.to_string())),
-    };
-    let test = test_database_path(&live);
-    Ok((live, test))
+/// The live and test databases of a `--database` value: two SQLite files side by side, or on
+/// PostgreSQL the schema the URL names and `<schema>_test` beside it (created when missing).
+pub fn database_urls(database: &str) -> Result<(DatabaseUrl, DatabaseUrl), StartError> {
+    Ok(match DatabaseUrl::parse(database)? {
+        DatabaseUrl::Sqlite(live) => {
+            let test = test_database_path(&live);
+            (DatabaseUrl::Sqlite(live), DatabaseUrl::Sqlite(test))
+        }
+        DatabaseUrl::Postgres(url) => {
+            let test = farthing_store::pg::test_mode_url(url.expose(), true)
+                .map_err(|error| StartError::Store {
+                    location: url.to_string(),
+                    error,
+                })?
+                .ok_or_else(|| StartError::Store {
+                    location: url.to_string(),
+                    error: farthing_store::StoreError::Refused(
+                        "no schema for test mode could be made beside this one".to_owned(),
+                    ),
+                })?;
+            let test = DatabaseUrl::parse(&test)?;
+            (DatabaseUrl::Postgres(url), test)
+        }
+    })
 }
 
 /// Opens the live and test stores, reporting ledger batches to `metrics`, with ledger time
@@ -595,9 +602,9 @@ pub fn open_stores(
     clock: &farthing_app::Clock,
     secrets_key: Option<&farthing_store::SecretsKey>,
 ) -> Result<(Store, Store), StartError> {
-    let (live_path, test_path) = database_paths(database)?;
+    let (live_url, test_url) = database_urls(database)?;
     let key = secrets_key.cloned().map(Arc::new);
-    let open = |path: &PathBuf, mode: &'static str| {
+    let open = |url: &DatabaseUrl, mode: &'static str| {
         let metrics = metrics.clone();
         let options = StoreOptions {
             observer: Some(Arc::new(move |stats: &farthing_store::BatchStats| {
@@ -611,19 +618,22 @@ pub fn open_stores(
             },
             ..StoreOptions::default()
         };
-        Store::open(path, options).map_err(|error| StartError::Store {
-            path: path.clone(),
+        Store::open_url(url, options).map_err(|error| StartError::Store {
+            location: match url {
+                DatabaseUrl::Sqlite(path) => path.display().to_string(),
+                DatabaseUrl::Postgres(url) => url.to_string(),
+            },
             error,
         })
     };
-    Ok((open(&live_path, "live")?, open(&test_path, "test")?))
+    Ok((open(&live_url, "live")?, open(&test_url, "test")?))
 }
 
 /// Refuses to start a live database that holds secrets without the key to read them; warns
 /// about secrets still stored in clear.
 fn check_secrets(live: &Store, test: &Store, config: &Config) -> Result<(), StartError> {
     let (sealed, clear) = live.secrets_census().map_err(|error| StartError::Store {
-        path: live.path().to_path_buf(),
+        location: live.location(),
         error,
     })?;
     if config.secrets_key.is_none() && sealed + clear > 0 {
@@ -641,7 +651,7 @@ fn check_secrets(live: &Store, test: &Store, config: &Config) -> Result<(), Star
     }
     for store in [live, test] {
         store.verify_secrets().map_err(|error| StartError::Store {
-            path: store.path().to_path_buf(),
+            location: store.location(),
             error,
         })?;
     }
@@ -660,6 +670,8 @@ pub struct Running {
     state: AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// On PostgreSQL: this instance's claim on the database, released after the stores stop.
+    serve_lock: Option<farthing_store::pg::ServeLock>,
 }
 
 impl Running {
@@ -690,6 +702,9 @@ impl Running {
             let store = store.clone();
             let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         }
+        // Only now may another instance start on this database.
+        let serve_lock = self.serve_lock;
+        let _ = tokio::task::spawn_blocking(move || drop(serve_lock)).await;
     }
 
     /// A handle that asks the server to stop (e.g. on a signal).
@@ -709,6 +724,19 @@ pub async fn start_with_clock(
     clock: farthing_app::Clock,
 ) -> Result<Running, StartError> {
     let metrics = Metrics::default();
+    // On PostgreSQL, one instance per database for now (`ServeLock`): taken before anything
+    // is opened, held until the server stops.
+    let serve_lock = match DatabaseUrl::parse(&config.database)? {
+        DatabaseUrl::Postgres(url) => Some(
+            farthing_store::pg::ServeLock::take(url.expose()).map_err(|error| {
+                StartError::Store {
+                    location: url.to_string(),
+                    error,
+                }
+            })?,
+        ),
+        DatabaseUrl::Sqlite(_) => None,
+    };
     let (live, test) = open_stores(
         &config.database,
         &metrics,
@@ -761,6 +789,7 @@ pub async fn start_with_clock(
         state,
         shutdown,
         tasks,
+        serve_lock,
     })
 }
 

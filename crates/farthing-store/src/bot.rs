@@ -8,7 +8,6 @@
 
 use farthing_core::invoice::Invoice;
 use farthing_core::{CustomerId, InvoiceId, MerchantId, RefundId, RefundRequestId};
-use rusqlite::params;
 
 use crate::business::{
     charge_from_row, invoice_from_row, page, refund_from_row, Charge, Page, PageRequest, Refund,
@@ -408,38 +407,42 @@ impl Reader<'_> {
 
     /// Whether a customer opted in to payment reminders.
     pub fn reminder_opt_in(&self, customer: CustomerId) -> Result<bool, StoreError> {
-        let mut statement = self
-            .sqlite()?
-            .prepare_cached("SELECT 1 FROM telegram_reminder_optins WHERE customer_id = ?1")?;
-        Ok(statement.exists(params![customer.to_be_bytes()])?)
+        self.db().exists(
+            "SELECT 1 FROM telegram_reminder_optins WHERE customer_id = ?1",
+            args![customer.to_be_bytes()],
+        )
     }
 
     /// Up to `limit` customers who opted in to payment reminders, of every merchant.
     pub fn reminder_opt_ins(&self, limit: usize) -> Result<Vec<ReminderOptIn>, StoreError> {
-        let mut statement = self.sqlite()?.prepare_cached(
-            "SELECT customer_id, merchant_id, telegram_user_id, lang \
-             FROM telegram_reminder_optins ORDER BY customer_id",
-        )?;
-        let mut rows = statement.query([])?;
         let mut found = Vec::new();
-        while found.len() < limit {
-            let Some(row) = rows.next()? else { break };
+        if limit == 0 {
+            return Ok(found);
+        }
+        let mut sql = "SELECT customer_id, merchant_id, telegram_user_id, lang \
+             FROM telegram_reminder_optins ORDER BY customer_id"
+            .to_owned();
+        if self.db().is_postgres() {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        self.db().each(&sql, args![], |row| {
             found.push(ReminderOptIn {
                 customer: CustomerId(id16(row.get(0)?, "telegram_reminder_optins.customer_id")?),
                 merchant: MerchantId(id16(row.get(1)?, "telegram_reminder_optins.merchant_id")?),
                 telegram_user_id: row.get(2)?,
                 lang: row.get(3)?,
             });
-        }
+            Ok(found.len() < limit)
+        })?;
         Ok(found)
     }
 
     /// Whether the reminder of `invoice` was sent.
     pub fn reminder_sent(&self, invoice: InvoiceId) -> Result<bool, StoreError> {
-        let mut statement = self
-            .sqlite()?
-            .prepare_cached("SELECT 1 FROM telegram_reminders WHERE invoice_id = ?1")?;
-        Ok(statement.exists(params![invoice.to_be_bytes()])?)
+        self.db().exists(
+            "SELECT 1 FROM telegram_reminders WHERE invoice_id = ?1",
+            args![invoice.to_be_bytes()],
+        )
     }
 
     /// Up to `limit` invoices the bot posted into `chat_id` whose message is still open.

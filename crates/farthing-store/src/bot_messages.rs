@@ -9,9 +9,9 @@
 //! over Lightning, canceled through the API).
 
 use farthing_core::InvoiceId;
-use rusqlite::{params, Row};
 
 use crate::codec::sql_amount;
+use crate::sql::{args, Row};
 use crate::{Reader, StoreError, Tx};
 
 /// Migration 10: the bot's invoice messages.
@@ -76,12 +76,12 @@ fn from_row(row: &Row<'_>) -> Result<InvoiceMessage, StoreError> {
 impl Tx<'_, '_> {
     /// Records an invoice message the bot sent.
     pub fn insert_invoice_message(&mut self, message: &InvoiceMessage) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached(&format!(
-                "INSERT OR IGNORE INTO telegram_invoice_messages ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-            ))?
-            .execute(params![
+        self.db().execute(
+            &format!(
+                "INSERT INTO telegram_invoice_messages ({COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING"
+            ),
+            args![
                 message.invoice.to_be_bytes(),
                 message.chat_id,
                 message.companion_message_id,
@@ -89,7 +89,8 @@ impl Tx<'_, '_> {
                 message.language,
                 message.state,
                 sql_amount(message.created_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
@@ -100,16 +101,14 @@ impl Tx<'_, '_> {
         invoice: InvoiceId,
         state: &str,
     ) -> Result<Vec<InvoiceMessage>, StoreError> {
-        let mut statement = self.sql()?.prepare_cached(&format!(
-            "UPDATE telegram_invoice_messages SET state = ?2 \
-             WHERE invoice_id = ?1 AND state = 'open' RETURNING {COLUMNS}"
-        ))?;
-        let mut rows = statement.query(params![invoice.to_be_bytes(), state])?;
-        let mut closed = Vec::new();
-        while let Some(row) = rows.next()? {
-            closed.push(from_row(row)?);
-        }
-        Ok(closed)
+        self.db().rows(
+            &format!(
+                "UPDATE telegram_invoice_messages SET state = ?2 \
+                 WHERE invoice_id = ?1 AND state = 'open' RETURNING {COLUMNS}"
+            ),
+            args![invoice.to_be_bytes(), state],
+            from_row,
+        )
     }
 }
 
@@ -129,25 +128,25 @@ impl Tx<'_, '_> {
         limit: usize,
     ) -> Result<Vec<InvoiceMessage>, StoreError> {
         // The limit is part of the statement (a bound LIMIT makes SQLite re-prepare it).
-        let mut statement = self.sql()?.prepare_cached(&format!(
-            "UPDATE telegram_invoice_messages SET state = {CLOSED_AS} \
-             WHERE state = 'open' AND invoice_id IN ({STALE} LIMIT {limit}) RETURNING {COLUMNS}"
-        ))?;
-        let mut rows = statement.query([])?;
-        let mut closed = Vec::new();
-        while let Some(row) = rows.next()? {
-            closed.push(from_row(row)?);
-        }
-        Ok(closed)
+        self.db().rows(
+            &format!(
+                "UPDATE telegram_invoice_messages SET state = {CLOSED_AS} \
+                 WHERE state = 'open' AND invoice_id IN ({STALE} LIMIT {limit}) RETURNING {COLUMNS}"
+            ),
+            args![],
+            from_row,
+        )
     }
 }
 
 impl Reader<'_> {
     /// Whether some open message belongs to an invoice that is no longer open.
     pub fn stale_invoice_messages(&self) -> Result<bool, StoreError> {
-        let mut statement = self
-            .sqlite()?
-            .prepare_cached(&format!("SELECT EXISTS ({STALE})"))?;
-        Ok(statement.query_row([], |row| row.get(0))?)
+        Ok(self
+            .db()
+            .row(&format!("SELECT EXISTS ({STALE})"), args![], |row| {
+                row.get(0)
+            })?
+            .unwrap_or(false))
     }
 }

@@ -6,9 +6,9 @@
 //! the API nor logged. [`CardProvider`]'s `Debug` leaves it out.
 
 use farthing_core::MerchantId;
-use rusqlite::{params, Connection, Row};
 
 use crate::codec::sql_amount;
+use crate::sql::{args, Db, Row};
 use crate::{Reader, StoreError, Tx};
 
 /// The card providers table and the invoices' card link (migration 13).
@@ -77,15 +77,12 @@ fn from_row(row: &Row<'_>) -> Result<CardProvider, StoreError> {
     })
 }
 
-fn by_merchant(
-    connection: &Connection,
-    merchant: MerchantId,
-) -> Result<Option<CardProvider>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {SELECT_COLUMNS} FROM card_providers WHERE merchant_id = ?1"
-    ))?;
-    let mut rows = statement.query(params![merchant.to_be_bytes()])?;
-    rows.next()?.map(from_row).transpose()
+fn by_merchant(db: Db<'_>, merchant: MerchantId) -> Result<Option<CardProvider>, StoreError> {
+    db.row(
+        &format!("SELECT {SELECT_COLUMNS} FROM card_providers WHERE merchant_id = ?1"),
+        args![merchant.to_be_bytes()],
+        from_row,
+    )
 }
 
 impl Tx<'_, '_> {
@@ -96,19 +93,20 @@ impl Tx<'_, '_> {
             .currencies
             .as_ref()
             .map(|codes| serde_json::to_string(codes).unwrap_or_else(|_| "[]".to_owned()));
-        self.sql()?
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO card_providers ({COLUMNS}) VALUES (?1, seal(?2), ?3, ?4, ?5) \
                  ON CONFLICT (merchant_id) DO UPDATE SET provider_token = excluded.provider_token, \
                  currencies = excluded.currencies, updated_at_ns = excluded.updated_at_ns"
-            ))?
-            .execute(params![
+            ),
+            args![
                 provider.merchant.to_be_bytes(),
                 provider.provider_token,
                 currencies,
                 sql_amount(provider.created_at_ns)?,
                 sql_amount(provider.updated_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 }
@@ -116,6 +114,6 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// The merchant's card provider.
     pub fn card_provider(&self, merchant: MerchantId) -> Result<Option<CardProvider>, StoreError> {
-        by_merchant(self.sqlite()?, merchant)
+        by_merchant(self.db(), merchant)
     }
 }

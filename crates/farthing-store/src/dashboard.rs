@@ -4,9 +4,9 @@
 //! Only user ids are kept (SPEC P6); names come from the Login Widget at each login.
 
 use farthing_core::MerchantId;
-use rusqlite::params;
 
 use crate::codec::sql_amount;
+use crate::sql::{args, Db};
 use crate::{Reader, StoreError, Tx};
 
 /// The dashboard owners table (migration 12).
@@ -40,17 +40,17 @@ impl Tx<'_, '_> {
         keys: &[String],
         now_ns: u64,
     ) -> Result<(), StoreError> {
-        let connection = self.sql()?;
-        connection
-            .prepare_cached("DELETE FROM dashboard_lnurl_owners WHERE merchant_id = ?1")?
-            .execute(params![merchant.to_be_bytes()])?;
+        let db = self.db();
+        db.execute(
+            "DELETE FROM dashboard_lnurl_owners WHERE merchant_id = ?1",
+            args![merchant.to_be_bytes()],
+        )?;
         for key in keys {
-            connection
-                .prepare_cached(
-                    "INSERT INTO dashboard_lnurl_owners (merchant_id, linking_key, created_at_ns) \
-                     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![merchant.to_be_bytes(), key, sql_amount(now_ns)?])?;
+            db.execute(
+                "INSERT INTO dashboard_lnurl_owners (merchant_id, linking_key, created_at_ns) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                args![merchant.to_be_bytes(), key, sql_amount(now_ns)?],
+            )?;
         }
         Ok(())
     }
@@ -61,11 +61,11 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         key: &str,
     ) -> Result<bool, StoreError> {
-        let mut statement = self.sql()?.prepare_cached(
+        self.db().exists(
             "SELECT 1 FROM dashboard_lnurl_owners WHERE linking_key = ?1 AND merchant_id != ?2 \
-             LIMIT 1",
-        )?;
-        Ok(statement.exists(params![key, merchant.to_be_bytes()])?)
+                 LIMIT 1",
+            args![key, merchant.to_be_bytes()],
+        )
     }
 
     /// The merchant's LNURL-auth dashboard owners, as of this point of the batch.
@@ -73,12 +73,7 @@ impl Tx<'_, '_> {
         &mut self,
         merchant: MerchantId,
     ) -> Result<Vec<String>, StoreError> {
-        let mut statement = self.sql()?.prepare_cached(
-            "SELECT linking_key FROM dashboard_lnurl_owners WHERE merchant_id = ?1 \
-             ORDER BY linking_key",
-        )?;
-        let rows = statement.query_map(params![merchant.to_be_bytes()], |row| row.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        lnurl_owners(self.db(), merchant)
     }
 
     /// Makes `users` the merchant's dashboard owners, replacing the previous list (an owner
@@ -93,77 +88,73 @@ impl Tx<'_, '_> {
             .iter()
             .map(|user| sql_amount(*user))
             .collect::<Result<Vec<_>, _>>()?;
-        let connection = self.sql()?;
-        let kept: Vec<i64> = {
-            let mut statement = connection.prepare_cached(
-                "SELECT telegram_user_id FROM dashboard_owners WHERE merchant_id = ?1",
-            )?;
-            let rows = statement.query_map(params![merchant.to_be_bytes()], |row| row.get(0))?;
-            rows.collect::<Result<_, _>>()?
-        };
+        let db = self.db();
+        let kept: Vec<i64> = db.rows(
+            "SELECT telegram_user_id FROM dashboard_owners WHERE merchant_id = ?1",
+            args![merchant.to_be_bytes()],
+            |row| row.get(0),
+        )?;
         for old in kept.iter().filter(|old| !users.contains(old)) {
-            connection
-                .prepare_cached(
-                    "DELETE FROM dashboard_owners WHERE merchant_id = ?1 AND telegram_user_id = ?2",
-                )?
-                .execute(params![merchant.to_be_bytes(), old])?;
+            db.execute(
+                "DELETE FROM dashboard_owners WHERE merchant_id = ?1 AND telegram_user_id = ?2",
+                args![merchant.to_be_bytes(), old],
+            )?;
         }
         for user in &users {
-            connection
-                .prepare_cached(
-                    "INSERT INTO dashboard_owners (merchant_id, telegram_user_id, created_at_ns) \
-                     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![merchant.to_be_bytes(), user, sql_amount(now_ns)?])?;
+            db.execute(
+                "INSERT INTO dashboard_owners (merchant_id, telegram_user_id, created_at_ns) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                args![merchant.to_be_bytes(), user, sql_amount(now_ns)?],
+            )?;
         }
         Ok(())
     }
 }
 
+fn lnurl_owners(db: Db<'_>, merchant: MerchantId) -> Result<Vec<String>, StoreError> {
+    db.rows(
+        "SELECT linking_key FROM dashboard_lnurl_owners WHERE merchant_id = ?1 \
+         ORDER BY linking_key",
+        args![merchant.to_be_bytes()],
+        |row| row.get(0),
+    )
+}
+
 impl Reader<'_> {
     /// The merchant's dashboard owners (Telegram user ids), ascending.
     pub fn dashboard_owners(&self, merchant: MerchantId) -> Result<Vec<u64>, StoreError> {
-        let mut statement = self.sqlite()?.prepare_cached(
+        self.db().rows(
             "SELECT telegram_user_id FROM dashboard_owners WHERE merchant_id = ?1 \
              ORDER BY telegram_user_id",
-        )?;
-        let mut rows = statement.query(params![merchant.to_be_bytes()])?;
-        let mut users = Vec::new();
-        while let Some(row) = rows.next()? {
-            let user: i64 = row.get(0)?;
-            users.push(u64::try_from(user).map_err(|_| {
-                StoreError::Corrupt("a negative user id in dashboard_owners".into())
-            })?);
-        }
-        Ok(users)
+            args![merchant.to_be_bytes()],
+            |row| {
+                let user: i64 = row.get(0)?;
+                u64::try_from(user).map_err(|_| {
+                    StoreError::Corrupt("a negative user id in dashboard_owners".into())
+                })
+            },
+        )
     }
 
     /// The merchant's LNURL-auth dashboard owners (linking keys), ascending.
     pub fn dashboard_lnurl_owners(&self, merchant: MerchantId) -> Result<Vec<String>, StoreError> {
-        let mut statement = self.sqlite()?.prepare_cached(
-            "SELECT linking_key FROM dashboard_lnurl_owners WHERE merchant_id = ?1 \
-             ORDER BY linking_key",
-        )?;
-        let rows = statement.query_map(params![merchant.to_be_bytes()], |row| row.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        lnurl_owners(self.db(), merchant)
     }
 
     /// The merchants whose dashboard the LNURL-auth linking key `key` may sign in to.
     pub fn dashboard_merchants_of_key(&self, key: &str) -> Result<Vec<MerchantId>, StoreError> {
-        let mut statement = self.sqlite()?.prepare_cached(
+        self.db().rows(
             "SELECT merchant_id FROM dashboard_lnurl_owners WHERE linking_key = ?1 \
              ORDER BY created_at_ns",
-        )?;
-        let mut rows = statement.query(params![key])?;
-        let mut merchants = Vec::new();
-        while let Some(row) = rows.next()? {
-            let bytes: Vec<u8> = row.get(0)?;
-            let array: [u8; 16] = bytes.try_into().map_err(|_| {
-                StoreError::Corrupt("dashboard_lnurl_owners.merchant_id is not 16 bytes".into())
-            })?;
-            merchants.push(MerchantId(u128::from_be_bytes(array)));
-        }
-        Ok(merchants)
+            args![key],
+            |row| {
+                let bytes: Vec<u8> = row.get(0)?;
+                let array: [u8; 16] = bytes.try_into().map_err(|_| {
+                    StoreError::Corrupt("dashboard_lnurl_owners.merchant_id is not 16 bytes".into())
+                })?;
+                Ok(MerchantId(u128::from_be_bytes(array)))
+            },
+        )
     }
 
     /// Whether the LNURL-auth linking key `key` may sign in to the merchant's dashboard.
@@ -172,14 +163,10 @@ impl Reader<'_> {
         merchant: MerchantId,
         key: &str,
     ) -> Result<bool, StoreError> {
-        let mut statement = self.sqlite()?.prepare_cached(
+        self.db().exists(
             "SELECT 1 FROM dashboard_lnurl_owners WHERE merchant_id = ?1 AND linking_key = ?2",
-        )?;
-        let found = statement
-            .query(params![merchant.to_be_bytes(), key])?
-            .next()?
-            .is_some();
-        Ok(found)
+            args![merchant.to_be_bytes(), key],
+        )
     }
 
     /// Whether the Telegram user `user` may sign in to the merchant's dashboard.
@@ -187,13 +174,9 @@ impl Reader<'_> {
         let Ok(user) = i64::try_from(user) else {
             return Ok(false);
         };
-        let mut statement = self.sqlite()?.prepare_cached(
+        self.db().exists(
             "SELECT 1 FROM dashboard_owners WHERE merchant_id = ?1 AND telegram_user_id = ?2",
-        )?;
-        let found = statement
-            .query(params![merchant.to_be_bytes(), user])?
-            .next()?
-            .is_some();
-        Ok(found)
+            args![merchant.to_be_bytes(), user],
+        )
     }
 }

@@ -11,7 +11,6 @@
 
 use farthing_core::ledger::{AccountState, Group, GroupError, GroupOutcome};
 use farthing_core::AccountId;
-use rusqlite::Connection;
 
 use crate::batch::BatchState;
 use crate::sql::Db;
@@ -73,12 +72,6 @@ impl<'a> Tx<'a, '_> {
     /// The batch's transaction, on either backend.
     pub(crate) fn db(&self) -> Db<'a> {
         self.db
-    }
-
-    /// The batch's SQLite transaction, for job code not yet written for both backends (it
-    /// refuses on PostgreSQL).
-    pub(crate) fn sql(&self) -> Result<&'a Connection, StoreError> {
-        self.db.sqlite("this write")
     }
 }
 

@@ -34,6 +34,7 @@ mod pg_tls;
 mod rails;
 pub mod risk;
 mod schema;
+mod sealed;
 pub mod secrets;
 mod sql;
 mod statements;
@@ -333,12 +334,6 @@ impl<'a> Reader<'a> {
     pub(crate) fn db(&self) -> sql::Db<'a> {
         self.db
     }
-
-    /// The SQLite read connection, for reads not yet written for both backends (refused on
-    /// PostgreSQL).
-    pub(crate) fn sqlite(&self) -> Result<&'a Connection, StoreError> {
-        self.db.sqlite("this read")
-    }
 }
 
 /// A pending write: wait for it, blocking or async.
@@ -379,10 +374,18 @@ struct Inner {
     secrets: Secrets,
 }
 
-/// The ledger store. Cheap to clone; all clones share one writer.
+/// The store: the ledger and the business tables, on SQLite (one writer per database) or on
+/// PostgreSQL (a [`pg::PgLedger`] instance; other instances may share the database). Cheap to
+/// clone; all clones share one writer.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<Inner>),
+    Postgres(pg::PgLedger),
 }
 
 impl Store {
@@ -404,7 +407,7 @@ impl Store {
             .spawn(move || state.run(receiver))
             .map_err(StoreError::Thread)?;
         Ok(Store {
-            inner: Arc::new(Inner {
+            backend: Backend::Sqlite(Arc::new(Inner {
                 path,
                 lock: Mutex::new(Some(lock)),
                 sender,
@@ -412,36 +415,63 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
                 checkpointer: Mutex::new(Some(checkpointer)),
                 secrets,
-            }),
+            })),
         })
+    }
+
+    /// Opens the database `url` names: an SQLite file, or PostgreSQL (connecting, migrating and
+    /// starting this instance's writer).
+    pub fn open_url(url: &DatabaseUrl, options: StoreOptions) -> Result<Store, StoreError> {
+        match url {
+            DatabaseUrl::Sqlite(path) => Store::open(path, options),
+            DatabaseUrl::Postgres(url) => Ok(Store {
+                backend: Backend::Postgres(pg::PgLedger::open(url.expose(), options)?),
+            }),
+        }
     }
 
     /// How many stored secrets are sealed, and how many are still in clear.
     pub fn secrets_census(&self) -> Result<(u64, u64), StoreError> {
-        let reader = self.reader();
-        secrets::census(reader.connection()?)
+        self.read(|reader| sealed::census(reader.db()))
     }
 
     /// Checks that this store's keys open what is sealed (one value per secret column); the
     /// error names the key that is needed.
     pub fn verify_secrets(&self) -> Result<(), StoreError> {
-        let reader = self.reader();
-        secrets::verify(reader.connection()?)
+        self.read(|reader| sealed::verify(reader.db()))
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// The SQLite database file (`None` on PostgreSQL).
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite(inner) => Some(&inner.path),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Where the data is, for messages: the file, or the PostgreSQL URL without its password.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(inner) => inner.path.display().to_string(),
+            Backend::Postgres(ledger) => ledger.location(),
+        }
+    }
+
+    fn sender(&self) -> &SyncSender<Request> {
+        match &self.backend {
+            Backend::Sqlite(inner) => &inner.sender,
+            Backend::Postgres(ledger) => ledger.sender(),
+        }
     }
 
     /// Queues a group; blocks while the queue is full (back-pressure).
     pub fn submit(&self, group: Group) -> Result<Ticket, WriteError> {
-        queue_write(&self.inner.sender, group, true)
+        queue_write(self.sender(), group, true)
     }
 
     /// Queues a group, or fails with [`WriteError::Busy`] at once when the queue is full.
     pub fn try_submit(&self, group: Group) -> Result<Ticket, WriteError> {
-        queue_write(&self.inner.sender, group, false)
+        queue_write(self.sender(), group, false)
     }
 
     /// Queues a job (see [`Tx`]); blocks while the queue is full.
@@ -452,8 +482,7 @@ impl Store {
         E: Send + 'static,
     {
         let (request, ticket) = job_request(work);
-        self.inner
-            .sender
+        self.sender()
             .send(request)
             .map_err(|_| WriteError::Closed)?;
         Ok(ticket)
@@ -470,7 +499,7 @@ impl Store {
         let (mut request, ticket) = job_request(work);
         let mut pause = std::time::Duration::from_micros(50);
         loop {
-            match self.inner.sender.try_send(request) {
+            match self.sender().try_send(request) {
                 Ok(()) => break,
                 Err(TrySendError::Full(back)) => {
                     // Back-pressure: the writer is behind. Yield to the runtime and retry.
@@ -484,15 +513,21 @@ impl Store {
         ticket.await
     }
 
-    /// Reads committed data with a pooled read connection (see [`Reader`]).
-    pub fn read<T>(
+    /// Reads committed data (see [`Reader`]): on SQLite with a pooled read connection, on
+    /// PostgreSQL with the instance's read connection.
+    pub fn read<T: Send>(
         &self,
-        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        let reader = self.reader();
-        work(&Reader {
-            db: sql::Db::Sqlite(reader.connection()?),
-        })
+        match &self.backend {
+            Backend::Sqlite(inner) => {
+                let reader = reader(inner);
+                work(&Reader {
+                    db: sql::Db::Sqlite(reader.connection()?),
+                })
+            }
+            Backend::Postgres(ledger) => ledger.read(work),
+        }
     }
 
     /// Submits a group and waits until it is durable or refused.
@@ -502,48 +537,32 @@ impl Store {
 
     /// An account with its committed totals.
     pub fn account(&self, id: AccountId) -> Result<Option<AccountState>, StoreError> {
-        let reader = self.reader();
-        codec::load_account(sql::Db::Sqlite(reader.connection()?), id)
+        self.read(|reader| codec::load_account(reader.db(), id))
     }
 
     /// A committed transfer.
     pub fn transfer(&self, id: TransferId) -> Result<Option<StoredTransfer>, StoreError> {
-        let reader = self.reader();
-        codec::load_transfer(sql::Db::Sqlite(reader.connection()?), id)
+        self.read(|reader| codec::load_transfer(reader.db(), id))
     }
 
-    /// Checks every ledger invariant on the committed data (see [`audit::audit_connection`]).
+    /// Checks every ledger invariant on the committed data (see [`audit::audit_connection`],
+    /// [`pg::audit`]).
     pub fn audit(&self) -> Result<audit::AuditReport, StoreError> {
-        let reader = self.reader();
-        audit::audit_connection(reader.connection()?)
-    }
-
-    fn reader(&self) -> PooledReader<'_> {
-        // A panic while holding the pool lock cannot leave it inconsistent (a Vec of idle
-        // connections), so a poisoned lock is still usable.
-        let idle = self
-            .inner
-            .readers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop();
-        let connection = idle.map(Ok).unwrap_or_else(|| {
-            let connection = schema::open_reader(&self.inner.path)?;
-            secrets::register(&connection, &self.inner.secrets)?;
-            Ok(connection)
-        });
-        PooledReader {
-            connection: Some(connection),
-            pool: &self.inner.readers,
+        match &self.backend {
+            Backend::Sqlite(inner) => audit::audit_connection(reader(inner).connection()?),
+            Backend::Postgres(ledger) => ledger.audit(),
         }
     }
 
-    /// Finishes every queued write, commits, and stops the writer and checkpointer. Writes
-    /// submitted afterwards fail with [`WriteError::Closed`]. Idempotent.
+    /// Finishes every queued write, commits, and stops the writer (and the checkpointer).
+    /// Writes submitted afterwards fail with [`WriteError::Closed`]. Idempotent.
     pub fn shutdown(&self) {
-        stop_writer(&self.inner.sender, &self.inner.writer);
-        let checkpointer = self
-            .inner
+        let inner = match &self.backend {
+            Backend::Sqlite(inner) => inner,
+            Backend::Postgres(ledger) => return ledger.shutdown(),
+        };
+        stop_writer(&inner.sender, &inner.writer);
+        let checkpointer = inner
             .checkpointer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -552,11 +571,31 @@ impl Store {
             checkpointer.stop();
         }
         // Release the lock only once the writer is gone.
-        self.inner
+        inner
             .lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
+    }
+}
+
+/// A read connection of an SQLite store: an idle one from the pool, or a new one.
+fn reader(inner: &Inner) -> PooledReader<'_> {
+    // A panic while holding the pool lock cannot leave it inconsistent (a Vec of idle
+    // connections), so a poisoned lock is still usable.
+    let idle = inner
+        .readers
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .pop();
+    let connection = idle.map(Ok).unwrap_or_else(|| {
+        let connection = schema::open_reader(&inner.path)?;
+        secrets::register(&connection, &inner.secrets)?;
+        Ok(connection)
+    });
+    PooledReader {
+        connection: Some(connection),
+        pool: &inner.readers,
     }
 }
 
@@ -608,9 +647,9 @@ impl Ledger {
     }
 
     /// Reads committed data (see [`Reader`]).
-    pub fn read<T>(
+    pub fn read<T: Send>(
         &self,
-        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         match self {
             Ledger::Sqlite(store) => store.read(work),

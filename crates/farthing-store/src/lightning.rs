@@ -7,9 +7,9 @@
 //! it, and [`LightningNode`]'s `Debug` leaves it out.
 
 use farthing_core::{CustomerId, InvoiceId, MerchantId};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::codec::sql_amount;
+use crate::sql::{args, Db, Row};
 use crate::{Reader, StoreError, Tx};
 
 /// Migration 6.
@@ -285,75 +285,59 @@ fn secret_from_row(row: &Row<'_>) -> Result<LnurlSecret, StoreError> {
     })
 }
 
-fn node_by_merchant(
-    connection: &Connection,
-    merchant: MerchantId,
-) -> Result<Option<LightningNode>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {NODE_SELECT} FROM lightning_nodes WHERE merchant_id = ?1"
-    ))?;
-    let mut rows = statement.query(params![merchant.to_be_bytes()])?;
-    rows.next()?.map(node_from_row).transpose()
+fn node_by_merchant(db: Db<'_>, merchant: MerchantId) -> Result<Option<LightningNode>, StoreError> {
+    db.row(
+        &format!("SELECT {NODE_SELECT} FROM lightning_nodes WHERE merchant_id = ?1"),
+        args![merchant.to_be_bytes()],
+        node_from_row,
+    )
 }
 
-fn node_by_address(
-    connection: &Connection,
-    name: &str,
-) -> Result<Option<LightningNode>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {NODE_SELECT} FROM lightning_nodes WHERE address_name = ?1"
-    ))?;
-    let mut rows = statement.query(params![name])?;
-    rows.next()?.map(node_from_row).transpose()
+fn node_by_address(db: Db<'_>, name: &str) -> Result<Option<LightningNode>, StoreError> {
+    db.row(
+        &format!("SELECT {NODE_SELECT} FROM lightning_nodes WHERE address_name = ?1"),
+        args![name],
+        node_from_row,
+    )
 }
 
-fn invoice_by_hash(
-    connection: &Connection,
-    hash: &[u8; 32],
-) -> Result<Option<LightningInvoice>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {INVOICE_COLUMNS} FROM lightning_invoices WHERE payment_hash = ?1"
-    ))?;
-    let mut rows = statement.query(params![hash.as_slice()])?;
-    rows.next()?.map(invoice_from_row).transpose()
+fn invoice_by_hash(db: Db<'_>, hash: &[u8; 32]) -> Result<Option<LightningInvoice>, StoreError> {
+    db.row(
+        &format!("SELECT {INVOICE_COLUMNS} FROM lightning_invoices WHERE payment_hash = ?1"),
+        args![hash.as_slice()],
+        invoice_from_row,
+    )
 }
 
-fn invoices_for(
-    connection: &Connection,
-    invoice: InvoiceId,
-) -> Result<Vec<LightningInvoice>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {INVOICE_COLUMNS} FROM lightning_invoices WHERE invoice_id = ?1 \
+fn invoices_for(db: Db<'_>, invoice: InvoiceId) -> Result<Vec<LightningInvoice>, StoreError> {
+    db.rows(
+        &format!(
+            "SELECT {INVOICE_COLUMNS} FROM lightning_invoices WHERE invoice_id = ?1 \
          ORDER BY created_at_ns"
-    ))?;
-    let mut rows = statement.query(params![invoice.to_be_bytes()])?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(invoice_from_row(row)?);
-    }
-    Ok(found)
+        ),
+        args![invoice.to_be_bytes()],
+        invoice_from_row,
+    )
 }
 
-fn secret_by_k1(connection: &Connection, k1: &[u8; 32]) -> Result<Option<LnurlSecret>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {SECRET_COLUMNS} FROM lnurl_secrets WHERE k1 = ?1"
-    ))?;
-    let mut rows = statement.query(params![k1.as_slice()])?;
-    rows.next()?.map(secret_from_row).transpose()
+fn secret_by_k1(db: Db<'_>, k1: &[u8; 32]) -> Result<Option<LnurlSecret>, StoreError> {
+    db.row(
+        &format!("SELECT {SECRET_COLUMNS} FROM lnurl_secrets WHERE k1 = ?1"),
+        args![k1.as_slice()],
+        secret_from_row,
+    )
 }
 
 impl Tx<'_, '_> {
     /// Stores the merchant's node, replacing the one it had (keeping `created_at_ns`). Fails
     /// with a constraint error when another merchant has the same `address_name`.
     pub fn upsert_lightning_node(&mut self, node: &LightningNode) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached(&format!(
+        self.db().execute(&format!(
                 "INSERT INTO lightning_nodes ({NODE_COLUMNS}) VALUES (?1, seal(?2), ?3, ?4, ?5, ?6) \
                  ON CONFLICT (merchant_id) DO UPDATE SET config = excluded.config, \
                  network = excluded.network, address_name = excluded.address_name, \
                  updated_at_ns = excluded.updated_at_ns"
-            ))?
-            .execute(params![
+            ), args![
                 node.merchant.to_be_bytes(),
                 node.config,
                 node.network,
@@ -369,7 +353,7 @@ impl Tx<'_, '_> {
         &mut self,
         merchant: MerchantId,
     ) -> Result<Option<LightningNode>, StoreError> {
-        node_by_merchant(self.sql()?, merchant)
+        node_by_merchant(self.db(), merchant)
     }
 
     /// The node of the merchant whose Lightning Address is `name@…`.
@@ -377,7 +361,7 @@ impl Tx<'_, '_> {
         &mut self,
         name: &str,
     ) -> Result<Option<LightningNode>, StoreError> {
-        node_by_address(self.sql()?, name)
+        node_by_address(self.db(), name)
     }
 
     /// Records a node invoice to watch (its payment hash must be new).
@@ -385,12 +369,12 @@ impl Tx<'_, '_> {
         &mut self,
         invoice: &LightningInvoice,
     ) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO lightning_invoices ({INVOICE_COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-            ))?
-            .execute(params![
+            ),
+            args![
                 invoice.payment_hash.as_slice(),
                 invoice.merchant.to_be_bytes(),
                 invoice.invoice.map(|id| id.to_be_bytes()),
@@ -404,7 +388,8 @@ impl Tx<'_, '_> {
                 invoice.comment,
                 sql_amount(invoice.created_at_ns)?,
                 invoice.closed_at_ns.map(sql_amount).transpose()?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
@@ -413,7 +398,7 @@ impl Tx<'_, '_> {
         &mut self,
         hash: &[u8; 32],
     ) -> Result<Option<LightningInvoice>, StoreError> {
-        invoice_by_hash(self.sql()?, hash)
+        invoice_by_hash(self.db(), hash)
     }
 
     /// The node invoices made for a farthing invoice, oldest first.
@@ -421,7 +406,7 @@ impl Tx<'_, '_> {
         &mut self,
         invoice: InvoiceId,
     ) -> Result<Vec<LightningInvoice>, StoreError> {
-        invoices_for(self.sql()?, invoice)
+        invoices_for(self.db(), invoice)
     }
 
     /// Closes the watch of a node invoice: `Settled` or `Unpaid`. Returns false when it was not
@@ -432,24 +417,22 @@ impl Tx<'_, '_> {
         state: WatchState,
         at_ns: u64,
     ) -> Result<bool, StoreError> {
-        let changed = self
-            .sql()?
-            .prepare_cached(
-                "UPDATE lightning_invoices SET state = ?2, closed_at_ns = ?3 \
+        let changed = self.db().execute(
+            "UPDATE lightning_invoices SET state = ?2, closed_at_ns = ?3 \
                  WHERE payment_hash = ?1 AND state = 'open'",
-            )?
-            .execute(params![hash.as_slice(), state.as_str(), sql_amount(at_ns)?])?;
+            args![hash.as_slice(), state.as_str(), sql_amount(at_ns)?],
+        )?;
         Ok(changed == 1)
     }
 
     /// Stores a new LNURL secret.
     pub fn insert_lnurl_secret(&mut self, secret: &LnurlSecret) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO lnurl_secrets ({SECRET_COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ))?
-            .execute(params![
+            ),
+            args![
                 secret.k1.as_slice(),
                 secret.kind,
                 secret.merchant.to_be_bytes(),
@@ -461,13 +444,14 @@ impl Tx<'_, '_> {
                 secret.used_at_ns.map(sql_amount).transpose()?,
                 secret.result,
                 sql_amount(secret.created_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
     /// The LNURL secret `k1`, as of this point of the batch.
     pub fn lnurl_secret(&mut self, k1: &[u8; 32]) -> Result<Option<LnurlSecret>, StoreError> {
-        secret_by_k1(self.sql()?, k1)
+        secret_by_k1(self.db(), k1)
     }
 
     /// Marks `k1` used with its result. Returns false when it was already used (single use:
@@ -478,24 +462,20 @@ impl Tx<'_, '_> {
         result: &str,
         at_ns: u64,
     ) -> Result<bool, StoreError> {
-        let changed = self
-            .sql()?
-            .prepare_cached(
-                "UPDATE lnurl_secrets SET used_at_ns = ?2, result = ?3 \
+        let changed = self.db().execute(
+            "UPDATE lnurl_secrets SET used_at_ns = ?2, result = ?3 \
                  WHERE k1 = ?1 AND used_at_ns IS NULL",
-            )?
-            .execute(params![k1.as_slice(), sql_amount(at_ns)?, result])?;
+            args![k1.as_slice(), sql_amount(at_ns)?, result],
+        )?;
         Ok(changed == 1)
     }
 
     /// Makes a used LNURL secret usable again (a withdraw whose payment failed for good).
     pub fn release_lnurl_secret(&mut self, k1: &[u8; 32]) -> Result<bool, StoreError> {
-        let changed = self
-            .sql()?
-            .prepare_cached(
-                "UPDATE lnurl_secrets SET used_at_ns = NULL, result = NULL WHERE k1 = ?1",
-            )?
-            .execute(params![k1.as_slice()])?;
+        let changed = self.db().execute(
+            "UPDATE lnurl_secrets SET used_at_ns = NULL, result = NULL WHERE k1 = ?1",
+            args![k1.as_slice()],
+        )?;
         Ok(changed == 1)
     }
 
@@ -505,13 +485,11 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         linking_key: &str,
     ) -> Result<Option<CustomerId>, StoreError> {
-        let found: Option<Vec<u8>> = self
-            .sql()?
-            .prepare_cached(
-                "SELECT customer_id FROM lnurl_identities WHERE merchant_id = ?1 AND linking_key = ?2",
-            )?
-            .query_row(params![merchant.to_be_bytes(), linking_key], |row| row.get(0))
-            .optional()?;
+        let found: Option<Vec<u8>> = self.db().row(
+            "SELECT customer_id FROM lnurl_identities WHERE merchant_id = ?1 AND linking_key = ?2",
+            args![merchant.to_be_bytes(), linking_key],
+            |row| row.get(0),
+        )?;
         found
             .map(|b| id16(b, "lnurl_identities.customer_id").map(CustomerId))
             .transpose()
@@ -525,17 +503,16 @@ impl Tx<'_, '_> {
         customer: CustomerId,
         at_ns: u64,
     ) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached(
-                "INSERT INTO lnurl_identities (merchant_id, linking_key, customer_id, created_at_ns) \
+        self.db().execute(
+            "INSERT INTO lnurl_identities (merchant_id, linking_key, customer_id, created_at_ns) \
                  VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
+            args![
                 merchant.to_be_bytes(),
                 linking_key,
                 customer.to_be_bytes(),
                 sql_amount(at_ns)?
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 }
@@ -546,7 +523,7 @@ impl Reader<'_> {
         &self,
         merchant: MerchantId,
     ) -> Result<Option<LightningNode>, StoreError> {
-        node_by_merchant(self.sqlite()?, merchant)
+        node_by_merchant(self.db(), merchant)
     }
 
     /// The node of the merchant whose Lightning Address is `name@…`.
@@ -554,20 +531,16 @@ impl Reader<'_> {
         &self,
         name: &str,
     ) -> Result<Option<LightningNode>, StoreError> {
-        node_by_address(self.sqlite()?, name)
+        node_by_address(self.db(), name)
     }
 
     /// Every merchant's node (for the watchers).
     pub fn lightning_nodes(&self) -> Result<Vec<LightningNode>, StoreError> {
-        let mut statement = self
-            .sqlite()?
-            .prepare_cached(&format!("SELECT {NODE_SELECT} FROM lightning_nodes"))?;
-        let mut rows = statement.query([])?;
-        let mut nodes = Vec::new();
-        while let Some(row) = rows.next()? {
-            nodes.push(node_from_row(row)?);
-        }
-        Ok(nodes)
+        self.db().rows(
+            &format!("SELECT {NODE_SELECT} FROM lightning_nodes"),
+            args![],
+            node_from_row,
+        )
     }
 
     /// The node invoice with this payment hash.
@@ -575,7 +548,7 @@ impl Reader<'_> {
         &self,
         hash: &[u8; 32],
     ) -> Result<Option<LightningInvoice>, StoreError> {
-        invoice_by_hash(self.sqlite()?, hash)
+        invoice_by_hash(self.db(), hash)
     }
 
     /// The node invoices made for a farthing invoice, oldest first.
@@ -583,7 +556,7 @@ impl Reader<'_> {
         &self,
         invoice: InvoiceId,
     ) -> Result<Vec<LightningInvoice>, StoreError> {
-        invoices_for(self.sqlite()?, invoice)
+        invoices_for(self.db(), invoice)
     }
 
     /// The merchant's node invoices still watched, soonest `watch_until_ns` first.
@@ -591,16 +564,14 @@ impl Reader<'_> {
         &self,
         merchant: MerchantId,
     ) -> Result<Vec<LightningInvoice>, StoreError> {
-        let mut statement = self.sqlite()?.prepare_cached(&format!(
-            "SELECT {INVOICE_COLUMNS} FROM lightning_invoices \
+        self.db().rows(
+            &format!(
+                "SELECT {INVOICE_COLUMNS} FROM lightning_invoices \
              WHERE state = 'open' AND merchant_id = ?1 ORDER BY watch_until_ns"
-        ))?;
-        let mut rows = statement.query(params![merchant.to_be_bytes()])?;
-        let mut found = Vec::new();
-        while let Some(row) = rows.next()? {
-            found.push(invoice_from_row(row)?);
-        }
-        Ok(found)
+            ),
+            args![merchant.to_be_bytes()],
+            invoice_from_row,
+        )
     }
 
     /// The customer an LNURL-auth linking key identifies with `merchant`.
@@ -609,13 +580,11 @@ impl Reader<'_> {
         merchant: MerchantId,
         linking_key: &str,
     ) -> Result<Option<CustomerId>, StoreError> {
-        let found: Option<Vec<u8>> = self
-            .sqlite()?
-            .prepare_cached(
-                "SELECT customer_id FROM lnurl_identities WHERE merchant_id = ?1 AND linking_key = ?2",
-            )?
-            .query_row(params![merchant.to_be_bytes(), linking_key], |row| row.get(0))
-            .optional()?;
+        let found: Option<Vec<u8>> = self.db().row(
+            "SELECT customer_id FROM lnurl_identities WHERE merchant_id = ?1 AND linking_key = ?2",
+            args![merchant.to_be_bytes(), linking_key],
+            |row| row.get(0),
+        )?;
         found
             .map(|b| id16(b, "lnurl_identities.customer_id").map(CustomerId))
             .transpose()
@@ -623,7 +592,7 @@ impl Reader<'_> {
 
     /// The LNURL secret `k1`.
     pub fn lnurl_secret(&self, k1: &[u8; 32]) -> Result<Option<LnurlSecret>, StoreError> {
-        secret_by_k1(self.sqlite()?, k1)
+        secret_by_k1(self.db(), k1)
     }
 }
 

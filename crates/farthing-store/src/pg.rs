@@ -43,8 +43,8 @@ use crate::audit::{AuditReport, Tally};
 use crate::batch::BatchState;
 use crate::codec;
 use crate::job::Tx;
-use crate::sql::Columns;
-use crate::sql::{Db, Session, StatementCache};
+use crate::secrets::Secrets;
+use crate::sql::{Columns, Db, Session, StatementCache};
 use crate::writer::Work;
 use crate::{pg_schema, pg_tls};
 use crate::{BatchStats, JobTicket, Reader, Request, StoreError, StoreOptions, Ticket, WriteError};
@@ -215,8 +215,10 @@ fn current_version(client: &mut Client) -> Result<i64, StoreError> {
 /// lock so instances starting together do it once) and returns the version it is at. Refuses a
 /// schema newer than this build.
 pub fn migrate(url: &str) -> Result<i64, StoreError> {
-    let mut client = connect(url)?;
-    migrate_client(&mut client)
+    off_runtime(|| {
+        let mut client = connect(url)?;
+        migrate_client(&mut client)
+    })
 }
 
 fn migrate_client(client: &mut Client) -> Result<i64, StoreError> {
@@ -390,6 +392,8 @@ struct Inner {
     /// One connection for reads outside the writer, opened on first use, with the statements
     /// readers prepared on it.
     reader: Mutex<Option<(Client, StatementCache)>>,
+    /// The keys that seal and unseal stored secrets.
+    secrets: Arc<Secrets>,
 }
 
 /// The ledger on a PostgreSQL database that other farthing instances may share. Cheap to
@@ -408,13 +412,16 @@ impl std::fmt::Debug for PgLedger {
 
 impl PgLedger {
     /// Connects to `url`, applies the migrations it lacks and starts the writer.
-    /// `options.checkpoint_interval` and `options.secrets` do not apply here.
+    /// `options.checkpoint_interval` does not apply here; `options.secrets` seal and unseal the
+    /// stored secrets jobs and reads write and read (`sql.rs`), as on SQLite.
     pub fn open(url: &str, options: StoreOptions) -> Result<PgLedger, StoreError> {
         let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));
+        let secrets = Arc::new(options.secrets.clone());
         let mut writer = Writer {
             url: url.to_owned(),
-            connection: Some(writer_session(url)?),
+            connection: Some(off_runtime(|| writer_session(url))?),
             options,
+            secrets: Arc::clone(&secrets),
         };
         let handle = std::thread::Builder::new()
             .name("farthing-pg-writer".to_owned())
@@ -426,6 +433,7 @@ impl PgLedger {
                 sender,
                 writer: Mutex::new(Some(handle)),
                 reader: Mutex::new(None),
+                secrets,
             }),
         })
     }
@@ -433,6 +441,16 @@ impl PgLedger {
     /// Queues a group; blocks while the queue is full (back-pressure).
     pub fn submit(&self, group: Group) -> Result<Ticket, WriteError> {
         crate::queue_write(&self.inner.sender, group, true)
+    }
+
+    /// This instance's writer queue.
+    pub(crate) fn sender(&self) -> &SyncSender<Request> {
+        &self.inner.sender
+    }
+
+    /// The database, for messages: its URL without the password.
+    pub fn location(&self) -> String {
+        crate::url::PostgresUrl::new(self.inner.url.clone()).redacted()
     }
 
     /// Queues a group, or fails with [`WriteError::Busy`] at once when the queue is full.
@@ -465,12 +483,17 @@ impl PgLedger {
 
     /// Reads committed data (see [`Reader`]) on this instance's read connection. Each statement
     /// sees what was committed when it started.
-    pub fn read<T>(
+    pub fn read<T: Send>(
         &self,
-        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+        work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
+        let secrets = Arc::clone(&self.inner.secrets);
         self.with_client(|client, cache| {
-            let session: RefCell<Session<'_, Client>> = RefCell::new(Session { client, cache });
+            let session: RefCell<Session<'_, Client>> = RefCell::new(Session {
+                client,
+                cache,
+                secrets,
+            });
             let reader = Reader {
                 db: Db::Postgres(&session),
             };
@@ -478,7 +501,16 @@ impl PgLedger {
         })
     }
 
-    fn with_client<T>(
+    /// Runs `work` on this instance's read connection (off the async runtime: see
+    /// [`off_runtime`]).
+    fn with_client<T: Send>(
+        &self,
+        work: impl FnOnce(&mut Client, &mut StatementCache) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        off_runtime(|| self.with_client_here(work))
+    }
+
+    fn with_client_here<T>(
         &self,
         work: impl FnOnce(&mut Client, &mut StatementCache) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -520,11 +552,11 @@ impl PgLedger {
         )
     }
 
-    fn read_by_id<T>(
+    fn read_by_id<T: Send>(
         &self,
         sql: &str,
         id: [u8; 16],
-        parse: impl FnOnce(&postgres::Row) -> Result<T, StoreError>,
+        parse: impl FnOnce(&postgres::Row) -> Result<T, StoreError> + Send,
     ) -> Result<Option<T>, StoreError> {
         self.with_client(|client, _| {
             client
@@ -549,7 +581,97 @@ impl PgLedger {
 impl Drop for Inner {
     fn drop(&mut self) {
         crate::stop_writer(&self.sender, &self.writer);
+        // Closing the synchronous client blocks on its own runtime: not on an async thread.
+        let reader = self
+            .reader
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        off_runtime(move || drop(reader));
     }
+}
+
+/// One `farthing serve` instance's claim on a PostgreSQL database (its schema), held while it
+/// runs: a session advisory lock on a connection of its own, released when the instance stops
+/// or dies (the server ends the session). Several instances on one database need their
+/// background work shared out (webhook attempts, Telegram polling, Lightning streams, the TON
+/// watcher each done by one instance) and their caches kept in step; until that is built, a
+/// second instance refuses to start rather than send webhooks twice or poll Telegram against
+/// the first. Jobs and the ledger are already safe across instances (the clock lock).
+pub struct ServeLock {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServeLock {
+    /// Takes the claim on the database `url` names, or says that another instance holds it.
+    pub fn take(url: &str) -> Result<ServeLock, StoreError> {
+        let (ready, answer) = mpsc::channel();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let url = url.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("farthing-pg-serve-lock".to_owned())
+            .spawn(move || {
+                let taken = connect_as(&url, "farthing-serve").and_then(|mut client| {
+                    let row = client.query_one(
+                        "SELECT pg_try_advisory_lock(hashtext('farthing serve ' || current_schema()))",
+                        &[],
+                    )?;
+                    Ok((client, row.try_get::<_, bool>(0)?))
+                });
+                match taken {
+                    Ok((client, true)) => {
+                        let _ = ready.send(Ok(()));
+                        // Held until the instance stops (or its process dies).
+                        let _ = stopped.recv();
+                        drop(client);
+                    }
+                    Ok((_, false)) => {
+                        let _ = ready.send(Err(StoreError::Refused(
+                            "another `farthing serve` is running on this database (schema): one \
+                             instance per database for now. Stop it first; several instances \
+                             behind a load balancer are not supported yet (README, PostgreSQL)"
+                                .to_owned(),
+                        )));
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                    }
+                }
+            })
+            .map_err(StoreError::Thread)?;
+        let lock = ServeLock {
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        match answer.recv() {
+            Ok(Ok(())) => Ok(lock),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(StoreError::Refused(
+                "the PostgreSQL serve lock could not be taken".to_owned(),
+            )),
+        }
+    }
+}
+
+impl Drop for ServeLock {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs `work` where the synchronous PostgreSQL client may block: here, or, when called on a
+/// thread that runs async tasks (the client drives its connection on a runtime of its own, and
+/// a runtime cannot be entered from inside another), on a short-lived thread of its own.
+pub(crate) fn off_runtime<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return work();
+    }
+    std::thread::scope(|scope| scope.spawn(work).join())
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 struct Writer {
@@ -558,6 +680,8 @@ struct Writer {
     /// batch reconnects.
     connection: Option<(Client, Statements)>,
     options: StoreOptions,
+    /// The keys jobs seal and unseal stored secrets with.
+    secrets: Arc<Secrets>,
 }
 
 /// What one committed batch answers.
@@ -676,11 +800,14 @@ impl Writer {
 
     fn process(&mut self, mut work: Vec<Work>) {
         let started = Instant::now();
+        let secrets = Arc::clone(&self.secrets);
         let mut attempt = 0;
         let outcome: Result<Committed, WriteError> = loop {
             let now_ns = (self.options.clock)();
             let result = match self.connection() {
-                Ok((client, statements)) => apply_batch(client, statements, &mut work, now_ns),
+                Ok((client, statements)) => {
+                    apply_batch(client, statements, &secrets, &mut work, now_ns)
+                }
                 Err(error) => Err(Failure::Before(error)),
             };
             match result {
@@ -819,6 +946,7 @@ fn rows_by_ids(
 fn apply_batch(
     client: &mut Client,
     statements: &mut Statements,
+    secrets: &Arc<Secrets>,
     work: &mut [Work],
     now_ns: u64,
 ) -> Result<Committed, Failure> {
@@ -923,6 +1051,7 @@ fn apply_batch(
                 jobs_kept |= run_job(
                     &mut transaction,
                     &mut statements.cache,
+                    secrets,
                     &mut state,
                     job.as_mut(),
                     now_ns,
@@ -975,6 +1104,7 @@ fn apply_batch(
 fn run_job(
     transaction: &mut postgres::Transaction<'_>,
     cache: &mut StatementCache,
+    secrets: &Arc<Secrets>,
     state: &mut BatchState<'_>,
     job: &mut dyn crate::job::ErasedJob,
     now_ns: u64,
@@ -982,6 +1112,7 @@ fn run_job(
     let session = RefCell::new(Session {
         client: transaction,
         cache,
+        secrets: Arc::clone(secrets),
     });
     let db = Db::Postgres(&session);
     db.run("SAVEPOINT job")?;
@@ -1318,91 +1449,94 @@ fn insert_entries(
 /// read only), while instances keep writing. The same checks as SQLite's audit: the ledger,
 /// customers' statements and the rail payments (with money in suspense as findings).
 pub fn audit(url: &str) -> Result<AuditReport, StoreError> {
-    let mut client = open_existing(url)?;
-    let mut snapshot = client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()?;
-    let mut tally = Tally::new(AuditReport::default());
-    each_row(&mut snapshot, ACCOUNT_SELECT, |row| {
-        tally.account(codec::account_from_row(row));
-        Ok(())
-    })?;
-    each_row(&mut snapshot, TRANSFER_SELECT, |row| {
-        tally.transfer(codec::transfer_from_row(row));
-        Ok(())
-    })?;
-    let (mut report, max_timestamp_ns) = tally.finish();
-    let mut statements = crate::statements::StatementCheck::default();
-    each_row(
-        &mut snapshot,
-        &crate::statements::StatementCheck::accounts_sql(),
-        |row| statements.account(row),
-    )?;
-    each_row(
-        &mut snapshot,
-        crate::statements::StatementCheck::ENTRIES_SQL,
-        |row| statements.entry(row),
-    )?;
-    statements.finish(&mut report.problems);
-    // The rail payments' checks, as on SQLite.
-    each_row(&mut snapshot, crate::rails::BROKEN_SQL, |row| {
-        report.problems.push(crate::rails::broken_problem(row)?);
-        Ok(())
-    })?;
-    each_row(&mut snapshot, &crate::rails::suspended_sql(), |row| {
-        report.findings.push(crate::rails::suspense_finding(row)?);
-        Ok(())
-    })?;
-    let count = |snapshot: &mut postgres::Transaction<'_>, sql: &str| -> Result<i64, StoreError> {
-        Ok(snapshot.query_one(sql, &[])?.try_get(0)?)
-    };
-    let orphans = count(
-        &mut snapshot,
-        "SELECT COUNT(*) FROM pending_transfers p LEFT JOIN transfers t ON t.id = p.id \
+    off_runtime(|| {
+        let mut client = open_existing(url)?;
+        let mut snapshot = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let mut tally = Tally::new(AuditReport::default());
+        each_row(&mut snapshot, ACCOUNT_SELECT, |row| {
+            tally.account(codec::account_from_row(row));
+            Ok(())
+        })?;
+        each_row(&mut snapshot, TRANSFER_SELECT, |row| {
+            tally.transfer(codec::transfer_from_row(row));
+            Ok(())
+        })?;
+        let (mut report, max_timestamp_ns) = tally.finish();
+        let mut statements = crate::statements::StatementCheck::default();
+        each_row(
+            &mut snapshot,
+            &crate::statements::StatementCheck::accounts_sql(),
+            |row| statements.account(row),
+        )?;
+        each_row(
+            &mut snapshot,
+            crate::statements::StatementCheck::ENTRIES_SQL,
+            |row| statements.entry(row),
+        )?;
+        statements.finish(&mut report.problems);
+        // The rail payments' checks, as on SQLite.
+        each_row(&mut snapshot, crate::rails::BROKEN_SQL, |row| {
+            report.problems.push(crate::rails::broken_problem(row)?);
+            Ok(())
+        })?;
+        each_row(&mut snapshot, &crate::rails::suspended_sql(), |row| {
+            report.findings.push(crate::rails::suspense_finding(row)?);
+            Ok(())
+        })?;
+        let count =
+            |snapshot: &mut postgres::Transaction<'_>, sql: &str| -> Result<i64, StoreError> {
+                Ok(snapshot.query_one(sql, &[])?.try_get(0)?)
+            };
+        let orphans = count(
+            &mut snapshot,
+            "SELECT COUNT(*) FROM pending_transfers p LEFT JOIN transfers t ON t.id = p.id \
          WHERE t.id IS NULL OR t.kind != 1",
-    )?;
-    if orphans > 0 {
-        report.problems.push(format!(
-            "{orphans} hold state row(s) without a hold in the transfers table"
-        ));
-    }
-    let stale_expiries = count(
-        &mut snapshot,
-        "SELECT COUNT(*) FROM hold_expiries e LEFT JOIN pending_transfers p ON p.id = e.id \
+        )?;
+        if orphans > 0 {
+            report.problems.push(format!(
+                "{orphans} hold state row(s) without a hold in the transfers table"
+            ));
+        }
+        let stale_expiries = count(
+            &mut snapshot,
+            "SELECT COUNT(*) FROM hold_expiries e LEFT JOIN pending_transfers p ON p.id = e.id \
          WHERE p.id IS NULL OR p.state != 0 OR p.expires_at_ns IS DISTINCT FROM e.expires_at_ns",
-    )?;
-    let unscheduled = count(
-        &mut snapshot,
-        "SELECT COUNT(*) FROM pending_transfers p WHERE p.state = 0 \
+        )?;
+        let unscheduled = count(
+            &mut snapshot,
+            "SELECT COUNT(*) FROM pending_transfers p WHERE p.state = 0 \
          AND p.expires_at_ns IS NOT NULL AND NOT EXISTS (SELECT 1 FROM hold_expiries e \
          WHERE e.expires_at_ns = p.expires_at_ns AND e.id = p.id)",
-    )?;
-    if stale_expiries > 0 || unscheduled > 0 {
-        report.problems.push(format!(
+        )?;
+        if stale_expiries > 0 || unscheduled > 0 {
+            report.problems.push(format!(
             "expiry schedule out of step: {stale_expiries} entries for holds that are not open, \
              {unscheduled} open holds with a timeout not scheduled"
         ));
-    }
-    let clock = count(
-        &mut snapshot,
-        "SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1",
-    )?;
-    let Ok(clock) = u64::try_from(clock) else {
-        report
-            .problems
-            .push(format!("the ledger clock is negative ({clock})"));
+        }
+        let clock = count(
+            &mut snapshot,
+            "SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1",
+        )?;
+        let Ok(clock) = u64::try_from(clock) else {
+            report
+                .problems
+                .push(format!("the ledger clock is negative ({clock})"));
+            snapshot.commit()?;
+            return Ok(report);
+        };
+        if clock < max_timestamp_ns {
+            report.problems.push(format!(
+                "ledger clock {clock} is behind its newest transfer {max_timestamp_ns}"
+            ));
+        }
         snapshot.commit()?;
-        return Ok(report);
-    };
-    if clock < max_timestamp_ns {
-        report.problems.push(format!(
-            "ledger clock {clock} is behind its newest transfer {max_timestamp_ns}"
-        ));
-    }
-    snapshot.commit()?;
-    Ok(report)
+        Ok(report)
+    })
 }
 
 /// Rebuilds customers' statements from the transfers (migration 19's fill, run again), under the
@@ -1411,25 +1545,27 @@ pub fn audit(url: &str) -> Result<AuditReport, StoreError> {
 /// statement `farthing audit` finds broken (no command runs it yet).
 #[doc(hidden)]
 pub fn rebuild_statements(url: &str) -> Result<u64, StoreError> {
-    let mut client = open_existing(url)?;
-    let mut transaction = client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::ReadCommitted)
-        .start()?;
-    transaction.query_one(
-        "SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1 FOR UPDATE",
-        &[],
-    )?;
-    transaction.batch_execute(
-        "DELETE FROM customer_entries; \
+    off_runtime(|| {
+        let mut client = open_existing(url)?;
+        let mut transaction = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::ReadCommitted)
+            .start()?;
+        transaction.query_one(
+            "SELECT last_timestamp_ns FROM ledger_meta WHERE singleton = 1 FOR UPDATE",
+            &[],
+        )?;
+        transaction.batch_execute(
+            "DELETE FROM customer_entries; \
          UPDATE accounts SET last_entry_ns = NULL WHERE last_entry_ns IS NOT NULL;",
-    )?;
-    transaction.batch_execute(pg_schema::CUSTOMER_ENTRIES_FILL)?;
-    let count: i64 = transaction
-        .query_one("SELECT COUNT(*) FROM customer_entries", &[])?
-        .try_get(0)?;
-    transaction.commit()?;
-    Ok(u64::try_from(count).unwrap_or(0))
+        )?;
+        transaction.batch_execute(pg_schema::CUSTOMER_ENTRIES_FILL)?;
+        let count: i64 = transaction
+            .query_one("SELECT COUNT(*) FROM customer_entries", &[])?
+            .try_get(0)?;
+        transaction.commit()?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    })
 }
 
 /// Streams the rows of a query without parameters into `each` (the audit reads whole tables).
@@ -1503,49 +1639,55 @@ pub fn with_search_path(url: &str, schema: &str) -> Result<String, StoreError> {
 /// live data's (the URL's `search_path`, or the role's default, usually `public`). With `create`
 /// the schema is made when missing; without, `None` when there is none.
 pub fn test_mode_url(url: &str, create: bool) -> Result<Option<String>, StoreError> {
-    let mut client = connect(url)?;
-    let live: Option<String> = client
-        .query_one("SELECT current_schema()", &[])?
-        .try_get(0)?;
-    let Some(live) = live else {
-        return Err(StoreError::BadUrl(
-            "the URL's search_path names no schema that exists: create it, or fix the URL"
-                .to_owned(),
-        ));
-    };
-    let test = format!("{live}_test");
-    check_schema_name(&test)?;
-    let exists: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-            &[&test],
-        )?
-        .try_get(0)?;
-    if !exists {
-        if !create {
-            return Ok(None);
+    off_runtime(|| {
+        let mut client = connect(url)?;
+        let live: Option<String> = client
+            .query_one("SELECT current_schema()", &[])?
+            .try_get(0)?;
+        let Some(live) = live else {
+            return Err(StoreError::BadUrl(
+                "the URL's search_path names no schema that exists: create it, or fix the URL"
+                    .to_owned(),
+            ));
+        };
+        let test = format!("{live}_test");
+        check_schema_name(&test)?;
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[&test],
+            )?
+            .try_get(0)?;
+        if !exists {
+            if !create {
+                return Ok(None);
+            }
+            // Only when missing: CREATE SCHEMA needs the CREATE right even with IF NOT EXISTS.
+            client.batch_execute(&format!("CREATE SCHEMA {test}"))?;
         }
-        // Only when missing: CREATE SCHEMA needs the CREATE right even with IF NOT EXISTS.
-        client.batch_execute(&format!("CREATE SCHEMA {test}"))?;
-    }
-    with_search_path(url, &test).map(Some)
+        with_search_path(url, &test).map(Some)
+    })
 }
 
 /// Makes a new, empty schema in the database at `url` and returns a URL whose connections use
 /// it (`search_path`), for a benchmark or a test that must not touch what is there.
 pub fn scratch_schema(url: &str, name: &str) -> Result<String, StoreError> {
-    check_schema_name(name)?;
-    let mut client = connect(url)?;
-    client.batch_execute(&format!("CREATE SCHEMA {name}"))?;
-    with_search_path(url, name)
+    off_runtime(|| {
+        check_schema_name(name)?;
+        let mut client = connect(url)?;
+        client.batch_execute(&format!("CREATE SCHEMA {name}"))?;
+        with_search_path(url, name)
+    })
 }
 
 /// Drops a schema made by [`scratch_schema`] with everything in it.
 pub fn drop_scratch_schema(url: &str, name: &str) -> Result<(), StoreError> {
-    check_schema_name(name)?;
-    let mut client = connect(url)?;
-    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))?;
-    Ok(())
+    off_runtime(|| {
+        check_schema_name(name)?;
+        let mut client = connect(url)?;
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -12,10 +12,11 @@
 
 use farthing_core::invoice::CreditReason;
 use farthing_core::{Currency, CustomerId, InvoiceId, MerchantId, Rail};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use crate::codec::sql_amount;
 use crate::sql::Columns;
+use crate::sql::{args, Db};
 use crate::{Reader, StoreError, Tx};
 
 /// The rail payments table (migration 3).
@@ -133,17 +134,19 @@ fn from_row(row: &impl Columns) -> Result<RailPayment, StoreError> {
 }
 
 fn load(
-    connection: &Connection,
+    db: Db<'_>,
     merchant: MerchantId,
     rail: Rail,
     external_id: &str,
 ) -> Result<Option<RailPayment>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM rail_payments \
+    db.row(
+        &format!(
+            "SELECT {COLUMNS} FROM rail_payments \
          WHERE merchant_id = ?1 AND rail = ?2 AND external_id = ?3"
-    ))?;
-    let mut rows = statement.query(params![merchant.to_be_bytes(), rail.as_str(), external_id])?;
-    rows.next()?.map(from_row).transpose()
+        ),
+        args![merchant.to_be_bytes(), rail.as_str(), external_id],
+        |row| from_row(row),
+    )
 }
 
 impl Tx<'_, '_> {
@@ -156,7 +159,7 @@ impl Tx<'_, '_> {
         rail: Rail,
         external_id: &str,
     ) -> Result<Option<RailPayment>, StoreError> {
-        load(self.sql()?, merchant, rail, external_id)
+        load(self.db(), merchant, rail, external_id)
     }
 
     /// Stores a settled rail payment. A second row with the same `(merchant, rail,
@@ -178,12 +181,12 @@ impl Tx<'_, '_> {
                 payment.amount_minor
             )));
         }
-        self.sql()?
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO rail_payments ({COLUMNS}) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-            ))?
-            .execute(params![
+            ),
+            args![
                 payment.rail.as_str(),
                 payment.external_id,
                 payment.merchant.to_be_bytes(),
@@ -198,7 +201,8 @@ impl Tx<'_, '_> {
                 sql_amount(payment.created_at_ns)?,
                 sql_amount(payment.suspended_minor)?,
                 payment.suspense_reason,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 }
@@ -211,13 +215,14 @@ impl Reader<'_> {
         rail: Rail,
         external_id: &str,
     ) -> Result<Option<RailPayment>, StoreError> {
-        load(self.sqlite()?, merchant, rail, external_id)
+        load(self.db(), merchant, rail, external_id)
     }
 
     /// Every rail payment with money held in suspense, oldest first: what `farthing audit`
     /// reports for an operator to resolve.
     pub fn suspended_rail_payments(&self) -> Result<Vec<RailPayment>, StoreError> {
-        suspended(self.sqlite()?)
+        self.db()
+            .rows(&suspended_sql(), args![], |row| from_row(row))
     }
 
     /// Every rail payment that named `invoice`, oldest first. Rows of other merchants that
@@ -227,16 +232,14 @@ impl Reader<'_> {
         merchant: MerchantId,
         invoice: InvoiceId,
     ) -> Result<Vec<RailPayment>, StoreError> {
-        let mut statement = self.sqlite()?.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM rail_payments WHERE invoice_id = ?1 AND merchant_id = ?2 \
-             ORDER BY created_at_ns, rail, external_id"
-        ))?;
-        let mut rows = statement.query(params![invoice.to_be_bytes(), merchant.to_be_bytes()])?;
-        let mut payments = Vec::new();
-        while let Some(row) = rows.next()? {
-            payments.push(from_row(row)?);
-        }
-        Ok(payments)
+        self.db().rows(
+            &format!(
+                "SELECT {COLUMNS} FROM rail_payments WHERE invoice_id = ?1 AND merchant_id = ?2 \
+                 ORDER BY created_at_ns, rail, external_id"
+            ),
+            args![invoice.to_be_bytes(), merchant.to_be_bytes()],
+            |row| from_row(row),
+        )
     }
 }
 
@@ -246,16 +249,6 @@ pub(crate) fn suspended_sql() -> String {
         "SELECT {COLUMNS} FROM rail_payments WHERE suspended_minor > 0 \
          ORDER BY created_at_ns, merchant_id, rail, external_id"
     )
-}
-
-fn suspended(connection: &Connection) -> Result<Vec<RailPayment>, StoreError> {
-    let mut statement = connection.prepare(&suspended_sql())?;
-    let mut rows = statement.query([])?;
-    let mut payments = Vec::new();
-    while let Some(row) = rows.next()? {
-        payments.push(from_row(row)?);
-    }
-    Ok(payments)
 }
 
 /// The audit's finding about a row of [`suspended_sql`]: money in suspense, to be booked.
@@ -419,7 +412,10 @@ mod tests {
                     reader.rail_payments_of_invoice(MerchantId(8), InvoiceId(9))?,
                     {
                         let mut problems = Vec::new();
-                        audit(reader.sqlite()?, &mut problems)?;
+                        let crate::sql::Db::Sqlite(connection) = reader.db() else {
+                            panic!("an SQLite store");
+                        };
+                        audit(connection, &mut problems)?;
                         problems
                     },
                 ))
@@ -430,7 +426,7 @@ mod tests {
         assert!(other_merchant.is_empty());
         assert!(audit.is_empty(), "{audit:?}");
         assert!(store.audit().expect("audit").is_ok());
-        let path = store.path().to_path_buf();
+        let path = store.path().expect("an SQLite store").to_path_buf();
         store.shutdown();
 
         // The audit notices a row whose parts do not add up.

@@ -21,12 +21,12 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value, ValueRef};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use crate::StoreError;
 
-const PREFIX: &str = "fse1:";
+pub(crate) const PREFIX: &str = "fse1:";
 const AAD: &[u8] = b"farthing stored secret v1";
 const TEXT: u8 = 0;
 const BLOB: u8 = 1;
@@ -42,7 +42,7 @@ pub const SECRET_COLUMNS: [(&str, &str); 7] = [
     ("ton_wallets", "api_key"),
 ];
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -227,6 +227,76 @@ fn unseal(secrets: &Secrets, text: &str) -> Result<Value, SecretsError> {
     }
 }
 
+/// A value as stored or read, where SQL functions cannot seal it (PostgreSQL: `sql.rs` seals
+/// what a statement binds to `seal(?N)` and unseals what it selects with `unseal(…)`).
+#[derive(Debug)]
+pub(crate) enum Plain {
+    Null,
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl From<SecretsError> for StoreError {
+    fn from(error: SecretsError) -> StoreError {
+        if error.is_missing_key() {
+            StoreError::SecretsKeyMissing(error.0)
+        } else {
+            StoreError::Secrets(error.0)
+        }
+    }
+}
+
+/// What `seal(x)` stores for `x` (text, bytes or NULL): sealed under the key; as given without
+/// one; refused without one when sealing is required.
+pub(crate) fn seal_value(secrets: &Secrets, value: &Plain) -> Result<Plain, SecretsError> {
+    let (kind, bytes) = match value {
+        Plain::Null => return Ok(Plain::Null),
+        Plain::Text(text) => (TEXT, text.as_bytes()),
+        Plain::Bytes(bytes) => (BLOB, bytes.as_slice()),
+    };
+    match &secrets.key {
+        Some(key) => seal(key, kind, bytes).map(Plain::Text),
+        None if secrets.required => Err(missing_key()),
+        None => Ok(match value {
+            Plain::Text(text) => Plain::Text(text.clone()),
+            Plain::Bytes(bytes) => Plain::Bytes(bytes.clone()),
+            Plain::Null => Plain::Null,
+        }),
+    }
+}
+
+/// What `unseal(x)` reads for a stored `x`: a sealed value opened; a value in clear as it is.
+pub(crate) fn unseal_value(secrets: &Secrets, stored: Plain) -> Result<Plain, SecretsError> {
+    let opened = |text: &str| {
+        unseal(secrets, text).map(|value| match value {
+            Value::Blob(bytes) => Plain::Bytes(bytes),
+            Value::Text(text) => Plain::Text(text),
+            _ => Plain::Null,
+        })
+    };
+    match stored {
+        Plain::Text(text) => opened(&text),
+        // A blob is a secret stored in clear (step-up secrets before the key), or sealed text
+        // in a blob column.
+        Plain::Bytes(bytes) => match std::str::from_utf8(&bytes) {
+            Ok(text) if text.starts_with(PREFIX) => opened(text),
+            _ => Ok(Plain::Bytes(bytes)),
+        },
+        Plain::Null => Ok(Plain::Null),
+    }
+}
+
+fn missing_key() -> SecretsError {
+    SecretsError(
+        "this server has no secrets key, and live-mode secrets (bot tokens, webhook \
+         and provider secrets, node credentials, authenticators) are stored only \
+         sealed: the operator sets secrets_key_file or FARTHING_SECRETS_KEY \
+         (SECURITY.md)"
+            .to_owned(),
+        true,
+    )
+}
+
 fn user_error(error: SecretsError) -> rusqlite::Error {
     rusqlite::Error::UserFunctionError(Box::new(error))
 }
@@ -251,14 +321,7 @@ pub(crate) fn register(connection: &Connection, secrets: &Secrets) -> Result<(),
             };
             match &sealing.key {
                 Some(key) => seal(key, kind, bytes).map(Value::Text).map_err(user_error),
-                None if sealing.required => Err(user_error(SecretsError(
-                    "this server has no secrets key, and live-mode secrets (bot tokens, webhook \
-                     and provider secrets, node credentials, authenticators) are stored only \
-                     sealed: the operator sets secrets_key_file or FARTHING_SECRETS_KEY \
-                     (SECURITY.md)"
-                        .to_owned(),
-                    true,
-                ))),
+                None if sealing.required => Err(user_error(missing_key())),
                 None => Ok(match kind {
                     TEXT => Value::Text(String::from_utf8_lossy(bytes).into_owned()),
                     _ => Value::Blob(bytes.to_vec()),
@@ -292,43 +355,6 @@ pub(crate) fn register(connection: &Connection, secrets: &Secrets) -> Result<(),
             }
         },
     )?;
-    Ok(())
-}
-
-/// How many stored secrets are sealed and how many are in clear, over every secret column.
-pub(crate) fn census(connection: &Connection) -> Result<(u64, u64), StoreError> {
-    let (mut sealed, mut clear) = (0u64, 0u64);
-    for (table, column) in SECRET_COLUMNS {
-        let (s, c): (i64, i64) = connection.query_row(
-            &format!(
-                "SELECT COUNT(*) FILTER (WHERE CAST({column} AS TEXT) LIKE 'fse1:%'), \
-                 COUNT(*) FILTER (WHERE {column} IS NOT NULL AND CAST({column} AS TEXT) NOT LIKE 'fse1:%') \
-                 FROM {table}"
-            ),
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        sealed += u64::try_from(s).unwrap_or(0);
-        clear += u64::try_from(c).unwrap_or(0);
-    }
-    Ok((sealed, clear))
-}
-
-/// Opens one sealed value of each secret column with the connection's keys: a server given the
-/// wrong key refuses to start instead of failing at the first payment.
-pub(crate) fn verify(connection: &Connection) -> Result<(), StoreError> {
-    for (table, column) in SECRET_COLUMNS {
-        connection
-            .query_row(
-                &format!(
-                    "SELECT unseal({column}) IS NOT NULL FROM {table} \
-                     WHERE CAST({column} AS TEXT) LIKE 'fse1:%' LIMIT 1"
-                ),
-                [],
-                |_| Ok(()),
-            )
-            .optional()?;
-    }
     Ok(())
 }
 

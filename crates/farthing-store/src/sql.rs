@@ -11,12 +11,14 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use postgres::types::{IsNull, ToSql, Type};
 use postgres::Statement;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 
+use crate::secrets::{self, Plain, Secrets};
 use crate::StoreError;
 
 /// A result row of either backend, read by column index: the ledger's rows are parsed by one
@@ -240,7 +242,9 @@ pub(crate) fn postgres_text(sql: &str) -> String {
 /// has prepared. Object-safe, so [`Db`] carries no session type.
 pub(crate) trait PgSession {
     /// The prepared form of `sql` (in SQLite's placeholders), prepared once per session.
-    fn prepared(&mut self, sql: &str) -> Result<Statement, StoreError>;
+    fn prepared(&mut self, sql: &str) -> Result<Arc<Prepared>, StoreError>;
+    /// The keys that seal and unseal stored secrets.
+    fn secrets(&self) -> Arc<Secrets>;
     fn query(
         &mut self,
         statement: &Statement,
@@ -255,24 +259,100 @@ pub(crate) trait PgSession {
     fn batch(&mut self, sql: &str) -> Result<(), postgres::Error>;
 }
 
+/// A statement prepared on PostgreSQL, with where its stored secrets are: SQLite seals and
+/// unseals them with SQL functions (`secrets.rs`); PostgreSQL has none, so a text's
+/// `seal(?N)` becomes a plain placeholder whose value is sealed here before it is bound, and
+/// its `unseal(column)` a plain column unsealed here when it is read.
+pub(crate) struct Prepared {
+    pub(crate) statement: Statement,
+    /// Parameters (0-based) to seal before binding.
+    sealed: Vec<usize>,
+    /// Per result column: whether to unseal it.
+    unsealed: Vec<bool>,
+}
+
 /// Prepared statements of one PostgreSQL connection, by their SQLite text. Dropped with the
 /// connection: a statement belongs to the session that prepared it.
-pub(crate) type StatementCache = HashMap<String, Statement>;
+pub(crate) type StatementCache = HashMap<String, Arc<Prepared>>;
+
+/// The name a selected `unseal(column)` gets on PostgreSQL.
+const UNSEALED: &str = "farthing_unsealed";
+
+/// `seal(?N)` and `unseal(column)` taken out of an SQLite text for PostgreSQL: the text with
+/// plain placeholders and columns (those named [`UNSEALED`]), and the 0-based parameters to
+/// seal. Other uses of the two functions are left as they are (and fail on PostgreSQL).
+pub(crate) fn secret_calls(sql: &str) -> (String, Vec<usize>) {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(sql.len());
+    let mut sealed = Vec::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find("seal(") {
+        let unseal = rest[..at].ends_with("un");
+        let start = if unseal { at - 2 } else { at };
+        let open = at + "seal(".len();
+        let close = rest[open..].find(')').map(|end| open + end);
+        let whole_word = !rest[..start].ends_with(ident);
+        match close {
+            Some(close) if whole_word => {
+                let inner = &rest[open..close];
+                let placeholder = inner
+                    .strip_prefix('?')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|n| *n > 0);
+                if unseal && !inner.is_empty() && inner.chars().all(|c| ident(c) || c == '.') {
+                    out.push_str(&rest[..start]);
+                    out.push_str(inner);
+                    out.push_str(" AS ");
+                    out.push_str(UNSEALED);
+                } else if let (false, Some(n)) = (unseal, placeholder) {
+                    out.push_str(&rest[..start]);
+                    out.push_str(inner);
+                    sealed.push(n - 1);
+                } else {
+                    out.push_str(&rest[..=close]);
+                }
+                rest = &rest[close + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..open]);
+                rest = &rest[open..];
+            }
+        }
+    }
+    out.push_str(rest);
+    (out, sealed)
+}
 
 /// A PostgreSQL client or transaction with its connection's statement cache.
 pub(crate) struct Session<'s, C> {
     pub(crate) client: &'s mut C,
     pub(crate) cache: &'s mut StatementCache,
+    pub(crate) secrets: Arc<Secrets>,
 }
 
 impl<C: postgres::GenericClient> PgSession for Session<'_, C> {
-    fn prepared(&mut self, sql: &str) -> Result<Statement, StoreError> {
-        if let Some(statement) = self.cache.get(sql) {
-            return Ok(statement.clone());
+    fn prepared(&mut self, sql: &str) -> Result<Arc<Prepared>, StoreError> {
+        if let Some(prepared) = self.cache.get(sql) {
+            return Ok(Arc::clone(prepared));
         }
-        let statement = self.client.prepare(&postgres_text(sql))?;
-        self.cache.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
+        let (text, sealed) = secret_calls(sql);
+        let statement = self.client.prepare(&postgres_text(&text))?;
+        let unsealed = statement
+            .columns()
+            .iter()
+            .map(|column| column.name() == UNSEALED)
+            .collect();
+        let prepared = Arc::new(Prepared {
+            statement,
+            sealed,
+            unsealed,
+        });
+        self.cache.insert(sql.to_owned(), Arc::clone(&prepared));
+        Ok(prepared)
+    }
+
+    fn secrets(&self) -> Arc<Secrets> {
+        Arc::clone(&self.secrets)
     }
 
     fn query(
@@ -307,26 +387,64 @@ pub(crate) enum Db<'a> {
 /// A result row of either backend.
 pub(crate) enum Row<'r> {
     Sqlite(&'r rusqlite::Row<'r>),
-    Postgres(&'r postgres::Row),
+    /// A PostgreSQL row, with the statement that read it (which columns to unseal) and the keys.
+    Postgres(&'r postgres::Row, &'r Prepared, &'r Secrets),
+}
+
+impl Row<'_> {
+    /// Column `index` of a PostgreSQL row, unsealed, when the statement selected it with
+    /// `unseal(…)`.
+    fn unsealed(&self, index: usize) -> Result<Option<Plain>, StoreError> {
+        let Row::Postgres(row, prepared, secrets) = self else {
+            return Ok(None);
+        };
+        if !prepared.unsealed.get(index).copied().unwrap_or(false) {
+            return Ok(None);
+        }
+        let stored = if row.columns()[index].type_() == &Type::BYTEA {
+            row.try_get::<_, Option<Vec<u8>>>(index)?
+                .map_or(Plain::Null, Plain::Bytes)
+        } else {
+            row.try_get::<_, Option<String>>(index)?
+                .map_or(Plain::Null, Plain::Text)
+        };
+        Ok(Some(secrets::unseal_value(secrets, stored)?))
+    }
 }
 
 impl Columns for Row<'_> {
     fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.unsealed(index)? {
+            Some(Plain::Null) => return Ok(None),
+            Some(Plain::Bytes(bytes)) => return Ok(Some(bytes)),
+            Some(Plain::Text(text)) => return Ok(Some(text.into_bytes())),
+            None => {}
+        }
         match self {
             Row::Sqlite(row) => row.bytes(index),
-            Row::Postgres(row) => row.bytes(index),
+            Row::Postgres(row, ..) => row.bytes(index),
         }
     }
     fn int(&self, index: usize) -> Result<Option<i64>, StoreError> {
         match self {
             Row::Sqlite(row) => row.int(index),
-            Row::Postgres(row) => row.int(index),
+            Row::Postgres(row, ..) => row.int(index),
         }
     }
     fn text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        match self.unsealed(index)? {
+            Some(Plain::Null) => return Ok(None),
+            Some(Plain::Text(text)) => return Ok(Some(text)),
+            Some(Plain::Bytes(bytes)) => {
+                return String::from_utf8(bytes)
+                    .map(Some)
+                    .map_err(|_| StoreError::Corrupt("an unsealed secret is not text".into()))
+            }
+            None => {}
+        }
         match self {
             Row::Sqlite(row) => row.text(index),
-            Row::Postgres(row) => row.text(index),
+            Row::Postgres(row, ..) => row.text(index),
         }
     }
 }
@@ -338,6 +456,27 @@ pub(crate) trait FromColumn: Sized {
 
 fn not_null<T>(value: Option<T>, index: usize) -> Result<T, StoreError> {
     value.ok_or_else(|| StoreError::Corrupt(format!("column {index} is NULL")))
+}
+
+/// Integer columns read into narrower or unsigned types, refusing values they cannot hold.
+macro_rules! narrow_ints {
+    ($($ty:ty),*) => {$(
+        impl FromColumn for $ty {
+            fn from_column(row: &Row<'_>, index: usize) -> Result<Self, StoreError> {
+                let value = not_null(row.int(index)?, index)?;
+                <$ty>::try_from(value).map_err(|_| {
+                    StoreError::Corrupt(format!("column {index} holds {value}, out of range"))
+                })
+            }
+        }
+    )*};
+}
+narrow_ints!(u16, u32, u64, i32);
+
+impl FromColumn for bool {
+    fn from_column(row: &Row<'_>, index: usize) -> Result<Self, StoreError> {
+        Ok(not_null(row.int(index)?, index)? != 0)
+    }
 }
 
 impl FromColumn for Option<i64> {
@@ -408,6 +547,54 @@ fn pg_params<'v>(values: &'v [Value<'v>]) -> Vec<&'v (dyn ToSql + Sync)> {
         .collect()
 }
 
+/// The sealed form of the parameters `prepared` seals, in its order.
+fn seal_params(
+    prepared: &Prepared,
+    secrets: &Secrets,
+    args: &[&dyn Arg],
+) -> Result<Vec<Plain>, StoreError> {
+    prepared
+        .sealed
+        .iter()
+        .map(|&index| {
+            let plain = match args.get(index).map(|arg| arg.value()) {
+                None | Some(Value::Null) => Plain::Null,
+                Some(Value::Text(text)) => Plain::Text(text.to_owned()),
+                Some(Value::Bytes(bytes)) => Plain::Bytes(bytes.to_vec()),
+                Some(Value::Int(_)) => {
+                    return Err(StoreError::Secrets(
+                        "only text and blobs are sealed".to_owned(),
+                    ))
+                }
+            };
+            Ok(secrets::seal_value(secrets, &plain)?)
+        })
+        .collect()
+}
+
+/// The values to bind on PostgreSQL: `args`, with the sealed ones in place (as text, or as
+/// bytes where the column is BYTEA).
+fn pg_values<'v>(
+    prepared: &Prepared,
+    args: &'v [&'v dyn Arg],
+    sealed: &'v [Plain],
+) -> Vec<Value<'v>> {
+    let mut values: Vec<Value<'v>> = args.iter().map(|arg| arg.value()).collect();
+    let types = prepared.statement.params();
+    for (&index, plain) in prepared.sealed.iter().zip(sealed) {
+        let bytea = types.get(index) == Some(&Type::BYTEA);
+        if let Some(slot) = values.get_mut(index) {
+            *slot = match plain {
+                Plain::Null => Value::Null,
+                Plain::Text(text) if bytea => Value::Bytes(text.as_bytes()),
+                Plain::Text(text) => Value::Text(text),
+                Plain::Bytes(bytes) => Value::Bytes(bytes),
+            };
+        }
+    }
+    values
+}
+
 impl<'a> Db<'a> {
     /// Whether statements run on PostgreSQL (for the few texts that differ).
     pub(crate) fn is_postgres(&self) -> bool {
@@ -421,10 +608,11 @@ impl<'a> Db<'a> {
                 .prepare_cached(sql)?
                 .execute(sqlite_params(args))?),
             Db::Postgres(session) => {
-                let values: Vec<Value<'_>> = args.iter().map(|arg| arg.value()).collect();
                 let mut session = session.borrow_mut();
-                let statement = session.prepared(sql)?;
-                let changed = session.execute(&statement, &pg_params(&values))?;
+                let prepared = session.prepared(sql)?;
+                let sealed = seal_params(&prepared, &session.secrets(), args)?;
+                let values = pg_values(&prepared, args, &sealed);
+                let changed = session.execute(&prepared.statement, &pg_params(&values))?;
                 usize::try_from(changed)
                     .map_err(|_| StoreError::Corrupt("a row count beyond usize".into()))
             }
@@ -449,14 +637,17 @@ impl<'a> Db<'a> {
                 }
             }
             Db::Postgres(session) => {
-                let values: Vec<Value<'_>> = args.iter().map(|arg| arg.value()).collect();
-                let rows = {
+                let (rows, prepared, secrets) = {
                     let mut session = session.borrow_mut();
-                    let statement = session.prepared(sql)?;
-                    session.query(&statement, &pg_params(&values))?
+                    let prepared = session.prepared(sql)?;
+                    let secrets = session.secrets();
+                    let sealed = seal_params(&prepared, &secrets, args)?;
+                    let values = pg_values(&prepared, args, &sealed);
+                    let rows = session.query(&prepared.statement, &pg_params(&values))?;
+                    (rows, prepared, secrets)
                 };
                 for row in &rows {
-                    if !each(&Row::Postgres(row))? {
+                    if !each(&Row::Postgres(row, &prepared, &secrets))? {
                         break;
                     }
                 }
@@ -498,6 +689,11 @@ impl<'a> Db<'a> {
         Ok(out)
     }
 
+    /// Whether a query finds any row.
+    pub(crate) fn exists(&self, sql: &str, args: &[&dyn Arg]) -> Result<bool, StoreError> {
+        Ok(self.row(sql, args, |_| Ok(()))?.is_some())
+    }
+
     /// Stores a row of `table` (its `columns`, comma-separated, bound in order), replacing the
     /// row with the same `key` column: SQLite's `INSERT OR REPLACE`, PostgreSQL's
     /// `ON CONFLICT (key) DO UPDATE`.
@@ -537,22 +733,11 @@ impl<'a> Db<'a> {
             Db::Postgres(session) => Ok(session.borrow_mut().batch(sql)?),
         }
     }
-
-    /// The SQLite connection, for code that is not yet written for both backends: on
-    /// PostgreSQL it refuses, naming what is missing.
-    pub(crate) fn sqlite(self, what: &str) -> Result<&'a Connection, StoreError> {
-        match self {
-            Db::Sqlite(connection) => Ok(connection),
-            Db::Postgres(_) => Err(StoreError::Refused(format!(
-                "{what} does not run on PostgreSQL yet; use an SQLite database for it"
-            ))),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::postgres_text;
+    use super::{postgres_text, secret_calls};
 
     #[test]
     fn placeholders_become_postgres_ones_and_nothing_else_changes() {
@@ -570,5 +755,36 @@ mod tests {
         );
         assert_eq!(postgres_text("/*/ ?1 */ ?2"), "/*/ ?1 */ $2");
         assert_eq!(postgres_text("SELECT ? "), "SELECT ? ");
+    }
+
+    #[test]
+    fn secret_functions_become_plain_columns_and_placeholders() {
+        assert_eq!(
+            secret_calls("SELECT id, unseal(token), x, unseal(t.secret) FROM b WHERE id = ?1"),
+            (
+                "SELECT id, token AS farthing_unsealed, x, t.secret AS farthing_unsealed \
+                 FROM b WHERE id = ?1"
+                    .to_owned(),
+                vec![]
+            )
+        );
+        assert_eq!(
+            secret_calls("INSERT INTO b (a, t, w) VALUES (?1, seal(?2), seal(?10))"),
+            (
+                "INSERT INTO b (a, t, w) VALUES (?1, ?2, ?10)".to_owned(),
+                vec![1, 9]
+            )
+        );
+        // Anything else is left alone.
+        for text in [
+            "UPDATE b SET t = seal(unseal(t))",
+            "SELECT reseal(x), seal(?0), seal(x) FROM b",
+            "SELECT unseal(x || y) FROM b",
+            "SELECT 1 FROM b WHERE y = seal(",
+        ] {
+            let (out, sealed) = secret_calls(text);
+            assert!(sealed.is_empty(), "{text}");
+            assert!(out.contains("seal("), "{text} -> {out}");
+        }
     }
 }

@@ -21,6 +21,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::codec::sql_amount;
 use crate::sql::Columns;
+use crate::sql::{args, Row};
 use crate::{Reader, StoreError};
 
 /// Migration 19: the table, filled from the transfers already booked (a running sum per
@@ -245,10 +246,12 @@ impl Reader<'_> {
     ) -> Result<(Vec<CustomerEntry>, bool), StoreError> {
         let limit = limit.clamp(1, 100);
         let head: Option<i64> = self
-            .sqlite()?
-            .prepare_cached("SELECT last_entry_ns FROM accounts WHERE id = ?1")?
-            .query_row([account.to_be_bytes()], |row| row.get(0))
-            .optional()?
+            .db()
+            .row(
+                "SELECT last_entry_ns FROM accounts WHERE id = ?1",
+                args![account.to_be_bytes()],
+                |row| row.get(0),
+            )?
             .flatten();
         let mut next = match before_ns {
             // The entry at the cursor, then its predecessor.
@@ -293,34 +296,34 @@ impl Reader<'_> {
         account: AccountId,
         timestamp_ns: i64,
     ) -> Result<Option<(CustomerEntry, Option<i64>)>, StoreError> {
-        let mut statement = self.sqlite()?.prepare_cached(
-            "SELECT transfer_id, amount, balance_after, code, reference, prev_ns \
-             FROM customer_entries WHERE timestamp_ns = ?1 AND account_id = ?2",
-        )?;
-        let mut rows = statement.query(params![timestamp_ns, account.to_be_bytes()])?;
-        let Some(row) = rows.next()? else {
-            return Ok(None);
-        };
         let blob = |value: Vec<u8>, what: &str| -> Result<u128, StoreError> {
             <[u8; 16]>::try_from(value.as_slice())
                 .map(u128::from_be_bytes)
                 .map_err(|_| StoreError::Corrupt(format!("statement {what} is not 16 bytes")))
         };
-        let entry = CustomerEntry {
-            account,
-            timestamp_ns: u64::try_from(timestamp_ns)
-                .map_err(|_| StoreError::Corrupt("statement time".to_owned()))?,
-            transfer: TransferId(blob(row.get(0)?, "transfer")?),
-            amount_minor: row.get(1)?,
-            balance_after_minor: row.get(2)?,
-            code: row.get(3)?,
-            reference: row
-                .get::<_, Option<Vec<u8>>>(4)?
-                .map(|value| blob(value, "reference"))
-                .transpose()?
-                .unwrap_or(0),
+        let read = |row: &Row<'_>| -> Result<(CustomerEntry, Option<i64>), StoreError> {
+            let entry = CustomerEntry {
+                account,
+                timestamp_ns: u64::try_from(timestamp_ns)
+                    .map_err(|_| StoreError::Corrupt("statement time".to_owned()))?,
+                transfer: TransferId(blob(row.get(0)?, "transfer")?),
+                amount_minor: row.get(1)?,
+                balance_after_minor: row.get(2)?,
+                code: row.get(3)?,
+                reference: row
+                    .get::<_, Option<Vec<u8>>>(4)?
+                    .map(|value| blob(value, "reference"))
+                    .transpose()?
+                    .unwrap_or(0),
+            };
+            Ok((entry, row.get(5)?))
         };
-        Ok(Some((entry, row.get(5)?)))
+        self.db().row(
+            "SELECT transfer_id, amount, balance_after, code, reference, prev_ns \
+             FROM customer_entries WHERE timestamp_ns = ?1 AND account_id = ?2",
+            args![timestamp_ns, account.to_be_bytes()],
+            read,
+        )
     }
 }
 

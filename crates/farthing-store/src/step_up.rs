@@ -3,9 +3,9 @@
 //! (a code works once), the hashes of its recovery codes, and recent failed attempts.
 
 use farthing_core::MerchantId;
-use rusqlite::{params, OptionalExtension};
 
 use crate::codec::sql_amount;
+use crate::sql::{args, Db};
 use crate::{Reader, StoreError, Tx};
 
 /// Migration 20.
@@ -50,16 +50,12 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
-fn load(
-    connection: &rusqlite::Connection,
-    merchant: MerchantId,
-) -> Result<Option<Authenticator>, StoreError> {
-    let row = connection
-        .prepare_cached(
-            "SELECT unseal(secret), active, last_step, recovery, failures, failures_since_ns \
-             FROM step_up_totp WHERE merchant_id = ?1",
-        )?
-        .query_row([merchant.to_be_bytes()], |row| {
+fn load(db: Db<'_>, merchant: MerchantId) -> Result<Option<Authenticator>, StoreError> {
+    let row = db.row(
+        "SELECT unseal(secret), active, last_step, recovery, failures, failures_since_ns \
+         FROM step_up_totp WHERE merchant_id = ?1",
+        args![merchant.to_be_bytes()],
+        |row| {
             Ok((
                 row.get::<_, Vec<u8>>(0)?,
                 row.get::<_, i64>(1)?,
@@ -68,8 +64,8 @@ fn load(
                 row.get::<_, i64>(4)?,
                 row.get::<_, i64>(5)?,
             ))
-        })
-        .optional()?;
+        },
+    )?;
     let Some((secret, active, last_step, recovery, failures, since)) = row else {
         return Ok(None);
     };
@@ -90,7 +86,7 @@ impl Tx<'_, '_> {
         &mut self,
         merchant: MerchantId,
     ) -> Result<Option<Authenticator>, StoreError> {
-        load(self.sql()?, merchant)
+        load(self.db(), merchant)
     }
 
     /// Stores (or replaces) the merchant's authenticator.
@@ -102,15 +98,11 @@ impl Tx<'_, '_> {
         let now = sql_amount(self.now_ns())?;
         let recovery = serde_json::to_string(&authenticator.recovery)
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
-        self.sql()?
-            .prepare_cached(
-                "INSERT INTO step_up_totp (merchant_id, secret, active, last_step, recovery, \
+        self.db().execute("INSERT INTO step_up_totp (merchant_id, secret, active, last_step, recovery, \
                  failures, failures_since_ns, created_at_ns) \
                  VALUES (?1, seal(?2), ?3, ?4, ?5, ?6, ?7, ?8) \
                  ON CONFLICT (merchant_id) DO UPDATE SET secret = excluded.secret, active = ?3, last_step = ?4, \
-                 recovery = ?5, failures = ?6, failures_since_ns = ?7",
-            )?
-            .execute(params![
+                 recovery = ?5, failures = ?6, failures_since_ns = ?7", args![
                 merchant.to_be_bytes(),
                 authenticator.secret,
                 i64::from(authenticator.active),
@@ -127,9 +119,10 @@ impl Tx<'_, '_> {
 
     /// Removes the merchant's authenticator (step-up is then off).
     pub fn delete_authenticator(&mut self, merchant: MerchantId) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached("DELETE FROM step_up_totp WHERE merchant_id = ?1")?
-            .execute([merchant.to_be_bytes()])?;
+        self.db().execute(
+            "DELETE FROM step_up_totp WHERE merchant_id = ?1",
+            args![merchant.to_be_bytes()],
+        )?;
         Ok(())
     }
 }
@@ -137,6 +130,6 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// The merchant's authenticator.
     pub fn authenticator(&self, merchant: MerchantId) -> Result<Option<Authenticator>, StoreError> {
-        load(self.sqlite()?, merchant)
+        load(self.db(), merchant)
     }
 }

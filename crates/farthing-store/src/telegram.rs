@@ -5,9 +5,9 @@
 //! returned by the API nor logged. [`TelegramBot`]'s `Debug` leaves it out.
 
 use farthing_core::MerchantId;
-use rusqlite::{params, Connection, Row};
 
 use crate::codec::sql_amount;
+use crate::sql::{args, Db, Row};
 use crate::{Reader, StoreError, Tx};
 
 /// The Telegram bots table (migration 4).
@@ -112,47 +112,42 @@ fn from_row(row: &Row<'_>) -> Result<TelegramBot, StoreError> {
     })
 }
 
-fn by_merchant(
-    connection: &Connection,
-    merchant: MerchantId,
-) -> Result<Option<TelegramBot>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {SELECT_COLUMNS} FROM telegram_bots WHERE merchant_id = ?1"
-    ))?;
-    let mut rows = statement.query(params![merchant.to_be_bytes()])?;
-    rows.next()?.map(from_row).transpose()
+fn by_merchant(db: Db<'_>, merchant: MerchantId) -> Result<Option<TelegramBot>, StoreError> {
+    db.row(
+        &format!("SELECT {SELECT_COLUMNS} FROM telegram_bots WHERE merchant_id = ?1"),
+        args![merchant.to_be_bytes()],
+        from_row,
+    )
 }
 
-fn by_bot(connection: &Connection, bot_id: u64) -> Result<Vec<TelegramBot>, StoreError> {
+fn by_bot(db: Db<'_>, bot_id: u64) -> Result<Vec<TelegramBot>, StoreError> {
     // Telegram's ids fit in i64 and only checked bots are stored: a larger id (from a URL or a
     // body) names no bot, it is not a corrupt row.
     if i64::try_from(bot_id).is_err() {
         return Ok(Vec::new());
     }
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {SELECT_COLUMNS} FROM telegram_bots WHERE bot_id = ?1 ORDER BY created_at_ns"
-    ))?;
-    let mut rows = statement.query(params![sql_amount(bot_id)?])?;
-    let mut bots = Vec::new();
-    while let Some(row) = rows.next()? {
-        bots.push(from_row(row)?);
-    }
-    Ok(bots)
+    db.rows(
+        &format!(
+            "SELECT {SELECT_COLUMNS} FROM telegram_bots WHERE bot_id = ?1 ORDER BY created_at_ns"
+        ),
+        args![sql_amount(bot_id)?],
+        from_row,
+    )
 }
 
 impl Tx<'_, '_> {
     /// Stores the merchant's bot, replacing the one it had (keeping its `created_at_ns`).
     pub fn upsert_telegram_bot(&mut self, bot: &TelegramBot) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO telegram_bots ({COLUMNS}) \
                  VALUES (?1, ?2, ?3, seal(?4), ?5, ?6, seal(?7), ?8, ?9) \
                  ON CONFLICT (merchant_id) DO UPDATE SET bot_id = excluded.bot_id, \
                  username = excluded.username, token = excluded.token, \
                  api_url = excluded.api_url, mode = excluded.mode, \
                  webhook_secret = excluded.webhook_secret, updated_at_ns = excluded.updated_at_ns"
-            ))?
-            .execute(params![
+            ),
+            args![
                 bot.merchant.to_be_bytes(),
                 sql_amount(bot.bot_id)?,
                 bot.username,
@@ -162,7 +157,8 @@ impl Tx<'_, '_> {
                 bot.webhook_secret,
                 sql_amount(bot.created_at_ns)?,
                 sql_amount(bot.updated_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
@@ -171,19 +167,19 @@ impl Tx<'_, '_> {
         &mut self,
         merchant: MerchantId,
     ) -> Result<Option<TelegramBot>, StoreError> {
-        by_merchant(self.sql()?, merchant)
+        by_merchant(self.db(), merchant)
     }
 }
 
 impl Reader<'_> {
     /// The merchant's bot.
     pub fn telegram_bot(&self, merchant: MerchantId) -> Result<Option<TelegramBot>, StoreError> {
-        by_merchant(self.sqlite()?, merchant)
+        by_merchant(self.db(), merchant)
     }
 
     /// Every merchant's connection of the bot `bot_id` (usually one), oldest first.
     pub fn telegram_bots_by_id(&self, bot_id: u64) -> Result<Vec<TelegramBot>, StoreError> {
-        by_bot(self.sqlite()?, bot_id)
+        by_bot(self.db(), bot_id)
     }
 }
 
@@ -196,14 +192,14 @@ impl Tx<'_, '_> {
         next_offset: i64,
     ) -> Result<(), StoreError> {
         let now = self.now_ns();
-        self.sql()?
-            .prepare_cached(
-                "INSERT INTO telegram_poll_offsets (bot_id, next_offset, updated_at_ns) \
+        self.db().execute(
+            "INSERT INTO telegram_poll_offsets (bot_id, next_offset, updated_at_ns) \
                  VALUES (?1, ?2, ?3) ON CONFLICT (bot_id) DO UPDATE SET \
-                 next_offset = max(next_offset, excluded.next_offset), \
+                 next_offset = CASE WHEN excluded.next_offset > telegram_poll_offsets.next_offset \
+                 THEN excluded.next_offset ELSE telegram_poll_offsets.next_offset END, \
                  updated_at_ns = excluded.updated_at_ns",
-            )?
-            .execute(params![sql_amount(bot_id)?, next_offset, sql_amount(now)?])?;
+            args![sql_amount(bot_id)?, next_offset, sql_amount(now)?],
+        )?;
         Ok(())
     }
 }
@@ -212,27 +208,22 @@ impl Reader<'_> {
     /// Every bot connected with `mode = 'polling'` in this store (a handful of rows: the table
     /// holds one bot per merchant).
     pub fn telegram_polling_bots(&self) -> Result<Vec<TelegramBot>, StoreError> {
-        let mut statement = self.sqlite()?.prepare_cached(&format!(
-            "SELECT {SELECT_COLUMNS} FROM telegram_bots WHERE mode = 'polling' ORDER BY bot_id"
-        ))?;
-        let mut rows = statement.query([])?;
-        let mut bots = Vec::new();
-        while let Some(row) = rows.next()? {
-            bots.push(from_row(row)?);
-        }
-        Ok(bots)
+        self.db().rows(
+            &format!(
+                "SELECT {SELECT_COLUMNS} FROM telegram_bots WHERE mode = 'polling' ORDER BY bot_id"
+            ),
+            args![],
+            from_row,
+        )
     }
 
     /// The `getUpdates` offset to poll bot `bot_id` from (`None`: never polled here).
     pub fn telegram_poll_offset(&self, bot_id: u64) -> Result<Option<i64>, StoreError> {
-        let mut statement = self
-            .sqlite()?
-            .prepare_cached("SELECT next_offset FROM telegram_poll_offsets WHERE bot_id = ?1")?;
-        let mut rows = statement.query(params![sql_amount(bot_id)?])?;
-        Ok(match rows.next()? {
-            Some(row) => Some(row.get(0)?),
-            None => None,
-        })
+        self.db().row(
+            "SELECT next_offset FROM telegram_poll_offsets WHERE bot_id = ?1",
+            args![sql_amount(bot_id)?],
+            |row| row.get(0),
+        )
     }
 }
 
@@ -359,62 +350,62 @@ fn outflow_from_row(row: &Row<'_>) -> Result<StarOutflow, StoreError> {
 }
 
 fn watermark(
-    connection: &Connection,
+    db: Db<'_>,
     merchant: MerchantId,
     bot_id: u64,
 ) -> Result<Option<StarWatermark>, StoreError> {
-    let mut statement = connection.prepare_cached(
+    db.row(
         "SELECT watermark_date_s, resume_offset, reconciled_at_ns, last_error \
          FROM telegram_star_watermarks WHERE merchant_id = ?1 AND bot_id = ?2",
-    )?;
-    let mut rows = statement.query(params![merchant.to_be_bytes(), sql_amount(bot_id)?])?;
-    let Some(row) = rows.next()? else {
-        return Ok(None);
-    };
-    Ok(Some(StarWatermark {
-        merchant,
-        bot_id,
-        watermark_date_s: row.get(0)?,
-        resume_offset: unsigned(row.get(1)?, "resume offset")?,
-        reconciled_at_ns: unsigned(row.get(2)?, "time")?,
-        last_error: row.get(3)?,
-    }))
+        args![merchant.to_be_bytes(), sql_amount(bot_id)?],
+        |row| {
+            Ok(StarWatermark {
+                merchant,
+                bot_id,
+                watermark_date_s: row.get(0)?,
+                resume_offset: unsigned(row.get(1)?, "resume offset")?,
+                reconciled_at_ns: unsigned(row.get(2)?, "time")?,
+                last_error: row.get(3)?,
+            })
+        },
+    )
 }
 
 fn outflow(
-    connection: &Connection,
+    db: Db<'_>,
     bot_id: u64,
     kind: &str,
     transaction_id: &str,
 ) -> Result<Option<StarOutflow>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {OUTFLOW_COLUMNS} FROM telegram_star_outflows \
+    db.row(
+        &format!(
+            "SELECT {OUTFLOW_COLUMNS} FROM telegram_star_outflows \
          WHERE bot_id = ?1 AND kind = ?2 AND transaction_id = ?3"
-    ))?;
-    let mut rows = statement.query(params![sql_amount(bot_id)?, kind, transaction_id])?;
-    rows.next()?.map(outflow_from_row).transpose()
+        ),
+        args![sql_amount(bot_id)?, kind, transaction_id],
+        outflow_from_row,
+    )
 }
 
 impl Tx<'_, '_> {
     /// Stores how far the reconciliation of a bot has read.
     pub fn set_star_watermark(&mut self, mark: &StarWatermark) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached(
-                "INSERT INTO telegram_star_watermarks (merchant_id, bot_id, watermark_date_s, \
+        self.db().execute(
+            "INSERT INTO telegram_star_watermarks (merchant_id, bot_id, watermark_date_s, \
                  resume_offset, reconciled_at_ns, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                  ON CONFLICT (merchant_id, bot_id) DO UPDATE SET \
                  watermark_date_s = excluded.watermark_date_s, \
                  resume_offset = excluded.resume_offset, \
                  reconciled_at_ns = excluded.reconciled_at_ns, last_error = excluded.last_error",
-            )?
-            .execute(params![
+            args![
                 mark.merchant.to_be_bytes(),
                 sql_amount(mark.bot_id)?,
                 mark.watermark_date_s,
                 sql_amount(mark.resume_offset)?,
                 sql_amount(mark.reconciled_at_ns)?,
                 mark.last_error,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
@@ -425,14 +416,14 @@ impl Tx<'_, '_> {
         kind: &str,
         transaction_id: &str,
     ) -> Result<Option<StarOutflow>, StoreError> {
-        outflow(self.sql()?, bot_id, kind, transaction_id)
+        outflow(self.db(), bot_id, kind, transaction_id)
     }
 
     /// Records an outflow, or replaces the one with the same key (a withdrawal whose state
     /// changed), keeping its `recorded_at_ns`.
     pub fn upsert_star_outflow(&mut self, row: &StarOutflow) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO telegram_star_outflows ({OUTFLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, \
                  ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
                  ON CONFLICT (bot_id, kind, transaction_id) DO UPDATE SET \
@@ -441,8 +432,8 @@ impl Tx<'_, '_> {
                  user_id = excluded.user_id, booked_minor = excluded.booked_minor, \
                  shortfall_minor = excluded.shortfall_minor, \
                  updated_at_ns = excluded.updated_at_ns"
-            ))?
-            .execute(params![
+            ),
+            args![
                 sql_amount(row.bot_id)?,
                 row.kind,
                 row.transaction_id,
@@ -457,7 +448,8 @@ impl Tx<'_, '_> {
                 sql_amount(row.shortfall_minor)?,
                 sql_amount(row.recorded_at_ns)?,
                 sql_amount(row.updated_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 }
@@ -465,15 +457,11 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// Every connected bot in this store (a handful of rows: one bot per merchant).
     pub fn telegram_bots(&self) -> Result<Vec<TelegramBot>, StoreError> {
-        let mut statement = self.sqlite()?.prepare_cached(&format!(
-            "SELECT {SELECT_COLUMNS} FROM telegram_bots ORDER BY bot_id"
-        ))?;
-        let mut rows = statement.query([])?;
-        let mut bots = Vec::new();
-        while let Some(row) = rows.next()? {
-            bots.push(from_row(row)?);
-        }
-        Ok(bots)
+        self.db().rows(
+            &format!("SELECT {SELECT_COLUMNS} FROM telegram_bots ORDER BY bot_id"),
+            args![],
+            from_row,
+        )
     }
 
     /// How far the reconciliation of the merchant's bot `bot_id` has read.
@@ -482,21 +470,19 @@ impl Reader<'_> {
         merchant: MerchantId,
         bot_id: u64,
     ) -> Result<Option<StarWatermark>, StoreError> {
-        watermark(self.sqlite()?, merchant, bot_id)
+        watermark(self.db(), merchant, bot_id)
     }
 
     /// The outflows recorded for bot `bot_id`, oldest first by Telegram's date.
     pub fn star_outflows(&self, bot_id: u64) -> Result<Vec<StarOutflow>, StoreError> {
-        let mut statement = self.sqlite()?.prepare_cached(&format!(
-            "SELECT {OUTFLOW_COLUMNS} FROM telegram_star_outflows WHERE bot_id = ?1 \
+        self.db().rows(
+            &format!(
+                "SELECT {OUTFLOW_COLUMNS} FROM telegram_star_outflows WHERE bot_id = ?1 \
              ORDER BY date_s, transaction_id"
-        ))?;
-        let mut rows = statement.query(params![sql_amount(bot_id)?])?;
-        let mut found = Vec::new();
-        while let Some(row) = rows.next()? {
-            found.push(outflow_from_row(row)?);
-        }
-        Ok(found)
+            ),
+            args![sql_amount(bot_id)?],
+            outflow_from_row,
+        )
     }
 }
 

@@ -8,9 +8,9 @@
 //! transaction hash (unique here and as the rail payment id) keeps a replay from booking twice.
 
 use farthing_core::{CustomerId, InvoiceId, MerchantId};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::codec::sql_amount;
+use crate::sql::{args, Arg, Db, Row};
 use crate::{Reader, StoreError, Tx};
 
 /// Migration 22.
@@ -245,136 +245,126 @@ fn transaction_from_row(row: &Row<'_>) -> Result<TonTransaction, StoreError> {
 }
 
 fn wallet_where(
-    connection: &Connection,
+    db: Db<'_>,
     condition: &str,
-    value: rusqlite::types::Value,
+    value: &dyn Arg,
 ) -> Result<Option<TonWallet>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {WALLET_SELECT} FROM ton_wallets WHERE {condition} = ?1"
-    ))?;
-    let mut rows = statement.query(params![value])?;
-    rows.next()?.map(wallet_from_row).transpose()
+    db.row(
+        &format!("SELECT {WALLET_SELECT} FROM ton_wallets WHERE {condition} = ?1"),
+        args![value],
+        wallet_from_row,
+    )
 }
 
-fn all_wallets(connection: &Connection) -> Result<Vec<TonWallet>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {WALLET_SELECT} FROM ton_wallets ORDER BY merchant_id"
-    ))?;
-    let mut rows = statement.query([])?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(wallet_from_row(row)?);
-    }
-    Ok(found)
+fn all_wallets(db: Db<'_>) -> Result<Vec<TonWallet>, StoreError> {
+    db.rows(
+        &format!("SELECT {WALLET_SELECT} FROM ton_wallets ORDER BY merchant_id"),
+        args![],
+        wallet_from_row,
+    )
 }
 
 fn cursor(
-    connection: &Connection,
+    db: Db<'_>,
     merchant: MerchantId,
     account: &str,
 ) -> Result<Option<TonCursor>, StoreError> {
-    connection
-        .prepare_cached(
-            "SELECT lt, hash, tx_now_s, updated_at_ns FROM ton_cursors \
+    db.row(
+        "SELECT lt, hash, tx_now_s, updated_at_ns FROM ton_cursors \
              WHERE merchant_id = ?1 AND account = ?2",
-        )?
-        .query_row(params![merchant.to_be_bytes(), account], |row| {
+        args![merchant.to_be_bytes(), account],
+        |row| {
             Ok((
                 row.get::<_, i64>(0)?,
                 row.get(1)?,
                 row.get::<_, i64>(2)?,
                 row.get::<_, i64>(3)?,
             ))
+        },
+    )?
+    .map(|(lt, hash, now, updated)| {
+        Ok(TonCursor {
+            lt: number(lt, "lt")?,
+            hash,
+            tx_now_s: number(now, "tx_now_s")?,
+            updated_at_ns: number(updated, "updated_at_ns")?,
         })
-        .optional()?
-        .map(|(lt, hash, now, updated)| {
-            Ok(TonCursor {
-                lt: number(lt, "lt")?,
-                hash,
-                tx_now_s: number(now, "tx_now_s")?,
-                updated_at_ns: number(updated, "updated_at_ns")?,
-            })
-        })
-        .transpose()
+    })
+    .transpose()
 }
 
-fn reference(
-    connection: &Connection,
-    reference: &str,
-) -> Result<Option<(MerchantId, InvoiceId)>, StoreError> {
-    connection
-        .prepare_cached("SELECT merchant_id, invoice_id FROM ton_references WHERE reference = ?1")?
-        .query_row(params![reference], |row| {
-            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?))
-        })
-        .optional()?
-        .map(|(merchant, invoice)| {
-            Ok((
-                MerchantId(id16(merchant, "ton_references.merchant_id")?),
-                InvoiceId(id16(invoice, "ton_references.invoice_id")?),
-            ))
-        })
-        .transpose()
+fn reference(db: Db<'_>, reference: &str) -> Result<Option<(MerchantId, InvoiceId)>, StoreError> {
+    db.row(
+        "SELECT merchant_id, invoice_id FROM ton_references WHERE reference = ?1",
+        args![reference],
+        |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?)),
+    )?
+    .map(|(merchant, invoice)| {
+        Ok((
+            MerchantId(id16(merchant, "ton_references.merchant_id")?),
+            InvoiceId(id16(invoice, "ton_references.invoice_id")?),
+        ))
+    })
+    .transpose()
 }
 
-fn reference_of(connection: &Connection, invoice: InvoiceId) -> Result<Option<String>, StoreError> {
-    Ok(connection
-        .prepare_cached("SELECT reference FROM ton_references WHERE invoice_id = ?1")?
-        .query_row(params![invoice.to_be_bytes()], |row| row.get(0))
-        .optional()?)
+fn reference_of(db: Db<'_>, invoice: InvoiceId) -> Result<Option<String>, StoreError> {
+    db.row(
+        "SELECT reference FROM ton_references WHERE invoice_id = ?1",
+        args![invoice.to_be_bytes()],
+        |row| row.get(0),
+    )
 }
 
-fn transaction(connection: &Connection, hash: &str) -> Result<Option<TonTransaction>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {TX_COLUMNS} FROM ton_transactions WHERE hash = ?1"
-    ))?;
-    let mut rows = statement.query(params![hash])?;
-    rows.next()?.map(transaction_from_row).transpose()
+fn transaction(db: Db<'_>, hash: &str) -> Result<Option<TonTransaction>, StoreError> {
+    db.row(
+        &format!("SELECT {TX_COLUMNS} FROM ton_transactions WHERE hash = ?1"),
+        args![hash],
+        transaction_from_row,
+    )
 }
 
 fn transactions(
-    connection: &Connection,
+    db: Db<'_>,
     merchant: MerchantId,
     outcome: Option<&str>,
     before: Option<(u64, &str)>,
     limit: u32,
 ) -> Result<Vec<TonTransaction>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {TX_COLUMNS} FROM ton_transactions WHERE merchant_id = ?1 \
-         AND (?2 IS NULL OR outcome = ?2) \
-         AND (?3 IS NULL OR lt < ?3 OR (lt = ?3 AND hash > ?4)) \
-         ORDER BY lt DESC, hash LIMIT ?5"
-    ))?;
     let before_lt = before.map(|(lt, _)| sql_amount(lt)).transpose()?;
     let before_hash = before.map(|(_, hash)| hash);
-    let mut rows = statement.query(params![
-        merchant.to_be_bytes(),
-        outcome,
-        before_lt,
-        before_hash,
-        limit
-    ])?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(transaction_from_row(row)?);
-    }
-    Ok(found)
+    db.rows(
+        &format!(
+            "SELECT {TX_COLUMNS} FROM ton_transactions WHERE merchant_id = ?1 \
+             AND (CAST(?2 AS TEXT) IS NULL OR outcome = ?2) \
+             AND (CAST(?3 AS BIGINT) IS NULL OR lt < ?3 OR (lt = ?3 AND hash > ?4)) \
+             ORDER BY lt DESC, hash LIMIT ?5"
+        ),
+        args![
+            merchant.to_be_bytes(),
+            outcome,
+            before_lt,
+            before_hash,
+            limit
+        ],
+        transaction_from_row,
+    )
 }
 
 impl Tx<'_, '_> {
     /// Stores the merchant's wallet (replacing an earlier one; the cursors of accounts it no
     /// longer watches stay, harmless, should it come back).
     pub fn upsert_ton_wallet(&mut self, wallet: &TonWallet) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached(&format!(
+        self.db().execute(
+            &format!(
                 "INSERT INTO ton_wallets ({WALLET_COLUMNS}) \
                  VALUES (?1, ?2, ?3, ?4, seal(?5), ?6, ?7, ?8) \
                  ON CONFLICT (merchant_id) DO UPDATE SET address = excluded.address, \
                  network = excluded.network, api_url = excluded.api_url, \
                  api_key = excluded.api_key, jettons = excluded.jettons, \
                  updated_at_ns = excluded.updated_at_ns"
-            ))?
-            .execute(params![
+            ),
+            args![
                 wallet.merchant.to_be_bytes(),
                 wallet.address,
                 wallet.network,
@@ -383,17 +373,14 @@ impl Tx<'_, '_> {
                 wallet.jettons,
                 sql_amount(wallet.created_at_ns)?,
                 sql_amount(wallet.updated_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
     /// The merchant's wallet, as of this point of the batch.
     pub fn ton_wallet(&mut self, merchant: MerchantId) -> Result<Option<TonWallet>, StoreError> {
-        wallet_where(
-            self.sql()?,
-            "merchant_id",
-            merchant.to_be_bytes().to_vec().into(),
-        )
+        wallet_where(self.db(), "merchant_id", &merchant.to_be_bytes())
     }
 
     /// The wallet with this raw address, whoever's it is.
@@ -401,7 +388,7 @@ impl Tx<'_, '_> {
         &mut self,
         address: &str,
     ) -> Result<Option<TonWallet>, StoreError> {
-        wallet_where(self.sql()?, "address", address.to_owned().into())
+        wallet_where(self.db(), "address", &address)
     }
 
     /// Where the watcher stands on `account`.
@@ -410,7 +397,7 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         account: &str,
     ) -> Result<Option<TonCursor>, StoreError> {
-        cursor(self.sql()?, merchant, account)
+        cursor(self.db(), merchant, account)
     }
 
     /// Moves the watcher's cursor on `account` forward (never back: an older cursor is kept).
@@ -420,22 +407,21 @@ impl Tx<'_, '_> {
         account: &str,
         to: &TonCursor,
     ) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached(
-                "INSERT INTO ton_cursors (merchant_id, account, lt, hash, tx_now_s, updated_at_ns) \
+        self.db().execute(
+            "INSERT INTO ton_cursors (merchant_id, account, lt, hash, tx_now_s, updated_at_ns) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                  ON CONFLICT (merchant_id, account) DO UPDATE SET lt = excluded.lt, \
                  hash = excluded.hash, tx_now_s = excluded.tx_now_s, \
                  updated_at_ns = excluded.updated_at_ns WHERE excluded.lt > ton_cursors.lt",
-            )?
-            .execute(params![
+            args![
                 merchant.to_be_bytes(),
                 account,
                 sql_amount(to.lt)?,
                 to.hash,
                 sql_amount(to.tx_now_s)?,
                 sql_amount(to.updated_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
@@ -447,17 +433,16 @@ impl Tx<'_, '_> {
         invoice: InvoiceId,
     ) -> Result<(), StoreError> {
         let now = sql_amount(self.now_ns())?;
-        self.sql()?
-            .prepare_cached(
-                "INSERT INTO ton_references (reference, merchant_id, invoice_id, created_at_ns) \
+        self.db().execute(
+            "INSERT INTO ton_references (reference, merchant_id, invoice_id, created_at_ns) \
                  VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
+            args![
                 reference,
                 merchant.to_be_bytes(),
                 invoice.to_be_bytes(),
                 now
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
@@ -466,22 +451,20 @@ impl Tx<'_, '_> {
         &mut self,
         text: &str,
     ) -> Result<Option<(MerchantId, InvoiceId)>, StoreError> {
-        reference(self.sql()?, text)
+        reference(self.db(), text)
     }
 
     /// The reference of an invoice, if it has one.
     pub fn ton_reference_of(&mut self, invoice: InvoiceId) -> Result<Option<String>, StoreError> {
-        reference_of(self.sql()?, invoice)
+        reference_of(self.db(), invoice)
     }
 
     /// Records a refund to wait for.
     pub fn insert_ton_refund(&mut self, refund: &TonRefund) -> Result<(), StoreError> {
-        self.sql()?
-            .prepare_cached(
-                "INSERT INTO ton_refunds (merchant_id, comment, refund_id, currency, \
+        self.db().execute(
+            "INSERT INTO ton_refunds (merchant_id, comment, refund_id, currency, \
                  amount_minor, destination, created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
+            args![
                 refund.merchant.to_be_bytes(),
                 refund.comment,
                 refund.refund.to_be_bytes(),
@@ -489,7 +472,8 @@ impl Tx<'_, '_> {
                 sql_amount(refund.amount_minor)?,
                 refund.destination,
                 sql_amount(refund.created_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
@@ -499,13 +483,11 @@ impl Tx<'_, '_> {
         merchant: MerchantId,
         comment: &str,
     ) -> Result<Option<TonRefund>, StoreError> {
-        let mut statement = self.sql()?.prepare_cached(
+        self.db().row(
             "SELECT merchant_id, comment, refund_id, currency, amount_minor, destination, \
              created_at_ns FROM ton_refunds WHERE merchant_id = ?1 AND comment = ?2",
-        )?;
-        let mut rows = statement.query(params![merchant.to_be_bytes(), comment])?;
-        rows.next()?
-            .map(|row| {
+            args![merchant.to_be_bytes(), comment],
+            |row| {
                 Ok(TonRefund {
                     merchant: MerchantId(id16(row.get(0)?, "ton_refunds.merchant_id")?),
                     comment: row.get(1)?,
@@ -515,22 +497,21 @@ impl Tx<'_, '_> {
                     destination: row.get(5)?,
                     created_at_ns: number(row.get(6)?, "ton_refunds time")?,
                 })
-            })
-            .transpose()
+            },
+        )
     }
 
     /// Records a transaction the watcher read; `false` (and nothing written) when its hash was
     /// recorded before.
     pub fn insert_ton_transaction(&mut self, tx: &TonTransaction) -> Result<bool, StoreError> {
         let amount = tx.amount_minor.map(sql_amount).transpose()?;
-        let changed = self
-            .sql()?
-            .prepare_cached(&format!(
+        let changed = self.db().execute(
+            &format!(
                 "INSERT INTO ton_transactions ({TX_COLUMNS}) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
                  ON CONFLICT (hash) DO NOTHING"
-            ))?
-            .execute(params![
+            ),
+            args![
                 tx.hash,
                 tx.merchant.to_be_bytes(),
                 tx.account,
@@ -545,13 +526,14 @@ impl Tx<'_, '_> {
                 tx.customer.map(CustomerId::to_be_bytes),
                 sql_amount(tx.tx_now_s)?,
                 sql_amount(tx.created_at_ns)?,
-            ])?;
+            ],
+        )?;
         Ok(changed == 1)
     }
 
     /// A transaction the watcher read.
     pub fn ton_transaction(&mut self, hash: &str) -> Result<Option<TonTransaction>, StoreError> {
-        transaction(self.sql()?, hash)
+        transaction(self.db(), hash)
     }
 
     /// Marks an unmatched payment as assigned to `invoice` (or to a customer's balance, then
@@ -562,17 +544,15 @@ impl Tx<'_, '_> {
         invoice: Option<InvoiceId>,
         customer: CustomerId,
     ) -> Result<bool, StoreError> {
-        let changed = self
-            .sql()?
-            .prepare_cached(
-                "UPDATE ton_transactions SET outcome = 'assigned', invoice_id = ?2, \
+        let changed = self.db().execute(
+            "UPDATE ton_transactions SET outcome = 'assigned', invoice_id = ?2, \
                  customer_id = ?3 WHERE hash = ?1 AND outcome = 'unmatched'",
-            )?
-            .execute(params![
+            args![
                 hash,
                 invoice.map(InvoiceId::to_be_bytes),
                 customer.to_be_bytes()
-            ])?;
+            ],
+        )?;
         Ok(changed == 1)
     }
 }
@@ -580,16 +560,12 @@ impl Tx<'_, '_> {
 impl Reader<'_> {
     /// The merchant's wallet.
     pub fn ton_wallet(&self, merchant: MerchantId) -> Result<Option<TonWallet>, StoreError> {
-        wallet_where(
-            self.sqlite()?,
-            "merchant_id",
-            merchant.to_be_bytes().to_vec().into(),
-        )
+        wallet_where(self.db(), "merchant_id", &merchant.to_be_bytes())
     }
 
     /// Every configured wallet (the watcher's list).
     pub fn ton_wallets(&self) -> Result<Vec<TonWallet>, StoreError> {
-        all_wallets(self.sqlite()?)
+        all_wallets(self.db())
     }
 
     /// Where the watcher stands on `account`.
@@ -598,17 +574,17 @@ impl Reader<'_> {
         merchant: MerchantId,
         account: &str,
     ) -> Result<Option<TonCursor>, StoreError> {
-        cursor(self.sqlite()?, merchant, account)
+        cursor(self.db(), merchant, account)
     }
 
     /// The reference of an invoice, if it has one.
     pub fn ton_reference_of(&self, invoice: InvoiceId) -> Result<Option<String>, StoreError> {
-        reference_of(self.sqlite()?, invoice)
+        reference_of(self.db(), invoice)
     }
 
     /// A transaction the watcher read.
     pub fn ton_transaction(&self, hash: &str) -> Result<Option<TonTransaction>, StoreError> {
-        transaction(self.sqlite()?, hash)
+        transaction(self.db(), hash)
     }
 
     /// The merchant's transactions, newest (highest logical time) first, optionally of one
@@ -620,6 +596,6 @@ impl Reader<'_> {
         before: Option<(u64, &str)>,
         limit: u32,
     ) -> Result<Vec<TonTransaction>, StoreError> {
-        transactions(self.sqlite()?, merchant, outcome, before, limit)
+        transactions(self.db(), merchant, outcome, before, limit)
     }
 }

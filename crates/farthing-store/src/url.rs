@@ -18,6 +18,11 @@ pub enum DatabaseUrl {
 pub struct PostgresUrl(String);
 
 impl PostgresUrl {
+    /// A URL known to be PostgreSQL's (one a ledger was opened with).
+    pub(crate) fn new(url: String) -> PostgresUrl {
+        PostgresUrl(url)
+    }
+
     /// The URL itself, password included: only for connecting.
     pub fn expose(&self) -> &str {
         &self.0

@@ -3,11 +3,18 @@
 //! says which key it needs; a rotation re-seals everything (secrets stored in clear included)
 //! and leaves no clear copy behind; without a key a live store refuses to store a secret.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use farthing_core::MerchantId;
-use farthing_store::{Secrets, SecretsKey, Store, StoreError, StoreOptions, TelegramBot};
+use farthing_core::{EventId, MerchantId, WebhookEndpointId};
+use farthing_store::pg::PgLedger;
+use farthing_store::{
+    EventRecord, Ledger, Secrets, SecretsKey, Store, StoreError, StoreOptions, TelegramBot,
+    WebhookEndpoint,
+};
+use support::postgres::Postgres;
 
 const TOKEN: &str = "4242:AAH-sealed-token-Zq9";
 const HOOK: &str = "hook-secret-Wm2";
@@ -150,4 +157,139 @@ fn secrets_are_sealed_read_back_and_rotated_without_a_clear_copy() {
         .expect("the bot");
     assert_eq!(read.token, TOKEN);
     store.shutdown();
+}
+
+/// The values of `column` in `table` as stored, read past farthing.
+fn stored_text(url: &str, table: &str, column: &str) -> Vec<String> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    client
+        .query(&format!("SELECT {column} FROM {table}"), &[])
+        .expect("select")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+fn pg_open(url: &str, secrets: Secrets) -> Ledger {
+    Ledger::Postgres(
+        PgLedger::open(
+            url,
+            StoreOptions {
+                secrets,
+                ..StoreOptions::default()
+            },
+        )
+        .expect("the ledger opens"),
+    )
+}
+
+/// The same on PostgreSQL, which has no `seal`/`unseal` functions: the store seals what a
+/// statement binds to `seal(?N)` and unseals what it selects with `unseal(…)` itself. A bot's
+/// token and webhook secret and a webhook endpoint's signing secret are read back as written
+/// (through a job and a reader, a delivery joining the endpoint), stored only sealed; another
+/// key cannot read them and says which it needs; without a key a live store refuses them.
+#[test]
+fn secrets_are_sealed_on_postgres_too() {
+    let server = Postgres::start();
+    let url = server.schema();
+    let key = SecretsKey::generate().expect("key");
+    let ledger = pg_open(&url, secrets(Some(&key), true));
+    let endpoint = WebhookEndpoint {
+        id: WebhookEndpointId(5),
+        merchant: MerchantId(7),
+        url: "https://shop.example/hooks".to_owned(),
+        secret: "whsec_sealed_Qx3".to_owned(),
+        events: vec!["*".to_owned()],
+        status: "enabled".to_owned(),
+        disabled_reason: None,
+        created_at_ns: 1,
+    };
+    let written = endpoint.clone();
+    ledger
+        .execute(move |tx| {
+            tx.upsert_telegram_bot(&bot())?;
+            tx.insert_endpoint(&written)?;
+            tx.insert_event(&EventRecord {
+                id: EventId(9),
+                merchant: MerchantId(7),
+                event_type: "charge.succeeded".to_owned(),
+                data: "{}".to_owned(),
+                created_at_ns: 2,
+            })
+        })
+        .expect("queued")
+        .wait()
+        .expect("committed")
+        .expect("stored sealed");
+
+    let (read, due) = ledger
+        .read(|reader| {
+            Ok((
+                reader.telegram_bot(MerchantId(7))?,
+                reader.due_deliveries(u64::MAX >> 1, 10)?,
+            ))
+        })
+        .expect("read");
+    let read = read.expect("the bot");
+    assert_eq!(
+        (read.token.as_str(), read.webhook_secret.as_deref()),
+        (TOKEN, Some(HOOK))
+    );
+    assert_eq!(due.len(), 1, "the event is due for the endpoint");
+    assert_eq!(due[0].2, endpoint, "the endpoint reads back as written");
+    assert_eq!(due[0].1.event_type, "charge.succeeded");
+    // A job reads them unsealed too.
+    let in_job = ledger
+        .execute(|tx| tx.endpoint(WebhookEndpointId(5)))
+        .expect("queued")
+        .wait()
+        .expect("committed")
+        .expect("read in a job");
+    assert_eq!(in_job.map(|e| e.secret), Some(endpoint.secret.clone()));
+
+    for (table, column) in [
+        ("telegram_bots", "token"),
+        ("telegram_bots", "webhook_secret"),
+        ("webhook_endpoints", "secret"),
+    ] {
+        for value in stored_text(&url, table, column) {
+            assert!(
+                value.starts_with("fse1:"),
+                "{table}.{column} is stored sealed: {value}"
+            );
+            for secret in [TOKEN, HOOK, endpoint.secret.as_str()] {
+                assert!(
+                    !value.contains(secret),
+                    "{table}.{column} holds a secret in clear"
+                );
+            }
+        }
+    }
+    ledger.shutdown();
+
+    // Another key cannot read them, and says which key it needs.
+    let other = SecretsKey::generate().expect("key");
+    let wrong = pg_open(&url, secrets(Some(&other), true));
+    match wrong.read(|reader| reader.telegram_bot(MerchantId(7))) {
+        Err(StoreError::Secrets(message)) => {
+            assert!(message.contains(&key.id_hex()), "{message}");
+        }
+        other => panic!("expected a secrets error, got {other:?}"),
+    }
+    wrong.shutdown();
+
+    // Without a key, a live store refuses to store a secret and says what to do.
+    let keyless = pg_open(&url, secrets(None, true));
+    let refused = keyless
+        .execute(|tx| tx.upsert_telegram_bot(&bot()))
+        .expect("queued")
+        .wait()
+        .expect("the batch committed");
+    match refused {
+        Err(StoreError::SecretsKeyMissing(message)) => {
+            assert!(message.contains("FARTHING_SECRETS_KEY"), "{message}");
+        }
+        other => panic!("expected SecretsKeyMissing, got {other:?}"),
+    }
+    keyless.shutdown();
 }

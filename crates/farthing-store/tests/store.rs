@@ -284,7 +284,7 @@ struct SpendLog {
 fn concurrent_spends_of_one_balance_never_overdraw_it() {
     let h = Harness::new();
     let store = h.open();
-    let path = store.path().to_path_buf();
+    let path = store.path().expect("an SQLite store").to_path_buf();
     spend_concurrently(&h, &[Ledger::Sqlite(store)], Some(&path));
 }
 
@@ -3193,4 +3193,27 @@ fn jobs_write_business_rows_with_the_ledger_on_two_postgres_instances() {
         .expect("read");
     assert_eq!(lost, None);
     assert!(kept.is_some());
+}
+
+/// One `farthing serve` per PostgreSQL schema for now: a second claim on the same schema is
+/// refused and says why, another schema of the same database is free, and the claim is free
+/// again once its holder lets go (or its session ends).
+#[test]
+fn postgres_serve_lock_admits_one_instance_per_schema() {
+    let server = Postgres::start();
+    let (shop, other) = (server.schema(), server.schema());
+    let held = farthing_store::pg::ServeLock::take(&shop).expect("the first claim");
+    match farthing_store::pg::ServeLock::take(&shop) {
+        Err(StoreError::Refused(message)) => {
+            assert!(message.contains("another `farthing serve`"), "{message}");
+        }
+        other => panic!(
+            "a second claim on the schema must be refused: {:?}",
+            other.err()
+        ),
+    }
+    let beside = farthing_store::pg::ServeLock::take(&other).expect("another schema is free");
+    drop(held);
+    let again = farthing_store::pg::ServeLock::take(&shop).expect("free once let go");
+    drop((again, beside));
 }

@@ -182,7 +182,13 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if args.serve.database.is_none() && std::env::var("FARTHING_DATABASE").is_err() {
         config.database = "data/demo.db".to_owned();
     }
-    let (database, _) = farthing_server::database_paths(&config.database)?;
+    let database = match farthing_store::DatabaseUrl::parse(&config.database)? {
+        farthing_store::DatabaseUrl::Sqlite(path) => path,
+        farthing_store::DatabaseUrl::Postgres(url) => anyhow::bail!(
+            "{url}: the demo runs on an SQLite file (it keeps its key file beside it); \
+             `farthing serve --database {url}` serves from PostgreSQL"
+        ),
+    };
     if args.fresh {
         let test = farthing_server::config::test_database_path(&database);
         for base in [&database, &test] {

@@ -221,8 +221,8 @@ fn acknowledged_writes_survive_a_postgres_crash() {
     ledger.shutdown();
 }
 
-/// `farthing migrate` and `audit` take a postgres:// URL; a newer schema is refused; `serve`,
-/// `backup` and `rotate-secrets-key` say what to do instead; a password never shows.
+/// `farthing migrate` and `audit` take a postgres:// URL; a newer schema is refused; `backup`
+/// and `rotate-secrets-key` say what to do instead; a password never shows.
 #[test]
 fn commands_on_a_postgres_url() {
     let server = Postgres::start();
@@ -269,15 +269,12 @@ fn commands_on_a_postgres_url() {
         );
     }
 
-    // What does not run on PostgreSQL yet says so, names the way, and hides the password.
+    // A server that cannot reach PostgreSQL says so; what does not run on PostgreSQL says
+    // what to do instead; the password never shows.
     let secret = "postgres://shop:hunter2@127.0.0.1:1/farthing";
     let serve = run(&["serve", "--database", secret, "--listen", "127.0.0.1:0"]);
     assert!(!serve.status.success());
-    assert!(
-        text(&serve).contains("serves from SQLite only"),
-        "{}",
-        text(&serve)
-    );
+    assert!(text(&serve).contains("PostgreSQL"), "{}", text(&serve));
     let backup = run(&["backup", "--database", secret, "--to", "/tmp/never"]);
     assert_eq!(backup.status.code(), Some(2));
     assert!(text(&backup).contains("pg_dump"), "{}", text(&backup));

@@ -1238,13 +1238,10 @@ async fn a_new_keys_secret_is_never_stored_for_replays() {
     let again: Value = again.json().await.expect("json");
     assert_eq!(again["id"], first["id"]);
     assert!(again.get("secret").is_none(), "{again}");
-    // Nowhere in the database file in clear.
+    // Nowhere in the database in clear.
+    let database = shop.server.running.state().config().database.clone();
     shop.server.running.shutdown().await;
-    let test_db = shop.server.dir.path().join("farthing-test.db");
-    let mut bytes = std::fs::read(&test_db).expect("the test database");
-    if let Ok(wal) = std::fs::read(format!("{}-wal", test_db.display())) {
-        bytes.extend(wal);
-    }
+    let bytes = server::test_database_bytes(&shop.server.dir, &database);
     assert!(
         !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
         "the secret is stored in clear"
@@ -1334,4 +1331,29 @@ async fn a_merchant_is_never_half_created() {
     assert!(made.0.is_err(), "the test database was closed");
     assert!(!made.1.contains(&"Half".to_owned()), "{:?}", made.1);
     server.running.shutdown().await;
+}
+
+/// A second server on a database a running one serves refuses to start and says why (on
+/// SQLite the file's lock, on PostgreSQL the instance's claim on its schema); once the first
+/// stopped, it starts.
+#[tokio::test]
+async fn a_second_server_on_the_same_database_refuses_to_start() {
+    let first = server::spawn(|_| {}).await;
+    let config = server::config(&first.dir);
+    config.validate().expect("valid");
+    let refused = farthing_server::start(config.clone())
+        .await
+        .err()
+        .expect("the second server is refused");
+    let message = refused.to_string();
+    assert!(
+        message.contains("another farthing process")
+            || message.contains("another `farthing serve`"),
+        "{message}"
+    );
+    first.running.shutdown().await;
+    let second = farthing_server::start(config)
+        .await
+        .expect("starts once the first stopped");
+    second.shutdown().await;
 }

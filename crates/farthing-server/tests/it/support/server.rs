@@ -28,11 +28,7 @@ pub struct Server {
 pub fn config(dir: &tempfile::TempDir) -> Config {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
-        database: dir
-            .path()
-            .join("farthing.db")
-            .to_string_lossy()
-            .into_owned(),
+        database: database(dir),
         public_url: "http://127.0.0.1:0".to_owned(),
         ..Config::default()
     };
@@ -46,6 +42,82 @@ pub fn config(dir: &tempfile::TempDir) -> Config {
     config.ton.allow_private_indexers = true;
     relax_rate_limits(&mut config);
     config
+}
+
+/// The database of a test's server: an SQLite file in `dir`; or, when `FARTHING_TEST_POSTGRES`
+/// names a PostgreSQL server (`./scripts/test` runs the suite a second time so), a schema of its
+/// own there, the same for the same `dir` (a restarted server finds what it stored).
+pub fn database(dir: &tempfile::TempDir) -> String {
+    match postgres_server() {
+        Some(server) => {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            dir.path().hash(&mut hasher);
+            let name = format!("it_{:016x}", hasher.finish());
+            farthing_store::pg::scratch_schema(&server, &name).unwrap_or_else(|_| {
+                // Made by the first start in this directory.
+                farthing_store::pg::with_search_path(&server, &name).expect("the schema's URL")
+            })
+        }
+        None => dir
+            .path()
+            .join("farthing.db")
+            .to_string_lossy()
+            .into_owned(),
+    }
+}
+
+/// The PostgreSQL server the suite runs on, if it runs on one (`FARTHING_TEST_POSTGRES`).
+pub fn postgres_server() -> Option<String> {
+    std::env::var("FARTHING_TEST_POSTGRES")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// Everything the test-mode database of a server over `database` (made in `dir`) stores, as
+/// bytes: the SQLite file and its WAL, or on PostgreSQL every row of every table of the test
+/// schema, as text.
+pub fn test_database_bytes(dir: &tempfile::TempDir, database: &str) -> Vec<u8> {
+    let Some(_) = postgres_server() else {
+        let test = dir.path().join("farthing-test.db");
+        let mut bytes = std::fs::read(&test).expect("the test database");
+        if let Ok(wal) = std::fs::read(format!("{}-wal", test.display())) {
+            bytes.extend(wal);
+        }
+        return bytes;
+    };
+    // The synchronous client blocks on a runtime of its own: not on the test's.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let url = farthing_store::pg::test_mode_url(database, false)
+                    .expect("the test schema")
+                    .expect("a test schema");
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+                let tables: Vec<String> = client
+                    .query(
+                        "SELECT table_name::text FROM information_schema.tables \
+                         WHERE table_schema = current_schema()",
+                        &[],
+                    )
+                    .expect("tables")
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                let mut bytes = Vec::new();
+                for table in tables {
+                    for row in client
+                        .query(&format!("SELECT t::text FROM {table} t"), &[])
+                        .expect("rows")
+                    {
+                        bytes.extend(row.get::<_, String>(0).into_bytes());
+                    }
+                }
+                bytes
+            })
+            .join()
+            .expect("read the test schema")
+    })
 }
 
 /// The key that seals the tests' stored secrets (one for every test, so a restarted server over

@@ -1,0 +1,59 @@
+//! How many stored secrets are sealed, and whether this server's keys open them: the checks
+//! `farthing serve` runs at start, on either backend (`sql::Db`).
+
+use crate::secrets::{hex, PREFIX, SECRET_COLUMNS};
+use crate::sql::{args, Columns, Db};
+use crate::StoreError;
+
+/// Whether a secret column's value is sealed, as SQL for `db`: SQLite reads any value as text;
+/// PostgreSQL writes a BYTEA column cast to text in hex, so there the sealed prefix is also
+/// looked for in its hex form.
+fn sealed_condition(db: Db<'_>, column: &str) -> String {
+    if db.is_postgres() {
+        format!(
+            "(starts_with(CAST({column} AS TEXT), '{PREFIX}') \
+             OR starts_with(CAST({column} AS TEXT), '\\x{}'))",
+            hex(PREFIX.as_bytes())
+        )
+    } else {
+        format!("CAST({column} AS TEXT) LIKE '{PREFIX}%'")
+    }
+}
+
+/// How many stored secrets are sealed and how many are in clear, over every secret column.
+pub(crate) fn census(db: Db<'_>) -> Result<(u64, u64), StoreError> {
+    let (mut sealed, mut clear) = (0u64, 0u64);
+    for (table, column) in SECRET_COLUMNS {
+        let condition = sealed_condition(db, column);
+        let counts: Option<(i64, i64)> = db.row(
+            &format!(
+                "SELECT COUNT(*) FILTER (WHERE {condition}), \
+                 COUNT(*) FILTER (WHERE {column} IS NOT NULL AND NOT {condition}) FROM {table}"
+            ),
+            args![],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let (s, c) = counts.unwrap_or((0, 0));
+        sealed += u64::try_from(s).unwrap_or(0);
+        clear += u64::try_from(c).unwrap_or(0);
+    }
+    Ok((sealed, clear))
+}
+
+/// Opens one sealed value of each secret column with the connection's keys: a server given the
+/// wrong key refuses to start instead of failing at the first payment.
+pub(crate) fn verify(db: Db<'_>) -> Result<(), StoreError> {
+    for (table, column) in SECRET_COLUMNS {
+        let condition = sealed_condition(db, column);
+        db.row(
+            &format!("SELECT unseal({column}) FROM {table} WHERE {condition} LIMIT 1"),
+            args![],
+            // SQLite unseals in the statement; PostgreSQL when the column is read.
+            |row| match db {
+                Db::Postgres(_) => row.bytes(0).map(drop),
+                Db::Sqlite(_) => Ok(()),
+            },
+        )?;
+    }
+    Ok(())
+}
