@@ -643,7 +643,7 @@ fn check_secrets(live: &Store, test: &Store, config: &Config) -> Result<(), Star
              secrets_key_file or FARTHING_SECRETS_KEY{}",
             sealed + clear,
             if clear > 0 {
-                ", then seal those stored in clear with `farthing rotate-secrets-key`"
+                ", then seal those stored in clear with `farthing rotate-secrets-key` (on SQLite)"
             } else {
                 ""
             }
@@ -658,7 +658,7 @@ fn check_secrets(live: &Store, test: &Store, config: &Config) -> Result<(), Star
     if clear > 0 {
         tracing::warn!(
             clear,
-            "live secrets are stored in clear: seal them with `farthing rotate-secrets-key` (server stopped)"
+            "live secrets are stored in clear: seal them with `farthing rotate-secrets-key` (server stopped; SQLite only for now)"
         );
     }
     Ok(())
@@ -724,17 +724,25 @@ pub async fn start_with_clock(
     clock: farthing_app::Clock,
 ) -> Result<Running, StartError> {
     let metrics = Metrics::default();
+    let (shutdown, _) = tokio::sync::watch::channel(false);
     // On PostgreSQL, one instance per database for now (`ServeLock`): taken before anything
-    // is opened, held until the server stops.
+    // is opened, held until the server stops; if it is lost to another instance, this one
+    // stops.
     let serve_lock = match DatabaseUrl::parse(&config.database)? {
-        DatabaseUrl::Postgres(url) => Some(
-            farthing_store::pg::ServeLock::take(url.expose()).map_err(|error| {
-                StartError::Store {
-                    location: url.to_string(),
-                    error,
-                }
-            })?,
-        ),
+        DatabaseUrl::Postgres(url) => {
+            let stopper = shutdown.clone();
+            let lost = move || {
+                let _ = stopper.send(true);
+            };
+            Some(
+                farthing_store::pg::ServeLock::take(url.expose(), lost).map_err(|error| {
+                    StartError::Store {
+                        location: url.to_string(),
+                        error,
+                    }
+                })?,
+            )
+        }
         DatabaseUrl::Sqlite(_) => None,
     };
     let (live, test) = open_stores(
@@ -759,7 +767,6 @@ pub async fn start_with_clock(
         config.public_url = format!("http://{addr}");
     }
     let state = AppState::with_clock(live, test, config, metrics, clock);
-    let (shutdown, _) = tokio::sync::watch::channel(false);
     let app = router(state.clone());
     let server = tokio::spawn(serve::serve(
         listener,

@@ -579,6 +579,15 @@ impl Store {
     }
 }
 
+impl From<pg::PgLedger> for Store {
+    /// The store of one PostgreSQL ledger instance.
+    fn from(ledger: pg::PgLedger) -> Store {
+        Store {
+            backend: Backend::Postgres(ledger),
+        }
+    }
+}
+
 /// A read connection of an SQLite store: an idle one from the pool, or a new one.
 fn reader(inner: &Inner) -> PooledReader<'_> {
     // A panic while holding the pool lock cannot leave it inconsistent (a Vec of idle

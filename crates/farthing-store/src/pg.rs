@@ -598,44 +598,97 @@ impl Drop for Inner {
 /// watcher each done by one instance) and their caches kept in step; until that is built, a
 /// second instance refuses to start rather than send webhooks twice or poll Telegram against
 /// the first. Jobs and the ledger are already safe across instances (the clock lock).
+///
+/// The claim must not be lost unnoticed (a server restart or failover, `pg_terminate_backend`,
+/// a network cut end its session, and a second instance could then take it): its session is
+/// checked every few seconds; when it is gone the claim is taken again on a new session, and if
+/// another instance took it meanwhile, `on_lost` is called once (the server stops).
 pub struct ServeLock {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// How often the claim's session is checked.
+const SERVE_LOCK_CHECK: Duration = Duration::from_secs(3);
+
+/// The claim's key: one per schema of a database.
+const SERVE_LOCK_SQL: &str =
+    "SELECT pg_try_advisory_lock(hashtext('farthing serve ' || current_schema()))";
+
+/// A session holding the claim on `url`'s schema: `Ok(None)` when another session holds it.
+fn claim(url: &str) -> Result<Option<Client>, StoreError> {
+    let mut client = connect_as(url, "farthing-serve")?;
+    // Never ended for being idle (PostgreSQL 14+ can end idle sessions), and, over TCP, the
+    // server notices within about a minute that the instance's machine is gone (its own
+    // keepalives), so the claim of a dead instance does not block the next for hours.
+    client.batch_execute(
+        "SET idle_session_timeout = 0; SET tcp_keepalives_idle = 30; \
+         SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3",
+    )?;
+    let taken: bool = client.query_one(SERVE_LOCK_SQL, &[])?.try_get(0)?;
+    Ok(taken.then_some(client))
+}
+
+fn refused_claim() -> StoreError {
+    StoreError::Refused(
+        "another `farthing serve` is running on this database (schema): one instance per \
+         database for now. Stop it first; several instances behind a load balancer are not \
+         supported yet (README, PostgreSQL)"
+            .to_owned(),
+    )
+}
+
 impl ServeLock {
     /// Takes the claim on the database `url` names, or says that another instance holds it.
-    pub fn take(url: &str) -> Result<ServeLock, StoreError> {
+    /// `on_lost` is called (once, from the claim's thread) if the claim is lost for good.
+    pub fn take(
+        url: &str,
+        on_lost: impl FnOnce() + Send + 'static,
+    ) -> Result<ServeLock, StoreError> {
         let (ready, answer) = mpsc::channel();
         let (stop, stopped) = mpsc::channel::<()>();
         let url = url.to_owned();
         let thread = std::thread::Builder::new()
             .name("farthing-pg-serve-lock".to_owned())
             .spawn(move || {
-                let taken = connect_as(&url, "farthing-serve").and_then(|mut client| {
-                    let row = client.query_one(
-                        "SELECT pg_try_advisory_lock(hashtext('farthing serve ' || current_schema()))",
-                        &[],
-                    )?;
-                    Ok((client, row.try_get::<_, bool>(0)?))
-                });
-                match taken {
-                    Ok((client, true)) => {
-                        let _ = ready.send(Ok(()));
-                        // Held until the instance stops (or its process dies).
-                        let _ = stopped.recv();
-                        drop(client);
-                    }
-                    Ok((_, false)) => {
-                        let _ = ready.send(Err(StoreError::Refused(
-                            "another `farthing serve` is running on this database (schema): one \
-                             instance per database for now. Stop it first; several instances \
-                             behind a load balancer are not supported yet (README, PostgreSQL)"
-                                .to_owned(),
-                        )));
+                let mut client = match claim(&url) {
+                    Ok(Some(client)) => client,
+                    Ok(None) => {
+                        let _ = ready.send(Err(refused_claim()));
+                        return;
                     }
                     Err(error) => {
                         let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                // Held until the instance stops (or its process dies), checked meanwhile.
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(SERVE_LOCK_CHECK) {
+                    if client.is_valid(SERVE_LOCK_CHECK).is_ok() {
+                        continue;
+                    }
+                    match claim(&url) {
+                        Ok(Some(again)) => {
+                            tracing::warn!(
+                                "the PostgreSQL serve claim's session ended; taken again"
+                            );
+                            client = again;
+                        }
+                        Ok(None) => {
+                            tracing::error!(
+                                "the PostgreSQL serve claim was lost and another instance holds \
+                                 it now: this instance stops"
+                            );
+                            on_lost();
+                            return;
+                        }
+                        // The server is away: try again at the next check (the claim, if the
+                        // session ended, is free for whoever comes first; this instance's
+                        // writes wait for the server anyway).
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot check the PostgreSQL serve claim");
+                        }
                     }
                 }
             })

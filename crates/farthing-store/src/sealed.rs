@@ -5,26 +5,36 @@ use crate::secrets::{hex, PREFIX, SECRET_COLUMNS};
 use crate::sql::{args, Columns, Db};
 use crate::StoreError;
 
-/// Whether a secret column's value is sealed, as SQL for `db`: SQLite reads any value as text;
-/// PostgreSQL writes a BYTEA column cast to text in hex, so there the sealed prefix is also
-/// looked for in its hex form.
-fn sealed_condition(db: Db<'_>, column: &str) -> String {
-    if db.is_postgres() {
+/// Whether a secret column's value is sealed, as SQL for `db`. SQLite reads any value as text.
+/// On PostgreSQL a column is TEXT or BYTEA (step-up secrets: SQLite's BLOB), and the prefix is
+/// compared as what it is, not through a cast whose form depends on server settings.
+fn sealed_condition(db: Db<'_>, table: &str, column: &str) -> Result<String, StoreError> {
+    if !db.is_postgres() {
+        return Ok(format!("CAST({column} AS TEXT) LIKE '{PREFIX}%'"));
+    }
+    let data_type: Option<String> = db.row(
+        "SELECT CAST(data_type AS TEXT) FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND CAST(table_name AS TEXT) = ?1 \
+         AND CAST(column_name AS TEXT) = ?2",
+        args![table, column],
+        |row| row.get(0),
+    )?;
+    Ok(if data_type.as_deref() == Some("bytea") {
         format!(
-            "(starts_with(CAST({column} AS TEXT), '{PREFIX}') \
-             OR starts_with(CAST({column} AS TEXT), '\\x{}'))",
+            "substring({column} from 1 for {}) = decode('{}', 'hex')",
+            PREFIX.len(),
             hex(PREFIX.as_bytes())
         )
     } else {
-        format!("CAST({column} AS TEXT) LIKE '{PREFIX}%'")
-    }
+        format!("starts_with({column}, '{PREFIX}')")
+    })
 }
 
 /// How many stored secrets are sealed and how many are in clear, over every secret column.
 pub(crate) fn census(db: Db<'_>) -> Result<(u64, u64), StoreError> {
     let (mut sealed, mut clear) = (0u64, 0u64);
     for (table, column) in SECRET_COLUMNS {
-        let condition = sealed_condition(db, column);
+        let condition = sealed_condition(db, table, column)?;
         let counts: Option<(i64, i64)> = db.row(
             &format!(
                 "SELECT COUNT(*) FILTER (WHERE {condition}), \
@@ -44,7 +54,7 @@ pub(crate) fn census(db: Db<'_>) -> Result<(u64, u64), StoreError> {
 /// wrong key refuses to start instead of failing at the first payment.
 pub(crate) fn verify(db: Db<'_>) -> Result<(), StoreError> {
     for (table, column) in SECRET_COLUMNS {
-        let condition = sealed_condition(db, column);
+        let condition = sealed_condition(db, table, column)?;
         db.row(
             &format!("SELECT unseal({column}) FROM {table} WHERE {condition} LIMIT 1"),
             args![],

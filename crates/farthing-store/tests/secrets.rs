@@ -247,6 +247,44 @@ fn secrets_are_sealed_on_postgres_too() {
         .expect("read in a job");
     assert_eq!(in_job.map(|e| e.secret), Some(endpoint.secret.clone()));
 
+    // A step-up authenticator: its secret column is BYTEA on PostgreSQL (SQLite's BLOB).
+    let totp = farthing_store::Authenticator {
+        secret: b"totp-seed-K7p2".to_vec(),
+        active: true,
+        last_step: None,
+        recovery: vec!["recovery-hash".to_owned()],
+        failures: 0,
+        failures_since_ns: 0,
+    };
+    let stored = totp.clone();
+    ledger
+        .execute(move |tx| tx.put_authenticator(MerchantId(7), &stored))
+        .expect("queued")
+        .wait()
+        .expect("committed")
+        .expect("stored sealed");
+    let read_totp = ledger
+        .read(|reader| reader.authenticator(MerchantId(7)))
+        .expect("read")
+        .expect("the authenticator");
+    assert_eq!(read_totp.secret, totp.secret);
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let raw: Vec<u8> = client
+        .query_one("SELECT secret FROM step_up_totp", &[])
+        .expect("select")
+        .get(0);
+    assert!(
+        raw.starts_with(b"fse1:"),
+        "the authenticator is stored sealed"
+    );
+    // The start-up checks see all four, sealed, and open them with this key.
+    let Ledger::Postgres(pg) = &ledger else {
+        panic!("a PostgreSQL ledger")
+    };
+    let store = farthing_store::Store::from(pg.clone());
+    assert_eq!(store.secrets_census().expect("census"), (4, 0));
+    store.verify_secrets().expect("this key opens them");
+
     for (table, column) in [
         ("telegram_bots", "token"),
         ("telegram_bots", "webhook_secret"),
@@ -267,14 +305,32 @@ fn secrets_are_sealed_on_postgres_too() {
     }
     ledger.shutdown();
 
-    // Another key cannot read them, and says which key it needs.
+    // Another key cannot read them, and says which key it needs; the start-up check finds it
+    // (the step-up secret, a BYTEA column, included: it alone is left sealed with the key).
     let other = SecretsKey::generate().expect("key");
     let wrong = pg_open(&url, secrets(Some(&other), true));
+    let Ledger::Postgres(pg) = &wrong else {
+        panic!("a PostgreSQL ledger")
+    };
+    let wrong_store = farthing_store::Store::from(pg.clone());
+    match wrong_store.verify_secrets() {
+        Err(StoreError::Secrets(message)) => assert!(message.contains(&key.id_hex()), "{message}"),
+        other => panic!("the wrong key must be found at start: {other:?}"),
+    }
+
     match wrong.read(|reader| reader.telegram_bot(MerchantId(7))) {
         Err(StoreError::Secrets(message)) => {
             assert!(message.contains(&key.id_hex()), "{message}");
         }
         other => panic!("expected a secrets error, got {other:?}"),
+    }
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    client
+        .batch_execute("DELETE FROM telegram_bots; DELETE FROM webhook_endpoints")
+        .expect("delete");
+    match wrong_store.verify_secrets() {
+        Err(StoreError::Secrets(message)) => assert!(message.contains(&key.id_hex()), "{message}"),
+        other => panic!("the BYTEA secret is checked too: {other:?}"),
     }
     wrong.shutdown();
 
@@ -292,4 +348,52 @@ fn secrets_are_sealed_on_postgres_too() {
         other => panic!("expected SecretsKeyMissing, got {other:?}"),
     }
     keyless.shutdown();
+}
+
+/// `farthing copy` moves sealed secrets as they are, and the same key opens them on
+/// PostgreSQL — the step-up secret too, which SQLite keeps as sealed text in a BLOB column and
+/// PostgreSQL in BYTEA.
+#[test]
+fn a_copied_shop_opens_its_sealed_secrets_with_the_same_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("farthing.db");
+    let key = SecretsKey::generate().expect("key");
+    let totp = farthing_store::Authenticator {
+        secret: b"totp-seed-Q4x8".to_vec(),
+        active: true,
+        last_step: Some(3),
+        recovery: vec!["recovery-hash".to_owned()],
+        failures: 1,
+        failures_since_ns: 5,
+    };
+    let store = open(&path, secrets(Some(&key), true));
+    store_bot(&store).expect("stored sealed");
+    let stored = totp.clone();
+    store
+        .execute(move |tx| tx.put_authenticator(MerchantId(7), &stored))
+        .expect("queued")
+        .wait()
+        .expect("committed")
+        .expect("stored sealed");
+    store.shutdown();
+    drop(store);
+
+    let server = Postgres::start();
+    let url = server.schema();
+    farthing_store::copy::sqlite_to_postgres(&path, None, &url, |_, _, _, _| {}).expect("copied");
+    let ledger = pg_open(&url, secrets(Some(&key), true));
+    let (bot_read, totp_read) = ledger
+        .read(|reader| {
+            Ok((
+                reader.telegram_bot(MerchantId(7))?,
+                reader.authenticator(MerchantId(7))?,
+            ))
+        })
+        .expect("read on PostgreSQL");
+    assert_eq!(bot_read.map(|b| b.token), Some(TOKEN.to_owned()));
+    assert!(
+        totp_read == Some(totp),
+        "the authenticator reads back as stored"
+    );
+    ledger.shutdown();
 }

@@ -3197,23 +3197,67 @@ fn jobs_write_business_rows_with_the_ledger_on_two_postgres_instances() {
 
 /// One `farthing serve` per PostgreSQL schema for now: a second claim on the same schema is
 /// refused and says why, another schema of the same database is free, and the claim is free
-/// again once its holder lets go (or its session ends).
+/// again once its holder lets go. A claim whose session ends is taken again; one that another
+/// instance took meanwhile is reported lost (the server then stops).
 #[test]
 fn postgres_serve_lock_admits_one_instance_per_schema() {
+    use farthing_store::pg::ServeLock;
     let server = Postgres::start();
     let (shop, other) = (server.schema(), server.schema());
-    let held = farthing_store::pg::ServeLock::take(&shop).expect("the first claim");
-    match farthing_store::pg::ServeLock::take(&shop) {
-        Err(StoreError::Refused(message)) => {
-            assert!(message.contains("another `farthing serve`"), "{message}");
-        }
-        other => panic!(
-            "a second claim on the schema must be refused: {:?}",
-            other.err()
-        ),
-    }
-    let beside = farthing_store::pg::ServeLock::take(&other).expect("another schema is free");
+    let lost = Arc::new(AtomicBool::new(false));
+    let on_lost = |lost: &Arc<AtomicBool>| {
+        let lost = Arc::clone(lost);
+        move || lost.store(true, SeqCst)
+    };
+    let held = ServeLock::take(&shop, on_lost(&lost)).expect("the first claim");
+    let refused = |url: &str| match ServeLock::take(url, || {}) {
+        Err(StoreError::Refused(message)) => message.contains("another `farthing serve`"),
+        _ => false,
+    };
+    assert!(refused(&shop), "a second claim on the schema is refused");
+    let beside = ServeLock::take(&other, || {}).expect("another schema is free");
     drop(held);
-    let again = farthing_store::pg::ServeLock::take(&shop).expect("free once let go");
-    drop((again, beside));
+    let held = ServeLock::take(&shop, on_lost(&lost)).expect("free once let go");
+    drop(beside);
+
+    // Its session ended (a restart, an operator): the holder takes the claim again.
+    let kill = || {
+        psql(
+            server.url(),
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'farthing-serve'",
+        )
+    };
+    assert_eq!(kill(), "1");
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            psql(
+                server.url(),
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'farthing-serve'",
+            ) == "1"
+        }),
+        "the claim is taken again"
+    );
+    assert!(refused(&shop), "and holds");
+    assert!(!lost.load(SeqCst));
+
+    // Ended, and another instance takes it first: the holder is told it lost it. (Should the
+    // holder's check come first and take it again, the session is ended again.)
+    let mut thief = None;
+    for _ in 0..5 {
+        kill();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while thief.is_none() && Instant::now() < deadline {
+            thief = ServeLock::take(&shop, || {}).ok();
+        }
+        if thief.is_some() {
+            break;
+        }
+    }
+    let thief = thief.expect("the freed claim is taken by another instance");
+    assert!(
+        eventually(Duration::from_secs(15), || lost.load(SeqCst)),
+        "the first holder learns that it lost the claim"
+    );
+    drop((held, thief));
 }

@@ -94,6 +94,10 @@ pub fn test_database_bytes(dir: &tempfile::TempDir, database: &str) -> Vec<u8> {
                     .expect("the test schema")
                     .expect("a test schema");
                 let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+                // BYTEA as its bytes where printable, so text stored in a BYTEA column shows.
+                client
+                    .batch_execute("SET bytea_output = 'escape'")
+                    .expect("set");
                 let tables: Vec<String> = client
                     .query(
                         "SELECT table_name::text FROM information_schema.tables \
