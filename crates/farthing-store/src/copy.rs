@@ -236,7 +236,12 @@ fn value(cell: ValueRef<'_>, kind: &Type) -> Result<Box<dyn ToSql + Sync>, Strin
         // SQLite keeps a column's values as written: a sealed secret is text (`fse1:…`) even
         // in a BLOB column (step-up secrets). PostgreSQL's BYTEA takes its bytes, which is
         // what farthing reads there (`sql.rs` unseals bytes that start with the sealed prefix).
-        (ValueRef::Text(text), _) if *kind == Type::BYTEA => Box::new(text.to_vec()),
+        // Any other text in a BLOB column is refused, as before.
+        (ValueRef::Text(text), _)
+            if *kind == Type::BYTEA && text.starts_with(crate::secrets::PREFIX.as_bytes()) =>
+        {
+            Box::new(text.to_vec())
+        }
         (ValueRef::Text(text), _) if *kind == Type::TEXT => Box::new(
             std::str::from_utf8(text)
                 .map_err(|_| "text that is not UTF-8".to_owned())?

@@ -605,7 +605,8 @@ impl Drop for Inner {
 /// another instance took it meanwhile, `on_lost` is called once (the server stops).
 pub struct ServeLock {
     stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Told when the claim's thread has ended (in a mutex only so that the claim is `Sync`).
+    ended: Mutex<mpsc::Receiver<()>>,
 }
 
 /// How often the claim's session is checked.
@@ -647,10 +648,13 @@ impl ServeLock {
     ) -> Result<ServeLock, StoreError> {
         let (ready, answer) = mpsc::channel();
         let (stop, stopped) = mpsc::channel::<()>();
+        let (end, ended) = mpsc::channel::<()>();
         let url = url.to_owned();
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("farthing-pg-serve-lock".to_owned())
             .spawn(move || {
+                // Dropped last, whichever way the thread ends.
+                let _end = end;
                 let mut client = match claim(&url) {
                     Ok(Some(client)) => client,
                     Ok(None) => {
@@ -663,9 +667,12 @@ impl ServeLock {
                     }
                 };
                 let _ = ready.send(Ok(()));
-                // Held until the instance stops (or its process dies), checked meanwhile.
+                // Held until the instance stops (or its process dies), checked meanwhile. Only
+                // a session that is gone (closed: ended by the server, or found dead by the
+                // keepalives) is replaced; a slow answer is not a lost claim (the old session
+                // would still hold it, and a new one would find it taken).
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(SERVE_LOCK_CHECK) {
-                    if client.is_valid(SERVE_LOCK_CHECK).is_ok() {
+                    if client.is_valid(SERVE_LOCK_CHECK).is_ok() || !client.is_closed() {
                         continue;
                     }
                     match claim(&url) {
@@ -695,7 +702,7 @@ impl ServeLock {
             .map_err(StoreError::Thread)?;
         let lock = ServeLock {
             stop: Some(stop),
-            thread: Some(thread),
+            ended: Mutex::new(ended),
         };
         match answer.recv() {
             Ok(Ok(())) => Ok(lock),
@@ -708,11 +715,15 @@ impl ServeLock {
 }
 
 impl Drop for ServeLock {
+    /// Lets the claim go, waiting a little for its session to close; a thread stuck on an
+    /// unreachable server is left behind (the claim ends with the process, or with its session).
     fn drop(&mut self) {
         drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        let ended = self
+            .ended
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = ended.recv_timeout(Duration::from_secs(2));
     }
 }
 

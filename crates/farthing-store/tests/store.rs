@@ -3220,21 +3220,34 @@ fn postgres_serve_lock_admits_one_instance_per_schema() {
     let held = ServeLock::take(&shop, on_lost(&lost)).expect("free once let go");
     drop(beside);
 
-    // Its session ended (a restart, an operator): the holder takes the claim again.
-    let kill = || {
+    // Its session ended (a restart, an operator): the holder takes the claim again, on a new
+    // session. (Sessions are told apart by pid: an ended one may linger in the views.)
+    let holder = || {
         psql(
             server.url(),
-            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE application_name = 'farthing-serve'",
+            "SELECT COALESCE(string_agg(pid::text, ','), '') FROM pg_locks \
+             WHERE locktype = 'advisory' AND granted",
         )
     };
-    assert_eq!(kill(), "1");
+    let kill = |pid: &str| {
+        psql(
+            server.url(),
+            &format!("SELECT COUNT(pg_terminate_backend({pid}))"),
+        )
+    };
     assert!(
         eventually(Duration::from_secs(15), || {
-            psql(
-                server.url(),
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'farthing-serve'",
-            ) == "1"
+            let now = holder();
+            !now.is_empty() && !now.contains(',')
+        }),
+        "one holder once the other schema's claim is gone"
+    );
+    let first = holder();
+    assert_eq!(kill(&first), "1");
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let now = holder();
+            !now.is_empty() && !now.contains(',') && now != first
         }),
         "the claim is taken again"
     );
@@ -3242,10 +3255,11 @@ fn postgres_serve_lock_admits_one_instance_per_schema() {
     assert!(!lost.load(SeqCst));
 
     // Ended, and another instance takes it first: the holder is told it lost it. (Should the
-    // holder's check come first and take it again, the session is ended again.)
+    // holder's check come first and take it again, its session is ended again.)
     let mut thief = None;
     for _ in 0..5 {
-        kill();
+        let current = holder();
+        kill(&current);
         let deadline = Instant::now() + Duration::from_secs(1);
         while thief.is_none() && Instant::now() < deadline {
             thief = ServeLock::take(&shop, || {}).ok();

@@ -94,12 +94,22 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let running = start(config).await?;
         tracing::info!(addr = %running.addr(), "farthing is serving");
-        wait_for_signal().await;
+        // A signal, or the server stopping itself (on PostgreSQL: its claim on the database
+        // was taken by another instance), ends the process; the latter with a failure, so a
+        // supervisor notices.
+        let asked = tokio::select! {
+            () = wait_for_signal() => true,
+            () = running.stopped() => false,
+        };
         tracing::info!("shutting down: finishing in-flight requests and commits");
         running.shutdown().await;
-        Ok::<_, anyhow::Error>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        if asked {
+            Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+        } else {
+            tracing::error!("the server stopped itself; see the log above");
+            Ok(ExitCode::FAILURE)
+        }
+    })
 }
 
 /// `farthing merchant create` arguments.
