@@ -204,20 +204,7 @@ fn of_customer<T>(
     limit: usize,
     parse: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut found = Vec::new();
-    if limit == 0 {
-        return Ok(found);
-    }
-    let sql = if db.is_postgres() {
-        format!("{sql} LIMIT {limit}")
-    } else {
-        sql.to_owned()
-    };
-    db.each(&sql, args![customer.to_be_bytes()], |row| {
-        found.push(parse(row)?);
-        Ok(found.len() < limit)
-    })?;
-    Ok(found)
+    db.first_rows(sql, args![customer.to_be_bytes()], limit, parse)
 }
 
 impl Tx<'_, '_> {
@@ -415,26 +402,26 @@ impl Reader<'_> {
 
     /// Up to `limit` customers who opted in to payment reminders, of every merchant.
     pub fn reminder_opt_ins(&self, limit: usize) -> Result<Vec<ReminderOptIn>, StoreError> {
-        let mut found = Vec::new();
-        if limit == 0 {
-            return Ok(found);
-        }
-        let mut sql = "SELECT customer_id, merchant_id, telegram_user_id, lang \
-             FROM telegram_reminder_optins ORDER BY customer_id"
-            .to_owned();
-        if self.db().is_postgres() {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
-        self.db().each(&sql, args![], |row| {
-            found.push(ReminderOptIn {
-                customer: CustomerId(id16(row.get(0)?, "telegram_reminder_optins.customer_id")?),
-                merchant: MerchantId(id16(row.get(1)?, "telegram_reminder_optins.merchant_id")?),
-                telegram_user_id: row.get(2)?,
-                lang: row.get(3)?,
-            });
-            Ok(found.len() < limit)
-        })?;
-        Ok(found)
+        self.db().first_rows(
+            "SELECT customer_id, merchant_id, telegram_user_id, lang \
+             FROM telegram_reminder_optins ORDER BY customer_id",
+            args![],
+            limit,
+            |row| {
+                Ok(ReminderOptIn {
+                    customer: CustomerId(id16(
+                        row.get(0)?,
+                        "telegram_reminder_optins.customer_id",
+                    )?),
+                    merchant: MerchantId(id16(
+                        row.get(1)?,
+                        "telegram_reminder_optins.merchant_id",
+                    )?),
+                    telegram_user_id: row.get(2)?,
+                    lang: row.get(3)?,
+                })
+            },
+        )
     }
 
     /// Whether the reminder of `invoice` was sent.
@@ -451,22 +438,16 @@ impl Reader<'_> {
         chat_id: i64,
         limit: usize,
     ) -> Result<Vec<Invoice>, StoreError> {
-        let mut found = Vec::new();
-        let mut sql = format!(
-            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id IN \
-             (SELECT invoice_id FROM telegram_invoice_messages \
-              WHERE chat_id = ?1 AND state = 'open')"
-        );
-        if self.db().is_postgres() {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
-        self.db().each(&sql, args![chat_id], |row| {
-            if found.len() < limit {
-                found.push(invoice_from_row(row)?);
-            }
-            Ok(found.len() < limit)
-        })?;
-        Ok(found)
+        self.db().first_rows(
+            &format!(
+                "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id IN \
+                 (SELECT invoice_id FROM telegram_invoice_messages \
+                  WHERE chat_id = ?1 AND state = 'open')"
+            ),
+            args![chat_id],
+            limit,
+            invoice_from_row,
+        )
     }
 
     /// Up to `limit` invoices made for the customer (`customer` set), newest first.

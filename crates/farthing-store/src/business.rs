@@ -154,17 +154,6 @@ pub(crate) const SCHEMA: &str = r#"
     CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ns);
 "#;
 
-/// `sql` limited to `limit` rows: on PostgreSQL in its text (the server sends every row a
-/// statement finds); on SQLite the caller stops reading (a bound LIMIT makes SQLite re-prepare
-/// the statement at every execution).
-fn limited(db: Db<'_>, sql: &str, limit: usize) -> String {
-    if db.is_postgres() {
-        format!("{sql} LIMIT {limit}")
-    } else {
-        sql.to_owned()
-    }
-}
-
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }
@@ -295,10 +284,7 @@ pub(crate) fn page_where<T>(
     let (below, at_least) = (below.to_be_bytes(), at_least.to_be_bytes());
     let status = filter.status.clone().unwrap_or_default();
     let customer = filter.customer.unwrap_or(0).to_be_bytes();
-    // No bound `LIMIT ?` on SQLite: it makes SQLite re-prepare the statement at every
-    // execution, and its index walk is lazy, so stopping after `limit + 1` rows costs the same.
-    // PostgreSQL sends every row a statement finds, so there the text says how many. Each
-    // filter combination (and on PostgreSQL each limit) is its own cached statement.
+    // Each filter combination is its own statement (`Db::first_rows` on the limit).
     let mut sql =
         format!("SELECT {columns} FROM {table} WHERE merchant_id = ?1 AND id < ?2 AND id >= ?3");
     let merchant = merchant.to_be_bytes();
@@ -316,14 +302,7 @@ pub(crate) fn page_where<T>(
     } else {
         " ORDER BY id DESC"
     });
-    if db.is_postgres() {
-        sql.push_str(&format!(" LIMIT {}", limit + 1));
-    }
-    let mut data = Vec::new();
-    db.each(&sql, &values, |row| {
-        data.push(parse(row)?);
-        Ok(data.len() <= limit)
-    })?;
+    let mut data = db.first_rows(&sql, &values, limit + 1, parse)?;
     let has_more = data.len() > limit;
     data.truncate(limit);
     if backwards {
@@ -483,17 +462,12 @@ impl Reader<'_> {
     pub fn merchants(&self, request: PageRequest) -> Result<Page<Merchant>, StoreError> {
         let limit = request.limit.clamp(1, 100);
         let below = request.starting_after.unwrap_or(u128::MAX).to_be_bytes();
-        let mut sql =
-            "SELECT id, name, created_at_ns FROM merchants WHERE id < ?1 ORDER BY id DESC"
-                .to_owned();
-        if self.db().is_postgres() {
-            sql.push_str(&format!(" LIMIT {}", limit + 1));
-        }
-        let mut data = Vec::new();
-        self.db().each(&sql, args![below], |row| {
-            data.push(merchant_from_row(row)?);
-            Ok(data.len() <= limit)
-        })?;
+        let mut data = self.db().first_rows(
+            "SELECT id, name, created_at_ns FROM merchants WHERE id < ?1 ORDER BY id DESC",
+            args![below],
+            limit + 1,
+            merchant_from_row,
+        )?;
         let has_more = data.len() > limit;
         data.truncate(limit);
         Ok(Page { data, has_more })
@@ -985,21 +959,12 @@ impl Tx<'_, '_> {
 
     /// Open invoices whose expiry is at or before now, oldest first, at most `limit`.
     pub fn due_invoices(&mut self, limit: usize) -> Result<Vec<InvoiceId>, StoreError> {
-        let sql = limited(
-            self.db(),
+        self.db().first_rows(
             "SELECT id FROM invoice_expiries WHERE expires_at_ns <= ?1 ORDER BY expires_at_ns",
+            args![sql_amount(self.now_ns())?],
             limit,
-        );
-        let mut ids = Vec::new();
-        if limit == 0 {
-            return Ok(ids);
-        }
-        self.db()
-            .each(&sql, args![sql_amount(self.now_ns())?], |row| {
-                ids.push(id_from(row.get(0)?, InvoiceId)?);
-                Ok(ids.len() < limit)
-            })?;
-        Ok(ids)
+            |row| id_from(row.get(0)?, InvoiceId),
+        )
     }
 
     /// Removes an invoice from the expiry schedule (used for stale entries).
@@ -1847,19 +1812,13 @@ impl Reader<'_> {
         now_ns: u64,
         limit: usize,
     ) -> Result<Vec<(Delivery, EventRecord, WebhookEndpoint)>, StoreError> {
-        let sql = limited(
-            self.db(),
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = self.db().first_rows(
             "SELECT q.event_id, q.endpoint_id FROM delivery_queue q \
              WHERE q.next_attempt_at_ns <= ?1 ORDER BY q.next_attempt_at_ns",
+            args![sql_amount(now_ns)?],
             limit,
-        );
-        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        if limit > 0 {
-            self.db().each(&sql, args![sql_amount(now_ns)?], |row| {
-                pairs.push((row.get(0)?, row.get(1)?));
-                Ok(pairs.len() < limit)
-            })?;
-        }
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         let mut due = Vec::new();
         for (event, endpoint) in pairs {
             let delivery = self.delivery(

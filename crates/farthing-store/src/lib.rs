@@ -481,11 +481,7 @@ impl Store {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let (request, ticket) = job_request(work);
-        self.sender()
-            .send(request)
-            .map_err(|_| WriteError::Closed)?;
-        Ok(ticket)
+        queue_job(self.sender(), work)
     }
 
     /// Runs a job from async code: waits (without blocking the runtime) while the queue is
@@ -756,6 +752,18 @@ fn queue_write(
         }
     }
     Ok(Ticket(receiver))
+}
+
+/// Queues a job on a writer's queue, blocking while it is full.
+fn queue_job<T, E, F>(sender: &SyncSender<Request>, work: F) -> Result<JobTicket<T, E>, WriteError>
+where
+    F: FnOnce(&mut Tx<'_, '_>) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let (request, ticket) = job_request(work);
+    sender.send(request).map_err(|_| WriteError::Closed)?;
+    Ok(ticket)
 }
 
 /// Asks a writer to commit what is queued and stop, and waits for its thread. Idempotent.

@@ -473,12 +473,7 @@ impl PgLedger {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let (request, ticket) = crate::job_request(work);
-        self.inner
-            .sender
-            .send(request)
-            .map_err(|_| WriteError::Closed)?;
-        Ok(ticket)
+        crate::queue_job(&self.inner.sender, work)
     }
 
     /// Reads committed data (see [`Reader`]) on this instance's read connection. Each statement
@@ -536,34 +531,12 @@ impl PgLedger {
 
     /// An account with its committed totals.
     pub fn account(&self, id: AccountId) -> Result<Option<AccountState>, StoreError> {
-        self.read_by_id(
-            &format!("{ACCOUNT_SELECT} WHERE id = $1"),
-            id.to_be_bytes(),
-            codec::account_from_row,
-        )
+        self.read(|reader| codec::load_account(reader.db(), id))
     }
 
     /// A committed transfer.
     pub fn transfer(&self, id: TransferId) -> Result<Option<StoredTransfer>, StoreError> {
-        self.read_by_id(
-            &format!("{TRANSFER_SELECT} WHERE t.id = $1"),
-            id.to_be_bytes(),
-            codec::transfer_from_row,
-        )
-    }
-
-    fn read_by_id<T: Send>(
-        &self,
-        sql: &str,
-        id: [u8; 16],
-        parse: impl FnOnce(&postgres::Row) -> Result<T, StoreError> + Send,
-    ) -> Result<Option<T>, StoreError> {
-        self.with_client(|client, _| {
-            client
-                .query_opt(sql, &[&id.as_slice()])?
-                .map(|row| parse(&row))
-                .transpose()
-        })
+        self.read(|reader| codec::load_transfer(reader.db(), id))
     }
 
     /// Checks every ledger invariant on the committed data (see [`audit`]).

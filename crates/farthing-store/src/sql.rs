@@ -656,6 +656,35 @@ impl<'a> Db<'a> {
         Ok(())
     }
 
+    /// At most the first `limit` rows of a query, each read by `read`. On PostgreSQL the text
+    /// says how many (the server sends every row a statement finds); on SQLite reading stops
+    /// (a bound `LIMIT` makes SQLite re-prepare the statement at every execution, and its index
+    /// walk is lazy, so stopping costs the same). Each limit is its own statement there.
+    pub(crate) fn first_rows<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        limit: usize,
+        mut read: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let limited;
+        let sql = if self.is_postgres() {
+            limited = format!("{sql} LIMIT {limit}");
+            &limited
+        } else {
+            sql
+        };
+        self.each(sql, args, |row| {
+            out.push(read(row)?);
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
     /// Every row of a query, each read by `read`.
     pub(crate) fn rows<T>(
         &self,
