@@ -589,6 +589,10 @@ const SERVE_LOCK_CHECK: Duration = Duration::from_secs(3);
 const SERVE_LOCK_SQL: &str =
     "SELECT pg_try_advisory_lock(hashtext('farthing serve ' || current_schema()))";
 
+/// Lets the claim go (on the session that holds it).
+const SERVE_UNLOCK_SQL: &str =
+    "SELECT pg_advisory_unlock(hashtext('farthing serve ' || current_schema()))";
+
 /// A session holding the claim on `url`'s schema: `Ok(None)` when another session holds it.
 fn claim(url: &str) -> Result<Option<Client>, StoreError> {
     let mut client = connect_as(url, "farthing-serve")?;
@@ -671,6 +675,10 @@ impl ServeLock {
                         }
                     }
                 }
+                // Let go before the session closes: the server ends a closed session's locks
+                // only once its backend has exited, and an instance started right after this
+                // one stopped must find the claim free.
+                let _ = client.batch_execute(SERVE_UNLOCK_SQL);
             })
             .map_err(StoreError::Thread)?;
         let lock = ServeLock {
