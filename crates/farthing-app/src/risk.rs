@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use farthing_core::risk::{
@@ -223,6 +224,9 @@ pub(crate) struct RiskState {
     rules: Mutex<HashMap<(Mode, MerchantId), Arc<RiskRules>>>,
     windows: Mutex<HashMap<(Mode, MerchantId, Payer), Window>>,
     spend: Mutex<HashMap<(Mode, MerchantId, CustomerId, Currency), Spend>>,
+    /// Set while news of other instances' changes may be missed (a shared database whose
+    /// listener is away): the rules are then read from the store every time.
+    rules_untrusted: std::sync::atomic::AtomicBool,
 }
 
 /// Who a velocity window counts.
@@ -324,7 +328,8 @@ impl App {
         merchant: MerchantId,
     ) -> Result<Arc<RiskRules>, AppError> {
         let state = &self.inner.risk;
-        if let Some(rules) = lock(&state.rules).get(&(mode, merchant)) {
+        let trusted = !state.rules_untrusted.load(Ordering::Acquire);
+        if let (true, Some(rules)) = (trusted, lock(&state.rules).get(&(mode, merchant))) {
             return Ok(rules.clone());
         }
         let rules = match tx.risk_rules(merchant)? {
@@ -335,7 +340,9 @@ impl App {
             }
             None => Arc::new(RiskRules::default()),
         };
-        lock(&state.rules).insert((mode, merchant), rules.clone());
+        if trusted {
+            lock(&state.rules).insert((mode, merchant), rules.clone());
+        }
         Ok(rules)
     }
 }
@@ -363,6 +370,21 @@ pub fn store_rules(
 /// Drops the cached rules of `merchant` in `mode`: the next payment reads them from the store.
 pub fn forget_rules(app: &App, mode: Mode, merchant: MerchantId) {
     lock(&app.inner.risk.rules).remove(&(mode, merchant));
+}
+
+/// Drops every cached rule set (another instance changed some, or news of changes may have been
+/// missed).
+pub fn forget_all_rules(app: &App) {
+    lock(&app.inner.risk.rules).clear();
+}
+
+/// Whether cached rules may be used: on a database other instances share, only while their
+/// changes are heard (`farthing_store::instances`). Until then, each payment reads the rules.
+pub fn trust_cached_rules(app: &App, trusted: bool) {
+    app.inner
+        .risk
+        .rules_untrusted
+        .store(!trusted, Ordering::Release);
 }
 
 /// The merchant's rules as stored (empty when it set none).
@@ -620,7 +642,10 @@ impl RiskCheck {
         now_ns: u64,
     ) -> Result<u64, AppError> {
         let key = (self.mode, self.merchant, customer, currency);
-        if let Some(spend) = lock(&self.app.inner.risk.spend).get(&key) {
+        // On a database other instances share, their payments count at once too: the store is
+        // read every time, inside the job, so under the lock that orders every instance's jobs.
+        let shared = self.app.store(self.mode).is_shared();
+        if let (false, Some(spend)) = (shared, lock(&self.app.inner.risk.spend).get(&key)) {
             if now_ns.saturating_sub(spend.read_at_ns) < SPEND_TTL_NS && now_ns >= spend.read_at_ns
             {
                 return Ok(spend.total(now_ns));
@@ -640,6 +665,9 @@ impl RiskCheck {
             spend.add(hour * HOUR_NS, amount);
         }
         let total = spend.total(now_ns);
+        if shared {
+            return Ok(total);
+        }
         let mut cache = lock(&self.app.inner.risk.spend);
         if cache.len() >= MAX_WINDOWS {
             cache.retain(|_, spend| now_ns.saturating_sub(spend.read_at_ns) < SPEND_TTL_NS);

@@ -670,14 +670,23 @@ pub struct Running {
     state: AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// On PostgreSQL: this instance's claim on the database, released after the stores stop.
-    serve_lock: Option<farthing_store::pg::ServeLock>,
+    /// On PostgreSQL: this instance's bid to lead the background work, let go after the stores
+    /// stop.
+    leadership: Option<farthing_store::instances::Leadership>,
+    /// On PostgreSQL: the sessions that hear other instances' changes.
+    listeners: Vec<farthing_store::instances::Listener>,
 }
 
 impl Running {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether this instance runs the background work now (always on SQLite; on PostgreSQL
+    /// while it leads the instances on the database).
+    pub fn leads(&self) -> bool {
+        self.state.metrics().leader()
     }
 
     /// Its state (for tests and the demo).
@@ -702,9 +711,9 @@ impl Running {
             let store = store.clone();
             let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         }
-        // Only now may another instance start on this database.
-        let serve_lock = self.serve_lock;
-        let _ = tokio::task::spawn_blocking(move || drop(serve_lock)).await;
+        // Only now does another instance take over the background work.
+        let (leadership, listeners) = (self.leadership, self.listeners);
+        let _ = tokio::task::spawn_blocking(move || drop((leadership, listeners))).await;
     }
 
     /// A handle that asks the server to stop (e.g. on a signal).
@@ -725,26 +734,6 @@ pub async fn start_with_clock(
 ) -> Result<Running, StartError> {
     let metrics = Metrics::default();
     let (shutdown, _) = tokio::sync::watch::channel(false);
-    // On PostgreSQL, one instance per database for now (`ServeLock`): taken before anything
-    // is opened, held until the server stops; if it is lost to another instance, this one
-    // stops.
-    let serve_lock = match DatabaseUrl::parse(&config.database)? {
-        DatabaseUrl::Postgres(url) => {
-            let stopper = shutdown.clone();
-            let lost = move || {
-                let _ = stopper.send(true);
-            };
-            Some(
-                farthing_store::pg::ServeLock::take(url.expose(), lost).map_err(|error| {
-                    StartError::Store {
-                        location: url.to_string(),
-                        error,
-                    }
-                })?,
-            )
-        }
-        DatabaseUrl::Sqlite(_) => None,
-    };
     let (live, test) = open_stores(
         &config.database,
         &metrics,
@@ -752,6 +741,13 @@ pub async fn start_with_clock(
         config.secrets_key.as_ref(),
     )?;
     check_secrets(&live, &test, &config)?;
+    if live.is_shared() && config.secrets_key.is_none() {
+        tracing::warn!(
+            "no secrets key: Mini App and dashboard sessions are signed with a key of this \
+             instance alone, so other instances on this database refuse them; set the same \
+             secrets key on every instance"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|error| StartError::Bind {
@@ -775,29 +771,78 @@ pub async fn start_with_clock(
         state.metrics().clone(),
         shutdown.subscribe(),
     ));
-    let scheduler = tokio::spawn(workers::scheduler::run(state.clone(), shutdown.subscribe()));
-    let worker = tokio::spawn(workers::webhooks::run_worker(
-        state.clone(),
-        shutdown.subscribe(),
-    ));
-    let poller = tokio::spawn(telegram::poller::run(state.clone(), shutdown.subscribe()));
-    // Each rail's background work (streams, polling, reconciliation).
-    let rail_tasks: Vec<_> = state
-        .rails()
-        .tasks(state.app(), &shutdown.subscribe())
+    // On PostgreSQL, other instances may serve the same database: hear their changes (caches
+    // are not trusted until both stores' listeners listen), and lead the background work only
+    // while this instance holds the leadership. On SQLite this process is the only one.
+    let mut listeners = Vec::new();
+    let shared: Vec<Store> = state
+        .stores()
         .into_iter()
-        .map(tokio::spawn)
+        .filter(|(_, store)| store.is_shared())
+        .map(|(_, store)| store.clone())
         .collect();
-    let reminders = tokio::spawn(bot::run_reminders(state.clone(), shutdown.subscribe()));
-    let mut tasks = vec![server, scheduler, worker, poller, reminders];
-    tasks.extend(rail_tasks);
+    state.expect_listeners(shared.len());
+    for store in &shared {
+        let heard = state.clone();
+        if let Some(listener) = store
+            .listen(move |news| heard.heard(news))
+            .map_err(|error| StartError::Store {
+                location: store.location(),
+                error,
+            })?
+        {
+            listeners.push(listener);
+        }
+    }
+    // Told by the leadership's first answer before `campaign` returns.
+    let (leading, led) = tokio::sync::watch::channel(!state.store(Mode::Live).is_shared());
+    let leadership = state
+        .store(Mode::Live)
+        .campaign("leader", move |now| {
+            leading.send_replace(now);
+        })
+        .map_err(|error| StartError::Store {
+            location: state.store(Mode::Live).location(),
+            error,
+        })?;
+    state.metrics().set_leader(*led.borrow());
+    let background = tokio::spawn(workers::lead(
+        state.clone(),
+        led,
+        shutdown.subscribe(),
+        background_work,
+    ));
     Ok(Running {
         addr,
         state,
         shutdown,
-        tasks,
-        serve_lock,
+        tasks: vec![server, background],
+        leadership,
+        listeners,
     })
+}
+
+/// Starts the work the leading instance does (`workers::lead`), each task until `stop` fires:
+/// the scheduler, the webhook worker, Telegram long polling, the bot's reminders and each
+/// rail's tasks (streams, polling, reconciliation).
+fn background_work(
+    state: &AppState,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(workers::scheduler::run(state.clone(), stop.clone())),
+        tokio::spawn(workers::webhooks::run_worker(state.clone(), stop.clone())),
+        tokio::spawn(telegram::poller::run(state.clone(), stop.clone())),
+        tokio::spawn(bot::run_reminders(state.clone(), stop.clone())),
+    ];
+    tasks.extend(
+        state
+            .rails()
+            .tasks(state.app(), stop)
+            .into_iter()
+            .map(tokio::spawn),
+    );
+    tasks
 }
 
 /// A new merchant with its two secret keys.

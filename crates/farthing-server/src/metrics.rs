@@ -73,6 +73,8 @@ struct Registry {
     deliveries: BTreeMap<(&'static str, String), u64>,
     refused: BTreeMap<&'static str, u64>,
     settlement_lag: BTreeMap<&'static str, Histogram>,
+    /// Whether this instance runs the background work (always on SQLite).
+    leader: bool,
 }
 
 /// The metrics of one server.
@@ -138,6 +140,16 @@ impl Metrics {
                 .or_default()
                 .observe(&SETTLEMENT_LAG_BUCKETS_S, lag_s)
         });
+    }
+
+    /// Whether this instance leads the background work (see `workers::lead`).
+    pub fn set_leader(&self, leads: bool) {
+        self.with(|r| r.leader = leads);
+    }
+
+    /// Whether this instance leads the background work.
+    pub fn leader(&self) -> bool {
+        self.with(|r| r.leader)
     }
 
     /// A connection closed at once because `http.max_connections` were open.
@@ -222,6 +234,11 @@ impl Metrics {
                 out,
                 "# HELP farthing_rail_payments_refused_total Rail reports refused before booking (impossible amounts, reports contradicting a settled payment).\n# TYPE farthing_rail_payments_refused_total counter\nfarthing_rail_payments_refused_total {}",
                 crate::settlement::refused_total()
+            );
+            let _ = writeln!(
+                out,
+                "# HELP farthing_background_leader 1 while this instance runs the background work (webhooks, expiries, reminders, rail watchers), 0 while another instance on the same PostgreSQL database does.\n# TYPE farthing_background_leader gauge\nfarthing_background_leader {}",
+                u8::from(r.leader)
             );
             out
         })

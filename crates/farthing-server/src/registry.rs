@@ -179,6 +179,20 @@ impl Rails {
         &self.all
     }
 
+    /// Wakes every rail's background work to look at the configured merchants again (one was
+    /// configured, possibly through another instance).
+    pub fn wake(&self) {
+        if let Some(telegram) = self.telegram() {
+            telegram.bots_changed().notify_one();
+        }
+        if let Some(lightning) = self.lightning() {
+            lightning.nodes().changed.notify_one();
+        }
+        if let Some(ton) = self.ton() {
+            ton.watcher().wake();
+        }
+    }
+
     /// The Telegram part of the Stars and card rails.
     pub fn telegram(&self) -> Option<&crate::rails::telegram::TelegramRails> {
         self.all.iter().find_map(|adapter| match adapter {

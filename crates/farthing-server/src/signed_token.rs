@@ -3,9 +3,11 @@
 //!
 //! A token is `<prefix><payload>.<mac>` (base64url, no padding): the payload is whatever the
 //! caller packs (in the clear, so never a secret), the MAC is HMAC-SHA256 over the prefix and
-//! the payload under a random key made when the process starts ([`SessionKey`]). The prefix
-//! is signed too, so a token made for one purpose can never be presented as another. Nothing
-//! is stored: tokens end when the server restarts.
+//! the payload under a random key made when the process starts ([`SessionKey`]); on a
+//! PostgreSQL database several instances share, a key derived from the secrets key, so that
+//! any instance accepts a session another made. The prefix is signed too, so a token made for
+//! one purpose can never be presented as another. Nothing is stored: with a random key, tokens
+//! end when the server restarts; a derived one, when they expire.
 //!
 //! This module never decides what a token allows; its callers check expiry and meaning.
 
@@ -31,6 +33,12 @@ impl SessionKey {
             key[..16].copy_from_slice(&a.raw().to_be_bytes());
             key[16..].copy_from_slice(&b.raw().to_be_bytes());
         }
+        SessionKey(key)
+    }
+
+    /// The key given (derived from the secrets key, so that every instance on a shared
+    /// database accepts the sessions of the others).
+    pub fn from_bytes(key: [u8; 32]) -> SessionKey {
         SessionKey(key)
     }
 

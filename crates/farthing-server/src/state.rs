@@ -2,9 +2,11 @@
 //! cache, and notifications between the API and the background workers.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use farthing_core::{MerchantId, PublicId};
+use farthing_store::instances::{Heard, Topic};
 use farthing_store::Store;
 use tokio::sync::Notify;
 
@@ -49,8 +51,9 @@ impl Principal {
 pub struct MissingScope(pub String);
 
 /// How long a checked key is trusted from memory before the store is asked again: a key revoked
-/// by another process (the CLI, another instance) stops working within this time; one revoked
-/// through this server's API stops at once.
+/// by another process on SQLite (the CLI) stops working within this time; one revoked through
+/// this server's API, or through another instance on a shared PostgreSQL database (it announces
+/// the change), stops at once.
 const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Everything the handlers and workers share.
@@ -59,14 +62,36 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
+/// Checked API keys, by hash.
+#[derive(Default)]
+struct KeyCache {
+    entries: RwLock<HashMap<[u8; 32], CachedKey>>,
+    /// Raised whenever every cached key must be read again (another instance revoked one):
+    /// entries of an older generation are not used, and a key read before the raise is cached
+    /// with the generation it was read in (so a revocation that lands during the read is not
+    /// lost to it).
+    generation: AtomicU64,
+    /// How many of this server's change listeners are away (on a shared database): while any
+    /// is, a revocation could go unheard, so no cached key is used.
+    deaf: AtomicUsize,
+}
+
+struct CachedKey {
+    principal: Principal,
+    cached_at: std::time::Instant,
+    generation: u64,
+}
+
 struct Inner {
     app: farthing_app::App,
     config: Config,
-    keys: RwLock<HashMap<[u8; 32], (Principal, std::time::Instant)>>,
+    keys: KeyCache,
     metrics: Metrics,
     /// The rails this server runs.
     rails: crate::registry::Rails,
-    /// Signs Mini App sessions; random per process, so sessions end on restart.
+    /// Signs Mini App and dashboard sessions: random per process (sessions end on restart), or
+    /// on a shared PostgreSQL database derived from the secrets key (every instance accepts
+    /// them).
     webapp_key: crate::signed_token::SessionKey,
     /// The rate limits' buckets.
     limits: Arc<crate::web::limits::Limits>,
@@ -95,16 +120,31 @@ impl AppState {
             observed.observe_settlement(rail.as_str(), lag_s)
         }));
         let rails = crate::registry::Rails::new(&config);
+        // Several instances on one database must accept each other's sessions (and only
+        // they: the key is bound to the database as well as to the secrets key).
+        let shared = app
+            .store(Mode::Live)
+            .shared_identity()
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot name the shared database: sessions are signed with a key of this instance alone");
+                None
+            });
+        let webapp_key = match (&config.secrets_key, shared) {
+            (Some(key), Some(database)) => crate::signed_token::SessionKey::from_bytes(
+                key.derive(&format!("sessions {database}")),
+            ),
+            _ => crate::signed_token::SessionKey::random(),
+        };
         let limits = crate::web::limits::Limits::new(&config.rate_limits);
         AppState {
             inner: Arc::new(Inner {
                 limits,
                 app,
                 config,
-                keys: RwLock::new(HashMap::new()),
+                keys: KeyCache::default(),
                 metrics,
                 rails,
-                webapp_key: crate::signed_token::SessionKey::random(),
+                webapp_key,
                 admin: tokio::sync::Mutex::new(()),
             }),
         }
@@ -165,31 +205,109 @@ impl AppState {
         self.inner.app.outbox()
     }
 
+    /// A checked key from memory, if it may be used.
     pub(crate) fn cached_key(&self, hash: &[u8; 32]) -> Option<Principal> {
-        self.inner
-            .keys
+        let keys = &self.inner.keys;
+        if keys.deaf.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let generation = keys.generation.load(Ordering::Acquire);
+        keys.entries
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(hash)
-            .filter(|(_, cached_at)| cached_at.elapsed() < KEY_CACHE_TTL)
-            .map(|(principal, _)| principal.clone())
+            .filter(|cached| {
+                cached.generation == generation && cached.cached_at.elapsed() < KEY_CACHE_TTL
+            })
+            .map(|cached| cached.principal.clone())
+    }
+
+    /// The principal a key had when last checked, however long ago (the audit log names who
+    /// acted, after the handler checked the key).
+    pub(crate) fn checked_key(&self, hash: &[u8; 32]) -> Option<Principal> {
+        self.inner
+            .keys
+            .entries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(hash)
+            .map(|cached| cached.principal.clone())
     }
 
     /// Forgets a cached key (it was revoked).
     pub(crate) fn uncache_key(&self, hash: &[u8; 32]) {
         self.inner
             .keys
+            .entries
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(hash);
     }
 
-    pub(crate) fn cache_key(&self, hash: [u8; 32], principal: Principal) {
+    /// The key cache's generation: read it before reading a key from the store, and cache the
+    /// key with it ([`AppState::cache_key`]).
+    pub(crate) fn key_generation(&self) -> u64 {
+        self.inner.keys.generation.load(Ordering::Acquire)
+    }
+
+    /// Caches a key read from the store in `generation`.
+    pub(crate) fn cache_key(&self, hash: [u8; 32], principal: Principal, generation: u64) {
         self.inner
             .keys
+            .entries
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(hash, (principal, std::time::Instant::now()));
+            .insert(
+                hash,
+                CachedKey {
+                    principal,
+                    cached_at: std::time::Instant::now(),
+                    generation,
+                },
+            );
+    }
+
+    /// Makes every cached key be read again.
+    fn forget_keys(&self) {
+        self.inner.keys.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// This server is about to listen for other instances' changes on `listeners` sessions:
+    /// caches are not trusted until each of them listens.
+    pub(crate) fn expect_listeners(&self, listeners: usize) {
+        self.inner.keys.deaf.store(listeners, Ordering::Release);
+        farthing_app::risk::trust_cached_rules(self.app(), listeners == 0);
+    }
+
+    /// Acts on what a listener heard from the other instances on the database.
+    pub(crate) fn heard(&self, heard: Heard) {
+        let app = self.app();
+        match heard {
+            Heard::Listening => {
+                // What was announced while away is unknown: read everything again.
+                self.forget_keys();
+                farthing_app::risk::forget_all_rules(app);
+                let deaf = &self.inner.keys.deaf;
+                let was = deaf
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        Some(n.saturating_sub(1))
+                    })
+                    .unwrap_or(0);
+                if was <= 1 {
+                    farthing_app::risk::trust_cached_rules(app, true);
+                }
+                self.deliveries().notify_one();
+                self.rails().wake();
+            }
+            Heard::Deaf => {
+                self.inner.keys.deaf.fetch_add(1, Ordering::AcqRel);
+                farthing_app::risk::trust_cached_rules(app, false);
+            }
+            Heard::Changed(Topic::ApiKeys) => self.forget_keys(),
+            Heard::Changed(Topic::RiskRules) => farthing_app::risk::forget_all_rules(app),
+            Heard::Changed(Topic::Outbox) => self.deliveries().notify_one(),
+            Heard::Changed(Topic::Rails) => self.rails().wake(),
+        }
     }
 
     /// The checkout URL of an invoice.

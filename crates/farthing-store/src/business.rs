@@ -397,11 +397,16 @@ impl Tx<'_, '_> {
         at_ns: u64,
     ) -> Result<bool, StoreError> {
         let at = sql_amount(at_ns)?;
-        Ok(self.db().execute(
+        let changed = self.db().execute(
             "UPDATE api_keys SET revoked_at_ns = ?3 WHERE key_hash = ?1 AND merchant_id = ?2 \
              AND (revoked_at_ns IS NULL OR revoked_at_ns > ?3)",
             args![key_hash, merchant.to_be_bytes(), at],
-        )? == 1)
+        )? == 1;
+        if changed {
+            // Other instances keep checked keys in memory.
+            self.announce(crate::topics::Topic::ApiKeys)?;
+        }
+        Ok(changed)
     }
 
     /// Removes a merchant that owns nothing but its keys (undoing a creation that could not be
@@ -1600,6 +1605,24 @@ impl Tx<'_, '_> {
             )?;
         }
         Ok(())
+    }
+
+    /// Claims a due delivery for one attempt, on a database several instances share: moves
+    /// its place in the queue to `lease_until_ns`, if it is still due at `now_ns` (no other
+    /// instance claimed it). The attempt's record replaces the place; should the claiming
+    /// instance die first, the delivery is due again when the lease ends.
+    pub fn claim_delivery(
+        &mut self,
+        event: EventId,
+        endpoint: WebhookEndpointId,
+        lease_until_ns: u64,
+    ) -> Result<bool, StoreError> {
+        let (now, until) = (sql_amount(self.now_ns())?, sql_amount(lease_until_ns)?);
+        Ok(self.db().execute(
+            "UPDATE delivery_queue SET next_attempt_at_ns = ?3 \
+             WHERE event_id = ?1 AND endpoint_id = ?2 AND next_attempt_at_ns <= ?4",
+            args![event.to_be_bytes(), endpoint.to_be_bytes(), until, now],
+        )? == 1)
     }
 
     /// Stores a new webhook endpoint.

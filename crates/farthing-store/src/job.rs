@@ -14,6 +14,7 @@ use farthing_core::AccountId;
 
 use crate::batch::BatchState;
 use crate::sql::Db;
+use crate::topics::Topic;
 use crate::{StoreError, WriteError};
 
 /// A job's view of the store inside the writer's transaction.
@@ -67,6 +68,17 @@ impl<'a> Tx<'a, '_> {
             self.db.run("RELEASE nested")?;
         }
         Ok(result)
+    }
+
+    /// Tells the other instances on this database that `topic` changed, when (and only if)
+    /// this job commits (see `instances.rs`). Nothing on SQLite, where one
+    /// process owns the database.
+    pub fn announce(&mut self, topic: Topic) -> Result<(), StoreError> {
+        if self.db.is_postgres() {
+            self.db
+                .execute(crate::topics::NOTIFY_SQL, crate::sql::args![topic.as_str()])?;
+        }
+        Ok(())
     }
 
     /// The batch's transaction, on either backend.

@@ -25,6 +25,7 @@ mod cards;
 mod codec;
 pub mod copy;
 mod dashboard;
+pub mod instances;
 mod job;
 mod lightning;
 mod per_merchant;
@@ -42,6 +43,7 @@ mod step_up;
 mod subscriptions;
 mod telegram;
 mod ton;
+mod topics;
 mod url;
 mod writer;
 
@@ -439,6 +441,72 @@ impl Store {
     /// error names the key that is needed.
     pub fn verify_secrets(&self) -> Result<(), StoreError> {
         self.read(|reader| sealed::verify(reader.db()))
+    }
+
+    /// Whether other instances may share this database (PostgreSQL): then caches must be kept
+    /// in step and background work led by one instance (see [`instances`]).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// What names this database among others, the same from every instance that shares it:
+    /// on PostgreSQL its database and schema (`None` on SQLite, which no other process opens).
+    pub fn shared_identity(&self) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(_) => self.read(|reader| {
+                reader.db().row(
+                    "SELECT current_database()::text || '/' || current_schema()::text",
+                    sql::args![],
+                    |row| row.get::<_, String>(0),
+                )
+            }),
+        }
+    }
+
+    /// Tells the other instances on this database that `topic` changed, now (for news that
+    /// follows a commit; inside a job, use [`Tx::announce`]). Nothing on SQLite.
+    pub fn announce(&self, topic: instances::Topic) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(_) => self.read(|reader| {
+                reader
+                    .db()
+                    .execute(topics::NOTIFY_SQL, sql::args![topic.as_str()])
+                    .map(drop)
+            }),
+        }
+    }
+
+    /// Listens for what other instances announce on this database (see
+    /// [`instances::Listener`]); `None` on SQLite, where there are no others.
+    pub fn listen(
+        &self,
+        on_heard: impl Fn(instances::Heard) + Send + 'static,
+    ) -> Result<Option<instances::Listener>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(ledger) => {
+                // The session runs on a thread of its own (never on an async thread).
+                instances::Listener::start(ledger.url(), on_heard).map(Some)
+            }
+        }
+    }
+
+    /// Asks for leadership of `role` among the instances on this database (see
+    /// [`instances::Leadership`]); `None` on SQLite, where this process is the only one and
+    /// leads.
+    pub fn campaign(
+        &self,
+        role: &str,
+        on_change: impl FnMut(bool) + Send + 'static,
+    ) -> Result<Option<instances::Leadership>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(ledger) => {
+                instances::Leadership::campaign(ledger.url(), role, on_change).map(Some)
+            }
+        }
     }
 
     /// The SQLite database file (`None` on PostgreSQL).

@@ -345,7 +345,8 @@ impl Tx<'_, '_> {
                 sql_amount(node.created_at_ns)?,
                 sql_amount(node.updated_at_ns)?,
             ])?;
-        Ok(())
+        // The instance that leads the background work watches it from now on.
+        self.announce(crate::topics::Topic::Rails)
     }
 
     /// The merchant's node, as of this point of the batch.

@@ -110,7 +110,7 @@ pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {
 
 /// [`connect`], naming the session (`application_name`, seen in `pg_stat_activity`) unless
 /// the URL names it.
-fn connect_as(url: &str, name: &str) -> Result<Client, StoreError> {
+pub(crate) fn connect_as(url: &str, name: &str) -> Result<Client, StoreError> {
     let (url, tls) = pg_tls::split(url)?;
     let mut config: postgres::Config = url.parse().map_err(|error: postgres::Error| {
         StoreError::BadUrl(format!(
@@ -448,6 +448,11 @@ impl PgLedger {
         &self.inner.sender
     }
 
+    /// The database's URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.inner.url
+    }
+
     /// The database, for messages: its URL without the password.
     pub fn location(&self) -> String {
         crate::url::PostgresUrl::new(self.inner.url.clone()).redacted()
@@ -561,150 +566,6 @@ impl Drop for Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         off_runtime(move || drop(reader));
-    }
-}
-
-/// One `farthing serve` instance's claim on a PostgreSQL database (its schema), held while it
-/// runs: a session advisory lock on a connection of its own, released when the instance stops
-/// or dies (the server ends the session). Several instances on one database need their
-/// background work shared out (webhook attempts, Telegram polling, Lightning streams, the TON
-/// watcher each done by one instance) and their caches kept in step; until that is built, a
-/// second instance refuses to start rather than send webhooks twice or poll Telegram against
-/// the first. Jobs and the ledger are already safe across instances (the clock lock).
-///
-/// The claim must not be lost unnoticed (a server restart or failover, `pg_terminate_backend`,
-/// a network cut end its session, and a second instance could then take it): its session is
-/// checked every few seconds; when it is gone the claim is taken again on a new session, and if
-/// another instance took it meanwhile, `on_lost` is called once (the server stops).
-pub struct ServeLock {
-    stop: Option<mpsc::Sender<()>>,
-    /// Told when the claim's thread has ended (in a mutex only so that the claim is `Sync`).
-    ended: Mutex<mpsc::Receiver<()>>,
-}
-
-/// How often the claim's session is checked.
-const SERVE_LOCK_CHECK: Duration = Duration::from_secs(3);
-
-/// The claim's key: one per schema of a database.
-const SERVE_LOCK_SQL: &str =
-    "SELECT pg_try_advisory_lock(hashtext('farthing serve ' || current_schema()))";
-
-/// Lets the claim go (on the session that holds it).
-const SERVE_UNLOCK_SQL: &str =
-    "SELECT pg_advisory_unlock(hashtext('farthing serve ' || current_schema()))";
-
-/// A session holding the claim on `url`'s schema: `Ok(None)` when another session holds it.
-fn claim(url: &str) -> Result<Option<Client>, StoreError> {
-    let mut client = connect_as(url, "farthing-serve")?;
-    // Never ended for being idle (PostgreSQL 14+ can end idle sessions), and, over TCP, the
-    // server notices within about a minute that the instance's machine is gone (its own
-    // keepalives), so the claim of a dead instance does not block the next for hours.
-    client.batch_execute(
-        "SET idle_session_timeout = 0; SET tcp_keepalives_idle = 30; \
-         SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3",
-    )?;
-    let taken: bool = client.query_one(SERVE_LOCK_SQL, &[])?.try_get(0)?;
-    Ok(taken.then_some(client))
-}
-
-fn refused_claim() -> StoreError {
-    StoreError::Refused(
-        "another `farthing serve` is running on this database (schema): one instance per \
-         database for now. Stop it first; several instances behind a load balancer are not \
-         supported yet (README, PostgreSQL)"
-            .to_owned(),
-    )
-}
-
-impl ServeLock {
-    /// Takes the claim on the database `url` names, or says that another instance holds it.
-    /// `on_lost` is called (once, from the claim's thread) if the claim is lost for good.
-    pub fn take(
-        url: &str,
-        on_lost: impl FnOnce() + Send + 'static,
-    ) -> Result<ServeLock, StoreError> {
-        let (ready, answer) = mpsc::channel();
-        let (stop, stopped) = mpsc::channel::<()>();
-        let (end, ended) = mpsc::channel::<()>();
-        let url = url.to_owned();
-        std::thread::Builder::new()
-            .name("farthing-pg-serve-lock".to_owned())
-            .spawn(move || {
-                // Dropped last, whichever way the thread ends.
-                let _end = end;
-                let mut client = match claim(&url) {
-                    Ok(Some(client)) => client,
-                    Ok(None) => {
-                        let _ = ready.send(Err(refused_claim()));
-                        return;
-                    }
-                    Err(error) => {
-                        let _ = ready.send(Err(error));
-                        return;
-                    }
-                };
-                let _ = ready.send(Ok(()));
-                // Held until the instance stops (or its process dies), checked meanwhile. Only
-                // a session that is gone (closed: ended by the server, or found dead by the
-                // keepalives) is replaced; a slow answer is not a lost claim (the old session
-                // would still hold it, and a new one would find it taken).
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(SERVE_LOCK_CHECK) {
-                    if client.is_valid(SERVE_LOCK_CHECK).is_ok() || !client.is_closed() {
-                        continue;
-                    }
-                    match claim(&url) {
-                        Ok(Some(again)) => {
-                            tracing::warn!(
-                                "the PostgreSQL serve claim's session ended; taken again"
-                            );
-                            client = again;
-                        }
-                        Ok(None) => {
-                            tracing::error!(
-                                "the PostgreSQL serve claim was lost and another instance holds \
-                                 it now: this instance stops"
-                            );
-                            on_lost();
-                            return;
-                        }
-                        // The server is away: try again at the next check (the claim, if the
-                        // session ended, is free for whoever comes first; this instance's
-                        // writes wait for the server anyway).
-                        Err(error) => {
-                            tracing::warn!(%error, "cannot check the PostgreSQL serve claim");
-                        }
-                    }
-                }
-                // Let go before the session closes: the server ends a closed session's locks
-                // only once its backend has exited, and an instance started right after this
-                // one stopped must find the claim free.
-                let _ = client.batch_execute(SERVE_UNLOCK_SQL);
-            })
-            .map_err(StoreError::Thread)?;
-        let lock = ServeLock {
-            stop: Some(stop),
-            ended: Mutex::new(ended),
-        };
-        match answer.recv() {
-            Ok(Ok(())) => Ok(lock),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(StoreError::Refused(
-                "the PostgreSQL serve lock could not be taken".to_owned(),
-            )),
-        }
-    }
-}
-
-impl Drop for ServeLock {
-    /// Lets the claim go, waiting a little for its session to close; a thread stuck on an
-    /// unreachable server is left behind (the claim ends with the process, or with its session).
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        let ended = self
-            .ended
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let _ = ended.recv_timeout(Duration::from_secs(2));
     }
 }
 

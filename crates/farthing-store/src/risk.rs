@@ -113,7 +113,8 @@ impl Tx<'_, '_> {
                  ON CONFLICT (merchant_id) DO UPDATE SET rules = ?2, updated_at_ns = ?3",
             args![merchant.to_be_bytes(), rules, now],
         )?;
-        Ok(())
+        // Other instances keep the rules in memory.
+        self.announce(crate::topics::Topic::RiskRules)
     }
 
     /// Appends a decision.

@@ -96,6 +96,17 @@ impl SecretsKey {
         hex(&self.0)
     }
 
+    /// A key for `purpose`, derived from this one (SHA-256 over a label, the purpose and the
+    /// key): the same on every instance that holds this key, and telling nothing about it.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(b"farthing derived key\0");
+        hash.update(purpose.as_bytes());
+        hash.update([0]);
+        hash.update(self.0);
+        hash.finalize().into()
+    }
+
     /// The first 4 bytes of the key's SHA-256: which key sealed a value.
     fn id(&self) -> [u8; 4] {
         let digest = Sha256::digest(self.0);

@@ -159,7 +159,8 @@ impl Tx<'_, '_> {
                 sql_amount(bot.updated_at_ns)?,
             ],
         )?;
-        Ok(())
+        // The instance that leads the background work watches it from now on.
+        self.announce(crate::topics::Topic::Rails)
     }
 
     /// The merchant's bot, as of this point of the batch.

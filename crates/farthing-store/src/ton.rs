@@ -375,7 +375,8 @@ impl Tx<'_, '_> {
                 sql_amount(wallet.updated_at_ns)?,
             ],
         )?;
-        Ok(())
+        // The instance that leads the background work watches it from now on.
+        self.announce(crate::topics::Topic::Rails)
     }
 
     /// The merchant's wallet, as of this point of the batch.

@@ -3195,83 +3195,198 @@ fn jobs_write_business_rows_with_the_ledger_on_two_postgres_instances() {
     assert!(kept.is_some());
 }
 
-/// One `farthing serve` per PostgreSQL schema for now: a second claim on the same schema is
-/// refused and says why, another schema of the same database is free, and the claim is free
-/// again once its holder lets go. A claim whose session ends is taken again; one that another
-/// instance took meanwhile is reported lost (the server then stops).
+/// Leadership of the background work among the instances on one PostgreSQL schema: exactly one
+/// of two candidates leads, another schema has a leader of its own, the other candidate takes
+/// over within seconds once the leader lets go, and a leader whose session is ended steps down
+/// (someone leads again afterwards, never two at once once the dust settles).
 #[test]
-fn postgres_serve_lock_admits_one_instance_per_schema() {
-    use farthing_store::pg::ServeLock;
+fn postgres_leadership_passes_to_another_instance() {
+    use farthing_store::instances::Leadership;
     let server = Postgres::start();
     let (shop, other) = (server.schema(), server.schema());
-    let lost = Arc::new(AtomicBool::new(false));
-    let on_lost = |lost: &Arc<AtomicBool>| {
-        let lost = Arc::clone(lost);
-        move || lost.store(true, SeqCst)
+    let candidate = |url: &str| {
+        let leads = Arc::new(AtomicBool::new(false));
+        let told = Arc::clone(&leads);
+        let leadership =
+            Leadership::campaign(url, "leader", move |now| told.store(now, SeqCst)).expect("asks");
+        (leadership, leads)
     };
-    let held = ServeLock::take(&shop, on_lost(&lost)).expect("the first claim");
-    let refused = |url: &str| match ServeLock::take(url, || {}) {
-        Err(StoreError::Refused(message)) => message.contains("another `farthing serve`"),
-        _ => false,
-    };
-    assert!(refused(&shop), "a second claim on the schema is refused");
-    let beside = ServeLock::take(&other, || {}).expect("another schema is free");
-    drop(held);
-    let held = ServeLock::take(&shop, on_lost(&lost)).expect("free once let go");
+    let (first, first_leads) = candidate(&shop);
+    assert!(
+        first_leads.load(SeqCst),
+        "the first candidate leads at once"
+    );
+    let (second, second_leads) = candidate(&shop);
+    assert!(!second_leads.load(SeqCst), "one leader per schema");
+    let (beside, beside_leads) = candidate(&other);
+    assert!(beside_leads.load(SeqCst), "another schema leads on its own");
+
+    // The leader stops: the other takes over.
+    drop(first);
+    assert!(
+        eventually(Duration::from_secs(5), || second_leads.load(SeqCst)),
+        "the second candidate takes over once the first let go"
+    );
+
+    // The leader's session is ended (a failover, an operator): it steps down; then one of the
+    // candidates leads again (a third one joined meanwhile), and only one.
+    let (third, third_leads) = candidate(&shop);
+    assert!(!third_leads.load(SeqCst));
+    // (The other schema's leader goes first, so that the one advisory lock held is the shop's.)
     drop(beside);
+    let killed = psql(
+        server.url(),
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted",
+    );
+    assert_eq!(killed, "1", "the leader holds the one advisory lock");
+    let one_leader = || second_leads.load(SeqCst) as u8 + third_leads.load(SeqCst) as u8 == 1;
+    assert!(
+        eventually(Duration::from_secs(10), || third_leads.load(SeqCst)
+            || (second_leads.load(SeqCst) && one_leader())),
+        "someone leads after the leader's session ended"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(one_leader(), "exactly one leader once settled");
+    drop((second, third));
+}
 
-    // Its session ended (a restart, an operator): the holder takes the claim again, on a new
-    // session. (Sessions are told apart by pid: an ended one may linger in the views.)
-    let holder = || {
-        psql(
-            server.url(),
-            "SELECT COALESCE(string_agg(pid::text, ','), '') FROM pg_locks \
-             WHERE locktype = 'advisory' AND granted",
+/// News between instances: a job's announcement reaches the listeners on its schema when the
+/// job commits, not those of another schema, and not at all when the job fails; an
+/// announcement outside a job arrives too. A listener whose session is ended says it is deaf,
+/// then listens again (and says so, as anything announced meanwhile may be missed).
+#[test]
+fn postgres_announcements_reach_the_other_instances_on_commit_only() {
+    use farthing_store::instances::{Heard, Listener, Topic};
+    use farthing_store::Store;
+    let server = Postgres::start();
+    let (shop, other) = (server.schema(), server.schema());
+    let open = |url: &str| {
+        Store::open_url(
+            &farthing_store::DatabaseUrl::parse(url).expect("url"),
+            StoreOptions::default(),
         )
+        .expect("opens")
     };
-    let kill = |pid: &str| {
-        psql(
-            server.url(),
-            &format!("SELECT COUNT(pg_terminate_backend({pid}))"),
-        )
+    let (writer, elsewhere) = (open(&shop), open(&other));
+    let heard = |url: &str| {
+        let (tell, told) = std::sync::mpsc::channel::<Heard>();
+        let listener = Listener::start(url, move |news| {
+            let _ = tell.send(news);
+        })
+        .expect("listens");
+        assert_eq!(told.recv().expect("first news"), Heard::Listening);
+        (listener, told)
     };
-    assert!(
-        eventually(Duration::from_secs(15), || {
-            let now = holder();
-            !now.is_empty() && !now.contains(',')
-        }),
-        "one holder once the other schema's claim is gone"
-    );
-    let first = holder();
-    assert_eq!(kill(&first), "1");
-    assert!(
-        eventually(Duration::from_secs(15), || {
-            let now = holder();
-            !now.is_empty() && !now.contains(',') && now != first
-        }),
-        "the claim is taken again"
-    );
-    assert!(refused(&shop), "and holds");
-    assert!(!lost.load(SeqCst));
+    let (_here, here_told) = heard(&shop);
+    let (_there, there_told) = heard(&other);
+    let next = |told: &std::sync::mpsc::Receiver<Heard>| told.recv_timeout(Duration::from_secs(3));
 
-    // Ended, and another instance takes it first: the holder is told it lost it. (Should the
-    // holder's check come first and take it again, its session is ended again.)
-    let mut thief = None;
-    for _ in 0..5 {
-        let current = holder();
-        kill(&current);
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while thief.is_none() && Instant::now() < deadline {
-            thief = ServeLock::take(&shop, || {}).ok();
-        }
-        if thief.is_some() {
-            break;
-        }
-    }
-    let thief = thief.expect("the freed claim is taken by another instance");
-    assert!(
-        eventually(Duration::from_secs(15), || lost.load(SeqCst)),
-        "the first holder learns that it lost the claim"
+    // Committed: heard on its schema only.
+    writer
+        .execute(|tx| tx.announce(Topic::ApiKeys))
+        .expect("queued")
+        .wait()
+        .expect("committed")
+        .expect("announced");
+    assert_eq!(next(&here_told), Ok(Heard::Changed(Topic::ApiKeys)));
+    // A failed job's announcement is undone with its other writes.
+    let failed = writer
+        .execute(|tx| -> Result<(), StoreError> {
+            tx.announce(Topic::RiskRules)?;
+            Err(StoreError::Refused("changed its mind".to_owned()))
+        })
+        .expect("queued")
+        .wait()
+        .expect("the batch committed");
+    assert!(failed.is_err());
+    writer.announce(Topic::Outbox).expect("announced");
+    assert_eq!(
+        next(&here_told),
+        Ok(Heard::Changed(Topic::Outbox)),
+        "the failed job's topic was not heard; the next one was"
     );
-    drop((held, thief));
+    assert!(next(&there_told).is_err(), "another schema hears nothing");
+    elsewhere.announce(Topic::Rails).expect("announced");
+    assert_eq!(next(&there_told), Ok(Heard::Changed(Topic::Rails)));
+
+    // The listening session is ended: deaf, then listening again.
+    let killed = psql(
+        server.url(),
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE application_name = 'farthing-listen'",
+    );
+    assert_eq!(killed, "2");
+    assert_eq!(next(&here_told), Ok(Heard::Deaf));
+    assert_eq!(next(&here_told), Ok(Heard::Listening));
+    writer.announce(Topic::ApiKeys).expect("announced");
+    assert_eq!(next(&here_told), Ok(Heard::Changed(Topic::ApiKeys)));
+    writer.shutdown();
+    elsewhere.shutdown();
+}
+
+/// A due webhook attempt is claimed by one instance only: two instances on one database claim
+/// it, one wins; it is not due for anyone during the lease; once the lease has run out (its
+/// claimant died), it is due and can be claimed again.
+#[test]
+fn postgres_webhook_attempts_are_claimed_by_one_instance() {
+    use farthing_core::{EventId, WebhookEndpointId};
+    let server = Postgres::start();
+    let url = server.schema();
+    let [one, two] = [(); 2].map(|_| PgLedger::open(&url, StoreOptions::default()).expect("open"));
+    let (event, endpoint) = (EventId(9), WebhookEndpointId(5));
+    one.execute(move |tx| {
+        tx.insert_endpoint(&farthing_store::WebhookEndpoint {
+            id: endpoint,
+            merchant: MerchantId(7),
+            url: "https://shop.example/hooks".to_owned(),
+            secret: "whsec_x".to_owned(),
+            events: vec!["*".to_owned()],
+            status: "enabled".to_owned(),
+            disabled_reason: None,
+            created_at_ns: 1,
+        })?;
+        tx.insert_event(&farthing_store::EventRecord {
+            id: event,
+            merchant: MerchantId(7),
+            event_type: "charge.succeeded".to_owned(),
+            data: "{}".to_owned(),
+            created_at_ns: 2,
+        })
+    })
+    .expect("queued")
+    .wait()
+    .expect("committed")
+    .expect("stored");
+    let claim = |ledger: &PgLedger, lease_s: u64| {
+        ledger
+            .execute(move |tx| {
+                let until = tx.now_ns() + lease_s * 1_000_000_000;
+                tx.claim_delivery(event, endpoint, until)
+            })
+            .expect("queued")
+            .wait()
+            .expect("committed")
+            .expect("claimed or not")
+    };
+    let due = |ledger: &PgLedger| {
+        ledger
+            .read(|reader| reader.due_deliveries(farthing_store::system_clock()(), 10))
+            .expect("read")
+            .len()
+    };
+    assert_eq!(due(&two), 1, "due before any claim");
+    let [first, second] = [&one, &two].map(|ledger| claim(ledger, 60));
+    assert!(first && !second, "one claim wins: {first}, {second}");
+    assert_eq!(due(&two), 0, "not due for anyone during the lease");
+    assert!(!claim(&one, 60), "not even for its claimant");
+    // The claim of an instance that died: its lease is over (a lease of no time here).
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    client
+        .execute("UPDATE delivery_queue SET next_attempt_at_ns = 0", &[])
+        .expect("lease ends");
+    assert_eq!(due(&two), 1, "due again once the lease ended");
+    assert!(claim(&two, 60), "and claimed again");
+    one.shutdown();
+    two.shutdown();
 }

@@ -2,52 +2,14 @@
 //! balance; after each restart every charge that got a 2xx is present exactly once, the
 //! balance equals the funding minus those charges, and `farthing audit` passes.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-fn farthing() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_farthing"))
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-fn serve(db: &Path, port: u16) -> Child {
-    farthing()
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database",
-        ])
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        // The load comes from one key: above the per-key rate limit on purpose.
-        .env("FARTHING_RATE_LIMIT_API_KEY_PER_S", "10000000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn farthing serve")
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(response) = client.get(format!("{base}/readyz")).send().await {
-            if response.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    panic!("farthing serve did not become ready");
-}
+#[path = "support/serve.rs"]
+mod serve_support;
+use serve_support::{farthing, free_port, serve, wait_ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_charges_survive_kill_9() {

@@ -79,7 +79,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     // The key's merchant, known once the handler authenticated it; an unknown key acted for no
     // merchant and is not the merchant's to see (failed authentication is rate-limited).
     let Some((hash, principal)) =
-        key_hash.and_then(|hash| state.cached_key(&hash).map(|principal| (hash, principal)))
+        key_hash.and_then(|hash| state.checked_key(&hash).map(|principal| (hash, principal)))
     else {
         return response;
     };

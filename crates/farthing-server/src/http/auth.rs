@@ -63,6 +63,7 @@ pub fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> 
         }
         return Ok(principal);
     }
+    let generation = state.key_generation();
     let record = state
         .store(mode)
         .read(|reader| reader.api_key(&hash))?
@@ -80,7 +81,7 @@ pub fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> 
         key_hash: hash,
         expires_at_ns: record.revoked_at_ns,
     };
-    state.cache_key(hash, principal.clone());
+    state.cache_key(hash, principal.clone(), generation);
     Ok(principal)
 }
 

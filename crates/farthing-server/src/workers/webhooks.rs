@@ -171,6 +171,15 @@ const NOTIFY_DEBOUNCE: Duration = Duration::from_millis(5);
 /// A delivery being attempted: `(mode, event, endpoint)`.
 type InFlight = std::collections::HashSet<(Mode, u128, u128)>;
 
+/// How long a claimed attempt is held before another instance may try it (its claimant died):
+/// the request's time limit (to connect, then to answer) and a margin to record the result.
+fn lease_ns(timeout: &Duration) -> u64 {
+    let lease = timeout
+        .saturating_mul(2)
+        .saturating_add(Duration::from_secs(10));
+    u64::try_from(lease.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Records one attempt's result: delivered, disabled on 410, or scheduled for a retry (with
 /// jitter) until the schedule is used up.
 async fn record(
@@ -245,6 +254,7 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
     let jitter = state.config().webhooks.jitter;
     let concurrency = state.config().webhooks.concurrency;
     let allow_private = state.config().allow_private_webhooks;
+    let timeout = Duration::from_secs_f64(state.config().webhooks.timeout_s);
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let in_flight: Arc<std::sync::Mutex<InFlight>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
@@ -281,7 +291,26 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
                 dispatched = true;
                 let (client, store, state) = (client.clone(), store.clone(), state.clone());
                 let (schedule, in_flight) = (schedule.clone(), in_flight.clone());
+                let schedule_timeout = timeout;
                 tasks.spawn(async move {
+                    // Several instances on one database: the attempt is claimed first, so that
+                    // an instance that still believes it leads cannot send it as well.
+                    if store.is_shared() {
+                        let lease = lease_ns(&schedule_timeout);
+                        let (event_id, endpoint_id) = (delivery.event, delivery.endpoint);
+                        let claimed = store
+                            .run(move |tx| {
+                                let until = tx.now_ns().saturating_add(lease);
+                                tx.claim_delivery(event_id, endpoint_id, until)
+                            })
+                            .await;
+                        if !matches!(claimed, Ok(Ok(true))) {
+                            if let Ok(mut flying) = in_flight.lock() {
+                                flying.remove(&key);
+                            }
+                            return;
+                        }
+                    }
                     let result = send(
                         &client,
                         &endpoint.url,

@@ -1333,24 +1333,36 @@ async fn a_merchant_is_never_half_created() {
     server.running.shutdown().await;
 }
 
-/// A second server on a database a running one serves refuses to start and says why (on
-/// SQLite the file's lock, on PostgreSQL the instance's claim on its schema); once the first
-/// stopped, it starts.
+/// A second server on an SQLite database a running one serves refuses to start and says why
+/// (the file's lock); once the first stopped, it starts. On PostgreSQL it starts beside the
+/// first, which keeps leading the background work until it stops (`instances.rs` tests the two
+/// serving together).
 #[tokio::test]
-async fn a_second_server_on_the_same_database_refuses_to_start() {
+async fn a_second_server_on_the_same_database_waits_its_turn() {
     let first = server::spawn(|_| {}).await;
     let config = server::config(&first.dir);
     config.validate().expect("valid");
+    if server::postgres_server().is_some() {
+        let second = farthing_server::start(config)
+            .await
+            .expect("a second instance starts on PostgreSQL");
+        assert!(first.running.leads(), "the first keeps leading");
+        assert!(!second.leads(), "the second follows");
+        first.running.shutdown().await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !second.leads() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(second.leads(), "the second leads once the first stopped");
+        second.shutdown().await;
+        return;
+    }
     let refused = farthing_server::start(config.clone())
         .await
         .err()
         .expect("the second server is refused");
     let message = refused.to_string();
-    assert!(
-        message.contains("another farthing process")
-            || message.contains("another `farthing serve`"),
-        "{message}"
-    );
+    assert!(message.contains("another farthing process"), "{message}");
     first.running.shutdown().await;
     let second = farthing_server::start(config)
         .await

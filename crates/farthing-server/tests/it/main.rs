@@ -9,6 +9,7 @@ mod cards;
 mod checkout_browser;
 mod dashboard;
 mod first_week;
+mod instances;
 mod lightning;
 mod openapi;
 mod python_client;
