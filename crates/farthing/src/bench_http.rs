@@ -33,9 +33,10 @@ pub struct HttpArgs {
     #[arg(long)]
     port: Option<u16>,
     /// Drive an already running server at this base URL instead of starting one (its
-    /// database is not audited afterwards).
+    /// database is not audited afterwards). Repeat it for several instances on one database:
+    /// the clients are spread over them, one in turn.
     #[arg(long, requires = "key")]
-    url: Option<String>,
+    url: Vec<String>,
     /// Test-mode API key for `--url`.
     #[arg(long)]
     key: Option<String>,
@@ -151,15 +152,21 @@ async fn phase(
     Ok(rate)
 }
 
-/// Creates a funded customer (and the risk rules, with `risk_rules`), then runs both phases
-/// against `base`.
+/// Creates a funded customer (and the risk rules, with `risk_rules`) through the first of
+/// `bases`, then runs both phases against all of them (client `i` talks to `bases[i % n]`).
 async fn drive(
-    base: &str,
+    bases: &[String],
     key: &str,
     clients: u64,
     seconds: u64,
     risk_rules: bool,
 ) -> anyhow::Result<(f64, f64)> {
+    let base = bases.first().context("no base URL")?.as_str();
+    // The URL of client `i` (its requests are numbered from `i` × 1 000 000 000).
+    let on = |bases: &[String], path: &str| {
+        let urls: Vec<String> = bases.iter().map(|base| format!("{base}{path}")).collect();
+        move |seq: u64| urls[(seq / 1_000_000_000) as usize % urls.len()].clone()
+    };
     let client = reqwest::Client::new();
     if risk_rules {
         let set = client
@@ -190,28 +197,28 @@ async fn drive(
     if !funded.status().is_success() {
         bail!("top-up failed: {}", funded.text().await?);
     }
-    let invoices_url = format!("{base}/v1/invoices");
+    let invoices_url = on(bases, "/v1/invoices");
     let invoices = phase(
         "invoice creations",
         clients,
         seconds,
-        Arc::new(move |_| {
+        Arc::new(move |seq| {
             (
-                invoices_url.clone(),
+                invoices_url(seq),
                 json!({"amount": 50, "currency": "XTR", "description": "bench"}),
             )
         }),
         key,
     )
     .await?;
-    let charges_url = format!("{base}/v1/charges");
+    let charges_url = on(bases, "/v1/charges");
     let charges = phase(
         "balance charges",
         clients,
         seconds,
-        Arc::new(move |_| {
+        Arc::new(move |seq| {
             (
-                charges_url.clone(),
+                charges_url(seq),
                 json!({"customer": customer, "amount": 1, "currency": "XTR"}),
             )
         }),
@@ -222,10 +229,15 @@ async fn drive(
 }
 
 pub fn run(args: &HttpArgs) -> anyhow::Result<ExitCode> {
-    if let (Some(url), Some(key)) = (&args.url, &args.key) {
+    if let (false, Some(key)) = (args.url.is_empty(), &args.key) {
+        let bases: Vec<String> = args
+            .url
+            .iter()
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .collect();
         let runtime = tokio::runtime::Runtime::new()?;
         let (invoices, charges) = runtime.block_on(drive(
-            url.trim_end_matches('/'),
+            &bases,
             key,
             args.clients,
             args.seconds,
@@ -314,7 +326,14 @@ pub fn run(args: &HttpArgs) -> anyhow::Result<ExitCode> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        drive(&base, &key, args.clients, args.seconds, args.risk_rules).await
+        drive(
+            std::slice::from_ref(&base),
+            &key,
+            args.clients,
+            args.seconds,
+            args.risk_rules,
+        )
+        .await
     });
     drop(_guard);
     let (invoices, charges) = result?;
