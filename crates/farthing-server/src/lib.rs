@@ -704,16 +704,23 @@ impl Running {
     /// the stores still hold.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
+        let mut tasks = self.tasks.into_iter();
+        // The background work first (attempts under way finish and are recorded): then another
+        // instance may take it over at once, while this one's requests drain.
+        if let Some(background) = tasks.next() {
+            let _ = background.await;
+        }
+        let leadership = self.leadership;
+        let _ = tokio::task::spawn_blocking(move || drop(leadership)).await;
+        for task in tasks {
             let _ = task.await;
         }
         for (_, store) in self.state.stores() {
             let store = store.clone();
             let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         }
-        // Only now does another instance take over the background work.
-        let (leadership, listeners) = (self.leadership, self.listeners);
-        let _ = tokio::task::spawn_blocking(move || drop((leadership, listeners))).await;
+        let listeners = self.listeners;
+        let _ = tokio::task::spawn_blocking(move || drop(listeners)).await;
     }
 
     /// A handle that asks the server to stop (e.g. on a signal).
@@ -816,7 +823,8 @@ pub async fn start_with_clock(
         addr,
         state,
         shutdown,
-        tasks: vec![server, background],
+        // The background work first: `shutdown` lets its leadership go before the HTTP drain.
+        tasks: vec![background, server],
         leadership,
         listeners,
     })

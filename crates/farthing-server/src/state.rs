@@ -74,6 +74,8 @@ struct KeyCache {
     /// How many of this server's change listeners are away (on a shared database): while any
     /// is, a revocation could go unheard, so no cached key is used.
     deaf: AtomicUsize,
+    /// Held while a listener's report changes `deaf` and the rules' trust.
+    listening: std::sync::Mutex<()>,
 }
 
 struct CachedKey {
@@ -222,8 +224,9 @@ impl AppState {
             .map(|cached| cached.principal.clone())
     }
 
-    /// The principal a key had when last checked, however long ago (the audit log names who
-    /// acted, after the handler checked the key).
+    /// The principal a key had when it was last checked, within the cache's time to live
+    /// (the audit log names who acted, after the handler checked the key), whether or not
+    /// the cache may answer authentication now.
     pub(crate) fn checked_key(&self, hash: &[u8; 32]) -> Option<Principal> {
         self.inner
             .keys
@@ -231,11 +234,14 @@ impl AppState {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(hash)
+            .filter(|cached| cached.cached_at.elapsed() < KEY_CACHE_TTL)
             .map(|cached| cached.principal.clone())
     }
 
-    /// Forgets a cached key (it was revoked).
+    /// Forgets a cached key (it was revoked), and makes every cached key be read again (a
+    /// request that read this one just before the revocation must not cache it as current).
     pub(crate) fn uncache_key(&self, hash: &[u8; 32]) {
+        self.forget_keys();
         self.inner
             .keys
             .entries
@@ -283,30 +289,45 @@ impl AppState {
     pub(crate) fn heard(&self, heard: Heard) {
         let app = self.app();
         match heard {
-            Heard::Listening => {
-                // What was announced while away is unknown: read everything again.
-                self.forget_keys();
-                farthing_app::risk::forget_all_rules(app);
+            Heard::Listening | Heard::Deaf => {
+                // The two listeners' reports may cross: the count and the rules' trust change
+                // together.
+                let _together = self
+                    .inner
+                    .keys
+                    .listening
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let deaf = &self.inner.keys.deaf;
-                let was = deaf
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                if heard == Heard::Listening {
+                    // What was announced while away is unknown: read everything again.
+                    self.forget_keys();
+                    farthing_app::risk::forget_all_rules(app);
+                    let _ = deaf.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                         Some(n.saturating_sub(1))
-                    })
-                    .unwrap_or(0);
-                if was <= 1 {
-                    farthing_app::risk::trust_cached_rules(app, true);
+                    });
+                } else {
+                    deaf.fetch_add(1, Ordering::AcqRel);
                 }
-                self.deliveries().notify_one();
-                self.rails().wake();
-            }
-            Heard::Deaf => {
-                self.inner.keys.deaf.fetch_add(1, Ordering::AcqRel);
-                farthing_app::risk::trust_cached_rules(app, false);
+                farthing_app::risk::trust_cached_rules(app, deaf.load(Ordering::Acquire) == 0);
+                if heard == Heard::Listening {
+                    self.wake_leaders_work();
+                }
             }
             Heard::Changed(Topic::ApiKeys) => self.forget_keys(),
             Heard::Changed(Topic::RiskRules) => farthing_app::risk::forget_all_rules(app),
-            Heard::Changed(Topic::Outbox) => self.deliveries().notify_one(),
+            Heard::Changed(Topic::Outbox) => self.wake_leaders_work(),
             Heard::Changed(Topic::Rails) => self.rails().wake(),
+        }
+    }
+
+    /// Wakes the webhook worker and the rails' watchers, if this instance runs them. (A
+    /// follower's outbox wake-up is what it forwards to the leader: waking it for news heard
+    /// from the database would forward that news again, without end.)
+    fn wake_leaders_work(&self) {
+        if self.metrics().leader() {
+            self.deliveries().notify_one();
+            self.rails().wake();
         }
     }
 

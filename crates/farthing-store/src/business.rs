@@ -1608,9 +1608,9 @@ impl Tx<'_, '_> {
     }
 
     /// Claims a due delivery for one attempt, on a database several instances share: moves
-    /// its place in the queue to `lease_until_ns`, if it is still due at `now_ns` (no other
-    /// instance claimed it). The attempt's record replaces the place; should the claiming
-    /// instance die first, the delivery is due again when the lease ends.
+    /// its place in the queue to `lease_until_ns`, if it is still due now (no other instance
+    /// claimed it). Should the claiming instance die, the delivery is due again when the lease
+    /// ends. Record the attempt after [`Tx::release_claim`] confirmed the claim still holds.
     pub fn claim_delivery(
         &mut self,
         event: EventId,
@@ -1622,6 +1622,27 @@ impl Tx<'_, '_> {
             "UPDATE delivery_queue SET next_attempt_at_ns = ?3 \
              WHERE event_id = ?1 AND endpoint_id = ?2 AND next_attempt_at_ns <= ?4",
             args![event.to_be_bytes(), endpoint.to_be_bytes(), until, now],
+        )? == 1)
+    }
+
+    /// Ends this instance's claim on a delivery (made with [`Tx::claim_delivery`] until
+    /// `lease_until_ns`), before its attempt is recorded: `false` when the claim no longer
+    /// holds (its lease ran out and another instance claimed or recorded the delivery since),
+    /// and then the attempt must not be recorded over the newer one.
+    pub fn release_claim(
+        &mut self,
+        event: EventId,
+        endpoint: WebhookEndpointId,
+        lease_until_ns: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.db().execute(
+            "DELETE FROM delivery_queue \
+             WHERE event_id = ?1 AND endpoint_id = ?2 AND next_attempt_at_ns = ?3",
+            args![
+                event.to_be_bytes(),
+                endpoint.to_be_bytes(),
+                sql_amount(lease_until_ns)?
+            ],
         )? == 1)
     }
 

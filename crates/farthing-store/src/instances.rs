@@ -47,7 +47,9 @@ const LISTEN_TICK: Duration = Duration::from_millis(500);
 /// Listens for the changes announced on one schema, on a session of its own, and tells
 /// `on_heard` (from its thread). Stops when dropped.
 pub struct Listener {
-    _stop: mpsc::Sender<()>,
+    stop: Option<mpsc::Sender<()>>,
+    /// Told when the thread has ended (in a mutex only so that this is `Sync`).
+    ended: Mutex<mpsc::Receiver<()>>,
 }
 
 impl Listener {
@@ -59,10 +61,12 @@ impl Listener {
     ) -> Result<Listener, StoreError> {
         let (stop, stopped) = mpsc::channel::<()>();
         let (ready, answer) = mpsc::channel();
+        let (end, ended) = mpsc::channel::<()>();
         let url = url.to_owned();
         std::thread::Builder::new()
             .name("farthing-pg-listen".to_owned())
             .spawn(move || {
+                let _end = end;
                 let mut ready = Some(ready);
                 loop {
                     match listen(&url) {
@@ -98,12 +102,28 @@ impl Listener {
             })
             .map_err(StoreError::Thread)?;
         match answer.recv() {
-            Ok(Ok(())) => Ok(Listener { _stop: stop }),
+            Ok(Ok(())) => Ok(Listener {
+                stop: Some(stop),
+                ended: Mutex::new(ended),
+            }),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(StoreError::Refused(
                 "the PostgreSQL listener could not start".to_owned(),
             )),
         }
+    }
+}
+
+impl Drop for Listener {
+    /// Stops listening, waiting a little for the thread to end (one stuck on an unreachable
+    /// server is left behind; it ends with its session).
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        let ended = self
+            .ended
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = ended.recv_timeout(Duration::from_secs(2));
     }
 }
 
@@ -129,10 +149,15 @@ fn hear(
         let mut notifications = client.notifications();
         let mut heard = notifications.timeout_iter(LISTEN_TICK);
         let lost = loop {
+            // Told to stop: even under a steady stream of news.
+            if !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+                return true;
+            }
             match heard.next() {
                 Ok(Some(notification)) => {
                     let payload = notification.payload();
-                    let Some((from, topic)) = payload.split_once(' ') else {
+                    // `<schema> <topic>`: a topic has no space, a schema name may.
+                    let Some((from, topic)) = payload.rsplit_once(' ') else {
                         continue;
                     };
                     if from != schema {
@@ -165,12 +190,15 @@ fn hear(
 /// let go when the holder stops or dies (the server ends its session).
 ///
 /// The holder checks its session every second. If the session is gone (a server restart or
-/// failover, `pg_terminate_backend`, a network cut), the lock may already be another's: the
-/// holder steps down at once (`on_change(false)`) and asks again like the others. A slow answer
-/// is not a lost session. Between a cut and the check, two instances may each believe they
-/// lead for about a second; the work a leader does is safe twice (jobs check state before they
-/// change it), and webhooks are delivered at least once anyway (receivers drop repeats by
-/// their `webhook-id`).
+/// failover, `pg_terminate_backend`), the lock may already be another's: the holder steps down
+/// (`on_change(false)`) and asks again like the others. A slow answer is not a lost session,
+/// but five checks in a row without an answer (about 20 s) are: a network cut leaves the
+/// client's socket open for many minutes, while the server ends the silent session, and frees
+/// the lock, only after about a minute (its keepalives), so the holder has stepped down before
+/// another can lead. A session ended by the server while the network still works is noticed
+/// at the next check: for about a second two instances may then both believe they lead. The
+/// work a leader does is safe twice (jobs check state before they change it, and each webhook
+/// attempt is claimed in a job first).
 pub struct Leadership {
     stop: Option<mpsc::Sender<()>>,
     /// Told when the thread has ended (in a mutex only so that this is `Sync`).
@@ -179,6 +207,10 @@ pub struct Leadership {
 
 /// How often leadership is asked for, and the holder's session checked.
 const LEAD_CHECK: Duration = Duration::from_secs(1);
+
+/// Checks in a row left unanswered (each waits up to 3 s, a second apart: about 20 s) after
+/// which a session is given up, and a leader steps down.
+const LEAD_SILENCE: u32 = 5;
 
 /// The lock of `role` on the session's schema.
 const LEAD_SQL: &str =
@@ -219,8 +251,9 @@ impl Leadership {
                 let mut ready = Some(ready);
                 let mut session: Option<Client> = None;
                 let mut leading = false;
+                let mut unanswered = 0;
                 loop {
-                    let asked = ask(&url, &role, &mut session, leading);
+                    let asked = ask(&url, &role, &mut session, leading, &mut unanswered);
                     match asked {
                         Ok(now) => {
                             if now != leading {
@@ -284,17 +317,24 @@ fn ask(
     role: &str,
     session: &mut Option<Client>,
     leading: bool,
+    unanswered: &mut u32,
 ) -> Result<bool, StoreError> {
     if let Some(client) = session.as_mut() {
-        if leading {
-            if client.is_valid(LEAD_CHECK * 3).is_ok() || !client.is_closed() {
-                return Ok(true);
-            }
+        let answers = client.is_valid(LEAD_CHECK * 3).is_ok();
+        *unanswered = if answers { 0 } else { *unanswered + 1 };
+        // Gone, or silent for long enough that the server may have ended it (its keepalives
+        // end a dead peer's session within about a minute; the client's own socket can take
+        // far longer to notice): the lock may be another's by now.
+        if client.is_closed() || *unanswered >= LEAD_SILENCE {
             *session = None;
+            *unanswered = 0;
             return Ok(false);
         }
-        if client.is_closed() {
-            *session = None;
+        if leading {
+            return Ok(true);
+        }
+        if !answers {
+            return Ok(false);
         }
     }
     let client = match session {

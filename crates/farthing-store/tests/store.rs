@@ -3327,7 +3327,9 @@ fn postgres_announcements_reach_the_other_instances_on_commit_only() {
 
 /// A due webhook attempt is claimed by one instance only: two instances on one database claim
 /// it, one wins; it is not due for anyone during the lease; once the lease has run out (its
-/// claimant died), it is due and can be claimed again.
+/// claimant stalled), it is due and can be claimed again, and the stalled claimant's late
+/// release is refused (its attempt must not be recorded over the newer one), while the new
+/// claimant's holds.
 #[test]
 fn postgres_webhook_attempts_are_claimed_by_one_instance() {
     use farthing_core::{EventId, WebhookEndpointId};
@@ -3362,12 +3364,20 @@ fn postgres_webhook_attempts_are_claimed_by_one_instance() {
         ledger
             .execute(move |tx| {
                 let until = tx.now_ns() + lease_s * 1_000_000_000;
-                tx.claim_delivery(event, endpoint, until)
+                Ok::<_, StoreError>(tx.claim_delivery(event, endpoint, until)?.then_some(until))
             })
             .expect("queued")
             .wait()
             .expect("committed")
             .expect("claimed or not")
+    };
+    let release = |ledger: &PgLedger, until: u64| {
+        ledger
+            .execute(move |tx| tx.release_claim(event, endpoint, until))
+            .expect("queued")
+            .wait()
+            .expect("committed")
+            .expect("released or not")
     };
     let due = |ledger: &PgLedger| {
         ledger
@@ -3377,16 +3387,19 @@ fn postgres_webhook_attempts_are_claimed_by_one_instance() {
     };
     assert_eq!(due(&two), 1, "due before any claim");
     let [first, second] = [&one, &two].map(|ledger| claim(ledger, 60));
-    assert!(first && !second, "one claim wins: {first}, {second}");
+    let stalled = first.expect("the first claim wins");
+    assert_eq!(second, None, "the second claim loses");
     assert_eq!(due(&two), 0, "not due for anyone during the lease");
-    assert!(!claim(&one, 60), "not even for its claimant");
+    assert_eq!(claim(&one, 60), None, "not even for its claimant");
     // The claim of an instance that died: its lease is over (a lease of no time here).
     let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
     client
         .execute("UPDATE delivery_queue SET next_attempt_at_ns = 0", &[])
         .expect("lease ends");
     assert_eq!(due(&two), 1, "due again once the lease ended");
-    assert!(claim(&two, 60), "and claimed again");
+    let taken = claim(&two, 60).expect("and claimed again");
+    assert!(!release(&one, stalled), "the stalled claim no longer holds");
+    assert!(release(&two, taken), "the new one does");
     one.shutdown();
     two.shutdown();
 }

@@ -182,15 +182,26 @@ fn lease_ns(timeout: &Duration) -> u64 {
 
 /// Records one attempt's result: delivered, disabled on 410, or scheduled for a retry (with
 /// jitter) until the schedule is used up.
+/// `claim`: the end of this instance's lease on the delivery (on a shared database); the
+/// attempt is not recorded when the claim no longer holds.
 async fn record(
     store: &farthing_store::Store,
     delivery: farthing_store::Delivery,
     result: AttemptResult,
     schedule: Vec<Duration>,
     jitter: f64,
+    claim: Option<u64>,
 ) -> Result<(), String> {
     let recorded = store
         .run(move |tx| -> Result<(), farthing_store::StoreError> {
+            if let Some(until) = claim {
+                if !tx.release_claim(delivery.event, delivery.endpoint, until)? {
+                    tracing::warn!(
+                        "a webhook attempt outlived its claim; another instance has the delivery now, so this attempt is not recorded"
+                    );
+                    return Ok(());
+                }
+            }
             let now = tx.now_ns();
             let attempts_done = delivery.attempts as usize + 1;
             match result {
@@ -295,20 +306,27 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
                 tasks.spawn(async move {
                     // Several instances on one database: the attempt is claimed first, so that
                     // an instance that still believes it leads cannot send it as well.
+                    let mut claim = None;
                     if store.is_shared() {
                         let lease = lease_ns(&schedule_timeout);
                         let (event_id, endpoint_id) = (delivery.event, delivery.endpoint);
                         let claimed = store
                             .run(move |tx| {
                                 let until = tx.now_ns().saturating_add(lease);
-                                tx.claim_delivery(event_id, endpoint_id, until)
+                                Ok::<_, farthing_store::StoreError>(
+                                    tx.claim_delivery(event_id, endpoint_id, until)?
+                                        .then_some(until),
+                                )
                             })
                             .await;
-                        if !matches!(claimed, Ok(Ok(true))) {
-                            if let Ok(mut flying) = in_flight.lock() {
-                                flying.remove(&key);
+                        match claimed {
+                            Ok(Ok(Some(until))) => claim = Some(until),
+                            _ => {
+                                if let Ok(mut flying) = in_flight.lock() {
+                                    flying.remove(&key);
+                                }
+                                return;
                             }
-                            return;
                         }
                     }
                     let result = send(
@@ -341,7 +359,9 @@ pub async fn run_worker(state: AppState, mut shutdown: tokio::sync::watch::Recei
                             "webhook delivery failed; it will be retried on its schedule"
                         ),
                     }
-                    if let Err(error) = record(&store, delivery, result, schedule, jitter).await {
+                    if let Err(error) =
+                        record(&store, delivery, result, schedule, jitter, claim).await
+                    {
                         tracing::error!(%error, "cannot record a webhook attempt");
                     }
                     if let Ok(mut flying) = in_flight.lock() {

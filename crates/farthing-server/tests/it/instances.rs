@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use farthing_server::config::Config;
 use farthing_server::Running;
+use farthing_store::instances::{Heard, Topic};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -263,6 +264,31 @@ async fn two_instances_serve_one_database() {
             "an event was delivered twice: {received:?}"
         );
     }
+
+    // Idle, the instances stay quiet: news of the outbox is forwarded once, never echoed
+    // back and forth.
+    let outbox_news = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&outbox_news);
+    let listening = database.clone();
+    let listener = tokio::task::spawn_blocking(move || {
+        farthing_store::instances::Listener::start(&listening, move |news| {
+            if news == Heard::Changed(Topic::Outbox) {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+        .expect("listens")
+    })
+    .await
+    .expect("join");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let idle_news = outbox_news.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        idle_news <= 1,
+        "{idle_news} outbox announcements while idle"
+    );
+    tokio::task::spawn_blocking(move || drop(listener))
+        .await
+        .expect("join");
 
     // A key revoked through one instance stops working on the other at once (there it was
     // cached, having just been used).
