@@ -47,9 +47,27 @@ const LISTEN_TICK: Duration = Duration::from_millis(500);
 /// Listens for the changes announced on one schema, on a session of its own, and tells
 /// `on_heard` (from its thread). Stops when dropped.
 pub struct Listener {
+    _thread: Stopping,
+}
+
+/// A background thread's stop signal, and the channel that tells when it has ended: dropping
+/// it stops the thread and waits a little for it (one stuck on an unreachable server is left
+/// behind; it ends with its session).
+struct Stopping {
     stop: Option<mpsc::Sender<()>>,
-    /// Told when the thread has ended (in a mutex only so that this is `Sync`).
+    /// In a mutex only so that the owner is `Sync`.
     ended: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        let ended = self
+            .ended
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = ended.recv_timeout(Duration::from_secs(2));
+    }
 }
 
 impl Listener {
@@ -103,27 +121,16 @@ impl Listener {
             .map_err(StoreError::Thread)?;
         match answer.recv() {
             Ok(Ok(())) => Ok(Listener {
-                stop: Some(stop),
-                ended: Mutex::new(ended),
+                _thread: Stopping {
+                    stop: Some(stop),
+                    ended: Mutex::new(ended),
+                },
             }),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(StoreError::Refused(
                 "the PostgreSQL listener could not start".to_owned(),
             )),
         }
-    }
-}
-
-impl Drop for Listener {
-    /// Stops listening, waiting a little for the thread to end (one stuck on an unreachable
-    /// server is left behind; it ends with its session).
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        let ended = self
-            .ended
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let _ = ended.recv_timeout(Duration::from_secs(2));
     }
 }
 
@@ -200,9 +207,7 @@ fn hear(
 /// work a leader does is safe twice (jobs check state before they change it, and each webhook
 /// attempt is claimed in a job first).
 pub struct Leadership {
-    stop: Option<mpsc::Sender<()>>,
-    /// Told when the thread has ended (in a mutex only so that this is `Sync`).
-    ended: Mutex<mpsc::Receiver<()>>,
+    _thread: Stopping,
 }
 
 /// How often leadership is asked for, and the holder's session checked.
@@ -297,8 +302,10 @@ impl Leadership {
             })
             .map_err(StoreError::Thread)?;
         let leadership = Leadership {
-            stop: Some(stop),
-            ended: Mutex::new(ended),
+            _thread: Stopping {
+                stop: Some(stop),
+                ended: Mutex::new(ended),
+            },
         };
         match answer.recv() {
             Ok(Ok(())) => Ok(leadership),
@@ -349,18 +356,5 @@ fn ask(
             }
             Err(error.into())
         }
-    }
-}
-
-impl Drop for Leadership {
-    /// Steps down, waiting a little for the lock to be let go; a thread stuck on an
-    /// unreachable server is left behind (the lock ends with the process, or with its session).
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        let ended = self
-            .ended
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let _ = ended.recv_timeout(Duration::from_secs(2));
     }
 }
