@@ -1770,6 +1770,35 @@ impl Tx<'_, '_> {
         )
     }
 
+    /// Replaces the answer stored under an idempotency key (a reservation made before a
+    /// long operation, completed once it is done); whether there was one.
+    pub fn complete_idempotency_key(
+        &mut self,
+        merchant: MerchantId,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.db().execute(
+            "UPDATE idempotency_keys SET status = ?3, body = ?4 \
+             WHERE merchant_id = ?1 AND key = ?2",
+            args![merchant.to_be_bytes(), key, status, body],
+        )? == 1)
+    }
+
+    /// Forgets an idempotency key whatever it stored (a reservation whose operation failed,
+    /// so that it may be tried again); whether there was one.
+    pub fn forget_idempotency_key(
+        &mut self,
+        merchant: MerchantId,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.db().execute(
+            "DELETE FROM idempotency_keys WHERE merchant_id = ?1 AND key = ?2",
+            args![merchant.to_be_bytes(), key],
+        )? == 1)
+    }
+
     /// Forgets idempotency keys created before `before_ns`; returns how many.
     pub fn expire_idempotency_keys(&mut self, before_ns: u64) -> Result<usize, StoreError> {
         self.db().execute(

@@ -94,7 +94,7 @@ fn render(id: MerchantId, name: &str, created_at_ns: u64) -> Value {
         (status = 400, description = "Malformed JSON or an unknown field (`invalid_body`), a bad Idempotency-Key (`invalid_idempotency_key`) or a bad name (`invalid_name`).", body = spec::Error),
         (status = 401, description = "No or a wrong operator key (`invalid_admin_key`).", body = spec::Error),
         (status = 403, description = "The admin API is off on this server (`admin_api_off`).", body = spec::Error),
-        (status = 409, description = "This Idempotency-Key already created a merchant, whose keys were shown then (`secret_already_shown`).", body = spec::Error),
+        (status = 409, description = "This Idempotency-Key already created a merchant, whose keys were shown then (`secret_already_shown`); or a creation with it is under way, on this or another instance (`idempotency_key_in_use`: retry in a moment).", body = spec::Error),
         (status = 413, description = spec::E413, body = spec::Error),
         (status = 422, description = spec::E422, body = spec::Error),
         (status = 500, description = spec::E500, body = spec::Error),
@@ -113,22 +113,52 @@ pub async fn create(
         );
     }
     let key = extract::idempotency_key(&body.headers)?;
-    // One creation at a time: a repeated key must see the first one's record.
+    let fingerprint = farthing_core_fingerprint(&body.raw);
+    // One creation at a time in this process; across instances on a shared database, the key
+    // is reserved in a job first (jobs of every instance run one at a time), so a repeated
+    // request finds the first one's record, finished or under way.
     let _serial = state.admin_lock().lock().await;
     if let Some(key) = key.clone() {
+        let reserving = fingerprint.clone();
         let earlier = state
             .store(Mode::Live)
-            .read(move |reader| reader.idempotency_key(OPERATOR, &key))?;
-        if let Some((fingerprint, _, stored)) = earlier {
-            if fingerprint != farthing_core_fingerprint(&body.raw) {
+            .run(move |tx| -> Result<_, farthing_store::StoreError> {
+                let now_ns = tx.now_ns();
+                let reservation = json!({"id": null, "reserved_at_ns": now_ns}).to_string();
+                match tx.idempotency_key(OPERATOR, &key)? {
+                    None => {
+                        tx.insert_idempotency_key(OPERATOR, &key, &reserving, 202, &reservation)?;
+                        Ok(None)
+                    }
+                    // A reservation whose instance died before it finished: taken over.
+                    Some((stored_fingerprint, _, stored))
+                        if stored_fingerprint == reserving && abandoned(&stored, now_ns) =>
+                    {
+                        tx.complete_idempotency_key(OPERATOR, &key, 202, &reservation)?;
+                        Ok(None)
+                    }
+                    Some((stored_fingerprint, _, stored)) => Ok(Some((stored_fingerprint, stored))),
+                }
+            })
+            .await
+            .map_err(|error| ApiError::internal(error.to_string()))?
+            .map_err(|error| ApiError::internal(error.to_string()))?;
+        if let Some((stored_fingerprint, stored)) = earlier {
+            if stored_fingerprint != fingerprint {
                 return Err(ApiError::idempotency(
                     "this Idempotency-Key was used for another request: use a new key for a new merchant",
                 ));
             }
             let id = serde_json::from_str::<Value>(&stored)
                 .ok()
-                .and_then(|v| v["id"].as_str().map(str::to_owned))
-                .unwrap_or_default();
+                .and_then(|v| v["id"].as_str().map(str::to_owned));
+            let Some(id) = id else {
+                return Err(ApiError::conflict(
+                    "idempotency_key_in_use",
+                    "a merchant creation with this Idempotency-Key is under way: retry in a moment \
+                     (it answers with the merchant it made)",
+                ));
+            };
             return Err(ApiError::conflict(
                 "secret_already_shown",
                 format!(
@@ -141,21 +171,41 @@ pub async fn create(
         state.store(Mode::Live).clone(),
         state.store(Mode::Test).clone(),
     );
-    let created = tokio::task::spawn_blocking(move || {
+    let created = match tokio::task::spawn_blocking(move || {
         crate::create_merchant(&live, &test, &name).map(|made| (made, name))
     })
     .await
-    .map_err(|error| ApiError::internal(error.to_string()))?
-    .map_err(|message| ApiError::invalid("invalid_name", message).param("name"))?;
+    {
+        Ok(Ok(created)) => Ok(created),
+        Ok(Err(message)) => Err(ApiError::invalid("invalid_name", message).param("name")),
+        Err(error) => Err(ApiError::internal(error.to_string())),
+    };
+    let created = match created {
+        Ok(created) => created,
+        Err(error) => {
+            // Nothing was made: the key may be used again.
+            if let Some(key) = key {
+                let forgotten = state
+                    .store(Mode::Live)
+                    .run(move |tx| tx.forget_idempotency_key(OPERATOR, &key))
+                    .await;
+                if !matches!(forgotten, Ok(Ok(_))) {
+                    tracing::error!(
+                        "a failed merchant creation's Idempotency-Key could not be released"
+                    );
+                }
+            }
+            return Err(error);
+        }
+    };
     let (made, name) = created;
     let id = made.id.clone();
     if let Some(key) = key {
         // The record names the merchant only: keys are never stored in clear.
         let record = json!({"id": id}).to_string();
-        let fingerprint = farthing_core_fingerprint(&body.raw);
         state
             .store(Mode::Live)
-            .run(move |tx| tx.insert_idempotency_key(OPERATOR, &key, &fingerprint, 201, &record))
+            .run(move |tx| tx.complete_idempotency_key(OPERATOR, &key, 201, &record))
             .await
             .map_err(|error| ApiError::internal(error.to_string()))?
             .map_err(|error| ApiError::internal(error.to_string()))?;
@@ -169,6 +219,22 @@ pub async fn create(
     object["live_key"] = json!(made.live_key);
     object["test_key"] = json!(made.test_key);
     Ok((StatusCode::CREATED, axum::Json(object)).into_response())
+}
+
+/// How long a reserved Idempotency-Key waits for its merchant: making one takes milliseconds,
+/// so a reservation this old was left by an instance that died on the way, and a retry takes
+/// it over.
+const RESERVATION_NS: u64 = 60_000_000_000;
+
+/// Whether a stored answer is a reservation left for longer than [`RESERVATION_NS`].
+fn abandoned(stored: &str, now_ns: u64) -> bool {
+    let Ok(stored) = serde_json::from_str::<Value>(stored) else {
+        return false;
+    };
+    match stored["reserved_at_ns"].as_u64() {
+        Some(at) if stored["id"].is_null() => now_ns.saturating_sub(at) > RESERVATION_NS,
+        _ => false,
+    }
 }
 
 fn farthing_core_fingerprint(body: &[u8]) -> Vec<u8> {
@@ -232,4 +298,21 @@ pub fn generate_admin_key() -> Result<(String, String), getrandom::Error> {
     );
     let hash = hash_key(&key).iter().map(|b| format!("{b:02x}")).collect();
     Ok((key, hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_old_reservation_is_abandoned() {
+        let at = 1_000_000_000_000u64;
+        let reservation = json!({"id": null, "reserved_at_ns": at}).to_string();
+        assert!(!abandoned(&reservation, at + RESERVATION_NS));
+        assert!(abandoned(&reservation, at + RESERVATION_NS + 1));
+        // A finished creation is never taken over, however old.
+        let finished = json!({"id": "m_1", "reserved_at_ns": at}).to_string();
+        assert!(!abandoned(&finished, at + 10 * RESERVATION_NS));
+        assert!(!abandoned("not json", u64::MAX));
+    }
 }

@@ -56,10 +56,11 @@ async fn receiver() -> (String, Received, tokio::task::JoinHandle<()>) {
 }
 
 /// One instance's configuration over the shared `database`.
-fn config(dir: &tempfile::TempDir, database: &str) -> Config {
+fn config(dir: &tempfile::TempDir, database: &str, admin_hash: &str) -> Config {
     let mut config = server::config(dir);
     config.database = database.to_owned();
     config.allow_private_webhooks = true;
+    config.admin_key_sha256 = admin_hash.to_owned();
     config
 }
 
@@ -151,8 +152,9 @@ async fn two_instances_serve_one_database() {
         tempfile::tempdir().expect("dir"),
         tempfile::tempdir().expect("dir"),
     );
-    let a = start(config(&dir_a, &database)).await;
-    let b = start(config(&dir_b, &database)).await;
+    let (admin, admin_hash) = farthing_server::http::admin::generate_admin_key().expect("key");
+    let a = start(config(&dir_a, &database, &admin_hash)).await;
+    let b = start(config(&dir_b, &database, &admin_hash)).await;
     let client = reqwest::Client::new();
     assert!(
         eventually(Duration::from_secs(5), || a.running.leads()).await,
@@ -264,6 +266,53 @@ async fn two_instances_serve_one_database() {
             "an event was delivered twice: {received:?}"
         );
     }
+
+    // The operator's merchant creation, the same request with one Idempotency-Key sent to
+    // both instances at once: one merchant is made, and the other answer says why not.
+    let create = |instance: &Instance| {
+        client
+            .post(format!("{}/v1/admin/merchants", instance.base))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", "add-once")
+            .json(&json!({"name": "Made once"}))
+            .send()
+    };
+    let (first, second) = tokio::join!(create(&a), create(&b));
+    let mut statuses = Vec::new();
+    for answer in [first, second] {
+        let answer = answer.expect("an answer");
+        let status = answer.status();
+        let body: Value = answer.json().await.expect("json");
+        if status == StatusCode::CONFLICT {
+            let code = body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                code == "secret_already_shown" || code == "idempotency_key_in_use",
+                "{body}"
+            );
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT]);
+    let listed: Value = client
+        .get(format!("{}/v1/admin/merchants?limit=100", b.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let made = listed["data"]
+        .as_array()
+        .expect("merchants")
+        .iter()
+        .filter(|merchant| merchant["name"] == "Made once")
+        .count();
+    assert_eq!(made, 1, "{listed}");
 
     // Idle, the instances stay quiet: news of the outbox is forwarded once, never echoed
     // back and forth.
