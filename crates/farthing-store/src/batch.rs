@@ -3,12 +3,13 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use farthing_core::ledger::{
     apply_group, AccountState, Balances, Group, GroupError, GroupOutcome, LedgerState,
     PendingState, StoredTransfer, TransferKind, TransferRecord,
 };
-use farthing_core::{AccountId, TransferId};
+use farthing_core::{AccountId, MerchantId, TransferId, WebhookEndpointId};
 use rusqlite::Connection;
 
 use crate::sql::Db;
@@ -26,7 +27,14 @@ pub(crate) struct BatchState<'a> {
     /// While a job runs: how to undo its ledger changes if it fails; one entry per open
     /// (nested) savepoint, innermost last.
     pub(crate) journal: Vec<Journal>,
+    /// Each merchant's enabled webhook endpoints (id and the event types it wants), as read
+    /// by this batch: endpoints change only in jobs, and the batch holds the ledger lock on
+    /// every backend, so they change only through this batch, which forgets them then.
+    pub(crate) endpoints: HashMap<MerchantId, Endpoints>,
 }
+
+/// A merchant's enabled webhook endpoints, each with the event types it wants.
+pub(crate) type Endpoints = Rc<[(WebhookEndpointId, Vec<String>)]>;
 
 /// Undo information for the ledger changes of one job (SQL changes are undone by its
 /// savepoint).
@@ -167,6 +175,8 @@ impl BatchState<'_> {
         self.new_transfers.truncate(journal.new_transfers);
         self.resolved.truncate(journal.resolved);
         self.last_timestamp_ns = journal.last_timestamp_ns;
+        // The endpoints read may include one this job made and SQL now undoes.
+        self.endpoints.clear();
     }
 
     /// An account, loaded into memory if needed.

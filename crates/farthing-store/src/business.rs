@@ -6,12 +6,15 @@
 //! 16-byte big-endian blobs and time-ordered, so `ORDER BY id DESC` is newest first and list
 //! cursors (`starting_after`) are plain id comparisons.
 
+use std::rc::Rc;
+
 use farthing_core::invoice::{Invoice, InvoiceAmount, InvoicePayment, InvoiceStatus};
 use farthing_core::{
     ChargeId, Currency, CustomerId, EventId, InvoiceId, MerchantId, Rail, RefundId, TransferId,
     WebhookEndpointId,
 };
 
+use crate::batch::Endpoints;
 use crate::codec::sql_amount;
 use crate::sql::{args, Arg, Db, Row};
 use crate::{Reader, StoreError, Tx};
@@ -1523,22 +1526,33 @@ impl Tx<'_, '_> {
                 sql_amount(event.created_at_ns)?,
             ],
         )?;
-        let endpoints: Vec<(Vec<u8>, String)> = self.db().rows(
-            "SELECT id, events FROM webhook_endpoints WHERE merchant_id = ?1 AND status = 'enabled'",
-            args![event.merchant.to_be_bytes()],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        for (endpoint, wanted) in endpoints {
-            let wanted: Vec<String> = from_json(&wanted)?;
+        for (endpoint, wanted) in self.enabled_endpoints(event.merchant)?.iter() {
             if wanted
                 .iter()
                 .any(|kind| kind == "*" || *kind == event.event_type)
             {
-                let endpoint = id_from(endpoint, WebhookEndpointId)?;
-                self.queue_delivery(event.id, endpoint, event.created_at_ns)?;
+                self.queue_delivery(event.id, *endpoint, event.created_at_ns)?;
             }
         }
         Ok(())
+    }
+
+    /// The merchant's enabled endpoints and the event types each wants, read once a batch.
+    fn enabled_endpoints(&mut self, merchant: MerchantId) -> Result<Endpoints, StoreError> {
+        if let Some(endpoints) = self.state.endpoints.get(&merchant) {
+            return Ok(Rc::clone(endpoints));
+        }
+        let rows: Vec<(Vec<u8>, String)> = self.db().rows(
+            "SELECT id, events FROM webhook_endpoints WHERE merchant_id = ?1 AND status = 'enabled'",
+            args![merchant.to_be_bytes()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let endpoints = rows
+            .into_iter()
+            .map(|(id, wanted)| Ok((id_from(id, WebhookEndpointId)?, from_json(&wanted)?)))
+            .collect::<Result<Rc<[_]>, StoreError>>()?;
+        self.state.endpoints.insert(merchant, Rc::clone(&endpoints));
+        Ok(endpoints)
     }
 
     /// Queues (or re-queues, for a redelivery) an attempt of `event` to `endpoint` at `at_ns`.
@@ -1648,6 +1662,7 @@ impl Tx<'_, '_> {
 
     /// Stores a new webhook endpoint.
     pub fn insert_endpoint(&mut self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        self.state.endpoints.clear();
         self.db().execute(
             &format!(
                 "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
@@ -1691,6 +1706,7 @@ impl Tx<'_, '_> {
         id: WebhookEndpointId,
         reason: &str,
     ) -> Result<(), StoreError> {
+        self.state.endpoints.clear();
         self.db().execute(
             "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = ?2 WHERE id = ?1",
             args![id.to_be_bytes(), reason],
@@ -1700,6 +1716,7 @@ impl Tx<'_, '_> {
 
     /// Deletes an endpoint and cancels its pending deliveries.
     pub fn delete_endpoint(&mut self, id: WebhookEndpointId) -> Result<(), StoreError> {
+        self.state.endpoints.clear();
         self.cancel_deliveries(id)?;
         self.db().execute(
             "DELETE FROM webhook_endpoints WHERE id = ?1",

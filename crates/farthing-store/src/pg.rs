@@ -493,6 +493,7 @@ impl PgLedger {
                 client,
                 cache,
                 secrets,
+                failed: false,
             });
             let reader = Reader {
                 db: Db::Postgres(&session),
@@ -935,6 +936,7 @@ fn apply_batch(
         resolved: Vec::new(),
         last_timestamp_ns,
         journal: Vec::new(),
+        endpoints: HashMap::new(),
     };
     let mut expired = 0;
     let mut stale = Vec::new();
@@ -949,6 +951,8 @@ fn apply_batch(
     }
     let mut results = Vec::with_capacity(groups.len());
     let mut jobs_kept = false;
+    // Whether the savepoint of the job before is still open (kept, released with the next).
+    let mut open = false;
     for item in work.iter_mut() {
         match item {
             // Everything a group refers to was read above (or made by an earlier item).
@@ -961,6 +965,7 @@ fn apply_batch(
                     &mut state,
                     job.as_mut(),
                     now_ns,
+                    &mut open,
                 )?
             }
         }
@@ -1007,6 +1012,10 @@ fn apply_batch(
 /// Runs one job inside a savepoint of the batch's transaction, its reads and writes on that
 /// transaction (under the clock lock): if it fails, its SQL is rolled back and its ledger changes
 /// undone, and the rest of the batch goes on. Whether it kept its changes.
+///
+/// A job kept without a failed statement leaves its savepoint `open`: the next job releases it
+/// in the same round trip as it takes its own (and COMMIT releases the last), one round trip
+/// less per job.
 fn run_job(
     transaction: &mut postgres::Transaction<'_>,
     cache: &mut StatementCache,
@@ -1014,14 +1023,21 @@ fn run_job(
     state: &mut BatchState<'_>,
     job: &mut dyn crate::job::ErasedJob,
     now_ns: u64,
+    open: &mut bool,
 ) -> Result<bool, StoreError> {
     let session = RefCell::new(Session {
         client: transaction,
         cache,
         secrets: Arc::clone(secrets),
+        failed: false,
     });
     let db = Db::Postgres(&session);
-    db.run("SAVEPOINT job")?;
+    db.run(if *open {
+        "RELEASE SAVEPOINT job; SAVEPOINT job"
+    } else {
+        "SAVEPOINT job"
+    })?;
+    *open = false;
     state.begin_job();
     let mut tx = Tx {
         db,
@@ -1030,10 +1046,16 @@ fn run_job(
         events_written: 0,
     };
     let kept = job.run(&mut tx);
+    if kept && !session.borrow().failed {
+        tx.state.end_job();
+        *open = true;
+        return Ok(true);
+    }
     if kept {
         // A job that went on after one of its statements failed (SQLite would keep the rest)
-        // left PostgreSQL's transaction aborted up to the savepoint: RELEASE fails then. Its
-        // changes are undone and its caller told; the batch goes on.
+        // may have left PostgreSQL's transaction aborted up to the savepoint (unless it rolled
+        // back to a nested one): RELEASE fails then. Its changes are undone and its caller
+        // told; the batch goes on.
         match db.run("RELEASE SAVEPOINT job") {
             Ok(()) => {
                 tx.state.end_job();

@@ -328,6 +328,17 @@ pub(crate) struct Session<'s, C> {
     pub(crate) client: &'s mut C,
     pub(crate) cache: &'s mut StatementCache,
     pub(crate) secrets: Arc<Secrets>,
+    /// Whether a statement failed in this session (which leaves a transaction aborted up to
+    /// its latest savepoint).
+    pub(crate) failed: bool,
+}
+
+impl<C> Session<'_, C> {
+    /// Notes a failed statement on the way out.
+    fn noted<T, E>(&mut self, result: Result<T, E>) -> Result<T, E> {
+        self.failed |= result.is_err();
+        result
+    }
 }
 
 impl<C: postgres::GenericClient> PgSession for Session<'_, C> {
@@ -336,7 +347,8 @@ impl<C: postgres::GenericClient> PgSession for Session<'_, C> {
             return Ok(Arc::clone(prepared));
         }
         let (text, sealed) = secret_calls(sql);
-        let statement = self.client.prepare(&postgres_text(&text))?;
+        let prepared = self.client.prepare(&postgres_text(&text));
+        let statement = self.noted(prepared)?;
         let unsealed = statement
             .columns()
             .iter()
@@ -360,7 +372,8 @@ impl<C: postgres::GenericClient> PgSession for Session<'_, C> {
         statement: &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<postgres::Row>, postgres::Error> {
-        self.client.query(statement, params)
+        let rows = self.client.query(statement, params);
+        self.noted(rows)
     }
 
     fn execute(
@@ -368,11 +381,13 @@ impl<C: postgres::GenericClient> PgSession for Session<'_, C> {
         statement: &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, postgres::Error> {
-        self.client.execute(statement, params)
+        let count = self.client.execute(statement, params);
+        self.noted(count)
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
-        self.client.batch_execute(sql)
+        let done = self.client.batch_execute(sql);
+        self.noted(done)
     }
 }
 

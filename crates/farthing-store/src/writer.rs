@@ -234,6 +234,7 @@ impl Writer {
             resolved: Vec::new(),
             last_timestamp_ns: *last_timestamp_ns,
             journal: Vec::new(),
+            endpoints: HashMap::new(),
         };
         let mut expired = 0;
         let mut recheck_expiry = false;

@@ -3403,3 +3403,84 @@ fn postgres_webhook_attempts_are_claimed_by_one_instance() {
     one.shutdown();
     two.shutdown();
 }
+
+/// Events are queued to the endpoints as they are at that point of the batch, though the batch
+/// reads each merchant's endpoints once: an endpoint added, one added and undone by a nested
+/// savepoint, one disabled, each seen by the next event of the same job.
+fn events_follow_the_endpoints_within_a_batch(ledger: &Ledger) {
+    use farthing_core::{EventId, WebhookEndpointId};
+    use farthing_store::{EventRecord, WebhookEndpoint};
+    let endpoint = |n: u128| WebhookEndpoint {
+        id: WebhookEndpointId(n),
+        merchant: MERCHANT,
+        url: format!("https://shop.example/hooks/{n}"),
+        secret: "whsec_x".to_owned(),
+        events: vec!["*".to_owned()],
+        status: "enabled".to_owned(),
+        disabled_reason: None,
+        created_at_ns: T0,
+    };
+    let event = |n: u128| EventRecord {
+        id: EventId(n),
+        merchant: MERCHANT,
+        event_type: "charge.succeeded".to_owned(),
+        data: "{}".to_owned(),
+        created_at_ns: T0 + 1,
+    };
+    ledger
+        .execute(move |tx| {
+            tx.insert_event(&event(1))?;
+            tx.insert_endpoint(&endpoint(1))?;
+            tx.insert_event(&event(2))?;
+            let undone = tx.nested(|tx| {
+                tx.insert_endpoint(&endpoint(2))?;
+                tx.insert_event(&event(3))?;
+                Err::<(), StoreError>(StoreError::Corrupt("undone on purpose".to_owned()))
+            })?;
+            assert!(undone.is_err());
+            tx.insert_event(&event(4))?;
+            tx.disable_endpoint(WebhookEndpointId(1), "test")?;
+            tx.insert_event(&event(5))
+        })
+        .expect("queued")
+        .wait()
+        .expect("committed")
+        .expect("stored");
+    let endpoints_of = |n: u128| {
+        let mut endpoints: Vec<u128> = ledger
+            .read(|reader| reader.deliveries_of(EventId(n)))
+            .expect("read")
+            .iter()
+            .map(|delivery| delivery.endpoint.0)
+            .collect();
+        endpoints.sort_unstable();
+        endpoints
+    };
+    assert_eq!(endpoints_of(1), Vec::<u128>::new(), "no endpoint yet");
+    assert_eq!(endpoints_of(2), [1], "the endpoint just added");
+    assert_eq!(endpoints_of(3), Vec::<u128>::new(), "undone with its event");
+    assert_eq!(
+        endpoints_of(4),
+        [1],
+        "not the endpoint the nested savepoint undid"
+    );
+    assert_eq!(
+        endpoints_of(5),
+        Vec::<u128>::new(),
+        "not the disabled endpoint"
+    );
+}
+
+#[test]
+fn events_follow_the_endpoints_within_a_batch_on_sqlite() {
+    let h = Harness::new();
+    events_follow_the_endpoints_within_a_batch(&Ledger::Sqlite(h.open()));
+}
+
+#[test]
+fn events_follow_the_endpoints_within_a_batch_on_postgres() {
+    let postgres = Postgres::start();
+    let h = Harness::new();
+    let instances = postgres_instances(&postgres, &h, 1);
+    events_follow_the_endpoints_within_a_batch(&instances[0]);
+}
