@@ -1787,32 +1787,34 @@ impl Tx<'_, '_> {
         )
     }
 
-    /// Replaces the answer stored under an idempotency key (a reservation made before a
-    /// long operation, completed once it is done); whether there was one.
+    /// Replaces the answer stored under an idempotency key, if it is still `expected` (a
+    /// reservation made before a long operation, completed once it is done); whether it was.
     pub fn complete_idempotency_key(
         &mut self,
         merchant: MerchantId,
         key: &str,
+        expected: &str,
         status: u16,
         body: &str,
     ) -> Result<bool, StoreError> {
         Ok(self.db().execute(
-            "UPDATE idempotency_keys SET status = ?3, body = ?4 \
-             WHERE merchant_id = ?1 AND key = ?2",
-            args![merchant.to_be_bytes(), key, status, body],
+            "UPDATE idempotency_keys SET status = ?4, body = ?5 \
+             WHERE merchant_id = ?1 AND key = ?2 AND body = ?3",
+            args![merchant.to_be_bytes(), key, expected, status, body],
         )? == 1)
     }
 
-    /// Forgets an idempotency key whatever it stored (a reservation whose operation failed,
-    /// so that it may be tried again); whether there was one.
+    /// Forgets an idempotency key if its answer is still `expected` (a reservation whose
+    /// operation failed, so that it may be tried again); whether it was.
     pub fn forget_idempotency_key(
         &mut self,
         merchant: MerchantId,
         key: &str,
+        expected: &str,
     ) -> Result<bool, StoreError> {
         Ok(self.db().execute(
-            "DELETE FROM idempotency_keys WHERE merchant_id = ?1 AND key = ?2",
-            args![merchant.to_be_bytes(), key],
+            "DELETE FROM idempotency_keys WHERE merchant_id = ?1 AND key = ?2 AND body = ?3",
+            args![merchant.to_be_bytes(), key, expected],
         )? == 1)
     }
 

@@ -3484,3 +3484,52 @@ fn events_follow_the_endpoints_within_a_batch_on_postgres() {
     let instances = postgres_instances(&postgres, &h, 1);
     events_follow_the_endpoints_within_a_batch(&instances[0]);
 }
+
+type KeyJob = Box<dyn FnOnce(&mut farthing_store::Tx<'_, '_>) -> Result<bool, StoreError> + Send>;
+
+/// A reserved idempotency key is completed or forgotten only by the request that reserved it:
+/// one whose reservation was taken over changes nothing.
+#[test]
+fn an_idempotency_reservation_is_completed_only_by_its_holder() {
+    let h = Harness::new();
+    let ledger = Ledger::Sqlite(h.open());
+    let job = |work: KeyJob| {
+        ledger
+            .execute(work)
+            .expect("queued")
+            .wait()
+            .expect("committed")
+            .expect("ran")
+    };
+    let (mine, theirs) = (
+        r#"{"id":null,"reserved_at_ns":1}"#,
+        r#"{"id":null,"reserved_at_ns":2}"#,
+    );
+    job(Box::new(move |tx| {
+        tx.insert_idempotency_key(MERCHANT, "k", b"f", 202, theirs)?;
+        Ok(true)
+    }));
+    assert!(!job(Box::new(
+        move |tx| tx.complete_idempotency_key(MERCHANT, "k", mine, 201, "{}")
+    )));
+    assert!(!job(Box::new(
+        move |tx| tx.forget_idempotency_key(MERCHANT, "k", mine)
+    )));
+    let stored = ledger
+        .read(|reader| reader.idempotency_key(MERCHANT, "k"))
+        .expect("read")
+        .map(|(_, status, body)| (status, body));
+    assert_eq!(stored, Some((202, theirs.to_owned())), "untouched");
+    assert!(job(Box::new(move |tx| tx.complete_idempotency_key(
+        MERCHANT,
+        "k",
+        theirs,
+        201,
+        r#"{"id":"m"}"#
+    ))));
+    assert!(job(Box::new(move |tx| tx.forget_idempotency_key(
+        MERCHANT,
+        "k",
+        r#"{"id":"m"}"#
+    ))));
+}

@@ -114,57 +114,55 @@ pub async fn create(
     }
     let key = extract::idempotency_key(&body.headers)?;
     let fingerprint = farthing_core_fingerprint(&body.raw);
+    // In a task of its own: a client that gives up (a timeout, then a retry with the same key)
+    // does not stop a creation half way, between the merchant and its key's record.
+    tokio::spawn(create_once(state, name, key, fingerprint))
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
+}
+
+/// Makes the merchant of one creation request, its Idempotency-Key (if any) reserved first.
+async fn create_once(
+    state: AppState,
+    name: String,
+    key: Option<String>,
+    fingerprint: Vec<u8>,
+) -> Result<Response, ApiError> {
     // One creation at a time in this process; across instances on a shared database, the key
     // is reserved in a job first (jobs of every instance run one at a time), so a repeated
     // request finds the first one's record, finished or under way.
     let _serial = state.admin_lock().lock().await;
-    if let Some(key) = key.clone() {
-        let reserving = fingerprint.clone();
+    let mut reserved = None;
+    if let Some(key) = key {
+        let (reserving, reserved_key) = (fingerprint.clone(), key.clone());
         let earlier = state
             .store(Mode::Live)
             .run(move |tx| -> Result<_, farthing_store::StoreError> {
                 let now_ns = tx.now_ns();
                 let reservation = json!({"id": null, "reserved_at_ns": now_ns}).to_string();
+                let key = reserved_key;
                 match tx.idempotency_key(OPERATOR, &key)? {
                     None => {
                         tx.insert_idempotency_key(OPERATOR, &key, &reserving, 202, &reservation)?;
-                        Ok(None)
+                        Ok(Ok(reservation))
                     }
                     // A reservation whose instance died before it finished: taken over.
                     Some((stored_fingerprint, _, stored))
                         if stored_fingerprint == reserving && abandoned(&stored, now_ns) =>
                     {
-                        tx.complete_idempotency_key(OPERATOR, &key, 202, &reservation)?;
-                        Ok(None)
+                        tx.complete_idempotency_key(OPERATOR, &key, &stored, 202, &reservation)?;
+                        Ok(Ok(reservation))
                     }
-                    Some((stored_fingerprint, _, stored)) => Ok(Some((stored_fingerprint, stored))),
+                    Some((stored_fingerprint, _, stored)) => Ok(Err((stored_fingerprint, stored))),
                 }
             })
-            .await
-            .map_err(|error| ApiError::internal(error.to_string()))?
+            .await?
             .map_err(|error| ApiError::internal(error.to_string()))?;
-        if let Some((stored_fingerprint, stored)) = earlier {
-            if stored_fingerprint != fingerprint {
-                return Err(ApiError::idempotency(
-                    "this Idempotency-Key was used for another request: use a new key for a new merchant",
-                ));
+        match earlier {
+            Ok(reservation) => reserved = Some((key, reservation)),
+            Err((stored_fingerprint, stored)) => {
+                return Err(answer_repeat(&fingerprint, &stored_fingerprint, &stored))
             }
-            let id = serde_json::from_str::<Value>(&stored)
-                .ok()
-                .and_then(|v| v["id"].as_str().map(str::to_owned));
-            let Some(id) = id else {
-                return Err(ApiError::conflict(
-                    "idempotency_key_in_use",
-                    "a merchant creation with this Idempotency-Key is under way: retry in a moment \
-                     (it answers with the merchant it made)",
-                ));
-            };
-            return Err(ApiError::conflict(
-                "secret_already_shown",
-                format!(
-                    "this Idempotency-Key already created merchant {id}; its keys were shown once then (roll them with POST /v1/api_keys/{{id}}/roll if they were lost)"
-                ),
-            ));
         }
     }
     let (live, test) = (
@@ -180,16 +178,16 @@ pub async fn create(
         Ok(Err(message)) => Err(ApiError::invalid("invalid_name", message).param("name")),
         Err(error) => Err(ApiError::internal(error.to_string())),
     };
-    let created = match created {
+    let (made, name) = match created {
         Ok(created) => created,
         Err(error) => {
-            // Nothing was made: the key may be used again.
-            if let Some(key) = key {
+            // Nothing was made: the key may be used again (only if still this request's).
+            if let Some((key, reservation)) = reserved {
                 let forgotten = state
                     .store(Mode::Live)
-                    .run(move |tx| tx.forget_idempotency_key(OPERATOR, &key))
+                    .run(move |tx| tx.forget_idempotency_key(OPERATOR, &key, &reservation))
                     .await;
-                if !matches!(forgotten, Ok(Ok(_))) {
+                if !matches!(forgotten, Ok(Ok(true))) {
                     tracing::error!(
                         "a failed merchant creation's Idempotency-Key could not be released"
                     );
@@ -198,17 +196,22 @@ pub async fn create(
             return Err(error);
         }
     };
-    let (made, name) = created;
     let id = made.id.clone();
-    if let Some(key) = key {
+    if let Some((key, reservation)) = reserved {
         // The record names the merchant only: keys are never stored in clear.
         let record = json!({"id": id}).to_string();
-        state
+        let completed = state
             .store(Mode::Live)
-            .run(move |tx| tx.complete_idempotency_key(OPERATOR, &key, 201, &record))
-            .await
-            .map_err(|error| ApiError::internal(error.to_string()))?
-            .map_err(|error| ApiError::internal(error.to_string()))?;
+            .run(move |tx| tx.complete_idempotency_key(OPERATOR, &key, &reservation, 201, &record))
+            .await;
+        // The merchant exists and its keys are shown below whatever happened to the record.
+        if !matches!(completed, Ok(Ok(true))) {
+            tracing::error!(
+                merchant = %id,
+                "a merchant creation's Idempotency-Key could not be completed: a retry with it \
+                 after its reservation ends may make another merchant"
+            );
+        }
     }
     tracing::info!(target: "farthing::admin", merchant = %id, "merchant added by the operator");
     let mut object = render(
@@ -221,10 +224,35 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(object)).into_response())
 }
 
+/// The answer to a creation whose Idempotency-Key was seen before (`stored`: its record).
+fn answer_repeat(fingerprint: &[u8], stored_fingerprint: &[u8], stored: &str) -> ApiError {
+    if stored_fingerprint != fingerprint {
+        return ApiError::idempotency(
+            "this Idempotency-Key was used for another request: use a new key for a new merchant",
+        );
+    }
+    let id = serde_json::from_str::<Value>(stored)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_owned));
+    let Some(id) = id else {
+        return ApiError::conflict(
+            "idempotency_key_in_use",
+            "a merchant creation with this Idempotency-Key is under way: retry in a moment \
+             (it answers with the merchant it made)",
+        );
+    };
+    ApiError::conflict(
+        "secret_already_shown",
+        format!(
+            "this Idempotency-Key already created merchant {id}; its keys were shown once then (roll them with POST /v1/api_keys/{{id}}/roll if they were lost)"
+        ),
+    )
+}
+
 /// How long a reserved Idempotency-Key waits for its merchant: making one takes milliseconds,
 /// so a reservation this old was left by an instance that died on the way, and a retry takes
-/// it over.
-const RESERVATION_NS: u64 = 60_000_000_000;
+/// it over. Minutes, so that instances' clocks that differ a little never take over a live one.
+const RESERVATION_NS: u64 = 300_000_000_000;
 
 /// Whether a stored answer is a reservation left for longer than [`RESERVATION_NS`].
 fn abandoned(stored: &str, now_ns: u64) -> bool {
