@@ -299,7 +299,8 @@ impl Modify for BearerAuth {
                         "`Authorization: Bearer <session>` with the session `POST \
                          /webapp/session` answered for a Telegram Mini App's init data. It \
                          names one customer of one merchant, lasts `telegram.webapp_session_ttl_s` \
-                         and ends when the server restarts.",
+                         and, on SQLite, ends when the server restarts (on a shared PostgreSQL \
+                         database with a secrets key, every instance accepts it until it expires).",
                     ))
                     .build(),
             ),
@@ -314,7 +315,9 @@ impl Modify for BearerAuth {
                         "`Authorization: Bearer <session>` with the session `POST \
                          /dashboard/login/telegram` answered for a dashboard owner's Telegram \
                          login. It names one merchant and one Telegram user, lasts \
-                         `telegram.dashboard_session_ttl_s` and ends when the server restarts.",
+                         `telegram.dashboard_session_ttl_s` and, on SQLite, ends when the server \
+                         restarts (on a shared PostgreSQL database with a secrets key, every \
+                         instance accepts it until it expires).",
                     ))
                     .build(),
             ),

@@ -10,11 +10,11 @@
 //! session. `GET /dashboard/me` answers who the session is.
 //!
 //! A session is a token `fds_<payload>.<mac>` signed like the Mini App's ([`crate::signed_token`],
-//! the same per-process key, another prefix, so neither passes for the other): the payload
+//! the same session key, another prefix, so neither passes for the other): the payload
 //! carries the mode, the merchant, the Telegram user id, the expiry and the user's names from
-//! the widget, in the clear and nothing secret. Nothing is stored: sessions end when the server
-//! restarts, and an owner removed from the list loses its sessions at once, because every use
-//! checks the list again.
+//! the widget, in the clear and nothing secret. Nothing is stored: with a per-process key
+//! sessions end when the server restarts, and an owner removed from the list loses its
+//! sessions at once, because every use checks the list again.
 //!
 //! This module never moves money and never answers an API key: a dashboard session is not a
 //! Merchant API credential.
@@ -120,7 +120,7 @@ impl DashboardSession {
             ApiError::unauthorized(
                 "invalid_session",
                 "the dashboard session is missing, malformed or was not issued by this server \
-                 (sessions end when the server restarts): log in with Telegram again at POST \
+                 (on SQLite, sessions end when the server restarts): log in with Telegram again at POST \
                  /dashboard/login/telegram",
             )
         };
@@ -482,7 +482,8 @@ fn widget_fields(body: Map<String, Value>) -> Result<(u64, Vec<(String, String)>
 /// the token as the HMAC key), refuses it when older than `telegram.login_max_age_s` (default
 /// one day), and answers a dashboard session when the user is one of the owners of the bot's
 /// merchant (`PUT /v1/dashboard/owners`). The session lasts `telegram.dashboard_session_ttl_s`
-/// (default one hour) and ends when the server restarts.
+/// (default one hour) and, with a per-process session key (SQLite), ends when the server
+/// restarts.
 #[utoipa::path(
     post,
     path = "/dashboard/login/telegram",

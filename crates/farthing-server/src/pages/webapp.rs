@@ -11,10 +11,11 @@
 //!
 //! A session is a token `wss_<payload>.<mac>` (base64url): the payload carries the mode, the
 //! merchant, the customer, the Telegram user id and the expiry, in the clear and nothing
-//! secret; the MAC is HMAC-SHA256 under a random key made when the process starts
-//! ([`SessionKey`], see [`crate::signed_token`], shared with the dashboard's sessions). Nothing
-//! is stored, so sessions end when the server restarts: the page then asks for a new one with
-//! the `initData` Telegram gives it again.
+//! secret; the MAC is HMAC-SHA256 under the server's session key ([`SessionKey`], see
+//! [`crate::signed_token`], shared with the dashboard's sessions: random per process, or derived
+//! from the secrets key on a shared PostgreSQL database). Nothing is stored, so with a random
+//! key sessions end when the server restarts: the page then asks for a new one with the
+//! `initData` Telegram gives it again.
 //!
 //! This module never decides that an invoice is paid by itself: the payment is the booking of
 //! `POST /v1/invoices/{id}/pay` (transfer id = invoice id), run in one store job.
@@ -82,7 +83,7 @@ impl Session {
             ApiError::unauthorized(
                 "invalid_session",
                 "the Mini App session is missing, malformed or was not issued by this server \
-                 (sessions end when the server restarts): get a new one from POST /webapp/session",
+                 (on SQLite, sessions end when the server restarts): get a new one from POST /webapp/session",
             )
         };
         let payload = key.open(TOKEN_PREFIX, token).ok_or_else(invalid)?;
