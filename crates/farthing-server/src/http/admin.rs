@@ -134,23 +134,34 @@ async fn create_once(
     let _serial = state.admin_lock().lock().await;
     let mut reserved = None;
     if let Some(key) = key {
-        let (reserving, reserved_key) = (fingerprint.clone(), key.clone());
+        let (reserving, reserving_key) = (fingerprint.clone(), key.clone());
         let earlier = state
             .store(Mode::Live)
             .run(move |tx| -> Result<_, farthing_store::StoreError> {
                 let now_ns = tx.now_ns();
                 let reservation = json!({"id": null, "reserved_at_ns": now_ns}).to_string();
-                let key = reserved_key;
-                match tx.idempotency_key(OPERATOR, &key)? {
+                match tx.idempotency_key(OPERATOR, &reserving_key)? {
                     None => {
-                        tx.insert_idempotency_key(OPERATOR, &key, &reserving, 202, &reservation)?;
+                        tx.insert_idempotency_key(
+                            OPERATOR,
+                            &reserving_key,
+                            &reserving,
+                            202,
+                            &reservation,
+                        )?;
                         Ok(Ok(reservation))
                     }
                     // A reservation whose instance died before it finished: taken over.
                     Some((stored_fingerprint, _, stored))
                         if stored_fingerprint == reserving && abandoned(&stored, now_ns) =>
                     {
-                        tx.complete_idempotency_key(OPERATOR, &key, &stored, 202, &reservation)?;
+                        tx.complete_idempotency_key(
+                            OPERATOR,
+                            &reserving_key,
+                            &stored,
+                            202,
+                            &reservation,
+                        )?;
                         Ok(Ok(reservation))
                     }
                     Some((stored_fingerprint, _, stored)) => Ok(Err((stored_fingerprint, stored))),

@@ -297,15 +297,14 @@ async fn two_instances_serve_one_database() {
     }
     statuses.sort();
     assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT]);
-    let listed: Value = client
-        .get(format!("{}/v1/admin/merchants?limit=100", b.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let operator = Api {
+        client: client.clone(),
+        key: admin.clone(),
+    };
+    let (status, listed) = operator
+        .call(&b, Method::GET, "/v1/admin/merchants?limit=100", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
     let made = listed["data"]
         .as_array()
         .expect("merchants")
