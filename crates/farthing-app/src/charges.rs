@@ -85,7 +85,8 @@ pub fn book(tx: &mut Tx<'_, '_>, mode: Mode, prepared: &Prepared) -> Result<(), 
         book::CHARGE,
         charge.id.raw(),
     );
-    tx.apply(&group)?
+    // The charge's id was made in `prepare`, at random: no earlier transfer has it.
+    tx.apply_fresh(&group)?
         .map_err(|error| book::refusal(error, "the customer", currency, charge.amount_minor))?;
     tx.insert_charge(charge)?;
     tx.insert_event(&prepared.event)?;

@@ -9,11 +9,11 @@ use farthing_core::ledger::{
     apply_group, AccountState, Balances, Group, GroupError, GroupOutcome, LedgerState,
     PendingState, StoredTransfer, TransferKind, TransferRecord,
 };
-use farthing_core::{AccountId, MerchantId, TransferId, WebhookEndpointId};
+use farthing_core::{AccountId, CustomerId, MerchantId, TransferId, WebhookEndpointId};
 use rusqlite::Connection;
 
 use crate::sql::Db;
-use crate::{codec, StoreError};
+use crate::{codec, Customer, StoreError};
 
 /// What one batch reads and changes: the domain's view of the store.
 pub(crate) struct BatchState<'a> {
@@ -31,6 +31,9 @@ pub(crate) struct BatchState<'a> {
     /// by this batch: endpoints change only in jobs, and the batch holds the ledger lock on
     /// every backend, so they change only through this batch, which forgets them then.
     pub(crate) endpoints: HashMap<MerchantId, Endpoints>,
+    /// Customers as read by this batch: they change only in jobs, so only through this batch,
+    /// which forgets one when it writes it, and all when a job is undone.
+    pub(crate) customers: HashMap<CustomerId, Customer>,
 }
 
 /// A merchant's enabled webhook endpoints, each with the event types it wants.
@@ -175,8 +178,10 @@ impl BatchState<'_> {
         self.new_transfers.truncate(journal.new_transfers);
         self.resolved.truncate(journal.resolved);
         self.last_timestamp_ns = journal.last_timestamp_ns;
-        // The endpoints read may include one this job made and SQL now undoes.
+        // The endpoints and customers read may include one this job made or changed and SQL
+        // now undoes.
         self.endpoints.clear();
+        self.customers.clear();
     }
 
     /// An account, loaded into memory if needed.
@@ -189,20 +194,25 @@ impl BatchState<'_> {
         Ok(self.accounts.get(&id).copied())
     }
 
-    /// Preloads and applies a group (all or nothing).
+    /// Preloads and applies a group (all or nothing). With `fresh`, the group's own transfer
+    /// ids were just made at random and are not looked for in the store (see `Tx::apply_fresh`).
     pub(crate) fn apply(
         &mut self,
         db: Db<'_>,
         group: &Group,
         now_ns: u64,
+        fresh: bool,
     ) -> Result<Result<GroupOutcome, GroupError>, StoreError> {
-        self.preload(db, group)?;
+        self.preload(db, group, fresh)?;
         Ok(apply_group(self, group, now_ns))
     }
 
-    /// Loads what `group` refers to and is not in memory yet.
-    fn preload(&mut self, db: Db<'_>, group: &Group) -> Result<(), StoreError> {
+    /// Loads what `group` refers to and is not in memory yet (with `fresh`, not its own ids).
+    fn preload(&mut self, db: Db<'_>, group: &Group, fresh: bool) -> Result<(), StoreError> {
         for id in group.transfer_ids() {
+            if fresh && group.transfers.iter().any(|transfer| transfer.id == id) {
+                continue;
+            }
             if let Entry::Vacant(slot) = self.transfers.entry(id) {
                 if let Some(stored) = codec::load_transfer(db, id)? {
                     slot.insert(stored);

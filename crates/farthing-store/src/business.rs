@@ -589,6 +589,7 @@ fn customer_by_external(
 impl Tx<'_, '_> {
     /// Stores a new customer.
     pub fn insert_customer(&mut self, customer: &Customer) -> Result<(), StoreError> {
+        self.state.customers.remove(&customer.id);
         self.db().execute(
             &format!("INSERT INTO customers ({CUSTOMER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
             args![
@@ -623,6 +624,7 @@ impl Tx<'_, '_> {
         id: CustomerId,
         metadata: &[(String, String)],
     ) -> Result<(), StoreError> {
+        self.state.customers.remove(&id);
         self.db().execute(
             "UPDATE customers SET metadata = ?2 WHERE id = ?1",
             args![id.to_be_bytes(), json(&metadata)?],
@@ -630,9 +632,17 @@ impl Tx<'_, '_> {
         Ok(())
     }
 
-    /// A customer, as of this point of the batch.
+    /// A customer, as of this point of the batch (read once a batch: see
+    /// `BatchState::customers`).
     pub fn customer(&mut self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
-        load_customer(self.db(), id)
+        if let Some(customer) = self.state.customers.get(&id) {
+            return Ok(Some(customer.clone()));
+        }
+        let customer = load_customer(self.db(), id)?;
+        if let Some(customer) = &customer {
+            self.state.customers.insert(id, customer.clone());
+        }
+        Ok(customer)
     }
 
     /// The merchant's customer with this external id.
@@ -874,7 +884,7 @@ impl Tx<'_, '_> {
             ),
         };
         let rails: Vec<&str> = invoice.rails.iter().map(|rail| rail.as_str()).collect();
-        self.db().execute(&format!(
+        self.db().insert(&format!(
             "INSERT INTO invoices ({INVOICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
              ?9, ?10, ?11, ?12, ?13, NULL, NULL, NULL, NULL, NULL, 0, ?14, ?15, NULL, ?17, ?16, ?18)"
         ), args![
@@ -898,7 +908,7 @@ impl Tx<'_, '_> {
             invoice.return_url,
         ])?;
         if invoice.status == InvoiceStatus::Open {
-            self.db().execute(
+            self.db().insert(
                 "INSERT INTO invoice_expiries (expires_at_ns, id) VALUES (?1, ?2)",
                 args![sql_amount(invoice.expires_at_ns)?, invoice.id.to_be_bytes()],
             )?;
@@ -1213,7 +1223,7 @@ pub(crate) fn refund_from_row(row: &Row<'_>) -> Result<Refund, StoreError> {
 impl Tx<'_, '_> {
     /// Stores a new charge.
     pub fn insert_charge(&mut self, charge: &Charge) -> Result<(), StoreError> {
-        self.db().execute(
+        self.db().insert(
             &format!(
                 "INSERT INTO charges ({CHARGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ),
@@ -1516,7 +1526,7 @@ impl Tx<'_, '_> {
     /// merchant that wants its type, all in this transaction.
     pub fn insert_event(&mut self, event: &EventRecord) -> Result<(), StoreError> {
         self.events_written += 1;
-        self.db().execute(
+        self.db().insert(
             &format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
             args![
                 event.id.to_be_bytes(),
@@ -1565,14 +1575,14 @@ impl Tx<'_, '_> {
         let at = sql_amount(at_ns)?;
         let now = sql_amount(self.now_ns())?;
         // Leave any earlier queue entry of this pair; the worker skips stale ones.
-        self.db().execute(
+        self.db().insert(
             "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, \
                  next_attempt_at_ns, updated_at_ns) VALUES (?1, ?2, 'pending', 0, ?3, ?4) \
                  ON CONFLICT (event_id, endpoint_id) DO UPDATE SET status = 'pending', \
                  next_attempt_at_ns = ?3, updated_at_ns = ?4",
             args![event.to_be_bytes(), endpoint.to_be_bytes(), at, now],
         )?;
-        self.db().execute(
+        self.db().insert(
             "INSERT INTO delivery_queue (next_attempt_at_ns, event_id, endpoint_id) \
                  VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             args![at, event.to_be_bytes(), endpoint.to_be_bytes()],
@@ -1762,7 +1772,7 @@ impl Tx<'_, '_> {
         status: u16,
         body: &str,
     ) -> Result<(), StoreError> {
-        self.db().execute(
+        self.db().insert(
             "INSERT INTO idempotency_keys (merchant_id, key, fingerprint, status, body, \
                  created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             args![

@@ -42,7 +42,18 @@ impl<'a> Tx<'a, '_> {
 
     /// Applies a ledger group: all of it, or (on `Ok(Err(_))`) nothing.
     pub fn apply(&mut self, group: &Group) -> Result<Result<GroupOutcome, GroupError>, StoreError> {
-        self.state.apply(self.db, group, self.now_ns)
+        self.state.apply(self.db, group, self.now_ns, false)
+    }
+
+    /// [`Tx::apply`] for a group whose transfer ids were just made at random (80 random bits
+    /// after the time, as `new_id` makes them), so no earlier transfer has them: the store does not look
+    /// for one (a read less). Should one exist after all, the transfers' unique key fails the
+    /// batch when it is written, and nothing of it is stored: never booked twice.
+    pub fn apply_fresh(
+        &mut self,
+        group: &Group,
+    ) -> Result<Result<GroupOutcome, GroupError>, StoreError> {
+        self.state.apply(self.db, group, self.now_ns, true)
     }
 
     /// An account with its totals as of this point of the batch.
@@ -56,16 +67,16 @@ impl<'a> Tx<'a, '_> {
         &mut self,
         work: impl FnOnce(&mut Tx<'_, '_>) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
-        self.db.run("SAVEPOINT nested")?;
+        self.db.run_later("SAVEPOINT nested")?;
         self.state.begin_job();
         let result = work(self);
         if result.is_ok() {
             self.state.end_job();
-            self.db.run("RELEASE nested")?;
+            self.db.run_later("RELEASE nested")?;
         } else {
             self.state.undo_job();
-            self.db.run("ROLLBACK TO nested")?;
-            self.db.run("RELEASE nested")?;
+            self.db.run_later("ROLLBACK TO nested")?;
+            self.db.run_later("RELEASE nested")?;
         }
         Ok(result)
     }

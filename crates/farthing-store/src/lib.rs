@@ -30,6 +30,7 @@ mod job;
 mod lightning;
 mod per_merchant;
 pub mod pg;
+mod pg_pipe;
 mod pg_schema;
 mod pg_tls;
 mod rails;

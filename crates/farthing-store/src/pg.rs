@@ -43,8 +43,9 @@ use crate::audit::{AuditReport, Tally};
 use crate::batch::BatchState;
 use crate::codec;
 use crate::job::Tx;
+use crate::pg_pipe::Pipe;
 use crate::secrets::Secrets;
-use crate::sql::{Columns, Db, Session, StatementCache};
+use crate::sql::{params, Columns, Db, Link, Session, StatementCache};
 use crate::writer::Work;
 use crate::{pg_schema, pg_tls};
 use crate::{BatchStats, JobTicket, Reader, Request, StoreError, StoreOptions, Ticket, WriteError};
@@ -111,8 +112,41 @@ pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {
 /// [`connect`], naming the session (`application_name`, seen in `pg_stat_activity`) unless
 /// the URL names it.
 pub(crate) fn connect_as(url: &str, name: &str) -> Result<Client, StoreError> {
+    let (config, tls) = config_for(url, name)?;
+    let mut client = postgres::Config::from(config).connect(tls)?;
+    client.batch_execute(SESSION_SETTINGS)?;
+    Ok(client)
+}
+
+/// [`connect_as`], pipelined: the writer's connection (`pg_pipe.rs`).
+fn connect_pipe(url: &str, name: &str) -> Result<Pipe, StoreError> {
+    let (config, tls) = config_for(url, name)?;
+    let mut pipe = Pipe::connect(&config, tls)?;
+    pipe.batch_execute(SESSION_SETTINGS)?;
+    Ok(pipe)
+}
+
+/// The settings every session gets (see [`connect`]).
+// Custom plans: the ledger's statements look rows up by arrays of ids, and a generic plan
+// made while a table was small (a new database) kept scanning it as it grew — measured:
+// 183 single-transfer batches/s with generic plans against 10 000 accounts, 620 with custom
+// ones (BENCHMARKS.md). Planning a short statement costs far less than a wrong plan.
+const SESSION_SETTINGS: &str = "SET synchronous_commit = on; \
+     SET idle_in_transaction_session_timeout = '10s'; SET plan_cache_mode = force_custom_plan";
+
+/// How to connect to `url` as `name` (see [`connect`]), and with which TLS connector.
+fn config_for(
+    url: &str,
+    name: &str,
+) -> Result<
+    (
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ),
+    StoreError,
+> {
     let (url, tls) = pg_tls::split(url)?;
-    let mut config: postgres::Config = url.parse().map_err(|error: postgres::Error| {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|error: postgres::Error| {
         StoreError::BadUrl(format!(
             "the PostgreSQL URL cannot be used: {}",
             describe(&error)
@@ -132,22 +166,13 @@ pub(crate) fn connect_as(url: &str, name: &str) -> Result<Client, StoreError> {
     } else {
         tls.ssl_mode()
     });
-    let mut client = config.connect(tls.connector()?)?;
-    // Custom plans: the ledger's statements look rows up by arrays of ids, and a generic plan
-    // made while a table was small (a new database) kept scanning it as it grew — measured:
-    // 183 single-transfer batches/s with generic plans against 10 000 accounts, 620 with custom
-    // ones (BENCHMARKS.md). Planning a short statement costs far less than a wrong plan.
-    client.batch_execute(
-        "SET synchronous_commit = on; SET idle_in_transaction_session_timeout = '10s'; \
-         SET plan_cache_mode = force_custom_plan",
-    )?;
-    Ok(client)
+    Ok((config, tls.connector()?))
 }
 
 /// Whether every connection `config` can make goes to a Unix socket: the only case without
 /// TLS whatever the URL asks (the server offers none there; libpq ignores sslmode too). A
 /// `hostaddr` is TCP whatever the hosts say.
-fn only_unix_sockets(config: &postgres::Config) -> bool {
+fn only_unix_sockets(config: &tokio_postgres::Config) -> bool {
     !config.get_hosts().is_empty()
         && config.get_hostaddrs().is_empty()
         && config
@@ -303,7 +328,7 @@ struct Statements {
 }
 
 impl Statements {
-    fn prepare(client: &mut Client) -> Result<Statements, StoreError> {
+    fn prepare(client: &mut Pipe) -> Result<Statements, StoreError> {
         Ok(Statements {
             // The transaction id comes with the lock (locking a row assigns one anyway): if the
             // COMMIT's answer is lost, it tells whether the batch is stored.
@@ -378,11 +403,12 @@ impl Statements {
 
 /// A writer's session: connected, the schema checked (and migrated when behind: after a
 /// reconnect this also refuses a schema another instance made newer), its statements prepared.
-fn writer_session(url: &str) -> Result<(Client, Statements), StoreError> {
-    let mut client = connect_as(url, WRITER_NAME)?;
-    migrate_client(&mut client)?;
-    let statements = Statements::prepare(&mut client)?;
-    Ok((client, statements))
+fn writer_session(url: &str) -> Result<(Pipe, Statements), StoreError> {
+    // Migrated over a synchronous client of its own (the migrations are written for it).
+    migrate_client(&mut connect_as(url, "farthing-migrate")?)?;
+    let mut pipe = connect_pipe(url, WRITER_NAME)?;
+    let statements = Statements::prepare(&mut pipe)?;
+    Ok((pipe, statements))
 }
 
 struct Inner {
@@ -585,7 +611,7 @@ struct Writer {
     url: String,
     /// The connection and its statements; `None` after a connection failure until the next
     /// batch reconnects.
-    connection: Option<(Client, Statements)>,
+    connection: Option<(Pipe, Statements)>,
     options: StoreOptions,
     /// The keys jobs seal and unseal stored secrets with.
     secrets: Arc<Secrets>,
@@ -692,7 +718,7 @@ impl Writer {
             .unwrap_or(false)
     }
 
-    fn connection(&mut self) -> Result<&mut (Client, Statements), StoreError> {
+    fn connection(&mut self) -> Result<&mut (Pipe, Statements), StoreError> {
         if self
             .connection
             .as_ref()
@@ -722,6 +748,14 @@ impl Writer {
                 Err(Failure::Before(error)) => {
                     if matches!(&error, StoreError::Postgres(e) if connection_lost(e)) {
                         self.connection = None;
+                    }
+                    // Nothing was committed: end the transaction (a connection that cannot is
+                    // opened anew).
+                    if let Some((pipe, _)) = self.connection.as_mut() {
+                        pipe.clear();
+                        if pipe.batch_execute("ROLLBACK").is_err() {
+                            self.connection = None;
+                        }
                     }
                     if !is_retryable(&error) || attempt >= CONFLICT_RETRIES {
                         // The connection may be broken in a way not seen yet: open a new one
@@ -801,13 +835,12 @@ impl Writer {
     /// connection, after taking the clock lock — the lost transaction held it, so once it is
     /// ours that transaction has ended and its status is final (committed or aborted).
     fn outcome_of(&mut self, xid: &str) -> Result<bool, StoreError> {
-        let (client, statements) = self.connection()?;
-        let mut transaction = client.transaction()?;
-        transaction.query_one(&statements.lock_clock, &[])?;
-        let status: Option<String> = transaction
-            .query_one("SELECT pg_xact_status($1::text::xid8)", &[&xid])?
-            .try_get(0)?;
-        transaction.rollback()?;
+        let (pipe, statements) = self.connection()?;
+        pipe.batch_later("BEGIN")?;
+        pipe.query_one(&statements.lock_clock, &[])?;
+        let status = pipe.prepare("SELECT pg_xact_status($1::text::xid8)")?;
+        let status: Option<String> = pipe.query_one(&status, &[&xid])?.try_get(0)?;
+        pipe.batch_execute("ROLLBACK")?;
         match status.as_deref() {
             Some("committed") => Ok(true),
             Some("aborted") => Ok(false),
@@ -837,7 +870,7 @@ fn fail_jobs(work: &mut Vec<Work>, error: &str) {
 
 /// The rows `statement` (`… WHERE id = ANY($1)`) finds for `ids`; no query when there are none.
 fn rows_by_ids(
-    transaction: &mut postgres::Transaction<'_>,
+    transaction: &mut Pipe,
     statement: &Statement,
     ids: impl Iterator<Item = [u8; 16]>,
 ) -> Result<Vec<postgres::Row>, StoreError> {
@@ -851,7 +884,7 @@ fn rows_by_ids(
 /// One batch in one transaction: lock the clock, read what the groups refer to, apply them with
 /// the domain's rules, write the changes, commit.
 fn apply_batch(
-    client: &mut Client,
+    transaction: &mut Pipe,
     statements: &mut Statements,
     secrets: &Arc<Secrets>,
     work: &mut [Work],
@@ -867,10 +900,7 @@ fn apply_batch(
     // READ COMMITTED whatever the server's default: each statement after the clock lock sees
     // what the previous holder committed (under REPEATABLE READ every batch that waited for the
     // lock would fail to update the row it waited for).
-    let mut transaction = client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::ReadCommitted)
-        .start()?;
+    transaction.batch_later("START TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
     let locked = transaction.query_one(&statements.lock_clock, &[])?;
     let clock: i64 = locked.try_get(0)?;
     let xid: String = locked.try_get(1)?;
@@ -898,7 +928,7 @@ fn apply_batch(
     }
     let mut transfers = HashMap::new();
     for row in rows_by_ids(
-        &mut transaction,
+        transaction,
         &statements.load_transfers,
         transfer_ids.iter().map(|id| id.to_be_bytes()),
     )? {
@@ -918,7 +948,7 @@ fn apply_batch(
     let mut accounts = HashMap::new();
     let mut heads = HashMap::new();
     for row in rows_by_ids(
-        &mut transaction,
+        transaction,
         &statements.load_accounts,
         account_ids.iter().map(|id| id.to_be_bytes()),
     )? {
@@ -937,6 +967,7 @@ fn apply_batch(
         last_timestamp_ns,
         journal: Vec::new(),
         endpoints: HashMap::new(),
+        customers: HashMap::new(),
     };
     let mut expired = 0;
     let mut stale = Vec::new();
@@ -959,7 +990,7 @@ fn apply_batch(
             Work::Write(group, _) => results.push(apply_group(&mut state, group, now_ns)),
             Work::Job(job) => {
                 jobs_kept |= run_job(
-                    &mut transaction,
+                    transaction,
                     &mut statements.cache,
                     secrets,
                     &mut state,
@@ -978,20 +1009,32 @@ fn apply_batch(
         || jobs_kept;
     if !changed {
         // Nothing to write (refusals only, or nothing due): no commit, no WAL flush.
-        transaction.rollback()?;
+        transaction.batch_execute("ROLLBACK")?;
+        if let Some(error) = transaction.take_failure() {
+            return Err(Failure::Before(error.into()));
+        }
         return Ok(Committed {
             results,
             expired,
             commit_time: Duration::ZERO,
         });
     }
-    load_missing_heads(&mut transaction, statements, &state, &mut heads)?;
-    persist(&mut transaction, statements, &mut state, heads)?;
+    load_missing_heads(transaction, statements, &state, &mut heads)?;
+    persist(transaction, statements, &mut state, heads)?;
     if !stale.is_empty() {
         transaction.execute(&statements.drop_expiries, &[&stale])?;
     }
     let commit_started = Instant::now();
-    if let Err(error) = transaction.commit() {
+    let committed = transaction.batch_execute("COMMIT");
+    let outcome = match (transaction.take_failure(), committed) {
+        // The server refused a statement sent with the COMMIT: that aborted the transaction,
+        // and PostgreSQL answers COMMIT with a rollback, not an error.
+        (Some(error), _) if !connection_lost(&error) => return Err(Failure::Before(error.into())),
+        (_, Err(error)) | (Some(error), Ok(())) => Err(error),
+        (None, Ok(())) => Ok(()),
+    };
+    // Otherwise a failure is the connection's: the COMMIT may have reached the server.
+    if let Err(error) = outcome {
         return Err(Failure::During {
             error: error.into(),
             committed: Box::new(Committed {
@@ -1017,7 +1060,7 @@ fn apply_batch(
 /// in the same round trip as it takes its own (and COMMIT releases the last), one round trip
 /// less per job.
 fn run_job(
-    transaction: &mut postgres::Transaction<'_>,
+    transaction: &mut Pipe,
     cache: &mut StatementCache,
     secrets: &Arc<Secrets>,
     state: &mut BatchState<'_>,
@@ -1032,7 +1075,7 @@ fn run_job(
         failed: false,
     });
     let db = Db::Postgres(&session);
-    db.run(if *open {
+    db.run_later(if *open {
         "RELEASE SAVEPOINT job; SAVEPOINT job"
     } else {
         "SAVEPOINT job"
@@ -1046,6 +1089,11 @@ fn run_job(
         events_written: 0,
     };
     let kept = job.run(&mut tx);
+    // A statement sent later failed: the transaction is aborted, and the batch fails.
+    if let Some(error) = session.borrow_mut().client.take_failure() {
+        tx.state.undo_job();
+        return Err(error.into());
+    }
     if kept && !session.borrow().failed {
         tx.state.end_job();
         *open = true;
@@ -1067,14 +1115,14 @@ fn run_job(
         }
     }
     tx.state.undo_job();
-    db.run("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+    db.run_later("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
     Ok(false)
 }
 
 /// The newest statement entry of each account a job loaded (the batch's own reads carry it):
 /// `statements::entries` chains each new entry to it.
 fn load_missing_heads(
-    transaction: &mut postgres::Transaction<'_>,
+    transaction: &mut Pipe,
     statements: &Statements,
     state: &BatchState<'_>,
     heads: &mut HashMap<AccountId, Option<i64>>,
@@ -1128,7 +1176,7 @@ fn totals(states: &[&AccountState]) -> [Vec<Vec<u8>>; 4] {
 /// the batch's entries are computed first, so each account row is written once, with its totals
 /// and its newest entry.
 fn persist(
-    transaction: &mut postgres::Transaction<'_>,
+    transaction: &mut Pipe,
     statements: &Statements,
     state: &mut BatchState<'_>,
     mut heads: HashMap<AccountId, Option<i64>>,
@@ -1183,22 +1231,22 @@ fn persist(
             .iter()
             .map(|s| codec::sql_amount(s.created_at_ns))
             .collect::<Result<_, _>>()?;
-        transaction.execute(
+        transaction.execute_later(
             &statements.insert_accounts,
-            &[
-                &account_ids(&created),
-                &currencies,
-                &kinds,
-                &merchants,
-                &customers,
-                &rails,
-                &flags,
-                &dp,
-                &dpo,
-                &cp,
-                &cpo,
-                &created_at,
-                &last_entries(&created),
+            params![
+                account_ids(&created),
+                currencies,
+                kinds,
+                merchants,
+                customers,
+                rails,
+                flags,
+                dp,
+                dpo,
+                cp,
+                cpo,
+                created_at,
+                last_entries(&created),
             ],
         )?;
     }
@@ -1246,61 +1294,61 @@ fn persist(
                 expiries.push((at, record.id.to_be_bytes().to_vec()));
             }
         }
-        transaction.execute(
+        transaction.execute_later(
             &statements.insert_transfers,
-            &[
-                &records
+            params![
+                records
                     .iter()
                     .map(|r| r.id.to_be_bytes().to_vec())
                     .collect::<Vec<_>>(),
-                &records
+                records
                     .iter()
                     .map(|r| i64::from(r.kind.to_u8()))
                     .collect::<Vec<_>>(),
-                &records
+                records
                     .iter()
                     .map(|r| r.debit_account_id.to_be_bytes().to_vec())
                     .collect::<Vec<_>>(),
-                &records
+                records
                     .iter()
                     .map(|r| r.credit_account_id.to_be_bytes().to_vec())
                     .collect::<Vec<_>>(),
-                &records
+                records
                     .iter()
                     .map(|r| r.currency.code())
                     .collect::<Vec<_>>(),
-                &records
+                records
                     .iter()
                     .map(|r| codec::sql_amount(r.amount_minor))
                     .collect::<Result<Vec<_>, _>>()?,
-                &records
+                records
                     .iter()
                     .map(|r| r.pending_id.map(|id| id.to_be_bytes().to_vec()))
                     .collect::<Vec<_>>(),
-                &records
+                records
                     .iter()
                     .map(|r| i64::from(r.timeout_s))
                     .collect::<Vec<_>>(),
-                &records
+                records
                     .iter()
                     .map(|r| i64::from(r.code))
                     .collect::<Vec<_>>(),
-                &records
+                records
                     .iter()
                     .map(|r| (r.reference != 0).then(|| r.reference.to_be_bytes().to_vec()))
                     .collect::<Vec<_>>(),
-                &records
+                records
                     .iter()
                     .map(|r| codec::sql_amount(r.timestamp_ns))
                     .collect::<Result<Vec<_>, _>>()?,
             ],
         )?;
         if !holds.is_empty() {
-            transaction.execute(&statements.insert_pending, &[&holds, &hold_expiries])?;
+            transaction.execute_later(&statements.insert_pending, params![holds, hold_expiries])?;
         }
         if !expiries.is_empty() {
             let (at, ids): (Vec<i64>, Vec<Vec<u8>>) = expiries.into_iter().unzip();
-            transaction.execute(&statements.insert_expiries, &[&at, &ids])?;
+            transaction.execute_later(&statements.insert_expiries, params![at, ids])?;
         }
     }
 
@@ -1326,19 +1374,19 @@ fn persist(
                 "a hold was not open when the batch resolved it".to_owned(),
             ));
         }
-        transaction.execute(&statements.drop_expiries, &[&ids])?;
+        transaction.execute_later(&statements.drop_expiries, params![ids])?;
     }
     insert_entries(transaction, statements, &entries)?;
-    transaction.execute(
+    transaction.execute_later(
         &statements.store_clock,
-        &[&codec::sql_amount(state.last_timestamp_ns)?],
+        params![codec::sql_amount(state.last_timestamp_ns)?],
     )?;
     Ok(())
 }
 
 /// Inserts a batch's statement entries (one array statement).
 fn insert_entries(
-    transaction: &mut postgres::Transaction<'_>,
+    transaction: &mut Pipe,
     statements: &Statements,
     entries: &[crate::statements::NewEntry],
 ) -> Result<(), StoreError> {
@@ -1348,26 +1396,26 @@ fn insert_entries(
     let column = |value: fn(&crate::statements::NewEntry) -> i64| -> Vec<i64> {
         entries.iter().map(value).collect()
     };
-    transaction.execute(
+    transaction.execute_later(
         &statements.insert_entries,
-        &[
-            &column(|e| e.timestamp_ns),
-            &entries
+        params![
+            column(|e| e.timestamp_ns),
+            entries
                 .iter()
                 .map(|e| e.account.to_be_bytes().to_vec())
                 .collect::<Vec<_>>(),
-            &entries
+            entries
                 .iter()
                 .map(|e| e.transfer.to_be_bytes().to_vec())
                 .collect::<Vec<_>>(),
-            &column(|e| e.amount),
-            &column(|e| e.balance_after),
-            &column(|e| i64::from(e.code)),
-            &entries
+            column(|e| e.amount),
+            column(|e| e.balance_after),
+            column(|e| i64::from(e.code)),
+            entries
                 .iter()
                 .map(|e| e.reference.map(|bytes| bytes.to_vec()))
                 .collect::<Vec<_>>(),
-            &entries.iter().map(|e| e.prev_ns).collect::<Vec<_>>(),
+            entries.iter().map(|e| e.prev_ns).collect::<Vec<_>>(),
         ],
     )?;
     Ok(())

@@ -194,6 +194,51 @@ impl ToSql for Value<'_> {
     postgres::types::to_sql_checked!();
 }
 
+/// A bound value owned, for a statement sent later (`pg_pipe.rs`).
+#[derive(Debug)]
+pub(crate) enum Owned {
+    Null,
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Owned {
+    fn of(value: Value<'_>) -> Owned {
+        match value {
+            Value::Null => Owned::Null,
+            Value::Int(value) => Owned::Int(value),
+            Value::Text(text) => Owned::Text(text.to_owned()),
+            Value::Bytes(bytes) => Owned::Bytes(bytes.to_vec()),
+        }
+    }
+
+    fn value(&self) -> Value<'_> {
+        match self {
+            Owned::Null => Value::Null,
+            Owned::Int(value) => Value::Int(*value),
+            Owned::Text(text) => Value::Text(text),
+            Owned::Bytes(bytes) => Value::Bytes(bytes),
+        }
+    }
+}
+
+impl ToSql for Owned {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.value().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <Value<'_> as ToSql>::accepts(ty)
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
 /// SQLite's numbered placeholders (`?1`) as PostgreSQL's (`$1`); string literals, quoted names
 /// and comments (`--` and `/* */`) are left as they are.
 pub(crate) fn postgres_text(sql: &str) -> String {
@@ -257,6 +302,82 @@ pub(crate) trait PgSession {
     ) -> Result<u64, postgres::Error>;
     /// Runs statements without parameters or results (savepoints).
     fn batch(&mut self, sql: &str) -> Result<(), postgres::Error>;
+    /// Runs a statement whose row count nobody needs: at once, or on the writer's pipelined
+    /// connection with the next statement that needs an answer (a failure is then the batch's).
+    fn execute_later(
+        &mut self,
+        statement: &Statement,
+        params: Vec<Param>,
+    ) -> Result<(), postgres::Error>;
+    /// [`PgSession::batch`], sent later on the writer's pipelined connection.
+    fn batch_later(&mut self, sql: &str) -> Result<(), postgres::Error>;
+    /// Whether a statement failed in this session.
+    fn failed(&self) -> bool;
+}
+
+/// A value bound to a statement sent later (`pg_pipe.rs`).
+pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
+
+/// The values of a statement sent later: `params![a, b, c]`.
+macro_rules! params {
+    ($($value:expr),* $(,)?) => {
+        vec![$(Box::new($value) as $crate::sql::Param),*]
+    };
+}
+pub(crate) use params;
+
+/// A PostgreSQL connection a [`Session`] runs statements on: the synchronous client, or the
+/// writer's pipelined connection (`pg_pipe.rs`), which queues what is sent "later".
+pub(crate) trait Link {
+    fn prepare(&mut self, sql: &str) -> Result<Statement, postgres::Error>;
+    fn query(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, postgres::Error>;
+    fn execute(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error>;
+    fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error>;
+    fn execute_later(
+        &mut self,
+        statement: &Statement,
+        params: Vec<Param>,
+    ) -> Result<(), postgres::Error> {
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|value| &**value as &(dyn ToSql + Sync))
+            .collect();
+        self.execute(statement, &params).map(drop)
+    }
+    fn batch_later(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.batch_execute(sql)
+    }
+}
+
+impl Link for postgres::Client {
+    fn prepare(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        postgres::Client::prepare(self, sql)
+    }
+    fn query(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        postgres::Client::query(self, statement, params)
+    }
+    fn execute(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        postgres::Client::execute(self, statement, params)
+    }
+    fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        postgres::Client::batch_execute(self, sql)
+    }
 }
 
 /// A statement prepared on PostgreSQL, with where its stored secrets are: SQLite seals and
@@ -341,7 +462,7 @@ impl<C> Session<'_, C> {
     }
 }
 
-impl<C: postgres::GenericClient> PgSession for Session<'_, C> {
+impl<C: Link> PgSession for Session<'_, C> {
     fn prepared(&mut self, sql: &str) -> Result<Arc<Prepared>, StoreError> {
         if let Some(prepared) = self.cache.get(sql) {
             return Ok(Arc::clone(prepared));
@@ -388,6 +509,24 @@ impl<C: postgres::GenericClient> PgSession for Session<'_, C> {
     fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
         let done = self.client.batch_execute(sql);
         self.noted(done)
+    }
+
+    fn execute_later(
+        &mut self,
+        statement: &Statement,
+        params: Vec<Param>,
+    ) -> Result<(), postgres::Error> {
+        let done = self.client.execute_later(statement, params);
+        self.noted(done)
+    }
+
+    fn batch_later(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        let done = self.client.batch_later(sql);
+        self.noted(done)
+    }
+
+    fn failed(&self) -> bool {
+        self.failed
     }
 }
 
@@ -765,6 +904,41 @@ impl<'a> Db<'a> {
             format!("INSERT OR REPLACE INTO {table} ({columns}) VALUES ({values})")
         };
         self.execute(&sql, args)
+    }
+
+    /// Inserts a row whose count nobody needs, and which cannot fail on valid data (a fresh
+    /// id, checked values). On PostgreSQL the writer sends it with its next statement that
+    /// waits for an answer, in one round trip (`pg_pipe.rs`); should it fail after all, its
+    /// whole batch fails (nothing of it is stored).
+    pub(crate) fn insert(&self, sql: &str, args: &[&dyn Arg]) -> Result<(), StoreError> {
+        // PostgreSQL refuses a NUL in text: that insert fails where its own job sees it.
+        let nul = |arg: &&dyn Arg| matches!(arg.value(), Value::Text(text) if text.contains('\0'));
+        match self {
+            Db::Sqlite(_) => self.execute(sql, args).map(drop),
+            Db::Postgres(_) if args.iter().any(nul) => self.execute(sql, args).map(drop),
+            Db::Postgres(session) => {
+                let mut session = session.borrow_mut();
+                let prepared = session.prepared(sql)?;
+                let sealed = seal_params(&prepared, &session.secrets(), args)?;
+                let values = pg_values(&prepared, args, &sealed)
+                    .into_iter()
+                    .map(|value| Box::new(Owned::of(value)) as Param)
+                    .collect();
+                Ok(session.execute_later(&prepared.statement, values)?)
+            }
+        }
+    }
+
+    /// [`Db::run`] for a savepoint command that cannot fail in a sound transaction: on
+    /// PostgreSQL the writer sends it with its next statement, as [`Db::insert`]. After a
+    /// failed statement (the transaction may be aborted) it runs at once, its failure its own.
+    pub(crate) fn run_later(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Db::Postgres(session) if !session.borrow().failed() => {
+                Ok(session.borrow_mut().batch_later(sql)?)
+            }
+            _ => self.run(sql),
+        }
     }
 
     /// Runs a statement without parameters or results (a savepoint), cached on SQLite.

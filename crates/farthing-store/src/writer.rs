@@ -235,6 +235,7 @@ impl Writer {
             last_timestamp_ns: *last_timestamp_ns,
             journal: Vec::new(),
             endpoints: HashMap::new(),
+            customers: HashMap::new(),
         };
         let mut expired = 0;
         let mut recheck_expiry = false;
@@ -267,7 +268,7 @@ impl Writer {
         for item in work.iter_mut() {
             match item {
                 Work::Write(group, _) => {
-                    results.push(state.apply(Db::Sqlite(&transaction), group, now_ns)?);
+                    results.push(state.apply(Db::Sqlite(&transaction), group, now_ns, false)?);
                 }
                 Work::Job(job) => {
                     // A savepoint undoes the job's SQL, the journal its ledger changes, so a

@@ -3533,3 +3533,170 @@ fn an_idempotency_reservation_is_completed_only_by_its_holder() {
         r#"{"id":"m"}"#
     ))));
 }
+
+/// Rows a job inserts without waiting for the database (on PostgreSQL they go out with the
+/// writer's next statement, `pg_pipe.rs`) and ledger groups applied as "fresh" (their ids not
+/// looked for): should one fail after all, its whole batch fails — nothing of it stored, its
+/// caller told — and the store goes on. Never booked twice, never acknowledged unstored.
+fn rows_sent_later_fail_their_batch_whole(ledger: &Ledger, postgres: bool) {
+    setup_funded_ledger(ledger, 1_000);
+    let (cust, merch) = (customer(1), merchant());
+    let charge = |description: &str| Charge {
+        id: ChargeId(77),
+        merchant: MERCHANT,
+        customer: CustomerId(1),
+        currency: XTR,
+        amount_minor: 10,
+        refunded_minor: 0,
+        description: description.to_owned(),
+        metadata: Vec::new(),
+        created_at_ns: T0,
+    };
+    let first = charge("first");
+    ledger
+        .execute(move |tx| tx.insert_charge(&first))
+        .expect("queued")
+        .wait()
+        .expect("committed")
+        .expect("stored");
+
+    // The same charge id again, with a transfer in the same job: refused whole.
+    let again = charge("again");
+    let answer = ledger
+        .execute(move |tx| {
+            tx.apply(&group(vec![single(2, &cust, &merch, 10)]))?
+                .expect("the transfer applies");
+            tx.insert_charge(&again)
+        })
+        .expect("queued")
+        .wait();
+    assert!(
+        !matches!(answer, Ok(Ok(()))),
+        "a duplicate charge id is not acknowledged"
+    );
+    assert!(
+        ledger.transfer(TransferId(2)).expect("read").is_none(),
+        "nothing of the refused job is stored"
+    );
+    assert_eq!(
+        ledger_account(ledger, &customer(1)).balances.credits_posted,
+        1_000
+    );
+
+    // A "fresh" transfer whose id exists (the top-up's, 1): not booked a second time.
+    let (cust, merch) = (customer(1), merchant());
+    let answer = ledger
+        .execute(move |tx| tx.apply_fresh(&group(vec![single(1, &cust, &merch, 10)])))
+        .expect("queued")
+        .wait();
+    assert!(
+        !matches!(answer, Ok(Ok(Ok(_)))),
+        "an existing id applied as fresh is not acknowledged"
+    );
+    let customer_after = ledger_account(ledger, &customer(1));
+    assert_eq!(customer_after.balances.debits_posted, 0, "nothing booked");
+    assert_eq!(
+        ledger_transfer(ledger, TransferId(1)).record.amount_minor,
+        1_000
+    );
+
+    // PostgreSQL refuses a NUL in text: that insert fails in its own job, at once (it is not
+    // sent later, where it would fail the whole batch at its COMMIT).
+    if postgres {
+        let nul = Charge {
+            id: ChargeId(78),
+            ..charge("a\0b")
+        };
+        let answer = ledger
+            .execute(move |tx| tx.insert_charge(&nul))
+            .expect("queued")
+            .wait();
+        assert!(
+            matches!(answer, Ok(Err(_))),
+            "the job itself saw its insert fail, and its batch committed: {answer:?}"
+        );
+    }
+
+    // The store goes on.
+    let (cust, merch) = (customer(1), merchant());
+    let outcome = ledger
+        .write(group(vec![single(3, &cust, &merch, 10)]))
+        .expect("stored");
+    assert_eq!(outcome.transfers[0].outcome, Outcome::Created);
+    assert_eq!(
+        ledger_account(ledger, &customer(1)).balances.debits_posted,
+        10
+    );
+}
+
+#[test]
+fn rows_sent_later_fail_their_batch_whole_on_sqlite() {
+    let h = Harness::new();
+    rows_sent_later_fail_their_batch_whole(&Ledger::Sqlite(h.open()), false);
+}
+
+#[test]
+fn rows_sent_later_fail_their_batch_whole_on_postgres() {
+    let postgres = Postgres::start();
+    let h = Harness::new();
+    let instances = postgres_instances(&postgres, &h, 1);
+    rows_sent_later_fail_their_batch_whole(&instances[0], true);
+}
+
+/// A batch reads each customer once, yet a job sees a customer as the batch left it: changed,
+/// or changed and then undone by a nested savepoint.
+fn customers_read_once_a_batch_follow_its_changes(ledger: &Ledger) {
+    let customer = Customer {
+        id: CustomerId(5),
+        merchant: MERCHANT,
+        external_id: None,
+        metadata: Vec::new(),
+        created_at_ns: T0,
+    };
+    let seen = ledger
+        .execute(move |tx| {
+            let metadata = |tx: &mut farthing_store::Tx<'_, '_>| -> Result<_, StoreError> {
+                Ok(tx.customer(CustomerId(5))?.map(|c| c.metadata))
+            };
+            let mut seen = vec![metadata(tx)?];
+            tx.insert_customer(&customer)?;
+            seen.push(metadata(tx)?);
+            tx.set_customer_metadata(CustomerId(5), &[("a".to_owned(), "1".to_owned())])?;
+            seen.push(metadata(tx)?);
+            let undone = tx.nested(|tx| {
+                tx.set_customer_metadata(CustomerId(5), &[("b".to_owned(), "2".to_owned())])?;
+                let inside = metadata(tx)?;
+                Err::<(), StoreError>(StoreError::Corrupt(format!("undone: {inside:?}")))
+            })?;
+            assert!(
+                matches!(&undone, Err(StoreError::Corrupt(text)) if text.contains("\"b\"")),
+                "the nested savepoint saw its change: {undone:?}"
+            );
+            seen.push(metadata(tx)?);
+            Ok::<_, StoreError>(seen)
+        })
+        .expect("queued")
+        .wait()
+        .expect("committed")
+        .expect("ran");
+    let a = vec![("a".to_owned(), "1".to_owned())];
+    assert_eq!(
+        seen,
+        vec![None, Some(Vec::new()), Some(a.clone()), Some(a)],
+        "not yet, made, changed, the undone change forgotten"
+    );
+}
+
+#[test]
+fn customers_read_once_a_batch_follow_its_changes_on_sqlite() {
+    let h = Harness::new();
+    customers_read_once_a_batch_follow_its_changes(&Ledger::Sqlite(h.open()));
+}
+
+#[test]
+fn customers_read_once_a_batch_follow_its_changes_on_postgres() {
+    let postgres = Postgres::start();
+    let h = Harness::new();
+    let instances = postgres_instances(&postgres, &h, 1);
+    customers_read_once_a_batch_follow_its_changes(&instances[0]);
+}
