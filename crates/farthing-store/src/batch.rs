@@ -34,6 +34,9 @@ pub(crate) struct BatchState<'a> {
     /// Customers as read by this batch: they change only in jobs, so only through this batch,
     /// which forgets one when it writes it, and all when a job is undone.
     pub(crate) customers: HashMap<CustomerId, Customer>,
+    /// The newest statement entry of each account this batch's jobs loaded, read with it
+    /// (PostgreSQL chains the batch's new entries to them; SQLite reads its own).
+    pub(crate) heads: HashMap<AccountId, Option<i64>>,
 }
 
 /// A merchant's enabled webhook endpoints, each with the event types it wants.
@@ -227,17 +230,25 @@ impl BatchState<'_> {
         self.load_accounts(db, wanted)
     }
 
+    /// Loads the accounts of `ids` not in memory yet, in one statement, with their newest
+    /// statement entries (`heads`).
     pub(crate) fn load_accounts(
         &mut self,
         db: Db<'_>,
         ids: impl IntoIterator<Item = AccountId>,
     ) -> Result<(), StoreError> {
-        for id in ids {
-            if let Entry::Vacant(slot) = self.accounts.entry(id) {
-                if let Some(state) = codec::load_account(db, id)? {
-                    slot.insert(state);
-                }
-            }
+        let mut wanted: Vec<AccountId> = ids
+            .into_iter()
+            .filter(|id| !self.accounts.contains_key(id))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        for (state, head) in codec::load_accounts(db, &wanted)? {
+            self.heads.insert(state.account.id, head);
+            self.accounts.entry(state.account.id).or_insert(state);
         }
         Ok(())
     }

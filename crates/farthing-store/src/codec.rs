@@ -168,6 +168,27 @@ pub(crate) fn load_account(db: Db<'_>, id: AccountId) -> Result<Option<AccountSt
     )
 }
 
+/// The accounts of `ids` that exist, each with its newest statement entry (`statements.rs`),
+/// in one statement.
+pub(crate) fn load_accounts(
+    db: Db<'_>,
+    ids: &[AccountId],
+) -> Result<Vec<(AccountState, Option<i64>)>, StoreError> {
+    let keys: Vec<[u8; 16]> = ids.iter().map(|id| id.to_be_bytes()).collect();
+    let args: Vec<&dyn crate::sql::Arg> =
+        keys.iter().map(|key| key as &dyn crate::sql::Arg).collect();
+    let placeholders: Vec<String> = (1..=keys.len()).map(|n| format!("?{n}")).collect();
+    let head = ACCOUNT_COLUMNS.split(',').count();
+    db.rows(
+        &format!(
+            "SELECT {ACCOUNT_COLUMNS}, last_entry_ns FROM accounts WHERE id IN ({})",
+            placeholders.join(", ")
+        ),
+        &args,
+        |row| Ok((account_from_row(row)?, row.get(head)?)),
+    )
+}
+
 pub(crate) fn load_transfer(
     db: Db<'_>,
     id: TransferId,

@@ -691,10 +691,11 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let (work, shutdown) =
+            let (work, mut shutdown) =
                 crate::writer::take_batch(first, receiver, self.options.max_batch_transfers);
             if !work.is_empty() || self.expiry_due() {
-                self.process(work);
+                let late = self.process(work, shutdown.is_none().then_some(receiver));
+                shutdown = shutdown.or(late);
             }
             if let Some(done) = shutdown {
                 let _ = done.send(());
@@ -731,15 +732,35 @@ impl Writer {
             .ok_or_else(|| StoreError::Corrupt("no connection".to_owned()))
     }
 
-    fn process(&mut self, mut work: Vec<Work>) {
+    /// Commits `work` in one transaction, with what else arrives by the time it holds the clock
+    /// lock (taken from `receiver`, if given); a shutdown request taken so is returned.
+    fn process(
+        &mut self,
+        mut work: Vec<Work>,
+        receiver: Option<&Receiver<Request>>,
+    ) -> Option<mpsc::Sender<()>> {
         let started = Instant::now();
         let secrets = Arc::clone(&self.secrets);
+        let max = self.options.max_batch_transfers;
+        let mut shutdown = None;
+        // Group commit across instances: while this writer waits for the lock another
+        // instance's batch holds, requests keep arriving; they join this batch rather than
+        // wait for the next one (the lock is held by then, so they cost no wait of their own).
+        let mut top_up = |work: &mut Vec<Work>| {
+            let (Some(receiver), None) = (receiver, &shutdown) else {
+                return;
+            };
+            let room = max.saturating_sub(crate::writer::weight(work));
+            let (more, done) = crate::writer::take_batch(None, receiver, room);
+            work.extend(more);
+            shutdown = done;
+        };
         let mut attempt = 0;
         let outcome: Result<Committed, WriteError> = loop {
             let now_ns = (self.options.clock)();
             let result = match self.connection() {
                 Ok((client, statements)) => {
-                    apply_batch(client, statements, &secrets, &mut work, now_ns)
+                    apply_batch(client, statements, &secrets, &mut work, &mut top_up, now_ns)
                 }
                 Err(error) => Err(Failure::Before(error)),
             };
@@ -829,6 +850,7 @@ impl Writer {
         if failed {
             std::thread::sleep(FAILURE_BACKOFF);
         }
+        shutdown
     }
 
     /// Whether the transaction `xid`, whose `COMMIT` answer was lost, is stored: asked over a new
@@ -887,9 +909,16 @@ fn apply_batch(
     transaction: &mut Pipe,
     statements: &mut Statements,
     secrets: &Arc<Secrets>,
-    work: &mut [Work],
+    work: &mut Vec<Work>,
+    top_up: &mut dyn FnMut(&mut Vec<Work>),
     now_ns: u64,
 ) -> Result<Committed, Failure> {
+    // READ COMMITTED whatever the server's default: each statement after the clock lock sees
+    // what the previous holder committed (under REPEATABLE READ every batch that waited for the
+    // lock would fail to update the row it waited for).
+    transaction.batch_later("START TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
+    let locked = transaction.query_one(&statements.lock_clock, &[])?;
+    top_up(work);
     let groups: Vec<&Group> = work
         .iter()
         .filter_map(|item| match item {
@@ -897,11 +926,6 @@ fn apply_batch(
             Work::Job(_) => None,
         })
         .collect();
-    // READ COMMITTED whatever the server's default: each statement after the clock lock sees
-    // what the previous holder committed (under REPEATABLE READ every batch that waited for the
-    // lock would fail to update the row it waited for).
-    transaction.batch_later("START TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
-    let locked = transaction.query_one(&statements.lock_clock, &[])?;
     let clock: i64 = locked.try_get(0)?;
     let xid: String = locked.try_get(1)?;
     refuse_newer(locked.try_get::<_, Option<i64>>(2)?.unwrap_or(0))?;
@@ -968,6 +992,7 @@ fn apply_batch(
         journal: Vec::new(),
         endpoints: HashMap::new(),
         customers: HashMap::new(),
+        heads: HashMap::new(),
     };
     let mut expired = 0;
     let mut stale = Vec::new();
@@ -1018,6 +1043,9 @@ fn apply_batch(
             expired,
             commit_time: Duration::ZERO,
         });
+    }
+    for (id, head) in state.heads.drain() {
+        heads.entry(id).or_insert(head);
     }
     load_missing_heads(transaction, statements, &state, &mut heads)?;
     persist(transaction, statements, &mut state, heads)?;

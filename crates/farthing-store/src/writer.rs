@@ -39,6 +39,16 @@ pub(crate) fn transfer_count(work: &[Work]) -> usize {
         .sum()
 }
 
+/// How much of a batch's room `work` takes (as [`take_batch`] counts: a job counts as one).
+pub(crate) fn weight(work: &[Work]) -> usize {
+    work.iter()
+        .map(|item| match item {
+            Work::Write(group, _) => group.transfers.len().max(1),
+            Work::Job(_) => 1,
+        })
+        .sum()
+}
+
 /// Group commit: `first` and whatever else is already waiting, up to `max_transfers` (a job
 /// counts as one). A shutdown request ends the taking and is returned: what was queued before
 /// it is committed, what comes after it is refused with `Closed` when the receiver is dropped.
@@ -236,6 +246,7 @@ impl Writer {
             journal: Vec::new(),
             endpoints: HashMap::new(),
             customers: HashMap::new(),
+            heads: HashMap::new(),
         };
         let mut expired = 0;
         let mut recheck_expiry = false;

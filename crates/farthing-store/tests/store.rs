@@ -3700,3 +3700,109 @@ fn customers_read_once_a_batch_follow_its_changes_on_postgres() {
     let instances = postgres_instances(&postgres, &h, 1);
     customers_read_once_a_batch_follow_its_changes(&instances[0]);
 }
+
+/// On PostgreSQL too, a shutdown commits every write queued before it, whether a batch took
+/// the shutdown request when it formed or once it held the clock lock (a batch takes in what
+/// arrived while it waited), and refuses what comes after.
+#[test]
+fn shutdown_finishes_every_queued_write_on_postgres() {
+    const WRITES: u128 = 1_000;
+    let postgres = Postgres::start();
+    let h = Harness::new();
+    let url = postgres.schema();
+    let mut options = h.options();
+    // Small batches, so the queue is still full of writes when the shutdown request arrives.
+    options.max_batch_transfers = 50;
+    let ledger = PgLedger::open(&url, options).expect("the ledger opens");
+    setup_funded_ledger(&Ledger::Postgres(ledger.clone()), 10_000);
+    let (cust, merch) = (customer(1), merchant());
+    let tickets: Vec<_> = (0..WRITES)
+        .map(|n| {
+            ledger
+                .submit(group(vec![single(10 + n, &cust, &merch, 1)]))
+                .expect("queued")
+        })
+        .collect();
+    ledger.shutdown();
+    for (n, ticket) in tickets.into_iter().enumerate() {
+        let outcome = ticket
+            .wait()
+            .unwrap_or_else(|error| panic!("write {n} lost: {error}"));
+        assert_eq!(outcome.transfers[0].outcome, Outcome::Created);
+    }
+    let late = group(vec![single(5, &cust, &merch, 1)]);
+    assert_eq!(ledger.write(late), Err(WriteError::Closed));
+    drop(ledger);
+
+    let reopened = Ledger::Postgres(PgLedger::open(&url, h.options()).expect("reopens"));
+    assert_eq!(
+        ledger_account(&reopened, &merch).balances.credits_posted,
+        WRITES
+    );
+    assert!(reopened
+        .transfer(TransferId(5))
+        .expect("readable")
+        .is_none());
+}
+
+/// Writes and a shutdown request that arrive while a batch waits for the clock lock (another
+/// session holds it) join that batch: the writes are committed with it, the writer stops, and
+/// later writes are refused.
+#[test]
+fn what_arrives_while_a_batch_awaits_the_lock_joins_it_on_postgres() {
+    let postgres = Postgres::start();
+    let h = Harness::new();
+    let url = postgres.schema();
+    let ledger = PgLedger::open(&url, h.options()).expect("the ledger opens");
+    setup_funded_ledger(&Ledger::Postgres(ledger.clone()), 10_000);
+    let (cust, merch) = (customer(1), merchant());
+
+    let mut blocker = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let mut holding = blocker.transaction().expect("begin");
+    holding
+        .execute(
+            "SELECT 1 FROM ledger_meta WHERE singleton = 1 FOR UPDATE",
+            &[],
+        )
+        .expect("the clock lock");
+    let first = ledger
+        .submit(group(vec![single(10, &cust, &merch, 1)]))
+        .expect("queued");
+    // The writer's batch (the first write) now waits for the lock; these arrive meanwhile.
+    std::thread::sleep(Duration::from_millis(300));
+    let more: Vec<_> = (11..15u128)
+        .map(|n| {
+            ledger
+                .submit(group(vec![single(n, &cust, &merch, 1)]))
+                .expect("queued")
+        })
+        .collect();
+    let (stopped, done) = std::sync::mpsc::channel();
+    let stopping = ledger.clone();
+    std::thread::spawn(move || {
+        stopping.shutdown();
+        let _ = stopped.send(());
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    holding.rollback().expect("the lock let go");
+    done.recv_timeout(Duration::from_secs(30))
+        .expect("the shutdown returns once the batch that took it in commits");
+    for ticket in std::iter::once(first).chain(more) {
+        let outcome = ticket.wait().expect("committed before the shutdown");
+        assert_eq!(outcome.transfers[0].outcome, Outcome::Created);
+    }
+    assert!(
+        h.batches().iter().any(|batch| batch.transfers == 5),
+        "the writes that arrived while the batch waited for the lock joined it: {:?}",
+        h.batches()
+    );
+    let late = group(vec![single(5, &cust, &merch, 1)]);
+    assert_eq!(ledger.write(late), Err(WriteError::Closed));
+    drop(ledger);
+    let reopened = Ledger::Postgres(PgLedger::open(&url, h.options()).expect("reopens"));
+    assert_eq!(ledger_account(&reopened, &merch).balances.credits_posted, 5);
+    assert!(reopened
+        .transfer(TransferId(5))
+        .expect("readable")
+        .is_none());
+}
