@@ -34,7 +34,8 @@ pub struct HttpArgs {
     port: Option<u16>,
     /// Drive an already running server at this base URL instead of starting one (its
     /// database is not audited afterwards). Repeat it for several instances on one database:
-    /// the clients are spread over them, one in turn.
+    /// the clients are spread over them, one in turn. Start each with a per-key rate limit
+    /// above what it reaches (`FARTHING_RATE_LIMIT_API_KEY_PER_S`), or a phase fails with 429s.
     #[arg(long, requires = "key")]
     url: Vec<String>,
     /// Test-mode API key for `--url`.
@@ -104,7 +105,7 @@ async fn phase(
             .build()?;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let mut errors = 0u64;
+            let (mut errors, mut limited) = (0u64, 0u64);
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let (url, body) = make(client_index * 1_000_000_000 + n);
@@ -118,22 +119,26 @@ async fn phase(
                     }
                     Ok(response) => {
                         errors += 1;
+                        if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                            limited += 1;
+                        }
                         let _ = response.bytes().await;
                     }
                     Err(_) => errors += 1,
                 }
             }
-            (latencies, errors)
+            (latencies, errors, limited)
         }));
     }
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
-    let mut errors = 0;
+    let (mut errors, mut limited) = (0, 0);
     for task in tasks {
-        let (mut lat, err) = task.await?;
+        let (mut lat, err, refused) = task.await?;
         latencies.append(&mut lat);
         errors += err;
+        limited += refused;
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
@@ -146,6 +151,14 @@ async fn phase(
         ms(percentile(&latencies, 0.99)),
         ms(latencies.last().copied().unwrap_or_default())
     );
+    if limited > 0 {
+        bail!(
+            "{name}: {errors} requests failed, {limited} of them refused by the server's rate \
+             limit (429): this measures the limit, not the server. Start each server with a \
+             higher per-key limit (FARTHING_RATE_LIMIT_API_KEY_PER_S, as the benchmark does for \
+             a server it starts itself)"
+        );
+    }
     if errors > 0 {
         bail!("{name}: {errors} requests failed");
     }
