@@ -1,5 +1,5 @@
 //! The rails this server runs: one registration line each (see "How to add a rail" in
-//! ARCHITECTURE.md). [`register_rails!`] makes the enum over their adapters, the dispatch of the
+//! ARCHITECTURE.md). `register_rails!` makes the enum over their adapters, the dispatch of the
 //! rail interface over it, and [`Rails`], which the service reaches rails through
 //! ([`farthing_app::rail::RailSet`]).
 

@@ -6,7 +6,7 @@
 //! `seal(x)` and `unseal(x)`, with the store's keys captured, and the few statements that write
 //! or read a secret column call them (`VALUES (…, seal(?3))`, `SELECT unseal(token)`). So the
 //! rest of the code never sees a sealed value, and re-encrypting a whole database under a new
-//! key is one `UPDATE t SET c = seal(unseal(c))` per column ([`rotate`]).
+//! key is one `UPDATE t SET c = seal(unseal(c))` per column (`rotate`).
 //!
 //! A sealed value is text: `fse1:` and base64url (no padding) of the key's 4-byte id, a 24-byte
 //! random nonce and the ciphertext of a type byte (text or blob) and the secret, with its tag.

@@ -1,5 +1,5 @@
 //! The payment bot's flows (SPEC T2): what the bot says and sends in the chat. Called by
-//! [`super::webhook::handle_update`] for text messages ([`on_message`]), button presses
+//! [`crate::telegram::webhook::handle_update`] for text messages ([`on_message`]), button presses
 //! ([`on_callback`]), settled payments ([`payment_settled`]) and, from the scheduler, invoices
 //! closed otherwise ([`sweep`]).
 //!
@@ -21,7 +21,7 @@
 //!   (`deliver_text`, `deliver_url`) and the buttons "Pay again" (a copy of the invoice for the
 //!   presser) and "Share" (`t.me/share/url` of the bot's deep link).
 //! - Any other command and any button of the account commands go to
-//!   [`super::commands`] (the one call site each: [`account_command`], [`account_callback`]).
+//!   [`commands`] (the one call site each: `account_command`, `account_callback`).
 //!
 //! Two small things are kept in memory, not in the database, and are lost on restart (documented
 //! trade-off: both are short-lived conveniences): the users a "Custom amount" prompt waits for

@@ -1,6 +1,6 @@
 //! The Merchant API under `/v1` (SPEC section 9).
 //!
-//! Every write goes through [`write`]: it honours `Idempotency-Key` (same key and body → the
+//! Every write goes through [`write()`]: it honours `Idempotency-Key` (same key and body → the
 //! stored answer; same key, other body → 422), runs the operation as one store job (its rows,
 //! ledger transfers and events commit together or not at all) and answers after the commit.
 
@@ -66,7 +66,7 @@ pub struct Reveal {
     pub value: String,
 }
 
-/// [`write`], with `reveal` added to a fresh successful answer.
+/// [`write()`], with `reveal` added to a fresh successful answer.
 pub async fn write_revealing<F>(
     state: &AppState,
     principal: &Principal,

@@ -48,7 +48,7 @@ pub struct TelegramMessage {
 /// accepts `stars` (or a fixed-amount fiat invoice that accepts `card`: then with the card
 /// rail's payment provider token), with the same title, description, payload (the invoice id) and price as its
 /// invoice link, followed by the bot's companion text message (time left; edited to paid or
-/// expired, see [`crate::telegram::bot`]). Telegram is called before the answer is stored under
+/// expired, see [`crate::bot`]). Telegram is called before the answer is stored under
 /// the Idempotency-Key; a replay answers from the store without posting again.
 #[utoipa::path(
     post,

@@ -2,7 +2,7 @@
 //! cancel or resume through Telegram's `editUserStarSubscription`.
 //!
 //! A subscription starts when its invoice (`subscription_period`) is first paid; each renewal
-//! is a paid renewal invoice (see [`crate::telegram::subscriptions`]).
+//! is a paid renewal invoice (see [`farthing_app::subscriptions`]).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};

@@ -3,7 +3,7 @@
 //!
 //! One background task ([`run`], started with the server) looks at both stores for bots with
 //! `mode = 'polling'` at start, whenever a bot is connected or reconfigured
-//! ([`AppState::telegram_bots_changed`]) and every few seconds, and keeps one polling loop per
+//! ([`crate::rails::telegram::TelegramRails::bots_changed`]) and every few seconds, and keeps one polling loop per
 //! bot. Each loop asks `getUpdates` with a long-poll timeout (`telegram.poll_timeout_s`), hands
 //! every update to [`handle_update`] — the same function the webhook uses — and records the next
 //! offset in the store (`telegram_poll_offsets`) only after the update was handled. Telegram

@@ -15,12 +15,12 @@
 //!   match;
 //!   otherwise refused with a human-readable `error_message`.
 //! - `message.successful_payment`: settled through [`crate::settlement::settle_payment`] (and,
-//!   for Stars subscriptions, [`crate::telegram::subscriptions`]) on rail `stars` (`XTR`) or
+//!   for Stars subscriptions, [`farthing_app::subscriptions`]) on rail `stars` (`XTR`) or
 //!   `card` (fiat, `provider_payment_charge_id` kept in the payload), keyed
 //!   by `telegram_payment_charge_id` (never by payload), so a repeated update settles once and
 //!   a second payment of a paid invoice is credited to the payer's balance. Once settled (not
-//!   for a duplicate), [`super::bot::payment_settled`] sends the receipt and the goods.
-//! - other messages and `callback_query`: the payment bot's flows, [`super::bot`].
+//!   for a duplicate), [`crate::bot::payment_settled`] sends the receipt and the goods.
+//! - other messages and `callback_query`: the payment bot's flows, [`crate::bot`].
 //!
 //! Architecture invariant: this module only reads the store to decide the pre-checkout answer;
 //! money moves only inside the settlement's store job.

@@ -326,7 +326,7 @@ fn payer_wait(interval: Duration) -> Duration {
 /// The payer's jetton wallet of `master` (where a jetton payment's `transfer` goes), by the
 /// master's own `get_wallet_address` through the merchant's indexer — within that indexer's
 /// pace, shared with the watcher, and refused (`Ok(None)`) rather than queued when the indexer
-/// is booked for longer than [`payer_wait`] — and kept once known (per indexer: each merchant
+/// is booked for longer than `payer_wait` — and kept once known (per indexer: each merchant
 /// names their own).
 pub async fn payer_jetton_wallet(
     rail: &TonRail,
