@@ -1,5 +1,5 @@
 //! The one trait every Lightning node backend implements ("create an invoice with amount,
-//! memo and expiry; stream or poll its state; pay an invoice; balance"), and [`crate::node::Backend`], the
+//! memo and expiry; stream or poll its state; pay an invoice; balance"), and `node::Backend`, the
 //! enum over the three implementations that the server holds per merchant.
 //!
 //! Why an enum and not `dyn LightningBackend`: the methods are `async` (return `impl Future`),

@@ -1,7 +1,7 @@
 //! The payment bot's flows (SPEC T2): what the bot says and sends in the chat. Called by
-//! [`crate::telegram::webhook::handle_update`] for text messages ([`on_message`]), button presses
-//! ([`on_callback`]), settled payments ([`payment_settled`]) and, from the scheduler, invoices
-//! closed otherwise ([`sweep`]).
+//! the Telegram adapter's `webhook::handle_update` ([`crate::telegram`]) for text messages
+//! ([`on_message`]), button presses ([`on_callback`]), settled payments ([`payment_settled`])
+//! and, from the scheduler, invoices closed otherwise ([`sweep`]).
 //!
 //! - `/start inv_…` posts that invoice: `sendInvoice` for an open fixed-amount `XTR` invoice
 //!   that accepts Stars, otherwise a message with a Pay button (the Stars invoice link or the
