@@ -1147,8 +1147,10 @@ fn run_job(
     Ok(false)
 }
 
-/// The newest statement entry of each account a job loaded (the batch's own reads carry it):
-/// `statements::entries` chains each new entry to it.
+/// The newest statement entry of each account in memory whose entry was not read with it:
+/// `statements::entries` chains each new entry to it. The batch's reads and the jobs' account
+/// loads (`BatchState::heads`) carry it, so this reads nothing unless an account came in
+/// another way; it stays so that such an account never starts a broken chain.
 fn load_missing_heads(
     transaction: &mut Pipe,
     statements: &Statements,

@@ -19,7 +19,7 @@ use postgres::{Row, Statement};
 use tokio::runtime::Runtime;
 use tokio_postgres::Client;
 
-use crate::sql::{Link, Param};
+use crate::sql::{bound, Link, Param};
 use crate::StoreError;
 
 /// A statement waiting to be sent with the next one.
@@ -109,11 +109,7 @@ impl Pipe {
             .map(|item| -> Early<'_> {
                 match item {
                     Queued::Execute(statement, params) => Box::pin(async move {
-                        let params: Vec<&(dyn ToSql + Sync)> = params
-                            .iter()
-                            .map(|value| &**value as &(dyn ToSql + Sync))
-                            .collect();
-                        client.execute(statement, &params).await.map(drop)
+                        client.execute(statement, &bound(params)).await.map(drop)
                     }),
                     Queued::Batch(sql) => Box::pin(client.batch_execute(sql)),
                 }

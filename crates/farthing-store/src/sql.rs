@@ -326,6 +326,14 @@ macro_rules! params {
 }
 pub(crate) use params;
 
+/// `params` as a statement binds them.
+pub(crate) fn bound(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|value| &**value as &(dyn ToSql + Sync))
+        .collect()
+}
+
 /// A PostgreSQL connection a [`Session`] runs statements on: the synchronous client, or the
 /// writer's pipelined connection (`pg_pipe.rs`), which queues what is sent "later".
 pub(crate) trait Link {
@@ -346,11 +354,7 @@ pub(crate) trait Link {
         statement: &Statement,
         params: Vec<Param>,
     ) -> Result<(), postgres::Error> {
-        let params: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|value| &**value as &(dyn ToSql + Sync))
-            .collect();
-        self.execute(statement, &params).map(drop)
+        self.execute(statement, &bound(&params)).map(drop)
     }
     fn batch_later(&mut self, sql: &str) -> Result<(), postgres::Error> {
         self.batch_execute(sql)
