@@ -43,7 +43,7 @@ use crate::audit::{AuditReport, Tally};
 use crate::batch::BatchState;
 use crate::codec;
 use crate::job::Tx;
-use crate::pg_pipe::Pipe;
+use crate::pg_pipe::{JobEnd, Pipe};
 use crate::secrets::Secrets;
 use crate::sql::{params, Columns, Db, Link, Session, StatementCache};
 use crate::writer::Work;
@@ -916,7 +916,7 @@ fn apply_batch(
     // READ COMMITTED whatever the server's default: each statement after the clock lock sees
     // what the previous holder committed (under REPEATABLE READ every batch that waited for the
     // lock would fail to update the row it waited for).
-    transaction.batch_later("START TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
+    transaction.start_transaction("START TRANSACTION ISOLATION LEVEL READ COMMITTED");
     let locked = transaction.query_one(&statements.lock_clock, &[])?;
     top_up(work);
     let groups: Vec<&Group> = work
@@ -1007,8 +1007,6 @@ fn apply_batch(
     }
     let mut results = Vec::with_capacity(groups.len());
     let mut jobs_kept = false;
-    // Whether the savepoint of the job before is still open (kept, released with the next).
-    let mut open = false;
     for item in work.iter_mut() {
         match item {
             // Everything a group refers to was read above (or made by an earlier item).
@@ -1021,7 +1019,6 @@ fn apply_batch(
                     &mut state,
                     job.as_mut(),
                     now_ns,
-                    &mut open,
                 )?
             }
         }
@@ -1084,9 +1081,9 @@ fn apply_batch(
 /// transaction (under the clock lock): if it fails, its SQL is rolled back and its ledger changes
 /// undone, and the rest of the batch goes on. Whether it kept its changes.
 ///
-/// A job kept without a failed statement leaves its savepoint `open`: the next job releases it
-/// in the same round trip as it takes its own (and COMMIT releases the last), one round trip
-/// less per job.
+/// The savepoint is taken only once something of the job is about to reach the server, and a
+/// kept job's is left open, released when the next is taken (or by COMMIT): a job whose writes
+/// are all rows queued to be sent later costs no savepoint (`pg_pipe.rs`).
 fn run_job(
     transaction: &mut Pipe,
     cache: &mut StatementCache,
@@ -1094,8 +1091,8 @@ fn run_job(
     state: &mut BatchState<'_>,
     job: &mut dyn crate::job::ErasedJob,
     now_ns: u64,
-    open: &mut bool,
 ) -> Result<bool, StoreError> {
+    transaction.begin_job();
     let session = RefCell::new(Session {
         client: transaction,
         cache,
@@ -1103,12 +1100,6 @@ fn run_job(
         failed: false,
     });
     let db = Db::Postgres(&session);
-    db.run_later(if *open {
-        "RELEASE SAVEPOINT job; SAVEPOINT job"
-    } else {
-        "SAVEPOINT job"
-    })?;
-    *open = false;
     state.begin_job();
     let mut tx = Tx {
         db,
@@ -1124,17 +1115,19 @@ fn run_job(
     }
     if kept && !session.borrow().failed {
         tx.state.end_job();
-        *open = true;
+        session.borrow_mut().client.end_job(JobEnd::Kept);
         return Ok(true);
     }
     if kept {
         // A job that went on after one of its statements failed (SQLite would keep the rest)
         // may have left PostgreSQL's transaction aborted up to the savepoint (unless it rolled
         // back to a nested one): RELEASE fails then. Its changes are undone and its caller
-        // told; the batch goes on.
+        // told; the batch goes on. (A statement that failed was sent, so the savepoint is
+        // taken.)
         match db.run("RELEASE SAVEPOINT job") {
             Ok(()) => {
                 tx.state.end_job();
+                session.borrow_mut().client.end_job(JobEnd::Released);
                 return Ok(true);
             }
             Err(error) => job.undone(WriteError::Failed(format!(
@@ -1143,7 +1136,7 @@ fn run_job(
         }
     }
     tx.state.undo_job();
-    db.run_later("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+    session.borrow_mut().client.end_job(JobEnd::Undone);
     Ok(false)
 }
 

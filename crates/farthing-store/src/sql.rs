@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use postgres::types::{IsNull, ToSql, Type};
 use postgres::Statement;
@@ -302,15 +302,11 @@ pub(crate) trait PgSession {
     ) -> Result<u64, postgres::Error>;
     /// Runs statements without parameters or results (savepoints).
     fn batch(&mut self, sql: &str) -> Result<(), postgres::Error>;
-    /// Runs a statement whose row count nobody needs: at once, or on the writer's pipelined
-    /// connection with the next statement that needs an answer (a failure is then the batch's).
-    fn execute_later(
-        &mut self,
-        statement: &Statement,
-        params: Vec<Param>,
-    ) -> Result<(), postgres::Error>;
     /// [`PgSession::batch`], sent later on the writer's pipelined connection.
     fn batch_later(&mut self, sql: &str) -> Result<(), postgres::Error>;
+    /// Inserts a row with `prepared` (an insert of one row): at once, or on the writer's
+    /// pipelined connection later, together with the other rows of that insert queued with it.
+    fn insert_later(&mut self, prepared: &Prepared, row: Vec<Owned>) -> Result<(), StoreError>;
     /// Whether a statement failed in this session.
     fn failed(&self) -> bool;
 }
@@ -325,6 +321,13 @@ macro_rules! params {
     };
 }
 pub(crate) use params;
+
+/// A row's values as the params of a statement sent later.
+pub(crate) fn boxed(row: Vec<Owned>) -> Vec<Param> {
+    row.into_iter()
+        .map(|value| Box::new(value) as Param)
+        .collect()
+}
 
 /// `params` as a statement binds them.
 pub(crate) fn bound(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
@@ -358,6 +361,24 @@ pub(crate) trait Link {
     }
     fn batch_later(&mut self, sql: &str) -> Result<(), postgres::Error> {
         self.batch_execute(sql)
+    }
+    /// Whether [`Link::insert_later`] sends rows of one insert together (then it wants the
+    /// insert's form for many rows).
+    fn merges_rows(&self) -> bool {
+        false
+    }
+    /// Inserts `row` with `one` (whose text is `text`), at once or later; the writer's
+    /// pipelined connection sends the rows of one insert queued together as one statement,
+    /// with `many` (see `pg_pipe.rs`).
+    fn insert_later(
+        &mut self,
+        text: &str,
+        one: &Statement,
+        many: Option<&Statement>,
+        row: Vec<Owned>,
+    ) -> Result<(), postgres::Error> {
+        let _ = (text, many);
+        self.execute_later(one, boxed(row))
     }
 }
 
@@ -394,11 +415,91 @@ pub(crate) struct Prepared {
     sealed: Vec<usize>,
     /// Per result column: whether to unseal it.
     unsealed: Vec<bool>,
+    /// The text on PostgreSQL.
+    text: String,
+    /// For an insert of one row, once asked for: its form for many rows, if it has one
+    /// ([`rows_text`]).
+    many: OnceLock<Option<Statement>>,
 }
 
 /// Prepared statements of one PostgreSQL connection, by their SQLite text. Dropped with the
 /// connection: a statement belongs to the session that prepared it.
 pub(crate) type StatementCache = HashMap<String, Arc<Prepared>>;
+
+/// The form for many rows of `text`, an insert of one row on PostgreSQL (`INSERT INTO t (…)
+/// VALUES (…)`, perhaps `ON CONFLICT DO NOTHING`) whose parameters have the types `params`:
+/// the same insert from `UNNEST` of one array per parameter, each value expression taking its
+/// parameters from the arrays' row. `None` for any other text (another conflict clause could
+/// meet its own rows; quotes and comments are not parsed), or for a parameter of a type not
+/// bound as arrays here.
+pub(crate) fn rows_text(text: &str, params: &[Type]) -> Option<String> {
+    const TYPES: [Type; 7] = [
+        Type::INT8,
+        Type::INT4,
+        Type::INT2,
+        Type::BOOL,
+        Type::TEXT,
+        Type::VARCHAR,
+        Type::BYTEA,
+    ];
+    if params.is_empty() || params.iter().any(|ty| !TYPES.contains(ty)) {
+        return None;
+    }
+    let rest = text.trim().strip_prefix("INSERT INTO ")?;
+    let (target, values) = rest.split_once(" VALUES (")?;
+    let (values, tail) = values.rsplit_once(')')?;
+    let tail = match tail.trim() {
+        "" => "",
+        "ON CONFLICT DO NOTHING" => " ON CONFLICT DO NOTHING",
+        _ => return None,
+    };
+    if ["'", "\"", "--", "/*", ";"]
+        .iter()
+        .any(|word| values.contains(word) || target.contains(word))
+    {
+        return None;
+    }
+    // The parentheses of the values must close only at the end.
+    let mut depth = 0usize;
+    for c in values.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return None;
+    }
+    let mut select = String::with_capacity(values.len() + 16);
+    let mut chars = values.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            select.push(c);
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+            digits.push(digit);
+        }
+        let n: usize = digits.parse().ok()?;
+        if n == 0 || n > params.len() {
+            return None;
+        }
+        select.push_str(&format!("u.c{n}"));
+    }
+    let arrays: Vec<String> = params
+        .iter()
+        .enumerate()
+        .map(|(index, ty)| format!("${}::{}[]", index + 1, ty.name()))
+        .collect();
+    let columns: Vec<String> = (1..=params.len()).map(|n| format!("c{n}")).collect();
+    Some(format!(
+        "INSERT INTO {target} SELECT {select} FROM UNNEST({}) AS u({}){tail}",
+        arrays.join(", "),
+        columns.join(", ")
+    ))
+}
 
 /// The name a selected `unseal(column)` gets on PostgreSQL.
 const UNSEALED: &str = "farthing_unsealed";
@@ -472,7 +573,8 @@ impl<C: Link> PgSession for Session<'_, C> {
             return Ok(Arc::clone(prepared));
         }
         let (text, sealed) = secret_calls(sql);
-        let prepared = self.client.prepare(&postgres_text(&text));
+        let text = postgres_text(&text);
+        let prepared = self.client.prepare(&text);
         let statement = self.noted(prepared)?;
         let unsealed = statement
             .columns()
@@ -483,6 +585,8 @@ impl<C: Link> PgSession for Session<'_, C> {
             statement,
             sealed,
             unsealed,
+            text,
+            many: OnceLock::new(),
         });
         self.cache.insert(sql.to_owned(), Arc::clone(&prepared));
         Ok(prepared)
@@ -515,18 +619,31 @@ impl<C: Link> PgSession for Session<'_, C> {
         self.noted(done)
     }
 
-    fn execute_later(
-        &mut self,
-        statement: &Statement,
-        params: Vec<Param>,
-    ) -> Result<(), postgres::Error> {
-        let done = self.client.execute_later(statement, params);
-        self.noted(done)
-    }
-
     fn batch_later(&mut self, sql: &str) -> Result<(), postgres::Error> {
         let done = self.client.batch_later(sql);
         self.noted(done)
+    }
+
+    fn insert_later(&mut self, prepared: &Prepared, row: Vec<Owned>) -> Result<(), StoreError> {
+        let many = match prepared.many.get() {
+            Some(many) => many.clone(),
+            None if self.client.merges_rows() => {
+                let many = match rows_text(&prepared.text, prepared.statement.params()) {
+                    Some(text) => {
+                        let made = self.client.prepare(&text);
+                        Some(self.noted(made)?)
+                    }
+                    None => None,
+                };
+                let _ = prepared.many.set(many.clone());
+                many
+            }
+            None => None,
+        };
+        let done =
+            self.client
+                .insert_later(&prepared.text, &prepared.statement, many.as_ref(), row);
+        Ok(self.noted(done)?)
     }
 
     fn failed(&self) -> bool {
@@ -924,11 +1041,11 @@ impl<'a> Db<'a> {
                 let mut session = session.borrow_mut();
                 let prepared = session.prepared(sql)?;
                 let sealed = seal_params(&prepared, &session.secrets(), args)?;
-                let values = pg_values(&prepared, args, &sealed)
+                let row = pg_values(&prepared, args, &sealed)
                     .into_iter()
-                    .map(|value| Box::new(Owned::of(value)) as Param)
+                    .map(Owned::of)
                     .collect();
-                Ok(session.execute_later(&prepared.statement, values)?)
+                session.insert_later(&prepared, row)
             }
         }
     }
@@ -959,7 +1076,54 @@ impl<'a> Db<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{postgres_text, secret_calls};
+    use super::{postgres_text, rows_text, secret_calls};
+    use postgres::types::Type;
+
+    #[test]
+    fn an_insert_of_one_row_has_a_form_for_many_and_nothing_else_does() {
+        assert_eq!(
+            rows_text(
+                "INSERT INTO t (a, b, c) VALUES ($1, $2, coalesce($3, 0) + $1)",
+                &[Type::BYTEA, Type::TEXT, Type::INT8]
+            )
+            .as_deref(),
+            Some(
+                "INSERT INTO t (a, b, c) SELECT u.c1, u.c2, coalesce(u.c3, 0) + u.c1 \
+                 FROM UNNEST($1::bytea[], $2::text[], $3::int8[]) AS u(c1, c2, c3)"
+            )
+        );
+        assert_eq!(
+            rows_text(
+                "INSERT INTO q (n, e) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[Type::INT8, Type::BYTEA]
+            )
+            .as_deref(),
+            Some(
+                "INSERT INTO q (n, e) SELECT u.c1, u.c2 FROM UNNEST($1::int8[], $2::bytea[]) \
+                 AS u(c1, c2) ON CONFLICT DO NOTHING"
+            )
+        );
+        let two = [Type::INT8, Type::INT8];
+        for text in [
+            // A conflict clause that could meet the statement's own rows twice.
+            "INSERT INTO q (n, e) VALUES ($1, $2) ON CONFLICT (n) DO UPDATE SET e = $2",
+            "INSERT INTO q (n, e) VALUES ($1, $2) ON CONFLICT (n) DO NOTHING",
+            "INSERT INTO q (n, e) VALUES ($1, 'x') RETURNING n",
+            "INSERT INTO q (n, e) VALUES ($1, $2), ($2, $1)",
+            "INSERT INTO q (n, e) VALUES ($1, $3)",
+            "INSERT INTO q (n, e) VALUES ($0, $1)",
+            "INSERT INTO q (n, e) SELECT $1, $2",
+            "UPDATE q SET n = $1 WHERE e = $2",
+            "INSERT INTO q (n, e) VALUES ($1, $2 /* ) */)",
+        ] {
+            assert_eq!(rows_text(text, &two), None, "{text}");
+        }
+        assert_eq!(
+            rows_text("INSERT INTO q (n) VALUES ($1)", &[Type::JSONB]),
+            None,
+            "a type not bound as arrays here"
+        );
+    }
 
     #[test]
     fn placeholders_become_postgres_ones_and_nothing_else_changes() {

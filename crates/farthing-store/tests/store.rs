@@ -3643,6 +3643,181 @@ fn rows_sent_later_fail_their_batch_whole_on_postgres() {
     rows_sent_later_fail_their_batch_whole(&instances[0], true);
 }
 
+type RowJob = Box<dyn FnOnce(&mut farthing_store::Tx<'_, '_>) -> Result<String, String> + Send>;
+
+/// Jobs of one batch whose writes are rows sent later (on PostgreSQL merged into one statement
+/// per table, a job's savepoint taken only once something of it reaches the server): a job
+/// undone takes back its own rows and no one else's — whether they were still queued, sent
+/// with a read, or written inside a nested savepoint — and every job reads what the jobs kept
+/// before it wrote, and its own rows.
+fn jobs_of_a_batch_undo_only_their_own_rows(ledger: &Ledger, hold: Option<&str>) {
+    let charge = |n: u64| Charge {
+        id: ChargeId(u128::from(n)),
+        merchant: MERCHANT,
+        customer: CustomerId(1),
+        currency: XTR,
+        amount_minor: n,
+        refunded_minor: 0,
+        description: format!("charge {n}"),
+        metadata: Vec::new(),
+        created_at_ns: T0,
+    };
+    let event = |n: u128| farthing_store::EventRecord {
+        id: farthing_core::EventId(n),
+        merchant: MERCHANT,
+        event_type: "charge.succeeded".to_owned(),
+        data: format!("{{\"n\":{n}}}"),
+        created_at_ns: T0,
+    };
+    fn fail(error: StoreError) -> String {
+        error.to_string()
+    }
+    fn seen(tx: &mut farthing_store::Tx<'_, '_>, n: u64) -> Result<bool, String> {
+        Ok(tx.charge(ChargeId(u128::from(n))).map_err(fail)?.is_some())
+    }
+    let jobs: Vec<RowJob> = vec![
+        // 1: kept, its rows queued.
+        Box::new(move |tx| {
+            tx.insert_charge(&charge(101)).map_err(fail)?;
+            tx.insert_event(&event(1)).map_err(fail)?;
+            Ok("kept".to_owned())
+        }),
+        // 2: undone while its rows are still queued.
+        Box::new(move |tx| {
+            tx.insert_charge(&charge(102)).map_err(fail)?;
+            tx.insert_event(&event(2)).map_err(fail)?;
+            Err("undone".to_owned())
+        }),
+        // 3: its rows go out with its reads, then it is undone.
+        Box::new(move |tx| {
+            tx.insert_charge(&charge(103)).map_err(fail)?;
+            tx.insert_event(&event(3)).map_err(fail)?;
+            let seen = (seen(tx, 101)?, seen(tx, 102)?, seen(tx, 103)?);
+            Err(format!("undone, saw {seen:?}"))
+        }),
+        // 4: reads its own row, kept.
+        Box::new(move |tx| {
+            tx.insert_charge(&charge(104)).map_err(fail)?;
+            Ok(format!("kept, saw {}", seen(tx, 104)?))
+        }),
+        // 5: kept, but what it wrote in a nested savepoint is undone.
+        Box::new(move |tx| {
+            tx.insert_charge(&charge(105)).map_err(fail)?;
+            let inner = tx
+                .nested(|tx| {
+                    tx.insert_charge(&charge(106))?;
+                    Err::<(), StoreError>(StoreError::Corrupt("nested, undone".to_owned()))
+                })
+                .map_err(fail)?;
+            Ok(format!("kept, nested {}", inner.is_err()))
+        }),
+        // 6: undone with its rows queued, after a job whose savepoint was taken.
+        Box::new(move |tx| {
+            tx.insert_charge(&charge(107)).map_err(fail)?;
+            Err("undone".to_owned())
+        }),
+        // 7: kept, its rows queued.
+        Box::new(move |tx| {
+            tx.insert_charge(&charge(108)).map_err(fail)?;
+            Ok("kept".to_owned())
+        }),
+        // 8: writes after a kept job's queued rows, sends them all with its reads, is undone.
+        Box::new(move |tx| {
+            tx.insert_charge(&charge(109)).map_err(fail)?;
+            let seen = (
+                seen(tx, 102)?,
+                seen(tx, 107)?,
+                seen(tx, 108)?,
+                seen(tx, 109)?,
+            );
+            Err(format!("undone, saw {seen:?}"))
+        }),
+        // 9: kept, its rows queued until the batch's own writes.
+        Box::new(move |tx| {
+            tx.insert_charge(&charge(110)).map_err(fail)?;
+            Ok("kept".to_owned())
+        }),
+    ];
+    // On PostgreSQL, hold the clock lock while the jobs are queued, so they make one batch.
+    let mut blocker = hold.map(|url| {
+        let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+        client
+            .batch_execute("BEGIN; SELECT 1 FROM ledger_meta WHERE singleton = 1 FOR UPDATE")
+            .expect("the clock lock");
+        client
+    });
+    let tickets: Vec<_> = jobs
+        .into_iter()
+        .map(|job| ledger.execute(job).expect("queued"))
+        .collect();
+    if let Some(client) = blocker.as_mut() {
+        std::thread::sleep(Duration::from_millis(300));
+        client.batch_execute("ROLLBACK").expect("the lock let go");
+    }
+    let answers: Vec<Result<String, String>> = tickets
+        .into_iter()
+        .map(|ticket| ticket.wait().expect("the batch committed"))
+        .collect();
+    let ok = |text: &str| Ok::<String, String>(text.to_owned());
+    let err = |text: &str| Err::<String, String>(text.to_owned());
+    assert_eq!(
+        answers,
+        vec![
+            ok("kept"),
+            err("undone"),
+            err("undone, saw (true, false, true)"),
+            ok("kept, saw true"),
+            ok("kept, nested true"),
+            err("undone"),
+            ok("kept"),
+            err("undone, saw (false, false, true, true)"),
+            ok("kept"),
+        ]
+    );
+    let stored: Vec<u64> = (101..=110)
+        .filter(|n| {
+            ledger
+                .read(move |reader| reader.charge(ChargeId(u128::from(*n))))
+                .expect("read")
+                .is_some()
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        vec![101, 104, 105, 108, 110],
+        "the kept jobs' charges"
+    );
+    let events: Vec<u128> = (1..=3)
+        .filter(|n| {
+            ledger
+                .read(move |reader| reader.event(farthing_core::EventId(*n)))
+                .expect("read")
+                .is_some()
+        })
+        .collect();
+    assert_eq!(events, vec![1], "the kept job's event");
+}
+
+#[test]
+fn jobs_of_a_batch_undo_only_their_own_rows_on_sqlite() {
+    let h = Harness::new();
+    jobs_of_a_batch_undo_only_their_own_rows(&Ledger::Sqlite(h.open()), None);
+}
+
+#[test]
+fn jobs_of_a_batch_undo_only_their_own_rows_on_postgres() {
+    let postgres = Postgres::start();
+    let h = Harness::new();
+    let url = postgres.schema();
+    let ledger = Ledger::Postgres(PgLedger::open(&url, h.options()).expect("the ledger opens"));
+    jobs_of_a_batch_undo_only_their_own_rows(&ledger, Some(&url));
+    assert!(
+        h.batches().iter().any(|batch| batch.groups == 9),
+        "the nine jobs made one batch: {:?}",
+        h.batches()
+    );
+}
+
 /// A batch reads each customer once, yet a job sees a customer as the batch left it: changed,
 /// or changed and then undone by a nested savepoint.
 fn customers_read_once_a_batch_follow_its_changes(ledger: &Ledger) {
