@@ -3643,6 +3643,50 @@ fn rows_sent_later_fail_their_batch_whole_on_postgres() {
     rows_sent_later_fail_their_batch_whole(&instances[0], true);
 }
 
+/// A batch's balance update checks how many accounts it changed: if an account is not there
+/// to update (a trigger here skips its row), the batch fails whole, nothing of it is stored,
+/// and the store goes on.
+#[test]
+fn a_batch_whose_balance_update_misses_an_account_stores_nothing_on_postgres() {
+    let postgres = Postgres::start();
+    let h = Harness::new();
+    let url = postgres.schema();
+    let ledger = Ledger::Postgres(PgLedger::open(&url, h.options()).expect("the ledger opens"));
+    setup_funded_ledger(&ledger, 1_000);
+    let (cust, merch) = (customer(1), merchant());
+    let id: String = merch
+        .id
+        .to_be_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    admin
+        .batch_execute(&format!(
+            "CREATE FUNCTION skip_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$; \
+             CREATE TRIGGER skip_merchant BEFORE UPDATE ON accounts FOR EACH ROW \
+             WHEN (OLD.id = '\\x{id}'::bytea) EXECUTE FUNCTION skip_row()"
+        ))
+        .expect("the trigger");
+    let answer = ledger.write(group(vec![single(2, &cust, &merch, 10)]));
+    assert!(
+        matches!(&answer, Err(WriteError::Failed(text)) if text.contains("1 of 2 accounts vanished")),
+        "{answer:?}"
+    );
+    assert!(ledger.transfer(TransferId(2)).expect("read").is_none());
+    assert_eq!(ledger_account(&ledger, &cust).balances.debits_posted, 0);
+
+    admin
+        .batch_execute("DROP TRIGGER skip_merchant ON accounts")
+        .expect("dropped");
+    let outcome = ledger
+        .write(group(vec![single(3, &cust, &merch, 10)]))
+        .expect("stored");
+    assert_eq!(outcome.transfers[0].outcome, Outcome::Created);
+    assert_eq!(ledger_account(&ledger, &cust).balances.debits_posted, 10);
+    assert_eq!(ledger_account(&ledger, &merch).balances.credits_posted, 10);
+}
+
 type RowJob = Box<dyn FnOnce(&mut farthing_store::Tx<'_, '_>) -> Result<String, String> + Send>;
 
 /// Jobs of one batch whose writes are rows sent later (on PostgreSQL merged into one statement
