@@ -127,7 +127,8 @@ impl App {
         self.inner.clock.now_ns()
     }
 
-    /// Woken after every commit that wrote outbox events: the webhook worker waits on it.
+    /// Woken after every commit that queued webhook deliveries: the webhook worker waits on it.
+    /// (An event no endpoint asks for queues none, and wakes nobody.)
     pub fn outbox(&self) -> &Notify {
         &self.inner.outbox
     }
@@ -143,7 +144,7 @@ impl App {
     }
 
     /// Runs `op` as one store job in `mode` (all of it commits or none of it), and after the
-    /// commit wakes the webhook worker if the job wrote events. `E` is the caller's error type
+    /// commit wakes the webhook worker if the job queued deliveries. `E` is the caller's error type
     /// (the service's own, or an adapter's that wraps it).
     pub async fn run<T, E, F>(&self, mode: Mode, op: F) -> Result<T, E>
     where
@@ -155,12 +156,12 @@ impl App {
             .store(mode)
             .run(move |tx| {
                 let value = op(tx)?;
-                Ok::<_, E>((value, tx.events_written()))
+                Ok::<_, E>((value, tx.deliveries_queued()))
             })
             .await
             .map_err(|error| E::from(AppError::from(error)))?;
-        let (value, events) = ran?;
-        if events > 0 {
+        let (value, deliveries) = ran?;
+        if deliveries > 0 {
             self.inner.outbox.notify_one();
         }
         Ok(value)

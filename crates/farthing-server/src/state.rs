@@ -311,23 +311,28 @@ impl AppState {
                 }
                 farthing_app::risk::trust_cached_rules(app, deaf.load(Ordering::Acquire) == 0);
                 if heard == Heard::Listening {
-                    self.wake_leaders_work();
+                    // What was announced while away is unknown: look at everything again.
+                    self.wake_webhooks();
+                    if self.metrics().leader() {
+                        self.rails().wake();
+                    }
                 }
             }
             Heard::Changed(Topic::ApiKeys) => self.forget_keys(),
             Heard::Changed(Topic::RiskRules) => farthing_app::risk::forget_all_rules(app),
-            Heard::Changed(Topic::Outbox) => self.wake_leaders_work(),
+            Heard::Changed(Topic::Outbox) => self.wake_webhooks(),
             Heard::Changed(Topic::Rails) => self.rails().wake(),
         }
     }
 
-    /// Wakes the webhook worker and the rails' watchers, if this instance runs them. (A
-    /// follower's outbox wake-up is what it forwards to the leader: waking it for news heard
-    /// from the database would forward that news again, without end.)
-    fn wake_leaders_work(&self) {
+    /// Wakes the webhook worker, if this instance runs it. (A follower's outbox wake-up is
+    /// what it forwards to the leader: waking it for news heard from the database would
+    /// forward that news again, without end.) The rails' watchers are not woken by outbox
+    /// news: they have news of their own (`Topic::Rails`), and under load the outbox news
+    /// comes every few milliseconds, each wake-up reading every rail's configuration again.
+    fn wake_webhooks(&self) {
         if self.metrics().leader() {
             self.deliveries().notify_one();
-            self.rails().wake();
         }
     }
 

@@ -1525,7 +1525,6 @@ impl Tx<'_, '_> {
     /// Writes an event to the outbox and queues a delivery to every enabled endpoint of the
     /// merchant that wants its type, all in this transaction.
     pub fn insert_event(&mut self, event: &EventRecord) -> Result<(), StoreError> {
-        self.events_written += 1;
         self.db().insert(
             &format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
             args![
@@ -1574,6 +1573,7 @@ impl Tx<'_, '_> {
     ) -> Result<(), StoreError> {
         let at = sql_amount(at_ns)?;
         let now = sql_amount(self.now_ns())?;
+        self.deliveries_queued += 1;
         // Leave any earlier queue entry of this pair; the worker skips stale ones.
         self.db().insert(
             "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, \

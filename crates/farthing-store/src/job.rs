@@ -23,10 +23,10 @@ pub struct Tx<'a, 'b> {
     pub(crate) db: Db<'a>,
     pub(crate) state: &'a mut BatchState<'b>,
     pub(crate) now_ns: u64,
-    /// Outbox events this job inserted (counted even if a nested savepoint undid some: a
+    /// Webhook deliveries this job queued (counted even if a nested savepoint undid some: a
     /// caller uses it to wake the webhook worker after the commit, where a spare wake-up is
     /// harmless and a missed one is not).
-    pub(crate) events_written: usize,
+    pub(crate) deliveries_queued: usize,
 }
 
 impl<'a> Tx<'a, '_> {
@@ -35,9 +35,10 @@ impl<'a> Tx<'a, '_> {
         self.now_ns
     }
 
-    /// How many outbox events this job has inserted so far.
-    pub fn events_written(&self) -> usize {
-        self.events_written
+    /// How many webhook deliveries this job has queued so far (an event for which no
+    /// endpoint asks queues none).
+    pub fn deliveries_queued(&self) -> usize {
+        self.deliveries_queued
     }
 
     /// Applies a ledger group: all of it, or (on `Ok(Err(_))`) nothing.

@@ -1105,7 +1105,7 @@ fn run_job(
         db,
         state,
         now_ns,
-        events_written: 0,
+        deliveries_queued: 0,
     };
     let kept = job.run(&mut tx);
     // A statement sent later failed: the transaction is aborted, and the batch fails.

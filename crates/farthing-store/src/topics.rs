@@ -8,7 +8,7 @@ pub enum Topic {
     ApiKeys,
     /// A merchant's risk rules changed.
     RiskRules,
-    /// Events were written to the outbox (the webhook worker has work).
+    /// Webhook deliveries were queued (the webhook worker has work).
     Outbox,
     /// A rail was configured or reconfigured (a bot, a Lightning node, a TON wallet): the
     /// background work that watches the rails looks again.

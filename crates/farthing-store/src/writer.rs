@@ -290,7 +290,7 @@ impl Writer {
                         db: Db::Sqlite(&transaction),
                         state: &mut state,
                         now_ns,
-                        events_written: 0,
+                        deliveries_queued: 0,
                     };
                     if job.run(&mut tx) {
                         state.end_job();

@@ -18,8 +18,8 @@ pub use webhooks::{check_url as check_webhook_url, generate_secret as new_webhoo
 /// Runs the background work while this instance leads (always, on SQLite; on PostgreSQL while
 /// it holds the leadership, see `farthing_store::instances`), until `shutdown` fires. The work
 /// is started when leadership is gained and stopped when it is lost (letting attempts under way
-/// finish). While another instance leads, this one tells it when its own writes put events in
-/// the outbox, so that webhooks leave as fast as from the leader's own writes.
+/// finish). While another instance leads, this one tells it when its own writes queued webhook
+/// deliveries, so that webhooks leave as fast as from the leader's own writes.
 ///
 /// `start` starts the leader's work (the composition root knows what it is) and answers its
 /// tasks, which end when the receiver it is given fires.
@@ -67,8 +67,9 @@ pub async fn lead(
 /// Gathers wake-ups for a few milliseconds into one announcement.
 const FORWARD_DEBOUNCE: Duration = Duration::from_millis(5);
 
-/// While another instance leads: after each of this instance's commits that wrote outbox
-/// events, tells the leader (through the live database; its listeners wake its webhook worker).
+/// While another instance leads: after each of this instance's commits that queued webhook
+/// deliveries, tells the leader (through the live database; its listeners wake its webhook
+/// worker).
 async fn forward_outbox(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {

@@ -334,6 +334,70 @@ async fn two_instances_serve_one_database() {
         idle_news <= 1,
         "{idle_news} outbox announcements while idle"
     );
+
+    // Events no endpoint asks for wake nobody: a merchant without endpoints charges through
+    // the follower, and no news of the outbox goes out; a charge of the merchant with an
+    // endpoint, through the follower, sends it.
+    let quiet = server::merchant(&a.running, "No endpoints").await;
+    let quiet_api = Api {
+        client: client.clone(),
+        key: quiet.test_key.clone(),
+    };
+    let (_, buyer) = quiet_api
+        .call(&b, Method::POST, "/v1/customers", Some(json!({})))
+        .await;
+    let buyer = buyer["id"].as_str().expect("customer").to_owned();
+    let (status, _) = quiet_api
+        .call(
+            &b,
+            Method::POST,
+            &format!("/v1/test/customers/{buyer}/top_up"),
+            Some(json!({"amount": 50, "currency": "XTR"})),
+        )
+        .await;
+    assert!(status.is_success());
+    for _ in 0..5 {
+        let (status, body) = quiet_api
+            .call(
+                &b,
+                Method::POST,
+                "/v1/charges",
+                Some(json!({"customer": buyer, "amount": 10, "currency": "XTR"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let quiet_news = outbox_news.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        quiet_news, idle_news,
+        "charges whose events no endpoint asks for sent news of the outbox"
+    );
+    let (status, _) = api
+        .call(
+            &b,
+            Method::POST,
+            &format!("/v1/test/customers/{customer}/top_up"),
+            Some(json!({"amount": 10, "currency": "XTR"})),
+        )
+        .await;
+    assert!(status.is_success());
+    let (status, body) = api
+        .call(
+            &b,
+            Method::POST,
+            "/v1/charges",
+            Some(json!({"customer": customer, "amount": 10, "currency": "XTR"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        eventually(Duration::from_secs(5), || outbox_news
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > quiet_news)
+        .await,
+        "a charge whose events an endpoint asks for, made on the follower, tells the leader"
+    );
     tokio::task::spawn_blocking(move || drop(listener))
         .await
         .expect("join");
