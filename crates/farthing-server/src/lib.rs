@@ -864,11 +864,58 @@ pub struct NewMerchant {
     pub test_key: String,
 }
 
+/// Why a merchant was not created (nothing of it stays).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateMerchantError {
+    /// The name is empty or longer than 100 characters.
+    InvalidName(String),
+    /// A store is overloaded or shutting down: the same request may be tried again.
+    Unavailable(String),
+    /// A store failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for CreateMerchantError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CreateMerchantError::InvalidName(message) => f.write_str(message),
+            CreateMerchantError::Unavailable(message) | CreateMerchantError::Failed(message) => {
+                write!(f, "the merchant could not be stored: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CreateMerchantError {}
+
+impl From<farthing_store::WriteError> for CreateMerchantError {
+    fn from(error: farthing_store::WriteError) -> Self {
+        match error {
+            farthing_store::WriteError::Busy | farthing_store::WriteError::Closed => {
+                CreateMerchantError::Unavailable(error.to_string())
+            }
+            other => CreateMerchantError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<farthing_store::StoreError> for CreateMerchantError {
+    fn from(error: farthing_store::StoreError) -> Self {
+        CreateMerchantError::Failed(error.to_string())
+    }
+}
+
 /// Creates a merchant in both stores, with a live and a test key holding every scope.
-pub fn create_merchant(live: &Store, test: &Store, name: &str) -> Result<NewMerchant, String> {
+pub fn create_merchant(
+    live: &Store,
+    test: &Store,
+    name: &str,
+) -> Result<NewMerchant, CreateMerchantError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err("the merchant name must be 1 to 100 characters".to_owned());
+        return Err(CreateMerchantError::InvalidName(
+            "the merchant name must be 1 to 100 characters".to_owned(),
+        ));
     }
     let id: MerchantId = ids::new_id();
     let mut keys = Vec::new();
@@ -876,7 +923,8 @@ pub fn create_merchant(live: &Store, test: &Store, name: &str) -> Result<NewMerc
     // never exists in one mode only.
     let mut done: Vec<&Store> = Vec::new();
     for (mode, store) in [(Mode::Live, live), (Mode::Test, test)] {
-        let key = http::auth::generate_key(mode).map_err(|e| e.to_string())?;
+        let key = http::auth::generate_key(mode)
+            .map_err(|error| CreateMerchantError::Failed(error.to_string()))?;
         let record = ApiKeyRecord {
             key_hash: http::auth::hash_key(&key),
             merchant: id,
@@ -894,9 +942,9 @@ pub fn create_merchant(live: &Store, test: &Store, name: &str) -> Result<NewMerc
                 })?;
                 tx.insert_api_key(&record)
             })
-            .map_err(|e| e.to_string())
-            .and_then(|ticket| ticket.wait().map_err(|e| e.to_string()))
-            .and_then(|result| result.map_err(|e| e.to_string()));
+            .map_err(CreateMerchantError::from)
+            .and_then(|ticket| ticket.wait().map_err(CreateMerchantError::from))
+            .and_then(|result| result.map_err(CreateMerchantError::from));
         if let Err(error) = written {
             for store in done {
                 let undone = store

@@ -186,7 +186,13 @@ async fn create_once(
     .await
     {
         Ok(Ok(created)) => Ok(created),
-        Ok(Err(message)) => Err(ApiError::invalid("invalid_name", message).param("name")),
+        Ok(Err(crate::CreateMerchantError::InvalidName(message))) => {
+            Err(ApiError::invalid("invalid_name", message).param("name"))
+        }
+        Ok(Err(crate::CreateMerchantError::Unavailable(message))) => {
+            Err(ApiError::unavailable(message))
+        }
+        Ok(Err(error)) => Err(ApiError::internal(error)),
         Err(error) => Err(ApiError::internal(error.to_string())),
     };
     let (made, name) = match created {

@@ -1117,6 +1117,52 @@ async fn a_customer_statement_lists_every_movement_with_the_balance_after_it() {
     assert_eq!(body["error"]["param"], "starting_after");
 }
 
+/// A merchant the store cannot take is refused as the server's trouble (503, to be tried again),
+/// not as a bad name, and its Idempotency-Key is let go: the retry is answered the same way,
+/// not as a key in use.
+#[tokio::test]
+async fn a_merchant_the_store_cannot_take_is_refused_as_unavailable() {
+    let (admin, hash) = farthing_server::http::admin::generate_admin_key().expect("key");
+    let server = server::spawn(move |config| config.admin_key_sha256 = hash).await;
+    let state = server.running.state();
+    let test = state.store(farthing_server::state::Mode::Test).clone();
+    tokio::task::spawn_blocking(move || test.shutdown())
+        .await
+        .expect("join");
+    for attempt in 0..2 {
+        let answer = server
+            .client
+            .post(format!("{}/v1/admin/merchants", server.base))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", "add-while-closed")
+            .json(&json!({"name": "Closed shop"}))
+            .send()
+            .await
+            .expect("answer");
+        let status = answer.status();
+        let body: Value = answer.json().await.expect("json");
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "attempt {attempt}: {body}"
+        );
+        assert_eq!(body["error"]["code"], "service_unavailable", "{body}");
+    }
+    let live = state.store(farthing_server::state::Mode::Live).clone();
+    let names = tokio::task::spawn_blocking(move || {
+        live.read(|reader| reader.merchants(farthing_store::PageRequest::newest(100)))
+            .expect("read")
+            .data
+            .into_iter()
+            .map(|merchant| merchant.name)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("join");
+    assert!(!names.contains(&"Closed shop".to_owned()), "{names:?}");
+    server.running.shutdown().await;
+}
+
 /// "Keys and merchants while running": the operator adds a merchant through the admin API
 /// (off unless configured), its keys work at once, a repeated Idempotency-Key creates nothing.
 #[tokio::test]
