@@ -66,6 +66,10 @@ const CONFLICT_RETRIES: usize = 5;
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
 /// Pause after a failed transaction before the writer takes more work.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(50);
+/// Read connections a ledger opens at most (on demand, kept open): reads outside the writer run
+/// on as many at once, so a slow read (a long list) does not hold up every other read of the
+/// instance, as it did through one connection.
+const READ_CONNECTIONS: usize = 4;
 
 /// The newest schema version the PostgreSQL backend knows.
 pub fn schema_version() -> i64 {
@@ -415,9 +419,8 @@ struct Inner {
     url: String,
     sender: SyncSender<Request>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// One connection for reads outside the writer, opened on first use, with the statements
-    /// readers prepared on it.
-    reader: Mutex<Option<(Client, StatementCache)>>,
+    /// Connections for reads outside the writer.
+    readers: Readers,
     /// The keys that seal and unseal stored secrets.
     secrets: Arc<Secrets>,
 }
@@ -458,7 +461,7 @@ impl PgLedger {
                 url: url.to_owned(),
                 sender,
                 writer: Mutex::new(Some(handle)),
-                reader: Mutex::new(None),
+                readers: Readers::default(),
                 secrets,
             }),
         })
@@ -541,23 +544,14 @@ impl PgLedger {
         &self,
         work: impl FnOnce(&mut Client, &mut StatementCache) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // A panic while holding the lock leaves at worst a connection mid-statement: drop it.
-        let mut slot = self
-            .inner
-            .reader
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if slot.as_ref().is_none_or(|(client, _)| client.is_closed()) {
-            *slot = Some((connect(&self.inner.url)?, StatementCache::new()));
-        }
-        let Some((client, cache)) = slot.as_mut() else {
+        let mut lease = self.inner.readers.take(&self.inner.url)?;
+        let Some((client, cache)) = lease.connection.as_mut() else {
             return Err(StoreError::Corrupt("no read connection".to_owned()));
         };
         let result = work(client, cache);
-        // A PostgreSQL error may leave the session unusable: the next read opens a new one.
-        if matches!(result, Err(StoreError::Postgres(_))) {
-            *slot = None;
-        }
+        // A PostgreSQL error may leave the session unusable: it is closed, and a later read
+        // opens a new one. So is one that a panic left mid-statement (the lease is not kept).
+        lease.keep = !matches!(result, Err(StoreError::Postgres(_)));
         result
     }
 
@@ -587,12 +581,103 @@ impl Drop for Inner {
     fn drop(&mut self) {
         crate::stop_writer(&self.sender, &self.writer);
         // Closing the synchronous client blocks on its own runtime: not on an async thread.
-        let reader = self
-            .reader
-            .get_mut()
+        let idle = std::mem::take(
+            &mut self
+                .readers
+                .state
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .idle,
+        );
+        off_runtime(move || drop(idle));
+    }
+}
+
+/// An instance's read connections: opened when a read finds none idle (up to
+/// [`READ_CONNECTIONS`]; beyond that a read waits for one), kept open with the statements
+/// prepared on them.
+#[derive(Default)]
+struct Readers {
+    state: Mutex<ReadersState>,
+    /// Signalled when a connection is given back or closed.
+    freed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct ReadersState {
+    idle: Vec<(Client, StatementCache)>,
+    /// Connections open or being opened, idle or in use.
+    open: usize,
+}
+
+/// A read connection in use; given back when dropped (closed unless `keep`).
+struct Lease<'r> {
+    readers: &'r Readers,
+    connection: Option<(Client, StatementCache)>,
+    keep: bool,
+}
+
+impl Readers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReadersState> {
+        self.state
+            .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        off_runtime(move || drop(reader));
+    }
+
+    /// An idle connection, a new one, or the first one given back.
+    fn take(&self, url: &str) -> Result<Lease<'_>, StoreError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(connection) = state.idle.pop() {
+                if connection.0.is_closed() {
+                    state.open -= 1;
+                    continue;
+                }
+                return Ok(self.lease(Some(connection)));
+            }
+            if state.open < READ_CONNECTIONS {
+                state.open += 1;
+                drop(state);
+                // Counted as open before it is: a failed connect gives its place back.
+                let mut lease = self.lease(None);
+                lease.connection = Some((connect(url)?, StatementCache::new()));
+                return Ok(lease);
+            }
+            state = self
+                .freed
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    fn lease(&self, connection: Option<(Client, StatementCache)>) -> Lease<'_> {
+        Lease {
+            readers: self,
+            connection,
+            keep: false,
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let connection = self.connection.take();
+        let closed = {
+            let mut state = self.readers.lock();
+            match connection {
+                Some(connection) if self.keep => {
+                    state.idle.push(connection);
+                    None
+                }
+                other => {
+                    state.open -= 1;
+                    other
+                }
+            }
+        };
+        self.readers.freed.notify_one();
+        // Closed outside the lock (this runs off the async runtime, see `with_client`).
+        drop(closed);
     }
 }
 

@@ -3643,6 +3643,37 @@ fn rows_sent_later_fail_their_batch_whole_on_postgres() {
     rows_sent_later_fail_their_batch_whole(&instances[0], true);
 }
 
+/// Reads on PostgreSQL run on several connections at once: a read that waits inside does not
+/// hold up another (through one connection, HTTP writes that read first reached the writer one
+/// by one).
+#[test]
+fn reads_run_side_by_side_on_postgres() {
+    let postgres = Postgres::start();
+    let h = Harness::new();
+    let ledger = PgLedger::open(&postgres.schema(), h.options()).expect("the ledger opens");
+    let (tell, told) = std::sync::mpsc::channel::<()>();
+    let first = ledger.clone();
+    let waiting = std::thread::spawn(move || {
+        first
+            .read(move |reader| {
+                reader.charge(ChargeId(1))?;
+                Ok(told.recv_timeout(Duration::from_secs(10)).is_ok())
+            })
+            .expect("the first read")
+    });
+    // The first read now holds its connection until told.
+    std::thread::sleep(Duration::from_millis(300));
+    let second = ledger
+        .read(|reader| reader.charge(ChargeId(2)))
+        .expect("the second read");
+    assert!(second.is_none());
+    let _ = tell.send(());
+    assert!(
+        waiting.join().expect("join"),
+        "the second read waited for the first to let go of its connection"
+    );
+}
+
 /// A batch's balance update checks how many accounts it changed: if an account is not there
 /// to update (a trigger here skips its row), the batch fails whole, nothing of it is stored,
 /// and the store goes on.
