@@ -684,9 +684,17 @@ impl Drop for Lease<'_> {
 /// Runs `work` where the synchronous PostgreSQL client may block: here, or, when called on a
 /// thread that runs async tasks (the client drives its connection on a runtime of its own, and
 /// a runtime cannot be entered from inside another), on a short-lived thread of its own.
+///
+/// On a multi-threaded runtime (the server's) it runs here, in `block_in_place`: the worker
+/// hands its other tasks to another thread while this one blocks, and the runtime's context is
+/// left, so the client may drive its own. That costs no new thread per call, and, unlike
+/// waiting for one, does not stall the worker's other tasks meanwhile.
 pub(crate) fn off_runtime<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    if tokio::runtime::Handle::try_current().is_err() {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return work();
+    };
+    if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        return tokio::task::block_in_place(work);
     }
     std::thread::scope(|scope| scope.spawn(work).join())
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))

@@ -3674,6 +3674,43 @@ fn reads_run_side_by_side_on_postgres() {
     );
 }
 
+/// On a multi-threaded runtime (the server's) a read from async code runs on the calling
+/// worker thread, in `block_in_place`, rather than on a new thread the worker waits for (which
+/// cost a thread per read and stalled the worker's other tasks meanwhile); on a current-thread
+/// runtime it still runs on a thread of its own. Either way the client drives its own runtime.
+#[test]
+fn reads_from_async_code_run_in_place_on_a_multi_threaded_runtime_on_postgres() {
+    let postgres = Postgres::start();
+    let h = Harness::new();
+    let ledger = PgLedger::open(&postgres.schema(), h.options()).expect("the ledger opens");
+    let read_here = |ledger: PgLedger| async move {
+        let caller = std::thread::current().id();
+        let reader = ledger
+            .read(|reader| {
+                reader.charge(ChargeId(1))?;
+                Ok(std::thread::current().id())
+            })
+            .expect("read");
+        (caller, reader)
+    };
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let task = read_here(ledger.clone());
+    let (caller, reader) = multi
+        .block_on(async { tokio::spawn(task).await })
+        .expect("join");
+    assert_eq!(caller, reader, "read on the worker thread itself");
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (caller, reader) = single.block_on(read_here(ledger));
+    assert_ne!(caller, reader, "read on a thread of its own");
+}
+
 /// A batch's balance update checks how many accounts it changed: if an account is not there
 /// to update (a trigger here skips its row), the batch fails whole, nothing of it is stored,
 /// and the store goes on.
