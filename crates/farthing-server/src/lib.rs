@@ -869,9 +869,10 @@ pub struct NewMerchant {
 pub enum CreateMerchantError {
     /// The name is empty or longer than 100 characters.
     InvalidName(String),
-    /// A store is overloaded or shutting down: the same request may be tried again.
-    Unavailable(String),
-    /// A store failed.
+    /// A store did not take the write (overloaded or shutting down: the same request may be
+    /// tried again; or failed).
+    Write(farthing_store::WriteError),
+    /// A store or the key generator failed.
     Failed(String),
 }
 
@@ -879,7 +880,10 @@ impl std::fmt::Display for CreateMerchantError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CreateMerchantError::InvalidName(message) => f.write_str(message),
-            CreateMerchantError::Unavailable(message) | CreateMerchantError::Failed(message) => {
+            CreateMerchantError::Write(error) => {
+                write!(f, "the merchant could not be stored: {error}")
+            }
+            CreateMerchantError::Failed(message) => {
                 write!(f, "the merchant could not be stored: {message}")
             }
         }
@@ -890,12 +894,7 @@ impl std::error::Error for CreateMerchantError {}
 
 impl From<farthing_store::WriteError> for CreateMerchantError {
     fn from(error: farthing_store::WriteError) -> Self {
-        match error {
-            farthing_store::WriteError::Busy | farthing_store::WriteError::Closed => {
-                CreateMerchantError::Unavailable(error.to_string())
-            }
-            other => CreateMerchantError::Failed(other.to_string()),
-        }
+        CreateMerchantError::Write(error)
     }
 }
 

@@ -433,16 +433,9 @@ pub(crate) type StatementCache = HashMap<String, Arc<Prepared>>;
 /// meet its own rows; quotes and comments are not parsed), or for a parameter of a type not
 /// bound as arrays here.
 pub(crate) fn rows_text(text: &str, params: &[Type]) -> Option<String> {
-    const TYPES: [Type; 7] = [
-        Type::INT8,
-        Type::INT4,
-        Type::INT2,
-        Type::BOOL,
-        Type::TEXT,
-        Type::VARCHAR,
-        Type::BYTEA,
-    ];
-    if params.is_empty() || params.iter().any(|ty| !TYPES.contains(ty)) {
+    // The arrays hold what a value binds as (`Value`), of a type that has an array.
+    let bindable = |ty: &Type| *ty != Type::UNKNOWN && <Value<'_> as ToSql>::accepts(ty);
+    if params.is_empty() || !params.iter().all(bindable) {
         return None;
     }
     let rest = text.trim().strip_prefix("INSERT INTO ")?;

@@ -189,9 +189,8 @@ async fn create_once(
         Ok(Err(crate::CreateMerchantError::InvalidName(message))) => {
             Err(ApiError::invalid("invalid_name", message).param("name"))
         }
-        Ok(Err(crate::CreateMerchantError::Unavailable(message))) => {
-            Err(ApiError::unavailable(message))
-        }
+        // As every write's: 503 when the store is busy or shutting down, else 500.
+        Ok(Err(crate::CreateMerchantError::Write(error))) => Err(ApiError::from(error)),
         Ok(Err(error)) => Err(ApiError::internal(error)),
         Err(error) => Err(ApiError::internal(error.to_string())),
     };
