@@ -1,6 +1,8 @@
 //! Invoices (SPEC I1–I4): create (choosing and checking the rails), attach each rail's payment
 //! instructions after the commit, cancel, expire, and pay from a customer's balance (RL1).
 
+use std::sync::Arc;
+
 use farthing_core::invoice::{
     Invoice, InvoiceAmount, InvoiceError, InvoicePayment, InvoiceStatus, NewInvoice,
 };
@@ -73,20 +75,33 @@ pub fn invoice_error(error: InvoiceError) -> AppError {
     }
 }
 
+/// The rails a merchant can take, with what each carries.
+pub type Offered = Arc<Vec<(Rail, Carries)>>;
+
+/// Merchants (times modes) whose offered rails are kept at most.
+pub(crate) const MAX_CACHED_OFFERS: usize = 100_000;
+
 /// The rails `merchant` can take in `mode`, in the registry's order, with what each carries.
+///
+/// Asking every rail costs a store read each, and every invoice asks, so the answer is kept in
+/// memory per merchant and mode until a rail's configuration changes: after the commit of a
+/// job run by [`App::run`] that changed one, or on another instance's news of it
+/// ([`App::forget`]). The server has one rail set, so the cache does not tell sets apart.
 pub fn offered(
     app: &App,
     rails: &impl RailSet,
     mode: Mode,
     merchant: MerchantId,
-) -> Result<Vec<(Rail, Carries)>, AppError> {
-    let mut offered = Vec::new();
-    for rail in rails.registered() {
-        if let Some(carries) = rails.offer(app, mode, merchant, rail)? {
-            offered.push((rail, carries));
+) -> Result<Offered, AppError> {
+    app.inner.offers.get_or_read((mode, merchant), || {
+        let mut offered = Vec::new();
+        for rail in rails.registered() {
+            if let Some(carries) = rails.offer(app, mode, merchant, rail)? {
+                offered.push((rail, carries));
+            }
         }
-    }
-    Ok(offered)
+        Ok(Arc::new(offered))
+    })
 }
 
 /// The rails an invoice takes: those asked for, each checked (configured, carrying the currency,

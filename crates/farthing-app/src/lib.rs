@@ -16,6 +16,7 @@
 //! reports) and [`wire`] (the objects adapters show and events carry).
 
 pub mod book;
+mod cache;
 pub mod charges;
 pub mod clock;
 pub mod customers;
@@ -65,6 +66,8 @@ struct Inner {
     settlement_observer: std::sync::OnceLock<SettlementObserver>,
     /// The merchants' risk rules (cached) and velocity windows.
     risk: risk::RiskState,
+    /// The rails each merchant's invoices can take, by mode (see [`invoices::offered`]).
+    offers: cache::NewsCache<(Mode, farthing_core::MerchantId), invoices::Offered>,
 }
 
 /// Told of each fresh settlement a rail reported: the rail, and the seconds from when the rail
@@ -83,6 +86,7 @@ impl App {
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 settlement_observer: std::sync::OnceLock::new(),
                 risk: risk::RiskState::default(),
+                offers: cache::NewsCache::new(invoices::MAX_CACHED_OFFERS),
             }),
         }
     }
@@ -144,8 +148,9 @@ impl App {
     }
 
     /// Runs `op` as one store job in `mode` (all of it commits or none of it), and after the
-    /// commit wakes the webhook worker if the job queued deliveries. `E` is the caller's error type
-    /// (the service's own, or an adapter's that wraps it).
+    /// commit wakes the webhook worker if the job queued deliveries, and forgets the rails
+    /// merchants can take if the job changed a rail's configuration. `E` is the caller's error
+    /// type (the service's own, or an adapter's that wraps it).
     pub async fn run<T, E, F>(&self, mode: Mode, op: F) -> Result<T, E>
     where
         F: FnOnce(&mut Tx<'_, '_>) -> Result<T, E> + Send + 'static,
@@ -156,15 +161,38 @@ impl App {
             .store(mode)
             .run(move |tx| {
                 let value = op(tx)?;
-                Ok::<_, E>((value, tx.deliveries_queued()))
+                Ok::<_, E>((value, tx.deliveries_queued(), tx.rails_changed()))
             })
             .await
             .map_err(|error| E::from(AppError::from(error)))?;
-        let (value, deliveries) = ran?;
+        let (value, deliveries, rails_changed) = ran?;
         if deliveries > 0 {
             self.inner.outbox.notify_one();
         }
+        if rails_changed {
+            self.inner.offers.forget_all();
+        }
         Ok(value)
+    }
+
+    /// Drops what the service keeps in memory of `topic` (another instance on the database
+    /// changed it, or its news may have been missed): risk rules, and the rails merchants can
+    /// take. Other topics keep nothing here.
+    pub fn forget(&self, topic: farthing_store::instances::Topic) {
+        use farthing_store::instances::Topic;
+        match topic {
+            Topic::RiskRules => self.inner.risk.rules.forget_all(),
+            Topic::Rails => self.inner.offers.forget_all(),
+            Topic::ApiKeys | Topic::Outbox => {}
+        }
+    }
+
+    /// Whether what the service keeps in memory may be used: on a database other instances
+    /// share, only while their changes are heard (`farthing_store::instances`). Until then
+    /// every use reads the store. Forget every topic before trusting again.
+    pub fn trust_cached(&self, trusted: bool) {
+        self.inner.risk.rules.trust(trusted);
+        self.inner.offers.trust(trusted);
     }
 
     /// Reads committed data of `mode`.

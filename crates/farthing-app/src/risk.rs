@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use farthing_core::risk::{
@@ -28,6 +27,7 @@ use farthing_store::risk::HOUR_NS;
 use farthing_store::{RiskDecisionRecord, Tx};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::NewsCache;
 use crate::ids::new_sequential_id;
 use crate::{App, AppError, Mode};
 
@@ -219,15 +219,25 @@ impl RulesDoc {
 }
 
 /// The rules cache and the velocity windows, held by [`App`].
-#[derive(Default)]
 pub(crate) struct RiskState {
-    rules: Mutex<HashMap<(Mode, MerchantId), Arc<RiskRules>>>,
+    /// Dropped on news of a change (`Topic::RiskRules`), not trusted while news may be missed.
+    pub(crate) rules: NewsCache<(Mode, MerchantId), Arc<RiskRules>>,
     windows: Mutex<HashMap<(Mode, MerchantId, Payer), Window>>,
     spend: Mutex<HashMap<(Mode, MerchantId, CustomerId, Currency), Spend>>,
-    /// Set while news of other instances' changes may be missed (a shared database whose
-    /// listener is away): the rules are then read from the store every time.
-    rules_untrusted: std::sync::atomic::AtomicBool,
 }
+
+impl Default for RiskState {
+    fn default() -> Self {
+        RiskState {
+            rules: NewsCache::new(MAX_RULE_SETS),
+            windows: Mutex::default(),
+            spend: Mutex::default(),
+        }
+    }
+}
+
+/// Rule sets cached at most (one per merchant and mode).
+const MAX_RULE_SETS: usize = 100_000;
 
 /// Who a velocity window counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -327,23 +337,18 @@ impl App {
         mode: Mode,
         merchant: MerchantId,
     ) -> Result<Arc<RiskRules>, AppError> {
-        let state = &self.inner.risk;
-        let trusted = !state.rules_untrusted.load(Ordering::Acquire);
-        if let (true, Some(rules)) = (trusted, lock(&state.rules).get(&(mode, merchant))) {
-            return Ok(rules.clone());
-        }
-        let rules = match tx.risk_rules(merchant)? {
-            Some(json) => {
-                let doc: RulesDoc = serde_json::from_str(&json)
-                    .map_err(|error| AppError::internal(format!("stored risk rules: {error}")))?;
-                Arc::new(doc.to_rules()?)
-            }
-            None => Arc::new(RiskRules::default()),
-        };
-        if trusted {
-            lock(&state.rules).insert((mode, merchant), rules.clone());
-        }
-        Ok(rules)
+        self.inner
+            .risk
+            .rules
+            .get_or_read((mode, merchant), || match tx.risk_rules(merchant)? {
+                Some(json) => {
+                    let doc: RulesDoc = serde_json::from_str(&json).map_err(|error| {
+                        AppError::internal(format!("stored risk rules: {error}"))
+                    })?;
+                    Ok(Arc::new(doc.to_rules()?))
+                }
+                None => Ok(Arc::new(RiskRules::default())),
+            })
     }
 }
 
@@ -369,22 +374,7 @@ pub fn store_rules(
 
 /// Drops the cached rules of `merchant` in `mode`: the next payment reads them from the store.
 pub fn forget_rules(app: &App, mode: Mode, merchant: MerchantId) {
-    lock(&app.inner.risk.rules).remove(&(mode, merchant));
-}
-
-/// Drops every cached rule set (another instance changed some, or news of changes may have been
-/// missed).
-pub fn forget_all_rules(app: &App) {
-    lock(&app.inner.risk.rules).clear();
-}
-
-/// Whether cached rules may be used: on a database other instances share, only while their
-/// changes are heard (`farthing_store::instances`). Until then, each payment reads the rules.
-pub fn trust_cached_rules(app: &App, trusted: bool) {
-    app.inner
-        .risk
-        .rules_untrusted
-        .store(!trusted, Ordering::Release);
+    app.inner.risk.rules.forget(&(mode, merchant));
 }
 
 /// The merchant's rules as stored (empty when it set none).

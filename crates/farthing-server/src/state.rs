@@ -282,7 +282,7 @@ impl AppState {
     /// caches are not trusted until each of them listens.
     pub(crate) fn expect_listeners(&self, listeners: usize) {
         self.inner.keys.deaf.store(listeners, Ordering::Release);
-        farthing_app::risk::trust_cached_rules(self.app(), listeners == 0);
+        self.app().trust_cached(listeners == 0);
     }
 
     /// Acts on what a listener heard from the other instances on the database.
@@ -302,14 +302,16 @@ impl AppState {
                 if heard == Heard::Listening {
                     // What was announced while away is unknown: read everything again.
                     self.forget_keys();
-                    farthing_app::risk::forget_all_rules(app);
+                    for topic in Topic::ALL {
+                        app.forget(topic);
+                    }
                     let _ = deaf.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                         Some(n.saturating_sub(1))
                     });
                 } else {
                     deaf.fetch_add(1, Ordering::AcqRel);
                 }
-                farthing_app::risk::trust_cached_rules(app, deaf.load(Ordering::Acquire) == 0);
+                app.trust_cached(deaf.load(Ordering::Acquire) == 0);
                 if heard == Heard::Listening {
                     // What was announced while away is unknown: look at everything again.
                     self.wake_webhooks();
@@ -319,9 +321,12 @@ impl AppState {
                 }
             }
             Heard::Changed(Topic::ApiKeys) => self.forget_keys(),
-            Heard::Changed(Topic::RiskRules) => farthing_app::risk::forget_all_rules(app),
+            Heard::Changed(Topic::RiskRules) => app.forget(Topic::RiskRules),
             Heard::Changed(Topic::Outbox) => self.wake_webhooks(),
-            Heard::Changed(Topic::Rails) => self.rails().wake(),
+            Heard::Changed(Topic::Rails) => {
+                app.forget(Topic::Rails);
+                self.rails().wake();
+            }
         }
     }
 

@@ -107,7 +107,8 @@ impl Tx<'_, '_> {
                 sql_amount(provider.updated_at_ns)?,
             ],
         )?;
-        Ok(())
+        // Instances that cache which rails the merchant can take read them again.
+        self.announce(crate::topics::Topic::Rails)
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Tx<'a, 'b> {
     /// caller uses it to wake the webhook worker after the commit, where a spare wake-up is
     /// harmless and a missed one is not).
     pub(crate) deliveries_queued: usize,
+    /// Whether this job announced a change of a rail's configuration ([`Topic::Rails`]), kept
+    /// like `deliveries_queued`: the caller drops what it cached of the rails after the commit.
+    pub(crate) rails_changed: bool,
 }
 
 impl<'a> Tx<'a, '_> {
@@ -39,6 +42,14 @@ impl<'a> Tx<'a, '_> {
     /// endpoint asks queues none).
     pub fn deliveries_queued(&self) -> usize {
         self.deliveries_queued
+    }
+
+    /// Whether this job changed a rail's configuration (a bot, a TON wallet, a Lightning node, a
+    /// card provider): an instance that caches which rails a merchant can take forgets that
+    /// after the commit (other instances on the database hear it as [`Topic::Rails`]). Set
+    /// even if a nested savepoint undid the change: a spare forgetting costs a read.
+    pub fn rails_changed(&self) -> bool {
+        self.rails_changed
     }
 
     /// Applies a ledger group: all of it, or (on `Ok(Err(_))`) nothing.
@@ -83,9 +94,13 @@ impl<'a> Tx<'a, '_> {
     }
 
     /// Tells the other instances on this database that `topic` changed, when (and only if)
-    /// this job commits (see `instances.rs`). Nothing on SQLite, where one
-    /// process owns the database.
+    /// this job commits (see `instances.rs`). Nothing is sent on SQLite, where one process
+    /// owns the database; a change of the rails is noted for this job's caller either way
+    /// ([`Tx::rails_changed`]).
     pub fn announce(&mut self, topic: Topic) -> Result<(), StoreError> {
+        if topic == Topic::Rails {
+            self.rails_changed = true;
+        }
         if self.db.is_postgres() {
             self.db
                 .execute(crate::topics::NOTIFY_SQL, crate::sql::args![topic.as_str()])?;

@@ -10,8 +10,9 @@ pub enum Topic {
     RiskRules,
     /// Webhook deliveries were queued (the webhook worker has work).
     Outbox,
-    /// A rail was configured or reconfigured (a bot, a Lightning node, a TON wallet): the
-    /// background work that watches the rails looks again.
+    /// A rail was configured or reconfigured (a bot, a Lightning node, a TON wallet, a card
+    /// provider): the background work that watches the rails looks again, and the rails a
+    /// merchant's invoices can take are read again.
     Rails,
 }
 

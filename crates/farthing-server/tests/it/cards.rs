@@ -447,3 +447,61 @@ async fn a_usd_invoice_is_paid_by_card_through_the_bot() {
     assert!(!ok);
     app.stop().await;
 }
+
+/// The rails a merchant can take are kept in memory between invoices: a rail connected or
+/// reconfigured counts for the very next invoice.
+#[tokio::test]
+async fn an_invoice_right_after_a_rail_changes_takes_the_change() {
+    let app = spawn().await;
+    let rails = |invoice: &Value| -> Vec<String> {
+        invoice["rails"]
+            .as_array()
+            .expect("rails")
+            .iter()
+            .filter_map(|rail| rail.as_str().map(str::to_owned))
+            .collect()
+    };
+    let before = app.invoice(json!({"amount": 5, "currency": "XTR"})).await;
+    assert!(!rails(&before).contains(&"stars".to_owned()), "{before}");
+    let (status, body) = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 500, "currency": "USD", "rails": ["card"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "rail_not_configured");
+
+    app.connect_bot().await;
+    let after = app.invoice(json!({"amount": 5, "currency": "XTR"})).await;
+    assert!(rails(&after).contains(&"stars".to_owned()), "{after}");
+    let (status, body) = app
+        .put(
+            "/v1/rails/card",
+            json!({"provider_token": PROVIDER_TOKEN, "currencies": ["USD"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let card = app
+        .invoice(json!({"amount": 500, "currency": "USD", "rails": ["card"]}))
+        .await;
+    assert_eq!(rails(&card), ["card"]);
+
+    // Reconfigured to take euros only: the next dollar invoice cannot take it.
+    let (status, body) = app
+        .put(
+            "/v1/rails/card",
+            json!({"provider_token": PROVIDER_TOKEN, "currencies": ["EUR"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post(
+            "/v1/invoices",
+            json!({"amount": 500, "currency": "USD", "rails": ["card"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "rail_currency_mismatch", "{body}");
+    app.stop().await;
+}

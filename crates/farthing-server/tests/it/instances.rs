@@ -491,6 +491,21 @@ async fn two_instances_serve_one_database() {
     let double = telegram_double::TelegramDouble::spawn()
         .await
         .expect("the Bot API double");
+    // The other instance keeps the rails the merchant can take in memory: it takes the bot
+    // connected through this one, and the card provider, once it hears of them.
+    let takes_on_b = |body: Value, rail: &'static str| {
+        let (api, b) = (&api, &b);
+        async move {
+            let (status, invoice) = api.call(b, Method::POST, "/v1/invoices", Some(body)).await;
+            assert_eq!(status, StatusCode::CREATED, "{invoice}");
+            invoice["rails"]
+                .as_array()
+                .is_some_and(|rails| rails.iter().any(|taken| taken == rail))
+        }
+    };
+    let xtr = json!({"amount": 30, "currency": "XTR"});
+    let usd = json!({"amount": 500, "currency": "USD"});
+    assert!(!takes_on_b(xtr.clone(), "stars").await, "no bot yet");
     let (status, connected) = api
         .call(
             &a,
@@ -500,6 +515,39 @@ async fn two_instances_serve_one_database() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{connected}");
+    let mut taken = false;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !taken && Instant::now() < deadline {
+        taken = takes_on_b(xtr.clone(), "stars").await;
+    }
+    assert!(
+        taken,
+        "the bot connected through one instance is offered by the other"
+    );
+    assert!(
+        !takes_on_b(usd.clone(), "card").await,
+        "no card provider yet"
+    );
+    let (status, card) = api
+        .call(
+            &a,
+            Method::PUT,
+            "/v1/rails/card",
+            Some(
+                json!({"provider_token": "284685063:TEST:Y2FyZHNfc2VjcmV0", "currencies": ["USD"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{card}");
+    let mut taken = false;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !taken && Instant::now() < deadline {
+        taken = takes_on_b(usd.clone(), "card").await;
+    }
+    assert!(
+        taken,
+        "the card provider set through one instance is offered by the other"
+    );
     let init_data = crate::support::init_data::signed(
         &crate::support::init_data::fields(
             &crate::support::init_data::user(77, "Ada", "en"),
