@@ -805,7 +805,7 @@ pub async fn start_with_clock(
     let (leading, led) = tokio::sync::watch::channel(!state.store(Mode::Live).is_shared());
     let leadership = state
         .store(Mode::Live)
-        .campaign("leader", move |now| {
+        .campaign(farthing_store::instances::BACKGROUND, move |now| {
             leading.send_replace(now);
         })
         .map_err(|error| StartError::Store {

@@ -223,6 +223,18 @@ const LEAD_SQL: &str =
 const UNLEAD_SQL: &str =
     "SELECT pg_advisory_unlock(hashtext('farthing ' || $1 || ' ' || current_schema()))";
 
+/// The role whose leader runs the background work of a database (the server's scheduler,
+/// webhook worker, rails): any running farthing server on it leads it or follows its leader.
+pub const BACKGROUND: &str = "leader";
+
+/// A session holding the leadership of `role` on the schema `url` names, for as long as it
+/// lives; `None` when another session leads (an instance is running).
+pub(crate) fn lead_alone(url: &str, role: &str) -> Result<Option<Client>, StoreError> {
+    let mut client = crate::pg::connect_as(url, "farthing-maintenance")?;
+    let led: bool = client.query_one(LEAD_SQL, &[&role])?.try_get(0)?;
+    Ok(led.then_some(client))
+}
+
 /// A session for asking: never ended for being idle (PostgreSQL 14+ can end idle sessions),
 /// and, over TCP, the server notices within about a minute that the instance's machine is gone
 /// (its own keepalives), so the lock of a dead instance does not block the next for hours.

@@ -778,6 +778,64 @@ pub fn rotate_secrets(path: &Path, secrets: &Secrets) -> Result<u64, StoreError>
     secrets::rotate(&mut connection, secrets)
 }
 
+/// Re-seals every stored secret of the PostgreSQL schema `url` names, and of its test-mode
+/// schema when there is one, under `secrets.key`, opening each with it or `secrets.previous`
+/// and sealing what is in clear: one transaction per schema, all or nothing. Refused while a
+/// farthing server runs on the database (one of them holds the leadership of its background
+/// work): servers with the old key could not read what is sealed under the new one. The
+/// tables are vacuumed after, so the old sealed values leave the tables' live pages (they stay
+/// in the write-ahead log until it is recycled, and in backups). Returns how many values were
+/// written in each schema.
+pub fn rotate_secrets_postgres(
+    url: &str,
+    secrets: &Secrets,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    if secrets.key.is_none() {
+        return Err(StoreError::Secrets("rotation needs the new key".to_owned()));
+    }
+    let Some(_alone) = instances::lead_alone(url, instances::BACKGROUND)? else {
+        return Err(StoreError::Refused(
+            "a farthing server is running on this database (it leads the background work):              stop every instance, rotate, then start them with the new key"
+                .to_owned(),
+        ));
+    };
+    let mut schemas = vec![url.to_owned()];
+    schemas.extend(pg::test_mode_url(url, false)?);
+    let mut written = Vec::new();
+    for schema_url in schemas {
+        let store = Store {
+            backend: Backend::Postgres(pg::PgLedger::open(
+                &schema_url,
+                StoreOptions {
+                    secrets: secrets.clone(),
+                    ..StoreOptions::default()
+                },
+            )?),
+        };
+        let not_stored = |error: WriteError| {
+            StoreError::Refused(format!("the secrets were not sealed again: {error}"))
+        };
+        let resealed = store
+            .execute(|tx| sealed::reseal(tx.db()))
+            .and_then(JobTicket::wait)
+            .map_err(not_stored);
+        store.shutdown();
+        let count = resealed??;
+        let mut client = pg::connect(&schema_url)?;
+        let name: Option<String> = client
+            .query_one("SELECT current_schema()", &[])?
+            .try_get(0)?;
+        let mut tables: Vec<&str> = secrets::SECRET_COLUMNS
+            .iter()
+            .map(|(table, _)| *table)
+            .collect();
+        tables.dedup();
+        client.batch_execute(&format!("VACUUM {}", tables.join(", ")))?;
+        written.push((name.unwrap_or_default(), count));
+    }
+    Ok(written)
+}
+
 fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|error| {

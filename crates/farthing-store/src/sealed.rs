@@ -1,7 +1,7 @@
 //! How many stored secrets are sealed, and whether this server's keys open them: the checks
 //! `farthing serve` runs at start, on either backend (`sql::Db`).
 
-use crate::secrets::{hex, PREFIX, SECRET_COLUMNS};
+use crate::secrets::{hex, Plain, PREFIX, SECRET_COLUMNS};
 use crate::sql::{args, Columns, Db};
 use crate::StoreError;
 
@@ -66,4 +66,40 @@ pub(crate) fn verify(db: Db<'_>) -> Result<(), StoreError> {
         )?;
     }
     Ok(())
+}
+
+/// Seals every stored secret again under the connection's key, opening each with it or its
+/// previous keys (a secret in clear is sealed): PostgreSQL's rotation, run as one job, so all
+/// of it commits or none. Returns how many values were written. (SQLite's rotation is one
+/// `UPDATE … SET c = seal(unseal(c))` per column, `secrets::rotate`.)
+pub(crate) fn reseal(db: Db<'_>) -> Result<u64, StoreError> {
+    let mut written = 0u64;
+    for (table, column) in SECRET_COLUMNS {
+        // Each row by its place in the table: the job holds the ledger clock's lock, and every
+        // write of every instance takes it first, so no row moves meanwhile.
+        let rows = db.rows(
+            &format!(
+                "SELECT CAST(ctid AS TEXT), unseal({column}) FROM {table} \
+                 WHERE {column} IS NOT NULL"
+            ),
+            args![],
+            |row| Ok((row.get::<_, String>(0)?, row.secret(1)?)),
+        )?;
+        let update =
+            format!("UPDATE {table} SET {column} = seal(?1) WHERE ctid = CAST(?2 AS TEXT)::tid");
+        for (place, secret) in rows {
+            let changed = match secret {
+                Plain::Text(text) => db.execute(&update, args![text, place])?,
+                Plain::Bytes(bytes) => db.execute(&update, args![bytes, place])?,
+                Plain::Null => 0,
+            };
+            if changed != 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "{table}.{column}: a secret to seal again was not found where it was read"
+                )));
+            }
+            written += 1;
+        }
+    }
+    Ok(written)
 }

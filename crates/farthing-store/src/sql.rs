@@ -680,6 +680,29 @@ impl Row<'_> {
     }
 }
 
+impl Row<'_> {
+    /// A secret column selected with `unseal(…)`, as it was given to `seal` (text or bytes).
+    pub(crate) fn secret(&self, index: usize) -> Result<Plain, StoreError> {
+        if let Some(plain) = self.unsealed(index)? {
+            return Ok(plain);
+        }
+        match self {
+            Row::Sqlite(row) => Ok(match row.get_ref(index)? {
+                rusqlite::types::ValueRef::Null => Plain::Null,
+                rusqlite::types::ValueRef::Blob(bytes) => Plain::Bytes(bytes.to_vec()),
+                rusqlite::types::ValueRef::Text(text) => Plain::Text(
+                    String::from_utf8(text.to_vec())
+                        .map_err(|_| StoreError::Corrupt("a secret is not UTF-8".into()))?,
+                ),
+                _ => return Err(StoreError::Corrupt("a secret is a number".into())),
+            }),
+            Row::Postgres(..) => Err(StoreError::Corrupt(
+                "a secret column was read without unseal(…)".into(),
+            )),
+        }
+    }
+}
+
 impl Columns for Row<'_> {
     fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
         match self.unsealed(index)? {

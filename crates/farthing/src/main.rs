@@ -99,9 +99,10 @@ enum Command {
         to: PathBuf,
     },
     /// Seal every stored secret (bot tokens, webhook and provider secrets, node credentials,
-    /// authenticators) of the live and test databases under a new key, in one transaction per
-    /// database: after a leak of the old key, or to seal secrets stored in clear. Stop the
-    /// server first; then start it with the new key (`secrets_key_file`).
+    /// authenticators) of the live and test databases (on PostgreSQL: schemas) under a new
+    /// key, in one transaction per database: after a leak of the old key, or to seal secrets
+    /// stored in clear. Stop the server (every instance) first; then start it with the new key
+    /// (`secrets_key_file`).
     RotateSecretsKey {
         /// Database URL or path of the live database.
         #[arg(
@@ -306,10 +307,24 @@ fn run_rotate_secrets_key(
         previous: previous.into_iter().map(Arc::new).collect(),
         required: true,
     };
-    let live = database_path(
-        database,
-        "the PostgreSQL backend stores no farthing secrets yet (it holds the ledger only)",
-    )?;
+    let live = match DatabaseUrl::parse(database)? {
+        DatabaseUrl::Sqlite(path) => path,
+        DatabaseUrl::Postgres(url) => {
+            let written = farthing_store::rotate_secrets_postgres(url.expose(), &secrets)
+                .map_err(|error| anyhow::anyhow!("{url}: {error}; nothing was changed"))?;
+            for (schema, count) in written {
+                println!(
+                    "schema {schema}: {count} secrets sealed under key {}",
+                    new.id_hex()
+                );
+            }
+            println!(
+                "start every instance with secrets_key_file = {:?} (or FARTHING_SECRETS_KEY_FILE)",
+                new_key_file.display().to_string()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let test = farthing_server::config::test_database_path(&live);
     for path in [live, test] {
         if !path.exists() {

@@ -222,7 +222,7 @@ fn acknowledged_writes_survive_a_postgres_crash() {
 }
 
 /// `farthing migrate` and `audit` take a postgres:// URL; a newer schema is refused; `backup`
-/// and `rotate-secrets-key` say what to do instead; a password never shows.
+/// says what to do instead; a password never shows.
 #[test]
 fn commands_on_a_postgres_url() {
     let server = Postgres::start();
@@ -626,4 +626,167 @@ fn copy_moves_a_stopped_shop_to_postgres() {
         live_rows,
         "the refusals changed nothing"
     );
+}
+
+/// A store on `url` whose secrets are sealed with `key` (or stored as given without one).
+fn secrets_store(url: &str, key: Option<&farthing_store::SecretsKey>) -> farthing_store::Store {
+    farthing_store::Store::open_url(
+        &farthing_store::DatabaseUrl::parse(url).expect("url"),
+        StoreOptions {
+            secrets: farthing_store::Secrets {
+                key: key.cloned().map(std::sync::Arc::new),
+                previous: Vec::new(),
+                required: false,
+            },
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open")
+}
+
+/// What `url` stores in `table.column`, as stored (sealed or in clear), for `merchant`.
+fn stored(url: &str, table: &str, column: &str) -> String {
+    let psql = Command::new("psql")
+        .arg(url)
+        .args([
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &format!("SELECT encode(CAST({column} AS BYTEA), 'escape') FROM {table}"),
+        ])
+        .output()
+        .expect("psql");
+    assert!(psql.status.success(), "{}", text(&psql));
+    String::from_utf8_lossy(&psql.stdout).trim().to_owned()
+}
+
+/// `rotate-secrets-key` on PostgreSQL seals every secret of the live and test-mode schemas
+/// again under the new key: text and bytes, sealed under the old key or stored in clear. The
+/// old key no longer opens them, the new one does, and the values read are the same. While a
+/// server runs on the database (it holds the background work's leadership) it is refused and
+/// changes nothing.
+#[test]
+fn rotate_secrets_key_on_postgres() {
+    use farthing_core::MerchantId;
+    use farthing_store::{Authenticator, CardProvider, SecretsKey};
+    let server = Postgres::start();
+    let url = server.schema();
+    let dir = tempfile::tempdir().expect("dir");
+    let old = SecretsKey::generate().expect("key");
+    let old_file = dir.path().join("old.key");
+    std::fs::write(&old_file, old.to_hex()).expect("write");
+    let new_file = dir.path().join("new.key");
+    let test_url = farthing_store::pg::test_mode_url(&url, true)
+        .expect("test schema")
+        .expect("made");
+    let merchant = MerchantId(7);
+    let provider = |token: &str| CardProvider {
+        merchant,
+        provider_token: token.to_owned(),
+        currencies: Some(vec!["USD".to_owned()]),
+        created_at_ns: 1,
+        updated_at_ns: 1,
+    };
+    let authenticator = Authenticator {
+        secret: vec![0, 1, 2, 250, 251],
+        active: true,
+        last_step: None,
+        recovery: Vec::new(),
+        failures: 0,
+        failures_since_ns: 0,
+    };
+    // Live: sealed under the old key, a text and a byte secret. Test mode: in clear.
+    for (at, key, token) in [
+        (&url, Some(&old), "live:provider-token"),
+        (&test_url, None, "test:provider-token"),
+    ] {
+        let store = secrets_store(at, key);
+        let (provider, authenticator) = (provider(token), authenticator.clone());
+        store
+            .execute(move |tx| {
+                tx.upsert_card_provider(&provider)?;
+                tx.put_authenticator(merchant, &authenticator)
+            })
+            .expect("queued")
+            .wait()
+            .expect("committed")
+            .expect("stored");
+        store.shutdown();
+    }
+    assert!(stored(&url, "card_providers", "provider_token").starts_with("fse1:"));
+    assert_eq!(
+        stored(&test_url, "card_providers", "provider_token"),
+        "test:provider-token"
+    );
+    let before = stored(&url, "card_providers", "provider_token");
+
+    // A running server leads the background work: refused, nothing changed.
+    let running = secrets_store(&url, Some(&old));
+    let leadership = running
+        .campaign(farthing_store::instances::BACKGROUND, |_| {})
+        .expect("asks");
+    let rotate = |generate: bool| {
+        let mut command = farthing();
+        command.args(["rotate-secrets-key", "--database", &url, "--old-key-file"]);
+        command.arg(&old_file).arg("--new-key-file").arg(&new_file);
+        if generate {
+            command.arg("--generate");
+        }
+        command.output().expect("run")
+    };
+    let refused = rotate(true);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("a farthing server is running on this database"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        text(&refused).contains("nothing was changed"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(stored(&url, "card_providers", "provider_token"), before);
+    drop(leadership);
+    running.shutdown();
+
+    let rotated = rotate(false);
+    assert!(rotated.status.success(), "{}", text(&rotated));
+    let new = SecretsKey::from_file(&new_file).expect("the new key");
+    // Two values in each schema.
+    assert_eq!(
+        text(&rotated)
+            .matches(&format!("2 secrets sealed under key {}", new.id_hex()))
+            .count(),
+        2,
+        "{}",
+        text(&rotated)
+    );
+    for (at, token) in [
+        (&url, "live:provider-token"),
+        (&test_url, "test:provider-token"),
+    ] {
+        let sealed = stored(at, "card_providers", "provider_token");
+        assert!(sealed.starts_with("fse1:") && sealed != before, "{sealed}");
+        assert!(stored(at, "step_up_totp", "secret").starts_with("fse1:"));
+        let with_new = secrets_store(at, Some(&new));
+        let (read, totp) = with_new
+            .read(|reader| {
+                Ok((
+                    reader.card_provider(merchant)?,
+                    reader.authenticator(merchant)?,
+                ))
+            })
+            .expect("the new key opens them");
+        assert_eq!(read.expect("provider").provider_token, token);
+        assert_eq!(totp.expect("authenticator").secret, authenticator.secret);
+        with_new.shutdown();
+        let with_old = secrets_store(at, Some(&old));
+        let error = with_old
+            .read(|reader| reader.card_provider(merchant))
+            .expect_err("the old key no longer opens them");
+        assert!(error.to_string().contains(&new.id_hex()), "{error}");
+        with_old.shutdown();
+    }
 }
