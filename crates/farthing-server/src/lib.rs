@@ -643,7 +643,7 @@ fn check_secrets(live: &Store, test: &Store, config: &Config) -> Result<(), Star
              secrets_key_file or FARTHING_SECRETS_KEY{}",
             sealed + clear,
             if clear > 0 {
-                ", then seal those stored in clear with `farthing rotate-secrets-key` (on SQLite)"
+                ", then seal those stored in clear with `farthing rotate-secrets-key`"
             } else {
                 ""
             }
@@ -658,7 +658,7 @@ fn check_secrets(live: &Store, test: &Store, config: &Config) -> Result<(), Star
     if clear > 0 {
         tracing::warn!(
             clear,
-            "live secrets are stored in clear: seal them with `farthing rotate-secrets-key` (server stopped; SQLite only for now)"
+            "live secrets are stored in clear: seal them with `farthing rotate-secrets-key` (every instance stopped)"
         );
     }
     Ok(())

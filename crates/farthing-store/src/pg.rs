@@ -20,9 +20,8 @@
 //! Scope: the ledger (accounts, transfers, holds and their expiry, the clock, customers'
 //! statements), every migration (`pg_schema.rs`: the whole schema), the ledger's audit, and jobs
 //! ([`PgLedger::execute`]): business writes run in the batch's transaction, each in a savepoint,
-//! through `sql::Db`. Business code written on `sql::Db` runs here (`business.rs` and a few
-//! more, see ARCHITECTURE.md); the rest still runs on SQLite only, so `farthing serve` refuses a
-//! PostgreSQL URL and says so.
+//! through `sql::Db`, as every business module is written (so `farthing serve` runs whole on
+//! PostgreSQL). Reads outside the writer take connections of their own (`Readers`).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
