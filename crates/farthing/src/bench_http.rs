@@ -4,7 +4,12 @@
 //! with durable commits, creates a merchant and a customer with a large test balance, then
 //! drives `--clients` keep-alive connections against it: first `POST /v1/invoices`, then
 //! `POST /v1/charges`, each phase for `--seconds`. The load generator runs on the same machine
-//! (and shares its cores), as the target in BENCHMARKS.md assumes.
+//! (and shares its cores), as the target in BENCHMARKS.md assumes. After each phase it prints
+//! the machine's CPU time per operation (from Linux's `/proc`): all of it, and all but the
+//! load generator's (the servers, PostgreSQL, the kernel's network work), with how busy the
+//! cores were and how much time the hypervisor took. Rates drift by a third between hours on
+//! a shared virtual machine; the CPU per operation drifts much less, so it is the figure to
+//! compare across days.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -85,6 +90,62 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// The machine's CPU time so far (Linux `/proc`, in ticks of 1/100 s, the unit `/proc`
+/// reports on every mainstream architecture): busy, stolen by the hypervisor, all, and this
+/// process's own, the load generator's (a server the benchmark starts is a child process).
+#[derive(Clone, Copy)]
+struct CpuTicks {
+    busy: u64,
+    steal: u64,
+    total: u64,
+    own: u64,
+}
+
+impl CpuTicks {
+    /// `None` where `/proc` is not Linux's.
+    fn now() -> Option<CpuTicks> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|field| field.parse().ok())
+            .collect::<Option<_>>()?;
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3)? + fields.get(4)?;
+        let steal = *fields.get(7)?;
+        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The fields after the command's closing parenthesis; utime and stime are 14 and 15.
+        let after = own.rsplit_once(')')?.1;
+        let own_fields: Vec<&str> = after.split_whitespace().collect();
+        let own =
+            own_fields.get(11)?.parse::<u64>().ok()? + own_fields.get(12)?.parse::<u64>().ok()?;
+        Some(CpuTicks {
+            busy: total - idle - steal,
+            steal,
+            total,
+            own,
+        })
+    }
+
+    /// What the machine did between `self` and `later`, for `ops` operations.
+    fn report(self, later: CpuTicks, ops: usize) -> String {
+        const TICK_US: f64 = 10_000.0;
+        let per_op = |ticks: u64| ticks as f64 * TICK_US / ops.max(1) as f64;
+        let busy = later.busy.saturating_sub(self.busy);
+        let own = later.own.saturating_sub(self.own);
+        let total = later.total.saturating_sub(self.total).max(1) as f64;
+        format!(
+            "CPU per op {:.0} µs ({:.0} µs outside the load generator), machine busy {:.0} %, stolen {:.0} %",
+            per_op(busy),
+            per_op(busy.saturating_sub(own)),
+            busy as f64 * 100.0 / total,
+            later.steal.saturating_sub(self.steal) as f64 * 100.0 / total,
+        )
+    }
+}
+
 async fn phase(
     name: &str,
     clients: u64,
@@ -94,6 +155,7 @@ async fn phase(
 ) -> anyhow::Result<f64> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let cpu_before = CpuTicks::now();
     let mut tasks = Vec::new();
     for client_index in 0..clients {
         let stop = stop.clone();
@@ -131,6 +193,7 @@ async fn phase(
         }));
     }
     tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let cpu_after = CpuTicks::now();
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     let (mut errors, mut limited) = (0, 0);
@@ -151,6 +214,11 @@ async fn phase(
         ms(percentile(&latencies, 0.99)),
         ms(latencies.last().copied().unwrap_or_default())
     );
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        // Over the phase's seconds, before the clients stop (their last answers are few).
+        let answered = (rate * seconds as f64) as usize;
+        println!("{name}: {}", before.report(after, answered));
+    }
     if limited > 0 {
         bail!(
             "{name}: {errors} requests failed, {limited} of them refused by the server's rate \

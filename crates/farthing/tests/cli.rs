@@ -215,6 +215,47 @@ fn bench_ledger_reports_durable_transfers_per_second() {
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
 }
 
+/// `farthing bench http` runs both phases end to end against the server it starts, audits
+/// the database, and after each phase tells the machine's CPU per operation (read from
+/// `/proc`), all of it and all but the load generator's. (Its figures are not asserted beyond
+/// being there: performance is measured, not tested.)
+#[test]
+fn bench_http_reports_rates_and_cpu_per_operation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = farthing()
+        .args(["bench", "http", "--seconds", "1", "--clients", "2", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run bench");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("audit: ok"), "{text}");
+    for phase in ["invoice creations", "balance charges"] {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{phase}: CPU per op ")))
+            .unwrap_or_else(|| panic!("no CPU line for {phase}: {text}"));
+        let numbers: Vec<f64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|part| !part.is_empty())
+            .filter_map(|part| part.parse().ok())
+            .collect();
+        // Per op, outside the load generator, busy %, stolen %.
+        assert_eq!(numbers.len(), 4, "{line}");
+        assert!(numbers[0] > 0.0 && numbers[1] <= numbers[0], "{line}");
+        assert!(numbers[2] > 0.0 && numbers[2] <= 100.0, "{line}");
+    }
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("http: ") && last.ends_with(" charges/s durable"),
+        "{text}"
+    );
+}
+
 /// `farthing bench lightning` runs end to end against a real LNbits (installed by the README's
 /// test command through `scripts/lnbits install`): every payment gets its `invoice.paid`
 /// webhook, the JSON line counts them, and LNbits and the databases are gone afterwards.
