@@ -227,23 +227,46 @@ const UNLEAD_SQL: &str =
 /// webhook worker, rails): any running farthing server on it leads it or follows its leader.
 pub const BACKGROUND: &str = "leader";
 
-/// A session holding the leadership of `role` on the schema `url` names, for as long as it
-/// lives; `None` when another session leads (an instance is running).
-pub(crate) fn lead_alone(url: &str, role: &str) -> Result<Option<Client>, StoreError> {
+/// The lock every instance asking for leadership holds shared on the schema, leader or not,
+/// for as long as its leadership session lives; maintenance that no server may run beside
+/// (the secrets key's rotation) holds it alone.
+const SERVING_SQL: &str =
+    "SELECT pg_try_advisory_lock_shared(hashtext('farthing serving ' || current_schema()))";
+
+/// A session holding the schema `url` names for maintenance, alone, for as long as it lives;
+/// `None` while an instance serves it (each holds the serving lock shared), or another
+/// maintenance holds it. An instance that starts meanwhile is refused.
+pub(crate) fn alone(url: &str) -> Result<Option<Client>, StoreError> {
     let mut client = crate::pg::connect_as(url, "farthing-maintenance")?;
-    let led: bool = client.query_one(LEAD_SQL, &[&role])?.try_get(0)?;
-    Ok(led.then_some(client))
+    // Not ended for being idle while it holds the lock (PostgreSQL 14+ can end idle sessions).
+    client.batch_execute("SET idle_session_timeout = 0")?;
+    let alone: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtext('farthing serving ' || current_schema()))",
+            &[],
+        )?
+        .try_get(0)?;
+    Ok(alone.then_some(client))
 }
 
 /// A session for asking: never ended for being idle (PostgreSQL 14+ can end idle sessions),
 /// and, over TCP, the server notices within about a minute that the instance's machine is gone
-/// (its own keepalives), so the lock of a dead instance does not block the next for hours.
+/// (its own keepalives), so the lock of a dead instance does not block the next for hours. It
+/// holds the serving lock shared ([`SERVING_SQL`]), and is refused while maintenance holds it.
 fn candidate(url: &str) -> Result<Client, StoreError> {
     let mut client = crate::pg::connect_as(url, "farthing-leader")?;
     client.batch_execute(
         "SET idle_session_timeout = 0; SET tcp_keepalives_idle = 30; \
          SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3",
     )?;
+    let serving: bool = client.query_one(SERVING_SQL, &[])?.try_get(0)?;
+    if !serving {
+        return Err(StoreError::Refused(
+            "the database is held for maintenance (farthing rotate-secrets-key is running): \
+             start again once it is done, with the key it sealed the secrets under"
+                .to_owned(),
+        ));
+    }
     Ok(client)
 }
 

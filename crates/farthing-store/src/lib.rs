@@ -780,28 +780,31 @@ pub fn rotate_secrets(path: &Path, secrets: &Secrets) -> Result<u64, StoreError>
 
 /// Re-seals every stored secret of the PostgreSQL schema `url` names, and of its test-mode
 /// schema when there is one, under `secrets.key`, opening each with it or `secrets.previous`
-/// and sealing what is in clear: one transaction per schema, all or nothing. Refused while a
-/// farthing server runs on the database (one of them holds the leadership of its background
-/// work): servers with the old key could not read what is sealed under the new one. The
-/// tables are vacuumed after, so the old sealed values leave the tables' live pages (they stay
-/// in the write-ahead log until it is recycled, and in backups). Returns how many values were
-/// written in each schema.
+/// and sealing what is in clear: one transaction per schema, all of a schema or none of it;
+/// `sealed(schema, values)` is told as each commits (run again with the same keys after a
+/// failure: what is sealed under the new key already opens with it). Refused while a farthing
+/// server runs on the database (every instance holds its serving lock shared), and a server
+/// that starts meanwhile is refused: servers with the old key could not read what is sealed
+/// under the new one. The tables are vacuumed after, so that the old values' rows can be
+/// reused (PostgreSQL does not overwrite them at once, and they stay in the write-ahead log
+/// until it is recycled, and in backups).
 pub fn rotate_secrets_postgres(
     url: &str,
     secrets: &Secrets,
-) -> Result<Vec<(String, u64)>, StoreError> {
+    mut sealed: impl FnMut(&str, u64),
+) -> Result<(), StoreError> {
     if secrets.key.is_none() {
         return Err(StoreError::Secrets("rotation needs the new key".to_owned()));
     }
-    let Some(_alone) = instances::lead_alone(url, instances::BACKGROUND)? else {
+    let Some(_alone) = instances::alone(url)? else {
         return Err(StoreError::Refused(
-            "a farthing server is running on this database (it leads the background work):              stop every instance, rotate, then start them with the new key"
+            "a farthing server is running on this database (or another maintenance is): stop \
+             every instance, rotate, then start them with the new key"
                 .to_owned(),
         ));
     };
     let mut schemas = vec![url.to_owned()];
     schemas.extend(pg::test_mode_url(url, false)?);
-    let mut written = Vec::new();
     for schema_url in schemas {
         let store = Store {
             backend: Backend::Postgres(pg::PgLedger::open(
@@ -825,15 +828,15 @@ pub fn rotate_secrets_postgres(
         let name: Option<String> = client
             .query_one("SELECT current_schema()", &[])?
             .try_get(0)?;
+        sealed(&name.unwrap_or_default(), count);
         let mut tables: Vec<&str> = secrets::SECRET_COLUMNS
             .iter()
             .map(|(table, _)| *table)
             .collect();
         tables.dedup();
         client.batch_execute(&format!("VACUUM {}", tables.join(", ")))?;
-        written.push((name.unwrap_or_default(), count));
     }
-    Ok(written)
+    Ok(())
 }
 
 fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {

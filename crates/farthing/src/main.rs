@@ -310,14 +310,21 @@ fn run_rotate_secrets_key(
     let live = match DatabaseUrl::parse(database)? {
         DatabaseUrl::Sqlite(path) => path,
         DatabaseUrl::Postgres(url) => {
-            let written = farthing_store::rotate_secrets_postgres(url.expose(), &secrets)
-                .map_err(|error| anyhow::anyhow!("{url}: {error}; nothing was changed"))?;
-            for (schema, count) in written {
+            let mut done = 0;
+            farthing_store::rotate_secrets_postgres(url.expose(), &secrets, |schema, count| {
+                done += 1;
                 println!(
                     "schema {schema}: {count} secrets sealed under key {}",
                     new.id_hex()
                 );
-            }
+            })
+            .map_err(|error| match done {
+                0 => anyhow::anyhow!("{url}: {error}; nothing was changed"),
+                _ => anyhow::anyhow!(
+                    "{url}: {error}; the schemas listed above are sealed under the new key \
+                     already: run the command again with the same keys to finish"
+                ),
+            })?;
             println!(
                 "start every instance with secrets_key_file = {:?} (or FARTHING_SECRETS_KEY_FILE)",
                 new_key_file.display().to_string()

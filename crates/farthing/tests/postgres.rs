@@ -662,14 +662,14 @@ fn stored(url: &str, table: &str, column: &str) -> String {
 }
 
 /// `rotate-secrets-key` on PostgreSQL seals every secret of the live and test-mode schemas
-/// again under the new key: text and bytes, sealed under the old key or stored in clear. The
-/// old key no longer opens them, the new one does, and the values read are the same. While a
-/// server runs on the database (it holds the background work's leadership) it is refused and
-/// changes nothing.
+/// again under the new key: text and bytes, several rows and several columns of a row, sealed
+/// under the old key or stored in clear. The old key no longer opens them, the new one does,
+/// and the values read are the same. While a server runs on the database, leader or follower
+/// (each holds the serving lock shared), it is refused and changes nothing.
 #[test]
 fn rotate_secrets_key_on_postgres() {
     use farthing_core::MerchantId;
-    use farthing_store::{Authenticator, CardProvider, SecretsKey};
+    use farthing_store::{Authenticator, CardProvider, SecretsKey, TelegramBot};
     let server = Postgres::start();
     let url = server.schema();
     let dir = tempfile::tempdir().expect("dir");
@@ -681,7 +681,7 @@ fn rotate_secrets_key_on_postgres() {
         .expect("test schema")
         .expect("made");
     let merchant = MerchantId(7);
-    let provider = |token: &str| CardProvider {
+    let provider = |merchant: MerchantId, token: &str| CardProvider {
         merchant,
         provider_token: token.to_owned(),
         currencies: Some(vec!["USD".to_owned()]),
@@ -696,16 +696,35 @@ fn rotate_secrets_key_on_postgres() {
         failures: 0,
         failures_since_ns: 0,
     };
-    // Live: sealed under the old key, a text and a byte secret. Test mode: in clear.
+    let provider_other =
+        |live: bool| live.then(|| provider(MerchantId(8), "live:other-provider-token"));
+    let bot = TelegramBot {
+        merchant,
+        bot_id: 42,
+        username: "shop_bot".to_owned(),
+        token: "42:live-bot-token".to_owned(),
+        api_url: "https://api.telegram.org".to_owned(),
+        mode: "webhook".to_owned(),
+        webhook_secret: Some("live-webhook-secret".to_owned()),
+        created_at_ns: 1,
+        updated_at_ns: 1,
+    };
+    // Live: sealed under the old key, text and bytes, two providers and a bot's two secrets.
+    // Test mode: in clear.
     for (at, key, token) in [
         (&url, Some(&old), "live:provider-token"),
         (&test_url, None, "test:provider-token"),
     ] {
         let store = secrets_store(at, key);
-        let (provider, authenticator) = (provider(token), authenticator.clone());
+        let (provider, authenticator) = (provider(merchant, token), authenticator.clone());
+        let (other, bot) = (provider_other(at == &url), bot.clone());
         store
             .execute(move |tx| {
                 tx.upsert_card_provider(&provider)?;
+                if let Some((other, bot)) = other.zip(Some(bot)) {
+                    tx.upsert_card_provider(&other)?;
+                    tx.upsert_telegram_bot(&bot)?;
+                }
                 tx.put_authenticator(merchant, &authenticator)
             })
             .expect("queued")
@@ -721,9 +740,12 @@ fn rotate_secrets_key_on_postgres() {
     );
     let before = stored(&url, "card_providers", "provider_token");
 
-    // A running server leads the background work: refused, nothing changed.
+    // Two running servers, a leader and a follower: refused while either runs.
     let running = secrets_store(&url, Some(&old));
-    let leadership = running
+    let leader = running
+        .campaign(farthing_store::instances::BACKGROUND, |_| {})
+        .expect("asks");
+    let follower = running
         .campaign(farthing_store::instances::BACKGROUND, |_| {})
         .expect("asks");
     let rotate = |generate: bool| {
@@ -747,22 +769,32 @@ fn rotate_secrets_key_on_postgres() {
         "{}",
         text(&refused)
     );
+    drop(leader);
+    let refused = rotate(false);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "the follower runs: {}",
+        text(&refused)
+    );
     assert_eq!(stored(&url, "card_providers", "provider_token"), before);
-    drop(leadership);
+    drop(follower);
     running.shutdown();
 
     let rotated = rotate(false);
     assert!(rotated.status.success(), "{}", text(&rotated));
     let new = SecretsKey::from_file(&new_file).expect("the new key");
-    // Two values in each schema.
-    assert_eq!(
-        text(&rotated)
-            .matches(&format!("2 secrets sealed under key {}", new.id_hex()))
-            .count(),
-        2,
-        "{}",
-        text(&rotated)
-    );
+    // Live: two providers, an authenticator, a bot's token and webhook secret. Test: two.
+    for count in [5, 2] {
+        assert!(
+            text(&rotated).contains(&format!(
+                "{count} secrets sealed under key {}",
+                new.id_hex()
+            )),
+            "{}",
+            text(&rotated)
+        );
+    }
     for (at, token) in [
         (&url, "live:provider-token"),
         (&test_url, "test:provider-token"),
@@ -781,6 +813,23 @@ fn rotate_secrets_key_on_postgres() {
             .expect("the new key opens them");
         assert_eq!(read.expect("provider").provider_token, token);
         assert_eq!(totp.expect("authenticator").secret, authenticator.secret);
+        if at == &url {
+            let (other, read_bot) = with_new
+                .read(|reader| {
+                    Ok((
+                        reader.card_provider(MerchantId(8))?,
+                        reader.telegram_bot(merchant)?,
+                    ))
+                })
+                .expect("the new key opens them");
+            assert_eq!(
+                other.expect("provider").provider_token,
+                "live:other-provider-token"
+            );
+            let read_bot = read_bot.expect("bot");
+            assert_eq!(read_bot.token, bot.token);
+            assert_eq!(read_bot.webhook_secret, bot.webhook_secret);
+        }
         with_new.shutdown();
         let with_old = secrets_store(at, Some(&old));
         let error = with_old
