@@ -874,6 +874,9 @@ pub enum CreateMerchantError {
     Write(farthing_store::WriteError),
     /// A store or the key generator failed.
     Failed(String),
+    /// The caller's claim on the creation (an Idempotency-Key's reservation) was taken over by
+    /// another request, which makes the merchant instead: nothing of this one was stored.
+    Claimed,
 }
 
 impl std::fmt::Display for CreateMerchantError {
@@ -886,6 +889,10 @@ impl std::fmt::Display for CreateMerchantError {
             CreateMerchantError::Failed(message) => {
                 write!(f, "the merchant could not be stored: {message}")
             }
+            CreateMerchantError::Claimed => f.write_str(
+                "another request with this Idempotency-Key took the creation over: retry in a \
+                 moment (it answers with the merchant it made)",
+            ),
         }
     }
 }
@@ -910,18 +917,35 @@ pub fn create_merchant(
     test: &Store,
     name: &str,
 ) -> Result<NewMerchant, CreateMerchantError> {
+    create_merchant_as(live, test, name, ids::new_id(), |_| Ok(true))
+}
+
+/// [`create_merchant`] with the id `id`, chosen by the caller, and `claim` run in the live
+/// job that makes the merchant exist, after its rows (the admin API completes the request's
+/// Idempotency-Key there, so the merchant and the key's record are stored together or not at
+/// all; `Ok(false)`, the claim is gone, stores neither and answers
+/// [`CreateMerchantError::Claimed`]).
+///
+/// The test database is written first, and whatever an earlier attempt with the same id left
+/// there (its test key was never shown) is replaced: a request retried after a crash makes the
+/// merchant it planned, once. Two databases, two transactions: if the live one fails, the test
+/// one is undone, so a merchant never exists in one mode only.
+pub(crate) fn create_merchant_as(
+    live: &Store,
+    test: &Store,
+    name: &str,
+    id: MerchantId,
+    claim: impl FnOnce(&mut farthing_store::Tx<'_, '_>) -> Result<bool, farthing_store::StoreError>
+        + Send
+        + 'static,
+) -> Result<NewMerchant, CreateMerchantError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(CreateMerchantError::InvalidName(
             "the merchant name must be 1 to 100 characters".to_owned(),
         ));
     }
-    let id: MerchantId = ids::new_id();
-    let mut keys = Vec::new();
-    // Two databases, two transactions: if the second fails, the first is undone, so a merchant
-    // never exists in one mode only.
-    let mut done: Vec<&Store> = Vec::new();
-    for (mode, store) in [(Mode::Live, live), (Mode::Test, test)] {
+    let key_for = |mode: Mode| -> Result<(String, ApiKeyRecord), CreateMerchantError> {
         let key = http::auth::generate_key(mode)
             .map_err(|error| CreateMerchantError::Failed(error.to_string()))?;
         let record = ApiKeyRecord {
@@ -931,40 +955,63 @@ pub fn create_merchant(
             hint: http::auth::key_hint(&key),
             revoked_at_ns: None,
         };
-        let name = name.to_owned();
-        let written = store
-            .execute(move |tx| -> Result<(), farthing_store::StoreError> {
-                tx.insert_merchant(&Merchant {
-                    id,
-                    name,
-                    created_at_ns: tx.now_ns(),
-                })?;
-                tx.insert_api_key(&record)
-            })
-            .map_err(CreateMerchantError::from)
-            .and_then(|ticket| ticket.wait().map_err(CreateMerchantError::from))
-            .and_then(|result| result.map_err(CreateMerchantError::from));
-        if let Err(error) = written {
-            for store in done {
-                let undone = store
-                    .execute(move |tx| tx.delete_new_merchant(id))
-                    .map_err(|e| e.to_string())
-                    .and_then(|ticket| ticket.wait().map_err(|e| e.to_string()))
-                    .and_then(|result| result.map_err(|e| e.to_string()));
-                if let Err(undo) = undone {
-                    tracing::error!(merchant = %id.encode(), %undo, "a half-created merchant could not be removed");
-                }
+        Ok((key, record))
+    };
+    let (test_key, test_record) = key_for(Mode::Test)?;
+    let (live_key, live_record) = key_for(Mode::Live)?;
+    let test_name = name.to_owned();
+    wait_for(test.execute(move |tx| -> Result<(), CreateMerchantError> {
+        tx.delete_new_merchant(id)?;
+        let created_at_ns = tx.now_ns();
+        tx.insert_merchant(&Merchant {
+            id,
+            name: test_name,
+            created_at_ns,
+        })?;
+        Ok(tx.insert_api_key(&test_record)?)
+    }))?;
+    let live_name = name.to_owned();
+    let written = wait_for(live.execute(move |tx| -> Result<(), CreateMerchantError> {
+        let created_at_ns = tx.now_ns();
+        tx.insert_merchant(&Merchant {
+            id,
+            name: live_name,
+            created_at_ns,
+        })?;
+        tx.insert_api_key(&live_record)?;
+        // An error undoes the job: neither the merchant nor the claim's record is stored.
+        match claim(tx)? {
+            true => Ok(()),
+            false => Err(CreateMerchantError::Claimed),
+        }
+    }));
+    match written {
+        Ok(()) => {}
+        // Another request holds the claim now, and makes this merchant: its test rows stay.
+        Err(CreateMerchantError::Claimed) => return Err(CreateMerchantError::Claimed),
+        Err(error) => {
+            let undone = wait_for(test.execute(move |tx| -> Result<(), CreateMerchantError> {
+                Ok(tx.delete_new_merchant(id)?)
+            }));
+            if let Err(undo) = undone {
+                tracing::error!(merchant = %id.encode(), %undo, "a half-created merchant could not be removed");
             }
             return Err(error);
         }
-        done.push(store);
-        keys.push(key);
     }
-    let test_key = keys.pop().unwrap_or_default();
-    let live_key = keys.pop().unwrap_or_default();
     Ok(NewMerchant {
         id: id.encode(),
         live_key,
         test_key,
     })
+}
+
+/// Waits for a queued job of [`create_merchant_as`].
+fn wait_for(
+    queued: Result<farthing_store::JobTicket<(), CreateMerchantError>, farthing_store::WriteError>,
+) -> Result<(), CreateMerchantError> {
+    queued
+        .map_err(CreateMerchantError::from)
+        .and_then(|ticket| ticket.wait().map_err(CreateMerchantError::from))
+        .and_then(|result| result)
 }

@@ -85,7 +85,7 @@ fn render(id: MerchantId, name: &str, created_at_ns: u64) -> Value {
     tag = "admin",
     operation_id = "admin_create_merchant",
     summary = "Add a merchant (operator)",
-    description = "Creates a merchant in the live and test databases, with a live and a test key holding every scope, while the server runs. The keys are in this answer only: farthing keeps their hashes. With an `Idempotency-Key`, a repeated request does not create a second merchant; as the keys cannot be shown twice, it answers 409 `secret_already_shown` naming the merchant (roll its keys with `POST /v1/api_keys/{id}/roll` if they were lost).",
+    description = "Creates a merchant in the live and test databases, with a live and a test key holding every scope, while the server runs. The keys are in this answer only: farthing keeps their hashes. With an `Idempotency-Key`, a repeated request does not create a second merchant, even after a server died half way (once its reservation of the key is five minutes old, a retry makes the merchant the first request planned, with new keys); as the keys cannot be shown twice, it answers 409 `secret_already_shown` naming the merchant (roll its keys with `POST /v1/api_keys/{id}/roll` if they were lost).",
     security(("bearer" = [])),
     params(spec::IdempotencyKey),
     request_body(content = CreateMerchant, content_type = "application/json"),
@@ -132,6 +132,9 @@ async fn create_once(
     // is reserved in a job first (jobs of every instance run one at a time), so a repeated
     // request finds the first one's record, finished or under way.
     let _serial = state.admin_lock().lock().await;
+    // The merchant's id is chosen with the reservation and kept in it: a request that takes
+    // over a reservation left by a crash makes that merchant, not a second one.
+    let mut planned: MerchantId = crate::ids::new_id();
     let mut reserved = None;
     if let Some(key) = key {
         let (reserving, reserving_key) = (fingerprint.clone(), key.clone());
@@ -139,9 +142,13 @@ async fn create_once(
             .store(Mode::Live)
             .run(move |tx| -> Result<_, farthing_store::StoreError> {
                 let now_ns = tx.now_ns();
-                let reservation = json!({"id": null, "reserved_at_ns": now_ns}).to_string();
+                let reservation = |id: MerchantId| {
+                    json!({"id": null, "planned": id.encode(), "reserved_at_ns": now_ns})
+                        .to_string()
+                };
                 match tx.idempotency_key(OPERATOR, &reserving_key)? {
                     None => {
+                        let reservation = reservation(planned);
                         tx.insert_idempotency_key(
                             OPERATOR,
                             &reserving_key,
@@ -149,12 +156,15 @@ async fn create_once(
                             202,
                             &reservation,
                         )?;
-                        Ok(Ok(reservation))
+                        Ok(Ok((planned, reservation)))
                     }
-                    // A reservation whose instance died before it finished: taken over.
+                    // A reservation whose instance died before it finished: taken over, with
+                    // the merchant it planned.
                     Some((stored_fingerprint, _, stored))
                         if stored_fingerprint == reserving && abandoned(&stored, now_ns) =>
                     {
+                        let planned = planned_in(&stored).unwrap_or(planned);
+                        let reservation = reservation(planned);
                         tx.complete_idempotency_key(
                             OPERATOR,
                             &reserving_key,
@@ -162,7 +172,7 @@ async fn create_once(
                             202,
                             &reservation,
                         )?;
-                        Ok(Ok(reservation))
+                        Ok(Ok((planned, reservation)))
                     }
                     Some((stored_fingerprint, _, stored)) => Ok(Err((stored_fingerprint, stored))),
                 }
@@ -170,7 +180,10 @@ async fn create_once(
             .await?
             .map_err(|error| ApiError::internal(error.to_string()))?;
         match earlier {
-            Ok(reservation) => reserved = Some((key, reservation)),
+            Ok((id, reservation)) => {
+                planned = id;
+                reserved = Some((key, reservation));
+            }
             Err((stored_fingerprint, stored)) => {
                 return Err(answer_repeat(&fingerprint, &stored_fingerprint, &stored))
             }
@@ -180,8 +193,18 @@ async fn create_once(
         state.store(Mode::Live).clone(),
         state.store(Mode::Test).clone(),
     );
+    // The key's record names the merchant only (keys are never stored in clear), and is
+    // completed in the job that makes the merchant: both are stored, or neither.
+    let claim = reserved.clone();
     let created = match tokio::task::spawn_blocking(move || {
-        crate::create_merchant(&live, &test, &name).map(|made| (made, name))
+        crate::create_merchant_as(&live, &test, &name, planned, move |tx| match claim {
+            Some((key, reservation)) => {
+                let record = json!({"id": planned.encode()}).to_string();
+                tx.complete_idempotency_key(OPERATOR, &key, &reservation, 201, &record)
+            }
+            None => Ok(true),
+        })
+        .map(|made| (made, name))
     })
     .await
     {
@@ -191,6 +214,10 @@ async fn create_once(
         }
         // As every write's: 503 when the store is busy or shutting down, else 500.
         Ok(Err(crate::CreateMerchantError::Write(error))) => Err(ApiError::from(error)),
+        Ok(Err(error @ crate::CreateMerchantError::Claimed)) => Err(ApiError::conflict(
+            "idempotency_key_in_use",
+            error.to_string(),
+        )),
         Ok(Err(error)) => Err(ApiError::internal(error)),
         Err(error) => Err(ApiError::internal(error.to_string())),
     };
@@ -213,22 +240,6 @@ async fn create_once(
         }
     };
     let id = made.id.clone();
-    if let Some((key, reservation)) = reserved {
-        // The record names the merchant only: keys are never stored in clear.
-        let record = json!({"id": id}).to_string();
-        let completed = state
-            .store(Mode::Live)
-            .run(move |tx| tx.complete_idempotency_key(OPERATOR, &key, &reservation, 201, &record))
-            .await;
-        // The merchant exists and its keys are shown below whatever happened to the record.
-        if !matches!(completed, Ok(Ok(true))) {
-            tracing::error!(
-                merchant = %id,
-                "a merchant creation's Idempotency-Key could not be completed: a retry with it \
-                 after its reservation ends may make another merchant"
-            );
-        }
-    }
     tracing::info!(target: "farthing::admin", merchant = %id, "merchant added by the operator");
     let mut object = render(
         MerchantId::parse(&id).unwrap_or(OPERATOR),
@@ -269,6 +280,12 @@ fn answer_repeat(fingerprint: &[u8], stored_fingerprint: &[u8], stored: &str) ->
 /// so a reservation this old was left by an instance that died on the way, and a retry takes
 /// it over. Minutes, so that instances' clocks that differ a little never take over a live one.
 const RESERVATION_NS: u64 = 300_000_000_000;
+
+/// The merchant a reservation planned (reservations made before ids were planned have none).
+fn planned_in(stored: &str) -> Option<MerchantId> {
+    let stored: Value = serde_json::from_str(stored).ok()?;
+    MerchantId::parse(stored["planned"].as_str()?).ok()
+}
 
 /// Whether a stored answer is a reservation left for longer than [`RESERVATION_NS`].
 fn abandoned(stored: &str, now_ns: u64) -> bool {

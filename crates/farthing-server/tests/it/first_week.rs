@@ -1379,6 +1379,141 @@ async fn a_merchant_is_never_half_created() {
     server.running.shutdown().await;
 }
 
+/// The live database fails after the test one took the merchant: the test one is undone.
+#[tokio::test]
+async fn a_merchant_the_live_database_refuses_is_undone_in_test_mode() {
+    let server = server::spawn(|_| {}).await;
+    let state = server.running.state();
+    let live = state.store(farthing_server::state::Mode::Live).clone();
+    let test = state.store(farthing_server::state::Mode::Test).clone();
+    let (made, names) = tokio::task::spawn_blocking(move || {
+        live.shutdown();
+        let made = farthing_server::create_merchant(&live, &test, "Half live");
+        let names: Vec<String> = test
+            .read(|reader| reader.merchants(farthing_store::PageRequest::newest(100)))
+            .expect("read")
+            .data
+            .into_iter()
+            .map(|merchant| merchant.name)
+            .collect();
+        (made, names)
+    })
+    .await
+    .expect("join");
+    assert!(made.is_err(), "the live database was closed");
+    assert!(!names.contains(&"Half live".to_owned()), "{names:?}");
+    server.running.shutdown().await;
+}
+
+/// A merchant creation whose server died half way (its Idempotency-Key reserved, the merchant
+/// planned and made in test mode only) is finished by the retry once the reservation is
+/// abandoned: the merchant planned is made, once, with new keys (the test key made before the
+/// crash was never shown, and no longer works), and the key's record names it.
+#[tokio::test]
+async fn a_creation_retried_after_a_crash_makes_the_planned_merchant_once() {
+    use farthing_core::{MerchantId, PublicId};
+    use farthing_server::state::Mode;
+    use sha2::{Digest, Sha256};
+    let (admin, hash) = farthing_server::http::admin::generate_admin_key().expect("key");
+    let server = server::spawn(move |config| config.admin_key_sha256 = hash).await;
+    let state = server.running.state();
+    let body = r#"{"name":"Crashed shop"}"#;
+    let planned = MerchantId(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+    let lost_key =
+        farthing_server::http::auth::generate_key(farthing_server::state::Mode::Test).expect("key");
+    // What the crashed request left: its reservation, six minutes old, and the test side.
+    let fingerprint = Sha256::digest(body.as_bytes()).to_vec();
+    state
+        .store(Mode::Live)
+        .run(move |tx| {
+            let reservation = json!({
+                "id": null,
+                "planned": planned.encode(),
+                "reserved_at_ns": tx.now_ns() - 360_000_000_000,
+            })
+            .to_string();
+            tx.insert_idempotency_key(MerchantId(0), "crashed", &fingerprint, 202, &reservation)
+        })
+        .await
+        .expect("queued")
+        .expect("stored");
+    let lost = farthing_store::ApiKeyRecord {
+        key_hash: farthing_server::http::auth::hash_key(&lost_key),
+        merchant: planned,
+        scopes: vec!["*".to_owned()],
+        hint: farthing_server::http::auth::key_hint(&lost_key),
+        revoked_at_ns: None,
+    };
+    state
+        .store(Mode::Test)
+        .run(move |tx| {
+            let created_at_ns = tx.now_ns();
+            tx.insert_merchant(&farthing_store::Merchant {
+                id: planned,
+                name: "Crashed shop".to_owned(),
+                created_at_ns,
+            })?;
+            tx.insert_api_key(&lost)
+        })
+        .await
+        .expect("queued")
+        .expect("stored");
+
+    let create = || {
+        server
+            .client
+            .post(format!("{}/v1/admin/merchants", server.base))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", "crashed")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let answer = create().await.expect("answer");
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let made: Value = answer.json().await.expect("json");
+    assert_eq!(made["id"], planned.encode(), "{made}");
+    let works = |key: String| {
+        let request = server
+            .client
+            .get(format!("{}/v1/customers", server.base))
+            .bearer_auth(key)
+            .send();
+        async move { request.await.expect("answer").status() }
+    };
+    let test_key = made["test_key"].as_str().expect("test key").to_owned();
+    let live_key = made["live_key"].as_str().expect("live key").to_owned();
+    assert_eq!(works(test_key).await, StatusCode::OK);
+    assert_eq!(works(live_key).await, StatusCode::OK);
+    assert_eq!(works(lost_key).await, StatusCode::UNAUTHORIZED);
+
+    // Again with the same key: the record names the merchant, and nothing more is made.
+    let again = create().await.expect("answer");
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let again: Value = again.json().await.expect("json");
+    assert!(
+        again.to_string().contains(&planned.encode()),
+        "the answer names the merchant: {again}"
+    );
+    for mode in [Mode::Live, Mode::Test] {
+        let store = state.store(mode).clone();
+        let named = tokio::task::spawn_blocking(move || {
+            store
+                .read(|reader| reader.merchants(farthing_store::PageRequest::newest(100)))
+                .expect("read")
+                .data
+                .into_iter()
+                .filter(|merchant| merchant.name == "Crashed shop")
+                .map(|merchant| merchant.id)
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("join");
+        assert_eq!(named, [planned], "{mode:?}");
+    }
+    server.running.shutdown().await;
+}
+
 /// A second server on an SQLite database a running one serves refuses to start and says why
 /// (the file's lock); once the first stopped, it starts. On PostgreSQL it starts beside the
 /// first, which keeps leading the background work until it stops (`instances.rs` tests the two
