@@ -3232,14 +3232,18 @@ fn postgres_leadership_passes_to_another_instance() {
     // candidates leads again (a third one joined meanwhile), and only one.
     let (third, third_leads) = candidate(&shop);
     assert!(!third_leads.load(SeqCst));
-    // (The other schema's leader goes first, so that the one advisory lock held is the shop's.)
+    // (The other schema's leader goes first, so that the one exclusive advisory lock held is
+    // the shop's; every candidate also holds its schema's serving lock, shared.)
     drop(beside);
     let killed = psql(
         server.url(),
         "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks \
-         WHERE locktype = 'advisory' AND granted",
+         WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'",
     );
-    assert_eq!(killed, "1", "the leader holds the one advisory lock");
+    assert_eq!(
+        killed, "1",
+        "the leader holds the one exclusive advisory lock"
+    );
     let one_leader = || second_leads.load(SeqCst) as u8 + third_leads.load(SeqCst) as u8 == 1;
     assert!(
         eventually(Duration::from_secs(10), || third_leads.load(SeqCst)
