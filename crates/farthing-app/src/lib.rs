@@ -148,8 +148,8 @@ impl App {
     }
 
     /// Runs `op` as one store job in `mode` (all of it commits or none of it), and after the
-    /// commit wakes the webhook worker if the job queued deliveries, and forgets the rails
-    /// merchants can take if the job changed a rail's configuration. `E` is the caller's error
+    /// commit wakes the webhook worker if the job queued deliveries, and forgets what it keeps
+    /// in memory of each topic the job announced ([`App::forget`]). `E` is the caller's error
     /// type (the service's own, or an adapter's that wraps it).
     pub async fn run<T, E, F>(&self, mode: Mode, op: F) -> Result<T, E>
     where
@@ -161,23 +161,23 @@ impl App {
             .store(mode)
             .run(move |tx| {
                 let value = op(tx)?;
-                Ok::<_, E>((value, tx.deliveries_queued(), tx.rails_changed()))
+                Ok::<_, E>((value, tx.deliveries_queued(), tx.announced().to_vec()))
             })
             .await
             .map_err(|error| E::from(AppError::from(error)))?;
-        let (value, deliveries, rails_changed) = ran?;
+        let (value, deliveries, announced) = ran?;
         if deliveries > 0 {
             self.inner.outbox.notify_one();
         }
-        if rails_changed {
-            self.inner.offers.forget_all();
+        for topic in announced {
+            self.forget(topic);
         }
         Ok(value)
     }
 
-    /// Drops what the service keeps in memory of `topic` (another instance on the database
-    /// changed it, or its news may have been missed): risk rules, and the rails merchants can
-    /// take. Other topics keep nothing here.
+    /// Drops what the service keeps in memory of `topic` (a job of this instance changed it,
+    /// another instance on the database did, or its news may have been missed): risk rules,
+    /// and the rails merchants can take. Other topics keep nothing here.
     pub fn forget(&self, topic: farthing_store::instances::Topic) {
         use farthing_store::instances::Topic;
         match topic {

@@ -320,12 +320,15 @@ impl AppState {
                     }
                 }
             }
-            Heard::Changed(Topic::ApiKeys) => self.forget_keys(),
-            Heard::Changed(Topic::RiskRules) => app.forget(Topic::RiskRules),
-            Heard::Changed(Topic::Outbox) => self.wake_webhooks(),
-            Heard::Changed(Topic::Rails) => {
-                app.forget(Topic::Rails);
-                self.rails().wake();
+            Heard::Changed(topic) => {
+                // What the service keeps of it first, then what the server keeps or runs.
+                app.forget(topic);
+                match topic {
+                    Topic::ApiKeys => self.forget_keys(),
+                    Topic::RiskRules => {}
+                    Topic::Outbox => self.wake_webhooks(),
+                    Topic::Rails => self.rails().wake(),
+                }
             }
         }
     }

@@ -229,9 +229,15 @@ pub const BACKGROUND: &str = "leader";
 
 /// The lock every instance asking for leadership holds shared on the schema, leader or not,
 /// for as long as its leadership session lives; maintenance that no server may run beside
-/// (the secrets key's rotation) holds it alone.
-const SERVING_SQL: &str =
-    "SELECT pg_try_advisory_lock_shared(hashtext('farthing serving ' || current_schema()))";
+/// (the secrets key's rotation) holds it alone ([`ALONE_SQL`]).
+macro_rules! serving_key {
+    () => {
+        "hashtext('farthing serving ' || current_schema())"
+    };
+}
+const SERVING_SQL: &str = concat!("SELECT pg_try_advisory_lock_shared(", serving_key!(), ")");
+/// The serving lock, alone.
+const ALONE_SQL: &str = concat!("SELECT pg_try_advisory_lock(", serving_key!(), ")");
 
 /// A session holding the schema `url` names for maintenance, alone, for as long as it lives;
 /// `None` while an instance serves it (each holds the serving lock shared), or another
@@ -240,12 +246,7 @@ pub(crate) fn alone(url: &str) -> Result<Option<Client>, StoreError> {
     let mut client = crate::pg::connect_as(url, "farthing-maintenance")?;
     // Not ended for being idle while it holds the lock (PostgreSQL 14+ can end idle sessions).
     client.batch_execute("SET idle_session_timeout = 0")?;
-    let alone: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock(hashtext('farthing serving ' || current_schema()))",
-            &[],
-        )?
-        .try_get(0)?;
+    let alone: bool = client.query_one(ALONE_SQL, &[])?.try_get(0)?;
     Ok(alone.then_some(client))
 }
 

@@ -27,9 +27,9 @@ pub struct Tx<'a, 'b> {
     /// caller uses it to wake the webhook worker after the commit, where a spare wake-up is
     /// harmless and a missed one is not).
     pub(crate) deliveries_queued: usize,
-    /// Whether this job announced a change of a rail's configuration ([`Topic::Rails`]), kept
-    /// like `deliveries_queued`: the caller drops what it cached of the rails after the commit.
-    pub(crate) rails_changed: bool,
+    /// What this job announced ([`Tx::announce`]), kept like `deliveries_queued`: the caller
+    /// drops what it cached of those topics after the commit.
+    pub(crate) announced: Vec<Topic>,
 }
 
 impl<'a> Tx<'a, '_> {
@@ -44,12 +44,12 @@ impl<'a> Tx<'a, '_> {
         self.deliveries_queued
     }
 
-    /// Whether this job changed a rail's configuration (a bot, a TON wallet, a Lightning node, a
-    /// card provider): an instance that caches which rails a merchant can take forgets that
-    /// after the commit (other instances on the database hear it as [`Topic::Rails`]). Set
-    /// even if a nested savepoint undid the change: a spare forgetting costs a read.
-    pub fn rails_changed(&self) -> bool {
-        self.rails_changed
+    /// The topics this job announced so far, on either backend: the instance that ran it drops
+    /// what it cached of them after the commit (other instances on the database hear the
+    /// announcement). Kept even if a nested savepoint undid the change: a spare forgetting
+    /// costs a read.
+    pub fn announced(&self) -> &[Topic] {
+        &self.announced
     }
 
     /// Applies a ledger group: all of it, or (on `Ok(Err(_))`) nothing.
@@ -95,11 +95,11 @@ impl<'a> Tx<'a, '_> {
 
     /// Tells the other instances on this database that `topic` changed, when (and only if)
     /// this job commits (see `instances.rs`). Nothing is sent on SQLite, where one process
-    /// owns the database; a change of the rails is noted for this job's caller either way
-    /// ([`Tx::rails_changed`]).
+    /// owns the database; the topic is noted for this job's caller either way
+    /// ([`Tx::announced`]).
     pub fn announce(&mut self, topic: Topic) -> Result<(), StoreError> {
-        if topic == Topic::Rails {
-            self.rails_changed = true;
+        if !self.announced.contains(&topic) {
+            self.announced.push(topic);
         }
         if self.db.is_postgres() {
             self.db

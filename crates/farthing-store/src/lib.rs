@@ -833,6 +833,7 @@ pub fn rotate_secrets_postgres(
             .iter()
             .map(|(table, _)| *table)
             .collect();
+        tables.sort_unstable();
         tables.dedup();
         client.batch_execute(&format!("VACUUM {}", tables.join(", ")))?;
     }

@@ -1198,7 +1198,7 @@ fn run_job(
         state,
         now_ns,
         deliveries_queued: 0,
-        rails_changed: false,
+        announced: Vec::new(),
     };
     let kept = job.run(&mut tx);
     // A statement sent later failed: the transaction is aborted, and the batch fails.

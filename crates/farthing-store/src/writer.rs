@@ -291,7 +291,7 @@ impl Writer {
                         state: &mut state,
                         now_ns,
                         deliveries_queued: 0,
-                        rails_changed: false,
+                        announced: Vec::new(),
                     };
                     if job.run(&mut tx) {
                         state.end_job();
